@@ -1,0 +1,467 @@
+// The C ABI (include/sluice/sluice.h) over the C++ objects. Each handle is a one-field wrapper
+// around its C++ object (leveldb's db/c.cc pattern); no exception escapes: every entry point runs
+// inside Guard(), which turns statuses and exceptions into pinned codes and a thread-local message.
+
+#include "sluice/sluice.h"
+
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "sluice/sluice.hpp"
+
+using sluice::ConcurrencyLimiter;
+using sluice::Decision;
+using sluice::LeakyBucket;
+using sluice::ManualClock;
+using sluice::RateLimiter;
+using sluice::TokenBudget;
+
+struct sluice_clock {
+  ManualClock rep;
+};
+struct sluice_options {
+  absl::flat_hash_map<int, int64_t> params;
+  std::vector<sluice::Window> windows;
+};
+struct sluice_rate_limiter {
+  std::unique_ptr<RateLimiter> rep;
+};
+struct sluice_leaky_bucket {
+  std::unique_ptr<LeakyBucket> rep;
+};
+struct sluice_concurrency_limiter {
+  std::unique_ptr<ConcurrencyLimiter> rep;
+};
+struct sluice_permit {
+  ConcurrencyLimiter::Permit rep;
+};
+struct sluice_token_budget {
+  std::unique_ptr<TokenBudget> rep;
+};
+struct sluice_reservation {
+  TokenBudget::Reservation rep;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+int Fail(int code, std::string message) {
+  last_error = std::move(message);
+  return code;
+}
+
+int FromStatus(const absl::Status& status) {
+  if (status.ok()) return SLUICE_OK;
+  int code = SLUICE_INTERNAL;
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument: code = SLUICE_INVALID_ARGUMENT; break;
+    case absl::StatusCode::kResourceExhausted: code = SLUICE_RESOURCE_EXHAUSTED; break;
+    case absl::StatusCode::kFailedPrecondition: code = SLUICE_FAILED_PRECONDITION; break;
+    case absl::StatusCode::kUnavailable: code = SLUICE_UNAVAILABLE; break;
+    case absl::StatusCode::kDeadlineExceeded: code = SLUICE_DEADLINE_EXCEEDED; break;
+    default: break;
+  }
+  return Fail(code, std::string(status.message()));
+}
+
+// Runs `body`, mapping any exception to a status: nothing C++ crosses the C boundary.
+template <typename Body>
+int Guard(const char* function, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(SLUICE_OUT_OF_MEMORY, absl::StrCat(function, ": out of memory"));
+  } catch (const std::exception& e) {
+    return Fail(SLUICE_INTERNAL, absl::StrCat(function, ": ", e.what()));
+  } catch (...) {
+    return Fail(SLUICE_INTERNAL, absl::StrCat(function, ": unknown exception"));
+  }
+}
+
+int NullArgument(const char* function, const char* name) {
+  return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(function, ": ", name, " is NULL"));
+}
+
+int CheckKey(const char* function, const char* key, size_t key_len) {
+  if (key == nullptr && key_len != 0) {
+    return Fail(SLUICE_INVALID_ARGUMENT,
+                absl::StrCat(function, ": key is NULL but key_len is ", key_len));
+  }
+  if (key_len > SLUICE_MAX_KEY_LEN) {
+    return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(function, ": key_len ", key_len,
+                                                      " exceeds SLUICE_MAX_KEY_LEN"));
+  }
+  return SLUICE_OK;
+}
+
+std::string_view Key(const char* key, size_t key_len) {
+  return key_len == 0 ? std::string_view() : std::string_view(key, key_len);
+}
+
+void ToC(const Decision& d, sluice_decision* out) {
+  if (out == nullptr) return;
+  out->allowed = d.allowed ? 1 : 0;
+  out->limit = d.limit;
+  out->remaining = d.remaining;
+  out->retry_after_nanos = d.retry_after_nanos;
+  out->reset_after_nanos = d.reset_after_nanos;
+  out->delay_nanos = d.delay_nanos;
+  out->window_nanos = d.window_nanos;
+}
+
+const sluice::Clock* ClockOf(const sluice_clock* clock) {
+  return clock == nullptr ? sluice::Clock::Steady() : &clock->rep;
+}
+
+const char* ParamName(int param) {
+  switch (param) {
+    case SLUICE_PARAM_MAX_KEYS: return "SLUICE_PARAM_MAX_KEYS";
+    case SLUICE_PARAM_RATE: return "SLUICE_PARAM_RATE";
+    case SLUICE_PARAM_PER_NANOS: return "SLUICE_PARAM_PER_NANOS";
+    case SLUICE_PARAM_BURST: return "SLUICE_PARAM_BURST";
+    case SLUICE_PARAM_MAX_WAIT_NANOS: return "SLUICE_PARAM_MAX_WAIT_NANOS";
+    case SLUICE_PARAM_MAX_IN_FLIGHT: return "SLUICE_PARAM_MAX_IN_FLIGHT";
+    case SLUICE_PARAM_LEASE_NANOS: return "SLUICE_PARAM_LEASE_NANOS";
+    case SLUICE_PARAM_RETRY_AFTER_NANOS: return "SLUICE_PARAM_RETRY_AFTER_NANOS";
+    default: return nullptr;
+  }
+}
+
+// Reads the options an object understands; rejects parameters (and windows) it does not.
+class OptionReader {
+ public:
+  OptionReader(const char* function, const sluice_options* options,
+               std::initializer_list<int> accepted, bool accepts_windows)
+      : function_(function), options_(options) {
+    for (const auto& [param, value] : options->params) {
+      if (std::find(accepted.begin(), accepted.end(), param) == accepted.end()) {
+        error_ = absl::StrCat(function, ": ", ParamName(param), " (", param,
+                              ") does not apply to this object");
+        return;
+      }
+    }
+    if (!accepts_windows && !options->windows.empty()) {
+      error_ = absl::StrCat(function, ": windows do not apply to this object");
+    }
+  }
+  bool ok() const { return error_.empty(); }
+  int Error() const { return Fail(SLUICE_INVALID_ARGUMENT, error_); }
+
+  void Get(int param, int64_t* field) const {
+    auto it = options_->params.find(param);
+    if (it != options_->params.end()) *field = it->second;
+  }
+  void Get(int param, absl::Duration* field) const {
+    auto it = options_->params.find(param);
+    if (it != options_->params.end()) *field = absl::Nanoseconds(it->second);
+  }
+
+ private:
+  const char* function_;
+  const sluice_options* options_;
+  std::string error_;
+};
+
+}  // namespace
+
+extern "C" {
+
+const char* sluice_status_name(int status) {
+  switch (status) {
+    case SLUICE_OK: return "SLUICE_OK";
+    case SLUICE_INVALID_ARGUMENT: return "SLUICE_INVALID_ARGUMENT";
+    case SLUICE_RESOURCE_EXHAUSTED: return "SLUICE_RESOURCE_EXHAUSTED";
+    case SLUICE_FAILED_PRECONDITION: return "SLUICE_FAILED_PRECONDITION";
+    case SLUICE_UNAVAILABLE: return "SLUICE_UNAVAILABLE";
+    case SLUICE_DEADLINE_EXCEEDED: return "SLUICE_DEADLINE_EXCEEDED";
+    case SLUICE_OUT_OF_MEMORY: return "SLUICE_OUT_OF_MEMORY";
+    case SLUICE_INTERNAL: return "SLUICE_INTERNAL";
+    default: return "SLUICE_UNKNOWN";
+  }
+}
+
+const char* sluice_last_error_message(void) { return last_error.c_str(); }
+
+int sluice_version_number(void) { return SLUICE_VERSION_NUMBER; }
+const char* sluice_version_string(void) { return SLUICE_VERSION_STRING; }
+
+// ---- clocks ----------------------------------------------------------------------------------
+
+int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = new sluice_clock{ManualClock(start_nanos)};
+    return SLUICE_OK;
+  });
+}
+
+int sluice_manual_clock_advance(sluice_clock* clock, int64_t nanos) {
+  if (clock == nullptr) return NullArgument(__func__, "clock");
+  clock->rep.AdvanceNanos(nanos);
+  return SLUICE_OK;
+}
+
+int64_t sluice_clock_now_nanos(const sluice_clock* clock) { return ClockOf(clock)->NowNanos(); }
+
+void sluice_clock_destroy(sluice_clock* clock) { delete clock; }
+
+// ---- options ---------------------------------------------------------------------------------
+
+sluice_options* sluice_options_create(void) { return new (std::nothrow) sluice_options; }
+
+void sluice_options_destroy(sluice_options* options) { delete options; }
+
+int sluice_options_set(sluice_options* options, int param, int64_t value) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    if (ParamName(param) == nullptr) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": unknown parameter number ", param));
+    }
+    options->params[param] = value;
+    return SLUICE_OK;
+  });
+}
+
+int sluice_options_add_window(sluice_options* options, int64_t limit, int64_t period_nanos,
+                              int64_t burst) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    options->windows.push_back({limit, absl::Nanoseconds(period_nanos), burst});
+    return SLUICE_OK;
+  });
+}
+
+// ---- rate limiter ----------------------------------------------------------------------------
+
+int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock* clock,
+                               sluice_rate_limiter** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (options == nullptr) return NullArgument(__func__, "options");
+    OptionReader reader(__func__, options, {SLUICE_PARAM_MAX_KEYS}, true);
+    if (!reader.ok()) return reader.Error();
+    RateLimiter::Options o;
+    o.windows = options->windows;
+    reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    auto limiter = RateLimiter::Create(o, ClockOf(clock));
+    if (!limiter.ok()) return FromStatus(limiter.status());
+    *out = new sluice_rate_limiter{*std::move(limiter)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_rate_limiter_destroy(sluice_rate_limiter* limiter) { delete limiter; }
+
+namespace {
+// `now_nanos` null: read the limiter's clock.
+int RateLimiterAcquire(const char* function, sluice_rate_limiter* limiter, const char* key,
+                       size_t key_len, int64_t cost, const int64_t* now_nanos,
+                       sluice_decision* out) {
+  return Guard(function, [&]() -> int {
+    if (limiter == nullptr) return NullArgument(function, "limiter");
+    if (int rc = CheckKey(function, key, key_len); rc != SLUICE_OK) return rc;
+    auto d = now_nanos == nullptr ? limiter->rep->TryAcquire(Key(key, key_len), cost)
+                                  : limiter->rep->TryAcquireAt(Key(key, key_len), cost, *now_nanos);
+    if (!d.ok()) return FromStatus(d.status());
+    ToC(*d, out);
+    return SLUICE_OK;
+  });
+}
+}  // namespace
+
+int sluice_rate_limiter_acquire(sluice_rate_limiter* limiter, const char* key, size_t key_len,
+                                int64_t cost, sluice_decision* out) {
+  return RateLimiterAcquire(__func__, limiter, key, key_len, cost, nullptr, out);
+}
+
+int sluice_rate_limiter_acquire_at(sluice_rate_limiter* limiter, const char* key, size_t key_len,
+                                   int64_t cost, int64_t now_nanos, sluice_decision* out) {
+  return RateLimiterAcquire(__func__, limiter, key, key_len, cost, &now_nanos, out);
+}
+
+// ---- leaky bucket ----------------------------------------------------------------------------
+
+int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock* clock,
+                               sluice_leaky_bucket** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (options == nullptr) return NullArgument(__func__, "options");
+    OptionReader reader(__func__, options,
+                        {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_RATE, SLUICE_PARAM_PER_NANOS,
+                         SLUICE_PARAM_BURST, SLUICE_PARAM_MAX_WAIT_NANOS},
+                        false);
+    if (!reader.ok()) return reader.Error();
+    LeakyBucket::Options o;
+    reader.Get(SLUICE_PARAM_RATE, &o.rate);
+    reader.Get(SLUICE_PARAM_PER_NANOS, &o.per);
+    reader.Get(SLUICE_PARAM_BURST, &o.burst);
+    reader.Get(SLUICE_PARAM_MAX_WAIT_NANOS, &o.max_wait);
+    reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    auto bucket = LeakyBucket::Create(o, ClockOf(clock));
+    if (!bucket.ok()) return FromStatus(bucket.status());
+    *out = new sluice_leaky_bucket{*std::move(bucket)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_leaky_bucket_destroy(sluice_leaky_bucket* bucket) { delete bucket; }
+
+int sluice_leaky_bucket_acquire(sluice_leaky_bucket* bucket, const char* key, size_t key_len,
+                                int64_t cost, sluice_decision* out) {
+  return Guard(__func__, [&]() -> int {
+    if (bucket == nullptr) return NullArgument(__func__, "bucket");
+    if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
+    auto d = bucket->rep->Acquire(Key(key, key_len), cost);
+    if (!d.ok()) return FromStatus(d.status());
+    ToC(*d, out);
+    return SLUICE_OK;
+  });
+}
+
+// ---- concurrency limiter ---------------------------------------------------------------------
+
+int sluice_concurrency_limiter_create(const sluice_options* options, const sluice_clock* clock,
+                                      sluice_concurrency_limiter** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (options == nullptr) return NullArgument(__func__, "options");
+    OptionReader reader(__func__, options,
+                        {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_MAX_IN_FLIGHT,
+                         SLUICE_PARAM_LEASE_NANOS, SLUICE_PARAM_RETRY_AFTER_NANOS},
+                        false);
+    if (!reader.ok()) return reader.Error();
+    ConcurrencyLimiter::Options o;
+    reader.Get(SLUICE_PARAM_MAX_IN_FLIGHT, &o.max_in_flight);
+    reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.lease);
+    reader.Get(SLUICE_PARAM_RETRY_AFTER_NANOS, &o.retry_after);
+    reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    auto limiter = ConcurrencyLimiter::Create(o, ClockOf(clock));
+    if (!limiter.ok()) return FromStatus(limiter.status());
+    *out = new sluice_concurrency_limiter{*std::move(limiter)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_concurrency_limiter_destroy(sluice_concurrency_limiter* limiter) { delete limiter; }
+
+int sluice_concurrency_limiter_acquire(sluice_concurrency_limiter* limiter, const char* key,
+                                       size_t key_len, sluice_decision* out,
+                                       sluice_permit** permit) {
+  return Guard(__func__, [&]() -> int {
+    if (permit == nullptr) return NullArgument(__func__, "permit");
+    *permit = nullptr;
+    if (limiter == nullptr) return NullArgument(__func__, "limiter");
+    if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
+    ConcurrencyLimiter::Permit p = limiter->rep->TryAcquire(Key(key, key_len));
+    ToC(p.decision(), out);
+    if (p) *permit = new sluice_permit{std::move(p)};
+    return SLUICE_OK;
+  });
+}
+
+int64_t sluice_concurrency_limiter_in_flight(sluice_concurrency_limiter* limiter,
+                                             const char* key, size_t key_len) {
+  if (limiter == nullptr || CheckKey(__func__, key, key_len) != SLUICE_OK) return -1;
+  return limiter->rep->InFlight(Key(key, key_len));
+}
+
+int sluice_permit_release(sluice_permit* permit) {
+  if (permit == nullptr) return NullArgument(__func__, "permit");
+  return Guard(__func__, [&]() -> int { return FromStatus(permit->rep.Release()); });
+}
+
+int sluice_permit_renew(sluice_permit* permit, int64_t lease_nanos) {
+  if (permit == nullptr) return NullArgument(__func__, "permit");
+  if (lease_nanos < 0) {
+    return Fail(SLUICE_INVALID_ARGUMENT,
+                absl::StrCat(__func__, ": lease_nanos must be >= 0, got ", lease_nanos));
+  }
+  return Guard(__func__, [&]() -> int {
+    return FromStatus(lease_nanos == 0 ? permit->rep.Renew()
+                                       : permit->rep.Renew(absl::Nanoseconds(lease_nanos)));
+  });
+}
+
+void sluice_permit_destroy(sluice_permit* permit) { delete permit; }
+
+// ---- token budget ----------------------------------------------------------------------------
+
+int sluice_token_budget_create(const sluice_options* options, const sluice_clock* clock,
+                               sluice_token_budget** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (options == nullptr) return NullArgument(__func__, "options");
+    OptionReader reader(__func__, options, {SLUICE_PARAM_MAX_KEYS}, true);
+    if (!reader.ok()) return reader.Error();
+    TokenBudget::Options o;
+    o.windows = options->windows;
+    reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    auto budget = TokenBudget::Create(o, ClockOf(clock));
+    if (!budget.ok()) return FromStatus(budget.status());
+    *out = new sluice_token_budget{*std::move(budget)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_token_budget_destroy(sluice_token_budget* budget) { delete budget; }
+
+int sluice_token_budget_reserve(sluice_token_budget* budget, const char* key, size_t key_len,
+                                int64_t estimate, sluice_decision* out,
+                                sluice_reservation** reservation) {
+  return Guard(__func__, [&]() -> int {
+    if (reservation == nullptr) return NullArgument(__func__, "reservation");
+    *reservation = nullptr;
+    if (budget == nullptr) return NullArgument(__func__, "budget");
+    if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
+    auto r = budget->rep->Reserve(Key(key, key_len), estimate);
+    if (!r.ok()) return FromStatus(r.status());
+    ToC(r->decision(), out);
+    if (*r) *reservation = new sluice_reservation{*std::move(r)};
+    return SLUICE_OK;
+  });
+}
+
+int sluice_token_budget_charge(sluice_token_budget* budget, const char* key, size_t key_len,
+                               int64_t tokens, sluice_decision* out) {
+  return Guard(__func__, [&]() -> int {
+    if (budget == nullptr) return NullArgument(__func__, "budget");
+    if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
+    auto d = budget->rep->Charge(Key(key, key_len), tokens);
+    if (!d.ok()) return FromStatus(d.status());
+    ToC(*d, out);
+    return SLUICE_OK;
+  });
+}
+
+int sluice_reservation_settle(sluice_reservation* reservation, int64_t actual,
+                              sluice_decision* out) {
+  if (reservation == nullptr) return NullArgument(__func__, "reservation");
+  return Guard(__func__, [&]() -> int {
+    auto d = reservation->rep.Settle(actual);
+    if (!d.ok()) return FromStatus(d.status());
+    ToC(*d, out);
+    return SLUICE_OK;
+  });
+}
+
+int sluice_reservation_cancel(sluice_reservation* reservation) {
+  if (reservation == nullptr) return NullArgument(__func__, "reservation");
+  return Guard(__func__, [&]() -> int { return FromStatus(reservation->rep.Cancel()); });
+}
+
+void sluice_reservation_destroy(sluice_reservation* reservation) { delete reservation; }
+
+}  // extern "C"

@@ -1,0 +1,145 @@
+// -----------------------------------------------------------------------------
+// File: sluice/concurrency_limiter.h
+// -----------------------------------------------------------------------------
+//
+// `ConcurrencyLimiter` caps how many requests per key are in flight at once (Dify's per-app
+// "max active requests"). A successful acquire returns a `Permit`: an RAII handle that gives the
+// slot back when it is destroyed or released.
+//
+// A permit is also a *lease*: it expires `lease` after it was granted (or last renewed). A holder
+// that never releases (a crashed worker, a lost greenlet, a generator nobody closed) cannot leak
+// its slot: once the lease has expired the slot is reclaimed by the next acquire that needs it.
+// Long-running holders (a 20-minute streaming workflow) call `Renew()` to keep their slot, so a
+// live run is never evicted, unlike Dify's fixed 10-minute eviction (Dify #39177, #35895).
+// The check and the take are one atomic step, so N concurrent callers can never push the count
+// past the cap (the HLEN-then-HSET race of Dify's RateLimit).
+//
+// Example:
+//
+//   sluice::ConcurrencyLimiter::Options options;
+//   options.max_in_flight = 10;
+//   auto limiter = sluice::ConcurrencyLimiter::Create(options).value();
+//   sluice::ConcurrencyLimiter::Permit permit = limiter->TryAcquire("app-7");
+//   if (!permit) return TooManyRequests(permit.decision().retry_after());
+//   ... serve; the slot is returned when `permit` goes out of scope ...
+//
+// Thread-safety: the limiter is safe for concurrent use by any number of threads. A Permit is a
+// value owned by one thread at a time (it may be moved between threads); it must not outlive the
+// limiter that granted it.
+
+#ifndef SLUICE_CONCURRENCY_LIMITER_H_
+#define SLUICE_CONCURRENCY_LIMITER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sluice/clock.h"
+#include "sluice/decision.h"
+#include "sluice/internal/key_digest.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class LeaseTable;
+}  // namespace internal
+
+// sluice::ConcurrencyLimiter
+class ConcurrencyLimiter {
+ public:
+  struct Options {
+    // Permits per key that may be held at once. Required, >= 1.
+    int64_t max_in_flight = 0;
+    // How long a permit lives without renewal. Default: 10 minutes. Must be > 0.
+    absl::Duration lease = absl::Minutes(10);
+    // The Retry-After hint on refusals: holders usually finish sooner than their lease ends.
+    // Default: 1 second. Must be >= 0.
+    absl::Duration retry_after = absl::Seconds(1);
+    // Keys that may hold permits at once. Default: 1,048,576. Must be >= 1.
+    int64_t max_keys = int64_t{1} << 20;
+  };
+
+  class Permit;
+
+  static absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> Create(
+      const Options& options, const Clock* clock = Clock::Steady());
+
+  ConcurrencyLimiter(const ConcurrencyLimiter&) = delete;
+  ConcurrencyLimiter& operator=(const ConcurrencyLimiter&) = delete;
+  ~ConcurrencyLimiter();
+
+  // Takes a slot for `key` if one is free (expired leases count as free). Never waits.
+  // The returned permit is empty (false) when refused; its decision says why.
+  // A new key beyond `max_keys` is refused too, with remaining = -1. Thread-safe.
+  Permit TryAcquire(std::string_view key);
+  Permit TryAcquireAt(std::string_view key, int64_t now_nanos);
+
+  // Permits currently held for `key`, expired-but-unreclaimed ones excluded. Thread-safe.
+  int64_t InFlight(std::string_view key);
+
+  // Reclaims every expired lease now; returns how many. Thread-safe.
+  int64_t ReclaimExpired();
+
+  const Options& options() const { return options_; }
+
+ private:
+  friend class Permit;
+  ConcurrencyLimiter(const Options& options, const Clock* clock);
+
+  Options options_;
+  const Clock* clock_;
+  std::unique_ptr<internal::LeaseTable> table_;
+};
+
+// sluice::ConcurrencyLimiter::Permit
+//
+// Move-only. Releases its slot when destroyed. An empty permit (refused, moved-from or released)
+// converts to false.
+class ConcurrencyLimiter::Permit {
+ public:
+  Permit() = default;
+  Permit(Permit&& other) noexcept;
+  Permit& operator=(Permit&& other) noexcept;
+  Permit(const Permit&) = delete;
+  Permit& operator=(const Permit&) = delete;
+  ~Permit() { (void)Release(); }
+
+  explicit operator bool() const { return owner_ != nullptr; }
+  bool held() const { return owner_ != nullptr; }
+  const Decision& decision() const { return decision_; }
+  // When the lease ends, on the limiter's clock.
+  int64_t expires_at_nanos() const { return expires_at_nanos_; }
+
+  // Gives the slot back. OK if this permit held it; FailedPrecondition if the lease had already
+  // expired and the slot was reclaimed (the work overran its lease). A no-op returning OK on an
+  // empty permit.
+  absl::Status Release();
+
+  // Extends the lease to `lease` from now (default: the limiter's lease). FailedPrecondition if
+  // the lease already expired and was reclaimed, or if the permit is empty.
+  absl::Status Renew();
+  absl::Status Renew(absl::Duration lease);
+
+ private:
+  friend class ConcurrencyLimiter;
+  Permit(ConcurrencyLimiter* owner, internal::KeyDigest digest, uint64_t lease_id,
+         int64_t expires_at_nanos, const Decision& decision)
+      : owner_(owner), digest_(digest), lease_id_(lease_id),
+        expires_at_nanos_(expires_at_nanos), decision_(decision) {}
+  explicit Permit(const Decision& refused) : decision_(refused) {}
+
+  ConcurrencyLimiter* owner_ = nullptr;
+  internal::KeyDigest digest_;
+  uint64_t lease_id_ = 0;
+  int64_t expires_at_nanos_ = 0;
+  Decision decision_;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_CONCURRENCY_LIMITER_H_

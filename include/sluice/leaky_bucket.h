@@ -1,0 +1,93 @@
+// -----------------------------------------------------------------------------
+// File: sluice/leaky_bucket.h
+// -----------------------------------------------------------------------------
+//
+// `LeakyBucket` shapes traffic: instead of refusing a burst it spreads it out. Each call returns
+// the delay after which the caller may proceed, so calls leave at a steady `rate` per `per`
+// (after an optional initial `burst`), as Sentinel's queueing mode and the seed's leaky bucket
+// intend. A call whose delay would exceed `max_wait` is refused and charges nothing.
+//
+// The bucket never sleeps: it only says how long to wait. The caller waits with whatever its
+// event loop offers (the Python layer uses gevent.sleep or asyncio.sleep), so a gevent hub keeps
+// serving other greenlets. Departures obey the GCRA bound of sluice/window.h: over any interval
+// of length t, at most `burst + floor(t * rate / per)` units depart.
+//
+// A granted slot is committed: a caller that then gives up leaves a gap in the schedule (the
+// bucket errs towards sending less, never more).
+//
+// Example:
+//
+//   sluice::LeakyBucket::Options options;
+//   options.rate = 20;                       // 20 calls per second to the provider
+//   options.max_wait = absl::Seconds(2);
+//   auto bucket = sluice::LeakyBucket::Create(options).value();
+//   absl::StatusOr<sluice::Decision> d = bucket->Acquire("openai:gpt-4o");
+//   if (d.ok() && d->allowed) SleepCooperatively(d->delay());   // then call the provider
+//
+// Thread-safety: safe for concurrent use by any number of threads; lock-free on the decision path.
+
+#ifndef SLUICE_LEAKY_BUCKET_H_
+#define SLUICE_LEAKY_BUCKET_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sluice/clock.h"
+#include "sluice/decision.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class GcraKeyedState;
+}  // namespace internal
+
+// sluice::LeakyBucket
+class LeakyBucket {
+ public:
+  struct Options {
+    // Units leaving per `per`. Required, > 0.
+    int64_t rate = 0;
+    // Default: one second. Must be > 0.
+    absl::Duration per = absl::Seconds(1);
+    // Units an idle key may send at once with no delay. Default: 1 (strict pacing). >= 1.
+    int64_t burst = 1;
+    // The longest delay a call accepts; longer ones are refused. Default: 1 s. >= 0.
+    absl::Duration max_wait = absl::Seconds(1);
+    // As RateLimiter::Options::max_keys. Default: 1,048,576.
+    int64_t max_keys = int64_t{1} << 20;
+  };
+
+  // Validates `options` (errors name the field) and builds a bucket reading `clock`.
+  static absl::StatusOr<std::unique_ptr<LeakyBucket>> Create(
+      const Options& options, const Clock* clock = Clock::Steady());
+
+  LeakyBucket(const LeakyBucket&) = delete;
+  LeakyBucket& operator=(const LeakyBucket&) = delete;
+  ~LeakyBucket();
+
+  // Books `cost` units for `key`. Allowed: `delay_nanos` says how long to wait before going.
+  // Refused (the delay would exceed max_wait): `retry_after_nanos` says when to ask again.
+  // Errors: InvalidArgument if cost < 1 or cost could never fit within max_wait;
+  // ResourceExhausted as for RateLimiter. Thread-safe.
+  absl::StatusOr<Decision> Acquire(std::string_view key, int64_t cost = 1);
+  absl::StatusOr<Decision> AcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
+
+  int64_t DropIdleKeys();
+  int64_t key_count() const;
+  const Options& options() const { return options_; }
+
+ private:
+  LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+
+  Options options_;
+  std::unique_ptr<internal::GcraKeyedState> state_;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LEAKY_BUCKET_H_

@@ -1,0 +1,115 @@
+// -----------------------------------------------------------------------------
+// File: sluice/rate_limiter.h
+// -----------------------------------------------------------------------------
+//
+// `RateLimiter` admits or refuses requests per key (tenant, app, API key, user, endpoint, or any
+// composite string you build from them) against one or several windows at once: 10 per second
+// *and* 1000 per hour, say. A request passes only if every window has room, and a refusal
+// charges no window.
+//
+// The algorithm is GCRA (see sluice/window.h for the exact bound it enforces): one 64-bit word of
+// state per key and window, updated with a compare-and-swap; no background thread, no timer, no
+// lock on the decision path.
+//
+// Memory is bounded. Keys live in a table of 128-bit key digests that grows with the number of
+// live keys. A key whose windows are all whole again ("idle") is indistinguishable from a key
+// never seen, so dropping it loses nothing; the table drops idle keys whenever it needs room.
+// `max_keys` bounds the live (non-idle) keys: when that many keys are all mid-window, a request
+// for a *new* key gets `absl::ResourceExhaustedError` (fail closed, never silent over-admission),
+// while known keys keep working.
+//
+// Example:
+//
+//   sluice::RateLimiter::Options options;
+//   options.windows = {sluice::Window::PerSecond(10, /*burst=*/20), sluice::Window::PerHour(1000)};
+//   absl::StatusOr<std::unique_ptr<sluice::RateLimiter>> limiter =
+//       sluice::RateLimiter::Create(options);
+//   if (!limiter.ok()) return limiter.status();          // names the bad field
+//
+//   absl::StatusOr<sluice::Decision> d = (*limiter)->TryAcquire("tenant-42:app-7");
+//   if (d.ok() && !d->allowed) return TooManyRequests(d->retry_after());
+//
+// Thread-safety: a RateLimiter is safe for concurrent use by any number of threads without
+// external synchronization. Decisions on one key are linearizable with respect to admission: the
+// bound holds whatever the interleaving. With several windows a request that passes the first
+// window and fails a later one holds the first window's charge for a few nanoseconds before it is
+// returned; a concurrent request can be refused in that instant, never wrongly admitted.
+
+#ifndef SLUICE_RATE_LIMITER_H_
+#define SLUICE_RATE_LIMITER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sluice/clock.h"
+#include "sluice/decision.h"
+#include "sluice/window.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class GcraKeyedState;
+}  // namespace internal
+
+// sluice::RateLimiter
+class RateLimiter {
+ public:
+  struct Options {
+    // The windows every request must pass, 1 to 8 of them. Required.
+    std::vector<Window> windows;
+    // The most keys that may be mid-window at once; see the file comment for what happens at
+    // the bound. Memory is about 48 bytes per live key (plus 8 per extra window).
+    // Default: 1,048,576. Must be >= 1.
+    int64_t max_keys = int64_t{1} << 20;
+  };
+
+  // Validates `options` (errors name the field, e.g. "windows[1].limit must be > 0, got 0")
+  // and builds a limiter reading `clock`, which must outlive it. Default: Clock::Steady().
+  static absl::StatusOr<std::unique_ptr<RateLimiter>> Create(
+      const Options& options, const Clock* clock = Clock::Steady());
+
+  RateLimiter(const RateLimiter&) = delete;
+  RateLimiter& operator=(const RateLimiter&) = delete;
+  ~RateLimiter();
+
+  // Takes `cost` units from every window of `key`, or none if any window lacks room.
+  // Errors: InvalidArgument if cost < 1 or cost exceeds some window's burst (it could never be
+  // allowed); ResourceExhausted if `key` is new and `max_keys` live keys leave no room.
+  // Thread-safe.
+  absl::StatusOr<Decision> TryAcquire(std::string_view key, int64_t cost = 1);
+
+  // As TryAcquire, at an explicit time on the limiter's clock (replays, simulations, tests).
+  absl::StatusOr<Decision> TryAcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
+
+  // The fast path: the same decision without building a Decision. Errors become `false`.
+  bool Allow(std::string_view key, int64_t cost = 1);
+
+  // What `key` has left in each window without taking anything (the binding window is
+  // reported). A key never seen reports every window whole. Thread-safe.
+  Decision Peek(std::string_view key);
+
+  // Drops every idle key now rather than when room is next needed; returns how many were
+  // dropped. Thread-safe; briefly excludes deciders from each shard in turn.
+  int64_t DropIdleKeys();
+
+  // Keys currently held in the table (idle ones included until dropped).
+  int64_t key_count() const;
+  // Bytes held by the key table.
+  int64_t memory_bytes() const;
+  const Options& options() const { return options_; }
+
+ private:
+  RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+
+  Options options_;
+  std::unique_ptr<internal::GcraKeyedState> state_;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_RATE_LIMITER_H_

@@ -1,0 +1,207 @@
+/* -----------------------------------------------------------------------------
+ * File: sluice/sluice.h  --  the C ABI of sluice
+ * -----------------------------------------------------------------------------
+ *
+ * A stable C interface to sluice's admission objects, for C programs and for any language with a
+ * C FFI. Link `sluice::sluice_c` (libsluice_c.so).
+ *
+ * Conventions (after leveldb's c.h and zstd.h):
+ *  1. Objects are opaque handles. Every `sluice_X_create` has a `sluice_X_destroy`; destroy
+ *     accepts NULL and does nothing with it.
+ *  2. Every fallible function returns an `int` status: SLUICE_OK (0) or one of the pinned
+ *     `sluice_status` codes below. `sluice_status_name(code)` names it and
+ *     `sluice_last_error_message()` gives this thread's detail for the last failure.
+ *  3. Strings are `(const char* ptr, size_t len)` pairs and need not be NUL-terminated; a NULL
+ *     ptr is allowed only with len 0. Keys are at most SLUICE_MAX_KEY_LEN bytes.
+ *  4. Booleans are `uint8_t`. Times are int64 nanoseconds; durations must be >= 0 and rates > 0.
+ *  5. Every argument is checked: NULL handles or out-pointers, bad lengths and bad numbers return
+ *     SLUICE_INVALID_ARGUMENT, never crash. No C++ exception crosses this interface.
+ *  6. Options are set on a `sluice_options` handle through pinned parameter numbers
+ *     (`sluice_options_set`) and windows (`sluice_options_add_window`); each create function
+ *     reads what it needs and rejects parameters it does not use, naming them.
+ *
+ * Example:
+ *
+ *   sluice_options* o = sluice_options_create();
+ *   sluice_options_add_window(o, 100, 60LL * 1000000000, 0);       // 100 per minute
+ *   sluice_rate_limiter* rl = NULL;
+ *   if (sluice_rate_limiter_create(o, NULL, &rl) != SLUICE_OK) {
+ *     fprintf(stderr, "%s\n", sluice_last_error_message());
+ *   }
+ *   sluice_options_destroy(o);
+ *   sluice_decision d;
+ *   if (sluice_rate_limiter_acquire(rl, "tenant-1", 8, 1, &d) == SLUICE_OK && !d.allowed) {
+ *     ... 429, Retry-After: d.retry_after_nanos ...
+ *   }
+ *   sluice_rate_limiter_destroy(rl);
+ *
+ * Thread-safety: limiters, buckets and budgets are safe to share between threads. A permit or a
+ * reservation is used by one thread at a time. An options handle is not thread-safe.
+ */
+#ifndef SLUICE_SLUICE_H_
+#define SLUICE_SLUICE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/version.h"
+
+#ifndef SLUICE_API
+#if defined(_WIN32)
+#if defined(SLUICE_BUILDING_C_API)
+#define SLUICE_API __declspec(dllexport)
+#else
+#define SLUICE_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define SLUICE_API __attribute__((visibility("default")))
+#else
+#define SLUICE_API
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLUICE_MAX_KEY_LEN 65536
+
+/* ---- status codes: values are pinned and never change meaning --------------------------- */
+typedef enum sluice_status {
+  SLUICE_OK = 0,
+  SLUICE_INVALID_ARGUMENT = 1,   /* a bad argument or option; the message names it */
+  SLUICE_RESOURCE_EXHAUSTED = 2, /* a bounded table is full (max_keys) */
+  SLUICE_FAILED_PRECONDITION = 3,/* e.g. releasing a permit whose lease was reclaimed */
+  SLUICE_UNAVAILABLE = 4,        /* a shared store cannot be reached (later scopes) */
+  SLUICE_DEADLINE_EXCEEDED = 5,  /* a wait ran out of time (later scopes) */
+  SLUICE_OUT_OF_MEMORY = 6,
+  SLUICE_INTERNAL = 7            /* a bug in sluice */
+  /* New codes may be added; treat unknown codes as errors. */
+} sluice_status;
+
+/* The name of a status code ("SLUICE_INVALID_ARGUMENT"); "SLUICE_UNKNOWN" for others. Static. */
+SLUICE_API const char* sluice_status_name(int status);
+/* This thread's message for the last failed call ("" if none). Valid until this thread's next
+ * sluice call. */
+SLUICE_API const char* sluice_last_error_message(void);
+
+/* ---- version ---------------------------------------------------------------------------- */
+/* The library's version at run time: compare with SLUICE_VERSION_NUMBER from sluice/version.h. */
+SLUICE_API int sluice_version_number(void);
+SLUICE_API const char* sluice_version_string(void);
+
+/* ---- decisions -------------------------------------------------------------------------- */
+/* Mirrors sluice::Decision (sluice/decision.h). This layout is part of the ABI: fields are
+ * never reordered or removed; new information comes through new functions. */
+typedef struct sluice_decision {
+  uint8_t allowed;
+  int64_t limit;
+  int64_t remaining;
+  int64_t retry_after_nanos;
+  int64_t reset_after_nanos;
+  int64_t delay_nanos;
+  int64_t window_nanos;
+} sluice_decision;
+
+/* ---- clocks ----------------------------------------------------------------------------- */
+/* Pass NULL wherever a clock is taken to use the process's steady clock. A manual clock moves
+ * only when told to (tests, simulations). It must outlive every object created with it. */
+typedef struct sluice_clock sluice_clock;
+SLUICE_API int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out);
+SLUICE_API int sluice_manual_clock_advance(sluice_clock* clock, int64_t nanos);
+SLUICE_API int64_t sluice_clock_now_nanos(const sluice_clock* clock); /* NULL: steady clock */
+SLUICE_API void sluice_clock_destroy(sluice_clock* clock);
+
+/* ---- options ---------------------------------------------------------------------------- */
+typedef struct sluice_options sluice_options;
+
+/* Parameter numbers are pinned. Durations are nanoseconds. */
+typedef enum sluice_param {
+  SLUICE_PARAM_MAX_KEYS = 100,      /* all objects; default 1048576 */
+  SLUICE_PARAM_RATE = 200,          /* leaky bucket: units per `per`; required */
+  SLUICE_PARAM_PER_NANOS = 201,     /* leaky bucket; default 1 s */
+  SLUICE_PARAM_BURST = 202,         /* leaky bucket; default 1 */
+  SLUICE_PARAM_MAX_WAIT_NANOS = 203,/* leaky bucket; default 1 s */
+  SLUICE_PARAM_MAX_IN_FLIGHT = 300, /* concurrency limiter; required */
+  SLUICE_PARAM_LEASE_NANOS = 301,   /* concurrency limiter; default 10 min */
+  SLUICE_PARAM_RETRY_AFTER_NANOS = 302 /* concurrency limiter; default 1 s */
+} sluice_param;
+
+SLUICE_API sluice_options* sluice_options_create(void); /* NULL only when out of memory */
+SLUICE_API void sluice_options_destroy(sluice_options* options);
+/* SLUICE_INVALID_ARGUMENT for an unknown parameter number. Values are checked at create. */
+SLUICE_API int sluice_options_set(sluice_options* options, int param, int64_t value);
+/* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
+SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,
+                                         int64_t period_nanos, int64_t burst);
+
+/* ---- rate limiter (sluice/rate_limiter.h) ---------------------------------------------- */
+typedef struct sluice_rate_limiter sluice_rate_limiter;
+SLUICE_API int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_rate_limiter** out);
+SLUICE_API void sluice_rate_limiter_destroy(sluice_rate_limiter* limiter);
+/* Takes `cost` from every window of the key, or nothing. `out` may be NULL. A refusal is
+ * SLUICE_OK with out->allowed == 0. */
+SLUICE_API int sluice_rate_limiter_acquire(sluice_rate_limiter* limiter, const char* key,
+                                           size_t key_len, int64_t cost, sluice_decision* out);
+/* The same at an explicit time on the limiter's clock. */
+SLUICE_API int sluice_rate_limiter_acquire_at(sluice_rate_limiter* limiter, const char* key,
+                                              size_t key_len, int64_t cost, int64_t now_nanos,
+                                              sluice_decision* out);
+
+/* ---- leaky bucket (sluice/leaky_bucket.h) ---------------------------------------------- */
+typedef struct sluice_leaky_bucket sluice_leaky_bucket;
+SLUICE_API int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_leaky_bucket** out);
+SLUICE_API void sluice_leaky_bucket_destroy(sluice_leaky_bucket* bucket);
+/* Allowed: wait out->delay_nanos, then go. Refused: out->retry_after_nanos. */
+SLUICE_API int sluice_leaky_bucket_acquire(sluice_leaky_bucket* bucket, const char* key,
+                                           size_t key_len, int64_t cost, sluice_decision* out);
+
+/* ---- concurrency limiter (sluice/concurrency_limiter.h) -------------------------------- */
+typedef struct sluice_concurrency_limiter sluice_concurrency_limiter;
+typedef struct sluice_permit sluice_permit;
+SLUICE_API int sluice_concurrency_limiter_create(const sluice_options* options,
+                                                 const sluice_clock* clock,
+                                                 sluice_concurrency_limiter** out);
+/* REQUIRES: every permit of the limiter has been destroyed. */
+SLUICE_API void sluice_concurrency_limiter_destroy(sluice_concurrency_limiter* limiter);
+/* On SLUICE_OK, *permit is a new permit when out->allowed, else NULL. */
+SLUICE_API int sluice_concurrency_limiter_acquire(sluice_concurrency_limiter* limiter,
+                                                  const char* key, size_t key_len,
+                                                  sluice_decision* out, sluice_permit** permit);
+SLUICE_API int64_t sluice_concurrency_limiter_in_flight(sluice_concurrency_limiter* limiter,
+                                                        const char* key, size_t key_len);
+/* SLUICE_FAILED_PRECONDITION if the lease had expired and was reclaimed. Idempotent. */
+SLUICE_API int sluice_permit_release(sluice_permit* permit);
+/* Extends the lease to `lease_nanos` from now (0: the limiter's lease). */
+SLUICE_API int sluice_permit_renew(sluice_permit* permit, int64_t lease_nanos);
+/* Releases the slot if still held, then frees the handle. */
+SLUICE_API void sluice_permit_destroy(sluice_permit* permit);
+
+/* ---- token budget (sluice/token_budget.h) ---------------------------------------------- */
+typedef struct sluice_token_budget sluice_token_budget;
+typedef struct sluice_reservation sluice_reservation;
+SLUICE_API int sluice_token_budget_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_token_budget** out);
+/* REQUIRES: every reservation of the budget has been destroyed. */
+SLUICE_API void sluice_token_budget_destroy(sluice_token_budget* budget);
+/* On SLUICE_OK, *reservation is new when out->allowed, else NULL. */
+SLUICE_API int sluice_token_budget_reserve(sluice_token_budget* budget, const char* key,
+                                           size_t key_len, int64_t estimate, sluice_decision* out,
+                                           sluice_reservation** reservation);
+/* Charges after the fact; may put the key in debt. */
+SLUICE_API int sluice_token_budget_charge(sluice_token_budget* budget, const char* key,
+                                          size_t key_len, int64_t tokens, sluice_decision* out);
+/* Replaces the estimate with the real usage; `out` (may be NULL) gets the balance. */
+SLUICE_API int sluice_reservation_settle(sluice_reservation* reservation, int64_t actual,
+                                         sluice_decision* out);
+SLUICE_API int sluice_reservation_cancel(sluice_reservation* reservation);
+/* An unsettled reservation stays charged as estimated. */
+SLUICE_API void sluice_reservation_destroy(sluice_reservation* reservation);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SLUICE_SLUICE_H_ */

@@ -1,0 +1,30 @@
+// -----------------------------------------------------------------------------
+// File: sluice/sluice.hpp
+// -----------------------------------------------------------------------------
+//
+// The whole C++ API in one include. sluice governs AI traffic from inside the process that sends
+// or serves it:
+//
+//   RateLimiter         requests per key, several windows at once (GCRA)   sluice/rate_limiter.h
+//   LeakyBucket         shaping: a steady departure rate, a bounded wait   sluice/leaky_bucket.h
+//   ConcurrencyLimiter  in-flight cap per key, RAII permits that are leases
+//                                                           sluice/concurrency_limiter.h
+//   TokenBudget         LLM tokens per key: reserve, then settle           sluice/token_budget.h
+//   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
+//   Clock, ManualClock  injected time                                      sluice/clock.h
+//
+// The C ABI is sluice/sluice.h; the Python package is `import sluice`.
+
+#ifndef SLUICE_SLUICE_HPP_
+#define SLUICE_SLUICE_HPP_
+
+#include "sluice/clock.h"
+#include "sluice/concurrency_limiter.h"
+#include "sluice/decision.h"
+#include "sluice/leaky_bucket.h"
+#include "sluice/rate_limiter.h"
+#include "sluice/token_budget.h"
+#include "sluice/version.h"
+#include "sluice/window.h"
+
+#endif  // SLUICE_SLUICE_HPP_

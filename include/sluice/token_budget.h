@@ -1,0 +1,149 @@
+// -----------------------------------------------------------------------------
+// File: sluice/token_budget.h
+// -----------------------------------------------------------------------------
+//
+// `TokenBudget` limits LLM tokens per key over one or several windows (per minute, hour, day).
+// The cost of an LLM call is known only after it ends, so the budget works in two steps:
+//
+//   1. `Reserve(key, estimate)` before the call: refused if the estimate does not fit in every
+//      window (the request is stopped *before* it starts, unlike Higress ai-token-ratelimit, which
+//      lets the crossing request through and charges afterwards).
+//   2. `Reservation::Settle(actual)` after the call (or after the stream ends): the unused part of
+//      the estimate is refunded; usage beyond it is charged as *debt*, which refuses later
+//      reservations until the windows have refilled past it. Nothing is lost either way.
+//
+// `Reservation::Cancel()` refunds everything (the call never reached the provider). A reservation
+// destroyed without Settle or Cancel stays charged as estimated. `Charge(key, tokens)` charges
+// after the fact without a reservation (it may put the key into debt).
+//
+// Windows are token buckets with the GCRA arithmetic of sluice/window.h: `limit` tokens per
+// `period`, refilling continuously, at most `burst` (default: `limit`) available at once.
+//
+// Example:
+//
+//   sluice::TokenBudget::Options options;
+//   options.windows = {sluice::Window::PerMinute(100'000), sluice::Window::PerDay(2'000'000)};
+//   auto budget = sluice::TokenBudget::Create(options).value();
+//   absl::StatusOr<sluice::TokenBudget::Reservation> r = budget->Reserve("tenant-42", 1200);
+//   if (!r.ok()) return r.status();
+//   if (!*r) return TooManyRequests(r->decision().retry_after());
+//   ... call the model ...
+//   (void)r->Settle(usage.total_tokens);
+//
+// Thread-safety: safe for concurrent use by any number of threads; lock-free on the decision path.
+// A Reservation is owned by one thread at a time and must not outlive its budget.
+
+#ifndef SLUICE_TOKEN_BUDGET_H_
+#define SLUICE_TOKEN_BUDGET_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sluice/clock.h"
+#include "sluice/decision.h"
+#include "sluice/internal/key_digest.h"
+#include "sluice/window.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class GcraKeyedState;
+}  // namespace internal
+
+// sluice::TokenBudget
+class TokenBudget {
+ public:
+  struct Options {
+    // Token windows, 1 to 8. Required.
+    std::vector<Window> windows;
+    // As RateLimiter::Options::max_keys. Default: 1,048,576.
+    int64_t max_keys = int64_t{1} << 20;
+  };
+
+  class Reservation;
+
+  static absl::StatusOr<std::unique_ptr<TokenBudget>> Create(
+      const Options& options, const Clock* clock = Clock::Steady());
+
+  TokenBudget(const TokenBudget&) = delete;
+  TokenBudget& operator=(const TokenBudget&) = delete;
+  ~TokenBudget();
+
+  // Reserves `estimate` tokens (>= 0; 0 only checks the key is not in debt) from every window.
+  // The reservation is empty (false) when refused; its decision says when to retry.
+  // Errors: InvalidArgument if estimate < 0 or exceeds a window's burst (it could never fit);
+  // ResourceExhausted as for RateLimiter. Thread-safe.
+  absl::StatusOr<Reservation> Reserve(std::string_view key, int64_t estimate);
+  absl::StatusOr<Reservation> ReserveAt(std::string_view key, int64_t estimate, int64_t now_nanos);
+
+  // Charges `tokens` (>= 0) now, refusing nothing: the key may go into debt. The decision's
+  // `allowed` says whether the key is still within budget afterwards. Thread-safe.
+  absl::StatusOr<Decision> Charge(std::string_view key, int64_t tokens);
+  absl::StatusOr<Decision> ChargeAt(std::string_view key, int64_t tokens, int64_t now_nanos);
+
+  // The key's balance without charging (remaining may be negative: debt). Thread-safe.
+  Decision Peek(std::string_view key);
+
+  int64_t DropIdleKeys();
+  int64_t key_count() const;
+  const Options& options() const { return options_; }
+
+ private:
+  friend class Reservation;
+  TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+
+  // Adds `delta` tokens (negative: refund) to every window of the key with `digest`.
+  absl::StatusOr<Decision> Adjust(const internal::KeyDigest& digest, int64_t delta,
+                                  int64_t now_nanos);
+
+  Options options_;
+  std::unique_ptr<internal::GcraKeyedState> state_;
+};
+
+// sluice::TokenBudget::Reservation
+//
+// Move-only. Converts to true when the tokens were reserved.
+class TokenBudget::Reservation {
+ public:
+  Reservation() = default;
+  Reservation(Reservation&& other) noexcept;
+  Reservation& operator=(Reservation&& other) noexcept;
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() = default;  // unsettled: stays charged as estimated
+
+  explicit operator bool() const { return owner_ != nullptr; }
+  bool pending() const { return owner_ != nullptr; }
+  const Decision& decision() const { return decision_; }
+  int64_t estimate() const { return estimate_; }
+
+  // Replaces the estimate by the real usage (>= 0): refunds the difference or charges it as
+  // debt. Returns the key's balance afterwards. FailedPrecondition if already settled or
+  // cancelled, or if the reservation was refused.
+  absl::StatusOr<Decision> Settle(int64_t actual);
+  absl::StatusOr<Decision> SettleAt(int64_t actual, int64_t now_nanos);
+
+  // Refunds the whole estimate. Same preconditions as Settle.
+  absl::Status Cancel();
+
+ private:
+  friend class TokenBudget;
+  Reservation(TokenBudget* owner, internal::KeyDigest digest, int64_t estimate,
+              const Decision& decision)
+      : owner_(owner), digest_(digest), estimate_(estimate), decision_(decision) {}
+  explicit Reservation(const Decision& refused) : decision_(refused) {}
+
+  TokenBudget* owner_ = nullptr;
+  internal::KeyDigest digest_;
+  int64_t estimate_ = 0;
+  Decision decision_;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_TOKEN_BUDGET_H_

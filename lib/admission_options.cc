@@ -1,0 +1,49 @@
+#include "admission_options.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
+                                                       const std::vector<Window>& windows,
+                                                       int64_t max_keys) {
+  if (windows.empty() || windows.size() > GcraKeyedState::kMaxWindows) {
+    return absl::InvalidArgumentError(absl::StrCat(object, ": windows must hold 1 to ",
+                                                   GcraKeyedState::kMaxWindows,
+                                                   " windows, got ", windows.size()));
+  }
+  std::vector<GcraWindow> compiled;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    absl::StatusOr<GcraWindow> w =
+        CompileWindow(windows[i], absl::StrCat(object, ": windows[", i, "]."));
+    if (!w.ok()) return w.status();
+    compiled.push_back(*w);
+  }
+  if (max_keys < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(object, ": max_keys must be >= 1, got ", max_keys));
+  }
+  return compiled;
+}
+
+absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,
+                       bool allow_zero, const std::vector<GcraWindow>& windows) {
+  if (cost < (allow_zero ? 0 : 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(object, ": ", what, " must be >= ",
+                                                   allow_zero ? 0 : 1, ", got ", cost));
+  }
+  for (size_t i = 0; i < windows.size(); ++i) {
+    if (cost > windows[i].burst) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          object, ": ", what, " ", cost, " exceeds windows[", i, "].burst ", windows[i].burst,
+          ", so it could never be allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

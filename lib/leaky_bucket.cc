@@ -1,0 +1,73 @@
+#include "sluice/leaky_bucket.h"
+
+#include "absl/numeric/int128.h"
+#include "absl/strings/str_cat.h"
+#include "admission_options.h"
+#include "gcra.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace {
+constexpr absl::string_view kName = "sluice.LeakyBucket";
+constexpr absl::Duration kMaxMaxWait = absl::Hours(24 * 366);
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LeakyBucket>> LeakyBucket::Create(const Options& options,
+                                                                 const Clock* clock) {
+  if (clock == nullptr) return absl::InvalidArgumentError("sluice.LeakyBucket: clock is null");
+  if (options.burst < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": burst must be >= 1, got ", options.burst));
+  }
+  if (options.max_wait < absl::ZeroDuration() || options.max_wait > kMaxMaxWait) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": max_wait must be between 0 and 366 days, got ",
+        absl::FormatDuration(options.max_wait)));
+  }
+  // The bucket's rate is a GCRA window whose burst is the bucket's burst.
+  absl::StatusOr<internal::GcraWindow> window = internal::CompileWindow(
+      {options.rate, options.per, options.burst}, absl::StrCat(kName, ": "),
+      {.limit = "rate", .period = "per", .burst = "burst"});
+  if (!window.ok()) return window.status();
+  if (options.max_keys < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
+  }
+  return std::unique_ptr<LeakyBucket>(new LeakyBucket(
+      options, std::make_unique<internal::GcraKeyedState>(
+                   std::vector<internal::GcraWindow>{*window}, options.max_keys, clock)));
+}
+
+LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state)
+    : options_(options), state_(std::move(state)) {}
+
+LeakyBucket::~LeakyBucket() = default;
+
+absl::StatusOr<Decision> LeakyBucket::Acquire(std::string_view key, int64_t cost) {
+  return AcquireAt(key, cost, state_->clock().NowNanos());
+}
+
+absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t cost,
+                                                int64_t now_nanos) {
+  const internal::GcraWindow& w = state_->windows()[0];
+  const int64_t max_wait_nanos = absl::ToInt64Nanoseconds(options_.max_wait);
+  // The longest wait `cost` can ever need is from an idle bucket: (cost - burst) intervals.
+  absl::int128 needed = static_cast<absl::int128>(cost) * w.unit - w.tolerance;
+  if (cost < 1 || needed > static_cast<absl::int128>(max_wait_nanos) * w.scale) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": cost ", cost, " can never fit: it needs at least 1 and at most burst + ",
+        "max_wait * rate / per units"));
+  }
+  Decision decision;
+  absl::Status s =
+      state_->Queue(internal::DigestKey(key), cost, max_wait_nanos, now_nanos, &decision);
+  if (!s.ok()) return s;
+  return decision;
+}
+
+int64_t LeakyBucket::DropIdleKeys() { return state_->DropIdle(state_->clock().NowNanos()); }
+int64_t LeakyBucket::key_count() const { return state_->key_count(); }
+
+}  // namespace v1
+}  // namespace sluice

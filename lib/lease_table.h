@@ -1,0 +1,68 @@
+// Internal: the state behind ConcurrencyLimiter: per key, the leases currently granted.
+//
+// Unlike the GCRA objects, a concurrency key carries a set (which leases, until when), so each
+// shard is an absl::Mutex over a flat_hash_map. Acquire and release are rare compared with rate
+// decisions (one pair per request lifetime), and the critical sections are a few map operations.
+
+#ifndef SLUICE_LIB_LEASE_TABLE_H_
+#define SLUICE_LIB_LEASE_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "sluice/internal/key_digest.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+class LeaseTable {
+ public:
+  explicit LeaseTable(int64_t max_keys);
+
+  struct Grant {
+    uint64_t lease_id = 0;       // 0: refused
+    bool table_full = false;     // refused because the key is new and max_keys keys hold leases
+    int64_t in_flight = 0;       // leases held for the key after this call
+    int64_t earliest_expiry = 0; // refused: the soonest a held lease ends
+  };
+
+  // Grants a lease ending at `expires_at` if fewer than `max_in_flight` unexpired leases are held
+  // for `d` (expired ones are reclaimed first).
+  Grant Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now, int64_t expires_at);
+  // True if the lease was still held (not reclaimed); it is removed either way.
+  bool Release(const KeyDigest& d, uint64_t lease_id);
+  // Moves the lease's end to `expires_at`. False if it was reclaimed.
+  bool Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at);
+  int64_t InFlight(const KeyDigest& d, int64_t now);
+  int64_t ReclaimExpired(int64_t now);
+
+ private:
+  struct DigestHash {
+    size_t operator()(const KeyDigest& d) const { return d.lo; }
+  };
+  using Leases = absl::flat_hash_map<uint64_t, int64_t>;  // lease id -> expires at
+  struct alignas(64) Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys ABSL_GUARDED_BY(mu);
+  };
+  static constexpr int kShardBits = 4;
+
+  Shard& ShardFor(const KeyDigest& d) { return shards_[d.hi >> (64 - kShardBits)]; }
+  // Removes the expired leases of one key; returns how many.
+  static int64_t ReclaimLocked(Leases& leases, int64_t now);
+
+  const int64_t max_keys_;
+  std::atomic<int64_t> live_keys_{0};
+  std::atomic<uint64_t> next_lease_id_{1};
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_LEASE_TABLE_H_

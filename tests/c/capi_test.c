@@ -1,0 +1,254 @@
+/* The C ABI, exercised from C: proves sluice/sluice.h is plain C and that every entry point
+ * checks its arguments instead of crashing. Prints "N passed, N failed" and exits non-zero on
+ * any failure. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/sluice.h"
+
+static int passed = 0;
+static int failed = 0;
+
+#define CHECK(cond)                                                     \
+  do {                                                                  \
+    if (cond) {                                                         \
+      ++passed;                                                         \
+    } else {                                                            \
+      ++failed;                                                         \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                   \
+  } while (0)
+
+#define SECOND 1000000000LL
+#define MILLI 1000000LL
+
+static void test_version_and_status_names(void) {
+  CHECK(sluice_version_number() == SLUICE_VERSION_NUMBER);
+  CHECK(strcmp(sluice_version_string(), SLUICE_VERSION_STRING) == 0);
+  CHECK(strcmp(sluice_status_name(SLUICE_OK), "SLUICE_OK") == 0);
+  CHECK(strcmp(sluice_status_name(SLUICE_INVALID_ARGUMENT), "SLUICE_INVALID_ARGUMENT") == 0);
+  CHECK(strcmp(sluice_status_name(SLUICE_RESOURCE_EXHAUSTED), "SLUICE_RESOURCE_EXHAUSTED") == 0);
+  CHECK(strcmp(sluice_status_name(12345), "SLUICE_UNKNOWN") == 0);
+  /* The pinned values never change. */
+  CHECK(SLUICE_OK == 0 && SLUICE_INVALID_ARGUMENT == 1 && SLUICE_RESOURCE_EXHAUSTED == 2 &&
+        SLUICE_FAILED_PRECONDITION == 3 && SLUICE_UNAVAILABLE == 4 &&
+        SLUICE_DEADLINE_EXCEEDED == 5 && SLUICE_OUT_OF_MEMORY == 6 && SLUICE_INTERNAL == 7);
+}
+
+static void test_destroy_accepts_null(void) {
+  sluice_clock_destroy(NULL);
+  sluice_options_destroy(NULL);
+  sluice_rate_limiter_destroy(NULL);
+  sluice_leaky_bucket_destroy(NULL);
+  sluice_concurrency_limiter_destroy(NULL);
+  sluice_permit_destroy(NULL);
+  sluice_token_budget_destroy(NULL);
+  sluice_reservation_destroy(NULL);
+  CHECK(1);
+}
+
+static void test_rate_limiter(void) {
+  sluice_clock* clock = NULL;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_options_add_window(o, 10, SECOND, 3) == SLUICE_OK);
+  sluice_rate_limiter* rl = NULL;
+  CHECK(sluice_rate_limiter_create(o, clock, &rl) == SLUICE_OK);
+  sluice_options_destroy(o);
+
+  sluice_decision d;
+  int i;
+  for (i = 0; i < 3; ++i) {
+    CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
+    CHECK(d.allowed == 1);
+  }
+  CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.retry_after_nanos == 100 * MILLI);
+  CHECK(d.limit == 10);
+  CHECK(d.window_nanos == SECOND);
+  CHECK(sluice_manual_clock_advance(clock, 100 * MILLI) == SLUICE_OK);
+  CHECK(sluice_clock_now_nanos(clock) == 100 * MILLI);
+  CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, NULL) == SLUICE_OK); /* out may be NULL */
+  /* Keys are (ptr, len): not NUL-terminated, embedded NULs allowed. */
+  CHECK(sluice_rate_limiter_acquire(rl, "a\0b", 3, 1, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_acquire(rl, NULL, 0, 1, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_acquire_at(rl, "x", 1, 1, 5 * SECOND, &d) == SLUICE_OK && d.allowed);
+
+  /* Bad arguments are errors with a message, never crashes. */
+  CHECK(sluice_rate_limiter_acquire(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "limiter is NULL") != NULL);
+  CHECK(sluice_rate_limiter_acquire(rl, NULL, 5, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "key is NULL") != NULL);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", (size_t)-1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "cost must be >= 1") != NULL);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, -7, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 4, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "exceeds windows[0].burst 3") != NULL);
+  sluice_rate_limiter_destroy(rl);
+  sluice_clock_destroy(clock);
+}
+
+static void test_bad_options(void) {
+  sluice_rate_limiter* rl = (sluice_rate_limiter*)&passed; /* must be reset to NULL on failure */
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(rl == NULL);
+  CHECK(strstr(sluice_last_error_message(), "windows must hold 1 to 8") != NULL);
+  CHECK(sluice_options_add_window(o, 0, SECOND, 0) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "windows[0].limit must be > 0, got 0") != NULL);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create();
+  CHECK(sluice_options_add_window(o, 5, -SECOND, 0) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "windows[0].period must be > 0") != NULL);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, 999, 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "unknown parameter number 999") != NULL);
+  CHECK(sluice_options_set(NULL, SLUICE_PARAM_RATE, 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_add_window(NULL, 1, 1, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_add_window(o, 5, SECOND, 0) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, 10) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_RATE (200) does not apply") != NULL);
+  CHECK(sluice_rate_limiter_create(NULL, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_create(o, NULL, NULL) == SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(o);
+
+  /* NaN-like garbage does not exist in int64 nanoseconds; negative and zero rates do. */
+  o = sluice_options_create();
+  sluice_leaky_bucket* lb = NULL;
+  CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, -5) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_create(o, NULL, &lb) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "rate must be > 0, got -5") != NULL);
+  CHECK(lb == NULL);
+  CHECK(sluice_options_add_window(o, 5, SECOND, 0) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, 5) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_create(o, NULL, &lb) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "windows do not apply") != NULL);
+  sluice_options_destroy(o);
+  CHECK(sluice_manual_clock_create(0, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_manual_clock_advance(NULL, 1) == SLUICE_INVALID_ARGUMENT);
+}
+
+static void test_leaky_bucket(void) {
+  sluice_clock* clock = NULL;
+  sluice_manual_clock_create(0, &clock);
+  sluice_options* o = sluice_options_create();
+  sluice_options_set(o, SLUICE_PARAM_RATE, 4);
+  sluice_options_set(o, SLUICE_PARAM_MAX_WAIT_NANOS, SECOND);
+  sluice_leaky_bucket* lb = NULL;
+  CHECK(sluice_leaky_bucket_create(o, clock, &lb) == SLUICE_OK);
+  sluice_options_destroy(o);
+  sluice_decision d;
+  int i;
+  for (i = 0; i < 5; ++i) {
+    CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
+    CHECK(d.allowed == 1);
+    CHECK(d.delay_nanos == i * 250 * MILLI);
+  }
+  CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0 && d.retry_after_nanos == 250 * MILLI);
+  CHECK(sluice_leaky_bucket_acquire(NULL, "p", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  sluice_leaky_bucket_destroy(lb);
+  sluice_clock_destroy(clock);
+}
+
+static void test_concurrency_limiter(void) {
+  sluice_clock* clock = NULL;
+  sluice_manual_clock_create(0, &clock);
+  sluice_options* o = sluice_options_create();
+  sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 1);
+  sluice_options_set(o, SLUICE_PARAM_LEASE_NANOS, 10 * SECOND);
+  sluice_concurrency_limiter* cl = NULL;
+  CHECK(sluice_concurrency_limiter_create(o, clock, &cl) == SLUICE_OK);
+  sluice_options_destroy(o);
+
+  sluice_decision d;
+  sluice_permit* p1 = NULL;
+  sluice_permit* p2 = (sluice_permit*)&passed;
+  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK);
+  CHECK(d.allowed == 1 && p1 != NULL);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK);
+  CHECK(d.allowed == 0 && p2 == NULL);
+  CHECK(sluice_concurrency_limiter_in_flight(cl, "app", 3) == 1);
+  CHECK(sluice_permit_renew(p1, 0) == SLUICE_OK);
+  CHECK(sluice_permit_renew(p1, -1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_permit_release(p1) == SLUICE_OK);
+  CHECK(sluice_permit_release(p1) == SLUICE_OK); /* idempotent */
+  sluice_permit_destroy(p1);
+
+  /* A permit that outlives its lease loses the slot; its late release says so. */
+  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK && p1 != NULL);
+  sluice_manual_clock_advance(clock, 11 * SECOND);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK && p2 != NULL);
+  CHECK(sluice_permit_release(p1) == SLUICE_FAILED_PRECONDITION);
+  CHECK(strstr(sluice_last_error_message(), "reclaimed") != NULL);
+  sluice_permit_destroy(p1);
+  sluice_permit_destroy(p2); /* destroy releases */
+  CHECK(sluice_concurrency_limiter_in_flight(cl, "app", 3) == 0);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_concurrency_limiter_in_flight(NULL, "app", 3) == -1);
+  CHECK(sluice_permit_release(NULL) == SLUICE_INVALID_ARGUMENT);
+  sluice_concurrency_limiter_destroy(cl);
+
+  o = sluice_options_create();
+  CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "max_in_flight must be >= 1") != NULL);
+  sluice_options_destroy(o);
+  sluice_clock_destroy(clock);
+}
+
+static void test_token_budget(void) {
+  sluice_clock* clock = NULL;
+  sluice_manual_clock_create(0, &clock);
+  sluice_options* o = sluice_options_create();
+  sluice_options_add_window(o, 600, 60 * SECOND, 0);
+  sluice_token_budget* tb = NULL;
+  CHECK(sluice_token_budget_create(o, clock, &tb) == SLUICE_OK);
+  sluice_options_destroy(o);
+
+  sluice_decision d;
+  sluice_reservation* r = NULL;
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 500, &d, &r) == SLUICE_OK && r != NULL);
+  CHECK(d.remaining == 100);
+  CHECK(sluice_reservation_settle(r, 700, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0 && d.remaining == -100 && d.retry_after_nanos == 10 * SECOND);
+  CHECK(sluice_reservation_settle(r, 1, &d) == SLUICE_FAILED_PRECONDITION);
+  sluice_reservation_destroy(r);
+  r = NULL;
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 1, &d, &r) == SLUICE_OK && r == NULL);
+  CHECK(d.allowed == 0);
+  sluice_manual_clock_advance(clock, 30 * SECOND);
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 100, &d, &r) == SLUICE_OK && r != NULL);
+  CHECK(sluice_reservation_cancel(r) == SLUICE_OK);
+  sluice_reservation_destroy(r);
+  CHECK(sluice_token_budget_charge(tb, "t", 1, 50, &d) == SLUICE_OK && d.remaining == 150);
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 601, &d, &r) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, -1, &d, &r) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_charge(tb, "t", 1, -1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_reservation_settle(NULL, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_reservation_cancel(NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 1, &d, NULL) == SLUICE_INVALID_ARGUMENT);
+  sluice_token_budget_destroy(tb);
+  sluice_clock_destroy(clock);
+}
+
+int main(void) {
+  test_version_and_status_names();
+  test_destroy_accepts_null();
+  test_rate_limiter();
+  test_bad_options();
+  test_leaky_bucket();
+  test_concurrency_limiter();
+  test_token_budget();
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
