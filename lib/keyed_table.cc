@@ -1,5 +1,7 @@
 #include "keyed_table.h"
 
+#include "mutex_lock.h"
+
 #include <algorithm>
 #include <bit>
 #include <limits>
@@ -69,7 +71,7 @@ absl::Status KeyedTable::VisitSlow(Shard& shard, const KeyDigest& d, int64_t now
                                    IdleFn idle, CellsFn fn) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
-      absl::MutexLock lock(&shard.mu);
+      MutexLock lock(&shard.mu);
       int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
       if (cells == nullptr) cells = InsertLocked(shard, d, idle);
       if (cells != nullptr) {
@@ -144,7 +146,7 @@ int64_t KeyedTable::RebuildLocked(Shard& shard, IdleFn idle, int64_t extra) {
 
 bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
   Shard& shard = ShardFor(d);
-  absl::MutexLock lock(&shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
+  MutexLock lock(&shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
   int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
   if (cells == nullptr) return false;
   fn(cells);
@@ -154,7 +156,7 @@ bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
 int64_t KeyedTable::DropIdle(IdleFn idle) {
   int64_t dropped = 0;
   for (int i = 0; i < kShards; ++i) {
-    absl::MutexLock lock(&shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     if (shards_[i].used > 0) dropped += RebuildLocked(shards_[i], idle, 0);
   }
   return dropped;
@@ -163,7 +165,7 @@ int64_t KeyedTable::DropIdle(IdleFn idle) {
 int64_t KeyedTable::memory_bytes() const {
   int64_t bytes = sizeof(*this) + int64_t{kShards} * sizeof(Shard);
   for (int i = 0; i < kShards; ++i) {
-    absl::MutexLock lock(&shards_[i].mu);  // a rebuild may free the table we would read
+    MutexLock lock(&shards_[i].mu);  // a rebuild may free the table we would read
     bytes += shards_[i].table.load(std::memory_order_relaxed)->capacity * stride_ * 8 +
              sizeof(Table);
   }

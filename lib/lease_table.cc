@@ -1,5 +1,7 @@
 #include "lease_table.h"
 
+#include "mutex_lock.h"
+
 #include <algorithm>
 #include <limits>
 
@@ -20,7 +22,7 @@ int64_t LeaseTable::ReclaimLocked(Leases& leases, int64_t now) {
 LeaseTable::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
                                       int64_t expires_at) {
   Shard& shard = ShardFor(d);
-  absl::MutexLock lock(&shard.mu);
+  MutexLock lock(&shard.mu);
   Grant grant;
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) {
@@ -47,7 +49,7 @@ LeaseTable::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight,
 
 bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id) {
   Shard& shard = ShardFor(d);
-  absl::MutexLock lock(&shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return false;
   const bool held = it->second.erase(lease_id) > 0;
@@ -60,7 +62,7 @@ bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id) {
 
 bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at) {
   Shard& shard = ShardFor(d);
-  absl::MutexLock lock(&shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return false;
   auto lease = it->second.find(lease_id);
@@ -71,7 +73,7 @@ bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at
 
 int64_t LeaseTable::InFlight(const KeyDigest& d, int64_t now) {
   Shard& shard = ShardFor(d);
-  absl::MutexLock lock(&shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return 0;
   return std::count_if(it->second.begin(), it->second.end(),
@@ -82,7 +84,7 @@ int64_t LeaseTable::ReclaimExpired(int64_t now) {
   int64_t reclaimed = 0;
   for (int i = 0; i < (1 << kShardBits); ++i) {
     Shard& shard = shards_[i];
-    absl::MutexLock lock(&shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto it = shard.keys.begin(); it != shard.keys.end();) {
       reclaimed += ReclaimLocked(it->second, now);
       if (it->second.empty()) {

@@ -1,0 +1,174 @@
+"""sluice: governance of AI traffic from inside the process that sends or serves it.
+
+The objects (all thread-safe, none of them ever blocks the caller's loop)::
+
+    RateLimiter         requests per key, several windows at once (GCRA, exact)
+    LeakyBucket         shaping: a steady departure rate with a bounded wait
+    ConcurrencyLimiter  in-flight cap per key; permits are leases that cannot leak
+    TokenBudget         LLM tokens per key: reserve before the call, settle after
+
+Example (a Flask view in a Dify-style gevent worker)::
+
+    import sluice
+
+    per_tenant = sluice.RateLimiter([sluice.Window.per_second(10, burst=20),
+                                     sluice.Window.per_day(50_000)])
+    per_app = sluice.ConcurrencyLimiter(max_in_flight=10, lease=1200)
+
+    def chat(tenant, app):
+        try:
+            per_tenant.acquire(tenant)
+            with per_app.acquire(app, timeout=2.0):
+                return call_model()
+        except sluice.RateLimited as e:
+            return "busy", 429, e.headers()
+
+Waiting methods (``acquire`` with a timeout, ``LeakyBucket.acquire``) sleep cooperatively under
+gevent; coroutines use the ``*_async`` variants. Times are float seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import _core
+from ._core import Clock, Decision, ManualClock, Permit, Reservation, Window
+from ._core import coarse_steady_clock, steady_clock
+from ._errors import CapacityError, Error, InvalidArgument, LeaseExpired, RateLimited
+from ._waiting import monotonic as _monotonic
+from ._waiting import sleep as _sleep
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "CapacityError",
+    "Clock",
+    "ConcurrencyLimiter",
+    "Decision",
+    "Error",
+    "InvalidArgument",
+    "LeakyBucket",
+    "LeaseExpired",
+    "ManualClock",
+    "Permit",
+    "RateLimited",
+    "RateLimiter",
+    "Reservation",
+    "TokenBudget",
+    "Window",
+    "coarse_steady_clock",
+    "steady_clock",
+]
+
+
+class RateLimiter(_core.RateLimiter):
+    __doc__ = _core.RateLimiter.__doc__
+
+    def acquire(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
+        """Takes `cost` units or raises ``RateLimited``.
+
+        With ``timeout > 0`` it first waits (cooperatively) for as long as the limiter says,
+        provided the wait fits in the timeout.
+        """
+        deadline = _monotonic() + timeout
+        while True:
+            decision = self.decide(key, cost)
+            if decision.allowed:
+                return decision
+            if decision.retry_after > deadline - _monotonic():
+                raise RateLimited(decision)
+            _sleep(decision.retry_after)
+
+    async def acquire_async(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
+        """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
+        import asyncio
+
+        deadline = _monotonic() + timeout
+        while True:
+            decision = self.decide(key, cost)
+            if decision.allowed:
+                return decision
+            if decision.retry_after > deadline - _monotonic():
+                raise RateLimited(decision)
+            await asyncio.sleep(decision.retry_after)
+
+
+class LeakyBucket(_core.LeakyBucket):
+    __doc__ = _core.LeakyBucket.__doc__
+
+    def acquire(self, key: str, cost: int = 1) -> Decision:
+        """Books a slot and sleeps (cooperatively) until it comes; raises ``RateLimited`` if the
+        wait would exceed ``max_wait``."""
+        decision = self.try_acquire(key, cost)
+        if not decision.allowed:
+            raise RateLimited(decision)
+        if decision.delay > 0:
+            _sleep(decision.delay)
+        return decision
+
+    async def acquire_async(self, key: str, cost: int = 1) -> Decision:
+        import asyncio
+
+        decision = self.try_acquire(key, cost)
+        if not decision.allowed:
+            raise RateLimited(decision)
+        if decision.delay > 0:
+            await asyncio.sleep(decision.delay)
+        return decision
+
+
+# Polling for a free slot backs off from 1 ms to 50 ms: a concurrency slot frees when a request
+# ends, which no decision can predict.
+_POLL_FIRST = 0.001
+_POLL_MAX = 0.05
+
+
+class ConcurrencyLimiter(_core.ConcurrencyLimiter):
+    __doc__ = _core.ConcurrencyLimiter.__doc__
+
+    def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
+        """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
+        raises ``RateLimited`` if none frees in time. Use it as a context manager."""
+        permit = self.try_acquire(key)
+        deadline = _monotonic() + timeout
+        pause = _POLL_FIRST
+        while not permit:
+            left = deadline - _monotonic()
+            if left <= 0:
+                raise RateLimited(permit.decision)
+            _sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
+            permit = self.try_acquire(key)
+        return permit
+
+    async def acquire_async(self, key: str, *, timeout: float = 0.0) -> Permit:
+        import asyncio
+
+        permit = self.try_acquire(key)
+        deadline = _monotonic() + timeout
+        pause = _POLL_FIRST
+        while not permit:
+            left = deadline - _monotonic()
+            if left <= 0:
+                raise RateLimited(permit.decision)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
+            permit = self.try_acquire(key)
+        return permit
+
+
+class TokenBudget(_core.TokenBudget):
+    __doc__ = _core.TokenBudget.__doc__
+
+    def reserve(self, key: str, estimate: int) -> Reservation:
+        """Reserves `estimate` tokens or raises ``RateLimited``. Use it as a context manager:
+        an exception inside the block cancels the reservation; settle the real usage inside it::
+
+            with budget.reserve(tenant, estimate=1200) as r:
+                reply = call_model()
+                r.settle(reply.usage.total_tokens)
+        """
+        reservation = self.try_reserve(key, estimate)
+        if not reservation:
+            raise RateLimited(reservation.decision)
+        return reservation

@@ -1,0 +1,69 @@
+// ConcurrencyLimiter and its Permit.
+#include "bindings.h"
+#include "sluice/concurrency_limiter.h"
+
+namespace sluice_python {
+
+using sluice::ConcurrencyLimiter;
+using Permit = sluice::ConcurrencyLimiter::Permit;
+
+void BindConcurrency(py::module_& m) {
+  py::class_<Permit>(m, "Permit", R"doc(
+A slot of a ConcurrencyLimiter, and a lease: it is given back on ``release()``, when the ``with``
+block ends, or when the object is collected, and it is reclaimed by the limiter if its lease runs
+out first (renew long work with ``renew()``). Truthy while held.)doc")
+      .def("__bool__", &Permit::held)
+      .def_property_readonly("held", &Permit::held)
+      .def_property_readonly("decision", &Permit::decision)
+      .def_property_readonly("expires_at",
+                             [](const Permit& p) { return NanosToSeconds(p.expires_at_nanos()); },
+                             "When the lease ends, in seconds on the limiter's clock.")
+      .def(
+          "release", [](Permit& p) { return p.Release().ok(); },
+          "Gives the slot back. False if the lease had already expired and the slot was\n"
+          "reclaimed (the work overran its lease). Idempotent.")
+      .def(
+          "renew",
+          [](Permit& p, py::object lease) {
+            ThrowIfError(lease.is_none()
+                             ? p.Renew()
+                             : p.Renew(SecondsToDuration(lease.cast<double>(), "lease")));
+          },
+          py::arg("lease") = py::none(),
+          "Extends the lease to `lease` seconds from now (default: the limiter's lease).\n"
+          "Raises sluice.LeaseExpired if the slot was already reclaimed.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](Permit& p, py::object, py::object, py::object) {
+        (void)p.Release();
+        return false;
+      });
+
+  py::class_<ConcurrencyLimiter>(m, "ConcurrencyLimiter", R"doc(
+At most ``max_in_flight`` permits per key at once. The check and the take are one atomic step, and
+every permit is a lease of ``lease`` seconds, so a crashed or forgotten holder cannot leak its
+slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).)doc")
+      .def(py::init([](int64_t max_in_flight, double lease, double retry_after, int64_t max_keys,
+                       const sluice::Clock* clock) {
+             ConcurrencyLimiter::Options o;
+             o.max_in_flight = max_in_flight;
+             o.lease = SecondsToDuration(lease, "lease");
+             o.retry_after = SecondsToDuration(retry_after, "retry_after");
+             o.max_keys = max_keys;
+             return ValueOrThrow(ConcurrencyLimiter::Create(o, ClockOrDefault(clock)));
+           }),
+           py::arg("max_in_flight"), py::kw_only(), py::arg("lease") = 600.0,
+           py::arg("retry_after") = 1.0, py::arg("max_keys") = int64_t{1} << 20,
+           py::arg("clock") = nullptr, py::keep_alive<1, 6>())
+      .def("try_acquire", &ConcurrencyLimiter::TryAcquire, py::arg("key"), py::keep_alive<0, 1>(),
+           "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
+      .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"))
+      .def("reclaim_expired", &ConcurrencyLimiter::ReclaimExpired,
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("max_in_flight",
+                             [](const ConcurrencyLimiter& c) { return c.options().max_in_flight; })
+      .def_property_readonly("lease", [](const ConcurrencyLimiter& c) {
+        return absl::ToDoubleSeconds(c.options().lease);
+      });
+}
+
+}  // namespace sluice_python

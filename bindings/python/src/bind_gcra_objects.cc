@@ -1,0 +1,184 @@
+// RateLimiter, LeakyBucket, TokenBudget (and its Reservation).
+//
+// The GIL is deliberately *kept* around single decisions: a decision is tens of nanoseconds, less
+// than releasing and re-taking the GIL costs, and it never blocks. It is released around the work
+// that scales with the table (dropping idle keys).
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "bindings.h"
+#include "sluice/leaky_bucket.h"
+#include "sluice/rate_limiter.h"
+#include "sluice/token_budget.h"
+
+namespace sluice_python {
+namespace {
+
+constexpr int64_t kDefaultMaxKeys = int64_t{1} << 20;
+
+using sluice::Decision;
+using sluice::LeakyBucket;
+using sluice::RateLimiter;
+using sluice::TokenBudget;
+using Reservation = sluice::TokenBudget::Reservation;
+
+int64_t MinBurst(const std::vector<sluice::Window>& windows) {
+  int64_t least = std::numeric_limits<int64_t>::max();
+  for (const auto& w : windows) least = std::min(least, w.effective_burst());
+  return least;
+}
+
+void BindRateLimiter(py::module_& m) {
+  py::class_<RateLimiter>(m, "RateLimiter", R"doc(
+Requests per key against one or several windows at once (GCRA). Thread-safe; never blocks.
+
+    limiter = sluice.RateLimiter([sluice.Window.per_second(10, burst=20),
+                                  sluice.Window.per_hour(1000)])
+    if not limiter.try_acquire(f"{tenant}:{app}"):
+        ...  # 429
+
+A request passes only if every window has room; a refusal charges no window. Idle keys are
+dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, and a *new* key
+beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` returns False).)doc")
+      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
+                       const sluice::Clock* clock) {
+             RateLimiter::Options o;
+             o.windows = std::move(windows);
+             o.max_keys = max_keys;
+             return ValueOrThrow(RateLimiter::Create(o, ClockOrDefault(clock)));
+           }),
+           py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
+           py::arg("clock") = nullptr, py::keep_alive<1, 4>())
+      .def(
+          "try_acquire",
+          [](RateLimiter& rl, std::string_view key, int64_t cost) {
+            if (rl.Allow(key, cost)) return true;
+            if (cost < 1 || cost > MinBurst(rl.options().windows)) {
+              ThrowIfError(rl.TryAcquire(key, cost).status());  // raises InvalidArgument
+            }
+            return false;
+          },
+          py::arg("key"), py::arg("cost") = 1,
+          "Takes `cost` units for `key` if every window has room. Returns whether it did.\n"
+          "The fastest call; use decide() for the numbers behind the answer.")
+      .def(
+          "decide",
+          [](RateLimiter& rl, std::string_view key, int64_t cost) {
+            return ValueOrThrow(rl.TryAcquire(key, cost));
+          },
+          py::arg("key"), py::arg("cost") = 1,
+          "As try_acquire, returning the Decision (allowed, remaining, retry_after, ...).")
+      .def("peek", &RateLimiter::Peek, py::arg("key"),
+           "What `key` has left, without taking anything.")
+      .def("drop_idle_keys", &RateLimiter::DropIdleKeys,
+           py::call_guard<py::gil_scoped_release>(),
+           "Drops every idle key now; returns how many.")
+      .def_property_readonly("key_count", &RateLimiter::key_count)
+      .def_property_readonly("memory_bytes", &RateLimiter::memory_bytes)
+      .def_property_readonly("windows",
+                             [](const RateLimiter& rl) { return rl.options().windows; })
+      .def_property_readonly("max_keys", [](const RateLimiter& rl) { return rl.options().max_keys; });
+}
+
+void BindLeakyBucket(py::module_& m) {
+  py::class_<LeakyBucket>(m, "LeakyBucket", R"doc(
+Shapes a burst into a steady rate: each call books a departure slot and says how long to wait.
+Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).)doc")
+      .def(py::init([](int64_t rate, double per, int64_t burst, double max_wait, int64_t max_keys,
+                       const sluice::Clock* clock) {
+             LeakyBucket::Options o;
+             o.rate = rate;
+             o.per = SecondsToDuration(per, "per");
+             o.burst = burst;
+             o.max_wait = SecondsToDuration(max_wait, "max_wait");
+             o.max_keys = max_keys;
+             return ValueOrThrow(LeakyBucket::Create(o, ClockOrDefault(clock)));
+           }),
+           py::arg("rate"), py::arg("per") = 1.0, py::arg("burst") = 1, py::arg("max_wait") = 1.0,
+           py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys, py::arg("clock") = nullptr,
+           py::keep_alive<1, 7>())
+      .def(
+          "try_acquire",
+          [](LeakyBucket& b, std::string_view key, int64_t cost) {
+            return ValueOrThrow(b.Acquire(key, cost));
+          },
+          py::arg("key"), py::arg("cost") = 1,
+          "Books `cost` units. Allowed: wait `delay` seconds, then go. Refused (the wait would\n"
+          "exceed max_wait): nothing was booked; `retry_after` says when to ask again.")
+      .def("drop_idle_keys", &LeakyBucket::DropIdleKeys, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("key_count", &LeakyBucket::key_count)
+      .def_property_readonly("rate", [](const LeakyBucket& b) { return b.options().rate; })
+      .def_property_readonly("per",
+                             [](const LeakyBucket& b) { return absl::ToDoubleSeconds(b.options().per); })
+      .def_property_readonly("burst", [](const LeakyBucket& b) { return b.options().burst; })
+      .def_property_readonly("max_wait", [](const LeakyBucket& b) {
+        return absl::ToDoubleSeconds(b.options().max_wait);
+      });
+}
+
+void BindTokenBudget(py::module_& m) {
+  py::class_<Reservation>(m, "Reservation", R"doc(
+Tokens reserved before an LLM call. Truthy while pending. ``settle(actual)`` replaces the estimate
+with the real usage (refund or debt); ``cancel()`` refunds it all. As a context manager it cancels
+when the block raises and is still unsettled; otherwise an unsettled reservation stays charged as
+estimated.)doc")
+      .def("__bool__", &Reservation::pending)
+      .def_property_readonly("pending", &Reservation::pending)
+      .def_property_readonly("decision", &Reservation::decision)
+      .def_property_readonly("estimate", &Reservation::estimate)
+      .def(
+          "settle", [](Reservation& r, int64_t actual) { return ValueOrThrow(r.Settle(actual)); },
+          py::arg("actual"), "Charges the real usage; returns the key's balance afterwards.")
+      .def("cancel", [](Reservation& r) { ThrowIfError(r.Cancel()); })
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](Reservation& r, py::object exc_type, py::object, py::object) {
+        if (!exc_type.is_none() && r.pending()) (void)r.Cancel();
+        return false;
+      });
+
+  py::class_<TokenBudget>(m, "TokenBudget", R"doc(
+LLM tokens per key over one or several windows: reserve an estimate before the call, settle the
+real usage after. A request whose estimate does not fit is refused before it starts; usage beyond
+the estimate is carried as debt. Thread-safe; never blocks.)doc")
+      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
+                       const sluice::Clock* clock) {
+             TokenBudget::Options o;
+             o.windows = std::move(windows);
+             o.max_keys = max_keys;
+             return ValueOrThrow(TokenBudget::Create(o, ClockOrDefault(clock)));
+           }),
+           py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
+           py::arg("clock") = nullptr, py::keep_alive<1, 4>())
+      .def(
+          "try_reserve",
+          [](TokenBudget& b, std::string_view key, int64_t estimate) {
+            return ValueOrThrow(b.Reserve(key, estimate));
+          },
+          py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
+          "Reserves `estimate` tokens. The Reservation is falsy when refused; its decision says\n"
+          "when to retry.")
+      .def(
+          "charge",
+          [](TokenBudget& b, std::string_view key, int64_t tokens) {
+            return ValueOrThrow(b.Charge(key, tokens));
+          },
+          py::arg("key"), py::arg("tokens"),
+          "Charges `tokens` after the fact (may put the key in debt); returns the balance.")
+      .def("peek", &TokenBudget::Peek, py::arg("key"))
+      .def("drop_idle_keys", &TokenBudget::DropIdleKeys, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("key_count", &TokenBudget::key_count)
+      .def_property_readonly("windows",
+                             [](const TokenBudget& b) { return b.options().windows; });
+}
+
+}  // namespace
+
+void BindGcraObjects(py::module_& m) {
+  BindRateLimiter(m);
+  BindLeakyBucket(m);
+  BindTokenBudget(m);
+}
+
+}  // namespace sluice_python

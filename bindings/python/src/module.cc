@@ -1,0 +1,13 @@
+// sluice._core: the thin pybind11 layer. The Python package `sluice` (sluice/__init__.py) wraps
+// it with waiting helpers (gevent, asyncio), exceptions and context managers.
+#include "bindings.h"
+#include "sluice/version.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "sluice native core: admission objects (see the `sluice` package for the facade).";
+  m.attr("__version__") = SLUICE_VERSION_STRING;
+  sluice_python::RegisterErrorTranslator();
+  sluice_python::BindBasics(m);
+  sluice_python::BindGcraObjects(m);
+  sluice_python::BindConcurrency(m);
+}
