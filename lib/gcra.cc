@@ -74,6 +74,7 @@ absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view
     w.unit = static_cast<int64_t>((scaled + w.limit - 1) / w.limit);
     w.exact = false;
   }
+  w.horizon_nanos = kMaxNowUnits / w.scale;
   if (__builtin_mul_overflow(w.burst, w.unit, &w.tolerance) || w.tolerance > kMaxTolerance) {
     return absl::InvalidArgumentError(absl::StrCat(
         prefix, names.burst, " is too large: it must cover under 36 years of the rate, got ",
@@ -99,9 +100,9 @@ GcraKeyedState::Units GcraKeyedState::NowUnits(int64_t now_nanos) const {
   if (__builtin_sub_overflow(now_nanos, epoch_nanos_, &rel)) {
     rel = now_nanos < 0 ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int64_t>::max();
   }
-  Units now{};
+  Units now;  // only the first n_ entries are meaningful; skipping the zero-fill is measurable
   for (int i = 0; i < n_; ++i) {
-    const int64_t horizon = kMaxNowUnits / windows_[i].scale;  // saturate rather than wrap
+    const int64_t horizon = windows_[i].horizon_nanos;  // saturate rather than wrap
     now[i] = std::clamp(rel, -horizon, horizon) * windows_[i].scale;
   }
   return now;
@@ -125,12 +126,44 @@ int64_t GcraKeyedState::Describe(int i, int64_t tat, int64_t now, Decision* out)
   return remaining;
 }
 
+void GcraKeyedState::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
+                                    bool detailed) const {
+  const GcraWindow& w = windows_[0];
+  const int64_t charge = cost * w.unit;
+  int64_t tat = Load(cell);
+  for (;;) {
+    const int64_t next = std::max(tat, now) + charge;
+    if (next - now > w.tolerance) {
+      out->allowed = false;
+      if (detailed) {
+        out->retry_after_nanos = std::max<int64_t>(1, CeilNanos(next - w.tolerance - now, w.scale));
+        Describe(0, tat, now, out);
+      }
+      return;
+    }
+    if (Cell(cell).compare_exchange_weak(tat, next, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+      out->allowed = true;
+      if (detailed) {
+        out->retry_after_nanos = 0;
+        Describe(0, next, now, out);
+      }
+      return;
+    }
+  }
+}
+
 absl::Status GcraKeyedState::Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
                                    Decision* out, bool detailed) {
   const Units now = NowUnits(now_nanos);
   auto idle = [&](const int64_t* cells) { return IsIdle(cells, now); };
+  if (n_ == 1) {
+    return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
+      AdmitOneWindow(cells, cost, now[0], out, detailed);
+    });
+  }
   return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
-    Units after{};
+    Units after;
     int refused = -1;
     if (n_ > 1) {  // a read-only pass first, so the common refusal charges and returns nothing
       for (int i = 0; i < n_ && refused < 0; ++i) {

@@ -36,6 +36,7 @@ struct GcraWindow {
   int64_t scale = 1;      // units per nanosecond
   int64_t unit = 0;       // emission interval (period / limit), in units
   int64_t tolerance = 0;  // burst * unit: how far ahead of now a TAT may be after a charge
+  int64_t horizon_nanos = 0;  // |now - epoch| beyond which this window's clock saturates
   bool exact = true;
 };
 
@@ -87,6 +88,9 @@ class GcraKeyedState {
   using Units = std::array<int64_t, kMaxWindows>;
   Units NowUnits(int64_t now_nanos) const;
   bool IsIdle(const int64_t* cells, const Units& now) const;
+  // Admit for the common single-window case: no arrays, no second pass.
+  void AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
+                      bool detailed) const;
   // Describes window `i` with TAT `tat` at `now` (units) into `out`; returns its remaining.
   int64_t Describe(int i, int64_t tat, int64_t now, Decision* out) const;
 

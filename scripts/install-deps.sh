@@ -3,6 +3,7 @@
 # from Debian, the Python build and test packages from PyPI. Safe to run again; it is what the
 # README commands and .ci/run call first, so nothing installed by hand is ever assumed.
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; pip's warning about it is noise
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
