@@ -80,7 +80,7 @@ Outcome RunDifyBurst(const Scenario& s) {
 
   Outcome out;
   out.timer_overhead_nanos = TimerOverhead();
-  out.costs = {{"RateLimiter.TryAcquire (2 windows)", {}},
+  out.costs = {{"RateLimiter.Allow (2 windows)", {}},
                {"TokenBudget.Reserve", {}},
                {"ConcurrencyLimiter.TryAcquire", {}},
                {"LeakyBucket.Acquire", {}},

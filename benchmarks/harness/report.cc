@@ -87,7 +87,8 @@ void PrintReport(const Scenario& s, Outcome& out, std::ostream& os) {
                  (long long)c.nanos[c.nanos.size() / 2],
                  (long long)c.nanos[c.nanos.size() * 99 / 100]);
   }
-  os << Format("(each sample minus the %lld ns a pair of steady-clock reads costs here)\n",
+  os << Format("(objects read the virtual ManualClock, an atomic load; a steady-clock read adds "
+               "~30 ns here. Each sample minus the %lld ns a pair of steady-clock reads costs.)\n",
                (long long)out.timer_overhead_nanos);
 }
 
