@@ -36,7 +36,8 @@ from ._core import Clock, Decision, ManualClock, Permit, Reservation, Window
 from ._core import coarse_steady_clock, steady_clock
 from ._errors import CapacityError, Error, InvalidArgument, LeaseExpired, RateLimited
 from ._waiting import monotonic as _monotonic
-from ._waiting import sleep as _sleep
+from ._waiting import run_plan as _run_plan
+from ._waiting import run_plan_async as _run_plan_async
 
 __version__: str = _core.__version__
 
@@ -61,6 +62,49 @@ __all__ = [
 ]
 
 
+def _rate_limiter_plan(limiter, key, cost, timeout):
+    """Waits for as long as the limiter says, while that fits in the timeout."""
+    deadline = _monotonic() + timeout
+    while True:
+        decision = limiter.decide(key, cost)
+        if decision.allowed:
+            return decision
+        if decision.retry_after > deadline - _monotonic():
+            raise RateLimited(decision)
+        yield decision.retry_after
+
+
+def _leaky_bucket_plan(bucket, key, cost):
+    """Books a departure slot, then waits for it."""
+    decision = bucket.try_acquire(key, cost)
+    if not decision.allowed:
+        raise RateLimited(decision)
+    if decision.delay > 0:
+        yield decision.delay
+    return decision
+
+
+# Polling for a free slot backs off from 1 ms to 50 ms: a concurrency slot frees when a request
+# ends, which no decision can predict.
+_POLL_FIRST = 0.001
+_POLL_MAX = 0.05
+
+
+def _permit_plan(limiter, key, timeout):
+    """Polls for a free slot until the timeout."""
+    permit = limiter.try_acquire(key)
+    deadline = _monotonic() + timeout
+    pause = _POLL_FIRST
+    while not permit:
+        left = deadline - _monotonic()
+        if left <= 0:
+            raise RateLimited(permit.decision)
+        yield min(pause, left)
+        pause = min(pause * 2, _POLL_MAX)
+        permit = limiter.try_acquire(key)
+    return permit
+
+
 class RateLimiter(_core.RateLimiter):
     __doc__ = _core.RateLimiter.__doc__
 
@@ -70,27 +114,11 @@ class RateLimiter(_core.RateLimiter):
         With ``timeout > 0`` it first waits (cooperatively) for as long as the limiter says,
         provided the wait fits in the timeout.
         """
-        deadline = _monotonic() + timeout
-        while True:
-            decision = self.decide(key, cost)
-            if decision.allowed:
-                return decision
-            if decision.retry_after > deadline - _monotonic():
-                raise RateLimited(decision)
-            _sleep(decision.retry_after)
+        return _run_plan(_rate_limiter_plan(self, key, cost, timeout))
 
     async def acquire_async(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
-        import asyncio
-
-        deadline = _monotonic() + timeout
-        while True:
-            decision = self.decide(key, cost)
-            if decision.allowed:
-                return decision
-            if decision.retry_after > deadline - _monotonic():
-                raise RateLimited(decision)
-            await asyncio.sleep(decision.retry_after)
+        return await _run_plan_async(_rate_limiter_plan(self, key, cost, timeout))
 
 
 class LeakyBucket(_core.LeakyBucket):
@@ -99,28 +127,11 @@ class LeakyBucket(_core.LeakyBucket):
     def acquire(self, key: str, cost: int = 1) -> Decision:
         """Books a slot and sleeps (cooperatively) until it comes; raises ``RateLimited`` if the
         wait would exceed ``max_wait``."""
-        decision = self.try_acquire(key, cost)
-        if not decision.allowed:
-            raise RateLimited(decision)
-        if decision.delay > 0:
-            _sleep(decision.delay)
-        return decision
+        return _run_plan(_leaky_bucket_plan(self, key, cost))
 
     async def acquire_async(self, key: str, cost: int = 1) -> Decision:
-        import asyncio
-
-        decision = self.try_acquire(key, cost)
-        if not decision.allowed:
-            raise RateLimited(decision)
-        if decision.delay > 0:
-            await asyncio.sleep(decision.delay)
-        return decision
-
-
-# Polling for a free slot backs off from 1 ms to 50 ms: a concurrency slot frees when a request
-# ends, which no decision can predict.
-_POLL_FIRST = 0.001
-_POLL_MAX = 0.05
+        """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
+        return await _run_plan_async(_leaky_bucket_plan(self, key, cost))
 
 
 class ConcurrencyLimiter(_core.ConcurrencyLimiter):
@@ -129,32 +140,11 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
     def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
         """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
         raises ``RateLimited`` if none frees in time. Use it as a context manager."""
-        permit = self.try_acquire(key)
-        deadline = _monotonic() + timeout
-        pause = _POLL_FIRST
-        while not permit:
-            left = deadline - _monotonic()
-            if left <= 0:
-                raise RateLimited(permit.decision)
-            _sleep(min(pause, left))
-            pause = min(pause * 2, _POLL_MAX)
-            permit = self.try_acquire(key)
-        return permit
+        return _run_plan(_permit_plan(self, key, timeout))
 
     async def acquire_async(self, key: str, *, timeout: float = 0.0) -> Permit:
-        import asyncio
-
-        permit = self.try_acquire(key)
-        deadline = _monotonic() + timeout
-        pause = _POLL_FIRST
-        while not permit:
-            left = deadline - _monotonic()
-            if left <= 0:
-                raise RateLimited(permit.decision)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, _POLL_MAX)
-            permit = self.try_acquire(key)
-        return permit
+        """``acquire`` for coroutines: polls with ``asyncio.sleep``."""
+        return await _run_plan_async(_permit_plan(self, key, timeout))
 
 
 class TokenBudget(_core.TokenBudget):

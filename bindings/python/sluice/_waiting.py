@@ -36,3 +36,26 @@ def sleep(seconds: float) -> None:
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+# A wait *plan* is a generator that yields how many seconds to wait before its next attempt and
+# returns the final result (or raises). Writing each waiting strategy once as a plan lets one
+# driver run it for threads and gevent, and another for asyncio.
+def run_plan(plan):
+    """Runs a wait plan, sleeping cooperatively between attempts."""
+    try:
+        while True:
+            sleep(next(plan))
+    except StopIteration as finished:
+        return finished.value
+
+
+async def run_plan_async(plan):
+    """Runs a wait plan, awaiting ``asyncio.sleep`` between attempts."""
+    import asyncio
+
+    try:
+        while True:
+            await asyncio.sleep(next(plan))
+    except StopIteration as finished:
+        return finished.value

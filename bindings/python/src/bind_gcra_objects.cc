@@ -24,6 +24,16 @@ using sluice::RateLimiter;
 using sluice::TokenBudget;
 using Reservation = sluice::TokenBudget::Reservation;
 
+// The constructor of the objects configured by windows (RateLimiter, TokenBudget).
+template <typename Object>
+std::unique_ptr<Object> CreateWithWindows(std::vector<sluice::Window> windows, int64_t max_keys,
+                                          const sluice::Clock* clock) {
+  typename Object::Options o;
+  o.windows = std::move(windows);
+  o.max_keys = max_keys;
+  return ValueOrThrow(Object::Create(o, ClockOrDefault(clock)));
+}
+
 int64_t MinBurst(const std::vector<sluice::Window>& windows) {
   int64_t least = std::numeric_limits<int64_t>::max();
   for (const auto& w : windows) least = std::min(least, w.effective_burst());
@@ -42,13 +52,7 @@ Requests per key against one or several windows at once (GCRA). Thread-safe; nev
 A request passes only if every window has room; a refusal charges no window. Idle keys are
 dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, and a *new* key
 beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` returns False).)doc")
-      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
-                       const sluice::Clock* clock) {
-             RateLimiter::Options o;
-             o.windows = std::move(windows);
-             o.max_keys = max_keys;
-             return ValueOrThrow(RateLimiter::Create(o, ClockOrDefault(clock)));
-           }),
+      .def(py::init(&CreateWithWindows<RateLimiter>),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::keep_alive<1, 4>())
       .def(
@@ -142,13 +146,7 @@ estimated.)doc")
 LLM tokens per key over one or several windows: reserve an estimate before the call, settle the
 real usage after. A request whose estimate does not fit is refused before it starts; usage beyond
 the estimate is carried as debt. Thread-safe; never blocks.)doc")
-      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
-                       const sluice::Clock* clock) {
-             TokenBudget::Options o;
-             o.windows = std::move(windows);
-             o.max_keys = max_keys;
-             return ValueOrThrow(TokenBudget::Create(o, ClockOrDefault(clock)));
-           }),
+      .def(py::init(&CreateWithWindows<TokenBudget>),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::keep_alive<1, 4>())
       .def(
