@@ -170,6 +170,7 @@ SLUICE_API void sluice_concurrency_limiter_destroy(sluice_concurrency_limiter* l
 SLUICE_API int sluice_concurrency_limiter_acquire(sluice_concurrency_limiter* limiter,
                                                   const char* key, size_t key_len,
                                                   sluice_decision* out, sluice_permit** permit);
+/* Permits held for the key (expired leases excluded); -1 if an argument is bad. */
 SLUICE_API int64_t sluice_concurrency_limiter_in_flight(sluice_concurrency_limiter* limiter,
                                                         const char* key, size_t key_len);
 /* SLUICE_FAILED_PRECONDITION if the lease had expired and was reclaimed. Idempotent. */
