@@ -29,6 +29,7 @@ struct sluice_clock {
 struct sluice_options {
   absl::flat_hash_map<int, int64_t> params;
   std::vector<sluice::Window> windows;
+  std::string shared_region;
 };
 struct sluice_rate_limiter {
   std::unique_ptr<RateLimiter> rep;
@@ -67,6 +68,7 @@ int FromStatus(const absl::Status& status) {
     case absl::StatusCode::kFailedPrecondition: code = SLUICE_FAILED_PRECONDITION; break;
     case absl::StatusCode::kUnavailable: code = SLUICE_UNAVAILABLE; break;
     case absl::StatusCode::kDeadlineExceeded: code = SLUICE_DEADLINE_EXCEEDED; break;
+    case absl::StatusCode::kNotFound: code = SLUICE_NOT_FOUND; break;
     default: break;
   }
   return Fail(code, std::string(status.message()));
@@ -184,6 +186,7 @@ const char* sluice_status_name(int status) {
     case SLUICE_DEADLINE_EXCEEDED: return "SLUICE_DEADLINE_EXCEEDED";
     case SLUICE_OUT_OF_MEMORY: return "SLUICE_OUT_OF_MEMORY";
     case SLUICE_INTERNAL: return "SLUICE_INTERNAL";
+    case SLUICE_NOT_FOUND: return "SLUICE_NOT_FOUND";
     default: return "SLUICE_UNKNOWN";
   }
 }
@@ -231,6 +234,22 @@ int sluice_options_set(sluice_options* options, int param, int64_t value) {
   });
 }
 
+int sluice_options_set_shared_region(sluice_options* options, const char* name, size_t len) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    if (name == nullptr && len != 0) return NullArgument(__func__, "name");
+    options->shared_region.assign(len == 0 ? "" : std::string(name, len));
+    return SLUICE_OK;
+  });
+}
+
+int sluice_shared_region_remove(const char* name, size_t len) {
+  return Guard(__func__, [&]() -> int {
+    if (name == nullptr && len != 0) return NullArgument(__func__, "name");
+    return FromStatus(sluice::RemoveSharedRegion(len == 0 ? "" : std::string(name, len)));
+  });
+}
+
 int sluice_options_add_window(sluice_options* options, int64_t limit, int64_t period_nanos,
                               int64_t burst) {
   return Guard(__func__, [&]() -> int {
@@ -252,6 +271,7 @@ int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock
     if (!reader.ok()) return reader.Error();
     RateLimiter::Options o;
     o.windows = options->windows;
+    o.shared_region = options->shared_region;
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
     auto limiter = RateLimiter::Create(o, ClockOf(clock));
     if (!limiter.ok()) return FromStatus(limiter.status());
@@ -303,6 +323,7 @@ int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock
                         false);
     if (!reader.ok()) return reader.Error();
     LeakyBucket::Options o;
+    o.shared_region = options->shared_region;
     reader.Get(SLUICE_PARAM_RATE, &o.rate);
     reader.Get(SLUICE_PARAM_PER_NANOS, &o.per);
     reader.Get(SLUICE_PARAM_BURST, &o.burst);
@@ -343,6 +364,7 @@ int sluice_concurrency_limiter_create(const sluice_options* options, const sluic
                         false);
     if (!reader.ok()) return reader.Error();
     ConcurrencyLimiter::Options o;
+    o.shared_region = options->shared_region;
     reader.Get(SLUICE_PARAM_MAX_IN_FLIGHT, &o.max_in_flight);
     reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.lease);
     reader.Get(SLUICE_PARAM_RETRY_AFTER_NANOS, &o.retry_after);
@@ -408,6 +430,7 @@ int sluice_token_budget_create(const sluice_options* options, const sluice_clock
     if (!reader.ok()) return reader.Error();
     TokenBudget::Options o;
     o.windows = options->windows;
+    o.shared_region = options->shared_region;
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
     auto budget = TokenBudget::Create(o, ClockOf(clock));
     if (!budget.ok()) return FromStatus(budget.status());

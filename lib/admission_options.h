@@ -3,6 +3,8 @@
 #define SLUICE_LIB_ADMISSION_OPTIONS_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -19,6 +21,13 @@ namespace internal {
 absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
                                                        const std::vector<Window>& windows,
                                                        int64_t max_keys);
+
+// The shared table behind `shared_region` (host scope), or null when it is empty (process scope).
+// The region is created for `object` with these windows; opening it with other windows fails.
+absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view object,
+                                                             const std::string& shared_region,
+                                                             const std::vector<GcraWindow>& windows,
+                                                             int64_t max_keys);
 
 // InvalidArgument unless 1 <= cost (or 0 <= cost when `allow_zero`) and cost fits every window's
 // burst: a cost beyond a burst could never be allowed, which is a caller's bug, not a refusal.

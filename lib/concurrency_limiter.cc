@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lease_table.h"
+#include "shared_lease_table.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -38,13 +39,25 @@ absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> ConcurrencyLimiter::Create(
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
   }
-  return std::unique_ptr<ConcurrencyLimiter>(new ConcurrencyLimiter(options, clock));
+  std::unique_ptr<internal::LeaseStore> table;
+  if (options.shared_region.empty()) {
+    table = std::make_unique<internal::LeaseTable>(options.max_keys);
+  } else {
+    auto shared = internal::SharedLeaseTable::Open(options.shared_region, options.max_in_flight,
+                                                   options.max_keys);
+    if (!shared.ok()) {
+      return absl::Status(shared.status().code(),
+                          absl::StrCat(kName, ": ", shared.status().message()));
+    }
+    table = *std::move(shared);
+  }
+  return std::unique_ptr<ConcurrencyLimiter>(
+      new ConcurrencyLimiter(options, clock, std::move(table)));
 }
 
-ConcurrencyLimiter::ConcurrencyLimiter(const Options& options, const Clock* clock)
-    : options_(options),
-      clock_(clock),
-      table_(std::make_unique<internal::LeaseTable>(options.max_keys)) {}
+ConcurrencyLimiter::ConcurrencyLimiter(const Options& options, const Clock* clock,
+                                       std::unique_ptr<internal::LeaseStore> table)
+    : options_(options), clock_(clock), table_(std::move(table)) {}
 
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;
 
@@ -57,7 +70,7 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key
   const internal::KeyDigest digest = internal::DigestKey(key);
   const int64_t expires_at =
       SaturatingAdd(now_nanos, absl::ToInt64Nanoseconds(options_.lease));
-  const internal::LeaseTable::Grant grant =
+  const internal::LeaseStore::Grant grant =
       table_->Acquire(digest, options_.max_in_flight, now_nanos, expires_at);
   Decision decision;
   decision.limit = options_.max_in_flight;
@@ -103,7 +116,8 @@ ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other
 
 absl::Status ConcurrencyLimiter::Permit::Release() {
   if (owner_ == nullptr) return absl::OkStatus();
-  const bool held = std::exchange(owner_, nullptr)->table_->Release(digest_, lease_id_);
+  const bool held =
+      std::exchange(owner_, nullptr)->table_->Release(digest_, lease_id_, expires_at_nanos_);
   if (!held) {
     return absl::FailedPreconditionError(absl::StrCat(
         kName, ": the lease expired before release and its slot was reclaimed; renew long work"));
@@ -126,7 +140,7 @@ absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
   }
   const int64_t expires_at =
       SaturatingAdd(owner_->clock_->NowNanos(), absl::ToInt64Nanoseconds(lease));
-  if (!owner_->table_->Renew(digest_, lease_id_, expires_at)) {
+  if (!owner_->table_->Renew(digest_, lease_id_, expires_at_nanos_, expires_at)) {
     owner_ = nullptr;  // the slot is gone: this permit no longer holds anything
     return absl::FailedPreconditionError(
         absl::StrCat(kName, ": the lease expired and its slot was reclaimed"));

@@ -17,7 +17,7 @@ constexpr int64_t kMaxScale = 16;
 constexpr int64_t kMaxNowUnits = int64_t{1} << 62;     // |now| in units never exceeds this
 constexpr int64_t kMaxTolerance = int64_t{1} << 60;    // burst * unit
 constexpr int64_t kMaxDebt = int64_t{1} << 60;         // how far past now debt may push a TAT
-constexpr int64_t kFresh = std::numeric_limits<int64_t>::min() / 2;  // <= any `now`
+constexpr int64_t kFresh = GcraKeyedState::kFreshCell;
 constexpr int64_t kIdleMarginNanos = 1'000'000'000;
 constexpr int64_t kMaxPeriodNanos = int64_t{366} * 24 * 3600 * 1'000'000'000;
 
@@ -84,16 +84,17 @@ absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view
 }
 
 GcraKeyedState::GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys,
-                               const Clock* clock)
+                               const Clock* clock, std::unique_ptr<SharedTable> shared)
     : windows_(std::move(windows)),
       n_(static_cast<int>(windows_.size())),
       clock_(clock),
-      epoch_nanos_(clock->NowNanos()),
+      epoch_nanos_(shared ? shared->epoch_nanos() : clock->NowNanos()),
       min_burst_(std::min_element(windows_.begin(), windows_.end(),
                                   [](const GcraWindow& a, const GcraWindow& b) {
                                     return a.burst < b.burst;
                                   })->burst),
-      table_(n_, max_keys, kFresh) {}
+      shared_(std::move(shared)),
+      table_(shared_ ? nullptr : std::make_unique<KeyedTable>(n_, max_keys, kFresh)) {}
 
 GcraKeyedState::Units GcraKeyedState::NowUnits(int64_t now_nanos) const {
   int64_t rel;
@@ -156,13 +157,12 @@ void GcraKeyedState::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, De
 absl::Status GcraKeyedState::Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
                                    Decision* out, bool detailed) {
   const Units now = NowUnits(now_nanos);
-  auto idle = [&](const int64_t* cells) { return IsIdle(cells, now); };
   if (n_ == 1) {
-    return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
+    return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
       AdmitOneWindow(cells, cost, now[0], out, detailed);
     });
   }
-  return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
+  return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
     Units after;
     int refused = -1;
     if (n_ > 1) {  // a read-only pass first, so the common refusal charges and returns nothing
@@ -223,8 +223,7 @@ absl::Status GcraKeyedState::Queue(const KeyDigest& d, int64_t cost, int64_t max
   const Units now = NowUnits(now_nanos);
   const GcraWindow& w = windows_[0];
   const int64_t max_wait = max_wait_nanos * w.scale;
-  auto idle = [&](const int64_t* cells) { return IsIdle(cells, now); };
-  return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
+  return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
     int64_t tat = Load(cells);
     for (;;) {
       const int64_t next = std::max(tat, now[0]) + cost * w.unit;
@@ -253,8 +252,7 @@ absl::Status GcraKeyedState::Queue(const KeyDigest& d, int64_t cost, int64_t max
 absl::Status GcraKeyedState::Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
                                     Decision* out) {
   const Units now = NowUnits(now_nanos);
-  auto idle = [&](const int64_t* cells) { return IsIdle(cells, now); };
-  return table_.Visit(d, now_nanos, idle, [&](int64_t* cells) {
+  return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
     int binding = 0;
     int64_t least = std::numeric_limits<int64_t>::max();
     int64_t binding_tat = 0;
@@ -298,9 +296,14 @@ Decision GcraKeyedState::Peek(const KeyDigest& d, int64_t now_nanos) {
   const Units now = NowUnits(now_nanos);
   Units tats;
   tats.fill(kFresh);
-  table_.VisitExisting(d, [&](int64_t* cells) {
+  auto read = [&](int64_t* cells) {
     for (int i = 0; i < n_; ++i) tats[i] = Load(cells + i);
-  });
+  };
+  if (shared_) {
+    shared_->VisitExisting(d, read);
+  } else {
+    table_->VisitExisting(d, read);
+  }
   Decision out;
   int binding = 0;
   int64_t least = std::numeric_limits<int64_t>::max();
@@ -316,7 +319,8 @@ Decision GcraKeyedState::Peek(const KeyDigest& d, int64_t now_nanos) {
 
 int64_t GcraKeyedState::DropIdle(int64_t now_nanos) {
   const Units now = NowUnits(now_nanos);
-  return table_.DropIdle([&](const int64_t* cells) { return IsIdle(cells, now); });
+  if (shared_) return 0;  // shared slots are never freed (see shared_table.h)
+  return table_->DropIdle([&](const int64_t* cells) { return IsIdle(cells, now); });
 }
 
 }  // namespace internal

@@ -16,11 +16,13 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "keyed_table.h"
+#include "shared_table.h"
 #include "sluice/clock.h"
 #include "sluice/decision.h"
 #include "sluice/window.h"
@@ -55,8 +57,13 @@ absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view
 class GcraKeyedState {
  public:
   static constexpr int kMaxWindows = KeyedTable::kMaxCells;
+  // The cell of a key never seen: at or before any `now`, so the key is whole.
+  static constexpr int64_t kFreshCell = std::numeric_limits<int64_t>::min() / 2;
 
-  GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys, const Clock* clock);
+  // Process scope when `shared` is null; otherwise the cells live in that shared table (host
+  // scope) and time is measured from the region's epoch, common to every process on the host.
+  GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys, const Clock* clock,
+                 std::unique_ptr<SharedTable> shared = nullptr);
 
   const Clock& clock() const { return *clock_; }
   const std::vector<GcraWindow>& windows() const { return windows_; }
@@ -81,13 +88,19 @@ class GcraKeyedState {
   Decision Peek(const KeyDigest& d, int64_t now_nanos);
 
   int64_t DropIdle(int64_t now_nanos);
-  int64_t key_count() const { return table_.size(); }
-  int64_t memory_bytes() const { return table_.memory_bytes(); }
+  int64_t key_count() const { return shared_ ? shared_->size() : table_->size(); }
+  int64_t memory_bytes() const { return shared_ ? shared_->memory_bytes() : table_->memory_bytes(); }
 
  private:
   using Units = std::array<int64_t, kMaxWindows>;
   Units NowUnits(int64_t now_nanos) const;
   bool IsIdle(const int64_t* cells, const Units& now) const;
+  // Runs `fn` on the cells of `d` in whichever table holds this state.
+  template <typename Fn>
+  absl::Status VisitCells(const KeyDigest& d, int64_t now_nanos, const Units& now, Fn&& fn) {
+    if (shared_) return shared_->Visit(d, fn);
+    return table_->Visit(d, now_nanos, [&](const int64_t* c) { return IsIdle(c, now); }, fn);
+  }
   // Admit for the common single-window case: no arrays, no second pass.
   void AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
                       bool detailed) const;
@@ -99,7 +112,8 @@ class GcraKeyedState {
   const Clock* const clock_;
   const int64_t epoch_nanos_;
   const int64_t min_burst_;
-  KeyedTable table_;
+  const std::unique_ptr<SharedTable> shared_;  // host scope
+  const std::unique_ptr<KeyedTable> table_;    // process scope
 };
 
 }  // namespace internal

@@ -34,9 +34,12 @@ absl::StatusOr<std::unique_ptr<LeakyBucket>> LeakyBucket::Create(const Options& 
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
   }
+  std::vector<internal::GcraWindow> windows = {*window};
+  auto shared = internal::OpenSharedCells(kName, options.shared_region, windows, options.max_keys);
+  if (!shared.ok()) return shared.status();
   return std::unique_ptr<LeakyBucket>(new LeakyBucket(
-      options, std::make_unique<internal::GcraKeyedState>(
-                   std::vector<internal::GcraWindow>{*window}, options.max_keys, clock)));
+      options, std::make_unique<internal::GcraKeyedState>(std::move(windows), options.max_keys,
+                                                          clock, *std::move(shared))));
 }
 
 LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state)

@@ -19,7 +19,7 @@ int64_t LeaseTable::ReclaimLocked(Leases& leases, int64_t now) {
   return static_cast<int64_t>(before - leases.size());
 }
 
-LeaseTable::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
+LeaseStore::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
                                       int64_t expires_at) {
   Shard& shard = ShardFor(d);
   MutexLock lock(&shard.mu);
@@ -47,7 +47,7 @@ LeaseTable::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight,
   return grant;
 }
 
-bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id) {
+bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id, int64_t /*expires_at*/) {
   Shard& shard = ShardFor(d);
   MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
@@ -60,14 +60,15 @@ bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id) {
   return held;
 }
 
-bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at) {
+bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t /*expires_at*/,
+                       int64_t new_expires_at) {
   Shard& shard = ShardFor(d);
   MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return false;
   auto lease = it->second.find(lease_id);
   if (lease == it->second.end()) return false;
-  lease->second = expires_at;
+  lease->second = new_expires_at;
   return true;
 }
 

@@ -1,4 +1,4 @@
-// Internal: the state behind ConcurrencyLimiter: per key, the leases currently granted.
+// Internal: the process-scope state behind ConcurrencyLimiter: per key, the leases granted.
 //
 // Unlike the GCRA objects, a concurrency key carries a set (which leases, until when), so each
 // shard is an absl::Mutex over a flat_hash_map. Acquire and release are rare compared with rate
@@ -13,32 +13,24 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "lease_store.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-class LeaseTable {
+class LeaseTable final : public LeaseStore {
  public:
   explicit LeaseTable(int64_t max_keys);
 
-  struct Grant {
-    uint64_t lease_id = 0;       // 0: refused
-    bool table_full = false;     // refused because the key is new and max_keys keys hold leases
-    int64_t in_flight = 0;       // leases held for the key after this call
-    int64_t earliest_expiry = 0; // refused: the soonest a held lease ends
-  };
-
-  // Grants a lease ending at `expires_at` if fewer than `max_in_flight` unexpired leases are held
-  // for `d` (expired ones are reclaimed first).
-  Grant Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now, int64_t expires_at);
-  // True if the lease was still held (not reclaimed); it is removed either way.
-  bool Release(const KeyDigest& d, uint64_t lease_id);
-  // Moves the lease's end to `expires_at`. False if it was reclaimed.
-  bool Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at);
-  int64_t InFlight(const KeyDigest& d, int64_t now);
-  int64_t ReclaimExpired(int64_t now);
+  Grant Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
+                int64_t expires_at) override;
+  bool Release(const KeyDigest& d, uint64_t lease_id, int64_t expires_at) override;
+  bool Renew(const KeyDigest& d, uint64_t lease_id, int64_t expires_at,
+             int64_t new_expires_at) override;
+  int64_t InFlight(const KeyDigest& d, int64_t now) override;
+  int64_t ReclaimExpired(int64_t now) override;
 
  private:
   struct DigestHash {

@@ -19,9 +19,12 @@ absl::StatusOr<std::unique_ptr<TokenBudget>> TokenBudget::Create(const Options& 
   absl::StatusOr<std::vector<internal::GcraWindow>> windows =
       internal::CompileWindows(kName, options.windows, options.max_keys);
   if (!windows.ok()) return windows.status();
+  auto shared =
+      internal::OpenSharedCells(kName, options.shared_region, *windows, options.max_keys);
+  if (!shared.ok()) return shared.status();
   return std::unique_ptr<TokenBudget>(new TokenBudget(
-      options,
-      std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys, clock)));
+      options, std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys,
+                                                          clock, *std::move(shared))));
 }
 
 TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state)

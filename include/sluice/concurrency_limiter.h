@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -45,7 +46,7 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
-class LeaseTable;
+class LeaseStore;
 }  // namespace internal
 
 // sluice::ConcurrencyLimiter
@@ -61,6 +62,11 @@ class ConcurrencyLimiter {
     absl::Duration retry_after = absl::Seconds(1);
     // Keys that may hold permits at once. Default: 1,048,576. Must be >= 1.
     int64_t max_keys = int64_t{1} << 20;
+    // Host scope: a shared-memory region holding the leases, so the cap is shared by every
+    // process on the host that uses the same name (see sluice/shared_region.h). A process killed
+    // while holding a permit leaves a lease that expires and is taken over. max_in_flight is then
+    // at most 4096, and `max_keys` is fixed at creation. Default: empty (process scope).
+    std::string shared_region;
   };
 
   class Permit;
@@ -88,11 +94,12 @@ class ConcurrencyLimiter {
 
  private:
   friend class Permit;
-  ConcurrencyLimiter(const Options& options, const Clock* clock);
+  ConcurrencyLimiter(const Options& options, const Clock* clock,
+                     std::unique_ptr<internal::LeaseStore> table);
 
   Options options_;
   const Clock* clock_;
-  std::unique_ptr<internal::LeaseTable> table_;
+  std::unique_ptr<internal::LeaseStore> table_;
 };
 
 // sluice::ConcurrencyLimiter::Permit

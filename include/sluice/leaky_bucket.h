@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -59,6 +60,13 @@ class LeakyBucket {
     absl::Duration max_wait = absl::Seconds(1);
     // As RateLimiter::Options::max_keys. Default: 1,048,576.
     int64_t max_keys = int64_t{1} << 20;
+    // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
+    // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
+    // one limit. Every process must configure the object identically; the region is created by
+    // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
+    // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
+    // is private to this object (process scope).
+    std::string shared_region;
   };
 
   // Validates `options` (errors name the field) and builds a bucket reading `clock`.

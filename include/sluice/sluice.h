@@ -75,7 +75,8 @@ typedef enum sluice_status {
   SLUICE_UNAVAILABLE = 4,        /* a shared store cannot be reached (later scopes) */
   SLUICE_DEADLINE_EXCEEDED = 5,  /* a wait ran out of time (later scopes) */
   SLUICE_OUT_OF_MEMORY = 6,
-  SLUICE_INTERNAL = 7            /* a bug in sluice */
+  SLUICE_INTERNAL = 7,           /* a bug in sluice */
+  SLUICE_NOT_FOUND = 8           /* e.g. removing a shared region that does not exist */
   /* New codes may be added; treat unknown codes as errors. */
 } sluice_status;
 
@@ -131,6 +132,12 @@ SLUICE_API sluice_options* sluice_options_create(void); /* NULL only when out of
 SLUICE_API void sluice_options_destroy(sluice_options* options);
 /* SLUICE_INVALID_ARGUMENT for an unknown parameter number. Values are checked at create. */
 SLUICE_API int sluice_options_set(sluice_options* options, int param, int64_t value);
+/* Host scope: the name of the shared-memory region that holds the object's state, shared by every
+ * process of the host that uses it (sluice/shared_region.h). `(name, len)`; len 0 clears it. */
+SLUICE_API int sluice_options_set_shared_region(sluice_options* options, const char* name,
+                                                size_t len);
+/* Removes a shared-memory region; SLUICE_NOT_FOUND if there is none by that name. */
+SLUICE_API int sluice_shared_region_remove(const char* name, size_t len);
 /* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
 SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,
                                          int64_t period_nanos, int64_t burst);

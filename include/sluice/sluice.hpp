@@ -12,6 +12,7 @@
 //   TokenBudget         LLM tokens per key: reserve, then settle           sluice/token_budget.h
 //   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
 //   Clock, ManualClock  injected time                                      sluice/clock.h
+//   RemoveSharedRegion  host scope: state shared by the processes of a host sluice/shared_region.h
 //
 // The C ABI is sluice/sluice.h; the Python package is `import sluice`.
 
@@ -23,6 +24,7 @@
 #include "sluice/decision.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/rate_limiter.h"
+#include "sluice/shared_region.h"
 #include "sluice/token_budget.h"
 #include "sluice/version.h"
 #include "sluice/window.h"

@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -62,6 +63,13 @@ class TokenBudget {
     std::vector<Window> windows;
     // As RateLimiter::Options::max_keys. Default: 1,048,576.
     int64_t max_keys = int64_t{1} << 20;
+    // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
+    // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
+    // one limit. Every process must configure the object identically; the region is created by
+    // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
+    // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
+    // is private to this object (process scope).
+    std::string shared_region;
   };
 
   class Reservation;

@@ -33,7 +33,8 @@ static void test_version_and_status_names(void) {
   /* The pinned values never change. */
   CHECK(SLUICE_OK == 0 && SLUICE_INVALID_ARGUMENT == 1 && SLUICE_RESOURCE_EXHAUSTED == 2 &&
         SLUICE_FAILED_PRECONDITION == 3 && SLUICE_UNAVAILABLE == 4 &&
-        SLUICE_DEADLINE_EXCEEDED == 5 && SLUICE_OUT_OF_MEMORY == 6 && SLUICE_INTERNAL == 7);
+        SLUICE_DEADLINE_EXCEEDED == 5 && SLUICE_OUT_OF_MEMORY == 6 && SLUICE_INTERNAL == 7 &&
+        SLUICE_NOT_FOUND == 8);
 }
 
 static void test_destroy_accepts_null(void) {
@@ -241,6 +242,37 @@ static void test_token_budget(void) {
   sluice_clock_destroy(clock);
 }
 
+static void test_shared_region(void) {
+  char name[64];
+  sluice_options* o = sluice_options_create();
+  sluice_rate_limiter* a = NULL;
+  sluice_rate_limiter* b = NULL;
+  sluice_decision d;
+  int admitted = 0, i;
+  snprintf(name, sizeof(name), "capi-test-%ld", (long)sluice_clock_now_nanos(NULL));
+  sluice_options_add_window(o, 5, 3600 * SECOND, 0);
+  CHECK(sluice_options_set_shared_region(o, name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &a) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &b) == SLUICE_OK); /* a second opener */
+  for (i = 0; i < 10; ++i) {
+    sluice_rate_limiter_acquire(i % 2 ? a : b, "k", 1, 1, &d);
+    admitted += d.allowed;
+  }
+  CHECK(admitted == 5); /* one limit, whichever handle decides */
+  sluice_rate_limiter_destroy(a);
+  CHECK(sluice_options_set_shared_region(o, "bad/name", 8) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &a) == SLUICE_INVALID_ARGUMENT);
+  CHECK(a == NULL);
+  CHECK(strstr(sluice_last_error_message(), "shared_region must be") != NULL);
+  CHECK(sluice_options_set_shared_region(NULL, "x", 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set_shared_region(o, NULL, 3) == SLUICE_INVALID_ARGUMENT);
+  sluice_rate_limiter_destroy(b);
+  sluice_options_destroy(o);
+  CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_NOT_FOUND);
+  CHECK(strcmp(sluice_status_name(SLUICE_NOT_FOUND), "SLUICE_NOT_FOUND") == 0);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -249,6 +281,7 @@ int main(void) {
   test_leaky_bucket();
   test_concurrency_limiter();
   test_token_budget();
+  test_shared_region();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

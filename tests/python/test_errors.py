@@ -14,6 +14,9 @@ def test_hierarchy():
     assert issubclass(sluice.LeaseExpired, sluice.Error)
     assert issubclass(sluice.InvalidArgument, sluice.Error)
     assert issubclass(sluice.InvalidArgument, ValueError)
+    assert issubclass(sluice.LeaseExpired, sluice.FailedPrecondition)
+    assert issubclass(sluice.FailedPrecondition, sluice.Error)
+    assert issubclass(sluice.NotFound, sluice.Error)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,10 @@ Example (a Flask view in a Dify-style gevent worker)::
         except sluice.RateLimited as e:
             return "busy", 429, e.headers()
 
+Host scope: pass ``shared_region="name"`` (the same name and configuration in every worker) and
+the state lives in shared memory, so all the processes of a host (Gunicorn and Celery workers)
+share one limit; see ``remove_shared_region``.
+
 Waiting methods (``acquire`` with a timeout, ``LeakyBucket.acquire``) sleep cooperatively under
 gevent; coroutines use the ``*_async`` variants. Times are float seconds.
 """
@@ -33,8 +37,16 @@ from typing import Optional
 
 from . import _core
 from ._core import Clock, Decision, ManualClock, Permit, Reservation, Window
-from ._core import coarse_steady_clock, steady_clock
-from ._errors import CapacityError, Error, InvalidArgument, LeaseExpired, RateLimited
+from ._core import coarse_steady_clock, remove_shared_region, steady_clock
+from ._errors import (
+    CapacityError,
+    Error,
+    FailedPrecondition,
+    InvalidArgument,
+    LeaseExpired,
+    NotFound,
+    RateLimited,
+)
 from ._waiting import monotonic as _monotonic
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
@@ -47,10 +59,12 @@ __all__ = [
     "ConcurrencyLimiter",
     "Decision",
     "Error",
+    "FailedPrecondition",
     "InvalidArgument",
     "LeakyBucket",
     "LeaseExpired",
     "ManualClock",
+    "NotFound",
     "Permit",
     "RateLimited",
     "RateLimiter",
@@ -58,6 +72,7 @@ __all__ = [
     "TokenBudget",
     "Window",
     "coarse_steady_clock",
+    "remove_shared_region",
     "steady_clock",
 ]
 

@@ -20,8 +20,17 @@ class CapacityError(Error):
     """A bounded table is full: ``max_keys`` keys are all mid-window (or hold permits)."""
 
 
-class LeaseExpired(Error):
+class FailedPrecondition(Error):
+    """The object is not in a state that allows the call: e.g. a shared region made by another
+    configuration or layout version, or a reservation already settled."""
+
+
+class LeaseExpired(FailedPrecondition):
     """A permit's lease ran out and its slot was reclaimed before it was renewed."""
+
+
+class NotFound(Error):
+    """No such thing: e.g. removing a shared region that does not exist."""
 
 
 class RateLimited(Error):

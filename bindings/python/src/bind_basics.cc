@@ -4,6 +4,7 @@
 #include "bindings.h"
 #include "sluice/clock.h"
 #include "sluice/decision.h"
+#include "sluice/shared_region.h"
 #include "sluice/window.h"
 
 namespace sluice_python {
@@ -16,6 +17,12 @@ default) for the process's steady clock, or a ``ManualClock`` to drive time by h
            "Seconds since the clock's origin.")
       .def("now_nanos", &sluice::Clock::NowNanos, "Nanoseconds since the clock's origin.");
 
+  m.def(
+      "remove_shared_region",
+      [](const std::string& name) { ThrowIfError(sluice::RemoveSharedRegion(name)); },
+      py::arg("name"),
+      "Removes a host-scope shared-memory region (processes using it keep their mapping).\n"
+      "Raises sluice.NotFound if there is none by that name.");
   m.def("steady_clock", &sluice::Clock::Steady, py::return_value_policy::reference,
         "The process-wide steady clock (the default).");
   m.def("coarse_steady_clock", &sluice::Clock::CoarseSteady, py::return_value_policy::reference,

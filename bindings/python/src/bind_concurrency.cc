@@ -1,4 +1,9 @@
 // ConcurrencyLimiter and its Permit.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
 #include "bindings.h"
 #include "sluice/concurrency_limiter.h"
 
@@ -25,9 +30,11 @@ out first (renew long work with ``renew()``). Truthy while held.)doc")
       .def(
           "renew",
           [](Permit& p, py::object lease) {
-            ThrowIfError(lease.is_none()
-                             ? p.Renew()
-                             : p.Renew(SecondsToDuration(lease.cast<double>(), "lease")));
+            const absl::Status s =
+                lease.is_none() ? p.Renew()
+                                : p.Renew(SecondsToDuration(lease.cast<double>(), "lease"));
+            if (absl::IsFailedPrecondition(s)) RaisePython("LeaseExpired", std::string(s.message()));
+            ThrowIfError(s);
           },
           py::arg("lease") = py::none(),
           "Extends the lease to `lease` seconds from now (default: the limiter's lease).\n"
@@ -43,8 +50,9 @@ At most ``max_in_flight`` permits per key at once. The check and the take are on
 every permit is a lease of ``lease`` seconds, so a crashed or forgotten holder cannot leak its
 slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).)doc")
       .def(py::init([](int64_t max_in_flight, double lease, double retry_after, int64_t max_keys,
-                       const sluice::Clock* clock) {
+                       const sluice::Clock* clock, std::optional<std::string> shared_region) {
              ConcurrencyLimiter::Options o;
+             o.shared_region = shared_region.value_or("");
              o.max_in_flight = max_in_flight;
              o.lease = SecondsToDuration(lease, "lease");
              o.retry_after = SecondsToDuration(retry_after, "retry_after");
@@ -53,7 +61,8 @@ slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits
            }),
            py::arg("max_in_flight"), py::kw_only(), py::arg("lease") = 600.0,
            py::arg("retry_after") = 1.0, py::arg("max_keys") = int64_t{1} << 20,
-           py::arg("clock") = nullptr, py::keep_alive<1, 6>())
+           py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
+           py::keep_alive<1, 6>())
       .def("try_acquire", &ConcurrencyLimiter::TryAcquire, py::arg("key"), py::keep_alive<0, 1>(),
            "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
       .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"))

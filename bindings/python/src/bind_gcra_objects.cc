@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <limits>
 
 #include "bindings.h"
@@ -27,10 +29,12 @@ using Reservation = sluice::TokenBudget::Reservation;
 // The constructor of the objects configured by windows (RateLimiter, TokenBudget).
 template <typename Object>
 std::unique_ptr<Object> CreateWithWindows(std::vector<sluice::Window> windows, int64_t max_keys,
-                                          const sluice::Clock* clock) {
+                                          const sluice::Clock* clock,
+                                          std::optional<std::string> shared_region) {
   typename Object::Options o;
   o.windows = std::move(windows);
   o.max_keys = max_keys;
+  o.shared_region = shared_region.value_or("");
   return ValueOrThrow(Object::Create(o, ClockOrDefault(clock)));
 }
 
@@ -54,7 +58,8 @@ dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, 
 beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` returns False).)doc")
       .def(py::init(&CreateWithWindows<RateLimiter>),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
-           py::arg("clock") = nullptr, py::keep_alive<1, 4>())
+           py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
+           py::keep_alive<1, 4>())
       .def(
           "try_acquire",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
@@ -91,8 +96,9 @@ void BindLeakyBucket(py::module_& m) {
 Shapes a burst into a steady rate: each call books a departure slot and says how long to wait.
 Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).)doc")
       .def(py::init([](int64_t rate, double per, int64_t burst, double max_wait, int64_t max_keys,
-                       const sluice::Clock* clock) {
+                       const sluice::Clock* clock, std::optional<std::string> shared_region) {
              LeakyBucket::Options o;
+             o.shared_region = shared_region.value_or("");
              o.rate = rate;
              o.per = SecondsToDuration(per, "per");
              o.burst = burst;
@@ -102,7 +108,7 @@ Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps co
            }),
            py::arg("rate"), py::arg("per") = 1.0, py::arg("burst") = 1, py::arg("max_wait") = 1.0,
            py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys, py::arg("clock") = nullptr,
-           py::keep_alive<1, 7>())
+           py::arg("shared_region") = py::none(), py::keep_alive<1, 7>())
       .def(
           "try_acquire",
           [](LeakyBucket& b, std::string_view key, int64_t cost) {
@@ -148,7 +154,8 @@ real usage after. A request whose estimate does not fit is refused before it sta
 the estimate is carried as debt. Thread-safe; never blocks.)doc")
       .def(py::init(&CreateWithWindows<TokenBudget>),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
-           py::arg("clock") = nullptr, py::keep_alive<1, 4>())
+           py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
+           py::keep_alive<1, 4>())
       .def(
           "try_reserve",
           [](TokenBudget& b, std::string_view key, int64_t estimate) {

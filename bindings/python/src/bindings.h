@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,6 +23,9 @@ struct StatusError {
 };
 
 void RegisterErrorTranslator();
+
+// Raises sluice._errors.<class_name>(message) in Python.
+[[noreturn]] void RaisePython(const char* class_name, const std::string& message);
 
 inline void ThrowIfError(const absl::Status& status) {
   if (!status.ok()) throw StatusError{status};

@@ -16,13 +16,20 @@ void RegisterErrorTranslator() {
       switch (e.status.code()) {
         case absl::StatusCode::kInvalidArgument: name = "InvalidArgument"; break;
         case absl::StatusCode::kResourceExhausted: name = "CapacityError"; break;
-        case absl::StatusCode::kFailedPrecondition: name = "LeaseExpired"; break;
+        case absl::StatusCode::kFailedPrecondition: name = "FailedPrecondition"; break;
+        case absl::StatusCode::kNotFound: name = "NotFound"; break;
         default: break;
       }
       py::object type = errors.attr(name);
       PyErr_SetString(type.ptr(), std::string(e.status.message()).c_str());
     }
   });
+}
+
+void RaisePython(const char* class_name, const std::string& message) {
+  py::object type = py::module_::import("sluice._errors").attr(class_name);
+  PyErr_SetString(type.ptr(), message.c_str());
+  throw py::error_already_set();
 }
 
 absl::Duration SecondsToDuration(double seconds, const char* field) {

@@ -1,0 +1,93 @@
+"""Host scope from Python: processes on one host share a limit through shared memory."""
+
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+import sluice
+from sluice import ConcurrencyLimiter, RateLimiter, Window
+
+LIMIT = 1000
+# A 366-day window: spawning processes takes real time, and nothing may refill meanwhile.
+YEAR = 366 * 86400.0
+
+
+@pytest.fixture
+def region():
+    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        sluice.remove_shared_region(name)
+    except sluice.NotFound:
+        pass
+
+
+def _hammer(name, attempts, results):
+    limiter = RateLimiter([Window(LIMIT, YEAR)], max_keys=64, shared_region=name)
+    results.put(sum(limiter.try_acquire("tenant-1") for _ in range(attempts)))
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_processes_share_one_limit_exactly(region, start_method):
+    ctx = multiprocessing.get_context(start_method)
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_hammer, args=(region, 600, results)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    admitted = sum(results.get(timeout=60) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    assert admitted == LIMIT  # 1,800 attempts from 3 processes, one limit
+    here = RateLimiter([Window(LIMIT, YEAR)], max_keys=64, shared_region=region)
+    assert not here.try_acquire("tenant-1")
+    assert here.peek("tenant-1").remaining == 0
+
+
+def _hold_permit(name, ready):
+    cap = ConcurrencyLimiter(1, lease=600.0, max_keys=8, shared_region=name)
+    permit = cap.try_acquire("app")
+    ready.put(bool(permit))
+    while True:
+        time.sleep(1)
+
+
+def test_a_killed_holder_leaves_the_region_usable(region):
+    """SIGKILL mid-hold: nothing is left locked; the slot stays leased until its lease ends (the
+    expiry itself is tested in C++ with a ManualClock shared by the processes)."""
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    holder = ctx.Process(target=_hold_permit, args=(region, ready))
+    holder.start()
+    assert ready.get(timeout=60) is True
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(timeout=60)
+    cap = ConcurrencyLimiter(1, lease=600.0, max_keys=8, shared_region=region)
+    assert cap.in_flight("app") == 1
+    refused = cap.try_acquire("app")
+    assert not refused and refused.decision.reset_after > 500  # freed when the lease ends
+    with cap.acquire("another-app") as permit:
+        assert permit.held
+
+
+def test_configuration_mismatch_and_removal(region):
+    RateLimiter([Window.per_hour(10)], max_keys=8, shared_region=region)
+    with pytest.raises(sluice.FailedPrecondition, match="Every process sharing a region"):
+        RateLimiter([Window.per_hour(11)], max_keys=8, shared_region=region)
+    with pytest.raises(sluice.InvalidArgument, match="shared_region must be"):
+        RateLimiter([Window.per_hour(10)], shared_region="no/slashes")
+    sluice.remove_shared_region(region)
+    with pytest.raises(sluice.NotFound):
+        sluice.remove_shared_region(region)
+
+
+def test_full_region_raises_capacity_error(region):
+    limiter = RateLimiter([Window.per_hour(10)], max_keys=2, shared_region=region)
+    assert limiter.try_acquire("a") and limiter.try_acquire("b")
+    with pytest.raises(sluice.CapacityError, match="is full"):
+        limiter.decide("c")
+    assert limiter.try_acquire("a")
