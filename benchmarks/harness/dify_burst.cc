@@ -8,6 +8,9 @@
 #include <optional>
 #include <queue>
 #include <random>
+#include <string>
+
+#include <unistd.h>
 
 #include "sluice/sluice.hpp"
 
@@ -57,25 +60,36 @@ struct LaterFirst {
 }  // namespace
 
 Outcome RunDifyBurst(const Scenario& s) {
-  sluice::ManualClock clock(0);
+  // Virtual time starts at the real steady time: host-scope regions measure from their (steady)
+  // creation time, common to every process.
+  const int64_t t0 = sluice::Clock::Steady()->NowNanos();
+  sluice::ManualClock clock(t0);
+  const bool host = s.scope == "host";
+  const std::string region = "harness-" + std::to_string(getpid()) + "-";
+  auto shared = [&](const char* what) { return host ? region + what : std::string(); };
   sluice::RateLimiter::Options rate_options;
   rate_options.windows = {sluice::Window::PerSecond(s.tenant_rps, s.tenant_burst),
                           sluice::Window::PerMinute(s.tenant_per_minute)};
+  rate_options.shared_region = shared("requests");
   auto tenant_limit = *sluice::RateLimiter::Create(rate_options, &clock);
+  rate_options.shared_region.clear();
   // The same limits applied to the same arrivals with nothing else in the way: each tenant's
   // entitlement, against which the fairness of the whole pipeline is judged.
   auto entitlement = *sluice::RateLimiter::Create(rate_options, &clock);
   sluice::TokenBudget::Options token_options;
   token_options.windows = {sluice::Window::PerMinute(s.tenant_tokens_per_minute)};
+  token_options.shared_region = shared("tokens");
   auto tenant_tokens = *sluice::TokenBudget::Create(token_options, &clock);
   sluice::ConcurrencyLimiter::Options cap_options;
   cap_options.max_in_flight = s.app_max_in_flight;
   cap_options.lease = absl::Minutes(2);
+  cap_options.shared_region = shared("in-flight");
   auto app_cap = *sluice::ConcurrencyLimiter::Create(cap_options, &clock);
   sluice::LeakyBucket::Options shape_options;
   shape_options.rate = s.provider_rps;
   shape_options.burst = s.provider_burst;
   shape_options.max_wait = absl::Seconds(s.provider_max_wait);
+  shape_options.shared_region = shared("provider");
   auto provider = *sluice::LeakyBucket::Create(shape_options, &clock);
 
   Outcome out;
@@ -127,10 +141,10 @@ Outcome RunDifyBurst(const Scenario& s) {
     const bool bursting = now >= s.burst_start && now < s.burst_end;
     now += unit_gap(rng) / (s.base_rps * (bursting ? s.burst_factor : 1.0));
     if (now >= s.seconds) break;
-    const int64_t t = static_cast<int64_t>(now * kSecond);
+    const int64_t t = t0 + static_cast<int64_t>(now * kSecond);
     finish_until(t);
     clock.SetNanos(t);
-    ++arrivals_per_second[t / kSecond];
+    ++arrivals_per_second[(t - t0) / kSecond];
 
     // Pick the app: the hot one, or any other uniformly.
     int app = 0;
@@ -171,7 +185,7 @@ Outcome RunDifyBurst(const Scenario& s) {
     ++stats.admitted;
     stats.shaped_delay_sum += static_cast<double>(shaped.delay_nanos) / kSecond;
     const int64_t departs = t + shaped.delay_nanos;
-    ++departures_per_second[departs / kSecond];
+    ++departures_per_second[(departs - t0) / kSecond];
     // The LLM call: time to first token plus decoding at ~40 tokens/s.
     const int64_t duration = static_cast<int64_t>((0.4 + output / 40.0) * kSecond);
     running.push(std::make_shared<InFlight>(
@@ -179,6 +193,11 @@ Outcome RunDifyBurst(const Scenario& s) {
                  prompt + output}));
   }
   finish_until(std::numeric_limits<int64_t>::max());
+  if (host) {
+    for (const char* what : {"requests", "tokens", "in-flight", "provider"}) {
+      (void)sluice::RemoveSharedRegion(region + what);
+    }
+  }
 
   for (auto& [second, n] : arrivals_per_second) out.peak_offered_per_second = std::max(out.peak_offered_per_second, n);
   for (auto& [second, n] : departures_per_second) out.peak_provider_per_second = std::max(out.peak_provider_per_second, n);

@@ -27,6 +27,9 @@ struct Scenario {
   double burst_end = 60;
   double hot_share = 0.6;  // of all requests, to tenant 0's first app
   uint64_t seed = 1;
+  // "process": each object's state is private to this process. "host": the state lives in
+  // shared-memory regions (sluice/shared_region.h), as Gunicorn workers would share it.
+  std::string scope = "process";
 
   // Limits.
   int64_t tenant_rps = 25, tenant_burst = 50, tenant_per_minute = 1200;

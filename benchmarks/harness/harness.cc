@@ -1,9 +1,10 @@
 // sluice_harness: the main job. Drives a Dify-like burst through sluice's admission objects and
 // prints what was admitted, refused and shaped, per-tenant fairness, and what each decision cost.
 //
-//   sluice_harness [--seconds=N] [--seed=N] [--scope=process]
+//   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host]
 //
-// The default is the embedded (process) scope: no server is needed.
+// The default is the embedded (process) scope: no server is needed. --scope=host keeps every
+// object's state in shared memory, as the workers of one Gunicorn would share it.
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -22,7 +23,7 @@ bool Flag(const char* arg, const char* name, std::string* value) {
 }
 
 int Usage(const char* message) {
-  std::cerr << message << "\nusage: sluice_harness [--seconds=N] [--seed=N] [--scope=process]\n";
+  std::cerr << message << "\nusage: sluice_harness [--seconds=N] [--seed=N] [--scope=process|host]\n";
   return 2;
 }
 
@@ -39,9 +40,10 @@ int main(int argc, char** argv) {
     } else if (Flag(argv[i], "--seed", &value)) {
       scenario.seed = std::strtoull(value.c_str(), nullptr, 10);
     } else if (Flag(argv[i], "--scope", &value)) {
-      if (value != "process") {
-        return Usage("--scope: only 'process' exists so far (host and cluster scopes are issue 3)");
+      if (value != "process" && value != "host") {
+        return Usage("--scope: 'process' or 'host' (the cluster scope is not built yet)");
       }
+      scenario.scope = value;
     } else {
       return Usage((std::string("unknown argument: ") + argv[i]).c_str());
     }

@@ -32,9 +32,9 @@ double JainIndex(const std::vector<TenantOutcome>& tenants) {
 }  // namespace
 
 void PrintReport(const Scenario& s, Outcome& out, std::ostream& os) {
-  os << Format("sluice harness: Dify-like burst, process scope, %.0f s virtual, %.0f req/s base, "
+  os << Format("sluice harness: Dify-like burst, %s scope, %.0f s virtual, %.0f req/s base, "
                "x%.0f burst from %.0f s to %.0f s, hot app %.0f%% of traffic\n",
-               s.seconds, s.base_rps, s.burst_factor, s.burst_start, s.burst_end,
+               s.scope.c_str(), s.seconds, s.base_rps, s.burst_factor, s.burst_start, s.burst_end,
                100 * s.hot_share);
   os << Format("limits: tenant %lld/s (burst %lld) + %lld/min, %lld tokens/min; app %lld in "
                "flight; provider shaped to %lld/s (burst %lld, max wait %.1f s)\n\n",
