@@ -46,6 +46,8 @@
 
 #include "absl/status/statusor.h"
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
+#include "sluice/internal/key_digest.h"
 #include "sluice/decision.h"
 #include "sluice/window.h"
 
@@ -53,8 +55,12 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
+class ClusterGcra;
 class GcraKeyedState;
 }  // namespace internal
+
+class PendingReply;
+class PendingDecision;
 
 // sluice::RateLimiter
 class RateLimiter {
@@ -73,6 +79,10 @@ class RateLimiter {
     // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
     // is private to this object (process scope).
     std::string shared_region;
+    // Cluster scope: keep the state in Redis (sluice/cluster.h, sluice/redis_store.h), exact
+    // across every host. Decisions then take one round trip and use the Redis server's clock (the
+    // limiter's clock is used only by the kLocal failure mode). Not with `shared_region`.
+    ClusterOptions cluster;
   };
 
   // Validates `options` (errors name the field, e.g. "windows[1].limit must be > 0, got 0")
@@ -96,6 +106,12 @@ class RateLimiter {
   // The fast path: the same decision without building a Decision. Errors become `false`.
   bool Allow(std::string_view key, int64_t cost = 1);
 
+  // Starts the decision and returns at once. In process and host scope it is already decided; in
+  // cluster scope the reply is on its way, and `PendingDecision::fd()` becomes readable when it
+  // arrives, so an event loop (gevent, asyncio) can wait for it without blocking. Errors as for
+  // TryAcquire. Thread-safe.
+  absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
+
   // What `key` has left in each window without taking anything (the binding window is
   // reported). A key never seen reports every window whole. Thread-safe.
   Decision Peek(std::string_view key);
@@ -108,13 +124,49 @@ class RateLimiter {
   int64_t key_count() const;
   // Bytes held by the key table.
   int64_t memory_bytes() const;
+  // Cluster scope: decisions made by the failure mode because Redis did not answer.
+  int64_t failure_mode_decisions() const;
   const Options& options() const { return options_; }
 
  private:
-  RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+  friend class PendingDecision;
+  RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
+              std::unique_ptr<internal::ClusterGcra> cluster);
 
   Options options_;
   std::unique_ptr<internal::GcraKeyedState> state_;
+  std::unique_ptr<internal::ClusterGcra> cluster_;
+};
+
+// sluice::PendingDecision
+//
+// A decision under way (RateLimiter::Start). Move-only; owned by one thread at a time; must not
+// outlive its limiter.
+class PendingDecision {
+ public:
+  PendingDecision(PendingDecision&&) noexcept;
+  PendingDecision& operator=(PendingDecision&&) noexcept;
+  ~PendingDecision();
+
+  // True once the decision can be read without waiting.
+  bool done() const;
+  // Readable when done (an eventfd), or -1 when it was decided on the spot.
+  int fd() const;
+  // The decision. If the reply has not come it waits for it (blocking this thread) at most the
+  // store's command and connect timeouts; a reply that never comes is decided by the failure mode.
+  Decision Get();
+
+ private:
+  friend class RateLimiter;
+  explicit PendingDecision(const Decision& decided);
+  PendingDecision(internal::ClusterGcra* cluster, internal::KeyDigest digest, int64_t cost,
+                  std::shared_ptr<PendingReply> reply);
+
+  Decision decided_;
+  internal::ClusterGcra* cluster_ = nullptr;
+  internal::KeyDigest digest_;
+  int64_t cost_ = 0;
+  std::shared_ptr<PendingReply> reply_;
 };
 
 }  // namespace v1

@@ -13,6 +13,7 @@
 //   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
 //   Clock, ManualClock  injected time                                      sluice/clock.h
 //   RemoveSharedRegion  host scope: state shared by the processes of a host sluice/shared_region.h
+//   RedisStore          cluster scope: state in Redis, shared by every host sluice/redis_store.h
 //
 // The C ABI is sluice/sluice.h; the Python package is `import sluice`.
 
@@ -20,10 +21,12 @@
 #define SLUICE_SLUICE_HPP_
 
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/rate_limiter.h"
+#include "sluice/redis_store.h"
 #include "sluice/shared_region.h"
 #include "sluice/token_budget.h"
 #include "sluice/version.h"

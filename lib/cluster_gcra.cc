@@ -1,0 +1,183 @@
+#include "cluster_gcra.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+namespace {
+
+// Lua numbers are doubles: exact for integers below 2^53. Times are microseconds since 2025-01-01
+// (not 1970), times the window's scale (<= 16): below 2^53 until the 2040s.
+constexpr int64_t kEpochUnixSeconds = 1735689600;
+constexpr int64_t kMaxScale = 16;
+constexpr int64_t kMaxTolerance = int64_t{1} << 50;
+
+// KEYS[i]: window i's TAT. ARGV[1]: cost; ARGV[2]: epoch (unix s); then per window i (1-based)
+// ARGV[3i], ARGV[3i+1], ARGV[3i+2]: scale (units per us), unit (emission interval), tolerance.
+// All windows or none. Returns {allowed, binding window (1-based), remaining, retry_after_us,
+// reset_after_us}.
+const std::string kAdmitScript = R"lua(
+local t = redis.call('TIME')
+local now_us = (tonumber(t[1]) - tonumber(ARGV[2])) * 1000000 + tonumber(t[2])
+local cost = tonumber(ARGV[1])
+local n = #KEYS
+local nows, tats, nexts = {}, {}, {}
+local refused, binding, longest = false, 1, -1
+for i = 1, n do
+  local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
+  local now = now_us * scale
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  nows[i], tats[i], nexts[i] = now, tat, tat + cost * unit
+  if nexts[i] - now > tol then
+    refused = true
+    local wait = math.ceil((nexts[i] - tol - now) / scale)
+    if wait > longest then longest, binding = wait, i end
+  end
+end
+if refused then
+  local i = binding
+  local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
+  local used = tats[i] - nows[i]
+  return {0, i, math.floor((tol - used) / unit), math.max(longest, 1), math.ceil(used / scale)}
+end
+local least = nil
+for i = 1, n do
+  local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
+  local used = nexts[i] - nows[i]
+  if used > 0 then
+    redis.call('SET', KEYS[i], string.format('%.0f', nexts[i]), 'PX', math.ceil(used / scale / 1000) + 1)
+  end
+  local left = math.floor((tol - used) / unit)
+  if least == nil or left < least then least, binding = left, i end
+end
+return {1, binding, least, 0, math.ceil((nexts[binding] - nows[binding]) / tonumber(ARGV[3*binding]))}
+)lua";
+
+bool ValidRule(const std::string& rule) {
+  if (rule.empty() || rule.size() > 100) return false;
+  return std::all_of(rule.begin(), rule.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_view object,
+                                                                 const ClusterOptions& cluster,
+                                                                 const std::vector<Window>& windows,
+                                                                 const Clock* clock) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(object, ": cluster.", what));
+  };
+  if (!ValidRule(cluster.rule)) {
+    return bad(absl::StrCat("rule must be 1 to 100 characters of [A-Za-z0-9._-], got \"",
+                            cluster.rule, "\""));
+  }
+  if (cluster.local_share < 1) {
+    return bad(absl::StrCat("local_share must be >= 1, got ", cluster.local_share));
+  }
+  std::unique_ptr<ClusterGcra> g(new ClusterGcra);
+  g->cluster_ = cluster;
+  std::vector<GcraWindow> local;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    const Window& w = windows[i];
+    const int64_t period_nanos = absl::ToInt64Nanoseconds(w.period);
+    if (period_nanos % 1000 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          object, ": windows[", i, "].period must be a whole number of microseconds in cluster ",
+          "scope (Redis's clock), got ", absl::FormatDuration(w.period)));
+    }
+    const int64_t period_us = period_nanos / 1000;
+    if (w.limit > period_us) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          object, ": windows[", i, "].limit must be at most one per microsecond in cluster scope"));
+    }
+    RemoteWindow r{w.limit, period_nanos, 0, 0, 0};
+    const int64_t gcd = std::gcd(w.limit, period_us);
+    if (w.limit / gcd <= kMaxScale) {
+      r.scale = w.limit / gcd;
+      r.unit = period_us / gcd;
+    } else {
+      r.scale = kMaxScale;
+      r.unit = (period_us * kMaxScale + w.limit - 1) / w.limit;
+    }
+    if (__builtin_mul_overflow(w.effective_burst(), r.unit, &r.tolerance) ||
+        r.tolerance > kMaxTolerance) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(object, ": windows[", i, "].burst is too large for cluster scope"));
+    }
+    g->windows_.push_back(r);
+    absl::StrAppend(&g->window_args_.emplace_back(), r.scale);
+    absl::StrAppend(&g->window_args_.emplace_back(), r.unit);
+    absl::StrAppend(&g->window_args_.emplace_back(), r.tolerance);
+    // The local stand-in while Redis is down: this process's share of the window.
+    Window share{std::max<int64_t>(1, w.limit / cluster.local_share), w.period,
+                 std::max<int64_t>(1, w.effective_burst() / cluster.local_share)};
+    absl::StatusOr<GcraWindow> compiled = CompileWindow(share, absl::StrCat(object, ": "));
+    if (!compiled.ok()) return compiled.status();
+    local.push_back(*compiled);
+  }
+  if (cluster.on_failure == FailureMode::kLocal) {
+    g->local_ = std::make_unique<GcraKeyedState>(std::move(local), int64_t{1} << 20, clock);
+  }
+  // A reply normally comes within the command timeout; connecting may add the connect timeout.
+  const RedisOptions& ro = cluster.store->options();
+  g->reply_timeout_ = ro.command_timeout + ro.connect_timeout + absl::Milliseconds(1);
+  return g;
+}
+
+std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd) {
+  const std::string tag = absl::StrFormat("%s:{%s:%016x%016x}:w", cluster_.store->options().key_prefix,
+                                          cluster_.rule, d.hi, d.lo);
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < windows_.size(); ++i) keys.push_back(absl::StrCat(tag, i));
+  std::vector<std::string> args = {absl::StrCat(cost), absl::StrCat(kEpochUnixSeconds)};
+  args.insert(args.end(), window_args_.begin(), window_args_.end());
+  return cluster_.store->RunScript(kAdmitScript, std::move(keys), std::move(args), want_fd);
+}
+
+Decision ClusterGcra::Finish(const KeyDigest& d, int64_t cost,
+                             const absl::StatusOr<std::vector<int64_t>>& reply) {
+  Decision out;
+  if (reply.ok() && reply->size() == 5 && (*reply)[1] >= 1 &&
+      (*reply)[1] <= static_cast<int64_t>(windows_.size())) {
+    const RemoteWindow& w = windows_[(*reply)[1] - 1];
+    out.allowed = (*reply)[0] == 1;
+    out.limit = w.limit;
+    out.remaining = (*reply)[2];
+    out.retry_after_nanos = (*reply)[3] * 1000;
+    out.reset_after_nanos = (*reply)[4] * 1000;
+    out.window_nanos = w.period_nanos;
+    return out;
+  }
+  failure_decisions_.fetch_add(1, std::memory_order_relaxed);
+  out.limit = windows_[0].limit;
+  out.window_nanos = windows_[0].period_nanos;
+  switch (cluster_.on_failure) {
+    case FailureMode::kAllow:
+      out.allowed = true;
+      break;
+    case FailureMode::kDeny:
+      out.retry_after_nanos = absl::ToInt64Nanoseconds(cluster_.store->options().reconnect_interval);
+      break;
+    case FailureMode::kLocal:
+      if (!local_->Admit(d, std::min(cost, local_->min_burst()), local_->clock().NowNanos(), &out)
+               .ok()) {
+        out.allowed = false;
+      }
+      break;
+  }
+  return out;
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,56 @@
+// Internal: strict cluster-scope GCRA (RateLimiter in Redis): one EVALSHA per decision.
+#ifndef SLUICE_LIB_CLUSTER_GCRA_H_
+#define SLUICE_LIB_CLUSTER_GCRA_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gcra.h"
+#include "sluice/cluster.h"
+#include "sluice/decision.h"
+#include "sluice/redis_store.h"
+#include "sluice/window.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+class ClusterGcra {
+ public:
+  // Validates the cluster options and windows (periods must be whole microseconds).
+  static absl::StatusOr<std::unique_ptr<ClusterGcra>> Create(absl::string_view object,
+                                                             const ClusterOptions& cluster,
+                                                             const std::vector<Window>& windows,
+                                                             const Clock* clock);
+
+  // Starts a decision; never blocks.
+  std::shared_ptr<PendingReply> Start(const KeyDigest& d, int64_t cost, bool want_fd);
+  // Turns the script's reply into a Decision; on a failure, applies the failure mode.
+  Decision Finish(const KeyDigest& d, int64_t cost,
+                  const absl::StatusOr<std::vector<int64_t>>& reply);
+  // How long a caller waits for a reply before applying the failure mode.
+  absl::Duration reply_timeout() const { return reply_timeout_; }
+  int64_t failure_decisions() const { return failure_decisions_.load(); }
+
+ private:
+  ClusterGcra() = default;
+
+  struct RemoteWindow {
+    int64_t limit, period_nanos, scale, unit, tolerance;  // time in units of 1/scale us
+  };
+  ClusterOptions cluster_;
+  std::vector<RemoteWindow> windows_;
+  std::vector<std::string> window_args_;
+  std::unique_ptr<GcraKeyedState> local_;  // FailureMode::kLocal
+  absl::Duration reply_timeout_;
+  std::atomic<int64_t> failure_decisions_{0};
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_CLUSTER_GCRA_H_

@@ -1,0 +1,237 @@
+// Cluster scope (strict mode) against a real redis-server the test starts on a free port.
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "local_redis.h"
+#include "sluice/sluice.hpp"
+#include "test_support.h"
+
+using sluice::FailureMode;
+using sluice::RateLimiter;
+using sluice::Window;
+using sluice_test::ErrorOf;
+using sluice_test::Value;
+
+namespace {
+
+// No refill while a test runs, so exact counts are known.
+Window Year(int64_t limit) { return {limit, absl::Hours(24 * 366), 0}; }
+
+std::shared_ptr<sluice::RedisStore> Store(int port, absl::Duration reconnect = absl::Milliseconds(50)) {
+  sluice::RedisOptions o;
+  o.port = port;
+  o.command_timeout = absl::Milliseconds(200);  // generous: sanitizer builds are slow
+  o.reconnect_interval = reconnect;
+  return Value(sluice::RedisStore::Create(o));
+}
+
+std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
+                                     std::vector<Window> windows, const std::string& rule,
+                                     FailureMode mode = FailureMode::kLocal, int64_t share = 1) {
+  RateLimiter::Options o;
+  o.windows = std::move(windows);
+  o.cluster.store = std::move(store);
+  o.cluster.rule = rule;
+  o.cluster.on_failure = mode;
+  o.cluster.local_share = share;
+  return Value(RateLimiter::Create(o));
+}
+
+}  // namespace
+
+TEST_CASE("strict mode: threads share one limit exactly, one round trip each") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Year(400)}, "exact");
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) admitted += limiter->Allow("tenant-1") ? 1 : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(admitted == 400);
+  CHECK(store->stats().commands == 400);  // exactly one command per decision
+  CHECK(store->stats().script_loads == 1);
+  CHECK_FALSE(limiter->Allow("tenant-1"));
+  CHECK(limiter->failure_mode_decisions() == 0);
+}
+
+// Named "fork": ThreadSanitizer cannot run threads in the child of a threaded fork, so the tsan
+// preset leaves this one out (the dev and asan runs include it).
+TEST_CASE("strict mode after fork: children get fresh connections; the parent keeps working") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Year(500)}, "exact-fork");
+  int admitted = 0;
+  for (int i = 0; i < 400; ++i) admitted += limiter->Allow("tenant-1") ? 1 : 0;
+  REQUIRE(admitted == 400);  // the parent's connection thread is running when it forks
+  auto* counts = static_cast<std::atomic<int>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  std::vector<pid_t> children;
+  for (int c = 0; c < 3; ++c) {
+    if (pid_t pid = fork(); pid == 0) {
+      // A forked child: the inherited limiter gets a fresh thread and connection on first use.
+      int mine = 0;
+      for (int i = 0; i < 100; ++i) mine += limiter->Allow("tenant-1") ? 1 : 0;
+      counts[c] = mine;
+      _exit(0);
+    } else {
+      children.push_back(pid);
+    }
+  }
+  for (pid_t pid : children) waitpid(pid, nullptr, 0);
+  CHECK(counts[0] + counts[1] + counts[2] == 100);  // 300 attempts, 100 left of 500
+  CHECK_FALSE(limiter->Allow("tenant-1"));  // the parent kept working after fork
+  CHECK(limiter->failure_mode_decisions() == 0);
+  munmap(counts, 4096);
+}
+
+TEST_CASE("strict mode: several windows, all or nothing, with the binding window reported") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto both = Limiter(store, {Year(10), Year(6)}, "multi");
+  for (int i = 0; i < 6; ++i) REQUIRE(both->Allow("k"));
+  const sluice::Decision refused = Value(both->TryAcquire("k"));
+  CHECK_FALSE(refused.allowed);
+  CHECK(refused.limit == 6);
+  CHECK(refused.retry_after_nanos > 0);
+  // The first window saw only the 6 admissions: refusals charged nothing.
+  auto first_only = Limiter(store, {Year(10)}, "multi");
+  CHECK(first_only->Peek("k").remaining == 4);
+  CHECK(Value(first_only->TryAcquire("k", 4)).allowed);
+}
+
+TEST_CASE("strict mode: retry_after comes from the server clock and is honoured") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Window::PerSecond(20, 1)}, "timed");
+  REQUIRE(limiter->Allow("k"));
+  const sluice::Decision d = Value(limiter->TryAcquire("k"));
+  CHECK_FALSE(d.allowed);
+  CHECK(d.retry_after_nanos > 0);
+  CHECK(d.retry_after_nanos <= 50'000'000);
+  std::this_thread::sleep_for(std::chrono::nanoseconds(d.retry_after_nanos + 1'000'000));
+  CHECK(limiter->Allow("k"));
+}
+
+TEST_CASE("Redis killed mid-load: each failure mode applies, fast, and nothing crashes") {
+  LocalRedis redis;
+  auto store = Store(redis.port(), /*reconnect=*/absl::Seconds(30));  // stays open for the test
+  auto allow = Limiter(store, {Year(1)}, "fail-allow", FailureMode::kAllow);
+  auto deny = Limiter(store, {Year(100)}, "fail-deny", FailureMode::kDeny);
+  auto local = Limiter(store, {Year(100)}, "fail-local", FailureMode::kLocal, /*share=*/4);
+  REQUIRE(allow->Allow("k"));
+  REQUIRE_FALSE(allow->Allow("k"));
+  REQUIRE(deny->Allow("k"));
+  redis.Kill();
+  CHECK(allow->Allow("k"));   // fail open
+  CHECK_FALSE(deny->Allow("k"));  // fail closed
+  int local_admitted = 0;
+  for (int i = 0; i < 100; ++i) local_admitted += local->Allow("k") ? 1 : 0;
+  CHECK(local_admitted == 25);  // this process's share: 100 / 4
+  const sluice::RedisStats stats = store->stats();
+  CHECK_FALSE(stats.connected);
+  CHECK(stats.failures >= 1);
+  CHECK(stats.fast_failures >= 100);  // the breaker spared them the timeout
+  CHECK(local->failure_mode_decisions() == 100);
+}
+
+TEST_CASE("Redis restarted: the store reconnects by itself and strict decisions resume") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Year(1000)}, "recover", FailureMode::kDeny);
+  REQUIRE(limiter->Allow("k"));
+  redis.Kill();
+  CHECK_FALSE(limiter->Allow("k"));
+  REQUIRE(redis.Start());  // a fresh, empty Redis on the same port
+  const auto restarted = std::chrono::steady_clock::now();
+  bool recovered = false;
+  while (!recovered && std::chrono::steady_clock::now() - restarted < std::chrono::seconds(10)) {
+    recovered = limiter->Allow("k");
+    if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(recovered);
+  CHECK(store->stats().connects >= 2);
+  CHECK(store->stats().script_loads >= 2);  // the new server had no scripts
+  INFO("recovered after "
+       << std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count()
+       << " s");
+}
+
+TEST_CASE("Redis paused (SIGSTOP): decisions time out into the failure mode, then resume") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Year(1000)}, "paused", FailureMode::kAllow);
+  REQUIRE(limiter->Allow("k"));
+  redis.Pause();
+  CHECK(limiter->Allow("k"));  // after command_timeout, the failure mode: allow
+  CHECK(limiter->failure_mode_decisions() >= 1);
+  redis.Resume();
+  bool strict_again = false;
+  for (int i = 0; i < 2000 && !strict_again; ++i) {
+    const int64_t before = limiter->failure_mode_decisions();
+    (void)limiter->Allow("k");
+    strict_again = limiter->failure_mode_decisions() == before;
+    if (!strict_again) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(strict_again);
+}
+
+TEST_CASE("Start() hands back a pending decision with a pollable fd") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Limiter(store, {Year(2)}, "async");
+  std::vector<sluice::PendingDecision> pending;
+  for (int i = 0; i < 3; ++i) pending.push_back(Value(limiter->Start("k")));
+  int admitted = 0;
+  for (auto& p : pending) {
+    CHECK(p.fd() >= 0);
+    admitted += p.Get().allowed ? 1 : 0;
+    CHECK(p.done());
+  }
+  CHECK(admitted == 2);
+}
+
+TEST_CASE("cluster options are validated, naming the field") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  RateLimiter::Options o;
+  o.windows = {Window::PerSecond(10)};
+  o.cluster.store = store;
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.rule must be 1 to 100 characters") !=
+        std::string::npos);
+  o.cluster.rule = "r";
+  o.cluster.local_share = 0;
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.local_share must be >= 1") !=
+        std::string::npos);
+  o.cluster.local_share = 1;
+  o.shared_region = "x";
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("two scopes") != std::string::npos);
+  o.shared_region.clear();
+  o.windows = {{10, absl::Nanoseconds(1500), 0}};
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("whole number of microseconds") != std::string::npos);
+  sluice::RedisOptions r;
+  r.port = 0;
+  CHECK(ErrorOf(sluice::RedisStore::Create(r)) == "sluice.RedisStore: port must be 1..65535, got 0");
+  r.port = 6379;
+  r.command_timeout = absl::ZeroDuration();
+  CHECK(ErrorOf(sluice::RedisStore::Create(r)).find("command_timeout must be > 0") !=
+        std::string::npos);
+  r.command_timeout = absl::Milliseconds(5);
+  r.key_prefix = "a{b";
+  CHECK(ErrorOf(sluice::RedisStore::Create(r)).find("key_prefix") != std::string::npos);
+  r.key_prefix = "sluice";
+  r.username = "u";
+  CHECK(ErrorOf(sluice::RedisStore::Create(r)).find("username needs a password") !=
+        std::string::npos);
+}
