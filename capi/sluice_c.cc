@@ -26,10 +26,14 @@ using sluice::TokenBudget;
 struct sluice_clock {
   ManualClock rep;
 };
+struct sluice_redis_store {
+  std::shared_ptr<sluice::RedisStore> rep;
+};
 struct sluice_options {
   absl::flat_hash_map<int, int64_t> params;
+  absl::flat_hash_map<int, std::string> strings;
   std::vector<sluice::Window> windows;
-  std::string shared_region;
+  std::shared_ptr<sluice::RedisStore> redis;
 };
 struct sluice_rate_limiter {
   std::unique_ptr<RateLimiter> rep;
@@ -133,6 +137,21 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_MAX_IN_FLIGHT: return "SLUICE_PARAM_MAX_IN_FLIGHT";
     case SLUICE_PARAM_LEASE_NANOS: return "SLUICE_PARAM_LEASE_NANOS";
     case SLUICE_PARAM_RETRY_AFTER_NANOS: return "SLUICE_PARAM_RETRY_AFTER_NANOS";
+    case SLUICE_PARAM_SHARED_REGION: return "SLUICE_PARAM_SHARED_REGION";
+    case SLUICE_PARAM_REDIS_HOST: return "SLUICE_PARAM_REDIS_HOST";
+    case SLUICE_PARAM_REDIS_PORT: return "SLUICE_PARAM_REDIS_PORT";
+    case SLUICE_PARAM_REDIS_UNIX_SOCKET: return "SLUICE_PARAM_REDIS_UNIX_SOCKET";
+    case SLUICE_PARAM_REDIS_USERNAME: return "SLUICE_PARAM_REDIS_USERNAME";
+    case SLUICE_PARAM_REDIS_PASSWORD: return "SLUICE_PARAM_REDIS_PASSWORD";
+    case SLUICE_PARAM_REDIS_DB: return "SLUICE_PARAM_REDIS_DB";
+    case SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS: return "SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS";
+    case SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS: return "SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS";
+    case SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS:
+      return "SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS";
+    case SLUICE_PARAM_REDIS_KEY_PREFIX: return "SLUICE_PARAM_REDIS_KEY_PREFIX";
+    case SLUICE_PARAM_CLUSTER_RULE: return "SLUICE_PARAM_CLUSTER_RULE";
+    case SLUICE_PARAM_CLUSTER_ON_FAILURE: return "SLUICE_PARAM_CLUSTER_ON_FAILURE";
+    case SLUICE_PARAM_CLUSTER_LOCAL_SHARE: return "SLUICE_PARAM_CLUSTER_LOCAL_SHARE";
     default: return nullptr;
   }
 }
@@ -143,13 +162,15 @@ class OptionReader {
   OptionReader(const char* function, const sluice_options* options,
                std::initializer_list<int> accepted, bool accepts_windows)
       : function_(function), options_(options) {
-    for (const auto& [param, value] : options->params) {
-      if (std::find(accepted.begin(), accepted.end(), param) == accepted.end()) {
+    auto check = [&](int param) {
+      if (error_.empty() && std::find(accepted.begin(), accepted.end(), param) == accepted.end()) {
         error_ = absl::StrCat(function, ": ", ParamName(param), " (", param,
                               ") does not apply to this object");
-        return;
       }
-    }
+    };
+    for (const auto& [param, value] : options->params) check(param);
+    for (const auto& [param, value] : options->strings) check(param);
+    if (!error_.empty()) return;
     if (!accepts_windows && !options->windows.empty()) {
       error_ = absl::StrCat(function, ": windows do not apply to this object");
     }
@@ -160,6 +181,14 @@ class OptionReader {
   void Get(int param, int64_t* field) const {
     auto it = options_->params.find(param);
     if (it != options_->params.end()) *field = it->second;
+  }
+  void Get(int param, int* field) const {
+    auto it = options_->params.find(param);
+    if (it != options_->params.end()) *field = static_cast<int>(it->second);
+  }
+  void Get(int param, std::string* field) const {
+    auto it = options_->strings.find(param);
+    if (it != options_->strings.end()) *field = it->second;
   }
   void Get(int param, absl::Duration* field) const {
     auto it = options_->params.find(param);
@@ -234,14 +263,80 @@ int sluice_options_set(sluice_options* options, int param, int64_t value) {
   });
 }
 
-int sluice_options_set_shared_region(sluice_options* options, const char* name, size_t len) {
+namespace {
+bool IsStringParam(int param) {
+  switch (param) {
+    case SLUICE_PARAM_SHARED_REGION:
+    case SLUICE_PARAM_REDIS_HOST:
+    case SLUICE_PARAM_REDIS_UNIX_SOCKET:
+    case SLUICE_PARAM_REDIS_USERNAME:
+    case SLUICE_PARAM_REDIS_PASSWORD:
+    case SLUICE_PARAM_REDIS_KEY_PREFIX:
+    case SLUICE_PARAM_CLUSTER_RULE:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+int sluice_options_set_string(sluice_options* options, int param, const char* value, size_t len) {
   return Guard(__func__, [&]() -> int {
     if (options == nullptr) return NullArgument(__func__, "options");
-    if (name == nullptr && len != 0) return NullArgument(__func__, "name");
-    options->shared_region.assign(len == 0 ? "" : std::string(name, len));
+    if (value == nullptr && len != 0) return NullArgument(__func__, "value");
+    if (!IsStringParam(param)) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": parameter ", param, " is not a string parameter"));
+    }
+    if (len == 0) {
+      options->strings.erase(param);
+    } else {
+      options->strings[param] = std::string(value, len);
+    }
     return SLUICE_OK;
   });
 }
+
+int sluice_options_set_redis_store(sluice_options* options, sluice_redis_store* store) {
+  if (options == nullptr) return NullArgument(__func__, "options");
+  options->redis = store == nullptr ? nullptr : store->rep;
+  return SLUICE_OK;
+}
+
+int sluice_redis_store_create(const sluice_options* options, sluice_redis_store** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (options == nullptr) return NullArgument(__func__, "options");
+    OptionReader reader(__func__, options,
+                        {SLUICE_PARAM_REDIS_HOST, SLUICE_PARAM_REDIS_PORT,
+                         SLUICE_PARAM_REDIS_UNIX_SOCKET, SLUICE_PARAM_REDIS_USERNAME,
+                         SLUICE_PARAM_REDIS_PASSWORD, SLUICE_PARAM_REDIS_DB,
+                         SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS,
+                         SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS,
+                         SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS,
+                         SLUICE_PARAM_REDIS_KEY_PREFIX},
+                        false);
+    if (!reader.ok()) return reader.Error();
+    sluice::RedisOptions o;
+    reader.Get(SLUICE_PARAM_REDIS_HOST, &o.host);
+    reader.Get(SLUICE_PARAM_REDIS_PORT, &o.port);
+    reader.Get(SLUICE_PARAM_REDIS_UNIX_SOCKET, &o.unix_socket);
+    reader.Get(SLUICE_PARAM_REDIS_USERNAME, &o.username);
+    reader.Get(SLUICE_PARAM_REDIS_PASSWORD, &o.password);
+    reader.Get(SLUICE_PARAM_REDIS_DB, &o.db);
+    reader.Get(SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS, &o.connect_timeout);
+    reader.Get(SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS, &o.command_timeout);
+    reader.Get(SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS, &o.reconnect_interval);
+    reader.Get(SLUICE_PARAM_REDIS_KEY_PREFIX, &o.key_prefix);
+    auto store = sluice::RedisStore::Create(o);
+    if (!store.ok()) return FromStatus(store.status());
+    *out = new sluice_redis_store{*std::move(store)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_redis_store_destroy(sluice_redis_store* store) { delete store; }
 
 int sluice_shared_region_remove(const char* name, size_t len) {
   return Guard(__func__, [&]() -> int {
@@ -267,12 +362,27 @@ int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock
     if (out == nullptr) return NullArgument(__func__, "out");
     *out = nullptr;
     if (options == nullptr) return NullArgument(__func__, "options");
-    OptionReader reader(__func__, options, {SLUICE_PARAM_MAX_KEYS}, true);
+    OptionReader reader(__func__, options,
+                        {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_SHARED_REGION,
+                         SLUICE_PARAM_CLUSTER_RULE, SLUICE_PARAM_CLUSTER_ON_FAILURE,
+                         SLUICE_PARAM_CLUSTER_LOCAL_SHARE},
+                        true);
     if (!reader.ok()) return reader.Error();
     RateLimiter::Options o;
     o.windows = options->windows;
-    o.shared_region = options->shared_region;
+    reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    o.cluster.store = options->redis;
+    reader.Get(SLUICE_PARAM_CLUSTER_RULE, &o.cluster.rule);
+    reader.Get(SLUICE_PARAM_CLUSTER_LOCAL_SHARE, &o.cluster.local_share);
+    int64_t mode = SLUICE_FAILURE_LOCAL;
+    reader.Get(SLUICE_PARAM_CLUSTER_ON_FAILURE, &mode);
+    if (mode < SLUICE_FAILURE_ALLOW || mode > SLUICE_FAILURE_LOCAL) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": SLUICE_PARAM_CLUSTER_ON_FAILURE must be a "
+                                         "sluice_failure_mode, got ", mode));
+    }
+    o.cluster.on_failure = static_cast<sluice::FailureMode>(mode);
     auto limiter = RateLimiter::Create(o, ClockOf(clock));
     if (!limiter.ok()) return FromStatus(limiter.status());
     *out = new sluice_rate_limiter{*std::move(limiter)};
@@ -319,11 +429,12 @@ int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock
     if (options == nullptr) return NullArgument(__func__, "options");
     OptionReader reader(__func__, options,
                         {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_RATE, SLUICE_PARAM_PER_NANOS,
-                         SLUICE_PARAM_BURST, SLUICE_PARAM_MAX_WAIT_NANOS},
+                         SLUICE_PARAM_BURST, SLUICE_PARAM_MAX_WAIT_NANOS,
+                         SLUICE_PARAM_SHARED_REGION},
                         false);
     if (!reader.ok()) return reader.Error();
     LeakyBucket::Options o;
-    o.shared_region = options->shared_region;
+    reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_RATE, &o.rate);
     reader.Get(SLUICE_PARAM_PER_NANOS, &o.per);
     reader.Get(SLUICE_PARAM_BURST, &o.burst);
@@ -360,11 +471,12 @@ int sluice_concurrency_limiter_create(const sluice_options* options, const sluic
     if (options == nullptr) return NullArgument(__func__, "options");
     OptionReader reader(__func__, options,
                         {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_MAX_IN_FLIGHT,
-                         SLUICE_PARAM_LEASE_NANOS, SLUICE_PARAM_RETRY_AFTER_NANOS},
+                         SLUICE_PARAM_LEASE_NANOS, SLUICE_PARAM_RETRY_AFTER_NANOS,
+                         SLUICE_PARAM_SHARED_REGION},
                         false);
     if (!reader.ok()) return reader.Error();
     ConcurrencyLimiter::Options o;
-    o.shared_region = options->shared_region;
+    reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_MAX_IN_FLIGHT, &o.max_in_flight);
     reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.lease);
     reader.Get(SLUICE_PARAM_RETRY_AFTER_NANOS, &o.retry_after);
@@ -426,11 +538,12 @@ int sluice_token_budget_create(const sluice_options* options, const sluice_clock
     if (out == nullptr) return NullArgument(__func__, "out");
     *out = nullptr;
     if (options == nullptr) return NullArgument(__func__, "options");
-    OptionReader reader(__func__, options, {SLUICE_PARAM_MAX_KEYS}, true);
+    OptionReader reader(__func__, options, {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_SHARED_REGION},
+                        true);
     if (!reader.ok()) return reader.Error();
     TokenBudget::Options o;
     o.windows = options->windows;
-    o.shared_region = options->shared_region;
+    reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
     auto budget = TokenBudget::Create(o, ClockOf(clock));
     if (!budget.ok()) return FromStatus(budget.status());

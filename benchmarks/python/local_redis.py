@@ -9,6 +9,7 @@ It never touches a system Redis: no persistence, bound to 127.0.0.1, stopped on 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,6 +46,20 @@ class LocalRedis:
                 time.sleep(0.02)
         self.__exit__(None, None, None)
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: Redis vanishes mid-load."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis stalls; connections stay open but nothing answers."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._process.send_signal(signal.SIGCONT)
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:

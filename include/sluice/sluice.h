@@ -125,19 +125,52 @@ typedef enum sluice_param {
   SLUICE_PARAM_MAX_WAIT_NANOS = 203,/* leaky bucket; default 1 s */
   SLUICE_PARAM_MAX_IN_FLIGHT = 300, /* concurrency limiter; required */
   SLUICE_PARAM_LEASE_NANOS = 301,   /* concurrency limiter; default 10 min */
-  SLUICE_PARAM_RETRY_AFTER_NANOS = 302 /* concurrency limiter; default 1 s */
+  SLUICE_PARAM_RETRY_AFTER_NANOS = 302,/* concurrency limiter; default 1 s */
+  /* Host scope (string): the shared-memory region of the object's state (sluice/shared_region.h) */
+  SLUICE_PARAM_SHARED_REGION = 400,
+  /* Cluster scope, for sluice_redis_store_create (sluice/redis_store.h) */
+  SLUICE_PARAM_REDIS_HOST = 500,            /* string; default "127.0.0.1" */
+  SLUICE_PARAM_REDIS_PORT = 501,            /* default 6379 */
+  SLUICE_PARAM_REDIS_UNIX_SOCKET = 502,     /* string */
+  SLUICE_PARAM_REDIS_USERNAME = 503,        /* string */
+  SLUICE_PARAM_REDIS_PASSWORD = 504,        /* string */
+  SLUICE_PARAM_REDIS_DB = 505,              /* default 0 */
+  SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS = 506,   /* default 200 ms */
+  SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS = 507,   /* default 5 ms */
+  SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS = 508,/* default 100 ms */
+  SLUICE_PARAM_REDIS_KEY_PREFIX = 509,      /* string; default "sluice" */
+  /* Cluster scope, for a rate limiter (with sluice_options_set_redis_store) */
+  SLUICE_PARAM_CLUSTER_RULE = 600,          /* string; required in cluster scope */
+  SLUICE_PARAM_CLUSTER_ON_FAILURE = 601,    /* a sluice_failure_mode; default SLUICE_FAILURE_LOCAL */
+  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602    /* default 1 */
 } sluice_param;
+
+typedef enum sluice_failure_mode {
+  SLUICE_FAILURE_ALLOW = 0,
+  SLUICE_FAILURE_DENY = 1,
+  SLUICE_FAILURE_LOCAL = 2
+} sluice_failure_mode;
+
+/* ---- cluster scope (sluice/redis_store.h) ---------------------------------------------- */
+typedef struct sluice_redis_store sluice_redis_store;
+/* Reads the SLUICE_PARAM_REDIS_* parameters. Does not connect yet (the background thread
+ * connects on first use). */
+SLUICE_API int sluice_redis_store_create(const sluice_options* options, sluice_redis_store** out);
+/* Objects using the store keep it alive; destroying the handle drops only this reference. */
+SLUICE_API void sluice_redis_store_destroy(sluice_redis_store* store);
 
 SLUICE_API sluice_options* sluice_options_create(void); /* NULL only when out of memory */
 SLUICE_API void sluice_options_destroy(sluice_options* options);
 /* SLUICE_INVALID_ARGUMENT for an unknown parameter number. Values are checked at create. */
 SLUICE_API int sluice_options_set(sluice_options* options, int param, int64_t value);
-/* Host scope: the name of the shared-memory region that holds the object's state, shared by every
- * process of the host that uses it (sluice/shared_region.h). `(name, len)`; len 0 clears it. */
-SLUICE_API int sluice_options_set_shared_region(sluice_options* options, const char* name,
-                                                size_t len);
+/* Sets a string parameter (SLUICE_PARAM_SHARED_REGION, SLUICE_PARAM_REDIS_HOST, ...);
+ * `(value, len)`, len 0 clears it. SLUICE_INVALID_ARGUMENT for a parameter that is not a string. */
+SLUICE_API int sluice_options_set_string(sluice_options* options, int param, const char* value,
+                                         size_t len);
 /* Removes a shared-memory region; SLUICE_NOT_FOUND if there is none by that name. */
 SLUICE_API int sluice_shared_region_remove(const char* name, size_t len);
+/* Cluster scope: the store a rate limiter keeps its state in (NULL clears it). */
+SLUICE_API int sluice_options_set_redis_store(sluice_options* options, sluice_redis_store* store);
 /* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
 SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,
                                          int64_t period_nanos, int64_t burst);

@@ -251,7 +251,7 @@ static void test_shared_region(void) {
   int admitted = 0, i;
   snprintf(name, sizeof(name), "capi-test-%ld", (long)sluice_clock_now_nanos(NULL));
   sluice_options_add_window(o, 5, 3600 * SECOND, 0);
-  CHECK(sluice_options_set_shared_region(o, name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, name, strlen(name)) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &a) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &b) == SLUICE_OK); /* a second opener */
   for (i = 0; i < 10; ++i) {
@@ -260,17 +260,57 @@ static void test_shared_region(void) {
   }
   CHECK(admitted == 5); /* one limit, whichever handle decides */
   sluice_rate_limiter_destroy(a);
-  CHECK(sluice_options_set_shared_region(o, "bad/name", 8) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, "bad/name", 8) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &a) == SLUICE_INVALID_ARGUMENT);
   CHECK(a == NULL);
   CHECK(strstr(sluice_last_error_message(), "shared_region must be") != NULL);
-  CHECK(sluice_options_set_shared_region(NULL, "x", 1) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_options_set_shared_region(o, NULL, 3) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set_string(NULL, SLUICE_PARAM_SHARED_REGION, "x", 1) ==
+        SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, NULL, 3) ==
+        SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_RATE, "x", 1) == SLUICE_INVALID_ARGUMENT);
   sluice_rate_limiter_destroy(b);
   sluice_options_destroy(o);
   CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_OK);
   CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_NOT_FOUND);
   CHECK(strcmp(sluice_status_name(SLUICE_NOT_FOUND), "SLUICE_NOT_FOUND") == 0);
+}
+
+/* Cluster scope needs a Redis; without one reachable (nothing listens on port 1) the failure
+ * mode decides, quickly, and the ABI reports it as a normal decision. */
+static void test_cluster_scope_failure_modes(void) {
+  sluice_options* ro = sluice_options_create();
+  sluice_redis_store* store = NULL;
+  sluice_options* o = sluice_options_create();
+  sluice_rate_limiter* rl = NULL;
+  sluice_decision d;
+  CHECK(sluice_options_set_string(ro, SLUICE_PARAM_REDIS_HOST, "127.0.0.1", 9) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS, 50 * MILLI) == SLUICE_OK);
+  CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 70000) == SLUICE_OK);
+  {
+    sluice_redis_store* bad = NULL;
+    CHECK(sluice_redis_store_create(ro, &bad) == SLUICE_INVALID_ARGUMENT && bad == NULL);
+    CHECK(strstr(sluice_last_error_message(), "port must be 1..65535") != NULL);
+  }
+  sluice_options_destroy(ro);
+
+  sluice_options_add_window(o, 10, 60 * SECOND, 0);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT); /* no rule */
+  CHECK(strstr(sluice_last_error_message(), "cluster.rule") != NULL);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-test", 6) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, 9) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_OK);
+  sluice_options_destroy(o);
+  sluice_redis_store_destroy(store); /* the limiter keeps the store alive */
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0); /* Redis unreachable: fail closed */
+  sluice_rate_limiter_destroy(rl);
+  sluice_redis_store_destroy(NULL);
 }
 
 int main(void) {
@@ -282,6 +322,7 @@ int main(void) {
   test_concurrency_limiter();
   test_token_budget();
   test_shared_region();
+  test_cluster_scope_failure_modes();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

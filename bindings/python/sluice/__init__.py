@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _core
-from ._core import Clock, Decision, ManualClock, Permit, Reservation, Window
+from ._core import Clock, Decision, ManualClock, PendingDecision, Permit, RedisStore, Reservation, Window
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._errors import (
     CapacityError,
@@ -47,6 +47,7 @@ from ._errors import (
     NotFound,
     RateLimited,
 )
+from ._waiting import Readable as _Readable
 from ._waiting import monotonic as _monotonic
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
@@ -65,9 +66,11 @@ __all__ = [
     "LeaseExpired",
     "ManualClock",
     "NotFound",
+    "PendingDecision",
     "Permit",
     "RateLimited",
     "RateLimiter",
+    "RedisStore",
     "Reservation",
     "TokenBudget",
     "Window",
@@ -77,11 +80,19 @@ __all__ = [
 ]
 
 
+def _decide_plan(limiter, key, cost):
+    """One decision; in cluster scope, waits for Redis's reply on its file descriptor."""
+    pending = _core.RateLimiter.start(limiter, key, cost)
+    if not pending.done():
+        yield _Readable(pending.fileno())
+    return pending.result()
+
+
 def _rate_limiter_plan(limiter, key, cost, timeout):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
     while True:
-        decision = limiter.decide(key, cost)
+        decision = yield from _decide_plan(limiter, key, cost)
         if decision.allowed:
             return decision
         if decision.retry_after > deadline - _monotonic():
@@ -122,6 +133,25 @@ def _permit_plan(limiter, key, timeout):
 
 class RateLimiter(_core.RateLimiter):
     __doc__ = _core.RateLimiter.__doc__
+
+    def __init__(self, windows, **options) -> None:
+        super().__init__(windows, **options)
+        if self.cluster:
+            # A cluster decision waits for Redis. Wait on the reply's file descriptor with the
+            # caller's own loop (gevent, or select for threads) instead of blocking the thread
+            # that runs every greenlet; coroutines use decide_async / acquire_async.
+            self.decide = self._decide_cooperatively
+            self.try_acquire = self._try_acquire_cooperatively
+
+    def _decide_cooperatively(self, key, cost: int = 1) -> Decision:
+        return _run_plan(_decide_plan(self, key, cost))
+
+    def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
+        return _run_plan(_decide_plan(self, key, cost)).allowed
+
+    async def decide_async(self, key, cost: int = 1) -> Decision:
+        """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""
+        return await _run_plan_async(_decide_plan(self, key, cost))
 
     def acquire(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """Takes `cost` units or raises ``RateLimited``.

@@ -8,6 +8,7 @@ Coroutines use the ``*_async`` methods, which await ``asyncio.sleep``.
 
 from __future__ import annotations
 
+import select
 import sys
 import time
 
@@ -38,14 +39,51 @@ def monotonic() -> float:
     return time.monotonic()
 
 
-# A wait *plan* is a generator that yields how many seconds to wait before its next attempt and
-# returns the final result (or raises). Writing each waiting strategy once as a plan lets one
+class Readable:
+    """What a wait plan yields to wait until a file descriptor is readable (a Redis reply)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+def wait_readable(fd: int) -> None:
+    """Waits until `fd` is readable without blocking other greenlets (or threads)."""
+    if _gevent_sleep_if_active() is not None:
+        from gevent.socket import wait_read
+
+        wait_read(fd)
+    else:
+        poller = select.poll()  # not select.select: it fails for descriptors >= 1024
+        poller.register(fd, select.POLLIN)
+        poller.poll()
+
+
+async def wait_readable_async(fd: int) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+# A wait *plan* is a generator that yields what to wait for before its next step (seconds to
+# sleep, or a Readable file descriptor) and returns the final result (or raises). Writing each waiting strategy once as a plan lets one
 # driver run it for threads and gevent, and another for asyncio.
 def run_plan(plan):
     """Runs a wait plan, sleeping cooperatively between attempts."""
     try:
         while True:
-            sleep(next(plan))
+            item = next(plan)
+            if isinstance(item, Readable):
+                wait_readable(item.fd)
+            else:
+                sleep(item)
     except StopIteration as finished:
         return finished.value
 
@@ -56,6 +94,10 @@ async def run_plan_async(plan):
 
     try:
         while True:
-            await asyncio.sleep(next(plan))
+            item = next(plan)
+            if isinstance(item, Readable):
+                await wait_readable_async(item.fd)
+            else:
+                await asyncio.sleep(item)
     except StopIteration as finished:
         return finished.value

@@ -13,6 +13,7 @@
 #include "bindings.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/rate_limiter.h"
+#include "sluice/redis_store.h"
 #include "sluice/token_budget.h"
 
 namespace sluice_python {
@@ -56,13 +57,54 @@ Requests per key against one or several windows at once (GCRA). Thread-safe; nev
 A request passes only if every window has room; a refusal charges no window. Idle keys are
 dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, and a *new* key
 beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` returns False).)doc")
-      .def(py::init(&CreateWithWindows<RateLimiter>),
+      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
+                       const sluice::Clock* clock, std::optional<std::string> shared_region,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       const std::string& on_failure, int64_t local_share) {
+             RateLimiter::Options o;
+             o.windows = std::move(windows);
+             o.max_keys = max_keys;
+             o.shared_region = shared_region.value_or("");
+             o.cluster.store = std::move(redis);
+             o.cluster.rule = rule.value_or("");
+             o.cluster.local_share = local_share;
+             if (on_failure == "allow") {
+               o.cluster.on_failure = sluice::FailureMode::kAllow;
+             } else if (on_failure == "deny") {
+               o.cluster.on_failure = sluice::FailureMode::kDeny;
+             } else if (on_failure == "local") {
+               o.cluster.on_failure = sluice::FailureMode::kLocal;
+             } else {
+               RaisePython("InvalidArgument", "sluice.RateLimiter: on_failure must be 'allow', "
+                                              "'deny' or 'local', got '" + on_failure + "'");
+             }
+             return ValueOrThrow(RateLimiter::Create(o, ClockOrDefault(clock)));
+           }),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::keep_alive<1, 4>())
+           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
+           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 4>())
+      .def(
+          "start",
+          [](RateLimiter& rl, std::string_view key, int64_t cost) {
+            return ValueOrThrow(rl.Start(key, cost));
+          },
+          py::arg("key"), py::arg("cost") = 1, py::keep_alive<0, 1>(),
+          "Starts a decision and returns a PendingDecision at once (cluster scope: the reply is on "
+          "its way; wait for its fileno() to become readable, then call result()).")
+      .def_property_readonly("failure_mode_decisions", &RateLimiter::failure_mode_decisions)
+      .def_property_readonly("cluster",
+                             [](const RateLimiter& rl) { return rl.options().cluster.store != nullptr; })
       .def(
           "try_acquire",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
+            if (rl.options().cluster.store != nullptr) {  // waits for Redis: let others run
+              py::gil_scoped_release release;
+              absl::StatusOr<sluice::Decision> d = rl.TryAcquire(key, cost);
+              if (d.ok()) return d->allowed;
+              py::gil_scoped_acquire acquire;
+              ThrowIfError(d.status());
+            }
             if (rl.Allow(key, cost)) return true;
             if (cost < 1 || cost > MinBurst(rl.options().windows)) {
               ThrowIfError(rl.TryAcquire(key, cost).status());  // raises InvalidArgument
@@ -75,7 +117,14 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
       .def(
           "decide",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
-            return ValueOrThrow(rl.TryAcquire(key, cost));
+            absl::StatusOr<sluice::Decision> d;
+            if (rl.options().cluster.store != nullptr) {
+              py::gil_scoped_release release;
+              d = rl.TryAcquire(key, cost);
+            } else {
+              d = rl.TryAcquire(key, cost);
+            }
+            return ValueOrThrow(std::move(d));
           },
           py::arg("key"), py::arg("cost") = 1,
           "As try_acquire, returning the Decision (allowed, remaining, retry_after, ...).")

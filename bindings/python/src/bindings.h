@@ -49,6 +49,7 @@ inline const sluice::Clock* ClockOrDefault(const sluice::Clock* clock) {
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision
 void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudget, Reservation
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
+void BindCluster(py::module_& m);        // RedisStore, PendingDecision
 
 }  // namespace sluice_python
 

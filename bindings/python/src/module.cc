@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = SLUICE_VERSION_STRING;
   sluice_python::RegisterErrorTranslator();
   sluice_python::BindBasics(m);
+  sluice_python::BindCluster(m);
   sluice_python::BindGcraObjects(m);
   sluice_python::BindConcurrency(m);
 }

@@ -1,0 +1,67 @@
+// RedisStore and PendingDecision: cluster scope.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "bindings.h"
+#include "sluice/rate_limiter.h"
+#include "sluice/redis_store.h"
+
+namespace sluice_python {
+
+void BindCluster(py::module_& m) {
+  py::class_<sluice::RedisStore, std::shared_ptr<sluice::RedisStore>>(m, "RedisStore", R"doc(
+One connection to Redis, owned by a native background thread and shared by the objects that keep
+their state in Redis (cluster scope). It connects on first use and reconnects by itself; while
+Redis is unreachable, decisions fail fast into each object's failure mode. Safe across fork().)doc")
+      .def(py::init([](std::string host, int port, std::optional<std::string> unix_socket,
+                       std::optional<std::string> username, std::optional<std::string> password,
+                       int db, double connect_timeout, double command_timeout,
+                       double reconnect_interval, std::string key_prefix) {
+             sluice::RedisOptions o;
+             o.host = std::move(host);
+             o.port = port;
+             o.unix_socket = unix_socket.value_or("");
+             o.username = username.value_or("");
+             o.password = password.value_or("");
+             o.db = db;
+             o.connect_timeout = SecondsToDuration(connect_timeout, "connect_timeout");
+             o.command_timeout = SecondsToDuration(command_timeout, "command_timeout");
+             o.reconnect_interval = SecondsToDuration(reconnect_interval, "reconnect_interval");
+             o.key_prefix = std::move(key_prefix);
+             return ValueOrThrow(sluice::RedisStore::Create(o));
+           }),
+           py::arg("host") = "127.0.0.1", py::arg("port") = 6379, py::kw_only(),
+           py::arg("unix_socket") = py::none(), py::arg("username") = py::none(),
+           py::arg("password") = py::none(), py::arg("db") = 0, py::arg("connect_timeout") = 0.2,
+           py::arg("command_timeout") = 0.005, py::arg("reconnect_interval") = 0.1,
+           py::arg("key_prefix") = "sluice")
+      .def(
+          "stats",
+          [](const sluice::RedisStore& s) {
+            const sluice::RedisStats st = s.stats();
+            py::dict d;
+            d["commands"] = st.commands;
+            d["pipelined"] = st.pipelined;
+            d["failures"] = st.failures;
+            d["fast_failures"] = st.fast_failures;
+            d["connects"] = st.connects;
+            d["script_loads"] = st.script_loads;
+            d["connected"] = st.connected;
+            return d;
+          },
+          "Counters since creation: commands, pipelined, failures, fast_failures, connects,\n"
+          "script_loads, and whether it is connected now.");
+
+  py::class_<sluice::PendingDecision>(m, "PendingDecision", R"doc(
+A decision under way (``RateLimiter.start``). ``fileno()`` becomes readable when the reply is in
+(-1 when it was decided on the spot); ``result()`` then returns the Decision without waiting.)doc")
+      .def("fileno", &sluice::PendingDecision::fd)
+      .def("done", &sluice::PendingDecision::done)
+      .def("result", &sluice::PendingDecision::Get, py::call_guard<py::gil_scoped_release>(),
+           "The Decision. Blocks (GIL released) only if the reply is not in yet, at most the\n"
+           "store's timeouts; a reply that never comes is decided by the failure mode.");
+}
+
+}  // namespace sluice_python
