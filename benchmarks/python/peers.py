@@ -5,7 +5,7 @@
 * ``DifyHelperLimiter``: Dify's ``api/libs/helper.py`` ``RateLimiter`` (ZREMRANGEBYSCORE, ZCARD,
   then ZADD and EXPIRE: four round trips, the second as both score and member), as described in
   shared/reference/dify.md section 1a.
-* ``LimitsPeer``: the ``limits`` library (used by Flask-Limiter), in-memory storage.
+* ``LimitsPeer``: the ``limits`` library (used by Flask-Limiter), in-memory or Redis storage.
 """
 
 from __future__ import annotations
@@ -75,12 +75,15 @@ class DifyHelperLimiter:
 
 
 class LimitsPeer:
-    def __init__(self, strategy: str, limit: int, per_seconds: int) -> None:
+    """``limits`` with in-memory storage, or Redis storage when `redis_url` is given."""
+
+    def __init__(self, strategy: str, limit: int, per_seconds: int, redis_url: str = "") -> None:
         from limits import RateLimitItemPerSecond, storage, strategies
 
-        store = storage.MemoryStorage()
+        store = storage.RedisStorage(redis_url) if redis_url else storage.MemoryStorage()
         cls = {"fixed": strategies.FixedWindowRateLimiter,
-               "moving": strategies.MovingWindowRateLimiter}[strategy]
+               "moving": strategies.MovingWindowRateLimiter,
+               "sliding": strategies.SlidingWindowCounterRateLimiter}[strategy]
         self.limiter = cls(store)
         self.item = RateLimitItemPerSecond(limit, per_seconds)
 
