@@ -60,6 +60,50 @@ end
 return {1, binding, least, 0, math.ceil((nexts[binding] - nows[binding]) / tonumber(ARGV[3*binding]))}
 )lua";
 
+// Leased mode. KEYS, ARGV[2] and the window triples as in kAdmitScript; ARGV[1]: units wanted;
+// ARGV[3n+3]: units given back from the previous lease (charged earlier, never used). Gives back
+// first, then grants as many units as every window has room for, up to the number wanted, charging
+// them now. Returns {granted, binding window, remaining, retry_after_us (when none granted),
+// reset_after_us}.
+const std::string kLeaseScript = R"lua(
+local t = redis.call('TIME')
+local now_us = (tonumber(t[1]) - tonumber(ARGV[2])) * 1000000 + tonumber(t[2])
+local want = tonumber(ARGV[1])
+local n = #KEYS
+local back = tonumber(ARGV[3*n + 3])
+local nows, tats = {}, {}
+local grant, binding = want, 1
+for i = 1, n do
+  local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
+  local now = now_us * scale
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if back > 0 then tat = math.max(tat - back * unit, now) end
+  if tat < now then tat = now end
+  nows[i], tats[i] = now, tat
+  local room = math.floor((tol - (tat - now)) / unit)
+  if room < grant then grant, binding = math.max(room, 0), i end
+end
+local scale, unit, tol = tonumber(ARGV[3*binding]), tonumber(ARGV[3*binding+1]), tonumber(ARGV[3*binding+2])
+if grant == 0 then
+  for i = 1, n do
+    if back > 0 then
+      local sc = tonumber(ARGV[3*i])
+      redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - nows[i]) / sc / 1000) + 1)
+    end
+  end
+  local used = tats[binding] - nows[binding]
+  return {0, binding, math.floor((tol - used) / unit), math.max(math.ceil((tats[binding] + unit - tol - nows[binding]) / scale), 1), math.ceil(used / scale)}
+end
+for i = 1, n do
+  local sc, un = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
+  local nt = tats[i] + grant * un
+  tats[i] = nt
+  redis.call('SET', KEYS[i], string.format('%.0f', nt), 'PX', math.ceil((nt - nows[i]) / sc / 1000) + 1)
+end
+local used = tats[binding] - nows[binding]
+return {grant, binding, math.floor((tol - used) / unit), 0, math.ceil(used / scale)}
+)lua";
+
 bool ValidRule(const std::string& rule) {
   if (rule.empty() || rule.size() > 100) return false;
   return std::all_of(rule.begin(), rule.end(), [](char c) {
@@ -134,14 +178,29 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
   return g;
 }
 
-std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd) {
+std::vector<std::string> ClusterGcra::Keys(const KeyDigest& d) const {
   const std::string tag = absl::StrFormat("%s:{%s:%016x%016x}:w", cluster_.store->options().key_prefix,
                                           cluster_.rule, d.hi, d.lo);
   std::vector<std::string> keys;
   for (size_t i = 0; i < windows_.size(); ++i) keys.push_back(absl::StrCat(tag, i));
-  std::vector<std::string> args = {absl::StrCat(cost), absl::StrCat(kEpochUnixSeconds)};
+  return keys;
+}
+
+std::vector<std::string> ClusterGcra::Args(int64_t first) const {
+  std::vector<std::string> args = {absl::StrCat(first), absl::StrCat(kEpochUnixSeconds)};
   args.insert(args.end(), window_args_.begin(), window_args_.end());
-  return cluster_.store->RunScript(kAdmitScript, std::move(keys), std::move(args), want_fd);
+  return args;
+}
+
+std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd) {
+  return cluster_.store->RunScript(kAdmitScript, Keys(d), Args(cost), want_fd);
+}
+
+std::shared_ptr<PendingReply> ClusterGcra::StartLease(const KeyDigest& d, int64_t want,
+                                                      int64_t give_back, bool want_fd) {
+  std::vector<std::string> args = Args(want);
+  args.push_back(absl::StrCat(give_back));
+  return cluster_.store->RunScript(kLeaseScript, Keys(d), std::move(args), want_fd);
 }
 
 Decision ClusterGcra::Finish(const KeyDigest& d, int64_t cost,

@@ -28,6 +28,10 @@ class ClusterGcra {
 
   // Starts a decision; never blocks.
   std::shared_ptr<PendingReply> Start(const KeyDigest& d, int64_t cost, bool want_fd);
+  // Leased mode: asks for up to `want` units (charged now in Redis), giving back `give_back`
+  // units of an expired lease. The reply's first integer is the number granted.
+  std::shared_ptr<PendingReply> StartLease(const KeyDigest& d, int64_t want, int64_t give_back,
+                                           bool want_fd = false);
   // Turns the script's reply into a Decision; on a failure, applies the failure mode.
   Decision Finish(const KeyDigest& d, int64_t cost,
                   const absl::StatusOr<std::vector<int64_t>>& reply);
@@ -37,6 +41,8 @@ class ClusterGcra {
 
  private:
   ClusterGcra() = default;
+  std::vector<std::string> Keys(const KeyDigest& d) const;
+  std::vector<std::string> Args(int64_t first) const;
 
   struct RemoteWindow {
     int64_t limit, period_nanos, scale, unit, tolerance;  // time in units of 1/scale us

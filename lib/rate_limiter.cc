@@ -1,7 +1,12 @@
 #include "sluice/rate_limiter.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
 #include "admission_options.h"
 #include "cluster_gcra.h"
+#include "leased_gcra.h"
 #include "sluice/redis_store.h"
 #include "gcra.h"
 
@@ -31,11 +36,32 @@ absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(const Options& 
   auto shared =
       internal::OpenSharedCells(kName, options.shared_region, *windows, options.max_keys);
   if (!shared.ok()) return shared.status();
-  return std::unique_ptr<RateLimiter>(new RateLimiter(
+  std::unique_ptr<RateLimiter> limiter(new RateLimiter(
       options,
       std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys, clock,
                                                  *std::move(shared)),
       std::move(cluster)));
+  if (limiter->cluster_ != nullptr && options.cluster.mode == ClusterMode::kLeased) {
+    const auto& compiled = limiter->state_->windows();
+    int64_t shortest = compiled[0].period_nanos;
+    for (const auto& w : compiled) shortest = std::min(shortest, w.period_nanos);
+    int64_t units = options.cluster.lease_units;
+    if (units == 0) units = std::max<int64_t>(1, limiter->state_->min_burst() / 100);
+    if (units < 1 || units > internal::LeasedGcra::kMaxLeaseUnits) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kName, ": cluster.lease_units must be 0 (auto) or 1 to ",
+          internal::LeasedGcra::kMaxLeaseUnits, ", got ", options.cluster.lease_units));
+    }
+    absl::Duration ttl = options.cluster.lease_ttl;
+    if (ttl < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(kName, ": cluster.lease_ttl must be >= 0"));
+    }
+    if (ttl == absl::ZeroDuration()) ttl = std::max(absl::Milliseconds(1), absl::Nanoseconds(shortest / 100));
+    limiter->leased_ = std::make_unique<internal::LeasedGcra>(
+        limiter->cluster_.get(), units, ttl, compiled[0].limit, compiled[0].period_nanos, clock,
+        options.max_keys);
+  }
+  return limiter;
 }
 
 RateLimiter::RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
@@ -55,6 +81,7 @@ absl::StatusOr<Decision> RateLimiter::TryAcquireAt(std::string_view key, int64_t
     return s;
   }
   const internal::KeyDigest digest = internal::DigestKey(key);
+  if (leased_ != nullptr) return leased_->Decide(digest, cost);
   if (cluster_ != nullptr) {  // the Redis server's clock decides; `now_nanos` is not used
     auto reply = cluster_->Start(digest, cost, /*want_fd=*/false)->Wait(cluster_->reply_timeout());
     return cluster_->Finish(digest, cost, reply);
@@ -76,6 +103,16 @@ absl::StatusOr<PendingDecision> RateLimiter::Start(std::string_view key, int64_t
     return s;
   }
   const internal::KeyDigest digest = internal::DigestKey(key);
+  if (leased_ != nullptr) {
+    Decision local;
+    if (leased_->TryLocal(digest, cost, &local)) return PendingDecision(local);
+    internal::LeasedGcra::Ticket ticket;
+    PendingDecision pending(cluster_.get(), digest, cost,
+                            leased_->StartLease(digest, cost, /*want_fd=*/true, &ticket));
+    pending.leased_ = leased_.get();
+    pending.lease_sent_ms_ = ticket.sent_ms;
+    return pending;
+  }
   return PendingDecision(cluster_.get(), digest, cost, cluster_->Start(digest, cost, true));
 }
 
@@ -92,7 +129,10 @@ int PendingDecision::fd() const { return reply_ == nullptr ? -1 : reply_->fd(); 
 
 Decision PendingDecision::Get() {
   if (reply_ != nullptr) {
-    decided_ = cluster_->Finish(digest_, cost_, reply_->Wait(cluster_->reply_timeout()));
+    auto reply = reply_->Wait(cluster_->reply_timeout());
+    decided_ = leased_ != nullptr
+                   ? leased_->FinishLease(digest_, cost_, {lease_sent_ms_}, reply)
+                   : cluster_->Finish(digest_, cost_, reply);
     reply_.reset();
   }
   return decided_;
@@ -101,6 +141,7 @@ Decision PendingDecision::Get() {
 bool RateLimiter::Allow(std::string_view key, int64_t cost) {
   if (cost < 1 || cost > state_->min_burst()) return false;
   if (cluster_ != nullptr) {
+    if (leased_ != nullptr) return leased_->Decide(internal::DigestKey(key), cost).allowed;
     absl::StatusOr<Decision> d = TryAcquire(key, cost);
     return d.ok() && d->allowed;
   }
@@ -126,6 +167,12 @@ int64_t RateLimiter::key_count() const { return state_->key_count(); }
 int64_t RateLimiter::memory_bytes() const { return state_->memory_bytes(); }
 int64_t RateLimiter::failure_mode_decisions() const {
   return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
+}
+int64_t RateLimiter::leased_local_decisions() const {
+  return leased_ == nullptr ? 0 : leased_->local_decisions();
+}
+int64_t RateLimiter::lease_round_trips() const {
+  return leased_ == nullptr ? 0 : leased_->leases();
 }
 
 }  // namespace v1

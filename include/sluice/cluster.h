@@ -5,8 +5,9 @@
 // Cluster scope: the options that put an object's state in Redis (see sluice/redis_store.h), so
 // every host decides against one limit, and what happens when Redis cannot answer.
 //
-// Strict mode (the one built so far): each decision is one EVALSHA of an atomic Lua script that
-// uses the Redis server's clock; exact across every process of every host. Keys are
+// Strict mode: each decision is one EVALSHA of an atomic Lua script that uses the Redis server's
+// clock; exact across every process of every host. Leased mode: decisions are local, from leases
+// of the quota, with a documented overshoot bound (ClusterMode below). Keys are
 // `<prefix>:{<rule>:<key digest>}:w<i>`: the hash tag keeps one key's windows in one Redis Cluster
 // slot, the raw key never reaches Redis (a 32-hex digest does), and each expires once its window
 // is whole again, so Redis holds O(1) per live key and window.
@@ -20,10 +21,25 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
+
 namespace sluice {
 inline namespace v1 {
 
 class RedisStore;
+
+// How a cluster-scope object consults Redis.
+enum class ClusterMode {
+  // One round trip per decision; exact across every process of every host.
+  kStrict,
+  // A process leases units of a key from Redis (charged there at once) and admits from its lease
+  // locally for at most `lease_ttl`, giving back what it did not use with its next request. Over
+  // any interval t: admitted <= burst + floor((t + lease_ttl) * limit / period), so the overshoot
+  // is at most limit * lease_ttl / period (1% with the default ttl of period / 100); leased units
+  // a process never uses only under-admit until they refill. About one round trip per
+  // `lease_units` decisions; a refused key is refused locally until Redis's retry time.
+  kLeased,
+};
 
 // What a cluster-scope object decides while Redis is unreachable, slow or failing.
 enum class FailureMode {
@@ -44,6 +60,14 @@ struct ClusterOptions {
   // kLocal: the number of processes sharing the rule; each then allows limit / local_share (at
   // least 1 per window) while Redis is down. Default: 1. Must be >= 1.
   int64_t local_share = 1;
+  // Default: kStrict.
+  ClusterMode mode = ClusterMode::kStrict;
+  // kLeased: units per lease. 0 (the default) means 1% of the smallest burst (at least 1).
+  // At most 4,194,303.
+  int64_t lease_units = 0;
+  // kLeased: how long a process may admit from a lease. Zero (the default) means 1% of the
+  // shortest window's period (at least 1 ms). It sets the overshoot bound above.
+  absl::Duration lease_ttl = absl::ZeroDuration();
 };
 
 }  // namespace v1

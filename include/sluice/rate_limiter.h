@@ -57,6 +57,7 @@ inline namespace v1 {
 namespace internal {
 class ClusterGcra;
 class GcraKeyedState;
+class LeasedGcra;
 }  // namespace internal
 
 class PendingReply;
@@ -126,6 +127,9 @@ class RateLimiter {
   int64_t memory_bytes() const;
   // Cluster scope: decisions made by the failure mode because Redis did not answer.
   int64_t failure_mode_decisions() const;
+  // Leased cluster mode: decisions made from a local lease, and lease round trips.
+  int64_t leased_local_decisions() const;
+  int64_t lease_round_trips() const;
   const Options& options() const { return options_; }
 
  private:
@@ -136,6 +140,7 @@ class RateLimiter {
   Options options_;
   std::unique_ptr<internal::GcraKeyedState> state_;
   std::unique_ptr<internal::ClusterGcra> cluster_;
+  std::unique_ptr<internal::LeasedGcra> leased_;  // kLeased only
 };
 
 // sluice::PendingDecision
@@ -164,6 +169,8 @@ class PendingDecision {
 
   Decision decided_;
   internal::ClusterGcra* cluster_ = nullptr;
+  internal::LeasedGcra* leased_ = nullptr;  // a lease request rather than a strict decision
+  int64_t lease_sent_ms_ = 0;
   internal::KeyDigest digest_;
   int64_t cost_ = 0;
   std::shared_ptr<PendingReply> reply_;

@@ -235,3 +235,112 @@ TEST_CASE("cluster options are validated, naming the field") {
   CHECK(ErrorOf(sluice::RedisStore::Create(r)).find("username needs a password") !=
         std::string::npos);
 }
+
+namespace {
+
+std::unique_ptr<RateLimiter> Leased(std::shared_ptr<sluice::RedisStore> store, Window window,
+                                    const std::string& rule, int64_t lease_units,
+                                    FailureMode mode = FailureMode::kDeny) {
+  RateLimiter::Options o;
+  o.windows = {window};
+  o.cluster.store = std::move(store);
+  o.cluster.rule = rule;
+  o.cluster.mode = sluice::ClusterMode::kLeased;
+  o.cluster.lease_units = lease_units;
+  o.cluster.on_failure = mode;
+  return Value(RateLimiter::Create(o));
+}
+
+}  // namespace
+
+TEST_CASE("leased mode: threads decide locally and never exceed the limit") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Leased(store, Year(1000), "leased", /*lease_units=*/50);
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 400; ++i) admitted += limiter->Allow("tenant-1") ? 1 : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(admitted <= 1000);        // leases are charged in Redis before they are used
+  CHECK(admitted >= 1000 - 50);   // at most one lease's units are still held here
+  CHECK(limiter->leased_local_decisions() >= admitted - limiter->lease_round_trips());
+  // About one round trip per lease; once Redis says the key is spent, refusals are local.
+  CHECK(limiter->lease_round_trips() <= 1000 / 50 + 10);
+  CHECK(store->stats().commands == limiter->lease_round_trips());
+}
+
+TEST_CASE("leased mode after fork: processes share the limit, never over it") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto limiter = Leased(store, Year(600), "leased-fork", /*lease_units=*/20);
+  REQUIRE(limiter->Allow("k"));  // the parent holds a lease when it forks
+  auto* counts = static_cast<std::atomic<int>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  std::vector<pid_t> children;
+  for (int c = 0; c < 3; ++c) {
+    if (pid_t pid = fork(); pid == 0) {
+      int mine = 0;
+      for (int i = 0; i < 400; ++i) mine += limiter->Allow("k") ? 1 : 0;
+      counts[c] = mine;
+      _exit(0);
+    } else {
+      children.push_back(pid);
+    }
+  }
+  for (pid_t pid : children) waitpid(pid, nullptr, 0);
+  int parent = 1;
+  for (int i = 0; i < 400; ++i) parent += limiter->Allow("k") ? 1 : 0;
+  const int total = parent + counts[0] + counts[1] + counts[2];
+  // A forked child inherits the parent's lease word too: its copy is spent locally, so the
+  // parent's first lease (20 units) can be spent once per process at most.
+  CHECK(total <= 600 + 3 * 20);
+  CHECK(total >= 600 - 4 * 20);
+  munmap(counts, 4096);
+}
+
+TEST_CASE("leased mode on a refilling window stays within burst + (t + ttl) * rate") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  RateLimiter::Options o;
+  o.windows = {Window::PerSecond(2000, 100)};
+  o.cluster.store = store;
+  o.cluster.rule = "leased-refill";
+  o.cluster.mode = sluice::ClusterMode::kLeased;
+  o.cluster.lease_units = 20;
+  o.cluster.lease_ttl = absl::Milliseconds(10);
+  auto limiter = Value(RateLimiter::Create(o));
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int64_t> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(300)) {
+        admitted += limiter->Allow("hot") ? 1 : 0;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t bound = 100 + static_cast<int64_t>((elapsed + 0.010) * 2000);
+  INFO("admitted " << admitted << " in " << elapsed << " s; bound " << bound);
+  CHECK(admitted <= bound);
+  CHECK(admitted > 0);
+}
+
+TEST_CASE("leased mode with Redis gone: spends its lease, then the failure mode") {
+  LocalRedis redis;
+  auto store = Store(redis.port(), /*reconnect=*/absl::Seconds(30));
+  auto limiter = Leased(store, Year(1000), "leased-down", /*lease_units=*/10);
+  REQUIRE(limiter->Allow("k"));  // leases 10, spends 1
+  redis.Kill();
+  int local = 0;
+  for (int i = 0; i < 9; ++i) local += limiter->Allow("k") ? 1 : 0;
+  CHECK(local == 9);                     // the lease still holds 9 units: no Redis needed
+  CHECK_FALSE(limiter->Allow("k"));      // then the failure mode: deny
+  CHECK(limiter->failure_mode_decisions() >= 1);
+}

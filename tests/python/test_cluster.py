@@ -113,3 +113,29 @@ def test_fork_child_gets_its_own_connection_and_the_parent_keeps_working(redis_s
     assert os.WEXITSTATUS(status) == 0
     assert sum(limiter.try_acquire("k") for _ in range(100)) == 80  # 100 - 10 - 10
     assert limiter.failure_mode_decisions == 0
+
+
+def _hammer_leased(port, rule, attempts, results):
+    limiter = RateLimiter([Window(600, YEAR)], redis=_store(port), rule=rule, mode="leased",
+                          lease_units=25, on_failure="deny")
+    results.put((sum(limiter.try_acquire("k") for _ in range(attempts)),
+                 limiter.lease_round_trips))
+
+
+def test_leased_mode_decides_locally_and_never_exceeds_the_limit(redis_server):
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_hammer_leased, args=(redis_server.port, "leased", 400, results))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    admitted = sum(a for a, _ in outcomes)
+    round_trips = sum(r for _, r in outcomes)
+    assert admitted <= 600  # every leased unit was charged in Redis first
+    assert admitted >= 600 - 3 * 25  # at most one lease per process left unspent
+    assert round_trips < admitted / 5  # most decisions were local
+    with pytest.raises(sluice.InvalidArgument, match="mode must be"):
+        RateLimiter([Window(1, YEAR)], redis=_store(redis_server.port), rule="x", mode="loose")

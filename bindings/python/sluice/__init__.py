@@ -51,6 +51,7 @@ from ._waiting import Readable as _Readable
 from ._waiting import monotonic as _monotonic
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
+from ._waiting import wait_readable as _wait_readable
 
 __version__: str = _core.__version__
 
@@ -144,10 +145,14 @@ class RateLimiter(_core.RateLimiter):
             self.try_acquire = self._try_acquire_cooperatively
 
     def _decide_cooperatively(self, key, cost: int = 1) -> Decision:
-        return _run_plan(_decide_plan(self, key, cost))
+        # The common cases (a leased unit, or a reply already in) need no waiting machinery.
+        pending = _core.RateLimiter.start(self, key, cost)
+        if not pending.done():
+            _wait_readable(pending.fileno())
+        return pending.result()
 
     def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
-        return _run_plan(_decide_plan(self, key, cost)).allowed
+        return self._decide_cooperatively(key, cost).allowed
 
     async def decide_async(self, key, cost: int = 1) -> Decision:
         """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""

@@ -1,6 +1,6 @@
 """Type stubs of the native extension sluice._core (hand-maintained with src/*.cc)."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 __version__: str
 
@@ -67,6 +67,28 @@ class Decision:
         policy_name: str = "sluice",
     ) -> List[Tuple[str, str]]: ...
 
+class RedisStore:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        unix_socket: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        db: int = 0,
+        connect_timeout: float = 0.2,
+        command_timeout: float = 0.005,
+        reconnect_interval: float = 0.1,
+        key_prefix: str = "sluice",
+    ) -> None: ...
+    def stats(self) -> Dict[str, int]: ...
+
+class PendingDecision:
+    def fileno(self) -> int: ...
+    def done(self) -> bool: ...
+    def result(self) -> Decision: ...
+
 class RateLimiter:
     def __init__(
         self,
@@ -75,7 +97,23 @@ class RateLimiter:
         max_keys: int = 1048576,
         clock: Optional[Clock] = None,
         shared_region: Optional[str] = None,
+        redis: Optional[RedisStore] = None,
+        rule: Optional[str] = None,
+        on_failure: str = "local",
+        local_share: int = 1,
+        mode: str = "strict",
+        lease_units: int = 0,
+        lease_ttl: float = 0.0,
     ) -> None: ...
+    def start(self, key: str | bytes, cost: int = 1) -> PendingDecision: ...
+    @property
+    def cluster(self) -> bool: ...
+    @property
+    def failure_mode_decisions(self) -> int: ...
+    @property
+    def leased_local_decisions(self) -> int: ...
+    @property
+    def lease_round_trips(self) -> int: ...
     def try_acquire(self, key: str | bytes, cost: int = 1) -> bool: ...
     def decide(self, key: str | bytes, cost: int = 1) -> Decision: ...
     def peek(self, key: str | bytes) -> Decision: ...

@@ -49,6 +49,11 @@ void BindRateLimiter(py::module_& m) {
   py::class_<RateLimiter>(m, "RateLimiter", R"doc(
 Requests per key against one or several windows at once (GCRA). Thread-safe; never blocks.
 
+Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+and ``rule="name"`` (``mode="strict"``: one round trip per decision; ``mode="leased"``: local
+decisions from leases, overshoot at most limit * lease_ttl / period), and ``on_failure`` =
+"allow" | "deny" | "local" (limit / local_share) while Redis cannot answer.
+
     limiter = sluice.RateLimiter([sluice.Window.per_second(10, burst=20),
                                   sluice.Window.per_hour(1000)])
     if not limiter.try_acquire(f"{tenant}:{app}"):
@@ -60,7 +65,8 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
       .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
-                       const std::string& on_failure, int64_t local_share) {
+                       const std::string& on_failure, int64_t local_share, const std::string& mode,
+                       int64_t lease_units, double lease_ttl) {
              RateLimiter::Options o;
              o.windows = std::move(windows);
              o.max_keys = max_keys;
@@ -68,6 +74,16 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
              o.cluster.store = std::move(redis);
              o.cluster.rule = rule.value_or("");
              o.cluster.local_share = local_share;
+             o.cluster.lease_units = lease_units;
+             o.cluster.lease_ttl = SecondsToDuration(lease_ttl, "lease_ttl");
+             if (mode == "strict") {
+               o.cluster.mode = sluice::ClusterMode::kStrict;
+             } else if (mode == "leased") {
+               o.cluster.mode = sluice::ClusterMode::kLeased;
+             } else {
+               RaisePython("InvalidArgument", "sluice.RateLimiter: mode must be 'strict' or "
+                                              "'leased', got '" + mode + "'");
+             }
              if (on_failure == "allow") {
                o.cluster.on_failure = sluice::FailureMode::kAllow;
              } else if (on_failure == "deny") {
@@ -83,7 +99,9 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 4>())
+           py::arg("on_failure") = "local", py::arg("local_share") = 1,
+           py::arg("mode") = "strict", py::arg("lease_units") = 0, py::arg("lease_ttl") = 0.0,
+           py::keep_alive<1, 4>())
       .def(
           "start",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
@@ -93,6 +111,8 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
           "Starts a decision and returns a PendingDecision at once (cluster scope: the reply is on "
           "its way; wait for its fileno() to become readable, then call result()).")
       .def_property_readonly("failure_mode_decisions", &RateLimiter::failure_mode_decisions)
+      .def_property_readonly("leased_local_decisions", &RateLimiter::leased_local_decisions)
+      .def_property_readonly("lease_round_trips", &RateLimiter::lease_round_trips)
       .def_property_readonly("cluster",
                              [](const RateLimiter& rl) { return rl.options().cluster.store != nullptr; })
       .def(
