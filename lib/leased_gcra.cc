@@ -1,6 +1,10 @@
 #include "leased_gcra.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <mutex>
+#include <vector>
 
 namespace sluice {
 inline namespace v1 {
@@ -21,7 +25,15 @@ inline int64_t Units(int64_t word) { return word & kUnitMask; }
 inline bool Refused(int64_t word) { return (word & kRefusedBit) != 0; }
 inline int64_t Expiry(int64_t word) { return word >> kExpiryShift; }
 inline std::atomic_ref<int64_t> Cell(int64_t* p) { return std::atomic_ref<int64_t>(*p); }
-// A lease word is idle (and its key may be dropped) once it has expired.
+// Every live LeasedGcra, for the fork() child handler.
+std::mutex& LeasedRegistryMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::vector<LeasedGcra*>& LeasedRegistry() {
+  static auto* all = new std::vector<LeasedGcra*>;
+  return *all;
+}
 }  // namespace
 
 LeasedGcra::LeasedGcra(ClusterGcra* cluster, int64_t lease_units, absl::Duration ttl,
@@ -33,7 +45,31 @@ LeasedGcra::LeasedGcra(ClusterGcra* cluster, int64_t lease_units, absl::Duration
       window_nanos_(window_nanos),
       clock_(clock),
       epoch_nanos_(clock->NowNanos()),
-      table_(1, max_keys, /*fresh_cell=*/0) {}
+      max_keys_(max_keys),
+      table_(std::make_unique<KeyedTable>(1, max_keys, /*fresh_cell=*/0)) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork([] { LeasedRegistryMutex().lock(); },
+                   [] { LeasedRegistryMutex().unlock(); },
+                   [] {
+                     for (LeasedGcra* g : LeasedRegistry()) g->ForgetLeasesInForkChild();
+                     LeasedRegistryMutex().unlock();
+                   });
+  });
+  std::lock_guard<std::mutex> lock(LeasedRegistryMutex());
+  LeasedRegistry().push_back(this);
+}
+
+LeasedGcra::~LeasedGcra() {
+  std::lock_guard<std::mutex> lock(LeasedRegistryMutex());
+  auto& all = LeasedRegistry();
+  all.erase(std::remove(all.begin(), all.end(), this), all.end());
+}
+
+void LeasedGcra::ForgetLeasesInForkChild() {
+  (void)table_.release();
+  table_ = std::make_unique<KeyedTable>(1, max_keys_, /*fresh_cell=*/0);
+}
 
 int64_t LeasedGcra::NowMs() const { return (clock_->NowNanos() - epoch_nanos_) / 1'000'000; }
 
@@ -41,7 +77,7 @@ bool LeasedGcra::TryLocal(const KeyDigest& d, int64_t cost, Decision* out) {
   const int64_t now = NowMs();
   bool taken = false;
   auto idle = [now](const int64_t* cells) { return Expiry(cells[0]) <= now; };
-  (void)table_.Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
+  (void)table_->Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
     int64_t word = Cell(cell).load(std::memory_order_relaxed);
     if (Refused(word) && Expiry(word) > now) {
       out->allowed = false;
@@ -75,7 +111,7 @@ std::shared_ptr<PendingReply> LeasedGcra::StartLease(const KeyDigest& d, int64_t
   int64_t give_back = 0;
   const int64_t now = NowMs();
   auto idle = [now](const int64_t* cells) { return Expiry(cells[0]) <= now; };
-  (void)table_.Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
+  (void)table_->Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
     give_back = Units(Cell(cell).exchange(0, std::memory_order_acq_rel));
   });
   ticket->sent_ms = now;  // before the charge: local expiry errs early, never late
@@ -87,7 +123,7 @@ void LeasedGcra::Keep(const KeyDigest& d, int64_t units, int64_t expires_ms) {
   if (units <= 0) return;
   const int64_t now = NowMs();
   auto idle = [now](const int64_t* cells) { return Expiry(cells[0]) <= now; };
-  (void)table_.Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
+  (void)table_->Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
     int64_t word = Cell(cell).load(std::memory_order_relaxed);
     for (;;) {
       // Merging with another thread's fresh lease keeps the earlier expiry (the bound holds for
@@ -107,7 +143,7 @@ void LeasedGcra::RefuseUntil(const KeyDigest& d, int64_t until_ms) {
   const int64_t now = NowMs();
   if (until_ms <= now) return;
   auto idle = [now](const int64_t* cells) { return Expiry(cells[0]) <= now; };
-  (void)table_.Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
+  (void)table_->Visit(d, clock_->NowNanos(), idle, [&](int64_t* cell) {
     int64_t word = Cell(cell).load(std::memory_order_relaxed);
     // Never over a live lease another thread just installed: its units are good to spend.
     while (!(Units(word) > 0 && Expiry(word) > now)) {

@@ -53,6 +53,12 @@ class LeasedGcra {
   int64_t local_decisions() const { return local_.load(); }
   int64_t leases() const { return leases_.load(); }
 
+  ~LeasedGcra();
+  // fork(): a child must not spend its parent's leases (each copy would be spent once per
+  // process, over-admitting), so the child's handler gives every LeasedGcra an empty table. The
+  // old one is abandoned, not destroyed: a parent thread may have held one of its locks.
+  void ForgetLeasesInForkChild();
+
  private:
   int64_t NowMs() const;
   void Keep(const KeyDigest& d, int64_t units, int64_t expires_ms);
@@ -66,7 +72,8 @@ class LeasedGcra {
   const int64_t window_nanos_;
   const Clock* const clock_;
   const int64_t epoch_nanos_;
-  KeyedTable table_;
+  const int64_t max_keys_;
+  std::unique_ptr<KeyedTable> table_;
   std::atomic<int64_t> local_{0}, leases_{0};
 };
 
