@@ -1,10 +1,6 @@
 #include "leased_gcra.h"
 
-#include <pthread.h>
-
 #include <algorithm>
-#include <mutex>
-#include <vector>
 
 namespace sluice {
 inline namespace v1 {
@@ -25,15 +21,6 @@ inline int64_t Units(int64_t word) { return word & kUnitMask; }
 inline bool Refused(int64_t word) { return (word & kRefusedBit) != 0; }
 inline int64_t Expiry(int64_t word) { return word >> kExpiryShift; }
 inline std::atomic_ref<int64_t> Cell(int64_t* p) { return std::atomic_ref<int64_t>(*p); }
-// Every live LeasedGcra, for the fork() child handler.
-std::mutex& LeasedRegistryMutex() {
-  static auto* mu = new std::mutex;
-  return *mu;
-}
-std::vector<LeasedGcra*>& LeasedRegistry() {
-  static auto* all = new std::vector<LeasedGcra*>;
-  return *all;
-}
 }  // namespace
 
 LeasedGcra::LeasedGcra(ClusterGcra* cluster, int64_t lease_units, absl::Duration ttl,
@@ -46,25 +33,11 @@ LeasedGcra::LeasedGcra(ClusterGcra* cluster, int64_t lease_units, absl::Duration
       clock_(clock),
       epoch_nanos_(clock->NowNanos()),
       max_keys_(max_keys),
-      table_(std::make_unique<KeyedTable>(1, max_keys, /*fresh_cell=*/0)) {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    pthread_atfork([] { LeasedRegistryMutex().lock(); },
-                   [] { LeasedRegistryMutex().unlock(); },
-                   [] {
-                     for (LeasedGcra* g : LeasedRegistry()) g->ForgetLeasesInForkChild();
-                     LeasedRegistryMutex().unlock();
-                   });
-  });
-  std::lock_guard<std::mutex> lock(LeasedRegistryMutex());
-  LeasedRegistry().push_back(this);
-}
+      table_(std::make_unique<KeyedTable>(1, max_keys, /*fresh_cell=*/0)),
+      fork_hooks_(std::make_unique<ForkHooks>(nullptr, nullptr,
+                                              [this] { ForgetLeasesInForkChild(); })) {}
 
-LeasedGcra::~LeasedGcra() {
-  std::lock_guard<std::mutex> lock(LeasedRegistryMutex());
-  auto& all = LeasedRegistry();
-  all.erase(std::remove(all.begin(), all.end(), this), all.end());
-}
+LeasedGcra::~LeasedGcra() { fork_hooks_.reset(); }
 
 void LeasedGcra::ForgetLeasesInForkChild() {
   (void)table_.release();

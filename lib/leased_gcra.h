@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "cluster_gcra.h"
+#include "fork_hooks.h"
 #include "keyed_table.h"
 
 namespace sluice {
@@ -54,12 +55,14 @@ class LeasedGcra {
   int64_t leases() const { return leases_.load(); }
 
   ~LeasedGcra();
-  // fork(): a child must not spend its parent's leases (each copy would be spent once per
-  // process, over-admitting), so the child's handler gives every LeasedGcra an empty table. The
-  // old one is abandoned, not destroyed: a parent thread may have held one of its locks.
-  void ForgetLeasesInForkChild();
 
  private:
+  // fork(): a child must not spend its parent's leases (each copy would be spent once per
+  // process, over-admitting), so the child's hook gives it an empty table. The old one is
+  // abandoned, not destroyed: a parent thread may have held one of its locks.
+  void ForgetLeasesInForkChild();
+
+
   int64_t NowMs() const;
   void Keep(const KeyDigest& d, int64_t units, int64_t expires_ms);
   // Remembers that Redis has no unit for `d` until `until_ms`.
@@ -75,6 +78,7 @@ class LeasedGcra {
   const int64_t max_keys_;
   std::unique_ptr<KeyedTable> table_;
   std::atomic<int64_t> local_{0}, leases_{0};
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal

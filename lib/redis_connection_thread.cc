@@ -1,7 +1,6 @@
 #include "redis_connection_thread.h"
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -20,28 +19,6 @@ namespace internal {
 namespace {
 
 int64_t Now() { return Clock::Steady()->NowNanos(); }
-
-// Every live connection thread, for the fork() handlers.
-std::mutex& RegistryMutex() {
-  static auto* mu = new std::mutex;
-  return *mu;
-}
-std::vector<RedisConnectionThread*>& Registry() {
-  static auto* all = new std::vector<RedisConnectionThread*>;
-  return *all;
-}
-void PrepareFork() {
-  RegistryMutex().lock();
-  for (auto* t : Registry()) t->LockForFork();
-}
-void ParentAfterFork() {
-  for (auto* t : Registry()) t->UnlockAfterFork(false);
-  RegistryMutex().unlock();
-}
-void ChildAfterFork() {
-  for (auto* t : Registry()) t->UnlockAfterFork(true);
-  RegistryMutex().unlock();
-}
 
 // A reply that is an array of integers (what sluice's scripts return), or an error.
 absl::StatusOr<std::vector<int64_t>> Integers(const redisReply* reply) {
@@ -73,19 +50,14 @@ redisReply* Command(redisContext* c, const std::vector<std::string>& argv) {
 
 }  // namespace
 
-RedisConnectionThread::RedisConnectionThread(const RedisOptions& options) : options_(options) {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork); });
-  std::lock_guard<std::mutex> lock(RegistryMutex());
-  Registry().push_back(this);
-}
+RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
+    : options_(options),
+      fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
+                                              [this] { UnlockAfterFork(false); },
+                                              [this] { UnlockAfterFork(true); })) {}
 
 RedisConnectionThread::~RedisConnectionThread() {
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    auto& all = Registry();
-    all.erase(std::remove(all.begin(), all.end(), this), all.end());
-  }
+  fork_hooks_.reset();  // no fork() hook may run on a half-destroyed object
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "fork_hooks.h"
 #include "sluice/redis_store.h"
 
 struct redisContext;
@@ -38,12 +39,12 @@ class RedisConnectionThread {
   void Submit(RedisCommand command);
   RedisStats stats() const;
 
-  // fork() handlers (see the .cc): hold every store's lock across fork; the child forgets the
-  // parent's thread and connection and starts its own on first use.
+ private:
+  // fork() hooks: hold the lock across fork; the child forgets the parent's thread, connection
+  // and condition variable, and starts its own on first use.
   void LockForFork();
   void UnlockAfterFork(bool in_child);
 
- private:
   void Run();
   bool Connect();
   void Disconnect();
@@ -69,6 +70,7 @@ class RedisConnectionThread {
   std::atomic<bool> connected_{false};
   std::atomic<int64_t> commands_{0}, pipelined_{0}, failures_{0}, fast_failures_{0},
       connects_{0}, script_loads_{0};
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal

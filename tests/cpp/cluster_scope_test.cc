@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -45,6 +46,33 @@ std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
   return Value(RateLimiter::Create(o));
 }
 
+// Forks `children` processes running `body` (which returns a count) and returns the sum of their
+// counts. The children share nothing with the parent but what fork() copies.
+int ForkAndSum(int children, const std::function<int()>& body) {
+  auto* counts = static_cast<std::atomic<int>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  std::vector<pid_t> pids;
+  for (int c = 0; c < children; ++c) {
+    if (pid_t pid = fork(); pid == 0) {
+      counts[c] = body();
+      _exit(0);
+    } else {
+      pids.push_back(pid);
+    }
+  }
+  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  int sum = 0;
+  for (int c = 0; c < children; ++c) sum += counts[c];
+  munmap(counts, 4096);
+  return sum;
+}
+
+int CountAllowed(RateLimiter& limiter, const char* key, int attempts) {
+  int allowed = 0;
+  for (int i = 0; i < attempts; ++i) allowed += limiter.Allow(key) ? 1 : 0;
+  return allowed;
+}
+
 }  // namespace
 
 TEST_CASE("strict mode: threads share one limit exactly, one round trip each") {
@@ -72,28 +100,12 @@ TEST_CASE("strict mode after fork: children get fresh connections; the parent ke
   LocalRedis redis;
   auto store = Store(redis.port());
   auto limiter = Limiter(store, {Year(500)}, "exact-fork");
-  int admitted = 0;
-  for (int i = 0; i < 400; ++i) admitted += limiter->Allow("tenant-1") ? 1 : 0;
-  REQUIRE(admitted == 400);  // the parent's connection thread is running when it forks
-  auto* counts = static_cast<std::atomic<int>*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  std::vector<pid_t> children;
-  for (int c = 0; c < 3; ++c) {
-    if (pid_t pid = fork(); pid == 0) {
-      // A forked child: the inherited limiter gets a fresh thread and connection on first use.
-      int mine = 0;
-      for (int i = 0; i < 100; ++i) mine += limiter->Allow("tenant-1") ? 1 : 0;
-      counts[c] = mine;
-      _exit(0);
-    } else {
-      children.push_back(pid);
-    }
-  }
-  for (pid_t pid : children) waitpid(pid, nullptr, 0);
-  CHECK(counts[0] + counts[1] + counts[2] == 100);  // 300 attempts, 100 left of 500
+  REQUIRE(CountAllowed(*limiter, "tenant-1", 400) == 400);  // its connection thread is running
+  // Each child's inherited limiter gets a fresh thread and connection on first use.
+  const int children = ForkAndSum(3, [&] { return CountAllowed(*limiter, "tenant-1", 100); });
+  CHECK(children == 100);  // 300 attempts, 100 left of 500
   CHECK_FALSE(limiter->Allow("tenant-1"));  // the parent kept working after fork
   CHECK(limiter->failure_mode_decisions() == 0);
-  munmap(counts, 4096);
 }
 
 TEST_CASE("strict mode: several windows, all or nothing, with the binding window reported") {
@@ -278,27 +290,11 @@ TEST_CASE("leased mode after fork: processes share the limit, never over it") {
   auto store = Store(redis.port());
   auto limiter = Leased(store, Year(600), "leased-fork", /*lease_units=*/20);
   REQUIRE(limiter->Allow("k"));  // the parent holds a lease when it forks
-  auto* counts = static_cast<std::atomic<int>*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  std::vector<pid_t> children;
-  for (int c = 0; c < 3; ++c) {
-    if (pid_t pid = fork(); pid == 0) {
-      int mine = 0;
-      for (int i = 0; i < 400; ++i) mine += limiter->Allow("k") ? 1 : 0;
-      counts[c] = mine;
-      _exit(0);
-    } else {
-      children.push_back(pid);
-    }
-  }
-  for (pid_t pid : children) waitpid(pid, nullptr, 0);
-  int parent = 1;
-  for (int i = 0; i < 400; ++i) parent += limiter->Allow("k") ? 1 : 0;
-  const int total = parent + counts[0] + counts[1] + counts[2];
+  const int children = ForkAndSum(3, [&] { return CountAllowed(*limiter, "k", 400); });
+  const int total = 1 + CountAllowed(*limiter, "k", 400) + children;
   // A child does not inherit its parent's lease (each copy would be spent again): never over.
   CHECK(total <= 600);
   CHECK(total >= 600 - 4 * 20);  // at most one unspent lease per process
-  munmap(counts, 4096);
 }
 
 TEST_CASE("leased mode on a refilling window stays within burst + (t + ttl) * rate") {
@@ -338,7 +334,7 @@ TEST_CASE("leased mode with Redis gone: spends its lease, then the failure mode"
   REQUIRE(limiter->Allow("k"));  // leases 10, spends 1
   redis.Kill();
   int local = 0;
-  for (int i = 0; i < 9; ++i) local += limiter->Allow("k") ? 1 : 0;
+  local = CountAllowed(*limiter, "k", 9);
   CHECK(local == 9);                     // the lease still holds 9 units: no Redis needed
   CHECK_FALSE(limiter->Allow("k"));      // then the failure mode: deny
   CHECK(limiter->failure_mode_decisions() >= 1);
