@@ -159,11 +159,17 @@ const char* ParamName(int param) {
 // Reads the options an object understands; rejects parameters (and windows) it does not.
 class OptionReader {
  public:
+  // `accepted`: the parameters of the object; the cluster parameters (and a Redis store) are
+  // accepted by every object.
   OptionReader(const char* function, const sluice_options* options,
                std::initializer_list<int> accepted, bool accepts_windows)
       : function_(function), options_(options) {
+    constexpr int kClusterParams[] = {SLUICE_PARAM_CLUSTER_RULE, SLUICE_PARAM_CLUSTER_ON_FAILURE,
+                                      SLUICE_PARAM_CLUSTER_LOCAL_SHARE};
     auto check = [&](int param) {
-      if (error_.empty() && std::find(accepted.begin(), accepted.end(), param) == accepted.end()) {
+      if (error_.empty() && std::find(accepted.begin(), accepted.end(), param) == accepted.end() &&
+          std::find(std::begin(kClusterParams), std::end(kClusterParams), param) ==
+              std::end(kClusterParams)) {
         error_ = absl::StrCat(function, ": ", ParamName(param), " (", param,
                               ") does not apply to this object");
       }
@@ -177,6 +183,22 @@ class OptionReader {
   }
   bool ok() const { return error_.empty(); }
   int Error() const { return Fail(SLUICE_INVALID_ARGUMENT, error_); }
+
+  // The cluster scope options (the store and SLUICE_PARAM_CLUSTER_*).
+  int GetCluster(sluice::ClusterOptions* cluster) const {
+    cluster->store = options_->redis;
+    Get(SLUICE_PARAM_CLUSTER_RULE, &cluster->rule);
+    Get(SLUICE_PARAM_CLUSTER_LOCAL_SHARE, &cluster->local_share);
+    int64_t mode = SLUICE_FAILURE_LOCAL;
+    Get(SLUICE_PARAM_CLUSTER_ON_FAILURE, &mode);
+    if (mode < SLUICE_FAILURE_ALLOW || mode > SLUICE_FAILURE_LOCAL) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(function_, ": SLUICE_PARAM_CLUSTER_ON_FAILURE must be a "
+                                          "sluice_failure_mode, got ", mode));
+    }
+    cluster->on_failure = static_cast<sluice::FailureMode>(mode);
+    return SLUICE_OK;
+  }
 
   void Get(int param, int64_t* field) const {
     auto it = options_->params.find(param);
@@ -363,26 +385,13 @@ int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock
     *out = nullptr;
     if (options == nullptr) return NullArgument(__func__, "options");
     OptionReader reader(__func__, options,
-                        {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_SHARED_REGION,
-                         SLUICE_PARAM_CLUSTER_RULE, SLUICE_PARAM_CLUSTER_ON_FAILURE,
-                         SLUICE_PARAM_CLUSTER_LOCAL_SHARE},
-                        true);
+                        {SLUICE_PARAM_MAX_KEYS, SLUICE_PARAM_SHARED_REGION}, true);
     if (!reader.ok()) return reader.Error();
     RateLimiter::Options o;
     o.windows = options->windows;
     reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
-    o.cluster.store = options->redis;
-    reader.Get(SLUICE_PARAM_CLUSTER_RULE, &o.cluster.rule);
-    reader.Get(SLUICE_PARAM_CLUSTER_LOCAL_SHARE, &o.cluster.local_share);
-    int64_t mode = SLUICE_FAILURE_LOCAL;
-    reader.Get(SLUICE_PARAM_CLUSTER_ON_FAILURE, &mode);
-    if (mode < SLUICE_FAILURE_ALLOW || mode > SLUICE_FAILURE_LOCAL) {
-      return Fail(SLUICE_INVALID_ARGUMENT,
-                  absl::StrCat(__func__, ": SLUICE_PARAM_CLUSTER_ON_FAILURE must be a "
-                                         "sluice_failure_mode, got ", mode));
-    }
-    o.cluster.on_failure = static_cast<sluice::FailureMode>(mode);
+    if (int rc = reader.GetCluster(&o.cluster); rc != SLUICE_OK) return rc;
     auto limiter = RateLimiter::Create(o, ClockOf(clock));
     if (!limiter.ok()) return FromStatus(limiter.status());
     *out = new sluice_rate_limiter{*std::move(limiter)};
@@ -440,6 +449,7 @@ int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock
     reader.Get(SLUICE_PARAM_BURST, &o.burst);
     reader.Get(SLUICE_PARAM_MAX_WAIT_NANOS, &o.max_wait);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    if (int rc = reader.GetCluster(&o.cluster); rc != SLUICE_OK) return rc;
     auto bucket = LeakyBucket::Create(o, ClockOf(clock));
     if (!bucket.ok()) return FromStatus(bucket.status());
     *out = new sluice_leaky_bucket{*std::move(bucket)};
@@ -481,6 +491,7 @@ int sluice_concurrency_limiter_create(const sluice_options* options, const sluic
     reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.lease);
     reader.Get(SLUICE_PARAM_RETRY_AFTER_NANOS, &o.retry_after);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    if (int rc = reader.GetCluster(&o.cluster); rc != SLUICE_OK) return rc;
     auto limiter = ConcurrencyLimiter::Create(o, ClockOf(clock));
     if (!limiter.ok()) return FromStatus(limiter.status());
     *out = new sluice_concurrency_limiter{*std::move(limiter)};
@@ -545,6 +556,7 @@ int sluice_token_budget_create(const sluice_options* options, const sluice_clock
     o.windows = options->windows;
     reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);
     reader.Get(SLUICE_PARAM_MAX_KEYS, &o.max_keys);
+    if (int rc = reader.GetCluster(&o.cluster); rc != SLUICE_OK) return rc;
     auto budget = TokenBudget::Create(o, ClockOf(clock));
     if (!budget.ok()) return FromStatus(budget.status());
     *out = new sluice_token_budget{*std::move(budget)};

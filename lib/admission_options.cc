@@ -66,6 +66,19 @@ absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
+                                                              const std::string& shared_region,
+                                                              const ClusterOptions& cluster,
+                                                              const std::vector<Window>& windows,
+                                                              const Clock* clock) {
+  if (cluster.store == nullptr) return nullptr;
+  if (!shared_region.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": shared_region and cluster.store are two scopes; set one"));
+  }
+  return ClusterGcra::Create(object, cluster, windows, clock);
+}
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice

@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cluster_gcra.h"
 #include "gcra.h"
+#include "sluice/cluster.h"
 #include "sluice/window.h"
 
 namespace sluice {
@@ -28,6 +30,14 @@ absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view o
                                                              const std::string& shared_region,
                                                              const std::vector<GcraWindow>& windows,
                                                              int64_t max_keys);
+
+// The Redis state behind `cluster` (cluster scope), or null when it has no store. Refuses a
+// `shared_region` set as well: the two are different scopes.
+absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
+                                                              const std::string& shared_region,
+                                                              const ClusterOptions& cluster,
+                                                              const std::vector<Window>& windows,
+                                                              const Clock* clock);
 
 // InvalidArgument unless 1 <= cost (or 0 <= cost when `allow_zero`) and cost fits every window's
 // burst: a cost beyond a burst could never be allowed, which is a caller's bug, not a refusal.

@@ -4,7 +4,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "cluster_keys.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -12,9 +12,6 @@ namespace internal {
 
 namespace {
 
-// Lua numbers are doubles: exact for integers below 2^53. Times are microseconds since 2025-01-01
-// (not 1970), times the window's scale (<= 16): below 2^53 until the 2040s.
-constexpr int64_t kEpochUnixSeconds = 1735689600;
 constexpr int64_t kMaxScale = 16;
 constexpr int64_t kMaxTolerance = int64_t{1} << 50;
 
@@ -104,13 +101,59 @@ local used = tats[binding] - nows[binding]
 return {grant, binding, math.floor((tol - used) / unit), 0, math.ceil(used / scale)}
 )lua";
 
-bool ValidRule(const std::string& rule) {
-  if (rule.empty() || rule.size() > 100) return false;
-  return std::all_of(rule.begin(), rule.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
-  });
-}
+// LeakyBucket (one window). KEYS, ARGV[2] and the window triple as in kAdmitScript; ARGV[1]: cost;
+// ARGV[6]: max wait, in the window's units. Books the slot unless the wait would exceed the max.
+// Returns {allowed, 1, remaining, retry_after_us, reset_after_us, delay_us}.
+const std::string kQueueScript = R"lua(
+local t = redis.call('TIME')
+local now_us = (tonumber(t[1]) - tonumber(ARGV[2])) * 1000000 + tonumber(t[2])
+local cost = tonumber(ARGV[1])
+local scale, unit, tol, max_wait = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_us * scale
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local next = tat + cost * unit
+local wait = next - tol - now
+if wait > max_wait then
+  local used = tat - now
+  return {0, 1, math.max(math.floor((tol - used) / unit), 0), math.max(math.ceil((wait - max_wait) / scale), 1), math.ceil(used / scale), 0}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / scale / 1000) + 1)
+local used = next - now
+return {1, 1, math.max(math.floor((tol - used) / unit), 0), 0, math.ceil(used / scale), math.max(math.ceil(wait / scale), 0)}
+)lua";
+
+// TokenBudget settle/charge. KEYS, ARGV[2] and the window triples as in kAdmitScript; ARGV[1]: the
+// change in units of cost, negative for a refund (a refund never fills a window past whole, a
+// charge may leave it in debt). Returns {in_budget, binding window, remaining (negative: debt),
+// retry_after_us (until the debt is repaid), reset_after_us}.
+const std::string kAdjustScript = R"lua(
+local t = redis.call('TIME')
+local now_us = (tonumber(t[1]) - tonumber(ARGV[2])) * 1000000 + tonumber(t[2])
+local delta = tonumber(ARGV[1])
+local least, binding, btat, bnow = nil, 1, 0, 0
+for i = 1, #KEYS do
+  local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
+  local now = now_us * scale
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local change = delta * unit
+  local next = tat
+  if change >= 0 then next = math.max(tat, now) + change
+  elseif tat > now then next = math.max(tat + change, now) end
+  if next > now then
+    redis.call('SET', KEYS[i], string.format('%.0f', next), 'PX', math.ceil((next - now) / scale / 1000) + 1)
+  elseif tat > now then
+    redis.call('DEL', KEYS[i])
+  end
+  local left = math.floor((tol - (math.max(next, now) - now)) / unit)
+  if least == nil or left < least then least, binding, btat, bnow = left, i, math.max(next, now), now end
+end
+local scale, tol = tonumber(ARGV[3*binding]), tonumber(ARGV[3*binding+2])
+local retry = 0
+if least < 0 then retry = math.max(math.ceil((btat - tol - bnow) / scale), 1) end
+local ok = 0
+if least >= 0 then ok = 1 end
+return {ok, binding, least, retry, math.ceil((btat - bnow) / scale)}
+)lua";
 
 }  // namespace
 
@@ -118,16 +161,7 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
                                                                  const ClusterOptions& cluster,
                                                                  const std::vector<Window>& windows,
                                                                  const Clock* clock) {
-  auto bad = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(object, ": cluster.", what));
-  };
-  if (!ValidRule(cluster.rule)) {
-    return bad(absl::StrCat("rule must be 1 to 100 characters of [A-Za-z0-9._-], got \"",
-                            cluster.rule, "\""));
-  }
-  if (cluster.local_share < 1) {
-    return bad(absl::StrCat("local_share must be >= 1, got ", cluster.local_share));
-  }
+  if (absl::Status s = CheckClusterOptions(object, cluster); !s.ok()) return s;
   std::unique_ptr<ClusterGcra> g(new ClusterGcra);
   g->cluster_ = cluster;
   std::vector<GcraWindow> local;
@@ -172,22 +206,19 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
   if (cluster.on_failure == FailureMode::kLocal) {
     g->local_ = std::make_unique<GcraKeyedState>(std::move(local), int64_t{1} << 20, clock);
   }
-  // A reply normally comes within the command timeout; connecting may add the connect timeout.
-  const RedisOptions& ro = cluster.store->options();
-  g->reply_timeout_ = ro.command_timeout + ro.connect_timeout + absl::Milliseconds(1);
+  g->reply_timeout_ = ReplyTimeout(cluster);
   return g;
 }
 
 std::vector<std::string> ClusterGcra::Keys(const KeyDigest& d) const {
-  const std::string tag = absl::StrFormat("%s:{%s:%016x%016x}:w", cluster_.store->options().key_prefix,
-                                          cluster_.rule, d.hi, d.lo);
+  const std::string tag = absl::StrCat(KeyTag(cluster_, d), ":w");
   std::vector<std::string> keys;
   for (size_t i = 0; i < windows_.size(); ++i) keys.push_back(absl::StrCat(tag, i));
   return keys;
 }
 
 std::vector<std::string> ClusterGcra::Args(int64_t first) const {
-  std::vector<std::string> args = {absl::StrCat(first), absl::StrCat(kEpochUnixSeconds)};
+  std::vector<std::string> args = {absl::StrCat(first), absl::StrCat(kRedisEpochUnixSeconds)};
   args.insert(args.end(), window_args_.begin(), window_args_.end());
   return args;
 }
@@ -203,21 +234,42 @@ std::shared_ptr<PendingReply> ClusterGcra::StartLease(const KeyDigest& d, int64_
   return cluster_.store->RunScript(kLeaseScript, Keys(d), std::move(args), want_fd);
 }
 
-Decision ClusterGcra::Finish(const KeyDigest& d, int64_t cost,
-                             const absl::StatusOr<std::vector<int64_t>>& reply) {
-  Decision out;
-  if (reply.ok() && reply->size() == 5 && (*reply)[1] >= 1 &&
-      (*reply)[1] <= static_cast<int64_t>(windows_.size())) {
-    const RemoteWindow& w = windows_[(*reply)[1] - 1];
-    out.allowed = (*reply)[0] == 1;
-    out.limit = w.limit;
-    out.remaining = (*reply)[2];
-    out.retry_after_nanos = (*reply)[3] * 1000;
-    out.reset_after_nanos = (*reply)[4] * 1000;
-    out.window_nanos = w.period_nanos;
-    return out;
+std::shared_ptr<PendingReply> ClusterGcra::StartQueue(const KeyDigest& d, int64_t cost,
+                                                      int64_t max_wait_nanos, bool want_fd) {
+  std::vector<std::string> args = Args(cost);
+  args.push_back(absl::StrCat(max_wait_nanos / 1000 * windows_[0].scale));
+  return cluster_.store->RunScript(kQueueScript, Keys(d), std::move(args), want_fd);
+}
+
+std::shared_ptr<PendingReply> ClusterGcra::StartAdjust(const KeyDigest& d, int64_t delta,
+                                                       bool want_fd) {
+  // Lua numbers are exact below 2^53: keep delta * unit within kMaxTolerance.
+  int64_t bound = kMaxTolerance;
+  for (const RemoteWindow& w : windows_) bound = std::min(bound, kMaxTolerance / w.unit);
+  return cluster_.store->RunScript(kAdjustScript, Keys(d), Args(std::clamp(delta, -bound, bound)),
+                                   want_fd);
+}
+
+bool ClusterGcra::Decode(const absl::StatusOr<std::vector<int64_t>>& reply, size_t size,
+                         Decision* out) const {
+  if (!reply.ok() || reply->size() != size || (*reply)[1] < 1 ||
+      (*reply)[1] > static_cast<int64_t>(windows_.size())) {
+    return false;
   }
+  const RemoteWindow& w = windows_[(*reply)[1] - 1];
+  out->allowed = (*reply)[0] == 1;
+  out->limit = w.limit;
+  out->remaining = (*reply)[2];
+  out->retry_after_nanos = (*reply)[3] * 1000;
+  out->reset_after_nanos = (*reply)[4] * 1000;
+  out->window_nanos = w.period_nanos;
+  if (size > 5) out->delay_nanos = (*reply)[5] * 1000;
+  return true;
+}
+
+Decision ClusterGcra::Failed(const std::function<void(Decision*)>& decide_locally) {
   failure_decisions_.fetch_add(1, std::memory_order_relaxed);
+  Decision out;
   out.limit = windows_[0].limit;
   out.window_nanos = windows_[0].period_nanos;
   switch (cluster_.on_failure) {
@@ -228,13 +280,45 @@ Decision ClusterGcra::Finish(const KeyDigest& d, int64_t cost,
       out.retry_after_nanos = absl::ToInt64Nanoseconds(cluster_.store->options().reconnect_interval);
       break;
     case FailureMode::kLocal:
-      if (!local_->Admit(d, std::min(cost, local_->min_burst()), local_->clock().NowNanos(), &out)
-               .ok()) {
-        out.allowed = false;
-      }
+      decide_locally(&out);
       break;
   }
   return out;
+}
+
+Decision ClusterGcra::FinishQueue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
+                                  const absl::StatusOr<std::vector<int64_t>>& reply) {
+  Decision out;
+  if (Decode(reply, 6, &out)) return out;
+  return Failed([&](Decision* local) {
+    // Clamped to the local burst, the cost always fits Queue's precondition.
+    if (!local_->Queue(d, std::min(cost, local_->min_burst()), max_wait_nanos,
+                       local_->clock().NowNanos(), local)
+             .ok()) {
+      local->allowed = false;
+    }
+  });
+}
+
+Decision ClusterGcra::FinishAdjust(const KeyDigest& d, int64_t delta,
+                                   const absl::StatusOr<std::vector<int64_t>>& reply) {
+  Decision out;
+  if (Decode(reply, 5, &out)) return out;
+  return Failed([&](Decision* local) {
+    if (!local_->Adjust(d, delta, local_->clock().NowNanos(), local).ok()) local->allowed = false;
+  });
+}
+
+Decision ClusterGcra::Finish(const KeyDigest& d, int64_t cost,
+                             const absl::StatusOr<std::vector<int64_t>>& reply) {
+  Decision out;
+  if (Decode(reply, 5, &out)) return out;
+  return Failed([&](Decision* local) {
+    if (!local_->Admit(d, std::min(cost, local_->min_burst()), local_->clock().NowNanos(), local)
+             .ok()) {
+      local->allowed = false;
+    }
+  });
 }
 
 }  // namespace internal

@@ -3,6 +3,7 @@
 #define SLUICE_LIB_CLUSTER_GCRA_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,16 @@ class ClusterGcra {
   // Turns the script's reply into a Decision; on a failure, applies the failure mode.
   Decision Finish(const KeyDigest& d, int64_t cost,
                   const absl::StatusOr<std::vector<int64_t>>& reply);
+  // LeakyBucket (one window): books `cost` unless its wait would exceed `max_wait_nanos`.
+  // REQUIRES: max_wait_nanos a whole number of microseconds.
+  std::shared_ptr<PendingReply> StartQueue(const KeyDigest& d, int64_t cost,
+                                           int64_t max_wait_nanos, bool want_fd);
+  Decision FinishQueue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
+                       const absl::StatusOr<std::vector<int64_t>>& reply);
+  // TokenBudget: charges `delta` (a refund when negative) to every window, debt allowed.
+  std::shared_ptr<PendingReply> StartAdjust(const KeyDigest& d, int64_t delta, bool want_fd);
+  Decision FinishAdjust(const KeyDigest& d, int64_t delta,
+                        const absl::StatusOr<std::vector<int64_t>>& reply);
   // How long a caller waits for a reply before applying the failure mode.
   absl::Duration reply_timeout() const { return reply_timeout_; }
   int64_t failure_decisions() const { return failure_decisions_.load(); }
@@ -43,6 +54,10 @@ class ClusterGcra {
   ClusterGcra() = default;
   std::vector<std::string> Keys(const KeyDigest& d) const;
   std::vector<std::string> Args(int64_t first) const;
+  // Reads a script reply of `size` integers; false if it is a failure or malformed.
+  bool Decode(const absl::StatusOr<std::vector<int64_t>>& reply, size_t size, Decision* out) const;
+  // Counts a failure and decides by the failure mode; kLocal runs `decide_locally`.
+  Decision Failed(const std::function<void(Decision*)>& decide_locally);
 
   struct RemoteWindow {
     int64_t limit, period_nanos, scale, unit, tolerance;  // time in units of 1/scale us

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cluster_leases.h"
 #include "lease_table.h"
 #include "shared_lease_table.h"
 
@@ -39,8 +40,18 @@ absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> ConcurrencyLimiter::Create(
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
   }
+  std::unique_ptr<internal::ClusterLeases> cluster;
+  if (options.cluster.store != nullptr) {
+    if (!options.shared_region.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kName, ": shared_region and cluster.store are two scopes; set one"));
+    }
+    auto made = internal::ClusterLeases::Create(kName, options.cluster, options.lease);
+    if (!made.ok()) return made.status();
+    cluster = *std::move(made);
+  }
   std::unique_ptr<internal::LeaseStore> table;
-  if (options.shared_region.empty()) {
+  if (options.shared_region.empty()) {  // in cluster scope: the kLocal failure mode's leases
     table = std::make_unique<internal::LeaseTable>(options.max_keys);
   } else {
     auto shared = internal::SharedLeaseTable::Open(options.shared_region, options.max_in_flight,
@@ -52,12 +63,13 @@ absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> ConcurrencyLimiter::Create(
     table = *std::move(shared);
   }
   return std::unique_ptr<ConcurrencyLimiter>(
-      new ConcurrencyLimiter(options, clock, std::move(table)));
+      new ConcurrencyLimiter(options, clock, std::move(table), std::move(cluster)));
 }
 
 ConcurrencyLimiter::ConcurrencyLimiter(const Options& options, const Clock* clock,
-                                       std::unique_ptr<internal::LeaseStore> table)
-    : options_(options), clock_(clock), table_(std::move(table)) {}
+                                       std::unique_ptr<internal::LeaseStore> table,
+                                       std::unique_ptr<internal::ClusterLeases> cluster)
+    : options_(options), clock_(clock), table_(std::move(table)), cluster_(std::move(cluster)) {}
 
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;
 
@@ -68,15 +80,37 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquire(std::string_view key) 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key,
                                                             int64_t now_nanos) {
   const internal::KeyDigest digest = internal::DigestKey(key);
+  if (cluster_ == nullptr) return AcquireFromTable(digest, options_.max_in_flight, now_nanos);
+  const uint64_t lease_id = internal::ClusterLeases::NewLeaseId();
+  return FinishClusterAcquire(digest, lease_id, now_nanos,
+                              cluster_->StartAcquire(digest, options_.max_in_flight, lease_id,
+                                                     /*want_fd=*/false)
+                                  ->Wait(cluster_->reply_timeout()));
+}
+
+Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key) {
+  if (cluster_ == nullptr) return Pending<Permit>(TryAcquire(key));
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  const uint64_t lease_id = internal::ClusterLeases::NewLeaseId();
+  return Pending<Permit>(
+      cluster_->StartAcquire(digest, options_.max_in_flight, lease_id, /*want_fd=*/true),
+      cluster_->reply_timeout(), [this, digest, lease_id](const auto& reply) {
+        return FinishClusterAcquire(digest, lease_id, clock_->NowNanos(), reply);
+      });
+}
+
+ConcurrencyLimiter::Permit ConcurrencyLimiter::AcquireFromTable(const internal::KeyDigest& digest,
+                                                                int64_t max_in_flight,
+                                                                int64_t now_nanos) {
   const int64_t expires_at =
       SaturatingAdd(now_nanos, absl::ToInt64Nanoseconds(options_.lease));
   const internal::LeaseStore::Grant grant =
-      table_->Acquire(digest, options_.max_in_flight, now_nanos, expires_at);
+      table_->Acquire(digest, max_in_flight, now_nanos, expires_at);
   Decision decision;
-  decision.limit = options_.max_in_flight;
+  decision.limit = max_in_flight;
   decision.allowed = grant.lease_id != 0;
   if (decision.allowed) {
-    decision.remaining = options_.max_in_flight - grant.in_flight;
+    decision.remaining = max_in_flight - grant.in_flight;
     return Permit(this, digest, grant.lease_id, expires_at, decision);
   }
   decision.retry_after_nanos = std::max<int64_t>(1, absl::ToInt64Nanoseconds(options_.retry_after));
@@ -89,14 +123,63 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key
   return Permit(decision);
 }
 
+ConcurrencyLimiter::Permit ConcurrencyLimiter::FinishClusterAcquire(
+    const internal::KeyDigest& digest, uint64_t lease_id, int64_t now_nanos,
+    const absl::StatusOr<std::vector<int64_t>>& reply) {
+  Decision decision;
+  decision.limit = options_.max_in_flight;
+  if (reply.ok() && reply->size() == 3) {
+    decision.allowed = (*reply)[0] == 1;
+    decision.remaining = std::max<int64_t>(0, options_.max_in_flight - (*reply)[1]);
+    if (!decision.allowed) {
+      decision.retry_after_nanos =
+          std::max<int64_t>(1, absl::ToInt64Nanoseconds(options_.retry_after));
+      decision.reset_after_nanos = (*reply)[2] * 1000;  // a slot frees by then
+      return Permit(decision);
+    }
+    Permit permit(this, digest, lease_id, SaturatingAdd(now_nanos, (*reply)[2] * 1000), decision);
+    permit.holder_ = Permit::Holder::kRedis;
+    return permit;
+  }
+  cluster_->CountFailure();
+  switch (options_.cluster.on_failure) {
+    case FailureMode::kAllow: {
+      decision.allowed = true;
+      Permit permit(this, digest, lease_id,
+                    SaturatingAdd(now_nanos, absl::ToInt64Nanoseconds(options_.lease)), decision);
+      permit.holder_ = Permit::Holder::kUnbacked;
+      return permit;
+    }
+    case FailureMode::kDeny:
+      decision.retry_after_nanos =
+          absl::ToInt64Nanoseconds(options_.cluster.store->options().reconnect_interval);
+      return Permit(decision);
+    case FailureMode::kLocal:
+      break;
+  }
+  return AcquireFromTable(
+      digest, std::max<int64_t>(1, options_.max_in_flight / options_.cluster.local_share),
+      clock_->NowNanos());
+}
+
 int64_t ConcurrencyLimiter::InFlight(std::string_view key) {
-  return table_->InFlight(internal::DigestKey(key), clock_->NowNanos());
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  if (cluster_ != nullptr) {
+    auto reply = cluster_->StartInFlight(digest)->Wait(cluster_->reply_timeout());
+    return reply.ok() && reply->size() == 1 ? (*reply)[0] : -1;
+  }
+  return table_->InFlight(digest, clock_->NowNanos());
 }
 
 int64_t ConcurrencyLimiter::ReclaimExpired() { return table_->ReclaimExpired(clock_->NowNanos()); }
 
+int64_t ConcurrencyLimiter::failure_mode_decisions() const {
+  return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
+}
+
 ConcurrencyLimiter::Permit::Permit(Permit&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
+      holder_(other.holder_),
       digest_(other.digest_),
       lease_id_(other.lease_id_),
       expires_at_nanos_(other.expires_at_nanos_),
@@ -106,6 +189,7 @@ ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other
   if (this != &other) {
     (void)Release();
     owner_ = std::exchange(other.owner_, nullptr);
+    holder_ = other.holder_;
     digest_ = other.digest_;
     lease_id_ = other.lease_id_;
     expires_at_nanos_ = other.expires_at_nanos_;
@@ -116,8 +200,13 @@ ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other
 
 absl::Status ConcurrencyLimiter::Permit::Release() {
   if (owner_ == nullptr) return absl::OkStatus();
-  const bool held =
-      std::exchange(owner_, nullptr)->table_->Release(digest_, lease_id_, expires_at_nanos_);
+  ConcurrencyLimiter* owner = std::exchange(owner_, nullptr);
+  if (holder_ == Holder::kRedis) {  // sent, not awaited: an undelivered release just expires
+    owner->cluster_->StartRelease(digest_, lease_id_);
+    return absl::OkStatus();
+  }
+  if (holder_ == Holder::kUnbacked) return absl::OkStatus();
+  const bool held = owner->table_->Release(digest_, lease_id_, expires_at_nanos_);
   if (!held) {
     return absl::FailedPreconditionError(absl::StrCat(
         kName, ": the lease expired before release and its slot was reclaimed; renew long work"));
@@ -130,7 +219,7 @@ absl::Status ConcurrencyLimiter::Permit::Renew() {
   return Renew(owner_->options_.lease);
 }
 
-absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
+absl::Status ConcurrencyLimiter::Permit::CheckRenew(absl::Duration lease) const {
   if (owner_ == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(kName, ": the permit is empty"));
   }
@@ -138,15 +227,47 @@ absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": lease must be > 0, got ", absl::FormatDuration(lease)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
+  absl::Status renewed = StartRenew(lease).Get();
+  if (absl::IsFailedPrecondition(renewed) && owner_ != nullptr) {
+    owner_ = nullptr;  // the slot is gone: this permit no longer holds anything
+  }
+  return renewed;
+}
+
+Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew(absl::Duration lease) {
+  if (absl::Status s = CheckRenew(lease); !s.ok()) return Pending<absl::Status>(s);
   const int64_t expires_at =
       SaturatingAdd(owner_->clock_->NowNanos(), absl::ToInt64Nanoseconds(lease));
-  if (!owner_->table_->Renew(digest_, lease_id_, expires_at_nanos_, expires_at)) {
-    owner_ = nullptr;  // the slot is gone: this permit no longer holds anything
-    return absl::FailedPreconditionError(
-        absl::StrCat(kName, ": the lease expired and its slot was reclaimed"));
+  const absl::Status expired = absl::FailedPreconditionError(
+      absl::StrCat(kName, ": the lease expired and its slot was reclaimed"));
+  switch (holder_) {
+    case Holder::kUnbacked:
+      expires_at_nanos_ = expires_at;
+      return Pending<absl::Status>(absl::OkStatus());
+    case Holder::kTable:
+      if (!owner_->table_->Renew(digest_, lease_id_, expires_at_nanos_, expires_at)) {
+        return Pending<absl::Status>(expired);
+      }
+      expires_at_nanos_ = expires_at;
+      return Pending<absl::Status>(absl::OkStatus());
+    case Holder::kRedis:
+      break;
   }
-  expires_at_nanos_ = expires_at;
-  return absl::OkStatus();
+  expires_at_nanos_ = expires_at;  // Redis's clock rules; this is the local estimate
+  return Pending<absl::Status>(
+      owner_->cluster_->StartRenew(digest_, lease_id_, std::max(lease, absl::Microseconds(1)),
+                                   /*want_fd=*/true),
+      owner_->cluster_->reply_timeout(), [expired](const auto& reply) -> absl::Status {
+        if (!reply.ok()) {
+          return absl::UnavailableError(absl::StrCat(kName, ": renew: ", reply.status().message()));
+        }
+        if (reply->size() == 1 && (*reply)[0] == 1) return absl::OkStatus();
+        return expired;
+      });
 }
 
 }  // namespace v1

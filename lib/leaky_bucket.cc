@@ -3,6 +3,7 @@
 #include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "admission_options.h"
+#include "cluster_gcra.h"
 #include "gcra.h"
 
 namespace sluice {
@@ -34,16 +35,25 @@ absl::StatusOr<std::unique_ptr<LeakyBucket>> LeakyBucket::Create(const Options& 
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
   }
+  if (options.cluster.store != nullptr && options.cluster.mode != ClusterMode::kStrict) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": cluster.mode must be kStrict (a schedule cannot be leased)"));
+  }
+  auto cluster = internal::OpenClusterCells(kName, options.shared_region, options.cluster,
+                                            {{options.rate, options.per, options.burst}}, clock);
+  if (!cluster.ok()) return cluster.status();
   std::vector<internal::GcraWindow> windows = {*window};
   auto shared = internal::OpenSharedCells(kName, options.shared_region, windows, options.max_keys);
   if (!shared.ok()) return shared.status();
   return std::unique_ptr<LeakyBucket>(new LeakyBucket(
       options, std::make_unique<internal::GcraKeyedState>(std::move(windows), options.max_keys,
-                                                          clock, *std::move(shared))));
+                                                          clock, *std::move(shared)),
+      *std::move(cluster)));
 }
 
-LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state)
-    : options_(options), state_(std::move(state)) {}
+LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
+                         std::unique_ptr<internal::ClusterGcra> cluster)
+    : options_(options), state_(std::move(state)), cluster_(std::move(cluster)) {}
 
 LeakyBucket::~LeakyBucket() = default;
 
@@ -51,22 +61,54 @@ absl::StatusOr<Decision> LeakyBucket::Acquire(std::string_view key, int64_t cost
   return AcquireAt(key, cost, state_->clock().NowNanos());
 }
 
-absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t cost,
-                                                int64_t now_nanos) {
+absl::Status LeakyBucket::CheckCost(int64_t cost) const {
   const internal::GcraWindow& w = state_->windows()[0];
-  const int64_t max_wait_nanos = absl::ToInt64Nanoseconds(options_.max_wait);
   // The longest wait `cost` can ever need is from an idle bucket: (cost - burst) intervals.
   absl::int128 needed = static_cast<absl::int128>(cost) * w.unit - w.tolerance;
-  if (cost < 1 || needed > static_cast<absl::int128>(max_wait_nanos) * w.scale) {
+  if (cost < 1 || needed > static_cast<absl::int128>(absl::ToInt64Nanoseconds(options_.max_wait)) *
+                               w.scale) {
     return absl::InvalidArgumentError(absl::StrCat(
         kName, ": cost ", cost, " can never fit: it needs at least 1 and at most burst + ",
         "max_wait * rate / per units"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t cost,
+                                                int64_t now_nanos) {
+  if (absl::Status s = CheckCost(cost); !s.ok()) return s;
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  const int64_t max_wait = absl::ToInt64Nanoseconds(options_.max_wait);
+  if (cluster_ != nullptr) {  // the Redis server's clock decides
+    auto reply = cluster_->StartQueue(digest, cost, max_wait, /*want_fd=*/false)
+                     ->Wait(cluster_->reply_timeout());
+    return cluster_->FinishQueue(digest, cost, max_wait, reply);
+  }
   Decision decision;
-  absl::Status s =
-      state_->Queue(internal::DigestKey(key), cost, max_wait_nanos, now_nanos, &decision);
+  absl::Status s = state_->Queue(digest, cost, max_wait, now_nanos, &decision);
   if (!s.ok()) return s;
   return decision;
+}
+
+absl::StatusOr<PendingDecision> LeakyBucket::Start(std::string_view key, int64_t cost) {
+  if (cluster_ == nullptr) {
+    absl::StatusOr<Decision> d = Acquire(key, cost);
+    if (!d.ok()) return d.status();
+    return PendingDecision(*d);
+  }
+  if (absl::Status s = CheckCost(cost); !s.ok()) return s;
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  const int64_t max_wait = absl::ToInt64Nanoseconds(options_.max_wait);
+  internal::ClusterGcra* cluster = cluster_.get();
+  return PendingDecision(cluster->StartQueue(digest, cost, max_wait, /*want_fd=*/true),
+                         cluster->reply_timeout(),
+                         [cluster, digest, cost, max_wait](const auto& reply) {
+                           return cluster->FinishQueue(digest, cost, max_wait, reply);
+                         });
+}
+
+int64_t LeakyBucket::failure_mode_decisions() const {
+  return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
 }
 
 int64_t LeakyBucket::DropIdleKeys() { return state_->DropIdle(state_->clock().NowNanos()); }

@@ -23,16 +23,9 @@ absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(const Options& 
   absl::StatusOr<std::vector<internal::GcraWindow>> windows =
       internal::CompileWindows(kName, options.windows, options.max_keys);
   if (!windows.ok()) return windows.status();
-  std::unique_ptr<internal::ClusterGcra> cluster;
-  if (options.cluster.store != nullptr) {
-    if (!options.shared_region.empty()) {
-      return absl::InvalidArgumentError(
-          "sluice.RateLimiter: shared_region and cluster.store are two scopes; set one");
-    }
-    auto made = internal::ClusterGcra::Create(kName, options.cluster, options.windows, clock);
-    if (!made.ok()) return made.status();
-    cluster = *std::move(made);
-  }
+  auto cluster = internal::OpenClusterCells(kName, options.shared_region, options.cluster,
+                                           options.windows, clock);
+  if (!cluster.ok()) return cluster.status();
   auto shared =
       internal::OpenSharedCells(kName, options.shared_region, *windows, options.max_keys);
   if (!shared.ok()) return shared.status();
@@ -40,7 +33,7 @@ absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(const Options& 
       options,
       std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys, clock,
                                                  *std::move(shared)),
-      std::move(cluster)));
+      *std::move(cluster)));
   if (limiter->cluster_ != nullptr && options.cluster.mode == ClusterMode::kLeased) {
     const auto& compiled = limiter->state_->windows();
     int64_t shortest = compiled[0].period_nanos;
@@ -107,35 +100,19 @@ absl::StatusOr<PendingDecision> RateLimiter::Start(std::string_view key, int64_t
     Decision local;
     if (leased_->TryLocal(digest, cost, &local)) return PendingDecision(local);
     internal::LeasedGcra::Ticket ticket;
-    PendingDecision pending(cluster_.get(), digest, cost,
-                            leased_->StartLease(digest, cost, /*want_fd=*/true, &ticket));
-    pending.leased_ = leased_.get();
-    pending.lease_sent_ms_ = ticket.sent_ms;
-    return pending;
+    std::shared_ptr<PendingReply> reply =
+        leased_->StartLease(digest, cost, /*want_fd=*/true, &ticket);
+    internal::LeasedGcra* leased = leased_.get();
+    return PendingDecision(std::move(reply), cluster_->reply_timeout(),
+                           [leased, digest, cost, ticket](const auto& reply) {
+                             return leased->FinishLease(digest, cost, ticket, reply);
+                           });
   }
-  return PendingDecision(cluster_.get(), digest, cost, cluster_->Start(digest, cost, true));
-}
-
-PendingDecision::PendingDecision(const Decision& decided) : decided_(decided) {}
-PendingDecision::PendingDecision(internal::ClusterGcra* cluster, internal::KeyDigest digest,
-                                 int64_t cost, std::shared_ptr<PendingReply> reply)
-    : cluster_(cluster), digest_(digest), cost_(cost), reply_(std::move(reply)) {}
-PendingDecision::PendingDecision(PendingDecision&&) noexcept = default;
-PendingDecision& PendingDecision::operator=(PendingDecision&&) noexcept = default;
-PendingDecision::~PendingDecision() = default;
-
-bool PendingDecision::done() const { return reply_ == nullptr || reply_->done(); }
-int PendingDecision::fd() const { return reply_ == nullptr ? -1 : reply_->fd(); }
-
-Decision PendingDecision::Get() {
-  if (reply_ != nullptr) {
-    auto reply = reply_->Wait(cluster_->reply_timeout());
-    decided_ = leased_ != nullptr
-                   ? leased_->FinishLease(digest_, cost_, {lease_sent_ms_}, reply)
-                   : cluster_->Finish(digest_, cost_, reply);
-    reply_.reset();
-  }
-  return decided_;
+  internal::ClusterGcra* cluster = cluster_.get();
+  return PendingDecision(cluster_->Start(digest, cost, /*want_fd=*/true), cluster_->reply_timeout(),
+                         [cluster, digest, cost](const auto& reply) {
+                           return cluster->Finish(digest, cost, reply);
+                         });
 }
 
 bool RateLimiter::Allow(std::string_view key, int64_t cost) {

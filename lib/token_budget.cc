@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "admission_options.h"
+#include "cluster_gcra.h"
 #include "gcra.h"
 
 namespace sluice {
@@ -19,16 +20,25 @@ absl::StatusOr<std::unique_ptr<TokenBudget>> TokenBudget::Create(const Options& 
   absl::StatusOr<std::vector<internal::GcraWindow>> windows =
       internal::CompileWindows(kName, options.windows, options.max_keys);
   if (!windows.ok()) return windows.status();
+  if (options.cluster.store != nullptr && options.cluster.mode != ClusterMode::kStrict) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": cluster.mode must be kStrict (reservations are sized per request)"));
+  }
+  auto cluster = internal::OpenClusterCells(kName, options.shared_region, options.cluster,
+                                            options.windows, clock);
+  if (!cluster.ok()) return cluster.status();
   auto shared =
       internal::OpenSharedCells(kName, options.shared_region, *windows, options.max_keys);
   if (!shared.ok()) return shared.status();
   return std::unique_ptr<TokenBudget>(new TokenBudget(
       options, std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys,
-                                                          clock, *std::move(shared))));
+                                                          clock, *std::move(shared)),
+      *std::move(cluster)));
 }
 
-TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state)
-    : options_(options), state_(std::move(state)) {}
+TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
+                         std::unique_ptr<internal::ClusterGcra> cluster)
+    : options_(options), state_(std::move(state)), cluster_(std::move(cluster)) {}
 
 TokenBudget::~TokenBudget() = default;
 
@@ -46,9 +56,55 @@ absl::StatusOr<TokenBudget::Reservation> TokenBudget::ReserveAt(std::string_view
   }
   const internal::KeyDigest digest = internal::DigestKey(key);
   Decision decision;
-  if (absl::Status s = state_->Admit(digest, estimate, now_nanos, &decision); !s.ok()) return s;
+  if (cluster_ != nullptr) {  // the Redis server's clock decides
+    decision = cluster_->Finish(digest, estimate,
+                                cluster_->Start(digest, estimate, /*want_fd=*/false)
+                                    ->Wait(cluster_->reply_timeout()));
+  } else if (absl::Status s = state_->Admit(digest, estimate, now_nanos, &decision); !s.ok()) {
+    return s;
+  }
   if (!decision.allowed) return Reservation(decision);
   return Reservation(this, digest, estimate, decision);
+}
+
+absl::StatusOr<Pending<TokenBudget::Reservation>> TokenBudget::StartReserve(std::string_view key,
+                                                                             int64_t estimate) {
+  if (cluster_ == nullptr) {
+    absl::StatusOr<Reservation> r = Reserve(key, estimate);
+    if (!r.ok()) return r.status();
+    return Pending<Reservation>(*std::move(r));
+  }
+  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, state_->windows());
+      !s.ok()) {
+    return s;
+  }
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  return Pending<Reservation>(
+      cluster_->Start(digest, estimate, /*want_fd=*/true), cluster_->reply_timeout(),
+      [this, digest, estimate](const auto& reply) {
+        const Decision decision = cluster_->Finish(digest, estimate, reply);
+        if (!decision.allowed) return Reservation(decision);
+        return Reservation(this, digest, estimate, decision);
+      });
+}
+
+absl::StatusOr<PendingDecision> TokenBudget::StartCharge(std::string_view key, int64_t tokens) {
+  if (tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kName, ": tokens must be >= 0, got ", tokens));
+  }
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  if (cluster_ != nullptr) return StartAdjust(digest, tokens);
+  absl::StatusOr<Decision> d = Adjust(digest, tokens, state_->clock().NowNanos());
+  if (!d.ok()) return d.status();
+  return PendingDecision(*d);
+}
+
+PendingDecision TokenBudget::StartAdjust(const internal::KeyDigest& digest, int64_t delta) {
+  internal::ClusterGcra* cluster = cluster_.get();
+  return PendingDecision(cluster->StartAdjust(digest, delta, /*want_fd=*/true),
+                         cluster->reply_timeout(), [cluster, digest, delta](const auto& reply) {
+                           return cluster->FinishAdjust(digest, delta, reply);
+                         });
 }
 
 absl::StatusOr<Decision> TokenBudget::Charge(std::string_view key, int64_t tokens) {
@@ -65,13 +121,24 @@ absl::StatusOr<Decision> TokenBudget::ChargeAt(std::string_view key, int64_t tok
 
 absl::StatusOr<Decision> TokenBudget::Adjust(const internal::KeyDigest& digest, int64_t delta,
                                              int64_t now_nanos) {
+  if (cluster_ != nullptr) {  // the Redis server's clock decides
+    return cluster_->FinishAdjust(digest, delta,
+                                  cluster_->StartAdjust(digest, delta, /*want_fd=*/false)
+                                      ->Wait(cluster_->reply_timeout()));
+  }
   Decision decision;
   if (absl::Status s = state_->Adjust(digest, delta, now_nanos, &decision); !s.ok()) return s;
   return decision;
 }
 
 Decision TokenBudget::Peek(std::string_view key) {
-  return state_->Peek(internal::DigestKey(key), state_->clock().NowNanos());
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  if (cluster_ != nullptr) return *Adjust(digest, 0, 0);  // a zero charge changes nothing
+  return state_->Peek(digest, state_->clock().NowNanos());
+}
+
+int64_t TokenBudget::failure_mode_decisions() const {
+  return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
 }
 
 int64_t TokenBudget::DropIdleKeys() { return state_->DropIdle(state_->clock().NowNanos()); }
@@ -98,7 +165,7 @@ absl::StatusOr<Decision> TokenBudget::Reservation::Settle(int64_t actual) {
   return SettleAt(actual, owner_->state_->clock().NowNanos());
 }
 
-absl::StatusOr<Decision> TokenBudget::Reservation::SettleAt(int64_t actual, int64_t now_nanos) {
+absl::Status TokenBudget::Reservation::CheckSettle(int64_t actual) const {
   if (owner_ == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         kName, ": the reservation is not pending (it was refused, settled or cancelled)"));
@@ -106,6 +173,24 @@ absl::StatusOr<Decision> TokenBudget::Reservation::SettleAt(int64_t actual, int6
   if (actual < 0) {
     return absl::InvalidArgumentError(absl::StrCat(kName, ": actual must be >= 0, got ", actual));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PendingDecision> TokenBudget::Reservation::StartSettle(int64_t actual) {
+  if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
+  TokenBudget* owner = std::exchange(owner_, nullptr);
+  if (owner->cluster_ != nullptr) return owner->StartAdjust(digest_, actual - estimate_);
+  absl::StatusOr<Decision> balance =
+      owner->Adjust(digest_, actual - estimate_, owner->state_->clock().NowNanos());
+  if (!balance.ok()) {
+    owner_ = owner;  // still pending, so the caller may retry
+    return balance.status();
+  }
+  return PendingDecision(*balance);
+}
+
+absl::StatusOr<Decision> TokenBudget::Reservation::SettleAt(int64_t actual, int64_t now_nanos) {
+  if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
   absl::StatusOr<Decision> balance = owner_->Adjust(digest_, actual - estimate_, now_nanos);
   if (balance.ok()) owner_ = nullptr;  // on error it stays pending, so the caller may retry
   return balance;

@@ -34,18 +34,22 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
 #include "sluice/decision.h"
+#include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
 inline namespace v1 {
 
 namespace internal {
+class ClusterLeases;
 class LeaseStore;
 }  // namespace internal
 
@@ -67,6 +71,12 @@ class ConcurrencyLimiter {
     // while holding a permit leaves a lease that expires and is taken over. max_in_flight is then
     // at most 4096, and `max_keys` is fixed at creation. Default: empty (process scope).
     std::string shared_region;
+    // Cluster scope: keep the leases in Redis (sluice/cluster.h), one cap for every host: a
+    // sorted set per key, lease ends on the Redis server's clock, expired leases reclaimed
+    // atomically by the next acquire. Strict mode only; `lease` must be whole microseconds.
+    // While Redis cannot answer, acquires follow `cluster.on_failure` (kLocal: a per-process cap
+    // of max_in_flight / local_share, at least 1). Not with `shared_region`.
+    ClusterOptions cluster;
   };
 
   class Permit;
@@ -82,24 +92,43 @@ class ConcurrencyLimiter {
   // The returned permit is empty (false) when refused; its decision says why.
   // A new key beyond `max_keys` is refused too, with remaining = -1. Thread-safe.
   Permit TryAcquire(std::string_view key);
+  // As TryAcquire at an explicit time on the limiter's clock (cluster scope: Redis's clock
+  // decides, and `now_nanos` only dates the permit's local expiry).
   Permit TryAcquireAt(std::string_view key, int64_t now_nanos);
 
-  // Permits currently held for `key`, expired-but-unreclaimed ones excluded. Thread-safe.
+  // Starts TryAcquire and returns at once: in cluster scope the reply is on its way (see
+  // sluice/pending.h), else it is already decided. Thread-safe.
+  Pending<Permit> Start(std::string_view key);
+
+  // Permits currently held for `key`, expired-but-unreclaimed ones excluded. In cluster scope a
+  // round trip; -1 if Redis did not answer. Thread-safe.
   int64_t InFlight(std::string_view key);
 
-  // Reclaims every expired lease now; returns how many. Thread-safe.
+  // Reclaims every expired lease now; returns how many. (Cluster scope: Redis reclaims on every
+  // acquire; this reclaims the failure mode's local leases.) Thread-safe.
   int64_t ReclaimExpired();
+
+  // Cluster scope: acquires decided by the failure mode because Redis did not answer.
+  int64_t failure_mode_decisions() const;
 
   const Options& options() const { return options_; }
 
  private:
   friend class Permit;
   ConcurrencyLimiter(const Options& options, const Clock* clock,
-                     std::unique_ptr<internal::LeaseStore> table);
+                     std::unique_ptr<internal::LeaseStore> table,
+                     std::unique_ptr<internal::ClusterLeases> cluster);
+  // A permit from `table_` (process or host scope, or the kLocal failure mode).
+  Permit AcquireFromTable(const internal::KeyDigest& digest, int64_t max_in_flight,
+                          int64_t now_nanos);
+  // Cluster scope: the permit for Redis's `reply`, or the failure mode's.
+  Permit FinishClusterAcquire(const internal::KeyDigest& digest, uint64_t lease_id,
+                              int64_t now_nanos, const absl::StatusOr<std::vector<int64_t>>& reply);
 
   Options options_;
   const Clock* clock_;
   std::unique_ptr<internal::LeaseStore> table_;
+  std::unique_ptr<internal::ClusterLeases> cluster_;
 };
 
 // sluice::ConcurrencyLimiter::Permit
@@ -123,13 +152,19 @@ class ConcurrencyLimiter::Permit {
 
   // Gives the slot back. OK if this permit held it; FailedPrecondition if the lease had already
   // expired and the slot was reclaimed (the work overran its lease). A no-op returning OK on an
-  // empty permit.
+  // empty permit. In cluster scope the release is sent without waiting (never blocks) and
+  // returns OK; if Redis does not get it, the lease expires by itself.
   absl::Status Release();
 
   // Extends the lease to `lease` from now (default: the limiter's lease). FailedPrecondition if
-  // the lease already expired and was reclaimed, or if the permit is empty.
+  // the lease already expired and was reclaimed, or if the permit is empty. In cluster scope a
+  // round trip (Unavailable if Redis did not answer; the permit is kept).
   absl::Status Renew();
   absl::Status Renew(absl::Duration lease);
+
+  // Starts Renew and returns at once (see sluice/pending.h). The result is Renew's status; on
+  // FailedPrecondition the caller should Release() the permit, which then holds nothing.
+  Pending<absl::Status> StartRenew(absl::Duration lease);
 
  private:
   friend class ConcurrencyLimiter;
@@ -138,8 +173,18 @@ class ConcurrencyLimiter::Permit {
       : owner_(owner), digest_(digest), lease_id_(lease_id),
         expires_at_nanos_(expires_at_nanos), decision_(decision) {}
   explicit Permit(const Decision& refused) : decision_(refused) {}
+  // InvalidArgument / FailedPrecondition unless the permit is held and lease > 0.
+  absl::Status CheckRenew(absl::Duration lease) const;
+
+  // Where the slot is held.
+  enum class Holder : uint8_t {
+    kTable,     // the limiter's lease table (process, host, or the kLocal failure mode)
+    kRedis,     // a lease in Redis (cluster scope)
+    kUnbacked,  // nowhere: admitted by the kAllow failure mode
+  };
 
   ConcurrencyLimiter* owner_ = nullptr;
+  Holder holder_ = Holder::kTable;
   internal::KeyDigest digest_;
   uint64_t lease_id_ = 0;
   int64_t expires_at_nanos_ = 0;

@@ -37,12 +37,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
 #include "sluice/decision.h"
+#include "sluice/pending.h"
 
 namespace sluice {
 inline namespace v1 {
 
 namespace internal {
+class ClusterGcra;
 class GcraKeyedState;
 }  // namespace internal
 
@@ -67,6 +70,11 @@ class LeakyBucket {
     // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
     // is private to this object (process scope).
     std::string shared_region;
+    // Cluster scope: keep the schedule in Redis (sluice/cluster.h), so every host's calls leave
+    // at one steady rate. Strict mode only (kLeased is refused: a shaper cannot lease a
+    // schedule); `per` must be a whole number of microseconds, and max_wait is rounded down to
+    // one. Not with `shared_region`.
+    ClusterOptions cluster;
   };
 
   // Validates `options` (errors name the field) and builds a bucket reading `clock`.
@@ -82,17 +90,30 @@ class LeakyBucket {
   // Errors: InvalidArgument if cost < 1 or cost could never fit within max_wait;
   // ResourceExhausted as for RateLimiter. Thread-safe.
   absl::StatusOr<Decision> Acquire(std::string_view key, int64_t cost = 1);
+  // As Acquire, at an explicit time on the bucket's clock. In cluster scope the Redis server's
+  // clock decides and `now_nanos` is not used.
   absl::StatusOr<Decision> AcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
+
+  // Starts Acquire and returns at once: in cluster scope the reply is on its way (see
+  // sluice/pending.h), else it is already decided. Errors as for Acquire. Thread-safe.
+  absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
+
+  // Cluster scope: decisions made by the failure mode because Redis did not answer.
+  int64_t failure_mode_decisions() const;
 
   int64_t DropIdleKeys();
   int64_t key_count() const;
   const Options& options() const { return options_; }
 
  private:
-  LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+  LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
+              std::unique_ptr<internal::ClusterGcra> cluster);
+  // InvalidArgument unless 1 <= cost <= burst + max_wait * rate / per.
+  absl::Status CheckCost(int64_t cost) const;
 
   Options options_;
   std::unique_ptr<internal::GcraKeyedState> state_;
+  std::unique_ptr<internal::ClusterGcra> cluster_;
 };
 
 }  // namespace v1

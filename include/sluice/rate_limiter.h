@@ -49,6 +49,7 @@
 #include "sluice/cluster.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/decision.h"
+#include "sluice/pending.h"
 #include "sluice/window.h"
 
 namespace sluice {
@@ -59,9 +60,6 @@ class ClusterGcra;
 class GcraKeyedState;
 class LeasedGcra;
 }  // namespace internal
-
-class PendingReply;
-class PendingDecision;
 
 // sluice::RateLimiter
 class RateLimiter {
@@ -133,7 +131,6 @@ class RateLimiter {
   const Options& options() const { return options_; }
 
  private:
-  friend class PendingDecision;
   RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
               std::unique_ptr<internal::ClusterGcra> cluster);
 
@@ -141,39 +138,6 @@ class RateLimiter {
   std::unique_ptr<internal::GcraKeyedState> state_;
   std::unique_ptr<internal::ClusterGcra> cluster_;
   std::unique_ptr<internal::LeasedGcra> leased_;  // kLeased only
-};
-
-// sluice::PendingDecision
-//
-// A decision under way (RateLimiter::Start). Move-only; owned by one thread at a time; must not
-// outlive its limiter.
-class PendingDecision {
- public:
-  PendingDecision(PendingDecision&&) noexcept;
-  PendingDecision& operator=(PendingDecision&&) noexcept;
-  ~PendingDecision();
-
-  // True once the decision can be read without waiting.
-  bool done() const;
-  // Readable when done (an eventfd), or -1 when it was decided on the spot.
-  int fd() const;
-  // The decision. If the reply has not come it waits for it (blocking this thread) at most the
-  // store's command and connect timeouts; a reply that never comes is decided by the failure mode.
-  Decision Get();
-
- private:
-  friend class RateLimiter;
-  explicit PendingDecision(const Decision& decided);
-  PendingDecision(internal::ClusterGcra* cluster, internal::KeyDigest digest, int64_t cost,
-                  std::shared_ptr<PendingReply> reply);
-
-  Decision decided_;
-  internal::ClusterGcra* cluster_ = nullptr;
-  internal::LeasedGcra* leased_ = nullptr;  // a lease request rather than a strict decision
-  int64_t lease_sent_ms_ = 0;
-  internal::KeyDigest digest_;
-  int64_t cost_ = 0;
-  std::shared_ptr<PendingReply> reply_;
 };
 
 }  // namespace v1

@@ -139,7 +139,7 @@ typedef enum sluice_param {
   SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS = 507,   /* default 5 ms */
   SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS = 508,/* default 100 ms */
   SLUICE_PARAM_REDIS_KEY_PREFIX = 509,      /* string; default "sluice" */
-  /* Cluster scope, for a rate limiter (with sluice_options_set_redis_store) */
+  /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
   SLUICE_PARAM_CLUSTER_RULE = 600,          /* string; required in cluster scope */
   SLUICE_PARAM_CLUSTER_ON_FAILURE = 601,    /* a sluice_failure_mode; default SLUICE_FAILURE_LOCAL */
   SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602    /* default 1 */
@@ -169,7 +169,7 @@ SLUICE_API int sluice_options_set_string(sluice_options* options, int param, con
                                          size_t len);
 /* Removes a shared-memory region; SLUICE_NOT_FOUND if there is none by that name. */
 SLUICE_API int sluice_shared_region_remove(const char* name, size_t len);
-/* Cluster scope: the store a rate limiter keeps its state in (NULL clears it). */
+/* Cluster scope: the store an object keeps its state in (NULL clears it). */
 SLUICE_API int sluice_options_set_redis_store(sluice_options* options, sluice_redis_store* store);
 /* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
 SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,

@@ -44,7 +44,9 @@
 
 #include "absl/status/statusor.h"
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
 #include "sluice/decision.h"
+#include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/window.h"
 
@@ -52,6 +54,7 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
+class ClusterGcra;
 class GcraKeyedState;
 }  // namespace internal
 
@@ -70,6 +73,10 @@ class TokenBudget {
     // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
     // is private to this object (process scope).
     std::string shared_region;
+    // Cluster scope: keep the budget in Redis (sluice/cluster.h), one budget for every host.
+    // Strict mode only (kLeased is refused: a reservation is sized per request, not leased);
+    // window periods must be whole microseconds. Not with `shared_region`.
+    ClusterOptions cluster;
   };
 
   class Reservation;
@@ -93,8 +100,18 @@ class TokenBudget {
   absl::StatusOr<Decision> Charge(std::string_view key, int64_t tokens);
   absl::StatusOr<Decision> ChargeAt(std::string_view key, int64_t tokens, int64_t now_nanos);
 
-  // The key's balance without charging (remaining may be negative: debt). Thread-safe.
+  // Starts Reserve / Charge and returns at once: in cluster scope the reply is on its way (see
+  // sluice/pending.h), else it is already decided. Errors as for Reserve / Charge. Thread-safe.
+  absl::StatusOr<Pending<Reservation>> StartReserve(std::string_view key, int64_t estimate);
+  absl::StatusOr<PendingDecision> StartCharge(std::string_view key, int64_t tokens);
+
+  // The key's balance without charging (remaining may be negative: debt). In cluster scope a
+  // round trip (Charge of 0 tokens). Thread-safe.
   Decision Peek(std::string_view key);
+
+  // Cluster scope: decisions made by the failure mode because Redis did not answer. A settle
+  // that Redis did not receive is applied to the kLocal stand-in only (kAllow, kDeny: dropped).
+  int64_t failure_mode_decisions() const;
 
   int64_t DropIdleKeys();
   int64_t key_count() const;
@@ -102,14 +119,18 @@ class TokenBudget {
 
  private:
   friend class Reservation;
-  TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state);
+  TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
+              std::unique_ptr<internal::ClusterGcra> cluster);
 
   // Adds `delta` tokens (negative: refund) to every window of the key with `digest`.
   absl::StatusOr<Decision> Adjust(const internal::KeyDigest& digest, int64_t delta,
                                   int64_t now_nanos);
+  // Cluster scope: the same in Redis, started.
+  PendingDecision StartAdjust(const internal::KeyDigest& digest, int64_t delta);
 
   Options options_;
   std::unique_ptr<internal::GcraKeyedState> state_;
+  std::unique_ptr<internal::ClusterGcra> cluster_;
 };
 
 // sluice::TokenBudget::Reservation
@@ -134,6 +155,9 @@ class TokenBudget::Reservation {
   // cancelled, or if the reservation was refused.
   absl::StatusOr<Decision> Settle(int64_t actual);
   absl::StatusOr<Decision> SettleAt(int64_t actual, int64_t now_nanos);
+  // Starts Settle and returns at once (see sluice/pending.h); the reservation is settled from
+  // then on. Same preconditions as Settle.
+  absl::StatusOr<PendingDecision> StartSettle(int64_t actual);
 
   // Refunds the whole estimate. Same preconditions as Settle.
   absl::Status Cancel();
@@ -144,6 +168,8 @@ class TokenBudget::Reservation {
               const Decision& decision)
       : owner_(owner), digest_(digest), estimate_(estimate), decision_(decision) {}
   explicit Reservation(const Decision& refused) : decision_(refused) {}
+  // FailedPrecondition unless pending; InvalidArgument unless actual >= 0.
+  absl::Status CheckSettle(int64_t actual) const;
 
   TokenBudget* owner_ = nullptr;
   internal::KeyDigest digest_;

@@ -313,6 +313,70 @@ static void test_cluster_scope_failure_modes(void) {
   sluice_redis_store_destroy(NULL);
 }
 
+/* The other three objects take the same store and cluster parameters. */
+static void test_cluster_scope_other_objects(void) {
+  sluice_options* ro = sluice_options_create();
+  sluice_redis_store* store = NULL;
+  sluice_options* o;
+  sluice_leaky_bucket* lb = NULL;
+  sluice_concurrency_limiter* cl = NULL;
+  sluice_token_budget* tb = NULL;
+  sluice_permit* permit = NULL;
+  sluice_reservation* reservation = NULL;
+  sluice_decision d;
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK); /* nothing listens */
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS, 50 * MILLI) == SLUICE_OK);
+  CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+  sluice_options_destroy(ro);
+
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, 10) == SLUICE_OK);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-lb", 4) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_ALLOW) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_create(o, NULL, &lb) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_acquire(lb, "k", 1, 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 1 && d.delay_nanos == 0); /* fail open: go now */
+  sluice_leaky_bucket_destroy(lb);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 4) == SLUICE_OK);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "cluster.rule") != NULL);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-cl", 4) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 2) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &permit) == SLUICE_OK);
+  CHECK(d.allowed == 1 && permit != NULL); /* the local stand-in: 4 / 2 slots */
+  {
+    sluice_permit* second = NULL;
+    sluice_permit* third = NULL;
+    CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &second) == SLUICE_OK);
+    CHECK(d.allowed == 1 && second != NULL);
+    CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &third) == SLUICE_OK);
+    CHECK(d.allowed == 0 && third == NULL);
+    sluice_permit_destroy(second);
+  }
+  CHECK(sluice_concurrency_limiter_in_flight(cl, "k", 1) == -1); /* Redis did not answer */
+  sluice_permit_destroy(permit);
+  sluice_concurrency_limiter_destroy(cl);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create();
+  sluice_options_add_window(o, 1000, 60 * SECOND, 0);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-tb", 4) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY) == SLUICE_OK);
+  CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_OK);
+  CHECK(sluice_token_budget_reserve(tb, "k", 1, 10, &d, &reservation) == SLUICE_OK);
+  CHECK(d.allowed == 0 && reservation == NULL); /* fail closed */
+  sluice_token_budget_destroy(tb);
+  sluice_options_destroy(o);
+  sluice_redis_store_destroy(store);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -323,6 +387,7 @@ int main(void) {
   test_token_budget();
   test_shared_region();
   test_cluster_scope_failure_modes();
+  test_cluster_scope_other_objects();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -1,16 +1,14 @@
 // Cluster scope (strict mode) against a real redis-server the test starts on a free port.
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <functional>
 #include <chrono>
 #include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "cluster_test_support.h"
 #include "local_redis.h"
 #include "sluice/sluice.hpp"
 #include "test_support.h"
@@ -19,20 +17,12 @@ using sluice::FailureMode;
 using sluice::RateLimiter;
 using sluice::Window;
 using sluice_test::ErrorOf;
+using sluice_test::ForkAndSum;
+using sluice_test::Store;
 using sluice_test::Value;
+using sluice_test::Year;
 
 namespace {
-
-// No refill while a test runs, so exact counts are known.
-Window Year(int64_t limit) { return {limit, absl::Hours(24 * 366), 0}; }
-
-std::shared_ptr<sluice::RedisStore> Store(int port, absl::Duration reconnect = absl::Milliseconds(50)) {
-  sluice::RedisOptions o;
-  o.port = port;
-  o.command_timeout = absl::Milliseconds(200);  // generous: sanitizer builds are slow
-  o.reconnect_interval = reconnect;
-  return Value(sluice::RedisStore::Create(o));
-}
 
 std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
                                      std::vector<Window> windows, const std::string& rule,
@@ -44,27 +34,6 @@ std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
   o.cluster.on_failure = mode;
   o.cluster.local_share = share;
   return Value(RateLimiter::Create(o));
-}
-
-// Forks `children` processes running `body` (which returns a count) and returns the sum of their
-// counts. The children share nothing with the parent but what fork() copies.
-int ForkAndSum(int children, const std::function<int()>& body) {
-  auto* counts = static_cast<std::atomic<int>*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  std::vector<pid_t> pids;
-  for (int c = 0; c < children; ++c) {
-    if (pid_t pid = fork(); pid == 0) {
-      counts[c] = body();
-      _exit(0);
-    } else {
-      pids.push_back(pid);
-    }
-  }
-  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
-  int sum = 0;
-  for (int c = 0; c < children; ++c) sum += counts[c];
-  munmap(counts, 4096);
-  return sum;
 }
 
 int CountAllowed(RateLimiter& limiter, const char* key, int attempts) {
@@ -96,7 +65,7 @@ TEST_CASE("strict mode: threads share one limit exactly, one round trip each") {
 
 // Named "fork": ThreadSanitizer cannot run threads in the child of a threaded fork, so the tsan
 // preset leaves this one out (the dev and asan runs include it).
-TEST_CASE("strict mode after fork: children get fresh connections; the parent keeps working") {
+TEST_CASE("strict mode after fork: children get fresh connections, and the parent keeps working") {
   LocalRedis redis;
   auto store = Store(redis.port());
   auto limiter = Limiter(store, {Year(500)}, "exact-fork");

@@ -22,7 +22,7 @@ std::unique_ptr<ConcurrencyLimiter> Make(int64_t max_in_flight, absl::Duration l
 }
 }  // namespace
 
-TEST_CASE("at most max_in_flight permits per key; RAII gives slots back") {
+TEST_CASE("at most max_in_flight permits per key, and RAII gives slots back") {
   ManualClock clock;
   auto cl = Make(2, absl::Minutes(10), &clock);
   Permit a = cl->TryAcquire("app");
@@ -92,7 +92,7 @@ TEST_CASE("renewing after the slot was reclaimed fails and empties the permit") 
   CHECK(absl::IsInvalidArgument(cl->TryAcquire("k").Renew(absl::ZeroDuration())));
 }
 
-TEST_CASE("permits move; the moved-from one holds nothing") {
+TEST_CASE("permits move, and the moved-from one holds nothing") {
   ManualClock clock;
   auto cl = Make(1, absl::Minutes(1), &clock);
   Permit a = cl->TryAcquire("k");

@@ -215,7 +215,7 @@ TEST_CASE("a region made by an incompatible layout version is refused, not misre
         std::string::npos);
 }
 
-TEST_CASE("a full region refuses new keys with a clear error; known keys keep working") {
+TEST_CASE("a full region refuses new keys with a clear error, and known keys keep working") {
   RegionName region;
   auto limiter = Value(RateLimiter::Create(NoRefillOptions(region.name, 10, /*max_keys=*/5)));
   for (int k = 0; k < 5; ++k) REQUIRE(limiter->Allow("key-" + std::to_string(k)));

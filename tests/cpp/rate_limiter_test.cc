@@ -140,7 +140,7 @@ TEST_CASE("bad options name the field") {
   CHECK(ErrorOf(RateLimiter::Create(ok, nullptr)).find("clock is null") != std::string::npos);
 }
 
-TEST_CASE("limits with awkward factors stay exact; huge primes round towards refusing") {
+TEST_CASE("limits with awkward factors stay exact, and huge primes round towards refusing") {
   ManualClock clock;
   // 7 per minute: the interval is 8.571428571428... s, not a whole number of nanoseconds.
   // Burst 2 absorbs the sub-nanosecond lateness of arriving at a rounded-up instant (with burst 1

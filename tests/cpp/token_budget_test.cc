@@ -63,7 +63,7 @@ TEST_CASE("overuse is carried as debt and refuses until repaid") {
   CHECK(Value(budget->Reserve("t", 1)));
 }
 
-TEST_CASE("cancel refunds everything; an unsettled reservation stays charged") {
+TEST_CASE("cancel refunds everything, and an unsettled reservation stays charged") {
   ManualClock clock;
   auto budget = Make({Window::PerHour(100)}, &clock);
   {

@@ -1,0 +1,38 @@
+// Internal: what every cluster-scope object shares: validation of ClusterOptions, the Redis key
+// layout, the script epoch and the reply timeout.
+#ifndef SLUICE_LIB_CLUSTER_KEYS_H_
+#define SLUICE_LIB_CLUSTER_KEYS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "sluice/cluster.h"
+#include "sluice/internal/key_digest.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// Scripts count time in microseconds since 2025-01-01 (not 1970): Lua numbers are doubles, exact
+// below 2^53, so times scaled by up to 16 stay exact until the 2040s.
+inline constexpr int64_t kRedisEpochUnixSeconds = 1735689600;
+
+// InvalidArgument naming the field unless `cluster` (with a store) is well formed.
+absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster);
+
+// `<prefix>:{<rule>:<32 hex digest>}`: the hash tag keeps one key's Redis keys in one Redis
+// Cluster slot, and the raw key never reaches Redis.
+std::string KeyTag(const ClusterOptions& cluster, const KeyDigest& d);
+
+// How long a caller waits for a reply before applying the failure mode: the command timeout,
+// plus the connect timeout that a reconnect may add.
+absl::Duration ReplyTimeout(const ClusterOptions& cluster);
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_CLUSTER_KEYS_H_
