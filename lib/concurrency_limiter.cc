@@ -238,6 +238,10 @@ absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
   return renewed;
 }
 
+Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew() {
+  return StartRenew(owner_ == nullptr ? absl::ZeroDuration() : owner_->options_.lease);
+}
+
 Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew(absl::Duration lease) {
   if (absl::Status s = CheckRenew(lease); !s.ok()) return Pending<absl::Status>(s);
   const int64_t expires_at =

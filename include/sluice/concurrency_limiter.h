@@ -163,7 +163,9 @@ class ConcurrencyLimiter::Permit {
   absl::Status Renew(absl::Duration lease);
 
   // Starts Renew and returns at once (see sluice/pending.h). The result is Renew's status; on
-  // FailedPrecondition the caller should Release() the permit, which then holds nothing.
+  // FailedPrecondition the caller should Release() the permit, which then holds nothing (Renew
+  // does that itself).
+  Pending<absl::Status> StartRenew();
   Pending<absl::Status> StartRenew(absl::Duration lease);
 
  private:

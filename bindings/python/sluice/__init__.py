@@ -81,9 +81,10 @@ __all__ = [
 ]
 
 
-def _decide_plan(limiter, key, cost):
-    """One decision; in cluster scope, waits for Redis's reply on its file descriptor."""
-    pending = _core.RateLimiter.start(limiter, key, cost)
+def _decide_plan(start, key, cost):
+    """One decision by `start` (a bound ``start`` method); in cluster scope, waits for Redis's
+    reply on its file descriptor."""
+    pending = start(key, cost)
     if not pending.done():
         yield _Readable(pending.fileno())
     return pending.result()
@@ -93,7 +94,7 @@ def _rate_limiter_plan(limiter, key, cost, timeout):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
     while True:
-        decision = yield from _decide_plan(limiter, key, cost)
+        decision = yield from _decide_plan(limiter.start, key, cost)
         if decision.allowed:
             return decision
         if decision.retry_after > deadline - _monotonic():
@@ -103,7 +104,7 @@ def _rate_limiter_plan(limiter, key, cost, timeout):
 
 def _leaky_bucket_plan(bucket, key, cost):
     """Books a departure slot, then waits for it."""
-    decision = bucket.try_acquire(key, cost)
+    decision = yield from _decide_plan(bucket.start, key, cost)
     if not decision.allowed:
         raise RateLimited(decision)
     if decision.delay > 0:
@@ -156,7 +157,7 @@ class RateLimiter(_core.RateLimiter):
 
     async def decide_async(self, key, cost: int = 1) -> Decision:
         """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_decide_plan(self, key, cost))
+        return await _run_plan_async(_decide_plan(self.start, key, cost))
 
     def acquire(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """Takes `cost` units or raises ``RateLimited``.

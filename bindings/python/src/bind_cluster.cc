@@ -10,6 +10,27 @@
 
 namespace sluice_python {
 
+sluice::ClusterOptions ClusterFromPython(const char* object,
+                                         std::shared_ptr<sluice::RedisStore> redis,
+                                         std::optional<std::string> rule,
+                                         const std::string& on_failure, int64_t local_share) {
+  sluice::ClusterOptions c;
+  c.store = std::move(redis);
+  c.rule = rule.value_or("");
+  c.local_share = local_share;
+  if (on_failure == "allow") {
+    c.on_failure = sluice::FailureMode::kAllow;
+  } else if (on_failure == "deny") {
+    c.on_failure = sluice::FailureMode::kDeny;
+  } else if (on_failure == "local") {
+    c.on_failure = sluice::FailureMode::kLocal;
+  } else {
+    RaisePython("InvalidArgument", std::string(object) + ": on_failure must be 'allow', 'deny' "
+                                                         "or 'local', got '" + on_failure + "'");
+  }
+  return c;
+}
+
 void BindCluster(py::module_& m) {
   py::class_<sluice::RedisStore, std::shared_ptr<sluice::RedisStore>>(m, "RedisStore", R"doc(
 One connection to Redis, owned by a native background thread and shared by the objects that keep
@@ -55,7 +76,7 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
           "script_loads, and whether it is connected now.");
 
   py::class_<sluice::PendingDecision>(m, "PendingDecision", R"doc(
-A decision under way (``RateLimiter.start``). ``fileno()`` becomes readable when the reply is in
+A decision under way (``RateLimiter.start``, ``LeakyBucket.start``). ``fileno()`` becomes readable when the reply is in
 (-1 when it was decided on the spot); ``result()`` then returns the Decision without waiting.)doc")
       .def("fileno", &sluice::PendingDecision::fd)
       .def("done", &sluice::PendingDecision::done)

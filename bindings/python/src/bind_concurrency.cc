@@ -6,6 +6,7 @@
 
 #include "bindings.h"
 #include "sluice/concurrency_limiter.h"
+#include "sluice/redis_store.h"
 
 namespace sluice_python {
 
@@ -30,10 +31,14 @@ out first (renew long work with ``renew()``). Truthy while held.)doc")
       .def(
           "renew",
           [](Permit& p, py::object lease) {
-            const absl::Status s =
-                lease.is_none() ? p.Renew()
-                                : p.Renew(SecondsToDuration(lease.cast<double>(), "lease"));
-            if (absl::IsFailedPrecondition(s)) RaisePython("LeaseExpired", std::string(s.message()));
+            sluice::Pending<absl::Status> pending =
+                lease.is_none() ? p.StartRenew()
+                                : p.StartRenew(SecondsToDuration(lease.cast<double>(), "lease"));
+            const absl::Status s = AwaitCooperatively(pending);
+            if (absl::IsFailedPrecondition(s)) {
+              (void)p.Release();  // the slot is gone: the permit holds nothing any more
+              RaisePython("LeaseExpired", std::string(s.message()));
+            }
             ThrowIfError(s);
           },
           py::arg("lease") = py::none(),
@@ -48,11 +53,19 @@ out first (renew long work with ``renew()``). Truthy while held.)doc")
   py::class_<ConcurrencyLimiter>(m, "ConcurrencyLimiter", R"doc(
 At most ``max_in_flight`` permits per key at once. The check and the take are one atomic step, and
 every permit is a lease of ``lease`` seconds, so a crashed or forgotten holder cannot leak its
-slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).)doc")
+slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).
+
+Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+and ``rule="name"`` (leases in Redis, one cap for every host; strict mode), with ``on_failure`` as
+for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
       .def(py::init([](int64_t max_in_flight, double lease, double retry_after, int64_t max_keys,
-                       const sluice::Clock* clock, std::optional<std::string> shared_region) {
+                       const sluice::Clock* clock, std::optional<std::string> shared_region,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       const std::string& on_failure, int64_t local_share) {
              ConcurrencyLimiter::Options o;
              o.shared_region = shared_region.value_or("");
+             o.cluster = ClusterFromPython("sluice.ConcurrencyLimiter", std::move(redis),
+                                           std::move(rule), on_failure, local_share);
              o.max_in_flight = max_in_flight;
              o.lease = SecondsToDuration(lease, "lease");
              o.retry_after = SecondsToDuration(retry_after, "retry_after");
@@ -62,10 +75,23 @@ slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits
            py::arg("max_in_flight"), py::kw_only(), py::arg("lease") = 600.0,
            py::arg("retry_after") = 1.0, py::arg("max_keys") = int64_t{1} << 20,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::keep_alive<1, 6>())
-      .def("try_acquire", &ConcurrencyLimiter::TryAcquire, py::arg("key"), py::keep_alive<0, 1>(),
-           "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
-      .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"))
+           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
+           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 6>())
+      .def(
+          "try_acquire",
+          [](ConcurrencyLimiter& c, std::string_view key) {
+            sluice::Pending<Permit> pending = c.Start(key);
+            return AwaitCooperatively(pending);
+          },
+          py::arg("key"), py::keep_alive<0, 1>(),
+          "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
+      .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"),
+           py::call_guard<py::gil_scoped_release>(),
+           "Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).")
+      .def_property_readonly("failure_mode_decisions", &ConcurrencyLimiter::failure_mode_decisions)
+      .def_property_readonly("cluster", [](const ConcurrencyLimiter& c) {
+        return c.options().cluster.store != nullptr;
+      })
       .def("reclaim_expired", &ConcurrencyLimiter::ReclaimExpired,
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("max_in_flight",

@@ -27,18 +27,6 @@ using sluice::RateLimiter;
 using sluice::TokenBudget;
 using Reservation = sluice::TokenBudget::Reservation;
 
-// The constructor of the objects configured by windows (RateLimiter, TokenBudget).
-template <typename Object>
-std::unique_ptr<Object> CreateWithWindows(std::vector<sluice::Window> windows, int64_t max_keys,
-                                          const sluice::Clock* clock,
-                                          std::optional<std::string> shared_region) {
-  typename Object::Options o;
-  o.windows = std::move(windows);
-  o.max_keys = max_keys;
-  o.shared_region = shared_region.value_or("");
-  return ValueOrThrow(Object::Create(o, ClockOrDefault(clock)));
-}
-
 int64_t MinBurst(const std::vector<sluice::Window>& windows) {
   int64_t least = std::numeric_limits<int64_t>::max();
   for (const auto& w : windows) least = std::min(least, w.effective_burst());
@@ -71,9 +59,8 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
              o.windows = std::move(windows);
              o.max_keys = max_keys;
              o.shared_region = shared_region.value_or("");
-             o.cluster.store = std::move(redis);
-             o.cluster.rule = rule.value_or("");
-             o.cluster.local_share = local_share;
+             o.cluster = ClusterFromPython("sluice.RateLimiter", std::move(redis), std::move(rule),
+                                           on_failure, local_share);
              o.cluster.lease_units = lease_units;
              o.cluster.lease_ttl = SecondsToDuration(lease_ttl, "lease_ttl");
              if (mode == "strict") {
@@ -83,16 +70,6 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
              } else {
                RaisePython("InvalidArgument", "sluice.RateLimiter: mode must be 'strict' or "
                                               "'leased', got '" + mode + "'");
-             }
-             if (on_failure == "allow") {
-               o.cluster.on_failure = sluice::FailureMode::kAllow;
-             } else if (on_failure == "deny") {
-               o.cluster.on_failure = sluice::FailureMode::kDeny;
-             } else if (on_failure == "local") {
-               o.cluster.on_failure = sluice::FailureMode::kLocal;
-             } else {
-               RaisePython("InvalidArgument", "sluice.RateLimiter: on_failure must be 'allow', "
-                                              "'deny' or 'local', got '" + on_failure + "'");
              }
              return ValueOrThrow(RateLimiter::Create(o, ClockOrDefault(clock)));
            }),
@@ -163,11 +140,19 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
 void BindLeakyBucket(py::module_& m) {
   py::class_<LeakyBucket>(m, "LeakyBucket", R"doc(
 Shapes a burst into a steady rate: each call books a departure slot and says how long to wait.
-Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).)doc")
+Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).
+
+Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+and ``rule="name"`` (one schedule for every host; strict mode), with ``on_failure`` as for
+RateLimiter.)doc")
       .def(py::init([](int64_t rate, double per, int64_t burst, double max_wait, int64_t max_keys,
-                       const sluice::Clock* clock, std::optional<std::string> shared_region) {
+                       const sluice::Clock* clock, std::optional<std::string> shared_region,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       const std::string& on_failure, int64_t local_share) {
              LeakyBucket::Options o;
              o.shared_region = shared_region.value_or("");
+             o.cluster = ClusterFromPython("sluice.LeakyBucket", std::move(redis), std::move(rule),
+                                           on_failure, local_share);
              o.rate = rate;
              o.per = SecondsToDuration(per, "per");
              o.burst = burst;
@@ -177,15 +162,28 @@ Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps co
            }),
            py::arg("rate"), py::arg("per") = 1.0, py::arg("burst") = 1, py::arg("max_wait") = 1.0,
            py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys, py::arg("clock") = nullptr,
-           py::arg("shared_region") = py::none(), py::keep_alive<1, 7>())
+           py::arg("shared_region") = py::none(), py::arg("redis") = nullptr,
+           py::arg("rule") = py::none(), py::arg("on_failure") = "local",
+           py::arg("local_share") = 1, py::keep_alive<1, 7>())
       .def(
           "try_acquire",
           [](LeakyBucket& b, std::string_view key, int64_t cost) {
-            return ValueOrThrow(b.Acquire(key, cost));
+            sluice::PendingDecision pending = ValueOrThrow(b.Start(key, cost));
+            return AwaitCooperatively(pending);
           },
           py::arg("key"), py::arg("cost") = 1,
           "Books `cost` units. Allowed: wait `delay` seconds, then go. Refused (the wait would\n"
           "exceed max_wait): nothing was booked; `retry_after` says when to ask again.")
+      .def(
+          "start",
+          [](LeakyBucket& b, std::string_view key, int64_t cost) {
+            return ValueOrThrow(b.Start(key, cost));
+          },
+          py::arg("key"), py::arg("cost") = 1, py::keep_alive<0, 1>(),
+          "As try_acquire, returning a PendingDecision at once (see RateLimiter.start).")
+      .def_property_readonly("failure_mode_decisions", &LeakyBucket::failure_mode_decisions)
+      .def_property_readonly("cluster",
+                             [](const LeakyBucket& b) { return b.options().cluster.store != nullptr; })
       .def("drop_idle_keys", &LeakyBucket::DropIdleKeys, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("key_count", &LeakyBucket::key_count)
       .def_property_readonly("rate", [](const LeakyBucket& b) { return b.options().rate; })
@@ -208,9 +206,17 @@ estimated.)doc")
       .def_property_readonly("decision", &Reservation::decision)
       .def_property_readonly("estimate", &Reservation::estimate)
       .def(
-          "settle", [](Reservation& r, int64_t actual) { return ValueOrThrow(r.Settle(actual)); },
+          "settle",
+          [](Reservation& r, int64_t actual) {
+            sluice::PendingDecision pending = ValueOrThrow(r.StartSettle(actual));
+            return AwaitCooperatively(pending);
+          },
           py::arg("actual"), "Charges the real usage; returns the key's balance afterwards.")
-      .def("cancel", [](Reservation& r) { ThrowIfError(r.Cancel()); })
+      .def("cancel",
+           [](Reservation& r) {
+             sluice::PendingDecision pending = ValueOrThrow(r.StartSettle(0));
+             (void)AwaitCooperatively(pending);
+           })
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Reservation& r, py::object exc_type, py::object, py::object) {
         if (!exc_type.is_none() && r.pending()) (void)r.Cancel();
@@ -220,15 +226,32 @@ estimated.)doc")
   py::class_<TokenBudget>(m, "TokenBudget", R"doc(
 LLM tokens per key over one or several windows: reserve an estimate before the call, settle the
 real usage after. A request whose estimate does not fit is refused before it starts; usage beyond
-the estimate is carried as debt. Thread-safe; never blocks.)doc")
-      .def(py::init(&CreateWithWindows<TokenBudget>),
+the estimate is carried as debt. Thread-safe; never blocks.
+
+Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+and ``rule="name"`` (one budget for every host; strict mode), with ``on_failure`` as for
+RateLimiter.)doc")
+      .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
+                       const sluice::Clock* clock, std::optional<std::string> shared_region,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       const std::string& on_failure, int64_t local_share) {
+             TokenBudget::Options o;
+             o.windows = std::move(windows);
+             o.max_keys = max_keys;
+             o.shared_region = shared_region.value_or("");
+             o.cluster = ClusterFromPython("sluice.TokenBudget", std::move(redis), std::move(rule),
+                                           on_failure, local_share);
+             return ValueOrThrow(TokenBudget::Create(o, ClockOrDefault(clock)));
+           }),
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::keep_alive<1, 4>())
+           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
+           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 4>())
       .def(
           "try_reserve",
           [](TokenBudget& b, std::string_view key, int64_t estimate) {
-            return ValueOrThrow(b.Reserve(key, estimate));
+            sluice::Pending<Reservation> pending = ValueOrThrow(b.StartReserve(key, estimate));
+            return AwaitCooperatively(pending);
           },
           py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
           "Reserves `estimate` tokens. The Reservation is falsy when refused; its decision says\n"
@@ -236,11 +259,22 @@ the estimate is carried as debt. Thread-safe; never blocks.)doc")
       .def(
           "charge",
           [](TokenBudget& b, std::string_view key, int64_t tokens) {
-            return ValueOrThrow(b.Charge(key, tokens));
+            sluice::PendingDecision pending = ValueOrThrow(b.StartCharge(key, tokens));
+            return AwaitCooperatively(pending);
           },
           py::arg("key"), py::arg("tokens"),
           "Charges `tokens` after the fact (may put the key in debt); returns the balance.")
-      .def("peek", &TokenBudget::Peek, py::arg("key"))
+      .def(
+          "peek",
+          [](TokenBudget& b, std::string_view key) {
+            if (b.options().cluster.store == nullptr) return b.Peek(key);
+            sluice::PendingDecision pending = ValueOrThrow(b.StartCharge(key, 0));
+            return AwaitCooperatively(pending);  // a zero charge changes nothing
+          },
+          py::arg("key"), "The key's balance (remaining may be negative: debt).")
+      .def_property_readonly("failure_mode_decisions", &TokenBudget::failure_mode_decisions)
+      .def_property_readonly("cluster",
+                             [](const TokenBudget& b) { return b.options().cluster.store != nullptr; })
       .def("drop_idle_keys", &TokenBudget::DropIdleKeys, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("key_count", &TokenBudget::key_count)
       .def_property_readonly("windows",

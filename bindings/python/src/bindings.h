@@ -5,12 +5,16 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/clock.h"
+#include "sluice/cluster.h"
+#include "sluice/pending.h"
 
 namespace sluice_python {
 
@@ -44,6 +48,25 @@ inline double NanosToSeconds(int64_t nanos) { return static_cast<double>(nanos) 
 // `clock` may be None: the process's steady clock.
 inline const sluice::Clock* ClockOrDefault(const sluice::Clock* clock) {
   return clock == nullptr ? sluice::Clock::Steady() : clock;
+}
+
+// The cluster options of `object` from the constructor's keyword arguments; `on_failure` is
+// "allow", "deny" or "local" (InvalidArgument naming the field otherwise).
+sluice::ClusterOptions ClusterFromPython(const char* object,
+                                         std::shared_ptr<sluice::RedisStore> redis,
+                                         std::optional<std::string> rule,
+                                         const std::string& on_failure, int64_t local_share);
+
+// The result of `pending`. If the Redis reply is not in yet, waits for its file descriptor with
+// sluice._waiting.wait_readable (gevent's wait_read under gevent, so other greenlets run; poll
+// otherwise, GIL released), then takes the result with the GIL released.
+template <typename T>
+T AwaitCooperatively(sluice::Pending<T>& pending) {
+  if (!pending.done()) {
+    py::module_::import("sluice._waiting").attr("wait_readable")(pending.fd());
+  }
+  py::gil_scoped_release release;
+  return pending.Get();
 }
 
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision
