@@ -130,6 +130,15 @@ bool RateLimiter::Allow(std::string_view key, int64_t cost) {
          decision.allowed;
 }
 
+std::optional<bool> RateLimiter::AllowWithoutWaiting(std::string_view key, int64_t cost) {
+  if (cluster_ == nullptr) return Allow(key, cost);
+  if (leased_ == nullptr) return std::nullopt;
+  if (cost < 1 || cost > state_->min_burst()) return false;
+  Decision local;
+  if (leased_->TryLocal(internal::DigestKey(key), cost, &local)) return local.allowed;
+  return std::nullopt;
+}
+
 Decision RateLimiter::Peek(std::string_view key) {
   if (cluster_ != nullptr) {  // a zero-cost decision charges nothing
     const internal::KeyDigest digest = internal::DigestKey(key);

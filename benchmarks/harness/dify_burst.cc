@@ -63,34 +63,67 @@ Outcome RunDifyBurst(const Scenario& s) {
   // Virtual time starts at the real steady time: host-scope regions measure from their (steady)
   // creation time, common to every process.
   const int64_t t0 = sluice::Clock::Steady()->NowNanos();
-  sluice::ManualClock clock(t0);
+  sluice::ManualClock manual_clock(t0);
   const bool host = s.scope == "host";
-  const std::string region = "harness-" + std::to_string(getpid()) + "-";
-  auto shared = [&](const char* what) { return host ? region + what : std::string(); };
+  const bool cluster = s.scope == "cluster";
+  // Cluster scope runs in real time, `time_scale` times faster than the scenario's time: one
+  // scenario second lasts `second` real nanoseconds. Elsewhere a scenario second is a second.
+  const double scale = cluster ? s.time_scale : 1.0;
+  const int64_t second = static_cast<int64_t>(kSecond / scale / 1000) * 1000;  // whole us
+  const auto seconds = [&](double n) { return absl::Nanoseconds(static_cast<int64_t>(n * second)); };
+  const sluice::Clock* clock = cluster ? sluice::Clock::Steady() : &manual_clock;
+  const std::string name = "harness-" + std::to_string(getpid()) + "-";
+  auto shared = [&](const char* what) { return host ? name + what : std::string(); };
+  sluice::ClusterOptions cluster_options;
+  if (cluster) {
+    sluice::RedisOptions redis;
+    redis.host = s.redis_host;
+    redis.port = s.redis_port;
+    redis.command_timeout = absl::Milliseconds(50);
+    cluster_options.store = *sluice::RedisStore::Create(redis);
+  }
+  auto in_redis = [&](const char* what) {
+    sluice::ClusterOptions c = cluster_options;
+    c.rule = name + what;
+    return c;
+  };
   sluice::RateLimiter::Options rate_options;
-  rate_options.windows = {sluice::Window::PerSecond(s.tenant_rps, s.tenant_burst),
-                          sluice::Window::PerMinute(s.tenant_per_minute)};
-  rate_options.shared_region = shared("requests");
-  auto tenant_limit = *sluice::RateLimiter::Create(rate_options, &clock);
-  rate_options.shared_region.clear();
+  rate_options.windows = {{s.tenant_rps, seconds(1), s.tenant_burst},
+                          {s.tenant_per_minute, seconds(60), 0}};
   // The same limits applied to the same arrivals with nothing else in the way: each tenant's
-  // entitlement, against which the fairness of the whole pipeline is judged.
-  auto entitlement = *sluice::RateLimiter::Create(rate_options, &clock);
+  // entitlement, against which the fairness of the whole pipeline is judged (always in process).
+  auto entitlement = *sluice::RateLimiter::Create(rate_options, clock);
+  rate_options.shared_region = shared("requests");
+  rate_options.cluster = in_redis("requests");
+  auto tenant_limit = *sluice::RateLimiter::Create(rate_options, clock);
   sluice::TokenBudget::Options token_options;
-  token_options.windows = {sluice::Window::PerMinute(s.tenant_tokens_per_minute)};
+  token_options.windows = {{s.tenant_tokens_per_minute, seconds(60), 0}};
   token_options.shared_region = shared("tokens");
-  auto tenant_tokens = *sluice::TokenBudget::Create(token_options, &clock);
+  token_options.cluster = in_redis("tokens");
+  auto tenant_tokens = *sluice::TokenBudget::Create(token_options, clock);
   sluice::ConcurrencyLimiter::Options cap_options;
   cap_options.max_in_flight = s.app_max_in_flight;
-  cap_options.lease = absl::Minutes(2);
+  cap_options.lease = seconds(120);
   cap_options.shared_region = shared("in-flight");
-  auto app_cap = *sluice::ConcurrencyLimiter::Create(cap_options, &clock);
+  cap_options.cluster = in_redis("in-flight");
+  auto app_cap = *sluice::ConcurrencyLimiter::Create(cap_options, clock);
   sluice::LeakyBucket::Options shape_options;
   shape_options.rate = s.provider_rps;
+  shape_options.per = seconds(1);
   shape_options.burst = s.provider_burst;
-  shape_options.max_wait = absl::Seconds(s.provider_max_wait);
+  shape_options.max_wait = seconds(s.provider_max_wait);
   shape_options.shared_region = shared("provider");
-  auto provider = *sluice::LeakyBucket::Create(shape_options, &clock);
+  shape_options.cluster = in_redis("provider");
+  auto provider = *sluice::LeakyBucket::Create(shape_options, clock);
+  // Cluster scope: waits (really) until scenario time `t`; elsewhere moves the virtual clock.
+  auto advance_to = [&](int64_t t) {
+    if (cluster) {
+      const int64_t wait = t - sluice::Clock::Steady()->NowNanos();
+      if (wait > 0) usleep(static_cast<useconds_t>(wait / 1000));
+    } else {
+      manual_clock.SetNanos(t);
+    }
+  };
 
   Outcome out;
   out.timer_overhead_nanos = TimerOverhead();
@@ -127,7 +160,7 @@ Outcome RunDifyBurst(const Scenario& s) {
     while (!running.empty() && running.top()->done_at <= t) {
       std::shared_ptr<InFlight> done = running.top();
       running.pop();
-      clock.SetNanos(done->done_at);
+      advance_to(done->done_at);
       Timed(finish_cost, [&] {
         (void)done->reservation.Settle(done->actual_tokens);
         return done->permit.Release().ok();
@@ -141,10 +174,14 @@ Outcome RunDifyBurst(const Scenario& s) {
     const bool bursting = now >= s.burst_start && now < s.burst_end;
     now += unit_gap(rng) / (s.base_rps * (bursting ? s.burst_factor : 1.0));
     if (now >= s.seconds) break;
-    const int64_t t = t0 + static_cast<int64_t>(now * kSecond);
+    const int64_t t = t0 + static_cast<int64_t>(now * second);
     finish_until(t);
-    clock.SetNanos(t);
-    ++arrivals_per_second[(t - t0) / kSecond];
+    advance_to(t);
+    if (cluster) {
+      const double lag = static_cast<double>(sluice::Clock::Steady()->NowNanos() - t) / kSecond;
+      out.max_lag_seconds = std::max(out.max_lag_seconds, lag);
+    }
+    ++arrivals_per_second[(t - t0) / second];
 
     // Pick the app: the hot one, or any other uniformly.
     int app = 0;
@@ -183,11 +220,14 @@ Outcome RunDifyBurst(const Scenario& s) {
       continue;  // the permit is released by its destructor
     }
     ++stats.admitted;
-    stats.shaped_delay_sum += static_cast<double>(shaped.delay_nanos) / kSecond;
-    const int64_t departs = t + shaped.delay_nanos;
-    ++departures_per_second[(departs - t0) / kSecond];
+    stats.shaped_delay_sum += static_cast<double>(shaped.delay_nanos) / second;
+    // The delay counts from when the bucket decided: in cluster scope, Redis's now (a handled
+    // arrival may run a little behind its scenario time).
+    const int64_t decided_at = cluster ? sluice::Clock::Steady()->NowNanos() : t;
+    const int64_t departs = decided_at + shaped.delay_nanos;
+    ++departures_per_second[(departs - t0) / second];
     // The LLM call: time to first token plus decoding at ~40 tokens/s.
-    const int64_t duration = static_cast<int64_t>((0.4 + output / 40.0) * kSecond);
+    const int64_t duration = static_cast<int64_t>((0.4 + output / 40.0) * second);
     running.push(std::make_shared<InFlight>(
         InFlight{departs + duration, tenant, std::move(permit), std::move(reservation),
                  prompt + output}));
@@ -195,9 +235,13 @@ Outcome RunDifyBurst(const Scenario& s) {
   finish_until(std::numeric_limits<int64_t>::max());
   if (host) {
     for (const char* what : {"requests", "tokens", "in-flight", "provider"}) {
-      (void)sluice::RemoveSharedRegion(region + what);
+      (void)sluice::RemoveSharedRegion(name + what);
     }
   }
+  out.failure_mode_decisions = tenant_limit->failure_mode_decisions() +
+                               tenant_tokens->failure_mode_decisions() +
+                               app_cap->failure_mode_decisions() +
+                               provider->failure_mode_decisions();
 
   for (auto& [second, n] : arrivals_per_second) out.peak_offered_per_second = std::max(out.peak_offered_per_second, n);
   for (auto& [second, n] : departures_per_second) out.peak_provider_per_second = std::max(out.peak_provider_per_second, n);

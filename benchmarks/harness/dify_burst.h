@@ -6,8 +6,11 @@
 //   * each request: per-tenant request limit -> per-tenant token budget (reserve the estimate) ->
 //     per-app concurrency cap -> provider leaky bucket (shaping) -> the LLM call (virtual) ->
 //     settle the real token usage, release the slot.
-// Time is a ManualClock moved by the event loop, so a 2-minute burst runs in well under a second;
-// the cost of every decision is measured on the real steady clock.
+// In process and host scope time is a ManualClock moved by the event loop, so a 2-minute burst runs
+// in well under a second. In cluster scope Redis's own clock decides, so the burst runs in real
+// time, compressed `time_scale` times (every rate multiplied, every period and duration divided,
+// so the same requests meet the same limits). The cost of every decision is measured on the real
+// steady clock.
 #ifndef SLUICE_BENCHMARKS_HARNESS_DIFY_BURST_H_
 #define SLUICE_BENCHMARKS_HARNESS_DIFY_BURST_H_
 
@@ -29,7 +32,12 @@ struct Scenario {
   uint64_t seed = 1;
   // "process": each object's state is private to this process. "host": the state lives in
   // shared-memory regions (sluice/shared_region.h), as Gunicorn workers would share it.
+  // "cluster": the state lives in the Redis at redis_host:redis_port (strict mode).
   std::string scope = "process";
+  std::string redis_host = "127.0.0.1";
+  int redis_port = 6379;
+  // Cluster scope: how many times faster than the scenario's own time the run goes.
+  double time_scale = 5;
 
   // Limits.
   int64_t tenant_rps = 25, tenant_burst = 50, tenant_per_minute = 1200;
@@ -65,6 +73,8 @@ struct Outcome {
   int64_t peak_offered_per_second = 0;   // arrivals, busiest second
   int64_t peak_provider_per_second = 0;  // departures to the provider after shaping, busiest second
   int64_t timer_overhead_nanos = 0;      // subtracted from every cost sample
+  int64_t failure_mode_decisions = 0;    // cluster scope: decided without Redis
+  double max_lag_seconds = 0;            // cluster scope: latest an arrival was handled (real s)
 };
 
 Outcome RunDifyBurst(const Scenario& scenario);

@@ -1,16 +1,22 @@
 // sluice_harness: the main job. Drives a Dify-like burst through sluice's admission objects and
 // prints what was admitted, refused and shaped, per-tenant fairness, and what each decision cost.
 //
-//   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host]
+//   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]
+//                  [--redis=HOST:PORT | --start-redis] [--time-scale=K]
 //
 // The default is the embedded (process) scope: no server is needed. --scope=host keeps every
-// object's state in shared memory, as the workers of one Gunicorn would share it.
+// object's state in shared memory, as the workers of one Gunicorn would share it. --scope=cluster
+// keeps it in Redis: the one at --redis (default 127.0.0.1:6379), or, with --start-redis, a
+// redis-server the harness starts on a free loopback port and stops at the end. Cluster scope runs
+// in real time, K times faster than the scenario (default 5: a 24 s run).
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "dify_burst.h"
+#include "local_redis.h"
 #include "report.h"
 
 namespace {
@@ -23,7 +29,9 @@ bool Flag(const char* arg, const char* name, std::string* value) {
 }
 
 int Usage(const char* message) {
-  std::cerr << message << "\nusage: sluice_harness [--seconds=N] [--seed=N] [--scope=process|host]\n";
+  std::cerr << message
+            << "\nusage: sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]\n"
+               "                      [--redis=HOST:PORT | --start-redis] [--time-scale=K]\n";
   return 2;
 }
 
@@ -31,6 +39,7 @@ int Usage(const char* message) {
 
 int main(int argc, char** argv) {
   harness::Scenario scenario;
+  bool start_redis = false;
   for (int i = 1; i < argc; ++i) {
     std::string value;
     if (std::strcmp(argv[i], "--help") == 0) return Usage("sluice_harness: the main job");
@@ -40,13 +49,38 @@ int main(int argc, char** argv) {
     } else if (Flag(argv[i], "--seed", &value)) {
       scenario.seed = std::strtoull(value.c_str(), nullptr, 10);
     } else if (Flag(argv[i], "--scope", &value)) {
-      if (value != "process" && value != "host") {
-        return Usage("--scope: 'process' or 'host' (the cluster scope is not built yet)");
+      if (value != "process" && value != "host" && value != "cluster") {
+        return Usage("--scope must be 'process', 'host' or 'cluster'");
       }
       scenario.scope = value;
+    } else if (Flag(argv[i], "--redis", &value)) {
+      const size_t colon = value.rfind(':');
+      if (colon == std::string::npos) return Usage("--redis must be HOST:PORT");
+      scenario.redis_host = value.substr(0, colon);
+      scenario.redis_port = std::atoi(value.c_str() + colon + 1);
+      if (scenario.redis_port < 1 || scenario.redis_port > 65535) {
+        return Usage("--redis: the port must be 1..65535");
+      }
+    } else if (std::strcmp(argv[i], "--start-redis") == 0) {
+      start_redis = true;
+    } else if (Flag(argv[i], "--time-scale", &value)) {
+      scenario.time_scale = std::atof(value.c_str());
+      if (!(scenario.time_scale >= 1 && scenario.time_scale <= 1000)) {
+        return Usage("--time-scale must be between 1 and 1000");
+      }
     } else {
       return Usage((std::string("unknown argument: ") + argv[i]).c_str());
     }
+  }
+  if (start_redis && scenario.scope != "cluster") {
+    return Usage("--start-redis goes with --scope=cluster");
+  }
+  std::unique_ptr<LocalRedis> redis;  // stopped when the run ends
+  if (start_redis) {
+    redis = std::make_unique<LocalRedis>();
+    if (!redis->Ping()) return Usage("--start-redis: redis-server did not start");
+    scenario.redis_host = "127.0.0.1";
+    scenario.redis_port = redis->port();
   }
   harness::Outcome outcome = harness::RunDifyBurst(scenario);
   harness::PrintReport(scenario, outcome, std::cout);

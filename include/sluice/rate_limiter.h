@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,7 +104,14 @@ class RateLimiter {
   absl::StatusOr<Decision> TryAcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
 
   // The fast path: the same decision without building a Decision. Errors become `false`.
+  // In cluster scope it may wait for Redis (see AllowWithoutWaiting).
   bool Allow(std::string_view key, int64_t cost = 1);
+
+  // Allow, when it can decide without waiting for Redis: always in process and host scope, and
+  // in leased cluster mode when this process's lease (or its memory of a refusal) covers the
+  // request. std::nullopt when only a round trip can decide: call Start(). Errors become
+  // `false`. Event-loop servers call this first and fall back to Start(). Thread-safe.
+  std::optional<bool> AllowWithoutWaiting(std::string_view key, int64_t cost = 1);
 
   // Starts the decision and returns at once. In process and host scope it is already decided; in
   // cluster scope the reply is on its way, and `PendingDecision::fd()` becomes readable when it

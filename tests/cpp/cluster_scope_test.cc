@@ -254,6 +254,20 @@ TEST_CASE("leased mode: threads decide locally and never exceed the limit") {
   CHECK(store->stats().commands == limiter->lease_round_trips());
 }
 
+TEST_CASE("AllowWithoutWaiting: decided from the lease, else nullopt (strict mode: always)") {
+  LocalRedis redis;
+  auto store = Store(redis.port());
+  auto leased = Leased(store, Year(10), "no-wait", /*lease_units=*/5);
+  auto strict = Limiter(store, {Year(10)}, "no-wait-strict");
+  CHECK_FALSE(strict->AllowWithoutWaiting("k").has_value());
+  CHECK_FALSE(leased->AllowWithoutWaiting("k").has_value());  // no lease yet
+  REQUIRE(leased->Allow("k"));  // takes a lease of 5, spends 1
+  for (int i = 0; i < 4; ++i) CHECK(leased->AllowWithoutWaiting("k") == std::optional<bool>(true));
+  CHECK_FALSE(leased->AllowWithoutWaiting("k").has_value());  // spent: a round trip is due
+  CHECK(leased->AllowWithoutWaiting("k", 0) == std::optional<bool>(false));  // a bad cost
+  CHECK(leased->lease_round_trips() == 1);
+}
+
 TEST_CASE("leased mode after fork: processes share the limit, never over it") {
   LocalRedis redis;
   auto store = Store(redis.port());

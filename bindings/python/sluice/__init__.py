@@ -153,7 +153,11 @@ class RateLimiter(_core.RateLimiter):
         return pending.result()
 
     def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
-        return self._decide_cooperatively(key, cost).allowed
+        # Leased mode mostly decides from this process's lease: no waiting machinery at all.
+        allowed = self.allow_without_waiting(key, cost)
+        if allowed is None:
+            return self._decide_cooperatively(key, cost).allowed
+        return allowed
 
     async def decide_async(self, key, cost: int = 1) -> Decision:
         """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""

@@ -87,6 +87,19 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
           py::arg("key"), py::arg("cost") = 1, py::keep_alive<0, 1>(),
           "Starts a decision and returns a PendingDecision at once (cluster scope: the reply is on "
           "its way; wait for its fileno() to become readable, then call result()).")
+      .def(
+          "allow_without_waiting",
+          [](RateLimiter& rl, std::string_view key, int64_t cost) -> py::object {
+            if (cost < 1 || cost > MinBurst(rl.options().windows)) {
+              ThrowIfError(rl.TryAcquire(key, cost).status());  // raises InvalidArgument
+            }
+            const std::optional<bool> allowed = rl.AllowWithoutWaiting(key, cost);
+            if (!allowed.has_value()) return py::none();
+            return py::bool_(*allowed);
+          },
+          py::arg("key"), py::arg("cost") = 1,
+          "try_acquire when it can decide without waiting for Redis (always outside cluster\n"
+          "scope; in leased mode when this process's lease covers it); else None: use start().")
       .def_property_readonly("failure_mode_decisions", &RateLimiter::failure_mode_decisions)
       .def_property_readonly("leased_local_decisions", &RateLimiter::leased_local_decisions)
       .def_property_readonly("lease_round_trips", &RateLimiter::lease_round_trips)
