@@ -1,8 +1,11 @@
 #include "cluster_leases.h"
 
+#include <sys/random.h>
 #include <unistd.h>
 
-#include "absl/random/random.h"
+#include <atomic>
+#include <ctime>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cluster_keys.h"
@@ -86,9 +89,18 @@ ClusterLeases::ClusterLeases(const ClusterOptions& cluster, absl::Duration lease
       reply_timeout_(ReplyTimeout(cluster)) {}
 
 uint64_t ClusterLeases::NewLeaseId() {
-  thread_local absl::BitGen gen;  // copied by fork(): the pid keeps parent and child apart
-  const uint64_t id = absl::Uniform<uint64_t>(gen) ^
-                      (static_cast<uint64_t>(getpid()) * 0x9E3779B97F4A7C15ull);
+  // A hash of (a random salt drawn once per process, the pid, a sequence number): distinct within
+  // a process by the sequence, across hosts by the salt, and across fork() by the pid.
+  static const uint64_t salt = [] {
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof(s), 0) != sizeof(s)) s = static_cast<uint64_t>(time(nullptr));
+    return s;
+  }();
+  static std::atomic<uint64_t> sequence{0};
+  const uint64_t parts[3] = {salt, static_cast<uint64_t>(getpid()),
+                             sequence.fetch_add(1, std::memory_order_relaxed)};
+  const uint64_t id =
+      DigestKey(std::string_view(reinterpret_cast<const char*>(parts), sizeof(parts))).lo;
   return id == 0 ? 1 : id;
 }
 

@@ -144,7 +144,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    calls, seconds, keys = (500, 0.5, 2000) if args.quick else (3000, 2.0, 20000)
+    calls, seconds, keys = (500, 0.5, 2000) if args.quick else (3000, 2.0, 100_000)
     with LocalRedis() as server:
         port = server.port
         print(f"sluice {sluice.__version__} cluster scope (strict) vs Redis-backed peers; "
