@@ -152,6 +152,9 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_CLUSTER_RULE: return "SLUICE_PARAM_CLUSTER_RULE";
     case SLUICE_PARAM_CLUSTER_ON_FAILURE: return "SLUICE_PARAM_CLUSTER_ON_FAILURE";
     case SLUICE_PARAM_CLUSTER_LOCAL_SHARE: return "SLUICE_PARAM_CLUSTER_LOCAL_SHARE";
+    case SLUICE_PARAM_CLUSTER_MODE: return "SLUICE_PARAM_CLUSTER_MODE";
+    case SLUICE_PARAM_CLUSTER_LEASE_UNITS: return "SLUICE_PARAM_CLUSTER_LEASE_UNITS";
+    case SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS: return "SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS";
     default: return nullptr;
   }
 }
@@ -164,8 +167,10 @@ class OptionReader {
   OptionReader(const char* function, const sluice_options* options,
                std::initializer_list<int> accepted, bool accepts_windows)
       : function_(function), options_(options) {
-    constexpr int kClusterParams[] = {SLUICE_PARAM_CLUSTER_RULE, SLUICE_PARAM_CLUSTER_ON_FAILURE,
-                                      SLUICE_PARAM_CLUSTER_LOCAL_SHARE};
+    constexpr int kClusterParams[] = {
+        SLUICE_PARAM_CLUSTER_RULE,  SLUICE_PARAM_CLUSTER_ON_FAILURE,
+        SLUICE_PARAM_CLUSTER_LOCAL_SHARE, SLUICE_PARAM_CLUSTER_MODE,
+        SLUICE_PARAM_CLUSTER_LEASE_UNITS, SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS};
     auto check = [&](int param) {
       if (error_.empty() && std::find(accepted.begin(), accepted.end(), param) == accepted.end() &&
           std::find(std::begin(kClusterParams), std::end(kClusterParams), param) ==
@@ -197,6 +202,17 @@ class OptionReader {
                                           "sluice_failure_mode, got ", mode));
     }
     cluster->on_failure = static_cast<sluice::FailureMode>(mode);
+    int64_t cluster_mode = SLUICE_CLUSTER_STRICT;
+    Get(SLUICE_PARAM_CLUSTER_MODE, &cluster_mode);
+    if (cluster_mode != SLUICE_CLUSTER_STRICT && cluster_mode != SLUICE_CLUSTER_LEASED) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(function_, ": SLUICE_PARAM_CLUSTER_MODE must be a "
+                                          "sluice_cluster_mode, got ", cluster_mode));
+    }
+    cluster->mode = cluster_mode == SLUICE_CLUSTER_LEASED ? sluice::ClusterMode::kLeased
+                                                          : sluice::ClusterMode::kStrict;
+    Get(SLUICE_PARAM_CLUSTER_LEASE_UNITS, &cluster->lease_units);
+    Get(SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS, &cluster->lease_ttl);
     return SLUICE_OK;
   }
 

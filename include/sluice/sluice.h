@@ -142,8 +142,17 @@ typedef enum sluice_param {
   /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
   SLUICE_PARAM_CLUSTER_RULE = 600,          /* string; required in cluster scope */
   SLUICE_PARAM_CLUSTER_ON_FAILURE = 601,    /* a sluice_failure_mode; default SLUICE_FAILURE_LOCAL */
-  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602    /* default 1 */
+  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602,   /* default 1 */
+  SLUICE_PARAM_CLUSTER_MODE = 603,          /* a sluice_cluster_mode; default SLUICE_CLUSTER_STRICT */
+  SLUICE_PARAM_CLUSTER_LEASE_UNITS = 604,   /* leased mode; default 0: 1% of the smallest burst */
+  SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS = 605 /* leased mode; default 0: 1% of the shortest period */
 } sluice_param;
+
+/* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
+typedef enum sluice_cluster_mode {
+  SLUICE_CLUSTER_STRICT = 0,
+  SLUICE_CLUSTER_LEASED = 1
+} sluice_cluster_mode;
 
 typedef enum sluice_failure_mode {
   SLUICE_FAILURE_ALLOW = 0,

@@ -369,10 +369,37 @@ static void test_cluster_scope_other_objects(void) {
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
   CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-tb", 4) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_LEASED) == SLUICE_OK);
+  CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_INVALID_ARGUMENT); /* strict only */
+  CHECK(strstr(sluice_last_error_message(), "cluster.mode") != NULL);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, 7) == SLUICE_OK);
+  CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_CLUSTER_MODE") != NULL);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_STRICT) == SLUICE_OK);
   CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_OK);
   CHECK(sluice_token_budget_reserve(tb, "k", 1, 10, &d, &reservation) == SLUICE_OK);
   CHECK(d.allowed == 0 && reservation == NULL); /* fail closed */
   sluice_token_budget_destroy(tb);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create();
+  sluice_options_add_window(o, 1000, 60 * SECOND, 0);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-leased", 8) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_LEASED) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LEASE_UNITS, 1 << 23) == SLUICE_OK);
+  {
+    sluice_rate_limiter* leased = NULL;
+    CHECK(sluice_rate_limiter_create(o, NULL, &leased) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "cluster.lease_units") != NULL);
+    CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LEASE_UNITS, 10) == SLUICE_OK);
+    CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS, 5 * MILLI) == SLUICE_OK);
+    CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_ALLOW) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_create(o, NULL, &leased) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_acquire(leased, "k", 1, 1, &d) == SLUICE_OK);
+    CHECK(d.allowed == 1); /* no lease from a Redis that is not there: fail open */
+    sluice_rate_limiter_destroy(leased);
+  }
   sluice_options_destroy(o);
   sluice_redis_store_destroy(store);
 }

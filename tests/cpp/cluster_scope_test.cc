@@ -183,6 +183,46 @@ TEST_CASE("Start() hands back a pending decision with a pollable fd") {
   CHECK(admitted == 2);
 }
 
+TEST_CASE("connection settings: unix socket, ACL user and password, db") {
+  const std::string socket_path = "/tmp/sluice-test-" + std::to_string(getpid()) + ".sock";
+  LocalRedis redis({"--unixsocket", socket_path, "--unixsocketperm", "700", "--user", "alice",
+                    "on", ">s3cret", "~*", "&*", "+@all"});
+  sluice::RedisOptions o;
+  o.unix_socket = socket_path;
+  o.username = "alice";
+  o.password = "s3cret";
+  o.db = 3;
+  o.command_timeout = absl::Milliseconds(200);
+  auto store = Value(sluice::RedisStore::Create(o));
+  auto limiter = Limiter(store, {Year(2)}, "acl", FailureMode::kDeny);
+  CHECK(limiter->Allow("k"));
+  CHECK(limiter->Allow("k"));
+  CHECK_FALSE(limiter->Allow("k"));
+  CHECK(limiter->failure_mode_decisions() == 0);
+  // The state is in db 3, reached through the socket as alice.
+  redisContext* c = redisConnectUnix(socket_path.c_str());
+  REQUIRE(c != nullptr);
+  REQUIRE(c->err == 0);
+  auto* auth = static_cast<redisReply*>(redisCommand(c, "AUTH alice s3cret"));
+  freeReplyObject(auth);
+  auto* in_db0 = static_cast<redisReply*>(redisCommand(c, "DBSIZE"));
+  CHECK(in_db0->integer == 0);
+  freeReplyObject(in_db0);
+  freeReplyObject(redisCommand(c, "SELECT 3"));
+  auto* in_db3 = static_cast<redisReply*>(redisCommand(c, "DBSIZE"));
+  CHECK(in_db3->integer == 1);  // one key, one window
+  freeReplyObject(in_db3);
+  redisFree(c);
+  // A wrong password cannot connect: the failure mode decides, and the stats say why.
+  o.password = "wrong";
+  auto refused_store = Value(sluice::RedisStore::Create(o));
+  auto refused = Limiter(refused_store, {Year(2)}, "acl", FailureMode::kDeny);
+  CHECK_FALSE(refused->Allow("other"));
+  CHECK(refused->failure_mode_decisions() == 1);
+  CHECK_FALSE(refused_store->stats().connected);
+  unlink(socket_path.c_str());
+}
+
 TEST_CASE("cluster options are validated, naming the field") {
   LocalRedis redis;
   auto store = Store(redis.port());

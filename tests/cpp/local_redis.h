@@ -14,12 +14,17 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <hiredis/hiredis.h>
 
 class LocalRedis {
  public:
-  LocalRedis() : port_(FreePort()) { Start(); }
+  // `extra_args` go to redis-server after sluice's own (e.g. "--unixsocket", path).
+  explicit LocalRedis(std::vector<std::string> extra_args = {})
+      : port_(FreePort()), extra_args_(std::move(extra_args)) {
+    Start();
+  }
   ~LocalRedis() { Kill(); }
   int port() const { return port_; }
 
@@ -31,8 +36,12 @@ class LocalRedis {
       const int null_fd = open("/dev/null", O_WRONLY);
       dup2(null_fd, 1);
       dup2(null_fd, 2);
-      execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--loglevel", "warning", nullptr);
+      std::vector<const char*> argv = {"redis-server", "--port",  port.c_str(), "--bind",
+                                       "127.0.0.1",    "--save",  "",           "--appendonly",
+                                       "no",           "--loglevel", "warning"};
+      for (const std::string& arg : extra_args_) argv.push_back(arg.c_str());
+      argv.push_back(nullptr);
+      execvp("redis-server", const_cast<char* const*>(argv.data()));
       _exit(127);
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -79,6 +88,7 @@ class LocalRedis {
   }
 
   int port_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
 };
 
