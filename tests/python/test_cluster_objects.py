@@ -169,3 +169,77 @@ def test_gevent_hub_runs_while_redis_is_stalled_for_every_object(redis_server):
     assert results == [(True, True, True)] * 5  # the failure mode (allow) answered each
     # A blocking wait would have frozen the hub for the whole 1 s command timeout at least once.
     assert max(gaps) < 0.5, f"hub blocked for {max(gaps):.3f}s"
+
+
+def test_many_greenlets_interleave_cluster_calls_on_a_live_redis(redis_server):
+    # Replies come back in the order the calls went out, so greenlets resume in FIFO order while
+    # later ones are still waiting: a cooperative wait inside a bound C++ call would abort here
+    # (pybind11's per-thread loader stack), which is why every wait happens in Python.
+    gevent = pytest.importorskip("gevent")
+    store = _store(redis_server.port)
+    cap = ConcurrencyLimiter(1000, redis=store, rule="i-cap")
+    budget = TokenBudget([Window(10**5, YEAR)], redis=store, rule="i-tb")
+    bucket = LeakyBucket(10**6, max_wait=60.0, redis=store, rule="i-lb")
+    limiter = sluice.RateLimiter([Window(10**9, YEAR)], redis=store, rule="i-rl")
+    done = []
+
+    def worker(n):
+        for i in range(10):
+            with cap.try_acquire(f"app{n % 3}") as permit:
+                assert permit
+                permit.renew()
+                with budget.try_reserve("t", 10) as reservation:
+                    assert reservation
+                    reservation.settle(7)
+                assert budget.charge("t", 1).allowed
+                assert bucket.try_acquire("p").allowed
+                assert limiter.try_acquire(f"k{i}")
+        done.append(n)
+
+    gevent.joinall([gevent.spawn(worker, n) for n in range(40)], timeout=60, raise_error=True)
+    assert sorted(done) == list(range(40))
+    assert budget.peek("t").remaining == 10**5 - 400 * 8  # no refill within the test
+    assert sum(cap.in_flight(f"app{k}") for k in range(3)) == 0
+
+
+def test_asyncio_loop_runs_while_redis_is_stalled_for_every_object(redis_server):
+    store = _store(redis_server.port, command_timeout=1.0, reconnect_interval=5.0)
+    cap = ConcurrencyLimiter(100, redis=store, rule="a-cap", on_failure="allow")
+    budget = TokenBudget([Window(10**6, YEAR)], redis=store, rule="a-tb", on_failure="allow")
+    bucket = LeakyBucket(10**6, redis=store, rule="a-lb", on_failure="allow")
+    held = cap.try_acquire("app")
+    assert held and budget.try_reserve("t", 1)  # connected
+
+    async def scenario():
+        gaps, stop = [], asyncio.Event()
+
+        async def ticker():
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.002)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        async def use_all():
+            permit = await cap.try_acquire_async("app")
+            reservation = await budget.reserve_async("t", 10)
+            await reservation.settle_async(5)
+            decision = await bucket.try_acquire_async("p")
+            with pytest.raises(sluice.Error):  # no failure mode can renew a lease in Redis
+                await held.renew_async()
+            return bool(permit), decision.allowed
+
+        tick = asyncio.ensure_future(ticker())
+        results = await asyncio.wait_for(asyncio.gather(*(use_all() for _ in range(3))), 60)
+        stop.set()
+        await tick
+        return results, gaps
+
+    redis_server.pause()
+    try:
+        results, gaps = asyncio.run(scenario())
+    finally:
+        redis_server.resume()
+    assert results == [(True, True)] * 3
+    assert max(gaps) < 0.5, f"loop blocked for {max(gaps):.3f}s"

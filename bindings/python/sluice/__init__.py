@@ -36,7 +36,8 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _core
-from ._core import Clock, Decision, ManualClock, PendingDecision, Permit, RedisStore, Reservation, Window
+from ._core import Clock, Decision, ManualClock, PendingDecision, PendingPermit, PendingReservation
+from ._core import Permit, RedisStore, Reservation, Window
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._errors import (
     CapacityError,
@@ -47,11 +48,14 @@ from ._errors import (
     NotFound,
     RateLimited,
 )
-from ._waiting import Readable as _Readable
+from ._cooperative import install as _install_cooperative_methods
+from ._cooperative import pending_plan as _pending_plan
+from ._cooperative import result_of as _result_of
 from ._waiting import monotonic as _monotonic
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
-from ._waiting import wait_readable as _wait_readable
+
+_install_cooperative_methods()
 
 __version__: str = _core.__version__
 
@@ -68,6 +72,8 @@ __all__ = [
     "ManualClock",
     "NotFound",
     "PendingDecision",
+    "PendingPermit",
+    "PendingReservation",
     "Permit",
     "RateLimited",
     "RateLimiter",
@@ -81,20 +87,11 @@ __all__ = [
 ]
 
 
-def _decide_plan(start, key, cost):
-    """One decision by `start` (a bound ``start`` method); in cluster scope, waits for Redis's
-    reply on its file descriptor."""
-    pending = start(key, cost)
-    if not pending.done():
-        yield _Readable(pending.fileno())
-    return pending.result()
-
-
 def _rate_limiter_plan(limiter, key, cost, timeout):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
     while True:
-        decision = yield from _decide_plan(limiter.start, key, cost)
+        decision = yield from _pending_plan(limiter.start(key, cost))
         if decision.allowed:
             return decision
         if decision.retry_after > deadline - _monotonic():
@@ -104,7 +101,7 @@ def _rate_limiter_plan(limiter, key, cost, timeout):
 
 def _leaky_bucket_plan(bucket, key, cost):
     """Books a departure slot, then waits for it."""
-    decision = yield from _decide_plan(bucket.start, key, cost)
+    decision = yield from _pending_plan(bucket.start(key, cost))
     if not decision.allowed:
         raise RateLimited(decision)
     if decision.delay > 0:
@@ -120,7 +117,7 @@ _POLL_MAX = 0.05
 
 def _permit_plan(limiter, key, timeout):
     """Polls for a free slot until the timeout."""
-    permit = limiter.try_acquire(key)
+    permit = yield from _pending_plan(limiter.start(key))
     deadline = _monotonic() + timeout
     pause = _POLL_FIRST
     while not permit:
@@ -129,8 +126,15 @@ def _permit_plan(limiter, key, timeout):
             raise RateLimited(permit.decision)
         yield min(pause, left)
         pause = min(pause * 2, _POLL_MAX)
-        permit = limiter.try_acquire(key)
+        permit = yield from _pending_plan(limiter.start(key))
     return permit
+
+
+def _reserve_plan(budget, key, estimate):
+    reservation = yield from _pending_plan(budget.start_reserve(key, estimate))
+    if not reservation:
+        raise RateLimited(reservation.decision)
+    return reservation
 
 
 class RateLimiter(_core.RateLimiter):
@@ -146,11 +150,7 @@ class RateLimiter(_core.RateLimiter):
             self.try_acquire = self._try_acquire_cooperatively
 
     def _decide_cooperatively(self, key, cost: int = 1) -> Decision:
-        # The common cases (a leased unit, or a reply already in) need no waiting machinery.
-        pending = _core.RateLimiter.start(self, key, cost)
-        if not pending.done():
-            _wait_readable(pending.fileno())
-        return pending.result()
+        return _result_of(_core.RateLimiter.start(self, key, cost))
 
     def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
         # Leased mode mostly decides from this process's lease: no waiting machinery at all.
@@ -161,7 +161,7 @@ class RateLimiter(_core.RateLimiter):
 
     async def decide_async(self, key, cost: int = 1) -> Decision:
         """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_decide_plan(self.start, key, cost))
+        return await _run_plan_async(_pending_plan(self.start(key, cost)))
 
     def acquire(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """Takes `cost` units or raises ``RateLimited``.
@@ -179,6 +179,18 @@ class RateLimiter(_core.RateLimiter):
 class LeakyBucket(_core.LeakyBucket):
     __doc__ = _core.LeakyBucket.__doc__
 
+    def __init__(self, rate, *args, **options) -> None:
+        super().__init__(rate, *args, **options)
+        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
+            self.try_acquire = self._try_acquire_cooperatively
+
+    def _try_acquire_cooperatively(self, key, cost: int = 1) -> Decision:
+        return _result_of(_core.LeakyBucket.start(self, key, cost))
+
+    async def try_acquire_async(self, key, cost: int = 1) -> Decision:
+        """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
+        return await _run_plan_async(_pending_plan(self.start(key, cost)))
+
     def acquire(self, key: str, cost: int = 1) -> Decision:
         """Books a slot and sleeps (cooperatively) until it comes; raises ``RateLimited`` if the
         wait would exceed ``max_wait``."""
@@ -191,6 +203,18 @@ class LeakyBucket(_core.LeakyBucket):
 
 class ConcurrencyLimiter(_core.ConcurrencyLimiter):
     __doc__ = _core.ConcurrencyLimiter.__doc__
+
+    def __init__(self, max_in_flight, **options) -> None:
+        super().__init__(max_in_flight, **options)
+        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
+            self.try_acquire = self._try_acquire_cooperatively
+
+    def _try_acquire_cooperatively(self, key) -> Permit:
+        return _result_of(_core.ConcurrencyLimiter.start(self, key))
+
+    async def try_acquire_async(self, key) -> Permit:
+        """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
+        return await _run_plan_async(_pending_plan(self.start(key)))
 
     def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
         """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
@@ -205,6 +229,22 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
 class TokenBudget(_core.TokenBudget):
     __doc__ = _core.TokenBudget.__doc__
 
+    def __init__(self, windows, **options) -> None:
+        super().__init__(windows, **options)
+        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
+            self.try_reserve = self._try_reserve_cooperatively
+            self.charge = self._charge_cooperatively
+            self.peek = self._peek_cooperatively
+
+    def _try_reserve_cooperatively(self, key, estimate: int) -> Reservation:
+        return _result_of(self.start_reserve(key, estimate))
+
+    def _charge_cooperatively(self, key, tokens: int) -> Decision:
+        return _result_of(self.start_charge(key, tokens))
+
+    def _peek_cooperatively(self, key) -> Decision:
+        return _result_of(self.start_charge(key, 0))  # a zero charge changes nothing
+
     def reserve(self, key: str, estimate: int) -> Reservation:
         """Reserves `estimate` tokens or raises ``RateLimited``. Use it as a context manager:
         an exception inside the block cancels the reservation; settle the real usage inside it::
@@ -213,7 +253,9 @@ class TokenBudget(_core.TokenBudget):
                 reply = call_model()
                 r.settle(reply.usage.total_tokens)
         """
-        reservation = self.try_reserve(key, estimate)
-        if not reservation:
-            raise RateLimited(reservation.decision)
-        return reservation
+        return _run_plan(_reserve_plan(self, key, estimate))
+
+    async def reserve_async(self, key: str, estimate: int) -> Reservation:
+        """``reserve`` for coroutines: in cluster scope, awaits Redis's reply (then settle with
+        ``await reservation.settle_async(actual)``)."""
+        return await _run_plan_async(_reserve_plan(self, key, estimate))

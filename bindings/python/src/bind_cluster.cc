@@ -75,14 +75,10 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
           "Counters since creation: commands, pipelined, failures, fast_failures, connects,\n"
           "script_loads, and whether it is connected now.");
 
-  py::class_<sluice::PendingDecision>(m, "PendingDecision", R"doc(
-A decision under way (``RateLimiter.start``, ``LeakyBucket.start``). ``fileno()`` becomes readable when the reply is in
-(-1 when it was decided on the spot); ``result()`` then returns the Decision without waiting.)doc")
-      .def("fileno", &sluice::PendingDecision::fd)
-      .def("done", &sluice::PendingDecision::done)
-      .def("result", &sluice::PendingDecision::Get, py::call_guard<py::gil_scoped_release>(),
-           "The Decision. Blocks (GIL released) only if the reply is not in yet, at most the\n"
-           "store's timeouts; a reply that never comes is decided by the failure mode.");
+  BindPending<sluice::Decision>(m, "PendingDecision", R"doc(
+A decision under way (``RateLimiter.start``, ``LeakyBucket.start``). ``fileno()`` becomes readable
+when the reply is in (-1 when it was decided on the spot); ``result()`` then returns the Decision
+without waiting.)doc");
 }
 
 }  // namespace sluice_python

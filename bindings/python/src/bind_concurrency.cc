@@ -13,7 +13,33 @@ namespace sluice_python {
 using sluice::ConcurrencyLimiter;
 using Permit = sluice::ConcurrencyLimiter::Permit;
 
+namespace {
+
+sluice::Pending<absl::Status> StartRenew(Permit& p, py::object lease) {
+  return lease.is_none() ? p.StartRenew()
+                         : p.StartRenew(SecondsToDuration(lease.cast<double>(), "lease"));
+}
+
+void FinishRenew(Permit& p, sluice::Pending<absl::Status>& pending) {
+  const absl::Status s = GetReleasingGil(pending);
+  if (absl::IsFailedPrecondition(s)) {
+    (void)p.Release();  // the slot is gone: the permit holds nothing any more
+    RaisePython("LeaseExpired", std::string(s.message()));
+  }
+  ThrowIfError(s);
+}
+
+}  // namespace
+
 void BindConcurrency(py::module_& m) {
+  BindPending<Permit>(m, "PendingPermit", R"doc(
+A permit under way (``ConcurrencyLimiter.start``): wait for ``fileno()`` to be readable, then
+``result()`` returns the Permit without waiting.)doc");
+  py::class_<sluice::Pending<absl::Status>>(m, "PendingRenewal", R"doc(
+A lease renewal under way (``Permit._start_renew``); ``Permit._finish_renew`` takes its outcome.)doc")
+      .def("fileno", &sluice::Pending<absl::Status>::fd)
+      .def("done", &sluice::Pending<absl::Status>::done);
+
   py::class_<Permit>(m, "Permit", R"doc(
 A slot of a ConcurrencyLimiter, and a lease: it is given back on ``release()``, when the ``with``
 block ends, or when the object is collected, and it is reclaimed by the limiter if its lease runs
@@ -31,19 +57,15 @@ out first (renew long work with ``renew()``). Truthy while held.)doc")
       .def(
           "renew",
           [](Permit& p, py::object lease) {
-            sluice::Pending<absl::Status> pending =
-                lease.is_none() ? p.StartRenew()
-                                : p.StartRenew(SecondsToDuration(lease.cast<double>(), "lease"));
-            const absl::Status s = AwaitCooperatively(pending);
-            if (absl::IsFailedPrecondition(s)) {
-              (void)p.Release();  // the slot is gone: the permit holds nothing any more
-              RaisePython("LeaseExpired", std::string(s.message()));
-            }
-            ThrowIfError(s);
+            sluice::Pending<absl::Status> pending = StartRenew(p, lease);
+            FinishRenew(p, pending);
           },
           py::arg("lease") = py::none(),
           "Extends the lease to `lease` seconds from now (default: the limiter's lease).\n"
           "Raises sluice.LeaseExpired if the slot was already reclaimed.")
+      .def("_start_renew", &StartRenew, py::arg("lease") = py::none(), py::keep_alive<0, 1>(),
+           "renew(), split for waiting cooperatively on the returned PendingRenewal.")
+      .def("_finish_renew", &FinishRenew, py::arg("pending"))
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Permit& p, py::object, py::object, py::object) {
         (void)p.Release();
@@ -81,10 +103,13 @@ for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
           "try_acquire",
           [](ConcurrencyLimiter& c, std::string_view key) {
             sluice::Pending<Permit> pending = c.Start(key);
-            return AwaitCooperatively(pending);
+            return GetReleasingGil(pending);
           },
           py::arg("key"), py::keep_alive<0, 1>(),
           "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
+      .def("start", &ConcurrencyLimiter::Start, py::arg("key"), py::keep_alive<0, 1>(),
+           "As try_acquire, returning a PendingPermit at once (cluster scope: the Redis reply\n"
+           "may still be on its way).")
       .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"),
            py::call_guard<py::gil_scoped_release>(),
            "Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).")

@@ -182,7 +182,7 @@ RateLimiter.)doc")
           "try_acquire",
           [](LeakyBucket& b, std::string_view key, int64_t cost) {
             sluice::PendingDecision pending = ValueOrThrow(b.Start(key, cost));
-            return AwaitCooperatively(pending);
+            return GetReleasingGil(pending);
           },
           py::arg("key"), py::arg("cost") = 1,
           "Books `cost` units. Allowed: wait `delay` seconds, then go. Refused (the wait would\n"
@@ -209,6 +209,9 @@ RateLimiter.)doc")
 }
 
 void BindTokenBudget(py::module_& m) {
+  BindPending<Reservation>(m, "PendingReservation", R"doc(
+A reservation under way (``TokenBudget.start_reserve``): wait for ``fileno()`` to be readable, then
+``result()`` returns the Reservation without waiting.)doc");
   py::class_<Reservation>(m, "Reservation", R"doc(
 Tokens reserved before an LLM call. Truthy while pending. ``settle(actual)`` replaces the estimate
 with the real usage (refund or debt); ``cancel()`` refunds it all. As a context manager it cancels
@@ -222,14 +225,20 @@ estimated.)doc")
           "settle",
           [](Reservation& r, int64_t actual) {
             sluice::PendingDecision pending = ValueOrThrow(r.StartSettle(actual));
-            return AwaitCooperatively(pending);
+            return GetReleasingGil(pending);
           },
           py::arg("actual"), "Charges the real usage; returns the key's balance afterwards.")
       .def("cancel",
            [](Reservation& r) {
              sluice::PendingDecision pending = ValueOrThrow(r.StartSettle(0));
-             (void)AwaitCooperatively(pending);
-           })
+             (void)GetReleasingGil(pending);
+           },
+           "Refunds the whole estimate (the call never reached the provider).")
+      .def(
+          "_start_settle",
+          [](Reservation& r, int64_t actual) { return ValueOrThrow(r.StartSettle(actual)); },
+          py::arg("actual"), py::keep_alive<0, 1>(),
+          "settle(), returning a PendingDecision at once (the facade waits cooperatively).")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Reservation& r, py::object exc_type, py::object, py::object) {
         if (!exc_type.is_none() && r.pending()) (void)r.Cancel();
@@ -264,25 +273,39 @@ RateLimiter.)doc")
           "try_reserve",
           [](TokenBudget& b, std::string_view key, int64_t estimate) {
             sluice::Pending<Reservation> pending = ValueOrThrow(b.StartReserve(key, estimate));
-            return AwaitCooperatively(pending);
+            return GetReleasingGil(pending);
           },
           py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
           "Reserves `estimate` tokens. The Reservation is falsy when refused; its decision says\n"
           "when to retry.")
       .def(
+          "start_reserve",
+          [](TokenBudget& b, std::string_view key, int64_t estimate) {
+            return ValueOrThrow(b.StartReserve(key, estimate));
+          },
+          py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
+          "As try_reserve, returning a PendingReservation at once.")
+      .def(
           "charge",
           [](TokenBudget& b, std::string_view key, int64_t tokens) {
             sluice::PendingDecision pending = ValueOrThrow(b.StartCharge(key, tokens));
-            return AwaitCooperatively(pending);
+            return GetReleasingGil(pending);
           },
           py::arg("key"), py::arg("tokens"),
           "Charges `tokens` after the fact (may put the key in debt); returns the balance.")
+      .def(
+          "start_charge",
+          [](TokenBudget& b, std::string_view key, int64_t tokens) {
+            return ValueOrThrow(b.StartCharge(key, tokens));
+          },
+          py::arg("key"), py::arg("tokens"), py::keep_alive<0, 1>(),
+          "As charge, returning a PendingDecision at once (a zero charge is a peek).")
       .def(
           "peek",
           [](TokenBudget& b, std::string_view key) {
             if (b.options().cluster.store == nullptr) return b.Peek(key);
             sluice::PendingDecision pending = ValueOrThrow(b.StartCharge(key, 0));
-            return AwaitCooperatively(pending);  // a zero charge changes nothing
+            return GetReleasingGil(pending);  // a zero charge changes nothing
           },
           py::arg("key"), "The key's balance (remaining may be negative: debt).")
       .def_property_readonly("failure_mode_decisions", &TokenBudget::failure_mode_decisions)

@@ -57,22 +57,33 @@ sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::optional<std::string> rule,
                                          const std::string& on_failure, int64_t local_share);
 
-// The result of `pending`. If the Redis reply is not in yet, waits for its file descriptor with
-// sluice._waiting.wait_readable (gevent's wait_read under gevent, so other greenlets run; poll
-// otherwise, GIL released), then takes the result with the GIL released.
+// The result of `pending`, waiting with the GIL released if the reply is not in yet (at most the
+// store's timeouts). Bound methods never wait cooperatively themselves: a greenlet switch inside a
+// bound call would interleave pybind11's per-thread argument-loader stack between greenlets and
+// abort the process. The facade waits in Python on `fileno()` of a `start*` result instead.
 template <typename T>
-T AwaitCooperatively(sluice::Pending<T>& pending) {
-  if (!pending.done()) {
-    py::module_::import("sluice._waiting").attr("wait_readable")(pending.fd());
-  }
+T GetReleasingGil(sluice::Pending<T>& pending) {
+  if (pending.done()) return pending.Get();
   py::gil_scoped_release release;
   return pending.Get();
+}
+
+// Binds sluice::Pending<T> as `name`: fileno(), done(), result().
+template <typename T>
+void BindPending(py::module_& m, const char* name, const char* doc) {
+  py::class_<sluice::Pending<T>>(m, name, doc)
+      .def("fileno", &sluice::Pending<T>::fd,
+           "Readable once the reply is in; -1 when it was decided on the spot.")
+      .def("done", &sluice::Pending<T>::done, "True once result() returns without waiting.")
+      .def("result", [](sluice::Pending<T>& p) { return GetReleasingGil(p); },
+           "The result. Blocks (GIL released) only if the reply is not in yet, at most the\n"
+           "store's timeouts; a reply that never comes is decided by the failure mode.");
 }
 
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision
 void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudget, Reservation
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
-void BindCluster(py::module_& m);        // RedisStore, PendingDecision
+void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
 
 }  // namespace sluice_python
 
