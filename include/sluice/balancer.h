@@ -1,0 +1,289 @@
+// -----------------------------------------------------------------------------
+// File: sluice/balancer.h
+// -----------------------------------------------------------------------------
+//
+// `Balancer` picks one of N LLM endpoints (vLLM or SGLang replicas, provider deployments, API
+// keys) for each request, inside the process that sends it. The caller sends the request itself
+// with its own HTTP client and reports how it went; the balancer learns from that.
+//
+//   Pick  ->  send the request  ->  pick.Complete(outcome)
+//
+// Every pick first *filters* the endpoints (model label, cooldown, max concurrency), then applies
+// the balancer's strategy to what is left:
+//
+//   kRoundRobin          in turn.
+//   kWeightedRoundRobin  smooth weighted round robin (nginx's): weight 3:1 gives a a b a, not a a a b.
+//   kLeastRequest        power of two choices over in-flight counts (divided by weight).
+//   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
+//                        in its KV cache, as far as the balancer's own routing history says:
+//                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
+//                        bounded to the endpoint's KV capacity (LRU). Two guards: when the fleet is
+//                        imbalanced (max - min in-flight > imbalance_abs and max > imbalance_rel x
+//                        min) the least-loaded endpoint wins instead; an endpoint loaded more than
+//                        hot_spot_sigmas standard deviations above the mean (or saturated) is not
+//                        offered to a prefix, so a popular prefix cannot pin one replica. No match:
+//                        least loaded, then the smallest index ("most free cache").
+//   kScored              weighted scores, each normalised to [0, 1] over the candidates: prefix
+//                        match, queue depth and KV-cache use from the engines' own metrics
+//                        (`UpdateMetrics`), in-flight count; the highest total wins, ties at
+//                        random. Weight 0 drops a signal. Queue depth is the last scrape's waiting
+//                        + running, corrected by this balancer's in-flight change since that scrape;
+//                        metrics older than `metrics_max_age` are ignored (in-flight counts stand
+//                        in). With the prefix weight at 0 this is the metrics-aware strategy.
+//   kConsistentHash      bounded-load consistent hashing on `PickRequest::affinity_key` (a session
+//                        or user id): the key's ring successor, skipping endpoints already over
+//                        load_bound x the mean in-flight count. No key: least request.
+//
+// Failures cool an endpoint down by error class, as Dify's LBModelManager does for API keys: a
+// rate limit takes it out of rotation for 60 s, an auth or connection error for 10 s, after
+// `failures_before_cooldown` consecutive failures; it comes back by itself. Round robin over
+// API-key endpoints with these cooldowns is credential rotation.
+//
+// Example:
+//
+//   sluice::Balancer::Options options;
+//   options.strategy = sluice::Balancer::Strategy::kPrefixAffinity;
+//   auto balancer = sluice::Balancer::Create(options).value();
+//   balancer->AddEndpoint({.id = "vllm-0", .labels = {{"model", "qwen"}}}).IgnoreError();
+//   ...
+//   sluice::LlmRequest request = sluice::ParseLlmRequest(body).value();
+//   absl::StatusOr<sluice::Balancer::Pick> pick = balancer->Pick(request);
+//   if (!pick.ok()) return Unavailable(pick.status());
+//   Response r = Post(UrlOf(pick->endpoint_id()), body);
+//   pick->Complete({.http_status = r.status, .ttft = r.ttft, .latency = r.latency});
+//
+// Thread-safety: every method may be called from any thread at once. Picks are serialised by one
+// mutex (a pick costs microseconds; an LLM request lasts seconds); `Complete` takes only its
+// endpoint's lock. Endpoints may be added, updated and removed while picks are in flight: a pick
+// of a removed endpoint completes normally and counts nowhere. A `Pick` is a value owned by one
+// thread at a time; it may outlive the Balancer (not the Clock).
+
+#ifndef SLUICE_BALANCER_H_
+#define SLUICE_BALANCER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "sluice/clock.h"
+#include "sluice/engine_metrics.h"
+#include "sluice/llm_request.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class BalancerCore;
+struct EndpointState;
+}  // namespace internal
+
+// One endpoint: a replica, a provider deployment, or an API key.
+struct EndpointSpec {
+  // Unique within the balancer; required.
+  std::string id;
+  // Relative capacity, >= 1. Default 1.
+  int64_t weight = 1;
+  // Requests in flight at once through this balancer; a saturated endpoint is skipped. 0 (the
+  // default) means no cap.
+  int64_t max_concurrency = 0;
+  // Prefix-index entries (blocks) kept for this endpoint: its KV capacity in blocks of
+  // `Options::prefix_hash.block_chars` bytes. 0 (the default): `Options::kv_capacity_blocks`.
+  int64_t kv_capacity_blocks = 0;
+  // Free-form labels. "model" is matched against `PickRequest::model`; others ("provider",
+  // "api_key", ...) are for the caller to read back from the Pick.
+  absl::flat_hash_map<std::string, std::string> labels;
+};
+
+// How a request ended, as the caller saw it.
+struct Outcome {
+  enum class ErrorClass {
+    kNone,         // success
+    kRateLimited,  // 429, or the provider said so: cools the endpoint down 60 s by default
+    kAuth,         // 401/403, a revoked key: 10 s
+    kConnection,   // refused, reset, DNS: 10 s
+    kTimeout,      // no cooldown by default (a slow reply is not a dead endpoint)
+    kServer,       // 5xx: no cooldown by default (circuit breakers are FallbackPolicy's job)
+    kClient,       // other 4xx: the request's fault, not the endpoint's; never cools down
+    kAbandoned,    // the Pick was dropped without Complete (see Pick::~Pick)
+  };
+  // kNone with an http_status >= 400 is classified from the status (429, 401/403, 5xx, 4xx).
+  ErrorClass error = ErrorClass::kNone;
+  int http_status = 0;
+  // Time to first token and total latency; zero means unknown (not folded into the averages).
+  absl::Duration ttft = absl::ZeroDuration();
+  absl::Duration latency = absl::ZeroDuration();
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+// What a pick looks at.
+struct PickRequest {
+  // Only endpoints whose "model" label equals this (or that have no "model" label). Empty: any.
+  std::string_view model;
+  // kPrefixAffinity and kScored: the request's chained block hashes (PrefixBlockHashes).
+  absl::Span<const uint64_t> prefix_blocks;
+  // kConsistentHash: the session or user the request belongs to.
+  std::string_view affinity_key;
+};
+
+// What the balancer knows about one endpoint (Balancer::Endpoints()).
+struct EndpointStats {
+  std::string id;
+  int64_t in_flight = 0;
+  int64_t picks = 0;
+  int64_t completions = 0;
+  int64_t errors = 0;
+  // Exponentially weighted moving averages over completed requests (zero until the first).
+  absl::Duration ewma_latency = absl::ZeroDuration();
+  absl::Duration ewma_ttft = absl::ZeroDuration();
+  double ewma_error_rate = 0;
+  // Cooling down until this time on the balancer's clock (nanoseconds); 0 if not cooling down.
+  int64_t cooldown_until_nanos = 0;
+  // The last metrics handed to UpdateMetrics and when (nanoseconds on the balancer's clock).
+  std::optional<EngineMetrics> metrics;
+  int64_t metrics_at_nanos = 0;
+  // Blocks in this endpoint's prefix index.
+  int64_t prefix_blocks = 0;
+};
+
+// sluice::Balancer
+class Balancer {
+ public:
+  enum class Strategy {
+    kRoundRobin,
+    kWeightedRoundRobin,
+    kLeastRequest,
+    kPrefixAffinity,
+    kScored,
+    kConsistentHash,
+  };
+
+  struct ScoreWeights {
+    // kScored's weights; each >= 0 and not all 0. Defaults: the Gateway API Inference
+    // Extension's 3:2:2 (prefix : queue : KV), plus in-flight 1.
+    double prefix = 3;
+    double queue = 2;
+    double kv_cache = 2;
+    double in_flight = 1;
+  };
+
+  struct Options {
+    Strategy strategy = Strategy::kLeastRequest;
+    // How requests are cut into blocks for the prefix index (see sluice/llm_request.h).
+    PrefixHashOptions prefix_hash;
+    // Default per-endpoint prefix-index size in blocks. Default 16,384 (with 128-byte blocks,
+    // about 2 MiB of prompt text, 512k tokens). >= 1.
+    int64_t kv_capacity_blocks = 16384;
+    // kPrefixAffinity's imbalance gate: both must hold for the least-loaded endpoint to win over
+    // the prefix. Defaults 8 and 1.5 (SGLang's router uses 64 and 1.5 for larger fleets). >= 0, >= 1.
+    int64_t imbalance_abs = 8;
+    double imbalance_rel = 1.5;
+    // kPrefixAffinity's hot-spot guard: an endpoint with more in flight than mean + this many
+    // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). >= 0.
+    double hot_spot_sigmas = 2;
+    ScoreWeights weights;
+    // Metrics older than this are ignored. Default 2 s (the Inference Extension's staleness
+    // bound). > 0.
+    absl::Duration metrics_max_age = absl::Seconds(2);
+    // kConsistentHash: no endpoint takes more than ceil(load_bound x (in flight + 1) / n).
+    // Default 1.25. >= 1. Ring points per unit of weight: default 64, >= 1.
+    double load_bound = 1.25;
+    int64_t virtual_nodes = 64;
+    // Consecutive failures of a class before the endpoint cools down. Default 1. >= 1.
+    int64_t failures_before_cooldown = 1;
+    // Cooldown per error class; zero disables it for that class. Defaults from Dify's
+    // LBModelManager: rate limited 60 s, auth 10 s, connection 10 s; timeouts and 5xx 0.
+    absl::Duration cooldown_rate_limited = absl::Seconds(60);
+    absl::Duration cooldown_auth = absl::Seconds(10);
+    absl::Duration cooldown_connection = absl::Seconds(10);
+    absl::Duration cooldown_timeout = absl::ZeroDuration();
+    absl::Duration cooldown_server = absl::ZeroDuration();
+    // Weight of the newest sample in the moving averages. Default 0.2. In (0, 1].
+    double ewma_weight = 0.2;
+    // Seed of the random tie-breaks and power-of-two samples; 0 picks one at random.
+    uint64_t seed = 0;
+  };
+
+  class Pick;
+
+  static absl::StatusOr<std::unique_ptr<Balancer>> Create(const Options& options,
+                                                          const Clock* clock = Clock::Steady());
+  ~Balancer();
+  Balancer(const Balancer&) = delete;
+  Balancer& operator=(const Balancer&) = delete;
+
+  // Endpoints at runtime. Errors: InvalidArgument naming the field; AlreadyExists / NotFound by
+  // id; ResourceExhausted past 64 endpoints with kPrefixAffinity or kScored (the prefix index
+  // keeps one bit per endpoint). Update keeps the endpoint's counters and prefix index.
+  absl::Status AddEndpoint(const EndpointSpec& endpoint);
+  absl::Status UpdateEndpoint(const EndpointSpec& endpoint);
+  absl::Status RemoveEndpoint(std::string_view id);
+
+  // The endpoint's engine load, from its Prometheus text (see sluice/engine_metrics.h), stamped
+  // with the balancer's clock. Errors: NotFound; InvalidArgument from the parser (the previous
+  // metrics are kept).
+  absl::Status UpdateMetrics(std::string_view id, std::string_view prometheus_text);
+  absl::Status SetMetrics(std::string_view id, const EngineMetrics& metrics);
+
+  // Picks an endpoint. Errors: NotFound (no endpoint serves the model), ResourceExhausted
+  // (every candidate is at max_concurrency), Unavailable (every candidate is cooling down; the
+  // message says when the first comes back).
+  absl::StatusOr<Pick> PickEndpoint(const PickRequest& request);
+  // The same for a parsed request: its model, and its block hashes under options().prefix_hash.
+  absl::StatusOr<Pick> PickEndpoint(const LlmRequest& request,
+                                    std::string_view affinity_key = {});
+
+  std::vector<EndpointStats> Endpoints() const;
+  const Options& options() const;
+
+ private:
+  explicit Balancer(std::unique_ptr<internal::BalancerCore> core);
+  std::unique_ptr<internal::BalancerCore> core_;
+};
+
+// A chosen endpoint, counted in flight until `Complete` (or destruction: abandoned).
+class Balancer::Pick {
+ public:
+  Pick(Pick&& other) noexcept;
+  Pick& operator=(Pick&& other) noexcept;
+  Pick(const Pick&) = delete;
+  Pick& operator=(const Pick&) = delete;
+  // Completes an uncompleted pick as abandoned (ErrorClass::kAbandoned: no cooldown, counted as
+  // an error).
+  ~Pick();
+
+  const std::string& endpoint_id() const;
+  // The endpoint as it was when picked (its labels carry the model, provider or API key).
+  const EndpointSpec& endpoint() const;
+  // The label's value, or "" if the endpoint has none by that name.
+  std::string_view label(std::string_view name) const;
+  // Leading prefix blocks the endpoint was believed to hold (kPrefixAffinity, kScored).
+  int64_t matched_blocks() const { return matched_blocks_; }
+
+  // Reports the outcome: in-flight count, moving averages, error rate, cooldown. Only the first
+  // call counts.
+  void Complete(const Outcome& outcome);
+  bool completed() const { return state_ == nullptr; }
+
+ private:
+  friend class internal::BalancerCore;
+  Pick(std::shared_ptr<internal::EndpointState> state, std::shared_ptr<const EndpointSpec> spec,
+       int64_t matched_blocks);
+  std::shared_ptr<internal::EndpointState> state_;
+  std::shared_ptr<const EndpointSpec> spec_;
+  int64_t matched_blocks_ = 0;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_BALANCER_H_

@@ -1,0 +1,95 @@
+#include "balancer_endpoint.h"
+
+#include <algorithm>
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+namespace {
+
+using ErrorClass = Outcome::ErrorClass;
+
+void Fold(double& average, double sample, double weight, bool first) {
+  average = first ? sample : average + weight * (sample - average);
+}
+
+absl::Duration CooldownOf(const CompletionPolicy& p, ErrorClass c) {
+  switch (c) {
+    case ErrorClass::kRateLimited: return p.cooldown_rate_limited;
+    case ErrorClass::kAuth: return p.cooldown_auth;
+    case ErrorClass::kConnection: return p.cooldown_connection;
+    case ErrorClass::kTimeout: return p.cooldown_timeout;
+    case ErrorClass::kServer: return p.cooldown_server;
+    default: return absl::ZeroDuration();
+  }
+}
+
+}  // namespace
+
+ErrorClass ClassifyOutcome(const Outcome& outcome) {
+  if (outcome.error != ErrorClass::kNone || outcome.http_status < 400) return outcome.error;
+  const int s = outcome.http_status;
+  if (s == 429) return ErrorClass::kRateLimited;
+  if (s == 401 || s == 403) return ErrorClass::kAuth;
+  if (s == 408 || s == 504) return ErrorClass::kTimeout;
+  if (s >= 500) return ErrorClass::kServer;
+  return ErrorClass::kClient;
+}
+
+void EndpointState::Complete(const Outcome& outcome) {
+  in_flight.fetch_sub(1, std::memory_order_relaxed);
+  const ErrorClass error = ClassifyOutcome(outcome);
+  const CompletionPolicy& p = *policy;
+  absl::MutexLock lock(&mu);
+  const bool first = completions == 0;
+  ++completions;
+  if (error != ErrorClass::kNone) ++errors;
+  // A client error is the request's fault, not the endpoint's.
+  if (error != ErrorClass::kClient) {
+    Fold(ewma_error_rate, error == ErrorClass::kNone ? 0.0 : 1.0, p.ewma_weight, first);
+  }
+  if (outcome.latency > absl::ZeroDuration()) {
+    Fold(ewma_latency_s, absl::ToDoubleSeconds(outcome.latency), p.ewma_weight,
+         ewma_latency_s == 0);
+  }
+  if (outcome.ttft > absl::ZeroDuration()) {
+    Fold(ewma_ttft_s, absl::ToDoubleSeconds(outcome.ttft), p.ewma_weight, ewma_ttft_s == 0);
+  }
+  if (error == ErrorClass::kNone) {
+    consecutive_failures = 0;
+    return;
+  }
+  const absl::Duration cooldown = CooldownOf(p, error);
+  if (cooldown <= absl::ZeroDuration()) return;
+  consecutive_failures = failing_class == error ? consecutive_failures + 1 : 1;
+  failing_class = error;
+  if (consecutive_failures < p.failures_before_cooldown) return;
+  consecutive_failures = 0;
+  const int64_t until = p.clock->NowNanos() + absl::ToInt64Nanoseconds(cooldown);
+  int64_t current = cooldown_until.load(std::memory_order_relaxed);
+  while (current < until &&
+         !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
+  }
+}
+
+EndpointStats EndpointState::Stats() const {
+  EndpointStats s;
+  s.id = spec->id;
+  s.in_flight = in_flight.load(std::memory_order_relaxed);
+  s.picks = picks.load(std::memory_order_relaxed);
+  const int64_t until = cooldown_until.load(std::memory_order_relaxed);
+  s.cooldown_until_nanos = until > policy->clock->NowNanos() ? until : 0;
+  absl::MutexLock lock(&mu);
+  s.completions = completions;
+  s.errors = errors;
+  s.ewma_latency = absl::Seconds(ewma_latency_s);
+  s.ewma_ttft = absl::Seconds(ewma_ttft_s);
+  s.ewma_error_rate = ewma_error_rate;
+  s.metrics = metrics;
+  s.metrics_at_nanos = metrics_at;
+  return s;
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,71 @@
+// One endpoint's live state: shared by the Balancer and the Picks made of it, so a Pick can be
+// completed after its endpoint was removed (or the Balancer destroyed).
+#ifndef SLUICE_LIB_BALANCER_ENDPOINT_H_
+#define SLUICE_LIB_BALANCER_ENDPOINT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "sluice/balancer.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// The options a completion needs, shared by every endpoint of one balancer.
+struct CompletionPolicy {
+  const Clock* clock = nullptr;
+  double ewma_weight = 0.2;
+  int64_t failures_before_cooldown = 1;
+  absl::Duration cooldown_rate_limited, cooldown_auth, cooldown_connection, cooldown_timeout,
+      cooldown_server;
+};
+
+struct EndpointState {
+  explicit EndpointState(std::shared_ptr<const CompletionPolicy> p) : policy(std::move(p)) {}
+
+  // Folds a completed request into the counters, averages and cooldown.
+  void Complete(const Outcome& outcome);
+  // Load as the balancer sees it: in flight per unit of weight.
+  double Load(int64_t weight) const {
+    return static_cast<double>(in_flight.load(std::memory_order_relaxed)) /
+           static_cast<double>(weight);
+  }
+  EndpointStats Stats() const;
+
+  const std::shared_ptr<const CompletionPolicy> policy;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> picks{0};
+  std::atomic<int64_t> cooldown_until{0};  // nanoseconds on the balancer's clock
+
+  // Guarded by the Balancer's mutex (read by Stats() under it).
+  std::shared_ptr<const EndpointSpec> spec;
+  int slot = -1;              // prefix-index bit, -1 without one
+  int64_t swrr_current = 0;   // smooth weighted round robin's running weight
+  uint64_t candidate_epoch = 0;
+
+  mutable absl::Mutex mu;
+  int64_t completions ABSL_GUARDED_BY(mu) = 0;
+  int64_t errors ABSL_GUARDED_BY(mu) = 0;
+  double ewma_latency_s ABSL_GUARDED_BY(mu) = 0;
+  double ewma_ttft_s ABSL_GUARDED_BY(mu) = 0;
+  double ewma_error_rate ABSL_GUARDED_BY(mu) = 0;
+  Outcome::ErrorClass failing_class ABSL_GUARDED_BY(mu) = Outcome::ErrorClass::kNone;
+  int64_t consecutive_failures ABSL_GUARDED_BY(mu) = 0;
+  std::optional<EngineMetrics> metrics ABSL_GUARDED_BY(mu);
+  int64_t metrics_at ABSL_GUARDED_BY(mu) = 0;
+  int64_t in_flight_at_metrics ABSL_GUARDED_BY(mu) = 0;
+};
+
+// kNone with an HTTP error status becomes the class the status implies.
+Outcome::ErrorClass ClassifyOutcome(const Outcome& outcome);
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_BALANCER_ENDPOINT_H_

@@ -1,0 +1,61 @@
+// The balancer's approximate record of which endpoint holds which prompt prefix in its KV cache:
+// the chained block hashes it routed to each endpoint, bounded per endpoint (LRU).
+#ifndef SLUICE_LIB_PREFIX_INDEX_H_
+#define SLUICE_LIB_PREFIX_INDEX_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// Up to 64 endpoints, one bit each ("slot"). Not thread-safe: the Balancer's mutex guards it.
+class PrefixIndex {
+ public:
+  static constexpr int kMaxSlots = 64;
+
+  struct Match {
+    int64_t blocks = 0;   // leading blocks held
+    uint64_t holders = 0; // slots (within the asked mask) that hold all of them
+  };
+
+  // The longest run of leading `blocks` held by some slot in `mask`. Because block i's hash
+  // covers blocks 0..i and Touch keeps a path's shallow blocks the most recent, "held" is
+  // monotone along a request's blocks, so a binary search needs O(log n) lookups.
+  Match LongestMatch(absl::Span<const uint64_t> blocks, uint64_t mask) const;
+
+  // Records that `slot` now holds `blocks`, then evicts its least recently touched blocks beyond
+  // `capacity`.
+  void Touch(int slot, absl::Span<const uint64_t> blocks, int64_t capacity);
+
+  // Forgets everything `slot` holds.
+  void Drop(int slot);
+
+  int64_t size(int slot) const { return static_cast<int64_t>(slots_[slot].stamps.size()); }
+
+ private:
+  struct SlotLru {
+    absl::flat_hash_map<uint64_t, uint64_t> stamps;     // block -> last touch
+    std::deque<std::pair<uint64_t, uint64_t>> order;    // (block, stamp), oldest first; stale
+                                                        // entries (re-touched since) are skipped
+    uint64_t clock = 0;
+  };
+
+  uint64_t HoldersOf(uint64_t block, uint64_t mask) const;
+  void Evict(int slot, int64_t capacity);
+
+  absl::flat_hash_map<uint64_t, uint64_t> holders_;  // block -> slots holding it
+  std::array<SlotLru, kMaxSlots> slots_;
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_PREFIX_INDEX_H_
