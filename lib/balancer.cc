@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "balancer_core.h"
+#include "mutex_lock.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -129,7 +130,7 @@ void BalancerCore::RebuildRing() {
 
 absl::Status BalancerCore::Add(const EndpointSpec& spec) {
   if (absl::Status s = ValidateEndpoint(spec); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (Find(spec.id) != nullptr) {
     return absl::AlreadyExistsError(absl::StrCat("sluice.Balancer: endpoint '", spec.id,
                                                  "' already exists"));
@@ -152,7 +153,7 @@ absl::Status BalancerCore::Add(const EndpointSpec& spec) {
 
 absl::Status BalancerCore::Update(const EndpointSpec& spec) {
   if (absl::Status s = ValidateEndpoint(spec); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::shared_ptr<State>* e = Find(spec.id);
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("sluice.Balancer: no endpoint '", spec.id, "'"));
@@ -164,7 +165,7 @@ absl::Status BalancerCore::Update(const EndpointSpec& spec) {
 }
 
 absl::Status BalancerCore::Remove(std::string_view id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::shared_ptr<State>* e = Find(id);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("sluice.Balancer: no endpoint '", std::string(id), "'"));
   if ((*e)->slot >= 0) {
@@ -177,10 +178,10 @@ absl::Status BalancerCore::Remove(std::string_view id) {
 }
 
 absl::Status BalancerCore::SetMetrics(std::string_view id, const EngineMetrics& metrics) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::shared_ptr<State>* e = Find(id);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("sluice.Balancer: no endpoint '", std::string(id), "'"));
-  absl::MutexLock state_lock(&(*e)->mu);
+  MutexLock state_lock(&(*e)->mu);
   (*e)->metrics = metrics;
   (*e)->metrics_at = clock->NowNanos();
   (*e)->in_flight_at_metrics = (*e)->in_flight.load(std::memory_order_relaxed);
@@ -188,7 +189,7 @@ absl::Status BalancerCore::SetMetrics(std::string_view id, const EngineMetrics& 
 }
 
 std::vector<EndpointStats> BalancerCore::Endpoints() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<EndpointStats> out;
   out.reserve(endpoints_.size());
   for (const auto& e : endpoints_) {

@@ -1,5 +1,7 @@
 #include "balancer_endpoint.h"
 
+#include "mutex_lock.h"
+
 #include <algorithm>
 
 namespace sluice {
@@ -40,7 +42,7 @@ void EndpointState::Complete(const Outcome& outcome) {
   in_flight.fetch_sub(1, std::memory_order_relaxed);
   const ErrorClass error = ClassifyOutcome(outcome);
   const CompletionPolicy& p = *policy;
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   const bool first = completions == 0;
   ++completions;
   if (error != ErrorClass::kNone) ++errors;
@@ -79,7 +81,7 @@ EndpointStats EndpointState::Stats() const {
   s.picks = picks.load(std::memory_order_relaxed);
   const int64_t until = cooldown_until.load(std::memory_order_relaxed);
   s.cooldown_until_nanos = until > policy->clock->NowNanos() ? until : 0;
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   s.completions = completions;
   s.errors = errors;
   s.ewma_latency = absl::Seconds(ewma_latency_s);

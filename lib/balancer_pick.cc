@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "balancer_core.h"
+#include "mutex_lock.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -153,7 +154,7 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
     const int64_t in_flight = e.in_flight.load(std::memory_order_relaxed);
     s[i] = {static_cast<double>(in_flight), 0, e.Load(weights_[i]), 0, false};
     {
-      absl::MutexLock lock(&e.mu);
+      MutexLock lock(&e.mu);
       if (e.metrics && now - e.metrics_at <= max_age) {
         // The scrape's queue, corrected by what this balancer sent or saw finish since.
         const double scraped = e.metrics->waiting.value_or(0) + e.metrics->running.value_or(0);
@@ -221,7 +222,7 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
 }
 
 absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const int64_t now = clock->NowNanos();
   if (absl::Status s = Filter(request, now); !s.ok()) return s;
   matched_ = 0;
