@@ -38,6 +38,8 @@ from typing import Optional
 from . import _core
 from ._core import Clock, Decision, ManualClock, PendingDecision, PendingPermit, PendingReservation
 from ._core import Permit, RedisStore, Reservation, Window
+from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
+from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._errors import (
     CapacityError,
@@ -60,6 +62,14 @@ _install_cooperative_methods()
 __version__: str = _core.__version__
 
 __all__ = [
+    "Balancer",
+    "ChatMessage",
+    "EngineMetrics",
+    "LlmRequest",
+    "Pick",
+    "parse_engine_metrics",
+    "parse_request",
+    "prefix_block_hashes",
     "CapacityError",
     "Clock",
     "ConcurrencyLimiter",
@@ -259,3 +269,19 @@ class TokenBudget(_core.TokenBudget):
         """``reserve`` for coroutines: in cluster scope, awaits Redis's reply (then settle with
         ``await reservation.settle_async(actual)``)."""
         return await _run_plan_async(_reserve_plan(self, key, estimate))
+
+
+class Balancer(_core.Balancer):
+    __doc__ = _core.Balancer.__doc__
+
+    def pick(self, body=None, *, model: str = "", affinity_key: str = "") -> Pick:
+        """Picks an endpoint for a raw OpenAI-style body (``bytes`` or ``str``), or for a model
+        name alone. Use the Pick as a context manager, or call ``pick.complete(...)``::
+
+            with balancer.pick(body) as pick:
+                reply = post(pick.label("url"), body)
+                pick.complete(status=reply.status_code, ttft=reply.ttft, latency=reply.elapsed)
+        """
+        if isinstance(body, str):
+            body = body.encode()
+        return super().pick(body, model=model, affinity_key=affinity_key)

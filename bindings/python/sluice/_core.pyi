@@ -1,6 +1,6 @@
 """Type stubs of the native extension sluice._core (hand-maintained with src/*.cc)."""
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __version__: str
 
@@ -262,3 +262,96 @@ class ConcurrencyLimiter:
     def max_in_flight(self) -> int: ...
     @property
     def lease(self) -> float: ...
+
+class ChatMessage:
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+
+class LlmRequest:
+    @property
+    def model(self) -> str: ...
+    @property
+    def messages(self) -> List[ChatMessage]: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def prompt_chars(self) -> int: ...
+    @property
+    def estimated_prompt_tokens(self) -> int: ...
+
+def parse_request(body: bytes) -> LlmRequest: ...
+def prefix_block_hashes(request: LlmRequest, block_chars: int = 128, max_blocks: int = 256) -> List[int]: ...
+
+class EngineMetrics:
+    @property
+    def waiting(self) -> Optional[float]: ...
+    @property
+    def running(self) -> Optional[float]: ...
+    @property
+    def kv_usage(self) -> Optional[float]: ...
+
+def parse_engine_metrics(text: str) -> EngineMetrics: ...
+
+class Pick:
+    @property
+    def endpoint_id(self) -> str: ...
+    @property
+    def labels(self) -> Dict[str, str]: ...
+    def label(self, name: str) -> str: ...
+    @property
+    def matched_blocks(self) -> int: ...
+    @property
+    def completed(self) -> bool: ...
+    def complete(
+        self,
+        *,
+        status: int = 0,
+        error: Optional[str] = None,
+        ttft: float = 0.0,
+        latency: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None: ...
+    def __enter__(self) -> Pick: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+
+class Balancer:
+    def __init__(
+        self,
+        strategy: str = "least_request",
+        *,
+        block_chars: int = 128,
+        max_blocks: int = 256,
+        kv_capacity_blocks: int = 16384,
+        imbalance_abs: int = 8,
+        imbalance_rel: float = 1.5,
+        hot_spot_sigmas: float = 2.0,
+        weights: Dict[str, float] = ...,
+        metrics_max_age: float = 2.0,
+        load_bound: float = 1.25,
+        virtual_nodes: int = 64,
+        failures_before_cooldown: int = 1,
+        cooldown_rate_limited: float = 60.0,
+        cooldown_auth: float = 10.0,
+        cooldown_connection: float = 10.0,
+        cooldown_timeout: float = 0.0,
+        cooldown_server: float = 0.0,
+        ewma_weight: float = 0.2,
+        seed: int = 0,
+        clock: Optional[Clock] = None,
+    ) -> None: ...
+    def add_endpoint(
+        self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0,
+        labels: Dict[str, str] = ...,
+    ) -> None: ...
+    def update_endpoint(
+        self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0,
+        labels: Dict[str, str] = ...,
+    ) -> None: ...
+    def remove_endpoint(self, id: str) -> None: ...
+    def update_metrics(self, id: str, text: str) -> None: ...
+    def pick(self, body: Optional[bytes] = None, *, model: str = "", affinity_key: str = "") -> Pick: ...
+    def pick_parsed(self, request: LlmRequest, *, affinity_key: str = "") -> Pick: ...
+    def endpoints(self) -> List[Dict[str, Any]]: ...

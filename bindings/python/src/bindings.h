@@ -83,6 +83,7 @@ void BindPending(py::module_& m, const char* name, const char* doc) {
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision
 void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudget, Reservation
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
+void BindBalancer(py::module_& m);       // Balancer, Pick, parse_request, parse_engine_metrics
 void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
 
 }  // namespace sluice_python

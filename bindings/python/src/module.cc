@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindCluster(m);
   sluice_python::BindGcraObjects(m);
   sluice_python::BindConcurrency(m);
+  sluice_python::BindBalancer(m);
 }

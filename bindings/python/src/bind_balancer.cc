@@ -1,0 +1,308 @@
+// Balancer, its Pick, and the request and engine-metrics parsers.
+#include <pybind11/stl.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "bindings.h"
+#include "sluice/balancer.h"
+#include "sluice/engine_metrics.h"
+#include "sluice/llm_request.h"
+
+namespace sluice_python {
+namespace {
+
+using sluice::Balancer;
+using sluice::EndpointSpec;
+using sluice::Outcome;
+using Pick = Balancer::Pick;
+
+Balancer::Strategy StrategyFromName(const std::string& name) {
+  static const std::map<std::string, Balancer::Strategy> kNames = {
+      {"round_robin", Balancer::Strategy::kRoundRobin},
+      {"weighted_round_robin", Balancer::Strategy::kWeightedRoundRobin},
+      {"least_request", Balancer::Strategy::kLeastRequest},
+      {"prefix_affinity", Balancer::Strategy::kPrefixAffinity},
+      {"scored", Balancer::Strategy::kScored},
+      {"consistent_hash", Balancer::Strategy::kConsistentHash},
+  };
+  auto it = kNames.find(name);
+  if (it == kNames.end()) {
+    RaisePython("InvalidArgument",
+                "sluice.Balancer: strategy must be one of round_robin, weighted_round_robin, "
+                "least_request, prefix_affinity, scored, consistent_hash; got '" + name + "'");
+  }
+  return it->second;
+}
+
+Outcome::ErrorClass ErrorFromName(const std::optional<std::string>& name) {
+  static const std::map<std::string, Outcome::ErrorClass> kNames = {
+      {"rate_limited", Outcome::ErrorClass::kRateLimited},
+      {"auth", Outcome::ErrorClass::kAuth},
+      {"connection", Outcome::ErrorClass::kConnection},
+      {"timeout", Outcome::ErrorClass::kTimeout},
+      {"server", Outcome::ErrorClass::kServer},
+      {"client", Outcome::ErrorClass::kClient},
+      {"abandoned", Outcome::ErrorClass::kAbandoned},
+  };
+  if (!name) return Outcome::ErrorClass::kNone;
+  auto it = kNames.find(*name);
+  if (it == kNames.end()) {
+    RaisePython("InvalidArgument",
+                "sluice.Pick.complete: error must be None or one of rate_limited, auth, "
+                "connection, timeout, server, client, abandoned; got '" + *name + "'");
+  }
+  return it->second;
+}
+
+EndpointSpec SpecFrom(std::string id, int64_t weight, int64_t max_concurrency,
+                      int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
+  EndpointSpec e;
+  e.id = std::move(id);
+  e.weight = weight;
+  e.max_concurrency = max_concurrency;
+  e.kv_capacity_blocks = kv_capacity_blocks;
+  for (auto& [k, v] : labels) e.labels.emplace(k, v);
+  return e;
+}
+
+py::dict StatsToDict(const sluice::EndpointStats& s) {
+  py::dict d;
+  d["id"] = s.id;
+  d["in_flight"] = s.in_flight;
+  d["picks"] = s.picks;
+  d["completions"] = s.completions;
+  d["errors"] = s.errors;
+  d["ewma_latency"] = absl::ToDoubleSeconds(s.ewma_latency);
+  d["ewma_ttft"] = absl::ToDoubleSeconds(s.ewma_ttft);
+  d["ewma_error_rate"] = s.ewma_error_rate;
+  d["cooldown_until"] = s.cooldown_until_nanos == 0 ? py::object(py::none())
+                                                    : py::float_(NanosToSeconds(s.cooldown_until_nanos));
+  d["prefix_blocks"] = s.prefix_blocks;
+  if (s.metrics) {
+    py::dict m;
+    m["waiting"] = s.metrics->waiting;
+    m["running"] = s.metrics->running;
+    m["kv_usage"] = s.metrics->kv_usage;
+    d["metrics"] = m;
+  } else {
+    d["metrics"] = py::none();
+  }
+  return d;
+}
+
+}  // namespace
+
+void BindBalancer(py::module_& m) {
+  py::class_<sluice::ChatMessage>(m, "ChatMessage")
+      .def_readonly("role", &sluice::ChatMessage::role)
+      .def_readonly("content", &sluice::ChatMessage::content)
+      .def("__repr__", [](const sluice::ChatMessage& c) {
+        return "ChatMessage(role=" + py::repr(py::str(c.role)).cast<std::string>() + ", " +
+               std::to_string(c.content.size()) + " bytes)";
+      });
+
+  py::class_<sluice::LlmRequest>(m, "LlmRequest", R"doc(
+What sluice reads from an OpenAI-style request body (``parse_request``).)doc")
+      .def_readonly("model", &sluice::LlmRequest::model)
+      .def_readonly("messages", &sluice::LlmRequest::messages)
+      .def_readonly("stream", &sluice::LlmRequest::stream)
+      .def_readonly("prompt_chars", &sluice::LlmRequest::prompt_chars)
+      .def_property_readonly("estimated_prompt_tokens", &sluice::LlmRequest::EstimatedPromptTokens);
+
+  m.def(
+      "parse_request",
+      [](py::bytes body) {
+        std::string_view view = body;
+        py::gil_scoped_release release;
+        return ValueOrThrow(sluice::ParseLlmRequest(view));
+      },
+      py::arg("body"),
+      "Parses an OpenAI-style chat or completion body (bytes). Raises sluice.InvalidArgument\n"
+      "naming the field at fault.");
+  m.def(
+      "prefix_block_hashes",
+      [](const sluice::LlmRequest& r, int64_t block_chars, int64_t max_blocks) {
+        return sluice::PrefixBlockHashes(r, {block_chars, max_blocks});
+      },
+      py::arg("request"), py::arg("block_chars") = 128, py::arg("max_blocks") = 256,
+      "The request's chained XXH3 block hashes, as the Balancer's prefix index sees them.");
+
+  py::class_<sluice::EngineMetrics>(m, "EngineMetrics")
+      .def_readonly("waiting", &sluice::EngineMetrics::waiting)
+      .def_readonly("running", &sluice::EngineMetrics::running)
+      .def_readonly("kv_usage", &sluice::EngineMetrics::kv_usage);
+  m.def(
+      "parse_engine_metrics",
+      [](const std::string& text) { return ValueOrThrow(sluice::ParseEngineMetrics(text)); },
+      py::arg("text"),
+      "Reads queue depth, running requests and KV-cache use from vLLM / SGLang Prometheus\n"
+      "text. Raises sluice.InvalidArgument naming the line at fault.");
+
+  py::class_<Pick>(m, "Pick", R"doc(
+A chosen endpoint, counted in flight until ``complete()``. As a context manager it completes as
+successful when the block ends normally and as abandoned when it raises (unless completed
+inside); a Pick collected without completion counts as abandoned.)doc")
+      .def_property_readonly("endpoint_id", &Pick::endpoint_id)
+      .def_property_readonly("labels",
+                             [](const Pick& p) {
+                               py::dict d;
+                               for (const auto& [k, v] : p.endpoint().labels) d[py::str(k)] = v;
+                               return d;
+                             })
+      .def("label", [](const Pick& p, const std::string& name) { return std::string(p.label(name)); },
+           py::arg("name"), "The endpoint's label, or '' if it has none by that name.")
+      .def_property_readonly("matched_blocks", &Pick::matched_blocks)
+      .def_property_readonly("completed", &Pick::completed)
+      .def(
+          "complete",
+          [](Pick& p, int status, std::optional<std::string> error, double ttft, double latency,
+             int64_t prompt_tokens, int64_t completion_tokens) {
+            Outcome o;
+            o.http_status = status;
+            o.error = ErrorFromName(error);
+            o.ttft = SecondsToDuration(ttft, "ttft");
+            o.latency = SecondsToDuration(latency, "latency");
+            o.prompt_tokens = prompt_tokens;
+            o.completion_tokens = completion_tokens;
+            p.Complete(o);
+          },
+          py::kw_only(), py::arg("status") = 0, py::arg("error") = py::none(),
+          py::arg("ttft") = 0.0, py::arg("latency") = 0.0, py::arg("prompt_tokens") = 0,
+          py::arg("completion_tokens") = 0,
+          "Reports how the request went: an HTTP status (429, 401/403 and 5xx are classified)\n"
+          "or an error class, and the TTFT and latency in seconds (0: unknown). Only the first\n"
+          "call counts.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](Pick& p, py::object exc_type, py::object, py::object) {
+        if (!p.completed()) {
+          Outcome o;
+          if (!exc_type.is_none()) o.error = Outcome::ErrorClass::kAbandoned;
+          p.Complete(o);
+        }
+        return false;
+      });
+
+  py::class_<Balancer>(m, "Balancer", R"doc(
+Picks one of N LLM endpoints per request (see include/sluice/balancer.h for every rule):
+strategy "round_robin", "weighted_round_robin", "least_request" (default), "prefix_affinity",
+"scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
+class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
+rotation. Thread-safe; a pick never blocks on I/O.)doc")
+      .def(py::init([](const std::string& strategy, int64_t block_chars, int64_t max_blocks,
+                       int64_t kv_capacity_blocks, int64_t imbalance_abs, double imbalance_rel,
+                       double hot_spot_sigmas, std::map<std::string, double> weights,
+                       double metrics_max_age, double load_bound, int64_t virtual_nodes,
+                       int64_t failures_before_cooldown, double cooldown_rate_limited,
+                       double cooldown_auth, double cooldown_connection, double cooldown_timeout,
+                       double cooldown_server, double ewma_weight, uint64_t seed,
+                       const sluice::Clock* clock) {
+             Balancer::Options o;
+             o.strategy = StrategyFromName(strategy);
+             o.prefix_hash = {block_chars, max_blocks};
+             o.kv_capacity_blocks = kv_capacity_blocks;
+             o.imbalance_abs = imbalance_abs;
+             o.imbalance_rel = imbalance_rel;
+             o.hot_spot_sigmas = hot_spot_sigmas;
+             for (const auto& [name, value] : weights) {
+               if (name == "prefix") o.weights.prefix = value;
+               else if (name == "queue") o.weights.queue = value;
+               else if (name == "kv_cache") o.weights.kv_cache = value;
+               else if (name == "in_flight") o.weights.in_flight = value;
+               else RaisePython("InvalidArgument", "sluice.Balancer: weights has no '" + name +
+                                                       "' (prefix, queue, kv_cache, in_flight)");
+             }
+             o.metrics_max_age = SecondsToDuration(metrics_max_age, "metrics_max_age");
+             o.load_bound = load_bound;
+             o.virtual_nodes = virtual_nodes;
+             o.failures_before_cooldown = failures_before_cooldown;
+             o.cooldown_rate_limited = SecondsToDuration(cooldown_rate_limited, "cooldown_rate_limited");
+             o.cooldown_auth = SecondsToDuration(cooldown_auth, "cooldown_auth");
+             o.cooldown_connection = SecondsToDuration(cooldown_connection, "cooldown_connection");
+             o.cooldown_timeout = SecondsToDuration(cooldown_timeout, "cooldown_timeout");
+             o.cooldown_server = SecondsToDuration(cooldown_server, "cooldown_server");
+             o.ewma_weight = ewma_weight;
+             o.seed = seed;
+             return ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock)));
+           }),
+           py::arg("strategy") = "least_request", py::kw_only(), py::arg("block_chars") = 128,
+           py::arg("max_blocks") = 256, py::arg("kv_capacity_blocks") = 16384,
+           py::arg("imbalance_abs") = 8, py::arg("imbalance_rel") = 1.5,
+           py::arg("hot_spot_sigmas") = 2.0,
+           py::arg("weights") = std::map<std::string, double>{},
+           py::arg("metrics_max_age") = 2.0, py::arg("load_bound") = 1.25,
+           py::arg("virtual_nodes") = 64, py::arg("failures_before_cooldown") = 1,
+           py::arg("cooldown_rate_limited") = 60.0, py::arg("cooldown_auth") = 10.0,
+           py::arg("cooldown_connection") = 10.0, py::arg("cooldown_timeout") = 0.0,
+           py::arg("cooldown_server") = 0.0, py::arg("ewma_weight") = 0.2,
+           py::arg("seed") = 0, py::arg("clock") = nullptr, py::keep_alive<1, 21>())
+      .def(
+          "add_endpoint",
+          [](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
+             int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
+            ThrowIfError(b.AddEndpoint(
+                SpecFrom(std::move(id), weight, max_concurrency, kv_capacity_blocks, std::move(labels))));
+          },
+          py::arg("id"), py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
+          py::arg("kv_capacity_blocks") = 0,
+          py::arg("labels") = std::map<std::string, std::string>{},
+          "Adds an endpoint. labels={'model': ...} restricts it to that model; other labels\n"
+          "(provider, api_key, url) come back on the Pick.")
+      .def(
+          "update_endpoint",
+          [](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
+             int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
+            ThrowIfError(b.UpdateEndpoint(
+                SpecFrom(std::move(id), weight, max_concurrency, kv_capacity_blocks, std::move(labels))));
+          },
+          py::arg("id"), py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
+          py::arg("kv_capacity_blocks") = 0,
+          py::arg("labels") = std::map<std::string, std::string>{},
+          "Replaces an endpoint's settings, keeping its counters and prefix index.")
+      .def("remove_endpoint",
+           [](Balancer& b, const std::string& id) { ThrowIfError(b.RemoveEndpoint(id)); },
+           py::arg("id"), "Removes an endpoint; its picks in flight complete normally.")
+      .def("update_metrics",
+           [](Balancer& b, const std::string& id, const std::string& text) {
+             ThrowIfError(b.UpdateMetrics(id, text));
+           },
+           py::arg("id"), py::arg("text"),
+           "Feeds the endpoint's scraped Prometheus text (vLLM or SGLang).")
+      .def(
+          "pick",
+          [](Balancer& b, std::optional<py::bytes> body, const std::string& model,
+             const std::string& affinity_key) {
+            if (body) {
+              std::string_view view = *body;
+              py::gil_scoped_release release;
+              sluice::LlmRequest request = ValueOrThrow(sluice::ParseLlmRequest(view));
+              return ValueOrThrow(b.PickEndpoint(request, affinity_key));
+            }
+            return ValueOrThrow(b.PickEndpoint(sluice::PickRequest{.model = model,
+                                                                   .affinity_key = affinity_key}));
+          },
+          py::arg("body") = py::none(), py::kw_only(), py::arg("model") = "",
+          py::arg("affinity_key") = "", py::keep_alive<0, 1>(),
+          "Picks an endpoint for a raw request body (bytes: parsed, its model and prefix used),\n"
+          "or for a model name alone. Raises sluice.NotFound (no endpoint serves the model),\n"
+          "sluice.CapacityError (all at max_concurrency) or sluice.Error (all cooling down).")
+      .def(
+          "pick_parsed",
+          [](Balancer& b, const sluice::LlmRequest& request, const std::string& affinity_key) {
+            py::gil_scoped_release release;
+            return ValueOrThrow(b.PickEndpoint(request, affinity_key));
+          },
+          py::arg("request"), py::kw_only(), py::arg("affinity_key") = "", py::keep_alive<0, 1>(),
+          "pick() for a request already parsed with parse_request().")
+      .def("endpoints",
+           [](const Balancer& b) {
+             py::list out;
+             for (const auto& s : b.Endpoints()) out.append(StatsToDict(s));
+             return out;
+           },
+           "A dict per endpoint: in_flight, picks, completions, errors, EWMAs, cooldown_until,\n"
+           "prefix_blocks, metrics.");
+}
+
+}  // namespace sluice_python
