@@ -95,7 +95,9 @@ py::dict StatsToDict(const sluice::EndpointStats& s) {
 }  // namespace
 
 void BindBalancer(py::module_& m) {
-  py::class_<sluice::ChatMessage>(m, "ChatMessage")
+  py::class_<sluice::ChatMessage>(m, "ChatMessage", R"doc(
+One message of a parsed request: its role, and its content as text (text parts joined; other
+parts as their minified JSON).)doc")
       .def_readonly("role", &sluice::ChatMessage::role)
       .def_readonly("content", &sluice::ChatMessage::content)
       .def("__repr__", [](const sluice::ChatMessage& c) {
@@ -129,7 +131,9 @@ What sluice reads from an OpenAI-style request body (``parse_request``).)doc")
       py::arg("request"), py::arg("block_chars") = 128, py::arg("max_blocks") = 256,
       "The request's chained XXH3 block hashes, as the Balancer's prefix index sees them.");
 
-  py::class_<sluice::EngineMetrics>(m, "EngineMetrics")
+  py::class_<sluice::EngineMetrics>(m, "EngineMetrics", R"doc(
+A replica's load from its metrics text: waiting and running requests, KV-cache use (0..1);
+None for a series the text did not have.)doc")
       .def_readonly("waiting", &sluice::EngineMetrics::waiting)
       .def_readonly("running", &sluice::EngineMetrics::running)
       .def_readonly("kv_usage", &sluice::EngineMetrics::kv_usage);
