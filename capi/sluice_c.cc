@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -53,6 +54,12 @@ struct sluice_token_budget {
 struct sluice_reservation {
   TokenBudget::Reservation rep;
 };
+struct sluice_balancer {
+  std::unique_ptr<sluice::Balancer> rep;
+};
+struct sluice_pick {
+  sluice::Balancer::Pick rep;
+};
 
 namespace {
 
@@ -73,6 +80,7 @@ int FromStatus(const absl::Status& status) {
     case absl::StatusCode::kUnavailable: code = SLUICE_UNAVAILABLE; break;
     case absl::StatusCode::kDeadlineExceeded: code = SLUICE_DEADLINE_EXCEEDED; break;
     case absl::StatusCode::kNotFound: code = SLUICE_NOT_FOUND; break;
+    case absl::StatusCode::kAlreadyExists: code = SLUICE_ALREADY_EXISTS; break;
     default: break;
   }
   return Fail(code, std::string(status.message()));
@@ -155,6 +163,23 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_CLUSTER_MODE: return "SLUICE_PARAM_CLUSTER_MODE";
     case SLUICE_PARAM_CLUSTER_LEASE_UNITS: return "SLUICE_PARAM_CLUSTER_LEASE_UNITS";
     case SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS: return "SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS";
+    case SLUICE_PARAM_BALANCER_STRATEGY: return "SLUICE_PARAM_BALANCER_STRATEGY";
+    case SLUICE_PARAM_BALANCER_SEED: return "SLUICE_PARAM_BALANCER_SEED";
+    case SLUICE_PARAM_BALANCER_BLOCK_CHARS: return "SLUICE_PARAM_BALANCER_BLOCK_CHARS";
+    case SLUICE_PARAM_BALANCER_MAX_BLOCKS: return "SLUICE_PARAM_BALANCER_MAX_BLOCKS";
+    case SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS: return "SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS";
+    case SLUICE_PARAM_BALANCER_IMBALANCE_ABS: return "SLUICE_PARAM_BALANCER_IMBALANCE_ABS";
+    case SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI: return "SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI";
+    case SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI: return "SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI";
+    case SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI: return "SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI";
+    case SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI: return "SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI";
+    case SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS: return "SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS";
+    case SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN: return "SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN";
+    case SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS";
+    case SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS";
+    case SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS";
+    case SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS";
+    case SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS";
     default: return nullptr;
   }
 }
@@ -165,16 +190,18 @@ class OptionReader {
   // `accepted`: the parameters of the object; the cluster parameters (and a Redis store) are
   // accepted by every object.
   OptionReader(const char* function, const sluice_options* options,
-               std::initializer_list<int> accepted, bool accepts_windows)
+               std::initializer_list<int> accepted, bool accepts_windows,
+               bool accepts_cluster = true)
       : function_(function), options_(options) {
     constexpr int kClusterParams[] = {
         SLUICE_PARAM_CLUSTER_RULE,  SLUICE_PARAM_CLUSTER_ON_FAILURE,
         SLUICE_PARAM_CLUSTER_LOCAL_SHARE, SLUICE_PARAM_CLUSTER_MODE,
         SLUICE_PARAM_CLUSTER_LEASE_UNITS, SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS};
     auto check = [&](int param) {
+      const bool cluster = std::find(std::begin(kClusterParams), std::end(kClusterParams),
+                                     param) != std::end(kClusterParams);
       if (error_.empty() && std::find(accepted.begin(), accepted.end(), param) == accepted.end() &&
-          std::find(std::begin(kClusterParams), std::end(kClusterParams), param) ==
-              std::end(kClusterParams)) {
+          !(cluster && accepts_cluster)) {
         error_ = absl::StrCat(function, ": ", ParamName(param), " (", param,
                               ") does not apply to this object");
       }
@@ -182,6 +209,9 @@ class OptionReader {
     for (const auto& [param, value] : options->params) check(param);
     for (const auto& [param, value] : options->strings) check(param);
     if (!error_.empty()) return;
+    if (!accepts_cluster && options->redis != nullptr) {
+      error_ = absl::StrCat(function, ": a Redis store does not apply to this object");
+    }
     if (!accepts_windows && !options->windows.empty()) {
       error_ = absl::StrCat(function, ": windows do not apply to this object");
     }
@@ -254,6 +284,7 @@ const char* sluice_status_name(int status) {
     case SLUICE_OUT_OF_MEMORY: return "SLUICE_OUT_OF_MEMORY";
     case SLUICE_INTERNAL: return "SLUICE_INTERNAL";
     case SLUICE_NOT_FOUND: return "SLUICE_NOT_FOUND";
+    case SLUICE_ALREADY_EXISTS: return "SLUICE_ALREADY_EXISTS";
     default: return "SLUICE_UNKNOWN";
   }
 }
@@ -627,5 +658,200 @@ int sluice_reservation_cancel(sluice_reservation* reservation) {
 }
 
 void sluice_reservation_destroy(sluice_reservation* reservation) { delete reservation; }
+
+// ---- balancer --------------------------------------------------------------------------------
+
+int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
+                           sluice_balancer** out) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    OptionReader reader(
+        __func__, options,
+        {SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_PARAM_BALANCER_SEED,
+         SLUICE_PARAM_BALANCER_BLOCK_CHARS, SLUICE_PARAM_BALANCER_MAX_BLOCKS,
+         SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS, SLUICE_PARAM_BALANCER_IMBALANCE_ABS,
+         SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI, SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI,
+         SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI, SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI,
+         SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS,
+         SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN,
+         SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS,
+         SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS,
+         SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS,
+         SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS,
+         SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS},
+        /*accepts_windows=*/false, /*accepts_cluster=*/false);
+    if (!reader.ok()) return reader.Error();
+    sluice::Balancer::Options o;
+    int64_t strategy = SLUICE_BALANCER_LEAST_REQUEST;
+    reader.Get(SLUICE_PARAM_BALANCER_STRATEGY, &strategy);
+    if (strategy < SLUICE_BALANCER_ROUND_ROBIN || strategy > SLUICE_BALANCER_CONSISTENT_HASH) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": SLUICE_PARAM_BALANCER_STRATEGY must be a "
+                                         "sluice_balancer_strategy, got ", strategy));
+    }
+    // The C enum's values are the C++ enum's order.
+    o.strategy = static_cast<sluice::Balancer::Strategy>(strategy);
+    int64_t seed = 0;
+    reader.Get(SLUICE_PARAM_BALANCER_SEED, &seed);
+    o.seed = static_cast<uint64_t>(seed);
+    reader.Get(SLUICE_PARAM_BALANCER_BLOCK_CHARS, &o.prefix_hash.block_chars);
+    reader.Get(SLUICE_PARAM_BALANCER_MAX_BLOCKS, &o.prefix_hash.max_blocks);
+    reader.Get(SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS, &o.kv_capacity_blocks);
+    reader.Get(SLUICE_PARAM_BALANCER_IMBALANCE_ABS, &o.imbalance_abs);
+    auto milli = [&](int param, double* weight) {
+      constexpr int64_t kUnset = std::numeric_limits<int64_t>::min();
+      int64_t v = kUnset;
+      reader.Get(param, &v);
+      if (v != kUnset) *weight = static_cast<double>(v) / 1000.0;
+    };
+    milli(SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI, &o.weights.prefix);
+    milli(SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI, &o.weights.queue);
+    milli(SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI, &o.weights.kv_cache);
+    milli(SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI, &o.weights.in_flight);
+    reader.Get(SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS, &o.metrics_max_age);
+    reader.Get(SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN, &o.failures_before_cooldown);
+    reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS, &o.cooldown_rate_limited);
+    reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS, &o.cooldown_auth);
+    reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS, &o.cooldown_connection);
+    reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS, &o.cooldown_timeout);
+    reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS, &o.cooldown_server);
+    absl::StatusOr<std::unique_ptr<sluice::Balancer>> b = sluice::Balancer::Create(o, ClockOf(clock));
+    if (!b.ok()) return FromStatus(b.status());
+    *out = new sluice_balancer{*std::move(b)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_balancer_destroy(sluice_balancer* balancer) { delete balancer; }
+
+int sluice_balancer_add_endpoint(sluice_balancer* balancer, const char* id, size_t id_len,
+                                 int64_t weight, int64_t max_concurrency,
+                                 int64_t kv_capacity_blocks, const char* model, size_t model_len) {
+  return Guard(__func__, [&]() -> int {
+    if (balancer == nullptr) return NullArgument(__func__, "balancer");
+    if (int rc = CheckKey(__func__, id, id_len); rc != SLUICE_OK) return rc;
+    if (int rc = CheckKey(__func__, model, model_len); rc != SLUICE_OK) return rc;
+    sluice::EndpointSpec e;
+    e.id = std::string(Key(id, id_len));
+    e.weight = weight;
+    e.max_concurrency = max_concurrency;
+    e.kv_capacity_blocks = kv_capacity_blocks;
+    if (model_len > 0) e.labels.emplace("model", std::string(Key(model, model_len)));
+    return FromStatus(balancer->rep->AddEndpoint(e));
+  });
+}
+
+int sluice_balancer_remove_endpoint(sluice_balancer* balancer, const char* id, size_t id_len) {
+  return Guard(__func__, [&]() -> int {
+    if (balancer == nullptr) return NullArgument(__func__, "balancer");
+    if (int rc = CheckKey(__func__, id, id_len); rc != SLUICE_OK) return rc;
+    return FromStatus(balancer->rep->RemoveEndpoint(Key(id, id_len)));
+  });
+}
+
+int sluice_balancer_update_metrics(sluice_balancer* balancer, const char* id, size_t id_len,
+                                   const char* text, size_t text_len) {
+  return Guard(__func__, [&]() -> int {
+    if (balancer == nullptr) return NullArgument(__func__, "balancer");
+    if (int rc = CheckKey(__func__, id, id_len); rc != SLUICE_OK) return rc;
+    if (text == nullptr && text_len != 0) return NullArgument(__func__, "text");
+    return FromStatus(balancer->rep->UpdateMetrics(Key(id, id_len), Key(text, text_len)));
+  });
+}
+
+int64_t sluice_balancer_in_flight(const sluice_balancer* balancer, const char* id, size_t id_len) {
+  if (balancer == nullptr || (id == nullptr && id_len != 0)) return -1;
+  try {
+    for (const sluice::EndpointStats& s : balancer->rep->Endpoints()) {
+      if (s.id == Key(id, id_len)) return s.in_flight;
+    }
+  } catch (...) {
+  }
+  return -1;
+}
+
+namespace {
+int PickInto(absl::StatusOr<sluice::Balancer::Pick> pick, sluice_pick** out) {
+  if (!pick.ok()) return FromStatus(pick.status());
+  *out = new sluice_pick{*std::move(pick)};
+  return SLUICE_OK;
+}
+
+// The C enums mirror the C++ ones value for value; these keep them from drifting apart.
+static_assert(static_cast<int>(sluice::Balancer::Strategy::kConsistentHash) ==
+              SLUICE_BALANCER_CONSISTENT_HASH);
+static_assert(static_cast<int>(sluice::Balancer::Strategy::kPrefixAffinity) ==
+              SLUICE_BALANCER_PREFIX_AFFINITY);
+static_assert(static_cast<int>(sluice::Outcome::ErrorClass::kAbandoned) ==
+              SLUICE_OUTCOME_ABANDONED);
+static_assert(static_cast<int>(sluice::Outcome::ErrorClass::kRateLimited) ==
+              SLUICE_OUTCOME_RATE_LIMITED);
+}  // namespace
+
+int sluice_balancer_pick(sluice_balancer* balancer, const char* body, size_t body_len,
+                         const char* affinity_key, size_t affinity_key_len, sluice_pick** out) {
+  return Guard(__func__, [&]() -> int {
+    if (balancer == nullptr) return NullArgument(__func__, "balancer");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
+    if (int rc = CheckKey(__func__, affinity_key, affinity_key_len); rc != SLUICE_OK) return rc;
+    absl::StatusOr<sluice::LlmRequest> request = sluice::ParseLlmRequest(Key(body, body_len));
+    if (!request.ok()) return FromStatus(request.status());
+    return PickInto(balancer->rep->PickEndpoint(*request, Key(affinity_key, affinity_key_len)), out);
+  });
+}
+
+int sluice_balancer_pick_model(sluice_balancer* balancer, const char* model, size_t model_len,
+                               const char* affinity_key, size_t affinity_key_len,
+                               sluice_pick** out) {
+  return Guard(__func__, [&]() -> int {
+    if (balancer == nullptr) return NullArgument(__func__, "balancer");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (int rc = CheckKey(__func__, model, model_len); rc != SLUICE_OK) return rc;
+    if (int rc = CheckKey(__func__, affinity_key, affinity_key_len); rc != SLUICE_OK) return rc;
+    sluice::PickRequest request;
+    request.model = Key(model, model_len);
+    request.affinity_key = Key(affinity_key, affinity_key_len);
+    return PickInto(balancer->rep->PickEndpoint(request), out);
+  });
+}
+
+const char* sluice_pick_endpoint_id(const sluice_pick* pick, size_t* len) {
+  if (pick == nullptr) {
+    if (len != nullptr) *len = 0;
+    return "";
+  }
+  if (len != nullptr) *len = pick->rep.endpoint_id().size();
+  return pick->rep.endpoint_id().data();
+}
+
+int64_t sluice_pick_matched_blocks(const sluice_pick* pick) {
+  return pick == nullptr ? 0 : pick->rep.matched_blocks();
+}
+
+int sluice_pick_complete(sluice_pick* pick, int http_status, int error, int64_t ttft_nanos,
+                         int64_t latency_nanos) {
+  return Guard(__func__, [&]() -> int {
+    if (pick == nullptr) return NullArgument(__func__, "pick");
+    if (error < SLUICE_OUTCOME_NONE || error > SLUICE_OUTCOME_ABANDONED) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": error must be a sluice_outcome_error, got ", error));
+    }
+    if (ttft_nanos < 0 || latency_nanos < 0) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": ttft_nanos and latency_nanos must be >= 0"));
+    }
+    sluice::Outcome o;
+    o.http_status = http_status;
+    o.error = static_cast<sluice::Outcome::ErrorClass>(error);  // the C enum mirrors its order
+    o.ttft = absl::Nanoseconds(ttft_nanos);
+    o.latency = absl::Nanoseconds(latency_nanos);
+    pick->rep.Complete(o);
+    return SLUICE_OK;
+  });
+}
+
+void sluice_pick_destroy(sluice_pick* pick) { delete pick; }
 
 }  // extern "C"

@@ -76,7 +76,8 @@ typedef enum sluice_status {
   SLUICE_DEADLINE_EXCEEDED = 5,  /* a wait ran out of time (later scopes) */
   SLUICE_OUT_OF_MEMORY = 6,
   SLUICE_INTERNAL = 7,           /* a bug in sluice */
-  SLUICE_NOT_FOUND = 8           /* e.g. removing a shared region that does not exist */
+  SLUICE_NOT_FOUND = 8,          /* e.g. removing a shared region that does not exist */
+  SLUICE_ALREADY_EXISTS = 9      /* e.g. adding a balancer endpoint twice */
   /* New codes may be added; treat unknown codes as errors. */
 } sluice_status;
 
@@ -145,7 +146,25 @@ typedef enum sluice_param {
   SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602,   /* default 1 */
   SLUICE_PARAM_CLUSTER_MODE = 603,          /* a sluice_cluster_mode; default SLUICE_CLUSTER_STRICT */
   SLUICE_PARAM_CLUSTER_LEASE_UNITS = 604,   /* leased mode; default 0: 1% of the smallest burst */
-  SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS = 605 /* leased mode; default 0: 1% of the shortest period */
+  SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS = 605,/* leased mode; default 0: 1% of the shortest period */
+  /* The balancer (sluice/balancer.h has every default and rule). Weights are in thousandths. */
+  SLUICE_PARAM_BALANCER_STRATEGY = 700,     /* a sluice_balancer_strategy; default LEAST_REQUEST */
+  SLUICE_PARAM_BALANCER_SEED = 701,         /* default 0: random */
+  SLUICE_PARAM_BALANCER_BLOCK_CHARS = 702,  /* default 128 */
+  SLUICE_PARAM_BALANCER_MAX_BLOCKS = 703,   /* default 256 */
+  SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS = 704, /* default 16384 */
+  SLUICE_PARAM_BALANCER_IMBALANCE_ABS = 705,      /* default 8 */
+  SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI = 706,    /* default 3000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI = 707,     /* default 2000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI = 708,  /* default 2000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI = 709, /* default 1000 */
+  SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS = 710,  /* default 2 s */
+  SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN = 711,        /* default 1 */
+  SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS = 712,     /* default 60 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS = 713,             /* default 10 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS = 714,       /* default 10 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS = 715,          /* default 0 */
+  SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS = 716            /* default 0 */
 } sluice_param;
 
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
@@ -249,6 +268,70 @@ SLUICE_API int sluice_reservation_settle(sluice_reservation* reservation, int64_
 SLUICE_API int sluice_reservation_cancel(sluice_reservation* reservation);
 /* An unsettled reservation stays charged as estimated. */
 SLUICE_API void sluice_reservation_destroy(sluice_reservation* reservation);
+
+/* ---- balancer (sluice/balancer.h) ------------------------------------------------------- */
+typedef enum sluice_balancer_strategy {
+  SLUICE_BALANCER_ROUND_ROBIN = 0,
+  SLUICE_BALANCER_WEIGHTED_ROUND_ROBIN = 1,
+  SLUICE_BALANCER_LEAST_REQUEST = 2,
+  SLUICE_BALANCER_PREFIX_AFFINITY = 3,
+  SLUICE_BALANCER_SCORED = 4,
+  SLUICE_BALANCER_CONSISTENT_HASH = 5
+} sluice_balancer_strategy;
+
+/* How a request ended (sluice::Outcome::ErrorClass). With SLUICE_OUTCOME_NONE, an HTTP status
+ * >= 400 is classified (429 rate limited, 401/403 auth, 5xx server, other 4xx client). */
+typedef enum sluice_outcome_error {
+  SLUICE_OUTCOME_NONE = 0,
+  SLUICE_OUTCOME_RATE_LIMITED = 1,
+  SLUICE_OUTCOME_AUTH = 2,
+  SLUICE_OUTCOME_CONNECTION = 3,
+  SLUICE_OUTCOME_TIMEOUT = 4,
+  SLUICE_OUTCOME_SERVER = 5,
+  SLUICE_OUTCOME_CLIENT = 6,
+  SLUICE_OUTCOME_ABANDONED = 7
+} sluice_outcome_error;
+
+typedef struct sluice_balancer sluice_balancer;
+typedef struct sluice_pick sluice_pick;
+/* Reads the SLUICE_PARAM_BALANCER_* parameters. Thread-safe, like the C++ object. */
+SLUICE_API int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
+                                      sluice_balancer** out);
+/* Picks made by the balancer stay valid after it is destroyed. */
+SLUICE_API void sluice_balancer_destroy(sluice_balancer* balancer);
+/* `model` (may be empty) restricts the endpoint to requests for that model. kv_capacity_blocks
+ * 0: the balancer's default. SLUICE_ALREADY_EXISTS if the id is taken. */
+SLUICE_API int sluice_balancer_add_endpoint(sluice_balancer* balancer, const char* id, size_t id_len,
+                                            int64_t weight, int64_t max_concurrency,
+                                            int64_t kv_capacity_blocks, const char* model,
+                                            size_t model_len);
+SLUICE_API int sluice_balancer_remove_endpoint(sluice_balancer* balancer, const char* id,
+                                               size_t id_len);
+/* Feeds the endpoint's scraped vLLM / SGLang Prometheus text. */
+SLUICE_API int sluice_balancer_update_metrics(sluice_balancer* balancer, const char* id,
+                                              size_t id_len, const char* text, size_t text_len);
+/* Requests the endpoint has in flight, or -1 if there is no endpoint by that id. */
+SLUICE_API int64_t sluice_balancer_in_flight(const sluice_balancer* balancer, const char* id,
+                                             size_t id_len);
+/* Picks for a raw OpenAI-style JSON body (parsed: model, prefix). `affinity_key` may be empty.
+ * SLUICE_INVALID_ARGUMENT for a malformed body (the message names the field), SLUICE_NOT_FOUND
+ * when no endpoint serves the model, SLUICE_RESOURCE_EXHAUSTED when all are at max
+ * concurrency, SLUICE_UNAVAILABLE when all are cooling down. */
+SLUICE_API int sluice_balancer_pick(sluice_balancer* balancer, const char* body, size_t body_len,
+                                    const char* affinity_key, size_t affinity_key_len,
+                                    sluice_pick** out);
+/* The same for a model name alone (may be empty: any endpoint). */
+SLUICE_API int sluice_balancer_pick_model(sluice_balancer* balancer, const char* model,
+                                          size_t model_len, const char* affinity_key,
+                                          size_t affinity_key_len, sluice_pick** out);
+/* The chosen endpoint's id; not NUL-terminated, valid while the pick lives. */
+SLUICE_API const char* sluice_pick_endpoint_id(const sluice_pick* pick, size_t* len);
+SLUICE_API int64_t sluice_pick_matched_blocks(const sluice_pick* pick);
+/* Reports the outcome (only the first call counts). error: a sluice_outcome_error. */
+SLUICE_API int sluice_pick_complete(sluice_pick* pick, int http_status, int error,
+                                    int64_t ttft_nanos, int64_t latency_nanos);
+/* A pick destroyed without sluice_pick_complete counts as abandoned. */
+SLUICE_API void sluice_pick_destroy(sluice_pick* pick);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -20,11 +20,14 @@
 #ifndef SLUICE_SLUICE_HPP_
 #define SLUICE_SLUICE_HPP_
 
+#include "sluice/balancer.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
+#include "sluice/engine_metrics.h"
 #include "sluice/leaky_bucket.h"
+#include "sluice/llm_request.h"
 #include "sluice/rate_limiter.h"
 #include "sluice/redis_store.h"
 #include "sluice/shared_region.h"

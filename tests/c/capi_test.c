@@ -34,7 +34,8 @@ static void test_version_and_status_names(void) {
   CHECK(SLUICE_OK == 0 && SLUICE_INVALID_ARGUMENT == 1 && SLUICE_RESOURCE_EXHAUSTED == 2 &&
         SLUICE_FAILED_PRECONDITION == 3 && SLUICE_UNAVAILABLE == 4 &&
         SLUICE_DEADLINE_EXCEEDED == 5 && SLUICE_OUT_OF_MEMORY == 6 && SLUICE_INTERNAL == 7 &&
-        SLUICE_NOT_FOUND == 8);
+        SLUICE_NOT_FOUND == 8 && SLUICE_ALREADY_EXISTS == 9);
+  CHECK(strcmp(sluice_status_name(SLUICE_ALREADY_EXISTS), "SLUICE_ALREADY_EXISTS") == 0);
 }
 
 static void test_destroy_accepts_null(void) {
@@ -46,6 +47,8 @@ static void test_destroy_accepts_null(void) {
   sluice_permit_destroy(NULL);
   sluice_token_budget_destroy(NULL);
   sluice_reservation_destroy(NULL);
+  sluice_balancer_destroy(NULL);
+  sluice_pick_destroy(NULL);
   CHECK(1);
 }
 
@@ -404,6 +407,112 @@ static void test_cluster_scope_other_objects(void) {
   sluice_redis_store_destroy(store);
 }
 
+static int id_is(const sluice_pick* pick, const char* id) {
+  size_t len = 0;
+  const char* got = sluice_pick_endpoint_id(pick, &len);
+  return len == strlen(id) && memcmp(got, id, len) == 0;
+}
+
+static void test_balancer(void) {
+  sluice_clock* clock = NULL;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_BALANCER_PREFIX_AFFINITY) ==
+        SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_SEED, 7) == SLUICE_OK);
+  sluice_balancer* b = NULL;
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(b, "a", 1, 1, 0, 0, "qwen", 4) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(b, "b", 1, 1, 1, 0, "qwen", 4) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(b, "a", 1, 1, 0, 0, NULL, 0) == SLUICE_ALREADY_EXISTS);
+  CHECK(sluice_balancer_add_endpoint(b, "z", 1, 0, 0, 0, NULL, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "weight") != NULL);
+
+  const char* body =
+      "{\"model\":\"qwen\",\"messages\":[{\"role\":\"system\",\"content\":"
+      "\"a long shared system prompt, long enough to fill more than one block of the prefix "
+      "index, which is one hundred and twenty-eight bytes long by default\"},"
+      "{\"role\":\"user\",\"content\":\"hello\"}]}";
+  sluice_pick* first = NULL;
+  CHECK(sluice_balancer_pick(b, body, strlen(body), NULL, 0, &first) == SLUICE_OK);
+  CHECK(sluice_pick_complete(first, 200, SLUICE_OUTCOME_NONE, 50 * MILLI, SECOND) == SLUICE_OK);
+  sluice_pick* again = NULL;
+  CHECK(sluice_balancer_pick(b, body, strlen(body), NULL, 0, &again) == SLUICE_OK);
+  size_t first_len = 0, again_len = 0;
+  const char* first_id = sluice_pick_endpoint_id(first, &first_len);
+  const char* again_id = sluice_pick_endpoint_id(again, &again_len);
+  CHECK(first_len == again_len && memcmp(first_id, again_id, first_len) == 0);
+  CHECK(sluice_pick_matched_blocks(again) >= 1);
+  CHECK(sluice_balancer_in_flight(b, again_id, again_len) == 1);
+  sluice_pick_destroy(again); /* abandoned: back to 0 in flight */
+  CHECK(sluice_balancer_in_flight(b, first_id, first_len) == 0);
+  sluice_pick_destroy(first);
+  CHECK(sluice_balancer_in_flight(b, "nope", 4) == -1);
+
+  /* Malformed bodies and unknown models fail with codes and a message naming the field. */
+  sluice_pick* p = NULL;
+  CHECK(sluice_balancer_pick(b, "{\"model\":1}", 11, NULL, 0, &p) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "model") != NULL);
+  CHECK(sluice_balancer_pick(b, NULL, 5, NULL, 0, &p) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_balancer_pick_model(b, "llama", 5, NULL, 0, &p) == SLUICE_NOT_FOUND);
+  CHECK(sluice_balancer_pick_model(NULL, "qwen", 4, NULL, 0, &p) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, NULL) == SLUICE_INVALID_ARGUMENT);
+
+  /* A rate-limited endpoint cools down for 60 s; b has max_concurrency 1. */
+  CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &p) == SLUICE_OK);
+  const int on_a = id_is(p, "a");
+  CHECK(sluice_pick_complete(p, 429, SLUICE_OUTCOME_NONE, 0, 0) == SLUICE_OK);
+  CHECK(sluice_pick_complete(p, 200, 99, 0, 0) == SLUICE_INVALID_ARGUMENT);
+  sluice_pick_destroy(p);
+  sluice_pick* held = NULL;
+  CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &held) == SLUICE_OK);
+  CHECK(id_is(held, on_a ? "b" : "a"));
+  if (!on_a) { /* a is the one left and has no cap: a second pick still works */
+    sluice_pick* more = NULL;
+    CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &more) == SLUICE_OK);
+    sluice_pick_destroy(more);
+  } else {
+    CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &p) == SLUICE_RESOURCE_EXHAUSTED);
+  }
+  sluice_pick_destroy(held);
+  CHECK(sluice_manual_clock_advance(clock, 60 * SECOND) == SLUICE_OK);
+
+  /* Metrics text errors name the line; removal of an unknown id is NOT_FOUND. */
+  CHECK(sluice_balancer_update_metrics(b, "a", 1, "vllm:num_requests_waiting 3\n", 28) ==
+        SLUICE_OK);
+  CHECK(sluice_balancer_update_metrics(b, "a", 1, "x{", 2) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "line 1") != NULL);
+  CHECK(sluice_balancer_remove_endpoint(b, "nope", 4) == SLUICE_NOT_FOUND);
+
+  /* A pick outlives its balancer. */
+  CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &p) == SLUICE_OK);
+  CHECK(sluice_balancer_remove_endpoint(b, "a", 1) == SLUICE_OK);
+  sluice_balancer_destroy(b);
+  CHECK(sluice_pick_complete(p, 200, SLUICE_OUTCOME_NONE, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+
+  /* Options that do not apply are named; a bad strategy is rejected. */
+  CHECK(sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 3) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_MAX_IN_FLIGHT") != NULL);
+  sluice_options_destroy(o);
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, 42) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_BALANCER_SCORED) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI, -1000) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "weights.prefix") != NULL);
+  sluice_options_destroy(o);
+  o = sluice_options_create(); /* cluster parameters do not apply to a balancer */
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 2) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_CLUSTER_LOCAL_SHARE") != NULL);
+  sluice_options_destroy(o);
+  CHECK(sluice_balancer_create(NULL, clock, &b) == SLUICE_INVALID_ARGUMENT);
+  sluice_clock_destroy(clock);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -415,6 +524,7 @@ int main(void) {
   test_shared_region();
   test_cluster_scope_failure_modes();
   test_cluster_scope_other_objects();
+  test_balancer();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
