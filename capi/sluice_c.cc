@@ -679,7 +679,8 @@ int sluice_balancer_create(const sluice_options* options, const sluice_clock* cl
          SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS,
          SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS,
          SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS,
-         SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS},
+         SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS, SLUICE_PARAM_SHARED_REGION,
+         SLUICE_PARAM_MAX_IN_FLIGHT, SLUICE_PARAM_LEASE_NANOS},
         /*accepts_windows=*/false, /*accepts_cluster=*/false);
     if (!reader.ok()) return reader.Error();
     sluice::Balancer::Options o;
@@ -716,6 +717,9 @@ int sluice_balancer_create(const sluice_options* options, const sluice_clock* cl
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS, &o.cooldown_connection);
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS, &o.cooldown_timeout);
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS, &o.cooldown_server);
+    reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);  // host-shared in-flight counts
+    reader.Get(SLUICE_PARAM_MAX_IN_FLIGHT, &o.shared_max_in_flight);
+    reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.shared_lease);
     absl::StatusOr<std::unique_ptr<sluice::Balancer>> b = sluice::Balancer::Create(o, ClockOf(clock));
     if (!b.ok()) return FromStatus(b.status());
     *out = new sluice_balancer{*std::move(b)};

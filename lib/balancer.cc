@@ -63,6 +63,12 @@ absl::Status Validate(const Balancer::Options& o) {
   if (!Finite(o.ewma_weight) || o.ewma_weight <= 0 || o.ewma_weight > 1) {
     return Invalid("ewma_weight", "must be in (0, 1]");
   }
+  if (!o.shared_region.empty()) {
+    if (o.shared_max_in_flight < 1 || o.shared_max_in_flight > 4096) {
+      return Invalid("shared_max_in_flight", "must be in [1, 4096]");
+    }
+    if (o.shared_lease <= absl::ZeroDuration()) return Invalid("shared_lease", "must be > 0");
+  }
   return absl::OkStatus();
 }
 
@@ -207,8 +213,23 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                                                            const Clock* clock) {
   if (clock == nullptr) return internal::Invalid("clock", "must not be null");
   if (absl::Status s = internal::Validate(options); !s.ok()) return s;
-  return std::unique_ptr<Balancer>(
-      new Balancer(std::make_unique<internal::BalancerCore>(options, clock)));
+  auto core = std::make_unique<internal::BalancerCore>(options, clock);
+  if (!options.shared_region.empty()) {
+    ConcurrencyLimiter::Options counts;
+    counts.shared_region = options.shared_region;
+    counts.max_in_flight = options.shared_max_in_flight;
+    counts.lease = options.shared_lease;
+    counts.max_keys = 4096;  // endpoints per region
+    absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> limiter =
+        ConcurrencyLimiter::Create(counts, clock);
+    if (!limiter.ok()) {
+      return absl::Status(limiter.status().code(),
+                          absl::StrCat("sluice.Balancer: shared_region: ",
+                                       limiter.status().message()));
+    }
+    core->set_host_counts(std::shared_ptr<ConcurrencyLimiter>(*std::move(limiter)));
+  }
+  return std::unique_ptr<Balancer>(new Balancer(std::move(core)));
 }
 
 Balancer::Balancer(std::unique_ptr<internal::BalancerCore> core) : core_(std::move(core)) {}
@@ -259,6 +280,8 @@ Balancer::Pick& Balancer::Pick::operator=(Pick&& other) noexcept {
     state_ = std::move(other.state_);
     spec_ = std::move(other.spec_);
     matched_blocks_ = other.matched_blocks_;
+    host_lease_ = std::move(other.host_lease_);  // the old lease (if any) went with Complete
+    host_counts_ = std::move(other.host_counts_);
   }
   return *this;
 }
@@ -278,6 +301,7 @@ std::string_view Balancer::Pick::label(std::string_view name) const {
 void Balancer::Pick::Complete(const Outcome& outcome) {
   if (state_ == nullptr) return;
   std::shared_ptr<internal::EndpointState> state = std::move(state_);
+  (void)host_lease_.Release();  // an expired lease has already stopped counting
   state->Complete(outcome);
 }
 

@@ -39,6 +39,8 @@ class BalancerCore {
 
   // The endpoints that may take this request, into candidates_; an error when none may.
   absl::Status Filter(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Load of candidate i: in flight per unit of weight (host-wide with a shared region).
+  double LoadOf(size_t i) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return loads_[i]; }
   // Each strategy returns an index into candidates_ and sets matched_ for prefix strategies.
   size_t RoundRobin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t SmoothWeighted() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -57,6 +59,13 @@ class BalancerCore {
   void RebuildRing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::shared_ptr<const CompletionPolicy> policy_;
+  // Host scope: in-flight counts shared through a region (null in process scope).
+  std::shared_ptr<ConcurrencyLimiter> host_counts_;
+
+ public:
+  void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
+
+ private:
   mutable absl::Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);
@@ -68,6 +77,8 @@ class BalancerCore {
   // Per-pick scratch, kept to avoid allocating on every pick.
   std::vector<State*> candidates_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> weights_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> loads_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t matched_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -30,11 +30,6 @@ struct EndpointState {
 
   // Folds a completed request into the counters, averages and cooldown.
   void Complete(const Outcome& outcome);
-  // Load as the balancer sees it: in flight per unit of weight.
-  double Load(int64_t weight) const {
-    return static_cast<double>(in_flight.load(std::memory_order_relaxed)) /
-           static_cast<double>(weight);
-  }
   EndpointStats Stats() const;
 
   const std::shared_ptr<const CompletionPolicy> policy;

@@ -27,6 +27,8 @@ bool ServesModel(const EndpointSpec& spec, std::string_view model) {
 absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   candidates_.clear();
   weights_.clear();
+  loads_.clear();
+  in_flight_.clear();
   size_t serving = 0, cooling = 0;
   int64_t first_back = std::numeric_limits<int64_t>::max();
   for (const auto& e : endpoints_) {
@@ -39,12 +41,15 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
       first_back = std::min(first_back, until);
       continue;
     }
-    if (spec.max_concurrency > 0 &&
-        e->in_flight.load(std::memory_order_relaxed) >= spec.max_concurrency) {
-      continue;
-    }
+    // Host scope: what every process on the host has in flight there.
+    const int64_t in_flight = host_counts_ != nullptr
+                                  ? std::max<int64_t>(0, host_counts_->InFlight(spec.id))
+                                  : e->in_flight.load(std::memory_order_relaxed);
+    if (spec.max_concurrency > 0 && in_flight >= spec.max_concurrency) continue;
     candidates_.push_back(e.get());
     weights_.push_back(spec.weight);
+    in_flight_.push_back(in_flight);
+    loads_.push_back(static_cast<double>(in_flight) / static_cast<double>(spec.weight));
   }
   if (!candidates_.empty()) return absl::OkStatus();
   if (serving == 0) {
@@ -69,7 +74,7 @@ size_t BalancerCore::LeastLoaded(Eligible eligible) {
   int64_t best_index = 0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
     if (!eligible(i)) continue;
-    const double load = candidates_[i]->Load(weights_[i]);
+    const double load = LoadOf(i);
     const int64_t index = candidates_[i]->slot >= 0 ? index_.size(candidates_[i]->slot) : 0;
     if (best == candidates_.size() || load < best_load ||
         (load == best_load && index < best_index)) {
@@ -103,7 +108,7 @@ size_t BalancerCore::PowerOfTwo() {
   const size_t a = rng_() % n;
   size_t b = rng_() % (n - 1);
   if (b >= a) ++b;
-  const double la = candidates_[a]->Load(weights_[a]), lb = candidates_[b]->Load(weights_[b]);
+  const double la = LoadOf(a), lb = LoadOf(b);
   return lb < la ? b : a;
 }
 
@@ -111,7 +116,7 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   const size_t n = candidates_.size();
   double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max(), high = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double load = candidates_[i]->Load(weights_[i]);
+    const double load = LoadOf(i);
     sum += load, sum_sq += load * load;
     low = std::min(low, load), high = std::max(high, load);
   }
@@ -126,7 +131,7 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   const double hot = mean + options.hot_spot_sigmas * sigma + 1;
   uint64_t mask = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (candidates_[i]->slot >= 0 && candidates_[i]->Load(weights_[i]) <= hot) {
+    if (candidates_[i]->slot >= 0 && LoadOf(i) <= hot) {
       mask |= uint64_t{1} << candidates_[i]->slot;
     }
   }
@@ -152,7 +157,7 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
   for (size_t i = 0; i < n; ++i) {
     State& e = *candidates_[i];
     const int64_t in_flight = e.in_flight.load(std::memory_order_relaxed);
-    s[i] = {static_cast<double>(in_flight), 0, e.Load(weights_[i]), 0, false};
+    s[i] = {static_cast<double>(in_flight_[i]), 0, LoadOf(i), 0, false};
     {
       MutexLock lock(&e.mu);
       if (e.metrics && now - e.metrics_at <= max_age) {
@@ -200,9 +205,9 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
   if (key.empty() || ring_.empty()) return PowerOfTwo();
   ++epoch_;
   int64_t total = 0;
-  for (State* c : candidates_) {
-    c->candidate_epoch = epoch_;
-    total += c->in_flight.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    candidates_[i]->candidate_epoch = epoch_;
+    total += in_flight_[i];
   }
   // Bounded loads (Mirrokni, Thorup, Zadimoghaddam): nobody takes more than load_bound x mean.
   const double bound = std::ceil(options.load_bound * static_cast<double>(total + 1) /
@@ -212,11 +217,10 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
               ring_.begin();
   for (size_t step = 0; step < ring_.size(); ++step, ++at) {
     State* e = ring_[at % ring_.size()].second;
-    if (e->candidate_epoch == epoch_ &&
-        static_cast<double>(e->in_flight.load(std::memory_order_relaxed)) < bound) {
-      return static_cast<size_t>(std::find(candidates_.begin(), candidates_.end(), e) -
-                                 candidates_.begin());
-    }
+    if (e->candidate_epoch != epoch_) continue;
+    const size_t i = static_cast<size_t>(std::find(candidates_.begin(), candidates_.end(), e) -
+                                         candidates_.begin());
+    if (static_cast<double>(in_flight_[i]) < bound) return i;
   }
   return LeastLoaded([](size_t) { return true; });
 }
@@ -242,7 +246,13 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);
   for (const auto& owner : endpoints_) {
-    if (owner.get() == e) return Balancer::Pick(owner, e->spec, matched_);
+    if (owner.get() != e) continue;
+    Balancer::Pick pick(owner, e->spec, matched_);
+    if (host_counts_ != nullptr) {
+      pick.host_counts_ = host_counts_;
+      pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
+    }
+    return pick;
   }
   return absl::InternalError("sluice.Balancer: picked endpoint vanished");  // unreachable
 }

@@ -37,6 +37,13 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
   // A block touched within the last quarter of the capacity is young enough: skipping its
   // re-touch keeps a repeated prompt cheap and cannot get it evicted before older blocks.
   const uint64_t young = static_cast<uint64_t>(std::max<int64_t>(1, capacity / 4));
+  if (blocks.empty()) return;
+  // Block i's hash covers blocks 0..i, so whoever last touched the deepest block touched this
+  // whole path then (or found it younger still). If that was recent, the path is young: done.
+  if (auto deepest = lru.stamps.find(blocks.back());
+      deepest != lru.stamps.end() && lru.clock - deepest->second < young) {
+    return;
+  }
   // Deepest first, so a path's shallow blocks end up the most recent and are evicted last.
   for (size_t i = blocks.size(); i-- > 0;) {
     const uint64_t stamp = ++lru.clock;

@@ -75,6 +75,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "sluice/clock.h"
+#include "sluice/concurrency_limiter.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/llm_request.h"
 
@@ -92,8 +93,8 @@ struct EndpointSpec {
   std::string id;
   // Relative capacity, >= 1. Default 1.
   int64_t weight = 1;
-  // Requests in flight at once through this balancer; a saturated endpoint is skipped. 0 (the
-  // default) means no cap.
+  // Requests in flight at once through this balancer (host-wide with Options::shared_region); a
+  // saturated endpoint is skipped. 0 (the default) means no cap.
   int64_t max_concurrency = 0;
   // Prefix-index entries (blocks) kept for this endpoint: its KV capacity in blocks of
   // `Options::prefix_hash.block_chars` bytes. 0 (the default): `Options::kv_capacity_blocks`.
@@ -211,6 +212,17 @@ class Balancer {
     double ewma_weight = 0.2;
     // Seed of the random tie-breaks and power-of-two samples; 0 picks one at random.
     uint64_t seed = 0;
+    // Host scope: every process on the host that uses the same region name sees the others'
+    // in-flight counts, so least request (and every load-aware rule) balances the host's
+    // Gunicorn workers together instead of each on its own. Each pick holds a lease in the
+    // region (sluice/concurrency_limiter.h), so a process killed with picks in flight leaves
+    // counts that expire after `shared_lease`. Default: empty (each process counts alone).
+    std::string shared_region;
+    // Host scope: picks in flight per endpoint that the region can count, host-wide (at most
+    // 4096). A pick beyond it still goes out, counted only in its own process. Default 256.
+    int64_t shared_max_in_flight = 256;
+    // Host scope: how long an uncompleted pick counts. Default 10 minutes. > 0.
+    absl::Duration shared_lease = absl::Minutes(10);
   };
 
   class Pick;
@@ -281,6 +293,10 @@ class Balancer::Pick {
   std::shared_ptr<internal::EndpointState> state_;
   std::shared_ptr<const EndpointSpec> spec_;
   int64_t matched_blocks_ = 0;
+  // Host scope: the pick's lease in the shared region (declared after its owner, so it is
+  // released first).
+  std::shared_ptr<ConcurrencyLimiter> host_counts_;
+  ConcurrencyLimiter::Permit host_lease_;
 };
 
 }  // namespace v1

@@ -294,7 +294,9 @@ typedef enum sluice_outcome_error {
 
 typedef struct sluice_balancer sluice_balancer;
 typedef struct sluice_pick sluice_pick;
-/* Reads the SLUICE_PARAM_BALANCER_* parameters. Thread-safe, like the C++ object. */
+/* Reads the SLUICE_PARAM_BALANCER_* parameters, and for host-shared in-flight counts
+ * SLUICE_PARAM_SHARED_REGION (with SLUICE_PARAM_MAX_IN_FLIGHT, default 256, and
+ * SLUICE_PARAM_LEASE_NANOS, default 10 min). Thread-safe, like the C++ object. */
 SLUICE_API int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
                                       sluice_balancer** out);
 /* Picks made by the balancer stay valid after it is destroyed. */

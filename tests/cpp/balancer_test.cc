@@ -2,11 +2,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "sluice/shared_region.h"
 #include "test_support.h"
 
 using sluice::Balancer;
@@ -338,4 +342,62 @@ TEST_CASE("parsed requests route by their own block hashes") {
   CHECK(second.endpoint_id() == first.endpoint_id());
   // 2,016 bytes were 15 full blocks and a partial one; the partial one changed.
   CHECK(second.matched_blocks() == 15);
+}
+
+namespace {
+// A shared-memory region name unique to this test process and call, removed afterwards.
+struct Region {
+  std::string name = "balancer-test-" + std::to_string(getpid()) + "-" + std::to_string(++count);
+  ~Region() { (void)sluice::RemoveSharedRegion(name); }
+  static inline int count = 0;
+};
+}  // namespace
+
+TEST_CASE("host scope: processes see each other's in-flight picks, and a killed one's expire") {
+  ManualClock clock;
+  Region region;
+  Balancer::Options o;
+  o.shared_region = region.name;
+  o.shared_lease = absl::Minutes(1);
+  auto here = Make(Strategy::kLeastRequest, &clock, o);
+  AddAll(*here, {{.id = "a"}, {.id = "b"}});
+
+  // A forked worker holds three picks on "a" and dies without completing them.
+  const pid_t child = fork();
+  if (child == 0) {
+    auto there = Balancer::Create(o, &clock);
+    int held = 0;
+    if (there.ok() && (*there)->AddEndpoint({.id = "a"}).ok()) {
+      for (int i = 0; i < 3; ++i) {
+        auto pick = (*there)->PickEndpoint(PickRequest{});
+        if (pick.ok()) {
+          new Balancer::Pick(*std::move(pick));  // leaked on purpose: never completed
+          ++held;
+        }
+      }
+    }
+    _exit(held == 3 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+
+  // This process has nothing in flight, yet it sees a's three and sends new work to b.
+  std::vector<Pick> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(Value(here->PickEndpoint(PickRequest{})));
+    CHECK(held.back().endpoint_id() == "b");
+  }
+  CHECK(StatsOf(*here, "a")->in_flight == 0);  // the local view: this process's own picks
+  held.clear();
+  // The dead worker's leases end after shared_lease; then both endpoints are equal again.
+  clock.Advance(absl::Minutes(1) + absl::Seconds(1));
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 100; ++i) counts[PickId(*here)]++;
+  CHECK(counts["a"] > 20);
+  CHECK(counts["b"] > 20);
+
+  o.shared_max_in_flight = 0;
+  CHECK_THAT(ErrorOf(Balancer::Create(o, &clock)), Catch::Contains("shared_max_in_flight"));
 }

@@ -114,3 +114,36 @@ def test_scored_follows_metrics_and_picks_from_many_threads():
         t.join()
     assert sum(e["completions"] for e in b.endpoints()) == 2001
     assert all(e["in_flight"] == 0 for e in b.endpoints())
+
+
+def _hold_picks_and_exit(region, n, ready):
+    b = sluice.Balancer(shared_region=region)
+    b.add_endpoint("a")
+    held = [b.pick() for _ in range(n)]
+    ready.put(len(held))
+    ready.close()
+    ready.join_thread()  # put() is flushed by a feeder thread that _exit would kill
+    import os
+    os._exit(0)  # dies with its picks in flight: their leases stay until they expire
+
+
+def test_shared_region_balances_a_hosts_processes_together():
+    import multiprocessing
+    import os
+    region = f"py-balancer-{os.getpid()}"
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Queue()
+        worker = ctx.Process(target=_hold_picks_and_exit, args=(region, 4, ready))
+        worker.start()
+        assert ready.get(timeout=60) == 4
+        worker.join(timeout=60)
+        b = sluice.Balancer("least_request", shared_region=region, shared_lease=600)
+        b.add_endpoint("a")
+        b.add_endpoint("b")
+        assert [b.pick().endpoint_id for _ in range(3)] == ["b", "b", "b"]
+    finally:
+        try:
+            sluice.remove_shared_region(region)
+        except sluice.NotFound:
+            pass

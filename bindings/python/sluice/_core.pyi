@@ -341,6 +341,9 @@ class Balancer:
         ewma_weight: float = 0.2,
         seed: int = 0,
         clock: Optional[Clock] = None,
+        shared_region: Optional[str] = None,
+        shared_max_in_flight: int = 256,
+        shared_lease: float = 600.0,
     ) -> None: ...
     def add_endpoint(
         self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0,

@@ -193,7 +193,8 @@ Picks one of N LLM endpoints per request (see include/sluice/balancer.h for ever
 strategy "round_robin", "weighted_round_robin", "least_request" (default), "prefix_affinity",
 "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
 class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
-rotation. Thread-safe; a pick never blocks on I/O.)doc")
+rotation. With ``shared_region="name"`` the in-flight counts are shared by every process of the
+host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/O.)doc")
       .def(py::init([](const std::string& strategy, int64_t block_chars, int64_t max_blocks,
                        int64_t kv_capacity_blocks, int64_t imbalance_abs, double imbalance_rel,
                        double hot_spot_sigmas, std::map<std::string, double> weights,
@@ -201,7 +202,8 @@ rotation. Thread-safe; a pick never blocks on I/O.)doc")
                        int64_t failures_before_cooldown, double cooldown_rate_limited,
                        double cooldown_auth, double cooldown_connection, double cooldown_timeout,
                        double cooldown_server, double ewma_weight, uint64_t seed,
-                       const sluice::Clock* clock) {
+                       const sluice::Clock* clock, std::optional<std::string> shared_region,
+                       int64_t shared_max_in_flight, double shared_lease) {
              Balancer::Options o;
              o.strategy = StrategyFromName(strategy);
              o.prefix_hash = {block_chars, max_blocks};
@@ -228,6 +230,9 @@ rotation. Thread-safe; a pick never blocks on I/O.)doc")
              o.cooldown_server = SecondsToDuration(cooldown_server, "cooldown_server");
              o.ewma_weight = ewma_weight;
              o.seed = seed;
+             o.shared_region = shared_region.value_or("");
+             o.shared_max_in_flight = shared_max_in_flight;
+             o.shared_lease = SecondsToDuration(shared_lease, "shared_lease");
              return ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock)));
            }),
            py::arg("strategy") = "least_request", py::kw_only(), py::arg("block_chars") = 128,
@@ -240,7 +245,9 @@ rotation. Thread-safe; a pick never blocks on I/O.)doc")
            py::arg("cooldown_rate_limited") = 60.0, py::arg("cooldown_auth") = 10.0,
            py::arg("cooldown_connection") = 10.0, py::arg("cooldown_timeout") = 0.0,
            py::arg("cooldown_server") = 0.0, py::arg("ewma_weight") = 0.2,
-           py::arg("seed") = 0, py::arg("clock") = nullptr, py::keep_alive<1, 21>())
+           py::arg("seed") = 0, py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
+           py::arg("shared_max_in_flight") = 256, py::arg("shared_lease") = 600.0,
+           py::keep_alive<1, 21>())
       .def(
           "add_endpoint",
           [](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
