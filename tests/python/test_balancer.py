@@ -147,3 +147,20 @@ def test_shared_region_balances_a_hosts_processes_together():
             sluice.remove_shared_region(region)
         except sluice.NotFound:
             pass
+
+
+def test_weighted_round_robin_and_consistent_hash():
+    wrr = sluice.Balancer("weighted_round_robin")
+    wrr.add_endpoint("a", weight=5)
+    wrr.add_endpoint("b")
+    wrr.add_endpoint("c")
+    assert "".join(wrr.pick().endpoint_id for _ in range(7)) == "aabacaa"
+
+    ch = sluice.Balancer("consistent_hash")
+    for name in "abcd":
+        ch.add_endpoint(name)
+    home = ch.pick(affinity_key="user-42").endpoint_id
+    assert all(ch.pick(affinity_key="user-42").endpoint_id == home for _ in range(20))
+    held = [ch.pick(affinity_key="user-42") for _ in range(12)]  # bounded load spills over
+    assert max(e["in_flight"] for e in ch.endpoints()) <= 4
+    del held
