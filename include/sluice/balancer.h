@@ -47,7 +47,7 @@
 //   balancer->AddEndpoint({.id = "vllm-0", .labels = {{"model", "qwen"}}}).IgnoreError();
 //   ...
 //   sluice::LlmRequest request = sluice::ParseLlmRequest(body).value();
-//   absl::StatusOr<sluice::Balancer::Pick> pick = balancer->Pick(request);
+//   absl::StatusOr<sluice::Balancer::Pick> pick = balancer->PickEndpoint(request);
 //   if (!pick.ok()) return Unavailable(pick.status());
 //   Response r = Post(UrlOf(pick->endpoint_id()), body);
 //   pick->Complete({.http_status = r.status, .ttft = r.ttft, .latency = r.latency});
