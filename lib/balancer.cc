@@ -256,10 +256,7 @@ absl::StatusOr<Balancer::Pick> Balancer::PickEndpoint(const PickRequest& request
 absl::StatusOr<Balancer::Pick> Balancer::PickEndpoint(const LlmRequest& request,
                                                       std::string_view affinity_key) {
   std::vector<uint64_t> blocks;
-  const Strategy s = core_->options.strategy;
-  if (s == Strategy::kPrefixAffinity || (s == Strategy::kScored && core_->options.weights.prefix > 0)) {
-    blocks = PrefixBlockHashes(request, core_->options.prefix_hash);
-  }
+  if (core_->UsesPrefixIndex()) blocks = PrefixBlockHashes(request, core_->options.prefix_hash);
   return core_->PickEndpoint({request.model, blocks, affinity_key});
 }
 

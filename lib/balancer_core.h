@@ -33,6 +33,10 @@ class BalancerCore {
 
   const Balancer::Options options;
   const Clock* const clock;
+  // kPrefixAffinity, or kScored with a prefix weight: picks read and feed the prefix index.
+  bool UsesPrefixIndex() const;
+  // Host scope (Options::shared_region): called once by Balancer::Create, before any pick.
+  void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
 
  private:
   using State = EndpointState;
@@ -53,19 +57,14 @@ class BalancerCore {
   template <typename Eligible>
   size_t LeastLoaded(Eligible eligible) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  bool UsesPrefixIndex() const;
   int64_t CapacityOf(const State& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<State>* Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RebuildRing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::shared_ptr<const CompletionPolicy> policy_;
-  // Host scope: in-flight counts shared through a region (null in process scope).
+  // Host scope: in-flight counts shared through a region (null in process scope). Set once,
+  // before the first pick.
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
-
- public:
-  void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
-
- private:
   mutable absl::Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);
@@ -76,10 +75,15 @@ class BalancerCore {
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   // Per-pick scratch, kept to avoid allocating on every pick.
   std::vector<State*> candidates_ ABSL_GUARDED_BY(mu_);
-  std::vector<int64_t> weights_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> owners_ ABSL_GUARDED_BY(mu_);  // candidate i is endpoints_[owners_[i]]
   std::vector<double> loads_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t matched_ ABSL_GUARDED_BY(mu_) = 0;
+  struct Signals {  // kScored's inputs for one candidate
+    double queue, kv, load, prefix;
+    bool has_kv;
+  };
+  std::vector<Signals> signals_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace internal

@@ -41,7 +41,8 @@ struct EndpointState {
   std::shared_ptr<const EndpointSpec> spec;
   int slot = -1;              // prefix-index bit, -1 without one
   int64_t swrr_current = 0;   // smooth weighted round robin's running weight
-  uint64_t candidate_epoch = 0;
+  uint64_t candidate_epoch = 0;  // == the core's epoch while a candidate of the current pick
+  size_t candidate_index = 0;    // its index among the candidates then
 
   mutable absl::Mutex mu;
   int64_t completions ABSL_GUARDED_BY(mu) = 0;

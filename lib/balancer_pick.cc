@@ -26,12 +26,13 @@ bool ServesModel(const EndpointSpec& spec, std::string_view model) {
 
 absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   candidates_.clear();
-  weights_.clear();
+  owners_.clear();
   loads_.clear();
   in_flight_.clear();
   size_t serving = 0, cooling = 0;
   int64_t first_back = std::numeric_limits<int64_t>::max();
-  for (const auto& e : endpoints_) {
+  for (size_t owner = 0; owner < endpoints_.size(); ++owner) {
+    const std::shared_ptr<State>& e = endpoints_[owner];
     const EndpointSpec& spec = *e->spec;
     if (!ServesModel(spec, request.model)) continue;
     ++serving;
@@ -47,7 +48,7 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
                                   : e->in_flight.load(std::memory_order_relaxed);
     if (spec.max_concurrency > 0 && in_flight >= spec.max_concurrency) continue;
     candidates_.push_back(e.get());
-    weights_.push_back(spec.weight);
+    owners_.push_back(owner);
     in_flight_.push_back(in_flight);
     loads_.push_back(static_cast<double>(in_flight) / static_cast<double>(spec.weight));
   }
@@ -94,8 +95,9 @@ size_t BalancerCore::SmoothWeighted() {
   int64_t total = 0;
   size_t best = 0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
-    candidates_[i]->swrr_current += weights_[i];
-    total += weights_[i];
+    const int64_t weight = candidates_[i]->spec->weight;
+    candidates_[i]->swrr_current += weight;
+    total += weight;
     if (candidates_[i]->swrr_current > candidates_[best]->swrr_current) best = i;
   }
   candidates_[best]->swrr_current -= total;
@@ -147,11 +149,8 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
   const size_t n = candidates_.size();
   const Balancer::ScoreWeights& w = options.weights;
   const int64_t max_age = absl::ToInt64Nanoseconds(options.metrics_max_age);
-  struct Signals {
-    double queue, kv, load, prefix;
-    bool has_kv;
-  };
-  std::vector<Signals> s(n);
+  std::vector<Signals>& s = signals_;
+  s.resize(n);
   double kv_sum = 0;
   int kv_known = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -207,6 +206,7 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
   int64_t total = 0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
     candidates_[i]->candidate_epoch = epoch_;
+    candidates_[i]->candidate_index = i;
     total += in_flight_[i];
   }
   // Bounded loads (Mirrokni, Thorup, Zadimoghaddam): nobody takes more than load_bound x mean.
@@ -217,10 +217,9 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
               ring_.begin();
   for (size_t step = 0; step < ring_.size(); ++step, ++at) {
     State* e = ring_[at % ring_.size()].second;
-    if (e->candidate_epoch != epoch_) continue;
-    const size_t i = static_cast<size_t>(std::find(candidates_.begin(), candidates_.end(), e) -
-                                         candidates_.begin());
-    if (static_cast<double>(in_flight_[i]) < bound) return i;
+    if (e->candidate_epoch == epoch_ && static_cast<double>(in_flight_[e->candidate_index]) < bound) {
+      return e->candidate_index;
+    }
   }
   return LeastLoaded([](size_t) { return true; });
 }
@@ -239,22 +238,18 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
     case Balancer::Strategy::kScored: chosen = Scored(request.prefix_blocks, now); break;
     case Balancer::Strategy::kConsistentHash: chosen = ConsistentHash(request.affinity_key); break;
   }
-  State* e = candidates_[chosen];
+  const std::shared_ptr<State>& e = endpoints_[owners_[chosen]];
   if (UsesPrefixIndex() && e->slot >= 0 && !request.prefix_blocks.empty()) {
     index_.Touch(e->slot, request.prefix_blocks, CapacityOf(*e));
   }
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);
-  for (const auto& owner : endpoints_) {
-    if (owner.get() != e) continue;
-    Balancer::Pick pick(owner, e->spec, matched_);
-    if (host_counts_ != nullptr) {
-      pick.host_counts_ = host_counts_;
-      pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
-    }
-    return pick;
+  Balancer::Pick pick(e, e->spec, matched_);
+  if (host_counts_ != nullptr) {
+    pick.host_counts_ = host_counts_;
+    pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
   }
-  return absl::InternalError("sluice.Balancer: picked endpoint vanished");  // unreachable
+  return pick;
 }
 
 }  // namespace internal

@@ -8,11 +8,18 @@ It never touches a system Redis: no persistence, bound to 127.0.0.1, stopped on 
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import signal
 import socket
 import subprocess
 import time
+
+
+def _die_with_parent() -> None:
+    # A test process that aborts never reaches __exit__; the kernel then stops its server.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -34,7 +41,7 @@ class LocalRedis:
         self._process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
             try:

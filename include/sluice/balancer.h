@@ -139,6 +139,8 @@ struct PickRequest {
 // What the balancer knows about one endpoint (Balancer::Endpoints()).
 struct EndpointStats {
   std::string id;
+  // This process's picks (with a shared region, other processes' picks count in the strategies
+  // but not here).
   int64_t in_flight = 0;
   int64_t picks = 0;
   int64_t completions = 0;

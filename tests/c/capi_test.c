@@ -49,7 +49,7 @@ static void test_destroy_accepts_null(void) {
   sluice_reservation_destroy(NULL);
   sluice_balancer_destroy(NULL);
   sluice_pick_destroy(NULL);
-  CHECK(1);
+  /* No CHECK: the test is that none of these crashed (the ASan run would report it). */
 }
 
 static void test_rate_limiter(void) {

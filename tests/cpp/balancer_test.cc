@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "sluice/shared_region.h"
 #include "test_support.h"
 
 using sluice::Balancer;
@@ -344,18 +343,9 @@ TEST_CASE("parsed requests route by their own block hashes") {
   CHECK(second.matched_blocks() == 15);
 }
 
-namespace {
-// A shared-memory region name unique to this test process and call, removed afterwards.
-struct Region {
-  std::string name = "balancer-test-" + std::to_string(getpid()) + "-" + std::to_string(++count);
-  ~Region() { (void)sluice::RemoveSharedRegion(name); }
-  static inline int count = 0;
-};
-}  // namespace
-
 TEST_CASE("host scope: processes see each other's in-flight picks, and a killed one's expire") {
   ManualClock clock;
-  Region region;
+  sluice_test::RegionName region;
   Balancer::Options o;
   o.shared_region = region.name;
   o.shared_lease = absl::Minutes(1);

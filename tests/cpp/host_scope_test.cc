@@ -23,19 +23,10 @@
 using sluice::RateLimiter;
 using sluice::Window;
 using sluice_test::ErrorOf;
+using sluice_test::RegionName;
 using sluice_test::Value;
 
 namespace {
-
-// A region name unique to this test process and call, removed when the test ends.
-struct RegionName {
-  std::string name;
-  RegionName() {
-    static int counter = 0;
-    name = "test-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
-  }
-  ~RegionName() { (void)sluice::RemoveSharedRegion(name); }
-};
 
 // Counters visible to forked children.
 struct SharedCounters {

@@ -2,12 +2,15 @@
 #ifndef SLUICE_TESTS_CPP_TEST_SUPPORT_H_
 #define SLUICE_TESTS_CPP_TEST_SUPPORT_H_
 
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 
 #include <catch2/catch.hpp>
 
 #include "absl/status/statusor.h"
+#include "sluice/shared_region.h"
 
 namespace sluice_test {
 
@@ -28,6 +31,16 @@ std::string ErrorOf(const absl::StatusOr<T>& v) {
   REQUIRE_FALSE(v.ok());
   return std::string(v.status().message());
 }
+
+// A shared-memory region name unique to this test process and call, removed when it goes.
+struct RegionName {
+  std::string name;
+  RegionName() {
+    static int counter = 0;
+    name = "test-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
+  }
+  ~RegionName() { (void)sluice::RemoveSharedRegion(name); }
+};
 
 }  // namespace sluice_test
 

@@ -1,6 +1,8 @@
 """sluice.Balancer from Python: strategies, cooldowns on a ManualClock, parsers."""
 
 import json
+import multiprocessing
+import os
 import threading
 
 import pytest
@@ -123,30 +125,21 @@ def _hold_picks_and_exit(region, n, ready):
     ready.put(len(held))
     ready.close()
     ready.join_thread()  # put() is flushed by a feeder thread that _exit would kill
-    import os
     os._exit(0)  # dies with its picks in flight: their leases stay until they expire
 
 
-def test_shared_region_balances_a_hosts_processes_together():
-    import multiprocessing
-    import os
-    region = f"py-balancer-{os.getpid()}"
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        ready = ctx.Queue()
-        worker = ctx.Process(target=_hold_picks_and_exit, args=(region, 4, ready))
-        worker.start()
-        assert ready.get(timeout=60) == 4
-        worker.join(timeout=60)
-        b = sluice.Balancer("least_request", shared_region=region, shared_lease=600)
-        b.add_endpoint("a")
-        b.add_endpoint("b")
-        assert [b.pick().endpoint_id for _ in range(3)] == ["b", "b", "b"]
-    finally:
-        try:
-            sluice.remove_shared_region(region)
-        except sluice.NotFound:
-            pass
+def test_shared_region_balances_a_hosts_processes_together(region):
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    worker = ctx.Process(target=_hold_picks_and_exit, args=(region, 4, ready))
+    worker.start()
+    assert ready.get(timeout=60) == 4
+    worker.join(timeout=60)
+    b = sluice.Balancer("least_request", shared_region=region, shared_lease=600)
+    b.add_endpoint("a")
+    b.add_endpoint("b")
+    # The dead worker's four picks on "a" still count: new work goes to "b".
+    assert [b.pick().endpoint_id for _ in range(3)] == ["b", "b", "b"]
 
 
 def test_weighted_round_robin_and_consistent_hash():

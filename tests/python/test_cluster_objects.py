@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from loop_gaps import await_beside_ticker, run_greenlets_beside_ticker
+
 import sluice
 from sluice import ConcurrencyLimiter, LeakyBucket, TokenBudget, Window
 
@@ -135,35 +137,23 @@ def test_cluster_permit_renew_and_expiry(redis_server):
 
 
 def test_gevent_hub_runs_while_redis_is_stalled_for_every_object(redis_server):
-    gevent = pytest.importorskip("gevent")
+    pytest.importorskip("gevent")
     store = _store(redis_server.port, command_timeout=1.0, reconnect_interval=5.0)
     cap = ConcurrencyLimiter(100, redis=store, rule="g-cap", on_failure="allow")
     budget = TokenBudget([Window(10**6, YEAR)], redis=store, rule="g-tb", on_failure="allow")
     bucket = LeakyBucket(10**6, redis=store, rule="g-lb", on_failure="allow")
     assert cap.try_acquire("app") and budget.try_reserve("t", 1)  # connected
+    results = []
+
+    def use_all():
+        permit = cap.try_acquire("app")
+        reservation = budget.try_reserve("t", 10)
+        results.append((bool(permit), bool(reservation), bucket.try_acquire("p").allowed))
+        permit.release()
+
     redis_server.pause()
     try:
-        gaps, results = [], []
-        done = gevent.event.Event()
-
-        def ticker():
-            last = time.monotonic()
-            while not done.is_set():
-                gevent.sleep(0.002)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        def use_all():
-            permit = cap.try_acquire("app")
-            reservation = budget.try_reserve("t", 10)
-            results.append((bool(permit), bool(reservation), bucket.try_acquire("p").allowed))
-            permit.release()
-
-        tick = gevent.spawn(ticker)
-        gevent.joinall([gevent.spawn(use_all) for _ in range(5)], timeout=60, raise_error=True)
-        done.set()
-        tick.join()
+        gaps = run_greenlets_beside_ticker([use_all] * 5)
     finally:
         redis_server.resume()
     assert results == [(True, True, True)] * 5  # the failure mode (allow) answered each
@@ -210,35 +200,21 @@ def test_asyncio_loop_runs_while_redis_is_stalled_for_every_object(redis_server)
     held = cap.try_acquire("app")
     assert held and budget.try_reserve("t", 1)  # connected
 
-    async def scenario():
-        gaps, stop = [], asyncio.Event()
+    async def use_all():
+        permit = await cap.try_acquire_async("app")
+        reservation = await budget.reserve_async("t", 10)
+        await reservation.settle_async(5)
+        decision = await bucket.try_acquire_async("p")
+        with pytest.raises(sluice.Error):  # no failure mode can renew a lease in Redis
+            await held.renew_async()
+        return bool(permit), decision.allowed
 
-        async def ticker():
-            last = time.monotonic()
-            while not stop.is_set():
-                await asyncio.sleep(0.002)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        async def use_all():
-            permit = await cap.try_acquire_async("app")
-            reservation = await budget.reserve_async("t", 10)
-            await reservation.settle_async(5)
-            decision = await bucket.try_acquire_async("p")
-            with pytest.raises(sluice.Error):  # no failure mode can renew a lease in Redis
-                await held.renew_async()
-            return bool(permit), decision.allowed
-
-        tick = asyncio.ensure_future(ticker())
-        results = await asyncio.wait_for(asyncio.gather(*(use_all() for _ in range(3))), 60)
-        stop.set()
-        await tick
-        return results, gaps
+    async def use_all_three():
+        return await asyncio.gather(*(use_all() for _ in range(3)))
 
     redis_server.pause()
     try:
-        results, gaps = asyncio.run(scenario())
+        results, gaps = asyncio.run(await_beside_ticker(use_all_three()))
     finally:
         redis_server.resume()
     assert results == [(True, True)] * 3

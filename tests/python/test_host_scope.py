@@ -4,7 +4,6 @@ import multiprocessing
 import os
 import signal
 import time
-import uuid
 
 import pytest
 
@@ -14,16 +13,6 @@ from sluice import ConcurrencyLimiter, RateLimiter, Window
 LIMIT = 1000
 # A 366-day window: spawning processes takes real time, and nothing may refill meanwhile.
 YEAR = 366 * 86400.0
-
-
-@pytest.fixture
-def region():
-    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    yield name
-    try:
-        sluice.remove_shared_region(name)
-    except sluice.NotFound:
-        pass
 
 
 def _hammer(name, attempts, results):

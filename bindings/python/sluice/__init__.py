@@ -33,7 +33,6 @@ gevent; coroutines use the ``*_async`` variants. Times are float seconds.
 
 from __future__ import annotations
 
-from typing import Optional
 
 from . import _core
 from ._core import Clock, Decision, ManualClock, PendingDecision, PendingPermit, PendingReservation

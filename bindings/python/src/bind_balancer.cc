@@ -56,15 +56,18 @@ Outcome::ErrorClass ErrorFromName(const std::optional<std::string>& name) {
   return it->second;
 }
 
-EndpointSpec SpecFrom(std::string id, int64_t weight, int64_t max_concurrency,
-                      int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
-  EndpointSpec e;
-  e.id = std::move(id);
-  e.weight = weight;
-  e.max_concurrency = max_concurrency;
-  e.kv_capacity_blocks = kv_capacity_blocks;
-  for (auto& [k, v] : labels) e.labels.emplace(k, v);
-  return e;
+// add_endpoint and update_endpoint: the same keyword arguments, into one EndpointSpec.
+auto EndpointSetter(absl::Status (Balancer::*method)(const EndpointSpec&)) {
+  return [method](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
+                  int64_t kv_capacity_blocks, const std::map<std::string, std::string>& labels) {
+    EndpointSpec e;
+    e.id = std::move(id);
+    e.weight = weight;
+    e.max_concurrency = max_concurrency;
+    e.kv_capacity_blocks = kv_capacity_blocks;
+    for (const auto& [k, v] : labels) e.labels.emplace(k, v);
+    ThrowIfError((b.*method)(e));
+  };
 }
 
 py::dict StatsToDict(const sluice::EndpointStats& s) {
@@ -248,29 +251,16 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            py::arg("seed") = 0, py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("shared_max_in_flight") = 256, py::arg("shared_lease") = 600.0,
            py::keep_alive<1, 21>())
-      .def(
-          "add_endpoint",
-          [](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
-             int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
-            ThrowIfError(b.AddEndpoint(
-                SpecFrom(std::move(id), weight, max_concurrency, kv_capacity_blocks, std::move(labels))));
-          },
-          py::arg("id"), py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
-          py::arg("kv_capacity_blocks") = 0,
-          py::arg("labels") = std::map<std::string, std::string>{},
-          "Adds an endpoint. labels={'model': ...} restricts it to that model; other labels\n"
-          "(provider, api_key, url) come back on the Pick.")
-      .def(
-          "update_endpoint",
-          [](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
-             int64_t kv_capacity_blocks, std::map<std::string, std::string> labels) {
-            ThrowIfError(b.UpdateEndpoint(
-                SpecFrom(std::move(id), weight, max_concurrency, kv_capacity_blocks, std::move(labels))));
-          },
-          py::arg("id"), py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
-          py::arg("kv_capacity_blocks") = 0,
-          py::arg("labels") = std::map<std::string, std::string>{},
-          "Replaces an endpoint's settings, keeping its counters and prefix index.")
+      .def("add_endpoint", EndpointSetter(&Balancer::AddEndpoint), py::arg("id"), py::kw_only(),
+           py::arg("weight") = 1, py::arg("max_concurrency") = 0, py::arg("kv_capacity_blocks") = 0,
+           py::arg("labels") = std::map<std::string, std::string>{},
+           "Adds an endpoint. labels={'model': ...} restricts it to that model; other labels\n"
+           "(provider, api_key, url) come back on the Pick.")
+      .def("update_endpoint", EndpointSetter(&Balancer::UpdateEndpoint), py::arg("id"),
+           py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
+           py::arg("kv_capacity_blocks") = 0,
+           py::arg("labels") = std::map<std::string, std::string>{},
+           "Replaces an endpoint's settings, keeping its counters and prefix index.")
       .def("remove_endpoint",
            [](Balancer& b, const std::string& id) { ThrowIfError(b.RemoveEndpoint(id)); },
            py::arg("id"), "Removes an endpoint; its picks in flight complete normally.")
