@@ -51,6 +51,19 @@ absl::Status Validate(const Balancer::Options& o) {
     return Invalid("virtual_nodes", "must be in [1, 4096]");
   }
   if (o.failures_before_cooldown < 1) return Invalid("failures_before_cooldown", "must be >= 1");
+  if (o.outlier.consecutive_failures < 0) {
+    return Invalid("outlier.consecutive_failures", "must be >= 0");
+  }
+  if (o.outlier.base_ejection_time <= absl::ZeroDuration()) {
+    return Invalid("outlier.base_ejection_time", "must be > 0");
+  }
+  if (o.outlier.max_ejection_time < o.outlier.base_ejection_time) {
+    return Invalid("outlier.max_ejection_time", "must be >= outlier.base_ejection_time");
+  }
+  if (!Finite(o.outlier.max_ejection_percent) || o.outlier.max_ejection_percent < 0 ||
+      o.outlier.max_ejection_percent > 100) {
+    return Invalid("outlier.max_ejection_percent", "must be in [0, 100]");
+  }
   for (auto [name, d] : {std::pair{"cooldown_rate_limited", o.cooldown_rate_limited},
                          {"cooldown_auth", o.cooldown_auth},
                          {"cooldown_connection", o.cooldown_connection},
@@ -95,6 +108,7 @@ std::shared_ptr<const CompletionPolicy> PolicyOf(const Balancer::Options& o, con
   p->cooldown_connection = o.cooldown_connection;
   p->cooldown_timeout = o.cooldown_timeout;
   p->cooldown_server = o.cooldown_server;
+  p->outlier_base_ejection_nanos = absl::ToInt64Nanoseconds(o.outlier.base_ejection_time);
   return p;
 }
 

@@ -42,6 +42,22 @@ void EndpointState::Complete(const Outcome& outcome) {
   in_flight.fetch_sub(1, std::memory_order_relaxed);
   const ErrorClass error = ClassifyOutcome(outcome);
   const CompletionPolicy& p = *policy;
+  if (error == ErrorClass::kServer || error == ErrorClass::kConnection ||
+      error == ErrorClass::kTimeout) {
+    outlier_failures.fetch_add(1, std::memory_order_relaxed);
+  } else if (error == ErrorClass::kNone) {
+    outlier_failures.store(0, std::memory_order_relaxed);
+    // A healthy base ejection time after returning takes one ejection off the count, so a
+    // recovered endpoint's next ejection is short again.
+    int64_t times = times_ejected.load(std::memory_order_relaxed);
+    int64_t until = ejected_until.load(std::memory_order_relaxed);
+    const int64_t now = times > 0 ? p.clock->NowNanos() : 0;
+    if (times > 0 && now >= until + p.outlier_base_ejection_nanos &&
+        times_ejected.compare_exchange_strong(times, times - 1, std::memory_order_relaxed)) {
+      // Restart the stretch; a CAS, so a concurrent new ejection is never undone.
+      ejected_until.compare_exchange_strong(until, now, std::memory_order_relaxed);
+    }
+  }
   MutexLock lock(&mu);
   const bool first = completions == 0;
   ++completions;
@@ -81,6 +97,9 @@ EndpointStats EndpointState::Stats() const {
   s.picks = picks.load(std::memory_order_relaxed);
   const int64_t until = cooldown_until.load(std::memory_order_relaxed);
   s.cooldown_until_nanos = until > policy->clock->NowNanos() ? until : 0;
+  const int64_t ejected = ejected_until.load(std::memory_order_relaxed);
+  s.ejected_until_nanos = ejected > policy->clock->NowNanos() ? ejected : 0;
+  s.times_ejected = times_ejected.load(std::memory_order_relaxed);
   MutexLock lock(&mu);
   s.completions = completions;
   s.errors = errors;

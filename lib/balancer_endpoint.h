@@ -23,6 +23,7 @@ struct CompletionPolicy {
   int64_t failures_before_cooldown = 1;
   absl::Duration cooldown_rate_limited, cooldown_auth, cooldown_connection, cooldown_timeout,
       cooldown_server;
+  int64_t outlier_base_ejection_nanos = 0;
 };
 
 struct EndpointState {
@@ -36,6 +37,11 @@ struct EndpointState {
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> picks{0};
   std::atomic<int64_t> cooldown_until{0};  // nanoseconds on the balancer's clock
+  // Outlier ejection: failures in a row that count (5xx, connection, timeout); ejected until
+  // then; times ejected (set by the pick filter, under the Balancer's mutex).
+  std::atomic<int64_t> outlier_failures{0};
+  std::atomic<int64_t> ejected_until{0};
+  std::atomic<int64_t> times_ejected{0};
 
   // Guarded by the Balancer's mutex (read by Stats() under it).
   std::shared_ptr<const EndpointSpec> spec;

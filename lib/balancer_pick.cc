@@ -24,6 +24,32 @@ bool ServesModel(const EndpointSpec& spec, std::string_view model) {
 
 }  // namespace
 
+int64_t BalancerCore::EjectableNow(int64_t now) const {
+  const Balancer::OutlierDetection& od = options.outlier;
+  if (od.consecutive_failures <= 0) return 0;
+  int64_t ejected = 0;
+  for (const std::shared_ptr<State>& e : endpoints_) {
+    if (e->ejected_until.load(std::memory_order_relaxed) > now) ++ejected;
+  }
+  const auto cap = std::max<int64_t>(
+      1, static_cast<int64_t>(od.max_ejection_percent / 100 * static_cast<double>(endpoints_.size())));
+  return cap - ejected;
+}
+
+void BalancerCore::MaybeEject(State& e, int64_t now, int64_t& ejectable) {
+  const Balancer::OutlierDetection& od = options.outlier;
+  if (ejectable <= 0 || e.ejected_until.load(std::memory_order_relaxed) > now ||
+      e.outlier_failures.load(std::memory_order_relaxed) < od.consecutive_failures) {
+    return;
+  }
+  const int64_t times = e.times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
+  const absl::Duration length =
+      std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
+  e.ejected_until.store(now + absl::ToInt64Nanoseconds(length), std::memory_order_relaxed);
+  e.outlier_failures.store(0, std::memory_order_relaxed);
+  --ejectable;
+}
+
 absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   candidates_.clear();
   owners_.clear();
@@ -31,11 +57,21 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   in_flight_.clear();
   size_t serving = 0, cooling = 0;
   int64_t first_back = std::numeric_limits<int64_t>::max();
+  int64_t ejectable = EjectableNow(now);
   for (size_t owner = 0; owner < endpoints_.size(); ++owner) {
     const std::shared_ptr<State>& e = endpoints_[owner];
     const EndpointSpec& spec = *e->spec;
     if (!ServesModel(spec, request.model)) continue;
     ++serving;
+    if (options.outlier.consecutive_failures > 0) {
+      MaybeEject(*e, now, ejectable);
+      const int64_t ejected_until = e->ejected_until.load(std::memory_order_relaxed);
+      if (ejected_until > now) {
+        ++cooling;
+        first_back = std::min(first_back, ejected_until);
+        continue;
+      }
+    }
     const int64_t until = e->cooldown_until.load(std::memory_order_relaxed);
     if (until > now) {
       ++cooling;
@@ -59,8 +95,8 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   }
   if (cooling == serving) {
     return absl::UnavailableError(absl::StrFormat(
-        "sluice.Balancer: all %d endpoints for model '%s' are cooling down; the first is back "
-        "in %.3f s",
+        "sluice.Balancer: all %d endpoints for model '%s' are cooling down or ejected; the first "
+        "is back in %.3f s",
         serving, request.model, static_cast<double>(first_back - now) / 1e9));
   }
   return absl::ResourceExhaustedError(absl::StrCat(

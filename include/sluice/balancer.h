@@ -39,6 +39,12 @@
 // `failures_before_cooldown` consecutive failures; it comes back by itself. Round robin over
 // API-key endpoints with these cooldowns is credential rotation.
 //
+// Outlier ejection (Envoy's): an endpoint whose last `outlier.consecutive_failures` requests all
+// failed with a 5xx, a connection error or a timeout is ejected for `outlier.base_ejection_time`
+// times the number of times it has been ejected (at most `outlier.max_ejection_time`), but never
+// more than `outlier.max_ejection_percent` of the endpoints at once (at least one). Each healthy
+// stretch of one base ejection time after it returns takes one off its count.
+//
 // Example:
 //
 //   sluice::Balancer::Options options;
@@ -156,6 +162,10 @@ struct EndpointStats {
   int64_t metrics_at_nanos = 0;
   // Blocks in this endpoint's prefix index.
   int64_t prefix_blocks = 0;
+  // Outlier ejection: ejected until this time on the balancer's clock (0 if not), and how many
+  // times it has been ejected (less one per healthy stretch since).
+  int64_t ejected_until_nanos = 0;
+  int64_t times_ejected = 0;
 };
 
 // sluice::Balancer
@@ -177,6 +187,19 @@ class Balancer {
     double queue = 2;
     double kv_cache = 2;
     double in_flight = 1;
+  };
+
+  // Outlier ejection (see the file comment).
+  struct OutlierDetection {
+    // Failures in a row (5xx, connection, timeout) that eject an endpoint. Default 5 (Envoy's);
+    // 0 disables ejection. >= 0.
+    int64_t consecutive_failures = 5;
+    // The first ejection's length; the n-th lasts n times this. Default 30 s. > 0.
+    absl::Duration base_ejection_time = absl::Seconds(30);
+    // No ejection lasts longer. Default 300 s. >= base_ejection_time.
+    absl::Duration max_ejection_time = absl::Seconds(300);
+    // Endpoints ejected at once, as a percentage of all (at least one). Default 10. In [0, 100].
+    double max_ejection_percent = 10;
   };
 
   struct Options {
@@ -210,6 +233,7 @@ class Balancer {
     absl::Duration cooldown_connection = absl::Seconds(10);
     absl::Duration cooldown_timeout = absl::ZeroDuration();
     absl::Duration cooldown_server = absl::ZeroDuration();
+    OutlierDetection outlier;
     // Weight of the newest sample in the moving averages. Default 0.2. In (0, 1].
     double ewma_weight = 0.2;
     // Seed of the random tie-breaks and power-of-two samples; 0 picks one at random.

@@ -10,6 +10,11 @@
 //   ConcurrencyLimiter  in-flight cap per key, RAII permits that are leases
 //                                                           sluice/concurrency_limiter.h
 //   TokenBudget         LLM tokens per key: reserve, then settle           sluice/token_budget.h
+//   Balancer            pick an endpoint: least request, prefix affinity, ... sluice/balancer.h
+//   FallbackPolicy      a chain of targets, breakers, retry budget, deadline sluice/fallback_policy.h
+//   CircuitBreaker      stop calling a failing target; probe its recovery  sluice/circuit_breaker.h
+//   RetryBudget         retries at most a share of requests in flight      sluice/retry_budget.h
+//   Classify            what failed: status, transport, provider body      sluice/failure.h
 //   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
 //   Clock, ManualClock  injected time                                      sluice/clock.h
 //   RemoveSharedRegion  host scope: state shared by the processes of a host sluice/shared_region.h
@@ -21,14 +26,18 @@
 #define SLUICE_SLUICE_HPP_
 
 #include "sluice/balancer.h"
+#include "sluice/circuit_breaker.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
 #include "sluice/engine_metrics.h"
+#include "sluice/failure.h"
+#include "sluice/fallback_policy.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/llm_request.h"
 #include "sluice/rate_limiter.h"
+#include "sluice/retry_budget.h"
 #include "sluice/redis_store.h"
 #include "sluice/shared_region.h"
 #include "sluice/token_budget.h"

@@ -219,7 +219,7 @@ TEST_CASE("credential rotation: cooldown by error class, back after it ends (Man
     p.Complete({.error = Outcome::ErrorClass::kAuth});  // key-2 out for 10 s
   }
   CHECK_THAT(ErrorOf(b->PickEndpoint(PickRequest{})),
-             Catch::Contains("all 2 endpoints for model '' are cooling down; the first is back in 10.000 s"));
+             Catch::Contains("all 2 endpoints for model '' are cooling down or ejected; the first is back in 10.000 s"));
   clock.Advance(absl::Seconds(10));
   CHECK(PickId(*b) == "key-2");
   clock.Advance(absl::Seconds(50));
