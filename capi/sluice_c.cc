@@ -55,10 +55,16 @@ struct sluice_reservation {
   TokenBudget::Reservation rep;
 };
 struct sluice_balancer {
-  std::unique_ptr<sluice::Balancer> rep;
+  std::shared_ptr<sluice::Balancer> rep;  // shared with fallback policies that route through it
 };
 struct sluice_pick {
   sluice::Balancer::Pick rep;
+};
+struct sluice_fallback_policy {
+  std::unique_ptr<sluice::FallbackPolicy> rep;
+};
+struct sluice_fallback_call {
+  sluice::FallbackPolicy::Call rep;
 };
 
 namespace {
@@ -81,6 +87,7 @@ int FromStatus(const absl::Status& status) {
     case absl::StatusCode::kDeadlineExceeded: code = SLUICE_DEADLINE_EXCEEDED; break;
     case absl::StatusCode::kNotFound: code = SLUICE_NOT_FOUND; break;
     case absl::StatusCode::kAlreadyExists: code = SLUICE_ALREADY_EXISTS; break;
+    case absl::StatusCode::kAborted: code = SLUICE_ABORTED; break;
     default: break;
   }
   return Fail(code, std::string(status.message()));
@@ -180,7 +187,34 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS";
     case SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS";
     case SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS: return "SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS";
-    default: return nullptr;
+    case SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES: return "SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES";
+    case SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS: return "SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS";
+    case SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS: return "SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS";
+    case SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT: return "SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT";
+    case SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET: return "SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET";
+    case SLUICE_PARAM_FALLBACK_DEADLINE_NANOS: return "SLUICE_PARAM_FALLBACK_DEADLINE_NANOS";
+    case SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS: return "SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS";
+    case SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS: return "SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS";
+    case SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS: return "SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS";
+    case SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI: return "SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI";
+    case SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN: return "SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN";
+    case SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET: return "SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET";
+    case SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES: return "SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES";
+    case SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI: return "SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI";
+    case SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI: return "SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI";
+    case SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS: return "SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS";
+    case SLUICE_PARAM_BREAKER_WINDOW_NANOS: return "SLUICE_PARAM_BREAKER_WINDOW_NANOS";
+    case SLUICE_PARAM_BREAKER_MINIMUM_CALLS: return "SLUICE_PARAM_BREAKER_MINIMUM_CALLS";
+    case SLUICE_PARAM_BREAKER_OPEN_NANOS: return "SLUICE_PARAM_BREAKER_OPEN_NANOS";
+    case SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI: return "SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI";
+    case SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS: return "SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS";
+    case SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES: return "SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES";
+    default:
+      if (param > SLUICE_PARAM_FALLBACK_ACTION &&
+          param <= SLUICE_PARAM_FALLBACK_ACTION + static_cast<int>(SLUICE_FAIL_CLIENT)) {
+        return "SLUICE_PARAM_FALLBACK_ACTION + failure";
+      }
+      return nullptr;
   }
 }
 
@@ -285,6 +319,7 @@ const char* sluice_status_name(int status) {
     case SLUICE_INTERNAL: return "SLUICE_INTERNAL";
     case SLUICE_NOT_FOUND: return "SLUICE_NOT_FOUND";
     case SLUICE_ALREADY_EXISTS: return "SLUICE_ALREADY_EXISTS";
+    case SLUICE_ABORTED: return "SLUICE_ABORTED";
     default: return "SLUICE_UNKNOWN";
   }
 }
@@ -342,6 +377,7 @@ bool IsStringParam(int param) {
     case SLUICE_PARAM_REDIS_PASSWORD:
     case SLUICE_PARAM_REDIS_KEY_PREFIX:
     case SLUICE_PARAM_CLUSTER_RULE:
+    case SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET:
       return true;
     default:
       return false;
@@ -679,7 +715,11 @@ int sluice_balancer_create(const sluice_options* options, const sluice_clock* cl
          SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS,
          SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS,
          SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS,
-         SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS, SLUICE_PARAM_SHARED_REGION,
+         SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS,
+         SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES,
+         SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS,
+         SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS,
+         SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT, SLUICE_PARAM_SHARED_REGION,
          SLUICE_PARAM_MAX_IN_FLIGHT, SLUICE_PARAM_LEASE_NANOS},
         /*accepts_windows=*/false, /*accepts_cluster=*/false);
     if (!reader.ok()) return reader.Error();
@@ -717,6 +757,12 @@ int sluice_balancer_create(const sluice_options* options, const sluice_clock* cl
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS, &o.cooldown_connection);
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS, &o.cooldown_timeout);
     reader.Get(SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS, &o.cooldown_server);
+    reader.Get(SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES, &o.outlier.consecutive_failures);
+    reader.Get(SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS, &o.outlier.base_ejection_time);
+    reader.Get(SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS, &o.outlier.max_ejection_time);
+    int64_t percent = static_cast<int64_t>(o.outlier.max_ejection_percent);
+    reader.Get(SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT, &percent);
+    o.outlier.max_ejection_percent = static_cast<double>(percent);
     reader.Get(SLUICE_PARAM_SHARED_REGION, &o.shared_region);  // host-shared in-flight counts
     reader.Get(SLUICE_PARAM_MAX_IN_FLIGHT, &o.shared_max_in_flight);
     reader.Get(SLUICE_PARAM_LEASE_NANOS, &o.shared_lease);
@@ -857,5 +903,222 @@ int sluice_pick_complete(sluice_pick* pick, int http_status, int error, int64_t 
 }
 
 void sluice_pick_destroy(sluice_pick* pick) { delete pick; }
+
+// ---- failures --------------------------------------------------------------------------------
+
+int sluice_classify(int http_status, int transport, const char* error_body, size_t error_body_len) {
+  if (transport < SLUICE_TRANSPORT_NONE || transport > SLUICE_TRANSPORT_RESET) return -1;
+  if (error_body == nullptr && error_body_len != 0) return -1;
+  try {  // not Guard: the result is a sluice_failure, not a status
+    sluice::AttemptOutcome o;
+    o.http_status = http_status;
+    o.transport = static_cast<sluice::TransportError>(transport);  // the C enum mirrors it
+    o.error_body = Key(error_body, error_body_len);
+    return static_cast<int>(sluice::Classify(o));
+  } catch (...) {
+    return -1;
+  }
+}
+
+int sluice_parse_retry_after(const char* value, size_t len, int64_t now_unix_nanos,
+                             int64_t* out_nanos) {
+  return Guard(__func__, [&]() -> int {
+    if (out_nanos == nullptr) return NullArgument(__func__, "out_nanos");
+    if (value == nullptr && len != 0) return NullArgument(__func__, "value");
+    std::optional<absl::Duration> d = sluice::ParseRetryAfter(
+        Key(value, len), absl::FromUnixNanos(now_unix_nanos));
+    if (!d) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": not a Retry-After value: '",
+                               std::string(Key(value, len).substr(0, 64)), "'"));
+    }
+    *out_nanos = absl::ToInt64Nanoseconds(*d);
+    return SLUICE_OK;
+  });
+}
+
+// ---- fallback policy -------------------------------------------------------------------------
+
+namespace {
+
+void StepToC(const sluice::FallbackPolicy::Step& step, sluice_fallback_step* out) {
+  if (out == nullptr) return;
+  out->kind = static_cast<int>(step.kind);  // the C enum mirrors the C++ order
+  out->attempt = step.attempt;
+  out->target_index = static_cast<int64_t>(step.target_index);
+  out->delay_nanos = absl::ToInt64Nanoseconds(step.delay);
+  out->timeout_nanos =
+      step.timeout == absl::InfiniteDuration() ? -1 : absl::ToInt64Nanoseconds(step.timeout);
+  out->retry = step.retry ? 1 : 0;
+  out->failure = static_cast<int>(step.failure);
+  out->status = step.status.ok() ? SLUICE_OK : FromStatus(step.status);  // sets the message
+  out->retry_after_nanos = absl::ToInt64Nanoseconds(step.retry_after);
+}
+
+const char* View(std::string_view v, size_t* len) {
+  if (len != nullptr) *len = v.size();
+  return v.data();
+}
+
+}  // namespace
+
+int sluice_fallback_policy_create(const sluice_options* options,
+                                  const sluice_fallback_target* targets, size_t target_count,
+                                  const sluice_clock* clock, sluice_fallback_policy** out) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (targets == nullptr && target_count != 0) return NullArgument(__func__, "targets");
+    OptionReader reader(
+        __func__, options,
+        {SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET, SLUICE_PARAM_FALLBACK_DEADLINE_NANOS,
+         SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS, SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS,
+         SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS, SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI,
+         SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN, SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET,
+         SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES, SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI,
+         SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI, SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS,
+         SLUICE_PARAM_BREAKER_WINDOW_NANOS, SLUICE_PARAM_BREAKER_MINIMUM_CALLS,
+         SLUICE_PARAM_BREAKER_OPEN_NANOS, SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI,
+         SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS, SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES,
+         SLUICE_PARAM_FALLBACK_ACTION + 1, SLUICE_PARAM_FALLBACK_ACTION + 2,
+         SLUICE_PARAM_FALLBACK_ACTION + 3, SLUICE_PARAM_FALLBACK_ACTION + 4,
+         SLUICE_PARAM_FALLBACK_ACTION + 5, SLUICE_PARAM_FALLBACK_ACTION + 6,
+         SLUICE_PARAM_FALLBACK_ACTION + 7, SLUICE_PARAM_FALLBACK_ACTION + 8,
+         SLUICE_PARAM_FALLBACK_ACTION + 9},
+        /*accepts_windows=*/false, /*accepts_cluster=*/false);
+    if (!reader.ok()) return reader.Error();
+    sluice::FallbackPolicy::Options o;
+    for (size_t i = 0; i < target_count; ++i) {
+      const sluice_fallback_target& t = targets[i];
+      if ((t.name == nullptr && t.name_len != 0) || (t.model == nullptr && t.model_len != 0)) {
+        return Fail(SLUICE_INVALID_ARGUMENT,
+                    absl::StrCat(__func__, ": targets[", i, "]: a NULL string with a length"));
+      }
+      o.targets.push_back({.name = std::string(Key(t.name, t.name_len)),
+                           .model = std::string(Key(t.model, t.model_len)),
+                           .balancer = t.balancer != nullptr ? t.balancer->rep : nullptr,
+                           .breaker = std::nullopt});
+    }
+    reader.Get(SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET, &o.max_retries_per_target);
+    reader.Get(SLUICE_PARAM_FALLBACK_DEADLINE_NANOS, &o.deadline);
+    reader.Get(SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS, &o.attempt_timeout);
+    reader.Get(SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS, &o.backoff_base);
+    reader.Get(SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS, &o.backoff_max);
+    reader.Get(SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN, &o.retry_budget.min_retries);
+    reader.Get(SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET, &o.context_length_target);
+    auto milli = [&](int param, double* field) {
+      constexpr int64_t kUnset = std::numeric_limits<int64_t>::min();
+      int64_t v = kUnset;
+      reader.Get(param, &v);
+      if (v != kUnset) *field = static_cast<double>(v) / 1000.0;
+    };
+    milli(SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI, &o.retry_budget.ratio);
+    sluice::CircuitBreaker::Options& b = o.breaker;
+    reader.Get(SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES, &b.consecutive_failures);
+    milli(SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI, &b.failure_ratio);
+    milli(SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI, &b.slow_call_ratio);
+    reader.Get(SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS, &b.slow_call_duration);
+    reader.Get(SLUICE_PARAM_BREAKER_WINDOW_NANOS, &b.window);
+    reader.Get(SLUICE_PARAM_BREAKER_MINIMUM_CALLS, &b.minimum_calls);
+    reader.Get(SLUICE_PARAM_BREAKER_OPEN_NANOS, &b.open_time);
+    milli(SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI, &b.open_time_multiplier);
+    reader.Get(SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS, &b.max_open_time);
+    reader.Get(SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES, &b.half_open_probes);
+    for (int f = SLUICE_FAIL_CONNECT; f <= SLUICE_FAIL_CLIENT; ++f) {
+      int64_t action = -1;
+      reader.Get(SLUICE_PARAM_FALLBACK_ACTION + f, &action);
+      if (action == -1) continue;
+      if (action < SLUICE_ACTION_RETRY_SAME || action > SLUICE_ACTION_FATAL) {
+        return Fail(SLUICE_INVALID_ARGUMENT,
+                    absl::StrCat(__func__, ": SLUICE_PARAM_FALLBACK_ACTION + ", f,
+                                 " must be a sluice_fallback_action, got ", action));
+      }
+      o.actions.Set(static_cast<sluice::Failure>(f),
+                    static_cast<sluice::FallbackPolicy::Action>(action));
+    }
+    absl::StatusOr<std::unique_ptr<sluice::FallbackPolicy>> policy =
+        sluice::FallbackPolicy::Create(std::move(o), ClockOf(clock));
+    if (!policy.ok()) return FromStatus(policy.status());
+    *out = new sluice_fallback_policy{*std::move(policy)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_fallback_policy_destroy(sluice_fallback_policy* policy) { delete policy; }
+
+int sluice_fallback_policy_breaker_state(const sluice_fallback_policy* policy,
+                                         size_t target_index) {
+  if (policy == nullptr || target_index >= policy->rep->options().targets.size()) return -1;
+  try {  // not Guard: the result is a sluice_breaker_state, not a status
+    return static_cast<int>(policy->rep->Targets()[target_index].breaker.state);
+  } catch (...) {
+    return -1;
+  }
+}
+
+int sluice_fallback_policy_begin(sluice_fallback_policy* policy, int64_t deadline_nanos,
+                                 sluice_fallback_call** out, sluice_fallback_step* step) {
+  return Guard(__func__, [&]() -> int {
+    if (policy == nullptr) return NullArgument(__func__, "policy");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (deadline_nanos < 0) {
+      return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(__func__, ": deadline_nanos must be >= 0"));
+    }
+    sluice::FallbackPolicy::CallOptions call_options;
+    call_options.deadline = absl::Nanoseconds(deadline_nanos);
+    *out = new sluice_fallback_call{policy->rep->Begin(call_options)};
+    StepToC((*out)->rep.step(), step);
+    return SLUICE_OK;
+  });
+}
+
+const char* sluice_fallback_call_target(const sluice_fallback_call* call, size_t* len) {
+  return call == nullptr ? View({}, len) : View(call->rep.step().target, len);
+}
+const char* sluice_fallback_call_model(const sluice_fallback_call* call, size_t* len) {
+  return call == nullptr ? View({}, len) : View(call->rep.step().model, len);
+}
+const char* sluice_fallback_call_endpoint(const sluice_fallback_call* call, size_t* len) {
+  return call == nullptr ? View({}, len) : View(call->rep.step().endpoint_id, len);
+}
+
+int sluice_fallback_call_next(sluice_fallback_call* call, int http_status, int transport,
+                              const char* error_body, size_t error_body_len,
+                              int64_t retry_after_nanos, int64_t latency_nanos,
+                              sluice_fallback_step* step) {
+  return Guard(__func__, [&]() -> int {
+    if (call == nullptr) return NullArgument(__func__, "call");
+    if (transport < SLUICE_TRANSPORT_NONE || transport > SLUICE_TRANSPORT_RESET) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": transport must be a sluice_transport_error, got ",
+                               transport));
+    }
+    if (error_body == nullptr && error_body_len != 0) return NullArgument(__func__, "error_body");
+    if (retry_after_nanos < 0 || latency_nanos < 0) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": retry_after_nanos and latency_nanos must be >= 0"));
+    }
+    if (call->rep.step().kind != sluice::FallbackPolicy::Step::Kind::kAttempt) {
+      return Fail(SLUICE_FAILED_PRECONDITION,
+                  absl::StrCat(__func__, ": the call has ended; there is no attempt to report"));
+    }
+    sluice::AttemptOutcome o;
+    o.http_status = http_status;
+    o.transport = static_cast<sluice::TransportError>(transport);
+    o.error_body = Key(error_body, error_body_len);
+    o.retry_after = absl::Nanoseconds(retry_after_nanos);
+    o.latency = absl::Nanoseconds(latency_nanos);
+    StepToC(call->rep.Next(o), step);
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fallback_call_mark_first_byte(sluice_fallback_call* call) {
+  if (call == nullptr) return NullArgument(__func__, "call");
+  call->rep.MarkFirstByte();
+  return SLUICE_OK;
+}
+
+void sluice_fallback_call_destroy(sluice_fallback_call* call) { delete call; }
 
 }  // extern "C"

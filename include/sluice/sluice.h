@@ -77,7 +77,8 @@ typedef enum sluice_status {
   SLUICE_OUT_OF_MEMORY = 6,
   SLUICE_INTERNAL = 7,           /* a bug in sluice */
   SLUICE_NOT_FOUND = 8,          /* e.g. removing a shared region that does not exist */
-  SLUICE_ALREADY_EXISTS = 9      /* e.g. adding a balancer endpoint twice */
+  SLUICE_ALREADY_EXISTS = 9,     /* e.g. adding a balancer endpoint twice */
+  SLUICE_ABORTED = 10            /* a stream broke after its first byte reached the client */
   /* New codes may be added; treat unknown codes as errors. */
 } sluice_status;
 
@@ -164,7 +165,34 @@ typedef enum sluice_param {
   SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS = 713,             /* default 10 s */
   SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS = 714,       /* default 10 s */
   SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS = 715,          /* default 0 */
-  SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS = 716            /* default 0 */
+  SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS = 716,           /* default 0 */
+  SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES = 717,    /* default 5; 0 disables */
+  SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS = 718,     /* default 30 s */
+  SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS = 719,      /* default 300 s */
+  SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT = 720,    /* default 10 */
+  /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
+  SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET = 800,  /* default 1 */
+  SLUICE_PARAM_FALLBACK_DEADLINE_NANOS = 801,          /* default 120 s */
+  SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS = 802,   /* default 0: the deadline only */
+  SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS = 803,      /* default 25 ms */
+  SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS = 804,       /* default 250 ms */
+  SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI = 805,/* default 200 (20 %) */
+  SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN = 806,        /* default 3 */
+  SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET = 807,   /* string: a target's name; default none */
+  /* Every target's circuit breaker (sluice/circuit_breaker.h). Ratios are in thousandths. */
+  SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES = 820,     /* default 5; 0 disables */
+  SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI = 821,      /* default 500; 0 disables */
+  SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI = 822,    /* default 0 (disabled) */
+  SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS = 823,          /* default 30 s */
+  SLUICE_PARAM_BREAKER_WINDOW_NANOS = 824,             /* default 10 s */
+  SLUICE_PARAM_BREAKER_MINIMUM_CALLS = 825,            /* default 10 */
+  SLUICE_PARAM_BREAKER_OPEN_NANOS = 826,               /* default 5 s */
+  SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI = 827,    /* default 2000 */
+  SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS = 828,           /* default 5 min */
+  SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES = 829,         /* default 3 */
+  /* What a failure does: SLUICE_PARAM_FALLBACK_ACTION + a sluice_failure (1..9), the value a
+   * sluice_fallback_action. E.g. SLUICE_PARAM_FALLBACK_ACTION + SLUICE_FAIL_SERVER. */
+  SLUICE_PARAM_FALLBACK_ACTION = 840
 } sluice_param;
 
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
@@ -334,6 +362,107 @@ SLUICE_API int sluice_pick_complete(sluice_pick* pick, int http_status, int erro
                                     int64_t ttft_nanos, int64_t latency_nanos);
 /* A pick destroyed without sluice_pick_complete counts as abandoned. */
 SLUICE_API void sluice_pick_destroy(sluice_pick* pick);
+
+/* ---- failures (sluice/failure.h) -------------------------------------------------------- */
+typedef enum sluice_transport_error {
+  SLUICE_TRANSPORT_NONE = 0,
+  SLUICE_TRANSPORT_CONNECT = 1,
+  SLUICE_TRANSPORT_TIMEOUT = 2,
+  SLUICE_TRANSPORT_RESET = 3
+} sluice_transport_error;
+
+typedef enum sluice_failure {
+  SLUICE_FAIL_NONE = 0,
+  SLUICE_FAIL_CONNECT = 1,
+  SLUICE_FAIL_TIMEOUT = 2,
+  SLUICE_FAIL_RESET = 3,
+  SLUICE_FAIL_RATE_LIMITED = 4,
+  SLUICE_FAIL_SERVER = 5,
+  SLUICE_FAIL_AUTH = 6,
+  SLUICE_FAIL_CONTEXT_LENGTH = 7,
+  SLUICE_FAIL_CONTENT_FILTER = 8,
+  SLUICE_FAIL_CLIENT = 9
+} sluice_failure;
+
+/* The failure class of an outcome (a sluice_failure); -1 if `transport` is not one. */
+SLUICE_API int sluice_classify(int http_status, int transport, const char* error_body,
+                               size_t error_body_len);
+/* A Retry-After value ("120", "1.5", an HTTP-date) as nanoseconds from `now_unix_nanos`.
+ * SLUICE_INVALID_ARGUMENT if it is malformed. */
+SLUICE_API int sluice_parse_retry_after(const char* value, size_t len, int64_t now_unix_nanos,
+                                        int64_t* out_nanos);
+
+/* ---- fallback policy (sluice/fallback_policy.h) ----------------------------------------- */
+typedef enum sluice_fallback_action {
+  SLUICE_ACTION_RETRY_SAME = 0,
+  SLUICE_ACTION_NEXT_TARGET = 1,
+  SLUICE_ACTION_FATAL = 2
+} sluice_fallback_action;
+
+typedef enum sluice_step_kind {
+  SLUICE_STEP_ATTEMPT = 0,
+  SLUICE_STEP_SUCCEEDED = 1,
+  SLUICE_STEP_FAILED = 2
+} sluice_step_kind;
+
+typedef enum sluice_breaker_state {
+  SLUICE_BREAKER_CLOSED = 0,
+  SLUICE_BREAKER_OPEN = 1,
+  SLUICE_BREAKER_HALF_OPEN = 2
+} sluice_breaker_state;
+
+/* One target of the chain. The balancer (may be NULL) is shared: the policy keeps it alive. */
+typedef struct sluice_fallback_target {
+  const char* name;
+  size_t name_len;
+  const char* model; /* may be NULL with model_len 0 */
+  size_t model_len;
+  sluice_balancer* balancer;
+} sluice_fallback_target;
+
+/* Where the call stands (FallbackPolicy::Step). Part of the ABI, like sluice_decision. */
+typedef struct sluice_fallback_step {
+  int kind;                 /* a sluice_step_kind */
+  int64_t attempt;          /* attempts handed out so far */
+  int64_t target_index;     /* SLUICE_STEP_ATTEMPT: the target, in the order given to create */
+  int64_t delay_nanos;      /* wait this long before sending */
+  int64_t timeout_nanos;    /* the attempt's limit after the delay; -1: none */
+  uint8_t retry;            /* the same target as the previous attempt */
+  int failure;              /* the previous attempt's sluice_failure */
+  int status;               /* SLUICE_STEP_FAILED: why (a sluice_status); SLUICE_OK otherwise */
+  int64_t retry_after_nanos;/* SLUICE_STEP_FAILED with SLUICE_UNAVAILABLE: when to come back */
+} sluice_fallback_step;
+
+typedef struct sluice_fallback_policy sluice_fallback_policy;
+typedef struct sluice_fallback_call sluice_fallback_call;
+/* Reads the SLUICE_PARAM_FALLBACK_*, SLUICE_PARAM_BREAKER_* and action parameters. */
+SLUICE_API int sluice_fallback_policy_create(const sluice_options* options,
+                                             const sluice_fallback_target* targets,
+                                             size_t target_count, const sluice_clock* clock,
+                                             sluice_fallback_policy** out);
+/* Calls made by the policy stay valid after it is destroyed. */
+SLUICE_API void sluice_fallback_policy_destroy(sluice_fallback_policy* policy);
+/* A target's breaker state (a sluice_breaker_state), or -1 for a bad argument. */
+SLUICE_API int sluice_fallback_policy_breaker_state(const sluice_fallback_policy* policy,
+                                                    size_t target_index);
+/* Starts a call (deadline_nanos 0: the policy's); `step` (may be NULL) gets its first step. */
+SLUICE_API int sluice_fallback_policy_begin(sluice_fallback_policy* policy, int64_t deadline_nanos,
+                                            sluice_fallback_call** out, sluice_fallback_step* step);
+/* The current step's target name, model and (balanced targets) endpoint id; not
+ * NUL-terminated, valid until the next call on `call`. */
+SLUICE_API const char* sluice_fallback_call_target(const sluice_fallback_call* call, size_t* len);
+SLUICE_API const char* sluice_fallback_call_model(const sluice_fallback_call* call, size_t* len);
+SLUICE_API const char* sluice_fallback_call_endpoint(const sluice_fallback_call* call, size_t* len);
+/* Reports the current attempt's outcome; `step` gets the next step. A failed call's message is
+ * sluice_last_error_message() right after the step that ended it. */
+SLUICE_API int sluice_fallback_call_next(sluice_fallback_call* call, int http_status, int transport,
+                                         const char* error_body, size_t error_body_len,
+                                         int64_t retry_after_nanos, int64_t latency_nanos,
+                                         sluice_fallback_step* step);
+/* Streaming: the current attempt's first byte reached the client; no fallback from now on. */
+SLUICE_API int sluice_fallback_call_mark_first_byte(sluice_fallback_call* call);
+/* An unfinished call gives back what it holds. */
+SLUICE_API void sluice_fallback_call_destroy(sluice_fallback_call* call);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -513,6 +513,114 @@ static void test_balancer(void) {
   sluice_clock_destroy(clock);
 }
 
+static int target_is(const sluice_fallback_call* call, const char* name) {
+  size_t len = 0;
+  const char* t = sluice_fallback_call_target(call, &len);
+  return len == strlen(name) && memcmp(t, name, len) == 0;
+}
+
+static void test_fallback_policy(void) {
+  sluice_clock* clock = NULL;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+
+  /* Failure classification and Retry-After from C. */
+  CHECK(sluice_classify(429, SLUICE_TRANSPORT_NONE, NULL, 0) == SLUICE_FAIL_RATE_LIMITED);
+  CHECK(sluice_classify(200, SLUICE_TRANSPORT_RESET, NULL, 0) == SLUICE_FAIL_RESET);
+  {
+    const char* body = "{\"error\":{\"code\":\"context_length_exceeded\"}}";
+    CHECK(sluice_classify(400, SLUICE_TRANSPORT_NONE, body, strlen(body)) ==
+          SLUICE_FAIL_CONTEXT_LENGTH);
+  }
+  CHECK(sluice_classify(200, 99, NULL, 0) == -1);
+  int64_t ra = 0;
+  CHECK(sluice_parse_retry_after("2.5", 3, 0, &ra) == SLUICE_OK && ra == 2500000000LL);
+  CHECK(sluice_parse_retry_after("later", 5, 0, &ra) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_parse_retry_after("1", 1, 0, NULL) == SLUICE_INVALID_ARGUMENT);
+
+  /* A balanced backup behind a plain primary. */
+  sluice_options* bo = sluice_options_create();
+  CHECK(sluice_options_set(bo, SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES, 3) == SLUICE_OK);
+  sluice_balancer* pool = NULL;
+  CHECK(sluice_balancer_create(bo, clock, &pool) == SLUICE_OK);
+  sluice_options_destroy(bo);
+  CHECK(sluice_balancer_add_endpoint(pool, "key-1", 5, 1, 0, 0, NULL, 0) == SLUICE_OK);
+
+  sluice_fallback_target targets[2] = {
+      {"primary", 7, "gpt-4o", 6, NULL},
+      {"backup", 6, NULL, 0, pool},
+  };
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES, 2) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BREAKER_OPEN_NANOS, 5 * SECOND) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_FALLBACK_ACTION + SLUICE_FAIL_SERVER,
+                           SLUICE_ACTION_NEXT_TARGET) == SLUICE_OK);
+  sluice_fallback_policy* policy = NULL;
+  CHECK(sluice_fallback_policy_create(o, targets, 2, clock, &policy) == SLUICE_OK);
+  sluice_balancer_destroy(pool); /* the policy keeps it alive */
+
+  int round;
+  for (round = 0; round < 2; ++round) {
+    sluice_fallback_call* call = NULL;
+    sluice_fallback_step step;
+    CHECK(sluice_fallback_policy_begin(policy, 0, &call, &step) == SLUICE_OK);
+    CHECK(step.kind == SLUICE_STEP_ATTEMPT && step.attempt == 1 && step.timeout_nanos > 0);
+    CHECK(target_is(call, "primary"));
+    size_t len = 0;
+    CHECK(memcmp(sluice_fallback_call_model(call, &len), "gpt-4o", 6) == 0 && len == 6);
+    CHECK(sluice_fallback_call_next(call, 500, SLUICE_TRANSPORT_NONE, NULL, 0, 0, 0, &step) ==
+          SLUICE_OK);
+    CHECK(step.kind == SLUICE_STEP_ATTEMPT && step.failure == SLUICE_FAIL_SERVER);
+    CHECK(target_is(call, "backup"));
+    CHECK(memcmp(sluice_fallback_call_endpoint(call, &len), "key-1", 5) == 0 && len == 5);
+    CHECK(sluice_fallback_call_next(call, 200, SLUICE_TRANSPORT_NONE, NULL, 0, 0, 0, &step) ==
+          SLUICE_OK);
+    CHECK(step.kind == SLUICE_STEP_SUCCEEDED && step.status == SLUICE_OK);
+    CHECK(sluice_fallback_call_next(call, 200, 0, NULL, 0, 0, 0, &step) ==
+          SLUICE_FAILED_PRECONDITION);
+    sluice_fallback_call_destroy(call);
+  }
+  CHECK(sluice_fallback_policy_breaker_state(policy, 0) == SLUICE_BREAKER_OPEN);
+  CHECK(sluice_fallback_policy_breaker_state(policy, 1) == SLUICE_BREAKER_CLOSED);
+  CHECK(sluice_fallback_policy_breaker_state(policy, 2) == -1);
+
+  /* After the first streamed byte, a broken stream ends the call: SLUICE_ABORTED. */
+  {
+    sluice_fallback_call* call = NULL;
+    sluice_fallback_step step;
+    CHECK(sluice_fallback_policy_begin(policy, 0, &call, &step) == SLUICE_OK);
+    CHECK(target_is(call, "backup")); /* the primary's breaker is open */
+    CHECK(sluice_fallback_call_mark_first_byte(call) == SLUICE_OK);
+    CHECK(sluice_fallback_call_next(call, 200, SLUICE_TRANSPORT_RESET, NULL, 0, 0, 0, &step) ==
+          SLUICE_OK);
+    CHECK(step.kind == SLUICE_STEP_FAILED && step.status == SLUICE_ABORTED);
+    CHECK(strstr(sluice_last_error_message(), "after its first byte") != NULL);
+    CHECK(strcmp(sluice_status_name(SLUICE_ABORTED), "SLUICE_ABORTED") == 0);
+    sluice_fallback_call_destroy(call);
+  }
+  sluice_fallback_policy_destroy(policy);
+
+  /* Bad options are named. */
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BREAKER_MINIMUM_CALLS, 0) == SLUICE_OK);
+  CHECK(sluice_fallback_policy_create(o, targets, 1, clock, &policy) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "breaker.minimum_calls") != NULL);
+  sluice_options_destroy(o);
+  o = sluice_options_create();
+  CHECK(sluice_fallback_policy_create(o, targets, 0, clock, &policy) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_FALLBACK_ACTION + SLUICE_FAIL_AUTH, 7) == SLUICE_OK);
+  CHECK(sluice_fallback_policy_create(o, targets, 1, clock, &policy) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "sluice_fallback_action") != NULL);
+  sluice_options_destroy(o);
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, 1) == SLUICE_OK);
+  CHECK(sluice_fallback_policy_create(o, targets, 1, clock, &policy) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_RATE") != NULL);
+  sluice_options_destroy(o);
+  CHECK(sluice_fallback_policy_begin(NULL, 0, NULL, NULL) == SLUICE_INVALID_ARGUMENT);
+  sluice_fallback_call_destroy(NULL);
+  sluice_fallback_policy_destroy(NULL);
+  sluice_clock_destroy(clock);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -525,6 +633,7 @@ int main(void) {
   test_cluster_scope_failure_modes();
   test_cluster_scope_other_objects();
   test_balancer();
+  test_fallback_policy();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
