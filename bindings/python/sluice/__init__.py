@@ -6,6 +6,9 @@ The objects (all thread-safe, none of them ever blocks the caller's loop)::
     LeakyBucket         shaping: a steady departure rate with a bounded wait
     ConcurrencyLimiter  in-flight cap per key; permits are leases that cannot leak
     TokenBudget         LLM tokens per key: reserve before the call, settle after
+    Balancer            picks an endpoint: least request, prefix affinity, metrics, key rotation
+    FallbackPolicy      a chain of targets with circuit breakers, a retry budget and a deadline;
+                        ``call``/``stream`` (and ``*_async``) run a function through it
 
 Example (a Flask view in a Dify-style gevent worker)::
 
@@ -40,6 +43,7 @@ from ._core import Permit, RedisStore, Reservation, Window
 from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
+from ._core import FallbackCall, classify, parse_retry_after
 from ._errors import (
     CapacityError,
     Error,
@@ -48,7 +52,12 @@ from ._errors import (
     LeaseExpired,
     NotFound,
     RateLimited,
+    AttemptFailed,
+    DeadlineExceeded,
+    StreamBroken,
+    Unavailable,
 )
+from ._fallback import Attempt, FallbackPolicy, outcome_of
 from ._cooperative import install as _install_cooperative_methods
 from ._cooperative import pending_plan as _pending_plan
 from ._cooperative import result_of as _result_of
@@ -93,6 +102,16 @@ __all__ = [
     "coarse_steady_clock",
     "remove_shared_region",
     "steady_clock",
+    "Attempt",
+    "AttemptFailed",
+    "DeadlineExceeded",
+    "FallbackCall",
+    "FallbackPolicy",
+    "StreamBroken",
+    "Unavailable",
+    "classify",
+    "outcome_of",
+    "parse_retry_after",
 ]
 
 

@@ -46,3 +46,44 @@ class RateLimited(Error):
 
     def headers(self, policy_name: str = "sluice") -> List[Tuple[str, str]]:
         return self.decision.headers(policy_name=policy_name)
+
+
+class Unavailable(Error):
+    """Nothing could serve the call: every fallback target failed, is behind an open circuit
+    breaker or inside a provider's Retry-After window (or every balancer endpoint is cooling
+    down). ``retry_after`` (seconds, 0 if unknown) says when a target is usable again."""
+
+    def __init__(self, message: str = "", retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after: float = retry_after
+
+
+class DeadlineExceeded(Error):
+    """A fallback call's deadline passed before any target answered."""
+
+
+class StreamBroken(Error):
+    """A streamed answer broke after its first byte had reached the client. It is not retried
+    or replayed elsewhere: the client would receive two answers spliced together."""
+
+
+class AttemptFailed(Error):
+    """Raise this from a function run by ``FallbackPolicy.call`` to report how an attempt
+    failed when no exception of the HTTP client says it: ``status`` (0: no response),
+    ``transport`` (None, 'connect', 'timeout' or 'reset'), the provider's ``error_body`` (bytes
+    or str) and its ``retry_after`` (seconds)."""
+
+    def __init__(
+        self,
+        status: int = 0,
+        *,
+        transport: Optional[str] = None,
+        error_body: "bytes | str" = b"",
+        retry_after: float = 0.0,
+        message: str = "",
+    ) -> None:
+        super().__init__(message or f"attempt failed: status {status}, transport {transport}")
+        self.status = status
+        self.transport = transport
+        self.error_body = error_body.encode() if isinstance(error_body, str) else error_body
+        self.retry_after = retry_after

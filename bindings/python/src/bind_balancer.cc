@@ -191,7 +191,7 @@ inside); a Pick collected without completion counts as abandoned.)doc")
         return false;
       });
 
-  py::class_<Balancer>(m, "Balancer", R"doc(
+  py::class_<Balancer, std::shared_ptr<Balancer>>(m, "Balancer", R"doc(
 Picks one of N LLM endpoints per request (see include/sluice/balancer.h for every rule):
 strategy "round_robin", "weighted_round_robin", "least_request" (default), "prefix_affinity",
 "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
@@ -236,7 +236,8 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
              o.shared_region = shared_region.value_or("");
              o.shared_max_in_flight = shared_max_in_flight;
              o.shared_lease = SecondsToDuration(shared_lease, "shared_lease");
-             return ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock)));
+             // Shared: a FallbackPolicy target may route through it.
+             return std::shared_ptr<Balancer>(ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock))));
            }),
            py::arg("strategy") = "least_request", py::kw_only(), py::arg("block_chars") = 128,
            py::arg("max_blocks") = 256, py::arg("kv_capacity_blocks") = 16384,

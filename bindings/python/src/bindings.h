@@ -85,6 +85,7 @@ void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudge
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
 void BindBalancer(py::module_& m);       // Balancer, Pick, parse_request, parse_engine_metrics
 void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
+void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
 
 }  // namespace sluice_python
 

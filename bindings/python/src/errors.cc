@@ -18,6 +18,7 @@ void RegisterErrorTranslator() {
         case absl::StatusCode::kResourceExhausted: name = "CapacityError"; break;
         case absl::StatusCode::kFailedPrecondition: name = "FailedPrecondition"; break;
         case absl::StatusCode::kNotFound: name = "NotFound"; break;
+        case absl::StatusCode::kUnavailable: name = "Unavailable"; break;
         default: break;
       }
       py::object type = errors.attr(name);

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindGcraObjects(m);
   sluice_python::BindConcurrency(m);
   sluice_python::BindBalancer(m);
+  sluice_python::BindFallback(m);
 }

@@ -1,0 +1,303 @@
+"""FallbackPolicy's Python helpers: run a function through the chain of targets.
+
+The native ``_core.FallbackPolicy`` decides (breakers, retry budget, backoff, deadline); these
+helpers do the waiting and the calling. They sleep between attempts with the running loop's own
+sleep (gevent, asyncio, or plain threads), so a Dify gevent worker never blocks, and they turn the
+HTTP client's exceptions into outcomes:
+
+* ``sluice.AttemptFailed`` raised by the function: its fields, as given;
+* an exception with ``status_code`` (openai's ``APIStatusError``), or with ``response.status_code``
+  (httpx ``HTTPStatusError``, requests ``HTTPError``): that status, the response's Retry-After
+  header and body;
+* timeouts (``TimeoutError``, and exception classes named ``*Timeout*``): a timeout;
+* ``ConnectionResetError``, ``BrokenPipeError``, ``http.client.RemoteDisconnected`` /
+  ``IncompleteRead`` and classes named ``*RemoteProtocolError*`` / ``*ReadError*``: a reset;
+* other ``OSError`` and classes named ``*Connect*``: a connection failure.
+
+Any other exception is the caller's own bug, not the provider's: it propagates at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from typing import Any, Callable, Dict, Optional
+
+from . import _core
+from ._errors import AttemptFailed, DeadlineExceeded, StreamBroken, Unavailable
+from ._waiting import sleep
+
+
+class Attempt:
+    """Where one attempt goes: hand it to the function run by the policy."""
+
+    __slots__ = ("target", "model", "endpoint_id", "labels", "timeout", "number", "retry")
+
+    def __init__(self, call: Any) -> None:
+        self.target: str = call.target
+        self.model: str = call.model
+        self.endpoint_id: str = call.endpoint_id
+        self.labels: Dict[str, str] = call.labels if call.endpoint_id else {}
+        self.timeout: Optional[float] = call.timeout
+        self.number: int = call.attempt
+        self.retry: bool = call.retry
+
+    def __repr__(self) -> str:
+        return f"Attempt(target={self.target!r}, model={self.model!r}, number={self.number})"
+
+
+def _header(headers: Any, name: str) -> Optional[str]:
+    if headers is None:
+        return None
+    try:
+        return headers.get(name)
+    except AttributeError:
+        return None
+
+
+def _body_of(response: Any) -> bytes:
+    for attribute in ("content", "text"):
+        try:
+            value = getattr(response, attribute, None)
+        except Exception:  # an unread streaming body can refuse
+            value = None
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode()
+    return b""
+
+
+def outcome_of(exc: BaseException) -> Optional[Dict[str, Any]]:
+    """The outcome (``FallbackCall.next`` keyword arguments) an exception stands for, or None
+    when it is not an upstream failure (see the module docstring)."""
+    if isinstance(exc, AttemptFailed):
+        return {"status": exc.status, "transport": exc.transport, "error_body": exc.error_body,
+                "retry_after": exc.retry_after}
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        outcome: Dict[str, Any] = {"status": status, "error_body": _body_of(response)}
+        retry_after = _core.parse_retry_after(_header(getattr(response, "headers", None),
+                                                      "retry-after") or "")
+        if retry_after is not None:
+            outcome["retry_after"] = retry_after
+        return outcome
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) or "Timeout" in name:
+        return {"transport": "timeout"}
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected,
+                        http.client.IncompleteRead)) or "RemoteProtocolError" in name \
+            or "ReadError" in name:
+        return {"transport": "reset"}
+    if isinstance(exc, OSError) or "Connect" in name:
+        return {"transport": "connect"}
+    return None
+
+
+def _raise_failure(call: Any, last: Optional[BaseException]) -> None:
+    """Raises what ends a failed call, chained to the last attempt's exception."""
+    status = call.status
+    if status == "fatal" and last is not None:
+        raise last  # the provider refused the request itself: the caller wants its error
+    if status == "deadline_exceeded":
+        raise DeadlineExceeded(call.message) from last
+    if status == "stream_broken":
+        raise StreamBroken(call.message) from last
+    raise Unavailable(call.message, retry_after=call.retry_after) from last
+
+
+class FallbackPolicy(_core.FallbackPolicy):
+    """An ordered chain of LLM targets with a circuit breaker each, a retry budget shared by all
+    calls, full-jitter backoff that honours Retry-After, and a deadline per call.
+
+    ``targets`` is a list of dicts: ``{"name": ..., "model": ..., "balancer": Balancer,
+    "breaker": {...}}`` (only ``name`` is required). Options (seconds for durations):
+    ``max_retries_per_target`` (1), ``deadline`` (120), ``attempt_timeout`` (0: none),
+    ``backoff_base`` (0.025), ``backoff_max`` (0.25), ``retry_budget_ratio`` (0.2),
+    ``retry_budget_min`` (3), ``context_length_target`` (a target's name), ``breaker`` (a dict:
+    ``consecutive_failures`` 5, ``failure_ratio`` 0.5, ``slow_call_ratio`` 0, ``slow_call_duration``
+    30, ``window`` 10, ``minimum_calls`` 10, ``open_time`` 5, ``open_time_multiplier`` 2,
+    ``max_open_time`` 300, ``half_open_probes`` 3), ``actions`` (failure class -> 'retry_same',
+    'next_target' or 'fatal'), ``on_breaker_transition`` (called with a dict per breaker state
+    change, from the thread or greenlet whose call observed it), ``clock``.
+
+    Example (a Dify-style blocking call, gevent or threads)::
+
+        policy = sluice.FallbackPolicy([{"name": "openai", "model": "gpt-4o"},
+                                        {"name": "qwen", "model": "qwen-turbo"}])
+
+        def send(attempt):
+            return clients[attempt.target].chat.completions.create(
+                model=attempt.model, messages=messages, timeout=attempt.timeout)
+
+        reply = policy.call(send)      # raises sluice.Unavailable when every target failed
+
+    Streaming (falls back only before the first chunk reaches the caller)::
+
+        for chunk in policy.stream(lambda a: clients[a.target].chat.completions.create(
+                model=a.model, messages=messages, stream=True)):
+            yield chunk
+    """
+
+    def __init__(self, targets, *, on_breaker_transition: Optional[Callable[[dict], Any]] = None,
+                 **options: Any) -> None:
+        super().__init__(list(targets), **options)
+        self._on_transition = on_breaker_transition
+
+    def _publish_transitions(self) -> None:
+        # Breaker transitions queue up natively; deliver them here, outside any native call.
+        if self._on_transition is None:
+            return
+        for event in self._drain_transitions():
+            self._on_transition(event)
+
+    def _report(self, call: Any, **outcome: Any) -> None:
+        call.next(**outcome)
+        self._publish_transitions()
+
+    def call(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
+             classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
+        """Runs ``fn(attempt)`` through the chain until one attempt returns; returns what it
+        returned. A failed attempt must raise (see ``outcome_of`` for what counts; ``classify``
+        replaces it). Raises ``sluice.Unavailable`` (every target failed or is open),
+        ``sluice.DeadlineExceeded``, or the function's own exception when the provider refused
+        the request itself (a 400: another target would refuse it too)."""
+        call = self.begin(deadline)
+        self._publish_transitions()
+        last: Optional[BaseException] = None
+        while call.kind == "attempt":
+            if call.delay > 0:
+                sleep(call.delay)
+            started = time.monotonic()
+            try:
+                result = fn(Attempt(call))
+            except BaseException as exc:
+                outcome = classify(exc)
+                if outcome is None:
+                    raise
+                last = exc
+                self._report(call, latency=time.monotonic() - started, **outcome)
+                continue
+            self._report(call, status=200, latency=time.monotonic() - started)
+            return result
+        _raise_failure(call, last)
+
+    async def call_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
+                         classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
+        """``call`` for coroutines: ``fn`` is an async function; waits with ``asyncio.sleep``."""
+        import asyncio
+
+        call = self.begin(deadline)
+        self._publish_transitions()
+        last: Optional[BaseException] = None
+        while call.kind == "attempt":
+            if call.delay > 0:
+                await asyncio.sleep(call.delay)
+            started = time.monotonic()
+            try:
+                result = await fn(Attempt(call))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                outcome = classify(exc)
+                if outcome is None:
+                    raise
+                last = exc
+                self._report(call, latency=time.monotonic() - started, **outcome)
+                continue
+            self._report(call, status=200, latency=time.monotonic() - started)
+            return result
+        _raise_failure(call, last)
+
+    def stream(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
+               classify: Callable[[BaseException], Optional[dict]] = outcome_of):
+        """Runs ``fn(attempt)``, which returns an iterable of chunks (an SSE stream), through the
+        chain, and yields the chunks of the first attempt that produces one. Until that first
+        chunk, failures fall back as in ``call``; after it, the stream is committed: a failure
+        raises ``sluice.StreamBroken`` and nothing is retried or replayed."""
+        call = self.begin(deadline)
+        self._publish_transitions()
+        last: Optional[BaseException] = None
+        while call.kind == "attempt":
+            if call.delay > 0:
+                sleep(call.delay)
+            started = time.monotonic()
+            try:
+                chunks = iter(fn(Attempt(call)))
+                first = next(chunks)
+            except StopIteration:  # an empty answer is still an answer
+                self._report(call, status=200, latency=time.monotonic() - started)
+                return
+            except BaseException as exc:
+                outcome = classify(exc)
+                if outcome is None:
+                    raise
+                last = exc
+                self._report(call, latency=time.monotonic() - started, **outcome)
+                continue
+            ttft = time.monotonic() - started
+            call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
+            yield first
+            try:
+                for chunk in chunks:
+                    yield chunk
+            except GeneratorExit:
+                raise  # the consumer stopped reading: the call is abandoned, not failed
+            except BaseException as exc:
+                outcome = classify(exc) or {"transport": "reset"}
+                self._report(call, latency=time.monotonic() - started, ttft=ttft, **outcome)
+                _raise_failure(call, exc)
+            self._report(call, status=200, latency=time.monotonic() - started, ttft=ttft)
+            return
+        _raise_failure(call, last)
+
+    async def stream_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
+                           classify: Callable[[BaseException], Optional[dict]] = outcome_of):
+        """``stream`` for coroutines: ``fn`` returns an async iterable (or an awaitable of
+        one)."""
+        import asyncio
+        import inspect
+
+        call = self.begin(deadline)
+        self._publish_transitions()
+        last: Optional[BaseException] = None
+        while call.kind == "attempt":
+            if call.delay > 0:
+                await asyncio.sleep(call.delay)
+            started = time.monotonic()
+            try:
+                source = fn(Attempt(call))
+                if inspect.isawaitable(source):
+                    source = await source
+                chunks = source.__aiter__()
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                self._report(call, status=200, latency=time.monotonic() - started)
+                return
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                outcome = classify(exc)
+                if outcome is None:
+                    raise
+                last = exc
+                self._report(call, latency=time.monotonic() - started, **outcome)
+                continue
+            ttft = time.monotonic() - started
+            call.mark_first_byte()
+            yield first
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            except (GeneratorExit, asyncio.CancelledError):
+                raise
+            except BaseException as exc:
+                outcome = classify(exc) or {"transport": "reset"}
+                self._report(call, latency=time.monotonic() - started, ttft=ttft, **outcome)
+                _raise_failure(call, exc)
+            self._report(call, status=200, latency=time.monotonic() - started, ttft=ttft)
+            return
+        _raise_failure(call, last)

@@ -1,0 +1,342 @@
+// FallbackPolicy, its Call, failure classification and Retry-After parsing. The Python facade
+// (sluice/_fallback.py) drives calls through user functions for threads, gevent and asyncio.
+#include <pybind11/stl.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "bindings.h"
+#include "sluice/fallback_policy.h"
+
+namespace sluice_python {
+namespace {
+
+using sluice::CircuitBreaker;
+using sluice::Failure;
+using sluice::FallbackPolicy;
+using sluice::TransportError;
+using Call = FallbackPolicy::Call;
+using Kind = FallbackPolicy::Step::Kind;
+
+constexpr const char* kFailureNames =
+    "connect, timeout, reset, rate_limited, server, auth, context_length, content_filter, client";
+
+Failure FailureFromName(const std::string& name, const char* field) {
+  for (int f = 1; f < sluice::kFailureCount; ++f) {
+    if (sluice::FailureName(static_cast<Failure>(f)) == name) return static_cast<Failure>(f);
+  }
+  RaisePython("InvalidArgument", std::string(field) + ": '" + name + "' is not a failure class (" +
+                                     kFailureNames + ")");
+}
+
+FallbackPolicy::Action ActionFromName(const std::string& name, const std::string& field) {
+  if (name == "retry_same") return FallbackPolicy::Action::kRetrySame;
+  if (name == "next_target") return FallbackPolicy::Action::kNextTarget;
+  if (name == "fatal") return FallbackPolicy::Action::kFatal;
+  RaisePython("InvalidArgument", field + " must be 'retry_same', 'next_target' or 'fatal', got '" +
+                                     name + "'");
+}
+
+TransportError TransportFromName(const std::optional<std::string>& name) {
+  if (!name) return TransportError::kNone;
+  if (*name == "connect") return TransportError::kConnect;
+  if (*name == "timeout") return TransportError::kTimeout;
+  if (*name == "reset") return TransportError::kReset;
+  RaisePython("InvalidArgument",
+              "transport must be None, 'connect', 'timeout' or 'reset', got '" + *name + "'");
+}
+
+const char* StateName(CircuitBreaker::State s) {
+  switch (s) {
+    case CircuitBreaker::State::kClosed: return "closed";
+    case CircuitBreaker::State::kOpen: return "open";
+    case CircuitBreaker::State::kHalfOpen: return "half_open";
+  }
+  return "closed";
+}
+
+// Breaker options from a dict of seconds and numbers; unknown keys are named.
+CircuitBreaker::Options BreakerFromDict(const py::dict& d, const std::string& field) {
+  CircuitBreaker::Options o;
+  for (auto [key, value] : d) {
+    const std::string k = py::str(key);
+    if (k == "consecutive_failures") o.consecutive_failures = value.cast<int64_t>();
+    else if (k == "failure_ratio") o.failure_ratio = value.cast<double>();
+    else if (k == "slow_call_ratio") o.slow_call_ratio = value.cast<double>();
+    else if (k == "slow_call_duration") o.slow_call_duration = SecondsToDuration(value.cast<double>(), "slow_call_duration");
+    else if (k == "window") o.window = SecondsToDuration(value.cast<double>(), "window");
+    else if (k == "minimum_calls") o.minimum_calls = value.cast<int64_t>();
+    else if (k == "open_time") o.open_time = SecondsToDuration(value.cast<double>(), "open_time");
+    else if (k == "open_time_multiplier") o.open_time_multiplier = value.cast<double>();
+    else if (k == "max_open_time") o.max_open_time = SecondsToDuration(value.cast<double>(), "max_open_time");
+    else if (k == "half_open_probes") o.half_open_probes = value.cast<int64_t>();
+    else RaisePython("InvalidArgument", "sluice.FallbackPolicy: " + field + " has no '" + k + "'");
+  }
+  return o;
+}
+
+// Breaker transitions wait here until the facade drains them: a Python callback must never run
+// inside a bound call (it could switch greenlets there; see bindings.h).
+struct TransitionQueue {
+  struct Event {
+    std::string target;
+    CircuitBreaker::Transition t;
+  };
+  absl::Mutex mu;
+  std::vector<Event> events ABSL_GUARDED_BY(mu);
+  std::atomic<bool> pending{false};
+};
+
+// The policy plus its transition queue.
+struct PyPolicy {
+  std::unique_ptr<FallbackPolicy> policy;
+  std::shared_ptr<TransitionQueue> transitions;
+};
+
+py::object StepFailure(const FallbackPolicy::Step& s) {
+  if (s.failure == Failure::kNone) return py::none();
+  return py::str(std::string(sluice::FailureName(s.failure)));
+}
+
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kAttempt: return "attempt";
+    case Kind::kSucceeded: return "succeeded";
+    case Kind::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+const char* StatusName(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk: return "ok";
+    case absl::StatusCode::kUnavailable: return "unavailable";
+    case absl::StatusCode::kDeadlineExceeded: return "deadline_exceeded";
+    case absl::StatusCode::kFailedPrecondition: return "fatal";
+    case absl::StatusCode::kAborted: return "stream_broken";
+    default: return "in_progress";
+  }
+}
+
+}  // namespace
+
+void BindFallback(py::module_& m) {
+  m.def(
+      "classify",
+      [](int status, std::optional<std::string> transport, py::bytes error_body) -> py::object {
+        std::string_view body = error_body;
+        const Failure f = sluice::Classify(
+            {.http_status = status, .transport = TransportFromName(transport), .error_body = body});
+        if (f == Failure::kNone) return py::none();
+        return py::str(std::string(sluice::FailureName(f)));
+      },
+      py::arg("status") = 0, py::kw_only(), py::arg("transport") = py::none(),
+      py::arg("error_body") = py::bytes(),
+      "The failure class of an attempt's outcome (None for a success): 'connect', 'timeout',\n"
+      "'reset', 'rate_limited', 'server', 'auth', 'context_length', 'content_filter' or\n"
+      "'client'. error_body (bytes) is the provider's error JSON.");
+  m.def(
+      "parse_retry_after",
+      [](const std::string& value) -> std::optional<double> {
+        std::optional<absl::Duration> d = sluice::ParseRetryAfter(value, absl::Now());
+        if (!d) return std::nullopt;
+        return absl::ToDoubleSeconds(*d);
+      },
+      py::arg("value"),
+      "A Retry-After header value ('120', '1.5' or an HTTP-date) in seconds from now; None if\n"
+      "it is malformed.");
+
+  py::class_<Call>(m, "FallbackCall", R"doc(
+One call's walk through a FallbackPolicy's chain (see FallbackPolicy.begin). While ``kind`` is
+"attempt", wait ``delay`` seconds, send to ``target`` (``endpoint_id`` for a balanced target)
+within ``timeout``, and report with ``next(...)``. Used by one thread (or greenlet) at a time.)doc")
+      .def_property_readonly("kind", [](const Call& c) { return KindName(c.step().kind); },
+                             "'attempt', 'succeeded' or 'failed'.")
+      .def_property_readonly("attempt", [](const Call& c) { return c.step().attempt; })
+      .def_property_readonly("target", [](const Call& c) { return std::string(c.step().target); })
+      .def_property_readonly("target_index", [](const Call& c) { return c.step().target_index; })
+      .def_property_readonly("model", [](const Call& c) { return std::string(c.step().model); })
+      .def_property_readonly("endpoint_id",
+                             [](const Call& c) { return std::string(c.step().endpoint_id); })
+      .def_property_readonly("labels",
+                             [](const Call& c) {
+                               py::dict d;
+                               if (const auto* pick = c.pick()) {
+                                 for (const auto& [k, v] : pick->endpoint().labels) d[py::str(k)] = v;
+                               }
+                               return d;
+                             },
+                             "The picked endpoint's labels (balanced targets); {} otherwise.")
+      .def_property_readonly("delay", [](const Call& c) { return absl::ToDoubleSeconds(c.step().delay); })
+      .def_property_readonly("timeout",
+                             [](const Call& c) -> std::optional<double> {
+                               if (c.step().timeout == absl::InfiniteDuration()) return std::nullopt;
+                               return absl::ToDoubleSeconds(c.step().timeout);
+                             },
+                             "Seconds the attempt may take after its delay; None: unbounded.")
+      .def_property_readonly("retry", [](const Call& c) { return c.step().retry; })
+      .def_property_readonly("failure", [](const Call& c) { return StepFailure(c.step()); },
+                             "The previous attempt's failure class, or None.")
+      .def_property_readonly("status", [](const Call& c) { return StatusName(c.status()); },
+                             "'ok', 'in_progress', 'unavailable', 'deadline_exceeded', 'fatal' or\n"
+                             "'stream_broken'.")
+      .def_property_readonly("message", [](const Call& c) { return std::string(c.status().message()); })
+      .def_property_readonly("retry_after",
+                             [](const Call& c) { return absl::ToDoubleSeconds(c.step().retry_after); },
+                             "After an 'unavailable' failure: seconds until a target is usable.")
+      .def_property_readonly("first_byte_marked", &Call::first_byte_marked)
+      .def(
+          "next",
+          [](Call& c, int status, std::optional<std::string> transport, py::bytes error_body,
+             double retry_after, double latency, double ttft) -> Call& {
+            if (c.step().kind != Kind::kAttempt) {
+              RaisePython("FailedPrecondition",
+                          "sluice.FallbackCall.next: the call has ended; there is no attempt");
+            }
+            std::string_view body = error_body;
+            c.Next({.http_status = status,
+                    .transport = TransportFromName(transport),
+                    .error_body = body,
+                    .retry_after = SecondsToDuration(retry_after, "retry_after"),
+                    .latency = SecondsToDuration(latency, "latency"),
+                    .ttft = SecondsToDuration(ttft, "ttft")});
+            return c;
+          },
+          py::arg("status") = 0, py::kw_only(), py::arg("transport") = py::none(),
+          py::arg("error_body") = py::bytes(), py::arg("retry_after") = 0.0,
+          py::arg("latency") = 0.0, py::arg("ttft") = 0.0, py::return_value_policy::reference,
+          "Reports the attempt: an HTTP status (0 when no response came) or a transport error\n"
+          "('connect', 'timeout', 'reset'), the provider's error body (bytes), its Retry-After\n"
+          "(seconds), and the latency and TTFT in seconds (0: measured / unknown). Returns self,\n"
+          "moved to its next step.")
+      .def("mark_first_byte", &Call::MarkFirstByte,
+           "Streaming: the attempt's first byte reached the client; no fallback from now on.");
+
+  py::class_<PyPolicy>(m, "FallbackPolicy", R"doc(
+An ordered chain of targets with a circuit breaker each, a shared retry budget, full-jitter
+backoff honouring Retry-After, and a deadline per call (include/sluice/fallback_policy.h has
+every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`` facade's
+``call`` / ``call_async`` / ``stream`` / ``stream_async`` helpers, or drive ``begin()`` yourself.)doc")
+      .def(py::init([](const py::list& targets, int64_t max_retries_per_target, double deadline,
+                       double attempt_timeout, double backoff_base, double backoff_max,
+                       double retry_budget_ratio, int64_t retry_budget_min,
+                       std::optional<std::string> context_length_target,
+                       std::optional<py::dict> breaker, std::map<std::string, std::string> actions,
+                       const sluice::Clock* clock) {
+             FallbackPolicy::Options o;
+             for (size_t i = 0; i < targets.size(); ++i) {
+               const std::string field = "targets[" + std::to_string(i) + "]";
+               py::dict t = targets[i].cast<py::dict>();
+               FallbackPolicy::Target target;
+               for (auto [key, value] : t) {
+                 const std::string k = py::str(key);
+                 if (k == "name") target.name = value.cast<std::string>();
+                 else if (k == "model") target.model = value.cast<std::string>();
+                 else if (k == "balancer") {
+                   if (!value.is_none()) target.balancer = value.cast<std::shared_ptr<sluice::Balancer>>();
+                 } else if (k == "breaker") {
+                   if (!value.is_none()) target.breaker = BreakerFromDict(value.cast<py::dict>(), field + ".breaker");
+                 } else {
+                   RaisePython("InvalidArgument", "sluice.FallbackPolicy: " + field + " has no '" + k +
+                                                      "' (name, model, balancer, breaker)");
+                 }
+               }
+               o.targets.push_back(std::move(target));
+             }
+             o.max_retries_per_target = max_retries_per_target;
+             o.deadline = SecondsToDuration(deadline, "deadline");
+             o.attempt_timeout = SecondsToDuration(attempt_timeout, "attempt_timeout");
+             o.backoff_base = SecondsToDuration(backoff_base, "backoff_base");
+             o.backoff_max = SecondsToDuration(backoff_max, "backoff_max");
+             o.retry_budget = {.ratio = retry_budget_ratio, .min_retries = retry_budget_min};
+             o.context_length_target = context_length_target.value_or("");
+             if (breaker) o.breaker = BreakerFromDict(*breaker, "breaker");
+             for (const auto& [failure, action] : actions) {
+               o.actions.Set(FailureFromName(failure, "actions"),
+                             ActionFromName(action, "actions['" + failure + "']"));
+             }
+             auto queue = std::make_shared<TransitionQueue>();
+             o.on_breaker_transition = [queue](std::string_view target,
+                                               const CircuitBreaker::Transition& t) {
+               absl::MutexLock lock(&queue->mu);
+               if (queue->events.size() < 10000) queue->events.push_back({std::string(target), t});
+               queue->pending.store(true, std::memory_order_release);
+             };
+             return PyPolicy{ValueOrThrow(FallbackPolicy::Create(std::move(o), ClockOrDefault(clock))),
+                             std::move(queue)};
+           }),
+           py::arg("targets"), py::kw_only(), py::arg("max_retries_per_target") = 1,
+           py::arg("deadline") = 120.0, py::arg("attempt_timeout") = 0.0,
+           py::arg("backoff_base") = 0.025, py::arg("backoff_max") = 0.25,
+           py::arg("retry_budget_ratio") = 0.2, py::arg("retry_budget_min") = 3,
+           py::arg("context_length_target") = py::none(), py::arg("breaker") = py::none(),
+           py::arg("actions") = std::map<std::string, std::string>{}, py::arg("clock") = nullptr,
+           py::keep_alive<1, 13>())
+      .def("begin",
+           [](PyPolicy& p, double deadline) {
+             FallbackPolicy::CallOptions options;
+             options.deadline = SecondsToDuration(deadline, "deadline");
+             return p.policy->Begin(options);
+           },
+           py::arg("deadline") = 0.0, py::keep_alive<0, 1>(),
+           "Starts a call (deadline 0: the policy's); its first step is ready.")
+      .def("_drain_transitions",
+           [](PyPolicy& p) {
+             py::list out;
+             TransitionQueue& q = *p.transitions;
+             if (!q.pending.load(std::memory_order_acquire)) return out;
+             std::vector<TransitionQueue::Event> events;
+             {
+               absl::MutexLock lock(&q.mu);
+               events.swap(q.events);
+               q.pending.store(false, std::memory_order_relaxed);
+             }
+             for (const auto& e : events) {
+               py::dict d;
+               d["target"] = e.target;
+               d["from"] = StateName(e.t.from);
+               d["to"] = StateName(e.t.to);
+               d["reason"] = std::string(e.t.reason);
+               d["trips"] = e.t.trips;
+               d["open_for"] = absl::ToDoubleSeconds(e.t.open_for);
+               d["at"] = NanosToSeconds(e.t.at_nanos);
+               out.append(d);
+             }
+             return out;
+           })
+      .def("targets",
+           [](const PyPolicy& p) {
+             py::list out;
+             for (const auto& t : p.policy->Targets()) {
+               py::dict d;
+               d["name"] = t.name;
+               d["state"] = StateName(t.breaker.state);
+               d["attempts"] = t.attempts;
+               d["successes"] = t.successes;
+               d["failures"] = t.failures;
+               d["skipped"] = t.skipped;
+               d["trips"] = t.breaker.trips;
+               d["window_calls"] = t.breaker.calls;
+               d["window_failures"] = t.breaker.failures;
+               d["rate_limited_until"] = t.rate_limited_until_nanos == 0
+                                             ? py::object(py::none())
+                                             : py::float_(NanosToSeconds(t.rate_limited_until_nanos));
+               out.append(d);
+             }
+             return out;
+           },
+           "A dict per target: name, state ('closed', 'open', 'half_open'), attempts,\n"
+           "successes, failures, skipped, trips, window_calls, window_failures,\n"
+           "rate_limited_until.")
+      .def_property_readonly("retries_refused",
+                             [](const PyPolicy& p) { return p.policy->retries_refused(); })
+      .def_property_readonly("calls_in_flight",
+                             [](const PyPolicy& p) { return p.policy->calls_in_flight(); })
+      .def_property_readonly("retries_in_flight",
+                             [](const PyPolicy& p) { return p.policy->retries_in_flight(); });
+}
+
+}  // namespace sluice_python
