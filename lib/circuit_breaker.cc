@@ -1,6 +1,7 @@
 #include "sluice/circuit_breaker.h"
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -56,10 +57,25 @@ CircuitBreaker::CircuitBreaker(Options options, const Clock* clock)
       bucket_width_(absl::ToInt64Nanoseconds(options_.window) / kBuckets) {}
 
 CircuitBreaker::Bucket& CircuitBreaker::BucketAt(int64_t now) {
+  // Most records land in the newest bucket: no division for them.
+  if (now >= head_start_ && now < head_start_ + bucket_width_) return buckets_[head_slot_];
   const int64_t index = now / bucket_width_;
-  Bucket& b = buckets_[static_cast<size_t>(((index % kBuckets) + kBuckets) % kBuckets)];
-  if (b.index != index) b = Bucket{.index = index};
-  return b;
+  auto slot = [](int64_t i) { return static_cast<size_t>(((i % kBuckets) + kBuckets) % kBuckets); };
+  if (index > head_) {
+    // Slide: every bucket between the old head and the new one leaves the window.
+    const int64_t first = std::max(head_ + 1, index - kBuckets + 1);
+    for (int64_t i = first; i <= index; ++i) {
+      Bucket& b = buckets_[slot(i)];
+      window_calls_ -= b.calls, window_failures_ -= b.failures, window_slow_ -= b.slow;
+      b = Bucket{.index = i};
+    }
+    if (index - head_ >= kBuckets) window_calls_ = window_failures_ = window_slow_ = 0;
+    head_ = index;
+    head_slot_ = slot(index);
+    head_start_ = index * bucket_width_;
+  }
+  // A time behind the head (a clock set back) counts in the head bucket: never lost.
+  return buckets_[slot(head_)];
 }
 
 void CircuitBreaker::Totals(int64_t now, int64_t& calls, int64_t& failures, int64_t& slow) const {
@@ -77,6 +93,7 @@ CircuitBreaker::Transition CircuitBreaker::MoveTo(State to, int64_t now, std::st
                .open_for = absl::ZeroDuration()};
   state_ = to;
   ++generation_;
+  closed_generation_.store(to == State::kClosed ? generation_ : -1, std::memory_order_release);
   probes_out_ = probes_succeeded_ = 0;
   consecutive_failures_ = 0;
   if (to == State::kOpen) {
@@ -89,6 +106,9 @@ CircuitBreaker::Transition CircuitBreaker::MoveTo(State to, int64_t now, std::st
     open_until_ = now + absl::ToInt64Nanoseconds(open_for);
     t.open_for = open_for;
     buckets_.fill(Bucket{});  // the next closed period starts with a clean window
+    head_ = -1;
+    head_start_ = std::numeric_limits<int64_t>::min();
+    window_calls_ = window_failures_ = window_slow_ = 0;
   } else {
     open_until_ = 0;
     if (to == State::kClosed) trips_ = 0;
@@ -102,6 +122,12 @@ void CircuitBreaker::Publish(const Transition& t) const {
 }
 
 CircuitBreaker::Permission CircuitBreaker::TryAcquire() {
+  if (const int64_t g = closed_generation_.load(std::memory_order_acquire); g >= 0) {
+    Permission p;
+    p.allowed = true;
+    p.generation = g;
+    return p;
+  }
   const int64_t now = clock_->NowNanos();
   std::optional<Transition> change;
   Permission p;
@@ -133,7 +159,12 @@ CircuitBreaker::Permission CircuitBreaker::TryAcquire() {
 
 void CircuitBreaker::Record(const Permission& permission, Result result, absl::Duration latency) {
   if (!permission.allowed) return;
-  const int64_t now = clock_->NowNanos();
+  RecordAt(permission, result, latency, clock_->NowNanos());
+}
+
+void CircuitBreaker::RecordAt(const Permission& permission, Result result,
+                              absl::Duration latency, int64_t now) {
+  if (!permission.allowed) return;
   std::optional<Transition> change;
   {
     internal::MutexLock lock(&mu_);
@@ -149,13 +180,13 @@ void CircuitBreaker::Record(const Permission& permission, Result result, absl::D
       }
     } else if (state_ == State::kClosed && result != Result::kIgnored) {
       const bool failed = result == Result::kFailure;
+      const bool slow_call = latency >= options_.slow_call_duration;
       Bucket& b = BucketAt(now);
-      ++b.calls;
-      if (failed) ++b.failures;
-      if (latency >= options_.slow_call_duration) ++b.slow;
+      ++b.calls, ++window_calls_;
+      if (failed) ++b.failures, ++window_failures_;
+      if (slow_call) ++b.slow, ++window_slow_;
       consecutive_failures_ = failed ? consecutive_failures_ + 1 : 0;
-      int64_t calls, failures, slow;
-      Totals(now, calls, failures, slow);
+      const int64_t calls = window_calls_, failures = window_failures_, slow = window_slow_;
       const double n = static_cast<double>(calls);
       if (options_.consecutive_failures > 0 &&
           consecutive_failures_ >= options_.consecutive_failures) {

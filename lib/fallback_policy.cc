@@ -116,7 +116,9 @@ absl::StatusOr<std::unique_ptr<FallbackPolicy>> FallbackPolicy::Create(Options o
   if (options.targets.empty() || options.targets.size() > 64) {
     return Invalid("targets", "must hold 1 to 64 targets");
   }
-  if (options.max_retries_per_target < 0) return Invalid("max_retries_per_target", "must be >= 0");
+  if (options.max_retries_per_target < 0 || options.max_retries_per_target > 100) {
+    return Invalid("max_retries_per_target", "must be in [0, 100]");
+  }
   if (options.backoff_base <= absl::ZeroDuration()) return Invalid("backoff_base", "must be > 0");
   if (options.backoff_max < options.backoff_base) {
     return Invalid("backoff_max", "must be >= backoff_base");
@@ -200,8 +202,9 @@ std::vector<FallbackPolicy::TargetStats> FallbackPolicy::Targets() const {
 FallbackPolicy::Call FallbackPolicy::Begin() { return Begin(CallOptions()); }
 
 FallbackPolicy::Call FallbackPolicy::Begin(const CallOptions& options) {
-  Call call(core_, options);
-  if (!call.TryFrom(0, core_->clock->NowNanos())) {
+  const int64_t now = core_->clock->NowNanos();
+  Call call(core_, options, now);
+  if (!call.TryFrom(0, now)) {
     call.Finish(Kind::kFailed, absl::UnavailableError(""));
   }
   return call;
@@ -210,15 +213,13 @@ FallbackPolicy::Call FallbackPolicy::Begin(const CallOptions& options) {
 // ---- Call -------------------------------------------------------------------------------------
 
 FallbackPolicy::Call::Call(std::shared_ptr<internal::FallbackCore> core,
-                           const CallOptions& options)
+                           const CallOptions& options, int64_t now)
     : core_(std::move(core)),
       request_(core_->budget),
-      retries_(core_->targets.size(), 0),
       prefix_blocks_(options.prefix_blocks),
       affinity_key_(options.affinity_key) {
   const absl::Duration d =
       options.deadline > absl::ZeroDuration() ? options.deadline : core_->options.deadline;
-  const int64_t now = core_->clock->NowNanos();
   const int64_t span = absl::ToInt64Nanoseconds(d);
   deadline_ = span > std::numeric_limits<int64_t>::max() - now
                   ? std::numeric_limits<int64_t>::max()
@@ -349,7 +350,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
                                      : absl::Nanoseconds(std::max<int64_t>(0, now - attempt_start_));
 
   // Report the attempt: breaker, balancer pick, counters, Retry-After window.
-  t.breaker->Record(permission_, BreakerResult(failure), latency);
+  t.breaker->RecordAt(permission_, BreakerResult(failure), latency, now);
   if (pick_) {
     pick_->Complete({.error = BalancerClass(failure),
                      .http_status = outcome.http_status,

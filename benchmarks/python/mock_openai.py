@@ -10,8 +10,8 @@ does is scripted over HTTP (``POST /_control/<target>``, JSON) or with ``MockOpe
     mode "hang"          sleeps `hang` seconds before answering (the client times out first)
     mode "reset"         closes the connection without a response
     mode "cut_stream"    streams the first chunk, then closes the connection mid-stream
-    "error_rate": p      with mode "ok": exactly a share p of the calls fail with a 500
-                         (deterministic: call n fails when floor((n+1)p) > floor(np))
+    "error_rate": p      with mode "ok": each call fails with a 500 with probability p (a
+                         random stream seeded by "seed", default 1: the same run every time)
     "latency": s         every answer waits s seconds first
 
 ``GET /_stats`` returns the calls per target. ``MockOpenAI`` runs the server in a child process
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
+import random
 import os
 import socket
 import subprocess
@@ -43,6 +43,7 @@ class _State:
         self.lock = threading.Lock()
         self.scripts = {}
         self.calls = {}
+        self.rngs = {}
 
 
 STATE = _State()
@@ -80,8 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if parts[1] == "_reset":
                     STATE.scripts.clear()
                     STATE.calls.clear()
+                    STATE.rngs.clear()
                 else:
-                    STATE.scripts[parts[1]] = json.loads(raw or b"{}")
+                    script = json.loads(raw or b"{}")
+                    STATE.scripts[parts[1]] = script
+                    STATE.rngs[parts[1]] = random.Random(script.get("seed", 1))
             self._json(200, {"ok": True})
             return
         target = parts[0]
@@ -89,12 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
             n = STATE.calls.get(target, 0)
             STATE.calls[target] = n + 1
             script = dict(STATE.scripts.get(target, {}))
+            rate = script.get("error_rate", 0.0)
+            fails = bool(rate) and STATE.rngs[target].random() < rate
         request = json.loads(raw or b"{}")
         if script.get("latency"):
             time.sleep(script["latency"])
         mode = script.get("mode", "ok")
-        rate = script.get("error_rate", 0.0)
-        if mode == "ok" and rate and math.floor((n + 1) * rate) > math.floor(n * rate):
+        if mode == "ok" and fails:
             mode = "error"
         if mode == "error":
             status = script.get("status", 500)
@@ -132,9 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 resets connections under a few dozen clients
+    daemon_threads = True
+
+
 def serve(port: int = 0) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -44,6 +44,7 @@
 #define SLUICE_CIRCUIT_BREAKER_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -146,12 +147,15 @@ class CircuitBreaker {
   CircuitBreaker& operator=(const CircuitBreaker&) = delete;
 
   // Asks to make a call. An allowed call must be followed by exactly one Record with the same
-  // permission (a half-open probe holds its slot until then).
+  // permission (a half-open probe holds its slot until then). Closed: one atomic load, no lock.
   Permission TryAcquire();
   // Reports how an allowed call went. `latency` feeds the slow-call ratio (zero: not slow).
   // Results of calls admitted before the latest state change count for nothing.
   void Record(const Permission& permission, Result result,
               absl::Duration latency = absl::ZeroDuration());
+  // The same at a time already read from the breaker's clock (saves a clock read).
+  void RecordAt(const Permission& permission, Result result, absl::Duration latency,
+                int64_t now_nanos);
 
   State state() const;
   Stats stats() const;
@@ -168,7 +172,10 @@ class CircuitBreaker {
   Transition MoveTo(State to, int64_t now, std::string_view reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const Transition& t) const;
+  // The bucket for `now`, after dropping the buckets that slid out of the window from the
+  // running totals.
   Bucket& BucketAt(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The window's totals as of `now` (for stats(): no record may have slid the window lately).
   void Totals(int64_t now, int64_t& calls, int64_t& failures, int64_t& slow) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -180,6 +187,14 @@ class CircuitBreaker {
   // Increments on every state change: a permission from an older generation is stale.
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<Bucket, kBuckets> buckets_ ABSL_GUARDED_BY(mu_);
+  int64_t head_ ABSL_GUARDED_BY(mu_) = -1;  // the newest bucket's index
+  size_t head_slot_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t head_start_ ABSL_GUARDED_BY(mu_) = INT64_MIN;  // when the newest bucket began
+  int64_t window_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t window_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t window_slow_ ABSL_GUARDED_BY(mu_) = 0;
+  // The generation while closed, -1 otherwise: TryAcquire's lock-free path.
+  std::atomic<int64_t> closed_generation_{0};
   int64_t consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t trips_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t open_until_ ABSL_GUARDED_BY(mu_) = 0;

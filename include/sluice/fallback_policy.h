@@ -54,6 +54,7 @@
 #ifndef SLUICE_FALLBACK_POLICY_H_
 #define SLUICE_FALLBACK_POLICY_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -123,7 +124,7 @@ class FallbackPolicy {
     // A context-length failure jumps to the target of this name (a model with a larger window),
     // if the call has not tried it yet. Default: none (the failure's action applies).
     std::string context_length_target;
-    // kRetrySame retries per target per call. Default 1. >= 0.
+    // kRetrySame retries per target per call. Default 1. In [0, 100].
     int64_t max_retries_per_target = 1;
     // Every target's breaker unless the target sets its own.
     CircuitBreaker::Options breaker;
@@ -245,7 +246,7 @@ class FallbackPolicy::Call {
 
  private:
   friend class FallbackPolicy;
-  Call(std::shared_ptr<internal::FallbackCore> core, const CallOptions& options);
+  Call(std::shared_ptr<internal::FallbackCore> core, const CallOptions& options, int64_t now);
   // Hands out an attempt on target `index` if it is usable; notes why not otherwise.
   bool TryTarget(size_t index, int64_t now, absl::Duration delay, RetryBudget::Retry retry);
   // Tries targets from `first` on, in order.
@@ -263,7 +264,7 @@ class FallbackPolicy::Call {
   int64_t attempt_start_ = 0;
   bool first_byte_ = false;
   uint64_t tried_ = 0;  // bit i: target i was attempted
-  std::vector<int64_t> retries_;  // per target
+  std::array<uint8_t, 64> retries_{};  // per target (at most 64 targets, 100 retries)
   std::vector<uint64_t> prefix_blocks_;
   std::string affinity_key_;
   std::string notes_;  // why targets were passed over, for the final status

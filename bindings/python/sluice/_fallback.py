@@ -28,22 +28,10 @@ from ._errors import AttemptFailed, DeadlineExceeded, StreamBroken, Unavailable
 from ._waiting import sleep
 
 
-class Attempt:
-    """Where one attempt goes: hand it to the function run by the policy."""
-
-    __slots__ = ("target", "model", "endpoint_id", "labels", "timeout", "number", "retry")
-
-    def __init__(self, call: Any) -> None:
-        self.target: str = call.target
-        self.model: str = call.model
-        self.endpoint_id: str = call.endpoint_id
-        self.labels: Dict[str, str] = call.labels if call.endpoint_id else {}
-        self.timeout: Optional[float] = call.timeout
-        self.number: int = call.attempt
-        self.retry: bool = call.retry
-
-    def __repr__(self) -> str:
-        return f"Attempt(target={self.target!r}, model={self.model!r}, number={self.number})"
+# The function run by a policy receives the native call itself as its attempt: it has every field
+# the function needs (target, model, endpoint_id, labels, timeout, number, retry), read natively
+# when asked for, and no wrapper object is made per attempt.
+Attempt = _core.FallbackCall
 
 
 def _header(headers: Any, name: str) -> Optional[str]:
@@ -149,14 +137,13 @@ class FallbackPolicy(_core.FallbackPolicy):
 
     def _publish_transitions(self) -> None:
         # Breaker transitions queue up natively; deliver them here, outside any native call.
-        if self._on_transition is None:
-            return
         for event in self._drain_transitions():
             self._on_transition(event)
 
     def _report(self, call: Any, **outcome: Any) -> None:
         call.next(**outcome)
-        self._publish_transitions()
+        if self._on_transition is not None:
+            self._publish_transitions()
 
     def call(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
              classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
@@ -164,25 +151,31 @@ class FallbackPolicy(_core.FallbackPolicy):
         returned. A failed attempt must raise (see ``outcome_of`` for what counts; ``classify``
         replaces it). Raises ``sluice.Unavailable`` (every target failed or is open),
         ``sluice.DeadlineExceeded``, or the function's own exception when the provider refused
-        the request itself (a 400: another target would refuse it too)."""
+        the request itself (a 400: another target would refuse it too). Latencies are measured
+        natively, on the policy's clock."""
         call = self.begin(deadline)
-        self._publish_transitions()
         last: Optional[BaseException] = None
-        while call.kind == "attempt":
-            if call.delay > 0:
-                sleep(call.delay)
-            started = time.monotonic()
-            try:
-                result = fn(Attempt(call))
-            except BaseException as exc:
-                outcome = classify(exc)
-                if outcome is None:
-                    raise
-                last = exc
-                self._report(call, latency=time.monotonic() - started, **outcome)
-                continue
-            self._report(call, status=200, latency=time.monotonic() - started)
-            return result
+        try:
+            while True:
+                delay = call._next_delay()
+                if delay < 0:
+                    break
+                if delay:
+                    sleep(delay)
+                try:
+                    result = fn(call)
+                except BaseException as exc:
+                    outcome = classify(exc)
+                    if outcome is None:
+                        raise
+                    last = exc
+                    call.next(**outcome)
+                    continue
+                call._succeed()
+                return result
+        finally:
+            if self._on_transition is not None:
+                self._publish_transitions()
         _raise_failure(call, last)
 
     async def call_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
@@ -191,25 +184,30 @@ class FallbackPolicy(_core.FallbackPolicy):
         import asyncio
 
         call = self.begin(deadline)
-        self._publish_transitions()
         last: Optional[BaseException] = None
-        while call.kind == "attempt":
-            if call.delay > 0:
-                await asyncio.sleep(call.delay)
-            started = time.monotonic()
-            try:
-                result = await fn(Attempt(call))
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                outcome = classify(exc)
-                if outcome is None:
+        try:
+            while True:
+                delay = call._next_delay()
+                if delay < 0:
+                    break
+                if delay:
+                    await asyncio.sleep(delay)
+                try:
+                    result = await fn(call)
+                except asyncio.CancelledError:
                     raise
-                last = exc
-                self._report(call, latency=time.monotonic() - started, **outcome)
-                continue
-            self._report(call, status=200, latency=time.monotonic() - started)
-            return result
+                except BaseException as exc:
+                    outcome = classify(exc)
+                    if outcome is None:
+                        raise
+                    last = exc
+                    call.next(**outcome)
+                    continue
+                call._succeed()
+                return result
+        finally:
+            if self._on_transition is not None:
+                self._publish_transitions()
         _raise_failure(call, last)
 
     def stream(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
@@ -219,24 +217,23 @@ class FallbackPolicy(_core.FallbackPolicy):
         chunk, failures fall back as in ``call``; after it, the stream is committed: a failure
         raises ``sluice.StreamBroken`` and nothing is retried or replayed."""
         call = self.begin(deadline)
-        self._publish_transitions()
         last: Optional[BaseException] = None
         while call.kind == "attempt":
             if call.delay > 0:
                 sleep(call.delay)
             started = time.monotonic()
             try:
-                chunks = iter(fn(Attempt(call)))
+                chunks = iter(fn(call))
                 first = next(chunks)
             except StopIteration:  # an empty answer is still an answer
-                self._report(call, status=200, latency=time.monotonic() - started)
+                self._report(call, status=200)
                 return
             except BaseException as exc:
                 outcome = classify(exc)
                 if outcome is None:
                     raise
                 last = exc
-                self._report(call, latency=time.monotonic() - started, **outcome)
+                self._report(call, **outcome)
                 continue
             ttft = time.monotonic() - started
             call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
@@ -248,9 +245,9 @@ class FallbackPolicy(_core.FallbackPolicy):
                 raise  # the consumer stopped reading: the call is abandoned, not failed
             except BaseException as exc:
                 outcome = classify(exc) or {"transport": "reset"}
-                self._report(call, latency=time.monotonic() - started, ttft=ttft, **outcome)
+                self._report(call, ttft=ttft, **outcome)
                 _raise_failure(call, exc)
-            self._report(call, status=200, latency=time.monotonic() - started, ttft=ttft)
+            self._report(call, status=200, ttft=ttft)
             return
         _raise_failure(call, last)
 
@@ -262,20 +259,19 @@ class FallbackPolicy(_core.FallbackPolicy):
         import inspect
 
         call = self.begin(deadline)
-        self._publish_transitions()
         last: Optional[BaseException] = None
         while call.kind == "attempt":
             if call.delay > 0:
                 await asyncio.sleep(call.delay)
             started = time.monotonic()
             try:
-                source = fn(Attempt(call))
+                source = fn(call)
                 if inspect.isawaitable(source):
                     source = await source
                 chunks = source.__aiter__()
                 first = await chunks.__anext__()
             except StopAsyncIteration:
-                self._report(call, status=200, latency=time.monotonic() - started)
+                self._report(call, status=200)
                 return
             except asyncio.CancelledError:
                 raise
@@ -284,7 +280,7 @@ class FallbackPolicy(_core.FallbackPolicy):
                 if outcome is None:
                     raise
                 last = exc
-                self._report(call, latency=time.monotonic() - started, **outcome)
+                self._report(call, **outcome)
                 continue
             ttft = time.monotonic() - started
             call.mark_first_byte()
@@ -296,8 +292,8 @@ class FallbackPolicy(_core.FallbackPolicy):
                 raise
             except BaseException as exc:
                 outcome = classify(exc) or {"transport": "reset"}
-                self._report(call, latency=time.monotonic() - started, ttft=ttft, **outcome)
+                self._report(call, ttft=ttft, **outcome)
                 _raise_failure(call, exc)
-            self._report(call, status=200, latency=time.monotonic() - started, ttft=ttft)
+            self._report(call, status=200, ttft=ttft)
             return
         _raise_failure(call, last)

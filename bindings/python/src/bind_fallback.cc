@@ -90,10 +90,17 @@ struct TransitionQueue {
   std::atomic<bool> pending{false};
 };
 
-// The policy plus its transition queue.
+// The policy plus its transition queue, and the Python clock it reads (kept alive by every call
+// as well: a reference is cheaper than pybind11's keep_alive on each begin()).
 struct PyPolicy {
   std::unique_ptr<FallbackPolicy> policy;
   std::shared_ptr<TransitionQueue> transitions;
+  std::shared_ptr<py::object> clock;
+};
+
+struct PyCall {
+  Call call;
+  std::shared_ptr<py::object> clock;
 };
 
 py::object StepFailure(const FallbackPolicy::Step& s) {
@@ -120,6 +127,8 @@ const char* StatusName(const absl::Status& s) {
     default: return "in_progress";
   }
 }
+
+const FallbackPolicy::Step& StepOf(const PyCall& pc) { return pc.call.step(); }
 
 }  // namespace
 
@@ -149,49 +158,68 @@ void BindFallback(py::module_& m) {
       "A Retry-After header value ('120', '1.5' or an HTTP-date) in seconds from now; None if\n"
       "it is malformed.");
 
-  py::class_<Call>(m, "FallbackCall", R"doc(
+  py::class_<PyCall>(m, "FallbackCall", R"doc(
 One call's walk through a FallbackPolicy's chain (see FallbackPolicy.begin). While ``kind`` is
 "attempt", wait ``delay`` seconds, send to ``target`` (``endpoint_id`` for a balanced target)
-within ``timeout``, and report with ``next(...)``. Used by one thread (or greenlet) at a time.)doc")
-      .def_property_readonly("kind", [](const Call& c) { return KindName(c.step().kind); },
+within ``timeout``, and report with ``next(...)``. Functions run by ``FallbackPolicy.call`` and
+``stream`` receive it as their ``attempt`` (``sluice.Attempt``): they read ``target``, ``model``,
+``endpoint_id``, ``labels``, ``timeout``, ``number``, ``retry``. Used by one thread (or greenlet)
+at a time.)doc")
+      .def_property_readonly("kind", [](const PyCall& pc) { return KindName(StepOf(pc).kind); },
                              "'attempt', 'succeeded' or 'failed'.")
-      .def_property_readonly("attempt", [](const Call& c) { return c.step().attempt; })
-      .def_property_readonly("target", [](const Call& c) { return std::string(c.step().target); })
-      .def_property_readonly("target_index", [](const Call& c) { return c.step().target_index; })
-      .def_property_readonly("model", [](const Call& c) { return std::string(c.step().model); })
+      .def_property_readonly("attempt", [](const PyCall& pc) { return StepOf(pc).attempt; })
+      .def_property_readonly("number", [](const PyCall& pc) { return StepOf(pc).attempt; },
+                             "The same as ``attempt``: 1 for the call's first attempt, 2 next, ...")
+      .def_property_readonly("target", [](const PyCall& pc) { return std::string(StepOf(pc).target); })
+      .def_property_readonly("target_index", [](const PyCall& pc) { return StepOf(pc).target_index; })
+      .def_property_readonly("model", [](const PyCall& pc) { return std::string(StepOf(pc).model); })
       .def_property_readonly("endpoint_id",
-                             [](const Call& c) { return std::string(c.step().endpoint_id); })
+                             [](const PyCall& pc) { return std::string(StepOf(pc).endpoint_id); })
       .def_property_readonly("labels",
-                             [](const Call& c) {
+                             [](const PyCall& pc) {
                                py::dict d;
-                               if (const auto* pick = c.pick()) {
+                               if (const auto* pick = pc.call.pick()) {
                                  for (const auto& [k, v] : pick->endpoint().labels) d[py::str(k)] = v;
                                }
                                return d;
                              },
                              "The picked endpoint's labels (balanced targets); {} otherwise.")
-      .def_property_readonly("delay", [](const Call& c) { return absl::ToDoubleSeconds(c.step().delay); })
+      .def_property_readonly("delay", [](const PyCall& pc) { return absl::ToDoubleSeconds(StepOf(pc).delay); })
       .def_property_readonly("timeout",
-                             [](const Call& c) -> std::optional<double> {
-                               if (c.step().timeout == absl::InfiniteDuration()) return std::nullopt;
-                               return absl::ToDoubleSeconds(c.step().timeout);
+                             [](const PyCall& pc) -> std::optional<double> {
+                               if (StepOf(pc).timeout == absl::InfiniteDuration()) return std::nullopt;
+                               return absl::ToDoubleSeconds(StepOf(pc).timeout);
                              },
                              "Seconds the attempt may take after its delay; None: unbounded.")
-      .def_property_readonly("retry", [](const Call& c) { return c.step().retry; })
-      .def_property_readonly("failure", [](const Call& c) { return StepFailure(c.step()); },
+      .def_property_readonly("retry", [](const PyCall& pc) { return StepOf(pc).retry; })
+      .def_property_readonly("failure", [](const PyCall& pc) { return StepFailure(StepOf(pc)); },
                              "The previous attempt's failure class, or None.")
-      .def_property_readonly("status", [](const Call& c) { return StatusName(c.status()); },
+      .def_property_readonly("status", [](const PyCall& pc) { return StatusName(pc.call.status()); },
                              "'ok', 'in_progress', 'unavailable', 'deadline_exceeded', 'fatal' or\n"
                              "'stream_broken'.")
-      .def_property_readonly("message", [](const Call& c) { return std::string(c.status().message()); })
+      .def_property_readonly("message", [](const PyCall& pc) { return std::string(pc.call.status().message()); })
       .def_property_readonly("retry_after",
-                             [](const Call& c) { return absl::ToDoubleSeconds(c.step().retry_after); },
+                             [](const PyCall& pc) { return absl::ToDoubleSeconds(StepOf(pc).retry_after); },
                              "After an 'unavailable' failure: seconds until a target is usable.")
-      .def_property_readonly("first_byte_marked", &Call::first_byte_marked)
+      .def_property_readonly("first_byte_marked",
+                             [](const PyCall& pc) { return pc.call.first_byte_marked(); })
+      .def("_next_delay",
+           [](const PyCall& pc) {
+             return pc.call.step().kind == Kind::kAttempt
+                        ? absl::ToDoubleSeconds(pc.call.step().delay)
+                        : -1.0;
+           },
+           "The facade's fast path: the delay before the attempt, or -1 when the call ended.")
+      .def("_succeed",
+           [](PyCall& pc) {
+             if (pc.call.step().kind == Kind::kAttempt) pc.call.Next({.http_status = 200});
+           },
+           "The facade's fast path: the attempt succeeded.")
       .def(
           "next",
-          [](Call& c, int status, std::optional<std::string> transport, py::bytes error_body,
-             double retry_after, double latency, double ttft) -> Call& {
+          [](PyCall& self, int status, std::optional<std::string> transport, py::bytes error_body,
+             double retry_after, double latency, double ttft) -> PyCall& {
+            Call& c = self.call;
             if (c.step().kind != Kind::kAttempt) {
               RaisePython("FailedPrecondition",
                           "sluice.FallbackCall.next: the call has ended; there is no attempt");
@@ -203,7 +231,7 @@ within ``timeout``, and report with ``next(...)``. Used by one thread (or greenl
                     .retry_after = SecondsToDuration(retry_after, "retry_after"),
                     .latency = SecondsToDuration(latency, "latency"),
                     .ttft = SecondsToDuration(ttft, "ttft")});
-            return c;
+            return self;
           },
           py::arg("status") = 0, py::kw_only(), py::arg("transport") = py::none(),
           py::arg("error_body") = py::bytes(), py::arg("retry_after") = 0.0,
@@ -212,7 +240,7 @@ within ``timeout``, and report with ``next(...)``. Used by one thread (or greenl
           "('connect', 'timeout', 'reset'), the provider's error body (bytes), its Retry-After\n"
           "(seconds), and the latency and TTFT in seconds (0: measured / unknown). Returns self,\n"
           "moved to its next step.")
-      .def("mark_first_byte", &Call::MarkFirstByte,
+      .def("mark_first_byte", [](PyCall& pc) { pc.call.MarkFirstByte(); },
            "Streaming: the attempt's first byte reached the client; no fallback from now on.");
 
   py::class_<PyPolicy>(m, "FallbackPolicy", R"doc(
@@ -225,7 +253,9 @@ every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`
                        double retry_budget_ratio, int64_t retry_budget_min,
                        std::optional<std::string> context_length_target,
                        std::optional<py::dict> breaker, std::map<std::string, std::string> actions,
-                       const sluice::Clock* clock) {
+                       py::object clock_object) {
+             const sluice::Clock* clock =
+                 clock_object.is_none() ? nullptr : clock_object.cast<const sluice::Clock*>();
              FallbackPolicy::Options o;
              for (size_t i = 0; i < targets.size(); ++i) {
                const std::string field = "targets[" + std::to_string(i) + "]";
@@ -266,22 +296,21 @@ every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`
                queue->pending.store(true, std::memory_order_release);
              };
              return PyPolicy{ValueOrThrow(FallbackPolicy::Create(std::move(o), ClockOrDefault(clock))),
-                             std::move(queue)};
+                             std::move(queue), std::make_shared<py::object>(clock_object)};
            }),
            py::arg("targets"), py::kw_only(), py::arg("max_retries_per_target") = 1,
            py::arg("deadline") = 120.0, py::arg("attempt_timeout") = 0.0,
            py::arg("backoff_base") = 0.025, py::arg("backoff_max") = 0.25,
            py::arg("retry_budget_ratio") = 0.2, py::arg("retry_budget_min") = 3,
            py::arg("context_length_target") = py::none(), py::arg("breaker") = py::none(),
-           py::arg("actions") = std::map<std::string, std::string>{}, py::arg("clock") = nullptr,
-           py::keep_alive<1, 13>())
+           py::arg("actions") = std::map<std::string, std::string>{}, py::arg("clock") = py::none())
       .def("begin",
            [](PyPolicy& p, double deadline) {
              FallbackPolicy::CallOptions options;
              options.deadline = SecondsToDuration(deadline, "deadline");
-             return p.policy->Begin(options);
+             return PyCall{p.policy->Begin(options), p.clock};
            },
-           py::arg("deadline") = 0.0, py::keep_alive<0, 1>(),
+           py::arg("deadline") = 0.0,
            "Starts a call (deadline 0: the policy's); its first step is ready.")
       .def("_drain_transitions",
            [](PyPolicy& p) {
