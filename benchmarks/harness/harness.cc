@@ -1,5 +1,7 @@
 // sluice_harness: the main job. Drives a Dify-like burst through sluice's admission objects and
-// prints what was admitted, refused and shaped, per-tenant fairness, and what each decision cost.
+// prints what was admitted, refused and shaped, per-tenant fairness, and what each decision cost;
+// then a fallback drill: the primary provider fails halfway and the report shows the traffic
+// moving to the backup and back (fallback_drill.h).
 //
 //   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]
 //                  [--redis=HOST:PORT | --start-redis] [--time-scale=K]
@@ -16,6 +18,7 @@
 #include <string>
 
 #include "dify_burst.h"
+#include "fallback_drill.h"
 #include "local_redis.h"
 #include "report.h"
 
@@ -84,5 +87,10 @@ int main(int argc, char** argv) {
   }
   harness::Outcome outcome = harness::RunDifyBurst(scenario);
   harness::PrintReport(scenario, outcome, std::cout);
+  // The second run: the primary provider fails halfway, FallbackPolicy carries the traffic.
+  harness::DrillScenario drill;
+  drill.seed = scenario.seed;
+  harness::DrillOutcome drilled = harness::RunFallbackDrill(drill);
+  harness::PrintDrillReport(drill, drilled, std::cout);
   return 0;
 }
