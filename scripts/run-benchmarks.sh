@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every figure of BENCHMARKS.md: the C++ micro benchmarks (Google Benchmark), host-scope
 # throughput, the harness's burst through host and cluster scopes, the fleet simulator and the
-# balancer's pick cost, and the Python peer comparisons (each cluster run starts its own
+# balancer's pick cost, the fallback policy's overhead and amplification, and the Python peer
+# comparisons (each cluster run starts its own
 # redis-server on a free loopback port and stops it).
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; pip's warning about it is noise
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake --preset dev -DSLUICE_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build --preset dev -j "${JOBS:-$(nproc)}" --target limiter_bench host_scope_bench \
-    sluice_harness sluice_fleet_sim balancer_bench >/dev/null
+    sluice_harness sluice_fleet_sim balancer_bench fallback_bench >/dev/null
 build/dev/benchmarks/limiter_bench --benchmark_min_time=0.5 --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true
 build/dev/benchmarks/host_scope_bench
@@ -18,7 +19,10 @@ build/dev/benchmarks/sluice_harness --scope=cluster --start-redis
 build/dev/benchmarks/sluice_fleet_sim
 build/dev/benchmarks/sluice_fleet_sim --kv-blocks=6000
 build/dev/benchmarks/balancer_bench --benchmark_min_time=0.2
+build/dev/benchmarks/fallback_bench --benchmark_min_time=0.5 --benchmark_repetitions=5 \
+    --benchmark_report_aggregates_only=true
 "${PYTHON:-python3}" -m pip install --quiet --disable-pip-version-check .
 "${PYTHON:-python3}" benchmarks/python/bench_peers.py "$@"
 "${PYTHON:-python3}" benchmarks/python/bench_cluster.py "$@"
 "${PYTHON:-python3}" benchmarks/python/bench_balancer.py
+"${PYTHON:-python3}" benchmarks/python/bench_fallback.py

@@ -21,6 +21,10 @@
                budget, breaker: 5 in a row or 50 % of >= 10 calls in 10 s, open 5 s and growing).
    At a 50 % primary error rate, and with the primary down (100 %). Reported: upstream calls
    per request (all, and to the primary), success rate, and request latency p50 / p99.
+
+3. The retry budget alone: one target and no backup, every call failing, up to three retries
+   per request: naive retrying against sluice with its breaker switched off (only the budget
+   holds retries back) and with its defaults.
 """
 
 from __future__ import annotations
@@ -123,10 +127,15 @@ def overhead():
         print(f"  {name:<34} {t * 1e6:7.2f} us   {t / base:5.1f}x sluice")
 
 
-def run_load(server, strategy, threads=16, per_thread=100):
+def run_load(server, strategy, threads=16, per_thread=100, targets=("primary", "backup")):
     latencies, failures = [], [0]
     lock = threading.Lock()
-    policy = sluice.FallbackPolicy([{"name": "primary"}, {"name": "backup"}])
+    policy_options = {}
+    if strategy.startswith("sluice, "):  # the budget-only rows
+        policy_options = {"max_retries_per_target": 3}
+        if strategy.endswith("breaker off"):
+            policy_options["breaker"] = {"consecutive_failures": 0, "failure_ratio": 0.0}
+    policy = sluice.FallbackPolicy([{"name": t} for t in targets], **policy_options)
     router = LiteLLMStyleRouter(["primary", "backup"],
                                 single_deployment_cooldown=strategy == "litellm+allowed_fails")
 
@@ -134,11 +143,11 @@ def run_load(server, strategy, threads=16, per_thread=100):
         return chat(server.port, target, timeout=10)
 
     def one():
-        if strategy == "sluice":
+        if strategy.startswith("sluice"):
             return policy.call(lambda a: send(a.target))
         if strategy.startswith("litellm"):
             return router.call(send)
-        return naive_call(send)
+        return naive_call(send, deployments=targets)
 
     def worker():
         for _ in range(per_thread):
@@ -183,6 +192,14 @@ def amplification():
                 r = run_load(server, strategy)
                 print(f"  | {rate:.0%} | {strategy} | {r['calls']:.2f} | {r['primary']:.2f} "
                       f"| {r['success']:.1%} | {r['p50']:.1f} | {r['p99']:.1f} |")
+        print("\nThe retry budget alone: one target, no backup, every call failing, up to 3 retries")
+        print("  | strategy | upstream calls / request | p50 ms | p99 ms |")
+        print("  |---|---:|---:|---:|")
+        for strategy in ("naive", "sluice, breaker off", "sluice, defaults + 3 retries"):
+            server.reset()
+            server.script("primary", latency=0.005, error_rate=1.0)
+            r = run_load(server, strategy, targets=("primary",))
+            print(f"  | {strategy} | {r['calls']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} |")
 
 
 if __name__ == "__main__":
