@@ -371,6 +371,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
     while (current < until &&
            !t.blocked_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
     }
+    if (soonest_back_ == 0 || until < soonest_back_) soonest_back_ = until;
   }
   std::string what(FailureName(failure));
   if (outcome.http_status > 0) what = absl::StrCat("HTTP ", outcome.http_status, " (", what, ")");

@@ -35,10 +35,10 @@
 //   breaker->Record(p, r.ok() ? sluice::CircuitBreaker::Result::kSuccess
 //                             : sluice::CircuitBreaker::Result::kFailure, r.latency);
 //
-// Thread-safety: every method may be called from any thread at once (one mutex per breaker; a
-// decision takes well under a microsecond). `on_transition` runs on the thread whose call caused
-// the change, after the breaker's lock is released, in the order the changes happened per
-// breaker only while calls do not race.
+// Thread-safety: every method may be called from any thread at once. Admission while closed is
+// one atomic load; records and decisions while open or half-open take the breaker's mutex (well
+// under a microsecond). `on_transition` runs on the thread whose call caused the change, after
+// the lock is released; two threads racing may deliver their transitions out of order.
 
 #ifndef SLUICE_CIRCUIT_BREAKER_H_
 #define SLUICE_CIRCUIT_BREAKER_H_
@@ -82,7 +82,7 @@ class CircuitBreaker {
   struct Options {
     // Failures in a row that trip the breaker. Default 5. 0 disables this trigger.
     int64_t consecutive_failures = 5;
-    // Failed share of the window's calls that trips it. Default 0.5. In (0, 1]; 0 disables.
+    // Failed share of the window's calls that trips it. Default 0.5. In [0, 1]; 0 disables.
     double failure_ratio = 0.5;
     // Slow share of the window's calls that trips it. Default 0 (disabled). In [0, 1].
     double slow_call_ratio = 0;

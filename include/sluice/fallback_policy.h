@@ -38,12 +38,14 @@
 //                      {.name = "backup", .model = "qwen-turbo"}};
 //   auto policy = sluice::FallbackPolicy::Create(std::move(options)).value();
 //
+//   using Kind = sluice::FallbackPolicy::Step::Kind;
 //   sluice::FallbackPolicy::Call call = policy->Begin();
-//   for (const auto* step = &call.step(); step->kind == Kind::kAttempt;) {
-//     SleepFor(step->delay);
-//     Response r = Post(UrlOf(step->target), WithModel(body, step->model), step->timeout);
-//     step = &call.Next({.http_status = r.status, .transport = r.transport,
-//                        .error_body = r.body, .retry_after = r.retry_after});
+//   while (call.step().kind == Kind::kAttempt) {
+//     const sluice::FallbackPolicy::Step& step = call.step();
+//     absl::SleepFor(step.delay);                      // or the event loop's own timer
+//     Response r = Post(UrlOf(step.target), WithModel(body, step.model), step.timeout);
+//     call.Next({.http_status = r.status, .transport = r.transport,
+//                .error_body = r.body, .retry_after = r.retry_after});
 //   }
 //   if (!call.status().ok()) return ErrorResponse(call.status());  // every target failed
 //

@@ -149,6 +149,12 @@ TEST_CASE("fallback: a 429 with Retry-After blocks its target for every call unt
   CHECK(Walk(*policy, respond) == "backup");
   clock.Advance(absl::Seconds(3));
   CHECK(Walk(*policy, [](auto&) { return kOk; }) == "primary");
+  // With nowhere else to go, the call fails saying when the target takes calls again.
+  auto lone = Value(FallbackPolicy::Create(Chain({"only"}), &clock));
+  FallbackPolicy::Call call = lone->Begin();
+  call.Next({.http_status = 429, .retry_after = absl::Seconds(7)});
+  CHECK(call.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(call.step().retry_after == absl::Seconds(7));
 }
 
 TEST_CASE("fallback: a lone rate-limited target is retried no sooner than its Retry-After") {
