@@ -1,0 +1,23 @@
+// RFC 8785 (JCS) pieces, exposed for the tests: the ECMAScript number form and the name order.
+#ifndef SLUICE_LIB_CANONICAL_JSON_H_
+#define SLUICE_LIB_CANONICAL_JSON_H_
+
+#include <string>
+#include <string_view>
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// Appends `value` as ECMAScript's Number.prototype.toString prints it (-0 as 0).
+// REQUIRES: `value` is finite.
+void AppendJcsNumber(double value, std::string& out);
+
+// Whether member name `a` sorts before `b` by UTF-16 code units. REQUIRES: valid UTF-8.
+bool Utf16Less(std::string_view a, std::string_view b);
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_CANONICAL_JSON_H_
