@@ -1,0 +1,127 @@
+// -----------------------------------------------------------------------------
+// File: sluice/response_cache.h
+// -----------------------------------------------------------------------------
+//
+// `ResponseCache` keeps LLM answers in process memory, filed under their canonical request keys
+// (sluice/cache_key.h), within a byte budget.
+//
+// Storage: `shards` independent shards, each with its own mutex (no global lock). A shard is a
+// segmented LRU: new entries enter *probation*; a hit there promotes the entry to *protected*
+// (at most `protected_share` of the shard's bytes; its oldest entries fall back to probation).
+// Eviction takes probation's oldest entry first. In front of it sits a TinyLFU admission filter
+// (Caffeine's W-TinyLFU without the window): a 4-row count-min sketch of 4-bit counters counts
+// every lookup and insert, halved every 10 x its width; a new entry that would evict others gets
+// in only if it has been asked for more often than the entry it would evict. One-off requests
+// (a scan) therefore cannot flush the answers that are asked for again and again.
+//
+// Every entry counts its key's canonical bytes, its value's bytes and a fixed overhead against
+// `max_bytes`, split evenly across the shards: memory never exceeds the budget. A hit compares
+// the canonical bytes, not only the 128-bit digest, so a collision can never serve the wrong
+// answer. Entries expire after their TTL (checked on lookup).
+//
+// Example:
+//
+//   auto cache = sluice::ResponseCache::Create({.max_bytes = 256 << 20}).value();
+//   sluice::CacheKey key = sluice::MakeCacheKey(body, tenant).value();
+//   if (auto hit = cache->Lookup(key)) return Replay(*hit);
+//   Response r = CallModel(body);
+//   if (r.ok()) cache->Insert(key, {.body = r.body});
+//
+// Thread-safety: every method may be called from any thread at once; each takes one shard's
+// mutex for a few hundred nanoseconds. Values are immutable and shared: a hit stays valid after
+// the entry is evicted.
+
+#ifndef SLUICE_RESPONSE_CACHE_H_
+#define SLUICE_RESPONSE_CACHE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sluice/cache_key.h"
+#include "sluice/clock.h"
+
+namespace sluice {
+inline namespace v1 {
+
+namespace internal {
+class CacheShard;
+}  // namespace internal
+
+// A stored answer: the whole body, or the SSE events of a streamed answer in order.
+struct CachedResponse {
+  std::string body;
+  std::vector<std::string> chunks;
+  bool streamed = false;
+  // The bytes it holds (body and chunks).
+  int64_t bytes() const;
+};
+
+// sluice::ResponseCache
+class ResponseCache {
+ public:
+  struct Options {
+    // The whole cache's memory: keys, values and per-entry overhead. Default 256 MiB. >= 64 KiB.
+    int64_t max_bytes = int64_t{256} << 20;
+    // Independent shards (a power of two). Default 16. In [1, 1024].
+    int shards = 16;
+    // How long an entry lives unless Insert says otherwise. Default 1 hour. > 0.
+    absl::Duration default_ttl = absl::Hours(1);
+    // The protected segment's share of a shard's bytes. Default 0.8. In [0, 1).
+    double protected_share = 0.8;
+    // TinyLFU admission in front of the segmented LRU. Default on; off gives a plain SLRU.
+    bool admission = true;
+  };
+
+  struct Stats {
+    int64_t hits = 0;
+    int64_t misses = 0;
+    int64_t inserts = 0;
+    // Inserts the admission filter turned away (the entry would have evicted a more popular one).
+    int64_t rejected = 0;
+    int64_t evictions = 0;
+    int64_t expirations = 0;
+    // Digest matches whose canonical bytes differed (served as misses).
+    int64_t collisions = 0;
+    int64_t entries = 0;
+    int64_t bytes = 0;
+  };
+
+  // Errors: InvalidArgument naming the field.
+  static absl::StatusOr<std::unique_ptr<ResponseCache>> Create(const Options& options,
+                                                               const Clock* clock = Clock::Steady());
+  ~ResponseCache();
+  ResponseCache(const ResponseCache&) = delete;
+  ResponseCache& operator=(const ResponseCache&) = delete;
+
+  // The stored answer, or nullptr (a miss, an expired entry, or a digest collision).
+  std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key);
+  // Stores an answer for `ttl` (zero: default_ttl). Returns false when it was not stored: larger
+  // than a shard's budget, or turned away by the admission filter. Replaces an existing entry.
+  bool Insert(const CacheKey& key, CachedResponse response,
+              absl::Duration ttl = absl::ZeroDuration());
+  // Removes the key's entry; false if there was none.
+  bool Erase(const CacheKey& key);
+
+  Stats stats() const;
+  const Options& options() const { return options_; }
+
+  // Bytes counted per entry on top of its key and value (map slot, list links, bookkeeping).
+  static constexpr int64_t kEntryOverhead = 160;
+
+ private:
+  ResponseCache(const Options& options, const Clock* clock);
+  internal::CacheShard& ShardOf(const CacheKey& key) const;
+
+  const Options options_;
+  const Clock* const clock_;
+  std::vector<std::unique_ptr<internal::CacheShard>> shards_;
+};
+
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_RESPONSE_CACHE_H_

@@ -1,0 +1,76 @@
+#include "sluice/response_cache.h"
+
+#include <bit>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "cache_shard.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace {
+
+absl::Status Invalid(std::string_view field, std::string_view rule) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("sluice.ResponseCache: ", std::string(field), " ", std::string(rule)));
+}
+
+}  // namespace
+
+int64_t CachedResponse::bytes() const {
+  int64_t n = static_cast<int64_t>(body.size());
+  for (const std::string& c : chunks) n += static_cast<int64_t>(c.size() + sizeof(std::string));
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(const Options& o,
+                                                                     const Clock* clock) {
+  if (clock == nullptr) return Invalid("clock", "is null");
+  if (o.max_bytes < (int64_t{64} << 10)) return Invalid("max_bytes", "must be >= 64 KiB");
+  if (o.shards < 1 || o.shards > 1024 || !std::has_single_bit(static_cast<unsigned>(o.shards))) {
+    return Invalid("shards", "must be a power of two in [1, 1024]");
+  }
+  if (o.default_ttl <= absl::ZeroDuration()) return Invalid("default_ttl", "must be > 0");
+  if (!(o.protected_share >= 0 && o.protected_share < 1)) {
+    return Invalid("protected_share", "must be in [0, 1)");
+  }
+  return std::unique_ptr<ResponseCache>(new ResponseCache(o, clock));
+}
+
+ResponseCache::ResponseCache(const Options& options, const Clock* clock)
+    : options_(options), clock_(clock) {
+  for (int i = 0; i < options.shards; ++i) {
+    shards_.push_back(std::make_unique<internal::CacheShard>(
+        options.max_bytes / options.shards, options.protected_share, options.admission));
+  }
+}
+
+ResponseCache::~ResponseCache() = default;
+
+internal::CacheShard& ResponseCache::ShardOf(const CacheKey& key) const {
+  return *shards_[key.digest_hi & static_cast<uint64_t>(options_.shards - 1)];
+}
+
+std::shared_ptr<const CachedResponse> ResponseCache::Lookup(const CacheKey& key) {
+  return ShardOf(key).Lookup(key, clock_->NowNanos());
+}
+
+bool ResponseCache::Insert(const CacheKey& key, CachedResponse response, absl::Duration ttl) {
+  const int64_t bytes = static_cast<int64_t>(key.canonical.size()) + response.bytes() +
+                        kEntryOverhead;
+  const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : options_.default_ttl;
+  const int64_t expires = clock_->NowNanos() + absl::ToInt64Nanoseconds(life);
+  return ShardOf(key).Insert(key, std::make_shared<const CachedResponse>(std::move(response)),
+                             bytes, expires);
+}
+
+bool ResponseCache::Erase(const CacheKey& key) { return ShardOf(key).Erase(key); }
+
+ResponseCache::Stats ResponseCache::stats() const {
+  Stats s;
+  for (const auto& shard : shards_) shard->AddTo(s);
+  return s;
+}
+
+}  // namespace v1
+}  // namespace sluice

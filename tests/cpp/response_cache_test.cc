@@ -1,0 +1,176 @@
+#include "sluice/response_cache.h"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.h"
+
+using sluice::CachedResponse;
+using sluice::CacheKey;
+using sluice::ManualClock;
+using sluice::ResponseCache;
+using sluice_test::ErrorOf;
+using sluice_test::Value;
+
+namespace {
+
+CacheKey Key(int i, const std::string& ns = "t") {
+  return Value(sluice::MakeCacheKey(
+      R"({"model":"m","messages":[{"role":"user","content":"question )" + std::to_string(i) + "\"}]}",
+      ns));
+}
+
+CachedResponse Answer(size_t bytes, char fill = 'a') { return {.body = std::string(bytes, fill)}; }
+
+std::unique_ptr<ResponseCache> Make(const sluice::Clock* clock, int64_t max_bytes = 64 << 10,
+                                    bool admission = true) {
+  return Value(ResponseCache::Create(
+      {.max_bytes = max_bytes, .shards = 1, .admission = admission}, clock));
+}
+
+}  // namespace
+
+TEST_CASE("cache: a hit returns the stored answer byte for byte, streamed or not") {
+  ManualClock clock;
+  auto cache = Make(&clock);
+  CHECK(cache->Lookup(Key(1)) == nullptr);
+  CHECK(cache->Insert(Key(1), {.body = "{\"choices\":[]}"}));
+  CHECK(cache->Insert(Key(2), {.chunks = {"data: {\"a\":1}\n\n", "data: [DONE]\n\n"}, .streamed = true}));
+  auto hit = cache->Lookup(Key(1));
+  REQUIRE(hit != nullptr);
+  CHECK(hit->body == "{\"choices\":[]}");
+  auto stream = cache->Lookup(Key(2));
+  REQUIRE(stream != nullptr);
+  CHECK(stream->streamed);
+  CHECK(stream->chunks == std::vector<std::string>{"data: {\"a\":1}\n\n", "data: [DONE]\n\n"});
+  CHECK(cache->Lookup(Key(1, "other-tenant")) == nullptr);  // another namespace
+  const auto s = cache->stats();
+  CHECK(s.hits == 2);
+  CHECK(s.misses == 2);
+  CHECK(s.entries == 2);
+  CHECK(cache->Erase(Key(1)));
+  CHECK_FALSE(cache->Erase(Key(1)));
+  CHECK(cache->Lookup(Key(1)) == nullptr);
+}
+
+TEST_CASE("cache: a digest collision is a miss, never another request's answer") {
+  ManualClock clock;
+  auto cache = Make(&clock);
+  CacheKey real = Key(1);
+  REQUIRE(cache->Insert(real, Answer(10)));
+  CacheKey forged = Key(2);
+  forged.digest_hi = real.digest_hi;
+  forged.digest_lo = real.digest_lo;
+  CHECK(cache->Lookup(forged) == nullptr);
+  CHECK(cache->stats().collisions == 1);
+  CHECK(cache->Lookup(real) != nullptr);
+}
+
+TEST_CASE("cache: entries expire after their TTL (ManualClock)") {
+  ManualClock clock;
+  auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 1,
+                                            .default_ttl = absl::Seconds(60)}, &clock));
+  CHECK(cache->Insert(Key(1), Answer(10)));
+  CHECK(cache->Insert(Key(2), Answer(10), absl::Seconds(5)));
+  clock.Advance(absl::Seconds(5));
+  CHECK(cache->Lookup(Key(2)) == nullptr);
+  CHECK(cache->Lookup(Key(1)) != nullptr);
+  clock.Advance(absl::Seconds(55));
+  CHECK(cache->Lookup(Key(1)) == nullptr);
+  CHECK(cache->stats().expirations == 2);
+  CHECK(cache->stats().bytes == 0);
+}
+
+TEST_CASE("cache property: memory never exceeds the budget") {
+  ManualClock clock;
+  std::mt19937_64 rng(3);
+  for (bool admission : {true, false}) {
+    auto cache = Value(ResponseCache::Create({.max_bytes = 256 << 10, .shards = 4,
+                                              .admission = admission}, &clock));
+    for (int i = 0; i < 20000; ++i) {
+      const int k = static_cast<int>(rng() % 500);
+      if (rng() % 2 == 0) {
+        cache->Lookup(Key(k));
+      } else {
+        cache->Insert(Key(k), Answer(rng() % 8000));
+      }
+      REQUIRE(cache->stats().bytes <= 256 << 10);
+    }
+    CHECK(cache->stats().evictions > 0);
+  }
+}
+
+TEST_CASE("cache: an answer larger than a shard is refused") {
+  ManualClock clock;
+  auto cache = Make(&clock, 64 << 10);
+  CHECK_FALSE(cache->Insert(Key(1), Answer(70 << 10)));
+  CHECK(cache->stats().rejected == 1);
+}
+
+TEST_CASE("cache: the popular answers survive a scan of one-off requests, which TinyLFU turns away") {
+  for (bool admission : {true, false}) {
+    ManualClock clock;
+    auto cache = Make(&clock, 256 << 10, admission);  // room for about 100 answers of 2 KiB
+    // 50 hot questions, asked again and again.
+    for (int round = 0; round < 5; ++round) {
+      for (int i = 0; i < 50; ++i) {
+        if (cache->Lookup(Key(i)) == nullptr) cache->Insert(Key(i), Answer(2000));
+      }
+    }
+    // A scan: 2,000 questions asked once each.
+    for (int i = 1000; i < 3000; ++i) {
+      if (cache->Lookup(Key(i)) == nullptr) cache->Insert(Key(i), Answer(2000));
+    }
+    int hot_left = 0;
+    for (int i = 0; i < 50; ++i) hot_left += cache->Lookup(Key(i)) != nullptr;
+    INFO("admission " << admission);
+    if (admission) {
+      CHECK(hot_left == 50);
+      CHECK(cache->stats().rejected > 1500);
+    } else {
+      CHECK(hot_left == 50);  // the protected segment alone shelters a hot set that fits in it,
+      CHECK(cache->stats().rejected == 0);  // but every one-off answer churns probation
+    }
+  }
+}
+
+TEST_CASE("cache: options are checked, naming the field") {
+  ManualClock clock;
+  CHECK_THAT(ErrorOf(ResponseCache::Create({.max_bytes = 1000}, &clock)), Catch::Contains("max_bytes"));
+  CHECK_THAT(ErrorOf(ResponseCache::Create({.shards = 3}, &clock)), Catch::Contains("shards"));
+  CHECK_THAT(ErrorOf(ResponseCache::Create({.default_ttl = absl::ZeroDuration()}, &clock)),
+             Catch::Contains("default_ttl"));
+  CHECK_THAT(ErrorOf(ResponseCache::Create({.protected_share = 1.0}, &clock)),
+             Catch::Contains("protected_share"));
+}
+
+TEST_CASE("cache stress: threads look up and insert at once, the budget holds") {
+  auto cache = Value(ResponseCache::Create({.max_bytes = 512 << 10, .shards = 4}));
+  std::vector<CacheKey> keys;
+  for (int i = 0; i < 400; ++i) keys.push_back(Key(i));
+  std::atomic<int64_t> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(static_cast<uint64_t>(t));
+      for (int i = 0; i < 20000; ++i) {
+        const size_t k = rng() % keys.size();
+        if (auto hit = cache->Lookup(keys[k])) {
+          // Every answer stored for key k is k's: its first byte says so.
+          if (hit->body.empty() || hit->body[0] != static_cast<char>('A' + k % 26)) wrong.fetch_add(1);
+        } else {
+          cache->Insert(keys[k], Answer(500 + rng() % 3000, static_cast<char>('A' + k % 26)));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(wrong.load() == 0);
+  CHECK(cache->stats().bytes <= 512 << 10);
+  CHECK(cache->stats().hits > 0);
+}
