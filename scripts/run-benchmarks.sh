@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake --preset dev -DSLUICE_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build --preset dev -j "${JOBS:-$(nproc)}" --target limiter_bench host_scope_bench \
-    sluice_harness sluice_fleet_sim balancer_bench fallback_bench >/dev/null
+    sluice_harness sluice_fleet_sim balancer_bench fallback_bench cache_bench cache_hit_ratio >/dev/null
 build/dev/benchmarks/limiter_bench --benchmark_min_time=0.5 --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true
 build/dev/benchmarks/host_scope_bench
@@ -21,8 +21,12 @@ build/dev/benchmarks/sluice_fleet_sim --kv-blocks=6000
 build/dev/benchmarks/balancer_bench --benchmark_min_time=0.2
 build/dev/benchmarks/fallback_bench --benchmark_min_time=0.5 --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true
+build/dev/benchmarks/cache_bench --benchmark_min_time=0.3 --benchmark_repetitions=5 \
+    --benchmark_report_aggregates_only=true
+build/dev/benchmarks/cache_hit_ratio
 "${PYTHON:-python3}" -m pip install --quiet --disable-pip-version-check .
 "${PYTHON:-python3}" benchmarks/python/bench_peers.py "$@"
 "${PYTHON:-python3}" benchmarks/python/bench_cluster.py "$@"
 "${PYTHON:-python3}" benchmarks/python/bench_balancer.py
 "${PYTHON:-python3}" benchmarks/python/bench_fallback.py
+"${PYTHON:-python3}" benchmarks/python/bench_cache.py

@@ -15,6 +15,8 @@
 //   CircuitBreaker      stop calling a failing target; probe its recovery  sluice/circuit_breaker.h
 //   RetryBudget         retries at most a share of requests in flight      sluice/retry_budget.h
 //   Classify            what failed: status, transport, provider body      sluice/failure.h
+//   MakeCacheKey        RFC 8785 canonical request key, XXH3-128           sluice/cache_key.h
+//   ResponseCache       answers in memory: byte-bounded, TinyLFU + SLRU     sluice/response_cache.h
 //   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
 //   Clock, ManualClock  injected time                                      sluice/clock.h
 //   RemoveSharedRegion  host scope: state shared by the processes of a host sluice/shared_region.h
@@ -26,6 +28,7 @@
 #define SLUICE_SLUICE_HPP_
 
 #include "sluice/balancer.h"
+#include "sluice/cache_key.h"
 #include "sluice/circuit_breaker.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
@@ -37,6 +40,7 @@
 #include "sluice/leaky_bucket.h"
 #include "sluice/llm_request.h"
 #include "sluice/rate_limiter.h"
+#include "sluice/response_cache.h"
 #include "sluice/retry_budget.h"
 #include "sluice/redis_store.h"
 #include "sluice/shared_region.h"

@@ -9,6 +9,8 @@ The objects (all thread-safe, none of them ever blocks the caller's loop)::
     Balancer            picks an endpoint: least request, prefix affinity, metrics, key rotation
     FallbackPolicy      a chain of targets with circuit breakers, a retry budget and a deadline;
                         ``call``/``stream`` (and ``*_async``) run a function through it
+    ResponseCache       answers under canonical request keys (``cache_key``), byte-bounded,
+                        TinyLFU admission
 
 Example (a Flask view in a Dify-style gevent worker)::
 
@@ -44,6 +46,7 @@ from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._core import FallbackCall, classify, parse_retry_after
+from ._core import CacheKey, ResponseCache, cache_key, canonical_json
 from ._errors import (
     CapacityError,
     Error,
@@ -112,6 +115,10 @@ __all__ = [
     "classify",
     "outcome_of",
     "parse_retry_after",
+    "CacheKey",
+    "ResponseCache",
+    "cache_key",
+    "canonical_json",
 ]
 
 

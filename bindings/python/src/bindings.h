@@ -85,7 +85,8 @@ void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudge
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
 void BindBalancer(py::module_& m);       // Balancer, Pick, parse_request, parse_engine_metrics
 void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
-void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
+void BindFallback(py::module_& m);
+void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache       // FallbackPolicy, FallbackCall, classify, parse_retry_after
 
 }  // namespace sluice_python
 

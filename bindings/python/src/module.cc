@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindConcurrency(m);
   sluice_python::BindBalancer(m);
   sluice_python::BindFallback(m);
+  sluice_python::BindCache(m);
 }

@@ -1,0 +1,142 @@
+// CacheKey, cache_key() and ResponseCache (issue 6: the key and the in-process store; single
+// flight, stream replay helpers and the Redis tier are not bound yet).
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "sluice/cache_key.h"
+#include "sluice/response_cache.h"
+
+namespace sluice_python {
+namespace {
+
+using sluice::CachedResponse;
+using sluice::CacheKey;
+using sluice::ResponseCache;
+
+std::string Hex(const CacheKey& k) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    out[static_cast<size_t>(i)] = kDigits[(k.digest_hi >> (60 - 4 * i)) & 0xF];
+    out[static_cast<size_t>(16 + i)] = kDigits[(k.digest_lo >> (60 - 4 * i)) & 0xF];
+  }
+  return out;
+}
+
+// The stored answer as Python sees it: bytes for a whole body, a list of bytes for SSE chunks.
+py::object ToPython(const CachedResponse& r) {
+  if (!r.streamed) return py::bytes(r.body);
+  py::list chunks;
+  for (const std::string& c : r.chunks) chunks.append(py::bytes(c));
+  return chunks;
+}
+
+}  // namespace
+
+void BindCache(py::module_& m) {
+  py::class_<CacheKey>(m, "CacheKey", R"doc(
+A request's cache key (``sluice.cache_key``): ``digest`` (32 hex digits of XXH3-128) and
+``canonical`` (the namespace, 0x1F, and the RFC 8785 form of the request: what a hit is verified
+against). Equal keys mean the same question.)doc")
+      .def_property_readonly("digest", &Hex)
+      .def_property_readonly("canonical", [](const CacheKey& k) { return py::bytes(k.canonical); })
+      .def("__eq__", [](const CacheKey& a, const CacheKey& b) { return a == b; })
+      .def("__hash__", [](const CacheKey& k) { return static_cast<py::ssize_t>(k.digest_lo >> 1); })
+      .def("__repr__", [](const CacheKey& k) { return "CacheKey(" + Hex(k) + ")"; });
+
+  m.def(
+      "cache_key",
+      [](py::bytes body, const std::string& name_space,
+         std::optional<std::vector<std::string>> exclude) {
+        std::string_view view = body;
+        sluice::CacheKeyOptions options;
+        if (exclude) options.excluded_fields = *exclude;
+        py::gil_scoped_release release;
+        return ValueOrThrow(sluice::MakeCacheKey(view, name_space, options));
+      },
+      py::arg("body"), py::arg("namespace") = "", py::kw_only(), py::arg("exclude") = py::none(),
+      "The cache key of an OpenAI-style request body (bytes): RFC 8785 canonical JSON without\n"
+      "the fields that do not decide the answer (``exclude``; default user, stream,\n"
+      "stream_options, metadata, store, request_id, timeout, service_tier, cache), prefixed by\n"
+      "``namespace``, hashed with XXH3-128. Raises sluice.InvalidArgument naming the JSON error.");
+  m.def(
+      "canonical_json",
+      [](py::bytes json) {
+        std::string_view view = json;
+        std::string out;
+        {
+          py::gil_scoped_release release;
+          out = ValueOrThrow(sluice::CanonicalizeJson(view));
+        }
+        return py::bytes(out);
+      },
+      py::arg("json"), "The RFC 8785 (JCS) canonical form of a JSON text (bytes).");
+
+  py::class_<ResponseCache>(m, "ResponseCache", R"doc(
+LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
+fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a TinyLFU admission
+filter, hits verified against the canonical bytes (include/sluice/response_cache.h). Thread-safe;
+never blocks on I/O.)doc")
+      .def(py::init([](int64_t max_bytes, int shards, double default_ttl, double protected_share,
+                       bool admission, const sluice::Clock* clock) {
+             ResponseCache::Options o;
+             o.max_bytes = max_bytes;
+             o.shards = shards;
+             o.default_ttl = SecondsToDuration(default_ttl, "default_ttl");
+             o.protected_share = protected_share;
+             o.admission = admission;
+             return ValueOrThrow(ResponseCache::Create(o, ClockOrDefault(clock)));
+           }),
+           py::kw_only(), py::arg("max_bytes") = int64_t{256} << 20, py::arg("shards") = 16,
+           py::arg("default_ttl") = 3600.0, py::arg("protected_share") = 0.8,
+           py::arg("admission") = true, py::arg("clock") = nullptr, py::keep_alive<1, 7>())
+      .def(
+          "get",
+          [](ResponseCache& c, const CacheKey& key) -> py::object {
+            std::shared_ptr<const CachedResponse> hit = c.Lookup(key);
+            if (hit == nullptr) return py::none();
+            return ToPython(*hit);
+          },
+          py::arg("key"),
+          "The stored answer: bytes (a whole body), a list of bytes (the SSE chunks of a streamed\n"
+          "answer), or None.")
+      .def(
+          "put",
+          [](ResponseCache& c, const CacheKey& key, py::object answer, double ttl) {
+            CachedResponse r;
+            if (py::isinstance<py::bytes>(answer)) {
+              r.body = answer.cast<std::string>();
+            } else {
+              r.streamed = true;
+              for (py::handle chunk : answer) r.chunks.push_back(chunk.cast<std::string>());
+            }
+            return c.Insert(key, std::move(r), SecondsToDuration(ttl, "ttl"));
+          },
+          py::arg("key"), py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0,
+          "Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``\n"
+          "seconds (0: default_ttl). False when it was not stored: larger than a shard, or\n"
+          "turned away by the admission filter in favour of more popular answers.")
+      .def("erase", &ResponseCache::Erase, py::arg("key"), "Removes the key's entry.")
+      .def("stats",
+           [](const ResponseCache& c) {
+             const ResponseCache::Stats s = c.stats();
+             py::dict d;
+             d["hits"] = s.hits;
+             d["misses"] = s.misses;
+             d["inserts"] = s.inserts;
+             d["rejected"] = s.rejected;
+             d["evictions"] = s.evictions;
+             d["expirations"] = s.expirations;
+             d["collisions"] = s.collisions;
+             d["entries"] = s.entries;
+             d["bytes"] = s.bytes;
+             return d;
+           },
+           "hits, misses, inserts, rejected, evictions, expirations, collisions, entries, bytes.");
+}
+
+}  // namespace sluice_python

@@ -1,0 +1,71 @@
+"""Cache keys and the in-process ResponseCache from Python."""
+
+import json
+import random
+
+import pytest
+
+import sluice
+
+
+def body(**fields):
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], **fields}
+    return json.dumps(request).encode()
+
+
+def test_key_order_whitespace_and_transport_fields_do_not_change_the_key():
+    a = sluice.cache_key(body(temperature=0.7, stream=True, user="u1"), "tenant-1")
+    shuffled = {"user": "u2", "temperature": 0.70, "stream": False, "model": "gpt-4o",
+                "messages": [{"content": "Hi", "role": "user"}]}
+    b = sluice.cache_key(json.dumps(shuffled, indent=2).encode(), "tenant-1")
+    assert a == b and a.digest == b.digest and hash(a) == hash(b)
+    assert a != sluice.cache_key(body(temperature=0.8), "tenant-1")
+    assert a != sluice.cache_key(body(temperature=0.7), "tenant-2")
+    assert a.canonical.startswith(b"tenant-1\x1f{")
+    assert sluice.cache_key(body(user="x"), exclude=[]) != sluice.cache_key(body(user="y"), exclude=[])
+
+
+def test_canonical_json_is_rfc_8785_and_python_json_is_not():
+    raw = b'{"b": [1.0, 1e-5, 1E30, 4.50], "a": "\\u20ac"}'
+    assert sluice.canonical_json(raw) == '{"a":"€","b":[1,0.00001,1e+30,4.5]}'.encode()
+    python = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    assert python.encode() != sluice.canonical_json(raw)  # 1.0, 1e-05, 1e+30 differ
+    with pytest.raises(sluice.InvalidArgument, match="duplicate member name"):
+        sluice.canonical_json(b'{"a":1,"a":2}')
+    with pytest.raises(sluice.InvalidArgument):
+        sluice.cache_key(b"[1]")
+
+
+def test_dicts_built_in_any_order_give_one_key():
+    rng = random.Random(5)
+    fields = {f"k{i}": rng.random() for i in range(8)}
+    first = sluice.cache_key(json.dumps(fields).encode())
+    for _ in range(20):
+        items = list(fields.items())
+        rng.shuffle(items)
+        assert sluice.cache_key(json.dumps(dict(items)).encode()) == first
+
+
+def test_cache_stores_bodies_and_streams_and_expires_them():
+    clock = sluice.ManualClock()
+    cache = sluice.ResponseCache(max_bytes=1 << 20, default_ttl=60, clock=clock)
+    key, stream_key = sluice.cache_key(body()), sluice.cache_key(body(n=2))
+    assert cache.get(key) is None
+    assert cache.put(key, b'{"choices":[]}')
+    assert cache.put(stream_key, [b"data: {}\n\n", b"data: [DONE]\n\n"], ttl=5)
+    assert cache.get(key) == b'{"choices":[]}'
+    assert cache.get(stream_key) == [b"data: {}\n\n", b"data: [DONE]\n\n"]
+    clock.advance(5)
+    assert cache.get(stream_key) is None
+    stats = cache.stats()
+    assert stats["hits"] == 2 and stats["expirations"] == 1 and stats["entries"] == 1
+    assert cache.erase(key) and cache.get(key) is None
+
+
+def test_cache_memory_stays_within_its_budget():
+    cache = sluice.ResponseCache(max_bytes=128 << 10, shards=2)
+    for i in range(2000):
+        cache.put(sluice.cache_key(body(seed=i)), b"x" * (i % 3000))
+        assert cache.stats()["bytes"] <= 128 << 10
+    with pytest.raises(sluice.InvalidArgument, match="shards"):
+        sluice.ResponseCache(shards=3)
