@@ -15,11 +15,14 @@ int64_t SketchWidth(int64_t capacity_bytes) {
 }
 }  // namespace
 
-CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission)
+CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission,
+                       const Clock* clock, absl::Duration default_ttl)
     : capacity_(capacity_bytes),
       protected_capacity_(static_cast<int64_t>(static_cast<double>(capacity_bytes) * protected_share)),
       admission_(admission),
-      sketch_(SketchWidth(capacity_bytes)) {}
+      sketch_(SketchWidth(capacity_bytes)),
+      clock_(clock),
+      default_ttl_(default_ttl) {}
 
 void CacheShard::Remove(List::iterator it) {
   bytes_ -= it->bytes;
@@ -114,7 +117,80 @@ bool CacheShard::Erase(const CacheKey& key) {
   return true;
 }
 
+bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
+                                absl::Duration ttl) {
+  const int64_t bytes =
+      static_cast<int64_t>(key.canonical.size()) + value->bytes() + ResponseCache::kEntryOverhead;
+  const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : default_ttl_;
+  return Insert(key, std::move(value), bytes, clock_->NowNanos() + absl::ToInt64Nanoseconds(life));
+}
+
+FetchResult CacheShard::Fetch(const CacheKey& key) {
+  FetchResult result;
+  if ((result.hit = Lookup(key, clock_->NowNanos()))) return result;
+  const auto digest = std::make_pair(key.digest_hi, key.digest_lo);
+  MutexLock lock(&flights_mu_);
+  auto found = flights_.find(digest);
+  if (found != flights_.end() && found->second->key.canonical == key.canonical) {
+    std::shared_ptr<Flight> flight = found->second;
+    auto waiter = std::make_shared<Waiter>();
+    {
+      MutexLock flight_lock(&flight->mu);
+      flight->waiters.push_back(waiter);
+    }
+    merged_.fetch_add(1, std::memory_order_relaxed);
+    result.wait.emplace(Wait(std::move(flight), std::move(waiter)));
+    return result;
+  }
+  {
+    // A leader may have stored the answer and ended its flight since the lookup above.
+    MutexLock store_lock(&mu_);
+    auto stored = index_.find(digest);
+    if (stored != index_.end() && stored->second->canonical == key.canonical &&
+        stored->second->expires > clock_->NowNanos()) {
+      result.hit = stored->second->value;
+      return result;
+    }
+  }
+  auto flight = std::make_shared<Flight>();
+  flight->shard = weak_from_this();
+  flight->key = key;
+  if (found == flights_.end()) flights_.emplace(digest, flight);  // a digest collision: unmerged
+  result.lead.emplace(Lead(std::move(flight)));
+  return result;
+}
+
+void CacheShard::EndFlight(const std::shared_ptr<Flight>& flight) {
+  MutexLock lock(&flights_mu_);
+  auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
+  if (found != flights_.end() && found->second == flight) flights_.erase(found);
+}
+
+void CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
+  MutexLock lock(&flights_mu_);
+  std::shared_ptr<Waiter> next;
+  {
+    MutexLock flight_lock(&flight->mu);
+    if (flight->waiters.empty()) {
+      flight->done = true;
+    } else {
+      next = flight->waiters.front();
+      flight->waiters.pop_front();
+      next->promoted = true;  // under the flight's lock: a Wait going away sees it (~Wait)
+    }
+  }
+  if (next == nullptr) {
+    auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
+    if (found != flights_.end() && found->second == flight) flights_.erase(found);
+    return;
+  }
+  failovers_.fetch_add(1, std::memory_order_relaxed);
+  next->Wake();
+}
+
 void CacheShard::AddTo(ResponseCache::Stats& s) const {
+  s.merged_waits += merged_.load(std::memory_order_relaxed);
+  s.leader_failovers += failovers_.load(std::memory_order_relaxed);
   MutexLock lock(&mu_);
   s.hits += stats_.hits;
   s.misses += stats_.misses;

@@ -3,7 +3,9 @@
 #ifndef SLUICE_LIB_CACHE_SHARD_H_
 #define SLUICE_LIB_CACHE_SHARD_H_
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <string>
@@ -14,14 +16,47 @@
 #include "absl/synchronization/mutex.h"
 #include "frequency_sketch.h"
 #include "sluice/response_cache.h"
+#include "sluice/single_flight.h"
 
 namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-class CacheShard {
+// A follower's slot: an eventfd, and what it is woken for.
+struct Waiter {
+  Waiter();
+  ~Waiter();
+  void Wake();
+  int fd = -1;
+  std::atomic<bool> ready{false};
+  std::shared_ptr<const CachedResponse> answer;  // set before ready, unless promoted
+  bool promoted = false;                          // set before ready: it leads now
+  bool consumed = false;                          // Result() was called
+};
+
+// One key's fetch in progress: its leader, and the followers waiting for it.
+struct Flight {
+  std::weak_ptr<CacheShard> shard;
+  CacheKey key;
+  absl::Mutex mu;
+  std::deque<std::shared_ptr<Waiter>> waiters ABSL_GUARDED_BY(mu);
+  bool done ABSL_GUARDED_BY(mu) = false;
+};
+
+class CacheShard : public std::enable_shared_from_this<CacheShard> {
  public:
-  CacheShard(int64_t capacity_bytes, double protected_share, bool admission);
+  CacheShard(int64_t capacity_bytes, double protected_share, bool admission, const Clock* clock,
+             absl::Duration default_ttl);
+
+  // ResponseCache::Fetch for this shard's keys.
+  FetchResult Fetch(const CacheKey& key);
+  // Stores a leader's answer (bytes and expiry computed here).
+  bool InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
+                      absl::Duration ttl);
+  // The flight is over: forget it (if it is still the key's flight).
+  void EndFlight(const std::shared_ptr<Flight>& flight);
+  // The leader gave up: promote the next follower, or end the flight.
+  void PassLead(const std::shared_ptr<Flight>& flight);
 
   std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key, int64_t now);
   bool Insert(const CacheKey& key, std::shared_ptr<const CachedResponse> value, int64_t bytes,
@@ -61,6 +96,14 @@ class CacheShard {
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t protected_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   ResponseCache::Stats stats_ ABSL_GUARDED_BY(mu_);
+
+  const Clock* const clock_;
+  const absl::Duration default_ttl_;
+  // Flights, under their own mutex (taken before mu_ when both are held).
+  absl::Mutex flights_mu_;
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Flight>> flights_
+      ABSL_GUARDED_BY(flights_mu_);
+  std::atomic<int64_t> merged_{0}, failovers_{0};
 };
 
 }  // namespace internal

@@ -40,8 +40,9 @@ absl::StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(const Optio
 ResponseCache::ResponseCache(const Options& options, const Clock* clock)
     : options_(options), clock_(clock) {
   for (int i = 0; i < options.shards; ++i) {
-    shards_.push_back(std::make_unique<internal::CacheShard>(
-        options.max_bytes / options.shards, options.protected_share, options.admission));
+    shards_.push_back(std::make_shared<internal::CacheShard>(
+        options.max_bytes / options.shards, options.protected_share, options.admission, clock,
+        options.default_ttl));
   }
 }
 
@@ -65,6 +66,8 @@ bool ResponseCache::Insert(const CacheKey& key, CachedResponse response, absl::D
 }
 
 bool ResponseCache::Erase(const CacheKey& key) { return ShardOf(key).Erase(key); }
+
+FetchResult ResponseCache::Fetch(const CacheKey& key) { return ShardOf(key).Fetch(key); }
 
 ResponseCache::Stats ResponseCache::stats() const {
   Stats s;

@@ -27,6 +27,9 @@
 //   Response r = CallModel(body);
 //   if (r.ok()) cache->Insert(key, {.body = r.body});
 //
+// Single flight: `Fetch` merges identical concurrent misses into one upstream call (see
+// sluice/single_flight.h).
+//
 // Thread-safety: every method may be called from any thread at once; each takes one shard's
 // mutex for a few hundred nanoseconds. Values are immutable and shared: a hit stays valid after
 // the entry is evicted.
@@ -43,6 +46,7 @@
 #include "absl/time/time.h"
 #include "sluice/cache_key.h"
 #include "sluice/clock.h"
+#include "sluice/single_flight.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -86,6 +90,10 @@ class ResponseCache {
     int64_t expirations = 0;
     // Digest matches whose canonical bytes differed (served as misses).
     int64_t collisions = 0;
+    // Fetch: misses that waited for another caller's upstream call instead of making their own,
+    // and leaders that gave up and passed the lead to a follower.
+    int64_t merged_waits = 0;
+    int64_t leader_failovers = 0;
     int64_t entries = 0;
     int64_t bytes = 0;
   };
@@ -105,6 +113,9 @@ class ResponseCache {
               absl::Duration ttl = absl::ZeroDuration());
   // Removes the key's entry; false if there was none.
   bool Erase(const CacheKey& key);
+  // A lookup that merges identical concurrent misses (sluice/single_flight.h): the stored
+  // answer, or the lead (call upstream, then Complete), or a wait for the caller that leads.
+  FetchResult Fetch(const CacheKey& key);
 
   Stats stats() const;
   const Options& options() const { return options_; }
@@ -118,7 +129,7 @@ class ResponseCache {
 
   const Options options_;
   const Clock* const clock_;
-  std::vector<std::unique_ptr<internal::CacheShard>> shards_;
+  std::vector<std::shared_ptr<internal::CacheShard>> shards_;  // flights hold weak references
 };
 
 }  // namespace v1

@@ -174,3 +174,98 @@ TEST_CASE("cache stress: threads look up and insert at once, the budget holds") 
   CHECK(cache->stats().bytes <= 512 << 10);
   CHECK(cache->stats().hits > 0);
 }
+
+TEST_CASE("single flight: followers wait for the leader, and get its answer") {
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  sluice::FetchResult leader = cache->Fetch(Key(1));
+  REQUIRE(leader.lead);
+  std::vector<sluice::FetchResult> followers;
+  for (int i = 0; i < 3; ++i) followers.push_back(cache->Fetch(Key(1)));
+  for (auto& f : followers) {
+    REQUIRE(f.wait);
+    CHECK_FALSE(f.wait->ready());
+    CHECK(f.wait->fd() >= 0);
+  }
+  CHECK(cache->Fetch(Key(2)).lead);  // another key: its own leader
+  CHECK(leader.lead->Complete({.body = "answer"}));
+  for (auto& f : followers) {
+    REQUIRE(f.wait->ready());
+    sluice::FetchResult r = f.wait->Result();
+    REQUIRE(r.hit);
+    CHECK(r.hit->body == "answer");
+  }
+  CHECK(cache->Fetch(Key(1)).hit);  // stored
+  CHECK(cache->stats().merged_waits == 3);
+}
+
+TEST_CASE("single flight: a leader that gives up passes the lead to the longest waiter") {
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  sluice::FetchResult first = cache->Fetch(Key(1));
+  sluice::FetchResult second = cache->Fetch(Key(1));
+  sluice::FetchResult third = cache->Fetch(Key(1));
+  sluice::FetchResult fourth = cache->Fetch(Key(1));
+  first.lead.reset();  // the upstream call failed
+  REQUIRE(second.wait->ready());
+  CHECK_FALSE(third.wait->ready());
+  sluice::FetchResult promoted = second.wait->Result();
+  REQUIRE(promoted.lead);
+  CHECK_FALSE(promoted.hit);
+  // The third goes away while waiting; the fourth still gets the answer.
+  third.wait.reset();
+  CHECK_FALSE(promoted.lead->Complete({.body = "late answer"}, absl::ZeroDuration(),
+                                      /*store=*/false));
+  REQUIRE(fourth.wait->ready());
+  CHECK(fourth.wait->Result().hit->body == "late answer");
+  CHECK(cache->Fetch(Key(1)).lead);  // not stored: the next caller leads again
+  CHECK(cache->stats().leader_failovers == 1);
+}
+
+TEST_CASE("single flight: a promoted follower that goes away passes the lead on") {
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  sluice::FetchResult leader = cache->Fetch(Key(1));
+  sluice::FetchResult a = cache->Fetch(Key(1));
+  sluice::FetchResult b = cache->Fetch(Key(1));
+  leader.lead->Abandon();
+  REQUIRE(a.wait->ready());
+  a.wait.reset();  // promoted, never took the lead
+  REQUIRE(b.wait->ready());
+  CHECK(b.wait->Result().lead);
+}
+
+TEST_CASE("single flight stress: 100 concurrent identical misses, one upstream call") {
+  auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 4}));
+  const CacheKey key = Key(7);
+  std::atomic<int> upstream{0}, answered{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 100; ++t) {
+    threads.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      sluice::FetchResult r = cache->Fetch(key);
+      while (!r.hit) {
+        if (r.lead) {
+          upstream.fetch_add(1);
+          // Hold the lead until the others have joined (or found the answer): the upstream
+          // call "takes" that long.
+          while (cache->stats().merged_waits + cache->stats().hits < 99 &&
+                 upstream.load() == 1) {
+            std::this_thread::yield();
+          }
+          r.lead->Complete({.body = "the answer"});
+          answered.fetch_add(1);
+          return;
+        }
+        r.wait->Block();
+        r = r.wait->Result();
+      }
+      if (r.hit->body == "the answer") answered.fetch_add(1);
+    });
+  }
+  go = true;
+  for (auto& th : threads) th.join();
+  CHECK(upstream.load() == 1);
+  CHECK(answered.load() == 100);
+}

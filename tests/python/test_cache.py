@@ -69,3 +69,86 @@ def test_cache_memory_stays_within_its_budget():
         assert cache.stats()["bytes"] <= 128 << 10
     with pytest.raises(sluice.InvalidArgument, match="shards"):
         sluice.ResponseCache(shards=3)
+
+
+def test_100_concurrent_identical_misses_make_one_upstream_call_threads():
+    import threading
+
+    from mock_openai import MockOpenAI, chat
+
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(), "tenant")
+    with MockOpenAI() as server:
+        server.script("up", latency=0.2)  # slow enough for everyone to arrive while it runs
+        answers = []
+        barrier = threading.Barrier(100)
+
+        def one():
+            barrier.wait()
+            answers.append(cache.get_or_fetch(key, lambda: json.dumps(
+                chat(server.port, "up", timeout=10)).encode()))
+
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert server.calls() == {"up": 1}
+    assert len(answers) == 100 and len(set(answers)) == 1
+    stats = cache.stats()
+    assert stats["merged_waits"] + stats["hits"] == 99
+
+
+def test_streamed_answers_are_shared_chunk_for_chunk_and_a_failed_leader_hands_over():
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(stream=True))
+    chunks = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n', b"data: [DONE]\n\n"]
+    assert cache.get_or_fetch(key, lambda: chunks) == chunks
+    assert cache.get(key) == chunks  # replayed as the same SSE chunks, byte for byte
+
+    other = sluice.cache_key(body(n=3))
+    first = cache._fetch(other)
+    second = cache._fetch(other)
+    assert first.is_lead and not second.is_lead and not second.ready()
+    first.abandon()  # the leader's upstream call failed
+    assert second.ready()
+    assert second._result().is_lead
+
+
+def test_cooperative_waits_under_gevent_and_asyncio():
+    pytest.importorskip("gevent")
+    import asyncio
+
+    import gevent
+
+    from loop_gaps import await_beside_ticker, run_greenlets_beside_ticker
+
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(seed=1))
+    calls = []
+
+    def upstream():
+        calls.append(1)
+        gevent.sleep(0.1)
+        return b"answer"
+
+    results = []
+    gaps = run_greenlets_beside_ticker(
+        [lambda: results.append(cache.get_or_fetch(key, upstream))] * 100)
+    assert calls == [1] and results == [b"answer"] * 100
+    assert cache.stats()["merged_waits"] == 99
+    assert max(gaps) < 0.04  # the followers waited on their eventfds, not in the hub's thread
+
+    akey = sluice.cache_key(body(seed=2))
+
+    async def aupstream():
+        calls.append(2)
+        await asyncio.sleep(0.1)
+        return b"async answer"
+
+    async def main():
+        return await asyncio.gather(*[cache.get_or_fetch_async(akey, aupstream) for _ in range(50)])
+
+    answers, gaps = asyncio.run(await_beside_ticker(main()))
+    assert calls == [1, 2] and answers == [b"async answer"] * 50
+    assert max(gaps) < 0.04

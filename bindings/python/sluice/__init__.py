@@ -46,7 +46,7 @@ from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._core import FallbackCall, classify, parse_retry_after
-from ._core import CacheKey, ResponseCache, cache_key, canonical_json
+from ._core import CacheKey, cache_key, canonical_json
 from ._errors import (
     CapacityError,
     Error,
@@ -61,6 +61,7 @@ from ._errors import (
     Unavailable,
 )
 from ._fallback import Attempt, FallbackPolicy, outcome_of
+from ._cache import ResponseCache
 from ._cooperative import install as _install_cooperative_methods
 from ._cooperative import pending_plan as _pending_plan
 from ._cooperative import result_of as _result_of

@@ -35,9 +35,55 @@ py::object ToPython(const CachedResponse& r) {
   return chunks;
 }
 
+CachedResponse FromPython(const py::object& answer) {
+  CachedResponse r;
+  if (py::isinstance<py::bytes>(answer)) {
+    r.body = answer.cast<std::string>();
+  } else {
+    r.streamed = true;
+    for (py::handle chunk : answer) r.chunks.push_back(chunk.cast<std::string>());
+  }
+  return r;
+}
+
+// ResponseCache::Fetch's result, for the facade's get_or_fetch loop.
+struct PyFetch {
+  sluice::FetchResult result;
+};
+
 }  // namespace
 
 void BindCache(py::module_& m) {
+  py::class_<PyFetch>(m, "_Fetch", "ResponseCache._fetch's result (see sluice/single_flight.h).")
+      .def_property_readonly("hit",
+                             [](const PyFetch& f) -> py::object {
+                               if (f.result.hit == nullptr) return py::none();
+                               return ToPython(*f.result.hit);
+                             })
+      .def_property_readonly("is_lead", [](const PyFetch& f) { return f.result.lead.has_value(); })
+      .def("fileno", [](const PyFetch& f) { return f.result.wait ? f.result.wait->fd() : -1; })
+      .def("ready", [](const PyFetch& f) { return f.result.wait && f.result.wait->ready(); })
+      .def("_result",
+           [](PyFetch& f) {
+             if (!f.result.wait || !f.result.wait->ready()) {
+               RaisePython("FailedPrecondition", "sluice.ResponseCache: the wait is not over");
+             }
+             return PyFetch{f.result.wait->Result()};
+           })
+      .def("complete",
+           [](PyFetch& f, py::object answer, double ttl, bool store) {
+             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
+             const bool stored = f.result.lead->Complete(FromPython(answer),
+                                                         SecondsToDuration(ttl, "ttl"), store);
+             f.result.lead.reset();
+             return stored;
+           },
+           py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0, py::arg("store") = true)
+      .def("abandon", [](PyFetch& f) {
+        if (f.result.lead) f.result.lead->Abandon();
+        f.result.lead.reset();
+      });
+
   py::class_<CacheKey>(m, "CacheKey", R"doc(
 A request's cache key (``sluice.cache_key``): ``digest`` (32 hex digits of XXH3-128) and
 ``canonical`` (the namespace, 0x1F, and the RFC 8785 form of the request: what a hit is verified
@@ -107,20 +153,16 @@ never blocks on I/O.)doc")
       .def(
           "put",
           [](ResponseCache& c, const CacheKey& key, py::object answer, double ttl) {
-            CachedResponse r;
-            if (py::isinstance<py::bytes>(answer)) {
-              r.body = answer.cast<std::string>();
-            } else {
-              r.streamed = true;
-              for (py::handle chunk : answer) r.chunks.push_back(chunk.cast<std::string>());
-            }
-            return c.Insert(key, std::move(r), SecondsToDuration(ttl, "ttl"));
+            return c.Insert(key, FromPython(answer), SecondsToDuration(ttl, "ttl"));
           },
           py::arg("key"), py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0,
           "Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``\n"
           "seconds (0: default_ttl). False when it was not stored: larger than a shard, or\n"
           "turned away by the admission filter in favour of more popular answers.")
       .def("erase", &ResponseCache::Erase, py::arg("key"), "Removes the key's entry.")
+      .def("_fetch", [](ResponseCache& c, const CacheKey& key) { return PyFetch{c.Fetch(key)}; },
+           py::arg("key"), py::keep_alive<0, 1>(),
+           "A lookup that merges identical concurrent misses; see get_or_fetch.")
       .def("stats",
            [](const ResponseCache& c) {
              const ResponseCache::Stats s = c.stats();
@@ -132,11 +174,14 @@ never blocks on I/O.)doc")
              d["evictions"] = s.evictions;
              d["expirations"] = s.expirations;
              d["collisions"] = s.collisions;
+             d["merged_waits"] = s.merged_waits;
+             d["leader_failovers"] = s.leader_failovers;
              d["entries"] = s.entries;
              d["bytes"] = s.bytes;
              return d;
            },
-           "hits, misses, inserts, rejected, evictions, expirations, collisions, entries, bytes.");
+           "hits, misses, inserts, rejected, evictions, expirations, collisions, merged_waits,\n"
+           "leader_failovers, entries, bytes.");
 }
 
 }  // namespace sluice_python
