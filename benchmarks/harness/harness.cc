@@ -1,7 +1,8 @@
 // sluice_harness: the main job. Drives a Dify-like burst through sluice's admission objects and
 // prints what was admitted, refused and shaped, per-tenant fairness, and what each decision cost;
 // then a fallback drill: the primary provider fails halfway and the report shows the traffic
-// moving to the backup and back (fallback_drill.h).
+// moving to the backup and back (fallback_drill.h); then repeated questions through the response
+// cache (cache_drill.h).
 //
 //   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]
 //                  [--redis=HOST:PORT | --start-redis] [--time-scale=K]
@@ -17,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "cache_drill.h"
 #include "dify_burst.h"
 #include "fallback_drill.h"
 #include "local_redis.h"
@@ -92,5 +94,9 @@ int main(int argc, char** argv) {
   drill.seed = scenario.seed;
   harness::DrillOutcome drilled = harness::RunFallbackDrill(drill);
   harness::PrintDrillReport(drill, drilled, std::cout);
+  // The third: repeated questions through the response cache (hits, merged misses).
+  harness::CacheScenario questions;
+  questions.seed = scenario.seed;
+  harness::PrintCacheDrillReport(questions, harness::RunCacheDrill(questions), std::cout);
   return 0;
 }

@@ -152,3 +152,17 @@ def test_cooperative_waits_under_gevent_and_asyncio():
     answers, gaps = asyncio.run(await_beside_ticker(main()))
     assert calls == [1, 2] and answers == [b"async answer"] * 50
     assert max(gaps) < 0.04
+
+
+def test_per_request_controls_no_cache_no_store_ttl():
+    clock = sluice.ManualClock()
+    cache = sluice.ResponseCache(max_bytes=1 << 20, clock=clock)
+    key = sluice.cache_key(body(seed=9))
+    assert cache.get_or_fetch(key, lambda: b"v1", store=False) == b"v1"  # no-store
+    assert cache.get(key) is None
+    assert cache.get_or_fetch(key, lambda: b"v1", ttl=10) == b"v1"
+    assert cache.get_or_fetch(key, lambda: b"never called") == b"v1"
+    assert cache.get_or_fetch(key, lambda: b"v2", no_cache=True) == b"v2"  # no-cache: refresh
+    assert cache.get(key) == b"v2"
+    clock.advance(3600)  # past the default TTL of the refreshed entry
+    assert cache.get(key) is None

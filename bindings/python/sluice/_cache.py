@@ -22,15 +22,21 @@ class ResponseCache(_core.ResponseCache):
     __doc__ = _core.ResponseCache.__doc__
 
     def get_or_fetch(self, key: _core.CacheKey, fn: Callable[[], Answer], *, ttl: float = 0.0,
-                     store: bool = True) -> Answer:
+                     store: bool = True, no_cache: bool = False) -> Answer:
         """The stored answer for ``key``, or ``fn()``'s (bytes, or a list of SSE chunks),
-        stored for ``ttl`` seconds (0: the default) unless ``store`` is False. Identical
-        concurrent misses make one call of ``fn``; the others wait for it without blocking
-        the event loop::
+        stored for ``ttl`` seconds (0: the default) unless ``store`` is False (no-store).
+        ``no_cache`` skips the read (and the merging): ``fn`` runs, and its answer replaces the
+        stored one. Identical concurrent misses make one call of ``fn``; the others wait for it
+        without blocking the event loop::
 
             key = sluice.cache_key(body, namespace=tenant)
             answer = cache.get_or_fetch(key, lambda: post_upstream(body))
         """
+        if no_cache:
+            answer = fn()
+            if store:
+                self.put(key, answer, ttl=ttl)
+            return answer
         fetch = self._fetch(key)
         while True:
             hit = fetch.hit
@@ -49,8 +55,14 @@ class ResponseCache(_core.ResponseCache):
             fetch = fetch._result()
 
     async def get_or_fetch_async(self, key: _core.CacheKey, fn: Callable[[], Awaitable[Answer]],
-                                 *, ttl: float = 0.0, store: bool = True) -> Any:
+                                 *, ttl: float = 0.0, store: bool = True,
+                                 no_cache: bool = False) -> Any:
         """``get_or_fetch`` for coroutines: ``fn`` is an async function."""
+        if no_cache:
+            answer = await fn()
+            if store:
+                self.put(key, answer, ttl=ttl)
+            return answer
         fetch = self._fetch(key)
         while True:
             hit = fetch.hit
