@@ -66,6 +66,18 @@ struct sluice_fallback_policy {
 struct sluice_fallback_call {
   sluice::FallbackPolicy::Call rep;
 };
+struct sluice_cache_key {
+  sluice::CacheKey rep;
+};
+struct sluice_cached_answer {
+  std::shared_ptr<const sluice::CachedResponse> rep;
+};
+struct sluice_response_cache {
+  std::unique_ptr<sluice::ResponseCache> rep;
+};
+struct sluice_fetch {
+  sluice::FetchResult rep;
+};
 
 namespace {
 
@@ -209,6 +221,11 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI: return "SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI";
     case SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS: return "SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS";
     case SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES: return "SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES";
+    case SLUICE_PARAM_CACHE_MAX_BYTES: return "SLUICE_PARAM_CACHE_MAX_BYTES";
+    case SLUICE_PARAM_CACHE_SHARDS: return "SLUICE_PARAM_CACHE_SHARDS";
+    case SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS: return "SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS";
+    case SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI: return "SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI";
+    case SLUICE_PARAM_CACHE_ADMISSION: return "SLUICE_PARAM_CACHE_ADMISSION";
     default:
       if (param > SLUICE_PARAM_FALLBACK_ACTION &&
           param <= SLUICE_PARAM_FALLBACK_ACTION + static_cast<int>(SLUICE_FAIL_CLIENT)) {
@@ -1120,5 +1137,208 @@ int sluice_fallback_call_mark_first_byte(sluice_fallback_call* call) {
 }
 
 void sluice_fallback_call_destroy(sluice_fallback_call* call) { delete call; }
+
+// ---- response cache --------------------------------------------------------------------------
+
+int sluice_cache_key_create(const char* body, size_t body_len, const char* name_space,
+                            size_t name_space_len, sluice_cache_key** out) {
+  return Guard(__func__, [&]() -> int {
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
+    if (int rc = CheckKey(__func__, name_space, name_space_len); rc != SLUICE_OK) return rc;
+    absl::StatusOr<sluice::CacheKey> key =
+        sluice::MakeCacheKey(Key(body, body_len), Key(name_space, name_space_len));
+    if (!key.ok()) return FromStatus(key.status());
+    *out = new sluice_cache_key{*std::move(key)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_cache_key_destroy(sluice_cache_key* key) { delete key; }
+
+int sluice_cache_key_digest(const sluice_cache_key* key, uint64_t* hi, uint64_t* lo) {
+  if (key == nullptr) return NullArgument(__func__, "key");
+  if (hi == nullptr || lo == nullptr) return NullArgument(__func__, "hi or lo");
+  *hi = key->rep.digest_hi;
+  *lo = key->rep.digest_lo;
+  return SLUICE_OK;
+}
+
+const char* sluice_cache_key_canonical(const sluice_cache_key* key, size_t* len) {
+  return key == nullptr ? View({}, len) : View(key->rep.canonical, len);
+}
+
+uint8_t sluice_cached_answer_streamed(const sluice_cached_answer* answer) {
+  return answer != nullptr && answer->rep->streamed ? 1 : 0;
+}
+const char* sluice_cached_answer_body(const sluice_cached_answer* answer, size_t* len) {
+  return answer == nullptr ? View({}, len) : View(answer->rep->body, len);
+}
+size_t sluice_cached_answer_chunk_count(const sluice_cached_answer* answer) {
+  return answer == nullptr ? 0 : answer->rep->chunks.size();
+}
+const char* sluice_cached_answer_chunk(const sluice_cached_answer* answer, size_t index,
+                                       size_t* len) {
+  if (answer == nullptr || index >= answer->rep->chunks.size()) {
+    if (len != nullptr) *len = 0;
+    return nullptr;
+  }
+  return View(answer->rep->chunks[index], len);
+}
+void sluice_cached_answer_destroy(sluice_cached_answer* answer) { delete answer; }
+
+int sluice_response_cache_create(const sluice_options* options, const sluice_clock* clock,
+                                 sluice_response_cache** out) {
+  return Guard(__func__, [&]() -> int {
+    if (options == nullptr) return NullArgument(__func__, "options");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    OptionReader reader(__func__, options,
+                        {SLUICE_PARAM_CACHE_MAX_BYTES, SLUICE_PARAM_CACHE_SHARDS,
+                         SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS,
+                         SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI, SLUICE_PARAM_CACHE_ADMISSION},
+                        /*accepts_windows=*/false, /*accepts_cluster=*/false);
+    if (!reader.ok()) return reader.Error();
+    sluice::ResponseCache::Options o;
+    reader.Get(SLUICE_PARAM_CACHE_MAX_BYTES, &o.max_bytes);
+    int64_t shards = o.shards;
+    reader.Get(SLUICE_PARAM_CACHE_SHARDS, &shards);
+    if (shards < 1 || shards > 1024) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": SLUICE_PARAM_CACHE_SHARDS must be in [1, 1024]"));
+    }
+    o.shards = static_cast<int>(shards);
+    reader.Get(SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS, &o.default_ttl);
+    int64_t share = static_cast<int64_t>(o.protected_share * 1000);
+    reader.Get(SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI, &share);
+    o.protected_share = static_cast<double>(share) / 1000.0;
+    int64_t admission = 1;
+    reader.Get(SLUICE_PARAM_CACHE_ADMISSION, &admission);
+    o.admission = admission != 0;
+    absl::StatusOr<std::unique_ptr<sluice::ResponseCache>> cache =
+        sluice::ResponseCache::Create(o, ClockOf(clock));
+    if (!cache.ok()) return FromStatus(cache.status());
+    *out = new sluice_response_cache{*std::move(cache)};
+    return SLUICE_OK;
+  });
+}
+
+void sluice_response_cache_destroy(sluice_response_cache* cache) { delete cache; }
+
+int sluice_response_cache_get(sluice_response_cache* cache, const sluice_cache_key* key,
+                              sluice_cached_answer** out) {
+  return Guard(__func__, [&]() -> int {
+    if (cache == nullptr) return NullArgument(__func__, "cache");
+    if (key == nullptr) return NullArgument(__func__, "key");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    std::shared_ptr<const sluice::CachedResponse> hit = cache->rep->Lookup(key->rep);
+    *out = hit == nullptr ? nullptr : new sluice_cached_answer{std::move(hit)};
+    return SLUICE_OK;
+  });
+}
+
+int sluice_response_cache_put(sluice_response_cache* cache, const sluice_cache_key* key,
+                              const char* body, size_t body_len, const char* const* chunks,
+                              const size_t* chunk_lens, size_t chunk_count, int64_t ttl_nanos,
+                              uint8_t* stored) {
+  return Guard(__func__, [&]() -> int {
+    if (cache == nullptr) return NullArgument(__func__, "cache");
+    if (key == nullptr) return NullArgument(__func__, "key");
+    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
+    if (chunk_count > 0 && (chunks == nullptr || chunk_lens == nullptr)) {
+      return NullArgument(__func__, "chunks or chunk_lens");
+    }
+    if (ttl_nanos < 0) {
+      return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(__func__, ": ttl_nanos must be >= 0"));
+    }
+    sluice::CachedResponse r;
+    r.body = std::string(Key(body, body_len));
+    r.streamed = chunk_count > 0;
+    for (size_t i = 0; i < chunk_count; ++i) {
+      if (chunks[i] == nullptr && chunk_lens[i] != 0) return NullArgument(__func__, "chunks[i]");
+      r.chunks.emplace_back(Key(chunks[i], chunk_lens[i]));
+    }
+    const bool ok = cache->rep->Insert(key->rep, std::move(r), absl::Nanoseconds(ttl_nanos));
+    if (stored != nullptr) *stored = ok ? 1 : 0;
+    return SLUICE_OK;
+  });
+}
+
+int sluice_response_cache_erase(sluice_response_cache* cache, const sluice_cache_key* key) {
+  return Guard(__func__, [&]() -> int {
+    if (cache == nullptr) return NullArgument(__func__, "cache");
+    if (key == nullptr) return NullArgument(__func__, "key");
+    return cache->rep->Erase(key->rep) ? SLUICE_OK
+                                        : Fail(SLUICE_NOT_FOUND, absl::StrCat(__func__, ": no entry"));
+  });
+}
+
+int sluice_response_cache_fetch(sluice_response_cache* cache, const sluice_cache_key* key,
+                                sluice_fetch** out) {
+  return Guard(__func__, [&]() -> int {
+    if (cache == nullptr) return NullArgument(__func__, "cache");
+    if (key == nullptr) return NullArgument(__func__, "key");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    *out = new sluice_fetch{cache->rep->Fetch(key->rep)};
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fetch_kind_of(const sluice_fetch* fetch) {
+  if (fetch == nullptr) return -1;
+  if (fetch->rep.hit != nullptr) return SLUICE_FETCH_HIT;
+  if (fetch->rep.lead) return SLUICE_FETCH_LEAD;
+  if (fetch->rep.wait) return SLUICE_FETCH_WAIT;
+  return -1;  // a lead that was completed
+}
+
+int sluice_fetch_fd(const sluice_fetch* fetch) {
+  return fetch != nullptr && fetch->rep.wait ? fetch->rep.wait->fd() : -1;
+}
+
+int sluice_fetch_resume(sluice_fetch* fetch) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
+    if (!fetch->rep.wait || !fetch->rep.wait->ready()) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": the wait is not over"));
+    }
+    sluice::FetchResult next = fetch->rep.wait->Result();
+    fetch->rep = std::move(next);
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fetch_answer(const sluice_fetch* fetch, sluice_cached_answer** out) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (fetch->rep.hit == nullptr) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not a hit"));
+    }
+    *out = new sluice_cached_answer{fetch->rep.hit};
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len,
+                          int64_t ttl_nanos, uint8_t store, uint8_t* stored) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
+    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
+    if (ttl_nanos < 0) {
+      return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(__func__, ": ttl_nanos must be >= 0"));
+    }
+    if (!fetch->rep.lead) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not the leader"));
+    }
+    sluice::CachedResponse r;
+    r.body = std::string(Key(body, body_len));
+    const bool ok = fetch->rep.lead->Complete(std::move(r), absl::Nanoseconds(ttl_nanos), store != 0);
+    fetch->rep.lead.reset();
+    if (stored != nullptr) *stored = ok ? 1 : 0;
+    return SLUICE_OK;
+  });
+}
+
+void sluice_fetch_destroy(sluice_fetch* fetch) { delete fetch; }
 
 }  // extern "C"

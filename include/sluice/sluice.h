@@ -192,7 +192,13 @@ typedef enum sluice_param {
   SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES = 829,         /* default 3 */
   /* What a failure does: SLUICE_PARAM_FALLBACK_ACTION + a sluice_failure (1..9), the value a
    * sluice_fallback_action. E.g. SLUICE_PARAM_FALLBACK_ACTION + SLUICE_FAIL_SERVER. */
-  SLUICE_PARAM_FALLBACK_ACTION = 840
+  SLUICE_PARAM_FALLBACK_ACTION = 840,
+  /* The response cache (sluice/response_cache.h). */
+  SLUICE_PARAM_CACHE_MAX_BYTES = 900,              /* default 256 MiB */
+  SLUICE_PARAM_CACHE_SHARDS = 901,                 /* default 16 (a power of two) */
+  SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS = 902,      /* default 1 hour */
+  SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI = 903,  /* default 800 */
+  SLUICE_PARAM_CACHE_ADMISSION = 904               /* 1 (default): TinyLFU on; 0: off */
 } sluice_param;
 
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
@@ -463,6 +469,72 @@ SLUICE_API int sluice_fallback_call_next(sluice_fallback_call* call, int http_st
 SLUICE_API int sluice_fallback_call_mark_first_byte(sluice_fallback_call* call);
 /* An unfinished call gives back what it holds. */
 SLUICE_API void sluice_fallback_call_destroy(sluice_fallback_call* call);
+
+/* ---- response cache (sluice/cache_key.h, sluice/response_cache.h, sluice/single_flight.h) - */
+typedef struct sluice_cache_key sluice_cache_key;
+/* The key of an OpenAI-style request body: RFC 8785 canonical JSON without the fields that do
+ * not decide the answer, prefixed by `name_space` (may be empty), hashed with XXH3-128.
+ * SLUICE_INVALID_ARGUMENT names the JSON error. */
+SLUICE_API int sluice_cache_key_create(const char* body, size_t body_len, const char* name_space,
+                                       size_t name_space_len, sluice_cache_key** out);
+SLUICE_API void sluice_cache_key_destroy(sluice_cache_key* key);
+SLUICE_API int sluice_cache_key_digest(const sluice_cache_key* key, uint64_t* hi, uint64_t* lo);
+/* The namespace, 0x1F, and the canonical request; valid while the key lives. */
+SLUICE_API const char* sluice_cache_key_canonical(const sluice_cache_key* key, size_t* len);
+
+/* A stored answer: a body, or the SSE chunks of a streamed answer. Immutable; valid until
+ * destroyed, even after its entry is evicted. */
+typedef struct sluice_cached_answer sluice_cached_answer;
+SLUICE_API uint8_t sluice_cached_answer_streamed(const sluice_cached_answer* answer);
+SLUICE_API const char* sluice_cached_answer_body(const sluice_cached_answer* answer, size_t* len);
+SLUICE_API size_t sluice_cached_answer_chunk_count(const sluice_cached_answer* answer);
+/* NULL (len 0) for an index out of range. */
+SLUICE_API const char* sluice_cached_answer_chunk(const sluice_cached_answer* answer, size_t index,
+                                                  size_t* len);
+SLUICE_API void sluice_cached_answer_destroy(sluice_cached_answer* answer);
+
+typedef struct sluice_response_cache sluice_response_cache;
+/* Reads the SLUICE_PARAM_CACHE_* parameters. Thread-safe, like the C++ object. */
+SLUICE_API int sluice_response_cache_create(const sluice_options* options,
+                                            const sluice_clock* clock,
+                                            sluice_response_cache** out);
+/* Answers and fetches made by the cache stay valid after it is destroyed. */
+SLUICE_API void sluice_response_cache_destroy(sluice_response_cache* cache);
+/* *out is the stored answer, or NULL on a miss. */
+SLUICE_API int sluice_response_cache_get(sluice_response_cache* cache, const sluice_cache_key* key,
+                                         sluice_cached_answer** out);
+/* Stores a body (`chunk_count` 0) or `chunk_count` SSE chunks for `ttl_nanos` (0: the default).
+ * *stored (may be NULL) is 0 when it was not stored (too large, or turned away by TinyLFU). */
+SLUICE_API int sluice_response_cache_put(sluice_response_cache* cache, const sluice_cache_key* key,
+                                         const char* body, size_t body_len,
+                                         const char* const* chunks, const size_t* chunk_lens,
+                                         size_t chunk_count, int64_t ttl_nanos, uint8_t* stored);
+SLUICE_API int sluice_response_cache_erase(sluice_response_cache* cache,
+                                           const sluice_cache_key* key);
+
+/* Single flight: a lookup that merges identical concurrent misses. */
+typedef enum sluice_fetch_kind {
+  SLUICE_FETCH_HIT = 0,  /* sluice_fetch_answer has the stored answer */
+  SLUICE_FETCH_LEAD = 1, /* call upstream, then sluice_fetch_complete (destroying: gives up) */
+  SLUICE_FETCH_WAIT = 2  /* wait for sluice_fetch_fd to be readable, then sluice_fetch_resume */
+} sluice_fetch_kind;
+typedef struct sluice_fetch sluice_fetch;
+SLUICE_API int sluice_response_cache_fetch(sluice_response_cache* cache,
+                                           const sluice_cache_key* key, sluice_fetch** out);
+/* A sluice_fetch_kind, or -1 for NULL. */
+SLUICE_API int sluice_fetch_kind_of(const sluice_fetch* fetch);
+/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished; -1 otherwise. */
+SLUICE_API int sluice_fetch_fd(const sluice_fetch* fetch);
+/* After the wait: becomes SLUICE_FETCH_HIT (the leader's answer) or SLUICE_FETCH_LEAD (the
+ * leader gave up; this caller is next). SLUICE_FAILED_PRECONDITION if it is not over. */
+SLUICE_API int sluice_fetch_resume(sluice_fetch* fetch);
+/* SLUICE_FETCH_HIT: a new handle on the answer. */
+SLUICE_API int sluice_fetch_answer(const sluice_fetch* fetch, sluice_cached_answer** out);
+/* SLUICE_FETCH_LEAD: hands the body to every follower and, if `store`, stores it. */
+SLUICE_API int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len,
+                                     int64_t ttl_nanos, uint8_t store, uint8_t* stored);
+/* A lead destroyed without completing gives up: the next follower leads. */
+SLUICE_API void sluice_fetch_destroy(sluice_fetch* fetch);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -621,6 +621,89 @@ static void test_fallback_policy(void) {
   sluice_clock_destroy(clock);
 }
 
+static void test_response_cache(void) {
+  const char* a = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"user\":\"u1\"}";
+  const char* b = "{ \"messages\": [ {\"content\": \"Hi\", \"role\": \"user\"} ], \"model\": \"m\" }";
+  sluice_cache_key* ka = NULL;
+  sluice_cache_key* kb = NULL;
+  CHECK(sluice_cache_key_create(a, strlen(a), "t", 1, &ka) == SLUICE_OK);
+  CHECK(sluice_cache_key_create(b, strlen(b), "t", 1, &kb) == SLUICE_OK);
+  uint64_t ha = 0, la = 0, hb = 1, lb = 1;
+  CHECK(sluice_cache_key_digest(ka, &ha, &la) == SLUICE_OK);
+  CHECK(sluice_cache_key_digest(kb, &hb, &lb) == SLUICE_OK);
+  CHECK(ha == hb && la == lb); /* key order, whitespace and "user" do not matter */
+  size_t len = 0;
+  const char* canonical = sluice_cache_key_canonical(ka, &len);
+  CHECK(len > 2 && canonical[0] == 't' && canonical[1] == 0x1F);
+  sluice_cache_key* bad = NULL;
+  CHECK(sluice_cache_key_create("{\"a\":1,\"a\":2}", 13, NULL, 0, &bad) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "duplicate member name") != NULL);
+
+  sluice_clock* clock = NULL;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CACHE_MAX_BYTES, 1 << 20) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CACHE_SHARDS, 2) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS, 10 * SECOND) == SLUICE_OK);
+  sluice_response_cache* cache = NULL;
+  CHECK(sluice_response_cache_create(o, clock, &cache) == SLUICE_OK);
+
+  sluice_cached_answer* answer = NULL;
+  CHECK(sluice_response_cache_get(cache, ka, &answer) == SLUICE_OK && answer == NULL);
+  const char* chunks[2] = {"data: {}\n\n", "data: [DONE]\n\n"};
+  const size_t lens[2] = {10, 14};
+  uint8_t stored = 0;
+  CHECK(sluice_response_cache_put(cache, ka, NULL, 0, chunks, lens, 2, 0, &stored) == SLUICE_OK);
+  CHECK(stored == 1);
+  CHECK(sluice_response_cache_get(cache, kb, &answer) == SLUICE_OK && answer != NULL);
+  CHECK(sluice_cached_answer_streamed(answer) == 1);
+  CHECK(sluice_cached_answer_chunk_count(answer) == 2);
+  CHECK(memcmp(sluice_cached_answer_chunk(answer, 1, &len), "data: [DONE]\n\n", 14) == 0 && len == 14);
+  CHECK(sluice_cached_answer_chunk(answer, 2, &len) == NULL && len == 0);
+  sluice_cached_answer_destroy(answer);
+  CHECK(sluice_manual_clock_advance(clock, 10 * SECOND) == SLUICE_OK);
+  CHECK(sluice_response_cache_get(cache, ka, &answer) == SLUICE_OK && answer == NULL); /* expired */
+
+  /* Single flight: a leader, two followers; the leader completes, both get its answer. */
+  sluice_fetch* lead = NULL;
+  sluice_fetch* f1 = NULL;
+  sluice_fetch* f2 = NULL;
+  CHECK(sluice_response_cache_fetch(cache, ka, &lead) == SLUICE_OK);
+  CHECK(sluice_fetch_kind_of(lead) == SLUICE_FETCH_LEAD);
+  CHECK(sluice_response_cache_fetch(cache, kb, &f1) == SLUICE_OK);
+  CHECK(sluice_response_cache_fetch(cache, ka, &f2) == SLUICE_OK);
+  CHECK(sluice_fetch_kind_of(f1) == SLUICE_FETCH_WAIT && sluice_fetch_fd(f1) >= 0);
+  CHECK(sluice_fetch_resume(f1) == SLUICE_FAILED_PRECONDITION); /* the leader is still out */
+  sluice_fetch_destroy(lead); /* gave up: f1 leads now */
+  CHECK(sluice_fetch_resume(f1) == SLUICE_OK);
+  CHECK(sluice_fetch_kind_of(f1) == SLUICE_FETCH_LEAD);
+  CHECK(sluice_fetch_complete(f1, "answer", 6, 0, 1, &stored) == SLUICE_OK && stored == 1);
+  CHECK(sluice_fetch_resume(f2) == SLUICE_OK);
+  CHECK(sluice_fetch_kind_of(f2) == SLUICE_FETCH_HIT);
+  CHECK(sluice_fetch_answer(f2, &answer) == SLUICE_OK);
+  CHECK(memcmp(sluice_cached_answer_body(answer, &len), "answer", 6) == 0 && len == 6);
+  sluice_cached_answer_destroy(answer);
+  sluice_fetch_destroy(f1);
+  sluice_fetch_destroy(f2);
+  CHECK(sluice_response_cache_erase(cache, ka) == SLUICE_OK);
+  CHECK(sluice_response_cache_erase(cache, ka) == SLUICE_NOT_FOUND);
+
+  /* Bad options are named. */
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CACHE_SHARDS, 3) == SLUICE_OK);
+  sluice_response_cache* bad_cache = NULL;
+  CHECK(sluice_response_cache_create(o, clock, &bad_cache) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "shards") != NULL);
+  sluice_options_destroy(o);
+  sluice_response_cache_destroy(cache);
+  sluice_response_cache_destroy(NULL);
+  sluice_cache_key_destroy(ka);
+  sluice_cache_key_destroy(kb);
+  sluice_cache_key_destroy(NULL);
+  sluice_fetch_destroy(NULL);
+  sluice_cached_answer_destroy(NULL);
+  sluice_clock_destroy(clock);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -634,6 +717,7 @@ int main(void) {
   test_cluster_scope_other_objects();
   test_balancer();
   test_fallback_policy();
+  test_response_cache();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
