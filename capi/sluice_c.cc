@@ -226,6 +226,7 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS: return "SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS";
     case SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI: return "SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI";
     case SLUICE_PARAM_CACHE_ADMISSION: return "SLUICE_PARAM_CACHE_ADMISSION";
+    case SLUICE_PARAM_CACHE_STORE_TOOL_CALLS: return "SLUICE_PARAM_CACHE_STORE_TOOL_CALLS";
     default:
       if (param > SLUICE_PARAM_FALLBACK_ACTION &&
           param <= SLUICE_PARAM_FALLBACK_ACTION + static_cast<int>(SLUICE_FAIL_CLIENT)) {
@@ -1195,7 +1196,8 @@ int sluice_response_cache_create(const sluice_options* options, const sluice_clo
     OptionReader reader(__func__, options,
                         {SLUICE_PARAM_CACHE_MAX_BYTES, SLUICE_PARAM_CACHE_SHARDS,
                          SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS,
-                         SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI, SLUICE_PARAM_CACHE_ADMISSION},
+                         SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI, SLUICE_PARAM_CACHE_ADMISSION,
+                         SLUICE_PARAM_CACHE_STORE_TOOL_CALLS},
                         /*accepts_windows=*/false, /*accepts_cluster=*/false);
     if (!reader.ok()) return reader.Error();
     sluice::ResponseCache::Options o;
@@ -1214,6 +1216,9 @@ int sluice_response_cache_create(const sluice_options* options, const sluice_clo
     int64_t admission = 1;
     reader.Get(SLUICE_PARAM_CACHE_ADMISSION, &admission);
     o.admission = admission != 0;
+    int64_t store_tool_calls = 1;
+    reader.Get(SLUICE_PARAM_CACHE_STORE_TOOL_CALLS, &store_tool_calls);
+    o.store_tool_calls = store_tool_calls != 0;
     absl::StatusOr<std::unique_ptr<sluice::ResponseCache>> cache =
         sluice::ResponseCache::Create(o, ClockOf(clock));
     if (!cache.ok()) return FromStatus(cache.status());

@@ -16,13 +16,14 @@ int64_t SketchWidth(int64_t capacity_bytes) {
 }  // namespace
 
 CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission,
-                       const Clock* clock, absl::Duration default_ttl)
+                       const Clock* clock, absl::Duration default_ttl, bool store_tool_calls)
     : capacity_(capacity_bytes),
       protected_capacity_(static_cast<int64_t>(static_cast<double>(capacity_bytes) * protected_share)),
       admission_(admission),
       sketch_(SketchWidth(capacity_bytes)),
       clock_(clock),
-      default_ttl_(default_ttl) {}
+      default_ttl_(default_ttl),
+      store_tool_calls_(store_tool_calls) {}
 
 void CacheShard::Remove(List::iterator it) {
   bytes_ -= it->bytes;
@@ -31,11 +32,16 @@ void CacheShard::Remove(List::iterator it) {
   ListOf(*it).erase(it);
 }
 
-void CacheShard::Promote(List::iterator it) {
+void CacheShard::Promote(List::iterator it, int64_t now) {
   if (it->is_protected) {
+    // CacheLib's promotion throttling: a hot entry moves to the front at most once per interval,
+    // which spares most hits the list splice (and its cache misses on the neighbours).
+    if (now - it->promoted_at < kPromotionInterval) return;
+    it->promoted_at = now;
     protected_.splice(protected_.begin(), protected_, it);
     return;
   }
+  it->promoted_at = now;
   it->is_protected = true;
   protected_bytes_ += it->bytes;
   protected_.splice(protected_.begin(), probation_, it);
@@ -71,7 +77,7 @@ std::shared_ptr<const CachedResponse> CacheShard::Lookup(const CacheKey& key, in
     ++stats_.misses;
     return nullptr;
   }
-  Promote(it);
+  Promote(it, now);
   ++stats_.hits;
   return it->value;
 }
@@ -119,6 +125,10 @@ bool CacheShard::Erase(const CacheKey& key) {
 
 bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
                                 absl::Duration ttl) {
+  if (!store_tool_calls_ && value->CallsTools()) {
+    skipped_tool_calls_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   const int64_t bytes =
       static_cast<int64_t>(key.canonical.size()) + value->bytes() + ResponseCache::kEntryOverhead;
   const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : default_ttl_;
@@ -191,6 +201,7 @@ void CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
 void CacheShard::AddTo(ResponseCache::Stats& s) const {
   s.merged_waits += merged_.load(std::memory_order_relaxed);
   s.leader_failovers += failovers_.load(std::memory_order_relaxed);
+  s.skipped_tool_calls += skipped_tool_calls_.load(std::memory_order_relaxed);
   MutexLock lock(&mu_);
   s.hits += stats_.hits;
   s.misses += stats_.misses;

@@ -46,11 +46,11 @@ struct Flight {
 class CacheShard : public std::enable_shared_from_this<CacheShard> {
  public:
   CacheShard(int64_t capacity_bytes, double protected_share, bool admission, const Clock* clock,
-             absl::Duration default_ttl);
+             absl::Duration default_ttl, bool store_tool_calls);
 
   // ResponseCache::Fetch for this shard's keys.
   FetchResult Fetch(const CacheKey& key);
-  // Stores a leader's answer (bytes and expiry computed here).
+  // Stores an answer (bytes and expiry computed here; tool calls kept out if configured so).
   bool InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
                       absl::Duration ttl);
   // The flight is over: forget it (if it is still the key's flight).
@@ -72,6 +72,7 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
     std::shared_ptr<const CachedResponse> value;
     int64_t bytes = 0;
     int64_t expires = 0;
+    int64_t promoted_at = 0;  // when it last moved to the front of protected
     bool is_protected = false;
   };
   using List = std::list<Node>;
@@ -81,7 +82,9 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   }
   void Remove(List::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a probation entry that was hit to protected; protected's oldest fall back to probation.
-  void Promote(List::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A protected entry moves to protected's front at most once per kPromotionInterval.
+  void Promote(List::iterator it, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static constexpr int64_t kPromotionInterval = 1'000'000'000;  // 1 s
   // The entry eviction would take next: probation's oldest, else protected's.
   List::iterator Victim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -99,6 +102,8 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
 
   const Clock* const clock_;
   const absl::Duration default_ttl_;
+  const bool store_tool_calls_;
+  std::atomic<int64_t> skipped_tool_calls_{0};
   // Flights, under their own mutex (taken before mu_ when both are held).
   absl::Mutex flights_mu_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Flight>> flights_

@@ -23,6 +23,16 @@ int64_t CachedResponse::bytes() const {
   return n;
 }
 
+bool CachedResponse::CallsTools() const {
+  // The token with both quotes: inside a JSON string it would read \"tool_calls\" instead.
+  constexpr std::string_view kToken = "\"tool_calls\"";
+  if (body.find(kToken) != std::string::npos) return true;
+  for (const std::string& c : chunks) {
+    if (c.find(kToken) != std::string::npos) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(const Options& o,
                                                                      const Clock* clock) {
   if (clock == nullptr) return Invalid("clock", "is null");
@@ -42,7 +52,7 @@ ResponseCache::ResponseCache(const Options& options, const Clock* clock)
   for (int i = 0; i < options.shards; ++i) {
     shards_.push_back(std::make_shared<internal::CacheShard>(
         options.max_bytes / options.shards, options.protected_share, options.admission, clock,
-        options.default_ttl));
+        options.default_ttl, options.store_tool_calls));
   }
 }
 
@@ -57,12 +67,8 @@ std::shared_ptr<const CachedResponse> ResponseCache::Lookup(const CacheKey& key)
 }
 
 bool ResponseCache::Insert(const CacheKey& key, CachedResponse response, absl::Duration ttl) {
-  const int64_t bytes = static_cast<int64_t>(key.canonical.size()) + response.bytes() +
-                        kEntryOverhead;
-  const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : options_.default_ttl;
-  const int64_t expires = clock_->NowNanos() + absl::ToInt64Nanoseconds(life);
-  return ShardOf(key).Insert(key, std::make_shared<const CachedResponse>(std::move(response)),
-                             bytes, expires);
+  return ShardOf(key).InsertResponse(
+      key, std::make_shared<const CachedResponse>(std::move(response)), ttl);
 }
 
 bool ResponseCache::Erase(const CacheKey& key) { return ShardOf(key).Erase(key); }

@@ -62,6 +62,8 @@ struct CachedResponse {
   bool streamed = false;
   // The bytes it holds (body and chunks).
   int64_t bytes() const;
+  // Whether it calls tools: a "tool_calls" member or a "tool_calls" finish reason anywhere.
+  bool CallsTools() const;
 };
 
 // sluice::ResponseCache
@@ -78,6 +80,9 @@ class ResponseCache {
     double protected_share = 0.8;
     // TinyLFU admission in front of the segmented LRU. Default on; off gives a plain SLRU.
     bool admission = true;
+    // Store answers that call tools (a "tool_calls" member, or finish_reason "tool_calls")?
+    // Default true. A tool call's answer is only right while the tools' world stays the same.
+    bool store_tool_calls = true;
   };
 
   struct Stats {
@@ -94,6 +99,8 @@ class ResponseCache {
     // and leaders that gave up and passed the lead to a follower.
     int64_t merged_waits = 0;
     int64_t leader_failovers = 0;
+    // Answers not stored because they call tools (Options::store_tool_calls false).
+    int64_t skipped_tool_calls = 0;
     int64_t entries = 0;
     int64_t bytes = 0;
   };
@@ -108,7 +115,8 @@ class ResponseCache {
   // The stored answer, or nullptr (a miss, an expired entry, or a digest collision).
   std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key);
   // Stores an answer for `ttl` (zero: default_ttl). Returns false when it was not stored: larger
-  // than a shard's budget, or turned away by the admission filter. Replaces an existing entry.
+  // than a shard's budget, turned away by the admission filter, or a tool call that
+  // Options::store_tool_calls keeps out. Replaces an existing entry.
   bool Insert(const CacheKey& key, CachedResponse response,
               absl::Duration ttl = absl::ZeroDuration());
   // Removes the key's entry; false if there was none.

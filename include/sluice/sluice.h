@@ -198,7 +198,8 @@ typedef enum sluice_param {
   SLUICE_PARAM_CACHE_SHARDS = 901,                 /* default 16 (a power of two) */
   SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS = 902,      /* default 1 hour */
   SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI = 903,  /* default 800 */
-  SLUICE_PARAM_CACHE_ADMISSION = 904               /* 1 (default): TinyLFU on; 0: off */
+  SLUICE_PARAM_CACHE_ADMISSION = 904,              /* 1 (default): TinyLFU on; 0: off */
+  SLUICE_PARAM_CACHE_STORE_TOOL_CALLS = 905        /* 1 (default): store answers calling tools */
 } sluice_param;
 
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */

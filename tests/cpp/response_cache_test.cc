@@ -269,3 +269,21 @@ TEST_CASE("single flight stress: 100 concurrent identical misses, one upstream c
   CHECK(upstream.load() == 1);
   CHECK(answered.load() == 100);
 }
+
+TEST_CASE("cache: answers that call tools are kept out when configured so") {
+  ManualClock clock;
+  auto keep = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 1}, &clock));
+  auto skip = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 1,
+                                           .store_tool_calls = false}, &clock));
+  const std::string tool_answer =
+      R"({"choices":[{"message":{"tool_calls":[{"id":"c1"}]},"finish_reason":"tool_calls"}]})";
+  const std::string quoted = R"({"choices":[{"message":{"content":"say \"tool_calls\""}}]})";
+  CHECK(keep->Insert(Key(1), {.body = tool_answer}));
+  CHECK_FALSE(skip->Insert(Key(1), {.body = tool_answer}));
+  CHECK_FALSE(skip->Insert(Key(2), {.chunks = {R"(data: {"choices":[{"delta":{"tool_calls":[]}}]})"},
+                                    .streamed = true}));
+  CHECK(skip->Insert(Key(3), {.body = quoted}));  // the words inside a string are not a tool call
+  sluice::FetchResult lead = skip->Fetch(Key(4));
+  CHECK_FALSE(lead.lead->Complete({.body = tool_answer}));  // single flight obeys it too
+  CHECK(skip->stats().skipped_tool_calls == 3);
+}

@@ -166,3 +166,11 @@ def test_per_request_controls_no_cache_no_store_ttl():
     assert cache.get(key) == b"v2"
     clock.advance(3600)  # past the default TTL of the refreshed entry
     assert cache.get(key) is None
+
+
+def test_answers_calling_tools_can_be_kept_out():
+    cache = sluice.ResponseCache(max_bytes=1 << 20, store_tool_calls=False)
+    tool_call = b'{"choices":[{"message":{"tool_calls":[]},"finish_reason":"tool_calls"}]}'
+    assert not cache.put(sluice.cache_key(body(seed=1)), tool_call)
+    assert cache.put(sluice.cache_key(body(seed=2)), b'{"choices":[]}')
+    assert cache.stats()["skipped_tool_calls"] == 1

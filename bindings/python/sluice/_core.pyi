@@ -456,6 +456,7 @@ class ResponseCache:
         default_ttl: float = 3600.0,
         protected_share: float = 0.8,
         admission: bool = True,
+        store_tool_calls: bool = True,
         clock: Optional[Clock] = None,
     ) -> None: ...
     def get(self, key: CacheKey) -> Union[bytes, List[bytes], None]: ...

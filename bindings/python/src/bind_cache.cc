@@ -128,18 +128,20 @@ fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a Tiny
 filter, hits verified against the canonical bytes (include/sluice/response_cache.h). Thread-safe;
 never blocks on I/O.)doc")
       .def(py::init([](int64_t max_bytes, int shards, double default_ttl, double protected_share,
-                       bool admission, const sluice::Clock* clock) {
+                       bool admission, bool store_tool_calls, const sluice::Clock* clock) {
              ResponseCache::Options o;
              o.max_bytes = max_bytes;
              o.shards = shards;
              o.default_ttl = SecondsToDuration(default_ttl, "default_ttl");
              o.protected_share = protected_share;
              o.admission = admission;
+             o.store_tool_calls = store_tool_calls;
              return ValueOrThrow(ResponseCache::Create(o, ClockOrDefault(clock)));
            }),
            py::kw_only(), py::arg("max_bytes") = int64_t{256} << 20, py::arg("shards") = 16,
            py::arg("default_ttl") = 3600.0, py::arg("protected_share") = 0.8,
-           py::arg("admission") = true, py::arg("clock") = nullptr, py::keep_alive<1, 7>())
+           py::arg("admission") = true, py::arg("store_tool_calls") = true,
+           py::arg("clock") = nullptr, py::keep_alive<1, 8>())
       .def(
           "get",
           [](ResponseCache& c, const CacheKey& key) -> py::object {
@@ -176,12 +178,13 @@ never blocks on I/O.)doc")
              d["collisions"] = s.collisions;
              d["merged_waits"] = s.merged_waits;
              d["leader_failovers"] = s.leader_failovers;
+             d["skipped_tool_calls"] = s.skipped_tool_calls;
              d["entries"] = s.entries;
              d["bytes"] = s.bytes;
              return d;
            },
            "hits, misses, inserts, rejected, evictions, expirations, collisions, merged_waits,\n"
-           "leader_failovers, entries, bytes.");
+           "leader_failovers, skipped_tool_calls, entries, bytes.");
 }
 
 }  // namespace sluice_python
