@@ -107,7 +107,9 @@ absl::Status Invalid(std::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("JSON: ", std::string(what)));
 }
 
-void AppendString(std::string_view s, std::string& out) {
+}  // namespace
+
+void AppendJsonString(std::string_view s, std::string& out) {
   out.push_back('"');
   size_t run = 0;  // start of the current run of bytes that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
@@ -134,6 +136,8 @@ void AppendString(std::string_view s, std::string& out) {
   out.push_back('"');
 }
 
+namespace {
+
 // Integers within +-2^53 print the same as JCS prints their double; beyond, all digits are kept.
 constexpr int64_t kExactIntegers = int64_t{1} << 53;
 
@@ -157,7 +161,7 @@ absl::Status AppendObject(simdjson::dom::object object, Skip skip, std::string& 
       }
       out.push_back(',');
     }
-    AppendString(members[i].first, out);
+    AppendJsonString(members[i].first, out);
     out.push_back(':');
     if (absl::Status s = AppendValue(members[i].second, out); !s.ok()) return s;
   }
@@ -183,7 +187,7 @@ absl::Status AppendValue(element value, std::string& out) {
       return absl::OkStatus();
     }
     case element_type::STRING:
-      AppendString(value.get_string().value_unsafe(), out);
+      AppendJsonString(value.get_string().value_unsafe(), out);
       return absl::OkStatus();
     case element_type::INT64: {
       const int64_t v = value.get_int64().value_unsafe();

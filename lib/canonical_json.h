@@ -1,4 +1,5 @@
-// RFC 8785 (JCS) pieces, exposed for the tests: the ECMAScript number form and the name order.
+// RFC 8785 (JCS) pieces, shared with the SSE replay and exposed for the tests: the ECMAScript
+// number form, the name order, the string escapes.
 #ifndef SLUICE_LIB_CANONICAL_JSON_H_
 #define SLUICE_LIB_CANONICAL_JSON_H_
 
@@ -15,6 +16,9 @@ void AppendJcsNumber(double value, std::string& out);
 
 // Whether member name `a` sorts before `b` by UTF-16 code units. REQUIRES: valid UTF-8.
 bool Utf16Less(std::string_view a, std::string_view b);
+
+// Appends `s` as a JSON string with RFC 8785's minimal escapes. REQUIRES: valid UTF-8.
+void AppendJsonString(std::string_view s, std::string& out);
 
 }  // namespace internal
 }  // namespace v1

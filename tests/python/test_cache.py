@@ -174,3 +174,22 @@ def test_answers_calling_tools_can_be_kept_out():
     assert not cache.put(sluice.cache_key(body(seed=1)), tool_call)
     assert cache.put(sluice.cache_key(body(seed=2)), b'{"choices":[]}')
     assert cache.stats()["skipped_tool_calls"] == 1
+
+
+def test_a_stored_answer_serves_the_other_form():
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    whole = sluice.cache_key(body(seed=21))
+    completion = (b'{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,'
+                  b'"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}]}')
+    cache.put(whole, completion)
+    events = cache.get_as(whole, stream=True)
+    assert events[-1] == b"data: [DONE]\n\n"
+    assert b'"content":"Hi there"' in events[0]
+    streamed = sluice.cache_key(body(seed=22))
+    cache.put(streamed, events)
+    assert cache.get_as(streamed, stream=True) == events  # the same chunks, byte for byte
+    assert json.loads(cache.get_as(streamed, stream=False))["choices"][0]["message"]["content"] \
+        == "Hi there"
+    tools = sluice.cache_key(body(seed=23))
+    cache.put(tools, b'{"choices":[{"message":{"tool_calls":[]}}]}')
+    assert cache.get_as(tools, stream=True) is None  # not converted

@@ -46,7 +46,7 @@ from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._core import FallbackCall, classify, parse_retry_after
-from ._core import CacheKey, cache_key, canonical_json
+from ._core import CacheKey, cache_key, canonical_json, completion_to_sse, sse_to_completion
 from ._errors import (
     CapacityError,
     Error,
@@ -120,6 +120,8 @@ __all__ = [
     "ResponseCache",
     "cache_key",
     "canonical_json",
+    "completion_to_sse",
+    "sse_to_completion",
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, List, Union
 
 from . import _core
+from ._errors import Error
 from ._waiting import wait_readable, wait_readable_async
 
 Answer = Union[bytes, List[bytes]]
@@ -20,6 +21,21 @@ Answer = Union[bytes, List[bytes]]
 
 class ResponseCache(_core.ResponseCache):
     __doc__ = _core.ResponseCache.__doc__
+
+    def get_as(self, key: _core.CacheKey, *, stream: bool) -> Union[Answer, None]:
+        """The stored answer in the form the request asks for: SSE chunks for a streaming
+        request, one chat.completion body otherwise, converting if it was stored in the other
+        form (``sluice.completion_to_sse`` / ``sluice.sse_to_completion``). None on a miss, or
+        when a tool-call answer would need converting."""
+        answer = self.get(key)
+        if answer is None or isinstance(answer, list) == stream:
+            return answer
+        try:
+            if stream:
+                return _core.completion_to_sse(answer)
+            return _core.sse_to_completion(answer)
+        except Error:
+            return None
 
     def get_or_fetch(self, key: _core.CacheKey, fn: Callable[[], Answer], *, ttl: float = 0.0,
                      store: bool = True, no_cache: bool = False) -> Answer:

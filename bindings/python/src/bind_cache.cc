@@ -9,6 +9,7 @@
 #include "bindings.h"
 #include "sluice/cache_key.h"
 #include "sluice/response_cache.h"
+#include "sluice/sse_replay.h"
 
 namespace sluice_python {
 namespace {
@@ -121,6 +122,27 @@ against). Equal keys mean the same question.)doc")
         return py::bytes(out);
       },
       py::arg("json"), "The RFC 8785 (JCS) canonical form of a JSON text (bytes).");
+
+  m.def(
+      "completion_to_sse",
+      [](py::bytes completion) {
+        std::string_view view = completion;
+        std::vector<std::string> events = ValueOrThrow(sluice::CompletionToSse(view));
+        py::list out;
+        for (const std::string& e : events) out.append(py::bytes(e));
+        return out;
+      },
+      py::arg("completion"),
+      "A chat.completion JSON (bytes) as the SSE events of a streamed answer (a list of bytes,\n"
+      "each 'data: {...}\\n\\n', ending with [DONE]). Raises sluice.InvalidArgument, or\n"
+      "sluice.Error for a tool-call answer (not converted).");
+  m.def(
+      "sse_to_completion",
+      [](const std::vector<std::string>& chunks) {
+        return py::bytes(ValueOrThrow(sluice::SseToCompletion(chunks)));
+      },
+      py::arg("chunks"),
+      "The SSE events of a streamed answer (a list of bytes) as one chat.completion JSON.");
 
   py::class_<ResponseCache>(m, "ResponseCache", R"doc(
 LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
