@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs sluice's main job: the harness, a Dify-like burst driven through the
-# admission objects in-process (the embedded default: no server needed) and a provider-outage
-# fallback drill, then the fleet simulator
+# admission objects in-process (the embedded default: no server needed), a provider-outage
+# fallback drill and repeated questions through the response cache, then the fleet simulator
 # (the Balancer's strategies on simulated vLLM replicas). Extra arguments go to the harness (see
 # --help).
 set -euo pipefail
