@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sluice/response_cache.h"
+#include "zipf.h"
 
 namespace {
 
@@ -45,23 +46,6 @@ class Lru {
   std::unordered_map<int, std::list<std::pair<int, int64_t>>::iterator> index_;
 };
 
-// Draws question ids 0..n-1 with P(i) proportional to 1 / (i + 1)^s.
-class Zipf {
- public:
-  Zipf(int n, double s) : cdf_(static_cast<size_t>(n)) {
-    double sum = 0;
-    for (int i = 0; i < n; ++i) cdf_[static_cast<size_t>(i)] = sum += 1.0 / std::pow(i + 1, s);
-    for (double& c : cdf_) c /= sum;
-  }
-  int operator()(std::mt19937_64& rng) const {
-    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-    return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
-  }
-
- private:
-  std::vector<double> cdf_;
-};
-
 struct Result {
   double sluice, slru, lru;
 };
@@ -80,7 +64,7 @@ Result Run(double s, double scan_share, int64_t budget) {
   auto tinylfu = sluice::ResponseCache::Create({.max_bytes = budget, .shards = 1}).value();
   auto slru = sluice::ResponseCache::Create({.max_bytes = budget, .shards = 1, .admission = false}).value();
   Lru lru(budget);
-  const Zipf zipf(kQuestions, s);
+  const bench::Zipf zipf(kQuestions, s);
   int64_t hits_tinylfu = 0, hits_slru = 0, hits_lru = 0;
   int next_scan = kQuestions;
   std::bernoulli_distribution scan(scan_share);

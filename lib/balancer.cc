@@ -109,6 +109,7 @@ std::shared_ptr<const CompletionPolicy> PolicyOf(const Balancer::Options& o, con
   p->cooldown_timeout = o.cooldown_timeout;
   p->cooldown_server = o.cooldown_server;
   p->outlier_base_ejection_nanos = absl::ToInt64Nanoseconds(o.outlier.base_ejection_time);
+  p->outlier_consecutive_failures = o.outlier.consecutive_failures;
   return p;
 }
 

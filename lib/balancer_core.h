@@ -43,10 +43,9 @@ class BalancerCore {
 
   // The endpoints that may take this request, into candidates_; an error when none may.
   absl::Status Filter(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Outlier ejection: how many more endpoints may be ejected now; ejects `e` if it is an outlier
-  // and that number allows.
-  int64_t EjectableNow(int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeEject(State& e, int64_t now, int64_t& ejectable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Outlier ejection: ejects the endpoints that reached the threshold, within the cap. A no-op
+  // (one atomic load) unless some endpoint reached it since the last pass.
+  void EjectOutliers(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Load of candidate i: in flight per unit of weight (host-wide with a shared region).
   double LoadOf(size_t i) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return loads_[i]; }
   // Each strategy returns an index into candidates_ and sets matched_ for prefix strategies.

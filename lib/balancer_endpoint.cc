@@ -28,14 +28,27 @@ absl::Duration CooldownOf(const CompletionPolicy& p, ErrorClass c) {
 
 }  // namespace
 
+ErrorClass ErrorClassOf(Failure f) {
+  switch (f) {
+    case Failure::kNone: return ErrorClass::kNone;
+    case Failure::kConnect:
+    case Failure::kReset: return ErrorClass::kConnection;
+    case Failure::kTimeout: return ErrorClass::kTimeout;
+    case Failure::kRateLimited: return ErrorClass::kRateLimited;
+    case Failure::kServer: return ErrorClass::kServer;
+    case Failure::kAuth: return ErrorClass::kAuth;
+    case Failure::kContextLength:
+    case Failure::kContentFilter:
+    case Failure::kClient: return ErrorClass::kClient;
+  }
+  return ErrorClass::kClient;
+}
+
 ErrorClass ClassifyOutcome(const Outcome& outcome) {
   if (outcome.error != ErrorClass::kNone || outcome.http_status < 400) return outcome.error;
-  const int s = outcome.http_status;
-  if (s == 429) return ErrorClass::kRateLimited;
-  if (s == 401 || s == 403) return ErrorClass::kAuth;
-  if (s == 408 || s == 504) return ErrorClass::kTimeout;
-  if (s >= 500) return ErrorClass::kServer;
-  return ErrorClass::kClient;
+  AttemptOutcome attempt;
+  attempt.http_status = outcome.http_status;
+  return ErrorClassOf(Classify(attempt));
 }
 
 void EndpointState::Complete(const Outcome& outcome) {
@@ -44,7 +57,10 @@ void EndpointState::Complete(const Outcome& outcome) {
   const CompletionPolicy& p = *policy;
   if (error == ErrorClass::kServer || error == ErrorClass::kConnection ||
       error == ErrorClass::kTimeout) {
-    outlier_failures.fetch_add(1, std::memory_order_relaxed);
+    const int64_t run = outlier_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (p.outlier_consecutive_failures > 0 && run >= p.outlier_consecutive_failures) {
+      p.outlier_hint.fetch_add(1, std::memory_order_release);
+    }
   } else if (error == ErrorClass::kNone) {
     outlier_failures.store(0, std::memory_order_relaxed);
     // A healthy base ejection time after returning takes one ejection off the count, so a

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "sluice/balancer.h"
+#include "sluice/failure.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -24,6 +25,10 @@ struct CompletionPolicy {
   absl::Duration cooldown_rate_limited, cooldown_auth, cooldown_connection, cooldown_timeout,
       cooldown_server;
   int64_t outlier_base_ejection_nanos = 0;
+  int64_t outlier_consecutive_failures = 0;  // 0: no outlier ejection
+  // Bumped whenever an endpoint reaches outlier_consecutive_failures, so the pick filter runs
+  // its ejection pass only when there may be an outlier (the pass clears it when none is left).
+  mutable std::atomic<int64_t> outlier_hint{0};
 };
 
 struct EndpointState {
@@ -63,8 +68,11 @@ struct EndpointState {
   int64_t in_flight_at_metrics ABSL_GUARDED_BY(mu) = 0;
 };
 
-// kNone with an HTTP error status becomes the class the status implies.
+// kNone with an HTTP error status becomes the class the status implies (sluice/failure.h's
+// Classify, mapped by ErrorClassOf).
 Outcome::ErrorClass ClassifyOutcome(const Outcome& outcome);
+// The balancer's error class of a failure class (FallbackPolicy reports picks through it).
+Outcome::ErrorClass ErrorClassOf(Failure failure);
 
 }  // namespace internal
 }  // namespace v1

@@ -24,30 +24,37 @@ bool ServesModel(const EndpointSpec& spec, std::string_view model) {
 
 }  // namespace
 
-int64_t BalancerCore::EjectableNow(int64_t now) const {
+void BalancerCore::EjectOutliers(int64_t now) {
+  int64_t hint = policy_->outlier_hint.load(std::memory_order_acquire);
+  if (hint == 0) return;  // no endpoint has reached the threshold since the last pass
   const Balancer::OutlierDetection& od = options.outlier;
-  if (od.consecutive_failures <= 0) return 0;
   int64_t ejected = 0;
   for (const std::shared_ptr<State>& e : endpoints_) {
     if (e->ejected_until.load(std::memory_order_relaxed) > now) ++ejected;
   }
-  const auto cap = std::max<int64_t>(
-      1, static_cast<int64_t>(od.max_ejection_percent / 100 * static_cast<double>(endpoints_.size())));
-  return cap - ejected;
-}
-
-void BalancerCore::MaybeEject(State& e, int64_t now, int64_t& ejectable) {
-  const Balancer::OutlierDetection& od = options.outlier;
-  if (ejectable <= 0 || e.ejected_until.load(std::memory_order_relaxed) > now ||
-      e.outlier_failures.load(std::memory_order_relaxed) < od.consecutive_failures) {
-    return;
+  int64_t ejectable =
+      std::max<int64_t>(1, static_cast<int64_t>(od.max_ejection_percent / 100 *
+                                                static_cast<double>(endpoints_.size()))) -
+      ejected;
+  bool outlier_left = false;  // one the cap kept in rotation: look again on the next pick
+  for (const std::shared_ptr<State>& e : endpoints_) {
+    if (e->ejected_until.load(std::memory_order_relaxed) > now ||
+        e->outlier_failures.load(std::memory_order_relaxed) < od.consecutive_failures) {
+      continue;
+    }
+    if (ejectable <= 0) {
+      outlier_left = true;
+      continue;
+    }
+    const int64_t times = e->times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
+    const absl::Duration length =
+        std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
+    e->ejected_until.store(now + absl::ToInt64Nanoseconds(length), std::memory_order_relaxed);
+    e->outlier_failures.store(0, std::memory_order_relaxed);
+    --ejectable;
   }
-  const int64_t times = e.times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
-  const absl::Duration length =
-      std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
-  e.ejected_until.store(now + absl::ToInt64Nanoseconds(length), std::memory_order_relaxed);
-  e.outlier_failures.store(0, std::memory_order_relaxed);
-  --ejectable;
+  // A failure that raced this pass bumped the hint, so the CAS fails and the next pick looks.
+  if (!outlier_left) policy_->outlier_hint.compare_exchange_strong(hint, 0);
 }
 
 absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
@@ -57,14 +64,14 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   in_flight_.clear();
   size_t serving = 0, cooling = 0;
   int64_t first_back = std::numeric_limits<int64_t>::max();
-  int64_t ejectable = EjectableNow(now);
+  const bool ejection = options.outlier.consecutive_failures > 0;
+  if (ejection) EjectOutliers(now);
   for (size_t owner = 0; owner < endpoints_.size(); ++owner) {
     const std::shared_ptr<State>& e = endpoints_[owner];
     const EndpointSpec& spec = *e->spec;
     if (!ServesModel(spec, request.model)) continue;
     ++serving;
-    if (options.outlier.consecutive_failures > 0) {
-      MaybeEject(*e, now, ejectable);
+    if (ejection) {
       const int64_t ejected_until = e->ejected_until.load(std::memory_order_relaxed);
       if (ejected_until > now) {
         ++cooling;

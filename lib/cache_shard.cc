@@ -181,9 +181,7 @@ void CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
   std::shared_ptr<Waiter> next;
   {
     MutexLock flight_lock(&flight->mu);
-    if (flight->waiters.empty()) {
-      flight->done = true;
-    } else {
+    if (!flight->waiters.empty()) {
       next = flight->waiters.front();
       flight->waiters.pop_front();
       next->promoted = true;  // under the flight's lock: a Wait going away sees it (~Wait)

@@ -40,7 +40,9 @@ struct Flight {
   CacheKey key;
   absl::Mutex mu;
   std::deque<std::shared_ptr<Waiter>> waiters ABSL_GUARDED_BY(mu);
-  bool done ABSL_GUARDED_BY(mu) = false;
+
+  // Hands every waiter over (the flight is ending): they are woken by the caller.
+  std::deque<std::shared_ptr<Waiter>> TakeWaiters();
 };
 
 class CacheShard : public std::enable_shared_from_this<CacheShard> {

@@ -1,7 +1,6 @@
 #include "sluice/circuit_breaker.h"
 
 #include <algorithm>
-#include <limits>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -57,8 +56,6 @@ CircuitBreaker::CircuitBreaker(Options options, const Clock* clock)
       bucket_width_(absl::ToInt64Nanoseconds(options_.window) / kBuckets) {}
 
 CircuitBreaker::Bucket& CircuitBreaker::BucketAt(int64_t now) {
-  // Most records land in the newest bucket: no division for them.
-  if (now >= head_start_ && now < head_start_ + bucket_width_) return buckets_[head_slot_];
   const int64_t index = now / bucket_width_;
   auto slot = [](int64_t i) { return static_cast<size_t>(((i % kBuckets) + kBuckets) % kBuckets); };
   if (index > head_) {
@@ -71,8 +68,6 @@ CircuitBreaker::Bucket& CircuitBreaker::BucketAt(int64_t now) {
     }
     if (index - head_ >= kBuckets) window_calls_ = window_failures_ = window_slow_ = 0;
     head_ = index;
-    head_slot_ = slot(index);
-    head_start_ = index * bucket_width_;
   }
   // A time behind the head (a clock set back) counts in the head bucket: never lost.
   return buckets_[slot(head_)];
@@ -107,7 +102,6 @@ CircuitBreaker::Transition CircuitBreaker::MoveTo(State to, int64_t now, std::st
     t.open_for = open_for;
     buckets_.fill(Bucket{});  // the next closed period starts with a clean window
     head_ = -1;
-    head_start_ = std::numeric_limits<int64_t>::min();
     window_calls_ = window_failures_ = window_slow_ = 0;
   } else {
     open_until_ = 0;

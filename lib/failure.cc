@@ -126,7 +126,7 @@ Failure Classify(const AttemptOutcome& outcome) {
   if (s < 400) return Failure::kNone;
   if (s == 429) return Failure::kRateLimited;
   if (s == 401 || s == 403) return Failure::kAuth;
-  if (s == 408) return Failure::kTimeout;
+  if (s == 408 || s == 504) return Failure::kTimeout;  // 504: the gateway's upstream timed out
   if (s >= 500) return Failure::kServer;
   const Failure stated = ClassifyProviderError(outcome.error_body);
   if (stated == Failure::kContextLength || stated == Failure::kContentFilter ||

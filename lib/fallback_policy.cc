@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "balancer_endpoint.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -54,19 +55,6 @@ CircuitBreaker::Result BreakerResult(Failure f) {
     case Failure::kContentFilter:
     case Failure::kClient: return CircuitBreaker::Result::kIgnored;
     default: return CircuitBreaker::Result::kFailure;
-  }
-}
-
-Outcome::ErrorClass BalancerClass(Failure f) {
-  switch (f) {
-    case Failure::kNone: return Outcome::ErrorClass::kNone;
-    case Failure::kConnect:
-    case Failure::kReset: return Outcome::ErrorClass::kConnection;
-    case Failure::kTimeout: return Outcome::ErrorClass::kTimeout;
-    case Failure::kRateLimited: return Outcome::ErrorClass::kRateLimited;
-    case Failure::kServer: return Outcome::ErrorClass::kServer;
-    case Failure::kAuth: return Outcome::ErrorClass::kAuth;
-    default: return Outcome::ErrorClass::kClient;
   }
 }
 
@@ -205,7 +193,7 @@ FallbackPolicy::Call FallbackPolicy::Begin(const CallOptions& options) {
   const int64_t now = core_->clock->NowNanos();
   Call call(core_, options, now);
   if (!call.TryFrom(0, now)) {
-    call.Finish(Kind::kFailed, absl::UnavailableError(""));
+    call.FinishUnavailable();
   }
   return call;
 }
@@ -323,13 +311,6 @@ bool FallbackPolicy::Call::TryFrom(size_t first, int64_t now) {
 }
 
 const FallbackPolicy::Step& FallbackPolicy::Call::Finish(Kind kind, absl::Status status) {
-  if (kind == Kind::kFailed && status.code() == absl::StatusCode::kUnavailable) {
-    status = absl::UnavailableError(absl::StrCat(
-        "sluice.FallbackPolicy: no target could take the call (", notes_, ")"));
-    const int64_t now = core_->clock->NowNanos();
-    step_.retry_after =
-        soonest_back_ > now ? absl::Nanoseconds(soonest_back_ - now) : absl::ZeroDuration();
-  }
   step_.kind = kind;
   step_.status = std::move(status);
   step_.endpoint_id = {};
@@ -337,6 +318,15 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Finish(Kind kind, absl::Status
   retry_.Release();
   request_.Release();
   return step_;
+}
+
+const FallbackPolicy::Step& FallbackPolicy::Call::FinishUnavailable() {
+  const int64_t now = core_->clock->NowNanos();
+  step_.retry_after =
+      soonest_back_ > now ? absl::Nanoseconds(soonest_back_ - now) : absl::ZeroDuration();
+  return Finish(Kind::kFailed, absl::UnavailableError(absl::StrCat(
+                                   "sluice.FallbackPolicy: no target could take the call (",
+                                   notes_, ")")));
 }
 
 const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& outcome) {
@@ -352,7 +342,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
   // Report the attempt: breaker, balancer pick, counters, Retry-After window.
   t.breaker->RecordAt(permission_, BreakerResult(failure), latency, now);
   if (pick_) {
-    pick_->Complete({.error = BalancerClass(failure),
+    pick_->Complete({.error = internal::ErrorClassOf(failure),
                      .http_status = outcome.http_status,
                      .ttft = outcome.ttft,
                      .latency = latency});
@@ -390,7 +380,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
         TryFrom(static_cast<size_t>(ctx) + 1, now)) {
       return step_;
     }
-    return Finish(Kind::kFailed, absl::UnavailableError(""));
+    return FinishUnavailable();
   }
   const Action action = core_->options.actions.For(failure);
   if (action == Action::kFatal) {
@@ -415,7 +405,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
     }
   }
   if (TryFrom(index + 1, now)) return step_;
-  return Finish(Kind::kFailed, absl::UnavailableError(""));
+  return FinishUnavailable();
 }
 
 }  // namespace v1

@@ -26,6 +26,13 @@ void Waiter::Wake() {
   if (fd >= 0) (void)!write(fd, &one, sizeof(one));
 }
 
+std::deque<std::shared_ptr<Waiter>> Flight::TakeWaiters() {
+  std::deque<std::shared_ptr<Waiter>> taken;
+  MutexLock lock(&mu);
+  taken.swap(waiters);
+  return taken;
+}
+
 }  // namespace internal
 
 // ---- Lead -------------------------------------------------------------------------------------
@@ -51,13 +58,7 @@ bool Lead::Complete(CachedResponse response, absl::Duration ttl, bool store) {
     if (store) stored = shard->InsertResponse(flight->key, value, ttl);
     shard->EndFlight(flight);
   }
-  std::deque<std::shared_ptr<internal::Waiter>> waiters;
-  {
-    internal::MutexLock lock(&flight->mu);
-    flight->done = true;
-    waiters.swap(flight->waiters);
-  }
-  for (const auto& w : waiters) {
+  for (const auto& w : flight->TakeWaiters()) {
     w->answer = value;
     w->Wake();
   }
@@ -71,12 +72,10 @@ void Lead::Abandon() {
     shard->PassLead(flight);
     return;
   }
-  // The cache is gone: wake everyone to lead for themselves.
-  std::deque<std::shared_ptr<internal::Waiter>> waiters;
+  // The cache is gone: every follower leads for itself.
+  const auto waiters = flight->TakeWaiters();
   {
-    internal::MutexLock lock(&flight->mu);
-    flight->done = true;
-    waiters.swap(flight->waiters);
+    internal::MutexLock lock(&flight->mu);  // ~Wait reads `promoted` under it
     for (const auto& w : waiters) w->promoted = true;
   }
   for (const auto& w : waiters) w->Wake();

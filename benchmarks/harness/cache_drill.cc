@@ -1,7 +1,6 @@
 #include "cache_drill.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <map>
 #include <queue>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "sluice/response_cache.h"
+#include "zipf.h"
 
 namespace harness {
 namespace {
@@ -34,10 +34,7 @@ CacheDrillOutcome RunCacheDrill(const CacheScenario& s) {
   sluice::ManualClock clock;
   auto cache = sluice::ResponseCache::Create({.max_bytes = s.max_bytes, .shards = 4}, &clock).value();
   std::mt19937_64 rng(s.seed);
-  std::vector<double> cdf(static_cast<size_t>(s.questions));
-  double sum = 0;
-  for (int i = 0; i < s.questions; ++i) cdf[static_cast<size_t>(i)] = sum += 1 / std::pow(i + 1, s.zipf);
-  for (double& c : cdf) c /= sum;
+  const bench::Zipf faq(s.questions, s.zipf);
   std::exponential_distribution<double> gap(s.rps);
   std::uniform_real_distribution<double> unit(0, 1);
 
@@ -78,9 +75,7 @@ CacheDrillOutcome RunCacheDrill(const CacheScenario& s) {
     }
     clock.SetNanos(arrival);
     ++out.requests;
-    const int q = unit(rng) < s.one_off_share
-                      ? next_one_off++
-                      : static_cast<int>(std::lower_bound(cdf.begin(), cdf.end(), unit(rng)) - cdf.begin());
+    const int q = unit(rng) < s.one_off_share ? next_one_off++ : faq(rng);
     sluice::FetchResult r = cache->Fetch(key_of(q));
     if (r.hit) {
       ++out.hits;

@@ -4,14 +4,11 @@
 """
 
 import json
-import statistics
-import timeit
 
 import sluice
+from timing import per_call
 
 
-def _per_call(fn, number=100_000):
-    return statistics.median(timeit.repeat(fn, number=number, repeat=5)) / number
 
 
 def main():
@@ -25,10 +22,10 @@ def main():
         b = sluice.Balancer(strategy, seed=1)
         for i in range(16):
             b.add_endpoint(f"r{i}")
-        t = _per_call(lambda: b.pick().complete(status=200))
+        t = per_call(lambda: b.pick().complete(status=200), number=100_000)
         print(f"  {strategy:<16} by model only      {t * 1e6:6.2f} us")
         for chars, raw in body.items():
-            t = _per_call(lambda: b.pick(raw).complete(status=200), number=20_000)
+            t = per_call(lambda: b.pick(raw).complete(status=200), number=20_000)
             print(f"  {strategy:<16} raw body {chars:>6} B {t * 1e6:6.2f} us")
 
 

@@ -11,18 +11,15 @@ the usual Python way (which is not RFC 8785: see tests/python/test_cache.py).
 
 import hashlib
 import json
-import statistics
-import timeit
 
 import cachetools
 
 import sluice
+from timing import per_call
 
 N = 10_000
 
 
-def per_call(fn, number=200_000):
-    return statistics.median(timeit.repeat(fn, number=number, repeat=5)) / number
 
 
 def main():
@@ -50,7 +47,7 @@ def main():
     print(f"Hit latency from Python, 2 KB answers, {N} entries (median of 5)")
     base = None
     for name, fn in rows:
-        t = per_call(fn)
+        t = per_call(fn, number=200_000)
         base = base or t
         print(f"  {name:<28} {t * 1e9:7.0f} ns   {t / base:4.2f}x sluice")
 

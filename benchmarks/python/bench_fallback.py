@@ -29,13 +29,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
 import threading
 import time
-import timeit
 
 import pybreaker
 import tenacity
@@ -44,10 +41,9 @@ import sluice
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mock_openai import MockOpenAI, chat  # noqa: E402
+from timing import per_call  # noqa: E402
 
 
-def _per_call(fn, number=50_000):
-    return statistics.median(timeit.repeat(fn, number=number, repeat=5)) / number
 
 
 class LiteLLMStyleRouter:
@@ -122,7 +118,7 @@ def overhead():
     rows.append(("LiteLLM-style router step", lambda: router.call(lambda d: None)))
     base = None
     for name, fn in rows:
-        t = _per_call(fn)
+        t = per_call(fn, number=50_000)
         base = base or t
         print(f"  {name:<34} {t * 1e6:7.2f} us   {t / base:5.1f}x sluice")
 

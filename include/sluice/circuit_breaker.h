@@ -188,8 +188,6 @@ class CircuitBreaker {
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<Bucket, kBuckets> buckets_ ABSL_GUARDED_BY(mu_);
   int64_t head_ ABSL_GUARDED_BY(mu_) = -1;  // the newest bucket's index
-  size_t head_slot_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t head_start_ ABSL_GUARDED_BY(mu_) = INT64_MIN;  // when the newest bucket began
   int64_t window_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t window_failures_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t window_slow_ ABSL_GUARDED_BY(mu_) = 0;

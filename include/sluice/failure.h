@@ -10,11 +10,11 @@
 //
 //   status / transport                          body says                       Failure
 //   connect refused, DNS                        -                               kConnect
-//   timed out, 408                              -                               kTimeout
+//   timed out, 408, 504                         -                               kTimeout
 //   connection reset, stream cut                -                               kReset
 //   429                                         (anything)                      kRateLimited
 //   401, 403                                    -                               kAuth
-//   5xx (529 "overloaded" included)             -                               kServer
+//   other 5xx (529 "overloaded" included)       -                               kServer
 //   400, 404, 413, 422, any 4xx                 context length exceeded         kContextLength
 //   any 4xx                                     content filtered                kContentFilter
 //   any 4xx                                     rate limited / quota            kRateLimited

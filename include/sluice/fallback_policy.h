@@ -254,6 +254,8 @@ class FallbackPolicy::Call {
   // Tries targets from `first` on, in order.
   bool TryFrom(size_t first, int64_t now);
   const Step& Finish(Step::Kind kind, absl::Status status);
+  // Fails with UNAVAILABLE, naming why each target was passed over and when the first is back.
+  const Step& FinishUnavailable();
   void Note(std::string_view target, std::string_view why);
 
   std::shared_ptr<internal::FallbackCore> core_;

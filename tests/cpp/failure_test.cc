@@ -19,6 +19,7 @@ TEST_CASE("classify: transport errors win, then the status") {
   CHECK(Classify({.http_status = 401}) == Failure::kAuth);
   CHECK(Classify({.http_status = 403}) == Failure::kAuth);
   CHECK(Classify({.http_status = 408}) == Failure::kTimeout);
+  CHECK(Classify({.http_status = 504}) == Failure::kTimeout);
   CHECK(Classify({.http_status = 500}) == Failure::kServer);
   CHECK(Classify({.http_status = 529}) == Failure::kServer);
   CHECK(Classify({.http_status = 400}) == Failure::kClient);

@@ -218,9 +218,9 @@ class FallbackPolicy(_core.FallbackPolicy):
         raises ``sluice.StreamBroken`` and nothing is retried or replayed."""
         call = self.begin(deadline)
         last: Optional[BaseException] = None
-        while call.kind == "attempt":
-            if call.delay > 0:
-                sleep(call.delay)
+        while (delay := call._next_delay()) >= 0:
+            if delay:
+                sleep(delay)
             started = time.monotonic()
             try:
                 chunks = iter(fn(call))
@@ -260,9 +260,9 @@ class FallbackPolicy(_core.FallbackPolicy):
 
         call = self.begin(deadline)
         last: Optional[BaseException] = None
-        while call.kind == "attempt":
-            if call.delay > 0:
-                await asyncio.sleep(call.delay)
+        while (delay := call._next_delay()) >= 0:
+            if delay:
+                await asyncio.sleep(delay)
             started = time.monotonic()
             try:
                 source = fn(call)
