@@ -339,7 +339,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
                                      ? outcome.latency
                                      : absl::Nanoseconds(std::max<int64_t>(0, now - attempt_start_));
 
-  // Report the attempt: breaker, balancer pick, counters, Retry-After window.
+  // Report before deciding, so the next step's breaker and pick already count this outcome.
   t.breaker->RecordAt(permission_, BreakerResult(failure), latency, now);
   if (pick_) {
     pick_->Complete({.error = internal::ErrorClassOf(failure),
