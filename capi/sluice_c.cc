@@ -77,6 +77,7 @@ struct sluice_response_cache {
 };
 struct sluice_fetch {
   sluice::FetchResult rep;
+  size_t chunks_taken = 0;  // kept across sluice_fetch_resume
 };
 
 namespace {
@@ -137,6 +138,26 @@ int CheckKey(const char* function, const char* key, size_t key_len) {
 
 std::string_view Key(const char* key, size_t key_len) {
   return key_len == 0 ? std::string_view() : std::string_view(key, key_len);
+}
+
+// A cache answer from C: a body (`chunk_count` 0) or SSE chunks; errors name the bad argument.
+int AnswerFromC(const char* function, const char* body, size_t body_len, const char* const* chunks,
+                const size_t* chunk_lens, size_t chunk_count, int64_t ttl_nanos,
+                sluice::CachedResponse* out) {
+  if (body == nullptr && body_len != 0) return NullArgument(function, "body");
+  if (chunk_count > 0 && (chunks == nullptr || chunk_lens == nullptr)) {
+    return NullArgument(function, "chunks or chunk_lens");
+  }
+  if (ttl_nanos < 0) {
+    return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(function, ": ttl_nanos must be >= 0"));
+  }
+  out->body = std::string(Key(body, body_len));
+  out->streamed = chunk_count > 0;
+  for (size_t i = 0; i < chunk_count; ++i) {
+    if (chunks[i] == nullptr && chunk_lens[i] != 0) return NullArgument(function, "chunks[i]");
+    out->chunks.emplace_back(Key(chunks[i], chunk_lens[i]));
+  }
+  return SLUICE_OK;
 }
 
 void ToC(const Decision& d, sluice_decision* out) {
@@ -227,6 +248,7 @@ const char* ParamName(int param) {
     case SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI: return "SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI";
     case SLUICE_PARAM_CACHE_ADMISSION: return "SLUICE_PARAM_CACHE_ADMISSION";
     case SLUICE_PARAM_CACHE_STORE_TOOL_CALLS: return "SLUICE_PARAM_CACHE_STORE_TOOL_CALLS";
+    case SLUICE_PARAM_CACHE_REDIS_NAME: return "SLUICE_PARAM_CACHE_REDIS_NAME";
     default:
       if (param > SLUICE_PARAM_FALLBACK_ACTION &&
           param <= SLUICE_PARAM_FALLBACK_ACTION + static_cast<int>(SLUICE_FAIL_CLIENT)) {
@@ -240,10 +262,10 @@ const char* ParamName(int param) {
 class OptionReader {
  public:
   // `accepted`: the parameters of the object; the cluster parameters (and a Redis store) are
-  // accepted by every object.
+  // accepted by every object with `accepts_cluster`; `accepts_store` takes a store alone.
   OptionReader(const char* function, const sluice_options* options,
                std::initializer_list<int> accepted, bool accepts_windows,
-               bool accepts_cluster = true)
+               bool accepts_cluster = true, bool accepts_store = false)
       : function_(function), options_(options) {
     constexpr int kClusterParams[] = {
         SLUICE_PARAM_CLUSTER_RULE,  SLUICE_PARAM_CLUSTER_ON_FAILURE,
@@ -261,7 +283,7 @@ class OptionReader {
     for (const auto& [param, value] : options->params) check(param);
     for (const auto& [param, value] : options->strings) check(param);
     if (!error_.empty()) return;
-    if (!accepts_cluster && options->redis != nullptr) {
+    if (!accepts_cluster && !accepts_store && options->redis != nullptr) {
       error_ = absl::StrCat(function, ": a Redis store does not apply to this object");
     }
     if (!accepts_windows && !options->windows.empty()) {
@@ -396,6 +418,7 @@ bool IsStringParam(int param) {
     case SLUICE_PARAM_REDIS_KEY_PREFIX:
     case SLUICE_PARAM_CLUSTER_RULE:
     case SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET:
+    case SLUICE_PARAM_CACHE_REDIS_NAME:
       return true;
     default:
       return false;
@@ -1197,8 +1220,9 @@ int sluice_response_cache_create(const sluice_options* options, const sluice_clo
                         {SLUICE_PARAM_CACHE_MAX_BYTES, SLUICE_PARAM_CACHE_SHARDS,
                          SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS,
                          SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI, SLUICE_PARAM_CACHE_ADMISSION,
-                         SLUICE_PARAM_CACHE_STORE_TOOL_CALLS},
-                        /*accepts_windows=*/false, /*accepts_cluster=*/false);
+                         SLUICE_PARAM_CACHE_STORE_TOOL_CALLS, SLUICE_PARAM_CACHE_REDIS_NAME},
+                        /*accepts_windows=*/false, /*accepts_cluster=*/false,
+                        /*accepts_store=*/true);
     if (!reader.ok()) return reader.Error();
     sluice::ResponseCache::Options o;
     reader.Get(SLUICE_PARAM_CACHE_MAX_BYTES, &o.max_bytes);
@@ -1219,6 +1243,8 @@ int sluice_response_cache_create(const sluice_options* options, const sluice_clo
     int64_t store_tool_calls = 1;
     reader.Get(SLUICE_PARAM_CACHE_STORE_TOOL_CALLS, &store_tool_calls);
     o.store_tool_calls = store_tool_calls != 0;
+    o.redis = options->redis;
+    reader.Get(SLUICE_PARAM_CACHE_REDIS_NAME, &o.redis_name);
     absl::StatusOr<std::unique_ptr<sluice::ResponseCache>> cache =
         sluice::ResponseCache::Create(o, ClockOf(clock));
     if (!cache.ok()) return FromStatus(cache.status());
@@ -1248,22 +1274,41 @@ int sluice_response_cache_put(sluice_response_cache* cache, const sluice_cache_k
   return Guard(__func__, [&]() -> int {
     if (cache == nullptr) return NullArgument(__func__, "cache");
     if (key == nullptr) return NullArgument(__func__, "key");
-    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
-    if (chunk_count > 0 && (chunks == nullptr || chunk_lens == nullptr)) {
-      return NullArgument(__func__, "chunks or chunk_lens");
-    }
-    if (ttl_nanos < 0) {
-      return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(__func__, ": ttl_nanos must be >= 0"));
-    }
     sluice::CachedResponse r;
-    r.body = std::string(Key(body, body_len));
-    r.streamed = chunk_count > 0;
-    for (size_t i = 0; i < chunk_count; ++i) {
-      if (chunks[i] == nullptr && chunk_lens[i] != 0) return NullArgument(__func__, "chunks[i]");
-      r.chunks.emplace_back(Key(chunks[i], chunk_lens[i]));
+    if (int rc = AnswerFromC(__func__, body, body_len, chunks, chunk_lens, chunk_count, ttl_nanos,
+                             &r);
+        rc != SLUICE_OK) {
+      return rc;
     }
     const bool ok = cache->rep->Insert(key->rep, std::move(r), absl::Nanoseconds(ttl_nanos));
     if (stored != nullptr) *stored = ok ? 1 : 0;
+    return SLUICE_OK;
+  });
+}
+
+int sluice_response_cache_stats(const sluice_response_cache* cache,
+                                sluice_cache_stats* out) {
+  return Guard(__func__, [&]() -> int {
+    if (cache == nullptr) return NullArgument(__func__, "cache");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    const sluice::ResponseCache::Stats s = cache->rep->stats();
+    *out = sluice_cache_stats{
+        .hits = s.hits,
+        .misses = s.misses,
+        .inserts = s.inserts,
+        .rejected = s.rejected,
+        .evictions = s.evictions,
+        .expirations = s.expirations,
+        .collisions = s.collisions,
+        .merged_waits = s.merged_waits,
+        .leader_failovers = s.leader_failovers,
+        .skipped_tool_calls = s.skipped_tool_calls,
+        .redis_hits = s.redis_hits,
+        .redis_misses = s.redis_misses,
+        .redis_writes = s.redis_writes,
+        .redis_errors = s.redis_errors,
+        .entries = s.entries,
+        .bytes = s.bytes};
     return SLUICE_OK;
   });
 }
@@ -1293,11 +1338,16 @@ int sluice_fetch_kind_of(const sluice_fetch* fetch) {
   if (fetch->rep.hit != nullptr) return SLUICE_FETCH_HIT;
   if (fetch->rep.lead) return SLUICE_FETCH_LEAD;
   if (fetch->rep.wait) return SLUICE_FETCH_WAIT;
+  if (fetch->rep.broken) return SLUICE_FETCH_BROKEN;
   return -1;  // a lead that was completed
 }
 
 int sluice_fetch_fd(const sluice_fetch* fetch) {
   return fetch != nullptr && fetch->rep.wait ? fetch->rep.wait->fd() : -1;
+}
+
+uint8_t sluice_fetch_ready(const sluice_fetch* fetch) {
+  return fetch != nullptr && fetch->rep.wait && fetch->rep.wait->ready() ? 1 : 0;
 }
 
 int sluice_fetch_resume(sluice_fetch* fetch) {
@@ -1325,23 +1375,73 @@ int sluice_fetch_answer(const sluice_fetch* fetch, sluice_cached_answer** out) {
 }
 
 int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len,
+                          const char* const* chunks, const size_t* chunk_lens, size_t chunk_count,
                           int64_t ttl_nanos, uint8_t store, uint8_t* stored) {
   return Guard(__func__, [&]() -> int {
     if (fetch == nullptr) return NullArgument(__func__, "fetch");
-    if (body == nullptr && body_len != 0) return NullArgument(__func__, "body");
+    sluice::CachedResponse r;
+    if (int rc = AnswerFromC(__func__, body, body_len, chunks, chunk_lens, chunk_count, ttl_nanos,
+                             &r);
+        rc != SLUICE_OK) {
+      return rc;
+    }
+    if (!fetch->rep.lead) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not the leader"));
+    }
+    const bool ok = fetch->rep.lead->Complete(std::move(r), absl::Nanoseconds(ttl_nanos), store != 0);
+    fetch->rep.lead.reset();
+    if (stored != nullptr) *stored = ok ? 1 : 0;
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fetch_append(sluice_fetch* fetch, const char* chunk, size_t len) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
+    if (chunk == nullptr && len != 0) return NullArgument(__func__, "chunk");
+    if (!fetch->rep.lead) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not the leader"));
+    }
+    fetch->rep.lead->Append(std::string(Key(chunk, len)));
+    return SLUICE_OK;
+  });
+}
+
+int sluice_fetch_complete_stream(sluice_fetch* fetch, int64_t ttl_nanos, uint8_t store,
+                                 uint8_t* stored) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
     if (ttl_nanos < 0) {
       return Fail(SLUICE_INVALID_ARGUMENT, absl::StrCat(__func__, ": ttl_nanos must be >= 0"));
     }
     if (!fetch->rep.lead) {
       return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not the leader"));
     }
-    sluice::CachedResponse r;
-    r.body = std::string(Key(body, body_len));
-    const bool ok = fetch->rep.lead->Complete(std::move(r), absl::Nanoseconds(ttl_nanos), store != 0);
+    const bool ok = fetch->rep.lead->CompleteStream(absl::Nanoseconds(ttl_nanos), store != 0);
     fetch->rep.lead.reset();
     if (stored != nullptr) *stored = ok ? 1 : 0;
     return SLUICE_OK;
   });
+}
+
+int sluice_fetch_take_chunks(sluice_fetch* fetch, sluice_cached_answer** out) {
+  return Guard(__func__, [&]() -> int {
+    if (fetch == nullptr) return NullArgument(__func__, "fetch");
+    if (out == nullptr) return NullArgument(__func__, "out");
+    if (!fetch->rep.wait) {
+      return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not waiting"));
+    }
+    auto taken = std::make_shared<sluice::CachedResponse>();
+    taken->streamed = true;
+    taken->chunks = fetch->rep.wait->TakeChunks();
+    fetch->chunks_taken = fetch->rep.wait->chunks_taken();
+    *out = new sluice_cached_answer{std::move(taken)};
+    return SLUICE_OK;
+  });
+}
+
+size_t sluice_fetch_chunks_taken(const sluice_fetch* fetch) {
+  return fetch == nullptr ? 0 : fetch->chunks_taken;
 }
 
 void sluice_fetch_destroy(sluice_fetch* fetch) { delete fetch; }

@@ -16,14 +16,16 @@ int64_t SketchWidth(int64_t capacity_bytes) {
 }  // namespace
 
 CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission,
-                       const Clock* clock, absl::Duration default_ttl, bool store_tool_calls)
+                       const Clock* clock, absl::Duration default_ttl, bool store_tool_calls,
+                       std::shared_ptr<CacheTier> tier)
     : capacity_(capacity_bytes),
       protected_capacity_(static_cast<int64_t>(static_cast<double>(capacity_bytes) * protected_share)),
       admission_(admission),
       sketch_(SketchWidth(capacity_bytes)),
       clock_(clock),
       default_ttl_(default_ttl),
-      store_tool_calls_(store_tool_calls) {}
+      store_tool_calls_(store_tool_calls),
+      tier_(std::move(tier)) {}
 
 void CacheShard::Remove(List::iterator it) {
   bytes_ -= it->bytes;
@@ -116,6 +118,7 @@ bool CacheShard::Insert(const CacheKey& key, std::shared_ptr<const CachedRespons
 }
 
 bool CacheShard::Erase(const CacheKey& key) {
+  if (tier_ != nullptr) tier_->Erase(key);
   MutexLock lock(&mu_);
   auto found = index_.find(std::make_pair(key.digest_hi, key.digest_lo));
   if (found == index_.end() || found->second->canonical != key.canonical) return false;
@@ -124,7 +127,7 @@ bool CacheShard::Erase(const CacheKey& key) {
 }
 
 bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
-                                absl::Duration ttl) {
+                                absl::Duration ttl, bool write_through) {
   if (!store_tool_calls_ && value->CallsTools()) {
     skipped_tool_calls_.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -132,12 +135,44 @@ bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const Cache
   const int64_t bytes =
       static_cast<int64_t>(key.canonical.size()) + value->bytes() + ResponseCache::kEntryOverhead;
   const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : default_ttl_;
+  if (write_through && tier_ != nullptr) tier_->Write(key, *value, life);
   return Insert(key, std::move(value), bytes, clock_->NowNanos() + absl::ToInt64Nanoseconds(life));
 }
 
 FetchResult CacheShard::Fetch(const CacheKey& key) {
   FetchResult result;
   if ((result.hit = Lookup(key, clock_->NowNanos()))) return result;
+  std::shared_ptr<Flight> flight = JoinOrStartFlight(key, result);
+  if (flight == nullptr) return result;
+  if (tier_ == nullptr) {
+    result.lead.emplace(Lead(std::move(flight)));
+    return result;
+  }
+  // Redis leads first: the caller waits, first in line for the lead, while the tier is asked.
+  auto waiter = std::make_shared<Waiter>();
+  {
+    MutexLock flight_lock(&flight->mu);
+    flight->waiters.push_back(waiter);
+  }
+  result.wait.emplace(Wait(flight, std::move(waiter)));
+  // Held by the read: if the command is dropped unanswered, ~Lead passes the lead on.
+  auto redis_lead = std::make_shared<Lead>(Lead(std::move(flight)));
+  tier_->Read(key, [redis_lead](std::shared_ptr<const CachedResponse> answer, absl::Duration ttl) {
+    if (answer != nullptr) {
+      redis_lead->Finish(std::move(answer), ttl, /*store=*/true, /*write_through=*/false);
+      return;
+    }
+    std::shared_ptr<Flight> missed = std::move(redis_lead->flight_);
+    if (std::shared_ptr<CacheShard> shard = missed->shard.lock()) {
+      shard->PassLead(missed, /*failover=*/false);
+    } else {
+      Lead(std::move(missed)).Abandon();
+    }
+  });
+  return result;
+}
+
+std::shared_ptr<Flight> CacheShard::JoinOrStartFlight(const CacheKey& key, FetchResult& result) {
   const auto digest = std::make_pair(key.digest_hi, key.digest_lo);
   MutexLock lock(&flights_mu_);
   auto found = flights_.find(digest);
@@ -150,24 +185,23 @@ FetchResult CacheShard::Fetch(const CacheKey& key) {
     }
     merged_.fetch_add(1, std::memory_order_relaxed);
     result.wait.emplace(Wait(std::move(flight), std::move(waiter)));
-    return result;
+    return nullptr;
   }
   {
-    // A leader may have stored the answer and ended its flight since the lookup above.
+    // A leader may have stored the answer and ended its flight since the caller's lookup.
     MutexLock store_lock(&mu_);
     auto stored = index_.find(digest);
     if (stored != index_.end() && stored->second->canonical == key.canonical &&
         stored->second->expires > clock_->NowNanos()) {
       result.hit = stored->second->value;
-      return result;
+      return nullptr;
     }
   }
   auto flight = std::make_shared<Flight>();
   flight->shard = weak_from_this();
   flight->key = key;
   if (found == flights_.end()) flights_.emplace(digest, flight);  // a digest collision: unmerged
-  result.lead.emplace(Lead(std::move(flight)));
-  return result;
+  return flight;
 }
 
 void CacheShard::EndFlight(const std::shared_ptr<Flight>& flight) {
@@ -176,23 +210,37 @@ void CacheShard::EndFlight(const std::shared_ptr<Flight>& flight) {
   if (found != flights_.end() && found->second == flight) flights_.erase(found);
 }
 
-void CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
+void CacheShard::PassLead(const std::shared_ptr<Flight>& flight, bool failover) {
   MutexLock lock(&flights_mu_);
   std::shared_ptr<Waiter> next;
+  std::vector<std::shared_ptr<Waiter>> broken;
   {
     MutexLock flight_lock(&flight->mu);
+    // Followers that tailed the stream have sent part of it on: a new leader's answer would not
+    // continue it. Their stream broke; the others wait for the next leader's, from its start.
+    for (auto it = flight->waiters.begin(); it != flight->waiters.end();) {
+      if ((*it)->taken == 0) {
+        ++it;
+        continue;
+      }
+      (*it)->broken = true;
+      broken.push_back(std::move(*it));
+      it = flight->waiters.erase(it);
+    }
+    flight->chunks.clear();
     if (!flight->waiters.empty()) {
       next = flight->waiters.front();
       flight->waiters.pop_front();
       next->promoted = true;  // under the flight's lock: a Wait going away sees it (~Wait)
     }
   }
+  for (const auto& w : broken) w->Wake();
   if (next == nullptr) {
     auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
     if (found != flights_.end() && found->second == flight) flights_.erase(found);
     return;
   }
-  failovers_.fetch_add(1, std::memory_order_relaxed);
+  if (failover) failovers_.fetch_add(1, std::memory_order_relaxed);
   next->Wake();
 }
 

@@ -10,10 +10,12 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "cache_tier.h"
 #include "frequency_sketch.h"
 #include "sluice/response_cache.h"
 #include "sluice/single_flight.h"
@@ -26,20 +28,29 @@ namespace internal {
 struct Waiter {
   Waiter();
   ~Waiter();
+  // Result() is ready: signals the eventfd for good.
   void Wake();
+  // A chunk arrived: signals the eventfd until the follower takes it.
+  void Nudge() const;
+  // Empties the eventfd (before taking chunks, so a later chunk signals again).
+  void Drain() const;
   int fd = -1;
   std::atomic<bool> ready{false};
-  std::shared_ptr<const CachedResponse> answer;  // set before ready, unless promoted
+  std::shared_ptr<const CachedResponse> answer;  // set before ready, unless promoted or broken
   bool promoted = false;                          // set before ready: it leads now
+  bool broken = false;  // set before ready: the stream it was tailing broke off
   bool consumed = false;                          // Result() was called
+  size_t taken = 0;  // live chunks taken (guarded by the flight's mu)
 };
 
-// One key's fetch in progress: its leader, and the followers waiting for it.
+// One key's fetch in progress: its leader, the followers waiting for it, and the chunks the
+// leader streamed so far.
 struct Flight {
   std::weak_ptr<CacheShard> shard;
   CacheKey key;
   absl::Mutex mu;
   std::deque<std::shared_ptr<Waiter>> waiters ABSL_GUARDED_BY(mu);
+  std::vector<std::string> chunks ABSL_GUARDED_BY(mu);
 
   // Hands every waiter over (the flight is ending): they are woken by the caller.
   std::deque<std::shared_ptr<Waiter>> TakeWaiters();
@@ -48,21 +59,27 @@ struct Flight {
 class CacheShard : public std::enable_shared_from_this<CacheShard> {
  public:
   CacheShard(int64_t capacity_bytes, double protected_share, bool admission, const Clock* clock,
-             absl::Duration default_ttl, bool store_tool_calls);
+             absl::Duration default_ttl, bool store_tool_calls, std::shared_ptr<CacheTier> tier);
 
   // ResponseCache::Fetch for this shard's keys.
   FetchResult Fetch(const CacheKey& key);
-  // Stores an answer (bytes and expiry computed here; tool calls kept out if configured so).
+  // Fetch's bookkeeping, under flights_mu_: joins the key's flight (result.wait), or finds the
+  // answer stored meanwhile (result.hit), and returns null; or starts a flight and returns it.
+  std::shared_ptr<Flight> JoinOrStartFlight(const CacheKey& key, FetchResult& result);
+  // Stores an answer (bytes and expiry computed here; tool calls kept out if configured so), and
+  // with `write_through`, in the Redis tier too. Returns whether it is stored in process.
   bool InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
-                      absl::Duration ttl);
+                      absl::Duration ttl, bool write_through = true);
   // The flight is over: forget it (if it is still the key's flight).
   void EndFlight(const std::shared_ptr<Flight>& flight);
-  // The leader gave up: promote the next follower, or end the flight.
-  void PassLead(const std::shared_ptr<Flight>& flight);
+  // The leader gave up (or the Redis tier did not have the answer: not a `failover`): promote
+  // the next follower, or end the flight.
+  void PassLead(const std::shared_ptr<Flight>& flight, bool failover = true);
 
   std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key, int64_t now);
   bool Insert(const CacheKey& key, std::shared_ptr<const CachedResponse> value, int64_t bytes,
               int64_t expires);
+  // Removes the entry here and in the Redis tier.
   bool Erase(const CacheKey& key);
   // Adds this shard's counters to `stats`.
   void AddTo(ResponseCache::Stats& stats) const;
@@ -105,6 +122,7 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   const Clock* const clock_;
   const absl::Duration default_ttl_;
   const bool store_tool_calls_;
+  const std::shared_ptr<CacheTier> tier_;  // null: in process only
   std::atomic<int64_t> skipped_tool_calls_{0};
   // Flights, under their own mutex (taken before mu_ when both are held).
   absl::Mutex flights_mu_;

@@ -20,8 +20,10 @@ namespace {
 
 int64_t Now() { return Clock::Steady()->NowNanos(); }
 
-// A reply that is an array of integers (what sluice's scripts return), or an error.
-absl::StatusOr<std::vector<int64_t>> Integers(const redisReply* reply) {
+// A reply that is an integer or an array of integers and bulk strings (what sluice's scripts
+// return), or an error. The strings go to `strings`.
+absl::StatusOr<std::vector<int64_t>> Values(const redisReply* reply,
+                                            std::vector<std::string>* strings) {
   if (reply->type == REDIS_REPLY_ERROR) {
     return absl::InternalError(absl::StrCat("redis: ", std::string(reply->str, reply->len)));
   }
@@ -31,10 +33,14 @@ absl::StatusOr<std::vector<int64_t>> Integers(const redisReply* reply) {
   }
   std::vector<int64_t> out;
   for (size_t i = 0; i < reply->elements; ++i) {
-    if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-      return absl::InternalError("redis: a script returned a non-integer");
+    const redisReply* element = reply->element[i];
+    if (element->type == REDIS_REPLY_INTEGER) {
+      out.push_back(element->integer);
+    } else if (element->type == REDIS_REPLY_STRING) {
+      strings->emplace_back(element->str, element->len);
+    } else {
+      return absl::InternalError("redis: a script returned neither an integer nor a string");
     }
-    out.push_back(reply->element[i]->integer);
   }
   return out;
 }
@@ -222,9 +228,10 @@ void RedisConnectionThread::ExecuteBatch(std::vector<RedisCommand>& batch) {
       reload.push_back(i);
     } else {
       commands_.fetch_add(1, std::memory_order_relaxed);
-      auto result = Integers(reply);
+      std::vector<std::string> strings;
+      auto result = Values(reply, &strings);
       if (!result.ok()) failures_.fetch_add(1, std::memory_order_relaxed);
-      batch[i].reply->Complete(std::move(result));
+      batch[i].reply->Complete(std::move(result), std::move(strings));
     }
     freeReplyObject(reply);
   }

@@ -22,6 +22,7 @@ struct PendingReply::State {
   std::condition_variable cv;
   bool done = false;
   absl::StatusOr<std::vector<int64_t>> result = absl::UnknownError("pending");
+  std::vector<std::string> strings;
 };
 
 PendingReply::PendingReply() : state_(std::make_unique<State>()) {}
@@ -30,17 +31,28 @@ PendingReply::~PendingReply() {
   if (fd_ >= 0) close(fd_);
 }
 
-void PendingReply::Complete(absl::StatusOr<std::vector<int64_t>> result) {
+void PendingReply::Complete(absl::StatusOr<std::vector<int64_t>> result,
+                            std::vector<std::string> strings) {
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     state_->result = std::move(result);
+    state_->strings = std::move(strings);
     state_->done = true;
+  }
+  if (then_) {
+    std::function<void(PendingReply&)> then = std::move(then_);
+    then(*this);
   }
   state_->cv.notify_all();
   if (fd_ >= 0) {
     const uint64_t one = 1;
     (void)!write(fd_, &one, sizeof(one));
   }
+}
+
+const std::vector<std::string>& PendingReply::strings() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->strings;  // written once, before done
 }
 
 bool PendingReply::done() const {
@@ -91,6 +103,14 @@ std::shared_ptr<PendingReply> RedisStore::RunScript(const std::string& script,
   if (want_fd) reply->fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   thread_->Submit({&script, std::move(keys), std::move(args), reply});
   return reply;
+}
+
+void RedisStore::RunScriptThen(const std::string& script, std::vector<std::string> keys,
+                               std::vector<std::string> args,
+                               std::function<void(PendingReply&)> done) {
+  auto reply = std::make_shared<PendingReply>();
+  reply->then_ = std::move(done);
+  thread_->Submit({&script, std::move(keys), std::move(args), std::move(reply)});
 }
 
 }  // namespace v1

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cache_shard.h"
+#include "cache_tier.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -44,15 +45,26 @@ absl::StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(const Optio
   if (!(o.protected_share >= 0 && o.protected_share < 1)) {
     return Invalid("protected_share", "must be in [0, 1)");
   }
+  if (o.redis != nullptr) {
+    const bool name_ok =
+        !o.redis_name.empty() && o.redis_name.size() <= 100 &&
+        o.redis_name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                       "0123456789._-") == std::string::npos;
+    if (!name_ok) return Invalid("redis_name", "must be 1 to 100 characters of [A-Za-z0-9._-]");
+  }
   return std::unique_ptr<ResponseCache>(new ResponseCache(o, clock));
 }
 
 ResponseCache::ResponseCache(const Options& options, const Clock* clock)
-    : options_(options), clock_(clock) {
+    : options_(options),
+      clock_(clock),
+      tier_(options.redis == nullptr
+                ? nullptr
+                : std::make_shared<internal::CacheTier>(options.redis, options.redis_name)) {
   for (int i = 0; i < options.shards; ++i) {
     shards_.push_back(std::make_shared<internal::CacheShard>(
         options.max_bytes / options.shards, options.protected_share, options.admission, clock,
-        options.default_ttl, options.store_tool_calls));
+        options.default_ttl, options.store_tool_calls, tier_));
   }
 }
 
@@ -78,6 +90,7 @@ FetchResult ResponseCache::Fetch(const CacheKey& key) { return ShardOf(key).Fetc
 ResponseCache::Stats ResponseCache::stats() const {
   Stats s;
   for (const auto& shard : shards_) shard->AddTo(s);
+  if (tier_ != nullptr) tier_->AddTo(s);
   return s;
 }
 

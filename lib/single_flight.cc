@@ -22,8 +22,17 @@ Waiter::~Waiter() {
 
 void Waiter::Wake() {
   ready.store(true, std::memory_order_release);
+  Nudge();
+}
+
+void Waiter::Nudge() const {
   const uint64_t one = 1;
   if (fd >= 0) (void)!write(fd, &one, sizeof(one));
+}
+
+void Waiter::Drain() const {
+  uint64_t count;
+  if (fd >= 0) (void)!read(fd, &count, sizeof(count));
 }
 
 std::deque<std::shared_ptr<Waiter>> Flight::TakeWaiters() {
@@ -49,13 +58,35 @@ Lead& Lead::operator=(Lead&& other) noexcept {
 Lead::~Lead() { Abandon(); }
 
 bool Lead::Complete(CachedResponse response, absl::Duration ttl, bool store) {
+  return Finish(std::make_shared<const CachedResponse>(std::move(response)), ttl, store,
+                /*write_through=*/true);
+}
+
+void Lead::Append(std::string chunk) {
+  if (flight_ == nullptr) return;
+  internal::MutexLock lock(&flight_->mu);
+  flight_->chunks.push_back(std::move(chunk));
+  for (const auto& w : flight_->waiters) w->Nudge();
+}
+
+bool Lead::CompleteStream(absl::Duration ttl, bool store) {
+  if (flight_ == nullptr) return false;
+  CachedResponse response{.body = {}, .chunks = {}, .streamed = true};
+  {
+    internal::MutexLock lock(&flight_->mu);
+    response.chunks = flight_->chunks;  // copied: followers may still be taking them
+  }
+  return Complete(std::move(response), ttl, store);
+}
+
+bool Lead::Finish(std::shared_ptr<const CachedResponse> value, absl::Duration ttl, bool store,
+                  bool write_through) {
   if (flight_ == nullptr) return false;
   std::shared_ptr<internal::Flight> flight = std::move(flight_);
-  auto value = std::make_shared<const CachedResponse>(std::move(response));
   bool stored = false;
   if (std::shared_ptr<internal::CacheShard> shard = flight->shard.lock()) {
     // Store first, then end the flight: a caller that misses in between finds the answer.
-    if (store) stored = shard->InsertResponse(flight->key, value, ttl);
+    if (store) stored = shard->InsertResponse(flight->key, value, ttl, write_through);
     shard->EndFlight(flight);
   }
   for (const auto& w : flight->TakeWaiters()) {
@@ -72,11 +103,11 @@ void Lead::Abandon() {
     shard->PassLead(flight);
     return;
   }
-  // The cache is gone: every follower leads for itself.
+  // The cache is gone: every follower leads for itself (or, if it tailed the stream, is broken).
   const auto waiters = flight->TakeWaiters();
   {
     internal::MutexLock lock(&flight->mu);  // ~Wait reads `promoted` under it
-    for (const auto& w : waiters) w->promoted = true;
+    for (const auto& w : waiters) (w->taken > 0 ? w->broken : w->promoted) = true;
   }
   for (const auto& w : waiters) w->Wake();
 }
@@ -124,10 +155,33 @@ FetchResult Wait::Result() {
   waiter_->consumed = true;
   if (waiter_->promoted) {
     r.lead.emplace(Lead(flight_));
+  } else if (waiter_->broken) {
+    r.broken = true;
   } else {
     r.hit = waiter_->answer;
   }
   return r;
+}
+
+std::vector<std::string> Wait::TakeChunks() {
+  std::vector<std::string> out;
+  if (waiter_ == nullptr) return out;
+  waiter_->Drain();
+  internal::MutexLock lock(&flight_->mu);
+  const std::vector<std::string>& chunks = flight_->chunks;
+  // A promoted or finished waiter has left the queue: the log may belong to the next leader.
+  if (waiter_->ready.load(std::memory_order_acquire) && waiter_->answer == nullptr) return out;
+  if (waiter_->taken < chunks.size()) {
+    out.assign(chunks.begin() + static_cast<std::ptrdiff_t>(waiter_->taken), chunks.end());
+    waiter_->taken = chunks.size();
+  }
+  return out;
+}
+
+size_t Wait::chunks_taken() const {
+  if (waiter_ == nullptr) return 0;
+  internal::MutexLock lock(&flight_->mu);
+  return waiter_->taken;
 }
 
 }  // namespace v1

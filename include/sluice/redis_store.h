@@ -35,6 +35,7 @@
 #define SLUICE_REDIS_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,7 +85,8 @@ struct RedisStats {
   bool connected = false;
 };
 
-// The result of one command: the reply's integers (scripts return arrays of integers).
+// The result of one command: the reply's integers and bulk strings (a script returns an array of
+// them, or one integer).
 class PendingReply;
 
 // sluice::RedisStore
@@ -106,6 +108,12 @@ class RedisStore {
   std::shared_ptr<PendingReply> RunScript(const std::string& script,
                                           std::vector<std::string> keys,
                                           std::vector<std::string> args, bool want_fd);
+  // RunScript, then `done` once the reply (or failure) is in: on the connection thread, or on
+  // the caller's thread when the breaker fails the command at once. `done` must not block. If
+  // the command is dropped unanswered (a child of fork() forgets its parent's queue), `done` is
+  // destroyed without being called.
+  void RunScriptThen(const std::string& script, std::vector<std::string> keys,
+                     std::vector<std::string> args, std::function<void(PendingReply&)> done);
 
  private:
   explicit RedisStore(const RedisOptions& options);
@@ -131,13 +139,17 @@ class PendingReply {
   // A file descriptor that becomes readable when done (eventfd), or -1 if none was asked for.
   int fd() const { return fd_; }
 
+  // The reply's bulk strings, in order (the integers are Wait's). REQUIRES: done().
+  const std::vector<std::string>& strings() const;
+
   // For the connection thread.
-  void Complete(absl::StatusOr<std::vector<int64_t>> result);
+  void Complete(absl::StatusOr<std::vector<int64_t>> result, std::vector<std::string> strings = {});
 
  private:
   struct State;
   std::unique_ptr<State> state_;
   int fd_ = -1;
+  std::function<void(PendingReply&)> then_;  // RunScriptThen's `done`
   friend class RedisStore;
 };
 

@@ -30,6 +30,18 @@
 // Single flight: `Fetch` merges identical concurrent misses into one upstream call (see
 // sluice/single_flight.h).
 //
+// Redis tier (optional, `Options::redis`): behind the in-process tier, shared by every process
+// and host that uses the same Redis and `redis_name`. Insert (and a leader's Complete) writes the
+// answer there too, with the same TTL; Erase removes it there too. A `Fetch` that misses in
+// process asks Redis before anyone calls upstream: the caller gets a `Wait` that is ready when
+// Redis has answered, and its Result() is the answer (a Redis hit, now also stored in process for
+// the time Redis still keeps it) or the lead (a Redis miss). Identical misses meanwhile wait on
+// the same read. Redis is read through the store's connection thread, never on the caller's: a
+// slow or dead Redis costs at most the store's `command_timeout`, then (breaker open) nothing,
+// and is counted in `redis_errors`; the in-process tier keeps working and nothing fails.
+// `Lookup` stays in process (it cannot wait for Redis). Records carry their canonical bytes: a
+// foreign or colliding record reads as a miss.
+//
 // Thread-safety: every method may be called from any thread at once; each takes one shard's
 // mutex for a few hundred nanoseconds. Values are immutable and shared: a hit stays valid after
 // the entry is evicted.
@@ -46,6 +58,7 @@
 #include "absl/time/time.h"
 #include "sluice/cache_key.h"
 #include "sluice/clock.h"
+#include "sluice/redis_store.h"
 #include "sluice/single_flight.h"
 
 namespace sluice {
@@ -53,6 +66,7 @@ inline namespace v1 {
 
 namespace internal {
 class CacheShard;
+class CacheTier;
 }  // namespace internal
 
 // A stored answer: the whole body, or the SSE events of a streamed answer in order.
@@ -83,6 +97,11 @@ class ResponseCache {
     // Store answers that call tools (a "tool_calls" member, or finish_reason "tool_calls")?
     // Default true. A tool call's answer is only right while the tools' world stays the same.
     bool store_tool_calls = true;
+    // The Redis tier's store; null (the default): in process only.
+    std::shared_ptr<RedisStore> redis;
+    // Names this cache's entries in Redis: `<key_prefix>:<redis_name>:<digest>`. Caches that
+    // share a name share answers. Default "cache". 1 to 100 characters of [A-Za-z0-9._-].
+    std::string redis_name = "cache";
   };
 
   struct Stats {
@@ -101,6 +120,12 @@ class ResponseCache {
     int64_t leader_failovers = 0;
     // Answers not stored because they call tools (Options::store_tool_calls false).
     int64_t skipped_tool_calls = 0;
+    // The Redis tier: reads that found the answer, reads that did not, answers written, and
+    // commands that failed (Redis down, slow, or an unreadable record).
+    int64_t redis_hits = 0;
+    int64_t redis_misses = 0;
+    int64_t redis_writes = 0;
+    int64_t redis_errors = 0;
     int64_t entries = 0;
     int64_t bytes = 0;
   };
@@ -119,10 +144,11 @@ class ResponseCache {
   // Options::store_tool_calls keeps out. Replaces an existing entry.
   bool Insert(const CacheKey& key, CachedResponse response,
               absl::Duration ttl = absl::ZeroDuration());
-  // Removes the key's entry; false if there was none.
+  // Removes the key's entry (in Redis too); false if there was none in process.
   bool Erase(const CacheKey& key);
   // A lookup that merges identical concurrent misses (sluice/single_flight.h): the stored
-  // answer, or the lead (call upstream, then Complete), or a wait for the caller that leads.
+  // answer, or the lead (call upstream, then Complete), or a wait for the caller that leads (or,
+  // with a Redis tier, for Redis's answer). Never blocks.
   FetchResult Fetch(const CacheKey& key);
 
   Stats stats() const;
@@ -137,6 +163,7 @@ class ResponseCache {
 
   const Options options_;
   const Clock* const clock_;
+  std::shared_ptr<internal::CacheTier> tier_;  // null without Options::redis
   std::vector<std::shared_ptr<internal::CacheShard>> shards_;  // flights hold weak references
 };
 

@@ -18,8 +18,24 @@
 // fanned out: each follower either gets an answer or a turn to try.
 //
 // A follower waits on an eventfd, so an event loop (gevent, asyncio, epoll) waits without
-// blocking its thread. Streamed answers reach followers whole, once the leader has stored them
-// (live tailing of a leader's stream is not built yet).
+// blocking its thread.
+//
+// Streams are tailed live: a leader that relays a streamed answer calls `Append` with each SSE
+// chunk as it passes it on, then `CompleteStream`; its followers' fds become readable at each
+// chunk, and `TakeChunks` gives each follower the chunks it has not had yet, so every client sees
+// the answer arrive as fast as the leader's does. A follower that joins mid-stream first gets
+// every chunk so far. If a streaming leader gives up, the followers that already took chunks have
+// sent part of an answer that no other call would continue: their Result() is `broken`; the
+// followers that took none keep waiting for the next leader, from its first chunk.
+//
+//   // leader                                  // follower
+//   for (chunk : upstream) {                   while (true) {
+//     send(chunk);                               wait until w.fd() is readable;
+//     r.lead->Append(chunk);                     for (c : w.TakeChunks()) send(c);
+//   }                                            if (w.ready()) break;
+//   r.lead->CompleteStream();                  }
+//                                              FetchResult done = w.Result();
+//                                              // hit: send its chunks from w.chunks_taken() on
 //
 // Thread-safety: Fetch may be called from any thread at once. A Lead and a Wait are values owned
 // by one thread at a time; they may outlive the cache.
@@ -29,6 +45,8 @@
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -56,8 +74,14 @@ class Lead {
 
   // Hands `response` to every follower and, unless `store` is false, stores it for `ttl` (zero:
   // the cache's default). Returns whether it was stored.
+  // REQUIRES: no Append, or `response` is the appended chunks (use CompleteStream).
   bool Complete(CachedResponse response, absl::Duration ttl = absl::ZeroDuration(),
                 bool store = true);
+  // Streams one SSE chunk to the followers now. Chunks are kept in order.
+  void Append(std::string chunk);
+  // Complete with the appended chunks as the (streamed) answer. Pass `store` false for a stream
+  // that did not end well: the followers still get what there was; nothing is stored.
+  bool CompleteStream(absl::Duration ttl = absl::ZeroDuration(), bool store = true);
   // Gives up: the longest-waiting follower becomes the leader.
   void Abandon();
 
@@ -65,6 +89,9 @@ class Lead {
   friend class internal::CacheShard;
   friend class Wait;
   explicit Lead(std::shared_ptr<internal::Flight> flight);
+  // Complete's work; `write_through` false stores in process only (an answer read from Redis).
+  bool Finish(std::shared_ptr<const CachedResponse> value, absl::Duration ttl, bool store,
+              bool write_through);
   std::shared_ptr<internal::Flight> flight_;
 };
 
@@ -83,8 +110,13 @@ class Wait {
   // Blocks this thread until ready (for threads; event loops wait on fd()).
   void Block() const;
   // The leader's answer (FetchResult::hit), or the lead (FetchResult::lead) when the leader gave
-  // up and this follower is next. REQUIRES: ready(); call once.
+  // up and this follower is next, or FetchResult::broken. REQUIRES: ready(); call once.
   FetchResult Result();
+  // The chunks the leader streamed that this follower has not taken yet (see above). Empties
+  // the fd's signal first, so a chunk appended later makes it readable again.
+  std::vector<std::string> TakeChunks();
+  // How many chunks TakeChunks has given out: a hit's chunks from here on are still to send.
+  size_t chunks_taken() const;
 
  private:
   friend class internal::CacheShard;
@@ -93,11 +125,13 @@ class Wait {
   std::shared_ptr<internal::Waiter> waiter_;
 };
 
-// What ResponseCache::Fetch found: exactly one of the three is set.
+// What ResponseCache::Fetch (or Wait::Result) found: exactly one of these is set.
 struct FetchResult {
   std::shared_ptr<const CachedResponse> hit;
   std::optional<Lead> lead;
   std::optional<Wait> wait;
+  // Wait::Result only: the stream this follower was tailing broke off (its leader gave up).
+  bool broken = false;
 };
 
 }  // namespace v1

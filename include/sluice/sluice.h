@@ -199,7 +199,9 @@ typedef enum sluice_param {
   SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS = 902,      /* default 1 hour */
   SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI = 903,  /* default 800 */
   SLUICE_PARAM_CACHE_ADMISSION = 904,              /* 1 (default): TinyLFU on; 0: off */
-  SLUICE_PARAM_CACHE_STORE_TOOL_CALLS = 905        /* 1 (default): store answers calling tools */
+  SLUICE_PARAM_CACHE_STORE_TOOL_CALLS = 905,       /* 1 (default): store answers calling tools */
+  /* string; with sluice_options_set_redis_store, names the cache's Redis tier (default "cache") */
+  SLUICE_PARAM_CACHE_REDIS_NAME = 906
 } sluice_param;
 
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
@@ -510,30 +512,78 @@ SLUICE_API int sluice_response_cache_put(sluice_response_cache* cache, const slu
                                          const char* body, size_t body_len,
                                          const char* const* chunks, const size_t* chunk_lens,
                                          size_t chunk_count, int64_t ttl_nanos, uint8_t* stored);
+/* Removes the key's entry (in the Redis tier too). */
 SLUICE_API int sluice_response_cache_erase(sluice_response_cache* cache,
                                            const sluice_cache_key* key);
 
-/* Single flight: a lookup that merges identical concurrent misses. */
+/* Counters of a cache (see ResponseCache::Stats in sluice/response_cache.h). */
+typedef struct sluice_cache_stats {
+  int64_t hits;
+  int64_t misses;
+  int64_t inserts;
+  int64_t rejected;           /* turned away by the TinyLFU admission filter */
+  int64_t evictions;
+  int64_t expirations;
+  int64_t collisions;         /* digest matches whose canonical bytes differed */
+  int64_t merged_waits;       /* misses that waited for another caller's upstream call */
+  int64_t leader_failovers;   /* leaders that gave up and passed the lead on */
+  int64_t skipped_tool_calls; /* answers not stored because they call tools */
+  int64_t redis_hits;         /* the Redis tier (SLUICE_PARAM_CACHE_REDIS_NAME) */
+  int64_t redis_misses;
+  int64_t redis_writes;
+  int64_t redis_errors;       /* Redis down, slow, or an unreadable record: never an error here */
+  int64_t entries;
+  int64_t bytes;              /* keys, answers and per-entry overhead: never above max_bytes */
+} sluice_cache_stats;
+SLUICE_API int sluice_response_cache_stats(const sluice_response_cache* cache,
+                                           sluice_cache_stats* out);
+
+/* Single flight: a lookup that merges identical concurrent misses. With a Redis tier, a miss in
+ * process is first a WAIT for Redis's answer (a HIT, or the LEAD on a Redis miss).
+ *
+ * Streams are tailed live: the leader calls sluice_fetch_append with each SSE chunk as it
+ * relays it, then sluice_fetch_complete_stream; a follower's fd becomes readable at each chunk,
+ * and sluice_fetch_take_chunks gives it the chunks it has not had yet. After the wait, a HIT's
+ * chunks from sluice_fetch_chunks_taken on are still to send. */
 typedef enum sluice_fetch_kind {
-  SLUICE_FETCH_HIT = 0,  /* sluice_fetch_answer has the stored answer */
-  SLUICE_FETCH_LEAD = 1, /* call upstream, then sluice_fetch_complete (destroying: gives up) */
-  SLUICE_FETCH_WAIT = 2  /* wait for sluice_fetch_fd to be readable, then sluice_fetch_resume */
+  SLUICE_FETCH_HIT = 0,   /* sluice_fetch_answer has the stored answer */
+  SLUICE_FETCH_LEAD = 1,  /* call upstream, then sluice_fetch_complete (destroying: gives up) */
+  SLUICE_FETCH_WAIT = 2,  /* wait for sluice_fetch_fd to be readable, then sluice_fetch_resume */
+  SLUICE_FETCH_BROKEN = 3 /* after the wait: the stream this follower tailed broke off */
 } sluice_fetch_kind;
 typedef struct sluice_fetch sluice_fetch;
 SLUICE_API int sluice_response_cache_fetch(sluice_response_cache* cache,
                                            const sluice_cache_key* key, sluice_fetch** out);
 /* A sluice_fetch_kind, or -1 for NULL. */
 SLUICE_API int sluice_fetch_kind_of(const sluice_fetch* fetch);
-/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished; -1 otherwise. */
+/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished (or streamed a chunk); -1
+ * otherwise. */
 SLUICE_API int sluice_fetch_fd(const sluice_fetch* fetch);
-/* After the wait: becomes SLUICE_FETCH_HIT (the leader's answer) or SLUICE_FETCH_LEAD (the
- * leader gave up; this caller is next). SLUICE_FAILED_PRECONDITION if it is not over. */
+/* SLUICE_FETCH_WAIT: 1 once the wait is over (sluice_fetch_resume may be called), else 0. */
+SLUICE_API uint8_t sluice_fetch_ready(const sluice_fetch* fetch);
+/* After the wait: becomes SLUICE_FETCH_HIT (the leader's answer), SLUICE_FETCH_LEAD (the
+ * leader gave up; this caller is next) or SLUICE_FETCH_BROKEN. SLUICE_FAILED_PRECONDITION if
+ * the wait is not over. */
 SLUICE_API int sluice_fetch_resume(sluice_fetch* fetch);
 /* SLUICE_FETCH_HIT: a new handle on the answer. */
 SLUICE_API int sluice_fetch_answer(const sluice_fetch* fetch, sluice_cached_answer** out);
-/* SLUICE_FETCH_LEAD: hands the body to every follower and, if `store`, stores it. */
+/* SLUICE_FETCH_LEAD: hands the answer (a body, or `chunk_count` SSE chunks) to every follower
+ * and, if `store`, stores it. *stored (may be NULL) says whether it was stored. */
 SLUICE_API int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len,
-                                     int64_t ttl_nanos, uint8_t store, uint8_t* stored);
+                                     const char* const* chunks, const size_t* chunk_lens,
+                                     size_t chunk_count, int64_t ttl_nanos, uint8_t store,
+                                     uint8_t* stored);
+/* SLUICE_FETCH_LEAD: streams one SSE chunk to the followers now. */
+SLUICE_API int sluice_fetch_append(sluice_fetch* fetch, const char* chunk, size_t len);
+/* SLUICE_FETCH_LEAD: completes with the appended chunks as the streamed answer (`store` 0 for a
+ * stream that did not end well: followers get what there was, nothing is stored). */
+SLUICE_API int sluice_fetch_complete_stream(sluice_fetch* fetch, int64_t ttl_nanos,
+                                            uint8_t store, uint8_t* stored);
+/* SLUICE_FETCH_WAIT: the leader's chunks this follower has not taken yet, as a streamed answer
+ * (possibly with no chunks). Quiets the fd until the next chunk. */
+SLUICE_API int sluice_fetch_take_chunks(sluice_fetch* fetch, sluice_cached_answer** out);
+/* How many chunks sluice_fetch_take_chunks has given out (0 for NULL). */
+SLUICE_API size_t sluice_fetch_chunks_taken(const sluice_fetch* fetch);
 /* A lead destroyed without completing gives up: the next follower leads. */
 SLUICE_API void sluice_fetch_destroy(sluice_fetch* fetch);
 

@@ -677,7 +677,8 @@ static void test_response_cache(void) {
   sluice_fetch_destroy(lead); /* gave up: f1 leads now */
   CHECK(sluice_fetch_resume(f1) == SLUICE_OK);
   CHECK(sluice_fetch_kind_of(f1) == SLUICE_FETCH_LEAD);
-  CHECK(sluice_fetch_complete(f1, "answer", 6, 0, 1, &stored) == SLUICE_OK && stored == 1);
+  CHECK(sluice_fetch_complete(f1, "answer", 6, NULL, NULL, 0, 0, 1, &stored) == SLUICE_OK &&
+        stored == 1);
   CHECK(sluice_fetch_resume(f2) == SLUICE_OK);
   CHECK(sluice_fetch_kind_of(f2) == SLUICE_FETCH_HIT);
   CHECK(sluice_fetch_answer(f2, &answer) == SLUICE_OK);
@@ -687,6 +688,81 @@ static void test_response_cache(void) {
   sluice_fetch_destroy(f2);
   CHECK(sluice_response_cache_erase(cache, ka) == SLUICE_OK);
   CHECK(sluice_response_cache_erase(cache, ka) == SLUICE_NOT_FOUND);
+
+  /* A streamed answer, tailed live: the follower takes each chunk as the leader appends it. */
+  CHECK(sluice_response_cache_fetch(cache, ka, &lead) == SLUICE_OK);
+  CHECK(sluice_response_cache_fetch(cache, ka, &f1) == SLUICE_OK);
+  CHECK(sluice_fetch_append(lead, chunks[0], lens[0]) == SLUICE_OK);
+  CHECK(sluice_fetch_append(f1, chunks[0], lens[0]) == SLUICE_FAILED_PRECONDITION);
+  CHECK(sluice_fetch_take_chunks(f1, &answer) == SLUICE_OK);
+  CHECK(sluice_cached_answer_chunk_count(answer) == 1);
+  CHECK(memcmp(sluice_cached_answer_chunk(answer, 0, &len), chunks[0], lens[0]) == 0);
+  sluice_cached_answer_destroy(answer);
+  CHECK(sluice_fetch_ready(f1) == 0);
+  CHECK(sluice_fetch_append(lead, chunks[1], lens[1]) == SLUICE_OK);
+  CHECK(sluice_fetch_complete_stream(lead, 0, 1, &stored) == SLUICE_OK && stored == 1);
+  CHECK(sluice_fetch_ready(f1) == 1);
+  CHECK(sluice_fetch_chunks_taken(f1) == 1);
+  CHECK(sluice_fetch_resume(f1) == SLUICE_OK && sluice_fetch_kind_of(f1) == SLUICE_FETCH_HIT);
+  CHECK(sluice_fetch_chunks_taken(f1) == 1); /* still to send: chunks 1.. of the answer */
+  CHECK(sluice_fetch_answer(f1, &answer) == SLUICE_OK);
+  CHECK(sluice_cached_answer_chunk_count(answer) == 2);
+  sluice_cached_answer_destroy(answer);
+  sluice_fetch_destroy(lead);
+  sluice_fetch_destroy(f1);
+
+  /* The leader of a tailed stream gives up: the tailing follower is broken. */
+  CHECK(sluice_response_cache_fetch(cache, kb, &lead) == SLUICE_OK);
+  CHECK(sluice_fetch_kind_of(lead) == SLUICE_FETCH_HIT); /* stored above */
+  sluice_fetch_destroy(lead);
+  CHECK(sluice_response_cache_erase(cache, kb) == SLUICE_OK);
+  CHECK(sluice_response_cache_fetch(cache, kb, &lead) == SLUICE_OK);
+  CHECK(sluice_response_cache_fetch(cache, kb, &f1) == SLUICE_OK);
+  CHECK(sluice_fetch_append(lead, chunks[0], lens[0]) == SLUICE_OK);
+  CHECK(sluice_fetch_take_chunks(f1, &answer) == SLUICE_OK);
+  sluice_cached_answer_destroy(answer);
+  sluice_fetch_destroy(lead);
+  CHECK(sluice_fetch_resume(f1) == SLUICE_OK && sluice_fetch_kind_of(f1) == SLUICE_FETCH_BROKEN);
+  sluice_fetch_destroy(f1);
+
+  {
+    sluice_cache_stats stats;
+    CHECK(sluice_response_cache_stats(cache, &stats) == SLUICE_OK);
+    CHECK(stats.merged_waits == 4 && stats.leader_failovers == 1);
+    CHECK(stats.inserts == 3 && stats.entries == 0 && stats.bytes == 0); /* all erased */
+    CHECK(sluice_response_cache_stats(NULL, &stats) == SLUICE_INVALID_ARGUMENT);
+  }
+
+  /* A Redis tier that cannot be reached: a miss waits for Redis's failure, then leads. */
+  {
+    sluice_options* ro = sluice_options_create();
+    sluice_redis_store* store = NULL;
+    sluice_response_cache* tiered = NULL;
+    sluice_fetch* f = NULL;
+    sluice_cache_stats stats;
+    CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK);
+    CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+    CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "bad name", 8) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &tiered) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "c-test", 6) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &tiered) == SLUICE_OK);
+    CHECK(sluice_response_cache_fetch(tiered, ka, &f) == SLUICE_OK);
+    CHECK(sluice_fetch_kind_of(f) == SLUICE_FETCH_WAIT);
+    while (!sluice_fetch_ready(f)) {
+    }
+    CHECK(sluice_fetch_resume(f) == SLUICE_OK && sluice_fetch_kind_of(f) == SLUICE_FETCH_LEAD);
+    CHECK(sluice_fetch_complete(f, "local", 5, NULL, NULL, 0, 0, 1, &stored) == SLUICE_OK);
+    CHECK(stored == 1); /* kept in process */
+    CHECK(sluice_response_cache_stats(tiered, &stats) == SLUICE_OK && stats.redis_errors >= 1);
+    sluice_fetch_destroy(f);
+    sluice_response_cache_destroy(tiered);
+    sluice_redis_store_destroy(store);
+    sluice_options_set_redis_store(o, NULL);
+    sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, NULL, 0);
+    sluice_options_destroy(ro);
+  }
 
   /* Bad options are named. */
   CHECK(sluice_options_set(o, SLUICE_PARAM_CACHE_SHARDS, 3) == SLUICE_OK);

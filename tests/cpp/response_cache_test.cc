@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+
 #include <atomic>
 #include <random>
 #include <string>
@@ -268,6 +270,118 @@ TEST_CASE("single flight stress: 100 concurrent identical misses, one upstream c
   for (auto& th : threads) th.join();
   CHECK(upstream.load() == 1);
   CHECK(answered.load() == 100);
+}
+
+namespace {
+bool Readable(int fd) {
+  pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+  return poll(&p, 1, 0) == 1;
+}
+}  // namespace
+
+TEST_CASE("stream tailing: followers get the leader's chunks as they arrive, late joiners too") {
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  sluice::FetchResult leader = cache->Fetch(Key(1));
+  sluice::FetchResult early = cache->Fetch(Key(1));
+  REQUIRE(early.wait);
+  CHECK_FALSE(Readable(early.wait->fd()));
+  leader.lead->Append("data: 1\n\n");
+  CHECK(Readable(early.wait->fd()));
+  CHECK(early.wait->TakeChunks() == std::vector<std::string>{"data: 1\n\n"});
+  CHECK_FALSE(Readable(early.wait->fd()));  // taken: quiet until the next chunk
+  CHECK(early.wait->TakeChunks().empty());
+  leader.lead->Append("data: 2\n\n");
+  sluice::FetchResult late = cache->Fetch(Key(1));  // joins mid-stream
+  CHECK(late.wait->TakeChunks() == std::vector<std::string>{"data: 1\n\n", "data: 2\n\n"});
+  CHECK(early.wait->TakeChunks() == std::vector<std::string>{"data: 2\n\n"});
+  leader.lead->Append("data: [DONE]\n\n");
+  CHECK(leader.lead->CompleteStream());
+  for (sluice::FetchResult* f : {&early, &late}) {
+    REQUIRE(f->wait->ready());
+    CHECK(f->wait->chunks_taken() == 2);
+    sluice::FetchResult r = f->wait->Result();
+    REQUIRE(r.hit);
+    REQUIRE(r.hit->streamed);
+    CHECK(r.hit->chunks.size() == 3);  // the follower still sends chunks[2:]
+    CHECK(r.hit->chunks[2] == "data: [DONE]\n\n");
+  }
+  sluice::FetchResult stored = cache->Fetch(Key(1));
+  REQUIRE(stored.hit);
+  CHECK(stored.hit->chunks.size() == 3);
+}
+
+TEST_CASE("stream tailing: a leader that gives up mid-stream breaks only the tailing followers") {
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  sluice::FetchResult leader = cache->Fetch(Key(1));
+  sluice::FetchResult tailing = cache->Fetch(Key(1));
+  sluice::FetchResult patient = cache->Fetch(Key(1));  // takes no chunks
+  leader.lead->Append("data: partial\n\n");
+  CHECK(tailing.wait->TakeChunks().size() == 1);
+  leader.lead->Abandon();
+  REQUIRE(tailing.wait->ready());
+  sluice::FetchResult broke = tailing.wait->Result();
+  CHECK(broke.broken);
+  CHECK_FALSE(broke.hit);
+  CHECK_FALSE(broke.lead);
+  REQUIRE(patient.wait->ready());
+  sluice::FetchResult next = patient.wait->Result();
+  REQUIRE(next.lead);  // the next leader starts the stream over
+  sluice::FetchResult joiner = cache->Fetch(Key(1));
+  CHECK(joiner.wait->TakeChunks().empty());  // the broken stream's chunks are gone
+  next.lead->Append("data: whole\n\n");
+  CHECK(joiner.wait->TakeChunks() == std::vector<std::string>{"data: whole\n\n"});
+  CHECK_FALSE(next.lead->CompleteStream(absl::ZeroDuration(), /*store=*/false));  // not stored
+  CHECK(joiner.wait->Result().hit->chunks.size() == 1);
+}
+
+TEST_CASE("stream tailing stress: 100 threads, one upstream stream, every follower sees it all") {
+  auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 4}));
+  const CacheKey key = Key(8);
+  constexpr int kChunks = 50;
+  std::atomic<int> upstream{0}, whole{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 100; ++t) {
+    threads.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      sluice::FetchResult r = cache->Fetch(key);
+      std::vector<std::string> seen;
+      if (r.lead) {
+        upstream.fetch_add(1);
+        while (cache->stats().merged_waits + cache->stats().hits < 99) std::this_thread::yield();
+        for (int c = 0; c < kChunks; ++c) {
+          seen.push_back("data: " + std::to_string(c) + "\n\n");
+          r.lead->Append(seen.back());
+        }
+        r.lead->CompleteStream();
+      } else if (r.hit) {
+        seen = r.hit->chunks;
+      } else {
+        while (!r.wait->ready()) {
+          pollfd p{.fd = r.wait->fd(), .events = POLLIN, .revents = 0};
+          (void)poll(&p, 1, 100);
+          for (std::string& c : r.wait->TakeChunks()) seen.push_back(std::move(c));
+        }
+        for (std::string& c : r.wait->TakeChunks()) seen.push_back(std::move(c));
+        const size_t taken = r.wait->chunks_taken();
+        sluice::FetchResult done = r.wait->Result();
+        if (done.hit == nullptr) return;
+        seen.insert(seen.end(), done.hit->chunks.begin() + static_cast<std::ptrdiff_t>(taken),
+                    done.hit->chunks.end());
+      }
+      bool in_order = seen.size() == kChunks;
+      for (int c = 0; in_order && c < kChunks; ++c) {
+        in_order = seen[static_cast<size_t>(c)] == "data: " + std::to_string(c) + "\n\n";
+      }
+      if (in_order) whole.fetch_add(1);
+    });
+  }
+  go = true;
+  for (auto& th : threads) th.join();
+  CHECK(upstream.load() == 1);
+  CHECK(whole.load() == 100);
 }
 
 TEST_CASE("cache: answers that call tools are kept out when configured so") {

@@ -1,5 +1,5 @@
-// CacheKey, cache_key() and ResponseCache (issue 6: the key and the in-process store; single
-// flight, stream replay helpers and the Redis tier are not bound yet).
+// CacheKey, cache_key(), the stream replay helpers, ResponseCache and its single-flight _Fetch
+// (the facade in sluice/_cache.py drives _Fetch: get_or_fetch, stream_or_fetch).
 #include <pybind11/stl.h>
 
 #include <optional>
@@ -8,6 +8,7 @@
 
 #include "bindings.h"
 #include "sluice/cache_key.h"
+#include "sluice/redis_store.h"
 #include "sluice/response_cache.h"
 #include "sluice/sse_replay.h"
 
@@ -62,6 +63,7 @@ void BindCache(py::module_& m) {
                                return ToPython(*f.result.hit);
                              })
       .def_property_readonly("is_lead", [](const PyFetch& f) { return f.result.lead.has_value(); })
+      .def_property_readonly("is_broken", [](const PyFetch& f) { return f.result.broken; })
       .def("fileno", [](const PyFetch& f) { return f.result.wait ? f.result.wait->fd() : -1; })
       .def("ready", [](const PyFetch& f) { return f.result.wait && f.result.wait->ready(); })
       .def("_result",
@@ -80,6 +82,27 @@ void BindCache(py::module_& m) {
              return stored;
            },
            py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0, py::arg("store") = true)
+      .def("append",
+           [](PyFetch& f, py::bytes chunk) {
+             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
+             f.result.lead->Append(std::string(chunk));
+           },
+           py::arg("chunk"))
+      .def("complete_stream",
+           [](PyFetch& f, double ttl, bool store) {
+             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
+             const bool stored = f.result.lead->CompleteStream(SecondsToDuration(ttl, "ttl"), store);
+             f.result.lead.reset();
+             return stored;
+           },
+           py::kw_only(), py::arg("ttl") = 0.0, py::arg("store") = true)
+      .def("take_chunks",
+           [](PyFetch& f) {
+             py::list out;
+             if (!f.result.wait) return out;
+             for (const std::string& c : f.result.wait->TakeChunks()) out.append(py::bytes(c));
+             return out;
+           })
       .def("abandon", [](PyFetch& f) {
         if (f.result.lead) f.result.lead->Abandon();
         f.result.lead.reset();
@@ -147,10 +170,15 @@ against). Equal keys mean the same question.)doc")
   py::class_<ResponseCache>(m, "ResponseCache", R"doc(
 LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
 fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a TinyLFU admission
-filter, hits verified against the canonical bytes (include/sluice/response_cache.h). Thread-safe;
-never blocks on I/O.)doc")
+filter, hits verified against the canonical bytes (include/sluice/response_cache.h). With
+``redis=RedisStore(...)``, a Redis tier behind it, shared by every process using the same
+``redis_name``: writes go to both; a miss here asks Redis (in get_or_fetch / stream_or_fetch,
+cooperatively) before anyone calls upstream; Redis down only costs misses (``redis_errors``).
+Thread-safe; never blocks on I/O.)doc")
       .def(py::init([](int64_t max_bytes, int shards, double default_ttl, double protected_share,
-                       bool admission, bool store_tool_calls, const sluice::Clock* clock) {
+                       bool admission, bool store_tool_calls,
+                       std::shared_ptr<sluice::RedisStore> redis, const std::string& redis_name,
+                       const sluice::Clock* clock) {
              ResponseCache::Options o;
              o.max_bytes = max_bytes;
              o.shards = shards;
@@ -158,12 +186,15 @@ never blocks on I/O.)doc")
              o.protected_share = protected_share;
              o.admission = admission;
              o.store_tool_calls = store_tool_calls;
+             o.redis = std::move(redis);
+             o.redis_name = redis_name;
              return ValueOrThrow(ResponseCache::Create(o, ClockOrDefault(clock)));
            }),
            py::kw_only(), py::arg("max_bytes") = int64_t{256} << 20, py::arg("shards") = 16,
            py::arg("default_ttl") = 3600.0, py::arg("protected_share") = 0.8,
            py::arg("admission") = true, py::arg("store_tool_calls") = true,
-           py::arg("clock") = nullptr, py::keep_alive<1, 8>())
+           py::arg("redis") = nullptr, py::arg("redis_name") = "cache",
+           py::arg("clock") = nullptr, py::keep_alive<1, 10>())
       .def(
           "get",
           [](ResponseCache& c, const CacheKey& key) -> py::object {
@@ -201,12 +232,17 @@ never blocks on I/O.)doc")
              d["merged_waits"] = s.merged_waits;
              d["leader_failovers"] = s.leader_failovers;
              d["skipped_tool_calls"] = s.skipped_tool_calls;
+             d["redis_hits"] = s.redis_hits;
+             d["redis_misses"] = s.redis_misses;
+             d["redis_writes"] = s.redis_writes;
+             d["redis_errors"] = s.redis_errors;
              d["entries"] = s.entries;
              d["bytes"] = s.bytes;
              return d;
            },
            "hits, misses, inserts, rejected, evictions, expirations, collisions, merged_waits,\n"
-           "leader_failovers, skipped_tool_calls, entries, bytes.");
+           "leader_failovers, skipped_tool_calls, redis_hits, redis_misses, redis_writes,\n"
+           "redis_errors, entries, bytes.");
 }
 
 }  // namespace sluice_python
