@@ -27,7 +27,7 @@ int64_t CachedResponse::bytes() const {
 bool CachedResponse::CallsTools() const {
   // The token with both quotes: inside a JSON string it would read \"tool_calls\" instead.
   constexpr std::string_view kToken = "\"tool_calls\"";
-  if (body.find(kToken) != std::string::npos) return true;
+  if (body.view().find(kToken) != std::string_view::npos) return true;
   for (const std::string& c : chunks) {
     if (c.find(kToken) != std::string::npos) return true;
   }

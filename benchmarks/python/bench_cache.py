@@ -23,7 +23,8 @@ N = 10_000
 
 
 def main():
-    answer = b"x" * 2048
+    # A distinct 2 KB answer per question, shared by the four caches (each hands back a reference).
+    answers = [b"%05d" % i + b"x" * 2043 for i in range(N)]
     bodies = [json.dumps({"model": "qwen", "messages": [{"role": "user", "content": f"q{i}"}]})
               .encode() for i in range(N)]
     keys = [sluice.cache_key(b) for b in bodies]
@@ -33,7 +34,7 @@ def main():
     lru = cachetools.LRUCache(maxsize=N)
     ttl = cachetools.TTLCache(maxsize=N, ttl=3600)
     plain = {}
-    for k, d in zip(keys, digests):
+    for k, d, answer in zip(keys, digests, answers):
         cache.put(k, answer)
         lru[d] = ttl[d] = plain[d] = answer
 

@@ -56,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "sluice/bytes.h"
 #include "sluice/cache_key.h"
 #include "sluice/clock.h"
 #include "sluice/redis_store.h"
@@ -71,7 +72,7 @@ class CacheTier;
 
 // A stored answer: the whole body, or the SSE events of a streamed answer in order.
 struct CachedResponse {
-  std::string body;
+  Bytes body;  // a string, or a view its owner keeps alive (sluice/bytes.h)
   std::vector<std::string> chunks;
   bool streamed = false;
   // The bytes it holds (body and chunks).
@@ -154,8 +155,11 @@ class ResponseCache {
   Stats stats() const;
   const Options& options() const { return options_; }
 
-  // Bytes counted per entry on top of its key and value (map slot, list links, bookkeeping).
-  static constexpr int64_t kEntryOverhead = 160;
+  // Bytes counted per entry on top of its key's and answer's bytes, an upper bound of what this
+  // build allocates for one: the list node (128 with its malloc header), the map slot at 7/8
+  // load (29), the shared CachedResponse and its control block (128), the canonical string's
+  // malloc header (16), and a Python-owned body's owner block and `bytes` header (81).
+  static constexpr int64_t kEntryOverhead = 384;
 
  private:
   ResponseCache(const Options& options, const Clock* clock);

@@ -28,6 +28,7 @@
 #define SLUICE_SLUICE_HPP_
 
 #include "sluice/balancer.h"
+#include "sluice/bytes.h"
 #include "sluice/cache_key.h"
 #include "sluice/circuit_breaker.h"
 #include "sluice/clock.h"
@@ -44,6 +45,8 @@
 #include "sluice/retry_budget.h"
 #include "sluice/redis_store.h"
 #include "sluice/shared_region.h"
+#include "sluice/single_flight.h"
+#include "sluice/sse_replay.h"
 #include "sluice/token_budget.h"
 #include "sluice/version.h"
 #include "sluice/window.h"

@@ -166,7 +166,8 @@ def test_a_stored_whole_answer_streams_as_sse_chunks():
 
 def _tiered(port, **options):
     store = sluice.RedisStore(port=port, command_timeout=0.3, reconnect_interval=0.05)
-    return sluice.ResponseCache(max_bytes=1 << 20, redis=store, redis_name="pytest", **options)
+    options.setdefault("max_bytes", 1 << 20)
+    return sluice.ResponseCache(redis=store, redis_name="pytest", **options)
 
 
 def test_redis_tier_shares_answers_between_caches_and_fills_the_process_tier(redis_server):
@@ -195,7 +196,7 @@ def test_redis_killed_mid_run_nothing_fails_and_the_process_tier_keeps_serving(r
     from loop_gaps import run_greenlets_beside_ticker
 
     cache = _tiered(redis_server.port)
-    keys = [sluice.cache_key(body(seed=100 + i)) for i in range(40)]
+    keys = [sluice.cache_key(body(seed=100 + i)) for i in range(60)]
     for k in keys[:20]:
         cache.put(k, b"early")
     wait_until(lambda: cache.stats()["redis_writes"] == 20)
@@ -211,12 +212,49 @@ def test_redis_killed_mid_run_nothing_fails_and_the_process_tier_keeps_serving(r
         def run():
             if i == 50:
                 redis_server.kill()
-            answers.append(cache.get_or_fetch(keys[i % 40], upstream))
+            # 20 keys stored early, 20 new before the kill, 20 new after it (asked of a dead Redis).
+            answers.append(cache.get_or_fetch(keys[i % 40] if i < 100 else keys[40 + i % 20],
+                                              upstream))
         return run
 
     gaps = run_greenlets_beside_ticker([worker(i) for i in range(200)])
     assert len(answers) == 200  # every call ended with an answer: nothing failed
     assert set(answers) <= {b"early", b"fresh"}
-    assert len(upstream_calls) == 20  # each new key once; the rest were process-tier hits
+    assert len(upstream_calls) == 40  # each new key once; the rest were process-tier hits
     assert cache.stats()["redis_errors"] >= 1
     assert max(gaps) < 0.2  # Redis's failure was waited for on an eventfd, not in the hub
+
+
+def test_a_hit_hands_back_the_stored_bytes_object_itself():
+    import sys
+
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(seed=6))
+    answer = b"y" * 2048
+    before = sys.getrefcount(answer)
+    cache.put(key, answer)
+    assert sys.getrefcount(answer) == before + 1  # the cache holds the object, not a copy
+    assert cache.get(key) is answer
+    assert cache.erase(key)
+    assert sys.getrefcount(answer) == before
+
+
+def test_an_answer_evicted_off_the_gil_is_released_under_it(redis_server):
+    import sys
+
+    writer = _tiered(redis_server.port)
+    small = _tiered(redis_server.port, max_bytes=64 << 10, shards=1, admission=False)
+    kept = b"k" * 20_000
+    before = sys.getrefcount(kept)
+    small.put(sluice.cache_key(body(seed=7)), kept)
+    assert sys.getrefcount(kept) == before + 1
+    keys = [sluice.cache_key(body(seed=200 + i)) for i in range(8)]
+    for k in keys:
+        writer.put(k, b"w" * 20_000)
+    wait_until(lambda: writer.stats()["redis_writes"] == 8)
+    # Redis hits are stored by the store's connection thread, which holds no GIL: the evicted
+    # Python answer is queued and released by the interpreter, not leaked, not freed unsafely.
+    for k in keys:
+        assert small.get_or_fetch(k, lambda: pytest.fail("Redis had it")) == b"w" * 20_000
+    assert small.stats()["evictions"] >= 1
+    wait_until(lambda: sys.getrefcount(kept) == before)

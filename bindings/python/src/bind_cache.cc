@@ -2,6 +2,8 @@
 // (the facade in sluice/_cache.py drives _Fetch: get_or_fetch, stream_or_fetch).
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,9 +31,68 @@ std::string Hex(const CacheKey& k) {
   return out;
 }
 
+// A Python object as the owner of a stored body (sluice::Bytes): the answer's `bytes` object
+// itself, so that put and get copy nothing.
+//
+// The last reference may drop on a thread without the GIL (the Redis connection thread, a C++
+// caller), and there it must not wait for the GIL: it may hold a shard's mutex, which a thread
+// holding the GIL may be waiting for. Such releases are queued and done under the GIL: by a
+// pending call, and by the next put.
+struct PyObjectOwner {
+  void operator()(const void* object) const;
+};
+
+std::mutex pending_mu;
+std::vector<PyObject*> pending_releases;  // guarded by pending_mu
+std::atomic<bool> releases_pending{false};
+
+int ReleasePending(void* /*unused*/) {
+  std::vector<PyObject*> releases;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu);
+    releases.swap(pending_releases);
+    releases_pending.store(false, std::memory_order_relaxed);
+  }
+  for (PyObject* object : releases) Py_DECREF(object);
+  return 0;
+}
+
+void PyObjectOwner::operator()(const void* object) const {
+  auto* o = static_cast<PyObject*>(const_cast<void*>(object));
+  if (!Py_IsInitialized()) return;  // the interpreter is gone: nothing left to free it into
+  if (PyGILState_Check()) {
+    Py_DECREF(o);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(pending_mu);
+  pending_releases.push_back(o);
+  if (!releases_pending.exchange(true, std::memory_order_relaxed)) {
+    // Callable without the GIL; if its queue is full, the next put releases them.
+    (void)Py_AddPendingCall(&ReleasePending, nullptr);
+  }
+}
+
+sluice::Bytes BytesOf(const py::bytes& object) {
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  PyBytes_AsStringAndSize(object.ptr(), &data, &size);
+  Py_INCREF(object.ptr());
+  return sluice::Bytes(std::shared_ptr<const void>(object.ptr(), PyObjectOwner{}),
+                       std::string_view(data, static_cast<size_t>(size)));
+}
+
+// The `bytes` object a body views, or a new one holding a copy.
+py::object BodyToPython(const sluice::Bytes& body) {
+  if (body.owner() != nullptr && std::get_deleter<PyObjectOwner>(body.owner()) != nullptr) {
+    return py::reinterpret_borrow<py::object>(
+        static_cast<PyObject*>(const_cast<void*>(body.owner().get())));
+  }
+  return py::bytes(body.data(), body.size());
+}
+
 // The stored answer as Python sees it: bytes for a whole body, a list of bytes for SSE chunks.
 py::object ToPython(const CachedResponse& r) {
-  if (!r.streamed) return py::bytes(r.body);
+  if (!r.streamed) return BodyToPython(r.body);
   py::list chunks;
   for (const std::string& c : r.chunks) chunks.append(py::bytes(c));
   return chunks;
@@ -39,8 +100,9 @@ py::object ToPython(const CachedResponse& r) {
 
 CachedResponse FromPython(const py::object& answer) {
   CachedResponse r;
+  if (releases_pending.load(std::memory_order_relaxed)) ReleasePending(nullptr);
   if (py::isinstance<py::bytes>(answer)) {
-    r.body = answer.cast<std::string>();
+    r.body = BytesOf(py::reinterpret_borrow<py::bytes>(answer));
   } else {
     r.streamed = true;
     for (py::handle chunk : answer) r.chunks.push_back(chunk.cast<std::string>());
