@@ -244,6 +244,19 @@ void CacheShard::PassLead(const std::shared_ptr<Flight>& flight, bool failover) 
   next->Wake();
 }
 
+void CacheShard::LockForFork() {
+  flights_mu_.Lock();  // flights_mu_ before mu_, as everywhere
+  mu_.Lock();
+}
+
+void CacheShard::UnlockAfterFork(bool in_child) {
+  // The Flight objects are dropped, not woken: their followers' eventfds are shared with the
+  // parent, whose callers would be woken too.
+  if (in_child) flights_.clear();
+  mu_.Unlock();
+  flights_mu_.Unlock();
+}
+
 void CacheShard::AddTo(ResponseCache::Stats& s) const {
   s.merged_waits += merged_.load(std::memory_order_relaxed);
   s.leader_failovers += failovers_.load(std::memory_order_relaxed);

@@ -84,6 +84,11 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   // Adds this shard's counters to `stats`.
   void AddTo(ResponseCache::Stats& stats) const;
 
+  // fork(): hold both mutexes across it; the child forgets the parent's flights (their leaders
+  // are the parent's callers), so its own callers never wait on them.
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void UnlockAfterFork(bool in_child) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
  private:
   struct Node {
     std::pair<uint64_t, uint64_t> digest;

@@ -87,7 +87,11 @@ void RedisConnectionThread::UnlockAfterFork(bool in_child) {
     (void)cv_.release();
     cv_ = std::make_unique<std::condition_variable>();
     owner_pid_ = 0;
-    queue_.clear();  // the parent's callers, not ours
+    // The parent's callers, not ours. Leaked, not destroyed: destroying a command runs its
+    // owner's code (a cache passing on a lead), whose locks a parent thread that does not exist
+    // here may hold.
+    (void)new std::deque<RedisCommand>(std::move(queue_));
+    queue_.clear();
     if (context_ != nullptr) {
       redisFree(context_);  // closes only the child's copy of the socket
       context_ = nullptr;

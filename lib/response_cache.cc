@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache_shard.h"
 #include "cache_tier.h"
+#include "fork_hooks.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -66,9 +67,19 @@ ResponseCache::ResponseCache(const Options& options, const Clock* clock)
         options.max_bytes / options.shards, options.protected_share, options.admission, clock,
         options.default_ttl, options.store_tool_calls, tier_));
   }
+  fork_hooks_ = std::make_unique<internal::ForkHooks>(
+      [this] {
+        for (const auto& shard : shards_) shard->LockForFork();
+      },
+      [this] {
+        for (const auto& shard : shards_) shard->UnlockAfterFork(/*in_child=*/false);
+      },
+      [this] {
+        for (const auto& shard : shards_) shard->UnlockAfterFork(/*in_child=*/true);
+      });
 }
 
-ResponseCache::~ResponseCache() = default;
+ResponseCache::~ResponseCache() { fork_hooks_.reset(); }  // no hook may run mid-destruction
 
 internal::CacheShard& ResponseCache::ShardOf(const CacheKey& key) const {
   return *shards_[key.digest_hi & static_cast<uint64_t>(options_.shards - 1)];

@@ -45,6 +45,11 @@
 // Thread-safety: every method may be called from any thread at once; each takes one shard's
 // mutex for a few hundred nanoseconds. Values are immutable and shared: a hit stays valid after
 // the entry is evicted.
+//
+// fork(): a child keeps the parent's entries (copy-on-write) and forgets its fetches in flight,
+// whose leaders are the parent's callers: the child's callers lead their own. Waits copied into
+// the child (a gevent greenlet waiting at the fork) never end; fork before serving, as Gunicorn's
+// preload does.
 
 #ifndef SLUICE_RESPONSE_CACHE_H_
 #define SLUICE_RESPONSE_CACHE_H_
@@ -68,6 +73,7 @@ inline namespace v1 {
 namespace internal {
 class CacheShard;
 class CacheTier;
+class ForkHooks;
 }  // namespace internal
 
 // A stored answer: the whole body, or the SSE events of a streamed answer in order.
@@ -169,6 +175,7 @@ class ResponseCache {
   const Clock* const clock_;
   std::shared_ptr<internal::CacheTier> tier_;  // null without Options::redis
   std::vector<std::shared_ptr<internal::CacheShard>> shards_;  // flights hold weak references
+  std::unique_ptr<internal::ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace v1

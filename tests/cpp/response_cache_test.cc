@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <random>
@@ -400,4 +402,31 @@ TEST_CASE("cache: answers that call tools are kept out when configured so") {
   sluice::FetchResult lead = skip->Fetch(Key(4));
   CHECK_FALSE(lead.lead->Complete({.body = tool_answer}));  // single flight obeys it too
   CHECK(skip->stats().skipped_tool_calls == 3);
+}
+
+TEST_CASE("cache after fork: the child keeps the entries and leads its own fetches") {
+  auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 2}));
+  REQUIRE(cache->Insert(Key(1), {.body = "stored before the fork"}));
+  sluice::FetchResult parent_lead = cache->Fetch(Key(2));  // in flight across the fork
+  REQUIRE(parent_lead.lead);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // No Catch2 assertions in the child: its exit code says what it saw.
+    auto hit = cache->Lookup(Key(1));
+    if (hit == nullptr || !(hit->body == "stored before the fork")) _exit(1);
+    sluice::FetchResult child = cache->Fetch(Key(2));
+    if (!child.lead) _exit(2);  // a wait here would never end: its leader is in the parent
+    child.lead->Complete({.body = "the child's"});
+    _exit(cache->Lookup(Key(2)) != nullptr ? 0 : 3);
+  }
+  int status = -1;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The parent's flight is untouched: a follower still waits for its leader.
+  sluice::FetchResult follower = cache->Fetch(Key(2));
+  REQUIRE(follower.wait);
+  parent_lead.lead->Complete({.body = "the parent's"});
+  REQUIRE(follower.wait->ready());
+  CHECK(follower.wait->Result().hit->body == "the parent's");
 }
