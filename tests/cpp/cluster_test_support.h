@@ -21,10 +21,11 @@ namespace sluice_test {
 inline sluice::Window Year(int64_t limit) { return {limit, absl::Hours(24 * 366), 0}; }
 
 inline std::shared_ptr<sluice::RedisStore> Store(
-    int port, absl::Duration reconnect = absl::Milliseconds(50)) {
+    int port, absl::Duration reconnect = absl::Milliseconds(50),
+    absl::Duration command_timeout = absl::Milliseconds(200)) {  // generous: sanitizers are slow
   sluice::RedisOptions o;
   o.port = port;
-  o.command_timeout = absl::Milliseconds(200);  // generous: sanitizer builds are slow
+  o.command_timeout = command_timeout;
   o.reconnect_interval = reconnect;
   return Value(sluice::RedisStore::Create(o));
 }

@@ -165,7 +165,8 @@ def test_a_stored_whole_answer_streams_as_sse_chunks():
 
 
 def _tiered(port, **options):
-    store = sluice.RedisStore(port=port, command_timeout=0.3, reconnect_interval=0.05)
+    # Generous: a timed-out read is a miss, which would hide what a test checks.
+    store = sluice.RedisStore(port=port, command_timeout=2.0, reconnect_interval=0.05)
     options.setdefault("max_bytes", 1 << 20)
     return sluice.ResponseCache(redis=store, redis_name="pytest", **options)
 
