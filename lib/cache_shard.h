@@ -40,7 +40,8 @@ struct Waiter {
   bool promoted = false;                          // set before ready: it leads now
   bool broken = false;  // set before ready: the stream it was tailing broke off
   bool consumed = false;                          // Result() was called
-  size_t taken = 0;  // live chunks taken (guarded by the flight's mu)
+  size_t taken = 0;     // live chunks taken (guarded by the flight's mu)
+  bool tailing = false;  // it called TakeChunks: wake it at each chunk (the flight's mu)
 };
 
 // One key's fetch in progress: its leader, the followers waiting for it, and the chunks the

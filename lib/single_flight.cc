@@ -66,7 +66,9 @@ void Lead::Append(std::string chunk) {
   if (flight_ == nullptr) return;
   internal::MutexLock lock(&flight_->mu);
   flight_->chunks.push_back(std::move(chunk));
-  for (const auto& w : flight_->waiters) w->Nudge();
+  for (const auto& w : flight_->waiters) {
+    if (w->tailing) w->Nudge();  // the others wait for the whole answer only
+  }
 }
 
 bool Lead::CompleteStream(absl::Duration ttl, bool store) {
@@ -168,6 +170,7 @@ std::vector<std::string> Wait::TakeChunks() {
   if (waiter_ == nullptr) return out;
   waiter_->Drain();
   internal::MutexLock lock(&flight_->mu);
+  waiter_->tailing = true;
   const std::vector<std::string>& chunks = flight_->chunks;
   // A promoted or finished waiter has left the queue: the log may belong to the next leader.
   if (waiter_->ready.load(std::memory_order_acquire) && waiter_->answer == nullptr) return out;

@@ -21,9 +21,10 @@
 // blocking its thread.
 //
 // Streams are tailed live: a leader that relays a streamed answer calls `Append` with each SSE
-// chunk as it passes it on, then `CompleteStream`; its followers' fds become readable at each
-// chunk, and `TakeChunks` gives each follower the chunks it has not had yet, so every client sees
-// the answer arrive as fast as the leader's does. A follower that joins mid-stream first gets
+// chunk as it passes it on, then `CompleteStream`. A follower that tails (it has called
+// `TakeChunks` once) sees its fd become readable at each chunk, and `TakeChunks` gives it the
+// chunks it has not had yet, so every client sees the answer arrive as fast as the leader's
+// does. A follower that never calls TakeChunks is woken only when Result() is ready. A follower that joins mid-stream first gets
 // every chunk so far. If a streaming leader gives up, the followers that already took chunks have
 // sent part of an answer that no other call would continue: their Result() is `broken`; the
 // followers that took none keep waiting for the next leader, from its first chunk.
@@ -104,7 +105,7 @@ class Wait {
   Wait& operator=(const Wait&) = delete;
   ~Wait();
 
-  // Readable once Result() is ready (an eventfd).
+  // Readable once Result() is ready, and for a tailing follower at each chunk (an eventfd).
   int fd() const;
   bool ready() const;
   // Blocks this thread until ready (for threads; event loops wait on fd()).

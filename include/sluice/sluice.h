@@ -542,8 +542,9 @@ SLUICE_API int sluice_response_cache_stats(const sluice_response_cache* cache,
  * process is first a WAIT for Redis's answer (a HIT, or the LEAD on a Redis miss).
  *
  * Streams are tailed live: the leader calls sluice_fetch_append with each SSE chunk as it
- * relays it, then sluice_fetch_complete_stream; a follower's fd becomes readable at each chunk,
- * and sluice_fetch_take_chunks gives it the chunks it has not had yet. After the wait, a HIT's
+ * relays it, then sluice_fetch_complete_stream; once a follower has called
+ * sluice_fetch_take_chunks, its fd becomes readable at each chunk, and each call gives it the
+ * chunks it has not had yet. A follower that never calls it is woken when the wait is over. After the wait, a HIT's
  * chunks from sluice_fetch_chunks_taken on are still to send. */
 typedef enum sluice_fetch_kind {
   SLUICE_FETCH_HIT = 0,   /* sluice_fetch_answer has the stored answer */
@@ -556,8 +557,8 @@ SLUICE_API int sluice_response_cache_fetch(sluice_response_cache* cache,
                                            const sluice_cache_key* key, sluice_fetch** out);
 /* A sluice_fetch_kind, or -1 for NULL. */
 SLUICE_API int sluice_fetch_kind_of(const sluice_fetch* fetch);
-/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished (or streamed a chunk); -1
- * otherwise. */
+/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished (and, for a tailing
+ * follower, at each chunk); -1 otherwise. */
 SLUICE_API int sluice_fetch_fd(const sluice_fetch* fetch);
 /* SLUICE_FETCH_WAIT: 1 once the wait is over (sluice_fetch_resume may be called), else 0. */
 SLUICE_API uint8_t sluice_fetch_ready(const sluice_fetch* fetch);

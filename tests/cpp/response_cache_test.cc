@@ -286,10 +286,13 @@ TEST_CASE("stream tailing: followers get the leader's chunks as they arrive, lat
   auto cache = Make(&clock, 1 << 20);
   sluice::FetchResult leader = cache->Fetch(Key(1));
   sluice::FetchResult early = cache->Fetch(Key(1));
+  sluice::FetchResult whole = cache->Fetch(Key(1));  // never tails: woken only at the end
   REQUIRE(early.wait);
+  CHECK(early.wait->TakeChunks().empty());  // tails from now on
   CHECK_FALSE(Readable(early.wait->fd()));
   leader.lead->Append("data: 1\n\n");
   CHECK(Readable(early.wait->fd()));
+  CHECK_FALSE(Readable(whole.wait->fd()));
   CHECK(early.wait->TakeChunks() == std::vector<std::string>{"data: 1\n\n"});
   CHECK_FALSE(Readable(early.wait->fd()));  // taken: quiet until the next chunk
   CHECK(early.wait->TakeChunks().empty());
@@ -299,6 +302,9 @@ TEST_CASE("stream tailing: followers get the leader's chunks as they arrive, lat
   CHECK(early.wait->TakeChunks() == std::vector<std::string>{"data: 2\n\n"});
   leader.lead->Append("data: [DONE]\n\n");
   CHECK(leader.lead->CompleteStream());
+  REQUIRE(whole.wait->ready());
+  CHECK(Readable(whole.wait->fd()));
+  CHECK(whole.wait->Result().hit->chunks.size() == 3);
   for (sluice::FetchResult* f : {&early, &late}) {
     REQUIRE(f->wait->ready());
     CHECK(f->wait->chunks_taken() == 2);

@@ -259,3 +259,40 @@ def test_an_answer_evicted_off_the_gil_is_released_under_it(redis_server):
         assert small.get_or_fetch(k, lambda: pytest.fail("Redis had it")) == b"w" * 20_000
     assert small.stats()["evictions"] >= 1
     wait_until(lambda: sys.getrefcount(kept) == before)
+
+
+def test_a_whole_caller_of_a_streaming_leader_gets_the_chunks_once_it_ends():
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(seed=8))
+    gate = threading.Event()
+    chunks = [b"data: 1\n\n", b"data: [DONE]\n\n"]
+
+    def upstream():
+        yield chunks[0]
+        gate.wait(30)
+        yield chunks[1]
+
+    relayed = []
+    leader = threading.Thread(target=lambda: relayed.extend(cache.stream_or_fetch(key, upstream)))
+    leader.start()
+    wait_until(lambda: cache.stats()["misses"] == 1)
+    whole = []
+    follower = threading.Thread(
+        target=lambda: whole.append(cache.get_or_fetch(key, lambda: pytest.fail("merged"))))
+    follower.start()
+    wait_until(lambda: cache.stats()["merged_waits"] == 1)
+    gate.set()
+    for t in (leader, follower):
+        t.join(timeout=30)
+    assert relayed == chunks and whole == [chunks]
+
+
+def test_a_stored_tool_call_answer_is_streamed_afresh_and_kept():
+    cache = sluice.ResponseCache(max_bytes=1 << 20)
+    key = sluice.cache_key(body(seed=9))
+    tool_answer = json.dumps({"choices": [{"message": {"tool_calls": [{"id": "c1"}]},
+                                           "finish_reason": "tool_calls"}]}).encode()
+    cache.put(key, tool_answer)
+    fresh = [b"data: fresh\n\n"]
+    assert list(cache.stream_or_fetch(key, lambda: iter(fresh))) == fresh
+    assert cache.get(key) == tool_answer  # not replaced by the uncached stream

@@ -19,7 +19,7 @@ from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iter
 
 from . import _core
 from ._errors import Error, StreamBroken
-from ._waiting import wait_readable, wait_readable_async
+from ._waiting import Readable, run_plan, run_plan_async, wait_readable, wait_readable_async
 
 Answer = Union[bytes, List[bytes]]
 
@@ -54,52 +54,34 @@ class ResponseCache(_core.ResponseCache):
             answer = cache.get_or_fetch(key, lambda: post_upstream(body))
         """
         if no_cache:
+            return self._store(key, fn(), ttl, store)
+        fetch = run_plan(_answer_or_lead(self._fetch(key)))
+        if fetch.hit is not None:
+            return fetch.hit
+        try:
             answer = fn()
-            if store:
-                self.put(key, answer, ttl=ttl)
-            return answer
-        fetch = self._fetch(key)
-        while True:
-            hit = fetch.hit
-            if hit is not None:
-                return hit
-            if fetch.is_lead:
-                try:
-                    answer = fn()
-                except BaseException:
-                    fetch.abandon()
-                    raise
-                fetch.complete(answer, ttl=ttl, store=store)
-                return answer
-            if not fetch.ready():
-                wait_readable(fetch.fileno())
-            fetch = fetch._result()
+        except BaseException:
+            fetch.abandon()
+            raise
+        fetch.complete(answer, ttl=ttl, store=store)
+        return answer
 
     async def get_or_fetch_async(self, key: _core.CacheKey, fn: Callable[[], Awaitable[Answer]],
                                  *, ttl: float = 0.0, store: bool = True,
                                  no_cache: bool = False) -> Any:
         """``get_or_fetch`` for coroutines: ``fn`` is an async function."""
         if no_cache:
+            return self._store(key, await fn(), ttl, store)
+        fetch = await run_plan_async(_answer_or_lead(self._fetch(key)))
+        if fetch.hit is not None:
+            return fetch.hit
+        try:
             answer = await fn()
-            if store:
-                self.put(key, answer, ttl=ttl)
-            return answer
-        fetch = self._fetch(key)
-        while True:
-            hit = fetch.hit
-            if hit is not None:
-                return hit
-            if fetch.is_lead:
-                try:
-                    answer = await fn()
-                except BaseException:
-                    fetch.abandon()
-                    raise
-                fetch.complete(answer, ttl=ttl, store=store)
-                return answer
-            if not fetch.ready():
-                await wait_readable_async(fetch.fileno())
-            fetch = fetch._result()
+        except BaseException:
+            fetch.abandon()
+            raise
+        fetch.complete(answer, ttl=ttl, store=store)
+        return answer
 
     def stream_or_fetch(self, key: _core.CacheKey, fn: Callable[[], Iterable[bytes]], *,
                         ttl: float = 0.0, store: bool = True,
@@ -116,84 +98,124 @@ class ResponseCache(_core.ResponseCache):
         If the leader's ``fn`` raises (or its consumer stops early), a caller that already
         relayed some of its chunks gets ``sluice.StreamBroken``; callers that relayed none wait
         for the next leader. ``no_cache`` skips the read and the merging."""
-        if no_cache:
-            chunks = []
+        lead = None
+        if not no_cache:
+            tail = _tail(self._fetch(key))
+            try:
+                while True:
+                    step = next(tail)
+                    if isinstance(step, Readable):
+                        wait_readable(step.fd)
+                    else:
+                        yield step
+            except StopIteration as finished:
+                lead = finished.value
+            if lead is _SERVED:
+                return
+            if lead is _UNREPLAYABLE:  # keep the stored answer; stream this one uncached
+                lead, store = None, False
+        chunks = []
+        finished_well = False
+        try:
             for chunk in fn():
+                if lead is not None:
+                    lead.append(chunk)
                 chunks.append(chunk)
                 yield chunk
-            if store:
-                self.put(key, chunks, ttl=ttl)
-            return
-        sent = 0
-        fetch = self._fetch(key)
-        while True:
-            hit = fetch.hit
-            if hit is not None:
-                chunks = _as_chunks(hit)
-                if chunks is None:  # a tool-call answer stored whole: not replayable
-                    yield from self.stream_or_fetch(key, fn, ttl=ttl, store=False, no_cache=True)
-                    return
-                yield from chunks[sent:]
-                return
-            if fetch.is_lead:
-                yield from _lead_stream(fetch, fn(), ttl, store)
-                return
-            if fetch.is_broken:
-                raise StreamBroken("the stream this call was relaying broke off upstream")
-            for chunk in fetch.take_chunks():
-                sent += 1
-                yield chunk
-            if fetch.ready():
-                fetch = fetch._result()
-            else:
-                wait_readable(fetch.fileno())
+            finished_well = True
+        finally:
+            self._end_stream(key, lead, chunks, finished_well, ttl, store)
 
     async def stream_or_fetch_async(self, key: _core.CacheKey,
                                     fn: Callable[[], AsyncIterable[bytes]], *, ttl: float = 0.0,
                                     store: bool = True,
                                     no_cache: bool = False) -> AsyncIterator[bytes]:
         """``stream_or_fetch`` for coroutines: ``fn`` returns an async iterable of chunks."""
-        if no_cache:
-            chunks = []
+        lead = None
+        if not no_cache:
+            tail = _tail(self._fetch(key))
+            try:
+                while True:
+                    step = next(tail)
+                    if isinstance(step, Readable):
+                        await wait_readable_async(step.fd)
+                    else:
+                        yield step
+            except StopIteration as finished:
+                lead = finished.value
+            if lead is _SERVED:
+                return
+            if lead is _UNREPLAYABLE:  # keep the stored answer; stream this one uncached
+                lead, store = None, False
+        chunks = []
+        finished_well = False
+        try:
             async for chunk in fn():
+                if lead is not None:
+                    lead.append(chunk)
                 chunks.append(chunk)
                 yield chunk
-            if store:
+            finished_well = True
+        finally:
+            self._end_stream(key, lead, chunks, finished_well, ttl, store)
+
+    def _store(self, key: _core.CacheKey, answer: Answer, ttl: float, store: bool) -> Answer:
+        if store:
+            self.put(key, answer, ttl=ttl)
+        return answer
+
+    def _end_stream(self, key, lead, chunks, finished_well, ttl, store) -> None:
+        # A stream that did not finish (fn raised, or the consumer stopped) is not an answer: the
+        # lead passes on, and the callers that relayed part of it get StreamBroken.
+        if lead is None:  # no_cache, or a stored answer that cannot be replayed as a stream
+            if finished_well and store:
                 self.put(key, chunks, ttl=ttl)
-            return
-        sent = 0
-        fetch = self._fetch(key)
-        while True:
-            hit = fetch.hit
-            if hit is not None:
-                chunks = _as_chunks(hit)
-                if chunks is None:
-                    async for chunk in self.stream_or_fetch_async(key, fn, ttl=ttl, store=False,
-                                                                  no_cache=True):
-                        yield chunk
-                    return
-                for chunk in chunks[sent:]:
-                    yield chunk
-                return
-            if fetch.is_lead:
-                finished = False
-                try:
-                    async for chunk in fn():
-                        fetch.append(chunk)
-                        yield chunk
-                    finished = True
-                finally:
-                    _end_stream(fetch, finished, ttl, store)
-                return
-            if fetch.is_broken:
-                raise StreamBroken("the stream this call was relaying broke off upstream")
-            for chunk in fetch.take_chunks():
-                sent += 1
-                yield chunk
-            if fetch.ready():
-                fetch = fetch._result()
-            else:
-                await wait_readable_async(fetch.fileno())
+        elif finished_well:
+            lead.complete_stream(ttl=ttl, store=store)
+        else:
+            lead.abandon()
+
+
+# What _tail returns when the caller has been served in full, and when the stored answer is a
+# whole tool-call answer, which cannot be replayed as SSE chunks.
+_SERVED = object()
+_UNREPLAYABLE = object()
+
+
+def _answer_or_lead(fetch: _core._Fetch):
+    """A wait plan (sluice._waiting): waits until this caller has the answer or the lead, and
+    returns that fetch."""
+    while fetch.hit is None and not fetch.is_lead:
+        if not fetch.ready():
+            yield Readable(fetch.fileno())
+        fetch = fetch._result()
+    return fetch
+
+
+def _tail(fetch: _core._Fetch):
+    """The streamed form of a fetch: yields chunks to relay and Readable fds to wait on, and
+    returns _SERVED, _UNREPLAYABLE, or the lead (the caller streams from upstream, appending
+    each chunk for the callers tailing it)."""
+    sent = 0
+    while True:
+        hit = fetch.hit
+        if hit is not None:
+            chunks = _as_chunks(hit)
+            if chunks is None:
+                return _UNREPLAYABLE
+            yield from chunks[sent:]
+            return _SERVED
+        if fetch.is_lead:
+            return fetch
+        if fetch.is_broken:
+            raise StreamBroken("the stream this call was relaying broke off upstream")
+        for chunk in fetch.take_chunks():
+            sent += 1
+            yield chunk
+        if fetch.ready():
+            fetch = fetch._result()
+        else:
+            yield Readable(fetch.fileno())
 
 
 def _as_chunks(answer: Answer) -> Union[List[bytes], None]:
@@ -204,25 +226,3 @@ def _as_chunks(answer: Answer) -> Union[List[bytes], None]:
         return _core.completion_to_sse(answer)
     except Error:
         return None
-
-
-def _lead_stream(fetch: _core._Fetch, chunks: Iterable[bytes], ttl: float,
-                 store: bool) -> Iterator[bytes]:
-    """Relays the leader's chunks to its caller and, live, to every caller waiting."""
-    finished = False
-    try:
-        for chunk in chunks:
-            fetch.append(chunk)
-            yield chunk
-        finished = True
-    finally:
-        _end_stream(fetch, finished, ttl, store)
-
-
-def _end_stream(fetch: _core._Fetch, finished: bool, ttl: float, store: bool) -> None:
-    # A stream that did not finish (fn raised, or the consumer stopped) is not an answer: the
-    # lead passes on, and the callers that relayed part of it get StreamBroken.
-    if finished:
-        fetch.complete_stream(ttl=ttl, store=store)
-    else:
-        fetch.abandon()
