@@ -1388,7 +1388,8 @@ int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len
     if (!fetch->rep.lead) {
       return Fail(SLUICE_FAILED_PRECONDITION, absl::StrCat(__func__, ": not the leader"));
     }
-    const bool ok = fetch->rep.lead->Complete(std::move(r), absl::Nanoseconds(ttl_nanos), store != 0);
+    const bool ok =
+        fetch->rep.lead->Complete(std::move(r), absl::Nanoseconds(ttl_nanos), store != 0);
     fetch->rep.lead.reset();
     if (stored != nullptr) *stored = ok ? 1 : 0;
     return SLUICE_OK;

@@ -32,7 +32,8 @@ return redis.call('DEL', KEYS[1])
 }  // namespace
 
 CacheTier::CacheTier(std::shared_ptr<RedisStore> store, std::string name)
-    : store_(std::move(store)), prefix_(absl::StrCat(store_->options().key_prefix, ":", name, ":")) {}
+    : store_(std::move(store)),
+      prefix_(absl::StrCat(store_->options().key_prefix, ":", name, ":")) {}
 
 std::string CacheTier::RedisKey(const CacheKey& key) const {
   static constexpr char kDigits[] = "0123456789abcdef";

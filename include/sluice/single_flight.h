@@ -24,10 +24,11 @@
 // chunk as it passes it on, then `CompleteStream`. A follower that tails (it has called
 // `TakeChunks` once) sees its fd become readable at each chunk, and `TakeChunks` gives it the
 // chunks it has not had yet, so every client sees the answer arrive as fast as the leader's
-// does. A follower that never calls TakeChunks is woken only when Result() is ready. A follower that joins mid-stream first gets
-// every chunk so far. If a streaming leader gives up, the followers that already took chunks have
-// sent part of an answer that no other call would continue: their Result() is `broken`; the
-// followers that took none keep waiting for the next leader, from its first chunk.
+// does; one that joins mid-stream first gets every chunk so far. A follower that never calls
+// TakeChunks is woken only when Result() is ready. If a streaming leader gives up, the followers
+// that already took chunks have sent part of an answer that no other call would continue: their
+// Result() is `broken`; the followers that took none keep waiting for the next leader, from its
+// first chunk.
 //
 //   // leader                                  // follower
 //   for (chunk : upstream) {                   while (true) {

@@ -544,8 +544,8 @@ SLUICE_API int sluice_response_cache_stats(const sluice_response_cache* cache,
  * Streams are tailed live: the leader calls sluice_fetch_append with each SSE chunk as it
  * relays it, then sluice_fetch_complete_stream; once a follower has called
  * sluice_fetch_take_chunks, its fd becomes readable at each chunk, and each call gives it the
- * chunks it has not had yet. A follower that never calls it is woken when the wait is over. After the wait, a HIT's
- * chunks from sluice_fetch_chunks_taken on are still to send. */
+ * chunks it has not had yet. A follower that never calls it is woken when the wait is over.
+ * After the wait, a HIT's chunks from sluice_fetch_chunks_taken on are still to send. */
 typedef enum sluice_fetch_kind {
   SLUICE_FETCH_HIT = 0,   /* sluice_fetch_answer has the stored answer */
   SLUICE_FETCH_LEAD = 1,  /* call upstream, then sluice_fetch_complete (destroying: gives up) */

@@ -115,6 +115,11 @@ struct PyFetch {
   sluice::FetchResult result;
 };
 
+sluice::Lead& LeadOf(PyFetch& f) {
+  if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
+  return *f.result.lead;
+}
+
 }  // namespace
 
 void BindCache(py::module_& m) {
@@ -137,23 +142,20 @@ void BindCache(py::module_& m) {
            })
       .def("complete",
            [](PyFetch& f, py::object answer, double ttl, bool store) {
-             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
-             const bool stored = f.result.lead->Complete(FromPython(answer),
-                                                         SecondsToDuration(ttl, "ttl"), store);
+             const bool stored =
+                 LeadOf(f).Complete(FromPython(answer), SecondsToDuration(ttl, "ttl"), store);
              f.result.lead.reset();
              return stored;
            },
            py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0, py::arg("store") = true)
       .def("append",
            [](PyFetch& f, py::bytes chunk) {
-             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
-             f.result.lead->Append(std::string(chunk));
+             LeadOf(f).Append(std::string(chunk));
            },
            py::arg("chunk"))
       .def("complete_stream",
            [](PyFetch& f, double ttl, bool store) {
-             if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
-             const bool stored = f.result.lead->CompleteStream(SecondsToDuration(ttl, "ttl"), store);
+             const bool stored = LeadOf(f).CompleteStream(SecondsToDuration(ttl, "ttl"), store);
              f.result.lead.reset();
              return stored;
            },
