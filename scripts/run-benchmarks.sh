@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every figure of BENCHMARKS.md: the C++ micro benchmarks (Google Benchmark), host-scope
 # throughput, the harness's burst through host and cluster scopes, the fleet simulator and the
-# balancer's pick cost, the fallback policy's overhead and amplification, and the Python peer
-# comparisons (each cluster run starts its own
+# balancer's pick cost, the fallback policy's overhead and amplification, the response cache's
+# hit ratio and costs, and the Python peer comparisons (each run that needs Redis starts its own
 # redis-server on a free loopback port and stops it).
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; pip's warning about it is noise
