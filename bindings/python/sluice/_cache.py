@@ -118,9 +118,7 @@ class ResponseCache(_core.ResponseCache):
         finished_well = False
         try:
             for chunk in fn():
-                if lead is not None:
-                    lead.append(chunk)
-                chunks.append(chunk)
+                _keep(lead, chunks, chunk)
                 yield chunk
             finished_well = True
         finally:
@@ -151,9 +149,7 @@ class ResponseCache(_core.ResponseCache):
         finished_well = False
         try:
             async for chunk in fn():
-                if lead is not None:
-                    lead.append(chunk)
-                chunks.append(chunk)
+                _keep(lead, chunks, chunk)
                 yield chunk
             finished_well = True
         finally:
@@ -216,6 +212,14 @@ def _tail(fetch: _core._Fetch):
             fetch = fetch._result()
         else:
             yield Readable(fetch.fileno())
+
+
+def _keep(lead: Union[_core._Fetch, None], chunks: List[bytes], chunk: bytes) -> None:
+    # A leader's chunks go to its flight (which stores them); without one, put() stores them.
+    if lead is not None:
+        lead.append(chunk)
+    else:
+        chunks.append(chunk)
 
 
 def _as_chunks(answer: Answer) -> Union[List[bytes], None]:
