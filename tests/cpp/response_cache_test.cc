@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -22,6 +23,21 @@ using sluice_test::ErrorOf;
 using sluice_test::Value;
 
 namespace {
+
+// Runs `body` on `n` threads released at once, and joins them.
+void RunTogether(int n, const std::function<void()>& body) {
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      body();
+    });
+  }
+  go = true;
+  for (auto& th : threads) th.join();
+}
+
 
 CacheKey Key(int i, const std::string& ns = "t") {
   return Value(sluice::MakeCacheKey(
@@ -243,33 +259,26 @@ TEST_CASE("single flight stress: 100 concurrent identical misses, one upstream c
   auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 4}));
   const CacheKey key = Key(7);
   std::atomic<int> upstream{0}, answered{0};
-  std::atomic<bool> go{false};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 100; ++t) {
-    threads.emplace_back([&] {
-      while (!go.load()) std::this_thread::yield();
-      sluice::FetchResult r = cache->Fetch(key);
-      while (!r.hit) {
-        if (r.lead) {
-          upstream.fetch_add(1);
-          // Hold the lead until the others have joined (or found the answer): the upstream
-          // call "takes" that long.
-          while (cache->stats().merged_waits + cache->stats().hits < 99 &&
-                 upstream.load() == 1) {
-            std::this_thread::yield();
-          }
-          r.lead->Complete({.body = "the answer"});
-          answered.fetch_add(1);
-          return;
+  RunTogether(100, [&] {
+    sluice::FetchResult r = cache->Fetch(key);
+    while (!r.hit) {
+      if (r.lead) {
+        upstream.fetch_add(1);
+        // Hold the lead until the others have joined (or found the answer): the upstream
+        // call "takes" that long.
+        while (cache->stats().merged_waits + cache->stats().hits < 99 &&
+               upstream.load() == 1) {
+          std::this_thread::yield();
         }
-        r.wait->Block();
-        r = r.wait->Result();
+        r.lead->Complete({.body = "the answer"});
+        answered.fetch_add(1);
+        return;
       }
-      if (r.hit->body == "the answer") answered.fetch_add(1);
-    });
-  }
-  go = true;
-  for (auto& th : threads) th.join();
+      r.wait->Block();
+      r = r.wait->Result();
+    }
+    if (r.hit->body == "the answer") answered.fetch_add(1);
+  });
   CHECK(upstream.load() == 1);
   CHECK(answered.load() == 100);
 }
@@ -349,45 +358,38 @@ TEST_CASE("stream tailing stress: 100 threads, one upstream stream, every follow
   const CacheKey key = Key(8);
   constexpr int kChunks = 50;
   std::atomic<int> upstream{0}, whole{0};
-  std::atomic<bool> go{false};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 100; ++t) {
-    threads.emplace_back([&] {
-      while (!go.load()) std::this_thread::yield();
-      sluice::FetchResult r = cache->Fetch(key);
-      std::vector<std::string> seen;
-      if (r.lead) {
-        upstream.fetch_add(1);
-        while (cache->stats().merged_waits + cache->stats().hits < 99) std::this_thread::yield();
-        for (int c = 0; c < kChunks; ++c) {
-          seen.push_back("data: " + std::to_string(c) + "\n\n");
-          r.lead->Append(seen.back());
-        }
-        r.lead->CompleteStream();
-      } else if (r.hit) {
-        seen = r.hit->chunks;
-      } else {
-        while (!r.wait->ready()) {
-          pollfd p{.fd = r.wait->fd(), .events = POLLIN, .revents = 0};
-          (void)poll(&p, 1, 100);
-          for (std::string& c : r.wait->TakeChunks()) seen.push_back(std::move(c));
-        }
+  RunTogether(100, [&] {
+    sluice::FetchResult r = cache->Fetch(key);
+    std::vector<std::string> seen;
+    if (r.lead) {
+      upstream.fetch_add(1);
+      while (cache->stats().merged_waits + cache->stats().hits < 99) std::this_thread::yield();
+      for (int c = 0; c < kChunks; ++c) {
+        seen.push_back("data: " + std::to_string(c) + "\n\n");
+        r.lead->Append(seen.back());
+      }
+      r.lead->CompleteStream();
+    } else if (r.hit) {
+      seen = r.hit->chunks;
+    } else {
+      while (!r.wait->ready()) {
+        pollfd p{.fd = r.wait->fd(), .events = POLLIN, .revents = 0};
+        (void)poll(&p, 1, 100);
         for (std::string& c : r.wait->TakeChunks()) seen.push_back(std::move(c));
-        const size_t taken = r.wait->chunks_taken();
-        sluice::FetchResult done = r.wait->Result();
-        if (done.hit == nullptr) return;
-        seen.insert(seen.end(), done.hit->chunks.begin() + static_cast<std::ptrdiff_t>(taken),
-                    done.hit->chunks.end());
       }
-      bool in_order = seen.size() == kChunks;
-      for (int c = 0; in_order && c < kChunks; ++c) {
-        in_order = seen[static_cast<size_t>(c)] == "data: " + std::to_string(c) + "\n\n";
-      }
-      if (in_order) whole.fetch_add(1);
-    });
-  }
-  go = true;
-  for (auto& th : threads) th.join();
+      for (std::string& c : r.wait->TakeChunks()) seen.push_back(std::move(c));
+      const size_t taken = r.wait->chunks_taken();
+      sluice::FetchResult done = r.wait->Result();
+      if (done.hit == nullptr) return;
+      seen.insert(seen.end(), done.hit->chunks.begin() + static_cast<std::ptrdiff_t>(taken),
+                  done.hit->chunks.end());
+    }
+    bool in_order = seen.size() == kChunks;
+    for (int c = 0; in_order && c < kChunks; ++c) {
+      in_order = seen[static_cast<size_t>(c)] == "data: " + std::to_string(c) + "\n\n";
+    }
+    if (in_order) whole.fetch_add(1);
+  });
   CHECK(upstream.load() == 1);
   CHECK(whole.load() == 100);
 }
