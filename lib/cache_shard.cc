@@ -164,7 +164,7 @@ FetchResult CacheShard::Fetch(const CacheKey& key) {
     }
     std::shared_ptr<Flight> missed = std::move(redis_lead->flight_);
     if (std::shared_ptr<CacheShard> shard = missed->shard.lock()) {
-      shard->PassLead(missed, /*failover=*/false);
+      shard->PassLead(missed);
     } else {
       Lead(std::move(missed)).Abandon();
     }
@@ -210,7 +210,7 @@ void CacheShard::EndFlight(const std::shared_ptr<Flight>& flight) {
   if (found != flights_.end() && found->second == flight) flights_.erase(found);
 }
 
-void CacheShard::PassLead(const std::shared_ptr<Flight>& flight, bool failover) {
+bool CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
   MutexLock lock(&flights_mu_);
   std::shared_ptr<Waiter> next;
   std::vector<std::shared_ptr<Waiter>> broken;
@@ -238,10 +238,10 @@ void CacheShard::PassLead(const std::shared_ptr<Flight>& flight, bool failover) 
   if (next == nullptr) {
     auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
     if (found != flights_.end() && found->second == flight) flights_.erase(found);
-    return;
+    return false;
   }
-  if (failover) failovers_.fetch_add(1, std::memory_order_relaxed);
   next->Wake();
+  return true;
 }
 
 void CacheShard::LockForFork() {

@@ -73,9 +73,11 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
                       absl::Duration ttl, bool write_through = true);
   // The flight is over: forget it (if it is still the key's flight).
   void EndFlight(const std::shared_ptr<Flight>& flight);
-  // The leader gave up (or the Redis tier did not have the answer: not a `failover`): promote
-  // the next follower, or end the flight.
-  void PassLead(const std::shared_ptr<Flight>& flight, bool failover = true);
+  // The flight's lead is free (its leader gave up, or the Redis tier did not have the answer):
+  // promote the next follower and return true, or end the flight.
+  bool PassLead(const std::shared_ptr<Flight>& flight);
+  // A leader gave up and a follower took over (Stats::leader_failovers).
+  void CountFailover() { failovers_.fetch_add(1, std::memory_order_relaxed); }
 
   std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key, int64_t now);
   bool Insert(const CacheKey& key, std::shared_ptr<const CachedResponse> value, int64_t bytes,

@@ -36,12 +36,7 @@ CacheTier::CacheTier(std::shared_ptr<RedisStore> store, std::string name)
       prefix_(absl::StrCat(store_->options().key_prefix, ":", name, ":")) {}
 
 std::string CacheTier::RedisKey(const CacheKey& key) const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = prefix_;
-  for (uint64_t half : {key.digest_hi, key.digest_lo}) {
-    for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(half >> shift) & 0xF]);
-  }
-  return out;
+  return absl::StrCat(prefix_, key.DigestHex());
 }
 
 void CacheTier::Read(const CacheKey& key, ReadDone done) {

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "sluice/cache_key.h"
 
 #define XXH_INLINE_ALL
@@ -234,6 +235,10 @@ absl::StatusOr<std::string> CanonicalizeJson(std::string_view json) {
   out.reserve(json.size());
   if (absl::Status s = internal::AppendValue(*root, out); !s.ok()) return s;
   return out;
+}
+
+std::string CacheKey::DigestHex() const {
+  return absl::StrFormat("%016x%016x", digest_hi, digest_lo);
 }
 
 absl::StatusOr<CacheKey> MakeCacheKey(std::string_view body, std::string_view name_space,

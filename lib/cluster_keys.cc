@@ -10,14 +10,16 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
+bool IsRedisName(std::string_view name) {
+  return !name.empty() && name.size() <= 100 && std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+         });
+}
+
 absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster) {
   const std::string& rule = cluster.rule;
-  const bool valid_rule =
-      !rule.empty() && rule.size() <= 100 && std::all_of(rule.begin(), rule.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-';
-      });
-  if (!valid_rule) {
+  if (!IsRedisName(rule)) {
     return absl::InvalidArgumentError(
         absl::StrCat(object, ": cluster.rule must be 1 to 100 characters of [A-Za-z0-9._-], got \"",
                      rule, "\""));

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -19,6 +20,10 @@ namespace internal {
 // Scripts count time in microseconds since 2025-01-01 (not 1970): Lua numbers are doubles, exact
 // below 2^53, so times scaled by up to 16 stay exact until the 2040s.
 inline constexpr int64_t kRedisEpochUnixSeconds = 1735689600;
+
+// Whether `name` may name things in Redis keys (a cluster rule, a cache's Redis tier): 1 to 100
+// characters of [A-Za-z0-9._-], so it never holds the ':' separator or a '{' hash tag.
+bool IsRedisName(std::string_view name);
 
 // InvalidArgument naming the field unless `cluster` (with a store) is well formed.
 absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster);

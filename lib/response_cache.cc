@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache_shard.h"
 #include "cache_tier.h"
+#include "cluster_keys.h"
 #include "fork_hooks.h"
 
 namespace sluice {
@@ -46,12 +47,8 @@ absl::StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(const Optio
   if (!(o.protected_share >= 0 && o.protected_share < 1)) {
     return Invalid("protected_share", "must be in [0, 1)");
   }
-  if (o.redis != nullptr) {
-    const bool name_ok =
-        !o.redis_name.empty() && o.redis_name.size() <= 100 &&
-        o.redis_name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                       "0123456789._-") == std::string::npos;
-    if (!name_ok) return Invalid("redis_name", "must be 1 to 100 characters of [A-Za-z0-9._-]");
+  if (o.redis != nullptr && !internal::IsRedisName(o.redis_name)) {
+    return Invalid("redis_name", "must be 1 to 100 characters of [A-Za-z0-9._-]");
   }
   return std::unique_ptr<ResponseCache>(new ResponseCache(o, clock));
 }

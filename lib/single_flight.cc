@@ -102,7 +102,7 @@ void Lead::Abandon() {
   if (flight_ == nullptr) return;
   std::shared_ptr<internal::Flight> flight = std::move(flight_);
   if (std::shared_ptr<internal::CacheShard> shard = flight->shard.lock()) {
-    shard->PassLead(flight);
+    if (shard->PassLead(flight)) shard->CountFailover();
     return;
   }
   // The cache is gone: every follower leads for itself (or, if it tailed the stream, is broken).

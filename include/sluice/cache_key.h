@@ -58,6 +58,9 @@ struct CacheKey {
   // The namespace, a 0x1F separator, then the canonical request: what a hit is verified against.
   std::string canonical;
 
+  // The digest as 32 lowercase hex digits (hi, then lo): how logs and Redis name the key.
+  std::string DigestHex() const;
+
   friend bool operator==(const CacheKey& a, const CacheKey& b) {
     return a.digest_hi == b.digest_hi && a.digest_lo == b.digest_lo && a.canonical == b.canonical;
   }

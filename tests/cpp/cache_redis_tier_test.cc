@@ -72,12 +72,7 @@ std::string RawCommand(int port, const std::vector<std::string>& argv) {
   return out;
 }
 
-std::string RedisKeyOf(const CacheKey& key) {
-  char hex[33];
-  snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(key.digest_hi),
-           static_cast<unsigned long long>(key.digest_lo));
-  return std::string("sluice:answers:") + hex;
-}
+std::string RedisKeyOf(const CacheKey& key) { return "sluice:answers:" + key.DigestHex(); }
 
 // Polls (real time: Redis is a real server) until `done` or 10 s.
 template <typename F>

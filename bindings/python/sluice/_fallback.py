@@ -85,6 +85,22 @@ def outcome_of(exc: BaseException) -> Optional[Dict[str, Any]]:
     return None
 
 
+def _outcome_or_reraise(classify: Callable[[BaseException], Optional[dict]],
+                        exc: BaseException) -> dict:
+    """How the failed attempt ends (``classify(exc)``); re-raises ``exc`` when it is not an
+    attempt failure (a bug in ``fn``, or a request no target would accept)."""
+    outcome = classify(exc)
+    if outcome is None:
+        try:
+            raise exc
+        finally:
+            # The traceback holds this frame: dropping `exc` from it breaks the exc -> traceback
+            # -> frame -> exc cycle, so the caller's call (and its in-flight count) is released
+            # at once, not at the next garbage collection.
+            exc = None  # noqa: F841
+    return outcome
+
+
 def _raise_failure(call: Any, last: Optional[BaseException]) -> None:
     """Raises what ends a failed call, chained to the last attempt's exception."""
     status = call.status
@@ -165,11 +181,8 @@ class FallbackPolicy(_core.FallbackPolicy):
                 try:
                     result = fn(call)
                 except BaseException as exc:
-                    outcome = classify(exc)
-                    if outcome is None:
-                        raise
+                    call.next(**_outcome_or_reraise(classify, exc))
                     last = exc
-                    call.next(**outcome)
                     continue
                 call._succeed()
                 return result
@@ -197,11 +210,8 @@ class FallbackPolicy(_core.FallbackPolicy):
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
-                    outcome = classify(exc)
-                    if outcome is None:
-                        raise
+                    call.next(**_outcome_or_reraise(classify, exc))
                     last = exc
-                    call.next(**outcome)
                     continue
                 call._succeed()
                 return result
@@ -229,11 +239,8 @@ class FallbackPolicy(_core.FallbackPolicy):
                 self._report(call, status=200)
                 return
             except BaseException as exc:
-                outcome = classify(exc)
-                if outcome is None:
-                    raise
+                self._report(call, **_outcome_or_reraise(classify, exc))
                 last = exc
-                self._report(call, **outcome)
                 continue
             ttft = time.monotonic() - started
             call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
@@ -276,11 +283,8 @@ class FallbackPolicy(_core.FallbackPolicy):
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                outcome = classify(exc)
-                if outcome is None:
-                    raise
+                self._report(call, **_outcome_or_reraise(classify, exc))
                 last = exc
-                self._report(call, **outcome)
                 continue
             ttft = time.monotonic() - started
             call.mark_first_byte()

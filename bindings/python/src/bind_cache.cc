@@ -21,16 +21,6 @@ using sluice::CachedResponse;
 using sluice::CacheKey;
 using sluice::ResponseCache;
 
-std::string Hex(const CacheKey& k) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (int i = 0; i < 16; ++i) {
-    out[static_cast<size_t>(i)] = kDigits[(k.digest_hi >> (60 - 4 * i)) & 0xF];
-    out[static_cast<size_t>(16 + i)] = kDigits[(k.digest_lo >> (60 - 4 * i)) & 0xF];
-  }
-  return out;
-}
-
 // A Python object as the owner of a stored body (sluice::Bytes): the answer's `bytes` object
 // itself, so that put and get copy nothing.
 //
@@ -176,11 +166,11 @@ void BindCache(py::module_& m) {
 A request's cache key (``sluice.cache_key``): ``digest`` (32 hex digits of XXH3-128) and
 ``canonical`` (the namespace, 0x1F, and the RFC 8785 form of the request: what a hit is verified
 against). Equal keys mean the same question.)doc")
-      .def_property_readonly("digest", &Hex)
+      .def_property_readonly("digest", &CacheKey::DigestHex)
       .def_property_readonly("canonical", [](const CacheKey& k) { return py::bytes(k.canonical); })
       .def("__eq__", [](const CacheKey& a, const CacheKey& b) { return a == b; })
       .def("__hash__", [](const CacheKey& k) { return static_cast<py::ssize_t>(k.digest_lo >> 1); })
-      .def("__repr__", [](const CacheKey& k) { return "CacheKey(" + Hex(k) + ")"; });
+      .def("__repr__", [](const CacheKey& k) { return "CacheKey(" + k.DigestHex() + ")"; });
 
   m.def(
       "cache_key",
