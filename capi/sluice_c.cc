@@ -374,6 +374,11 @@ const char* sluice_version_string(void) { return SLUICE_VERSION_STRING; }
 int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out) {
   return Guard(__func__, [&]() -> int {
     if (out == nullptr) return NullArgument(__func__, "out");
+    *out = nullptr;
+    if (start_nanos < 0 || start_nanos > sluice::kMaxClockNanos) {
+      return Fail(SLUICE_INVALID_ARGUMENT,
+                  absl::StrCat(__func__, ": start_nanos must be in [0, 2^62], got ", start_nanos));
+    }
     *out = new sluice_clock{ManualClock(start_nanos)};
     return SLUICE_OK;
   });
@@ -381,7 +386,7 @@ int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out) {
 
 int sluice_manual_clock_advance(sluice_clock* clock, int64_t nanos) {
   if (clock == nullptr) return NullArgument(__func__, "clock");
-  clock->rep.AdvanceNanos(nanos);
+  clock->rep.AdvanceNanos(nanos);  // stops at 0 and 2^62: never wraps
   return SLUICE_OK;
 }
 

@@ -1,6 +1,7 @@
 #include "balancer_endpoint.h"
 
 #include "mutex_lock.h"
+#include "time_arithmetic.h"
 
 #include <algorithm>
 
@@ -99,7 +100,7 @@ void EndpointState::Complete(const Outcome& outcome) {
   failing_class = error;
   if (consecutive_failures < p.failures_before_cooldown) return;
   consecutive_failures = 0;
-  const int64_t until = p.clock->NowNanos() + absl::ToInt64Nanoseconds(cooldown);
+  const int64_t until = AddDuration(p.clock->NowNanos(), cooldown);
   int64_t current = cooldown_until.load(std::memory_order_relaxed);
   while (current < until &&
          !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "balancer_core.h"
 #include "mutex_lock.h"
+#include "time_arithmetic.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -49,7 +50,7 @@ void BalancerCore::EjectOutliers(int64_t now) {
     const int64_t times = e->times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
     const absl::Duration length =
         std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
-    e->ejected_until.store(now + absl::ToInt64Nanoseconds(length), std::memory_order_relaxed);
+    e->ejected_until.store(internal::AddDuration(now, length), std::memory_order_relaxed);
     e->outlier_failures.store(0, std::memory_order_relaxed);
     --ejectable;
   }

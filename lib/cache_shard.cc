@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mutex_lock.h"
+#include "time_arithmetic.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -134,9 +135,10 @@ bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const Cache
   }
   const int64_t bytes =
       static_cast<int64_t>(key.canonical.size()) + value->bytes() + ResponseCache::kEntryOverhead;
-  const absl::Duration life = ttl > absl::ZeroDuration() ? ttl : default_ttl_;
+  const absl::Duration life =
+      std::min(ttl > absl::ZeroDuration() ? ttl : default_ttl_, ResponseCache::kMaxTtl);
   if (write_through && tier_ != nullptr) tier_->Write(key, *value, life);
-  return Insert(key, std::move(value), bytes, clock_->NowNanos() + absl::ToInt64Nanoseconds(life));
+  return Insert(key, std::move(value), bytes, internal::AddDuration(clock_->NowNanos(), life));
 }
 
 FetchResult CacheShard::Fetch(const CacheKey& key) {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mutex_lock.h"
+#include "time_arithmetic.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -98,7 +99,7 @@ CircuitBreaker::Transition CircuitBreaker::MoveTo(State to, int64_t now, std::st
                          std::pow(options_.open_time_multiplier, static_cast<double>(trips_ - 1));
     const absl::Duration open_for =
         std::min(options_.max_open_time, absl::Nanoseconds(std::min(nanos, 9e18)));
-    open_until_ = now + absl::ToInt64Nanoseconds(open_for);
+    open_until_ = internal::AddDuration(now, open_for);
     t.open_for = open_for;
     buckets_.fill(Bucket{});  // the next closed period starts with a clean window
     head_ = -1;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "balancer_endpoint.h"
+#include "time_arithmetic.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -240,7 +241,7 @@ bool FallbackPolicy::Call::TryTarget(size_t index, int64_t now, absl::Duration d
                                      RetryBudget::Retry retry) {
   internal::FallbackTarget& t = *core_->targets[index];
   const bool is_retry = static_cast<bool>(retry);
-  const int64_t start = now + absl::ToInt64Nanoseconds(delay);
+  const int64_t start = internal::AddDuration(now, delay);
   if (start >= deadline_) {
     Note(t.name, "no time left before the deadline");
     return false;
@@ -257,7 +258,7 @@ bool FallbackPolicy::Call::TryTarget(size_t index, int64_t now, absl::Duration d
   CircuitBreaker::Permission permission = t.breaker->TryAcquire();
   if (!permission.allowed) {
     t.skipped.fetch_add(1, std::memory_order_relaxed);
-    const int64_t back = now + absl::ToInt64Nanoseconds(permission.retry_after);
+    const int64_t back = internal::AddDuration(now, permission.retry_after);
     Note(t.name, "circuit open, half-opens in " + Seconds(back - now));
     if (soonest_back_ == 0 || back < soonest_back_) soonest_back_ = back;
     return false;
@@ -356,7 +357,7 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
   }
   t.failures.fetch_add(1, std::memory_order_relaxed);
   if (failure == Failure::kRateLimited && outcome.retry_after > absl::ZeroDuration()) {
-    const int64_t until = now + absl::ToInt64Nanoseconds(outcome.retry_after);
+    const int64_t until = internal::AddDuration(now, outcome.retry_after);
     int64_t current = t.blocked_until.load(std::memory_order_relaxed);
     while (current < until &&
            !t.blocked_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {

@@ -33,11 +33,15 @@
 namespace sluice {
 inline namespace v1 {
 
+// Every clock reads in [0, kMaxClockNanos] (2^62 ns: 146 years). The objects rely on it: a
+// reading plus any duration saturates instead of wrapping, and 0 is never in the future.
+inline constexpr int64_t kMaxClockNanos = int64_t{1} << 62;
+
 // sluice::Clock
 //
 // A monotonic source of nanoseconds. Implementations must never go backwards on their own
 // (`ManualClock` may be set backwards on purpose; the objects tolerate it by refusing more, never
-// by admitting more).
+// by admitting more), and must read in [0, kMaxClockNanos].
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -54,24 +58,33 @@ class Clock {
 
 // sluice::ManualClock
 //
-// A clock that moves only when told to. Starts at `start_nanos`.
+// A clock that moves only when told to. Starts at `start_nanos`. Like every clock it reads in
+// [0, kMaxClockNanos]: a start or a move beyond that range stops at its end (it never wraps).
 // Thread-safe: reads and moves may race; each is a single atomic operation.
 class ManualClock final : public Clock {
  public:
-  explicit ManualClock(int64_t start_nanos = 0) noexcept : now_(start_nanos) {}
+  explicit ManualClock(int64_t start_nanos = 0) noexcept : now_(Clamp(start_nanos)) {}
 
   int64_t NowNanos() const noexcept override { return now_.load(std::memory_order_acquire); }
 
-  // Moves the clock forward by `d` (or backwards, if `d` is negative).
-  void Advance(absl::Duration d) noexcept {
-    now_.fetch_add(absl::ToInt64Nanoseconds(d), std::memory_order_acq_rel);
-  }
+  // Moves the clock forward by `d` (or backwards, if `d` is negative), stopping at the range's
+  // ends.
+  void Advance(absl::Duration d) noexcept { AdvanceNanos(absl::ToInt64Nanoseconds(d)); }
   void AdvanceNanos(int64_t nanos) noexcept {
-    now_.fetch_add(nanos, std::memory_order_acq_rel);
+    int64_t now = now_.load(std::memory_order_relaxed);
+    int64_t next;
+    do {
+      if (__builtin_add_overflow(now, nanos, &next)) next = nanos > 0 ? kMaxClockNanos : 0;
+    } while (!now_.compare_exchange_weak(now, Clamp(next), std::memory_order_acq_rel,
+                                         std::memory_order_relaxed));
   }
-  void SetNanos(int64_t nanos) noexcept { now_.store(nanos, std::memory_order_release); }
+  // Sets the clock to `nanos`, clamped to [0, kMaxClockNanos].
+  void SetNanos(int64_t nanos) noexcept { now_.store(Clamp(nanos), std::memory_order_release); }
 
  private:
+  static constexpr int64_t Clamp(int64_t nanos) noexcept {
+    return nanos < 0 ? 0 : (nanos > kMaxClockNanos ? kMaxClockNanos : nanos);
+  }
   std::atomic<int64_t> now_;
 };
 

@@ -90,12 +90,17 @@ struct CachedResponse {
 // sluice::ResponseCache
 class ResponseCache {
  public:
+  // The longest an entry lives: longer TTLs (default_ttl, Insert's, a Lead's) are cut to it, in
+  // process and in Redis (whose expiry arithmetic would overflow on "forever").
+  static constexpr absl::Duration kMaxTtl = absl::Hours(24 * 365 * 100);
+
   struct Options {
     // The whole cache's memory: keys, values and per-entry overhead. Default 256 MiB. >= 64 KiB.
     int64_t max_bytes = int64_t{256} << 20;
     // Independent shards (a power of two). Default 16. In [1, 1024].
     int shards = 16;
-    // How long an entry lives unless Insert says otherwise. Default 1 hour. > 0.
+    // How long an entry lives unless Insert says otherwise. Default 1 hour. > 0; at most kMaxTtl
+    // (longer is cut to it).
     absl::Duration default_ttl = absl::Hours(1);
     // The protected segment's share of a shard's bytes. Default 0.8. In [0, 1).
     double protected_share = 0.8;
@@ -146,9 +151,9 @@ class ResponseCache {
 
   // The stored answer, or nullptr (a miss, an expired entry, or a digest collision).
   std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key);
-  // Stores an answer for `ttl` (zero: default_ttl). Returns false when it was not stored: larger
-  // than a shard's budget, turned away by the admission filter, or a tool call that
-  // Options::store_tool_calls keeps out. Replaces an existing entry.
+  // Stores an answer for `ttl` (zero or negative: default_ttl; at most kMaxTtl). Returns false
+  // when it was not stored: larger than a shard's budget, turned away by the admission filter,
+  // or a tool call that Options::store_tool_calls keeps out. Replaces an existing entry.
   bool Insert(const CacheKey& key, CachedResponse response,
               absl::Duration ttl = absl::ZeroDuration());
   // Removes the key's entry (in Redis too); false if there was none in process.

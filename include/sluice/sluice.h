@@ -108,7 +108,9 @@ typedef struct sluice_decision {
 
 /* ---- clocks ----------------------------------------------------------------------------- */
 /* Pass NULL wherever a clock is taken to use the process's steady clock. A manual clock moves
- * only when told to (tests, simulations). It must outlive every object created with it. */
+ * only when told to (tests, simulations). It must outlive every object created with it. Clocks
+ * read in [0, 2^62] ns: a start outside that range is SLUICE_INVALID_ARGUMENT, and an advance
+ * (negative moves the clock back) stops at the range's ends instead of wrapping. */
 typedef struct sluice_clock sluice_clock;
 SLUICE_API int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out);
 SLUICE_API int sluice_manual_clock_advance(sluice_clock* clock, int64_t nanos);

@@ -139,6 +139,20 @@ static void test_bad_options(void) {
   sluice_options_destroy(o);
   CHECK(sluice_manual_clock_create(0, NULL) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_manual_clock_advance(NULL, 1) == SLUICE_INVALID_ARGUMENT);
+  /* Clocks read in [0, 2^62]: a start outside is refused, an advance stops at the ends. */
+  sluice_clock* clock = (sluice_clock*)&clock; /* must be reset to NULL on failure */
+  CHECK(sluice_manual_clock_create(-1, &clock) == SLUICE_INVALID_ARGUMENT);
+  CHECK(clock == NULL);
+  CHECK(strstr(sluice_last_error_message(), "start_nanos") != NULL);
+  CHECK(sluice_manual_clock_create(INT64_MAX, &clock) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_manual_clock_create(5, &clock) == SLUICE_OK);
+  CHECK(sluice_manual_clock_advance(clock, INT64_MAX) == SLUICE_OK);
+  CHECK(sluice_manual_clock_advance(clock, INT64_MAX) == SLUICE_OK);
+  CHECK(sluice_clock_now_nanos(clock) == ((int64_t)1 << 62));
+  CHECK(sluice_manual_clock_advance(clock, INT64_MIN) == SLUICE_OK);
+  CHECK(sluice_manual_clock_advance(clock, -7) == SLUICE_OK);
+  CHECK(sluice_clock_now_nanos(clock) == 0);
+  sluice_clock_destroy(clock);
 }
 
 static void test_leaky_bucket(void) {

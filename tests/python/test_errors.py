@@ -37,15 +37,29 @@ def test_bad_windows_name_the_field(windows, message):
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e300])
-def test_non_finite_durations_are_value_errors(bad):
-    with pytest.raises(ValueError, match="period must be a finite number of seconds"):
+def test_non_finite_durations_are_invalid_arguments(bad):
+    with pytest.raises(sluice.InvalidArgument, match="period must be a finite number of seconds"):
         Window(5, bad)
-    with pytest.raises(ValueError, match="max_wait"):
+    with pytest.raises(sluice.InvalidArgument, match="max_wait"):
         LeakyBucket(5, max_wait=bad)
-    with pytest.raises(ValueError, match="lease"):
+    with pytest.raises(sluice.InvalidArgument, match="lease"):
         ConcurrencyLimiter(5, lease=bad)
-    with pytest.raises(ValueError, match="seconds"):
+    with pytest.raises(sluice.InvalidArgument, match="seconds"):
         sluice.ManualClock().advance(bad)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, 1e300])
+def test_wait_timeouts_are_checked(bad):
+    # NaN compares false with everything: a wait bounded by it used to poll forever.
+    cap = ConcurrencyLimiter(1)
+    held = cap.acquire("k")
+    with pytest.raises(sluice.InvalidArgument, match="timeout must be a finite number"):
+        cap.acquire("k", timeout=bad)
+    with pytest.raises(sluice.InvalidArgument, match="timeout"):
+        RateLimiter([Window.per_second(1)]).acquire("k", timeout=bad)
+    with pytest.raises(TypeError):
+        cap.acquire("k", timeout="1")
+    held.release()
 
 
 def test_bad_numbers_are_value_errors():

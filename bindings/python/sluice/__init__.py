@@ -65,6 +65,7 @@ from ._cache import ResponseCache
 from ._cooperative import install as _install_cooperative_methods
 from ._cooperative import pending_plan as _pending_plan
 from ._cooperative import result_of as _result_of
+from ._waiting import checked_timeout as _checked_timeout
 from ._waiting import monotonic as _monotonic
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
@@ -207,11 +208,12 @@ class RateLimiter(_core.RateLimiter):
         With ``timeout > 0`` it first waits (cooperatively) for as long as the limiter says,
         provided the wait fits in the timeout.
         """
-        return _run_plan(_rate_limiter_plan(self, key, cost, timeout))
+        return _run_plan(_rate_limiter_plan(self, key, cost, _checked_timeout(timeout)))
 
     async def acquire_async(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
-        return await _run_plan_async(_rate_limiter_plan(self, key, cost, timeout))
+        return await _run_plan_async(
+            _rate_limiter_plan(self, key, cost, _checked_timeout(timeout)))
 
 
 class LeakyBucket(_core.LeakyBucket):
@@ -257,11 +259,11 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
     def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
         """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
         raises ``RateLimited`` if none frees in time. Use it as a context manager."""
-        return _run_plan(_permit_plan(self, key, timeout))
+        return _run_plan(_permit_plan(self, key, _checked_timeout(timeout)))
 
     async def acquire_async(self, key: str, *, timeout: float = 0.0) -> Permit:
         """``acquire`` for coroutines: polls with ``asyncio.sleep``."""
-        return await _run_plan_async(_permit_plan(self, key, timeout))
+        return await _run_plan_async(_permit_plan(self, key, _checked_timeout(timeout)))
 
 
 class TokenBudget(_core.TokenBudget):

@@ -12,6 +12,8 @@ import select
 import sys
 import time
 
+from ._errors import InvalidArgument
+
 
 def _gevent_sleep_if_active():
     gevent = sys.modules.get("gevent")
@@ -37,6 +39,23 @@ def sleep(seconds: float) -> None:
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+# The longest wait sluice accepts, as its native side does for durations (9e9 s, near the int64
+# nanosecond range): anything longer is a mistake, not a timeout.
+_MAX_SECONDS = 9.0e9
+
+
+def checked_timeout(timeout, field: str = "timeout") -> float:
+    """`timeout` as float seconds, or ``InvalidArgument`` naming `field`. NaN is refused: every
+    comparison with it is false, so a wait bounded by it would never end."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{field} must be a number of seconds, got {type(timeout).__name__}")
+    seconds = float(timeout)
+    if not 0.0 <= seconds <= _MAX_SECONDS:
+        raise InvalidArgument(
+            f"{field} must be a finite number of seconds in [0, 9e9], got {timeout!r}")
+    return seconds
 
 
 class Readable:

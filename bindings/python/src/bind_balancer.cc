@@ -273,29 +273,40 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            "Feeds the endpoint's scraped Prometheus text (vLLM or SGLang).")
       .def(
           "pick",
-          [](Balancer& b, std::optional<py::bytes> body, const std::string& model,
+          [](const py::object& self, std::optional<py::bytes> body, const std::string& model,
              const std::string& affinity_key) {
+            Balancer& b = Self<Balancer>(self);
             if (body) {
               std::string_view view = *body;
-              py::gil_scoped_release release;
-              sluice::LlmRequest request = ValueOrThrow(sluice::ParseLlmRequest(view));
-              return ValueOrThrow(b.PickEndpoint(request, affinity_key));
+              absl::StatusOr<Balancer::Pick> pick;
+              {
+                py::gil_scoped_release release;
+                absl::StatusOr<sluice::LlmRequest> request = sluice::ParseLlmRequest(view);
+                pick = request.ok() ? b.PickEndpoint(*request, affinity_key) : request.status();
+              }
+              return KeepingAlive(ValueOrThrow(std::move(pick)), self);
             }
-            return ValueOrThrow(b.PickEndpoint(sluice::PickRequest{.model = model,
-                                                                   .affinity_key = affinity_key}));
+            return KeepingAlive(ValueOrThrow(b.PickEndpoint(sluice::PickRequest{
+                                    .model = model, .affinity_key = affinity_key})),
+                                self);
           },
           py::arg("body") = py::none(), py::kw_only(), py::arg("model") = "",
-          py::arg("affinity_key") = "", py::keep_alive<0, 1>(),
+          py::arg("affinity_key") = "",
           "Picks an endpoint for a raw request body (bytes: parsed, its model and prefix used),\n"
           "or for a model name alone. Raises sluice.NotFound (no endpoint serves the model),\n"
           "sluice.CapacityError (all at max_concurrency) or sluice.Error (all cooling down).")
       .def(
           "pick_parsed",
-          [](Balancer& b, const sluice::LlmRequest& request, const std::string& affinity_key) {
-            py::gil_scoped_release release;
-            return ValueOrThrow(b.PickEndpoint(request, affinity_key));
+          [](const py::object& self, const sluice::LlmRequest& request,
+             const std::string& affinity_key) {
+            absl::StatusOr<Balancer::Pick> pick;
+            {
+              py::gil_scoped_release release;
+              pick = Self<Balancer>(self).PickEndpoint(request, affinity_key);
+            }
+            return KeepingAlive(ValueOrThrow(std::move(pick)), self);
           },
-          py::arg("request"), py::kw_only(), py::arg("affinity_key") = "", py::keep_alive<0, 1>(),
+          py::arg("request"), py::kw_only(), py::arg("affinity_key") = "",
           "pick() for a request already parsed with parse_request().")
       .def("endpoints",
            [](const Balancer& b) {

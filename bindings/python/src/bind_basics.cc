@@ -8,6 +8,20 @@
 #include "sluice/window.h"
 
 namespace sluice_python {
+namespace {
+
+// A reading of a clock: seconds in [0, 2^62 ns], or InvalidArgument naming `field`.
+int64_t ClockReading(double seconds, const char* field) {
+  const int64_t nanos = SecondsToNanos(seconds, field);
+  if (nanos < 0 || nanos > sluice::kMaxClockNanos) {
+    RaisePython("InvalidArgument", std::string(field) +
+                                       " must be in [0, 4.6e9] seconds (a clock reads from 0 to "
+                                       "2^62 ns), got " + py::repr(py::float_(seconds)).cast<std::string>());
+  }
+  return nanos;
+}
+
+}  // namespace
 
 void BindBasics(py::module_& m) {
   py::class_<sluice::Clock>(m, "Clock", R"doc(
@@ -35,20 +49,21 @@ A clock that moves only when told to. Thread-safe.
     limiter = sluice.RateLimiter([sluice.Window.per_second(1)], clock=clock)
     clock.advance(1.0)   # the next unit is due; nothing sleeps)doc")
       .def(py::init([](double start) {
-             return new sluice::ManualClock(SecondsToNanos(start, "start"));
+             return new sluice::ManualClock(ClockReading(start, "start"));
            }),
-           py::arg("start") = 0.0)
+           py::arg("start") = 0.0, "Starts at `start` seconds, in [0, 2^62 ns] (146 years).")
       .def("advance",
            [](sluice::ManualClock& c, double seconds) {
              c.AdvanceNanos(SecondsToNanos(seconds, "seconds"));
            },
-           py::arg("seconds"), "Moves the clock by `seconds` (negative moves it back).")
+           py::arg("seconds"),
+           "Moves the clock by `seconds` (negative moves it back); it stops at 0 and at 2^62 ns.")
       .def("advance_nanos", &sluice::ManualClock::AdvanceNanos, py::arg("nanos"))
       .def("set",
            [](sluice::ManualClock& c, double seconds) {
-             c.SetNanos(SecondsToNanos(seconds, "seconds"));
+             c.SetNanos(ClockReading(seconds, "seconds"));
            },
-           py::arg("seconds"), "Sets the clock to `seconds` since its origin.");
+           py::arg("seconds"), "Sets the clock to `seconds` since its origin, in [0, 2^62 ns].");
 
   py::class_<sluice::Window>(m, "Window", R"doc(
 One rate: ``limit`` units per ``period`` seconds, of which up to ``burst`` (0 = ``limit``) may be

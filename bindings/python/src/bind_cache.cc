@@ -269,8 +269,11 @@ Thread-safe; never blocks on I/O.)doc")
           "seconds (0: default_ttl). False when it was not stored: larger than a shard, or\n"
           "turned away by the admission filter in favour of more popular answers.")
       .def("erase", &ResponseCache::Erase, py::arg("key"), "Removes the key's entry.")
-      .def("_fetch", [](ResponseCache& c, const CacheKey& key) { return PyFetch{c.Fetch(key)}; },
-           py::arg("key"), py::keep_alive<0, 1>(),
+      .def("_fetch",
+           [](const py::object& self, const CacheKey& key) {
+             return KeepingAlive(PyFetch{Self<ResponseCache>(self).Fetch(key)}, self);
+           },
+           py::arg("key"),
            "A lookup that merges identical concurrent misses; see get_or_fetch.")
       .def("stats",
            [](const ResponseCache& c) {

@@ -15,9 +15,8 @@ using Permit = sluice::ConcurrencyLimiter::Permit;
 
 namespace {
 
-sluice::Pending<absl::Status> StartRenew(Permit& p, py::object lease) {
-  return lease.is_none() ? p.StartRenew()
-                         : p.StartRenew(SecondsToDuration(lease.cast<double>(), "lease"));
+sluice::Pending<absl::Status> StartRenew(Permit& p, std::optional<double> lease) {
+  return lease ? p.StartRenew(SecondsToDuration(*lease, "lease")) : p.StartRenew();
 }
 
 void FinishRenew(Permit& p, sluice::Pending<absl::Status>& pending) {
@@ -56,15 +55,20 @@ out first (renew long work with ``renew()``). Truthy while held.)doc")
           "reclaimed (the work overran its lease). Idempotent.")
       .def(
           "renew",
-          [](Permit& p, py::object lease) {
+          [](Permit& p, std::optional<double> lease) {
             sluice::Pending<absl::Status> pending = StartRenew(p, lease);
             FinishRenew(p, pending);
           },
           py::arg("lease") = py::none(),
           "Extends the lease to `lease` seconds from now (default: the limiter's lease).\n"
           "Raises sluice.LeaseExpired if the slot was already reclaimed.")
-      .def("_start_renew", &StartRenew, py::arg("lease") = py::none(), py::keep_alive<0, 1>(),
-           "renew(), split for waiting cooperatively on the returned PendingRenewal.")
+      .def(
+          "_start_renew",
+          [](const py::object& self, std::optional<double> lease) {
+            return KeepingAlive(StartRenew(Self<Permit>(self), lease), self);
+          },
+          py::arg("lease") = py::none(),
+          "renew(), split for waiting cooperatively on the returned PendingRenewal.")
       .def("_finish_renew", &FinishRenew, py::arg("pending"))
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Permit& p, py::object, py::object, py::object) {
@@ -101,15 +105,21 @@ for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
            py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 6>())
       .def(
           "try_acquire",
-          [](ConcurrencyLimiter& c, std::string_view key) {
-            sluice::Pending<Permit> pending = c.Start(key);
-            return GetReleasingGil(pending);
+          [](const py::object& self, std::string_view key) {
+            sluice::Pending<Permit> pending = Self<ConcurrencyLimiter>(self).Start(key);
+            return KeepingAlive(GetReleasingGil(pending), self);
           },
-          py::arg("key"), py::keep_alive<0, 1>(),
-          "Takes a slot for `key` if one is free. The Permit is falsy when refused.")
-      .def("start", &ConcurrencyLimiter::Start, py::arg("key"), py::keep_alive<0, 1>(),
-           "As try_acquire, returning a PendingPermit at once (cluster scope: the Redis reply\n"
-           "may still be on its way).")
+          py::arg("key"),
+          "Takes a slot for `key` if one is free. The Permit is falsy when refused; it keeps\n"
+          "the limiter alive.")
+      .def(
+          "start",
+          [](const py::object& self, std::string_view key) {
+            return KeepingAlive(Self<ConcurrencyLimiter>(self).Start(key), self);
+          },
+          py::arg("key"),
+          "As try_acquire, returning a PendingPermit at once (cluster scope: the Redis reply\n"
+          "may still be on its way).")
       .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"),
            py::call_guard<py::gil_scoped_release>(),
            "Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).")

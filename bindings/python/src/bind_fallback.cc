@@ -63,16 +63,20 @@ CircuitBreaker::Options BreakerFromDict(const py::dict& d, const std::string& fi
   CircuitBreaker::Options o;
   for (auto [key, value] : d) {
     const std::string k = py::str(key);
-    if (k == "consecutive_failures") o.consecutive_failures = value.cast<int64_t>();
-    else if (k == "failure_ratio") o.failure_ratio = value.cast<double>();
-    else if (k == "slow_call_ratio") o.slow_call_ratio = value.cast<double>();
-    else if (k == "slow_call_duration") o.slow_call_duration = SecondsToDuration(value.cast<double>(), "slow_call_duration");
-    else if (k == "window") o.window = SecondsToDuration(value.cast<double>(), "window");
-    else if (k == "minimum_calls") o.minimum_calls = value.cast<int64_t>();
-    else if (k == "open_time") o.open_time = SecondsToDuration(value.cast<double>(), "open_time");
-    else if (k == "open_time_multiplier") o.open_time_multiplier = value.cast<double>();
-    else if (k == "max_open_time") o.max_open_time = SecondsToDuration(value.cast<double>(), "max_open_time");
-    else if (k == "half_open_probes") o.half_open_probes = value.cast<int64_t>();
+    const std::string name = field + "." + k;
+    auto count = [&] { return FieldAs<int64_t>(value, name, "an int"); };
+    auto number = [&] { return FieldAs<double>(value, name, "a number"); };
+    auto seconds = [&] { return SecondsToDuration(number(), name.c_str()); };
+    if (k == "consecutive_failures") o.consecutive_failures = count();
+    else if (k == "failure_ratio") o.failure_ratio = number();
+    else if (k == "slow_call_ratio") o.slow_call_ratio = number();
+    else if (k == "slow_call_duration") o.slow_call_duration = seconds();
+    else if (k == "window") o.window = seconds();
+    else if (k == "minimum_calls") o.minimum_calls = count();
+    else if (k == "open_time") o.open_time = seconds();
+    else if (k == "open_time_multiplier") o.open_time_multiplier = number();
+    else if (k == "max_open_time") o.max_open_time = seconds();
+    else if (k == "half_open_probes") o.half_open_probes = count();
     else RaisePython("InvalidArgument", "sluice.FallbackPolicy: " + field + " has no '" + k + "'");
   }
   return o;
@@ -255,20 +259,30 @@ every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`
                        std::optional<py::dict> breaker, std::map<std::string, std::string> actions,
                        py::object clock_object) {
              const sluice::Clock* clock =
-                 clock_object.is_none() ? nullptr : clock_object.cast<const sluice::Clock*>();
+                 clock_object.is_none()
+                     ? nullptr
+                     : FieldAs<const sluice::Clock*>(clock_object, "clock", "a sluice.Clock");
              FallbackPolicy::Options o;
              for (size_t i = 0; i < targets.size(); ++i) {
                const std::string field = "targets[" + std::to_string(i) + "]";
-               py::dict t = targets[i].cast<py::dict>();
+               py::dict t = FieldAs<py::dict>(targets[i], field, "a dict");
                FallbackPolicy::Target target;
                for (auto [key, value] : t) {
                  const std::string k = py::str(key);
-                 if (k == "name") target.name = value.cast<std::string>();
-                 else if (k == "model") target.model = value.cast<std::string>();
-                 else if (k == "balancer") {
-                   if (!value.is_none()) target.balancer = value.cast<std::shared_ptr<sluice::Balancer>>();
+                 const std::string name = field + "." + k;
+                 if (k == "name") {
+                   target.name = FieldAs<std::string>(value, name, "a str");
+                 } else if (k == "model") {
+                   target.model = FieldAs<std::string>(value, name, "a str");
+                 } else if (k == "balancer") {
+                   if (!value.is_none()) {
+                     target.balancer = FieldAs<std::shared_ptr<sluice::Balancer>>(
+                         value, name, "a sluice.Balancer");
+                   }
                  } else if (k == "breaker") {
-                   if (!value.is_none()) target.breaker = BreakerFromDict(value.cast<py::dict>(), field + ".breaker");
+                   if (!value.is_none()) {
+                     target.breaker = BreakerFromDict(FieldAs<py::dict>(value, name, "a dict"), name);
+                   }
                  } else {
                    RaisePython("InvalidArgument", "sluice.FallbackPolicy: " + field + " has no '" + k +
                                                       "' (name, model, balancer, breaker)");

@@ -81,10 +81,10 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
            py::keep_alive<1, 4>())
       .def(
           "start",
-          [](RateLimiter& rl, std::string_view key, int64_t cost) {
-            return ValueOrThrow(rl.Start(key, cost));
+          [](const py::object& self, std::string_view key, int64_t cost) {
+            return KeepingAlive(ValueOrThrow(Self<RateLimiter>(self).Start(key, cost)), self);
           },
-          py::arg("key"), py::arg("cost") = 1, py::keep_alive<0, 1>(),
+          py::arg("key"), py::arg("cost") = 1,
           "Starts a decision and returns a PendingDecision at once (cluster scope: the reply is on "
           "its way; wait for its fileno() to become readable, then call result()).")
       .def(
@@ -189,10 +189,10 @@ RateLimiter.)doc")
           "exceed max_wait): nothing was booked; `retry_after` says when to ask again.")
       .def(
           "start",
-          [](LeakyBucket& b, std::string_view key, int64_t cost) {
-            return ValueOrThrow(b.Start(key, cost));
+          [](const py::object& self, std::string_view key, int64_t cost) {
+            return KeepingAlive(ValueOrThrow(Self<LeakyBucket>(self).Start(key, cost)), self);
           },
-          py::arg("key"), py::arg("cost") = 1, py::keep_alive<0, 1>(),
+          py::arg("key"), py::arg("cost") = 1,
           "As try_acquire, returning a PendingDecision at once (see RateLimiter.start).")
       .def_property_readonly("failure_mode_decisions", &LeakyBucket::failure_mode_decisions)
       .def_property_readonly("cluster",
@@ -236,8 +236,10 @@ estimated.)doc")
            "Refunds the whole estimate (the call never reached the provider).")
       .def(
           "_start_settle",
-          [](Reservation& r, int64_t actual) { return ValueOrThrow(r.StartSettle(actual)); },
-          py::arg("actual"), py::keep_alive<0, 1>(),
+          [](const py::object& self, int64_t actual) {
+            return KeepingAlive(ValueOrThrow(Self<Reservation>(self).StartSettle(actual)), self);
+          },
+          py::arg("actual"),
           "settle(), returning a PendingDecision at once (the facade waits cooperatively).")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Reservation& r, py::object exc_type, py::object, py::object) {
@@ -271,19 +273,21 @@ RateLimiter.)doc")
            py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 4>())
       .def(
           "try_reserve",
-          [](TokenBudget& b, std::string_view key, int64_t estimate) {
-            sluice::Pending<Reservation> pending = ValueOrThrow(b.StartReserve(key, estimate));
-            return GetReleasingGil(pending);
+          [](const py::object& self, std::string_view key, int64_t estimate) {
+            sluice::Pending<Reservation> pending =
+                ValueOrThrow(Self<TokenBudget>(self).StartReserve(key, estimate));
+            return KeepingAlive(GetReleasingGil(pending), self);
           },
-          py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
+          py::arg("key"), py::arg("estimate"),
           "Reserves `estimate` tokens. The Reservation is falsy when refused; its decision says\n"
           "when to retry.")
       .def(
           "start_reserve",
-          [](TokenBudget& b, std::string_view key, int64_t estimate) {
-            return ValueOrThrow(b.StartReserve(key, estimate));
+          [](const py::object& self, std::string_view key, int64_t estimate) {
+            return KeepingAlive(ValueOrThrow(Self<TokenBudget>(self).StartReserve(key, estimate)),
+                                self);
           },
-          py::arg("key"), py::arg("estimate"), py::keep_alive<0, 1>(),
+          py::arg("key"), py::arg("estimate"),
           "As try_reserve, returning a PendingReservation at once.")
       .def(
           "charge",
@@ -295,10 +299,11 @@ RateLimiter.)doc")
           "Charges `tokens` after the fact (may put the key in debt); returns the balance.")
       .def(
           "start_charge",
-          [](TokenBudget& b, std::string_view key, int64_t tokens) {
-            return ValueOrThrow(b.StartCharge(key, tokens));
+          [](const py::object& self, std::string_view key, int64_t tokens) {
+            return KeepingAlive(ValueOrThrow(Self<TokenBudget>(self).StartCharge(key, tokens)),
+                                self);
           },
-          py::arg("key"), py::arg("tokens"), py::keep_alive<0, 1>(),
+          py::arg("key"), py::arg("tokens"),
           "As charge, returning a PendingDecision at once (a zero charge is a peek).")
       .def(
           "peek",

@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,6 +42,18 @@ T ValueOrThrow(absl::StatusOr<T> v) {
   return *std::move(v);
 }
 
+// `value` (an entry of a dict or list argument) as a T, or TypeError naming `field` and the type
+// it got (pybind11's own cast error names neither, and surfaces as a RuntimeError).
+template <typename T>
+T FieldAs(py::handle value, const std::string& field, const char* expected) {
+  try {
+    return value.cast<T>();
+  } catch (const py::cast_error&) {
+    throw py::type_error(field + " must be " + expected + ", got " +
+                         py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>());
+  }
+}
+
 // Python durations are float seconds. NaN and infinities are rejected naming `field`.
 absl::Duration SecondsToDuration(double seconds, const char* field);
 int64_t SecondsToNanos(double seconds, const char* field);
@@ -68,16 +82,46 @@ T GetReleasingGil(sluice::Pending<T>& pending) {
   return pending.Get();
 }
 
-// Binds sluice::Pending<T> as `name`: fileno(), done(), result().
+// `result` as a Python object that keeps `owner` alive for as long as it lives: a Permit keeps
+// its limiter, a Pick its balancer. This is what py::keep_alive<0, 1> promises, but that policy
+// also runs after argument conversion failed and then dereferences pybind11's "try the next
+// overload" sentinel (pybind11 PR #6154): `try_acquire(None)` killed the interpreter. So no
+// binding of sluice uses keep_alive on a return value; they all come through here.
+template <typename T>
+py::object KeepingAlive(T&& result, py::handle owner) {
+  py::object out = py::cast(std::forward<T>(result), py::return_value_policy::move);
+  py::detail::keep_alive_impl(out, owner);  // the owner is released after `out`'s C++ value
+  return out;
+}
+
+// The C++ object behind a bound method's `self`, taken as a py::object so that results can be
+// tied to it with KeepingAlive.
+template <typename T>
+T& Self(const py::object& self) {
+  return self.cast<T&>();
+}
+
+// Binds sluice::Pending<T> as `name`: fileno(), done(), result(). The pending result keeps the
+// object that started it alive (it is made with KeepingAlive); a result that refers to that
+// object (a Permit, a Reservation) keeps the pending result, and so the object, alive in turn.
 template <typename T>
 void BindPending(py::module_& m, const char* name, const char* doc) {
   py::class_<sluice::Pending<T>>(m, name, doc)
       .def("fileno", &sluice::Pending<T>::fd,
            "Readable once the reply is in; -1 when it was decided on the spot.")
       .def("done", &sluice::Pending<T>::done, "True once result() returns without waiting.")
-      .def("result", [](sluice::Pending<T>& p) { return GetReleasingGil(p); },
-           "The result. Blocks (GIL released) only if the reply is not in yet, at most the\n"
-           "store's timeouts; a reply that never comes is decided by the failure mode.");
+      .def(
+          "result",
+          [](const py::object& self) -> py::object {
+            T result = GetReleasingGil(Self<sluice::Pending<T>>(self));
+            if constexpr (std::is_copy_constructible_v<T>) {
+              return py::cast(std::move(result));  // a value (a Decision): refers to nothing
+            } else {
+              return KeepingAlive(std::move(result), self);
+            }
+          },
+          "The result. Blocks (GIL released) only if the reply is not in yet, at most the\n"
+          "store's timeouts; a reply that never comes is decided by the failure mode.");
 }
 
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision

@@ -23,6 +23,9 @@ void RegisterErrorTranslator() {
       }
       py::object type = errors.attr(name);
       PyErr_SetString(type.ptr(), std::string(e.status.message()).c_str());
+    } catch (const py::cast_error& e) {
+      // A value inside a container argument that pybind11 could not convert: a wrong type.
+      PyErr_SetString(PyExc_TypeError, e.what());
     }
   });
 }
@@ -40,8 +43,9 @@ absl::Duration SecondsToDuration(double seconds, const char* field) {
 int64_t SecondsToNanos(double seconds, const char* field) {
   // 9.2e9 s is the int64 nanosecond range; anything near it is a mistake, not a duration.
   if (!std::isfinite(seconds) || std::fabs(seconds) > 9.0e9) {
-    throw py::value_error(std::string(field) + " must be a finite number of seconds, got " +
-                          std::to_string(seconds));
+    RaisePython("InvalidArgument", std::string(field) +
+                                       " must be a finite number of seconds (at most 9e9), got " +
+                                       py::repr(py::float_(seconds)).cast<std::string>());
   }
   return std::llround(seconds * 1e9);
 }
