@@ -316,6 +316,7 @@ TEST_CASE("host-scope permits: renew, release after reclaim, and configuration c
   CHECK(ErrorOf(sluice::ConcurrencyLimiter::Create(CapOptions(region.name, 2)))
             .find("holds a sluice.ConcurrencyLimiter with max_in_flight=1") != std::string::npos);
   auto too_many = CapOptions(region.name + "-big", 5000);
-  CHECK(ErrorOf(sluice::ConcurrencyLimiter::Create(too_many)).find("at most 4096") !=
+  CHECK(ErrorOf(sluice::ConcurrencyLimiter::Create(too_many))
+            .find("max_in_flight must be 1 to 4096 with a shared_region, got 5000") !=
         std::string::npos);
 }
