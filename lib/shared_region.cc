@@ -229,10 +229,10 @@ class SharedRegion::Opener {
                              " bytes of shared memory and could not reserve them (",
                              std::strerror(err), "): ", kShmDir, " has ", space.free,
                              " bytes free of ", space.total,
-                             ". Lower max_keys (sluice::SharedRegionBytesForWindows and "
-                             "SharedRegionBytesForLeases give a region's size), remove regions "
-                             "no longer used (sluice::RemoveSharedRegion), or give ",
-                             kShmDir, " more room (Docker: shm_size; see docs/deployment.md)")));
+                             ". Lower max_keys, remove regions no longer used "
+                             "(RemoveSharedRegion), or give ", kShmDir,
+                             " more room (Docker: shm_size); sluice's docs/deployment.md has "
+                             "the sizes and settings")));
     }
     void* base = mmap(nullptr, static_cast<size_t>(bytes_), PROT_READ | PROT_WRITE, MAP_SHARED,
                       fd, 0);

@@ -53,12 +53,12 @@ absl::StatusOr<std::unique_ptr<SharedTable>> SharedTable::Open(const std::string
                                                                RegionSpec spec, int cells_per_key,
                                                                int64_t max_keys,
                                                                int64_t fresh_cell) {
-  absl::StatusOr<int64_t> words = WordsFor(cells_per_key, max_keys);
-  if (!words.ok()) return words.status();
+  absl::StatusOr<int64_t> word_count = WordsFor(cells_per_key, max_keys);
+  if (!word_count.ok()) return word_count.status();
   const int stride = StrideFor(cells_per_key);
   const int64_t capacity = CapacityFor(max_keys);
   spec.description = absl::StrCat(spec.description, ", max_keys=", max_keys);
-  spec.words = *words;
+  spec.words = *word_count;
   absl::StatusOr<std::unique_ptr<SharedRegion>> region = SharedRegion::OpenOrCreate(
       name, spec, [&](int64_t* words, int64_t count) {
         for (int64_t slot = 0; slot < count; slot += stride) {

@@ -434,6 +434,43 @@ TEST_CASE("processes racing to create a region that does not fit all get the err
   CHECK(failure.empty());
 }
 
+TEST_CASE("racers with a region that fits and one that does not: each gets it or a clear error") {
+  const std::string failure = WithSmallShm(8, [] {
+    Failures f;
+    constexpr int kRacers = 8;
+    std::vector<pid_t> pids;
+    SharedPage reports[kRacers];
+    for (int i = 0; i < kRacers; ++i) {
+      pids.push_back(fork());
+      if (pids.back() == 0) {
+        const bool big = i % 2 == 0;
+        const absl::Status s = CreateAndUse(Kind::kRateLimiter, "mixed", big ? 1 << 20 : 64);
+        const std::string m(s.message());
+        // A small racer always gets its region: a big one that failed removed its file, and
+        // the small one started again. A big racer fails for want of room, or because the
+        // small region is already there.
+        const bool expected =
+            big ? (absl::IsResourceExhausted(s) && Contains(m, "needs 67112960 bytes")) ||
+                      (absl::IsFailedPrecondition(s) && Contains(m, "max_keys=64; this process"))
+                : s.ok();
+        if (!expected) reports[i].Write((big ? "big: " : "small: ") + s.ToString());
+        _exit(expected ? 0 : 1);
+      }
+    }
+    for (int i = 0; i < kRacers; ++i) {
+      int status = 0;
+      waitpid(pids[i], &status, 0);
+      f.Expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               DescribeExit(pids[i], status) + " " + reports[i].Read());
+    }
+    f.Expect(ShmEntries() == std::vector<std::string>{"sluice.mixed"}, "not one region left");
+    f.Expect(FileSize("mixed") == *sluice::SharedRegionBytesForWindows(1, 64), "wrong region");
+    return f.text();
+  });
+  INFO(failure);
+  CHECK(failure.empty());
+}
+
 TEST_CASE("a creator killed mid-creation does not brick the name: the next opener takes over") {
   RegionName region;
   SharedPage creator_page, opener_page;
@@ -564,7 +601,7 @@ TEST_CASE("max_keys out of range is InvalidArgument naming max_keys, for every k
   CHECK(failure.empty());
 }
 
-TEST_CASE("max_keys at its bound is accepted; the region is refused only for want of room") {
+TEST_CASE("max_keys at its bound is accepted, and the region refused only for want of room") {
   const std::string failure = WithSmallShm(8, [] {
     Failures f;
     for (Kind kind : kKinds) {
