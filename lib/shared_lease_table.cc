@@ -30,23 +30,27 @@ uint64_t NewToken() {
   return token == 0 ? 1 : token;  // 0 marks a free pair
 }
 
-// Makes a pair-wise SharedTable hold at most this many pairs per key (a slot's cells).
-constexpr int64_t kMaxPairs = 4096;
+// A key's slot holds max_in_flight [token, expires_at] pairs: its cells.
+absl::StatusOr<int> CellsFor(int64_t max_in_flight) {
+  if (max_in_flight < 1 || max_in_flight > kMaxSharedRegionInFlight) {
+    return absl::InvalidArgumentError(absl::StrCat("max_in_flight must be 1 to ",
+                                                   kMaxSharedRegionInFlight,
+                                                   " with a shared_region, got ", max_in_flight));
+  }
+  return static_cast<int>(2 * max_in_flight);
+}
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SharedLeaseTable>> SharedLeaseTable::Open(const std::string& name,
                                                                          int64_t max_in_flight,
                                                                          int64_t max_keys) {
-  if (max_in_flight > kMaxPairs) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_in_flight must be at most ", kMaxPairs, " with a shared_region, got ", max_in_flight));
-  }
+  absl::StatusOr<int> cells = CellsFor(max_in_flight);
+  if (!cells.ok()) return cells.status();
   RegionSpec spec;
   spec.kind = "sluice.ConcurrencyLimiter";
   spec.description = absl::StrCat("max_in_flight=", max_in_flight);
-  auto table = SharedTable::Open(name, std::move(spec), static_cast<int>(2 * max_in_flight),
-                                 max_keys, /*fresh_cell=*/0);
+  auto table = SharedTable::Open(name, std::move(spec), *cells, max_keys, /*fresh_cell=*/0);
   if (!table.ok()) return table.status();
   return std::unique_ptr<SharedLeaseTable>(new SharedLeaseTable(*std::move(table), max_in_flight));
 }
@@ -133,5 +137,17 @@ int64_t SharedLeaseTable::ReclaimExpired(int64_t now) {
 }
 
 }  // namespace internal
+
+absl::StatusOr<int64_t> SharedRegionBytesForLeases(int64_t max_in_flight, int64_t max_keys) {
+  constexpr absl::string_view kName = "sluice.SharedRegionBytesForLeases";
+  absl::StatusOr<int> cells = internal::CellsFor(max_in_flight);
+  absl::StatusOr<int64_t> words =
+      cells.ok() ? internal::SharedTable::WordsFor(*cells, max_keys) : cells.status();
+  if (!words.ok()) {
+    return absl::Status(words.status().code(), absl::StrCat(kName, ": ", words.status().message()));
+  }
+  return internal::SharedRegion::BytesFor(*words);
+}
+
 }  // namespace v1
 }  // namespace sluice

@@ -4,11 +4,19 @@
 // Layout: a 4 KiB header, then `words` int64 words. The header is versioned and carries a
 // fingerprint of what the region was created for (object kind, windows, capacity): a process that
 // opens it with another configuration, or a region made by an incompatible layout, gets a clear
-// FailedPrecondition instead of misreading it.
+// FailedPrecondition instead of misreading it. Its first 16 bytes (magic, layout version, ready)
+// keep their place in every layout, so any version can tell a foreign region from a stale one.
 //
-// Creation is race-free between processes: the creator (O_CREAT|O_EXCL) sizes and initialises the
-// region and then publishes `ready`; openers wait (briefly, bounded) for that. Nothing in the
-// region is ever locked, so a process killed at any instant leaves it usable.
+// Creation (see OpenOrCreate):
+//  * Every page is reserved (fallocate) before the region is touched, so a /dev/shm without room
+//    is a ResourceExhausted naming the bytes needed and free, never a SIGBUS on first touch.
+//  * The process that initialises a region holds an flock(2) on its file until it publishes
+//    `ready`. The kernel drops that lock when its holder exits however it exits, so the file of a
+//    creator that died (or gave up) is taken over by the next process to open the name, at once,
+//    instead of bricking the name.
+//  * No process maps a region before it is ready (readiness is read with pread), so truncating an
+//    unfinished file can never fault a reader; a creation that fails removes its file.
+// Nothing in a ready region is ever locked, so a process killed at any instant leaves it usable.
 
 #ifndef SLUICE_LIB_SHARED_REGION_H_
 #define SLUICE_LIB_SHARED_REGION_H_
@@ -20,6 +28,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -35,12 +44,25 @@ struct RegionSpec {
 class SharedRegion {
  public:
   static constexpr uint32_t kLayoutVersion = 1;
+  static constexpr int64_t kHeaderBytes = 4096;
+  // How long an opener waits for another process that is creating the region.
+  static constexpr absl::Duration kCreationWait = absl::Seconds(10);
 
-  // Opens region `name`, creating it with `initialise(words)` if it does not exist.
-  // `name` must match [A-Za-z0-9._-]{1,200}.
+  // The bytes of a region of `words` words (header included); InvalidArgument if that does not
+  // fit an int64.
+  static absl::StatusOr<int64_t> BytesFor(int64_t words);
+
+  // Opens region `name`, creating it with `initialise(words, count)` (on zero-filled words) if it
+  // does not exist or was left unfinished by a creator that died. `name` must match
+  // [A-Za-z0-9._-]{1,200}. Waits up to `creation_wait` for another process that is creating it.
+  // Errors: InvalidArgument (name, size); ResourceExhausted when /dev/shm has no room, naming the
+  // bytes needed and free; FailedPrecondition when the region holds another configuration or
+  // layout, or its creator is alive but has not finished within `creation_wait`; Unavailable for
+  // system call failures.
   static absl::StatusOr<std::unique_ptr<SharedRegion>> OpenOrCreate(
       const std::string& name, const RegionSpec& spec,
-      absl::FunctionRef<void(int64_t* words, int64_t count)> initialise);
+      absl::FunctionRef<void(int64_t* words, int64_t count)> initialise,
+      absl::Duration creation_wait = kCreationWait);
 
   // Removes region `name` from /dev/shm (processes that have it mapped keep their mapping).
   // NotFound if there is no such region.
@@ -62,6 +84,7 @@ class SharedRegion {
 
  private:
   struct Header;
+  class Opener;
   SharedRegion(void* base, size_t bytes, bool created);
 
   void* base_;

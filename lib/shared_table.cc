@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 
 #include "absl/strings/str_cat.h"
+#include "keyed_table.h"
+#include "sluice/shared_region.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -13,11 +16,26 @@ namespace {
 inline std::atomic_ref<int64_t> Word(int64_t* p) { return std::atomic_ref<int64_t>(*p); }
 // Even, so that every slot's digest pair (and any cell pair) is 16-byte aligned.
 int StrideFor(int cells) { return (2 + cells + 1) & ~1; }
+// REQUIRES: 1 <= max_keys <= kMaxSharedRegionKeys, so that nothing here overflows.
 int64_t CapacityFor(int64_t max_keys) {
   const int64_t wanted = max_keys + max_keys / 3 + 1;  // load <= 3/4
   return std::max<int64_t>(16, int64_t{1} << std::bit_width(static_cast<uint64_t>(wanted - 1)));
 }
 }  // namespace
+
+absl::StatusOr<int64_t> SharedTable::WordsFor(int cells_per_key, int64_t max_keys) {
+  if (max_keys < 1 || max_keys > kMaxSharedRegionKeys) {
+    return absl::InvalidArgumentError(absl::StrCat("max_keys must be 1 to ", kMaxSharedRegionKeys,
+                                                   " with a shared_region, got ", max_keys));
+  }
+  assert(cells_per_key >= 1 && cells_per_key <= 2 * kMaxSharedRegionInFlight);
+  int64_t words = 0;
+  if (__builtin_mul_overflow(CapacityFor(max_keys), int64_t{StrideFor(cells_per_key)}, &words)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_keys ", max_keys, " with ", cells_per_key, " cells per key overflows a region size"));
+  }
+  return words;
+}
 
 bool CompareExchange16(int64_t* pair, int64_t expected_first, int64_t expected_second,
                        int64_t desired_first, int64_t desired_second) {
@@ -35,10 +53,12 @@ absl::StatusOr<std::unique_ptr<SharedTable>> SharedTable::Open(const std::string
                                                                RegionSpec spec, int cells_per_key,
                                                                int64_t max_keys,
                                                                int64_t fresh_cell) {
+  absl::StatusOr<int64_t> word_count = WordsFor(cells_per_key, max_keys);
+  if (!word_count.ok()) return word_count.status();
   const int stride = StrideFor(cells_per_key);
   const int64_t capacity = CapacityFor(max_keys);
   spec.description = absl::StrCat(spec.description, ", max_keys=", max_keys);
-  spec.words = capacity * stride;
+  spec.words = *word_count;
   absl::StatusOr<std::unique_ptr<SharedRegion>> region = SharedRegion::OpenOrCreate(
       name, spec, [&](int64_t* words, int64_t count) {
         for (int64_t slot = 0; slot < count; slot += stride) {
@@ -115,5 +135,21 @@ void SharedTable::ForEachKey(CellsFn fn) {
 }
 
 }  // namespace internal
+
+absl::StatusOr<int64_t> SharedRegionBytesForWindows(int64_t windows, int64_t max_keys) {
+  constexpr absl::string_view kName = "sluice.SharedRegionBytesForWindows";
+  if (windows < 1 || windows > internal::KeyedTable::kMaxCells) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": windows must be 1 to ", internal::KeyedTable::kMaxCells, ", got ", windows));
+  }
+  // As OpenSharedCells: one cell per window.
+  absl::StatusOr<int64_t> words =
+      internal::SharedTable::WordsFor(static_cast<int>(windows), max_keys);
+  if (!words.ok()) {
+    return absl::Status(words.status().code(), absl::StrCat(kName, ": ", words.status().message()));
+  }
+  return internal::SharedRegion::BytesFor(*words);
+}
+
 }  // namespace v1
 }  // namespace sluice

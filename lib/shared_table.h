@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "shared_region.h"
 #include "sluice/internal/key_digest.h"
+#include "sluice/shared_region.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -41,9 +42,15 @@ class SharedTable {
   // Opens (or creates) region `name` as a table of `cells_per_key` cells per key, with room for
   // `max_keys` keys, its cells created as `fresh_cell`. `spec.kind` and `spec.description` name
   // the configuration; the table adds its geometry.
+  // InvalidArgument naming max_keys unless 1 <= max_keys <= kMaxSharedRegionKeys.
   static absl::StatusOr<std::unique_ptr<SharedTable>> Open(const std::string& name,
                                                            RegionSpec spec, int cells_per_key,
                                                            int64_t max_keys, int64_t fresh_cell);
+
+  // The int64 words (after the region header) of a table of `cells_per_key` cells for `max_keys`
+  // keys. InvalidArgument naming max_keys unless 1 <= max_keys <= kMaxSharedRegionKeys; every
+  // product is checked.
+  static absl::StatusOr<int64_t> WordsFor(int cells_per_key, int64_t max_keys);
 
   // Runs `fn` on the cells of `digest`, claiming a slot for it if it is new.
   absl::Status Visit(const KeyDigest& digest, CellsFn fn);

@@ -64,12 +64,17 @@ class ConcurrencyLimiter {
     // The Retry-After hint on refusals: holders usually finish sooner than their lease ends.
     // Default: 1 second. Must be >= 0.
     absl::Duration retry_after = absl::Seconds(1);
-    // Keys that may hold permits at once. Default: 1,048,576. Must be >= 1.
+    // Keys that may hold permits at once. Default: 1,048,576. Must be >= 1, and with
+    // `shared_region` at most kMaxSharedRegionKeys.
     int64_t max_keys = int64_t{1} << 20;
     // Host scope: a shared-memory region holding the leases, so the cap is shared by every
     // process on the host that uses the same name (see sluice/shared_region.h). A process killed
     // while holding a permit leaves a lease that expires and is taken over. max_in_flight is then
-    // at most 4096, and `max_keys` is fixed at creation. Default: empty (process scope).
+    // at most kMaxSharedRegionInFlight (4096), and `max_keys` is fixed at creation. The region
+    // takes SharedRegionBytesForLeases(max_in_flight, max_keys) bytes of /dev/shm, all reserved
+    // at creation: 352 MiB for max_in_flight 10 and the default max_keys, 22 MiB for 65,536
+    // keys. When /dev/shm lacks the room, Create fails with ResourceExhausted naming the bytes
+    // needed and free (docs/deployment.md). Default: empty (process scope).
     std::string shared_region;
     // Cluster scope: keep the leases in Redis (sluice/cluster.h), one cap for every host: a
     // sorted set per key, lease ends on the Redis server's clock, expired leases reclaimed

@@ -61,14 +61,20 @@ class LeakyBucket {
     int64_t burst = 1;
     // The longest delay a call accepts; longer ones are refused. Default: 1 s. >= 0.
     absl::Duration max_wait = absl::Seconds(1);
-    // As RateLimiter::Options::max_keys. Default: 1,048,576.
+    // As RateLimiter::Options::max_keys. Default: 1,048,576. Must be >= 1, and with
+    // `shared_region` at most kMaxSharedRegionKeys.
     int64_t max_keys = int64_t{1} << 20;
     // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
     // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
     // one limit. Every process must configure the object identically; the region is created by
     // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
-    // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
-    // is private to this object (process scope).
+    // creation, and key slots are never freed (see RemoveSharedRegion). `max_keys` is then at
+    // most kMaxSharedRegionKeys, and the region takes
+    // SharedRegionBytesForWindows(1, max_keys) bytes of /dev/shm, all reserved at
+    // creation (sluice/shared_region.h): 64 MiB + 4 KiB for the default max_keys,
+    // more than Docker's default /dev/shm, and 4 MiB for 65,536 keys. Without that room, Create
+    // fails with ResourceExhausted naming the bytes needed and free (docs/deployment.md).
+    // Default: empty, the state is private to this object (process scope).
     std::string shared_region;
     // Cluster scope: keep the schedule in Redis (sluice/cluster.h), so every host's calls leave
     // at one steady rate. Strict mode only (kLeased is refused: a shaper cannot lease a

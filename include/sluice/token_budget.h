@@ -64,14 +64,20 @@ class TokenBudget {
   struct Options {
     // Token windows, 1 to 8. Required.
     std::vector<Window> windows;
-    // As RateLimiter::Options::max_keys. Default: 1,048,576.
+    // As RateLimiter::Options::max_keys. Default: 1,048,576. Must be >= 1, and with
+    // `shared_region` at most kMaxSharedRegionKeys.
     int64_t max_keys = int64_t{1} << 20;
     // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
     // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
     // one limit. Every process must configure the object identically; the region is created by
     // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
-    // creation, and key slots are never freed (see RemoveSharedRegion). Default: empty, the state
-    // is private to this object (process scope).
+    // creation, and key slots are never freed (see RemoveSharedRegion). `max_keys` is then at
+    // most kMaxSharedRegionKeys, and the region takes
+    // SharedRegionBytesForWindows(windows.size(), max_keys) bytes of /dev/shm, all reserved at
+    // creation (sluice/shared_region.h): 64 MiB + 4 KiB for the default max_keys with one or two
+    // windows, more than Docker's default /dev/shm, and 4 MiB for 65,536 keys. Without that room,
+    // Create fails with ResourceExhausted naming the bytes needed and free (docs/deployment.md).
+    // Default: empty, the state is private to this object (process scope).
     std::string shared_region;
     // Cluster scope: keep the budget in Redis (sluice/cluster.h), one budget for every host.
     // Strict mode only (kLeased is refused: a reservation is sized per request, not leased);

@@ -3,6 +3,9 @@
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -80,3 +83,59 @@ def test_full_region_raises_capacity_error(region):
     with pytest.raises(sluice.CapacityError, match="is full"):
         limiter.decide("c")
     assert limiter.try_acquire("a")
+
+
+def _run_with_small_shm(size, code):
+    """Runs Python `code` in a subprocess with its own mount namespace whose /dev/shm is a fresh
+    tmpfs of `size`, so the host's /dev/shm is never filled. Needs root, as CI has: fails (never
+    skips) where `unshare -m` is not permitted."""
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(
+            "`unshare -m true` failed (rc %d: %s): this test mounts a small tmpfs on /dev/shm in a "
+            "private mount namespace and needs root (CAP_SYS_ADMIN), as CI has"
+            % (probe.returncode, probe.stderr.strip())
+        )
+    # unshare -m makes the new namespace's mounts private: the tmpfs never reaches the host.
+    script = 'mount -t tmpfs -o size=%s tmpfs /dev/shm && exec "$0" -c "$1"' % size
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, sys.executable, textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_default_max_keys_on_dockers_64_mib_shm_is_a_clear_error_not_sigbus():
+    """Issue 13: with Docker's default 64 MiB /dev/shm, a RateLimiter with the default max_keys
+    (a 64 MiB + 4 KiB region) died of SIGBUS (rc 135) and left a half-made file that broke the
+    name for every later process. Now it is a CapacityError naming the region and the bytes,
+    nothing is left behind, and a region that fits is then made under the same name."""
+    result = _run_with_small_shm(
+        "64m",
+        """
+        import os
+        import sluice
+        from sluice import RateLimiter, Window
+
+        try:
+            RateLimiter([Window.per_minute(600)], shared_region="dify-tenant-rpm")
+        except sluice.CapacityError as e:
+            message = str(e)
+        else:
+            raise SystemExit("a 64 MiB + 4 KiB region was made in a 64 MiB /dev/shm")
+        assert 'shared_region "dify-tenant-rpm" needs 67112960 bytes' in message, message
+        assert "/dev/shm has 67108864 bytes free of 67108864" in message, message
+        assert "max_keys" in message and "shm_size" in message, message
+        assert os.listdir("/dev/shm") == [], os.listdir("/dev/shm")
+
+        limiter = RateLimiter(
+            [Window.per_minute(600)], max_keys=65536, shared_region="dify-tenant-rpm"
+        )
+        assert limiter.try_acquire("tenant-1")
+        assert os.path.getsize("/dev/shm/sluice.dify-tenant-rpm") == 4198400
+        print("checked")
+        """,
+    )
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout.strip() == "checked"
