@@ -437,14 +437,17 @@ def signature_params_cached(name: str) -> Optional[List[Param]]:
 
 # ---- the runner (this file as a script): fork a child per case -------------------------------------
 
-# A hostile size must fail as an error, not take the machine's memory (tmpfs regions included:
-# they are mapped).
+# A hostile size must fail as an error, not take the machine's memory: the address space bounds
+# what a case maps, the file size what a shared-memory region may grow to (tmpfs is RAM).
 CASE_ADDRESS_SPACE = 6 << 30
+CASE_FILE_SIZE = 256 << 20
 
 
 def _child(case: Case, write_fd: int, stderr_fd: int) -> None:
     os.setpgid(0, 0)  # the runner kills the whole group: grandchildren a case forked go too
     resource.setrlimit(resource.RLIMIT_AS, (CASE_ADDRESS_SPACE, CASE_ADDRESS_SPACE))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (CASE_FILE_SIZE, CASE_FILE_SIZE))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large region fails with EFBIG instead
     os.dup2(stderr_fd, 1)
     os.dup2(stderr_fd, 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -675,7 +678,8 @@ class Results:
             env[REDIS_PORT_ENV] = str(self.redis.port)
         plain = [(m, i) for m, i, c in cases if not c.gevent]
         under_gevent = [(m, i) for m, i, c in cases if c.gevent]
-        shards = [(plain[k::2], False) for k in range(2)] + [(under_gevent, True)]
+        # Three plain runners for two cores: cases that wait (a hang being detected) leave a core.
+        shards = [(plain[k::3], False) for k in range(3)] + [(under_gevent, True)]
         processes = []
         for number, (shard, gevent) in enumerate(shards):
             if not shard:

@@ -477,6 +477,7 @@ class Spec:
     baseline: hs.Expect = RETURNS
     waits: bool = False                         # also run under gevent (it may wait)
     only_process: Tuple[str, ...] = ()          # parameters whose code does not depend on the scope
+    full: bool = False                          # every value of every kind (else CORE for numbers)
     timeout: float = hs.DEFAULT_TIMEOUT
 
 
@@ -876,7 +877,13 @@ spec("Balancer", lambda ctx: sluice.Balancer, _balancer_ctor_args,
       "cooldown_rate_limited": SECS, "cooldown_auth": SECS, "cooldown_connection": SECS,
       "cooldown_timeout": SECS, "cooldown_server": SECS, "ewma_weight": FLOAT, "seed": INT,
       "clock": CLOCK, "shared_region": REGION, "shared_max_in_flight": INT, "shared_lease": SECS},
-     scopes=("process", "host"), after=_use_balancer)
+     scopes=("process", "host"), after=_use_balancer,
+     # A host-scope balancer maps 33 MiB: there, the options of the shared counts.
+     only_process=("strategy", "block_chars", "max_blocks", "kv_capacity_blocks", "imbalance_abs",
+                   "imbalance_rel", "hot_spot_sigmas", "weights", "metrics_max_age", "load_bound",
+                   "virtual_nodes", "failures_before_cooldown", "cooldown_rate_limited",
+                   "cooldown_auth", "cooldown_connection", "cooldown_timeout", "cooldown_server",
+                   "ewma_weight", "seed"))
 
 
 def _balancer(ctx, strategy="weighted_round_robin"):
@@ -925,13 +932,13 @@ def _pick(ctx):
     return ctx.keep_return(_balancer(ctx, "least_request").pick(model=""))
 
 
-spec("Pick.complete", lambda ctx: _pick(ctx).complete,
+spec("Pick.complete", lambda ctx: _pick(ctx).complete,  # host scope: the shared in-flight count
      {"status": 200, "error": None, "ttft": 0.1, "latency": 0.2, "prompt_tokens": 10,
       "completion_tokens": 20},
      {"status": INT, "error": _enum(["rate_limited", "auth", "connection", "timeout", "server", "client",
                                      "abandoned"], optional=True),
       "ttft": SECS, "latency": SECS, "prompt_tokens": INT, "completion_tokens": INT},
-     scopes=BALANCER_SCOPES, after=_picks)
+     scopes=BALANCER_SCOPES, after=_picks, only_process=("ttft", "prompt_tokens", "completion_tokens"))
 spec("Pick.label", lambda ctx: _pick(ctx).label, {"name": "url"}, {"name": STR}, scopes=("process",))
 
 # Parsers and keys.
@@ -1144,6 +1151,16 @@ spec("ResponseCache.stream_or_fetch_async", lambda ctx: _cache(ctx).stream_or_fe
 
 # ---- the cases ---------------------------------------------------------------------------------------
 
+# The calls made for every request get every value of every kind (in process scope).
+FULL = {"RateLimiter.try_acquire", "RateLimiter.decide", "RateLimiter.start", "RateLimiter.acquire",
+        "LeakyBucket.try_acquire", "LeakyBucket.acquire", "ConcurrencyLimiter.try_acquire",
+        "ConcurrencyLimiter.acquire", "TokenBudget.try_reserve", "TokenBudget.reserve",
+        "TokenBudget.charge", "Reservation.settle", "Permit.renew", "Balancer.pick", "Pick.complete",
+        "FallbackCall.next", "ResponseCache.get", "ResponseCache.put", "ResponseCache.get_or_fetch",
+        "cache_key", "parse_request", "Window", "ManualClock.advance"}
+for _s in SPECS:
+    _s.full = _s.name in FULL
+
 SUITE = hs.Suite(__name__)
 NEEDS_REDIS = ("cluster", "leased")
 # Under gevent: the waiting callables, with the values that reach their waiting code.
@@ -1160,9 +1177,12 @@ GENERIC_KINDS = [KEY, OPT_STR, INT, SECS, OPT_SECS, BOOL, BODY, OPT_BODY, LABELS
 
 
 def _values(s: Spec, scope: str, param: str) -> List[Value]:
+    """A parameter's hostile values. Every parameter of one kind goes through the same conversion
+    code, so the full set runs where it matters (`full` specs: keys, costs and durations of the
+    calls made per request, in process scope); elsewhere the CORE values of the generic kinds."""
     values = s.kinds[param] + s.extra.get(param, [])
     skipped = s.skip.get(param, ())
-    if scope not in ("process",) and any(s.kinds[param] is kind for kind in GENERIC_KINDS):
+    if not (s.full and scope == "process") and any(s.kinds[param] is kind for kind in GENERIC_KINDS):
         values = [v for v in values if v.label in CORE or v in s.extra.get(param, [])]
     return [v for v in values if v.label not in skipped]
 
