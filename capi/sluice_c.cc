@@ -326,7 +326,11 @@ class OptionReader {
   }
   void Get(int param, int* field) const {
     auto it = options_->params.find(param);
-    if (it != options_->params.end()) *field = static_cast<int>(it->second);
+    // Clamped, never truncated: 2^32 + 6379 must stay out of range for the validation to see.
+    if (it != options_->params.end()) {
+      *field = static_cast<int>(std::clamp<int64_t>(it->second, std::numeric_limits<int>::min(),
+                                                    std::numeric_limits<int>::max()));
+    }
   }
   void Get(int param, std::string* field) const {
     auto it = options_->strings.find(param);

@@ -27,6 +27,13 @@ Answer = Union[bytes, List[bytes]]
 class ResponseCache(_core.ResponseCache):
     __doc__ = _core.ResponseCache.__doc__
 
+    def put(self, key: _core.CacheKey, answer: Union[bytes, Iterable[bytes]], *,
+            ttl: float = 0.0) -> bool:
+        """Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for
+        ``ttl`` seconds (0: default_ttl). False when it was not stored: larger than a shard, or
+        turned away by the admission filter in favour of more popular answers."""
+        return super().put(key, _as_answer(answer), ttl=ttl)
+
     def get_as(self, key: _core.CacheKey, *, stream: bool) -> Union[Answer, None]:
         """The stored answer in the form the request asks for: SSE chunks for a streaming
         request, one chat.completion body otherwise, converting if it was stored in the other
@@ -59,7 +66,7 @@ class ResponseCache(_core.ResponseCache):
         if fetch.hit is not None:
             return fetch.hit
         try:
-            answer = fn()
+            answer = _as_answer(fn())
         except BaseException:
             fetch.abandon()
             raise
@@ -76,7 +83,7 @@ class ResponseCache(_core.ResponseCache):
         if fetch.hit is not None:
             return fetch.hit
         try:
-            answer = await fn()
+            answer = _as_answer(await fn())
         except BaseException:
             fetch.abandon()
             raise
@@ -212,6 +219,17 @@ def _tail(fetch: _core._Fetch):
             fetch = fetch._result()
         else:
             yield Readable(fetch.fileno())
+
+
+def _as_answer(answer: Any) -> Answer:
+    """bytes, or a list of chunks. An iterable is read here, in Python: a generator read inside
+    a native call could switch greenlets there (see sluice/_cooperative.py)."""
+    if isinstance(answer, (bytes, list)):
+        return answer
+    if isinstance(answer, (str, bytearray, memoryview)) or not hasattr(answer, "__iter__"):
+        raise TypeError("an answer must be bytes or an iterable of bytes chunks, got "
+                        f"{type(answer).__name__}")
+    return list(answer)
 
 
 def _keep(lead: Union[_core._Fetch, None], chunks: List[bytes], chunk: bytes) -> None:

@@ -40,8 +40,11 @@ class RateLimited(Error):
     """
 
     def __init__(self, decision: "Decision", message: Optional[str] = None) -> None:
+        retry_after = getattr(decision, "retry_after", None)
+        if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
+            raise TypeError(f"RateLimited needs a sluice.Decision, got {type(decision).__name__}")
         self.decision = decision
-        self.retry_after: float = decision.retry_after
+        self.retry_after: float = retry_after
         super().__init__(message or f"rate limited: retry after {self.retry_after:.3f}s")
 
     def headers(self, policy_name: str = "sluice") -> List[Tuple[str, str]]:

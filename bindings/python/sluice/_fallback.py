@@ -275,6 +275,9 @@ class FallbackPolicy(_core.FallbackPolicy):
                 source = fn(call)
                 if inspect.isawaitable(source):
                     source = await source
+                if not hasattr(source, "__aiter__"):
+                    raise TypeError("FallbackPolicy.stream_async: fn must return an async "
+                                    f"iterable, got {type(source).__name__}")
                 chunks = source.__aiter__()
                 first = await chunks.__anext__()
             except StopAsyncIteration:

@@ -58,14 +58,19 @@ Outcome::ErrorClass ErrorFromName(const std::optional<std::string>& name) {
 
 // add_endpoint and update_endpoint: the same keyword arguments, into one EndpointSpec.
 auto EndpointSetter(absl::Status (Balancer::*method)(const EndpointSpec&)) {
-  return [method](Balancer& b, std::string id, int64_t weight, int64_t max_concurrency,
-                  int64_t kv_capacity_blocks, const std::map<std::string, std::string>& labels) {
+  // The id and labels come back as str (endpoints(), Pick.label), so they must be str: bytes
+  // would be stored and then fail to decode on the way out.
+  return [method](Balancer& b, const py::str& id, int64_t weight, int64_t max_concurrency,
+                  int64_t kv_capacity_blocks, const py::dict& labels) {
     EndpointSpec e;
-    e.id = std::move(id);
+    e.id = id.cast<std::string>();
     e.weight = weight;
     e.max_concurrency = max_concurrency;
     e.kv_capacity_blocks = kv_capacity_blocks;
-    for (const auto& [k, v] : labels) e.labels.emplace(k, v);
+    for (auto [k, v] : labels) {
+      const std::string name = FieldAs<std::string>(k, "labels key", "a str");
+      e.labels.emplace(name, FieldAs<std::string>(v, "labels['" + name + "']", "a str"));
+    }
     ThrowIfError((b.*method)(e));
   };
 }
@@ -254,20 +259,22 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            py::keep_alive<1, 21>())
       .def("add_endpoint", EndpointSetter(&Balancer::AddEndpoint), py::arg("id"), py::kw_only(),
            py::arg("weight") = 1, py::arg("max_concurrency") = 0, py::arg("kv_capacity_blocks") = 0,
-           py::arg("labels") = std::map<std::string, std::string>{},
+           py::arg("labels") = py::dict(),
            "Adds an endpoint. labels={'model': ...} restricts it to that model; other labels\n"
            "(provider, api_key, url) come back on the Pick.")
       .def("update_endpoint", EndpointSetter(&Balancer::UpdateEndpoint), py::arg("id"),
            py::kw_only(), py::arg("weight") = 1, py::arg("max_concurrency") = 0,
            py::arg("kv_capacity_blocks") = 0,
-           py::arg("labels") = std::map<std::string, std::string>{},
+           py::arg("labels") = py::dict(),
            "Replaces an endpoint's settings, keeping its counters and prefix index.")
       .def("remove_endpoint",
-           [](Balancer& b, const std::string& id) { ThrowIfError(b.RemoveEndpoint(id)); },
+           [](Balancer& b, const py::str& id) {
+             ThrowIfError(b.RemoveEndpoint(id.cast<std::string>()));
+           },
            py::arg("id"), "Removes an endpoint; its picks in flight complete normally.")
       .def("update_metrics",
-           [](Balancer& b, const std::string& id, const std::string& text) {
-             ThrowIfError(b.UpdateMetrics(id, text));
+           [](Balancer& b, const py::str& id, const std::string& text) {
+             ThrowIfError(b.UpdateMetrics(id.cast<std::string>(), text));
            },
            py::arg("id"), py::arg("text"),
            "Feeds the endpoint's scraped Prometheus text (vLLM or SGLang).")

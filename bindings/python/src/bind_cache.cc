@@ -88,14 +88,27 @@ py::object ToPython(const CachedResponse& r) {
   return chunks;
 }
 
+// bytes, or a list of bytes chunks; anything else is a TypeError. Only a list is iterated: a
+// generator would run Python code inside this native call, which must never switch greenlets
+// (the facade turns other iterables into lists first).
 CachedResponse FromPython(const py::object& answer) {
   CachedResponse r;
   if (releases_pending.load(std::memory_order_relaxed)) ReleasePending(nullptr);
   if (py::isinstance<py::bytes>(answer)) {
     r.body = BytesOf(py::reinterpret_borrow<py::bytes>(answer));
-  } else {
-    r.streamed = true;
-    for (py::handle chunk : answer) r.chunks.push_back(chunk.cast<std::string>());
+    return r;
+  }
+  if (!py::isinstance<py::list>(answer)) {
+    throw py::type_error("answer must be bytes or a list of bytes chunks, got " +
+                         py::str(py::type::handle_of(answer).attr("__name__")).cast<std::string>());
+  }
+  r.streamed = true;
+  for (py::handle chunk : py::reinterpret_borrow<py::list>(answer)) {
+    if (!py::isinstance<py::bytes>(chunk)) {
+      throw py::type_error("answer chunks must be bytes, got " +
+                           py::str(py::type::handle_of(chunk).attr("__name__")).cast<std::string>());
+    }
+    r.chunks.push_back(chunk.cast<std::string>());
   }
   return r;
 }

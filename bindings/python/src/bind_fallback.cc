@@ -96,15 +96,17 @@ struct TransitionQueue {
 
 // The policy plus its transition queue, and the Python clock it reads (kept alive by every call
 // as well: a reference is cheaper than pybind11's keep_alive on each begin()).
+// The clock comes first: members are destroyed in reverse order, and a call's destructor still
+// reads the clock (it releases its retry-budget slot and records an abandoned attempt).
 struct PyPolicy {
+  std::shared_ptr<py::object> clock;
   std::unique_ptr<FallbackPolicy> policy;
   std::shared_ptr<TransitionQueue> transitions;
-  std::shared_ptr<py::object> clock;
 };
 
 struct PyCall {
-  Call call;
   std::shared_ptr<py::object> clock;
+  Call call;
 };
 
 py::object StepFailure(const FallbackPolicy::Step& s) {
@@ -309,8 +311,9 @@ every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`
                if (queue->events.size() < 10000) queue->events.push_back({std::string(target), t});
                queue->pending.store(true, std::memory_order_release);
              };
-             return PyPolicy{ValueOrThrow(FallbackPolicy::Create(std::move(o), ClockOrDefault(clock))),
-                             std::move(queue), std::make_shared<py::object>(clock_object)};
+             return PyPolicy{std::make_shared<py::object>(clock_object),
+                             ValueOrThrow(FallbackPolicy::Create(std::move(o), ClockOrDefault(clock))),
+                             std::move(queue)};
            }),
            py::arg("targets"), py::kw_only(), py::arg("max_retries_per_target") = 1,
            py::arg("deadline") = 120.0, py::arg("attempt_timeout") = 0.0,
@@ -322,7 +325,7 @@ every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`
            [](PyPolicy& p, double deadline) {
              FallbackPolicy::CallOptions options;
              options.deadline = SecondsToDuration(deadline, "deadline");
-             return PyCall{p.policy->Begin(options), p.clock};
+             return PyCall{p.clock, p.policy->Begin(options)};
            },
            py::arg("deadline") = 0.0,
            "Starts a call (deadline 0: the policy's); its first step is ready.")

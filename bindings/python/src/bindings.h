@@ -4,6 +4,8 @@
 
 #include <pybind11/pybind11.h>
 
+#include "strict_casters.h"  // before any binding: every int and float argument uses them
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,13 +46,23 @@ T ValueOrThrow(absl::StatusOr<T> v) {
 
 // `value` (an entry of a dict or list argument) as a T, or TypeError naming `field` and the type
 // it got (pybind11's own cast error names neither, and surfaces as a RuntimeError).
+// A Python type (py::dict, py::str) must be an instance: casting would convert (dict('ab')
+// raises ValueError), and a std::string would also take bytes.
 template <typename T>
 T FieldAs(py::handle value, const std::string& field, const char* expected) {
+  auto wrong_type = [&] {
+    return py::type_error(field + " must be " + expected + ", got " +
+                          py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>());
+  };
+  if constexpr (std::is_base_of_v<py::object, T>) {
+    if (!py::isinstance<T>(value)) throw wrong_type();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!py::isinstance<py::str>(value)) throw wrong_type();
+  }
   try {
     return value.cast<T>();
   } catch (const py::cast_error&) {
-    throw py::type_error(field + " must be " + expected + ", got " +
-                         py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>());
+    throw wrong_type();
   }
 }
 

@@ -4,6 +4,19 @@
 #include "bindings.h"
 
 namespace sluice_python {
+namespace {
+
+// Raises `type` with `message`. Messages quote what the caller passed (a rule, an endpoint id),
+// which may be any bytes: undecodable ones are escaped, where PyErr_SetString would raise a
+// UnicodeDecodeError instead of the error it was asked to.
+void SetError(PyObject* type, const std::string& message) {
+  py::object text = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+      message.data(), static_cast<Py_ssize_t>(message.size()), "backslashreplace"));
+  if (!text) return;  // out of memory: that error is already set
+  PyErr_SetObject(type, text.ptr());
+}
+
+}  // namespace
 
 void RegisterErrorTranslator() {
   py::register_exception_translator([](std::exception_ptr p) {
@@ -22,17 +35,17 @@ void RegisterErrorTranslator() {
         default: break;
       }
       py::object type = errors.attr(name);
-      PyErr_SetString(type.ptr(), std::string(e.status.message()).c_str());
+      SetError(type.ptr(), std::string(e.status.message()));
     } catch (const py::cast_error& e) {
       // A value inside a container argument that pybind11 could not convert: a wrong type.
-      PyErr_SetString(PyExc_TypeError, e.what());
+      SetError(PyExc_TypeError, e.what());
     }
   });
 }
 
 void RaisePython(const char* class_name, const std::string& message) {
   py::object type = py::module_::import("sluice._errors").attr(class_name);
-  PyErr_SetString(type.ptr(), message.c_str());
+  SetError(type.ptr(), message);
   throw py::error_already_set();
 }
 
