@@ -70,7 +70,8 @@ extern "C" {
 typedef enum sluice_status {
   SLUICE_OK = 0,
   SLUICE_INVALID_ARGUMENT = 1,   /* a bad argument or option; the message names it */
-  SLUICE_RESOURCE_EXHAUSTED = 2, /* a bounded table is full (max_keys) */
+  SLUICE_RESOURCE_EXHAUSTED = 2, /* a bounded table is full (max_keys), or /dev/shm has no room
+                                    for a new shared region */
   SLUICE_FAILED_PRECONDITION = 3,/* e.g. releasing a permit whose lease was reclaimed */
   SLUICE_UNAVAILABLE = 4,        /* a shared store cannot be reached (later scopes) */
   SLUICE_DEADLINE_EXCEEDED = 5,  /* a wait ran out of time (later scopes) */

@@ -17,7 +17,9 @@ class InvalidArgument(Error, ValueError):
 
 
 class CapacityError(Error):
-    """A bounded table is full: ``max_keys`` keys are all mid-window (or hold permits)."""
+    """A bounded table is full: ``max_keys`` keys are all mid-window (or hold permits); or
+    /dev/shm has no room for a new shared region (the message gives the bytes needed and free;
+    see docs/deployment.md)."""
 
 
 class FailedPrecondition(Error):
