@@ -6,6 +6,14 @@
 #include <string>
 #include <string_view>
 
+// Every file that parses with simdjson includes this one. simdjson's classes change layout with
+// SIMDJSON_THREADS_ENABLED, which CMakeLists.txt pins on for sluice and for its consumers alike
+// (one program keeps one copy of simdjson's inline functions): built without it, sluice's parsers
+// would disagree with any consumer that also uses simdjson.
+#ifndef SIMDJSON_THREADS_ENABLED
+#error "sluice is built with SIMDJSON_THREADS_ENABLED=1 (see CMakeLists.txt)"
+#endif
+
 namespace sluice {
 inline namespace v1 {
 namespace internal {
