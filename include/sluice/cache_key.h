@@ -18,7 +18,8 @@
 //   * the output is a fixed point: it canonicalises to itself (an integer-valued double below
 //     1e21 prints as an integer literal, which reads back as the same digits);
 //   * strings with minimal escapes (\" \\ \b \f \n \r \t, other controls as \u00xx).
-// Duplicate member names (which I-JSON forbids) are an error, as is anything that is not JSON.
+// Duplicate member names (which I-JSON forbids) are an error, as is anything that is not JSON
+// (an empty view too, std::string_view(nullptr, 0) included).
 //
 // `MakeCacheKey` canonicalises an OpenAI-style request body without the top-level fields that
 // do not decide the answer (`CacheKeyOptions::excluded_fields`: user, stream, metadata, ...),

@@ -164,7 +164,7 @@ TEST_CASE("cache key property: any member permutation of a random object gives o
   }
 }
 
-TEST_CASE("JCS: canonical output is a fixed point, also for doubles in [2^64, 1e21)") {
+TEST_CASE("JCS: canonical output is a fixed point, also for doubles from 2^64 up to 1e21") {
   // 1e20 prints as a 21-digit integer, which the canonicaliser once refused to read back.
   for (const std::string input :
        {"1e20", "[1e19,1.8446744073709552e19,9.999999999999999e20,-1e20]", "123456789e12",
