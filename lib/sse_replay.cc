@@ -200,7 +200,8 @@ absl::StatusOr<std::string> SseToCompletion(const std::vector<std::string>& chun
   std::map<int64_t, Choice> choices;
   std::optional<std::string> id, model, usage, created;
   absl::Status read = ReadEvents(chunks, [&](const SseEvent& event) -> absl::Status {
-    if ((!event.type.empty() && event.type != "message") || event.data == "[DONE]") {
+    if ((!event.type.empty() && event.type != "message") || event.data.empty() ||
+        event.data == "[DONE]") {
       return absl::OkStatus();
     }
     element root;

@@ -22,8 +22,9 @@
 // stream") reads it: lines end with CRLF, LF or CR; an event is the lines up to a blank line, and
 // it may span chunks, as a chunk may hold several events; comment lines (':') and the id, retry
 // and unknown fields are skipped; the values of several `data:` lines are joined with '\n'; a
-// leading BOM is dropped. Events of a type other than "message" and the final [DONE] are
-// skipped, as is an event the stream ends in the middle of (no blank line after it).
+// leading BOM is dropped. Events of a type other than "message", events with empty data and the
+// final [DONE] are skipped, as is an event the stream ends in the middle of (no blank line after
+// it).
 // CompletionToSse's events read back as the completion they came from: its id, created, model,
 // usage, and each choice's role, string content and finish reason (choices with distinct indices).
 //

@@ -138,8 +138,9 @@ TEST_CASE("replay: streams are read line by line, as the EventSource spec reads 
   // A CRLF split between two chunks is one line end, not two (which would end the event early).
   CHECK(Value(SseToCompletion({"data: " + first + "\r", "\n\r\ndata: " + second + "\n\n"})) ==
         expected);
-  // Events of other types are skipped; an event the stream ends inside of is not dispatched.
-  CHECK(Value(SseToCompletion({"event: ping\ndata: not json\n\ndata: " + first + "\n\ndata: " +
+  // Events of other types and with empty data are skipped; an event the stream ends inside of
+  // is not dispatched.
+  CHECK(Value(SseToCompletion({"event: ping\ndata: not json\n\ndata:\n\ndata: " + first + "\n\ndata: " +
                                second + "\n\ndata: {\"id\": \"cut"})) == expected);
   // Errors name the chunk the event ended in.
   CHECK_THAT(std::string(SseToCompletion({"data: " + first + "\n\n", "data: {", "x\n\n"})
