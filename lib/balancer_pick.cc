@@ -23,6 +23,14 @@ bool ServesModel(const EndpointSpec& spec, std::string_view model) {
   return it == spec.labels.end() || it->second == model;
 }
 
+// A scraped request count as kScored uses it: within [0, kEngineMetricsMaxRequests], NaN as 0.
+// ParseEngineMetrics already keeps to that range, but SetMetrics takes any double, and one
+// +inf queue made every candidate's normalised queue score NaN (so the first always won).
+double RequestCount(std::optional<double> count) {
+  const double v = count.value_or(0);
+  return std::isnan(v) ? 0 : std::clamp(v, 0.0, kEngineMetricsMaxRequests);
+}
+
 }  // namespace
 
 void BalancerCore::EjectOutliers(int64_t now) {
@@ -205,9 +213,12 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
       MutexLock lock(&e.mu);
       if (e.metrics && now - e.metrics_at <= max_age) {
         // The scrape's queue, corrected by what this balancer sent or saw finish since.
-        const double scraped = e.metrics->waiting.value_or(0) + e.metrics->running.value_or(0);
+        const double scraped =
+            RequestCount(e.metrics->waiting) + RequestCount(e.metrics->running);
         s[i].queue = std::max(0.0, scraped + static_cast<double>(in_flight - e.in_flight_at_metrics));
-        if (e.metrics->kv_usage) s[i].kv = *e.metrics->kv_usage, s[i].has_kv = true;
+        if (e.metrics->kv_usage && !std::isnan(*e.metrics->kv_usage)) {
+          s[i].kv = std::clamp(*e.metrics->kv_usage, 0.0, 1.0), s[i].has_kv = true;
+        }
       }
     }
     if (s[i].has_kv) kv_sum += s[i].kv, ++kv_known;

@@ -139,42 +139,164 @@ void AppendJsonString(std::string_view s, std::string& out) {
 
 namespace {
 
-// Integers within +-2^53 print the same as JCS prints their double; beyond, all digits are kept.
-constexpr int64_t kExactIntegers = int64_t{1} << 53;
+// ---- numbers simdjson does not read ----------------------------------------------------------
+//
+// simdjson's DOM reads integers only within [INT64_MIN, UINT64_MAX] and refuses the document
+// otherwise, yet JSON has no such limit and the cache key keeps an integer literal's digits.
+// When a parse fails on a number, the input's number tokens are found by a scan outside
+// strings; integer literals of 19 digits or more are replaced by a 0 (padded with spaces) in a
+// copy that simdjson parses, and the writer, which visits values in document order, prints the
+// replaced ones from the original text. The scan is exact for valid JSON, and the copy is
+// valid JSON only if the original is (the tokens replaced are valid integer literals).
 
-absl::Status AppendValue(element value, std::string& out);
+struct NumberToken {
+  size_t offset = 0;
+  size_t length = 0;
+  bool replaced = false;  // printed from the original text, not from simdjson's value
+};
+
+bool IsNumberChar(char c) {
+  return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+// -?(0|[1-9][0-9]*) with at least 19 digits: what simdjson may not read (and, below 2^64, reads
+// as the same digits anyway).
+bool IsLongIntegerLiteral(std::string_view token) {
+  if (!token.empty() && token.front() == '-') token.remove_prefix(1);
+  if (token.size() < 19 || token.front() == '0') return false;
+  return std::all_of(token.begin(), token.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The number tokens of `json` outside strings, in document order.
+std::vector<NumberToken> ScanNumbers(std::string_view json) {
+  std::vector<NumberToken> tokens;
+  for (size_t i = 0; i < json.size();) {
+    const char c = json[i];
+    if (c == '"') {
+      for (++i; i < json.size() && json[i] != '"'; ++i) {
+        if (json[i] == '\\') ++i;
+      }
+      ++i;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      const size_t begin = i;
+      while (i < json.size() && IsNumberChar(json[i])) ++i;
+      tokens.push_back({begin, i - begin, IsLongIntegerLiteral(json.substr(begin, i - begin))});
+    } else {
+      ++i;
+    }
+  }
+  return tokens;
+}
+
+// Writes canonical values; with `numbers`, the document's number tokens in order.
+struct Writer {
+  std::string_view source;
+  const std::vector<NumberToken>* numbers = nullptr;
+  size_t next_number = 0;
+
+  absl::Status Value(element value, std::string& out);
+  template <typename Skip>
+  absl::Status Object(simdjson::dom::object object, Skip skip, std::string& out);
+  absl::Status Number(element value, std::string& out);
+  void SkipNumbers(element value);
+};
+
+absl::Status Writer::Number(element value, std::string& out) {
+  if (numbers != nullptr) {
+    if (next_number >= numbers->size()) return Invalid("number tokens out of step");  // unreachable
+    const NumberToken& token = (*numbers)[next_number++];
+    if (token.replaced) {
+      out.append(source.substr(token.offset, token.length));
+      return absl::OkStatus();
+    }
+  }
+  switch (value.type()) {
+    case element_type::INT64:  // an integer literal keeps its digits; -0 reads as 0
+      absl::StrAppend(&out, value.get_int64().value_unsafe());
+      break;
+    case element_type::UINT64:
+      absl::StrAppend(&out, value.get_uint64().value_unsafe());
+      break;
+    default:
+      AppendJcsNumber(value.get_double().value_unsafe(), out);
+      break;
+  }
+  return absl::OkStatus();
+}
+
+// A member left out of the output still holds number tokens: step over them.
+void Writer::SkipNumbers(element value) {
+  if (numbers == nullptr) return;
+  switch (value.type()) {
+    case element_type::OBJECT: {
+      const simdjson::dom::object object = value.get_object().value_unsafe();  // outlives the loop
+      for (auto member : object) SkipNumbers(member.value);
+      break;
+    }
+    case element_type::ARRAY: {
+      const simdjson::dom::array array = value.get_array().value_unsafe();
+      for (element item : array) SkipNumbers(item);
+      break;
+    }
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      ++next_number;
+      break;
+    default:
+      break;
+  }
+}
 
 // Writes an object's members sorted by name; `skip` leaves some out (the top-level exclusions).
+// Members are written in document order (the number tokens are in that order), then moved into
+// name order when they are not in it already.
 template <typename Skip>
-absl::Status AppendObject(simdjson::dom::object object, Skip skip, std::string& out) {
-  std::vector<std::pair<std::string_view, element>> members;
-  for (auto [key, value] : object) {
-    if (!skip(key)) members.emplace_back(key, value);
-  }
-  std::sort(members.begin(), members.end(),
-            [](const auto& a, const auto& b) { return Utf16Less(a.first, b.first); });
+absl::Status Writer::Object(simdjson::dom::object object, Skip skip, std::string& out) {
+  struct Member {
+    std::string_view name;
+    size_t begin, end;  // `"name":value` in `out`
+  };
+  std::vector<Member> members;
   out.push_back('{');
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (i > 0) {
-      if (members[i].first == members[i - 1].first) {
-        return Invalid(absl::StrCat("duplicate member name \"",
-                                    std::string(members[i].first.substr(0, 64)), "\""));
-      }
-      out.push_back(',');
+  const size_t start = out.size();
+  for (auto [name, value] : object) {
+    if (skip(name)) {
+      SkipNumbers(value);
+      continue;
     }
-    AppendJsonString(members[i].first, out);
+    if (!members.empty()) out.push_back(',');
+    const size_t begin = out.size();
+    AppendJsonString(name, out);
     out.push_back(':');
-    if (absl::Status s = AppendValue(members[i].second, out); !s.ok()) return s;
+    if (absl::Status s = Value(value, out); !s.ok()) return s;
+    members.push_back({name, begin, out.size()});
+  }
+  auto less = [](const Member& a, const Member& b) { return Utf16Less(a.name, b.name); };
+  const bool sorted = std::is_sorted(members.begin(), members.end(), less);
+  if (!sorted) std::stable_sort(members.begin(), members.end(), less);
+  for (size_t i = 1; i < members.size(); ++i) {
+    if (members[i].name == members[i - 1].name) {
+      return Invalid(absl::StrCat("duplicate member name \"",
+                                  std::string(members[i].name.substr(0, 64)), "\""));
+    }
+  }
+  if (!sorted) {
+    const std::string written = out.substr(start);
+    out.resize(start);
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      out.append(written, members[i].begin - start, members[i].end - members[i].begin);
+    }
   }
   out.push_back('}');
   return absl::OkStatus();
 }
 
-absl::Status AppendValue(element value, std::string& out) {
+absl::Status Writer::Value(element value, std::string& out) {
   switch (value.type()) {
     case element_type::OBJECT:
-      return AppendObject(value.get_object().value_unsafe(), [](std::string_view) { return false; },
-                          out);
+      return Object(value.get_object().value_unsafe(), [](std::string_view) { return false; }, out);
     case element_type::ARRAY: {
       const simdjson::dom::array array = value.get_array().value_unsafe();  // outlives the loop
       out.push_back('[');
@@ -182,7 +304,7 @@ absl::Status AppendValue(element value, std::string& out) {
       for (element item : array) {
         if (!first) out.push_back(',');
         first = false;
-        if (absl::Status s = AppendValue(item, out); !s.ok()) return s;
+        if (absl::Status s = Value(item, out); !s.ok()) return s;
       }
       out.push_back(']');
       return absl::OkStatus();
@@ -190,21 +312,10 @@ absl::Status AppendValue(element value, std::string& out) {
     case element_type::STRING:
       AppendJsonString(value.get_string().value_unsafe(), out);
       return absl::OkStatus();
-    case element_type::INT64: {
-      const int64_t v = value.get_int64().value_unsafe();
-      if (v >= -kExactIntegers && v <= kExactIntegers) {
-        AppendJcsNumber(static_cast<double>(v), out);
-      } else {
-        absl::StrAppend(&out, v);
-      }
-      return absl::OkStatus();
-    }
-    case element_type::UINT64:  // only values above INT64_MAX arrive as UINT64
-      absl::StrAppend(&out, value.get_uint64().value_unsafe());
-      return absl::OkStatus();
+    case element_type::INT64:
+    case element_type::UINT64:
     case element_type::DOUBLE:
-      AppendJcsNumber(value.get_double().value_unsafe(), out);
-      return absl::OkStatus();
+      return Number(value, out);
     case element_type::BOOL:
       out.append(value.get_bool().value_unsafe() ? "true" : "false");
       return absl::OkStatus();
@@ -215,25 +326,42 @@ absl::Status AppendValue(element value, std::string& out) {
   return Invalid("unknown value type");
 }
 
-// One parser per thread: it keeps its buffers between calls.
-absl::StatusOr<element> Parse(std::string_view json) {
+// Parses `json` (see "numbers simdjson does not read" above) and calls `write(root, writer)`.
+template <typename Write>
+absl::Status WithRoot(std::string_view json, Write write) {
+  // One parser per thread: it keeps its buffers between calls.
   thread_local simdjson::dom::parser parser;
+  json = NonNull(json);
   element root;
-  if (auto error = parser.parse(json.data(), json.size()).get(root)) {
+  auto error = parser.parse(json.data(), json.size()).get(root);
+  if (error == simdjson::SUCCESS) {
+    Writer writer{json};
+    return write(root, writer);
+  }
+  if (error != simdjson::NUMBER_ERROR) return Invalid(simdjson::error_message(error));
+  const std::vector<NumberToken> numbers = ScanNumbers(json);
+  if (std::none_of(numbers.begin(), numbers.end(), [](const NumberToken& t) { return t.replaced; })) {
     return Invalid(simdjson::error_message(error));
   }
-  return root;
+  std::string readable(json);
+  for (const NumberToken& t : numbers) {
+    if (t.replaced) readable.replace(t.offset, t.length, "0" + std::string(t.length - 1, ' '));
+  }
+  if (auto again = parser.parse(readable).get(root)) return Invalid(simdjson::error_message(again));
+  Writer writer{json, &numbers};
+  return write(root, writer);
 }
 
 }  // namespace
 }  // namespace internal
 
 absl::StatusOr<std::string> CanonicalizeJson(std::string_view json) {
-  absl::StatusOr<simdjson::dom::element> root = internal::Parse(json);
-  if (!root.ok()) return root.status();
   std::string out;
   out.reserve(json.size());
-  if (absl::Status s = internal::AppendValue(*root, out); !s.ok()) return s;
+  absl::Status s = internal::WithRoot(json, [&](simdjson::dom::element root, internal::Writer& w) {
+    return w.Value(root, out);
+  });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -243,12 +371,6 @@ std::string CacheKey::DigestHex() const {
 
 absl::StatusOr<CacheKey> MakeCacheKey(std::string_view body, std::string_view name_space,
                                       const CacheKeyOptions& options) {
-  absl::StatusOr<simdjson::dom::element> root = internal::Parse(body);
-  if (!root.ok()) return root.status();
-  simdjson::dom::object object;
-  if (root->get_object().get(object) != simdjson::SUCCESS) {
-    return absl::InvalidArgumentError("request body: not a JSON object");
-  }
   CacheKey key;
   key.canonical.reserve(name_space.size() + 1 + body.size());
   key.canonical.append(name_space).push_back('\x1F');
@@ -256,7 +378,14 @@ absl::StatusOr<CacheKey> MakeCacheKey(std::string_view body, std::string_view na
     return std::find(options.excluded_fields.begin(), options.excluded_fields.end(), name) !=
            options.excluded_fields.end();
   };
-  if (absl::Status s = internal::AppendObject(object, excluded, key.canonical); !s.ok()) return s;
+  absl::Status s = internal::WithRoot(body, [&](simdjson::dom::element root, internal::Writer& w) {
+    simdjson::dom::object object;
+    if (root.get_object().get(object) != simdjson::SUCCESS) {
+      return absl::InvalidArgumentError("request body: not a JSON object");
+    }
+    return w.Object(object, excluded, key.canonical);
+  });
+  if (!s.ok()) return s;
   const XXH128_hash_t h = XXH3_128bits(key.canonical.data(), key.canonical.size());
   key.digest_hi = h.high64;
   key.digest_lo = h.low64;

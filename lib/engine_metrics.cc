@@ -88,6 +88,13 @@ Series Classify(absl::string_view name) {
   return Series::kOther;
 }
 
+// A sum of request counts, each term and the total held at kEngineMetricsMaxRequests: both
+// operands are then at most 1e9, so the addition itself cannot overflow to +inf.
+double SaturatingAdd(std::optional<double> sum, double value) {
+  return std::min(kEngineMetricsMaxRequests,
+                  sum.value_or(0) + std::min(value, kEngineMetricsMaxRequests));
+}
+
 }  // namespace
 
 absl::StatusOr<EngineMetrics> ParseEngineMetrics(std::string_view input) {
@@ -117,8 +124,8 @@ absl::StatusOr<EngineMetrics> ParseEngineMetrics(std::string_view input) {
                                                      " must be finite and >= 0"));
     }
     switch (series) {
-      case Series::kWaiting: m.waiting = m.waiting.value_or(0) + sample.value; break;
-      case Series::kRunning: m.running = m.running.value_or(0) + sample.value; break;
+      case Series::kWaiting: m.waiting = SaturatingAdd(m.waiting, sample.value); break;
+      case Series::kRunning: m.running = SaturatingAdd(m.running, sample.value); break;
       case Series::kKvUsage:
         m.kv_usage = std::max(m.kv_usage.value_or(0), std::min(sample.value, 1.0));
         break;

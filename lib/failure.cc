@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "canonical_json.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -86,6 +87,7 @@ std::string_view FailureName(Failure failure) {
 }
 
 Failure ClassifyProviderError(std::string_view body) {
+  body = internal::NonNull(body);
   if (body.empty()) return Failure::kNone;
   thread_local simdjson::dom::parser parser;  // keeps its buffers between calls
   simdjson::dom::element root;

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "canonical_json.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -63,6 +64,7 @@ absl::StatusOr<LlmRequest> ParseLlmRequest(std::string_view json_body) {
   // One parser per thread: it keeps its buffers between calls, so parsing allocates only when a
   // body is larger than any before it on this thread.
   thread_local simdjson::dom::parser parser;
+  json_body = internal::NonNull(json_body);
   element root;
   if (auto error = parser.parse(json_body.data(), json_body.size()).get(root)) {
     return Invalid("body", absl::StrCat("not valid JSON (", simdjson::error_message(error), ")"));

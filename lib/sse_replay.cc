@@ -2,8 +2,10 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -38,13 +40,93 @@ void CopyMember(simdjson::dom::object object, std::string_view name, std::string
   out.append(simdjson::minify(value));
 }
 
-// The head every chunk shares: {"id":...,"object":"chat.completion.chunk","created":...,"model":...
+// The head every event shares: {"object":"chat.completion.chunk","id":...,"created":...,...
+// Only strings (and an integer `created`) are copied: each is at most as long as in the input
+// (escapes are minimal), which keeps the replay's size linear in it (see sse_replay.h).
 std::string ChunkHead(simdjson::dom::object completion) {
   std::string head = R"({"object":"chat.completion.chunk")";
-  for (std::string_view field : {"id", "created", "model", "system_fingerprint"}) {
-    CopyMember(completion, field, head);
+  std::string_view text;
+  auto copy_string = [&](std::string_view name) {
+    if (completion[name].get_string().get(text) != simdjson::SUCCESS) return;
+    head.push_back(',');
+    AppendJsonString(name, head);
+    head.push_back(':');
+    AppendJsonString(text, head);
+  };
+  copy_string("id");
+  element created;
+  if (completion["created"].get(created) == simdjson::SUCCESS &&
+      (created.is_int64() || created.is_uint64())) {
+    absl::StrAppend(&head, ",\"created\":", simdjson::minify(created));
   }
+  copy_string("model");
+  copy_string("system_fingerprint");
   return head;
+}
+
+// ---- the event stream (WHATWG HTML, "Server-sent events", 9.2.6 Interpreting an event stream) --
+
+// One dispatched event: its type ("" for the default, "message") and its data lines joined by
+// '\n'; `chunk` is the chunk its closing blank line was read from.
+struct SseEvent {
+  std::string_view type;
+  std::string data;
+  size_t chunk = 0;
+};
+
+// Calls `dispatch(const SseEvent&)` for every complete event of the stream `chunks` concatenate
+// to (an event may span chunks, a chunk may hold several). Lines end with CRLF, LF or CR;
+// comment lines (':') and fields other than data and event are ignored; an event without data
+// is not dispatched, nor is one the stream ends in the middle of (no blank line after it).
+template <typename Dispatch>
+absl::Status ReadEvents(const std::vector<std::string>& chunks, Dispatch dispatch) {
+  std::string stream;
+  std::vector<size_t> chunk_ends;  // where each chunk ends in `stream`
+  size_t total = 0;
+  for (const std::string& c : chunks) total += c.size();
+  stream.reserve(total);
+  for (const std::string& c : chunks) chunk_ends.push_back((stream += c).size());
+  auto chunk_at = [&](size_t offset) {
+    return static_cast<size_t>(std::upper_bound(chunk_ends.begin(), chunk_ends.end(), offset) -
+                               chunk_ends.begin());
+  };
+
+  std::string_view rest = stream;
+  if (rest.substr(0, 3) == "\xEF\xBB\xBF") rest.remove_prefix(3);  // a leading BOM
+  SseEvent event;
+  bool has_data = false;
+  while (true) {
+    const size_t eol = rest.find_first_of("\r\n");
+    if (eol == std::string_view::npos) break;  // no line end: an unfinished line, discarded
+    const std::string_view line = rest.substr(0, eol);
+    const size_t line_at = static_cast<size_t>(line.data() - stream.data());
+    rest.remove_prefix(eol + (rest[eol] == '\r' && eol + 1 < rest.size() && rest[eol + 1] == '\n'
+                                  ? 2
+                                  : 1));
+    if (line.empty()) {
+      if (has_data) {
+        event.data.pop_back();  // the '\n' after the last data line
+        event.chunk = chunk_at(line_at);
+        if (absl::Status s = dispatch(event); !s.ok()) return s;
+      }
+      event = SseEvent();
+      has_data = false;
+      continue;
+    }
+    if (line.front() == ':') continue;  // a comment
+    const size_t colon = line.find(':');
+    const std::string_view field = line.substr(0, colon);
+    std::string_view value =
+        colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (field == "data") {
+      event.data.append(value).push_back('\n');
+      has_data = true;
+    } else if (field == "event") {
+      event.type = value;
+    }  // id and retry concern a live connection; other fields are ignored by the spec
+  }
+  return absl::OkStatus();
 }
 
 // What one choice of a stream adds up to.
@@ -54,21 +136,10 @@ struct Choice {
   std::string finish_reason = "null";  // minified JSON
 };
 
-// The JSON of an SSE event ("data: {...}"), or "" for [DONE] and lines without data.
-std::string_view EventData(std::string_view event) {
-  size_t at = event.find("data:");
-  if (at == std::string_view::npos) return {};
-  std::string_view data = event.substr(at + 5);
-  while (!data.empty() && (data.front() == ' ')) data.remove_prefix(1);
-  while (!data.empty() && (data.back() == '\n' || data.back() == '\r' || data.back() == ' ')) {
-    data.remove_suffix(1);
-  }
-  return data == "[DONE]" ? std::string_view() : data;
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> CompletionToSse(std::string_view completion_json) {
+  completion_json = internal::NonNull(completion_json);
   simdjson::dom::parser parser;
   element root;
   if (auto error = parser.parse(completion_json.data(), completion_json.size()).get(root)) {
@@ -81,8 +152,10 @@ absl::StatusOr<std::vector<std::string>> CompletionToSse(std::string_view comple
     return Invalid("choices: missing or not an array");
   }
   const std::string head = ChunkHead(completion);
-  std::vector<std::string> events;
-  std::string last;
+  // Every choice goes into the same two events (its content, then its finish reason), so the
+  // head is written twice whatever the number of choices.
+  std::string deltas = "data: " + head + R"(,"choices":[)";
+  std::string finishes = "data: " + head + R"(,"choices":[)";
   int64_t position = 0;
   for (element item : choices) {
     simdjson::dom::object choice, message;
@@ -98,24 +171,26 @@ absl::StatusOr<std::vector<std::string>> CompletionToSse(std::string_view comple
     std::string_view role = "assistant", content;
     ReadOptional(message["role"].get_string(), role);
     ReadOptional(message["content"].get_string(), content);
-    std::string event = "data: " + head + R"(,"choices":[{"index":)" + std::to_string(index) +
-                        R"(,"delta":{"role":)";
-    AppendJsonString(role, event);
-    event += R"(,"content":)";
-    AppendJsonString(content, event);
-    event += "},\"finish_reason\":null}]}\n\n";
-    events.push_back(std::move(event));
-    std::string finish = "data: " + head + R"(,"choices":[{"index":)" + std::to_string(index) +
-                         R"(,"delta":{})";
-    CopyMember(choice, "finish_reason", finish);
-    finish += "}]";
-    events.push_back(std::move(finish));  // closed below, with the usage on the last one
+    const char* separator = position > 0 ? "," : "";
+    absl::StrAppend(&deltas, separator, R"({"index":)", index, R"(,"delta":{"role":)");
+    AppendJsonString(role, deltas);
+    deltas += R"(,"content":)";
+    AppendJsonString(content, deltas);
+    deltas += R"(},"finish_reason":null})";
+    absl::StrAppend(&finishes, separator, R"({"index":)", index, R"(,"delta":{})");
+    CopyMember(choice, "finish_reason", finishes);
+    finishes += "}";
     ++position;
   }
-  for (size_t i = 1; i < events.size(); i += 2) {
-    if (i + 1 == events.size()) CopyMember(completion, "usage", events[i]);
-    events[i] += "}\n\n";
-  }
+  deltas += "]}\n\n";
+  finishes += "]";
+  CopyMember(completion, "usage", finishes);
+  finishes += "}\n\n";
+  std::vector<std::string> events;
+  // No choices: one event still carries the head and the usage (OpenAI's last chunk with
+  // stream_options.include_usage has "choices": [] too).
+  if (position > 0) events.push_back(std::move(deltas));
+  events.push_back(std::move(finishes));
   events.push_back("data: [DONE]\n\n");
   return events;
 }
@@ -123,32 +198,34 @@ absl::StatusOr<std::vector<std::string>> CompletionToSse(std::string_view comple
 absl::StatusOr<std::string> SseToCompletion(const std::vector<std::string>& chunks) {
   simdjson::dom::parser parser;
   std::map<int64_t, Choice> choices;
-  std::string id, model, usage, created;
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    const std::string_view data = EventData(chunks[i]);
-    if (data.empty()) continue;
+  std::optional<std::string> id, model, usage, created;
+  absl::Status read = ReadEvents(chunks, [&](const SseEvent& event) -> absl::Status {
+    if ((!event.type.empty() && event.type != "message") || event.data.empty() ||
+        event.data == "[DONE]") {
+      return absl::OkStatus();
+    }
     element root;
     simdjson::dom::object chunk;
-    if (parser.parse(data.data(), data.size()).get(root) != simdjson::SUCCESS ||
+    if (parser.parse(event.data).get(root) != simdjson::SUCCESS ||
         root.get_object().get(chunk) != simdjson::SUCCESS) {
-      return Invalid(absl::StrCat("chunk ", i, ": not a JSON object"));
+      return Invalid(absl::StrCat("chunk ", event.chunk, ": not a JSON object"));
     }
     std::string_view text;
-    if (id.empty() && chunk["id"].get_string().get(text) == simdjson::SUCCESS) id = text;
-    if (model.empty() && chunk["model"].get_string().get(text) == simdjson::SUCCESS) model = text;
+    if (!id && chunk["id"].get_string().get(text) == simdjson::SUCCESS) id = text;
+    if (!model && chunk["model"].get_string().get(text) == simdjson::SUCCESS) model = text;
     element value;
-    if (created.empty() && chunk["created"].get(value) == simdjson::SUCCESS) {
+    if (!created && chunk["created"].get(value) == simdjson::SUCCESS) {
       created = simdjson::minify(value);
     }
     if (chunk["usage"].get(value) == simdjson::SUCCESS && !value.is_null()) {
       usage = simdjson::minify(value);
     }
     simdjson::dom::array deltas;
-    if (chunk["choices"].get_array().get(deltas) != simdjson::SUCCESS) continue;
+    if (chunk["choices"].get_array().get(deltas) != simdjson::SUCCESS) return absl::OkStatus();
     for (element item : deltas) {
       simdjson::dom::object choice, delta;
       if (item.get_object().get(choice) != simdjson::SUCCESS) {
-        return Invalid(absl::StrCat("chunk ", i, ": a choice is not an object"));
+        return Invalid(absl::StrCat("chunk ", event.chunk, ": a choice is not an object"));
       }
       int64_t index = 0;
       ReadOptional(choice["index"].get_int64(), index);
@@ -164,11 +241,13 @@ absl::StatusOr<std::string> SseToCompletion(const std::vector<std::string>& chun
         c.finish_reason = simdjson::minify(value);
       }
     }
-  }
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
   std::string out = R"({"object":"chat.completion")";
-  if (!id.empty()) out += ",\"id\":", AppendJsonString(id, out);
-  if (!created.empty()) out += ",\"created\":" + created;
-  if (!model.empty()) out += ",\"model\":", AppendJsonString(model, out);
+  if (id) out += ",\"id\":", AppendJsonString(*id, out);
+  if (created) out += ",\"created\":" + *created;
+  if (model) out += ",\"model\":", AppendJsonString(*model, out);
   out += ",\"choices\":[";
   bool first = true;
   for (const auto& [index, c] : choices) {
@@ -181,7 +260,7 @@ absl::StatusOr<std::string> SseToCompletion(const std::vector<std::string>& chun
     out += "},\"finish_reason\":" + c.finish_reason + "}";
   }
   out += "]";
-  if (!usage.empty()) out += ",\"usage\":" + usage;
+  if (usage) out += ",\"usage\":" + *usage;
   out += "}";
   return out;
 }

@@ -17,6 +17,8 @@ debian_packages=(
   catch2               # Catch2 v2 single-header tests
   libbenchmark-dev     # Google Benchmark micro benchmarks
   redis-server         # real Redis for the integration tests and peer benchmarks
+  clang-14             # scripts/run-fuzz.sh: coverage-guided fuzzing with libFuzzer
+  libclang-rt-14-dev   # ... whose runtime (libclang_rt.fuzzer, ASan, UBSan) clang-14 needs
 )
 
 missing=()

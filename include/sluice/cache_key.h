@@ -9,11 +9,17 @@
 //   * no insignificant whitespace;
 //   * object members sorted by the UTF-16 code units of their names, recursively; arrays keep
 //     their order;
-//   * numbers as ECMAScript prints doubles (the shortest form that reads back the same: 4.50 ->
-//     4.5, 1E30 -> 1e+30, 2e-3 -> 0.002, -0 -> 0), except integers beyond 2^53, which keep all
-//     their digits (a `seed` of 2^53 + 1 must not become 2^53);
+//   * numbers with a fraction or an exponent as ECMAScript prints their double (the shortest
+//     form that reads back the same: 4.50 -> 4.5, 1E30 -> 1e+30, 2e-3 -> 0.002, -0.0 -> 0,
+//     1e20 -> 100000000000000000000); integer literals (no fraction, no exponent) keep their
+//     digits whatever their size, -0 as 0. Within 2^53 both rules agree with RFC 8785; beyond,
+//     this departs from it on purpose (a `seed` of 2^53 + 1 must not become 2^53), and an
+//     integer literal past 64 bits is accepted too;
+//   * the output is a fixed point: it canonicalises to itself (an integer-valued double below
+//     1e21 prints as an integer literal, which reads back as the same digits);
 //   * strings with minimal escapes (\" \\ \b \f \n \r \t, other controls as \u00xx).
-// Duplicate member names (which I-JSON forbids) are an error, as is anything that is not JSON.
+// Duplicate member names (which I-JSON forbids) are an error, as is anything that is not JSON
+// (an empty view too, std::string_view(nullptr, 0) included).
 //
 // `MakeCacheKey` canonicalises an OpenAI-style request body without the top-level fields that
 // do not decide the answer (`CacheKeyOptions::excluded_fields`: user, stream, metadata, ...),
@@ -67,7 +73,8 @@ struct CacheKey {
 };
 
 // The RFC 8785 form of `json` (see the file comment). Errors: InvalidArgument naming what is
-// wrong (bad JSON, invalid UTF-8, a duplicate member name, a number out of range).
+// wrong (bad JSON, invalid UTF-8, a duplicate member name, a number with a fraction or an
+// exponent beyond the double range).
 absl::StatusOr<std::string> CanonicalizeJson(std::string_view json);
 
 // The cache key of an OpenAI-style request body (a JSON object). Errors: as CanonicalizeJson,

@@ -16,7 +16,10 @@
 // Other series, `# HELP`/`# TYPE` lines and blank lines are skipped. A line that does not follow
 // the text format (name, optional `{labels}`, value, optional timestamp) is an error naming its
 // line number, whatever its series, since a scrape that is cut or garbled should not be trusted
-// in part. Values of recognised series must be finite and >= 0; usage is clamped to [0, 1].
+// in part. Values of recognised series must be finite and >= 0; usage is clamped to [0, 1];
+// waiting and running saturate at `kEngineMetricsMaxRequests` (each sample, and each sum), so
+// that the parsed values, and what the balancer computes from them, stay finite whatever the
+// scrape says (two samples of 1e308 once summed to +inf).
 //
 // Example:
 //
@@ -35,6 +38,10 @@
 
 namespace sluice {
 inline namespace v1 {
+
+// The most requests `waiting` or `running` reports: 1e9, far beyond any engine's queue, small
+// enough that sums and differences of such values are exact to well below one request.
+inline constexpr double kEngineMetricsMaxRequests = 1e9;
 
 struct EngineMetrics {
   std::optional<double> waiting;   // requests queued in the engine

@@ -8,7 +8,8 @@
 // `ParseLlmRequest` reads `/v1/chat/completions` bodies (`messages`, each `content` a string or
 // an array of parts) and `/v1/completions` bodies (`prompt`, a string) with simdjson. Malformed or
 // hostile input (bad JSON, wrong types, nesting past simdjson's depth limit, invalid UTF-8) gives
-// an InvalidArgument status naming the field; it never crashes and never reads out of bounds.
+// an InvalidArgument status naming the field; it never crashes and never reads out of bounds. An
+// empty body is an error too, also as std::string_view(nullptr, 0) (the C ABI's (NULL, 0)).
 //
 // `PrefixBlockHashes` cuts the conversation (every message, in order, as `role`, 0x1F,
 // `content`, 0x1E) into blocks of `block_chars` bytes and chains XXH3-64 hashes over them,

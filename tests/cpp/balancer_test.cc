@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -179,6 +180,30 @@ TEST_CASE("scored: engine metrics steer picks, stale metrics are ignored") {
   for (int i = 0; i < 200; ++i) counts[PickId(*b)]++;
   CHECK(counts["a"] > 50);
   CHECK(counts["b"] > 50);
+}
+
+TEST_CASE("scored: a huge or non-finite queue on one endpoint does not blind the strategy") {
+  ManualClock clock;
+  auto b = Make(Strategy::kScored, &clock);
+  // The busiest endpoint is added first: with NaN scores every pick went to the first candidate.
+  AddAll(*b, {{.id = "busy"}, {.id = "idle-1"}, {.id = "idle-2"}});
+  REQUIRE(b->UpdateMetrics("busy", "vllm:num_requests_waiting 1e308\n"
+                                   "vllm:num_requests_waiting 1e308\n").ok());
+  REQUIRE(b->UpdateMetrics("idle-1", "vllm:num_requests_waiting 1\n").ok());
+  REQUIRE(b->UpdateMetrics("idle-2", "vllm:num_requests_waiting 2\n").ok());
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 300; ++i) counts[PickId(*b)]++;
+  CHECK(counts["busy"] == 0);
+  CHECK(counts["idle-1"] == 300);  // 1 vs 2 waiting still tells the idle ones apart
+  // SetMetrics takes EngineMetrics as given: +inf, NaN and negative values must not win either.
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  REQUIRE(b->SetMetrics("busy", {.waiting = inf, .running = inf, .kv_usage = nan}).ok());
+  REQUIRE(b->SetMetrics("idle-2", {.waiting = -inf, .running = nan}).ok());  // reads as 0
+  counts.clear();
+  for (int i = 0; i < 300; ++i) counts[PickId(*b)]++;
+  CHECK(counts["busy"] == 0);
+  CHECK(counts["idle-2"] == 300);
 }
 
 TEST_CASE("consistent hashing keeps a session on one endpoint within the load bound") {

@@ -163,3 +163,45 @@ TEST_CASE("cache key property: any member permutation of a random object gives o
     CHECK(Value(MakeCacheKey(join(members))) == first);
   }
 }
+
+TEST_CASE("JCS: canonical output is a fixed point, also for doubles from 2^64 up to 1e21") {
+  // 1e20 prints as a 21-digit integer, which the canonicaliser once refused to read back.
+  for (const std::string input :
+       {"1e20", "[1e19,1.8446744073709552e19,9.999999999999999e20,-1e20]", "123456789e12",
+        R"({"b":1e20,"a":[2e20,{"c":-3.5e20}]})", "[0.1,1e-7,1e21,5e-324,1.7976931348623157e308]"}) {
+    INFO(input);
+    const std::string once = Value(CanonicalizeJson(input));
+    CHECK(Value(CanonicalizeJson(once)) == once);
+  }
+  CHECK(Value(CanonicalizeJson("[1e20,-2.5e20]")) == "[100000000000000000000,-250000000000000000000]");
+}
+
+TEST_CASE("JCS: integer literals beyond 64 bits are accepted and keep their digits") {
+  const std::string big = "123456789012345678901234567890";
+  CHECK(Value(CanonicalizeJson("[" + big + ", -" + big + ", 18446744073709551616, -9223372036854775809]")) ==
+        "[" + big + ",-" + big + ",18446744073709551616,-9223372036854775809]");
+  // Member order, nesting and the cache key's excluded fields still work around them, and the
+  // literals come back in their own places.
+  CHECK(Value(CanonicalizeJson(R"({"z": 1, "y": [)" + big + R"(, 2.50], "x": {"w": -)" + big + "}}")) ==
+        R"({"x":{"w":-)" + big + R"(},"y":[)" + big + R"(,2.5],"z":1})");
+  const CacheKey key = Value(MakeCacheKey(
+      R"({"seed": )" + big + R"(, "user": {"n": [9)" + big + R"(, 1.5]}, "model": "m", "n": 3})"));
+  CHECK(key.canonical == "\x1F{\"model\":\"m\",\"n\":3,\"seed\":" + big + "}");
+  // Still refused: bad numbers next to a big one, numbers beyond the double range.
+  CHECK_FALSE(CanonicalizeJson("[" + big + ", 01]").ok());
+  CHECK_FALSE(CanonicalizeJson("[" + big + ", 1e400]").ok());
+  CHECK_FALSE(CanonicalizeJson("[0" + big + "]").ok());
+  CHECK_FALSE(CanonicalizeJson("[" + big + "x]").ok());
+  CHECK_FALSE(CanonicalizeJson(R"({"a":)" + big + R"(,"a":1})").ok());
+  // Inside strings nothing is touched.
+  CHECK(Value(CanonicalizeJson(R"(["\")" + big + R"(", )" + big + "]")) ==
+        R"(["\")" + big + R"(",)" + big + "]");
+}
+
+TEST_CASE("JCS and cache keys: an empty view with a null pointer is an error, not UB") {
+  CHECK(CanonicalizeJson(std::string_view(nullptr, 0)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(MakeCacheKey(std::string_view(nullptr, 0)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(Value(MakeCacheKey("{}", std::string_view(nullptr, 0))).canonical == "\x1F{}");
+}

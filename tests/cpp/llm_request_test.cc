@@ -4,7 +4,10 @@
 
 #include <string>
 
+#include "absl/time/time.h"
+#include "cache_record.h"
 #include "sluice/engine_metrics.h"
+#include "sluice/failure.h"
 #include "test_support.h"
 
 using sluice::LlmRequest;
@@ -145,6 +148,18 @@ TEST_CASE("engine metrics: vLLM and SGLang series, label sets summed, older KV n
   CHECK(*sglang.kv_usage == 1.0);  // clamped
 }
 
+TEST_CASE("engine metrics: sums saturate at kEngineMetricsMaxRequests, never +inf") {
+  // Two finite samples of one series once summed to +inf, which the balancer's scored strategy
+  // turned into NaN scores for every endpoint.
+  const auto m = Value(sluice::ParseEngineMetrics(
+      "vllm:num_requests_waiting{engine=\"0\"} 1e308\nvllm:num_requests_waiting{engine=\"1\"} 1e308\n"
+      "vllm:num_requests_running 1.7976931348623157e308\nsglang:num_running_reqs 5\n"));
+  CHECK(*m.waiting == sluice::kEngineMetricsMaxRequests);
+  CHECK(*m.running == sluice::kEngineMetricsMaxRequests);
+  // Below the bound, sums are exact.
+  CHECK(*Value(sluice::ParseEngineMetrics("sglang:num_queue_reqs 3\nsglang:num_queue_reqs 4\n")).waiting == 7);
+}
+
 TEST_CASE("engine metrics: malformed lines and bad values are errors naming the line") {
   using sluice::ParseEngineMetrics;
   CHECK_THAT(ErrorOf(ParseEngineMetrics("ok 1\n{x} 1\n")), Catch::Contains("line 2: expected a metric name"));
@@ -158,4 +173,19 @@ TEST_CASE("engine metrics: malformed lines and bad values are errors naming the 
              Catch::Contains("vllm:num_requests_waiting must be finite and >= 0"));
   CHECK_THAT(ErrorOf(ParseEngineMetrics("\n\nsglang:token_usage NaN")), Catch::Contains("line 3"));
   CHECK(ParseEngineMetrics("").ok());
+}
+
+// The C ABI passes (NULL, 0) on as std::string_view(nullptr, 0), a valid empty view; a parser
+// that handed its data() to simdjson reached memcpy with a null source (undefined behaviour,
+// reported by the asan preset's UBSan). CompletionToSse, CanonicalizeJson and MakeCacheKey are
+// covered in sse_replay_test and cache_key_test.
+TEST_CASE("parsers take an empty view with a null pointer") {
+  const std::string_view null_view(nullptr, 0);
+  CHECK_THAT(ErrorOf(ParseLlmRequest(null_view)), Catch::Contains("body"));
+  const sluice::EngineMetrics m = Value(sluice::ParseEngineMetrics(null_view));
+  CHECK_FALSE(m.waiting.has_value());
+  CHECK(sluice::ClassifyProviderError(null_view) == sluice::Failure::kNone);
+  CHECK(sluice::Classify({.http_status = 400, .error_body = null_view}) == sluice::Failure::kClient);
+  CHECK_FALSE(sluice::ParseRetryAfter(null_view, absl::UnixEpoch()).has_value());
+  CHECK_FALSE(sluice::internal::DecodeCacheRecord(null_view).ok());
 }

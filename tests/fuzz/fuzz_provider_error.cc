@@ -3,24 +3,22 @@
 // their contracts allow.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
+#include "fuzz_support.h"
 #include "sluice/failure.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const std::string_view text = sluice_fuzz::View(data, size);
   const sluice::Failure stated = sluice::ClassifyProviderError(text);
-  if (stated != sluice::Failure::kNone && stated != sluice::Failure::kContextLength &&
-      stated != sluice::Failure::kContentFilter && stated != sluice::Failure::kRateLimited &&
-      stated != sluice::Failure::kServer) {
-    std::abort();
-  }
+  FUZZ_CHECK(stated == sluice::Failure::kNone || stated == sluice::Failure::kContextLength ||
+             stated == sluice::Failure::kContentFilter || stated == sluice::Failure::kRateLimited ||
+             stated == sluice::Failure::kServer);
   // A 4xx answer with this body: one of the 4xx classes, never a success.
   const sluice::Failure f = sluice::Classify({.http_status = 400, .error_body = text});
-  if (f == sluice::Failure::kNone || f == sluice::Failure::kServer) std::abort();
+  FUZZ_CHECK(f != sluice::Failure::kNone && f != sluice::Failure::kServer);
   const std::optional<absl::Duration> retry_after =
       sluice::ParseRetryAfter(text, absl::FromUnixSeconds(1'800'000'000));
-  if (retry_after && *retry_after < absl::ZeroDuration()) std::abort();
+  FUZZ_CHECK(!retry_after || *retry_after >= absl::ZeroDuration());
   return 0;
 }
