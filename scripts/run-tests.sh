@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every test: Catch2 through ctest and the C test (plain, then under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and the concurrency tests under ThreadSanitizer),
-# a consumer project built against the *installed* package with find_package(sluice), and pytest
-# against the pip-installed Python package. Exits non-zero on the first failure.
+# Sets everything up and runs every test: Catch2 through ctest and the C tests (plain, then under
+# AddressSanitizer + UndefinedBehaviorSanitizer with undefined behaviour fatal), every fuzz target
+# coverage-guided for a bounded time (clang + libFuzzer), the concurrency tests under
+# ThreadSanitizer, a consumer project built against the *installed* package with
+# find_package(sluice), and pytest against the pip-installed Python package (the hostile-input
+# suite among it). Exits non-zero on the first failure.
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; pip's warning about it is noise
 cd "$(dirname "$0")/.."
@@ -23,6 +25,9 @@ step "asan+ubsan build + ctest"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$JOBS"
 ctest --preset asan -j "$JOBS"
+
+step "coverage-guided fuzzing (clang + libFuzzer + ASan/UBSan, SLUICE_FUZZ_SECONDS per target)"
+bash scripts/run-fuzz.sh
 
 step "tsan build + ctest (tests labelled 'concurrency')"
 cmake --preset tsan >/dev/null
