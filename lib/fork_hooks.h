@@ -1,13 +1,22 @@
 // Internal: fork() hooks for objects that own threads, locks or per-process state.
 //
 // An object holds a ForkHooks registration for as long as its hooks may run. On fork(), every
-// registered `prepare` runs in the forking thread before the fork (take the object's locks so no
-// other thread is inside them), then `parent` in the parent or `child` in the child (release them;
-// in the child, also forget what belonged to the parent: threads, sockets, leases).
+// registered `prepare` runs in the forking thread before the fork, newest registration first
+// (take the object's locks so no other thread is inside them; an object registered after the
+// ones it calls into takes its own locks before theirs), then every `parent` in the parent or
+// `child` in the child, oldest first (release them; in the child, also forget what belonged to
+// the parent: threads, sockets, leases). Hooks may create or destroy registrations.
+//
+// Why it matters: Gunicorn and Celery fork workers from a process whose other threads may be
+// inside sluice at that instant. Without the hooks a child inherits locks that no thread of its
+// own will ever release, and data structures caught mid-update.
 #ifndef SLUICE_LIB_FORK_HOOKS_H_
 #define SLUICE_LIB_FORK_HOOKS_H_
 
 #include <functional>
+#include <new>
+
+#include "absl/synchronization/mutex.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -26,6 +35,20 @@ class ForkHooks {
   friend struct ForkHookRunner;
   std::function<void()> prepare_, parent_, child_;
 };
+
+// For a `child` hook: `mu` becomes a fresh, unlocked mutex, whatever state a parent thread left
+// it in (held, or mid-way through queueing itself). Parent threads that were waiting for it are
+// still listed in it, and since they do not exist in the child, a child thread queued behind
+// them could wait forever; glibc re-initialises its own locks in a child the same way.
+// REQUIRES: this thread does not hold `mu` (see ReleaseMutexInForkChild).
+inline void ResetMutexInForkChild(absl::Mutex& mu) { new (&mu) absl::Mutex(); }
+
+// For a `child` hook: releases `mu`, which this thread locked in `prepare` (so Abseil's
+// debug bookkeeping of the locks this thread holds stays right), then resets it as above.
+inline void ReleaseMutexInForkChild(absl::Mutex& mu) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mu.Unlock();
+  ResetMutexInForkChild(mu);
+}
 
 }  // namespace internal
 }  // namespace v1

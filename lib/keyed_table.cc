@@ -41,10 +41,26 @@ KeyedTable::KeyedTable(int cells_per_key, int64_t max_keys, int64_t fresh_cell)
       last_full_sweep_nanos_(kNeverSwept),
       shards_(new Shard[kShards]) {
   for (int i = 0; i < kShards; ++i) shards_[i].table.store(NewTable(kMinCapacity));
+  fork_hooks_ = std::make_unique<ForkHooks>(nullptr, nullptr, [this] { ResetInForkChild(); });
 }
 
 KeyedTable::~KeyedTable() {
+  fork_hooks_.reset();  // no fork() hook may run on a half-destroyed table
   for (int i = 0; i < kShards; ++i) delete shards_[i].table.load();
+}
+
+void KeyedTable::ResetInForkChild() {
+  for (int i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    // The readers counted here were parent threads, which do not exist in the child: a rebuild
+    // waiting for them to leave would wait forever. Whatever they were doing was one CAS, done or
+    // not. A writer that held the mutex left the shard consistent at every instant: an insert
+    // publishes its slot last, a rebuild swaps in a complete table (the old one is never freed
+    // before the swap).
+    shard.readers.store(0, std::memory_order_relaxed);
+    shard.maintenance.store(0, std::memory_order_relaxed);
+    ResetMutexInForkChild(shard.mu);
+  }
 }
 
 KeyedTable::Table* KeyedTable::NewTable(int64_t capacity) const {

@@ -29,6 +29,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "fork_hooks.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
@@ -78,6 +79,11 @@ class KeyedTable {
   int64_t memory_bytes() const;
 
  private:
+  // fork(): the child resets what parent threads may have left behind: reader counts, the
+  // maintenance flag and the shard mutexes. (No lock is taken before the fork: every shard is
+  // consistent at any instant, see keyed_table.cc.)
+  void ResetInForkChild();
+
   struct Table;
   struct alignas(64) Shard {
     std::atomic<int32_t> readers{0};
@@ -109,6 +115,7 @@ class KeyedTable {
   std::atomic<int64_t> live_keys_{0};
   std::atomic<int64_t> last_full_sweep_nanos_;
   std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal

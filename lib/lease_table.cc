@@ -11,7 +11,27 @@ inline namespace v1 {
 namespace internal {
 
 LeaseTable::LeaseTable(int64_t max_keys)
-    : max_keys_(max_keys), shards_(new Shard[size_t{1} << kShardBits]) {}
+    : max_keys_(max_keys),
+      shards_(new Shard[size_t{1} << kShardBits]),
+      fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
+                                              [this] { UnlockAfterFork(false); },
+                                              [this] { UnlockAfterFork(true); })) {}
+
+LeaseTable::~LeaseTable() { fork_hooks_.reset(); }
+
+void LeaseTable::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (int i = 0; i < (1 << kShardBits); ++i) shards_[i].mu.Lock();
+}
+
+void LeaseTable::UnlockAfterFork(bool in_child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (int i = (1 << kShardBits) - 1; i >= 0; --i) {
+    if (in_child) {
+      ReleaseMutexInForkChild(shards_[i].mu);
+    } else {
+      shards_[i].mu.Unlock();
+    }
+  }
+}
 
 int64_t LeaseTable::ReclaimLocked(Leases& leases, int64_t now) {
   const size_t before = leases.size();

@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "fork_hooks.h"
 #include "lease_store.h"
 #include "sluice/internal/key_digest.h"
 
@@ -23,6 +24,7 @@ namespace internal {
 class LeaseTable final : public LeaseStore {
  public:
   explicit LeaseTable(int64_t max_keys);
+  ~LeaseTable() override;
 
   Grant Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
                 int64_t expires_at) override;
@@ -44,6 +46,10 @@ class LeaseTable final : public LeaseStore {
   static constexpr int kShardBits = 4;
 
   Shard& ShardFor(const KeyDigest& d) { return shards_[d.hi >> (64 - kShardBits)]; }
+  // fork(): the shard mutexes are held across the fork (no map is caught mid-update) and the
+  // child's are fresh.
+  void LockForFork();
+  void UnlockAfterFork(bool in_child);
   // Removes the expired leases of one key; returns how many.
   static int64_t ReclaimLocked(Leases& leases, int64_t now);
 
@@ -51,6 +57,7 @@ class LeaseTable final : public LeaseStore {
   std::atomic<int64_t> live_keys_{0};
   std::atomic<uint64_t> next_lease_id_{1};
   std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal
