@@ -14,9 +14,8 @@
 #define SLUICE_LIB_FORK_HOOKS_H_
 
 #include <functional>
+#include <mutex>
 #include <new>
-
-#include "absl/synchronization/mutex.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -36,19 +35,16 @@ class ForkHooks {
   std::function<void()> prepare_, parent_, child_;
 };
 
-// For a `child` hook: `mu` becomes a fresh, unlocked mutex, whatever state a parent thread left
-// it in (held, or mid-way through queueing itself). Parent threads that were waiting for it are
-// still listed in it, and since they do not exist in the child, a child thread queued behind
-// them could wait forever; glibc re-initialises its own locks in a child the same way.
-// REQUIRES: this thread does not hold `mu` (see ReleaseMutexInForkChild).
-inline void ResetMutexInForkChild(absl::Mutex& mu) { new (&mu) absl::Mutex(); }
-
-// For a `child` hook: releases `mu`, which this thread locked in `prepare` (so Abseil's
-// debug bookkeeping of the locks this thread holds stays right), then resets it as above.
-inline void ReleaseMutexInForkChild(absl::Mutex& mu) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  mu.Unlock();
-  ResetMutexInForkChild(mu);
-}
+// For a `child` hook: `mu` becomes a fresh, unlocked mutex, whatever state it was left in by a
+// parent thread (which does not exist in the child) or by this thread's `prepare` hook. Parent
+// threads waiting for it are gone too. glibc re-initialises its own locks in a child the same way.
+//
+// Why std::mutex, not absl::Mutex, for what a fork() child may lock: Abseil built without NDEBUG
+// (Debian's build) runs its deadlock detector on every Lock and Unlock, under one process-wide
+// spinlock. A child forked while any parent thread was inside it (any absl::Mutex anywhere) hangs
+// forever on its first absl::Mutex operation, and nothing in the child can release that spinlock.
+// A pthread mutex has no global state, and TSan sees it natively.
+inline void ResetMutexInForkChild(std::mutex& mu) { new (&mu) std::mutex(); }
 
 }  // namespace internal
 }  // namespace v1

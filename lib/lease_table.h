@@ -1,7 +1,7 @@
 // Internal: the process-scope state behind ConcurrencyLimiter: per key, the leases granted.
 //
 // Unlike the GCRA objects, a concurrency key carries a set (which leases, until when), so each
-// shard is an absl::Mutex over a flat_hash_map. Acquire and release are rare compared with rate
+// shard is a mutex over a flat_hash_map. Acquire and release are rare compared with rate
 // decisions (one pair per request lifetime), and the critical sections are a few map operations.
 
 #ifndef SLUICE_LIB_LEASE_TABLE_H_
@@ -10,9 +10,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "fork_hooks.h"
 #include "lease_store.h"
 #include "sluice/internal/key_digest.h"
@@ -40,8 +40,8 @@ class LeaseTable final : public LeaseStore {
   };
   using Leases = absl::flat_hash_map<uint64_t, int64_t>;  // lease id -> expires at
   struct alignas(64) Shard {
-    absl::Mutex mu;
-    absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys ABSL_GUARDED_BY(mu);
+    std::mutex mu;  // std::mutex, not absl::Mutex: see fork_hooks.h
+    absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys;  // guarded by mu
   };
   static constexpr int kShardBits = 4;
 

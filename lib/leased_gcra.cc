@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "mutex_lock.h"
 #include "redis_errors.h"
 
 namespace sluice {
@@ -51,20 +50,20 @@ LeasedGcra::LeasedGcra(ClusterGcra* cluster, int64_t lease_units, absl::Duration
 
 LeasedGcra::~LeasedGcra() { fork_hooks_.reset(); }
 
-void LeasedGcra::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  for (int i = 0; i < kStripes; ++i) stripes_[i].Lock();
+void LeasedGcra::LockForFork() {
+  for (int i = 0; i < kStripes; ++i) stripes_[i].lock();
 }
 
-void LeasedGcra::UnlockAfterFork(bool in_child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void LeasedGcra::UnlockAfterFork(bool in_child) {
   if (in_child) {
     // The table's own hook (registered before ours) has made it usable: drop every lease.
     (void)table_->DropIdle([](const int64_t*) { return true; });
   }
   for (int i = kStripes - 1; i >= 0; --i) {
     if (in_child) {
-      ReleaseMutexInForkChild(stripes_[i]);
+      ResetMutexInForkChild(stripes_[i]);
     } else {
-      stripes_[i].Unlock();
+      stripes_[i].unlock();
     }
   }
 }
@@ -114,7 +113,7 @@ std::shared_ptr<PendingReply> LeasedGcra::StartLease(const KeyDigest& d, int64_t
   // Whatever the current lease holds (too little, or expired) goes back with this request.
   ClusterGcra::GiveBack back;
   {
-    MutexLock lock(&StripeOf(d));
+    std::lock_guard<std::mutex> lock(StripeOf(d));
     VisitCells(d, [&](int64_t* cells) {
       const int64_t word = Cell(cells).exchange(0, std::memory_order_acq_rel);
       if (Refused(word) || Units(word) == 0) return;
@@ -133,7 +132,7 @@ void LeasedGcra::Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_
   if (units <= 0) return;
   ClusterGcra::GiveBack older;
   {
-    MutexLock lock(&StripeOf(d));
+    std::lock_guard<std::mutex> lock(StripeOf(d));
     VisitCells(d, [&](int64_t* cells) {
       const int64_t previous_grant = Cell(cells + 1).load(std::memory_order_relaxed);
       Cell(cells + 1).store(PackGrant(std::min(grant_ms, kMaxGrantMs), granted),
@@ -155,7 +154,9 @@ void LeasedGcra::Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_
 void LeasedGcra::RefuseUntil(const KeyDigest& d, int64_t until_ms) {
   const int64_t now = NowMs();
   if (until_ms <= now) return;
-  MutexLock lock(&StripeOf(d));
+  // A day at most (the expiry has 40 bits); after that a round trip asks Redis again.
+  until_ms = std::min(until_ms, now + int64_t{86'400'000});
+  std::lock_guard<std::mutex> lock(StripeOf(d));
   VisitCells(d, [&](int64_t* cell) {
     int64_t word = Cell(cell).load(std::memory_order_relaxed);
     // Never over a live lease another thread just installed: its units are good to spend.

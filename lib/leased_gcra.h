@@ -57,8 +57,8 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 
-#include "absl/synchronization/mutex.h"
 #include "cluster_gcra.h"
 #include "fork_hooks.h"
 #include "keyed_table.h"
@@ -110,7 +110,7 @@ class LeasedGcra {
   void UnlockAfterFork(bool in_child);
 
   int64_t NowMs() const;
-  absl::Mutex& StripeOf(const KeyDigest& d) { return stripes_[d.lo % kStripes]; }
+  std::mutex& StripeOf(const KeyDigest& d) { return stripes_[d.lo % kStripes]; }
   // Installs a granted lease of `units` left (of `granted`, at server time `grant_ms`).
   void Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_t grant_ms,
             int64_t expires_ms);
@@ -128,7 +128,8 @@ class LeasedGcra {
   const Clock* const clock_;
   const int64_t epoch_nanos_;
   const std::unique_ptr<KeyedTable> table_;
-  std::unique_ptr<absl::Mutex[]> stripes_ = std::make_unique<absl::Mutex[]>(kStripes);
+  // std::mutex, not absl::Mutex: see fork_hooks.h.
+  std::unique_ptr<std::mutex[]> stripes_ = std::make_unique<std::mutex[]>(kStripes);
   std::atomic<int64_t> local_{0}, leases_{0};
   std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };

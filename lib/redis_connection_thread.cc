@@ -171,6 +171,12 @@ void RedisConnectionThread::Submit(RedisCommand command) {
   cv_->notify_one();
 }
 
+bool RedisConnectionThread::OnConnectionThread() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return thread_ != nullptr && owner_pid_ == getpid() &&
+         thread_->get_id() == std::this_thread::get_id();
+}
+
 RedisStats RedisConnectionThread::stats() const {
   RedisStats s;
   s.commands = commands_.load();

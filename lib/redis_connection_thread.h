@@ -47,6 +47,9 @@ class RedisConnectionThread {
   // if it must be delivered).
   void Submit(RedisCommand command);
   RedisStats stats() const;
+  // Whether the caller is this object's connection thread (which must not destroy it: it would
+  // join itself).
+  bool OnConnectionThread() const;
   // Counts and logs an error that is not a transport failure.
   void NoteConfigError(const absl::Status& status);
 

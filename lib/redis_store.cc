@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -137,7 +138,14 @@ absl::StatusOr<std::shared_ptr<RedisStore>> RedisStore::Create(const RedisOption
 RedisStore::RedisStore(const RedisOptions& options)
     : options_(options), thread_(std::make_unique<internal::RedisConnectionThread>(options)) {}
 
-RedisStore::~RedisStore() = default;
+RedisStore::~RedisStore() {
+  // The last reference can go on the connection thread itself, from a callback (a cache whose
+  // owner let go while its read was being answered): that thread cannot join itself, so another
+  // one stops it, once it has returned from the callback.
+  if (thread_->OnConnectionThread()) {
+    std::thread([thread = std::move(thread_)]() mutable { thread.reset(); }).detach();
+  }
+}
 
 RedisStats RedisStore::stats() const { return thread_->stats(); }
 

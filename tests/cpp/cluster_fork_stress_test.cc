@@ -122,6 +122,22 @@ int UseEverything(Objects& o, const std::string& tag) {
   return bad;
 }
 
+// Waits for child `pid`, at most `limit`, then kills it: a child that hangs inside fork() itself
+// (in a fork hook, before it could set an alarm) is counted as a failure, not waited for forever.
+int WaitChild(pid_t pid, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return status;
+}
+
 }  // namespace
 
 TEST_CASE("fork stress: children of a busy parent come up healthy and use every object") {
@@ -165,8 +181,7 @@ TEST_CASE("fork stress: children of a busy parent come up healthy and use every 
       const int bad = UseEverything(objects, "child-" + std::to_string(getpid()));
       _exit(bad == 0 ? 0 : 100 + __builtin_ctz(bad));  // 100 + the first object that failed
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    const int status = WaitChild(pid, std::chrono::seconds(30));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++healthy;
     } else if (failures.size() < 10) {
@@ -225,8 +240,7 @@ TEST_CASE("fork stress: process-scope tables stay usable in children of busy par
       (void)limiter->DropIdleKeys();
       _exit(bad == 0 ? 0 : 1);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    const int status = WaitChild(pid, std::chrono::seconds(30));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++healthy;
     } else {
