@@ -219,7 +219,10 @@ void RedisConnectionThread::KeepLocked(RedisCommand command) {
 }
 
 void RedisConnectionThread::FailOrKeep(RedisCommand command, const absl::Status& status) {
-  if (MustDeliver(command) && Now() < command.delivery.retry_until_nanos) {
+  // Only an outage is worth waiting out: an error Redis answered would answer again (and a kept
+  // command is resent as soon as the connection is up, so it would spin).
+  if (MustDeliver(command) && IsTransportError(status) &&
+      Now() < command.delivery.retry_until_nanos) {
     std::lock_guard<std::mutex> lock(mu_);
     KeepLocked(std::move(command));
     return;

@@ -72,8 +72,9 @@ class RedisConnectionThread {
   // Opens the breaker for a reconnect interval: callers fail fast with `why` meanwhile.
   void OpenBreaker(const absl::Status& why);
   bool BreakerOpenLocked() const;
-  // A must-deliver command goes back to wait for the next connection (or is dropped, past its
-  // deadline); any other fails with `status`.
+  // After a transport failure, a must-deliver command goes back to wait for the next connection
+  // (or is dropped, past its deadline); any other command, or any other error, fails with
+  // `status`.
   void FailOrKeep(RedisCommand command, const absl::Status& status);
   void KeepLocked(RedisCommand command);
   const RedisOptions options_;

@@ -172,7 +172,8 @@ class RedisStore {
   struct Delivery {
     // > 0: a must-deliver command. Across transport failures and an open breaker it is kept and
     // sent again after reconnecting, until this time on the steady clock (Clock::Steady(), ns);
-    // INT64_MAX: until delivered. It must be safe to run twice. 0: fail at once.
+    // INT64_MAX: until delivered. An error Redis answers (see "Errors") ends it. It must be safe
+    // to run twice, and carries no callback. 0: fail at once.
     int64_t retry_until_nanos = 0;
     // What cancels the command's effect; it must be safe to run when the command never ran. Sent
     // (as a must-deliver command, until delivered) when the command's outcome is unknown (it was

@@ -175,6 +175,22 @@ TEST_CASE("faults C: SIGKILL and a restart from disk: a release made meanwhile s
   CHECK(cap->TryAcquire("app"));
 }
 
+TEST_CASE("faults C: a kept release that Redis refuses (a key pattern revoked) is dropped, once") {
+  LocalRedis redis({"--user", "erin", "on", ">pw", "~*", "&*", "+@all"});
+  auto store = StoreAs(redis.port(), "erin", "pw");
+  auto cap = Cap(store, "revoked", 2);
+  ConcurrencyLimiter::Permit p = cap->TryAcquire("app");
+  REQUIRE(p);
+  REQUIRE(Command(redis.port(), {"ACL", "SETUSER", "erin", "resetkeys", "~other:*"}) == "OK");
+  CHECK(p.Release().ok());  // NOPERM: resending it could never succeed (and would spin)
+  CHECK(Eventually([&] { return store->stats().dropped == 1; }, std::chrono::seconds(10)));
+  const int64_t before = store->stats().commands;
+  sluice::Pending<int64_t> in_flight = cap->StartInFlight("app");
+  CHECK(in_flight.Get() == -1);
+  CHECK(absl::IsPermissionDenied(in_flight.status()));
+  CHECK(store->stats().commands == before + 1);  // nothing else is being sent
+}
+
 // ---- D. Configuration errors are loud, and never a failure mode. ----
 
 TEST_CASE("faults D: a missing or wrong password is PermissionDenied, even with kAllow") {
