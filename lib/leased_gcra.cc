@@ -130,25 +130,32 @@ std::shared_ptr<PendingReply> LeasedGcra::StartLease(const KeyDigest& d, int64_t
 void LeasedGcra::Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_t grant_ms,
                       int64_t expires_ms) {
   if (units <= 0) return;
-  ClusterGcra::GiveBack older;
-  {
-    std::lock_guard<std::mutex> lock(StripeOf(d));
-    VisitCells(d, [&](int64_t* cells) {
-      const int64_t previous_grant = Cell(cells + 1).load(std::memory_order_relaxed);
-      Cell(cells + 1).store(PackGrant(std::min(grant_ms, kMaxGrantMs), granted),
-                            std::memory_order_relaxed);
-      const int64_t word =
-          Cell(cells).exchange(Pack(expires_ms, units), std::memory_order_acq_rel);
-      if (!Refused(word) && Units(word) > 0 && Expiry(word) > NowMs()) {
-        older = {Units(word), GrantMs(previous_grant), Granted(previous_grant)};
+  std::lock_guard<std::mutex> lock(StripeOf(d));
+  VisitCells(d, [&](int64_t* cells) {
+    const int64_t now = NowMs();
+    int64_t record = PackGrant(std::min(grant_ms, kMaxGrantMs), granted);
+    int64_t word = Cell(cells).load(std::memory_order_relaxed);
+    for (;;) {
+      // Another thread's lease still live (two threads asked at once): merged, keeping the
+      // earlier expiry (every unit stays within ttl of its grant) and, for the give-back, the
+      // earlier grant time and the smaller grant (see the header: safe for any split).
+      const bool live = !Refused(word) && Units(word) > 0 && Expiry(word) > now;
+      int64_t merged_units = units, merged_expiry = expires_ms;
+      if (live) {
+        const int64_t older = Cell(cells + 1).load(std::memory_order_relaxed);
+        merged_units = std::min(kUnitMask, Units(word) + units);
+        merged_expiry = std::min(Expiry(word), expires_ms);
+        record = PackGrant(std::min(GrantMs(older), std::min(grant_ms, kMaxGrantMs)),
+                           std::min(Granted(older), granted));
       }
-    });
-  }
-  // Another thread's lease was still live: it goes back now (the reply is not needed).
-  if (older.units > 0) {
-    leases_.fetch_add(1, std::memory_order_relaxed);
-    (void)cluster_->StartLease(d, /*want=*/0, older);
-  }
+      // Cell 1 changes only under the stripe lock, so a failed CAS below leaves it consistent.
+      Cell(cells + 1).store(record, std::memory_order_relaxed);
+      if (Cell(cells).compare_exchange_weak(word, Pack(merged_expiry, merged_units),
+                                            std::memory_order_acq_rel)) {
+        return;
+      }
+    }
+  });
 }
 
 void LeasedGcra::RefuseUntil(const KeyDigest& d, int64_t until_ms) {

@@ -42,14 +42,21 @@
 //
 // The grant time is stored rounded down to the millisecond, which only lowers the credit.
 //
+// Two leases of one key in one process (two threads asked at once) are merged, and the merged
+// lease is given back as if it were one grant at the earlier grant time g of k = the smaller of
+// the two grants: credit = min(U*T, max(0, g + k*T - now)) for U unused in all. That is at most
+// what the two grants could be credited separately, whichever of them the unused units are
+// counted against: with D = max(0, g + k*T - now), no larger than either grant's own term,
+// min(u1*T, D) + min(u2*T, D) >= min((u1 + u2)*T, D). So the proof holds for the merged lease
+// (a give-back of two grants at once), with the spends split between the grants in any way that
+// leaves each spend after its grant (the merged lease expires with the earlier one).
+//
 // Local state per key, two cells:
 //   cell 0: [expiry ms since this object's epoch : 40 | refused : 1 | units left : 22], so taking
 //           a unit is a single compare-and-swap (TryLocal, lock-free);
 //   cell 1: [grant time, ms since the script epoch : 41 | units granted : 22], for the give-back.
 // The two change together only under a per-key stripe mutex (Keep, StartLease), which TryLocal
-// never needs: it only lowers cell 0's units. A lease that arrives while this process still
-// holds a live one for the key (two threads asked at once) replaces it, and the older one is
-// given back at once (one more round trip, never merged: a merged lease has no grant time).
+// never needs: it only lowers cell 0's units.
 // A key Redis refused is refused locally until its retry time (safe: it can only under-admit).
 
 #ifndef SLUICE_LIB_LEASED_GCRA_H_

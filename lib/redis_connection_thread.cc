@@ -78,6 +78,12 @@ std::string HelloField(const redisReply* r, absl::string_view name) {
 
 bool MustDeliver(const RedisCommand& c) { return c.delivery.retry_until_nanos > 0; }
 
+// A copy of `s` that shares nothing with it. One status handed to several callers (or kept as the
+// breaker's) would share a reference count that Debian's Abseil updates in uninstrumented code,
+// which ThreadSanitizer then reports as a race when the last reference goes; a copy per caller
+// has its own.
+absl::Status Fresh(const absl::Status& s) { return absl::Status(s.code(), s.message()); }
+
 }  // namespace
 
 // The connection, owned by the thread (see the header).
@@ -104,7 +110,7 @@ RedisConnectionThread::~RedisConnectionThread() {
   if (thread_ && owner_pid_ == getpid()) thread_->join();  // Run() closes its link
   const absl::Status gone = absl::UnavailableError("redis: the store was destroyed");
   for (auto* q : {&queue_, &deferred_}) {
-    for (auto& command : *q) command.reply->Complete(gone);
+    for (auto& command : *q) command.reply->Complete(Fresh(gone));
     q->clear();
   }
 }
@@ -153,7 +159,7 @@ void RedisConnectionThread::Submit(RedisCommand command) {
         KeepLocked(std::move(command));  // sent once the thread reconnects
         return;
       }
-      refused = breaker_status_;
+      refused = Fresh(breaker_status_);
     } else {
       if (owner_pid_ != getpid()) {  // first use, or first use after fork()
         owner_pid_ = getpid();
@@ -197,7 +203,7 @@ RedisStats RedisConnectionThread::stats() const {
 
 void RedisConnectionThread::OpenBreaker(const absl::Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
-  breaker_status_ = why;
+  breaker_status_ = Fresh(why);
   breaker_open_until_.store(Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval),
                             std::memory_order_release);
 }
@@ -229,7 +235,7 @@ void RedisConnectionThread::FailOrKeep(RedisCommand command, const absl::Status&
   }
   if (MustDeliver(command)) dropped_.fetch_add(1, std::memory_order_relaxed);
   failures_.fetch_add(1, std::memory_order_relaxed);
-  command.reply->Complete(status);
+  command.reply->Complete(Fresh(status));
 }
 
 void RedisConnectionThread::NoteConfigError(const absl::Status& status) {

@@ -81,6 +81,11 @@ absl::StatusOr<std::vector<int64_t>> PendingReply::Wait(absl::Duration timeout) 
     state_->abandoned = true;  // a reply that comes now is undone, not lost
     return absl::DeadlineExceededError("redis: no reply in time");
   }
+  if (!state_->result.ok()) {
+    // A status of its own: sharing the stored one's reference count with the caller's thread
+    // would have Debian's uninstrumented Abseil release it where ThreadSanitizer cannot see.
+    return absl::Status(state_->result.status().code(), state_->result.status().message());
+  }
   return state_->result;
 }
 

@@ -145,8 +145,7 @@ class RateLimiter {
   int64_t memory_bytes() const;
   // Cluster scope: decisions made by the failure mode because Redis did not answer.
   int64_t failure_mode_decisions() const;
-  // Leased cluster mode: decisions made from a local lease, and lease round trips (requests,
-  // and give-backs of a lease replaced by another thread's newer one).
+  // Leased cluster mode: decisions made from a local lease, and lease round trips.
   int64_t leased_local_decisions() const;
   int64_t lease_round_trips() const;
   const Options& options() const { return options_; }

@@ -116,6 +116,28 @@ TEST_CASE("leased mode: an expired lease gives back nothing of what has refilled
   CHECK(b.limiter->Peek("k").remaining == 100 - 11);
 }
 
+TEST_CASE("leased mode: two leases of one process merge, and give back no more than each would") {
+  // 100 per second, burst 100: one unit is T = 10 ms. Two threads of A ask at once (two pending
+  // starts): two grants of 10 at g, 9 of each unused, merged into 18 units.
+  LocalRedis redis;
+  ManualClock clock(kStart);
+  const Schedule s{{Window(100, absl::Seconds(1), 100)}, 10, absl::Milliseconds(10), 2};
+  Holder a = MakeHolder(redis.port(), clock, s, "merge");
+  Holder b = MakeHolder(redis.port(), clock, s, "merge");
+  sluice::PendingDecision first = Value(a.limiter->Start("k"));
+  sluice::PendingDecision second = Value(a.limiter->Start("k"));
+  REQUIRE(first.Get().allowed);
+  REQUIRE(second.Get().allowed);
+  CHECK(a.limiter->lease_round_trips() == 2);
+  clock.Advance(absl::Milliseconds(50));  // g + 5T: A's lease has expired (ttl 10 ms)
+  REQUIRE(Value(b.limiter->TryAcquire("k")).allowed);  // B leases 10: 30 charged in all
+  REQUIRE(b.limiter->Peek("k").remaining == 100 - 25);  // 5T of the 30 have refilled
+  REQUIRE(Value(a.limiter->TryAcquire("k")).allowed);  // gives back 18, leases 10
+  // Credited min(18T, g + 10T - now) = 5T: each grant alone would have got min(9T, 5T) = 5T,
+  // 10T together, so the merged lease gives back less, never more (the old credit: 18T).
+  CHECK(b.limiter->Peek("k").remaining == 100 - (25 - 5 + 10));
+}
+
 TEST_CASE("leased mode property: random holders, grants, idle gaps and give-backs stay bounded") {
   LocalRedis redis;
   const std::vector<Schedule> shapes = {
