@@ -19,10 +19,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "fork_hooks.h"
 #include "log.h"
 #include "sluice/redis_store.h"
+
+struct redisContext;
 
 namespace sluice {
 inline namespace v1 {
@@ -33,6 +37,10 @@ struct RedisCommand {
   std::shared_ptr<PendingReply> reply;
   RedisStore::Delivery delivery;
 };
+
+// The transport failure hiredis reports on `c` (after a null reply or REDIS_ERR): DeadlineExceeded
+// for a timeout, else Unavailable.
+absl::Status RedisTransportError(const redisContext* c, absl::string_view what);
 
 class RedisConnectionThread {
  public:
@@ -54,7 +62,11 @@ class RedisConnectionThread {
   void NoteConfigError(const absl::Status& status);
 
  private:
-  struct Link;  // the connection; owned by Run(), on the thread's stack
+  // The connection; owned by Run(), on the thread's stack.
+  struct Link {
+    redisContext* context = nullptr;
+    absl::flat_hash_map<const std::string*, std::string> shas;  // loaded scripts
+  };
 
   // fork() hooks: hold the lock across fork; the child forgets the parent's thread, queues and
   // condition variable, closes its copy of the socket, and starts its own thread on first use.
@@ -62,7 +74,8 @@ class RedisConnectionThread {
   void UnlockAfterFork(bool in_child);
 
   void Run();
-  // Connects and checks the server (AUTH, HELLO: not a Sentinel nor a replica, SELECT).
+  // Connects and checks the server (AUTH, HELLO: not a Sentinel nor a replica, SELECT). In
+  // redis_connect.cc, with Disconnect and LoadScript.
   absl::Status Connect(Link& link);
   void Disconnect(Link& link);
   // SCRIPT LOAD on the link. The error as classified (see redis_errors.h) on failure.

@@ -53,6 +53,7 @@
 //   options.windows = {sluice::Window::PerMinute(600)};
 //   options.cluster.store = store;
 //   options.cluster.rule = "tenant-rpm";
+//   options.cluster.local_share = 16;  // 16 workers share the rule: each admits 1/16 during an outage
 //   auto limiter = sluice::RateLimiter::Create(options).value();
 //
 // Thread-safety: a RedisStore is safe for concurrent use by any number of threads.
