@@ -290,20 +290,34 @@ TEST_CASE("faults D: a Sentinel is FailedPrecondition, not an outage") {
 
 TEST_CASE("faults D: a Redis Cluster node answers MOVED for keys it does not own: loud, per key") {
   TempDir dir;
-  auto node = [&](const char* name) {
-    return std::make_unique<LocalRedis>(std::vector<std::string>{
-        "--cluster-enabled", "yes", "--cluster-config-file", dir.path + "/" + name + ".conf",
-        "--dir", dir.path});
+  // A cluster node's port must be below 55536 (its bus would be port + 10000); the bus gets a
+  // free port of its own, which MEET must then name.
+  auto node = [&](const char* name, int bus) {
+    int port = LocalRedis::FreePort();
+    while (port >= 55536) port = LocalRedis::FreePort();
+    return std::make_unique<LocalRedis>(
+        std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-port", std::to_string(bus),
+                                 "--cluster-config-file", dir.path + "/" + name + ".conf", "--dir",
+                                 dir.path},
+        "", port);
   };
-  auto a = node("a");
-  auto b = node("b");
+  auto a = node("a", LocalRedis::FreePort());
+  const int b_bus = LocalRedis::FreePort();
+  auto b = node("b", b_bus);
+  REQUIRE(a->Ping());
+  REQUIRE(b->Ping());
   REQUIRE(Command(a->port(), {"CLUSTER", "ADDSLOTSRANGE", "0", "8191"}) == "OK");
   REQUIRE(Command(b->port(), {"CLUSTER", "ADDSLOTSRANGE", "8192", "16383"}) == "OK");
-  REQUIRE(Command(a->port(), {"CLUSTER", "MEET", "127.0.0.1", std::to_string(b->port())}) == "OK");
+  REQUIRE(Command(a->port(), {"CLUSTER", "MEET", "127.0.0.1", std::to_string(b->port()),
+                              std::to_string(b_bus)}) == "OK");
   auto ok = [](int port) {
     return Command(port, {"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
   };
-  REQUIRE(Eventually([&] { return ok(a->port()) && ok(b->port()); }, std::chrono::seconds(20)));
+  const bool formed =
+      Eventually([&] { return ok(a->port()) && ok(b->port()); }, std::chrono::seconds(60));
+  INFO("a: " << Command(a->port(), {"CLUSTER", "INFO"}).substr(0, 200));
+  INFO("b: " << Command(b->port(), {"CLUSTER", "INFO"}).substr(0, 200));
+  REQUIRE(formed);
   auto store = Store(a->port());
   auto limiter = Limiter(store, "slots", FailureMode::kAllow);
   int served = 0, moved = 0;

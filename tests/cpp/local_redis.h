@@ -23,8 +23,12 @@ class LocalRedis {
  public:
   // `extra_args` go to redis-server after sluice's own (e.g. "--unixsocket", path). A
   // `config_file` goes first, where redis-server wants it (a Sentinel needs one to run).
-  explicit LocalRedis(std::vector<std::string> extra_args = {}, std::string config_file = {})
-      : port_(FreePort()), extra_args_(std::move(extra_args)), config_file_(std::move(config_file)) {
+  // `port` 0 picks a free one.
+  explicit LocalRedis(std::vector<std::string> extra_args = {}, std::string config_file = {},
+                      int port = 0)
+      : port_(port != 0 ? port : FreePort()),
+        extra_args_(std::move(extra_args)),
+        config_file_(std::move(config_file)) {
     Start();
   }
   ~LocalRedis() { Kill(); }
@@ -90,7 +94,7 @@ class LocalRedis {
     return ok;
   }
 
- private:
+  // A loopback TCP port nobody listens on now.
   static int FreePort() {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -103,6 +107,7 @@ class LocalRedis {
     return ntohs(a.sin_port);
   }
 
+ private:
   int port_;
   std::vector<std::string> extra_args_;
   std::string config_file_;
