@@ -215,6 +215,13 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
   auto note_breaker = [&](const absl::Status& s) {
     if (breaker.ok() || IsTransportError(breaker)) breaker = s;
   };
+  // Failed commands are completed only once the breaker is set, so that a caller who learns of
+  // the failure and tries again is refused fast instead of queued behind a dead connection.
+  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
+  auto complete_failed = [&] {
+    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
+    failed_commands.clear();
+  };
   // 1. Every script this batch needs, loaded on this connection. Nothing is sent yet, so a
   // failure here leaves every outcome known: nothing ran.
   std::vector<RedisCommand> ready;
@@ -242,18 +249,20 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
         if (c.reply != nullptr) FailOrKeep(std::move(c), loaded);
       }
       for (auto& c : ready) FailOrKeep(std::move(c), loaded);
+      complete_failed();
       return;
     }
     // Denied, or a server that runs no scripts: without its script no command can run on this
     // connection, unless it is a bug in that one script (Internal).
     if (!absl::IsInternal(loaded)) note_breaker(loaded);
-    FailOrKeep(std::move(command), loaded);
+    failed_commands.emplace_back(std::move(command), loaded);
   }
   batch.clear();
   if (!breaker.ok()) {  // scripts cannot run on this connection: nothing else is sent
-    for (auto& c : ready) FailOrKeep(std::move(c), breaker);
     Disconnect(link);
     OpenBreaker(breaker);
+    for (auto& c : ready) FailOrKeep(std::move(c), breaker);
+    complete_failed();
     return;
   }
   // 2. Pipeline: every command is written before the first reply is read.
@@ -287,7 +296,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
       // what must be delivered (it is safe to run twice); fail the rest.
       for (size_t j = i; j < ready.size(); ++j) {
         undo_of(ready[j]);
-        FailOrKeep(std::move(ready[j]), lost);
+        failed_commands.emplace_back(std::move(ready[j]), lost);
       }
       break;
     }
@@ -304,13 +313,13 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
       freeReplyObject(reply);
       if (IsTransportError(error.status)) {  // LOADING, BUSY, ...: it did not run
         note_breaker(error.status);
-        FailOrKeep(std::move(command), error.status);
+        failed_commands.emplace_back(std::move(command), error.status);
         continue;
       }
       commands_.fetch_add(1, std::memory_order_relaxed);
       NoteConfigError(error.status);
       if (error.whole_connection) note_breaker(error.status);
-      FailOrKeep(std::move(command), error.status);
+      failed_commands.emplace_back(std::move(command), error.status);
       continue;
     }
     commands_.fetch_add(1, std::memory_order_relaxed);
@@ -335,6 +344,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
     Disconnect(link);
     OpenBreaker(breaker);
   }
+  complete_failed();
   if (!undo.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& c : undo) KeepLocked(std::move(c));
