@@ -10,6 +10,18 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
+std::string WithScriptNow(absl::string_view body) {
+  return absl::StrCat(R"lua(
+local function sluice_now(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return (tonumber(t[1]) - )lua",
+                      kRedisEpochUnixSeconds, R"lua() * 1000000 + tonumber(t[2])
+end
+)lua",
+                      body);
+}
+
 bool IsRedisName(std::string_view name) {
   return !name.empty() && name.size() <= 100 && std::all_of(name.begin(), name.end(), [](char c) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -24,9 +36,15 @@ absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions&
         absl::StrCat(object, ": cluster.rule must be 1 to 100 characters of [A-Za-z0-9._-], got \"",
                      rule, "\""));
   }
-  if (cluster.local_share < 1) {
+  if (cluster.local_share < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(object, ": cluster.local_share must be >= 1, got ", cluster.local_share));
+        absl::StrCat(object, ": cluster.local_share must be >= 0, got ", cluster.local_share));
+  }
+  if (cluster.on_failure == FailureMode::kLocal && cluster.local_share < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": cluster.local_share must be set (>= 1: how many processes share the rule) ",
+        "when cluster.on_failure is kLocal; each process then admits limit / local_share while ",
+        "Redis is down (with 1, every process would admit the whole limit)"));
   }
   return absl::OkStatus();
 }

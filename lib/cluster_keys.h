@@ -21,11 +21,19 @@ namespace internal {
 // below 2^53, so times scaled by up to 16 stay exact until the 2040s.
 inline constexpr int64_t kRedisEpochUnixSeconds = 1735689600;
 
+// Every sluice script starts with this Lua: `sluice_now(arg)` is "now" in microseconds since
+// kRedisEpochUnixSeconds, from the Redis server's TIME, so every host decides on one clock; or,
+// when the store has RedisOptions::script_clock_for_testing, `arg` (RedisStore::ScriptNow()),
+// which is empty otherwise.
+std::string WithScriptNow(absl::string_view body);
+
 // Whether `name` may name things in Redis keys (a cluster rule, a cache's Redis tier): 1 to 100
 // characters of [A-Za-z0-9._-], so it never holds the ':' separator or a '{' hash tag.
 bool IsRedisName(std::string_view name);
 
-// InvalidArgument naming the field unless `cluster` (with a store) is well formed.
+// InvalidArgument naming the field unless `cluster` (with a store) is well formed. With
+// FailureMode::kLocal, local_share must be set (>= 1): the default 0 refuses, because with 1 every
+// process alone would admit the whole limit while Redis is down.
 absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster);
 
 // `<prefix>:{<rule>:<32 hex digest>}`: the hash tag keeps one key's Redis keys in one Redis

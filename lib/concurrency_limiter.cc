@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cluster_leases.h"
+#include "redis_errors.h"
 #include "lease_table.h"
 #include "shared_lease_table.h"
 
@@ -81,21 +82,23 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key
                                                             int64_t now_nanos) {
   const internal::KeyDigest digest = internal::DigestKey(key);
   if (cluster_ == nullptr) return AcquireFromTable(digest, options_.max_in_flight, now_nanos);
-  const uint64_t lease_id = internal::ClusterLeases::NewLeaseId();
-  return FinishClusterAcquire(digest, lease_id, now_nanos,
-                              cluster_->StartAcquire(digest, options_.max_in_flight, lease_id,
-                                                     /*want_fd=*/false)
-                                  ->Wait(cluster_->reply_timeout()));
+  return StartCluster(digest, /*want_fd=*/false).Get();
 }
 
 Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key) {
   if (cluster_ == nullptr) return Pending<Permit>(TryAcquire(key));
-  const internal::KeyDigest digest = internal::DigestKey(key);
+  return StartCluster(internal::DigestKey(key), /*want_fd=*/true);
+}
+
+Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::StartCluster(
+    const internal::KeyDigest& digest, bool want_fd) {
   const uint64_t lease_id = internal::ClusterLeases::NewLeaseId();
   return Pending<Permit>(
-      cluster_->StartAcquire(digest, options_.max_in_flight, lease_id, /*want_fd=*/true),
-      cluster_->reply_timeout(), [this, digest, lease_id](const auto& reply) {
-        return FinishClusterAcquire(digest, lease_id, clock_->NowNanos(), reply);
+      cluster_->StartAcquire(digest, options_.max_in_flight, lease_id, want_fd),
+      cluster_->reply_timeout(), [this, digest, lease_id](const auto& reply, absl::Status* error) {
+        Permit permit = FinishClusterAcquire(digest, lease_id, clock_->NowNanos(), reply, error);
+        permit.status_ = *error;
+        return permit;
       });
 }
 
@@ -125,21 +128,35 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::AcquireFromTable(const internal::
 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::FinishClusterAcquire(
     const internal::KeyDigest& digest, uint64_t lease_id, int64_t now_nanos,
-    const absl::StatusOr<std::vector<int64_t>>& reply) {
+    const absl::StatusOr<std::vector<int64_t>>& reply, absl::Status* error) {
   Decision decision;
   decision.limit = options_.max_in_flight;
-  if (reply.ok() && reply->size() == 3) {
-    decision.allowed = (*reply)[0] == 1;
-    decision.remaining = std::max<int64_t>(0, options_.max_in_flight - (*reply)[1]);
-    if (!decision.allowed) {
-      decision.retry_after_nanos =
-          std::max<int64_t>(1, absl::ToInt64Nanoseconds(options_.retry_after));
-      decision.reset_after_nanos = (*reply)[2] * 1000;  // a slot frees by then
-      return Permit(decision);
+  absl::Status failed = reply.status();
+  if (reply.ok()) {
+    absl::StatusOr<internal::ClusterLeases::Acquired> acquired = cluster_->DecodeAcquire(*reply);
+    if (acquired.ok()) {
+      decision.allowed = acquired->granted;
+      decision.remaining = std::max<int64_t>(0, options_.max_in_flight - acquired->held);
+      if (!decision.allowed) {
+        decision.retry_after_nanos =
+            std::max<int64_t>(1, absl::ToInt64Nanoseconds(options_.retry_after));
+        decision.reset_after_nanos = acquired->micros * 1000;  // a slot frees by then
+        return Permit(decision);
+      }
+      Permit permit(this, digest, lease_id, SaturatingAdd(now_nanos, acquired->micros * 1000),
+                    decision);
+      permit.holder_ = Permit::Holder::kRedis;
+      return permit;
     }
-    Permit permit(this, digest, lease_id, SaturatingAdd(now_nanos, (*reply)[2] * 1000), decision);
-    permit.holder_ = Permit::Holder::kRedis;
-    return permit;
+    // An impossible reply: whatever it took, nobody holds; release it.
+    cluster_->StartRelease(digest, lease_id, /*retry_until_nanos=*/0);
+    failed = acquired.status();
+  }
+  if (!internal::IsTransportError(failed)) {  // Redis answered: a configuration error
+    *error = failed;
+    decision.retry_after_nanos =
+        absl::ToInt64Nanoseconds(options_.cluster.store->options().reconnect_interval);
+    return Permit(decision);
   }
   cluster_->CountFailure();
   switch (options_.cluster.on_failure) {
@@ -162,13 +179,25 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::FinishClusterAcquire(
       clock_->NowNanos());
 }
 
-int64_t ConcurrencyLimiter::InFlight(std::string_view key) {
+int64_t ConcurrencyLimiter::InFlight(std::string_view key) { return StartInFlight(key).Get(); }
+
+Pending<int64_t> ConcurrencyLimiter::StartInFlight(std::string_view key) {
   const internal::KeyDigest digest = internal::DigestKey(key);
-  if (cluster_ != nullptr) {
-    auto reply = cluster_->StartInFlight(digest)->Wait(cluster_->reply_timeout());
-    return reply.ok() && reply->size() == 1 ? (*reply)[0] : -1;
-  }
-  return table_->InFlight(digest, clock_->NowNanos());
+  if (cluster_ == nullptr) return Pending<int64_t>(table_->InFlight(digest, clock_->NowNanos()));
+  internal::ClusterLeases* cluster = cluster_.get();
+  return Pending<int64_t>(
+      cluster->StartInFlight(digest, /*want_fd=*/true), cluster->reply_timeout(),
+      [cluster](const auto& reply, absl::Status* error) -> int64_t {
+        if (!reply.ok()) {
+          if (!internal::IsTransportError(reply.status())) *error = reply.status();
+          return -1;
+        }
+        if (reply->size() != 1 || (*reply)[0] < 0) {
+          *error = cluster->Impossible("an in-flight count");
+          return -1;
+        }
+        return (*reply)[0];
+      });
 }
 
 int64_t ConcurrencyLimiter::ReclaimExpired() { return table_->ReclaimExpired(clock_->NowNanos()); }
@@ -183,7 +212,8 @@ ConcurrencyLimiter::Permit::Permit(Permit&& other) noexcept
       digest_(other.digest_),
       lease_id_(other.lease_id_),
       expires_at_nanos_(other.expires_at_nanos_),
-      decision_(other.decision_) {}
+      decision_(other.decision_),
+      status_(std::move(other.status_)) {}
 
 ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other) noexcept {
   if (this != &other) {
@@ -194,6 +224,7 @@ ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other
     lease_id_ = other.lease_id_;
     expires_at_nanos_ = other.expires_at_nanos_;
     decision_ = other.decision_;
+    status_ = std::move(other.status_);
   }
   return *this;
 }
@@ -201,8 +232,12 @@ ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other
 absl::Status ConcurrencyLimiter::Permit::Release() {
   if (owner_ == nullptr) return absl::OkStatus();
   ConcurrencyLimiter* owner = std::exchange(owner_, nullptr);
-  if (holder_ == Holder::kRedis) {  // sent, not awaited: an undelivered release just expires
-    owner->cluster_->StartRelease(digest_, lease_id_);
+  if (holder_ == Holder::kRedis) {
+    // Sent, not awaited. If Redis cannot be reached, the store keeps it and sends it once Redis
+    // answers again, until the lease would have ended anyway.
+    const int64_t left = expires_at_nanos_ - owner->clock_->NowNanos();
+    const int64_t now = Clock::Steady()->NowNanos();
+    owner->cluster_->StartRelease(digest_, lease_id_, left > 0 ? SaturatingAdd(now, left) : 0);
     return absl::OkStatus();
   }
   if (holder_ == Holder::kUnbacked) return absl::OkStatus();
@@ -227,12 +262,19 @@ absl::Status ConcurrencyLimiter::Permit::CheckRenew(absl::Duration lease) const 
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": lease must be > 0, got ", absl::FormatDuration(lease)));
   }
+  if (holder_ == Holder::kRedis && lease > internal::ClusterLeases::kMaxLease) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": lease must be at most ", absl::FormatDuration(internal::ClusterLeases::kMaxLease),
+        " in cluster scope, got ", absl::FormatDuration(lease)));
+  }
   return absl::OkStatus();
 }
 
 absl::Status ConcurrencyLimiter::Permit::Renew(absl::Duration lease) {
-  absl::Status renewed = StartRenew(lease).Get();
-  if (absl::IsFailedPrecondition(renewed) && owner_ != nullptr) {
+  Pending<absl::Status> pending = StartRenew(lease);
+  absl::Status renewed = pending.Get();
+  // Only Redis saying "expired" frees the permit; a configuration error (say, READONLY) keeps it.
+  if (absl::IsFailedPrecondition(renewed) && pending.status().ok() && owner_ != nullptr) {
     owner_ = nullptr;  // the slot is gone: this permit no longer holds anything
   }
   return renewed;
@@ -265,12 +307,20 @@ Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew(absl::Duration leas
   return Pending<absl::Status>(
       owner_->cluster_->StartRenew(digest_, lease_id_, std::max(lease, absl::Microseconds(1)),
                                    /*want_fd=*/true),
-      owner_->cluster_->reply_timeout(), [expired](const auto& reply) -> absl::Status {
+      owner_->cluster_->reply_timeout(),
+      [expired](const auto& reply, absl::Status* error) -> absl::Status {
         if (!reply.ok()) {
-          return absl::UnavailableError(absl::StrCat(kName, ": renew: ", reply.status().message()));
+          if (internal::IsTransportError(reply.status())) {
+            return absl::UnavailableError(
+                absl::StrCat(kName, ": renew: ", reply.status().message()));
+          }
+          *error = reply.status();  // a configuration error: the permit is kept
+          return reply.status();
         }
         if (reply->size() == 1 && (*reply)[0] == 1) return absl::OkStatus();
-        return expired;
+        if (reply->size() == 1 && (*reply)[0] == 0) return expired;
+        *error = absl::InternalError(absl::StrCat(kName, ": renew: an impossible reply"));
+        return *error;
       });
 }
 

@@ -11,29 +11,38 @@ inline namespace v1 {
 namespace internal {
 
 struct ForkHookRunner {
-  static std::mutex& Mutex() {
-    static auto* mu = new std::mutex;  // never destroyed: fork() may run during exit
+  // Recursive: a hook may register or unregister an object (a child hook that builds a fresh
+  // table) while the runner holds the registry across the fork.
+  static std::recursive_mutex& Mutex() {
+    static auto* mu = new std::recursive_mutex;  // never destroyed: fork() may run during exit
     return *mu;
   }
   static std::vector<ForkHooks*>& All() {
     static auto* all = new std::vector<ForkHooks*>;
     return *all;
   }
+  static bool Registered(ForkHooks* h) {
+    const auto& all = All();
+    return std::find(all.begin(), all.end(), h) != all.end();
+  }
   static void Prepare() {
     Mutex().lock();  // held across fork(): no registration changes mid-fork
-    for (ForkHooks* h : All()) {
-      if (h->prepare_) h->prepare_();
+    const std::vector<ForkHooks*> hooks = All();  // hooks may change the registry
+    for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) {
+      if ((*it)->prepare_ && Registered(*it)) (*it)->prepare_();
     }
   }
   static void Parent() {
-    for (ForkHooks* h : All()) {
-      if (h->parent_) h->parent_();
+    const std::vector<ForkHooks*> hooks = All();
+    for (ForkHooks* h : hooks) {
+      if (h->parent_ && Registered(h)) h->parent_();
     }
     Mutex().unlock();
   }
   static void Child() {
-    for (ForkHooks* h : All()) {
-      if (h->child_) h->child_();
+    const std::vector<ForkHooks*> hooks = All();
+    for (ForkHooks* h : hooks) {
+      if (h->child_ && Registered(h)) h->child_();
     }
     Mutex().unlock();
   }
@@ -46,12 +55,12 @@ ForkHooks::ForkHooks(std::function<void()> prepare, std::function<void()> parent
   std::call_once(once, [] {
     pthread_atfork(ForkHookRunner::Prepare, ForkHookRunner::Parent, ForkHookRunner::Child);
   });
-  std::lock_guard<std::mutex> lock(ForkHookRunner::Mutex());
+  std::lock_guard<std::recursive_mutex> lock(ForkHookRunner::Mutex());
   ForkHookRunner::All().push_back(this);
 }
 
 ForkHooks::~ForkHooks() {
-  std::lock_guard<std::mutex> lock(ForkHookRunner::Mutex());
+  std::lock_guard<std::recursive_mutex> lock(ForkHookRunner::Mutex());
   auto& all = ForkHookRunner::All();
   all.erase(std::remove(all.begin(), all.end(), this), all.end());
 }

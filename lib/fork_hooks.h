@@ -1,13 +1,21 @@
 // Internal: fork() hooks for objects that own threads, locks or per-process state.
 //
 // An object holds a ForkHooks registration for as long as its hooks may run. On fork(), every
-// registered `prepare` runs in the forking thread before the fork (take the object's locks so no
-// other thread is inside them), then `parent` in the parent or `child` in the child (release them;
-// in the child, also forget what belonged to the parent: threads, sockets, leases).
+// registered `prepare` runs in the forking thread before the fork, newest registration first
+// (take the object's locks so no other thread is inside them; an object registered after the
+// ones it calls into takes its own locks before theirs), then every `parent` in the parent or
+// `child` in the child, oldest first (release them; in the child, also forget what belonged to
+// the parent: threads, sockets, leases). Hooks may create or destroy registrations.
+//
+// Why it matters: Gunicorn and Celery fork workers from a process whose other threads may be
+// inside sluice at that instant. Without the hooks a child inherits locks that no thread of its
+// own will ever release, and data structures caught mid-update.
 #ifndef SLUICE_LIB_FORK_HOOKS_H_
 #define SLUICE_LIB_FORK_HOOKS_H_
 
 #include <functional>
+#include <mutex>
+#include <new>
 
 namespace sluice {
 inline namespace v1 {
@@ -26,6 +34,17 @@ class ForkHooks {
   friend struct ForkHookRunner;
   std::function<void()> prepare_, parent_, child_;
 };
+
+// For a `child` hook: `mu` becomes a fresh, unlocked mutex, whatever state it was left in by a
+// parent thread (which does not exist in the child) or by this thread's `prepare` hook. Parent
+// threads waiting for it are gone too. glibc re-initialises its own locks in a child the same way.
+//
+// Why std::mutex, not absl::Mutex, for what a fork() child may lock: Abseil built without NDEBUG
+// (Debian's build) runs its deadlock detector on every Lock and Unlock, under one process-wide
+// spinlock. A child forked while any parent thread was inside it (any absl::Mutex anywhere) hangs
+// forever on its first absl::Mutex operation, and nothing in the child can release that spinlock.
+// A pthread mutex has no global state, and TSan sees it natively.
+inline void ResetMutexInForkChild(std::mutex& mu) { new (&mu) std::mutex(); }
 
 }  // namespace internal
 }  // namespace v1

@@ -304,16 +304,27 @@ Decision GcraKeyedState::Peek(const KeyDigest& d, int64_t now_nanos) {
   } else {
     table_->VisitExisting(d, read);
   }
+  // Allowed iff one unit would pass every window now. If not, the binding window is the one that
+  // makes that unit wait longest, and retry_after says how long (as Admit's refusal would).
   Decision out;
   int binding = 0;
   int64_t least = std::numeric_limits<int64_t>::max();
+  int64_t longest = 0;
   for (int i = 0; i < n_; ++i) {
-    const int64_t left = FloorDiv(
-        windows_[i].tolerance - (std::max(tats[i], now[i]) - now[i]), windows_[i].unit);
-    if (left < least) least = left, binding = i;
+    const GcraWindow& w = windows_[i];
+    const int64_t tat = std::max(tats[i], now[i]);
+    const int64_t left = FloorDiv(w.tolerance - (tat - now[i]), w.unit);
+    const int64_t wait = tat + w.unit - w.tolerance - now[i];  // units until one more fits
+    if (wait > 0) {
+      const int64_t nanos = std::max<int64_t>(1, CeilNanos(wait, w.scale));
+      if (nanos > longest) longest = nanos, binding = i;
+    } else if (longest == 0 && left < least) {
+      least = left, binding = i;
+    }
   }
   Describe(binding, tats[binding], now[binding], &out);
-  out.allowed = least > 0;
+  out.allowed = longest == 0;
+  out.retry_after_nanos = longest;
   return out;
 }
 

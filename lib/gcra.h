@@ -84,7 +84,8 @@ class GcraKeyedState {
   // Adds `delta` (negative: refund) to every window, refusing nothing. `out` gets the balance.
   absl::Status Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos, Decision* out);
 
-  // The balance of `d` without changing it (whole if absent).
+  // The balance of `d` without changing it (whole if absent): allowed iff one unit would pass
+  // every window now; if not, retry_after until it would, from the window that waits longest.
   Decision Peek(const KeyDigest& d, int64_t now_nanos);
 
   int64_t DropIdle(int64_t now_nanos);

@@ -1,7 +1,5 @@
 #include "keyed_table.h"
 
-#include "mutex_lock.h"
-
 #include <algorithm>
 #include <bit>
 #include <limits>
@@ -41,10 +39,26 @@ KeyedTable::KeyedTable(int cells_per_key, int64_t max_keys, int64_t fresh_cell)
       last_full_sweep_nanos_(kNeverSwept),
       shards_(new Shard[kShards]) {
   for (int i = 0; i < kShards; ++i) shards_[i].table.store(NewTable(kMinCapacity));
+  fork_hooks_ = std::make_unique<ForkHooks>(nullptr, nullptr, [this] { ResetInForkChild(); });
 }
 
 KeyedTable::~KeyedTable() {
+  fork_hooks_.reset();  // no fork() hook may run on a half-destroyed table
   for (int i = 0; i < kShards; ++i) delete shards_[i].table.load();
+}
+
+void KeyedTable::ResetInForkChild() {
+  for (int i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    // The readers counted here were parent threads, which do not exist in the child: a rebuild
+    // waiting for them to leave would wait forever. Whatever they were doing was one CAS, done or
+    // not. A writer that held the mutex left the shard consistent at every instant: an insert
+    // publishes its slot last, a rebuild swaps in a complete table (the old one is never freed
+    // before the swap).
+    shard.readers.store(0, std::memory_order_relaxed);
+    shard.maintenance.store(0, std::memory_order_relaxed);
+    ResetMutexInForkChild(shard.mu);
+  }
 }
 
 KeyedTable::Table* KeyedTable::NewTable(int64_t capacity) const {
@@ -71,7 +85,7 @@ absl::Status KeyedTable::VisitSlow(Shard& shard, const KeyDigest& d, int64_t now
                                    IdleFn idle, CellsFn fn) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
-      MutexLock lock(&shard.mu);
+      std::lock_guard<std::mutex> lock(shard.mu);
       int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
       if (cells == nullptr) cells = InsertLocked(shard, d, idle);
       if (cells != nullptr) {
@@ -146,7 +160,7 @@ int64_t KeyedTable::RebuildLocked(Shard& shard, IdleFn idle, int64_t extra) {
 
 bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
   Shard& shard = ShardFor(d);
-  MutexLock lock(&shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
+  std::lock_guard<std::mutex> lock(shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
   int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
   if (cells == nullptr) return false;
   fn(cells);
@@ -156,7 +170,7 @@ bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
 int64_t KeyedTable::DropIdle(IdleFn idle) {
   int64_t dropped = 0;
   for (int i = 0; i < kShards; ++i) {
-    MutexLock lock(&shards_[i].mu);
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
     if (shards_[i].used > 0) dropped += RebuildLocked(shards_[i], idle, 0);
   }
   return dropped;
@@ -165,7 +179,7 @@ int64_t KeyedTable::DropIdle(IdleFn idle) {
 int64_t KeyedTable::memory_bytes() const {
   int64_t bytes = sizeof(*this) + int64_t{kShards} * sizeof(Shard);
   for (int i = 0; i < kShards; ++i) {
-    MutexLock lock(&shards_[i].mu);  // a rebuild may free the table we would read
+    std::lock_guard<std::mutex> lock(shards_[i].mu);  // a rebuild may free the table we would read
     bytes += shards_[i].table.load(std::memory_order_relaxed)->capacity * stride_ * 8 +
              sizeof(Table);
   }

@@ -7,7 +7,7 @@
 //    [hi, lo, cell0, cell1, ...] per slot, linear probing, load factor <= 3/4.
 //  * Readers announce themselves in the shard's reader count, probe, and run their function on the
 //    slot's cells (which they update only with atomic operations).
-//  * Writers (inserting a new key) take the shard's absl::Mutex. Inserting only fills an empty slot
+//  * Writers (inserting a new key) take the shard's mutex. Inserting only fills an empty slot
 //    and publishes its `hi` word last with release order, so concurrent readers either see the
 //    whole slot or an empty one (and then retry under the mutex).
 //  * Anything that moves or frees slots (growing, dropping idle keys) is "maintenance": under the
@@ -24,11 +24,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "fork_hooks.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
@@ -78,13 +79,18 @@ class KeyedTable {
   int64_t memory_bytes() const;
 
  private:
+  // fork(): the child resets what parent threads may have left behind: reader counts, the
+  // maintenance flag and the shard mutexes. (No lock is taken before the fork: every shard is
+  // consistent at any instant, see keyed_table.cc.)
+  void ResetInForkChild();
+
   struct Table;
   struct alignas(64) Shard {
     std::atomic<int32_t> readers{0};
     std::atomic<int32_t> maintenance{0};
     std::atomic<Table*> table{nullptr};
-    absl::Mutex mu;
-    int64_t used ABSL_GUARDED_BY(mu) = 0;
+    std::mutex mu;         // std::mutex, not absl::Mutex: see fork_hooks.h
+    int64_t used = 0;      // guarded by mu
   };
 
   static constexpr int kShardBits = 6;
@@ -95,11 +101,11 @@ class KeyedTable {
   absl::Status VisitSlow(Shard& shard, const KeyDigest& d, int64_t now_nanos, IdleFn idle,
                          CellsFn fn);
   // Inserts `d` into `shard`, rebuilding first if the shard is too full. nullptr if at max_keys.
-  int64_t* InsertLocked(Shard& shard, const KeyDigest& d, IdleFn idle)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // REQUIRES: shard.mu held.
+  int64_t* InsertLocked(Shard& shard, const KeyDigest& d, IdleFn idle);
   // Rebuilds `shard` without its idle keys, sized for `extra` more. Returns keys dropped.
-  int64_t RebuildLocked(Shard& shard, IdleFn idle, int64_t extra)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // REQUIRES: shard.mu held.
+  int64_t RebuildLocked(Shard& shard, IdleFn idle, int64_t extra);
   Table* NewTable(int64_t capacity) const;
 
   const int cells_;
@@ -109,6 +115,7 @@ class KeyedTable {
   std::atomic<int64_t> live_keys_{0};
   std::atomic<int64_t> last_full_sweep_nanos_;
   std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal

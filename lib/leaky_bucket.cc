@@ -82,7 +82,7 @@ absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t co
   if (cluster_ != nullptr) {  // the Redis server's clock decides
     auto reply = cluster_->StartQueue(digest, cost, max_wait, /*want_fd=*/false)
                      ->Wait(cluster_->reply_timeout());
-    return cluster_->FinishQueue(digest, cost, max_wait, reply);
+    return cluster_->FinishQueue(digest, cost, max_wait, reply);  // the error, if not transport
   }
   Decision decision;
   absl::Status s = state_->Queue(digest, cost, max_wait, now_nanos, &decision);
@@ -102,8 +102,10 @@ absl::StatusOr<PendingDecision> LeakyBucket::Start(std::string_view key, int64_t
   internal::ClusterGcra* cluster = cluster_.get();
   return PendingDecision(cluster->StartQueue(digest, cost, max_wait, /*want_fd=*/true),
                          cluster->reply_timeout(),
-                         [cluster, digest, cost, max_wait](const auto& reply) {
-                           return cluster->FinishQueue(digest, cost, max_wait, reply);
+                         [cluster, digest, cost, max_wait](const auto& reply,
+                                                           absl::Status* error) {
+                           return cluster->OrRefusal(
+                               cluster->FinishQueue(digest, cost, max_wait, reply), error);
                          });
 }
 

@@ -1,7 +1,7 @@
 // Internal: the process-scope state behind ConcurrencyLimiter: per key, the leases granted.
 //
 // Unlike the GCRA objects, a concurrency key carries a set (which leases, until when), so each
-// shard is an absl::Mutex over a flat_hash_map. Acquire and release are rare compared with rate
+// shard is a mutex over a flat_hash_map. Acquire and release are rare compared with rate
 // decisions (one pair per request lifetime), and the critical sections are a few map operations.
 
 #ifndef SLUICE_LIB_LEASE_TABLE_H_
@@ -10,9 +10,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "fork_hooks.h"
 #include "lease_store.h"
 #include "sluice/internal/key_digest.h"
 
@@ -23,6 +24,7 @@ namespace internal {
 class LeaseTable final : public LeaseStore {
  public:
   explicit LeaseTable(int64_t max_keys);
+  ~LeaseTable() override;
 
   Grant Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
                 int64_t expires_at) override;
@@ -38,12 +40,16 @@ class LeaseTable final : public LeaseStore {
   };
   using Leases = absl::flat_hash_map<uint64_t, int64_t>;  // lease id -> expires at
   struct alignas(64) Shard {
-    absl::Mutex mu;
-    absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys ABSL_GUARDED_BY(mu);
+    std::mutex mu;  // std::mutex, not absl::Mutex: see fork_hooks.h
+    absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys;  // guarded by mu
   };
   static constexpr int kShardBits = 4;
 
   Shard& ShardFor(const KeyDigest& d) { return shards_[d.hi >> (64 - kShardBits)]; }
+  // fork(): the shard mutexes are held across the fork (no map is caught mid-update) and the
+  // child's are fresh.
+  void LockForFork();
+  void UnlockAfterFork(bool in_child);
   // Removes the expired leases of one key; returns how many.
   static int64_t ReclaimLocked(Leases& leases, int64_t now);
 
@@ -51,6 +57,7 @@ class LeaseTable final : public LeaseStore {
   std::atomic<int64_t> live_keys_{0};
   std::atomic<uint64_t> next_lease_id_{1};
   std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };
 
 }  // namespace internal

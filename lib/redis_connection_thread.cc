@@ -1,15 +1,16 @@
 #include "redis_connection_thread.h"
 
 #include <hiredis/hiredis.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <limits>
 #include <mutex>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "redis_errors.h"
 #include "sluice/clock.h"
 
 namespace sluice {
@@ -21,12 +22,9 @@ namespace {
 int64_t Now() { return Clock::Steady()->NowNanos(); }
 
 // A reply that is an integer or an array of integers and bulk strings (what sluice's scripts
-// return), or an error. The strings go to `strings`.
+// return), or an error. The strings go to `strings`. Error replies are the caller's to classify.
 absl::StatusOr<std::vector<int64_t>> Values(const redisReply* reply,
                                             std::vector<std::string>* strings) {
-  if (reply->type == REDIS_REPLY_ERROR) {
-    return absl::InternalError(absl::StrCat("redis: ", std::string(reply->str, reply->len)));
-  }
   if (reply->type == REDIS_REPLY_INTEGER) return std::vector<int64_t>{reply->integer};
   if (reply->type != REDIS_REPLY_ARRAY) {
     return absl::InternalError(absl::StrCat("redis: unexpected reply type ", reply->type));
@@ -45,19 +43,20 @@ absl::StatusOr<std::vector<int64_t>> Values(const redisReply* reply,
   return out;
 }
 
-// Runs one command synchronously on `c` (connection setup and SCRIPT LOAD only).
-redisReply* Command(redisContext* c, const std::vector<std::string>& argv) {
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const auto& a : argv) ptrs.push_back(a.data()), lens.push_back(a.size());
-  return static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-}
+bool MustDeliver(const RedisCommand& c) { return c.delivery.retry_until_nanos > 0; }
+
+// A copy of `s` that shares nothing with it. One status handed to several callers (or kept as the
+// breaker's) would share a reference count that Debian's Abseil updates in uninstrumented code,
+// which ThreadSanitizer then reports as a race when the last reference goes; a copy per caller
+// has its own.
+absl::Status Fresh(const absl::Status& s) { return absl::Status(s.code(), s.message()); }
 
 }  // namespace
 
 RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
     : options_(options),
+      where_(options.unix_socket.empty() ? absl::StrCat(options.host, ":", options.port)
+                                         : options.unix_socket),
       fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
                                               [this] { UnlockAfterFork(false); },
                                               [this] { UnlockAfterFork(true); })) {}
@@ -69,11 +68,12 @@ RedisConnectionThread::~RedisConnectionThread() {
     stop_ = true;
   }
   cv_->notify_all();
-  if (thread_ && owner_pid_ == getpid()) thread_->join();
-  for (auto& command : queue_) {
-    command.reply->Complete(absl::UnavailableError("redis: the store was destroyed"));
+  if (thread_ && owner_pid_ == getpid()) thread_->join();  // Run() closes its link
+  const absl::Status gone = absl::UnavailableError("redis: the store was destroyed");
+  for (auto* q : {&queue_, &deferred_}) {
+    for (auto& command : *q) command.reply->Complete(Fresh(gone));
+    q->clear();
   }
-  Disconnect();
 }
 
 void RedisConnectionThread::LockForFork() { mu_.lock(); }
@@ -87,39 +87,61 @@ void RedisConnectionThread::UnlockAfterFork(bool in_child) {
     (void)cv_.release();
     cv_ = std::make_unique<std::condition_variable>();
     owner_pid_ = 0;
-    // The parent's callers, not ours. Leaked, not destroyed: destroying a command runs its
-    // owner's code (a cache passing on a lead), whose locks a parent thread that does not exist
-    // here may hold.
+    // The parent's callers and the parent's deliveries, not ours. Leaked, not destroyed:
+    // destroying a command runs its owner's code (a cache passing on a lead), whose locks a
+    // parent thread that does not exist here may hold.
     (void)new std::deque<RedisCommand>(std::move(queue_));
+    (void)new std::deque<RedisCommand>(std::move(deferred_));
     queue_.clear();
-    if (context_ != nullptr) {
-      redisFree(context_);  // closes only the child's copy of the socket
-      context_ = nullptr;
-    }
-    shas_.clear();
+    deferred_.clear();
+    // The link itself lives on the parent thread's stack, possibly mid-update: only our copy of
+    // its socket is closed, so the child cannot write into the parent's connection and the
+    // server sees the connection end when the parent closes it.
+    const int fd = socket_fd_.exchange(-1);
+    if (fd >= 0) close(fd);
     connected_ = false;
     breaker_open_until_ = 0;
+    breaker_status_ = absl::OkStatus();
   }
   mu_.unlock();
 }
 
+bool RedisConnectionThread::BreakerOpenLocked() const {
+  const int64_t until = breaker_open_until_.load(std::memory_order_acquire);
+  return until != 0 && Now() < until;
+}
+
 void RedisConnectionThread::Submit(RedisCommand command) {
-  const int64_t open_until = breaker_open_until_.load(std::memory_order_acquire);
-  if (open_until != 0 && Now() < open_until) {
-    fast_failures_.fetch_add(1, std::memory_order_relaxed);
-    command.reply->Complete(
-        absl::UnavailableError("redis: unreachable (breaker open; retrying in the background)"));
-    return;
-  }
+  absl::Status refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (owner_pid_ != getpid()) {  // first use, or first use after fork()
-      owner_pid_ = getpid();
-      thread_ = std::make_unique<std::thread>([this] { Run(); });
+    if (BreakerOpenLocked()) {
+      if (MustDeliver(command)) {
+        KeepLocked(std::move(command));  // sent once the thread reconnects
+        return;
+      }
+      refused = Fresh(breaker_status_);
+    } else {
+      if (owner_pid_ != getpid()) {  // first use, or first use after fork()
+        owner_pid_ = getpid();
+        thread_ = std::make_unique<std::thread>([this] { Run(); });
+      }
+      queue_.push_back(std::move(command));
     }
-    queue_.push_back(std::move(command));
+  }
+  if (!refused.ok()) {  // completed outside the lock: a callback may submit again
+    fast_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (!IsTransportError(refused)) config_errors_.fetch_add(1, std::memory_order_relaxed);
+    command.reply->Complete(std::move(refused));
+    return;
   }
   cv_->notify_one();
+}
+
+bool RedisConnectionThread::OnConnectionThread() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return thread_ != nullptr && owner_pid_ == getpid() &&
+         thread_->get_id() == std::this_thread::get_id();
 }
 
 RedisStats RedisConnectionThread::stats() const {
@@ -130,158 +152,282 @@ RedisStats RedisConnectionThread::stats() const {
   s.fast_failures = fast_failures_.load();
   s.connects = connects_.load();
   s.script_loads = script_loads_.load();
+  s.config_errors = config_errors_.load();
+  s.retried = retried_.load();
+  s.undone = undone_.load();
+  s.dropped = dropped_.load();
   s.connected = connected_.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  s.last_error = last_error_;
   return s;
 }
 
-void RedisConnectionThread::OpenBreaker() {
+void RedisConnectionThread::OpenBreaker(const absl::Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  breaker_status_ = Fresh(why);
   breaker_open_until_.store(Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval),
                             std::memory_order_release);
 }
 
-void RedisConnectionThread::Disconnect() {
-  if (context_ != nullptr) redisFree(context_);
-  context_ = nullptr;
-  shas_.clear();
-  connected_ = false;
+// Must-deliver commands carry no callback (RunScriptThen never delivers this way), so completing
+// one under the lock runs no caller code.
+void RedisConnectionThread::KeepLocked(RedisCommand command) {
+  if (deferred_.size() >= kMaxDeferred) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    dropped_log_.Log(LogLevel::kWarning,
+                     absl::StrCat("redis ", where_, ": more than ", kMaxDeferred,
+                                  " releases wait for Redis to return; the oldest is dropped "
+                                  "(its slot comes back when its lease ends)"));
+    deferred_.front().reply->Complete(
+        absl::UnavailableError("redis: dropped: too many commands wait for Redis"));
+    deferred_.pop_front();
+  }
+  deferred_.push_back(std::move(command));
 }
 
-bool RedisConnectionThread::Connect() {
-  Disconnect();
-  redisContext* c =
-      options_.unix_socket.empty()
-          ? redisConnectWithTimeout(options_.host.c_str(), options_.port,
-                                    absl::ToTimeval(options_.connect_timeout))
-          : redisConnectUnixWithTimeout(options_.unix_socket.c_str(),
-                                        absl::ToTimeval(options_.connect_timeout));
-  if (c == nullptr || c->err) {
-    if (c != nullptr) redisFree(c);
-    return false;
+void RedisConnectionThread::FailOrKeep(RedisCommand command, const absl::Status& status) {
+  // Only an outage is worth waiting out: an error Redis answered would answer again (and a kept
+  // command is resent as soon as the connection is up, so it would spin).
+  if (MustDeliver(command) && IsTransportError(status) &&
+      Now() < command.delivery.retry_until_nanos) {
+    std::lock_guard<std::mutex> lock(mu_);
+    KeepLocked(std::move(command));
+    return;
   }
-  redisSetTimeout(c, absl::ToTimeval(options_.command_timeout + options_.connect_timeout));
-  auto ok = [&](std::vector<std::string> argv) {
-    redisReply* r = Command(c, argv);
-    const bool good = r != nullptr && r->type != REDIS_REPLY_ERROR;
-    if (r != nullptr) freeReplyObject(r);
-    return good;
+  if (MustDeliver(command)) dropped_.fetch_add(1, std::memory_order_relaxed);
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  command.reply->Complete(Fresh(status));
+}
+
+void RedisConnectionThread::NoteConfigError(const absl::Status& status) {
+  config_errors_.fetch_add(1, std::memory_order_relaxed);
+  const std::string message = absl::StrCat("redis ", where_, ": ", status.ToString());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_error_ = message;
+  }
+  config_log_.Log(LogLevel::kError, message);
+}
+
+void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& batch) {
+  // What the connection's state becomes after this batch (at most one breaker).
+  absl::Status breaker;
+  auto note_breaker = [&](const absl::Status& s) {
+    if (breaker.ok() || IsTransportError(breaker)) breaker = s;
   };
-  if (!options_.password.empty()) {
-    std::vector<std::string> auth = {"AUTH"};
-    if (!options_.username.empty()) auth.push_back(options_.username);
-    auth.push_back(options_.password);
-    if (!ok(auth)) return redisFree(c), false;
-  }
-  if (options_.db != 0 && !ok({"SELECT", absl::StrCat(options_.db)})) return redisFree(c), false;
-  redisSetTimeout(c, absl::ToTimeval(options_.command_timeout));
-  context_ = c;
-  connected_ = true;
-  connects_.fetch_add(1, std::memory_order_relaxed);
-  breaker_open_until_.store(0, std::memory_order_release);
-  return true;
-}
-
-bool RedisConnectionThread::LoadScript(const std::string* script, std::string* message) {
-  redisReply* r = Command(context_, {"SCRIPT", "LOAD", *script});
-  script_loads_.fetch_add(1, std::memory_order_relaxed);
-  const bool good = r != nullptr && r->type == REDIS_REPLY_STRING;
-  if (good) shas_[script] = std::string(r->str, r->len);
-  if (!good) *message = r == nullptr ? context_->errstr : std::string(r->str, r->len);
-  if (r != nullptr) freeReplyObject(r);
-  return good;
-}
-
-void RedisConnectionThread::ExecuteBatch(std::vector<RedisCommand>& batch) {
-  auto fail_from = [&](size_t first, const absl::Status& status) {
-    for (size_t i = first; i < batch.size(); ++i) {
-      failures_.fetch_add(1, std::memory_order_relaxed);
-      batch[i].reply->Complete(status);
-    }
+  // Failed commands are completed only once the breaker is set, so that a caller who learns of
+  // the failure and tries again is refused fast instead of queued behind a dead connection.
+  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
+  auto complete_failed = [&] {
+    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
+    failed_commands.clear();
   };
-  for (const auto& command : batch) {
-    std::string message;
-    if (!shas_.contains(command.script) && !LoadScript(command.script, &message)) {
-      Disconnect();
-      OpenBreaker();
-      return fail_from(0, absl::UnavailableError(absl::StrCat("redis: SCRIPT LOAD: ", message)));
+  // 1. Every script this batch needs, loaded on this connection. Nothing is sent yet, so a
+  // failure here leaves every outcome known: nothing ran.
+  std::vector<RedisCommand> ready;
+  absl::flat_hash_map<const std::string*, absl::Status> failed;  // each script tried once
+  for (auto& command : batch) {
+    const std::string* script = command.call.script;
+    absl::Status loaded;
+    if (auto f = failed.find(script); f != failed.end()) {
+      loaded = f->second;
+    } else if (!link.shas.contains(script)) {
+      loaded = LoadScript(link, script);
+      if (!loaded.ok()) {
+        failed[script] = loaded;
+        if (!IsTransportError(loaded)) NoteConfigError(loaded);
+      }
     }
+    if (loaded.ok()) {
+      ready.push_back(std::move(command));
+      continue;
+    }
+    if (IsTransportError(loaded)) {
+      Disconnect(link);
+      OpenBreaker(loaded);
+      for (auto& c : batch) {
+        if (c.reply != nullptr) FailOrKeep(std::move(c), loaded);
+      }
+      for (auto& c : ready) FailOrKeep(std::move(c), loaded);
+      complete_failed();
+      return;
+    }
+    // Denied, or a server that runs no scripts: without its script no command can run on this
+    // connection, unless it is a bug in that one script (Internal).
+    if (!absl::IsInternal(loaded)) note_breaker(loaded);
+    failed_commands.emplace_back(std::move(command), loaded);
   }
-  // Pipeline: every command is written before the first reply is read.
-  for (const auto& command : batch) {
-    std::vector<const char*> argv = {"EVALSHA", shas_[command.script].c_str()};
-    std::vector<size_t> lens = {7, shas_[command.script].size()};
-    const std::string nkeys = absl::StrCat(command.keys.size());
+  batch.clear();
+  if (!breaker.ok()) {  // scripts cannot run on this connection: nothing else is sent
+    Disconnect(link);
+    OpenBreaker(breaker);
+    for (auto& c : ready) FailOrKeep(std::move(c), breaker);
+    complete_failed();
+    return;
+  }
+  // 2. Pipeline: every command is written before the first reply is read.
+  for (const auto& command : ready) {
+    const std::string& sha = link.shas[command.call.script];
+    std::vector<const char*> argv = {"EVALSHA", sha.c_str()};
+    std::vector<size_t> lens = {7, sha.size()};
+    const std::string nkeys = absl::StrCat(command.call.keys.size());
     argv.push_back(nkeys.c_str()), lens.push_back(nkeys.size());
-    for (const auto& k : command.keys) argv.push_back(k.data()), lens.push_back(k.size());
-    for (const auto& a : command.args) argv.push_back(a.data()), lens.push_back(a.size());
-    redisAppendCommandArgv(context_, static_cast<int>(argv.size()), argv.data(), lens.data());
+    for (const auto& k : command.call.keys) argv.push_back(k.data()), lens.push_back(k.size());
+    for (const auto& a : command.call.args) argv.push_back(a.data()), lens.push_back(a.size());
+    redisAppendCommandArgv(link.context, static_cast<int>(argv.size()), argv.data(), lens.data());
   }
-  if (batch.size() > 1) pipelined_.fetch_add(batch.size(), std::memory_order_relaxed);
-  std::vector<size_t> reload;  // NOSCRIPT: the server lost its scripts (flush, failover)
-  for (size_t i = 0; i < batch.size(); ++i) {
+  if (ready.size() > 1) pipelined_.fetch_add(ready.size(), std::memory_order_relaxed);
+  // 3. The replies, in order.
+  std::vector<RedisCommand> reload;  // NOSCRIPT: the server lost its scripts (flush, failover)
+  std::vector<RedisCommand> undo;    // effects nobody will use
+  auto undo_of = [&](RedisCommand& command) {
+    if (!command.delivery.undo.has_value()) return;
+    undone_.fetch_add(1, std::memory_order_relaxed);
+    undo.push_back({*std::move(command.delivery.undo), std::make_shared<PendingReply>(),
+                    {std::numeric_limits<int64_t>::max(), std::nullopt}});
+  };
+  for (size_t i = 0; i < ready.size(); ++i) {
     void* raw = nullptr;
-    if (redisGetReply(context_, &raw) != REDIS_OK || raw == nullptr) {
-      const bool timeout = context_->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-      const std::string why = context_->errstr;
-      Disconnect();
-      OpenBreaker();
-      return fail_from(i, timeout ? absl::DeadlineExceededError("redis: command timed out")
-                                  : absl::UnavailableError(absl::StrCat("redis: ", why)));
+    if (redisGetReply(link.context, &raw) != REDIS_OK || raw == nullptr) {
+      const absl::Status lost = RedisTransportError(link.context, "EVALSHA");
+      Disconnect(link);
+      note_breaker(lost);
+      // Written, unanswered: each may or may not have run. Undo what can be undone; send again
+      // what must be delivered (it is safe to run twice); fail the rest.
+      for (size_t j = i; j < ready.size(); ++j) {
+        undo_of(ready[j]);
+        failed_commands.emplace_back(std::move(ready[j]), lost);
+      }
+      break;
     }
     auto* reply = static_cast<redisReply*>(raw);
-    if (reply->type == REDIS_REPLY_ERROR && absl::StartsWith(reply->str, "NOSCRIPT")) {
-      reload.push_back(i);
-    } else {
+    RedisCommand& command = ready[i];
+    if (reply->type == REDIS_REPLY_ERROR) {
+      const absl::string_view text(reply->str, reply->len);
+      if (absl::StartsWith(text, "NOSCRIPT")) {
+        reload.push_back(std::move(command));
+        freeReplyObject(reply);
+        continue;
+      }
+      const RedisError error = ClassifyRedisError("EVALSHA", text);
+      freeReplyObject(reply);
+      if (IsTransportError(error.status)) {  // LOADING, BUSY, ...: it did not run
+        note_breaker(error.status);
+        failed_commands.emplace_back(std::move(command), error.status);
+        continue;
+      }
       commands_.fetch_add(1, std::memory_order_relaxed);
-      std::vector<std::string> strings;
-      auto result = Values(reply, &strings);
-      if (!result.ok()) failures_.fetch_add(1, std::memory_order_relaxed);
-      batch[i].reply->Complete(std::move(result), std::move(strings));
+      NoteConfigError(error.status);
+      if (error.whole_connection) note_breaker(error.status);
+      failed_commands.emplace_back(std::move(command), error.status);
+      continue;
     }
+    commands_.fetch_add(1, std::memory_order_relaxed);
+    std::vector<std::string> strings;
+    absl::StatusOr<std::vector<int64_t>> result = Values(reply, &strings);
     freeReplyObject(reply);
+    if (!result.ok()) {
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      NoteConfigError(result.status());
+    }
+    const bool took = result.ok() && !result->empty() && (*result)[0] == 1;
+    if (command.reply->Complete(std::move(result), std::move(strings)) && took) undo_of(command);
+  }
+  if (!breaker.ok()) {
+    if (IsTransportError(breaker) && !unreachable_logged_.exchange(true)) {
+      unreachable_log_.Log(
+          LogLevel::kWarning,
+          absl::StrCat("redis ", where_, ": ", breaker.message(), "; objects apply their failure ",
+                       "mode until it answers again (retrying every ",
+                       absl::FormatDuration(options_.reconnect_interval), ")"));
+    }
+    Disconnect(link);
+    OpenBreaker(breaker);
+  }
+  complete_failed();
+  if (!undo.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : undo) KeepLocked(std::move(c));
+  }
+  if (!reload.empty() && link.context == nullptr) {  // they did not run
+    for (auto& c : reload) FailOrKeep(std::move(c), breaker);
+    return;
   }
   if (!reload.empty()) {
-    shas_.clear();
-    std::vector<RedisCommand> again;
-    for (size_t i : reload) again.push_back(std::move(batch[i]));
-    ExecuteBatch(again);  // reloads the scripts, then runs these once more
+    link.shas.clear();
+    ExecuteBatch(link, reload);  // reloads the scripts, then runs these once more
   }
 }
 
 void RedisConnectionThread::Run() {
+  Link link;  // this thread's connection: on its stack, so a fork() child never touches it
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    if (queue_.empty()) {
-      if (context_ == nullptr && breaker_open_until_.load() != 0) {
+    if (link.context == nullptr) {
+      const int64_t until = breaker_open_until_.load();
+      if (until != 0 && Now() < until) {
         // Unreachable: try again every reconnect_interval, whether or not anyone is waiting, so
-        // the breaker closes soon after Redis returns.
-        const int64_t wait = breaker_open_until_.load() - Now();
-        if (wait > 0) cv_->wait_for(lock, std::chrono::nanoseconds(wait));
-        if (stop_) break;
-        if (queue_.empty() && Now() >= breaker_open_until_.load()) {
-          lock.unlock();
-          if (!Connect()) OpenBreaker();
-          lock.lock();
+        // the breaker closes soon after Redis returns (and kept commands go out).
+        cv_->wait_for(lock, std::chrono::nanoseconds(until - Now()));
+        continue;
+      }
+      if (until == 0 && queue_.empty() && deferred_.empty()) {
+        cv_->wait(lock, [&] { return stop_ || !queue_.empty() || !deferred_.empty(); });
+        continue;
+      }
+      lock.unlock();
+      absl::Status connected = Connect(link);
+      if (!connected.ok()) {
+        if (IsTransportError(connected)) {
+          if (!unreachable_logged_.exchange(true)) {
+            unreachable_log_.Log(
+                LogLevel::kWarning,
+                absl::StrCat("redis ", where_, ": ", connected.message(), "; objects apply ",
+                             "their failure mode until it answers (retrying every ",
+                             absl::FormatDuration(options_.reconnect_interval), ")"));
+          }
+        } else {
+          NoteConfigError(connected);
         }
-      } else {
-        cv_->wait(lock, [&] { return stop_ || !queue_.empty(); });
+        OpenBreaker(connected);
+      }
+      lock.lock();
+      if (!connected.ok()) {
+        // Nothing was sent: callers fail (fast, from now on); deliveries wait for the next try.
+        std::vector<RedisCommand> waiting(std::make_move_iterator(queue_.begin()),
+                                          std::make_move_iterator(queue_.end()));
+        queue_.clear();
+        std::deque<RedisCommand> kept;
+        kept.swap(deferred_);
+        lock.unlock();
+        for (auto& command : waiting) FailOrKeep(std::move(command), connected);
+        for (auto& command : kept) FailOrKeep(std::move(command), connected);
+        lock.lock();
       }
       continue;
     }
-    std::vector<RedisCommand> batch(std::make_move_iterator(queue_.begin()),
-                                    std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    lock.unlock();
-    if (context_ == nullptr && !Connect()) {
-      OpenBreaker();
-      for (auto& command : batch) {
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        command.reply->Complete(absl::UnavailableError("redis: cannot connect"));
-      }
-    } else {
-      ExecuteBatch(batch);
+    if (queue_.empty() && deferred_.empty()) {
+      cv_->wait(lock, [&] { return stop_ || !queue_.empty() || !deferred_.empty(); });
+      continue;
     }
+    // Kept deliveries first: a release goes out before newer acquires that may want its slot.
+    std::vector<RedisCommand> batch;
+    const bool resending = !deferred_.empty();
+    for (auto* q : {&deferred_, &queue_}) {
+      for (auto& command : *q) batch.push_back(std::move(command));
+      q->clear();
+    }
+    lock.unlock();
+    if (resending) {
+      for (const auto& command : batch) {
+        if (MustDeliver(command)) retried_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    ExecuteBatch(link, batch);
     lock.lock();
   }
+  lock.unlock();
+  Disconnect(link);
 }
 
 }  // namespace internal

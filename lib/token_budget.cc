@@ -57,9 +57,11 @@ absl::StatusOr<TokenBudget::Reservation> TokenBudget::ReserveAt(std::string_view
   const internal::KeyDigest digest = internal::DigestKey(key);
   Decision decision;
   if (cluster_ != nullptr) {  // the Redis server's clock decides
-    decision = cluster_->Finish(digest, estimate,
-                                cluster_->Start(digest, estimate, /*want_fd=*/false)
-                                    ->Wait(cluster_->reply_timeout()));
+    absl::StatusOr<Decision> d = cluster_->Finish(
+        digest, estimate,
+        cluster_->Start(digest, estimate, /*want_fd=*/false)->Wait(cluster_->reply_timeout()));
+    if (!d.ok()) return d.status();
+    decision = *d;
   } else if (absl::Status s = state_->Admit(digest, estimate, now_nanos, &decision); !s.ok()) {
     return s;
   }
@@ -81,8 +83,9 @@ absl::StatusOr<Pending<TokenBudget::Reservation>> TokenBudget::StartReserve(std:
   const internal::KeyDigest digest = internal::DigestKey(key);
   return Pending<Reservation>(
       cluster_->Start(digest, estimate, /*want_fd=*/true), cluster_->reply_timeout(),
-      [this, digest, estimate](const auto& reply) {
-        const Decision decision = cluster_->Finish(digest, estimate, reply);
+      [this, digest, estimate](const auto& reply, absl::Status* error) {
+        const Decision decision =
+            cluster_->OrRefusal(cluster_->Finish(digest, estimate, reply), error);
         if (!decision.allowed) return Reservation(decision);
         return Reservation(this, digest, estimate, decision);
       });
@@ -102,8 +105,10 @@ absl::StatusOr<PendingDecision> TokenBudget::StartCharge(std::string_view key, i
 PendingDecision TokenBudget::StartAdjust(const internal::KeyDigest& digest, int64_t delta) {
   internal::ClusterGcra* cluster = cluster_.get();
   return PendingDecision(cluster->StartAdjust(digest, delta, /*want_fd=*/true),
-                         cluster->reply_timeout(), [cluster, digest, delta](const auto& reply) {
-                           return cluster->FinishAdjust(digest, delta, reply);
+                         cluster->reply_timeout(),
+                         [cluster, digest, delta](const auto& reply, absl::Status* error) {
+                           return cluster->OrRefusal(cluster->FinishAdjust(digest, delta, reply),
+                                                     error);
                          });
 }
 
@@ -131,10 +136,16 @@ absl::StatusOr<Decision> TokenBudget::Adjust(const internal::KeyDigest& digest, 
   return decision;
 }
 
-Decision TokenBudget::Peek(std::string_view key) {
+Decision TokenBudget::Peek(std::string_view key) { return StartPeek(key).Get(); }
+
+PendingDecision TokenBudget::StartPeek(std::string_view key) {
   const internal::KeyDigest digest = internal::DigestKey(key);
-  if (cluster_ != nullptr) return *Adjust(digest, 0, 0);  // a zero charge changes nothing
-  return state_->Peek(digest, state_->clock().NowNanos());
+  if (cluster_ == nullptr) return PendingDecision(state_->Peek(digest, state_->clock().NowNanos()));
+  internal::ClusterGcra* cluster = cluster_.get();
+  return PendingDecision(cluster->StartPeek(digest, /*want_fd=*/true), cluster->reply_timeout(),
+                         [cluster, digest](const auto& reply, absl::Status* error) {
+                           return cluster->OrRefusal(cluster->FinishPeek(digest, reply), error);
+                         });
 }
 
 int64_t TokenBudget::failure_mode_decisions() const {

@@ -81,6 +81,7 @@ Outcome RunDifyBurst(const Scenario& s) {
     redis.port = s.redis_port;
     redis.command_timeout = absl::Milliseconds(50);
     cluster_options.store = *sluice::RedisStore::Create(redis);
+    cluster_options.local_share = 1;  // one process runs the harness
   }
   auto in_redis = [&](const char* what) {
     sluice::ClusterOptions c = cluster_options;

@@ -80,7 +80,10 @@ class ConcurrencyLimiter {
     // sorted set per key, lease ends on the Redis server's clock, expired leases reclaimed
     // atomically by the next acquire. Strict mode only; `lease` must be whole microseconds.
     // While Redis cannot answer, acquires follow `cluster.on_failure` (kLocal: a per-process cap
-    // of max_in_flight / local_share, at least 1). Not with `shared_region`.
+    // of max_in_flight / local_share, at least 1). Not with `shared_region`. `lease` at most 366
+    // days. A Redis stall never costs a slot for longer than it lasts: releases that cannot reach
+    // Redis are kept and sent once it answers, and an acquire whose caller gave up (or whose
+    // outcome a dropped connection left unknown) is released by the store when Redis answers.
     ClusterOptions cluster;
   };
 
@@ -95,19 +98,26 @@ class ConcurrencyLimiter {
 
   // Takes a slot for `key` if one is free (expired leases count as free). Never waits.
   // The returned permit is empty (false) when refused; its decision says why.
-  // A new key beyond `max_keys` is refused too, with remaining = -1. Thread-safe.
+  // A new key beyond `max_keys` is refused too, with remaining = -1. In cluster scope it waits
+  // for Redis (at most the store's timeouts), and a configuration error of the Redis deployment
+  // gives an empty permit whose status() says what is wrong (see sluice/redis_store.h,
+  // "Errors"). Thread-safe.
   Permit TryAcquire(std::string_view key);
   // As TryAcquire at an explicit time on the limiter's clock (cluster scope: Redis's clock
   // decides, and `now_nanos` only dates the permit's local expiry).
   Permit TryAcquireAt(std::string_view key, int64_t now_nanos);
 
   // Starts TryAcquire and returns at once: in cluster scope the reply is on its way (see
-  // sluice/pending.h), else it is already decided. Thread-safe.
+  // sluice/pending.h), else it is already decided. A Pending dropped before its result is taken
+  // releases the slot it got. Thread-safe.
   Pending<Permit> Start(std::string_view key);
 
   // Permits currently held for `key`, expired-but-unreclaimed ones excluded. In cluster scope a
   // round trip; -1 if Redis did not answer. Thread-safe.
   int64_t InFlight(std::string_view key);
+  // InFlight, started: returns at once (see sluice/pending.h); -1 with a status() for a
+  // configuration error. Thread-safe.
+  Pending<int64_t> StartInFlight(std::string_view key);
 
   // Reclaims every expired lease now; returns how many. (Cluster scope: Redis reclaims on every
   // acquire; this reclaims the failure mode's local leases.) Thread-safe.
@@ -126,9 +136,13 @@ class ConcurrencyLimiter {
   // A permit from `table_` (process or host scope, or the kLocal failure mode).
   Permit AcquireFromTable(const internal::KeyDigest& digest, int64_t max_in_flight,
                           int64_t now_nanos);
-  // Cluster scope: the permit for Redis's `reply`, or the failure mode's.
+  // Cluster scope: an acquire, started.
+  Pending<Permit> StartCluster(const internal::KeyDigest& digest, bool want_fd);
+  // Cluster scope: the permit for Redis's `reply`, or the failure mode's; `error` gets a
+  // configuration error (the permit is then empty).
   Permit FinishClusterAcquire(const internal::KeyDigest& digest, uint64_t lease_id,
-                              int64_t now_nanos, const absl::StatusOr<std::vector<int64_t>>& reply);
+                              int64_t now_nanos, const absl::StatusOr<std::vector<int64_t>>& reply,
+                              absl::Status* error);
 
   Options options_;
   const Clock* clock_;
@@ -152,24 +166,29 @@ class ConcurrencyLimiter::Permit {
   explicit operator bool() const { return owner_ != nullptr; }
   bool held() const { return owner_ != nullptr; }
   const Decision& decision() const { return decision_; }
+  // OK, or why Redis could not decide (a configuration error; the permit is then empty). A
+  // refusal and the failure mode's decisions have an OK status.
+  const absl::Status& status() const { return status_; }
   // When the lease ends, on the limiter's clock.
   int64_t expires_at_nanos() const { return expires_at_nanos_; }
 
   // Gives the slot back. OK if this permit held it; FailedPrecondition if the lease had already
   // expired and the slot was reclaimed (the work overran its lease). A no-op returning OK on an
   // empty permit. In cluster scope the release is sent without waiting (never blocks) and
-  // returns OK; if Redis does not get it, the lease expires by itself.
+  // returns OK; while Redis cannot be reached the store keeps it and sends it when Redis is
+  // back (until the lease would have ended anyway).
   absl::Status Release();
 
   // Extends the lease to `lease` from now (default: the limiter's lease). FailedPrecondition if
   // the lease already expired and was reclaimed, or if the permit is empty. In cluster scope a
-  // round trip (Unavailable if Redis did not answer; the permit is kept).
+  // round trip (Unavailable if Redis did not answer, or a configuration error; the permit is
+  // kept either way). InvalidArgument for a lease beyond 366 days in cluster scope.
   absl::Status Renew();
   absl::Status Renew(absl::Duration lease);
 
-  // Starts Renew and returns at once (see sluice/pending.h). The result is Renew's status; on
-  // FailedPrecondition the caller should Release() the permit, which then holds nothing (Renew
-  // does that itself).
+  // Starts Renew and returns at once (see sluice/pending.h). The result is Renew's status; when
+  // it is FailedPrecondition and the Pending's status() is OK (Redis said the lease expired), the
+  // caller should Release() the permit, which then holds nothing (Renew does that itself).
   Pending<absl::Status> StartRenew();
   Pending<absl::Status> StartRenew(absl::Duration lease);
 
@@ -196,6 +215,7 @@ class ConcurrencyLimiter::Permit {
   uint64_t lease_id_ = 0;
   int64_t expires_at_nanos_ = 0;
   Decision decision_;
+  absl::Status status_;
 };
 
 }  // namespace v1

@@ -94,14 +94,16 @@ class LeakyBucket {
   // Books `cost` units for `key`. Allowed: `delay_nanos` says how long to wait before going.
   // Refused (the delay would exceed max_wait): `retry_after_nanos` says when to ask again.
   // Errors: InvalidArgument if cost < 1 or cost could never fit within max_wait;
-  // ResourceExhausted as for RateLimiter. Thread-safe.
+  // ResourceExhausted as for RateLimiter; in cluster scope, Redis configuration errors as for
+  // RateLimiter::TryAcquire. Thread-safe.
   absl::StatusOr<Decision> Acquire(std::string_view key, int64_t cost = 1);
   // As Acquire, at an explicit time on the bucket's clock. In cluster scope the Redis server's
   // clock decides and `now_nanos` is not used.
   absl::StatusOr<Decision> AcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
 
   // Starts Acquire and returns at once: in cluster scope the reply is on its way (see
-  // sluice/pending.h), else it is already decided. Errors as for Acquire. Thread-safe.
+  // sluice/pending.h), else it is already decided. Errors as for Acquire (Redis configuration
+  // errors in PendingDecision::status()). Thread-safe.
   absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
 
   // Cluster scope: decisions made by the failure mode because Redis did not answer.

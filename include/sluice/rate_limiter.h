@@ -86,7 +86,9 @@ class RateLimiter {
     std::string shared_region;
     // Cluster scope: keep the state in Redis (sluice/cluster.h, sluice/redis_store.h), exact
     // across every host. Decisions then take one round trip and use the Redis server's clock (the
-    // limiter's clock is used only by the kLocal failure mode). Not with `shared_region`.
+    // limiter's clock is used only by the kLocal failure mode). Not with `shared_region`. In
+    // leased mode (ClusterMode::kLeased) most decisions are local, and the bound becomes
+    // burst + floor((t + lease_ttl) * limit / period) over any interval t (sluice/cluster.h).
     ClusterOptions cluster;
   };
 
@@ -101,8 +103,10 @@ class RateLimiter {
 
   // Takes `cost` units from every window of `key`, or none if any window lacks room.
   // Errors: InvalidArgument if cost < 1 or cost exceeds some window's burst (it could never be
-  // allowed); ResourceExhausted if `key` is new and `max_keys` live keys leave no room.
-  // Thread-safe.
+  // allowed); ResourceExhausted if `key` is new and `max_keys` live keys leave no room. In
+  // cluster scope, a configuration error of the Redis deployment (PermissionDenied,
+  // FailedPrecondition, ResourceExhausted, Internal: see sluice/redis_store.h, "Errors"); while
+  // Redis is merely unreachable, the failure mode decides instead. Thread-safe.
   absl::StatusOr<Decision> TryAcquire(std::string_view key, int64_t cost = 1);
 
   // As TryAcquire, at an explicit time on the limiter's clock (replays, simulations, tests).
@@ -121,12 +125,20 @@ class RateLimiter {
   // Starts the decision and returns at once. In process and host scope it is already decided; in
   // cluster scope the reply is on its way, and `PendingDecision::fd()` becomes readable when it
   // arrives, so an event loop (gevent, asyncio) can wait for it without blocking. Errors as for
-  // TryAcquire. Thread-safe.
+  // TryAcquire: argument errors at once, Redis configuration errors in PendingDecision::status()
+  // (the decision is then a refusal). Thread-safe.
   absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
 
-  // What `key` has left in each window without taking anything (the binding window is
-  // reported). A key never seen reports every window whole. Thread-safe.
+  // What `key` has left without taking anything: `allowed` says whether a request of cost 1
+  // would pass every window now, `remaining` what the binding window has left, and, when it
+  // would not pass, `retry_after` when it would (the binding window is then the one that makes
+  // it wait longest). A key never seen reports every window whole. In cluster scope a round trip
+  // (Redis's view, whatever the mode); a configuration error gives a refusal (StartPeek reports
+  // it). Thread-safe.
   Decision Peek(std::string_view key);
+  // Peek, started: returns at once (in cluster scope the reply is on its way; see
+  // sluice/pending.h), so an event loop can wait for it cooperatively. Thread-safe.
+  PendingDecision StartPeek(std::string_view key);
 
   // Drops every idle key now rather than when room is next needed; returns how many were
   // dropped. Thread-safe; briefly excludes deciders from each shard in turn.
@@ -146,6 +158,8 @@ class RateLimiter {
  private:
   RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
               std::unique_ptr<internal::ClusterGcra> cluster);
+  // Cluster scope: the round trip of a decision (a lease request in leased mode).
+  PendingDecision StartCluster(const internal::KeyDigest& digest, int64_t cost, bool want_fd);
 
   Options options_;
   std::unique_ptr<internal::GcraKeyedState> state_;

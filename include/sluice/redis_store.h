@@ -14,8 +14,33 @@
 //   * when Redis is slow or down, a command fails after `command_timeout` and a breaker opens, so
 //     later callers fail at once (and apply their object's failure mode) instead of paying the
 //     timeout; the thread reconnects by itself, probing every `reconnect_interval`;
-//   * after fork() (Gunicorn preload), the child gets a fresh thread and connection on first use;
-//     the parent keeps working.
+//   * a command that must not be lost (a ConcurrencyLimiter release, or the undoing of an acquire
+//     whose caller gave up or whose outcome a dropped connection left unknown) is kept across an
+//     outage and sent after reconnecting, so a stall never costs a slot for longer than it lasts;
+//   * after fork() (Gunicorn, Celery), the child gets a fresh thread and connection on first use;
+//     the parent keeps working. fork() is safe while other threads use the store.
+//
+// Errors. Only a transport failure (timeout, connection refused, reset or closed) or a server
+// that is briefly unable to serve (LOADING, BUSY, MASTERDOWN, TRYAGAIN) means "Redis is
+// unavailable": the breaker opens and each object applies its failure mode (allow, deny, local).
+// Anything else is a configuration error that no failure mode may hide. The object's call then
+// returns it as its status, and the store logs it (sluice/log.h, rate-limited) and counts it
+// (`RedisStats::config_errors`, `last_error`):
+//
+//   PermissionDenied    wrong or missing password (NOAUTH, WRONGPASS), an ACL user without
+//                       +evalsha / +script|load or without access to the keys (NOPERM)
+//   FailedPrecondition  a replica (checked at connect, and READONLY), a Sentinel (checked at
+//                       connect, or "unknown command"), a Redis Cluster node answering MOVED/ASK/
+//                       CROSSSLOT/CLUSTERDOWN, a `db` the server does not have, WRONGTYPE (another
+//                       application's data under `key_prefix`)
+//   ResourceExhausted   OOM: the server reached maxmemory and refuses writes
+//   Internal            an impossible reply or a script error (a bug: please report it)
+//
+// Errors of the connection as a whole (authentication, a replica, a Sentinel, scripts denied) are
+// found when the thread connects; every command then fails fast with the same status for a
+// `reconnect_interval`, after which the thread connects and checks again. `Check()` runs these
+// checks on demand (at start-up, say); creating a store does not connect, so a store can be
+// created before Redis is up.
 //
 // Example:
 //
@@ -23,10 +48,12 @@
 //   redis.host = "10.0.0.5";
 //   redis.password = "...";
 //   auto store = sluice::RedisStore::Create(redis).value();
+//   if (absl::Status s = store->Check(); !s.ok()) LOG(ERROR) << s;  // e.g. WRONGPASS, a replica
 //   sluice::RateLimiter::Options options;
 //   options.windows = {sluice::Window::PerMinute(600)};
 //   options.cluster.store = store;
 //   options.cluster.rule = "tenant-rpm";
+//   options.cluster.local_share = 16;  // 16 workers share the rule: each admits 1/16 during an outage
 //   auto limiter = sluice::RateLimiter::Create(options).value();
 //
 // Thread-safety: a RedisStore is safe for concurrent use by any number of threads.
@@ -37,14 +64,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "sluice/log.h"
 
 namespace sluice {
 inline namespace v1 {
+
+class Clock;
 
 namespace internal {
 class RedisConnectionThread;
@@ -52,27 +83,40 @@ class RedisConnectionThread;
 
 // sluice::RedisOptions
 struct RedisOptions {
-  // TCP host and port. Default: 127.0.0.1:6379. Ignored when `unix_socket` is set.
+  // TCP host and port. Default: 127.0.0.1:6379. Ignored when `unix_socket` is set. The host is at
+  // most 255 bytes, without NUL.
   std::string host = "127.0.0.1";
   int port = 6379;
-  // A Unix socket path; when set, used instead of host and port. Default: empty.
+  // A Unix socket path; when set, used instead of host and port. At most 107 bytes, without NUL.
+  // Default: empty.
   std::string unix_socket;
-  // ACL user (Redis 6+) and password; an empty password sends no AUTH. Default: empty.
+  // ACL user (Redis 6+) and password; an empty password sends no AUTH. The username has no NUL,
+  // space or control character. Default: empty.
   std::string username;
   std::string password;
   // The logical database. Default: 0. Must be >= 0.
   int db = 0;
-  // How long connecting may take. Default: 200 ms. Must be > 0.
+  // How long connecting (and checking the server) may take. Default: 200 ms. Must be > 0 and at
+  // most kMaxRedisTimeout.
   absl::Duration connect_timeout = absl::Milliseconds(200);
   // How long one command may take before it fails (and the breaker opens). Default: 5 ms.
-  // Must be > 0.
+  // Must be > 0 and at most kMaxRedisTimeout.
   absl::Duration command_timeout = absl::Milliseconds(5);
   // While Redis is unreachable, how often the thread tries again. Callers fail fast meanwhile.
-  // Default: 100 ms. Must be > 0.
+  // Default: 100 ms. Must be > 0 and at most kMaxRedisTimeout.
   absl::Duration reconnect_interval = absl::Milliseconds(100);
-  // Prefix of every key sluice writes. Default: "sluice". Must be non-empty, with no '{' or '}'.
+  // Prefix of every key sluice writes. Default: "sluice". 1 to 100 printable ASCII characters,
+  // with no '{', '}' or space.
   std::string key_prefix = "sluice";
+  // TESTING ONLY. When set, sluice's scripts take "now" from this clock instead of the Redis
+  // server's TIME, reading NowNanos() as nanoseconds since 2025-01-01 00:00 UTC (sluice's script
+  // epoch; it must be >= 0). It lets a test drive Redis-side time with a ManualClock. Never set it
+  // in production: hosts would no longer share one clock. Must outlive the store.
+  const Clock* script_clock_for_testing = nullptr;
 };
+
+// The longest timeout or interval a RedisOptions accepts: 1 hour.
+inline constexpr absl::Duration kMaxRedisTimeout = absl::Hours(1);
 
 // Counters of a RedisStore (all since creation, in this process).
 struct RedisStats {
@@ -82,9 +126,15 @@ struct RedisStats {
   int64_t fast_failures = 0;   // commands refused at once because the breaker was open
   int64_t connects = 0;        // successful (re)connections
   int64_t script_loads = 0;    // SCRIPT LOADs (once per connection, and after NOSCRIPT)
+  int64_t config_errors = 0;   // commands failed by a configuration error (see "Errors" above)
+  int64_t retried = 0;         // must-deliver commands kept across an outage and sent again
+  int64_t undone = 0;          // commands undone because their caller gave up or their outcome
+                               // was unknown (a ConcurrencyLimiter acquire: its slot released)
+  int64_t dropped = 0;         // must-deliver commands given up (past their deadline, or the
+                               // retry queue full)
   bool connected = false;
+  std::string last_error;      // the last configuration error, or empty
 };
-
 // The result of one command: the reply's integers and bulk strings (a script returns an array of
 // them, or one integer).
 class PendingReply;
@@ -93,18 +143,48 @@ class PendingReply;
 class RedisStore {
  public:
   // Validates `options` (errors name the field). Does not connect yet: the background thread
-  // connects on first use, so a store can be created before Redis is up.
+  // connects on first use (or Check()), so a store can be created before Redis is up.
   static absl::StatusOr<std::shared_ptr<RedisStore>> Create(const RedisOptions& options);
 
   ~RedisStore();
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
 
+  // Connects if need be, checks the server (authentication, that it is a master and not a
+  // Sentinel or replica, the database, that scripts may run and may write keys under
+  // `key_prefix`) and returns OK, or the error (see "Errors" above; Unavailable or
+  // DeadlineExceeded if Redis cannot be reached within `timeout`). Blocks this thread up to
+  // `timeout`; at start-up, say. Thread-safe.
+  absl::Status Check(absl::Duration timeout = absl::Seconds(2));
+
   RedisStats stats() const;
   const RedisOptions& options() const { return options_; }
 
-  // Internal plumbing for sluice's objects: runs Lua script `script` (its source; it is loaded
-  // once per connection and called by SHA) with `keys` and `args`. Never blocks.
+  // ---- Internal plumbing for sluice's objects. ----
+
+  // A Lua script call: `script` is its source, of static lifetime (loaded once per connection and
+  // called by SHA).
+  struct ScriptCall {
+    const std::string* script = nullptr;
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+  };
+  // How hard the store tries to deliver a command.
+  struct Delivery {
+    // > 0: a must-deliver command. Across transport failures and an open breaker it is kept and
+    // sent again after reconnecting, until this time on the steady clock (Clock::Steady(), ns);
+    // INT64_MAX: until delivered. An error Redis answers (see "Errors") ends it. It must be safe
+    // to run twice, and carries no callback. 0: fail at once.
+    int64_t retry_until_nanos = 0;
+    // What cancels the command's effect; it must be safe to run when the command never ran. Sent
+    // (as a must-deliver command, until delivered) when the command's outcome is unknown (it was
+    // written, then the connection failed before its reply), or when the reply came after its
+    // caller gave up (PendingReply::Abandon) and its first integer is 1 ("something was taken").
+    std::optional<ScriptCall> undo;
+  };
+
+  // Runs `call`. Never blocks.
+  std::shared_ptr<PendingReply> RunScript(ScriptCall call, bool want_fd, Delivery delivery);
   std::shared_ptr<PendingReply> RunScript(const std::string& script,
                                           std::vector<std::string> keys,
                                           std::vector<std::string> args, bool want_fd);
@@ -114,6 +194,11 @@ class RedisStore {
   // destroyed without being called.
   void RunScriptThen(const std::string& script, std::vector<std::string> keys,
                      std::vector<std::string> args, std::function<void(PendingReply&)> done);
+  // Counts and logs (rate-limited) an error an object found in a reply (an impossible value).
+  void NoteError(const absl::Status& status);
+  // The script argument that carries "now": empty (the script reads the server's TIME) unless
+  // `script_clock_for_testing` is set, then that clock's microseconds since the script epoch.
+  std::string ScriptNow() const;
 
  private:
   explicit RedisStore(const RedisOptions& options);
@@ -131,9 +216,14 @@ class PendingReply {
   PendingReply(const PendingReply&) = delete;
   PendingReply& operator=(const PendingReply&) = delete;
 
-  // Waits (blocking this thread) for the reply, at most `timeout`. DeadlineExceeded if it did not
-  // come; Unavailable if Redis could not be reached; Internal for an unexpected reply.
+  // Waits (blocking this thread) for the reply, at most `timeout`. If it did not come, the reply
+  // is abandoned (see Abandon) and the result is DeadlineExceeded. Otherwise the result, whose
+  // errors are those of "Errors" above (Unavailable: Redis could not be reached).
   absl::StatusOr<std::vector<int64_t>> Wait(absl::Duration timeout);
+  // The caller will not look at the reply: if it comes later, the command's undo runs (see
+  // RedisStore::Delivery). Returns false if the reply was already in (then nothing is undone, and
+  // the caller may still read it with Wait).
+  bool Abandon();
   // True once the reply (or failure) is in. Never blocks.
   bool done() const;
   // A file descriptor that becomes readable when done (eventfd), or -1 if none was asked for.
@@ -142,8 +232,8 @@ class PendingReply {
   // The reply's bulk strings, in order (the integers are Wait's). REQUIRES: done().
   const std::vector<std::string>& strings() const;
 
-  // For the connection thread.
-  void Complete(absl::StatusOr<std::vector<int64_t>> result, std::vector<std::string> strings = {});
+  // For the connection thread. Returns whether the caller had abandoned the reply.
+  bool Complete(absl::StatusOr<std::vector<int64_t>> result, std::vector<std::string> strings = {});
 
  private:
   struct State;

@@ -97,7 +97,8 @@ class TokenBudget {
   // Reserves `estimate` tokens (>= 0; 0 only checks the key is not in debt) from every window.
   // The reservation is empty (false) when refused; its decision says when to retry.
   // Errors: InvalidArgument if estimate < 0 or exceeds a window's burst (it could never fit);
-  // ResourceExhausted as for RateLimiter. Thread-safe.
+  // ResourceExhausted as for RateLimiter; in cluster scope, Redis configuration errors as for
+  // RateLimiter::TryAcquire (Settle, Charge and Peek likewise). Thread-safe.
   absl::StatusOr<Reservation> Reserve(std::string_view key, int64_t estimate);
   absl::StatusOr<Reservation> ReserveAt(std::string_view key, int64_t estimate, int64_t now_nanos);
 
@@ -107,13 +108,18 @@ class TokenBudget {
   absl::StatusOr<Decision> ChargeAt(std::string_view key, int64_t tokens, int64_t now_nanos);
 
   // Starts Reserve / Charge and returns at once: in cluster scope the reply is on its way (see
-  // sluice/pending.h), else it is already decided. Errors as for Reserve / Charge. Thread-safe.
+  // sluice/pending.h), else it is already decided. Errors as for Reserve / Charge (Redis
+  // configuration errors in the Pending's status()). Thread-safe.
   absl::StatusOr<Pending<Reservation>> StartReserve(std::string_view key, int64_t estimate);
   absl::StatusOr<PendingDecision> StartCharge(std::string_view key, int64_t tokens);
 
-  // The key's balance without charging (remaining may be negative: debt). In cluster scope a
-  // round trip (Charge of 0 tokens). Thread-safe.
+  // The key's balance without charging: `remaining` (negative: debt), `allowed` whether one
+  // more token would fit every window now, and if not `retry_after` until it would. In cluster
+  // scope a round trip; a configuration error gives a refusal (StartPeek reports it).
+  // Thread-safe.
   Decision Peek(std::string_view key);
+  // Peek, started: returns at once (see sluice/pending.h). Thread-safe.
+  PendingDecision StartPeek(std::string_view key);
 
   // Cluster scope: decisions made by the failure mode because Redis did not answer. A settle
   // that Redis did not receive is applied to the kLocal stand-in only (kAllow, kDeny: dropped).

@@ -213,13 +213,16 @@ TEST_CASE("connection settings: unix socket, ACL user and password, db") {
   CHECK(in_db3->integer == 1);  // one key, one window
   freeReplyObject(in_db3);
   redisFree(c);
-  // A wrong password cannot connect: the failure mode decides, and the stats say why.
+  // A wrong password is a configuration error, not an outage: the caller gets it (no failure
+  // mode decides), and the stats say why.
   o.password = "wrong";
   auto refused_store = Value(sluice::RedisStore::Create(o));
-  auto refused = Limiter(refused_store, {Year(2)}, "acl", FailureMode::kDeny);
+  auto refused = Limiter(refused_store, {Year(2)}, "acl", FailureMode::kAllow);
+  CHECK(absl::IsPermissionDenied(refused->TryAcquire("other").status()));
   CHECK_FALSE(refused->Allow("other"));
-  CHECK(refused->failure_mode_decisions() == 1);
+  CHECK(refused->failure_mode_decisions() == 0);
   CHECK_FALSE(refused_store->stats().connected);
+  CHECK(refused_store->stats().config_errors >= 2);
   unlink(socket_path.c_str());
 }
 
@@ -232,9 +235,16 @@ TEST_CASE("cluster options are validated, naming the field") {
   CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.rule must be 1 to 100 characters") !=
         std::string::npos);
   o.cluster.rule = "r";
-  o.cluster.local_share = 0;
-  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.local_share must be >= 1") !=
+  // kLocal (the default) needs local_share: no default is safe for every deployment.
+  CHECK(o.cluster.on_failure == FailureMode::kLocal);
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.local_share must be set (>= 1") !=
         std::string::npos);
+  o.cluster.local_share = -1;
+  o.cluster.on_failure = FailureMode::kDeny;
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.local_share must be >= 0, got -1") !=
+        std::string::npos);
+  o.cluster.local_share = 0;
+  CHECK(RateLimiter::Create(o).ok());  // not needed with kAllow or kDeny
   o.cluster.local_share = 1;
   o.shared_region = "x";
   CHECK(ErrorOf(RateLimiter::Create(o)).find("two scopes") != std::string::npos);
@@ -330,6 +340,7 @@ TEST_CASE("leased mode on a refilling window stays within burst + (t + ttl) * ra
   o.cluster.mode = sluice::ClusterMode::kLeased;
   o.cluster.lease_units = 20;
   o.cluster.lease_ttl = absl::Milliseconds(10);
+  o.cluster.on_failure = FailureMode::kDeny;
   auto limiter = Value(RateLimiter::Create(o));
   const auto start = std::chrono::steady_clock::now();
   std::atomic<int64_t> admitted{0};

@@ -21,9 +21,14 @@
 
 class LocalRedis {
  public:
-  // `extra_args` go to redis-server after sluice's own (e.g. "--unixsocket", path).
-  explicit LocalRedis(std::vector<std::string> extra_args = {})
-      : port_(FreePort()), extra_args_(std::move(extra_args)) {
+  // `extra_args` go to redis-server after sluice's own (e.g. "--unixsocket", path). A
+  // `config_file` goes first, where redis-server wants it (a Sentinel needs one to run).
+  // `port` 0 picks a free one.
+  explicit LocalRedis(std::vector<std::string> extra_args = {}, std::string config_file = {},
+                      int port = 0)
+      : port_(port != 0 ? port : FreePort()),
+        extra_args_(std::move(extra_args)),
+        config_file_(std::move(config_file)) {
     Start();
   }
   ~LocalRedis() { Kill(); }
@@ -40,9 +45,12 @@ class LocalRedis {
       const int null_fd = open("/dev/null", O_WRONLY);
       dup2(null_fd, 1);
       dup2(null_fd, 2);
-      std::vector<const char*> argv = {"redis-server", "--port",  port.c_str(), "--bind",
-                                       "127.0.0.1",    "--save",  "",           "--appendonly",
-                                       "no",           "--loglevel", "warning"};
+      std::vector<const char*> argv = {"redis-server"};
+      if (!config_file_.empty()) argv.push_back(config_file_.c_str());
+      for (const char* arg : {"--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--loglevel", "warning"}) {
+        argv.push_back(arg);
+      }
       for (const std::string& arg : extra_args_) argv.push_back(arg.c_str());
       argv.push_back(nullptr);
       execvp("redis-server", const_cast<char* const*>(argv.data()));
@@ -62,23 +70,31 @@ class LocalRedis {
       pid_ = -1;
     }
   }
+  // Starts it again after Kill(), on the same port (and with the same data directory, if the
+  // arguments name one).
+  bool Restart() {
+    Kill();
+    return Start();
+  }
   void Pause() { kill(pid_, SIGSTOP); }
   void Resume() { kill(pid_, SIGCONT); }
 
+  // Whether it answers at all.
   bool Ping() const {
     timeval tv{0, 200000};
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
     bool ok = false;
     if (c != nullptr && !c->err) {
+      // Any reply will do: a server with requirepass answers NOAUTH, and it is up.
       auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-      ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+      ok = r != nullptr;
       if (r != nullptr) freeReplyObject(r);
     }
     if (c != nullptr) redisFree(c);
     return ok;
   }
 
- private:
+  // A loopback TCP port nobody listens on now.
   static int FreePort() {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -91,8 +107,10 @@ class LocalRedis {
     return ntohs(a.sin_port);
   }
 
+ private:
   int port_;
   std::vector<std::string> extra_args_;
+  std::string config_file_;
   pid_t pid_ = -1;
 };
 
