@@ -101,6 +101,7 @@ int FromStatus(const absl::Status& status) {
     case absl::StatusCode::kNotFound: code = SLUICE_NOT_FOUND; break;
     case absl::StatusCode::kAlreadyExists: code = SLUICE_ALREADY_EXISTS; break;
     case absl::StatusCode::kAborted: code = SLUICE_ABORTED; break;
+    case absl::StatusCode::kPermissionDenied: code = SLUICE_PERMISSION_DENIED; break;
     default: break;
   }
   return Fail(code, std::string(status.message()));
@@ -282,6 +283,17 @@ class OptionReader {
     };
     for (const auto& [param, value] : options->params) check(param);
     for (const auto& [param, value] : options->strings) check(param);
+    // Parameters held in an int: a value beyond its range is refused, never truncated (a port of
+    // 2^32 + 6379 would otherwise read as 6379).
+    for (int param : {SLUICE_PARAM_REDIS_PORT, SLUICE_PARAM_REDIS_DB}) {
+      auto it = options->params.find(param);
+      if (error_.empty() && it != options->params.end() &&
+          (it->second < std::numeric_limits<int>::min() ||
+           it->second > std::numeric_limits<int>::max())) {
+        error_ = absl::StrCat(function, ": ", ParamName(param), " must fit in an int, got ",
+                              it->second);
+      }
+    }
     if (!error_.empty()) return;
     if (!accepts_cluster && !accepts_store && options->redis != nullptr) {
       error_ = absl::StrCat(function, ": a Redis store does not apply to this object");
@@ -326,7 +338,7 @@ class OptionReader {
   }
   void Get(int param, int* field) const {
     auto it = options_->params.find(param);
-    // Clamped, never truncated: 2^32 + 6379 must stay out of range for the validation to see.
+    // Clamped, never truncated (the int parameters are range-checked on construction).
     if (it != options_->params.end()) {
       *field = static_cast<int>(std::clamp<int64_t>(it->second, std::numeric_limits<int>::min(),
                                                     std::numeric_limits<int>::max()));
@@ -364,6 +376,7 @@ const char* sluice_status_name(int status) {
     case SLUICE_NOT_FOUND: return "SLUICE_NOT_FOUND";
     case SLUICE_ALREADY_EXISTS: return "SLUICE_ALREADY_EXISTS";
     case SLUICE_ABORTED: return "SLUICE_ABORTED";
+    case SLUICE_PERMISSION_DENIED: return "SLUICE_PERMISSION_DENIED";
     default: return "SLUICE_UNKNOWN";
   }
 }

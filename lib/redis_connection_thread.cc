@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "redis_errors.h"
@@ -55,8 +56,10 @@ absl::Status Fresh(const absl::Status& s) { return absl::Status(s.code(), s.mess
 
 RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
     : options_(options),
-      where_(options.unix_socket.empty() ? absl::StrCat(options.host, ":", options.port)
-                                         : options.unix_socket),
+      // Escaped: a host name of any bytes must not write control characters into a log.
+      where_(absl::CHexEscape(options.unix_socket.empty()
+                                  ? absl::StrCat(options.host, ":", options.port)
+                                  : options.unix_socket)),
       fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
                                               [this] { UnlockAfterFork(false); },
                                               [this] { UnlockAfterFork(true); })) {}

@@ -79,7 +79,8 @@ typedef enum sluice_status {
   SLUICE_INTERNAL = 7,           /* a bug in sluice */
   SLUICE_NOT_FOUND = 8,          /* e.g. removing a shared region that does not exist */
   SLUICE_ALREADY_EXISTS = 9,     /* e.g. adding a balancer endpoint twice */
-  SLUICE_ABORTED = 10            /* a stream broke after its first byte reached the client */
+  SLUICE_ABORTED = 10,           /* a stream broke after its first byte reached the client */
+  SLUICE_PERMISSION_DENIED = 11  /* Redis refused the credentials or an ACL denies a command */
   /* New codes may be added; treat unknown codes as errors. */
 } sluice_status;
 
@@ -147,7 +148,9 @@ typedef enum sluice_param {
   /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
   SLUICE_PARAM_CLUSTER_RULE = 600,          /* string; required in cluster scope */
   SLUICE_PARAM_CLUSTER_ON_FAILURE = 601,    /* a sluice_failure_mode; default SLUICE_FAILURE_LOCAL */
-  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602,   /* default 1 */
+  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602,   /* processes sharing the rule; REQUIRED (>= 1) with
+                                               SLUICE_FAILURE_LOCAL (the default failure mode):
+                                               each admits limit / share while Redis is down */
   SLUICE_PARAM_CLUSTER_MODE = 603,          /* a sluice_cluster_mode; default SLUICE_CLUSTER_STRICT */
   SLUICE_PARAM_CLUSTER_LEASE_UNITS = 604,   /* leased mode; default 0: 1% of the smallest burst */
   SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS = 605,/* leased mode; default 0: 1% of the shortest period */

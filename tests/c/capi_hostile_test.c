@@ -63,7 +63,7 @@ static int case_failed = 0;
 
 /* SLUICE_OK or a pinned code that means a refusal; SLUICE_INTERNAL means a bug in sluice. */
 static int documented(int rc) {
-  return rc >= SLUICE_OK && rc <= SLUICE_ABORTED && rc != SLUICE_INTERNAL;
+  return rc >= SLUICE_OK && rc <= SLUICE_PERMISSION_DENIED && rc != SLUICE_INTERNAL;
 }
 
 #define DOC(call)                                                                             \
@@ -353,6 +353,12 @@ static const char* const BODY =
 
 /* The options an object needs to exist, before the hostile one is set over them. */
 static void base_options(obj_kind kind, sluice_options* o) {
+  /* Cluster scope's default failure mode (LOCAL) needs the processes' share; a case of the
+   * parameter itself overrides it. */
+  if (kind == OBJ_RATE_LIMITER || kind == OBJ_LEAKY_BUCKET || kind == OBJ_CONCURRENCY ||
+      kind == OBJ_TOKEN_BUDGET) {
+    sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 1);
+  }
   switch (kind) {
     case OBJ_RATE_LIMITER: sluice_options_add_window(o, 10, SECOND, 0); break;
     case OBJ_LEAKY_BUCKET: sluice_options_set(o, SLUICE_PARAM_RATE, 100); break;
@@ -1948,6 +1954,7 @@ static void forked(int64_t scope, const void* data) {
       rule_name(rule, sizeof(rule));
       sluice_options_set_redis_store(o, store);
       sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, rule, strlen(rule));
+      sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 1); /* required with LOCAL */
     }
     if (i == 0) {
       sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 2);
