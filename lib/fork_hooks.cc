@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace sluice {
@@ -40,11 +41,15 @@ struct ForkHookRunner {
     Mutex().unlock();
   }
   static void Child() {
+    // A fresh mutex, not unlock(): glibc's recursive mutex records its owner's thread id, and the
+    // forking thread has a new one in the child, so unlock() fails (EPERM, ignored) and the next
+    // registration or destruction in the child waited forever. The child has one thread: no one
+    // else can hold it.
+    new (&Mutex()) std::recursive_mutex();
     const std::vector<ForkHooks*> hooks = All();
     for (ForkHooks* h : hooks) {
       if (h->child_ && Registered(h)) h->child_();
     }
-    Mutex().unlock();
   }
 };
 

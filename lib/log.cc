@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "fork_hooks.h"
 #include "sluice/clock.h"
 
 namespace sluice {
@@ -15,8 +16,13 @@ namespace {
 
 // Replaced rarely, read for every message: the handler is copied out under the lock and called
 // outside it, so a slow handler never holds up SetLogHandler or another thread's message.
+// Held across fork() (a child of a process whose thread was logging would otherwise wait for it
+// forever on its first message).
 std::mutex& HandlerMutex() {
   static auto* mu = new std::mutex;  // never destroyed: connection threads may log during exit
+  static auto* hooks = new internal::ForkHooks(
+      [] { mu->lock(); }, [] { mu->unlock(); }, [] { internal::ResetMutexInForkChild(*mu); });
+  (void)hooks;
   return *mu;
 }
 std::shared_ptr<const LogHandler>& Handler() {

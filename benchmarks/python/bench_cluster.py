@@ -37,7 +37,7 @@ def make(name: str, port: int, limit: int = HUGE, prefix: str = "b", period: int
         store = sluice.RedisStore(port=port, command_timeout=1.0)
         mode = "leased" if name == "sluice leased" else "strict"
         return sluice.RateLimiter([sluice.Window(limit, float(period))], redis=store,
-                                  rule=f"{prefix}-{mode}", mode=mode).try_acquire
+                                  rule=f"{prefix}-{mode}", mode=mode, local_share=1).try_acquire
     if name == "seed 004 ZSET Lua":
         return Seed004ZsetLimiter(client, f"{prefix}-seed", limit, period * 1000).try_acquire
     if name == "Dify helper.RateLimiter":
@@ -112,7 +112,7 @@ def _leased_worker(port, seconds, out):
     limiter = sluice.RateLimiter([sluice.Window.per_second(20_000, burst=200)],
                                  redis=sluice.RedisStore(port=port, command_timeout=1.0),
                                  rule="overshoot", mode="leased", lease_units=100,
-                                 lease_ttl=0.01)
+                                 lease_ttl=0.01, local_share=1)
     decide = limiter.try_acquire
     end = time.monotonic() + seconds
     admitted = attempts = 0

@@ -20,7 +20,7 @@ def _store(port, **options):
 
 
 def _hammer(port, rule, attempts, results):
-    limiter = RateLimiter([Window(500, YEAR)], redis=_store(port), rule=rule)
+    limiter = RateLimiter([Window(500, YEAR)], redis=_store(port), rule=rule, local_share=1)
     results.put(sum(limiter.try_acquire("tenant-1") for _ in range(attempts)))
 
 
@@ -36,7 +36,7 @@ def test_strict_mode_is_exact_across_processes(redis_server):
         w.join(timeout=60)
     assert admitted == 500  # 900 attempts from 3 processes: exactly the limit
     store = _store(redis_server.port)
-    limiter = RateLimiter([Window(500, YEAR)], redis=store, rule="exact")
+    limiter = RateLimiter([Window(500, YEAR)], redis=store, rule="exact", local_share=1)
     decision = limiter.decide("tenant-1")
     assert not decision.allowed and decision.remaining == 0
     assert store.stats()["commands"] == 1  # one round trip for one decision
@@ -78,7 +78,7 @@ def test_gevent_hub_keeps_running_while_redis_is_stalled(redis_server):
 
 
 def test_asyncio_decide_async_does_not_block_the_loop(redis_server):
-    limiter = RateLimiter([Window(3, YEAR)], redis=_store(redis_server.port), rule="aio")
+    limiter = RateLimiter([Window(3, YEAR)], redis=_store(redis_server.port), rule="aio", local_share=1)
 
     async def main():
         return await asyncio.gather(*(limiter.decide_async("k") for _ in range(5)))
@@ -88,7 +88,7 @@ def test_asyncio_decide_async_does_not_block_the_loop(redis_server):
 
 
 def test_fork_child_gets_its_own_connection_and_the_parent_keeps_working(redis_server):
-    limiter = RateLimiter([Window(100, YEAR)], redis=_store(redis_server.port), rule="fork")
+    limiter = RateLimiter([Window(100, YEAR)], redis=_store(redis_server.port), rule="fork", local_share=1)
     assert sum(limiter.try_acquire("k") for _ in range(10)) == 10
     pid = os.fork()
     if pid == 0:
@@ -101,7 +101,7 @@ def test_fork_child_gets_its_own_connection_and_the_parent_keeps_working(redis_s
 
 
 def _hammer_leased(port, rule, attempts, results):
-    limiter = RateLimiter([Window(600, YEAR)], redis=_store(port), rule=rule, mode="leased",
+    limiter = RateLimiter([Window(600, YEAR)], redis=_store(port), rule=rule, local_share=1, mode="leased",
                           lease_units=25, on_failure="deny")
     results.put((sum(limiter.try_acquire("k") for _ in range(attempts)),
                  limiter.lease_round_trips))

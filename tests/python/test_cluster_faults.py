@@ -188,10 +188,15 @@ def test_a_missing_or_wrong_password_is_not_an_outage_even_with_allow(redis_with
     for store in (_store(port), _store(port, password="wrong")):
         limiter = RateLimiter([Window(1000, YEAR)], redis=store, rule="py-auth",
                               on_failure="allow")
-        # Fail open is for an unreachable Redis; a misconfigured one admits nothing.
-        assert not limiter.try_acquire("k")
-        assert not limiter.decide("k").allowed
+        # Fail open is for an unreachable Redis; a misconfigured one admits nothing, and says why.
+        with pytest.raises(sluice.PermissionDenied, match="NOAUTH|WRONGPASS"):
+            limiter.try_acquire("k")
+        with pytest.raises(sluice.PermissionDenied):
+            limiter.decide("k")
         assert limiter.failure_mode_decisions == 0
+        with pytest.raises(sluice.PermissionDenied):
+            store.check(timeout=2.0)
+        assert store.stats()["config_errors"] >= 1
     right = RateLimiter([Window(1000, YEAR)], redis=_store(port, password="s3cret"),
                         rule="py-auth", on_failure="allow")
     assert right.try_acquire("k")
@@ -209,3 +214,16 @@ def test_peek_of_an_exhausted_key_says_refused_and_when(scope, redis_server):
     assert not peek.allowed
     assert peek.remaining == 0
     assert 0 < peek.retry_after <= 0.1
+
+
+def test_configuration_errors_are_logged_to_the_sluice_logger(redis_with_password, caplog):
+    # The connection thread logs; the message reaches `logging` from the interpreter's thread.
+    store = _store(redis_with_password.port, password="wrong")
+    limiter = RateLimiter([Window(1000, YEAR)], redis=store, rule="py-log", on_failure="deny")
+    with caplog.at_level("INFO", logger="sluice"):
+        with pytest.raises(sluice.PermissionDenied):
+            limiter.decide("k")
+        sluice._core._deliver_log_messages()
+    errors = [r for r in caplog.records if r.name == "sluice" and r.levelname == "ERROR"]
+    assert errors, caplog.records
+    assert "WRONGPASS" in errors[0].getMessage()

@@ -127,6 +127,8 @@ INT = _wrong("int") + [
     V("-2**63-1", lambda: -(2**63) - 1),
     V("int_subclass", lambda: IntSub(3)),
 ]
+# None: unset (the failure mode "local" then refuses to construct, a documented error).
+OPT_INT = [V("None", lambda: None)] + [v for v in INT if v.label != "None"]
 SECS = _wrong("float", "int") + [
     V("str", lambda: "1", TYPE),
     V("float_raises", FloatRaises, TYPE),
@@ -455,7 +457,7 @@ class Ctx:
         if self.scope == "host":
             options["shared_region"] = hs.region_name()
         elif self.scope in ("cluster", "leased"):
-            options.update(redis=self.store(), rule=hs.rule_name())
+            options.update(redis=self.store(), rule=hs.rule_name(), local_share=1)
             if self.scope == "leased":
                 options["mode"] = "leased"
         return options
@@ -688,11 +690,14 @@ spec("RedisStore", lambda ctx: sluice.RedisStore,
      skip={"connect_timeout": ("inf", "1e300", "int64_max_seconds", "past_int64_nanos", "2**64_int"),
            "command_timeout": ("inf", "1e300", "int64_max_seconds", "past_int64_nanos", "2**64_int")})
 spec("RedisStore.stats", lambda ctx: ctx.store().stats, {}, scopes=("cluster",))
+spec("RedisStore.check", lambda ctx: ctx.store().check, {"timeout": 2.0}, {"timeout": SECS},
+     scopes=("cluster",), skip={"timeout": ("inf", "1e300", "int64_max_seconds", "past_int64_nanos",
+                                           "2**64_int")})
 
 # The four admission objects: every constructor keyword, in every scope.
 _LIMITER_CTOR_KINDS = {"max_keys": INT, "clock": CLOCK, "shared_region": REGION, "redis": STORE,
                        "rule": OPT_STR, "on_failure": _enum(["allow", "deny", "local"]),
-                       "local_share": INT}
+                       "local_share": OPT_INT}
 
 spec("RateLimiter", lambda ctx: sluice.RateLimiter,
      lambda ctx: ctx.scoped(windows=[sluice.Window.per_second(10)], max_keys=1024),
@@ -734,6 +739,8 @@ for _name in ("allow_without_waiting", "try_acquire", "decide"):
     spec(f"RateLimiter.{_name}", (lambda ctx, n=_name: getattr(_rate_limiter(ctx), n)),
          {"key": "k", "cost": 1}, KC, scopes=RL_SCOPES, waits=_name != "allow_without_waiting")
 spec("RateLimiter.peek", lambda ctx: _rate_limiter(ctx).peek, {"key": "k"}, {"key": KEY}, scopes=RL_SCOPES)
+spec("RateLimiter.start_peek", lambda ctx: _rate_limiter(ctx).start_peek, {"key": "k"}, {"key": KEY},
+     scopes=RL_SCOPES, after=_pending_after)
 spec("RateLimiter.drop_idle_keys", lambda ctx: _rate_limiter(ctx).drop_idle_keys, {}, scopes=RL_SCOPES)
 spec("RateLimiter.decide_async", lambda ctx: _rate_limiter(ctx).decide_async, {"key": "k", "cost": 1},
      KC, scopes=RL_SCOPES)
@@ -775,6 +782,8 @@ for _name in ("try_acquire", "start", "try_acquire_async"):
          waits=_name == "try_acquire")
 spec("ConcurrencyLimiter.in_flight", lambda ctx: _concurrency(ctx).in_flight, {"key": "k"}, {"key": KEY},
      scopes=LIMITER_SCOPES)
+spec("ConcurrencyLimiter.start_in_flight", lambda ctx: _concurrency(ctx).start_in_flight, {"key": "k"},
+     {"key": KEY}, scopes=LIMITER_SCOPES, after=_pending_after)
 spec("ConcurrencyLimiter.reclaim_expired", lambda ctx: _concurrency(ctx).reclaim_expired, {},
      scopes=LIMITER_SCOPES)
 for _name in ("acquire", "acquire_async"):
@@ -814,6 +823,8 @@ for _name in ("charge", "start_charge"):
                                ctx.keep[0].charge("k", INT64_MAX), ctx.keep[0].peek("k")),
          waits=_name == "charge")
 spec("TokenBudget.peek", lambda ctx: _budget(ctx).peek, {"key": "k"}, {"key": KEY}, scopes=LIMITER_SCOPES)
+spec("TokenBudget.start_peek", lambda ctx: _budget(ctx).start_peek, {"key": "k"}, {"key": KEY},
+     scopes=LIMITER_SCOPES, after=_pending_after)
 spec("TokenBudget.drop_idle_keys", lambda ctx: _budget(ctx).drop_idle_keys, {}, scopes=LIMITER_SCOPES)
 
 
@@ -842,7 +853,8 @@ spec("Reservation.__bool__", lambda ctx: _reservation(ctx).__bool__, {}, scopes=
 
 for _cls, _make in (("PendingDecision", lambda ctx: _rate_limiter(ctx).start("k")),
                     ("PendingPermit", lambda ctx: _concurrency(ctx).start("k")),
-                    ("PendingReservation", lambda ctx: _budget(ctx).start_reserve("k", 5))):
+                    ("PendingReservation", lambda ctx: _budget(ctx).start_reserve("k", 5)),
+                    ("PendingCount", lambda ctx: _concurrency(ctx).start_in_flight("k"))):
     for _name in ("done", "fileno", "result"):
         spec(f"{_cls}.{_name}", (lambda ctx, m=_make, n=_name: getattr(ctx.keep_return(m(ctx)), n)), {},
              scopes=LIMITER_SCOPES)

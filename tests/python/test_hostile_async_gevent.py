@@ -28,7 +28,7 @@ REQUEST = b'{"model":"m","messages":[{"role":"user","content":"hello"}]}'
 def scoped(scope: str, **options):
     if scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name())
+                       rule=hs.rule_name(), local_share=1)
     return options
 
 

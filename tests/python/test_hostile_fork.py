@@ -33,7 +33,7 @@ def scoped(scope: str, **options):
         options["shared_region"] = hs.region_name()
     elif scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name())
+                       rule=hs.rule_name(), local_share=1)
     return options
 
 
@@ -129,11 +129,11 @@ for _scope in SCOPES:
 def _store_shared_across_fork():
     store = sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5)
     rule = hs.rule_name()
-    rl = RateLimiter([Window(100, YEAR)], redis=store, rule=rule)
+    rl = RateLimiter([Window(100, YEAR)], redis=store, rule=rule, local_share=1)
     rl.decide("k")
 
     def child():
-        RateLimiter([Window(100, YEAR)], redis=store, rule=rule + "-child").decide("k")
+        RateLimiter([Window(100, YEAR)], redis=store, rule=rule + "-child", local_share=1).decide("k")
         rl.decide("k")
         store.stats()
 

@@ -36,7 +36,7 @@ def scoped(scope: str, **options):
         options["shared_region"] = hs.region_name()
     elif scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name())
+                       rule=hs.rule_name(), local_share=1)
     return options
 
 
@@ -318,13 +318,13 @@ def _dropped_with_replies_in_flight(kind):
                     obj.erase(key)
                     obj.get_or_fetch(sluice.cache_key(REQUEST, f"f{j}"), lambda: b"y")
             elif kind == "rate_limiter":
-                obj = RateLimiter([Window(100, YEAR)], redis=store, rule=rule)
+                obj = RateLimiter([Window(100, YEAR)], redis=store, rule=rule, local_share=1)
                 pendings = [obj.start("k") for _ in range(5)]
             elif kind == "concurrency_limiter":
-                obj = ConcurrencyLimiter(10, redis=store, rule=rule)
+                obj = ConcurrencyLimiter(10, redis=store, rule=rule, local_share=1)
                 permits = [obj.try_acquire("k") for _ in range(5)]
             else:
-                obj = TokenBudget([Window(1000, YEAR)], redis=store, rule=rule)
+                obj = TokenBudget([Window(1000, YEAR)], redis=store, rule=rule, local_share=1)
                 pendings = [obj.start_reserve("k", 5) for _ in range(5)]
             obj = store = pendings = permits = None  # noqa: F841
     return run
@@ -374,7 +374,7 @@ for _name in CLOCK_USERS:
 
 def _store_dropped():
     limiter = RateLimiter([Window(10, YEAR)], redis=sluice.RedisStore(port=hs.redis_port()),
-                          rule=hs.rule_name())
+                          rule=hs.rule_name(), local_share=1)
     gc.collect()
     limiter.decide("k")
     pending = limiter.start("k")
@@ -502,7 +502,7 @@ EXIT_SCRIPTS = {
                      "stream = cache.stream_or_fetch(sluice.cache_key(b'{{}}'), lambda: [b'a', b'b']); next(stream)"),
 }
 SCOPE_ARGS = {"process": "", "host": ", shared_region={region!r}",
-              "cluster": ", redis=sluice.RedisStore(port={port}), rule={rule!r}"}
+              "cluster": ", redis=sluice.RedisStore(port={port}), rule={rule!r}, local_share=1"}
 
 
 def _at_exit(name, scope):
@@ -544,8 +544,8 @@ def _with_own_redis(action):
 
 def _every_cluster_call(store, tag):
     rl = RateLimiter([Window(10, YEAR)], redis=store, rule=f"{tag}-rl", on_failure="deny")
-    lb = sluice.LeakyBucket(10, redis=store, rule=f"{tag}-lb")
-    cl = ConcurrencyLimiter(2, redis=store, rule=f"{tag}-cl", on_failure="local")
+    lb = sluice.LeakyBucket(10, redis=store, rule=f"{tag}-lb", local_share=1)
+    cl = ConcurrencyLimiter(2, redis=store, rule=f"{tag}-cl", on_failure="local", local_share=1)
     tb = TokenBudget([Window(1000, YEAR)], redis=store, rule=f"{tag}-tb", on_failure="allow")
     cache = sluice.ResponseCache(redis=store, redis_name=f"{tag}-cache")
     permit = cl.try_acquire("k")

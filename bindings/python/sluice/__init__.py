@@ -40,7 +40,8 @@ from __future__ import annotations
 
 
 from . import _core
-from ._core import Clock, Decision, ManualClock, PendingDecision, PendingPermit, PendingReservation
+from ._core import Clock, Decision, ManualClock, PendingCount, PendingDecision, PendingPermit
+from ._core import PendingReservation
 from ._core import Permit, RedisStore, Reservation, Window
 from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
@@ -54,6 +55,7 @@ from ._errors import (
     InvalidArgument,
     LeaseExpired,
     NotFound,
+    PermissionDenied,
     RateLimited,
     AttemptFailed,
     DeadlineExceeded,
@@ -96,7 +98,9 @@ __all__ = [
     "NotFound",
     "PendingDecision",
     "PendingPermit",
+    "PendingCount",
     "PendingReservation",
+    "PermissionDenied",
     "Permit",
     "RateLimited",
     "RateLimiter",
@@ -187,9 +191,13 @@ class RateLimiter(_core.RateLimiter):
             # that runs every greenlet; coroutines use decide_async / acquire_async.
             self.decide = self._decide_cooperatively
             self.try_acquire = self._try_acquire_cooperatively
+            self.peek = self._peek_cooperatively
 
     def _decide_cooperatively(self, key, cost: int = 1) -> Decision:
         return _result_of(_core.RateLimiter.start(self, key, cost))
+
+    def _peek_cooperatively(self, key) -> Decision:
+        return _result_of(self.start_peek(key))
 
     def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
         # Leased mode mostly decides from this process's lease: no waiting machinery at all.
@@ -248,9 +256,13 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
         super().__init__(max_in_flight, **options)
         if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
             self.try_acquire = self._try_acquire_cooperatively
+            self.in_flight = self._in_flight_cooperatively
 
     def _try_acquire_cooperatively(self, key) -> Permit:
         return _result_of(_core.ConcurrencyLimiter.start(self, key))
+
+    def _in_flight_cooperatively(self, key) -> int:
+        return _result_of(self.start_in_flight(key))
 
     async def try_acquire_async(self, key) -> Permit:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
@@ -283,7 +295,7 @@ class TokenBudget(_core.TokenBudget):
         return _result_of(self.start_charge(key, tokens))
 
     def _peek_cooperatively(self, key) -> Decision:
-        return _result_of(self.start_charge(key, 0))  # a zero charge changes nothing
+        return _result_of(self.start_peek(key))
 
     def reserve(self, key: str, estimate: int) -> Reservation:
         """Reserves `estimate` tokens or raises ``RateLimited``. Use it as a context manager:

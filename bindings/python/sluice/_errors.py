@@ -24,11 +24,17 @@ class CapacityError(Error):
 
 class FailedPrecondition(Error):
     """The object is not in a state that allows the call: e.g. a shared region made by another
-    configuration or layout version, or a reservation already settled."""
+    configuration or layout version, a reservation already settled, or a Redis deployment sluice
+    cannot use (a replica, a Sentinel, a Redis Cluster node answering MOVED)."""
 
 
 class LeaseExpired(FailedPrecondition):
     """A permit's lease ran out and its slot was reclaimed before it was renewed."""
+
+
+class PermissionDenied(Error):
+    """Redis refused the credentials (a wrong or missing password) or an ACL denies sluice a
+    command or its keys. A configuration error: no failure mode hides it."""
 
 
 class NotFound(Error):

@@ -13,11 +13,12 @@ namespace sluice_python {
 sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::shared_ptr<sluice::RedisStore> redis,
                                          std::optional<std::string> rule,
-                                         const std::string& on_failure, int64_t local_share) {
+                                         const std::string& on_failure,
+                                         std::optional<int64_t> local_share) {
   sluice::ClusterOptions c;
   c.store = std::move(redis);
   c.rule = rule.value_or("");
-  c.local_share = local_share;
+  c.local_share = local_share.value_or(0);
   if (on_failure == "allow") {
     c.on_failure = sluice::FailureMode::kAllow;
   } else if (on_failure == "deny") {
@@ -69,11 +70,35 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
             d["fast_failures"] = st.fast_failures;
             d["connects"] = st.connects;
             d["script_loads"] = st.script_loads;
+            d["config_errors"] = st.config_errors;
+            d["retried"] = st.retried;
+            d["undone"] = st.undone;
+            d["dropped"] = st.dropped;
             d["connected"] = st.connected;
+            d["last_error"] = st.last_error;
             return d;
           },
           "Counters since creation: commands, pipelined, failures, fast_failures, connects,\n"
-          "script_loads, and whether it is connected now.");
+          "script_loads, config_errors (a wrong password, a replica, ...), retried (releases kept\n"
+          "across an outage and sent again), undone (acquires whose caller gave up, released),\n"
+          "dropped; whether it is connected now, and the last configuration error ('' if none).")
+      .def(
+          "check",
+          [](sluice::RedisStore& s, double timeout) {
+            const absl::Duration wait = SecondsToDuration(timeout, "timeout");
+            absl::Status status;
+            {
+              py::gil_scoped_release release;
+              status = s.Check(wait);
+            }
+            ThrowIfError(status);
+          },
+          py::arg("timeout") = 2.0,
+          "Connects if need be and checks the server: the credentials, that it is a master (not\n"
+          "a replica or a Sentinel), the database, that scripts may run and write sluice's keys.\n"
+          "Raises sluice.PermissionDenied, sluice.FailedPrecondition, or sluice.Unavailable when\n"
+          "Redis cannot be reached within `timeout` seconds. It waits (GIL released, but a gevent\n"
+          "hub is blocked): call it at start-up.");
 
   BindPending<sluice::Decision>(m, "PendingDecision", R"doc(
 A decision under way (``RateLimiter.start``, ``LeakyBucket.start``). ``fileno()`` becomes readable

@@ -31,6 +31,9 @@ void FinishRenew(Permit& p, sluice::Pending<absl::Status>& pending) {
 }  // namespace
 
 void BindConcurrency(py::module_& m) {
+  BindPending<int64_t>(m, "PendingCount", R"doc(
+A count under way (``ConcurrencyLimiter.start_in_flight``): wait for ``fileno()`` to be readable,
+then ``result()`` returns it without waiting.)doc");
   BindPending<Permit>(m, "PendingPermit", R"doc(
 A permit under way (``ConcurrencyLimiter.start``): wait for ``fileno()`` to be readable, then
 ``result()`` returns the Permit without waiting.)doc");
@@ -87,7 +90,7 @@ for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
       .def(py::init([](int64_t max_in_flight, double lease, double retry_after, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
-                       const std::string& on_failure, int64_t local_share) {
+                       const std::string& on_failure, std::optional<int64_t> local_share) {
              ConcurrencyLimiter::Options o;
              o.shared_region = shared_region.value_or("");
              o.cluster = ClusterFromPython("sluice.ConcurrencyLimiter", std::move(redis),
@@ -102,7 +105,7 @@ for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
            py::arg("retry_after") = 1.0, py::arg("max_keys") = int64_t{1} << 20,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 6>())
+           py::arg("on_failure") = "local", py::arg("local_share") = py::none(), py::keep_alive<1, 6>())
       .def(
           "try_acquire",
           [](const py::object& self, std::string_view key) {
@@ -120,9 +123,20 @@ for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
           py::arg("key"),
           "As try_acquire, returning a PendingPermit at once (cluster scope: the Redis reply\n"
           "may still be on its way).")
-      .def("in_flight", &ConcurrencyLimiter::InFlight, py::arg("key"),
-           py::call_guard<py::gil_scoped_release>(),
-           "Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).")
+      .def(
+          "in_flight",
+          [](ConcurrencyLimiter& c, std::string_view key) {
+            sluice::Pending<int64_t> pending = c.StartInFlight(key);
+            return GetReleasingGil(pending);
+          },
+          py::arg("key"),
+          "Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).")
+      .def(
+          "start_in_flight",
+          [](const py::object& self, std::string_view key) {
+            return KeepingAlive(Self<ConcurrencyLimiter>(self).StartInFlight(key), self);
+          },
+          py::arg("key"), "As in_flight, returning a PendingCount at once.")
       .def_property_readonly("failure_mode_decisions", &ConcurrencyLimiter::failure_mode_decisions)
       .def_property_readonly("cluster", [](const ConcurrencyLimiter& c) {
         return c.options().cluster.store != nullptr;

@@ -53,7 +53,7 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
       .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
-                       const std::string& on_failure, int64_t local_share, const std::string& mode,
+                       const std::string& on_failure, std::optional<int64_t> local_share, const std::string& mode,
                        int64_t lease_units, double lease_ttl) {
              RateLimiter::Options o;
              o.windows = std::move(windows);
@@ -76,7 +76,7 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = 1,
+           py::arg("on_failure") = "local", py::arg("local_share") = py::none(),
            py::arg("mode") = "strict", py::arg("lease_units") = 0, py::arg("lease_ttl") = 0.0,
            py::keep_alive<1, 4>())
       .def(
@@ -138,8 +138,21 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
           },
           py::arg("key"), py::arg("cost") = 1,
           "As try_acquire, returning the Decision (allowed, remaining, retry_after, ...).")
-      .def("peek", &RateLimiter::Peek, py::arg("key"),
-           "What `key` has left, without taking anything.")
+      .def(
+          "peek",
+          [](RateLimiter& rl, std::string_view key) {
+            sluice::PendingDecision pending = rl.StartPeek(key);
+            return GetReleasingGil(pending);
+          },
+          py::arg("key"),
+          "What `key` has left, without taking anything: `allowed` (would a request of cost 1\n"
+          "pass now), `remaining`, and `retry_after` when it would not.")
+      .def(
+          "start_peek",
+          [](const py::object& self, std::string_view key) {
+            return KeepingAlive(Self<RateLimiter>(self).StartPeek(key), self);
+          },
+          py::arg("key"), "As peek, returning a PendingDecision at once (see start).")
       .def("drop_idle_keys", &RateLimiter::DropIdleKeys,
            py::call_guard<py::gil_scoped_release>(),
            "Drops every idle key now; returns how many.")
@@ -161,7 +174,7 @@ RateLimiter.)doc")
       .def(py::init([](int64_t rate, double per, int64_t burst, double max_wait, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
-                       const std::string& on_failure, int64_t local_share) {
+                       const std::string& on_failure, std::optional<int64_t> local_share) {
              LeakyBucket::Options o;
              o.shared_region = shared_region.value_or("");
              o.cluster = ClusterFromPython("sluice.LeakyBucket", std::move(redis), std::move(rule),
@@ -177,7 +190,7 @@ RateLimiter.)doc")
            py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys, py::arg("clock") = nullptr,
            py::arg("shared_region") = py::none(), py::arg("redis") = nullptr,
            py::arg("rule") = py::none(), py::arg("on_failure") = "local",
-           py::arg("local_share") = 1, py::keep_alive<1, 7>())
+           py::arg("local_share") = py::none(), py::keep_alive<1, 7>())
       .def(
           "try_acquire",
           [](LeakyBucket& b, std::string_view key, int64_t cost) {
@@ -258,7 +271,7 @@ RateLimiter.)doc")
       .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
-                       const std::string& on_failure, int64_t local_share) {
+                       const std::string& on_failure, std::optional<int64_t> local_share) {
              TokenBudget::Options o;
              o.windows = std::move(windows);
              o.max_keys = max_keys;
@@ -270,7 +283,7 @@ RateLimiter.)doc")
            py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = 1, py::keep_alive<1, 4>())
+           py::arg("on_failure") = "local", py::arg("local_share") = py::none(), py::keep_alive<1, 4>())
       .def(
           "try_reserve",
           [](const py::object& self, std::string_view key, int64_t estimate) {
@@ -308,11 +321,18 @@ RateLimiter.)doc")
       .def(
           "peek",
           [](TokenBudget& b, std::string_view key) {
-            if (b.options().cluster.store == nullptr) return b.Peek(key);
-            sluice::PendingDecision pending = ValueOrThrow(b.StartCharge(key, 0));
-            return GetReleasingGil(pending);  // a zero charge changes nothing
+            sluice::PendingDecision pending = b.StartPeek(key);
+            return GetReleasingGil(pending);
           },
-          py::arg("key"), "The key's balance (remaining may be negative: debt).")
+          py::arg("key"),
+          "The key's balance (remaining may be negative: debt); `allowed` says whether one more\n"
+          "token fits now, and `retry_after` when it would.")
+      .def(
+          "start_peek",
+          [](const py::object& self, std::string_view key) {
+            return KeepingAlive(Self<TokenBudget>(self).StartPeek(key), self);
+          },
+          py::arg("key"), "As peek, returning a PendingDecision at once.")
       .def_property_readonly("failure_mode_decisions", &TokenBudget::failure_mode_decisions)
       .def_property_readonly("cluster",
                              [](const TokenBudget& b) { return b.options().cluster.store != nullptr; })

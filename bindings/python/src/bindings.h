@@ -77,21 +77,32 @@ inline const sluice::Clock* ClockOrDefault(const sluice::Clock* clock) {
 }
 
 // The cluster options of `object` from the constructor's keyword arguments; `on_failure` is
-// "allow", "deny" or "local" (InvalidArgument naming the field otherwise).
+// "allow", "deny" or "local" (InvalidArgument naming the field otherwise); `local_share` None is
+// unset (C++ then refuses "local" without it).
 sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::shared_ptr<sluice::RedisStore> redis,
                                          std::optional<std::string> rule,
-                                         const std::string& on_failure, int64_t local_share);
+                                         const std::string& on_failure,
+                                         std::optional<int64_t> local_share);
 
 // The result of `pending`, waiting with the GIL released if the reply is not in yet (at most the
 // store's timeouts). Bound methods never wait cooperatively themselves: a greenlet switch inside a
 // bound call would interleave pybind11's per-thread argument-loader stack between greenlets and
 // abort the process. The facade waits in Python on `fileno()` of a `start*` result instead.
+//
+// A configuration error of the Redis deployment (a wrong password, a replica: see
+// sluice/redis_store.h, "Errors") is raised, never handed over as a plain refusal.
 template <typename T>
 T GetReleasingGil(sluice::Pending<T>& pending) {
-  if (pending.done()) return pending.Get();
-  py::gil_scoped_release release;
-  return pending.Get();
+  std::optional<T> result;
+  if (pending.done()) {
+    result.emplace(pending.Get());
+  } else {
+    py::gil_scoped_release release;
+    result.emplace(pending.Get());
+  }
+  ThrowIfError(pending.status());
+  return *std::move(result);
 }
 
 // `result` as a Python object that keeps `owner` alive for as long as it lives: a Permit keeps
@@ -141,8 +152,9 @@ void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudge
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
 void BindBalancer(py::module_& m);       // Balancer, Pick, parse_request, parse_engine_metrics
 void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
-void BindFallback(py::module_& m);
-void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache       // FallbackPolicy, FallbackCall, classify, parse_retry_after
+void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
+void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache
+void BindLog(py::module_& m);            // sluice's log messages, delivered to `logging`
 
 }  // namespace sluice_python
 

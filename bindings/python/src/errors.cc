@@ -32,6 +32,8 @@ void RegisterErrorTranslator() {
         case absl::StatusCode::kFailedPrecondition: name = "FailedPrecondition"; break;
         case absl::StatusCode::kNotFound: name = "NotFound"; break;
         case absl::StatusCode::kUnavailable: name = "Unavailable"; break;
+        case absl::StatusCode::kPermissionDenied: name = "PermissionDenied"; break;
+        case absl::StatusCode::kDeadlineExceeded: name = "DeadlineExceeded"; break;
         default: break;
       }
       py::object type = errors.attr(name);
