@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "canonical_json.h"
+#include "formats/canonical_json.h"
 #include "test_support.h"
 
 using sluice::CacheKey;

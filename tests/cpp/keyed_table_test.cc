@@ -1,5 +1,5 @@
 // The lock-free key table under the GCRA objects (lib/keyed_table.h), tested directly.
-#include "keyed_table.h"
+#include "stores/keyed_table.h"
 
 #include <atomic>
 #include <set>

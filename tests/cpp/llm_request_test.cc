@@ -5,7 +5,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "cache_record.h"
+#include "cache/cache_record.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/failure.h"
 #include "test_support.h"

@@ -12,11 +12,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "cluster_gcra.h"
-#include "cluster_leases.h"
+#include "admission/redis_gcra.h"
+#include "admission/redis_leases.h"
 #include "cluster_test_support.h"
 #include "local_redis.h"
-#include "redis_errors.h"
+#include "stores/redis_errors.h"
 #include "sluice/sluice.hpp"
 #include "test_support.h"
 

@@ -35,7 +35,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "shared_region.h"  // lib/: the creation protocol, driven directly to kill a creator
+#include "stores/shm_region.h"  // lib/: the creation protocol, driven directly to kill a creator
 #include "sluice/sluice.hpp"
 #include "test_support.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "cache_record.h"
+#include "cache/cache_record.h"
 #include "fuzz_support.h"
 #include "sluice/sse_replay.h"
 

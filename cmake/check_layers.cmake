@@ -1,0 +1,36 @@
+# Run by cmake/layers.cmake for one layer of lib/: fails when a source includes a public header
+# ("sluice/...") that belongs to a layer not in ALLOWED, or one that no layer claims.
+# Inputs: LAYER, ALLOWED, HEADER_LAYERS ("header=layer" entries), SOURCES (lists "|"-separated),
+# STAMP.
+cmake_minimum_required(VERSION 3.25)  # IN_LIST, in script mode
+foreach(list_name ALLOWED HEADER_LAYERS SOURCES)
+  string(REPLACE "|" ";" ${list_name} "${${list_name}}")
+endforeach()
+set(errors "")
+foreach(source IN LISTS SOURCES)
+  file(STRINGS ${source} includes REGEX "^#include \"sluice/")
+  foreach(line IN LISTS includes)
+    string(REGEX REPLACE "^#include \"sluice/([^\"]+)\".*" "\\1" header "${line}")
+    if(header STREQUAL "sluice.h" OR header STREQUAL "sluice.hpp" OR header STREQUAL "c.h")
+      list(APPEND errors "${source}: includes sluice/${header}, which includes every layer")
+      continue()
+    endif()
+    set(owner "")
+    foreach(entry IN LISTS HEADER_LAYERS)
+      if(entry MATCHES "^${header}=(.+)$")
+        set(owner ${CMAKE_MATCH_1})
+      endif()
+    endforeach()
+    if(owner STREQUAL "")
+      list(APPEND errors "${source}: sluice/${header} belongs to no layer (cmake/layers.cmake)")
+    elseif(NOT owner IN_LIST ALLOWED)
+      list(APPEND errors
+           "${source}: lib/${LAYER} may not include sluice/${header} (layer ${owner})")
+    endif()
+  endforeach()
+endforeach()
+if(errors)
+  list(JOIN errors "\n  " text)
+  message(FATAL_ERROR "layering violated:\n  ${text}")
+endif()
+file(TOUCH ${STAMP})

@@ -1,0 +1,84 @@
+#include "admission/admission_options.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
+                                                       const std::vector<Window>& windows,
+                                                       int64_t max_keys) {
+  if (windows.empty() || windows.size() > GcraKeyedState::kMaxWindows) {
+    return absl::InvalidArgumentError(absl::StrCat(object, ": windows must hold 1 to ",
+                                                   GcraKeyedState::kMaxWindows,
+                                                   " windows, got ", windows.size()));
+  }
+  std::vector<GcraWindow> compiled;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    absl::StatusOr<GcraWindow> w =
+        CompileWindow(windows[i], absl::StrCat(object, ": windows[", i, "]."));
+    if (!w.ok()) return w.status();
+    compiled.push_back(*w);
+  }
+  if (max_keys < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(object, ": max_keys must be >= 1, got ", max_keys));
+  }
+  return compiled;
+}
+
+absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view object,
+                                                             const std::string& shared_region,
+                                                             const std::vector<GcraWindow>& windows,
+                                                             int64_t max_keys) {
+  if (shared_region.empty()) return std::unique_ptr<SharedTable>();
+  RegionSpec spec;
+  spec.kind = std::string(object);
+  spec.description = "windows=[";
+  for (size_t i = 0; i < windows.size(); ++i) {
+    absl::StrAppend(&spec.description, i ? ", " : "", windows[i].limit, " per ",
+                    windows[i].period_nanos, "ns burst ", windows[i].burst);
+  }
+  spec.description += "]";
+  auto table = SharedTable::Open(shared_region, std::move(spec), static_cast<int>(windows.size()),
+                                 max_keys, GcraKeyedState::kFreshCell);
+  if (!table.ok()) {
+    return absl::Status(table.status().code(),
+                        absl::StrCat(object, ": ", table.status().message()));
+  }
+  return table;
+}
+
+absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,
+                       bool allow_zero, const std::vector<GcraWindow>& windows) {
+  if (cost < (allow_zero ? 0 : 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(object, ": ", what, " must be >= ",
+                                                   allow_zero ? 0 : 1, ", got ", cost));
+  }
+  for (size_t i = 0; i < windows.size(); ++i) {
+    if (cost > windows[i].burst) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          object, ": ", what, " ", cost, " exceeds windows[", i, "].burst ", windows[i].burst,
+          ", so it could never be allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
+                                                              const std::string& shared_region,
+                                                              const ClusterOptions& cluster,
+                                                              const std::vector<Window>& windows,
+                                                              const Clock* clock) {
+  if (cluster.store == nullptr) return nullptr;
+  if (!shared_region.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": shared_region and cluster.store are two scopes; set one"));
+  }
+  return ClusterGcra::Create(object, cluster, windows, clock);
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,51 @@
+// Internal: validation shared by the objects built on GCRA windows.
+#ifndef SLUICE_LIB_ADMISSION_OPTIONS_H_
+#define SLUICE_LIB_ADMISSION_OPTIONS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "admission/redis_gcra.h"
+#include "admission/gcra.h"
+#include "sluice/cluster.h"
+#include "sluice/window.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// Compiles `windows` (1 to kMaxWindows of them) and checks `max_keys` >= 1. Errors name the
+// field, prefixed by `object` ("sluice.RateLimiter: windows[1].limit must be > 0, got 0").
+absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
+                                                       const std::vector<Window>& windows,
+                                                       int64_t max_keys);
+
+// The shared table behind `shared_region` (host scope), or null when it is empty (process scope).
+// The region is created for `object` with these windows; opening it with other windows fails.
+absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view object,
+                                                             const std::string& shared_region,
+                                                             const std::vector<GcraWindow>& windows,
+                                                             int64_t max_keys);
+
+// The Redis state behind `cluster` (cluster scope), or null when it has no store. Refuses a
+// `shared_region` set as well: the two are different scopes.
+absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
+                                                              const std::string& shared_region,
+                                                              const ClusterOptions& cluster,
+                                                              const std::vector<Window>& windows,
+                                                              const Clock* clock);
+
+// InvalidArgument unless 1 <= cost (or 0 <= cost when `allow_zero`) and cost fits every window's
+// burst: a cost beyond a burst could never be allowed, which is a caller's bug, not a refusal.
+absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,
+                       bool allow_zero, const std::vector<GcraWindow>& windows);
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_ADMISSION_OPTIONS_H_

@@ -1,0 +1,124 @@
+// Internal: GCRA arithmetic over keyed cells, shared by RateLimiter, LeakyBucket and TokenBudget.
+//
+// Each window keeps one cell per key: the TAT ("theoretical arrival time") in integer *units*,
+// where one unit is 1/scale ns and scale = limit / gcd(limit, period_ns) (capped at 16), so that
+// the emission interval period/limit is a whole number of units and the arithmetic is exact.
+// Times are relative to the state's epoch (its clock at construction), so a window of scale s can
+// run for 2^62 / s ns (9 years at s = 16, 146 years at s = 1) before its clock saturates; after
+// that it refuses everything rather than wrap.
+//
+// A key is "whole" (as if never seen) when its TAT is at or before now; such keys are dropped by
+// the table once they have been whole for a second (the margin absorbs threads whose clock
+// reading is a little older than the sweeper's).
+
+#ifndef SLUICE_LIB_GCRA_H_
+#define SLUICE_LIB_GCRA_H_
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "stores/keyed_table.h"
+#include "stores/shared_table.h"
+#include "sluice/clock.h"
+#include "sluice/decision.h"
+#include "sluice/window.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+struct GcraWindow {
+  int64_t limit = 0;
+  int64_t burst = 0;
+  int64_t period_nanos = 0;
+  int64_t scale = 1;      // units per nanosecond
+  int64_t unit = 0;       // emission interval (period / limit), in units
+  int64_t tolerance = 0;  // burst * unit: how far ahead of now a TAT may be after a charge
+  int64_t horizon_nanos = 0;  // |now - epoch| beyond which this window's clock saturates
+  bool exact = true;
+};
+
+// What the caller calls the Window's members, for error messages.
+struct WindowFieldNames {
+  absl::string_view limit = "limit";
+  absl::string_view period = "period";
+  absl::string_view burst = "burst";
+};
+
+// Validates `window`. Errors read "<prefix><field> must ...", e.g. prefix
+// "sluice.RateLimiter: windows[1]." gives "sluice.RateLimiter: windows[1].limit must be > 0".
+absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view prefix,
+                                         const WindowFieldNames& names = {});
+
+class GcraKeyedState {
+ public:
+  static constexpr int kMaxWindows = KeyedTable::kMaxCells;
+  // The cell of a key never seen: at or before any `now`, so the key is whole.
+  static constexpr int64_t kFreshCell = std::numeric_limits<int64_t>::min() / 2;
+
+  // Process scope when `shared` is null; otherwise the cells live in that shared table (host
+  // scope) and time is measured from the region's epoch, common to every process on the host.
+  GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys, const Clock* clock,
+                 std::unique_ptr<SharedTable> shared = nullptr);
+
+  const Clock& clock() const { return *clock_; }
+  const std::vector<GcraWindow>& windows() const { return windows_; }
+  // The smallest burst of any window: the largest cost that can ever be admitted.
+  int64_t min_burst() const { return min_burst_; }
+
+  // Takes `cost` from every window or from none. Sets out->allowed, and the other fields of
+  // `out` when `detailed` (skipping them saves the divisions on the bool-only fast path).
+  // REQUIRES: 0 <= cost <= every window's burst.
+  absl::Status Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos, Decision* out,
+                     bool detailed = true);
+
+  // Leaky-bucket booking on the single window: allowed when the departure delay <= max_wait.
+  // REQUIRES: one window; cost * unit - tolerance <= max_wait (in units).
+  absl::Status Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos, int64_t now_nanos,
+                     Decision* out);
+
+  // Adds `delta` (negative: refund) to every window, refusing nothing. `out` gets the balance.
+  absl::Status Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos, Decision* out);
+
+  // The balance of `d` without changing it (whole if absent): allowed iff one unit would pass
+  // every window now; if not, retry_after until it would, from the window that waits longest.
+  Decision Peek(const KeyDigest& d, int64_t now_nanos);
+
+  int64_t DropIdle(int64_t now_nanos);
+  int64_t key_count() const { return shared_ ? shared_->size() : table_->size(); }
+  int64_t memory_bytes() const { return shared_ ? shared_->memory_bytes() : table_->memory_bytes(); }
+
+ private:
+  using Units = std::array<int64_t, kMaxWindows>;
+  Units NowUnits(int64_t now_nanos) const;
+  bool IsIdle(const int64_t* cells, const Units& now) const;
+  // Runs `fn` on the cells of `d` in whichever table holds this state.
+  template <typename Fn>
+  absl::Status VisitCells(const KeyDigest& d, int64_t now_nanos, const Units& now, Fn&& fn) {
+    if (shared_) return shared_->Visit(d, fn);
+    return table_->Visit(d, now_nanos, [&](const int64_t* c) { return IsIdle(c, now); }, fn);
+  }
+  // Admit for the common single-window case: no arrays, no second pass.
+  void AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
+                      bool detailed) const;
+  // Describes window `i` with TAT `tat` at `now` (units) into `out`; returns its remaining.
+  int64_t Describe(int i, int64_t tat, int64_t now, Decision* out) const;
+
+  const std::vector<GcraWindow> windows_;
+  const int n_;
+  const Clock* const clock_;
+  const int64_t epoch_nanos_;
+  const int64_t min_burst_;
+  const std::unique_ptr<SharedTable> shared_;  // host scope
+  const std::unique_ptr<KeyedTable> table_;    // process scope
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_GCRA_H_

@@ -1,0 +1,96 @@
+// The Balancer's state and its pick logic (balancer.cc: endpoints and the public API;
+// balancer_pick.cc: filters and strategies).
+#ifndef SLUICE_LIB_BALANCER_CORE_H_
+#define SLUICE_LIB_BALANCER_CORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "balancing/balancer_endpoint.h"
+#include "balancing/prefix_index.h"
+#include "sluice/balancer.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+class BalancerCore {
+ public:
+  BalancerCore(const Balancer::Options& options, const Clock* clock);
+
+  absl::Status Add(const EndpointSpec& spec);
+  absl::Status Update(const EndpointSpec& spec);
+  absl::Status Remove(std::string_view id);
+  absl::Status SetMetrics(std::string_view id, const EngineMetrics& metrics);
+  absl::StatusOr<Balancer::Pick> PickEndpoint(const PickRequest& request);
+  std::vector<EndpointStats> Endpoints() const;
+
+  const Balancer::Options options;
+  const Clock* const clock;
+  // kPrefixAffinity, or kScored with a prefix weight: picks read and feed the prefix index.
+  bool UsesPrefixIndex() const;
+  // Host scope (Options::shared_region): called once by Balancer::Create, before any pick.
+  void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
+
+ private:
+  using State = EndpointState;
+
+  // The endpoints that may take this request, into candidates_; an error when none may.
+  absl::Status Filter(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Outlier ejection: ejects the endpoints that reached the threshold, within the cap. A no-op
+  // (one atomic load) unless some endpoint reached it since the last pass.
+  void EjectOutliers(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Load of candidate i: in flight per unit of weight (host-wide with a shared region).
+  double LoadOf(size_t i) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return loads_[i]; }
+  // Each strategy returns an index into candidates_ and sets matched_ for prefix strategies.
+  size_t RoundRobin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t SmoothWeighted() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t PowerOfTwo() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t PrefixAffinity(absl::Span<const uint64_t> blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t Scored(absl::Span<const uint64_t> blocks, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t ConsistentHash(std::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The least-loaded candidate among those `eligible` accepts; ties go to the smaller prefix
+  // index, then at random.
+  template <typename Eligible>
+  size_t LeastLoaded(Eligible eligible) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  int64_t CapacityOf(const State& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<State>* Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RebuildRing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::shared_ptr<const CompletionPolicy> policy_;
+  // Host scope: in-flight counts shared through a region (null in process scope). Set once,
+  // before the first pick.
+  std::shared_ptr<ConcurrencyLimiter> host_counts_;
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
+  PrefixIndex index_ ABSL_GUARDED_BY(mu_);
+  uint64_t free_slots_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};
+  std::vector<std::pair<uint64_t, State*>> ring_ ABSL_GUARDED_BY(mu_);  // sorted by hash
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  uint64_t round_robin_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per-pick scratch, kept to avoid allocating on every pick.
+  std::vector<State*> candidates_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> owners_ ABSL_GUARDED_BY(mu_);  // candidate i is endpoints_[owners_[i]]
+  std::vector<double> loads_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> in_flight_ ABSL_GUARDED_BY(mu_);
+  int64_t matched_ ABSL_GUARDED_BY(mu_) = 0;
+  struct Signals {  // kScored's inputs for one candidate
+    double queue, kv, load, prefix;
+    bool has_kv;
+  };
+  std::vector<Signals> signals_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_BALANCER_CORE_H_

@@ -1,0 +1,133 @@
+#include "balancing/balancer_endpoint.h"
+
+#include "base/mutex_lock.h"
+#include "base/time_arithmetic.h"
+
+#include <algorithm>
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+namespace {
+
+using ErrorClass = Outcome::ErrorClass;
+
+void Fold(double& average, double sample, double weight, bool first) {
+  average = first ? sample : average + weight * (sample - average);
+}
+
+absl::Duration CooldownOf(const CompletionPolicy& p, ErrorClass c) {
+  switch (c) {
+    case ErrorClass::kRateLimited: return p.cooldown_rate_limited;
+    case ErrorClass::kAuth: return p.cooldown_auth;
+    case ErrorClass::kConnection: return p.cooldown_connection;
+    case ErrorClass::kTimeout: return p.cooldown_timeout;
+    case ErrorClass::kServer: return p.cooldown_server;
+    default: return absl::ZeroDuration();
+  }
+}
+
+}  // namespace
+
+ErrorClass ErrorClassOf(Failure f) {
+  switch (f) {
+    case Failure::kNone: return ErrorClass::kNone;
+    case Failure::kConnect:
+    case Failure::kReset: return ErrorClass::kConnection;
+    case Failure::kTimeout: return ErrorClass::kTimeout;
+    case Failure::kRateLimited: return ErrorClass::kRateLimited;
+    case Failure::kServer: return ErrorClass::kServer;
+    case Failure::kAuth: return ErrorClass::kAuth;
+    case Failure::kContextLength:
+    case Failure::kContentFilter:
+    case Failure::kClient: return ErrorClass::kClient;
+  }
+  return ErrorClass::kClient;
+}
+
+ErrorClass ClassifyOutcome(const Outcome& outcome) {
+  if (outcome.error != ErrorClass::kNone || outcome.http_status < 400) return outcome.error;
+  AttemptOutcome attempt;
+  attempt.http_status = outcome.http_status;
+  return ErrorClassOf(Classify(attempt));
+}
+
+void EndpointState::Complete(const Outcome& outcome) {
+  in_flight.fetch_sub(1, std::memory_order_relaxed);
+  const ErrorClass error = ClassifyOutcome(outcome);
+  const CompletionPolicy& p = *policy;
+  if (error == ErrorClass::kServer || error == ErrorClass::kConnection ||
+      error == ErrorClass::kTimeout) {
+    const int64_t run = outlier_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (p.outlier_consecutive_failures > 0 && run >= p.outlier_consecutive_failures) {
+      p.outlier_hint.fetch_add(1, std::memory_order_release);
+    }
+  } else if (error == ErrorClass::kNone) {
+    outlier_failures.store(0, std::memory_order_relaxed);
+    // A healthy base ejection time after returning takes one ejection off the count, so a
+    // recovered endpoint's next ejection is short again.
+    int64_t times = times_ejected.load(std::memory_order_relaxed);
+    int64_t until = ejected_until.load(std::memory_order_relaxed);
+    const int64_t now = times > 0 ? p.clock->NowNanos() : 0;
+    if (times > 0 && now >= until + p.outlier_base_ejection_nanos &&
+        times_ejected.compare_exchange_strong(times, times - 1, std::memory_order_relaxed)) {
+      // Restart the stretch; a CAS, so a concurrent new ejection is never undone.
+      ejected_until.compare_exchange_strong(until, now, std::memory_order_relaxed);
+    }
+  }
+  MutexLock lock(&mu);
+  const bool first = completions == 0;
+  ++completions;
+  if (error != ErrorClass::kNone) ++errors;
+  // A client error is the request's fault, not the endpoint's.
+  if (error != ErrorClass::kClient) {
+    Fold(ewma_error_rate, error == ErrorClass::kNone ? 0.0 : 1.0, p.ewma_weight, first);
+  }
+  if (outcome.latency > absl::ZeroDuration()) {
+    Fold(ewma_latency_s, absl::ToDoubleSeconds(outcome.latency), p.ewma_weight,
+         ewma_latency_s == 0);
+  }
+  if (outcome.ttft > absl::ZeroDuration()) {
+    Fold(ewma_ttft_s, absl::ToDoubleSeconds(outcome.ttft), p.ewma_weight, ewma_ttft_s == 0);
+  }
+  if (error == ErrorClass::kNone) {
+    consecutive_failures = 0;
+    return;
+  }
+  const absl::Duration cooldown = CooldownOf(p, error);
+  if (cooldown <= absl::ZeroDuration()) return;
+  consecutive_failures = failing_class == error ? consecutive_failures + 1 : 1;
+  failing_class = error;
+  if (consecutive_failures < p.failures_before_cooldown) return;
+  consecutive_failures = 0;
+  const int64_t until = AddDuration(p.clock->NowNanos(), cooldown);
+  int64_t current = cooldown_until.load(std::memory_order_relaxed);
+  while (current < until &&
+         !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
+  }
+}
+
+EndpointStats EndpointState::Stats() const {
+  EndpointStats s;
+  s.id = spec->id;
+  s.in_flight = in_flight.load(std::memory_order_relaxed);
+  s.picks = picks.load(std::memory_order_relaxed);
+  const int64_t until = cooldown_until.load(std::memory_order_relaxed);
+  s.cooldown_until_nanos = until > policy->clock->NowNanos() ? until : 0;
+  const int64_t ejected = ejected_until.load(std::memory_order_relaxed);
+  s.ejected_until_nanos = ejected > policy->clock->NowNanos() ? ejected : 0;
+  s.times_ejected = times_ejected.load(std::memory_order_relaxed);
+  MutexLock lock(&mu);
+  s.completions = completions;
+  s.errors = errors;
+  s.ewma_latency = absl::Seconds(ewma_latency_s);
+  s.ewma_ttft = absl::Seconds(ewma_ttft_s);
+  s.ewma_error_rate = ewma_error_rate;
+  s.metrics = metrics;
+  s.metrics_at_nanos = metrics_at;
+  return s;
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,312 @@
+// Balancer::PickEndpoint: filters, then the strategy (see sluice/balancer.h for each rule).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "balancing/balancer_core.h"
+#include "base/mutex_lock.h"
+#include "base/time_arithmetic.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+namespace {
+
+bool ServesModel(const EndpointSpec& spec, std::string_view model) {
+  if (model.empty()) return true;
+  auto it = spec.labels.find("model");
+  return it == spec.labels.end() || it->second == model;
+}
+
+// A scraped request count as kScored uses it: within [0, kEngineMetricsMaxRequests], NaN as 0.
+// ParseEngineMetrics already keeps to that range, but SetMetrics takes any double, and one
+// +inf queue made every candidate's normalised queue score NaN (so the first always won).
+double RequestCount(std::optional<double> count) {
+  const double v = count.value_or(0);
+  return std::isnan(v) ? 0 : std::clamp(v, 0.0, kEngineMetricsMaxRequests);
+}
+
+}  // namespace
+
+void BalancerCore::EjectOutliers(int64_t now) {
+  int64_t hint = policy_->outlier_hint.load(std::memory_order_acquire);
+  if (hint == 0) return;  // no endpoint has reached the threshold since the last pass
+  const Balancer::OutlierDetection& od = options.outlier;
+  int64_t ejected = 0;
+  for (const std::shared_ptr<State>& e : endpoints_) {
+    if (e->ejected_until.load(std::memory_order_relaxed) > now) ++ejected;
+  }
+  int64_t ejectable =
+      std::max<int64_t>(1, static_cast<int64_t>(od.max_ejection_percent / 100 *
+                                                static_cast<double>(endpoints_.size()))) -
+      ejected;
+  bool outlier_left = false;  // one the cap kept in rotation: look again on the next pick
+  for (const std::shared_ptr<State>& e : endpoints_) {
+    if (e->ejected_until.load(std::memory_order_relaxed) > now ||
+        e->outlier_failures.load(std::memory_order_relaxed) < od.consecutive_failures) {
+      continue;
+    }
+    if (ejectable <= 0) {
+      outlier_left = true;
+      continue;
+    }
+    const int64_t times = e->times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
+    const absl::Duration length =
+        std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
+    e->ejected_until.store(internal::AddDuration(now, length), std::memory_order_relaxed);
+    e->outlier_failures.store(0, std::memory_order_relaxed);
+    --ejectable;
+  }
+  // A failure that raced this pass bumped the hint, so the CAS fails and the next pick looks.
+  if (!outlier_left) policy_->outlier_hint.compare_exchange_strong(hint, 0);
+}
+
+absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
+  candidates_.clear();
+  owners_.clear();
+  loads_.clear();
+  in_flight_.clear();
+  size_t serving = 0, cooling = 0;
+  int64_t first_back = std::numeric_limits<int64_t>::max();
+  const bool ejection = options.outlier.consecutive_failures > 0;
+  if (ejection) EjectOutliers(now);
+  for (size_t owner = 0; owner < endpoints_.size(); ++owner) {
+    const std::shared_ptr<State>& e = endpoints_[owner];
+    const EndpointSpec& spec = *e->spec;
+    if (!ServesModel(spec, request.model)) continue;
+    ++serving;
+    if (ejection) {
+      const int64_t ejected_until = e->ejected_until.load(std::memory_order_relaxed);
+      if (ejected_until > now) {
+        ++cooling;
+        first_back = std::min(first_back, ejected_until);
+        continue;
+      }
+    }
+    const int64_t until = e->cooldown_until.load(std::memory_order_relaxed);
+    if (until > now) {
+      ++cooling;
+      first_back = std::min(first_back, until);
+      continue;
+    }
+    // Host scope: what every process on the host has in flight there.
+    const int64_t in_flight = host_counts_ != nullptr
+                                  ? std::max<int64_t>(0, host_counts_->InFlight(spec.id))
+                                  : e->in_flight.load(std::memory_order_relaxed);
+    if (spec.max_concurrency > 0 && in_flight >= spec.max_concurrency) continue;
+    candidates_.push_back(e.get());
+    owners_.push_back(owner);
+    in_flight_.push_back(in_flight);
+    loads_.push_back(static_cast<double>(in_flight) / static_cast<double>(spec.weight));
+  }
+  if (!candidates_.empty()) return absl::OkStatus();
+  if (serving == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("sluice.Balancer: no endpoint serves model '", std::string(request.model), "'"));
+  }
+  if (cooling == serving) {
+    return absl::UnavailableError(absl::StrFormat(
+        "sluice.Balancer: all %d endpoints for model '%s' are cooling down or ejected; the first "
+        "is back in %.3f s",
+        serving, request.model, static_cast<double>(first_back - now) / 1e9));
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "sluice.Balancer: every available endpoint for model '", std::string(request.model),
+      "' is at its max_concurrency"));
+}
+
+template <typename Eligible>
+size_t BalancerCore::LeastLoaded(Eligible eligible) {
+  size_t best = candidates_.size(), ties = 0;
+  double best_load = 0;
+  int64_t best_index = 0;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    if (!eligible(i)) continue;
+    const double load = LoadOf(i);
+    const int64_t index = candidates_[i]->slot >= 0 ? index_.size(candidates_[i]->slot) : 0;
+    if (best == candidates_.size() || load < best_load ||
+        (load == best_load && index < best_index)) {
+      best = i, best_load = load, best_index = index, ties = 1;
+    } else if (load == best_load && index == best_index && rng_() % ++ties == 0) {
+      best = i;  // reservoir sampling: each tie equally likely
+    }
+  }
+  return best;
+}
+
+size_t BalancerCore::RoundRobin() { return round_robin_++ % candidates_.size(); }
+
+size_t BalancerCore::SmoothWeighted() {
+  // nginx's smooth weighted round robin: every candidate gains its weight, the richest is picked
+  // and pays the total back, so weights 5:1:1 give a a b a c a a, never five a's in a row.
+  int64_t total = 0;
+  size_t best = 0;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    const int64_t weight = candidates_[i]->spec->weight;
+    candidates_[i]->swrr_current += weight;
+    total += weight;
+    if (candidates_[i]->swrr_current > candidates_[best]->swrr_current) best = i;
+  }
+  candidates_[best]->swrr_current -= total;
+  return best;
+}
+
+size_t BalancerCore::PowerOfTwo() {
+  const size_t n = candidates_.size();
+  if (n == 1) return 0;
+  const size_t a = rng_() % n;
+  size_t b = rng_() % (n - 1);
+  if (b >= a) ++b;
+  const double la = LoadOf(a), lb = LoadOf(b);
+  return lb < la ? b : a;
+}
+
+size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
+  const size_t n = candidates_.size();
+  double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max(), high = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double load = LoadOf(i);
+    sum += load, sum_sq += load * load;
+    low = std::min(low, load), high = std::max(high, load);
+  }
+  // The imbalance gate: when the fleet is lopsided, load beats cache affinity.
+  if (high - low > static_cast<double>(options.imbalance_abs) &&
+      high > options.imbalance_rel * low) {
+    return LeastLoaded([](size_t) { return true; });
+  }
+  // The hot-spot guard: a prefix is not offered to an endpoint far above the mean load.
+  const double mean = sum / static_cast<double>(n);
+  const double sigma = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(n) - mean * mean));
+  const double hot = mean + options.hot_spot_sigmas * sigma + 1;
+  uint64_t mask = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (candidates_[i]->slot >= 0 && LoadOf(i) <= hot) {
+      mask |= uint64_t{1} << candidates_[i]->slot;
+    }
+  }
+  const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
+  if (match.blocks == 0) return LeastLoaded([](size_t) { return true; });
+  matched_ = match.blocks;
+  return LeastLoaded([&](size_t i) {
+    return candidates_[i]->slot >= 0 && (match.holders >> candidates_[i]->slot & 1) != 0;
+  });
+}
+
+size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
+  const size_t n = candidates_.size();
+  const Balancer::ScoreWeights& w = options.weights;
+  const int64_t max_age = absl::ToInt64Nanoseconds(options.metrics_max_age);
+  std::vector<Signals>& s = signals_;
+  s.resize(n);
+  double kv_sum = 0;
+  int kv_known = 0;
+  for (size_t i = 0; i < n; ++i) {
+    State& e = *candidates_[i];
+    const int64_t in_flight = e.in_flight.load(std::memory_order_relaxed);
+    s[i] = {static_cast<double>(in_flight_[i]), 0, LoadOf(i), 0, false};
+    {
+      MutexLock lock(&e.mu);
+      if (e.metrics && now - e.metrics_at <= max_age) {
+        // The scrape's queue, corrected by what this balancer sent or saw finish since.
+        const double scraped =
+            RequestCount(e.metrics->waiting) + RequestCount(e.metrics->running);
+        s[i].queue = std::max(0.0, scraped + static_cast<double>(in_flight - e.in_flight_at_metrics));
+        if (e.metrics->kv_usage && !std::isnan(*e.metrics->kv_usage)) {
+          s[i].kv = std::clamp(*e.metrics->kv_usage, 0.0, 1.0), s[i].has_kv = true;
+        }
+      }
+    }
+    if (s[i].has_kv) kv_sum += s[i].kv, ++kv_known;
+    if (w.prefix > 0 && !blocks.empty() && e.slot >= 0) {
+      const PrefixIndex::Match m = index_.LongestMatch(blocks, uint64_t{1} << e.slot);
+      s[i].prefix = static_cast<double>(m.blocks) / static_cast<double>(blocks.size());
+    }
+  }
+  const double kv_default = kv_known > 0 ? kv_sum / kv_known : 0;
+  // Min-max normalisation, 1 for the best; all equal gives every candidate 1.
+  auto bounds = [&](auto get) {
+    double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
+    for (const Signals& x : s) lo = std::min(lo, get(x)), hi = std::max(hi, get(x));
+    return std::pair{lo, hi};
+  };
+  auto lower_is_better = [](double v, std::pair<double, double> b) {
+    return b.second > b.first ? (b.second - v) / (b.second - b.first) : 1.0;
+  };
+  const auto queue_bounds = bounds([](const Signals& x) { return x.queue; });
+  const auto load_bounds = bounds([](const Signals& x) { return x.load; });
+  size_t best = 0, ties = 0;
+  double best_score = std::numeric_limits<double>::lowest();
+  for (size_t i = 0; i < n; ++i) {
+    const double kv = s[i].has_kv ? s[i].kv : kv_default;
+    const double score = w.prefix * s[i].prefix + w.queue * lower_is_better(s[i].queue, queue_bounds) +
+                         w.kv_cache * (1 - kv) + w.in_flight * lower_is_better(s[i].load, load_bounds);
+    if (score > best_score + 1e-12) {
+      best = i, best_score = score, ties = 1;
+    } else if (score >= best_score - 1e-12 && rng_() % ++ties == 0) {
+      best = i;
+    }
+  }
+  matched_ = static_cast<int64_t>(std::lround(s[best].prefix * static_cast<double>(blocks.size())));
+  return best;
+}
+
+size_t BalancerCore::ConsistentHash(std::string_view key) {
+  if (key.empty() || ring_.empty()) return PowerOfTwo();
+  ++epoch_;
+  int64_t total = 0;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    candidates_[i]->candidate_epoch = epoch_;
+    candidates_[i]->candidate_index = i;
+    total += in_flight_[i];
+  }
+  // Bounded loads (Mirrokni, Thorup, Zadimoghaddam): nobody takes more than load_bound x mean.
+  const double bound = std::ceil(options.load_bound * static_cast<double>(total + 1) /
+                                 static_cast<double>(candidates_.size()));
+  const uint64_t h = XXH3_64bits(key.data(), key.size());
+  size_t at = std::lower_bound(ring_.begin(), ring_.end(), std::pair<uint64_t, State*>{h, nullptr}) -
+              ring_.begin();
+  for (size_t step = 0; step < ring_.size(); ++step, ++at) {
+    State* e = ring_[at % ring_.size()].second;
+    if (e->candidate_epoch == epoch_ && static_cast<double>(in_flight_[e->candidate_index]) < bound) {
+      return e->candidate_index;
+    }
+  }
+  return LeastLoaded([](size_t) { return true; });
+}
+
+absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& request) {
+  MutexLock lock(&mu_);
+  const int64_t now = clock->NowNanos();
+  if (absl::Status s = Filter(request, now); !s.ok()) return s;
+  matched_ = 0;
+  size_t chosen = 0;
+  switch (options.strategy) {
+    case Balancer::Strategy::kRoundRobin: chosen = RoundRobin(); break;
+    case Balancer::Strategy::kWeightedRoundRobin: chosen = SmoothWeighted(); break;
+    case Balancer::Strategy::kLeastRequest: chosen = PowerOfTwo(); break;
+    case Balancer::Strategy::kPrefixAffinity: chosen = PrefixAffinity(request.prefix_blocks); break;
+    case Balancer::Strategy::kScored: chosen = Scored(request.prefix_blocks, now); break;
+    case Balancer::Strategy::kConsistentHash: chosen = ConsistentHash(request.affinity_key); break;
+  }
+  const std::shared_ptr<State>& e = endpoints_[owners_[chosen]];
+  if (UsesPrefixIndex() && e->slot >= 0 && !request.prefix_blocks.empty()) {
+    index_.Touch(e->slot, request.prefix_blocks, CapacityOf(*e));
+  }
+  e->in_flight.fetch_add(1, std::memory_order_relaxed);
+  e->picks.fetch_add(1, std::memory_order_relaxed);
+  Balancer::Pick pick(e, e->spec, matched_);
+  if (host_counts_ != nullptr) {
+    pick.host_counts_ = host_counts_;
+    pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
+  }
+  return pick;
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

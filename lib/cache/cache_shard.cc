@@ -1,0 +1,280 @@
+#include "cache/cache_shard.h"
+
+#include <algorithm>
+
+#include "base/mutex_lock.h"
+#include "base/time_arithmetic.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+namespace {
+// Roughly how many entries a shard holds, to size its sketch: answers run about 2 KiB.
+int64_t SketchWidth(int64_t capacity_bytes) {
+  return std::clamp<int64_t>(capacity_bytes / 2048, 16, int64_t{1} << 22);
+}
+}  // namespace
+
+CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission,
+                       const Clock* clock, absl::Duration default_ttl, bool store_tool_calls,
+                       std::shared_ptr<CacheTier> tier)
+    : capacity_(capacity_bytes),
+      protected_capacity_(static_cast<int64_t>(static_cast<double>(capacity_bytes) * protected_share)),
+      admission_(admission),
+      sketch_(SketchWidth(capacity_bytes)),
+      clock_(clock),
+      default_ttl_(default_ttl),
+      store_tool_calls_(store_tool_calls),
+      tier_(std::move(tier)) {}
+
+void CacheShard::Remove(List::iterator it) {
+  bytes_ -= it->bytes;
+  if (it->is_protected) protected_bytes_ -= it->bytes;
+  index_.erase(it->digest);
+  ListOf(*it).erase(it);
+}
+
+void CacheShard::Promote(List::iterator it, int64_t now) {
+  if (it->is_protected) {
+    // CacheLib's promotion throttling: a hot entry moves to the front at most once per interval,
+    // which spares most hits the list splice (and its cache misses on the neighbours).
+    if (now - it->promoted_at < kPromotionInterval) return;
+    it->promoted_at = now;
+    protected_.splice(protected_.begin(), protected_, it);
+    return;
+  }
+  it->promoted_at = now;
+  it->is_protected = true;
+  protected_bytes_ += it->bytes;
+  protected_.splice(protected_.begin(), probation_, it);
+  while (protected_bytes_ > protected_capacity_ && protected_.size() > 1) {
+    auto oldest = std::prev(protected_.end());
+    oldest->is_protected = false;
+    protected_bytes_ -= oldest->bytes;
+    probation_.splice(probation_.begin(), protected_, oldest);
+  }
+}
+
+CacheShard::List::iterator CacheShard::Victim() {
+  return probation_.empty() ? std::prev(protected_.end()) : std::prev(probation_.end());
+}
+
+std::shared_ptr<const CachedResponse> CacheShard::Lookup(const CacheKey& key, int64_t now) {
+  MutexLock lock(&mu_);
+  sketch_.Increment(key.digest_lo);
+  auto found = index_.find(std::make_pair(key.digest_hi, key.digest_lo));
+  if (found == index_.end()) {
+    ++stats_.misses;
+    return nullptr;
+  }
+  List::iterator it = found->second;
+  if (it->canonical != key.canonical) {  // a 128-bit collision: never serve another's answer
+    ++stats_.collisions;
+    ++stats_.misses;
+    return nullptr;
+  }
+  if (it->expires <= now) {
+    Remove(it);
+    ++stats_.expirations;
+    ++stats_.misses;
+    return nullptr;
+  }
+  Promote(it, now);
+  ++stats_.hits;
+  return it->value;
+}
+
+bool CacheShard::Insert(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
+                        int64_t bytes, int64_t expires) {
+  MutexLock lock(&mu_);
+  if (bytes > capacity_) {
+    ++stats_.rejected;
+    return false;
+  }
+  const auto digest = std::make_pair(key.digest_hi, key.digest_lo);
+  if (auto found = index_.find(digest); found != index_.end()) Remove(found->second);
+  bool compared = false;
+  while (bytes_ + bytes > capacity_) {
+    List::iterator victim = Victim();
+    // TinyLFU: the newcomer must be asked for more often than what it would push out.
+    if (admission_ && !compared &&
+        sketch_.Estimate(key.digest_lo) <= sketch_.Estimate(victim->digest.second)) {
+      ++stats_.rejected;
+      return false;
+    }
+    compared = true;
+    Remove(victim);
+    ++stats_.evictions;
+  }
+  probation_.push_front(Node{.digest = digest,
+                             .canonical = key.canonical,
+                             .value = std::move(value),
+                             .bytes = bytes,
+                             .expires = expires});
+  index_.emplace(digest, probation_.begin());
+  bytes_ += bytes;
+  ++stats_.inserts;
+  return true;
+}
+
+bool CacheShard::Erase(const CacheKey& key) {
+  if (tier_ != nullptr) tier_->Erase(key);
+  MutexLock lock(&mu_);
+  auto found = index_.find(std::make_pair(key.digest_hi, key.digest_lo));
+  if (found == index_.end() || found->second->canonical != key.canonical) return false;
+  Remove(found->second);
+  return true;
+}
+
+bool CacheShard::InsertResponse(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
+                                absl::Duration ttl, bool write_through) {
+  if (!store_tool_calls_ && value->CallsTools()) {
+    skipped_tool_calls_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  const int64_t bytes =
+      static_cast<int64_t>(key.canonical.size()) + value->bytes() + ResponseCache::kEntryOverhead;
+  const absl::Duration life =
+      std::min(ttl > absl::ZeroDuration() ? ttl : default_ttl_, ResponseCache::kMaxTtl);
+  if (write_through && tier_ != nullptr) tier_->Write(key, *value, life);
+  return Insert(key, std::move(value), bytes, internal::AddDuration(clock_->NowNanos(), life));
+}
+
+FetchResult CacheShard::Fetch(const CacheKey& key) {
+  FetchResult result;
+  if ((result.hit = Lookup(key, clock_->NowNanos()))) return result;
+  std::shared_ptr<Flight> flight = JoinOrStartFlight(key, result);
+  if (flight == nullptr) return result;
+  if (tier_ == nullptr) {
+    result.lead.emplace(Lead(std::move(flight)));
+    return result;
+  }
+  // Redis leads first: the caller waits, first in line for the lead, while the tier is asked.
+  auto waiter = std::make_shared<Waiter>();
+  {
+    MutexLock flight_lock(&flight->mu);
+    flight->waiters.push_back(waiter);
+  }
+  result.wait.emplace(Wait(flight, std::move(waiter)));
+  // Held by the read: if the command is dropped unanswered, ~Lead passes the lead on.
+  auto redis_lead = std::make_shared<Lead>(Lead(std::move(flight)));
+  tier_->Read(key, [redis_lead](std::shared_ptr<const CachedResponse> answer, absl::Duration ttl) {
+    if (answer != nullptr) {
+      redis_lead->Finish(std::move(answer), ttl, /*store=*/true, /*write_through=*/false);
+      return;
+    }
+    std::shared_ptr<Flight> missed = std::move(redis_lead->flight_);
+    if (std::shared_ptr<CacheShard> shard = missed->shard.lock()) {
+      shard->PassLead(missed);
+    } else {
+      Lead(std::move(missed)).Abandon();
+    }
+  });
+  return result;
+}
+
+std::shared_ptr<Flight> CacheShard::JoinOrStartFlight(const CacheKey& key, FetchResult& result) {
+  const auto digest = std::make_pair(key.digest_hi, key.digest_lo);
+  MutexLock lock(&flights_mu_);
+  auto found = flights_.find(digest);
+  if (found != flights_.end() && found->second->key.canonical == key.canonical) {
+    std::shared_ptr<Flight> flight = found->second;
+    auto waiter = std::make_shared<Waiter>();
+    {
+      MutexLock flight_lock(&flight->mu);
+      flight->waiters.push_back(waiter);
+    }
+    merged_.fetch_add(1, std::memory_order_relaxed);
+    result.wait.emplace(Wait(std::move(flight), std::move(waiter)));
+    return nullptr;
+  }
+  {
+    // A leader may have stored the answer and ended its flight since the caller's lookup.
+    MutexLock store_lock(&mu_);
+    auto stored = index_.find(digest);
+    if (stored != index_.end() && stored->second->canonical == key.canonical &&
+        stored->second->expires > clock_->NowNanos()) {
+      result.hit = stored->second->value;
+      return nullptr;
+    }
+  }
+  auto flight = std::make_shared<Flight>();
+  flight->shard = weak_from_this();
+  flight->key = key;
+  if (found == flights_.end()) flights_.emplace(digest, flight);  // a digest collision: unmerged
+  return flight;
+}
+
+void CacheShard::EndFlight(const std::shared_ptr<Flight>& flight) {
+  MutexLock lock(&flights_mu_);
+  auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
+  if (found != flights_.end() && found->second == flight) flights_.erase(found);
+}
+
+bool CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
+  MutexLock lock(&flights_mu_);
+  std::shared_ptr<Waiter> next;
+  std::vector<std::shared_ptr<Waiter>> broken;
+  {
+    MutexLock flight_lock(&flight->mu);
+    // Followers that tailed the stream have sent part of it on: a new leader's answer would not
+    // continue it. Their stream broke; the others wait for the next leader's, from its start.
+    for (auto it = flight->waiters.begin(); it != flight->waiters.end();) {
+      if ((*it)->taken == 0) {
+        ++it;
+        continue;
+      }
+      (*it)->broken = true;
+      broken.push_back(std::move(*it));
+      it = flight->waiters.erase(it);
+    }
+    flight->chunks.clear();
+    if (!flight->waiters.empty()) {
+      next = flight->waiters.front();
+      flight->waiters.pop_front();
+      next->promoted = true;  // under the flight's lock: a Wait going away sees it (~Wait)
+    }
+  }
+  for (const auto& w : broken) w->Wake();
+  if (next == nullptr) {
+    auto found = flights_.find(std::make_pair(flight->key.digest_hi, flight->key.digest_lo));
+    if (found != flights_.end() && found->second == flight) flights_.erase(found);
+    return false;
+  }
+  next->Wake();
+  return true;
+}
+
+void CacheShard::LockForFork() {
+  flights_mu_.Lock();  // flights_mu_ before mu_, as everywhere
+  mu_.Lock();
+}
+
+void CacheShard::UnlockAfterFork(bool in_child) {
+  // The Flight objects are dropped, not woken: their followers' eventfds are shared with the
+  // parent, whose callers would be woken too.
+  if (in_child) flights_.clear();
+  mu_.Unlock();
+  flights_mu_.Unlock();
+}
+
+void CacheShard::AddTo(ResponseCache::Stats& s) const {
+  s.merged_waits += merged_.load(std::memory_order_relaxed);
+  s.leader_failovers += failovers_.load(std::memory_order_relaxed);
+  s.skipped_tool_calls += skipped_tool_calls_.load(std::memory_order_relaxed);
+  MutexLock lock(&mu_);
+  s.hits += stats_.hits;
+  s.misses += stats_.misses;
+  s.inserts += stats_.inserts;
+  s.rejected += stats_.rejected;
+  s.evictions += stats_.evictions;
+  s.expirations += stats_.expirations;
+  s.collisions += stats_.collisions;
+  s.entries += static_cast<int64_t>(index_.size());
+  s.bytes += bytes_;
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice

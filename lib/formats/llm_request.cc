@@ -1,0 +1,160 @@
+#include "sluice/llm_request.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "formats/canonical_json.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace sluice {
+inline namespace v1 {
+namespace {
+
+using simdjson::dom::element;
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("request body: ", field, ": ", what));
+}
+
+// Appends the text of a `content` value (string, null, or an array of parts) to `out`.
+absl::Status AppendContent(element content, const std::string& field, std::string& out) {
+  if (content.is_null()) return absl::OkStatus();
+  std::string_view text;
+  if (content.get_string().get(text) == simdjson::SUCCESS) {
+    out.append(text);
+    return absl::OkStatus();
+  }
+  simdjson::dom::array parts;
+  if (content.get_array().get(parts) != simdjson::SUCCESS) {
+    return Invalid(field, "must be a string, null or an array of parts");
+  }
+  size_t index = 0;
+  for (element part : parts) {
+    const std::string part_field = absl::StrCat(field, "[", index++, "]");
+    if (part.get_string().get(text) == simdjson::SUCCESS) {  // a bare string part
+      out.append(text);
+      continue;
+    }
+    simdjson::dom::object object;
+    if (part.get_object().get(object) != simdjson::SUCCESS) {
+      return Invalid(part_field, "must be an object or a string");
+    }
+    std::string_view type;
+    if (object["type"].get_string().get(type) == simdjson::SUCCESS && type == "text") {
+      if (object["text"].get_string().get(text) != simdjson::SUCCESS) {
+        return Invalid(absl::StrCat(part_field, ".text"), "must be a string");
+      }
+      out.append(text);
+    } else {
+      out.append(simdjson::minify(part));  // images, audio: their JSON shapes the prefix too
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LlmRequest> ParseLlmRequest(std::string_view json_body) {
+  // One parser per thread: it keeps its buffers between calls, so parsing allocates only when a
+  // body is larger than any before it on this thread.
+  thread_local simdjson::dom::parser parser;
+  json_body = internal::NonNull(json_body);
+  element root;
+  if (auto error = parser.parse(json_body.data(), json_body.size()).get(root)) {
+    return Invalid("body", absl::StrCat("not valid JSON (", simdjson::error_message(error), ")"));
+  }
+  simdjson::dom::object body;
+  if (root.get_object().get(body) != simdjson::SUCCESS) return Invalid("body", "not a JSON object");
+
+  LlmRequest request;
+  std::string_view model;
+  if (body["model"].get_string().get(model) != simdjson::SUCCESS) {
+    return Invalid("model", "missing or not a string");
+  }
+  request.model = std::string(model);
+
+  element stream;
+  if (body["stream"].get(stream) == simdjson::SUCCESS && !stream.is_null()) {
+    if (stream.get_bool().get(request.stream) != simdjson::SUCCESS) {
+      return Invalid("stream", "must be a boolean");
+    }
+  }
+
+  element messages_value;
+  if (body["messages"].get(messages_value) == simdjson::SUCCESS) {
+    simdjson::dom::array messages;
+    if (messages_value.get_array().get(messages) != simdjson::SUCCESS) {
+      return Invalid("messages", "must be an array");
+    }
+    size_t index = 0;
+    for (element message_value : messages) {
+      const std::string field = absl::StrCat("messages[", index++, "]");
+      simdjson::dom::object message;
+      if (message_value.get_object().get(message) != simdjson::SUCCESS) {
+        return Invalid(field, "must be an object");
+      }
+      ChatMessage out;
+      std::string_view role;
+      if (message["role"].get_string().get(role) != simdjson::SUCCESS) {
+        return Invalid(absl::StrCat(field, ".role"), "missing or not a string");
+      }
+      out.role = std::string(role);
+      element content;
+      if (message["content"].get(content) == simdjson::SUCCESS) {
+        absl::Status s = AppendContent(content, absl::StrCat(field, ".content"), out.content);
+        if (!s.ok()) return s;
+      }
+      request.prompt_chars += static_cast<int64_t>(out.content.size());
+      request.messages.push_back(std::move(out));
+    }
+    return request;
+  }
+
+  element prompt_value;
+  if (body["prompt"].get(prompt_value) == simdjson::SUCCESS) {
+    std::string_view prompt;
+    if (prompt_value.get_string().get(prompt) != simdjson::SUCCESS) {
+      return Invalid("prompt", "must be a string");
+    }
+    request.messages.push_back(ChatMessage{"prompt", std::string(prompt)});
+    request.prompt_chars = static_cast<int64_t>(prompt.size());
+    return request;
+  }
+  return Invalid("messages", "missing (and no prompt)");
+}
+
+std::vector<uint64_t> PrefixBlockHashes(const LlmRequest& request,
+                                        const PrefixHashOptions& options) {
+  const size_t block = static_cast<size_t>(std::max<int64_t>(1, options.block_chars));
+  const size_t max_blocks = static_cast<size_t>(std::max<int64_t>(1, options.max_blocks));
+  const size_t limit = block * max_blocks;
+
+  // The conversation as one byte stream, cut at `limit`: what is past it is never hashed.
+  std::string text;
+  text.reserve(std::min<size_t>(limit, static_cast<size_t>(request.prompt_chars) +
+                                           4 * request.messages.size() + 16));
+  for (const ChatMessage& m : request.messages) {
+    if (text.size() >= limit) break;
+    text.append(m.role).push_back('\x1f');
+    text.append(m.content).push_back('\x1e');
+  }
+  if (text.size() > limit) text.resize(limit);
+
+  std::vector<uint64_t> hashes;
+  hashes.reserve((text.size() + block - 1) / block);
+  uint64_t chain = XXH3_64bits(request.model.data(), request.model.size());
+  for (size_t at = 0; at < text.size(); at += block) {
+    chain = XXH3_64bits_withSeed(text.data() + at, std::min(block, text.size() - at), chain);
+    hashes.push_back(chain);
+  }
+  return hashes;
+}
+
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,438 @@
+#include "stores/redis_connection_thread.h"
+
+#include <hiredis/hiredis.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <limits>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "stores/redis_errors.h"
+#include "sluice/clock.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+namespace {
+
+int64_t Now() { return Clock::Steady()->NowNanos(); }
+
+// A reply that is an integer or an array of integers and bulk strings (what sluice's scripts
+// return), or an error. The strings go to `strings`. Error replies are the caller's to classify.
+absl::StatusOr<std::vector<int64_t>> Values(const redisReply* reply,
+                                            std::vector<std::string>* strings) {
+  if (reply->type == REDIS_REPLY_INTEGER) return std::vector<int64_t>{reply->integer};
+  if (reply->type != REDIS_REPLY_ARRAY) {
+    return absl::InternalError(absl::StrCat("redis: unexpected reply type ", reply->type));
+  }
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < reply->elements; ++i) {
+    const redisReply* element = reply->element[i];
+    if (element->type == REDIS_REPLY_INTEGER) {
+      out.push_back(element->integer);
+    } else if (element->type == REDIS_REPLY_STRING) {
+      strings->emplace_back(element->str, element->len);
+    } else {
+      return absl::InternalError("redis: a script returned neither an integer nor a string");
+    }
+  }
+  return out;
+}
+
+bool MustDeliver(const RedisCommand& c) { return c.delivery.retry_until_nanos > 0; }
+
+// A copy of `s` that shares nothing with it. One status handed to several callers (or kept as the
+// breaker's) would share a reference count that Debian's Abseil updates in uninstrumented code,
+// which ThreadSanitizer then reports as a race when the last reference goes; a copy per caller
+// has its own.
+absl::Status Fresh(const absl::Status& s) { return absl::Status(s.code(), s.message()); }
+
+}  // namespace
+
+RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
+    : options_(options),
+      // Escaped: a host name of any bytes must not write control characters into a log.
+      where_(absl::CHexEscape(options.unix_socket.empty()
+                                  ? absl::StrCat(options.host, ":", options.port)
+                                  : options.unix_socket)),
+      fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
+                                              [this] { UnlockAfterFork(false); },
+                                              [this] { UnlockAfterFork(true); })) {}
+
+RedisConnectionThread::~RedisConnectionThread() {
+  fork_hooks_.reset();  // no fork() hook may run on a half-destroyed object
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_->notify_all();
+  if (thread_ && owner_pid_ == getpid()) thread_->join();  // Run() closes its link
+  const absl::Status gone = absl::UnavailableError("redis: the store was destroyed");
+  for (auto* q : {&queue_, &deferred_}) {
+    for (auto& command : *q) command.reply->Complete(Fresh(gone));
+    q->clear();
+  }
+}
+
+void RedisConnectionThread::LockForFork() { mu_.lock(); }
+
+void RedisConnectionThread::UnlockAfterFork(bool in_child) {
+  if (in_child) {
+    // The parent's thread does not exist here; its std::thread object must not be touched. The
+    // condition variable may still count that thread as a waiter, and signalling it would wait
+    // for the phantom forever (glibc), so it is abandoned (not destroyed) and replaced.
+    (void)thread_.release();
+    (void)cv_.release();
+    cv_ = std::make_unique<std::condition_variable>();
+    owner_pid_ = 0;
+    // The parent's callers and the parent's deliveries, not ours. Leaked, not destroyed:
+    // destroying a command runs its owner's code (a cache passing on a lead), whose locks a
+    // parent thread that does not exist here may hold.
+    (void)new std::deque<RedisCommand>(std::move(queue_));
+    (void)new std::deque<RedisCommand>(std::move(deferred_));
+    queue_.clear();
+    deferred_.clear();
+    // The link itself lives on the parent thread's stack, possibly mid-update: only our copy of
+    // its socket is closed, so the child cannot write into the parent's connection and the
+    // server sees the connection end when the parent closes it.
+    const int fd = socket_fd_.exchange(-1);
+    if (fd >= 0) close(fd);
+    connected_ = false;
+    breaker_open_until_ = 0;
+    breaker_status_ = absl::OkStatus();
+  }
+  mu_.unlock();
+}
+
+bool RedisConnectionThread::BreakerOpenLocked() const {
+  const int64_t until = breaker_open_until_.load(std::memory_order_acquire);
+  return until != 0 && Now() < until;
+}
+
+void RedisConnectionThread::Submit(RedisCommand command) {
+  absl::Status refused;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (BreakerOpenLocked()) {
+      if (MustDeliver(command)) {
+        KeepLocked(std::move(command));  // sent once the thread reconnects
+        return;
+      }
+      refused = Fresh(breaker_status_);
+    } else {
+      if (owner_pid_ != getpid()) {  // first use, or first use after fork()
+        owner_pid_ = getpid();
+        thread_ = std::make_unique<std::thread>([this] { Run(); });
+      }
+      queue_.push_back(std::move(command));
+    }
+  }
+  if (!refused.ok()) {  // completed outside the lock: a callback may submit again
+    fast_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (!IsTransportError(refused)) config_errors_.fetch_add(1, std::memory_order_relaxed);
+    command.reply->Complete(std::move(refused));
+    return;
+  }
+  cv_->notify_one();
+}
+
+bool RedisConnectionThread::OnConnectionThread() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return thread_ != nullptr && owner_pid_ == getpid() &&
+         thread_->get_id() == std::this_thread::get_id();
+}
+
+RedisStats RedisConnectionThread::stats() const {
+  RedisStats s;
+  s.commands = commands_.load();
+  s.pipelined = pipelined_.load();
+  s.failures = failures_.load();
+  s.fast_failures = fast_failures_.load();
+  s.connects = connects_.load();
+  s.script_loads = script_loads_.load();
+  s.config_errors = config_errors_.load();
+  s.retried = retried_.load();
+  s.undone = undone_.load();
+  s.dropped = dropped_.load();
+  s.connected = connected_.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  s.last_error = last_error_;
+  return s;
+}
+
+void RedisConnectionThread::OpenBreaker(const absl::Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  breaker_status_ = Fresh(why);
+  breaker_open_until_.store(Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval),
+                            std::memory_order_release);
+}
+
+// Must-deliver commands carry no callback (RunScriptThen never delivers this way), so completing
+// one under the lock runs no caller code.
+void RedisConnectionThread::KeepLocked(RedisCommand command) {
+  if (deferred_.size() >= kMaxDeferred) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    dropped_log_.Log(LogLevel::kWarning,
+                     absl::StrCat("redis ", where_, ": more than ", kMaxDeferred,
+                                  " releases wait for Redis to return; the oldest is dropped "
+                                  "(its slot comes back when its lease ends)"));
+    deferred_.front().reply->Complete(
+        absl::UnavailableError("redis: dropped: too many commands wait for Redis"));
+    deferred_.pop_front();
+  }
+  deferred_.push_back(std::move(command));
+}
+
+void RedisConnectionThread::FailOrKeep(RedisCommand command, const absl::Status& status) {
+  // Only an outage is worth waiting out: an error Redis answered would answer again (and a kept
+  // command is resent as soon as the connection is up, so it would spin).
+  if (MustDeliver(command) && IsTransportError(status) &&
+      Now() < command.delivery.retry_until_nanos) {
+    std::lock_guard<std::mutex> lock(mu_);
+    KeepLocked(std::move(command));
+    return;
+  }
+  if (MustDeliver(command)) dropped_.fetch_add(1, std::memory_order_relaxed);
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  command.reply->Complete(Fresh(status));
+}
+
+void RedisConnectionThread::NoteConfigError(const absl::Status& status) {
+  config_errors_.fetch_add(1, std::memory_order_relaxed);
+  const std::string message = absl::StrCat("redis ", where_, ": ", status.ToString());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_error_ = message;
+  }
+  config_log_.Log(LogLevel::kError, message);
+}
+
+void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& batch) {
+  // What the connection's state becomes after this batch (at most one breaker).
+  absl::Status breaker;
+  auto note_breaker = [&](const absl::Status& s) {
+    if (breaker.ok() || IsTransportError(breaker)) breaker = s;
+  };
+  // Failed commands are completed only once the breaker is set, so that a caller who learns of
+  // the failure and tries again is refused fast instead of queued behind a dead connection.
+  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
+  auto complete_failed = [&] {
+    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
+    failed_commands.clear();
+  };
+  // 1. Every script this batch needs, loaded on this connection. Nothing is sent yet, so a
+  // failure here leaves every outcome known: nothing ran.
+  std::vector<RedisCommand> ready;
+  absl::flat_hash_map<const std::string*, absl::Status> failed;  // each script tried once
+  for (auto& command : batch) {
+    const std::string* script = command.call.script;
+    absl::Status loaded;
+    if (auto f = failed.find(script); f != failed.end()) {
+      loaded = f->second;
+    } else if (!link.shas.contains(script)) {
+      loaded = LoadScript(link, script);
+      if (!loaded.ok()) {
+        failed[script] = loaded;
+        if (!IsTransportError(loaded)) NoteConfigError(loaded);
+      }
+    }
+    if (loaded.ok()) {
+      ready.push_back(std::move(command));
+      continue;
+    }
+    if (IsTransportError(loaded)) {
+      Disconnect(link);
+      OpenBreaker(loaded);
+      for (auto& c : batch) {
+        if (c.reply != nullptr) FailOrKeep(std::move(c), loaded);
+      }
+      for (auto& c : ready) FailOrKeep(std::move(c), loaded);
+      complete_failed();
+      return;
+    }
+    // Denied, or a server that runs no scripts: without its script no command can run on this
+    // connection, unless it is a bug in that one script (Internal).
+    if (!absl::IsInternal(loaded)) note_breaker(loaded);
+    failed_commands.emplace_back(std::move(command), loaded);
+  }
+  batch.clear();
+  if (!breaker.ok()) {  // scripts cannot run on this connection: nothing else is sent
+    Disconnect(link);
+    OpenBreaker(breaker);
+    for (auto& c : ready) FailOrKeep(std::move(c), breaker);
+    complete_failed();
+    return;
+  }
+  // 2. Pipeline: every command is written before the first reply is read.
+  for (const auto& command : ready) {
+    const std::string& sha = link.shas[command.call.script];
+    std::vector<const char*> argv = {"EVALSHA", sha.c_str()};
+    std::vector<size_t> lens = {7, sha.size()};
+    const std::string nkeys = absl::StrCat(command.call.keys.size());
+    argv.push_back(nkeys.c_str()), lens.push_back(nkeys.size());
+    for (const auto& k : command.call.keys) argv.push_back(k.data()), lens.push_back(k.size());
+    for (const auto& a : command.call.args) argv.push_back(a.data()), lens.push_back(a.size());
+    redisAppendCommandArgv(link.context, static_cast<int>(argv.size()), argv.data(), lens.data());
+  }
+  if (ready.size() > 1) pipelined_.fetch_add(ready.size(), std::memory_order_relaxed);
+  // 3. The replies, in order.
+  std::vector<RedisCommand> reload;  // NOSCRIPT: the server lost its scripts (flush, failover)
+  std::vector<RedisCommand> undo;    // effects nobody will use
+  auto undo_of = [&](RedisCommand& command) {
+    if (!command.delivery.undo.has_value()) return;
+    undone_.fetch_add(1, std::memory_order_relaxed);
+    undo.push_back({*std::move(command.delivery.undo), std::make_shared<PendingReply>(),
+                    {std::numeric_limits<int64_t>::max(), std::nullopt}});
+  };
+  for (size_t i = 0; i < ready.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(link.context, &raw) != REDIS_OK || raw == nullptr) {
+      const absl::Status lost = RedisTransportError(link.context, "EVALSHA");
+      Disconnect(link);
+      note_breaker(lost);
+      // Written, unanswered: each may or may not have run. Undo what can be undone; send again
+      // what must be delivered (it is safe to run twice); fail the rest.
+      for (size_t j = i; j < ready.size(); ++j) {
+        undo_of(ready[j]);
+        failed_commands.emplace_back(std::move(ready[j]), lost);
+      }
+      break;
+    }
+    auto* reply = static_cast<redisReply*>(raw);
+    RedisCommand& command = ready[i];
+    if (reply->type == REDIS_REPLY_ERROR) {
+      const absl::string_view text(reply->str, reply->len);
+      if (absl::StartsWith(text, "NOSCRIPT")) {
+        reload.push_back(std::move(command));
+        freeReplyObject(reply);
+        continue;
+      }
+      const RedisError error = ClassifyRedisError("EVALSHA", text);
+      freeReplyObject(reply);
+      if (IsTransportError(error.status)) {  // LOADING, BUSY, ...: it did not run
+        note_breaker(error.status);
+        failed_commands.emplace_back(std::move(command), error.status);
+        continue;
+      }
+      commands_.fetch_add(1, std::memory_order_relaxed);
+      NoteConfigError(error.status);
+      if (error.whole_connection) note_breaker(error.status);
+      failed_commands.emplace_back(std::move(command), error.status);
+      continue;
+    }
+    commands_.fetch_add(1, std::memory_order_relaxed);
+    std::vector<std::string> strings;
+    absl::StatusOr<std::vector<int64_t>> result = Values(reply, &strings);
+    freeReplyObject(reply);
+    if (!result.ok()) {
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      NoteConfigError(result.status());
+    }
+    const bool took = result.ok() && !result->empty() && (*result)[0] == 1;
+    if (command.reply->Complete(std::move(result), std::move(strings)) && took) undo_of(command);
+  }
+  if (!breaker.ok()) {
+    if (IsTransportError(breaker) && !unreachable_logged_.exchange(true)) {
+      unreachable_log_.Log(
+          LogLevel::kWarning,
+          absl::StrCat("redis ", where_, ": ", breaker.message(), "; objects apply their failure ",
+                       "mode until it answers again (retrying every ",
+                       absl::FormatDuration(options_.reconnect_interval), ")"));
+    }
+    Disconnect(link);
+    OpenBreaker(breaker);
+  }
+  complete_failed();
+  if (!undo.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : undo) KeepLocked(std::move(c));
+  }
+  if (!reload.empty() && link.context == nullptr) {  // they did not run
+    for (auto& c : reload) FailOrKeep(std::move(c), breaker);
+    return;
+  }
+  if (!reload.empty()) {
+    link.shas.clear();
+    ExecuteBatch(link, reload);  // reloads the scripts, then runs these once more
+  }
+}
+
+void RedisConnectionThread::Run() {
+  Link link;  // this thread's connection: on its stack, so a fork() child never touches it
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    if (link.context == nullptr) {
+      const int64_t until = breaker_open_until_.load();
+      if (until != 0 && Now() < until) {
+        // Unreachable: try again every reconnect_interval, whether or not anyone is waiting, so
+        // the breaker closes soon after Redis returns (and kept commands go out).
+        cv_->wait_for(lock, std::chrono::nanoseconds(until - Now()));
+        continue;
+      }
+      if (until == 0 && queue_.empty() && deferred_.empty()) {
+        cv_->wait(lock, [&] { return stop_ || !queue_.empty() || !deferred_.empty(); });
+        continue;
+      }
+      lock.unlock();
+      absl::Status connected = Connect(link);
+      if (!connected.ok()) {
+        if (IsTransportError(connected)) {
+          if (!unreachable_logged_.exchange(true)) {
+            unreachable_log_.Log(
+                LogLevel::kWarning,
+                absl::StrCat("redis ", where_, ": ", connected.message(), "; objects apply ",
+                             "their failure mode until it answers (retrying every ",
+                             absl::FormatDuration(options_.reconnect_interval), ")"));
+          }
+        } else {
+          NoteConfigError(connected);
+        }
+        OpenBreaker(connected);
+      }
+      lock.lock();
+      if (!connected.ok()) {
+        // Nothing was sent: callers fail (fast, from now on); deliveries wait for the next try.
+        std::vector<RedisCommand> waiting(std::make_move_iterator(queue_.begin()),
+                                          std::make_move_iterator(queue_.end()));
+        queue_.clear();
+        std::deque<RedisCommand> kept;
+        kept.swap(deferred_);
+        lock.unlock();
+        for (auto& command : waiting) FailOrKeep(std::move(command), connected);
+        for (auto& command : kept) FailOrKeep(std::move(command), connected);
+        lock.lock();
+      }
+      continue;
+    }
+    if (queue_.empty() && deferred_.empty()) {
+      cv_->wait(lock, [&] { return stop_ || !queue_.empty() || !deferred_.empty(); });
+      continue;
+    }
+    // Kept deliveries first: a release goes out before newer acquires that may want its slot.
+    std::vector<RedisCommand> batch;
+    const bool resending = !deferred_.empty();
+    for (auto* q : {&deferred_, &queue_}) {
+      for (auto& command : *q) batch.push_back(std::move(command));
+      q->clear();
+    }
+    lock.unlock();
+    if (resending) {
+      for (const auto& command : batch) {
+        if (MustDeliver(command)) retried_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    ExecuteBatch(link, batch);
+    lock.lock();
+  }
+  lock.unlock();
+  Disconnect(link);
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
