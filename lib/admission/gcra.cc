@@ -14,7 +14,10 @@ namespace internal {
 namespace {
 
 constexpr int64_t kMaxScale = 16;
-constexpr int64_t kMaxNowUnits = int64_t{1} << 62;     // |now| in units never exceeds this
+// |now| in units never exceeds this. With TATs at most now + kMaxTolerance + kMaxDebt (2^62),
+// every difference of a TAT and a now (TAT - now, up to 2^62 + 2^61) fits in an int64, however
+// far a caller's `now` jumps back (TryAcquireAt(INT64_MAX), then TryAcquireAt(INT64_MIN)).
+constexpr int64_t kMaxNowUnits = int64_t{1} << 61;
 constexpr int64_t kMaxTolerance = int64_t{1} << 60;    // burst * unit
 constexpr int64_t kMaxDebt = int64_t{1} << 60;         // how far past now debt may push a TAT
 constexpr int64_t kFresh = GcraKeyedState::kFreshCell;

@@ -4,7 +4,7 @@
 // where one unit is 1/scale ns and scale = limit / gcd(limit, period_ns) (capped at 16), so that
 // the emission interval period/limit is a whole number of units and the arithmetic is exact.
 // Times are relative to the state's epoch (its clock at construction), so a window of scale s can
-// run for 2^62 / s ns (9 years at s = 16, 146 years at s = 1) before its clock saturates; after
+// run for 2^61 / s ns (4.5 years at s = 16, 73 years at s = 1) before its clock saturates; after
 // that it refuses everything rather than wrap.
 //
 // A key is "whole" (as if never seen) when its TAT is at or before now; such keys are dropped by

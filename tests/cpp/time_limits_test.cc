@@ -10,6 +10,7 @@
 #include "sluice/circuit_breaker.h"
 #include "sluice/clock.h"
 #include "sluice/fallback_policy.h"
+#include "sluice/rate_limiter.h"
 #include "sluice/response_cache.h"
 #include "test_support.h"
 
@@ -147,5 +148,25 @@ TEST_CASE("a cache entry with a TTL of 'forever' is stored and served") {
     REQUIRE(cache->Lookup(key) != nullptr);
     clock.Advance(absl::Hours(24 * 365 * 10));
     CHECK(cache->Lookup(key) != nullptr);
+  }
+}
+
+TEST_CASE("a limiter's `now` may jump from one end of the int64 range to the other") {
+  // Undefined behaviour before (UBSan, asan preset): TAT - now overflowed once `now` went back by
+  // more than 2^62 units.
+  for (const sluice::Window& window : {sluice::Window::PerSecond(10), sluice::Window{7, absl::Seconds(3), 2}}) {
+    sluice::RateLimiter::Options o;
+    o.windows = {window, sluice::Window::PerHour(1000)};
+    auto limiter = Value(sluice::RateLimiter::Create(o));
+    for (const int64_t now : {kMax, kMin, kMax - 1, kMin + 1, int64_t{0}, kMax}) {
+      const absl::StatusOr<sluice::Decision> d = limiter->TryAcquireAt("k", 1, now);
+      REQUIRE(d.ok());
+      CHECK(d->remaining <= d->limit);
+    }
+    o.windows = {window};
+    auto single = Value(sluice::RateLimiter::Create(o));
+    for (const int64_t now : {kMax, kMin, kMax, kMin}) {
+      REQUIRE(single->TryAcquireAt("k", 1, now).ok());
+    }
   }
 }
