@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "sluice/fallback_policy.h"
+#include "sluice/provider_error.h"
 
 namespace {
 

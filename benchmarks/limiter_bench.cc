@@ -128,7 +128,7 @@ void BM_LeakyBucket_HotKey(benchmark::State& state) {
   o.rate = 1'000'000'000;
   o.burst = 1'000'000'000;
   auto bucket = *sluice::LeakyBucket::Create(o);
-  for (auto _ : state) benchmark::DoNotOptimize(bucket->Acquire(kHotKey));
+  for (auto _ : state) benchmark::DoNotOptimize(bucket->TryAcquire(kHotKey));
 }
 BENCHMARK(BM_LeakyBucket_HotKey);
 
@@ -137,7 +137,7 @@ void BM_TokenBudget_ReserveSettle(benchmark::State& state) {
   o.windows = {sluice::Window::PerMinute(50'000'000'000)};  // never binds
   auto budget = *sluice::TokenBudget::Create(o);
   for (auto _ : state) {
-    auto r = budget->Reserve(kHotKey, 1000);
+    auto r = budget->TryReserve(kHotKey, 1000);
     benchmark::DoNotOptimize(r->Settle(900));
   }
 }

@@ -308,7 +308,7 @@ class OptionReader {
   // The cluster scope options (the store and SLUICE_PARAM_CLUSTER_*).
   int GetCluster(sluice::ClusterOptions* cluster) const {
     cluster->store = options_->redis;
-    Get(SLUICE_PARAM_CLUSTER_RULE, &cluster->rule);
+    Get(SLUICE_PARAM_CLUSTER_RULE, &cluster->redis_name);
     Get(SLUICE_PARAM_CLUSTER_LOCAL_SHARE, &cluster->local_share);
     int64_t mode = SLUICE_FAILURE_LOCAL;
     Get(SLUICE_PARAM_CLUSTER_ON_FAILURE, &mode);
@@ -610,7 +610,7 @@ int sluice_leaky_bucket_acquire(sluice_leaky_bucket* bucket, const char* key, si
   return Guard(__func__, [&]() -> int {
     if (bucket == nullptr) return NullArgument(__func__, "bucket");
     if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
-    auto d = bucket->rep->Acquire(Key(key, key_len), cost);
+    auto d = bucket->rep->TryAcquire(Key(key, key_len), cost);
     if (!d.ok()) return FromStatus(d.status());
     ToC(*d, out);
     return SLUICE_OK;
@@ -720,7 +720,7 @@ int sluice_token_budget_reserve(sluice_token_budget* budget, const char* key, si
     *reservation = nullptr;
     if (budget == nullptr) return NullArgument(__func__, "budget");
     if (int rc = CheckKey(__func__, key, key_len); rc != SLUICE_OK) return rc;
-    auto r = budget->rep->Reserve(Key(key, key_len), estimate);
+    auto r = budget->rep->TryReserve(Key(key, key_len), estimate);
     if (!r.ok()) return FromStatus(r.status());
     ToC(r->decision(), out);
     if (*r) *reservation = new sluice_reservation{*std::move(r)};
@@ -896,10 +896,6 @@ static_assert(static_cast<int>(sluice::Balancer::Strategy::kConsistentHash) ==
               SLUICE_BALANCER_CONSISTENT_HASH);
 static_assert(static_cast<int>(sluice::Balancer::Strategy::kPrefixAffinity) ==
               SLUICE_BALANCER_PREFIX_AFFINITY);
-static_assert(static_cast<int>(sluice::Outcome::ErrorClass::kAbandoned) ==
-              SLUICE_OUTCOME_ABANDONED);
-static_assert(static_cast<int>(sluice::Outcome::ErrorClass::kRateLimited) ==
-              SLUICE_OUTCOME_RATE_LIMITED);
 }  // namespace
 
 int sluice_balancer_pick(sluice_balancer* balancer, const char* body, size_t body_len,
@@ -955,9 +951,14 @@ int sluice_pick_complete(sluice_pick* pick, int http_status, int error, int64_t 
       return Fail(SLUICE_INVALID_ARGUMENT,
                   absl::StrCat(__func__, ": ttft_nanos and latency_nanos must be >= 0"));
     }
-    sluice::Outcome o;
+    static constexpr sluice::Failure kFailureOf[] = {
+        sluice::Failure::kNone,    sluice::Failure::kRateLimited, sluice::Failure::kAuth,
+        sluice::Failure::kConnect, sluice::Failure::kTimeout,     sluice::Failure::kServer,
+        sluice::Failure::kClient,  sluice::Failure::kAbandoned};  // by sluice_outcome_error
+    static_assert(std::size(kFailureOf) == SLUICE_OUTCOME_ABANDONED + 1);
+    sluice::AttemptOutcome o;
     o.http_status = http_status;
-    o.error = static_cast<sluice::Outcome::ErrorClass>(error);  // the C enum mirrors its order
+    o.failure = kFailureOf[error];
     o.ttft = absl::Nanoseconds(ttft_nanos);
     o.latency = absl::Nanoseconds(latency_nanos);
     pick->rep.Complete(o);

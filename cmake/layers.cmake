@@ -19,7 +19,7 @@
 # Which layer each public header belongs to.
 set(SLUICE_PUBLIC_HEADER_LAYERS
   "clock.h=base" "decision.h=base" "bytes.h=base" "log.h=base" "pending.h=base"
-  "failure.h=base" "status.h=base" "internal/key_digest.h=base" "version.h=base"
+  "failure.h=base" "internal/status_table.h=base" "internal/key_digest.h=base" "version.h=base"
   "cache_key.h=formats" "llm_request.h=formats" "engine_metrics.h=formats" "sse_replay.h=formats"
   "provider_error.h=formats"
   "shared_region.h=stores" "redis_store.h=stores"
@@ -68,13 +68,18 @@ function(sluice_layer name)
   set(stamp ${PROJECT_BINARY_DIR}/layers/${name}.checked)
   list(JOIN L_DEPENDS "|" allowed)
   list(JOIN SLUICE_PUBLIC_HEADER_LAYERS "|" header_layers)
+  file(GLOB headers ${PROJECT_SOURCE_DIR}/lib/${name}/*.h)
   list(JOIN L_SOURCES "|" sources)
+  if(headers)
+    list(JOIN headers "|" header_files)
+    string(APPEND sources "|${header_files}")
+  endif()
   add_custom_command(
     OUTPUT ${stamp}
     COMMAND ${CMAKE_COMMAND} "-DLAYER=${name}" "-DALLOWED=${allowed}|${name}"
             "-DHEADER_LAYERS=${header_layers}" "-DSOURCES=${sources}"
             "-DSTAMP=${stamp}" -P ${PROJECT_SOURCE_DIR}/cmake/check_layers.cmake
-    DEPENDS ${L_SOURCES} ${PROJECT_SOURCE_DIR}/cmake/check_layers.cmake
+    DEPENDS ${L_SOURCES} ${headers} ${PROJECT_SOURCE_DIR}/cmake/check_layers.cmake
     COMMENT "Checking that lib/${name} includes no public header of a layer above it"
     VERBATIM)
   add_custom_target(sluice_${name}_layer_check DEPENDS ${stamp})

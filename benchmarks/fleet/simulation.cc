@@ -158,8 +158,8 @@ Result Simulate(const Workload& w, const Strategy& strategy, const ReplicaModel&
     for (SimRequest* done : replicas[busiest].FinishIteration()) {
       const size_t id = static_cast<size_t>(done->id);
       clock.SetNanos(static_cast<int64_t>(t * 1e9));
-      picks[id]->Complete({.ttft = absl::Seconds(done->first_token_at - done->sent_at),
-                           .latency = absl::Seconds(done->done_at - done->sent_at)});
+      picks[id]->Complete({.latency = absl::Seconds(done->done_at - done->sent_at),
+                           .ttft = absl::Seconds(done->first_token_at - done->sent_at)});
       Session& s = sessions[static_cast<size_t>(done->session)];
       s.messages.push_back({"assistant", replies[id]});
       if (s.turn < s.turns) {

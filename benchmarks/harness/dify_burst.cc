@@ -85,7 +85,7 @@ Outcome RunDifyBurst(const Scenario& s) {
   }
   auto in_redis = [&](const char* what) {
     sluice::ClusterOptions c = cluster_options;
-    c.rule = name + what;
+    c.redis_name = name + what;
     return c;
   };
   sluice::RateLimiter::Options rate_options;
@@ -202,7 +202,7 @@ Outcome RunDifyBurst(const Scenario& s) {
       continue;
     }
     auto reservation = Timed(token_cost, [&] {
-      return *tenant_tokens->Reserve(tenant_keys[tenant], std::min<int64_t>(estimate, 600'000));
+      return *tenant_tokens->TryReserve(tenant_keys[tenant], std::min<int64_t>(estimate, 600'000));
     });
     if (!reservation) {
       ++stats.refused_tokens;
@@ -214,7 +214,7 @@ Outcome RunDifyBurst(const Scenario& s) {
       (void)reservation.Cancel();
       continue;
     }
-    const sluice::Decision shaped = Timed(shape_cost, [&] { return *provider->Acquire("provider"); });
+    const sluice::Decision shaped = Timed(shape_cost, [&] { return *provider->TryAcquire("provider"); });
     if (!shaped.allowed) {
       ++stats.refused_shaping;
       (void)reservation.Cancel();

@@ -52,7 +52,7 @@ int Handle(Governance& g, const std::string& tenant, const std::string& app, int
     for (auto& [name, value] : sluice::RateLimitHeaders(*d)) std::printf("  %s: %s\n", name.c_str(), value.c_str());
     return 429;
   }
-  absl::StatusOr<sluice::TokenBudget::Reservation> tokens = g.tenant_tokens->Reserve(tenant, estimate);
+  absl::StatusOr<sluice::TokenBudget::Reservation> tokens = g.tenant_tokens->TryReserve(tenant, estimate);
   if (!tokens.ok()) return 400;  // the estimate can never fit
   if (!*tokens) return 429;
   sluice::ConcurrencyLimiter::Permit permit = g.app_in_flight->TryAcquire(app);
@@ -60,7 +60,7 @@ int Handle(Governance& g, const std::string& tenant, const std::string& app, int
     (void)tokens->Cancel();
     return 429;
   }
-  absl::StatusOr<sluice::Decision> slot = g.provider->Acquire("provider");
+  absl::StatusOr<sluice::Decision> slot = g.provider->TryAcquire("provider");
   if (!slot.ok() || !slot->allowed) {
     (void)tokens->Cancel();
     return 503;

@@ -83,6 +83,7 @@
 #include "sluice/clock.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/engine_metrics.h"
+#include "sluice/failure.h"
 #include "sluice/llm_request.h"
 
 namespace sluice {
@@ -108,28 +109,6 @@ struct EndpointSpec {
   // Free-form labels. "model" is matched against `PickRequest::model`; others ("provider",
   // "api_key", ...) are for the caller to read back from the Pick.
   absl::flat_hash_map<std::string, std::string> labels;
-};
-
-// How a request ended, as the caller saw it.
-struct Outcome {
-  enum class ErrorClass {
-    kNone,         // success
-    kRateLimited,  // 429, or the provider said so: cools the endpoint down 60 s by default
-    kAuth,         // 401/403, a revoked key: 10 s
-    kConnection,   // refused, reset, DNS: 10 s
-    kTimeout,      // no cooldown by default (a slow reply is not a dead endpoint)
-    kServer,       // 5xx: no cooldown by default (circuit breakers are FallbackPolicy's job)
-    kClient,       // other 4xx: the request's fault, not the endpoint's; never cools down
-    kAbandoned,    // the Pick was dropped without Complete (see Pick::~Pick)
-  };
-  // kNone with an http_status >= 400 is classified from the status (429, 401/403, 5xx, 4xx).
-  ErrorClass error = ErrorClass::kNone;
-  int http_status = 0;
-  // Time to first token and total latency; zero means unknown (not folded into the averages).
-  absl::Duration ttft = absl::ZeroDuration();
-  absl::Duration latency = absl::ZeroDuration();
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
 };
 
 // What a pick looks at.
@@ -295,7 +274,7 @@ class Balancer::Pick {
   Pick& operator=(Pick&& other) noexcept;
   Pick(const Pick&) = delete;
   Pick& operator=(const Pick&) = delete;
-  // Completes an uncompleted pick as abandoned (ErrorClass::kAbandoned: no cooldown, counted as
+  // Completes an uncompleted pick as abandoned (Failure::kAbandoned: no cooldown, counted as
   // an error).
   ~Pick();
 
@@ -307,9 +286,11 @@ class Balancer::Pick {
   // Leading prefix blocks the endpoint was believed to hold (kPrefixAffinity, kScored).
   int64_t matched_blocks() const { return matched_blocks_; }
 
-  // Reports the outcome: in-flight count, moving averages, error rate, cooldown. Only the first
-  // call counts.
-  void Complete(const Outcome& outcome);
+  // Reports the outcome (sluice/failure.h, the vocabulary the FallbackPolicy reads too):
+  // in-flight count, moving averages, error rate, cooldown by failure class (rate limited 60 s,
+  // auth and connect/reset 10 s by default; see Options). A status below 400 with no transport
+  // error and no `failure` is a success. Only the first call counts.
+  void Complete(const AttemptOutcome& outcome);
   bool completed() const { return state_ == nullptr; }
 
  private:

@@ -8,7 +8,7 @@
 // Strict mode: each decision is one EVALSHA of an atomic Lua script that uses the Redis server's
 // clock; exact across every process of every host. Leased mode: decisions are local, from leases
 // of the quota, with a documented overshoot bound (ClusterMode below). Keys are
-// `<prefix>:{<rule>:<key digest>}:w<i>`: the hash tag keeps one key's windows in one Redis Cluster
+// `<prefix>:{<redis_name>:<key digest>}:w<i>`: the hash tag keeps one key's windows in one Redis Cluster
 // slot, the raw key never reaches Redis (a 32-hex digest does), and each expires once its window
 // is whole again, so Redis holds O(1) per live key and window.
 //
@@ -62,9 +62,10 @@ enum class FailureMode {
 struct ClusterOptions {
   // The Redis connection; null (the default) means the object is not in cluster scope.
   std::shared_ptr<RedisStore> store;
-  // Names this rule's keys in Redis; every process enforcing the rule uses the same name (and the
-  // same windows). 1 to 100 characters of [A-Za-z0-9._-]. Required with `store`.
-  std::string rule;
+  // Names the object's keys in Redis: every process that shares the limit uses the same name
+  // (and the same configuration), as ResponseCache::Options::redis_name names a cache's entries.
+  // 1 to 100 characters of [A-Za-z0-9._-]. Required with `store`.
+  std::string redis_name;
   // Default: kLocal, which REQUIRES local_share (below).
   FailureMode on_failure = FailureMode::kLocal;
   // kLocal: how many processes share the rule (all hosts' workers together). While Redis is down

@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
+#include "sluice/scope.h"
 #include "sluice/decision.h"
 #include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
@@ -56,7 +57,8 @@ class LeaseStore;
 // sluice::ConcurrencyLimiter
 class ConcurrencyLimiter {
  public:
-  struct Options {
+  // The scope options (max_keys, shared_region, cluster) are ScopeOptions's: sluice/scope.h.
+  struct Options : ScopeOptions {
     // Permits per key that may be held at once. Required, >= 1.
     int64_t max_in_flight = 0;
     // How long a permit lives without renewal. Default: 10 minutes. Must be > 0.
@@ -64,27 +66,17 @@ class ConcurrencyLimiter {
     // The Retry-After hint on refusals: holders usually finish sooner than their lease ends.
     // Default: 1 second. Must be >= 0.
     absl::Duration retry_after = absl::Seconds(1);
-    // Keys that may hold permits at once. Default: 1,048,576. Must be >= 1, and with
-    // `shared_region` at most kMaxSharedRegionKeys.
-    int64_t max_keys = int64_t{1} << 20;
-    // Host scope: a shared-memory region holding the leases, so the cap is shared by every
-    // process on the host that uses the same name (see sluice/shared_region.h). A process killed
-    // while holding a permit leaves a lease that expires and is taken over. max_in_flight is then
-    // at most kMaxSharedRegionInFlight (4096), and `max_keys` is fixed at creation. The region
-    // takes SharedRegionBytesForLeases(max_in_flight, max_keys) bytes of /dev/shm, all reserved
-    // at creation: 352 MiB for max_in_flight 10 and the default max_keys, 22 MiB for 65,536
-    // keys. When /dev/shm lacks the room, Create fails with ResourceExhausted naming the bytes
-    // needed and free (docs/deployment.md). Default: empty (process scope).
-    std::string shared_region;
-    // Cluster scope: keep the leases in Redis (sluice/cluster.h), one cap for every host: a
-    // sorted set per key, lease ends on the Redis server's clock, expired leases reclaimed
-    // atomically by the next acquire. Strict mode only; `lease` must be whole microseconds.
-    // While Redis cannot answer, acquires follow `cluster.on_failure` (kLocal: a per-process cap
-    // of max_in_flight / local_share, at least 1). Not with `shared_region`. `lease` at most 366
-    // days. A Redis stall never costs a slot for longer than it lasts: releases that cannot reach
-    // Redis are kept and sent once it answers, and an acquire whose caller gave up (or whose
-    // outcome a dropped connection left unknown) is released by the store when Redis answers.
-    ClusterOptions cluster;
+    // Scope notes: in host scope max_in_flight is at most kMaxSharedRegionInFlight (4096), and
+    // the region takes SharedRegionBytesForLeases(max_in_flight, max_keys) bytes (352 MiB for
+    // max_in_flight 10 and the default max_keys, 22 MiB for 65,536 keys); a process killed while
+    // holding a permit leaves a lease that expires and is taken over. In cluster scope the leases
+    // are a sorted set per key in Redis, ending on the Redis server's clock, expired ones
+    // reclaimed atomically by the next acquire; strict mode only; `lease` must be whole
+    // microseconds and at most 366 days; while Redis cannot answer, acquires follow
+    // cluster.on_failure (kLocal: a per-process cap of max_in_flight / local_share, at least 1).
+    // A Redis stall never costs a slot for longer than it lasts: releases that cannot reach Redis
+    // are kept and sent once it answers, and an acquire whose caller gave up (or whose outcome a
+    // dropped connection left unknown) is released by the store when Redis answers.
   };
 
   class Permit;

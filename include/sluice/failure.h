@@ -2,11 +2,14 @@
 // File: sluice/failure.h
 // -----------------------------------------------------------------------------
 //
-// What went wrong with one call to an LLM provider, in the terms a fallback decision needs.
+// How one call to an LLM provider ended, in one vocabulary for every object that learns from
+// it: the Balancer (cooldowns, outlier ejection, error rates) and the FallbackPolicy (retry,
+// fall back or stop; its circuit breakers).
 //
 // The caller reports an `AttemptOutcome`: the HTTP status (0 when no response arrived), the
-// transport error, the provider's error body if it sent one, and its Retry-After. `Classify`
-// turns that into a `Failure`:
+// transport error, the provider's error body if it sent one, its Retry-After, the latency and
+// time to first token. Its `Failure` class comes from `Classify` (sluice/provider_error.h), which
+// reads the provider's error body, unless the caller states it in `failure`:
 //
 //   status / transport                          body says                       Failure
 //   connect refused, DNS                        -                               kConnect
@@ -19,27 +22,21 @@
 //   any 4xx                                     content filtered                kContentFilter
 //   any 4xx                                     rate limited / quota            kRateLimited
 //   other 4xx                                   -                               kClient
-//
-// `ClassifyProviderError` reads the error bodies of OpenAI, Azure OpenAI, Anthropic, Gemini and
-// DashScope (Qwen) with simdjson: their `error.code`, `error.type`, `error.status`, top-level
-// `code`, and the message text. It never throws; anything it cannot read is kNone.
-//
-// `ParseRetryAfter` reads a Retry-After header value: delta-seconds (fractions allowed) or an
-// HTTP-date (RFC 9110, IMF-fixdate).
+//   the caller dropped the attempt unreported   -                               kAbandoned
 //
 // Example:
 //
-//   sluice::AttemptOutcome outcome{.http_status = r.status, .error_body = r.body};
-//   if (auto ra = sluice::ParseRetryAfter(r.header("retry-after"), absl::Now())) {
-//     outcome.retry_after = *ra;
-//   }
-//   sluice::Failure failure = sluice::Classify(outcome);   // kRateLimited for a 429
+//   sluice::AttemptOutcome outcome{.http_status = r.status, .error_body = r.body,
+//                                  .latency = r.elapsed};
+//   pick.Complete(outcome);                              // the Balancer
+//   call.Next(outcome);                                  // the FallbackPolicy
 //
-// Thread-safety: free functions without shared state; safe from any thread.
+// Thread-safety: values and a pure function; safe from any thread.
 
 #ifndef SLUICE_FAILURE_H_
 #define SLUICE_FAILURE_H_
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -68,12 +65,19 @@ enum class Failure {
   kContextLength = 7,
   kContentFilter = 8,
   kClient = 9,
+  kAbandoned = 10,  // the caller gave the attempt up without reporting it (a dropped Pick)
 };
-inline constexpr int kFailureCount = 10;
+inline constexpr int kFailureCount = 11;
 
 // "connect", "timeout", "reset", "rate_limited", "server", "auth", "context_length",
-// "content_filter", "client", "none".
+// "content_filter", "client", "abandoned", "none".
 std::string_view FailureName(Failure failure);
+// The failure class named `name` (as FailureName spells it), or std::nullopt.
+std::optional<Failure> FailureFromName(std::string_view name);
+
+// Whether the failure says something about the endpoint or provider (it was unwell), rather than
+// about this request (kClient, kContextLength, kContentFilter) or nothing (kNone, kAbandoned).
+bool BlamesTarget(Failure failure);
 
 // How one attempt ended.
 struct AttemptOutcome {
@@ -89,19 +93,13 @@ struct AttemptOutcome {
   absl::Duration latency = absl::ZeroDuration();
   // Time to first token, if known (reported to a Balancer).
   absl::Duration ttft = absl::ZeroDuration();
+  // Tokens the call used, if known (a Balancer's per-endpoint accounting).
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  // The failure class when the caller knows it better than the status says (kAbandoned, or a
+  // class its client library reported); kNone (the default): classified by Classify.
+  Failure failure = Failure::kNone;
 };
-
-// The failure class of an outcome (kNone for a success). A transport error wins over a status.
-Failure Classify(const AttemptOutcome& outcome);
-
-// The failure class a provider's error body states, or kNone when it states none this function
-// knows (only kContextLength, kContentFilter, kRateLimited and kServer are ever returned).
-Failure ClassifyProviderError(std::string_view body);
-
-// A Retry-After header value as a duration from `now`: "120", "1.5", or
-// "Wed, 21 Oct 2026 07:28:00 GMT". Negative results clamp to zero. std::nullopt when the value
-// is empty or malformed.
-std::optional<absl::Duration> ParseRetryAfter(std::string_view value, absl::Time now);
 
 }  // namespace v1
 }  // namespace sluice

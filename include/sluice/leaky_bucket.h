@@ -21,7 +21,7 @@
 //   options.rate = 20;                       // 20 calls per second to the provider
 //   options.max_wait = absl::Seconds(2);
 //   auto bucket = sluice::LeakyBucket::Create(options).value();
-//   absl::StatusOr<sluice::Decision> d = bucket->Acquire("openai:gpt-4o");
+//   absl::StatusOr<sluice::Decision> d = bucket->TryAcquire("openai:gpt-4o");
 //   if (d.ok() && d->allowed) SleepCooperatively(d->delay());   // then call the provider
 //
 // Thread-safety: safe for concurrent use by any number of threads; lock-free on the decision path.
@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
+#include "sluice/scope.h"
 #include "sluice/decision.h"
 #include "sluice/pending.h"
 
@@ -52,7 +53,8 @@ class GcraKeyedState;
 // sluice::LeakyBucket
 class LeakyBucket {
  public:
-  struct Options {
+  // The scope options (max_keys, shared_region, cluster) are ScopeOptions's: sluice/scope.h.
+  struct Options : ScopeOptions {
     // Units leaving per `per`. Required, > 0.
     int64_t rate = 0;
     // Default: one second. Must be > 0.
@@ -61,26 +63,10 @@ class LeakyBucket {
     int64_t burst = 1;
     // The longest delay a call accepts; longer ones are refused. Default: 1 s. >= 0.
     absl::Duration max_wait = absl::Seconds(1);
-    // As RateLimiter::Options::max_keys. Default: 1,048,576. Must be >= 1, and with
-    // `shared_region` at most kMaxSharedRegionKeys.
-    int64_t max_keys = int64_t{1} << 20;
-    // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
-    // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
-    // one limit. Every process must configure the object identically; the region is created by
-    // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
-    // creation, and key slots are never freed (see RemoveSharedRegion). `max_keys` is then at
-    // most kMaxSharedRegionKeys, and the region takes
-    // SharedRegionBytesForWindows(1, max_keys) bytes of /dev/shm, all reserved at
-    // creation (sluice/shared_region.h): 64 MiB + 4 KiB for the default max_keys,
-    // more than Docker's default /dev/shm, and 4 MiB for 65,536 keys. Without that room, Create
-    // fails with ResourceExhausted naming the bytes needed and free (docs/deployment.md).
-    // Default: empty, the state is private to this object (process scope).
-    std::string shared_region;
-    // Cluster scope: keep the schedule in Redis (sluice/cluster.h), so every host's calls leave
-    // at one steady rate. Strict mode only (kLeased is refused: a shaper cannot lease a
-    // schedule); `per` must be a whole number of microseconds, and max_wait is rounded down to
-    // one. Not with `shared_region`.
-    ClusterOptions cluster;
+    // Scope notes: a host region takes SharedRegionBytesForWindows(1, max_keys) bytes. In
+    // cluster scope the schedule lives in Redis, so every host's calls leave at one steady rate;
+    // strict mode only (kLeased is refused: a shaper cannot lease a schedule), `per` must be a
+    // whole number of microseconds, and max_wait is rounded down to one.
   };
 
   // Validates `options` (errors name the field) and builds a bucket reading `clock`.
@@ -96,13 +82,23 @@ class LeakyBucket {
   // Errors: InvalidArgument if cost < 1 or cost could never fit within max_wait;
   // ResourceExhausted as for RateLimiter; in cluster scope, Redis configuration errors as for
   // RateLimiter::TryAcquire. Thread-safe.
-  absl::StatusOr<Decision> Acquire(std::string_view key, int64_t cost = 1);
-  // As Acquire, at an explicit time on the bucket's clock. In cluster scope the Redis server's
+  absl::StatusOr<Decision> TryAcquire(std::string_view key, int64_t cost = 1);
+  // As TryAcquire, at an explicit time on the bucket's clock. In cluster scope the Redis server's
   // clock decides and `now_nanos` is not used.
-  absl::StatusOr<Decision> AcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
+  absl::StatusOr<Decision> TryAcquireAt(std::string_view key, int64_t cost, int64_t now_nanos);
+  // The names before sluice 0.2 (one verb per meaning: docs/architecture.md, "Verbs").
+  [[deprecated("use TryAcquire")]] absl::StatusOr<Decision> Acquire(std::string_view key,
+                                                                    int64_t cost = 1) {
+    return TryAcquire(key, cost);
+  }
+  [[deprecated("use TryAcquireAt")]] absl::StatusOr<Decision> AcquireAt(std::string_view key,
+                                                                        int64_t cost,
+                                                                        int64_t now_nanos) {
+    return TryAcquireAt(key, cost, now_nanos);
+  }
 
-  // Starts Acquire and returns at once: in cluster scope the reply is on its way (see
-  // sluice/pending.h), else it is already decided. Errors as for Acquire (Redis configuration
+  // Starts TryAcquire and returns at once: in cluster scope the reply is on its way (see
+  // sluice/pending.h), else it is already decided. Errors as for TryAcquire (Redis configuration
   // errors in PendingDecision::status()). Thread-safe.
   absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
 

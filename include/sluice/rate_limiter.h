@@ -48,6 +48,7 @@
 #include "absl/status/statusor.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
+#include "sluice/scope.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/decision.h"
 #include "sluice/pending.h"
@@ -65,31 +66,16 @@ class LeasedGcra;
 // sluice::RateLimiter
 class RateLimiter {
  public:
-  struct Options {
+  // The scope options (max_keys, shared_region, cluster) are ScopeOptions's: sluice/scope.h.
+  struct Options : ScopeOptions {
     // The windows every request must pass, 1 to 8 of them. Required.
     std::vector<Window> windows;
-    // The most keys that may be mid-window at once; see the file comment for what happens at
-    // the bound. Memory is about 48 bytes per live key (plus 8 per extra window).
-    // Default: 1,048,576. Must be >= 1, and with `shared_region` at most kMaxSharedRegionKeys.
-    int64_t max_keys = int64_t{1} << 20;
-    // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
-    // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
-    // one limit. Every process must configure the object identically; the region is created by
-    // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
-    // creation, and key slots are never freed (see RemoveSharedRegion). `max_keys` is then at
-    // most kMaxSharedRegionKeys, and the region takes
-    // SharedRegionBytesForWindows(windows.size(), max_keys) bytes of /dev/shm, all reserved at
-    // creation (sluice/shared_region.h): 64 MiB + 4 KiB for the default max_keys,
-    // more than Docker's default /dev/shm, and 4 MiB for 65,536 keys. Without that room, Create
-    // fails with ResourceExhausted naming the bytes needed and free (docs/deployment.md).
-    // Default: empty, the state is private to this object (process scope).
-    std::string shared_region;
-    // Cluster scope: keep the state in Redis (sluice/cluster.h, sluice/redis_store.h), exact
-    // across every host. Decisions then take one round trip and use the Redis server's clock (the
-    // limiter's clock is used only by the kLocal failure mode). Not with `shared_region`. In
-    // leased mode (ClusterMode::kLeased) most decisions are local, and the bound becomes
-    // burst + floor((t + lease_ttl) * limit / period) over any interval t (sluice/cluster.h).
-    ClusterOptions cluster;
+    // Scope notes: memory is about 48 bytes per live key (plus 8 per extra window); a host region
+    // takes SharedRegionBytesForWindows(windows.size(), max_keys) bytes. In cluster scope,
+    // decisions take one round trip and use the Redis server's clock (the limiter's clock is used
+    // only by the kLocal failure mode); in leased mode (ClusterMode::kLeased) most decisions are
+    // local, and the bound becomes burst + floor((t + lease_ttl) * limit / period) over any
+    // interval t (sluice/cluster.h).
   };
 
   // Validates `options` (errors name the field, e.g. "windows[1].limit must be > 0, got 0")

@@ -52,7 +52,7 @@
 //   sluice::RateLimiter::Options options;
 //   options.windows = {sluice::Window::PerMinute(600)};
 //   options.cluster.store = store;
-//   options.cluster.rule = "tenant-rpm";
+//   options.cluster.redis_name = "tenant-rpm";
 //   options.cluster.local_share = 16;  // 16 workers share the rule: each admits 1/16 during an outage
 //   auto limiter = sluice::RateLimiter::Create(options).value();
 //

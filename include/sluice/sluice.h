@@ -322,7 +322,7 @@ typedef enum sluice_balancer_strategy {
   SLUICE_BALANCER_CONSISTENT_HASH = 5
 } sluice_balancer_strategy;
 
-/* How a request ended (sluice::Outcome::ErrorClass). With SLUICE_OUTCOME_NONE, an HTTP status
+/* How a request ended (a sluice::Failure class, sluice/failure.h). With SLUICE_OUTCOME_NONE, an HTTP status
  * >= 400 is classified (429 rate limited, 401/403 auth, 5xx server, other 4xx client). */
 typedef enum sluice_outcome_error {
   SLUICE_OUTCOME_NONE = 0,

@@ -14,7 +14,7 @@
 //   FallbackPolicy      a chain of targets, breakers, retry budget, deadline sluice/fallback_policy.h
 //   CircuitBreaker      stop calling a failing target; probe its recovery  sluice/circuit_breaker.h
 //   RetryBudget         retries at most a share of requests in flight      sluice/retry_budget.h
-//   Classify            what failed: status, transport, provider body      sluice/failure.h
+//   Classify            what failed: status, transport, provider body      sluice/provider_error.h
 //   MakeCacheKey        RFC 8785 canonical request key, XXH3-128           sluice/cache_key.h
 //   ResponseCache       answers in memory: byte-bounded, TinyLFU + SLRU     sluice/response_cache.h
 //   Decision            the one answer type, and HTTP headers from it      sluice/decision.h
@@ -37,6 +37,7 @@
 #include "sluice/decision.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/failure.h"
+#include "sluice/provider_error.h"
 #include "sluice/fallback_policy.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/llm_request.h"

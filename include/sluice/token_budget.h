@@ -5,7 +5,7 @@
 // `TokenBudget` limits LLM tokens per key over one or several windows (per minute, hour, day).
 // The cost of an LLM call is known only after it ends, so the budget works in two steps:
 //
-//   1. `Reserve(key, estimate)` before the call: refused if the estimate does not fit in every
+//   1. `TryReserve(key, estimate)` before the call: refused if the estimate does not fit in every
 //      window (the request is stopped *before* it starts, unlike Higress ai-token-ratelimit, which
 //      lets the crossing request through and charges afterwards).
 //   2. `Reservation::Settle(actual)` after the call (or after the stream ends): the unused part of
@@ -24,7 +24,7 @@
 //   sluice::TokenBudget::Options options;
 //   options.windows = {sluice::Window::PerMinute(100'000), sluice::Window::PerDay(2'000'000)};
 //   auto budget = sluice::TokenBudget::Create(options).value();
-//   absl::StatusOr<sluice::TokenBudget::Reservation> r = budget->Reserve("tenant-42", 1200);
+//   absl::StatusOr<sluice::TokenBudget::Reservation> r = budget->TryReserve("tenant-42", 1200);
 //   if (!r.ok()) return r.status();
 //   if (!*r) return TooManyRequests(r->decision().retry_after());
 //   ... call the model ...
@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
+#include "sluice/scope.h"
 #include "sluice/decision.h"
 #include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
@@ -61,28 +62,14 @@ class GcraKeyedState;
 // sluice::TokenBudget
 class TokenBudget {
  public:
-  struct Options {
+  // The scope options (max_keys, shared_region, cluster) are ScopeOptions's: sluice/scope.h.
+  struct Options : ScopeOptions {
     // Token windows, 1 to 8. Required.
     std::vector<Window> windows;
-    // As RateLimiter::Options::max_keys. Default: 1,048,576. Must be >= 1, and with
-    // `shared_region` at most kMaxSharedRegionKeys.
-    int64_t max_keys = int64_t{1} << 20;
-    // Host scope: the name of a shared-memory region (/dev/shm/sluice.<name>) holding the state,
-    // so every process on the host that uses the same name (Gunicorn and Celery workers) shares
-    // one limit. Every process must configure the object identically; the region is created by
-    // the first and refuses others with a clear error. Its capacity is `max_keys`, fixed at
-    // creation, and key slots are never freed (see RemoveSharedRegion). `max_keys` is then at
-    // most kMaxSharedRegionKeys, and the region takes
-    // SharedRegionBytesForWindows(windows.size(), max_keys) bytes of /dev/shm, all reserved at
-    // creation (sluice/shared_region.h): 64 MiB + 4 KiB for the default max_keys with one or two
-    // windows, more than Docker's default /dev/shm, and 4 MiB for 65,536 keys. Without that room,
-    // Create fails with ResourceExhausted naming the bytes needed and free (docs/deployment.md).
-    // Default: empty, the state is private to this object (process scope).
-    std::string shared_region;
-    // Cluster scope: keep the budget in Redis (sluice/cluster.h), one budget for every host.
-    // Strict mode only (kLeased is refused: a reservation is sized per request, not leased);
-    // window periods must be whole microseconds. Not with `shared_region`.
-    ClusterOptions cluster;
+    // Scope notes: a host region takes SharedRegionBytesForWindows(windows.size(), max_keys)
+    // bytes. In cluster scope: one budget for every host; strict mode only (kLeased is refused:
+    // a reservation is sized per request, not leased); window periods must be whole
+    // microseconds.
   };
 
   class Reservation;
@@ -99,16 +86,23 @@ class TokenBudget {
   // Errors: InvalidArgument if estimate < 0 or exceeds a window's burst (it could never fit);
   // ResourceExhausted as for RateLimiter; in cluster scope, Redis configuration errors as for
   // RateLimiter::TryAcquire (Settle, Charge and Peek likewise). Thread-safe.
-  absl::StatusOr<Reservation> Reserve(std::string_view key, int64_t estimate);
-  absl::StatusOr<Reservation> ReserveAt(std::string_view key, int64_t estimate, int64_t now_nanos);
+  absl::StatusOr<Reservation> TryReserve(std::string_view key, int64_t estimate);
+  absl::StatusOr<Reservation> TryReserveAt(std::string_view key, int64_t estimate,
+                                           int64_t now_nanos);
+  // The names before sluice 0.2 (one verb per meaning: docs/architecture.md, "Verbs").
+  [[deprecated("use TryReserve")]] absl::StatusOr<Reservation> Reserve(std::string_view key,
+                                                                       int64_t estimate);
+  [[deprecated("use TryReserveAt")]] absl::StatusOr<Reservation> ReserveAt(std::string_view key,
+                                                                           int64_t estimate,
+                                                                           int64_t now_nanos);
 
   // Charges `tokens` (>= 0) now, refusing nothing: the key may go into debt. The decision's
   // `allowed` says whether the key is still within budget afterwards. Thread-safe.
   absl::StatusOr<Decision> Charge(std::string_view key, int64_t tokens);
   absl::StatusOr<Decision> ChargeAt(std::string_view key, int64_t tokens, int64_t now_nanos);
 
-  // Starts Reserve / Charge and returns at once: in cluster scope the reply is on its way (see
-  // sluice/pending.h), else it is already decided. Errors as for Reserve / Charge (Redis
+  // Starts TryReserve / Charge and returns at once: in cluster scope the reply is on its way (see
+  // sluice/pending.h), else it is already decided. Errors as for TryReserve / Charge (Redis
   // configuration errors in the Pending's status()). Thread-safe.
   absl::StatusOr<Pending<Reservation>> StartReserve(std::string_view key, int64_t estimate);
   absl::StatusOr<PendingDecision> StartCharge(std::string_view key, int64_t tokens);
@@ -188,6 +182,16 @@ class TokenBudget::Reservation {
   int64_t estimate_ = 0;
   Decision decision_;
 };
+
+inline absl::StatusOr<TokenBudget::Reservation> TokenBudget::Reserve(std::string_view key,
+                                                                     int64_t estimate) {
+  return TryReserve(key, estimate);
+}
+inline absl::StatusOr<TokenBudget::Reservation> TokenBudget::ReserveAt(std::string_view key,
+                                                                       int64_t estimate,
+                                                                       int64_t now_nanos) {
+  return TryReserveAt(key, estimate, now_nanos);
+}
 
 }  // namespace v1
 }  // namespace sluice

@@ -1,6 +1,7 @@
 #include "admission/admission_options.h"
 
 #include "absl/strings/str_cat.h"
+#include "stores/redis_keys.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -77,6 +78,25 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view 
         object, ": shared_region and cluster.store are two scopes; set one"));
   }
   return ClusterGcra::Create(object, cluster, windows, clock);
+}
+
+absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster) {
+  if (!IsRedisName(cluster.redis_name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(object, ": cluster.redis_name must be 1 to 100 characters of [A-Za-z0-9._-], ",
+                     "got \"", cluster.redis_name, "\""));
+  }
+  if (cluster.local_share < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(object, ": cluster.local_share must be >= 0, got ", cluster.local_share));
+  }
+  if (cluster.on_failure == FailureMode::kLocal && cluster.local_share < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": cluster.local_share must be set (>= 1: how many processes share the rule) ",
+        "when cluster.on_failure is kLocal; each process then admits limit / local_share while ",
+        "Redis is down (with 1, every process would admit the whole limit)"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace internal

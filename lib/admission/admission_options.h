@@ -39,6 +39,11 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view 
                                                               const std::vector<Window>& windows,
                                                               const Clock* clock);
 
+// InvalidArgument naming the field unless `cluster` (with a store) is well formed. With
+// FailureMode::kLocal, local_share must be set (>= 1): the default 0 refuses, because with 1 every
+// process alone would admit the whole limit while Redis is down.
+absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster);
+
 // InvalidArgument unless 1 <= cost (or 0 <= cost when `allow_zero`) and cost fits every window's
 // burst: a cost beyond a burst could never be allowed, which is a caller's bug, not a refusal.
 absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,

@@ -57,8 +57,8 @@ LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraK
 
 LeakyBucket::~LeakyBucket() = default;
 
-absl::StatusOr<Decision> LeakyBucket::Acquire(std::string_view key, int64_t cost) {
-  return AcquireAt(key, cost, state_->clock().NowNanos());
+absl::StatusOr<Decision> LeakyBucket::TryAcquire(std::string_view key, int64_t cost) {
+  return TryAcquireAt(key, cost, state_->clock().NowNanos());
 }
 
 absl::Status LeakyBucket::CheckCost(int64_t cost) const {
@@ -74,7 +74,7 @@ absl::Status LeakyBucket::CheckCost(int64_t cost) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t cost,
+absl::StatusOr<Decision> LeakyBucket::TryAcquireAt(std::string_view key, int64_t cost,
                                                 int64_t now_nanos) {
   if (absl::Status s = CheckCost(cost); !s.ok()) return s;
   const internal::KeyDigest digest = internal::DigestKey(key);
@@ -92,7 +92,7 @@ absl::StatusOr<Decision> LeakyBucket::AcquireAt(std::string_view key, int64_t co
 
 absl::StatusOr<PendingDecision> LeakyBucket::Start(std::string_view key, int64_t cost) {
   if (cluster_ == nullptr) {
-    absl::StatusOr<Decision> d = Acquire(key, cost);
+    absl::StatusOr<Decision> d = TryAcquire(key, cost);
     if (!d.ok()) return d.status();
     return PendingDecision(*d);
   }

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "admission/admission_options.h"
 #include "stores/redis_keys.h"
 #include "stores/redis_errors.h"
 
@@ -249,12 +250,12 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
   if (cluster.on_failure == FailureMode::kLocal) {
     g->local_ = std::make_unique<GcraKeyedState>(std::move(local), int64_t{1} << 20, clock);
   }
-  g->reply_timeout_ = ReplyTimeout(cluster);
+  g->reply_timeout_ = ReplyTimeout(*cluster.store);
   return g;
 }
 
 std::vector<std::string> ClusterGcra::Keys(const KeyDigest& d) const {
-  const std::string tag = absl::StrCat(KeyTag(cluster_, d), ":w");
+  const std::string tag = absl::StrCat(KeyTag(*cluster_.store, cluster_.redis_name, d), ":w");
   std::vector<std::string> keys;
   for (size_t i = 0; i < windows_.size(); ++i) keys.push_back(absl::StrCat(tag, i));
   return keys;

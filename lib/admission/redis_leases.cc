@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "admission/admission_options.h"
 #include "stores/redis_keys.h"
 
 namespace sluice {
@@ -105,7 +106,7 @@ ClusterLeases::ClusterLeases(absl::string_view object, const ClusterOptions& clu
       cluster_(cluster),
       lease_us_(absl::ToInt64Microseconds(lease)),
       tombstone_us_(absl::StrCat(absl::ToInt64Microseconds(std::max(lease, kMinTombstone)))),
-      reply_timeout_(ReplyTimeout(cluster)) {}
+      reply_timeout_(ReplyTimeout(*cluster.store)) {}
 
 uint64_t ClusterLeases::NewLeaseId() {
   // A hash of (a random salt drawn once per process, the pid, a sequence number): distinct within
@@ -124,7 +125,7 @@ uint64_t ClusterLeases::NewLeaseId() {
 }
 
 std::vector<std::string> ClusterLeases::Keys(const KeyDigest& d) const {
-  const std::string tag = KeyTag(cluster_, d);
+  const std::string tag = KeyTag(*cluster_.store, cluster_.redis_name, d);
   return {absl::StrCat(tag, ":c"), absl::StrCat(tag, ":r")};
 }
 

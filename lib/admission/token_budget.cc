@@ -42,12 +42,12 @@ TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraK
 
 TokenBudget::~TokenBudget() = default;
 
-absl::StatusOr<TokenBudget::Reservation> TokenBudget::Reserve(std::string_view key,
+absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserve(std::string_view key,
                                                               int64_t estimate) {
-  return ReserveAt(key, estimate, state_->clock().NowNanos());
+  return TryReserveAt(key, estimate, state_->clock().NowNanos());
 }
 
-absl::StatusOr<TokenBudget::Reservation> TokenBudget::ReserveAt(std::string_view key,
+absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserveAt(std::string_view key,
                                                                 int64_t estimate,
                                                                 int64_t now_nanos) {
   if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, state_->windows());
@@ -72,7 +72,7 @@ absl::StatusOr<TokenBudget::Reservation> TokenBudget::ReserveAt(std::string_view
 absl::StatusOr<Pending<TokenBudget::Reservation>> TokenBudget::StartReserve(std::string_view key,
                                                                              int64_t estimate) {
   if (cluster_ == nullptr) {
-    absl::StatusOr<Reservation> r = Reserve(key, estimate);
+    absl::StatusOr<Reservation> r = TryReserve(key, estimate);
     if (!r.ok()) return r.status();
     return Pending<Reservation>(*std::move(r));
   }

@@ -284,11 +284,19 @@ Balancer::Pick::Pick(std::shared_ptr<internal::EndpointState> state,
                      std::shared_ptr<const EndpointSpec> spec, int64_t matched_blocks)
     : state_(std::move(state)), spec_(std::move(spec)), matched_blocks_(matched_blocks) {}
 
+namespace {
+AttemptOutcome Abandoned() {
+  AttemptOutcome outcome;
+  outcome.failure = Failure::kAbandoned;
+  return outcome;
+}
+}  // namespace
+
 Balancer::Pick::Pick(Pick&& other) noexcept = default;
 
 Balancer::Pick& Balancer::Pick::operator=(Pick&& other) noexcept {
   if (this != &other) {
-    if (state_ != nullptr) Complete({.error = Outcome::ErrorClass::kAbandoned});
+    if (state_ != nullptr) Complete(Abandoned());
     state_ = std::move(other.state_);
     spec_ = std::move(other.spec_);
     matched_blocks_ = other.matched_blocks_;
@@ -299,7 +307,7 @@ Balancer::Pick& Balancer::Pick::operator=(Pick&& other) noexcept {
 }
 
 Balancer::Pick::~Pick() {
-  if (state_ != nullptr) Complete({.error = Outcome::ErrorClass::kAbandoned});
+  if (state_ != nullptr) Complete(Abandoned());
 }
 
 const std::string& Balancer::Pick::endpoint_id() const { return spec_->id; }
@@ -310,7 +318,7 @@ std::string_view Balancer::Pick::label(std::string_view name) const {
   return it == spec_->labels.end() ? std::string_view() : std::string_view(it->second);
 }
 
-void Balancer::Pick::Complete(const Outcome& outcome) {
+void Balancer::Pick::Complete(const AttemptOutcome& outcome) {
   if (state_ == nullptr) return;
   std::shared_ptr<internal::EndpointState> state = std::move(state_);
   (void)host_lease_.Release();  // an expired lease has already stopped counting

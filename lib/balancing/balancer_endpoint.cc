@@ -10,59 +10,48 @@ inline namespace v1 {
 namespace internal {
 namespace {
 
-using ErrorClass = Outcome::ErrorClass;
-
 void Fold(double& average, double sample, double weight, bool first) {
   average = first ? sample : average + weight * (sample - average);
 }
 
-absl::Duration CooldownOf(const CompletionPolicy& p, ErrorClass c) {
-  switch (c) {
-    case ErrorClass::kRateLimited: return p.cooldown_rate_limited;
-    case ErrorClass::kAuth: return p.cooldown_auth;
-    case ErrorClass::kConnection: return p.cooldown_connection;
-    case ErrorClass::kTimeout: return p.cooldown_timeout;
-    case ErrorClass::kServer: return p.cooldown_server;
+absl::Duration CooldownOf(const CompletionPolicy& p, Failure f) {
+  switch (f) {
+    case Failure::kRateLimited: return p.cooldown_rate_limited;
+    case Failure::kAuth: return p.cooldown_auth;
+    case Failure::kConnect:
+    case Failure::kReset: return p.cooldown_connection;
+    case Failure::kTimeout: return p.cooldown_timeout;
+    case Failure::kServer: return p.cooldown_server;
     default: return absl::ZeroDuration();
   }
 }
 
+// Failures that count towards outlier ejection (Envoy's consecutive 5xx / gateway failures).
+bool CountsAsOutlier(Failure f) {
+  return f == Failure::kServer || f == Failure::kConnect || f == Failure::kReset ||
+         f == Failure::kTimeout;
+}
+
 }  // namespace
 
-ErrorClass ErrorClassOf(Failure f) {
-  switch (f) {
-    case Failure::kNone: return ErrorClass::kNone;
-    case Failure::kConnect:
-    case Failure::kReset: return ErrorClass::kConnection;
-    case Failure::kTimeout: return ErrorClass::kTimeout;
-    case Failure::kRateLimited: return ErrorClass::kRateLimited;
-    case Failure::kServer: return ErrorClass::kServer;
-    case Failure::kAuth: return ErrorClass::kAuth;
-    case Failure::kContextLength:
-    case Failure::kContentFilter:
-    case Failure::kClient: return ErrorClass::kClient;
+Failure ClassifyCompletion(const AttemptOutcome& outcome) {
+  if (outcome.failure != Failure::kNone) return outcome.failure;
+  if (outcome.transport == TransportError::kNone && outcome.http_status < 400) {
+    return Failure::kNone;  // a completion reports its failures; status 0 alone reports none
   }
-  return ErrorClass::kClient;
+  return Classify(outcome);
 }
 
-ErrorClass ClassifyOutcome(const Outcome& outcome) {
-  if (outcome.error != ErrorClass::kNone || outcome.http_status < 400) return outcome.error;
-  AttemptOutcome attempt;
-  attempt.http_status = outcome.http_status;
-  return ErrorClassOf(Classify(attempt));
-}
-
-void EndpointState::Complete(const Outcome& outcome) {
+void EndpointState::Complete(const AttemptOutcome& outcome) {
   in_flight.fetch_sub(1, std::memory_order_relaxed);
-  const ErrorClass error = ClassifyOutcome(outcome);
+  const Failure error = ClassifyCompletion(outcome);
   const CompletionPolicy& p = *policy;
-  if (error == ErrorClass::kServer || error == ErrorClass::kConnection ||
-      error == ErrorClass::kTimeout) {
+  if (CountsAsOutlier(error)) {
     const int64_t run = outlier_failures.fetch_add(1, std::memory_order_relaxed) + 1;
     if (p.outlier_consecutive_failures > 0 && run >= p.outlier_consecutive_failures) {
       p.outlier_hint.fetch_add(1, std::memory_order_release);
     }
-  } else if (error == ErrorClass::kNone) {
+  } else if (error == Failure::kNone) {
     outlier_failures.store(0, std::memory_order_relaxed);
     // A healthy base ejection time after returning takes one ejection off the count, so a
     // recovered endpoint's next ejection is short again.
@@ -78,10 +67,11 @@ void EndpointState::Complete(const Outcome& outcome) {
   MutexLock lock(&mu);
   const bool first = completions == 0;
   ++completions;
-  if (error != ErrorClass::kNone) ++errors;
+  if (error != Failure::kNone) ++errors;
   // A client error is the request's fault, not the endpoint's.
-  if (error != ErrorClass::kClient) {
-    Fold(ewma_error_rate, error == ErrorClass::kNone ? 0.0 : 1.0, p.ewma_weight, first);
+  if (error != Failure::kClient && error != Failure::kContextLength &&
+      error != Failure::kContentFilter) {
+    Fold(ewma_error_rate, error == Failure::kNone ? 0.0 : 1.0, p.ewma_weight, first);
   }
   if (outcome.latency > absl::ZeroDuration()) {
     Fold(ewma_latency_s, absl::ToDoubleSeconds(outcome.latency), p.ewma_weight,
@@ -90,7 +80,7 @@ void EndpointState::Complete(const Outcome& outcome) {
   if (outcome.ttft > absl::ZeroDuration()) {
     Fold(ewma_ttft_s, absl::ToDoubleSeconds(outcome.ttft), p.ewma_weight, ewma_ttft_s == 0);
   }
-  if (error == ErrorClass::kNone) {
+  if (error == Failure::kNone) {
     consecutive_failures = 0;
     return;
   }

@@ -11,7 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "sluice/balancer.h"
-#include "sluice/failure.h"
+#include "sluice/provider_error.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -35,7 +35,7 @@ struct EndpointState {
   explicit EndpointState(std::shared_ptr<const CompletionPolicy> p) : policy(std::move(p)) {}
 
   // Folds a completed request into the counters, averages and cooldown.
-  void Complete(const Outcome& outcome);
+  void Complete(const AttemptOutcome& outcome);
   EndpointStats Stats() const;
 
   const std::shared_ptr<const CompletionPolicy> policy;
@@ -61,18 +61,16 @@ struct EndpointState {
   double ewma_latency_s ABSL_GUARDED_BY(mu) = 0;
   double ewma_ttft_s ABSL_GUARDED_BY(mu) = 0;
   double ewma_error_rate ABSL_GUARDED_BY(mu) = 0;
-  Outcome::ErrorClass failing_class ABSL_GUARDED_BY(mu) = Outcome::ErrorClass::kNone;
+  Failure failing_class ABSL_GUARDED_BY(mu) = Failure::kNone;
   int64_t consecutive_failures ABSL_GUARDED_BY(mu) = 0;
   std::optional<EngineMetrics> metrics ABSL_GUARDED_BY(mu);
   int64_t metrics_at ABSL_GUARDED_BY(mu) = 0;
   int64_t in_flight_at_metrics ABSL_GUARDED_BY(mu) = 0;
 };
 
-// kNone with an HTTP error status becomes the class the status implies (sluice/failure.h's
-// Classify, mapped by ErrorClassOf).
-Outcome::ErrorClass ClassifyOutcome(const Outcome& outcome);
-// The balancer's error class of a failure class (FallbackPolicy reports picks through it).
-Outcome::ErrorClass ErrorClassOf(Failure failure);
+// The failure class of a completed pick: its `failure` when set; else Classify's when it reports
+// a transport error or an HTTP error status; else none (a status of 0 alone reports no failure).
+Failure ClassifyCompletion(const AttemptOutcome& outcome);
 
 }  // namespace internal
 }  // namespace v1

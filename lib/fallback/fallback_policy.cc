@@ -10,7 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "balancing/balancer_endpoint.h"
+#include "sluice/provider_error.h"
 #include "base/time_arithmetic.h"
 
 namespace sluice {
@@ -343,10 +343,10 @@ const FallbackPolicy::Step& FallbackPolicy::Call::Next(const AttemptOutcome& out
   // Report before deciding, so the next step's breaker and pick already count this outcome.
   t.breaker->RecordAt(permission_, BreakerResult(failure), latency, now);
   if (pick_) {
-    pick_->Complete({.error = internal::ErrorClassOf(failure),
-                     .http_status = outcome.http_status,
-                     .ttft = outcome.ttft,
-                     .latency = latency});
+    AttemptOutcome completed = outcome;
+    completed.failure = failure;  // classified once, for the breaker and the pick alike
+    completed.latency = latency;
+    pick_->Complete(completed);
     pick_.reset();
   }
   retry_.Release();

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "sluice/redis_store.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -29,33 +28,12 @@ bool IsRedisName(std::string_view name) {
          });
 }
 
-absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster) {
-  const std::string& rule = cluster.rule;
-  if (!IsRedisName(rule)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(object, ": cluster.rule must be 1 to 100 characters of [A-Za-z0-9._-], got \"",
-                     rule, "\""));
-  }
-  if (cluster.local_share < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(object, ": cluster.local_share must be >= 0, got ", cluster.local_share));
-  }
-  if (cluster.on_failure == FailureMode::kLocal && cluster.local_share < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        object, ": cluster.local_share must be set (>= 1: how many processes share the rule) ",
-        "when cluster.on_failure is kLocal; each process then admits limit / local_share while ",
-        "Redis is down (with 1, every process would admit the whole limit)"));
-  }
-  return absl::OkStatus();
+std::string KeyTag(const RedisStore& store, std::string_view redis_name, const KeyDigest& d) {
+  return absl::StrFormat("%s:{%s:%016x%016x}", store.options().key_prefix, redis_name, d.hi, d.lo);
 }
 
-std::string KeyTag(const ClusterOptions& cluster, const KeyDigest& d) {
-  return absl::StrFormat("%s:{%s:%016x%016x}", cluster.store->options().key_prefix, cluster.rule,
-                         d.hi, d.lo);
-}
-
-absl::Duration ReplyTimeout(const ClusterOptions& cluster) {
-  const RedisOptions& ro = cluster.store->options();
+absl::Duration ReplyTimeout(const RedisStore& store) {
+  const RedisOptions& ro = store.options();
   return ro.command_timeout + ro.connect_timeout + absl::Milliseconds(1);
 }
 

@@ -1,7 +1,7 @@
-// Internal: what every cluster-scope object shares: validation of ClusterOptions, the Redis key
-// layout, the script epoch and the reply timeout.
-#ifndef SLUICE_LIB_CLUSTER_KEYS_H_
-#define SLUICE_LIB_CLUSTER_KEYS_H_
+// Internal: what every object that keeps state in Redis shares: the key layout, the names that
+// may appear in it, the script epoch and the reply timeout.
+#ifndef SLUICE_LIB_STORES_REDIS_KEYS_H_
+#define SLUICE_LIB_STORES_REDIS_KEYS_H_
 
 #include <cstdint>
 #include <string>
@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "sluice/cluster.h"
+#include "sluice/redis_store.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
@@ -27,25 +27,20 @@ inline constexpr int64_t kRedisEpochUnixSeconds = 1735689600;
 // which is empty otherwise.
 std::string WithScriptNow(absl::string_view body);
 
-// Whether `name` may name things in Redis keys (a cluster rule, a cache's Redis tier): 1 to 100
+// Whether `name` may name things in Redis keys (a limiter's or a cache's redis_name): 1 to 100
 // characters of [A-Za-z0-9._-], so it never holds the ':' separator or a '{' hash tag.
 bool IsRedisName(std::string_view name);
 
-// InvalidArgument naming the field unless `cluster` (with a store) is well formed. With
-// FailureMode::kLocal, local_share must be set (>= 1): the default 0 refuses, because with 1 every
-// process alone would admit the whole limit while Redis is down.
-absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster);
+// `<prefix>:{<redis_name>:<32 hex digest>}`: the hash tag keeps one key's Redis keys in one
+// Redis Cluster slot, and the raw key never reaches Redis.
+std::string KeyTag(const RedisStore& store, std::string_view redis_name, const KeyDigest& d);
 
-// `<prefix>:{<rule>:<32 hex digest>}`: the hash tag keeps one key's Redis keys in one Redis
-// Cluster slot, and the raw key never reaches Redis.
-std::string KeyTag(const ClusterOptions& cluster, const KeyDigest& d);
-
-// How long a caller waits for a reply before applying the failure mode: the command timeout,
-// plus the connect timeout that a reconnect may add.
-absl::Duration ReplyTimeout(const ClusterOptions& cluster);
+// How long a caller waits for a reply before giving up on it (and applying its failure mode):
+// the command timeout, plus the connect timeout that a reconnect may add.
+absl::Duration ReplyTimeout(const RedisStore& store);
 
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice
 
-#endif  // SLUICE_LIB_CLUSTER_KEYS_H_
+#endif  // SLUICE_LIB_STORES_REDIS_KEYS_H_

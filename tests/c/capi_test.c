@@ -316,7 +316,7 @@ static void test_cluster_scope_failure_modes(void) {
   sluice_options_add_window(o, 10, 60 * SECOND, 0);
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT); /* no rule */
-  CHECK(strstr(sluice_last_error_message(), "cluster.rule") != NULL);
+  CHECK(strstr(sluice_last_error_message(), "cluster.redis_name") != NULL);
   CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-test", 6) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, 9) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
@@ -361,7 +361,7 @@ static void test_cluster_scope_other_objects(void) {
   CHECK(sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 4) == SLUICE_OK);
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
   CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_INVALID_ARGUMENT);
-  CHECK(strstr(sluice_last_error_message(), "cluster.rule") != NULL);
+  CHECK(strstr(sluice_last_error_message(), "cluster.redis_name") != NULL);
   CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-cl", 4) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 2) == SLUICE_OK);
   CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_OK);

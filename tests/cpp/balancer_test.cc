@@ -16,7 +16,8 @@
 using sluice::Balancer;
 using sluice::EndpointSpec;
 using sluice::ManualClock;
-using sluice::Outcome;
+using sluice::AttemptOutcome;
+using sluice::Failure;
 using sluice::PickRequest;
 using sluice_test::ErrorOf;
 using sluice_test::Value;
@@ -241,7 +242,7 @@ TEST_CASE("credential rotation: cooldown by error class, back after it ends (Man
   for (int i = 0; i < 4; ++i) CHECK(PickId(*b) == "key-2");
   {
     Pick p = Value(b->PickEndpoint(PickRequest{}));
-    p.Complete({.error = Outcome::ErrorClass::kAuth});  // key-2 out for 10 s
+    p.Complete({.failure = Failure::kAuth});  // key-2 out for 10 s
   }
   CHECK_THAT(ErrorOf(b->PickEndpoint(PickRequest{})),
              Catch::Contains("all 2 endpoints for model '' are cooling down or ejected; the first is back in 10.000 s"));
@@ -262,15 +263,15 @@ TEST_CASE("cooldown after N consecutive failures of a class, a success resets th
   o.failures_before_cooldown = 3;
   auto b = Make(Strategy::kRoundRobin, &clock, o);
   AddAll(*b, {{.id = "a"}});
-  auto fail = [&](Outcome outcome) { Value(b->PickEndpoint(PickRequest{})).Complete(outcome); };
-  fail({.error = Outcome::ErrorClass::kConnection});
-  fail({.error = Outcome::ErrorClass::kConnection});
+  auto fail = [&](AttemptOutcome outcome) { Value(b->PickEndpoint(PickRequest{})).Complete(outcome); };
+  fail({.failure = Failure::kConnect});
+  fail({.failure = Failure::kConnect});
   fail({});  // a success in between
-  fail({.error = Outcome::ErrorClass::kConnection});
-  fail({.error = Outcome::ErrorClass::kConnection});
+  fail({.failure = Failure::kConnect});
+  fail({.failure = Failure::kConnect});
   fail({.http_status = 500});  // server errors do not cool down by default
   CHECK(b->PickEndpoint(PickRequest{}).ok());
-  fail({.error = Outcome::ErrorClass::kConnection});
+  fail({.failure = Failure::kConnect});
   CHECK(b->PickEndpoint(PickRequest{}).status().code() == absl::StatusCode::kUnavailable);
 }
 
@@ -296,9 +297,9 @@ TEST_CASE("outcomes: averages, error rate, abandoned picks, picks outliving thei
   auto b = Make(Strategy::kRoundRobin, &clock);
   AddAll(*b, {{.id = "a"}});
   Value(b->PickEndpoint(PickRequest{}))
-      .Complete({.ttft = absl::Milliseconds(100), .latency = absl::Seconds(2)});
+      .Complete({.latency = absl::Seconds(2), .ttft = absl::Milliseconds(100)});
   Value(b->PickEndpoint(PickRequest{}))
-      .Complete({.ttft = absl::Milliseconds(200), .latency = absl::Seconds(4)});
+      .Complete({.latency = absl::Seconds(4), .ttft = absl::Milliseconds(200)});
   auto s = *StatsOf(*b, "a");
   CHECK(s.completions == 2);
   CHECK(absl::ToDoubleMilliseconds(s.ewma_ttft) == Approx(120));  // 100 + 0.2 x (200 - 100)

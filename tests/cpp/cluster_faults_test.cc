@@ -47,7 +47,7 @@ sluice::ClusterOptions Cluster(std::shared_ptr<sluice::RedisStore> store, const 
                                FailureMode on_failure = FailureMode::kDeny) {
   sluice::ClusterOptions c;
   c.store = std::move(store);
-  c.rule = rule;
+  c.redis_name = rule;
   c.on_failure = on_failure;
   return c;
 }
@@ -234,11 +234,11 @@ TEST_CASE("faults D: ACL users without EVALSHA, SCRIPT LOAD or the keys get Perm
     TokenBudget::Options tb;
     tb.windows = {Year(100)};
     tb.cluster = Cluster(store, "acl", FailureMode::kAllow);
-    CHECK(absl::IsPermissionDenied(Value(TokenBudget::Create(tb))->Reserve("k", 1).status()));
+    CHECK(absl::IsPermissionDenied(Value(TokenBudget::Create(tb))->TryReserve("k", 1).status()));
     LeakyBucket::Options lb;
     lb.rate = 10;
     lb.cluster = Cluster(store, "acl", FailureMode::kAllow);
-    CHECK(absl::IsPermissionDenied(Value(LeakyBucket::Create(lb))->Acquire("k").status()));
+    CHECK(absl::IsPermissionDenied(Value(LeakyBucket::Create(lb))->TryAcquire("k").status()));
     CHECK(store->stats().last_error.find("NOPERM") != std::string::npos);
     CHECK(limiter->failure_mode_decisions() == 0);
   }
@@ -419,7 +419,7 @@ TEST_CASE("faults E: TokenBudget::Peek says refused and when, in debt too") {
     o.windows = {Window::PerSecond(1000, 1000)};
     if (cluster) o.cluster = Cluster(store, "tokens-peek");
     auto budget = Value(TokenBudget::Create(o, &clock));
-    REQUIRE(Value(budget->Reserve("t", 1000)).Settle(1500).ok());  // 500 in debt
+    REQUIRE(Value(budget->TryReserve("t", 1000)).Settle(1500).ok());  // 500 in debt
     sluice::PendingDecision pending = budget->StartPeek("t");
     const sluice::Decision peek = pending.Get();
     CHECK_FALSE(peek.allowed);

@@ -42,7 +42,7 @@ constexpr int64_t kHuge = int64_t{1} << 40;  // no limit is reached while the te
 sluice::ClusterOptions Cluster(std::shared_ptr<sluice::RedisStore> store, const std::string& rule) {
   sluice::ClusterOptions c;
   c.store = std::move(store);
-  c.rule = rule;
+  c.redis_name = rule;
   c.on_failure = FailureMode::kDeny;  // a child that cannot reach Redis is refused: it shows
   return c;
 }
@@ -112,10 +112,10 @@ int UseEverything(Objects& o, const std::string& tag) {
     if (!q) bad |= 1 << 5;
   }
   {
-    absl::StatusOr<TokenBudget::Reservation> r = o.budget->Reserve("k" + tag, 10);
+    absl::StatusOr<TokenBudget::Reservation> r = o.budget->TryReserve("k" + tag, 10);
     if (!r.ok() || !*r || !r->Settle(7).ok()) bad |= 1 << 6;
   }
-  if (!allowed(o.bucket->Acquire("k" + tag))) bad |= 1 << 7;
+  if (!allowed(o.bucket->TryAcquire("k" + tag))) bad |= 1 << 7;
   // A large answer: the connection thread grows its buffers (realloc) to write and read it.
   absl::StatusOr<sluice::CacheKey> key = sluice::MakeCacheKey("{\"prompt\":\"" + tag + "\"}");
   if (!key.ok()) return bad | 1 << 8;

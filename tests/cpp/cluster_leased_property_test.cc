@@ -51,7 +51,7 @@ Holder MakeHolder(int port, const ManualClock& clock, const Schedule& s, const s
   RateLimiter::Options o;
   o.windows = s.windows;
   o.cluster.store = h.store;
-  o.cluster.rule = rule;
+  o.cluster.redis_name = rule;
   o.cluster.mode = sluice::ClusterMode::kLeased;
   o.cluster.lease_units = s.lease_units;
   o.cluster.lease_ttl = s.ttl;

@@ -35,7 +35,7 @@ sluice::ClusterOptions Cluster(std::shared_ptr<sluice::RedisStore> store, const 
                                FailureMode on_failure = FailureMode::kLocal, int64_t share = 1) {
   sluice::ClusterOptions c;
   c.store = std::move(store);
-  c.rule = rule;
+  c.redis_name = rule;
   c.on_failure = on_failure;
   c.local_share = share;
   return c;
@@ -89,7 +89,7 @@ TEST_CASE("cluster LeakyBucket: threads book one schedule, one slot apart, up to
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {  // no Catch macros off the main thread: it is not thread-safe
       for (int i = 0; i < 10; ++i) {
-        absl::StatusOr<sluice::Decision> d = bucket->Acquire("provider");
+        absl::StatusOr<sluice::Decision> d = bucket->TryAcquire("provider");
         std::lock_guard<std::mutex> lock(mu);
         results.push_back(std::move(d));
       }
@@ -129,10 +129,10 @@ TEST_CASE("cluster LeakyBucket: Start() is pollable, and a dead Redis applies th
   CHECK(pending.fd() >= 0);
   CHECK(pending.Get().allowed);
   redis.Kill();
-  CHECK_FALSE(Value(deny->Acquire("k")).allowed);
+  CHECK_FALSE(Value(deny->TryAcquire("k")).allowed);
   // Locally the bucket runs at a quarter of the rate: its max wait holds a quarter of the slots.
   int admitted = 0;
-  for (int i = 0; i < 100; ++i) admitted += Value(local->Acquire("k")).allowed ? 1 : 0;
+  for (int i = 0; i < 100; ++i) admitted += Value(local->TryAcquire("k")).allowed ? 1 : 0;
   CHECK(admitted == 51);  // burst 1 + (200 slots of the full rate = 50 local slots)
   CHECK(local->failure_mode_decisions() == 100);
 }
@@ -141,11 +141,11 @@ TEST_CASE("cluster LeakyBucket: Start() is pollable, and a dead Redis applies th
 TEST_CASE("cluster TokenBudget after fork: reserve/settle from several processes, exact balance") {
   LocalRedis redis;
   auto budget = Budget(Cluster(Store(redis.port()), "tokens"), 10'000);
-  REQUIRE(Value(budget->Reserve("tenant", 100)).Settle(40).ok());  // the parent, before fork
+  REQUIRE(Value(budget->TryReserve("tenant", 100)).Settle(40).ok());  // the parent, before fork
   const int reservations = ForkAndSum(4, [&] {
     int granted = 0;
     for (;;) {  // no Catch macros in a child: an error spoils the sum instead
-      absl::StatusOr<TokenBudget::Reservation> r = budget->Reserve("tenant", 100);
+      absl::StatusOr<TokenBudget::Reservation> r = budget->TryReserve("tenant", 100);
       if (!r.ok()) return -1000;
       if (!*r) return granted;
       if (!r->Settle(60).ok()) return -1000;
@@ -163,10 +163,10 @@ TEST_CASE("cluster TokenBudget after fork: reserve/settle from several processes
 TEST_CASE("cluster TokenBudget: refunds, debt, charge and cancel") {
   LocalRedis redis;
   auto budget = Budget(Cluster(Store(redis.port()), "tokens-debt"), 1000);
-  TokenBudget::Reservation big = Value(budget->Reserve("t", 800));
+  TokenBudget::Reservation big = Value(budget->TryReserve("t", 800));
   REQUIRE(big);
-  CHECK_FALSE(Value(budget->Reserve("t", 300)));  // 200 left: refused before it starts
-  TokenBudget::Reservation small = Value(budget->Reserve("t", 200));
+  CHECK_FALSE(Value(budget->TryReserve("t", 300)));  // 200 left: refused before it starts
+  TokenBudget::Reservation small = Value(budget->TryReserve("t", 200));
   REQUIRE(small);
   REQUIRE(small.Cancel().ok());
   CHECK(budget->Peek("t").remaining == 200);
@@ -174,12 +174,12 @@ TEST_CASE("cluster TokenBudget: refunds, debt, charge and cancel") {
   CHECK(after.remaining == -100);
   CHECK_FALSE(after.allowed);
   CHECK(after.retry_after_nanos > 0);
-  const TokenBudget::Reservation refused = Value(budget->Reserve("t", 0));
+  const TokenBudget::Reservation refused = Value(budget->TryReserve("t", 0));
   CHECK_FALSE(refused);  // in debt: even a zero estimate waits
   CHECK(Value(budget->Charge("t", 50)).remaining == -150);
   CHECK(ErrorOf(big.Settle(10)).find("not pending") != std::string::npos);
   // Started: the settle is on its way; the reservation is settled from then on.
-  TokenBudget::Reservation other = Value(budget->Reserve("u", 500));
+  TokenBudget::Reservation other = Value(budget->TryReserve("u", 500));
   sluice::PendingDecision settling = Value(other.StartSettle(100));
   CHECK_FALSE(other.pending());
   CHECK(settling.Get().remaining == 900);
@@ -189,10 +189,10 @@ TEST_CASE("cluster TokenBudget: Redis down, the local share decides, and Redis a
   LocalRedis redis;
   auto store = Store(redis.port());
   auto budget = Budget(Cluster(store, "tokens-down", FailureMode::kLocal, /*share=*/2), 1000);
-  REQUIRE(Value(budget->Reserve("t", 900)));
+  REQUIRE(Value(budget->TryReserve("t", 900)));
   redis.Kill();
-  CHECK(Value(budget->Reserve("t", 500)));  // the local stand-in: 500 of 1000
-  CHECK_FALSE(Value(budget->Reserve("t", 1)));
+  CHECK(Value(budget->TryReserve("t", 500)));  // the local stand-in: 500 of 1000
+  CHECK_FALSE(Value(budget->TryReserve("t", 1)));
   CHECK(budget->failure_mode_decisions() == 2);
   REQUIRE(redis.Start());  // an empty Redis: the budget starts over
   CHECK(Eventually([&] { return budget->Peek("t").remaining == 1000; },
@@ -342,7 +342,7 @@ TEST_CASE("cluster options of the other objects are validated, naming the field"
   cl.cluster = leased;
   CHECK(ErrorOf(ConcurrencyLimiter::Create(cl)).find("cluster.mode") != std::string::npos);
   cl.cluster = Cluster(store, "bad rule!");
-  CHECK(ErrorOf(ConcurrencyLimiter::Create(cl)).find("cluster.rule") != std::string::npos);
+  CHECK(ErrorOf(ConcurrencyLimiter::Create(cl)).find("cluster.redis_name") != std::string::npos);
   cl.cluster = Cluster(store, "ok");
   cl.lease = absl::Nanoseconds(1500);
   CHECK(ErrorOf(ConcurrencyLimiter::Create(cl)).find("lease must be a whole number") !=

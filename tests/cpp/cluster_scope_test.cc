@@ -30,7 +30,7 @@ std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
   RateLimiter::Options o;
   o.windows = std::move(windows);
   o.cluster.store = std::move(store);
-  o.cluster.rule = rule;
+  o.cluster.redis_name = rule;
   o.cluster.on_failure = mode;
   o.cluster.local_share = share;
   return Value(RateLimiter::Create(o));
@@ -232,9 +232,9 @@ TEST_CASE("cluster options are validated, naming the field") {
   RateLimiter::Options o;
   o.windows = {Window::PerSecond(10)};
   o.cluster.store = store;
-  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.rule must be 1 to 100 characters") !=
+  CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.redis_name must be 1 to 100 characters") !=
         std::string::npos);
-  o.cluster.rule = "r";
+  o.cluster.redis_name = "r";
   // kLocal (the default) needs local_share: no default is safe for every deployment.
   CHECK(o.cluster.on_failure == FailureMode::kLocal);
   CHECK(ErrorOf(RateLimiter::Create(o)).find("cluster.local_share must be set (>= 1") !=
@@ -275,7 +275,7 @@ std::unique_ptr<RateLimiter> Leased(std::shared_ptr<sluice::RedisStore> store, W
   RateLimiter::Options o;
   o.windows = {window};
   o.cluster.store = std::move(store);
-  o.cluster.rule = rule;
+  o.cluster.redis_name = rule;
   o.cluster.mode = sluice::ClusterMode::kLeased;
   o.cluster.lease_units = lease_units;
   o.cluster.on_failure = mode;
@@ -336,7 +336,7 @@ TEST_CASE("leased mode on a refilling window stays within burst + (t + ttl) * ra
   RateLimiter::Options o;
   o.windows = {Window::PerSecond(2000, 100)};
   o.cluster.store = store;
-  o.cluster.rule = "leased-refill";
+  o.cluster.redis_name = "leased-refill";
   o.cluster.mode = sluice::ClusterMode::kLeased;
   o.cluster.lease_units = 20;
   o.cluster.lease_ttl = absl::Milliseconds(10);

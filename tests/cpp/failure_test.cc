@@ -1,4 +1,4 @@
-#include "sluice/failure.h"
+#include "sluice/provider_error.h"
 
 #include <catch2/catch.hpp>
 

@@ -164,8 +164,8 @@ TEST_CASE("leaky bucket and token budget share their state across processes") {
     auto t = sluice::TokenBudget::Create(to);
     if (!b.ok() || !t.ok()) return 2;
     for (int k = 0; k < 10; ++k) {
-      if (!(*b)->Acquire("provider").ok()) return 3;
-      auto r = (*t)->Reserve("tenant", 100);
+      if (!(*b)->TryAcquire("provider").ok()) return 3;
+      auto r = (*t)->TryReserve("tenant", 100);
       if (!r.ok() || !*r || !r->Settle(150).ok()) return 4;
     }
     return 0;
@@ -173,7 +173,7 @@ TEST_CASE("leaky bucket and token budget share their state across processes") {
   CHECK(WaitAll(children) == 2);
   // 20 departures were booked one per 100 ms from the first booking (after `start`), so the next
   // slot departs 2 s after it: however slowly this ran, no later than `now + delay` allows.
-  const sluice::Decision next = Value(bucket->Acquire("provider"));
+  const sluice::Decision next = Value(bucket->TryAcquire("provider"));
   const int64_t after = sluice::Clock::Steady()->NowNanos();
   CHECK(next.delay_nanos <= 2'000'000'000);
   CHECK(after + next.delay_nanos >= start + 2'000'000'000);

@@ -29,16 +29,16 @@ TEST_CASE("a burst leaves at a steady rate") {
   ManualClock clock;
   auto bucket = Make(10, 1, absl::Seconds(1), &clock);
   for (int i = 0; i <= 10; ++i) {  // delays 0, 100 ms, ..., 1000 ms: all within max_wait
-    Decision d = Value(bucket->Acquire("provider"));
+    Decision d = Value(bucket->TryAcquire("provider"));
     REQUIRE(d.allowed);
     CHECK(d.delay_nanos == i * 100 * kMillisecond);
   }
-  Decision refused = Value(bucket->Acquire("provider"));
+  Decision refused = Value(bucket->TryAcquire("provider"));
   CHECK_FALSE(refused.allowed);
   CHECK(refused.delay_nanos == 0);
   CHECK(refused.retry_after_nanos == 100 * kMillisecond);  // then the delay is back to 1 s
   clock.AdvanceNanos(100 * kMillisecond);
-  Decision later = Value(bucket->Acquire("provider"));
+  Decision later = Value(bucket->TryAcquire("provider"));
   CHECK(later.allowed);
   CHECK(later.delay_nanos == kSecond);
 }
@@ -46,19 +46,19 @@ TEST_CASE("a burst leaves at a steady rate") {
 TEST_CASE("an initial burst goes without delay") {
   ManualClock clock;
   auto bucket = Make(4, 3, absl::Seconds(2), &clock);
-  CHECK(Value(bucket->Acquire("k")).delay_nanos == 0);
-  CHECK(Value(bucket->Acquire("k")).delay_nanos == 0);
-  CHECK(Value(bucket->Acquire("k")).delay_nanos == 0);
-  CHECK(Value(bucket->Acquire("k")).delay_nanos == 250 * kMillisecond);
+  CHECK(Value(bucket->TryAcquire("k")).delay_nanos == 0);
+  CHECK(Value(bucket->TryAcquire("k")).delay_nanos == 0);
+  CHECK(Value(bucket->TryAcquire("k")).delay_nanos == 0);
+  CHECK(Value(bucket->TryAcquire("k")).delay_nanos == 250 * kMillisecond);
 }
 
 TEST_CASE("zero max_wait makes a leaky bucket a pure meter") {
   ManualClock clock;
   auto bucket = Make(2, 1, absl::ZeroDuration(), &clock);
-  CHECK(Value(bucket->Acquire("k")).allowed);
-  CHECK_FALSE(Value(bucket->Acquire("k")).allowed);
+  CHECK(Value(bucket->TryAcquire("k")).allowed);
+  CHECK_FALSE(Value(bucket->TryAcquire("k")).allowed);
   clock.AdvanceNanos(500 * kMillisecond);
-  CHECK(Value(bucket->Acquire("k")).allowed);
+  CHECK(Value(bucket->TryAcquire("k")).allowed);
 }
 
 TEST_CASE("departures obey the rate bound and refusals are forced, over random arrivals") {
@@ -76,7 +76,7 @@ TEST_CASE("departures obey the rate bound and refusals are forced, over random a
     for (int i = 0; i < 200; ++i) {
       t += static_cast<int64_t>(rng() % (2 * kSecond / rate + 1));
       clock.SetNanos(t);
-      Decision d = Value(bucket->Acquire("k"));
+      Decision d = Value(bucket->TryAcquire("k"));
       if (d.allowed) {
         REQUIRE(d.delay_nanos <= max_wait);
         departures.push_back(t + d.delay_nanos);
@@ -117,7 +117,7 @@ TEST_CASE("leaky bucket options and costs are validated") {
 
   ManualClock clock;
   auto bucket = Make(10, 2, absl::Seconds(1), &clock);
-  CHECK(ErrorOf(bucket->Acquire("k", 0)).find("cost 0 can never fit") != std::string::npos);
-  CHECK(Value(bucket->Acquire("k", 12)).allowed);  // 2 at once + 10 within a second
-  CHECK(ErrorOf(bucket->Acquire("k", 13)).find("cost 13 can never fit") != std::string::npos);
+  CHECK(ErrorOf(bucket->TryAcquire("k", 0)).find("cost 0 can never fit") != std::string::npos);
+  CHECK(Value(bucket->TryAcquire("k", 12)).allowed);  // 2 at once + 10 within a second
+  CHECK(ErrorOf(bucket->TryAcquire("k", 13)).find("cost 13 can never fit") != std::string::npos);
 }

@@ -7,7 +7,7 @@
 #include "absl/time/time.h"
 #include "cache/cache_record.h"
 #include "sluice/engine_metrics.h"
-#include "sluice/failure.h"
+#include "sluice/provider_error.h"
 #include "test_support.h"
 
 using sluice::LlmRequest;

@@ -172,7 +172,7 @@ TEST_CASE("impossible replies are protocol errors: reported, logged and counted,
   auto store = Store(redis.port());
   sluice::ClusterOptions c;
   c.store = store;
-  c.rule = "impossible";
+  c.redis_name = "impossible";
   c.on_failure = sluice::FailureMode::kAllow;
   auto gcra = Value(sluice::internal::ClusterGcra::Create(
       "test", c, {sluice::Window::PerSecond(10)}, sluice::Clock::Steady()));

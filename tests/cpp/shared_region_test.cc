@@ -206,7 +206,7 @@ absl::Status CreateAndUse(Kind kind, const std::string& name, int64_t max_keys) 
       o.shared_region = name;
       auto made = sluice::LeakyBucket::Create(o);
       if (!made.ok()) return made.status();
-      return (*made)->Acquire("k").status();
+      return (*made)->TryAcquire("k").status();
     }
     case Kind::kTokenBudget: {
       sluice::TokenBudget::Options o;
@@ -215,7 +215,7 @@ absl::Status CreateAndUse(Kind kind, const std::string& name, int64_t max_keys) 
       o.shared_region = name;
       auto made = sluice::TokenBudget::Create(o);
       if (!made.ok()) return made.status();
-      return (*made)->Reserve("k", 10).status();
+      return (*made)->TryReserve("k", 10).status();
     }
     case Kind::kConcurrencyLimiter: {
       sluice::ConcurrencyLimiter::Options o;

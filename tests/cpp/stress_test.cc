@@ -127,7 +127,7 @@ TEST_CASE("leaky bucket under contention hands out each departure slot exactly o
   std::vector<std::vector<int64_t>> delays(kThreads);
   RunThreads(kThreads, [&](int t) {
     for (int i = 0; i < 4000; ++i) {  // 16,000 attempts for 10,001 slots
-      auto d = bucket->Acquire("provider");
+      auto d = bucket->TryAcquire("provider");
       if (d.ok() && d->allowed) delays[t].push_back(d->delay_nanos);
     }
   });
@@ -172,7 +172,7 @@ TEST_CASE("token budget: concurrent reserve and settle conserve every token") {
     std::mt19937 rng(t);
     for (int i = 0; i < 3000; ++i) {
       const int64_t estimate = 1 + rng() % 200;
-      auto r = budget->Reserve("tenant", estimate);
+      auto r = budget->TryReserve("tenant", estimate);
       if (!r.ok() || !*r) continue;
       const int64_t actual = rng() % 300;  // sometimes more than estimated: debt
       if (r->Settle(actual).ok()) used += actual;

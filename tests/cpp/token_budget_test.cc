@@ -23,7 +23,7 @@ std::unique_ptr<TokenBudget> Make(std::vector<Window> windows, const sluice::Clo
 TEST_CASE("reserve, then settle refunds what was not used") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(1000)}, &clock);
-  TokenBudget::Reservation r = Value(budget->Reserve("tenant", 600));
+  TokenBudget::Reservation r = Value(budget->TryReserve("tenant", 600));
   REQUIRE(r);
   CHECK(r.decision().remaining == 400);
   Decision after = Value(r.Settle(250));
@@ -37,8 +37,8 @@ TEST_CASE("reserve, then settle refunds what was not used") {
 TEST_CASE("a request that would cross the budget is refused before it starts") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(1000)}, &clock);
-  REQUIRE(Value(budget->Reserve("t", 900)));
-  TokenBudget::Reservation r = Value(budget->Reserve("t", 200));
+  REQUIRE(Value(budget->TryReserve("t", 900)));
+  TokenBudget::Reservation r = Value(budget->TryReserve("t", 200));
   CHECK_FALSE(r);
   CHECK_FALSE(r.decision().allowed);
   // 100 tokens are missing; at 1000/min they come back in 6 s.
@@ -50,36 +50,36 @@ TEST_CASE("a request that would cross the budget is refused before it starts") {
 TEST_CASE("overuse is carried as debt and refuses until repaid") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(600)}, &clock);  // 10 tokens per second
-  TokenBudget::Reservation r = Value(budget->Reserve("t", 500));
+  TokenBudget::Reservation r = Value(budget->TryReserve("t", 500));
   Decision after = Value(r.Settle(700));  // the model wrote more than estimated
   CHECK_FALSE(after.allowed);
   CHECK(after.remaining == -100);
   CHECK(after.retry_after_nanos == 10 * kSecond);  // 100 tokens of debt at 10/s
-  CHECK_FALSE(Value(budget->Reserve("t", 0)));  // even a zero estimate waits out the debt
+  CHECK_FALSE(Value(budget->TryReserve("t", 0)));  // even a zero estimate waits out the debt
   clock.AdvanceNanos(10 * kSecond);
-  CHECK(Value(budget->Reserve("t", 0)));
-  CHECK_FALSE(Value(budget->Reserve("t", 1)));
+  CHECK(Value(budget->TryReserve("t", 0)));
+  CHECK_FALSE(Value(budget->TryReserve("t", 1)));
   clock.AdvanceNanos(kSecond / 10);
-  CHECK(Value(budget->Reserve("t", 1)));
+  CHECK(Value(budget->TryReserve("t", 1)));
 }
 
 TEST_CASE("cancel refunds everything, and an unsettled reservation stays charged") {
   ManualClock clock;
   auto budget = Make({Window::PerHour(100)}, &clock);
   {
-    TokenBudget::Reservation r = Value(budget->Reserve("t", 40));
+    TokenBudget::Reservation r = Value(budget->TryReserve("t", 40));
     REQUIRE(r.Cancel().ok());
     CHECK(absl::IsFailedPrecondition(r.Cancel()));
   }
   CHECK(budget->Peek("t").remaining == 100);
-  { TokenBudget::Reservation dropped = Value(budget->Reserve("t", 40)); }
+  { TokenBudget::Reservation dropped = Value(budget->TryReserve("t", 40)); }
   CHECK(budget->Peek("t").remaining == 60);
 }
 
 TEST_CASE("refunds cannot fill a window past whole") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(100)}, &clock);
-  TokenBudget::Reservation r = Value(budget->Reserve("t", 80));
+  TokenBudget::Reservation r = Value(budget->TryReserve("t", 80));
   clock.AdvanceNanos(60 * kSecond);  // refilled meanwhile
   CHECK(Value(r.Settle(0)).remaining == 100);
 }
@@ -97,23 +97,23 @@ TEST_CASE("charge after the fact may go into debt") {
 TEST_CASE("several token windows: each must fit, settle adjusts all") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(1000), Window::PerDay(1500)}, &clock);
-  TokenBudget::Reservation a = Value(budget->Reserve("t", 1000));
+  TokenBudget::Reservation a = Value(budget->TryReserve("t", 1000));
   REQUIRE(a.Settle(900).ok());
   clock.AdvanceNanos(60 * kSecond);  // the minute window is whole again, the day is not
-  TokenBudget::Reservation b = Value(budget->Reserve("t", 700));
+  TokenBudget::Reservation b = Value(budget->TryReserve("t", 700));
   CHECK_FALSE(b);
   CHECK(b.decision().window_nanos == 24 * 3600 * kSecond);
-  TokenBudget::Reservation c = Value(budget->Reserve("t", 600));
+  TokenBudget::Reservation c = Value(budget->TryReserve("t", 600));
   CHECK(c);
 }
 
 TEST_CASE("estimates are validated") {
   ManualClock clock;
   auto budget = Make({Window::PerMinute(100)}, &clock);
-  CHECK(ErrorOf(budget->Reserve("t", -1)).find("estimate must be >= 0") != std::string::npos);
-  CHECK(ErrorOf(budget->Reserve("t", 101)).find("exceeds windows[0].burst 100") !=
+  CHECK(ErrorOf(budget->TryReserve("t", -1)).find("estimate must be >= 0") != std::string::npos);
+  CHECK(ErrorOf(budget->TryReserve("t", 101)).find("exceeds windows[0].burst 100") !=
         std::string::npos);
-  TokenBudget::Reservation r = Value(budget->Reserve("t", 10));
+  TokenBudget::Reservation r = Value(budget->TryReserve("t", 10));
   CHECK(absl::IsInvalidArgument(r.Settle(-5).status()));
   CHECK(r);  // a rejected settle leaves the reservation pending
   TokenBudget::Options o;

@@ -55,7 +55,7 @@ def test_failure_modes_after_redis_dies(redis_server):
     assert not stats["connected"] and stats["fast_failures"] >= 50
     with pytest.raises(sluice.InvalidArgument, match="on_failure must be"):
         RateLimiter([Window(1, YEAR)], redis=store, rule="x", on_failure="maybe")
-    with pytest.raises(sluice.InvalidArgument, match="cluster.rule"):
+    with pytest.raises(sluice.InvalidArgument, match="cluster.redis_name"):
         RateLimiter([Window(1, YEAR)], redis=store)
 
 

@@ -15,7 +15,7 @@ namespace {
 
 using sluice::Balancer;
 using sluice::EndpointSpec;
-using sluice::Outcome;
+using sluice::AttemptOutcome;
 using Pick = Balancer::Pick;
 
 Balancer::Strategy StrategyFromName(const std::string& name) {
@@ -36,24 +36,17 @@ Balancer::Strategy StrategyFromName(const std::string& name) {
   return it->second;
 }
 
-Outcome::ErrorClass ErrorFromName(const std::optional<std::string>& name) {
-  static const std::map<std::string, Outcome::ErrorClass> kNames = {
-      {"rate_limited", Outcome::ErrorClass::kRateLimited},
-      {"auth", Outcome::ErrorClass::kAuth},
-      {"connection", Outcome::ErrorClass::kConnection},
-      {"timeout", Outcome::ErrorClass::kTimeout},
-      {"server", Outcome::ErrorClass::kServer},
-      {"client", Outcome::ErrorClass::kClient},
-      {"abandoned", Outcome::ErrorClass::kAbandoned},
-  };
-  if (!name) return Outcome::ErrorClass::kNone;
-  auto it = kNames.find(*name);
-  if (it == kNames.end()) {
+sluice::Failure ErrorFromName(const std::optional<std::string>& name) {
+  if (!name) return sluice::Failure::kNone;
+  if (*name == "connection") return sluice::Failure::kConnect;  // the name before 0.2
+  const std::optional<sluice::Failure> failure = sluice::FailureFromName(*name);
+  if (!failure || *failure == sluice::Failure::kNone) {
     RaisePython("InvalidArgument",
-                "sluice.Pick.complete: error must be None or one of rate_limited, auth, "
-                "connection, timeout, server, client, abandoned; got '" + *name + "'");
+                "sluice.Pick.complete: error must be None or a failure class (rate_limited, "
+                "auth, connect, reset, timeout, server, client, context_length, content_filter, "
+                "abandoned); got '" + *name + "'");
   }
-  return it->second;
+  return *failure;
 }
 
 // add_endpoint and update_endpoint: the same keyword arguments, into one EndpointSpec.
@@ -171,9 +164,9 @@ inside); a Pick collected without completion counts as abandoned.)doc")
           "complete",
           [](Pick& p, int status, std::optional<std::string> error, double ttft, double latency,
              int64_t prompt_tokens, int64_t completion_tokens) {
-            Outcome o;
+            AttemptOutcome o;
             o.http_status = status;
-            o.error = ErrorFromName(error);
+            o.failure = ErrorFromName(error);
             o.ttft = SecondsToDuration(ttft, "ttft");
             o.latency = SecondsToDuration(latency, "latency");
             o.prompt_tokens = prompt_tokens;
@@ -189,8 +182,8 @@ inside); a Pick collected without completion counts as abandoned.)doc")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](Pick& p, py::object exc_type, py::object, py::object) {
         if (!p.completed()) {
-          Outcome o;
-          if (!exc_type.is_none()) o.error = Outcome::ErrorClass::kAbandoned;
+          AttemptOutcome o;
+          if (!exc_type.is_none()) o.failure = sluice::Failure::kAbandoned;
           p.Complete(o);
         }
         return false;

@@ -17,7 +17,7 @@ sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::optional<int64_t> local_share) {
   sluice::ClusterOptions c;
   c.store = std::move(redis);
-  c.rule = rule.value_or("");
+  c.redis_name = rule.value_or("");
   c.local_share = local_share.value_or(0);
   if (on_failure == "allow") {
     c.on_failure = sluice::FailureMode::kAllow;

@@ -1,4 +1,4 @@
-#include "sluice/failure.h"
+#include "sluice/provider_error.h"
 
 #include <simdjson.h>
 
@@ -70,22 +70,6 @@ void Collect(simdjson::dom::object object, std::string_view field, std::string& 
 
 }  // namespace
 
-std::string_view FailureName(Failure failure) {
-  switch (failure) {
-    case Failure::kNone: return "none";
-    case Failure::kConnect: return "connect";
-    case Failure::kTimeout: return "timeout";
-    case Failure::kReset: return "reset";
-    case Failure::kRateLimited: return "rate_limited";
-    case Failure::kServer: return "server";
-    case Failure::kAuth: return "auth";
-    case Failure::kContextLength: return "context_length";
-    case Failure::kContentFilter: return "content_filter";
-    case Failure::kClient: return "client";
-  }
-  return "unknown";
-}
-
 Failure ClassifyProviderError(std::string_view body) {
   body = internal::NonNull(body);
   if (body.empty()) return Failure::kNone;
@@ -117,6 +101,7 @@ Failure ClassifyProviderError(std::string_view body) {
 }
 
 Failure Classify(const AttemptOutcome& outcome) {
+  if (outcome.failure != Failure::kNone) return outcome.failure;  // the caller knows better
   switch (outcome.transport) {
     case TransportError::kConnect: return Failure::kConnect;
     case TransportError::kTimeout: return Failure::kTimeout;
