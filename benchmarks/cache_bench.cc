@@ -32,7 +32,7 @@ Fixture& Shared() {
       f.keys.push_back(sluice::MakeCacheKey(R"({"model":"qwen","messages":[{"role":"user","content":"q)" +
                                             std::to_string(i) + "\"}]}", "app").value());
     }
-    for (int i = 0; i < kKeys; ++i) f.cache->Insert(f.keys[i], {.body = std::string(2048, 'x')});
+    for (int i = 0; i < kKeys; ++i) f.cache->Put(f.keys[i], {.body = std::string(2048, 'x')});
   });
   return f;
 }
@@ -41,7 +41,7 @@ void BM_Hit2KB(benchmark::State& state) {
   Fixture& f = Shared();
   std::mt19937_64 rng(static_cast<uint64_t>(state.thread_index()));
   for (auto _ : state) {
-    benchmark::DoNotOptimize(f.cache->Lookup(f.keys[rng() % kKeys]));
+    benchmark::DoNotOptimize(f.cache->Get(f.keys[rng() % kKeys]));
   }
 }
 BENCHMARK(BM_Hit2KB)->Threads(1)->Threads(2);
@@ -52,7 +52,7 @@ void BM_MissAndInsert(benchmark::State& state) {
   size_t i = static_cast<size_t>(state.thread_index());
   for (auto _ : state) {
     const sluice::CacheKey& key = f.keys[kKeys + (i++ % kKeys)];
-    if (!cache->Lookup(key)) cache->Insert(key, {.body = std::string(2048, 'y')});
+    if (!cache->Get(key)) cache->Put(key, {.body = std::string(2048, 'y')});
   }
 }
 BENCHMARK(BM_MissAndInsert)->Threads(1)->Threads(2);

@@ -72,8 +72,8 @@ Result Run(double s, double scan_share, int64_t budget) {
     const int q = scan_share > 0 && scan(rng) ? next_scan++ : zipf(rng);
     const sluice::CacheKey& key = keys[static_cast<size_t>(q)];
     const std::string& answer = answers[static_cast<size_t>(q)];
-    if (tinylfu->Lookup(key)) ++hits_tinylfu; else tinylfu->Insert(key, {.body = answer});
-    if (slru->Lookup(key)) ++hits_slru; else slru->Insert(key, {.body = answer});
+    if (tinylfu->Get(key)) ++hits_tinylfu; else tinylfu->Put(key, {.body = answer});
+    if (slru->Get(key)) ++hits_slru; else slru->Put(key, {.body = answer});
     if (lru.Lookup(q)) {
       ++hits_lru;
     } else {

@@ -1284,7 +1284,7 @@ int sluice_response_cache_get(sluice_response_cache* cache, const sluice_cache_k
     if (cache == nullptr) return NullArgument(__func__, "cache");
     if (key == nullptr) return NullArgument(__func__, "key");
     if (out == nullptr) return NullArgument(__func__, "out");
-    std::shared_ptr<const sluice::CachedResponse> hit = cache->rep->Lookup(key->rep);
+    std::shared_ptr<const sluice::CachedResponse> hit = cache->rep->Get(key->rep);
     *out = hit == nullptr ? nullptr : new sluice_cached_answer{std::move(hit)};
     return SLUICE_OK;
   });
@@ -1303,7 +1303,7 @@ int sluice_response_cache_put(sluice_response_cache* cache, const sluice_cache_k
         rc != SLUICE_OK) {
       return rc;
     }
-    const bool ok = cache->rep->Insert(key->rep, std::move(r), absl::Nanoseconds(ttl_nanos));
+    const bool ok = cache->rep->Put(key->rep, std::move(r), absl::Nanoseconds(ttl_nanos));
     if (stored != nullptr) *stored = ok ? 1 : 0;
     return SLUICE_OK;
   });

@@ -23,15 +23,15 @@
 //
 //   auto cache = sluice::ResponseCache::Create({.max_bytes = 256 << 20}).value();
 //   sluice::CacheKey key = sluice::MakeCacheKey(body, tenant).value();
-//   if (auto hit = cache->Lookup(key)) return Replay(*hit);
+//   if (auto hit = cache->Get(key)) return Replay(*hit);
 //   Response r = CallModel(body);
-//   if (r.ok()) cache->Insert(key, {.body = r.body});
+//   if (r.ok()) cache->Put(key, {.body = r.body});
 //
 // Single flight: `Fetch` merges identical concurrent misses into one upstream call (see
 // sluice/single_flight.h).
 //
 // Redis tier (optional, `Options::redis`): behind the in-process tier, shared by every process
-// and host that uses the same Redis and `redis_name`. Insert (and a leader's Complete) writes the
+// and host that uses the same Redis and `redis_name`. Put (and a leader's Complete) writes the
 // answer there too, with the same TTL; Erase removes it there too. A `Fetch` that misses in
 // process asks Redis before anyone calls upstream: the caller gets a `Wait` that is ready when
 // Redis has answered, and its Result() is the answer (a Redis hit, now also stored in process for
@@ -39,7 +39,7 @@
 // the same read. Redis is read through the store's connection thread, never on the caller's: a
 // slow or dead Redis costs at most the store's `command_timeout`, then (breaker open) nothing,
 // and is counted in `redis_errors`; the in-process tier keeps working and nothing fails.
-// `Lookup` stays in process (it cannot wait for Redis). Records carry their canonical bytes: a
+// `Get` stays in process (it cannot wait for Redis). Records carry their canonical bytes: a
 // foreign or colliding record reads as a miss.
 //
 // Thread-safety: every method may be called from any thread at once; each takes one shard's
@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -90,7 +91,7 @@ struct CachedResponse {
 // sluice::ResponseCache
 class ResponseCache {
  public:
-  // The longest an entry lives: longer TTLs (default_ttl, Insert's, a Lead's) are cut to it, in
+  // The longest an entry lives: longer TTLs (default_ttl, Put's, a Lead's) are cut to it, in
   // process and in Redis (whose expiry arithmetic would overflow on "forever").
   static constexpr absl::Duration kMaxTtl = absl::Hours(24 * 365 * 100);
 
@@ -99,7 +100,7 @@ class ResponseCache {
     int64_t max_bytes = int64_t{256} << 20;
     // Independent shards (a power of two). Default 16. In [1, 1024].
     int shards = 16;
-    // How long an entry lives unless Insert says otherwise. Default 1 hour. > 0; at most kMaxTtl
+    // How long an entry lives unless Put says otherwise. Default 1 hour. > 0; at most kMaxTtl
     // (longer is cut to it).
     absl::Duration default_ttl = absl::Hours(1);
     // The protected segment's share of a shard's bytes. Default 0.8. In [0, 1).
@@ -150,12 +151,19 @@ class ResponseCache {
   ResponseCache& operator=(const ResponseCache&) = delete;
 
   // The stored answer, or nullptr (a miss, an expired entry, or a digest collision).
-  std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key);
+  std::shared_ptr<const CachedResponse> Get(const CacheKey& key);
   // Stores an answer for `ttl` (zero or negative: default_ttl; at most kMaxTtl). Returns false
   // when it was not stored: larger than a shard's budget, turned away by the admission filter,
   // or a tool call that Options::store_tool_calls keeps out. Replaces an existing entry.
-  bool Insert(const CacheKey& key, CachedResponse response,
-              absl::Duration ttl = absl::ZeroDuration());
+  bool Put(const CacheKey& key, CachedResponse response, absl::Duration ttl = absl::ZeroDuration());
+  // The names before sluice 0.2 (one verb per meaning: docs/architecture.md, "Verbs").
+  [[deprecated("use Get")]] std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key) {
+    return Get(key);
+  }
+  [[deprecated("use Put")]] bool Insert(const CacheKey& key, CachedResponse response,
+                                        absl::Duration ttl = absl::ZeroDuration()) {
+    return Put(key, std::move(response), ttl);
+  }
   // Removes the key's entry (in Redis too); false if there was none in process.
   bool Erase(const CacheKey& key);
   // A lookup that merges identical concurrent misses (sluice/single_flight.h): the stored

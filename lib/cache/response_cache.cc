@@ -82,11 +82,11 @@ internal::CacheShard& ResponseCache::ShardOf(const CacheKey& key) const {
   return *shards_[key.digest_hi & static_cast<uint64_t>(options_.shards - 1)];
 }
 
-std::shared_ptr<const CachedResponse> ResponseCache::Lookup(const CacheKey& key) {
+std::shared_ptr<const CachedResponse> ResponseCache::Get(const CacheKey& key) {
   return ShardOf(key).Lookup(key, clock_->NowNanos());
 }
 
-bool ResponseCache::Insert(const CacheKey& key, CachedResponse response, absl::Duration ttl) {
+bool ResponseCache::Put(const CacheKey& key, CachedResponse response, absl::Duration ttl) {
   return ShardOf(key).InsertResponse(
       key, std::make_shared<const CachedResponse>(std::move(response)), ttl);
 }

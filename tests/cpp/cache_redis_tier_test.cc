@@ -95,13 +95,13 @@ TEST_CASE("redis tier: an answer one cache stores is a hit for another, with Red
   auto reader = Cache(store, &reader_clock);
   const CacheKey key = Key(1);
 
-  REQUIRE(writer->Insert(key, {.body = "the answer"}, absl::Seconds(30)));
+  REQUIRE(writer->Put(key, {.body = "the answer"}, absl::Seconds(30)));
   REQUIRE(Eventually([&] { return writer->stats().redis_writes == 1; }));
   const int64_t pttl = std::stoll(RawCommand(redis.port(), {"PTTL", RedisKeyOf(key)}));
   CHECK(pttl > 29'000);
   CHECK(pttl <= 30'000);
 
-  CHECK(reader->Lookup(key) == nullptr);  // Lookup stays in process
+  CHECK(reader->Get(key) == nullptr);  // Lookup stays in process
   FetchResult r = reader->Fetch(key);
   REQUIRE(r.wait.has_value());  // the process tier missed: Redis is asked, the caller waits
   r = Settle(std::move(r));
@@ -110,11 +110,11 @@ TEST_CASE("redis tier: an answer one cache stores is a hit for another, with Red
   CHECK(reader->stats().redis_hits == 1);
 
   // The process tier now has it, for as long as Redis still keeps it.
-  REQUIRE(reader->Lookup(key) != nullptr);
+  REQUIRE(reader->Get(key) != nullptr);
   reader_clock.Advance(absl::Seconds(29));
-  CHECK(reader->Lookup(key) != nullptr);
+  CHECK(reader->Get(key) != nullptr);
   reader_clock.Advance(absl::Seconds(2));
-  CHECK(reader->Lookup(key) == nullptr);
+  CHECK(reader->Get(key) == nullptr);
 }
 
 TEST_CASE("redis tier: a miss there makes the caller the leader, and its answer is shared") {
@@ -182,7 +182,7 @@ TEST_CASE("redis tier: a record that is not this question's answer reads as a mi
   // A well-formed record of another question under this key (a forged digest collision).
   const CacheKey asked = Key(5);
   const CacheKey stored = Key(6);
-  REQUIRE(other->Insert(stored, {.body = "answer to 6"}));
+  REQUIRE(other->Put(stored, {.body = "answer to 6"}));
   REQUIRE(Eventually([&] { return other->stats().redis_writes == 1; }));
   const std::string record = RawCommand(redis.port(), {"GET", RedisKeyOf(stored)});
   RawCommand(redis.port(), {"SET", RedisKeyOf(asked), record});
@@ -195,7 +195,7 @@ TEST_CASE("redis tier: Redis killed mid-run: every fetch ends, the process tier 
   LocalRedis redis;
   auto store = Store(redis.port());
   auto cache = Cache(store);
-  for (int i = 0; i < 50; ++i) REQUIRE(cache->Insert(Key(i), {.body = "kept " + std::to_string(i)}));
+  for (int i = 0; i < 50; ++i) REQUIRE(cache->Put(Key(i), {.body = "kept " + std::to_string(i)}));
   REQUIRE(Eventually([&] { return cache->stats().redis_writes == 50; }));
 
   int hits = 0, leads = 0;
@@ -213,13 +213,13 @@ TEST_CASE("redis tier: Redis killed mid-run: every fetch ends, the process tier 
   CHECK(leads == 200);
   const ResponseCache::Stats s = cache->stats();
   CHECK(s.redis_errors >= 1);
-  CHECK(cache->Lookup(Key(1399)) != nullptr);  // written after the kill: kept in process
+  CHECK(cache->Get(Key(1399)) != nullptr);  // written after the kill: kept in process
   CHECK_FALSE(store->stats().connected);
 
   // Back again: writes reach the new (empty) Redis and another cache reads them.
   REQUIRE(redis.Start());
   REQUIRE(Eventually([&] {
-    cache->Insert(Key(5000), {.body = "after the restart"});
+    cache->Put(Key(5000), {.body = "after the restart"});
     return RawCommand(redis.port(), {"EXISTS", RedisKeyOf(Key(5000))}) == "1";
   }));
   auto reader = Cache(store);

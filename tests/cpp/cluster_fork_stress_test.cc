@@ -120,8 +120,8 @@ int UseEverything(Objects& o, const std::string& tag) {
   absl::StatusOr<sluice::CacheKey> key = sluice::MakeCacheKey("{\"prompt\":\"" + tag + "\"}");
   if (!key.ok()) return bad | 1 << 8;
   // (The admission filter may keep it out of process memory: whether it is kept is not checked.)
-  (void)o.cache->Insert(*key, {.body = std::string(64 << 10, 'a') + tag});
-  (void)o.cache->Lookup(*key);
+  (void)o.cache->Put(*key, {.body = std::string(64 << 10, 'a') + tag});
+  (void)o.cache->Get(*key);
   return bad;
 }
 

@@ -58,50 +58,50 @@ std::unique_ptr<ResponseCache> Make(const sluice::Clock* clock, int64_t max_byte
 TEST_CASE("cache: a hit returns the stored answer byte for byte, streamed or not") {
   ManualClock clock;
   auto cache = Make(&clock);
-  CHECK(cache->Lookup(Key(1)) == nullptr);
-  CHECK(cache->Insert(Key(1), {.body = "{\"choices\":[]}"}));
-  CHECK(cache->Insert(Key(2), {.chunks = {"data: {\"a\":1}\n\n", "data: [DONE]\n\n"}, .streamed = true}));
-  auto hit = cache->Lookup(Key(1));
+  CHECK(cache->Get(Key(1)) == nullptr);
+  CHECK(cache->Put(Key(1), {.body = "{\"choices\":[]}"}));
+  CHECK(cache->Put(Key(2), {.chunks = {"data: {\"a\":1}\n\n", "data: [DONE]\n\n"}, .streamed = true}));
+  auto hit = cache->Get(Key(1));
   REQUIRE(hit != nullptr);
   CHECK(hit->body == "{\"choices\":[]}");
-  auto stream = cache->Lookup(Key(2));
+  auto stream = cache->Get(Key(2));
   REQUIRE(stream != nullptr);
   CHECK(stream->streamed);
   CHECK(stream->chunks == std::vector<std::string>{"data: {\"a\":1}\n\n", "data: [DONE]\n\n"});
-  CHECK(cache->Lookup(Key(1, "other-tenant")) == nullptr);  // another namespace
+  CHECK(cache->Get(Key(1, "other-tenant")) == nullptr);  // another namespace
   const auto s = cache->stats();
   CHECK(s.hits == 2);
   CHECK(s.misses == 2);
   CHECK(s.entries == 2);
   CHECK(cache->Erase(Key(1)));
   CHECK_FALSE(cache->Erase(Key(1)));
-  CHECK(cache->Lookup(Key(1)) == nullptr);
+  CHECK(cache->Get(Key(1)) == nullptr);
 }
 
 TEST_CASE("cache: a digest collision is a miss, never another request's answer") {
   ManualClock clock;
   auto cache = Make(&clock);
   CacheKey real = Key(1);
-  REQUIRE(cache->Insert(real, Answer(10)));
+  REQUIRE(cache->Put(real, Answer(10)));
   CacheKey forged = Key(2);
   forged.digest_hi = real.digest_hi;
   forged.digest_lo = real.digest_lo;
-  CHECK(cache->Lookup(forged) == nullptr);
+  CHECK(cache->Get(forged) == nullptr);
   CHECK(cache->stats().collisions == 1);
-  CHECK(cache->Lookup(real) != nullptr);
+  CHECK(cache->Get(real) != nullptr);
 }
 
 TEST_CASE("cache: entries expire after their TTL (ManualClock)") {
   ManualClock clock;
   auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 1,
                                             .default_ttl = absl::Seconds(60)}, &clock));
-  CHECK(cache->Insert(Key(1), Answer(10)));
-  CHECK(cache->Insert(Key(2), Answer(10), absl::Seconds(5)));
+  CHECK(cache->Put(Key(1), Answer(10)));
+  CHECK(cache->Put(Key(2), Answer(10), absl::Seconds(5)));
   clock.Advance(absl::Seconds(5));
-  CHECK(cache->Lookup(Key(2)) == nullptr);
-  CHECK(cache->Lookup(Key(1)) != nullptr);
+  CHECK(cache->Get(Key(2)) == nullptr);
+  CHECK(cache->Get(Key(1)) != nullptr);
   clock.Advance(absl::Seconds(55));
-  CHECK(cache->Lookup(Key(1)) == nullptr);
+  CHECK(cache->Get(Key(1)) == nullptr);
   CHECK(cache->stats().expirations == 2);
   CHECK(cache->stats().bytes == 0);
 }
@@ -115,9 +115,9 @@ TEST_CASE("cache property: memory never exceeds the budget") {
     for (int i = 0; i < 20000; ++i) {
       const int k = static_cast<int>(rng() % 500);
       if (rng() % 2 == 0) {
-        cache->Lookup(Key(k));
+        cache->Get(Key(k));
       } else {
-        cache->Insert(Key(k), Answer(rng() % 8000));
+        cache->Put(Key(k), Answer(rng() % 8000));
       }
       REQUIRE(cache->stats().bytes <= 256 << 10);
     }
@@ -128,7 +128,7 @@ TEST_CASE("cache property: memory never exceeds the budget") {
 TEST_CASE("cache: an answer larger than a shard is refused") {
   ManualClock clock;
   auto cache = Make(&clock, 64 << 10);
-  CHECK_FALSE(cache->Insert(Key(1), Answer(70 << 10)));
+  CHECK_FALSE(cache->Put(Key(1), Answer(70 << 10)));
   CHECK(cache->stats().rejected == 1);
 }
 
@@ -139,15 +139,15 @@ TEST_CASE("cache: the popular answers survive a scan of one-off requests, which 
     // 50 hot questions, asked again and again.
     for (int round = 0; round < 5; ++round) {
       for (int i = 0; i < 50; ++i) {
-        if (cache->Lookup(Key(i)) == nullptr) cache->Insert(Key(i), Answer(2000));
+        if (cache->Get(Key(i)) == nullptr) cache->Put(Key(i), Answer(2000));
       }
     }
     // A scan: 2,000 questions asked once each.
     for (int i = 1000; i < 3000; ++i) {
-      if (cache->Lookup(Key(i)) == nullptr) cache->Insert(Key(i), Answer(2000));
+      if (cache->Get(Key(i)) == nullptr) cache->Put(Key(i), Answer(2000));
     }
     int hot_left = 0;
-    for (int i = 0; i < 50; ++i) hot_left += cache->Lookup(Key(i)) != nullptr;
+    for (int i = 0; i < 50; ++i) hot_left += cache->Get(Key(i)) != nullptr;
     INFO("admission " << admission);
     if (admission) {
       CHECK(hot_left == 50);
@@ -180,11 +180,11 @@ TEST_CASE("cache stress: threads look up and insert at once, the budget holds") 
       std::mt19937_64 rng(static_cast<uint64_t>(t));
       for (int i = 0; i < 20000; ++i) {
         const size_t k = rng() % keys.size();
-        if (auto hit = cache->Lookup(keys[k])) {
+        if (auto hit = cache->Get(keys[k])) {
           // Every answer stored for key k is k's: its first byte says so.
           if (hit->body.empty() || hit->body[0] != static_cast<char>('A' + k % 26)) wrong.fetch_add(1);
         } else {
-          cache->Insert(keys[k], Answer(500 + rng() % 3000, static_cast<char>('A' + k % 26)));
+          cache->Put(keys[k], Answer(500 + rng() % 3000, static_cast<char>('A' + k % 26)));
         }
       }
     });
@@ -402,11 +402,11 @@ TEST_CASE("cache: answers that call tools are kept out when configured so") {
   const std::string tool_answer =
       R"({"choices":[{"message":{"tool_calls":[{"id":"c1"}]},"finish_reason":"tool_calls"}]})";
   const std::string quoted = R"({"choices":[{"message":{"content":"say \"tool_calls\""}}]})";
-  CHECK(keep->Insert(Key(1), {.body = tool_answer}));
-  CHECK_FALSE(skip->Insert(Key(1), {.body = tool_answer}));
-  CHECK_FALSE(skip->Insert(Key(2), {.chunks = {R"(data: {"choices":[{"delta":{"tool_calls":[]}}]})"},
+  CHECK(keep->Put(Key(1), {.body = tool_answer}));
+  CHECK_FALSE(skip->Put(Key(1), {.body = tool_answer}));
+  CHECK_FALSE(skip->Put(Key(2), {.chunks = {R"(data: {"choices":[{"delta":{"tool_calls":[]}}]})"},
                                     .streamed = true}));
-  CHECK(skip->Insert(Key(3), {.body = quoted}));  // the words inside a string are not a tool call
+  CHECK(skip->Put(Key(3), {.body = quoted}));  // the words inside a string are not a tool call
   sluice::FetchResult lead = skip->Fetch(Key(4));
   CHECK_FALSE(lead.lead->Complete({.body = tool_answer}));  // single flight obeys it too
   CHECK(skip->stats().skipped_tool_calls == 3);
@@ -414,18 +414,18 @@ TEST_CASE("cache: answers that call tools are kept out when configured so") {
 
 TEST_CASE("cache after fork: the child keeps the entries and leads its own fetches") {
   auto cache = Value(ResponseCache::Create({.max_bytes = 1 << 20, .shards = 2}));
-  REQUIRE(cache->Insert(Key(1), {.body = "stored before the fork"}));
+  REQUIRE(cache->Put(Key(1), {.body = "stored before the fork"}));
   sluice::FetchResult parent_lead = cache->Fetch(Key(2));  // in flight across the fork
   REQUIRE(parent_lead.lead);
   const pid_t pid = fork();
   if (pid == 0) {
     // No Catch2 assertions in the child: its exit code says what it saw.
-    auto hit = cache->Lookup(Key(1));
+    auto hit = cache->Get(Key(1));
     if (hit == nullptr || !(hit->body == "stored before the fork")) _exit(1);
     sluice::FetchResult child = cache->Fetch(Key(2));
     if (!child.lead) _exit(2);  // a wait here would never end: its leader is in the parent
     child.lead->Complete({.body = "the child's"});
-    _exit(cache->Lookup(Key(2)) != nullptr ? 0 : 3);
+    _exit(cache->Get(Key(2)) != nullptr ? 0 : 3);
   }
   int status = -1;
   REQUIRE(waitpid(pid, &status, 0) == pid);

@@ -144,10 +144,10 @@ TEST_CASE("a cache entry with a TTL of 'forever' is stored and served") {
                                    sluice::ResponseCache::kMaxTtl * 2}) {
     sluice::CachedResponse answer;
     answer.body = sluice::Bytes(std::string("answer"));
-    REQUIRE(cache->Insert(key, std::move(answer), ttl));
-    REQUIRE(cache->Lookup(key) != nullptr);
+    REQUIRE(cache->Put(key, std::move(answer), ttl));
+    REQUIRE(cache->Get(key) != nullptr);
     clock.Advance(absl::Hours(24 * 365 * 10));
-    CHECK(cache->Lookup(key) != nullptr);
+    CHECK(cache->Get(key) != nullptr);
   }
 }
 

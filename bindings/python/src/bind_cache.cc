@@ -265,7 +265,7 @@ Thread-safe; never blocks on I/O.)doc")
       .def(
           "get",
           [](ResponseCache& c, const CacheKey& key) -> py::object {
-            std::shared_ptr<const CachedResponse> hit = c.Lookup(key);
+            std::shared_ptr<const CachedResponse> hit = c.Get(key);
             if (hit == nullptr) return py::none();
             return ToPython(*hit);
           },
@@ -275,7 +275,7 @@ Thread-safe; never blocks on I/O.)doc")
       .def(
           "put",
           [](ResponseCache& c, const CacheKey& key, py::object answer, double ttl) {
-            return c.Insert(key, FromPython(answer), SecondsToDuration(ttl, "ttl"));
+            return c.Put(key, FromPython(answer), SecondsToDuration(ttl, "ttl"));
           },
           py::arg("key"), py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0,
           "Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``\n"
