@@ -22,6 +22,7 @@ set(SLUICE_PUBLIC_HEADER_LAYERS
   "failure.h=base" "internal/status_table.h=base" "internal/key_digest.h=base" "version.h=base"
   "cache_key.h=formats" "llm_request.h=formats" "engine_metrics.h=formats" "sse_replay.h=formats"
   "provider_error.h=formats"
+  "internal/lease_ref.h=admission"
   "shared_region.h=stores" "redis_store.h=stores"
   "scope.h=admission" "cluster.h=admission" "window.h=admission" "rate_limiter.h=admission"
   "leaky_bucket.h=admission" "token_budget.h=admission" "concurrency_limiter.h=admission"

@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,13 +46,13 @@
 #include "sluice/decision.h"
 #include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
+#include "sluice/internal/lease_ref.h"
 
 namespace sluice {
 inline namespace v1 {
 
 namespace internal {
-class ClusterLeases;
-class LeaseStore;
+class LeaseBackend;
 }  // namespace internal
 
 // sluice::ConcurrencyLimiter
@@ -122,24 +123,12 @@ class ConcurrencyLimiter {
 
  private:
   friend class Permit;
-  ConcurrencyLimiter(const Options& options, const Clock* clock,
-                     std::unique_ptr<internal::LeaseStore> table,
-                     std::unique_ptr<internal::ClusterLeases> cluster);
-  // A permit from `table_` (process or host scope, or the kLocal failure mode).
-  Permit AcquireFromTable(const internal::KeyDigest& digest, int64_t max_in_flight,
-                          int64_t now_nanos);
-  // Cluster scope: an acquire, started.
-  Pending<Permit> StartCluster(const internal::KeyDigest& digest, bool want_fd);
-  // Cluster scope: the permit for Redis's `reply`, or the failure mode's; `error` gets a
-  // configuration error (the permit is then empty).
-  Permit FinishClusterAcquire(const internal::KeyDigest& digest, uint64_t lease_id,
-                              int64_t now_nanos, const absl::StatusOr<std::vector<int64_t>>& reply,
-                              absl::Status* error);
+  ConcurrencyLimiter(const Options& options, std::unique_ptr<internal::LeaseBackend> backend);
+  // Starts an acquire at `now_nanos` (see TryAcquireAt); `want_fd` for a Pending a loop waits on.
+  Pending<Permit> StartAt(const internal::KeyDigest& digest, int64_t now_nanos, bool want_fd);
 
   Options options_;
-  const Clock* clock_;
-  std::unique_ptr<internal::LeaseStore> table_;
-  std::unique_ptr<internal::ClusterLeases> cluster_;
+  std::unique_ptr<internal::LeaseBackend> backend_;  // the scope: process, host, Redis
 };
 
 // sluice::ConcurrencyLimiter::Permit
@@ -162,7 +151,7 @@ class ConcurrencyLimiter::Permit {
   // refusal and the failure mode's decisions have an OK status.
   const absl::Status& status() const { return status_; }
   // When the lease ends, on the limiter's clock.
-  int64_t expires_at_nanos() const { return expires_at_nanos_; }
+  int64_t expires_at_nanos() const { return lease_.expires_at_nanos; }
 
   // Gives the slot back. OK if this permit held it; FailedPrecondition if the lease had already
   // expired and the slot was reclaimed (the work overran its lease). A no-op returning OK on an
@@ -186,26 +175,15 @@ class ConcurrencyLimiter::Permit {
 
  private:
   friend class ConcurrencyLimiter;
-  Permit(ConcurrencyLimiter* owner, internal::KeyDigest digest, uint64_t lease_id,
-         int64_t expires_at_nanos, const Decision& decision)
-      : owner_(owner), digest_(digest), lease_id_(lease_id),
-        expires_at_nanos_(expires_at_nanos), decision_(decision) {}
-  explicit Permit(const Decision& refused) : decision_(refused) {}
+  Permit(ConcurrencyLimiter* owner, const internal::LeaseRef& lease, const Decision& decision)
+      : owner_(owner), lease_(lease), decision_(decision) {}
+  Permit(const Decision& refused, absl::Status status)
+      : decision_(refused), status_(std::move(status)) {}
   // InvalidArgument / FailedPrecondition unless the permit is held and lease > 0.
   absl::Status CheckRenew(absl::Duration lease) const;
 
-  // Where the slot is held.
-  enum class Holder : uint8_t {
-    kTable,     // the limiter's lease table (process, host, or the kLocal failure mode)
-    kRedis,     // a lease in Redis (cluster scope)
-    kUnbacked,  // nowhere: admitted by the kAllow failure mode
-  };
-
   ConcurrencyLimiter* owner_ = nullptr;
-  Holder holder_ = Holder::kTable;
-  internal::KeyDigest digest_;
-  uint64_t lease_id_ = 0;
-  int64_t expires_at_nanos_ = 0;
+  internal::LeaseRef lease_;
   Decision decision_;
   absl::Status status_;
 };

@@ -46,8 +46,7 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
-class ClusterGcra;
-class GcraKeyedState;
+class GcraBackend;
 }  // namespace internal
 
 // sluice::LeakyBucket
@@ -110,14 +109,12 @@ class LeakyBucket {
   const Options& options() const { return options_; }
 
  private:
-  LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
-              std::unique_ptr<internal::ClusterGcra> cluster);
+  LeakyBucket(const Options& options, std::unique_ptr<internal::GcraBackend> backend);
   // InvalidArgument unless 1 <= cost <= burst + max_wait * rate / per.
   absl::Status CheckCost(int64_t cost) const;
 
   Options options_;
-  std::unique_ptr<internal::GcraKeyedState> state_;
-  std::unique_ptr<internal::ClusterGcra> cluster_;
+  std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis
 };
 
 }  // namespace v1

@@ -23,57 +23,52 @@
 #ifndef SLUICE_PENDING_H_
 #define SLUICE_PENDING_H_
 
-#include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "sluice/decision.h"
-#include "sluice/redis_store.h"
 
 namespace sluice {
 inline namespace v1 {
+
+namespace internal {
+// A result a store is still working on (a Redis reply on its way, and how to read it). Made by
+// the library only; callers see it through Pending.
+template <typename T>
+class PendingSource {
+ public:
+  virtual ~PendingSource() = default;
+  virtual bool done() const = 0;
+  virtual int fd() const = 0;
+  // Waits (at most the store's timeouts) and turns what came into the result; a configuration
+  // error goes to `*error` and the result is a refusal. Called at most once.
+  virtual T Finish(absl::Status* error) = 0;
+  // The result will never be taken: give back what it was granted, now or when the reply comes.
+  virtual void Abandon() = 0;
+};
+}  // namespace internal
 
 // sluice::Pending
 template <typename T>
 class Pending {
  public:
-  // Turns the Redis reply (or the failure to get one) into the result. A reply that Redis could
-  // not decide (a configuration error, an impossible reply; see sluice/redis_store.h, "Errors")
-  // becomes a refusal, with the error in `*error`.
-  using Finisher =
-      std::function<T(const absl::StatusOr<std::vector<int64_t>>& reply, absl::Status* error)>;
-
   // A result decided on the spot (with `error` when the call was refused because of it).
   explicit Pending(T ready, absl::Status error = absl::OkStatus())
       : ready_(std::move(ready)), error_(std::move(error)) {}
-  // A result that waits for `reply`, at most `timeout`, then runs `finish`.
-  Pending(std::shared_ptr<PendingReply> reply, absl::Duration timeout, Finisher finish)
-      : reply_(std::move(reply)), timeout_(timeout), finish_(std::move(finish)) {}
+  // A result a store is still working on. Internal: made by sluice's objects.
+  explicit Pending(std::unique_ptr<internal::PendingSource<T>> source)
+      : source_(std::move(source)) {}
 
-  Pending(Pending&& other) noexcept
-      : ready_(std::move(other.ready_)),
-        error_(std::move(other.error_)),
-        reply_(std::move(other.reply_)),
-        timeout_(other.timeout_),
-        finish_(std::move(other.finish_)) {
-    other.reply_.reset();
-  }
+  Pending(Pending&& other) noexcept = default;
   Pending& operator=(Pending&& other) noexcept {
     if (this != &other) {
       Drop();
       ready_ = std::move(other.ready_);
       error_ = std::move(other.error_);
-      reply_ = std::move(other.reply_);
-      other.reply_.reset();
-      timeout_ = other.timeout_;
-      finish_ = std::move(other.finish_);
+      source_ = std::move(other.source_);
     }
     return *this;
   }
@@ -82,19 +77,18 @@ class Pending {
   ~Pending() { Drop(); }
 
   // True once Get() returns without waiting.
-  bool done() const { return reply_ == nullptr || reply_->done(); }
+  bool done() const { return source_ == nullptr || source_->done(); }
   // Readable once done (an eventfd), or -1 when the result was decided on the spot.
-  int fd() const { return reply_ == nullptr ? -1 : reply_->fd(); }
+  int fd() const { return source_ == nullptr ? -1 : source_->fd(); }
   // The result. If the reply is not in yet it waits for it (blocking this thread) at most the
   // store's command and connect timeouts; a reply that never comes is decided by the object's
   // failure mode (and what Redis grants after that is given back). A configuration error gives a
   // refusal, and status() says why. A move-only result (a Permit, a Reservation) is handed over
   // by the first call; later calls return an empty one.
   T Get() {
-    if (reply_ != nullptr) {
-      ready_.emplace(finish_(reply_->Wait(timeout_), &error_));
-      reply_.reset();
-      finish_ = nullptr;
+    if (source_ != nullptr) {
+      ready_.emplace(source_->Finish(&error_));
+      source_.reset();
     }
     if constexpr (std::is_copy_constructible_v<T>) {
       return *ready_;
@@ -111,20 +105,14 @@ class Pending {
 
  private:
   void Drop() {
-    if (reply_ == nullptr) return;
-    if (!reply_->Abandon()) {  // in already: take the result and let it go (a permit releases)
-      absl::StatusOr<std::vector<int64_t>> reply = reply_->Wait(absl::ZeroDuration());
-      absl::Status ignored;
-      if (reply.ok()) (void)finish_(reply, &ignored);
-    }
-    reply_.reset();
+    if (source_ == nullptr) return;
+    source_->Abandon();
+    source_.reset();
   }
 
   std::optional<T> ready_;
   absl::Status error_;
-  std::shared_ptr<PendingReply> reply_;
-  absl::Duration timeout_;
-  Finisher finish_;
+  std::unique_ptr<internal::PendingSource<T>> source_;
 };
 
 // A decision under way (RateLimiter::Start, LeakyBucket::Start, Reservation::StartSettle, ...).

@@ -58,9 +58,7 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
-class ClusterGcra;
-class GcraKeyedState;
-class LeasedGcra;
+class GcraBackend;
 }  // namespace internal
 
 // sluice::RateLimiter
@@ -142,15 +140,10 @@ class RateLimiter {
   const Options& options() const { return options_; }
 
  private:
-  RateLimiter(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
-              std::unique_ptr<internal::ClusterGcra> cluster);
-  // Cluster scope: the round trip of a decision (a lease request in leased mode).
-  PendingDecision StartCluster(const internal::KeyDigest& digest, int64_t cost, bool want_fd);
+  RateLimiter(const Options& options, std::unique_ptr<internal::GcraBackend> backend);
 
   Options options_;
-  std::unique_ptr<internal::GcraKeyedState> state_;
-  std::unique_ptr<internal::ClusterGcra> cluster_;
-  std::unique_ptr<internal::LeasedGcra> leased_;  // kLeased only
+  std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis
 };
 
 }  // namespace v1

@@ -55,8 +55,7 @@ namespace sluice {
 inline namespace v1 {
 
 namespace internal {
-class ClusterGcra;
-class GcraKeyedState;
+class GcraBackend;
 }  // namespace internal
 
 // sluice::TokenBudget
@@ -125,18 +124,10 @@ class TokenBudget {
 
  private:
   friend class Reservation;
-  TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
-              std::unique_ptr<internal::ClusterGcra> cluster);
-
-  // Adds `delta` tokens (negative: refund) to every window of the key with `digest`.
-  absl::StatusOr<Decision> Adjust(const internal::KeyDigest& digest, int64_t delta,
-                                  int64_t now_nanos);
-  // Cluster scope: the same in Redis, started.
-  PendingDecision StartAdjust(const internal::KeyDigest& digest, int64_t delta);
+  TokenBudget(const Options& options, std::unique_ptr<internal::GcraBackend> backend);
 
   Options options_;
-  std::unique_ptr<internal::GcraKeyedState> state_;
-  std::unique_ptr<internal::ClusterGcra> cluster_;
+  std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis
 };
 
 // sluice::TokenBudget::Reservation

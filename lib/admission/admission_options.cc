@@ -10,9 +10,9 @@ namespace internal {
 absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
                                                        const std::vector<Window>& windows,
                                                        int64_t max_keys) {
-  if (windows.empty() || windows.size() > GcraKeyedState::kMaxWindows) {
+  if (windows.empty() || windows.size() > kMaxGcraWindows) {
     return absl::InvalidArgumentError(absl::StrCat(object, ": windows must hold 1 to ",
-                                                   GcraKeyedState::kMaxWindows,
+                                                   kMaxGcraWindows,
                                                    " windows, got ", windows.size()));
   }
   std::vector<GcraWindow> compiled;
@@ -29,28 +29,6 @@ absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
   return compiled;
 }
 
-absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view object,
-                                                             const std::string& shared_region,
-                                                             const std::vector<GcraWindow>& windows,
-                                                             int64_t max_keys) {
-  if (shared_region.empty()) return std::unique_ptr<SharedTable>();
-  RegionSpec spec;
-  spec.kind = std::string(object);
-  spec.description = "windows=[";
-  for (size_t i = 0; i < windows.size(); ++i) {
-    absl::StrAppend(&spec.description, i ? ", " : "", windows[i].limit, " per ",
-                    windows[i].period_nanos, "ns burst ", windows[i].burst);
-  }
-  spec.description += "]";
-  auto table = SharedTable::Open(shared_region, std::move(spec), static_cast<int>(windows.size()),
-                                 max_keys, GcraKeyedState::kFreshCell);
-  if (!table.ok()) {
-    return absl::Status(table.status().code(),
-                        absl::StrCat(object, ": ", table.status().message()));
-  }
-  return table;
-}
-
 absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,
                        bool allow_zero, const std::vector<GcraWindow>& windows) {
   if (cost < (allow_zero ? 0 : 1)) {
@@ -65,19 +43,6 @@ absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t
     }
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
-                                                              const std::string& shared_region,
-                                                              const ClusterOptions& cluster,
-                                                              const std::vector<Window>& windows,
-                                                              const Clock* clock) {
-  if (cluster.store == nullptr) return nullptr;
-  if (!shared_region.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        object, ": shared_region and cluster.store are two scopes; set one"));
-  }
-  return ClusterGcra::Create(object, cluster, windows, clock);
 }
 
 absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions& cluster) {

@@ -1,4 +1,4 @@
-// Internal: validation shared by the objects built on GCRA windows.
+// Internal: validation shared by the admission objects (windows, costs, cluster options).
 #ifndef SLUICE_LIB_ADMISSION_OPTIONS_H_
 #define SLUICE_LIB_ADMISSION_OPTIONS_H_
 
@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "admission/redis_gcra.h"
 #include "admission/gcra.h"
 #include "sluice/cluster.h"
 #include "sluice/window.h"
@@ -23,21 +22,6 @@ namespace internal {
 absl::StatusOr<std::vector<GcraWindow>> CompileWindows(absl::string_view object,
                                                        const std::vector<Window>& windows,
                                                        int64_t max_keys);
-
-// The shared table behind `shared_region` (host scope), or null when it is empty (process scope).
-// The region is created for `object` with these windows; opening it with other windows fails.
-absl::StatusOr<std::unique_ptr<SharedTable>> OpenSharedCells(absl::string_view object,
-                                                             const std::string& shared_region,
-                                                             const std::vector<GcraWindow>& windows,
-                                                             int64_t max_keys);
-
-// The Redis state behind `cluster` (cluster scope), or null when it has no store. Refuses a
-// `shared_region` set as well: the two are different scopes.
-absl::StatusOr<std::unique_ptr<ClusterGcra>> OpenClusterCells(absl::string_view object,
-                                                              const std::string& shared_region,
-                                                              const ClusterOptions& cluster,
-                                                              const std::vector<Window>& windows,
-                                                              const Clock* clock);
 
 // InvalidArgument naming the field unless `cluster` (with a store) is well formed. With
 // FailureMode::kLocal, local_share must be set (>= 1): the default 0 refuses, because with 1 every

@@ -20,7 +20,7 @@ constexpr int64_t kMaxScale = 16;
 constexpr int64_t kMaxNowUnits = int64_t{1} << 61;
 constexpr int64_t kMaxTolerance = int64_t{1} << 60;    // burst * unit
 constexpr int64_t kMaxDebt = int64_t{1} << 60;         // how far past now debt may push a TAT
-constexpr int64_t kFresh = GcraKeyedState::kFreshCell;
+constexpr int64_t kFresh = kFreshGcraCell;
 constexpr int64_t kIdleMarginNanos = 1'000'000'000;
 constexpr int64_t kMaxPeriodNanos = int64_t{366} * 24 * 3600 * 1'000'000'000;
 
@@ -86,20 +86,21 @@ absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view
   return w;
 }
 
-GcraKeyedState::GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys,
-                               const Clock* clock, std::unique_ptr<SharedTable> shared)
+template <typename Cells>
+GcraState<Cells>::GcraState(std::vector<GcraWindow> windows, const Clock* clock,
+                            std::unique_ptr<Cells> cells)
     : windows_(std::move(windows)),
       n_(static_cast<int>(windows_.size())),
       clock_(clock),
-      epoch_nanos_(shared ? shared->epoch_nanos() : clock->NowNanos()),
       min_burst_(std::min_element(windows_.begin(), windows_.end(),
                                   [](const GcraWindow& a, const GcraWindow& b) {
                                     return a.burst < b.burst;
                                   })->burst),
-      shared_(std::move(shared)),
-      table_(shared_ ? nullptr : std::make_unique<KeyedTable>(n_, max_keys, kFresh)) {}
+      cells_(std::move(cells)),
+      epoch_nanos_(cells_->epoch_nanos()) {}
 
-GcraKeyedState::Units GcraKeyedState::NowUnits(int64_t now_nanos) const {
+template <typename Cells>
+typename GcraState<Cells>::Units GcraState<Cells>::NowUnits(int64_t now_nanos) const {
   int64_t rel;
   if (__builtin_sub_overflow(now_nanos, epoch_nanos_, &rel)) {
     rel = now_nanos < 0 ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int64_t>::max();
@@ -112,14 +113,16 @@ GcraKeyedState::Units GcraKeyedState::NowUnits(int64_t now_nanos) const {
   return now;
 }
 
-bool GcraKeyedState::IsIdle(const int64_t* cells, const Units& now) const {
+template <typename Cells>
+bool GcraState<Cells>::IsIdle(const int64_t* cells, const Units& now) const {
   for (int i = 0; i < n_; ++i) {
     if (Load(cells + i) > now[i] - kIdleMarginNanos * windows_[i].scale) return false;
   }
   return true;
 }
 
-int64_t GcraKeyedState::Describe(int i, int64_t tat, int64_t now, Decision* out) const {
+template <typename Cells>
+int64_t GcraState<Cells>::Describe(int i, int64_t tat, int64_t now, Decision* out) const {
   const GcraWindow& w = windows_[i];
   const int64_t used = std::max(tat, now) - now;
   const int64_t remaining = FloorDiv(w.tolerance - used, w.unit);
@@ -130,7 +133,8 @@ int64_t GcraKeyedState::Describe(int i, int64_t tat, int64_t now, Decision* out)
   return remaining;
 }
 
-void GcraKeyedState::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
+template <typename Cells>
+void GcraState<Cells>::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
                                     bool detailed) const {
   const GcraWindow& w = windows_[0];
   const int64_t charge = cost * w.unit;
@@ -157,7 +161,8 @@ void GcraKeyedState::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, De
   }
 }
 
-absl::Status GcraKeyedState::Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+template <typename Cells>
+absl::Status GcraState<Cells>::Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
                                    Decision* out, bool detailed) {
   const Units now = NowUnits(now_nanos);
   if (n_ == 1) {
@@ -221,7 +226,8 @@ absl::Status GcraKeyedState::Admit(const KeyDigest& d, int64_t cost, int64_t now
   });
 }
 
-absl::Status GcraKeyedState::Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
+template <typename Cells>
+absl::Status GcraState<Cells>::Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
                                    int64_t now_nanos, Decision* out) {
   const Units now = NowUnits(now_nanos);
   const GcraWindow& w = windows_[0];
@@ -252,7 +258,8 @@ absl::Status GcraKeyedState::Queue(const KeyDigest& d, int64_t cost, int64_t max
   });
 }
 
-absl::Status GcraKeyedState::Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
+template <typename Cells>
+absl::Status GcraState<Cells>::Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
                                     Decision* out) {
   const Units now = NowUnits(now_nanos);
   return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
@@ -295,18 +302,15 @@ absl::Status GcraKeyedState::Adjust(const KeyDigest& d, int64_t delta, int64_t n
   });
 }
 
-Decision GcraKeyedState::Peek(const KeyDigest& d, int64_t now_nanos) {
+template <typename Cells>
+Decision GcraState<Cells>::Peek(const KeyDigest& d, int64_t now_nanos) {
   const Units now = NowUnits(now_nanos);
   Units tats;
   tats.fill(kFresh);
   auto read = [&](int64_t* cells) {
     for (int i = 0; i < n_; ++i) tats[i] = Load(cells + i);
   };
-  if (shared_) {
-    shared_->VisitExisting(d, read);
-  } else {
-    table_->VisitExisting(d, read);
-  }
+  cells_->VisitExisting(d, read);
   // Allowed iff one unit would pass every window now. If not, the binding window is the one that
   // makes that unit wait longest, and retry_after says how long (as Admit's refusal would).
   Decision out;
@@ -331,11 +335,14 @@ Decision GcraKeyedState::Peek(const KeyDigest& d, int64_t now_nanos) {
   return out;
 }
 
-int64_t GcraKeyedState::DropIdle(int64_t now_nanos) {
+template <typename Cells>
+int64_t GcraState<Cells>::DropIdle(int64_t now_nanos) {
   const Units now = NowUnits(now_nanos);
-  if (shared_) return 0;  // shared slots are never freed (see shared_table.h)
-  return table_->DropIdle([&](const int64_t* cells) { return IsIdle(cells, now); });
+  return cells_->DropIdle([&](const int64_t* cells) { return IsIdle(cells, now); });
 }
+
+template class GcraState<ProcessCells>;
+template class GcraState<HostCells>;
 
 }  // namespace internal
 }  // namespace v1

@@ -15,6 +15,8 @@
 #define SLUICE_LIB_GCRA_H_
 
 #include <array>
+#include <memory>
+#include <utility>
 #include <cstdint>
 #include <limits>
 #include <string_view>
@@ -54,16 +56,61 @@ struct WindowFieldNames {
 absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view prefix,
                                          const WindowFieldNames& names = {});
 
-class GcraKeyedState {
- public:
-  static constexpr int kMaxWindows = KeyedTable::kMaxCells;
-  // The cell of a key never seen: at or before any `now`, so the key is whole.
-  static constexpr int64_t kFreshCell = std::numeric_limits<int64_t>::min() / 2;
+inline constexpr int kMaxGcraWindows = KeyedTable::kMaxCells;
+// The cell of a key never seen: at or before any `now`, so the key is whole.
+inline constexpr int64_t kFreshGcraCell = std::numeric_limits<int64_t>::min() / 2;
 
-  // Process scope when `shared` is null; otherwise the cells live in that shared table (host
-  // scope) and time is measured from the region's epoch, common to every process on the host.
-  GcraKeyedState(std::vector<GcraWindow> windows, int64_t max_keys, const Clock* clock,
-                 std::unique_ptr<SharedTable> shared = nullptr);
+// Process scope: a key's cells in this process's KeyedTable; time from the state's creation;
+// idle keys are dropped.
+class ProcessCells {
+ public:
+  ProcessCells(int cells_per_key, int64_t max_keys, const Clock& clock)
+      : table_(cells_per_key, max_keys, kFreshGcraCell), epoch_nanos_(clock.NowNanos()) {}
+  int64_t epoch_nanos() const { return epoch_nanos_; }
+  template <typename Fn>
+  absl::Status Visit(const KeyDigest& d, int64_t now_nanos, KeyedTable::IdleFn idle, Fn&& fn) {
+    return table_.Visit(d, now_nanos, idle, std::forward<Fn>(fn));
+  }
+  bool VisitExisting(const KeyDigest& d, KeyedTable::CellsFn fn) {
+    return table_.VisitExisting(d, fn);
+  }
+  int64_t DropIdle(KeyedTable::IdleFn idle) { return table_.DropIdle(idle); }
+  int64_t size() const { return table_.size(); }
+  int64_t memory_bytes() const { return table_.memory_bytes(); }
+
+ private:
+  KeyedTable table_;
+  const int64_t epoch_nanos_;
+};
+
+// Host scope: a key's cells in a shared-memory table every process of the host maps; time from
+// the region's epoch, common to them all; slots are never freed (see shared_table.h).
+class HostCells {
+ public:
+  explicit HostCells(std::unique_ptr<SharedTable> table) : table_(std::move(table)) {}
+  int64_t epoch_nanos() const { return table_->epoch_nanos(); }
+  template <typename Fn>
+  absl::Status Visit(const KeyDigest& d, int64_t /*now_nanos*/, KeyedTable::IdleFn /*idle*/,
+                     Fn&& fn) {
+    return table_->Visit(d, fn);
+  }
+  bool VisitExisting(const KeyDigest& d, KeyedTable::CellsFn fn) {
+    return table_->VisitExisting(d, fn);
+  }
+  int64_t DropIdle(KeyedTable::IdleFn /*idle*/) { return 0; }
+  int64_t size() const { return table_->size(); }
+  int64_t memory_bytes() const { return table_->memory_bytes(); }
+
+ private:
+  const std::unique_ptr<SharedTable> table_;
+};
+
+// GCRA over the cells of `Cells` (ProcessCells or HostCells; instantiated for both in gcra.cc).
+template <typename Cells>
+class GcraState {
+ public:
+  // REQUIRES: 1 <= windows.size() <= kMaxGcraWindows; `cells` hold windows.size() cells a key.
+  GcraState(std::vector<GcraWindow> windows, const Clock* clock, std::unique_ptr<Cells> cells);
 
   const Clock& clock() const { return *clock_; }
   const std::vector<GcraWindow>& windows() const { return windows_; }
@@ -89,18 +136,16 @@ class GcraKeyedState {
   Decision Peek(const KeyDigest& d, int64_t now_nanos);
 
   int64_t DropIdle(int64_t now_nanos);
-  int64_t key_count() const { return shared_ ? shared_->size() : table_->size(); }
-  int64_t memory_bytes() const { return shared_ ? shared_->memory_bytes() : table_->memory_bytes(); }
+  int64_t key_count() const { return cells_->size(); }
+  int64_t memory_bytes() const { return cells_->memory_bytes(); }
 
  private:
-  using Units = std::array<int64_t, kMaxWindows>;
+  using Units = std::array<int64_t, kMaxGcraWindows>;
   Units NowUnits(int64_t now_nanos) const;
   bool IsIdle(const int64_t* cells, const Units& now) const;
-  // Runs `fn` on the cells of `d` in whichever table holds this state.
   template <typename Fn>
   absl::Status VisitCells(const KeyDigest& d, int64_t now_nanos, const Units& now, Fn&& fn) {
-    if (shared_) return shared_->Visit(d, fn);
-    return table_->Visit(d, now_nanos, [&](const int64_t* c) { return IsIdle(c, now); }, fn);
+    return cells_->Visit(d, now_nanos, [&](const int64_t* c) { return IsIdle(c, now); }, fn);
   }
   // Admit for the common single-window case: no arrays, no second pass.
   void AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
@@ -111,11 +156,16 @@ class GcraKeyedState {
   const std::vector<GcraWindow> windows_;
   const int n_;
   const Clock* const clock_;
-  const int64_t epoch_nanos_;
   const int64_t min_burst_;
-  const std::unique_ptr<SharedTable> shared_;  // host scope
-  const std::unique_ptr<KeyedTable> table_;    // process scope
+  const std::unique_ptr<Cells> cells_;
+  const int64_t epoch_nanos_;  // after cells_: a host region's epoch is read from it
 };
+
+using ProcessGcra = GcraState<ProcessCells>;
+using HostGcra = GcraState<HostCells>;
+
+extern template class GcraState<ProcessCells>;
+extern template class GcraState<HostCells>;
 
 }  // namespace internal
 }  // namespace v1

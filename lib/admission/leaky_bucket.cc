@@ -2,9 +2,7 @@
 
 #include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
-#include "admission/admission_options.h"
-#include "admission/redis_gcra.h"
-#include "admission/gcra.h"
+#include "admission/gcra_backend.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -35,34 +33,25 @@ absl::StatusOr<std::unique_ptr<LeakyBucket>> LeakyBucket::Create(const Options& 
     return absl::InvalidArgumentError(
         absl::StrCat(kName, ": max_keys must be >= 1, got ", options.max_keys));
   }
-  if (options.cluster.store != nullptr && options.cluster.mode != ClusterMode::kStrict) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kName, ": cluster.mode must be kStrict (a schedule cannot be leased)"));
-  }
-  auto cluster = internal::OpenClusterCells(kName, options.shared_region, options.cluster,
-                                            {{options.rate, options.per, options.burst}}, clock);
-  if (!cluster.ok()) return cluster.status();
-  std::vector<internal::GcraWindow> windows = {*window};
-  auto shared = internal::OpenSharedCells(kName, options.shared_region, windows, options.max_keys);
-  if (!shared.ok()) return shared.status();
-  return std::unique_ptr<LeakyBucket>(new LeakyBucket(
-      options, std::make_unique<internal::GcraKeyedState>(std::move(windows), options.max_keys,
-                                                          clock, *std::move(shared)),
-      *std::move(cluster)));
+  absl::StatusOr<std::unique_ptr<internal::GcraBackend>> backend = internal::OpenGcraBackend(
+      {.object = kName, .windows = {{options.rate, options.per, options.burst}},
+       .compiled = {*window}, .scope = &options, .clock = clock,
+       .no_lease_reason = "a schedule cannot be leased"});
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<LeakyBucket>(new LeakyBucket(options, *std::move(backend)));
 }
 
-LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
-                         std::unique_ptr<internal::ClusterGcra> cluster)
-    : options_(options), state_(std::move(state)), cluster_(std::move(cluster)) {}
+LeakyBucket::LeakyBucket(const Options& options, std::unique_ptr<internal::GcraBackend> backend)
+    : options_(options), backend_(std::move(backend)) {}
 
 LeakyBucket::~LeakyBucket() = default;
 
 absl::StatusOr<Decision> LeakyBucket::TryAcquire(std::string_view key, int64_t cost) {
-  return TryAcquireAt(key, cost, state_->clock().NowNanos());
+  return TryAcquireAt(key, cost, backend_->clock().NowNanos());
 }
 
 absl::Status LeakyBucket::CheckCost(int64_t cost) const {
-  const internal::GcraWindow& w = state_->windows()[0];
+  const internal::GcraWindow& w = backend_->windows()[0];
   // The longest wait `cost` can ever need is from an idle bucket: (cost - burst) intervals.
   absl::int128 needed = static_cast<absl::int128>(cost) * w.unit - w.tolerance;
   if (cost < 1 || needed > static_cast<absl::int128>(absl::ToInt64Nanoseconds(options_.max_wait)) *
@@ -77,44 +66,20 @@ absl::Status LeakyBucket::CheckCost(int64_t cost) const {
 absl::StatusOr<Decision> LeakyBucket::TryAcquireAt(std::string_view key, int64_t cost,
                                                 int64_t now_nanos) {
   if (absl::Status s = CheckCost(cost); !s.ok()) return s;
-  const internal::KeyDigest digest = internal::DigestKey(key);
-  const int64_t max_wait = absl::ToInt64Nanoseconds(options_.max_wait);
-  if (cluster_ != nullptr) {  // the Redis server's clock decides
-    auto reply = cluster_->StartQueue(digest, cost, max_wait, /*want_fd=*/false)
-                     ->Wait(cluster_->reply_timeout());
-    return cluster_->FinishQueue(digest, cost, max_wait, reply);  // the error, if not transport
-  }
-  Decision decision;
-  absl::Status s = state_->Queue(digest, cost, max_wait, now_nanos, &decision);
-  if (!s.ok()) return s;
-  return decision;
+  return backend_->Queue(internal::DigestKey(key), cost,
+                         absl::ToInt64Nanoseconds(options_.max_wait), now_nanos);
 }
 
 absl::StatusOr<PendingDecision> LeakyBucket::Start(std::string_view key, int64_t cost) {
-  if (cluster_ == nullptr) {
-    absl::StatusOr<Decision> d = TryAcquire(key, cost);
-    if (!d.ok()) return d.status();
-    return PendingDecision(*d);
-  }
   if (absl::Status s = CheckCost(cost); !s.ok()) return s;
-  const internal::KeyDigest digest = internal::DigestKey(key);
-  const int64_t max_wait = absl::ToInt64Nanoseconds(options_.max_wait);
-  internal::ClusterGcra* cluster = cluster_.get();
-  return PendingDecision(cluster->StartQueue(digest, cost, max_wait, /*want_fd=*/true),
-                         cluster->reply_timeout(),
-                         [cluster, digest, cost, max_wait](const auto& reply,
-                                                           absl::Status* error) {
-                           return cluster->OrRefusal(
-                               cluster->FinishQueue(digest, cost, max_wait, reply), error);
-                         });
+  return backend_->StartQueue(internal::DigestKey(key), cost,
+                              absl::ToInt64Nanoseconds(options_.max_wait),
+                              backend_->clock().NowNanos());
 }
 
-int64_t LeakyBucket::failure_mode_decisions() const {
-  return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
-}
-
-int64_t LeakyBucket::DropIdleKeys() { return state_->DropIdle(state_->clock().NowNanos()); }
-int64_t LeakyBucket::key_count() const { return state_->key_count(); }
+int64_t LeakyBucket::failure_mode_decisions() const { return backend_->failure_mode_decisions(); }
+int64_t LeakyBucket::DropIdleKeys() { return backend_->DropIdle(backend_->clock().NowNanos()); }
+int64_t LeakyBucket::key_count() const { return backend_->key_count(); }
 
 }  // namespace v1
 }  // namespace sluice

@@ -207,6 +207,7 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
   std::unique_ptr<ClusterGcra> g(new ClusterGcra);
   g->object_ = std::string(object);
   g->cluster_ = cluster;
+  g->failure_mode_ = std::make_unique<FailureModePolicy>(cluster);
   std::vector<GcraWindow> local;
   for (size_t i = 0; i < windows.size(); ++i) {
     const Window& w = windows[i];
@@ -241,14 +242,16 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
     absl::StrAppend(&g->window_args_.emplace_back(), r.tolerance);
     if (cluster.on_failure != FailureMode::kLocal) continue;
     // The local stand-in while Redis is down: this process's share of the window.
-    Window share{std::max<int64_t>(1, w.limit / cluster.local_share), w.period,
-                 std::max<int64_t>(1, w.effective_burst() / cluster.local_share)};
+    Window share{g->failure_mode_->LocalShare(w.limit), w.period,
+                 g->failure_mode_->LocalShare(w.effective_burst())};
     absl::StatusOr<GcraWindow> compiled = CompileWindow(share, absl::StrCat(object, ": "));
     if (!compiled.ok()) return compiled.status();
     local.push_back(*compiled);
   }
   if (cluster.on_failure == FailureMode::kLocal) {
-    g->local_ = std::make_unique<GcraKeyedState>(std::move(local), int64_t{1} << 20, clock);
+    const int cells = static_cast<int>(local.size());
+    g->local_ = std::make_unique<ProcessGcra>(
+        std::move(local), clock, std::make_unique<ProcessCells>(cells, int64_t{1} << 20, *clock));
   }
   g->reply_timeout_ = ReplyTimeout(*cluster.store);
   return g;
@@ -344,19 +347,19 @@ absl::Status ClusterGcra::CheckLeaseReply(const std::vector<int64_t>& reply, int
 
 absl::StatusOr<Decision> ClusterGcra::Failed(const absl::Status& status,
                                              const std::function<void(Decision*)>& decide_locally) {
-  if (!IsTransportError(status)) return status;  // logged and counted by the store
-  failure_decisions_.fetch_add(1, std::memory_order_relaxed);
   Decision out;
   out.limit = windows_[0].limit;
   out.window_nanos = windows_[0].period_nanos;
-  switch (cluster_.on_failure) {
-    case FailureMode::kAllow:
+  switch (failure_mode_->OnFailure(status)) {
+    case FailureModePolicy::Verdict::kError:
+      return status;
+    case FailureModePolicy::Verdict::kAllow:
       out.allowed = true;
       break;
-    case FailureMode::kDeny:
-      out.retry_after_nanos = absl::ToInt64Nanoseconds(cluster_.store->options().reconnect_interval);
+    case FailureModePolicy::Verdict::kDeny:
+      out.retry_after_nanos = failure_mode_->retry_after_nanos();
       break;
-    case FailureMode::kLocal:
+    case FailureModePolicy::Verdict::kLocal:
       decide_locally(&out);
       break;
   }
@@ -369,8 +372,7 @@ Decision ClusterGcra::OrRefusal(absl::StatusOr<Decision> d, absl::Status* error)
   Decision refused;
   refused.limit = windows_[0].limit;
   refused.window_nanos = windows_[0].period_nanos;
-  refused.retry_after_nanos =
-      absl::ToInt64Nanoseconds(cluster_.store->options().reconnect_interval);
+  refused.retry_after_nanos = failure_mode_->retry_after_nanos();
   return refused;
 }
 

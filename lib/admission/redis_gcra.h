@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "admission/failure_mode.h"
 #include "admission/gcra.h"
 #include "sluice/cluster.h"
 #include "sluice/decision.h"
@@ -70,7 +71,7 @@ class ClusterGcra {
 
   // How long a caller waits for a reply before applying the failure mode.
   absl::Duration reply_timeout() const { return reply_timeout_; }
-  int64_t failure_decisions() const { return failure_decisions_.load(); }
+  int64_t failure_decisions() const { return failure_mode_->decisions(); }
 
  private:
   ClusterGcra() = default;
@@ -91,9 +92,9 @@ class ClusterGcra {
   ClusterOptions cluster_;
   std::vector<RemoteWindow> windows_;
   std::vector<std::string> window_args_;
-  std::unique_ptr<GcraKeyedState> local_;  // FailureMode::kLocal
+  std::unique_ptr<FailureModePolicy> failure_mode_;
+  std::unique_ptr<ProcessGcra> local_;  // FailureMode::kLocal
   absl::Duration reply_timeout_;
-  std::atomic<int64_t> failure_decisions_{0};
 };
 
 }  // namespace internal

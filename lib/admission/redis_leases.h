@@ -67,8 +67,6 @@ class ClusterLeases {
 
   const ClusterOptions& cluster() const { return cluster_; }
   absl::Duration reply_timeout() const { return reply_timeout_; }
-  void CountFailure() { failure_decisions_.fetch_add(1, std::memory_order_relaxed); }
-  int64_t failure_decisions() const { return failure_decisions_.load(); }
   // Counts and logs an impossible reply (a protocol error) with the store; returns it.
   absl::Status Impossible(absl::string_view what) const;
 
@@ -82,7 +80,6 @@ class ClusterLeases {
   const int64_t lease_us_;
   const std::string tombstone_us_;
   const absl::Duration reply_timeout_;
-  std::atomic<int64_t> failure_decisions_{0};
 };
 
 }  // namespace internal

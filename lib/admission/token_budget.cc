@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "admission/admission_options.h"
-#include "admission/redis_gcra.h"
-#include "admission/gcra.h"
+#include "admission/gcra_backend.h"
+#include "admission/mapped_pending.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -20,100 +20,65 @@ absl::StatusOr<std::unique_ptr<TokenBudget>> TokenBudget::Create(const Options& 
   absl::StatusOr<std::vector<internal::GcraWindow>> windows =
       internal::CompileWindows(kName, options.windows, options.max_keys);
   if (!windows.ok()) return windows.status();
-  if (options.cluster.store != nullptr && options.cluster.mode != ClusterMode::kStrict) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kName, ": cluster.mode must be kStrict (reservations are sized per request)"));
-  }
-  auto cluster = internal::OpenClusterCells(kName, options.shared_region, options.cluster,
-                                            options.windows, clock);
-  if (!cluster.ok()) return cluster.status();
-  auto shared =
-      internal::OpenSharedCells(kName, options.shared_region, *windows, options.max_keys);
-  if (!shared.ok()) return shared.status();
-  return std::unique_ptr<TokenBudget>(new TokenBudget(
-      options, std::make_unique<internal::GcraKeyedState>(*std::move(windows), options.max_keys,
-                                                          clock, *std::move(shared)),
-      *std::move(cluster)));
+  absl::StatusOr<std::unique_ptr<internal::GcraBackend>> backend = internal::OpenGcraBackend(
+      {.object = kName, .windows = options.windows, .compiled = *std::move(windows),
+       .scope = &options, .clock = clock,
+       .no_lease_reason = "reservations are sized per request"});
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<TokenBudget>(new TokenBudget(options, *std::move(backend)));
 }
 
-TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraKeyedState> state,
-                         std::unique_ptr<internal::ClusterGcra> cluster)
-    : options_(options), state_(std::move(state)), cluster_(std::move(cluster)) {}
+TokenBudget::TokenBudget(const Options& options, std::unique_ptr<internal::GcraBackend> backend)
+    : options_(options), backend_(std::move(backend)) {}
 
 TokenBudget::~TokenBudget() = default;
 
 absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserve(std::string_view key,
                                                               int64_t estimate) {
-  return TryReserveAt(key, estimate, state_->clock().NowNanos());
+  return TryReserveAt(key, estimate, backend_->clock().NowNanos());
 }
 
 absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserveAt(std::string_view key,
                                                                 int64_t estimate,
                                                                 int64_t now_nanos) {
-  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, state_->windows());
+  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, backend_->windows());
       !s.ok()) {
     return s;
   }
   const internal::KeyDigest digest = internal::DigestKey(key);
-  Decision decision;
-  if (cluster_ != nullptr) {  // the Redis server's clock decides
-    absl::StatusOr<Decision> d = cluster_->Finish(
-        digest, estimate,
-        cluster_->Start(digest, estimate, /*want_fd=*/false)->Wait(cluster_->reply_timeout()));
-    if (!d.ok()) return d.status();
-    decision = *d;
-  } else if (absl::Status s = state_->Admit(digest, estimate, now_nanos, &decision); !s.ok()) {
-    return s;
-  }
-  if (!decision.allowed) return Reservation(decision);
-  return Reservation(this, digest, estimate, decision);
+  absl::StatusOr<Decision> decision = backend_->Admit(digest, estimate, now_nanos);
+  if (!decision.ok()) return decision.status();
+  if (!decision->allowed) return Reservation(*decision);
+  return Reservation(this, digest, estimate, *decision);
 }
 
 absl::StatusOr<Pending<TokenBudget::Reservation>> TokenBudget::StartReserve(std::string_view key,
                                                                              int64_t estimate) {
-  if (cluster_ == nullptr) {
-    absl::StatusOr<Reservation> r = TryReserve(key, estimate);
-    if (!r.ok()) return r.status();
-    return Pending<Reservation>(*std::move(r));
-  }
-  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, state_->windows());
+  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, backend_->windows());
       !s.ok()) {
     return s;
   }
   const internal::KeyDigest digest = internal::DigestKey(key);
-  return Pending<Reservation>(
-      cluster_->Start(digest, estimate, /*want_fd=*/true), cluster_->reply_timeout(),
-      [this, digest, estimate](const auto& reply, absl::Status* error) {
-        const Decision decision =
-            cluster_->OrRefusal(cluster_->Finish(digest, estimate, reply), error);
-        if (!decision.allowed) return Reservation(decision);
-        return Reservation(this, digest, estimate, decision);
-      });
+  absl::StatusOr<PendingDecision> pending =
+      backend_->StartAdmit(digest, estimate, backend_->clock().NowNanos());
+  if (!pending.ok()) return pending.status();
+  return internal::MapPending<Reservation>(
+      *std::move(pending), std::function<Reservation(Decision)>(
+                               [this, digest, estimate](const Decision& decision) {
+                                 if (!decision.allowed) return Reservation(decision);
+                                 return Reservation(this, digest, estimate, decision);
+                               }));
 }
 
 absl::StatusOr<PendingDecision> TokenBudget::StartCharge(std::string_view key, int64_t tokens) {
   if (tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(kName, ": tokens must be >= 0, got ", tokens));
   }
-  const internal::KeyDigest digest = internal::DigestKey(key);
-  if (cluster_ != nullptr) return StartAdjust(digest, tokens);
-  absl::StatusOr<Decision> d = Adjust(digest, tokens, state_->clock().NowNanos());
-  if (!d.ok()) return d.status();
-  return PendingDecision(*d);
-}
-
-PendingDecision TokenBudget::StartAdjust(const internal::KeyDigest& digest, int64_t delta) {
-  internal::ClusterGcra* cluster = cluster_.get();
-  return PendingDecision(cluster->StartAdjust(digest, delta, /*want_fd=*/true),
-                         cluster->reply_timeout(),
-                         [cluster, digest, delta](const auto& reply, absl::Status* error) {
-                           return cluster->OrRefusal(cluster->FinishAdjust(digest, delta, reply),
-                                                     error);
-                         });
+  return backend_->StartAdjust(internal::DigestKey(key), tokens, backend_->clock().NowNanos());
 }
 
 absl::StatusOr<Decision> TokenBudget::Charge(std::string_view key, int64_t tokens) {
-  return ChargeAt(key, tokens, state_->clock().NowNanos());
+  return ChargeAt(key, tokens, backend_->clock().NowNanos());
 }
 
 absl::StatusOr<Decision> TokenBudget::ChargeAt(std::string_view key, int64_t tokens,
@@ -121,39 +86,18 @@ absl::StatusOr<Decision> TokenBudget::ChargeAt(std::string_view key, int64_t tok
   if (tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat(kName, ": tokens must be >= 0, got ", tokens));
   }
-  return Adjust(internal::DigestKey(key), tokens, now_nanos);
-}
-
-absl::StatusOr<Decision> TokenBudget::Adjust(const internal::KeyDigest& digest, int64_t delta,
-                                             int64_t now_nanos) {
-  if (cluster_ != nullptr) {  // the Redis server's clock decides
-    return cluster_->FinishAdjust(digest, delta,
-                                  cluster_->StartAdjust(digest, delta, /*want_fd=*/false)
-                                      ->Wait(cluster_->reply_timeout()));
-  }
-  Decision decision;
-  if (absl::Status s = state_->Adjust(digest, delta, now_nanos, &decision); !s.ok()) return s;
-  return decision;
+  return backend_->Adjust(internal::DigestKey(key), tokens, now_nanos);
 }
 
 Decision TokenBudget::Peek(std::string_view key) { return StartPeek(key).Get(); }
 
 PendingDecision TokenBudget::StartPeek(std::string_view key) {
-  const internal::KeyDigest digest = internal::DigestKey(key);
-  if (cluster_ == nullptr) return PendingDecision(state_->Peek(digest, state_->clock().NowNanos()));
-  internal::ClusterGcra* cluster = cluster_.get();
-  return PendingDecision(cluster->StartPeek(digest, /*want_fd=*/true), cluster->reply_timeout(),
-                         [cluster, digest](const auto& reply, absl::Status* error) {
-                           return cluster->OrRefusal(cluster->FinishPeek(digest, reply), error);
-                         });
+  return backend_->StartPeek(internal::DigestKey(key), backend_->clock().NowNanos());
 }
 
-int64_t TokenBudget::failure_mode_decisions() const {
-  return cluster_ == nullptr ? 0 : cluster_->failure_decisions();
-}
-
-int64_t TokenBudget::DropIdleKeys() { return state_->DropIdle(state_->clock().NowNanos()); }
-int64_t TokenBudget::key_count() const { return state_->key_count(); }
+int64_t TokenBudget::failure_mode_decisions() const { return backend_->failure_mode_decisions(); }
+int64_t TokenBudget::DropIdleKeys() { return backend_->DropIdle(backend_->clock().NowNanos()); }
+int64_t TokenBudget::key_count() const { return backend_->key_count(); }
 
 TokenBudget::Reservation::Reservation(Reservation&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
@@ -173,7 +117,7 @@ TokenBudget::Reservation& TokenBudget::Reservation::operator=(Reservation&& othe
 
 absl::StatusOr<Decision> TokenBudget::Reservation::Settle(int64_t actual) {
   if (owner_ == nullptr) return SettleAt(actual, 0);  // reports the precondition failure
-  return SettleAt(actual, owner_->state_->clock().NowNanos());
+  return SettleAt(actual, owner_->backend_->clock().NowNanos());
 }
 
 absl::Status TokenBudget::Reservation::CheckSettle(int64_t actual) const {
@@ -189,20 +133,17 @@ absl::Status TokenBudget::Reservation::CheckSettle(int64_t actual) const {
 
 absl::StatusOr<PendingDecision> TokenBudget::Reservation::StartSettle(int64_t actual) {
   if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
-  TokenBudget* owner = std::exchange(owner_, nullptr);
-  if (owner->cluster_ != nullptr) return owner->StartAdjust(digest_, actual - estimate_);
-  absl::StatusOr<Decision> balance =
-      owner->Adjust(digest_, actual - estimate_, owner->state_->clock().NowNanos());
-  if (!balance.ok()) {
-    owner_ = owner;  // still pending, so the caller may retry
-    return balance.status();
-  }
-  return PendingDecision(*balance);
+  internal::GcraBackend& backend = *owner_->backend_;
+  absl::StatusOr<PendingDecision> balance =
+      backend.StartAdjust(digest_, actual - estimate_, backend.clock().NowNanos());
+  if (balance.ok()) owner_ = nullptr;  // on error it stays pending, so the caller may retry
+  return balance;
 }
 
 absl::StatusOr<Decision> TokenBudget::Reservation::SettleAt(int64_t actual, int64_t now_nanos) {
   if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
-  absl::StatusOr<Decision> balance = owner_->Adjust(digest_, actual - estimate_, now_nanos);
+  absl::StatusOr<Decision> balance =
+      owner_->backend_->Adjust(digest_, actual - estimate_, now_nanos);
   if (balance.ok()) owner_ = nullptr;  // on error it stays pending, so the caller may retry
   return balance;
 }
