@@ -9,8 +9,9 @@
 //   * a decision is one EVALSHA of an atomic Lua script that reads the Redis server's clock
 //     (TIME), so hosts with skewed clocks agree; concurrent callers' commands are pipelined on the
 //     one connection;
-//   * each reply is handed back through a `PendingReply`, which a C++ caller waits on and which a
-//     Python caller polls through a file descriptor (gevent and asyncio wait on it cooperatively);
+//   * each reply is handed back through a `Pending` (sluice/pending.h), which a C++ caller waits
+//     on and which a Python caller polls through a file descriptor (gevent and asyncio wait on it
+//     cooperatively);
 //   * when Redis is slow or down, a command fails after `command_timeout` and a breaker opens, so
 //     later callers fail at once (and apply their object's failure mode) instead of paying the
 //     timeout; the thread reconnects by itself, probing every `reconnect_interval`;
@@ -62,7 +63,6 @@
 #define SLUICE_REDIS_STORE_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,6 +79,7 @@ class Clock;
 
 namespace internal {
 class RedisConnectionThread;
+class RedisScripts;
 }  // namespace internal
 
 // sluice::RedisOptions
@@ -137,7 +138,6 @@ struct RedisStats {
 };
 // The result of one command: the reply's integers and bulk strings (a script returns an array of
 // them, or one integer).
-class PendingReply;
 
 // sluice::RedisStore
 class RedisStore {
@@ -160,87 +160,11 @@ class RedisStore {
   RedisStats stats() const;
   const RedisOptions& options() const { return options_; }
 
-  // ---- Internal plumbing for sluice's objects. ----
-
-  // A Lua script call: `script` is its source, of static lifetime (loaded once per connection and
-  // called by SHA).
-  struct ScriptCall {
-    const std::string* script = nullptr;
-    std::vector<std::string> keys;
-    std::vector<std::string> args;
-  };
-  // How hard the store tries to deliver a command.
-  struct Delivery {
-    // > 0: a must-deliver command. Across transport failures and an open breaker it is kept and
-    // sent again after reconnecting, until this time on the steady clock (Clock::Steady(), ns);
-    // INT64_MAX: until delivered. An error Redis answers (see "Errors") ends it. It must be safe
-    // to run twice, and carries no callback. 0: fail at once.
-    int64_t retry_until_nanos = 0;
-    // What cancels the command's effect; it must be safe to run when the command never ran. Sent
-    // (as a must-deliver command, until delivered) when the command's outcome is unknown (it was
-    // written, then the connection failed before its reply), or when the reply came after its
-    // caller gave up (PendingReply::Abandon) and its first integer is 1 ("something was taken").
-    std::optional<ScriptCall> undo;
-  };
-
-  // Runs `call`. Never blocks.
-  std::shared_ptr<PendingReply> RunScript(ScriptCall call, bool want_fd, Delivery delivery);
-  std::shared_ptr<PendingReply> RunScript(const std::string& script,
-                                          std::vector<std::string> keys,
-                                          std::vector<std::string> args, bool want_fd);
-  // RunScript, then `done` once the reply (or failure) is in: on the connection thread, or on
-  // the caller's thread when the breaker fails the command at once. `done` must not block. If
-  // the command is dropped unanswered (a child of fork() forgets its parent's queue), `done` is
-  // destroyed without being called.
-  void RunScriptThen(const std::string& script, std::vector<std::string> keys,
-                     std::vector<std::string> args, std::function<void(PendingReply&)> done);
-  // Counts and logs (rate-limited) an error an object found in a reply (an impossible value).
-  void NoteError(const absl::Status& status);
-  // The script argument that carries "now": empty (the script reads the server's TIME) unless
-  // `script_clock_for_testing` is set, then that clock's microseconds since the script epoch.
-  std::string ScriptNow() const;
-
  private:
+  friend class internal::RedisScripts;  // sluice's objects run their scripts through it
   explicit RedisStore(const RedisOptions& options);
   RedisOptions options_;
   std::unique_ptr<internal::RedisConnectionThread> thread_;
-};
-
-// sluice::PendingReply
-//
-// A command under way. Thread-safe: one thread may wait while the connection thread completes it.
-class PendingReply {
- public:
-  PendingReply();
-  ~PendingReply();
-  PendingReply(const PendingReply&) = delete;
-  PendingReply& operator=(const PendingReply&) = delete;
-
-  // Waits (blocking this thread) for the reply, at most `timeout`. If it did not come, the reply
-  // is abandoned (see Abandon) and the result is DeadlineExceeded. Otherwise the result, whose
-  // errors are those of "Errors" above (Unavailable: Redis could not be reached).
-  absl::StatusOr<std::vector<int64_t>> Wait(absl::Duration timeout);
-  // The caller will not look at the reply: if it comes later, the command's undo runs (see
-  // RedisStore::Delivery). Returns false if the reply was already in (then nothing is undone, and
-  // the caller may still read it with Wait).
-  bool Abandon();
-  // True once the reply (or failure) is in. Never blocks.
-  bool done() const;
-  // A file descriptor that becomes readable when done (eventfd), or -1 if none was asked for.
-  int fd() const { return fd_; }
-
-  // The reply's bulk strings, in order (the integers are Wait's). REQUIRES: done().
-  const std::vector<std::string>& strings() const;
-
-  // For the connection thread. Returns whether the caller had abandoned the reply.
-  bool Complete(absl::StatusOr<std::vector<int64_t>> result, std::vector<std::string> strings = {});
-
- private:
-  struct State;
-  std::unique_ptr<State> state_;
-  int fd_ = -1;
-  std::function<void(PendingReply&)> then_;  // RunScriptThen's `done`
-  friend class RedisStore;
 };
 
 }  // namespace v1

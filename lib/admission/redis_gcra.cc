@@ -1,3 +1,4 @@
+#include "stores/redis_scripts.h"
 #include "admission/redis_gcra.h"
 
 #include <algorithm>
@@ -265,13 +266,13 @@ std::vector<std::string> ClusterGcra::Keys(const KeyDigest& d) const {
 }
 
 std::vector<std::string> ClusterGcra::Args(int64_t first) const {
-  std::vector<std::string> args = {absl::StrCat(first), cluster_.store->ScriptNow()};
+  std::vector<std::string> args = {absl::StrCat(first), RedisScripts::ScriptNow(*cluster_.store)};
   args.insert(args.end(), window_args_.begin(), window_args_.end());
   return args;
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd) {
-  return cluster_.store->RunScript(kAdmitScript, Keys(d), Args(cost), want_fd);
+  return RedisScripts::Run(*cluster_.store, kAdmitScript, Keys(d), Args(cost), want_fd);
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartLease(const KeyDigest& d, int64_t want,
@@ -280,14 +281,14 @@ std::shared_ptr<PendingReply> ClusterGcra::StartLease(const KeyDigest& d, int64_
   args.push_back(absl::StrCat(back.units));
   args.push_back(absl::StrCat(back.grant_ms));
   args.push_back(absl::StrCat(back.granted));
-  return cluster_.store->RunScript(kLeaseScript, Keys(d), std::move(args), want_fd);
+  return RedisScripts::Run(*cluster_.store, kLeaseScript, Keys(d), std::move(args), want_fd);
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartQueue(const KeyDigest& d, int64_t cost,
                                                       int64_t max_wait_nanos, bool want_fd) {
   std::vector<std::string> args = Args(cost);
   args.push_back(absl::StrCat(max_wait_nanos / 1000 * windows_[0].scale));
-  return cluster_.store->RunScript(kQueueScript, Keys(d), std::move(args), want_fd);
+  return RedisScripts::Run(*cluster_.store, kQueueScript, Keys(d), std::move(args), want_fd);
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartAdjust(const KeyDigest& d, int64_t delta,
@@ -295,12 +296,12 @@ std::shared_ptr<PendingReply> ClusterGcra::StartAdjust(const KeyDigest& d, int64
   // Lua numbers are exact below 2^53: keep delta * unit within kMaxTolerance.
   int64_t bound = kMaxTolerance;
   for (const RemoteWindow& w : windows_) bound = std::min(bound, kMaxTolerance / w.unit);
-  return cluster_.store->RunScript(kAdjustScript, Keys(d), Args(std::clamp(delta, -bound, bound)),
+  return RedisScripts::Run(*cluster_.store, kAdjustScript, Keys(d), Args(std::clamp(delta, -bound, bound)),
                                    want_fd);
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartPeek(const KeyDigest& d, bool want_fd) {
-  return cluster_.store->RunScript(kPeekScript, Keys(d), Args(0), want_fd);
+  return RedisScripts::Run(*cluster_.store, kPeekScript, Keys(d), Args(0), want_fd);
 }
 
 absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply,
@@ -308,7 +309,7 @@ absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply,
   auto impossible = [&](absl::string_view what) {
     absl::Status s = absl::InternalError(absl::StrCat(
         object_, ": impossible reply from Redis (", what, "): a protocol error or a foreign script"));
-    cluster_.store->NoteError(s);
+    RedisScripts::NoteError(*cluster_.store, s);
     return s;
   };
   if (reply.size() != size) return impossible(absl::StrCat(reply.size(), " values"));
@@ -339,7 +340,7 @@ absl::Status ClusterGcra::CheckLeaseReply(const std::vector<int64_t>& reply, int
   if (reply.size() != 6 || reply[0] < 0 || reply[0] > want || reply[5] < 0) {
     absl::Status s = absl::InternalError(absl::StrCat(
         object_, ": impossible lease reply from Redis: a protocol error or a foreign script"));
-    cluster_.store->NoteError(s);
+    RedisScripts::NoteError(*cluster_.store, s);
     return s;
   }
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 #include "sluice/cluster.h"
 #include "sluice/decision.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 #include "sluice/window.h"
 
 namespace sluice {

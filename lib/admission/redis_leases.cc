@@ -1,3 +1,4 @@
+#include "stores/redis_scripts.h"
 #include "admission/redis_leases.h"
 
 #include <sys/random.h>
@@ -132,24 +133,24 @@ std::vector<std::string> ClusterLeases::Keys(const KeyDigest& d) const {
 absl::Status ClusterLeases::Impossible(absl::string_view what) const {
   absl::Status s = absl::InternalError(absl::StrCat(
       object_, ": impossible reply from Redis (", what, "): a protocol error or a foreign script"));
-  cluster_.store->NoteError(s);
+  RedisScripts::NoteError(*cluster_.store, s);
   return s;
 }
 
-RedisStore::ScriptCall ClusterLeases::ReleaseCall(const KeyDigest& d, uint64_t lease_id) const {
-  return {&kReleaseScript, Keys(d), {Hex(lease_id), cluster_.store->ScriptNow(), tombstone_us_}};
+ScriptCall ClusterLeases::ReleaseCall(const KeyDigest& d, uint64_t lease_id) const {
+  return {&kReleaseScript, Keys(d), {Hex(lease_id), RedisScripts::ScriptNow(*cluster_.store), tombstone_us_}};
 }
 
 std::shared_ptr<PendingReply> ClusterLeases::StartAcquire(const KeyDigest& d,
                                                           int64_t max_in_flight,
                                                           uint64_t lease_id, bool want_fd) {
-  RedisStore::Delivery delivery;
+  Delivery delivery;
   delivery.undo = ReleaseCall(d, lease_id);
-  return cluster_.store->RunScript(
+  return RedisScripts::Run(*cluster_.store, 
       {&kAcquireScript,
        Keys(d),
        {absl::StrCat(max_in_flight), absl::StrCat(lease_us_), Hex(lease_id),
-        cluster_.store->ScriptNow()}},
+        RedisScripts::ScriptNow(*cluster_.store)}},
       want_fd, std::move(delivery));
 }
 
@@ -166,22 +167,22 @@ absl::StatusOr<ClusterLeases::Acquired> ClusterLeases::DecodeAcquire(
 
 void ClusterLeases::StartRelease(const KeyDigest& d, uint64_t lease_id,
                                  int64_t retry_until_nanos) {
-  RedisStore::Delivery delivery;
+  Delivery delivery;
   delivery.retry_until_nanos = retry_until_nanos;
-  (void)cluster_.store->RunScript(ReleaseCall(d, lease_id), /*want_fd=*/false,
+  (void)RedisScripts::Run(*cluster_.store, ReleaseCall(d, lease_id), /*want_fd=*/false,
                                   std::move(delivery));
 }
 
 std::shared_ptr<PendingReply> ClusterLeases::StartRenew(const KeyDigest& d, uint64_t lease_id,
                                                         absl::Duration lease, bool want_fd) {
-  return cluster_.store->RunScript(kRenewScript, Keys(d),
+  return RedisScripts::Run(*cluster_.store, kRenewScript, Keys(d),
                                    {absl::StrCat(absl::ToInt64Microseconds(lease)), Hex(lease_id),
-                                    cluster_.store->ScriptNow()},
+                                    RedisScripts::ScriptNow(*cluster_.store)},
                                    want_fd);
 }
 
 std::shared_ptr<PendingReply> ClusterLeases::StartInFlight(const KeyDigest& d, bool want_fd) {
-  return cluster_.store->RunScript(kInFlightScript, {Keys(d)[0]}, {cluster_.store->ScriptNow()},
+  return RedisScripts::Run(*cluster_.store, kInFlightScript, {Keys(d)[0]}, {RedisScripts::ScriptNow(*cluster_.store)},
                                    want_fd);
 }
 

@@ -22,6 +22,7 @@
 #include "sluice/cluster.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -44,7 +45,7 @@ class ClusterLeases {
 
   // Takes a slot ending `lease` from now if fewer than `max_in_flight` are held (and no release
   // of `lease_id` came first). If the caller gives up before the reply, or the connection fails
-  // after sending it, the store releases the slot by itself (RedisStore::Delivery::undo).
+  // after sending it, the store releases the slot by itself (Delivery::undo).
   std::shared_ptr<PendingReply> StartAcquire(const KeyDigest& d, int64_t max_in_flight,
                                              uint64_t lease_id, bool want_fd);
   struct Acquired {
@@ -73,7 +74,7 @@ class ClusterLeases {
  private:
   ClusterLeases(absl::string_view object, const ClusterOptions& cluster, absl::Duration lease);
   std::vector<std::string> Keys(const KeyDigest& d) const;
-  RedisStore::ScriptCall ReleaseCall(const KeyDigest& d, uint64_t lease_id) const;
+  ScriptCall ReleaseCall(const KeyDigest& d, uint64_t lease_id) const;
 
   const std::string object_;
   const ClusterOptions cluster_;

@@ -1,3 +1,4 @@
+#include "stores/redis_scripts.h"
 #include "cache/cache_tier.h"
 
 #include <algorithm>
@@ -67,12 +68,12 @@ void CacheTier::Read(const CacheKey& key, ReadDone done) {
     done(std::make_shared<const CachedResponse>(std::move(record->response)),
          pttl > 0 ? absl::Milliseconds(pttl) : absl::ZeroDuration());
   };
-  store_->RunScriptThen(kReadScript, {RedisKey(key)}, {}, std::move(finish));
+  RedisScripts::RunThen(*store_, kReadScript, {RedisKey(key)}, {}, std::move(finish));
 }
 
 void CacheTier::Write(const CacheKey& key, const CachedResponse& response, absl::Duration ttl) {
   const int64_t ttl_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
-  store_->RunScriptThen(kWriteScript, {RedisKey(key)},
+  RedisScripts::RunThen(*store_, kWriteScript, {RedisKey(key)},
                         {EncodeCacheRecord(key.canonical, response), absl::StrCat(ttl_ms)},
                         [counters = counters_](PendingReply& reply) {
                           auto& counter = reply.Wait(absl::ZeroDuration()).ok() ? counters->writes
@@ -82,7 +83,7 @@ void CacheTier::Write(const CacheKey& key, const CachedResponse& response, absl:
 }
 
 void CacheTier::Erase(const CacheKey& key) {
-  store_->RunScriptThen(kEraseScript, {RedisKey(key)}, {},
+  RedisScripts::RunThen(*store_, kEraseScript, {RedisKey(key)}, {},
                         [counters = counters_](PendingReply& reply) {
                           if (!reply.Wait(absl::ZeroDuration()).ok()) {
                             counters->errors.fetch_add(1, std::memory_order_relaxed);

@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 #include "sluice/response_cache.h"
 
 namespace sluice {

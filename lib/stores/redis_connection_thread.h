@@ -25,6 +25,7 @@
 #include "base/fork_hooks.h"
 #include "base/log.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 
 struct redisContext;
 
@@ -33,9 +34,9 @@ inline namespace v1 {
 namespace internal {
 
 struct RedisCommand {
-  RedisStore::ScriptCall call;
+  ScriptCall call;
   std::shared_ptr<PendingReply> reply;
-  RedisStore::Delivery delivery;
+  Delivery delivery;
 };
 
 // The transport failure hiredis reports on `c` (after a null reply or REDIS_ERR): DeadlineExceeded

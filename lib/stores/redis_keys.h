@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 #include "sluice/internal/key_digest.h"
 
 namespace sluice {
@@ -23,7 +24,7 @@ inline constexpr int64_t kRedisEpochUnixSeconds = 1735689600;
 
 // Every sluice script starts with this Lua: `sluice_now(arg)` is "now" in microseconds since
 // kRedisEpochUnixSeconds, from the Redis server's TIME, so every host decides on one clock; or,
-// when the store has RedisOptions::script_clock_for_testing, `arg` (RedisStore::ScriptNow()),
+// when the store has RedisOptions::script_clock_for_testing, `arg` (RedisScripts::ScriptNow),
 // which is empty otherwise.
 std::string WithScriptNow(absl::string_view body);
 

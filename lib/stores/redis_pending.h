@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "sluice/pending.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_scripts.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -35,7 +36,7 @@ class RedisPending final : public PendingSource<T> {
   int fd() const override { return reply_->fd(); }
   T Finish(absl::Status* error) override { return finish_(reply_->Wait(timeout_), error); }
   // A reply already in is read and its result let go (a permit releases); one still on its way
-  // is undone by the store when it lands (RedisStore::Delivery::undo).
+  // is undone by the store when it lands (Delivery::undo).
   void Abandon() override {
     if (reply_->Abandon()) return;
     absl::StatusOr<std::vector<int64_t>> reply = reply_->Wait(absl::ZeroDuration());

@@ -4,13 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "stores/redis_connection_thread.h"
+#include "stores/redis_scripts.h"
 #include "sluice/clock.h"
 
 namespace sluice {
@@ -19,75 +19,6 @@ inline namespace v1 {
 namespace {
 constexpr absl::string_view kName = "sluice.RedisStore";
 }  // namespace
-
-struct PendingReply::State {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  bool abandoned = false;
-  absl::StatusOr<std::vector<int64_t>> result = absl::UnknownError("pending");
-  std::vector<std::string> strings;
-};
-
-PendingReply::PendingReply() : state_(std::make_unique<State>()) {}
-
-PendingReply::~PendingReply() {
-  if (fd_ >= 0) close(fd_);
-}
-
-bool PendingReply::Complete(absl::StatusOr<std::vector<int64_t>> result,
-                            std::vector<std::string> strings) {
-  bool abandoned;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->result = std::move(result);
-    state_->strings = std::move(strings);
-    state_->done = true;
-    abandoned = state_->abandoned;
-  }
-  if (then_) {
-    std::function<void(PendingReply&)> then = std::move(then_);
-    then(*this);
-  }
-  state_->cv.notify_all();
-  if (fd_ >= 0) {
-    const uint64_t one = 1;
-    (void)!write(fd_, &one, sizeof(one));
-  }
-  return abandoned;
-}
-
-bool PendingReply::Abandon() {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  if (state_->done) return false;
-  state_->abandoned = true;
-  return true;
-}
-
-const std::vector<std::string>& PendingReply::strings() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->strings;  // written once, before done
-}
-
-bool PendingReply::done() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->done;
-}
-
-absl::StatusOr<std::vector<int64_t>> PendingReply::Wait(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(state_->mu);
-  if (!state_->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [&] { return state_->done; })) {
-    state_->abandoned = true;  // a reply that comes now is undone, not lost
-    return absl::DeadlineExceededError("redis: no reply in time");
-  }
-  if (!state_->result.ok()) {
-    // A status of its own: sharing the stored one's reference count with the caller's thread
-    // would have Debian's uninstrumented Abseil release it where ThreadSanitizer cannot see.
-    return absl::Status(state_->result.status().code(), state_->result.status().message());
-  }
-  return state_->result;
-}
 
 namespace {
 
@@ -155,40 +86,48 @@ RedisStore::~RedisStore() {
 RedisStats RedisStore::stats() const { return thread_->stats(); }
 
 absl::Status RedisStore::Check(absl::Duration timeout) {
-  auto reply = RunScript(kCheckScript, {absl::StrCat(options_.key_prefix, ":{sluice-check}")}, {},
-                         /*want_fd=*/false);
+  auto reply = internal::RedisScripts::Run(
+      *this, kCheckScript, {absl::StrCat(options_.key_prefix, ":{sluice-check}")}, {},
+      /*want_fd=*/false);
   absl::StatusOr<std::vector<int64_t>> result = reply->Wait(timeout);
   return result.ok() ? absl::OkStatus() : result.status();
 }
 
-void RedisStore::NoteError(const absl::Status& status) { thread_->NoteConfigError(status); }
+namespace internal {
 
-std::string RedisStore::ScriptNow() const {
-  if (options_.script_clock_for_testing == nullptr) return "";
-  return absl::StrCat(std::max<int64_t>(0, options_.script_clock_for_testing->NowNanos()) / 1000);
+void RedisScripts::NoteError(RedisStore& store, const absl::Status& status) {
+  store.thread_->NoteConfigError(status);
 }
 
-std::shared_ptr<PendingReply> RedisStore::RunScript(ScriptCall call, bool want_fd,
-                                                    Delivery delivery) {
+std::string RedisScripts::ScriptNow(const RedisStore& store) {
+  const Clock* clock = store.options_.script_clock_for_testing;
+  if (clock == nullptr) return "";
+  return absl::StrCat(std::max<int64_t>(0, clock->NowNanos()) / 1000);
+}
+
+std::shared_ptr<PendingReply> RedisScripts::Run(RedisStore& store, ScriptCall call, bool want_fd,
+                                                Delivery delivery) {
   auto reply = std::make_shared<PendingReply>();
   if (want_fd) reply->fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  thread_->Submit({std::move(call), reply, std::move(delivery)});
+  store.thread_->Submit({std::move(call), reply, std::move(delivery)});
   return reply;
 }
 
-std::shared_ptr<PendingReply> RedisStore::RunScript(const std::string& script,
-                                                    std::vector<std::string> keys,
-                                                    std::vector<std::string> args, bool want_fd) {
-  return RunScript({&script, std::move(keys), std::move(args)}, want_fd, {});
+std::shared_ptr<PendingReply> RedisScripts::Run(RedisStore& store, const std::string& script,
+                                                std::vector<std::string> keys,
+                                                std::vector<std::string> args, bool want_fd) {
+  return Run(store, {&script, std::move(keys), std::move(args)}, want_fd, {});
 }
 
-void RedisStore::RunScriptThen(const std::string& script, std::vector<std::string> keys,
-                               std::vector<std::string> args,
-                               std::function<void(PendingReply&)> done) {
+void RedisScripts::RunThen(RedisStore& store, const std::string& script,
+                           std::vector<std::string> keys, std::vector<std::string> args,
+                           std::function<void(PendingReply&)> done) {
   auto reply = std::make_shared<PendingReply>();
   reply->then_ = std::move(done);
-  thread_->Submit({{&script, std::move(keys), std::move(args)}, std::move(reply), {}});
+  store.thread_->Submit({{&script, std::move(keys), std::move(args)}, std::move(reply), {}});
 }
+
+}  // namespace internal
 
 }  // namespace v1
 }  // namespace sluice

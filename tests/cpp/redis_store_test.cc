@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "admission/redis_gcra.h"
+#include "stores/redis_scripts.h"
 #include "admission/redis_leases.h"
 #include "cluster_test_support.h"
 #include "local_redis.h"
@@ -207,9 +208,9 @@ TEST_CASE("a store whose last reference goes on its own connection thread stops 
     std::weak_ptr<RedisStore> weak = store;
     // The callback holds the store: once the test's reference is gone, the callback's is the last,
     // and it goes on the connection thread when the callback is destroyed there.
-    store->RunScriptThen(kScript, {}, {}, [keep = store, &ran](sluice::PendingReply&) {
-      ran = true;
-    });
+    sluice::internal::RedisScripts::RunThen(
+        *store, kScript, {}, {},
+        [keep = store, &ran](sluice::internal::PendingReply&) { ran = true; });
     store.reset();
     CHECK_FALSE(weak.expired());
     redis.Resume();
