@@ -52,7 +52,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "sluice/internal/mutex.h"
 #include "absl/time/time.h"
 #include "sluice/clock.h"
 
@@ -182,7 +182,7 @@ class CircuitBreaker {
   const Options options_;
   const Clock* const clock_;
   const int64_t bucket_width_;
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kClosed;
   // Increments on every state change: a permission from an older generation is stale.
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

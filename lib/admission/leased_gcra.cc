@@ -61,7 +61,7 @@ void LeasedGcra::UnlockAfterFork(bool in_child) {
   }
   for (int i = kStripes - 1; i >= 0; --i) {
     if (in_child) {
-      ResetMutexInForkChild(stripes_[i]);
+      stripes_[i].ResetInForkChild();
     } else {
       stripes_[i].unlock();
     }
@@ -113,7 +113,7 @@ std::shared_ptr<PendingReply> LeasedGcra::StartLease(const KeyDigest& d, int64_t
   // Whatever the current lease holds (too little, or expired) goes back with this request.
   ClusterGcra::GiveBack back;
   {
-    std::lock_guard<std::mutex> lock(StripeOf(d));
+    MutexLock lock(&StripeOf(d));
     VisitCells(d, [&](int64_t* cells) {
       const int64_t word = Cell(cells).exchange(0, std::memory_order_acq_rel);
       if (Refused(word) || Units(word) == 0) return;
@@ -130,7 +130,7 @@ std::shared_ptr<PendingReply> LeasedGcra::StartLease(const KeyDigest& d, int64_t
 void LeasedGcra::Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_t grant_ms,
                       int64_t expires_ms) {
   if (units <= 0) return;
-  std::lock_guard<std::mutex> lock(StripeOf(d));
+  MutexLock lock(&StripeOf(d));
   VisitCells(d, [&](int64_t* cells) {
     const int64_t now = NowMs();
     int64_t record = PackGrant(std::min(grant_ms, kMaxGrantMs), granted);
@@ -163,7 +163,7 @@ void LeasedGcra::RefuseUntil(const KeyDigest& d, int64_t until_ms) {
   if (until_ms <= now) return;
   // A day at most (the expiry has 40 bits); after that a round trip asks Redis again.
   until_ms = std::min(until_ms, now + int64_t{86'400'000});
-  std::lock_guard<std::mutex> lock(StripeOf(d));
+  MutexLock lock(&StripeOf(d));
   VisitCells(d, [&](int64_t* cell) {
     int64_t word = Cell(cell).load(std::memory_order_relaxed);
     // Never over a live lease another thread just installed: its units are good to spend.

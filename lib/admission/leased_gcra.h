@@ -66,6 +66,8 @@
 #include <memory>
 #include <mutex>
 
+#include "sluice/internal/mutex.h"
+
 #include "admission/redis_gcra.h"
 #include "base/fork_hooks.h"
 #include "stores/keyed_table.h"
@@ -117,7 +119,7 @@ class LeasedGcra {
   void UnlockAfterFork(bool in_child);
 
   int64_t NowMs() const;
-  std::mutex& StripeOf(const KeyDigest& d) { return stripes_[d.lo % kStripes]; }
+  Mutex& StripeOf(const KeyDigest& d) { return stripes_[d.lo % kStripes]; }
   // Installs a granted lease of `units` left (of `granted`, at server time `grant_ms`).
   void Keep(const KeyDigest& d, int64_t units, int64_t granted, int64_t grant_ms,
             int64_t expires_ms);
@@ -135,8 +137,7 @@ class LeasedGcra {
   const Clock* const clock_;
   const int64_t epoch_nanos_;
   const std::unique_ptr<KeyedTable> table_;
-  // std::mutex, not absl::Mutex: see fork_hooks.h.
-  std::unique_ptr<std::mutex[]> stripes_ = std::make_unique<std::mutex[]>(kStripes);
+  std::unique_ptr<Mutex[]> stripes_ = std::make_unique<Mutex[]>(kStripes);
   std::atomic<int64_t> local_{0}, leases_{0};
   std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "balancing/balancer_core.h"
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

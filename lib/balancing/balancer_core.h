@@ -11,7 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
 #include "balancing/prefix_index.h"
 #include "sluice/balancer.h"
@@ -68,7 +68,7 @@ class BalancerCore {
   // Host scope: in-flight counts shared through a region (null in process scope). Set once,
   // before the first pick.
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);
   uint64_t free_slots_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};

@@ -1,6 +1,6 @@
 #include "balancing/balancer_endpoint.h"
 
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 #include "base/time_arithmetic.h"
 
 #include <algorithm>

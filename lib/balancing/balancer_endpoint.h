@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "sluice/internal/mutex.h"
 #include "sluice/balancer.h"
 #include "sluice/provider_error.h"
 
@@ -55,7 +55,7 @@ struct EndpointState {
   uint64_t candidate_epoch = 0;  // == the core's epoch while a candidate of the current pick
   size_t candidate_index = 0;    // its index among the candidates then
 
-  mutable absl::Mutex mu;
+  mutable Mutex mu;
   int64_t completions ABSL_GUARDED_BY(mu) = 0;
   int64_t errors ABSL_GUARDED_BY(mu) = 0;
   double ewma_latency_s ABSL_GUARDED_BY(mu) = 0;

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "balancing/balancer_core.h"
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 #include "base/time_arithmetic.h"
 
 #define XXH_INLINE_ALL

@@ -14,8 +14,6 @@
 #define SLUICE_LIB_FORK_HOOKS_H_
 
 #include <functional>
-#include <mutex>
-#include <new>
 
 namespace sluice {
 inline namespace v1 {
@@ -35,16 +33,8 @@ class ForkHooks {
   std::function<void()> prepare_, parent_, child_;
 };
 
-// For a `child` hook: `mu` becomes a fresh, unlocked mutex, whatever state it was left in by a
-// parent thread (which does not exist in the child) or by this thread's `prepare` hook. Parent
-// threads waiting for it are gone too. glibc re-initialises its own locks in a child the same way.
-//
-// Why std::mutex, not absl::Mutex, for what a fork() child may lock: Abseil built without NDEBUG
-// (Debian's build) runs its deadlock detector on every Lock and Unlock, under one process-wide
-// spinlock. A child forked while any parent thread was inside it (any absl::Mutex anywhere) hangs
-// forever on its first absl::Mutex operation, and nothing in the child can release that spinlock.
-// A pthread mutex has no global state, and TSan sees it natively.
-inline void ResetMutexInForkChild(std::mutex& mu) { new (&mu) std::mutex(); }
+// Locks a child may take are internal::Mutex (sluice/internal/mutex.h says why not absl::Mutex);
+// a `child` hook calls ResetInForkChild() on them.
 
 }  // namespace internal
 }  // namespace v1

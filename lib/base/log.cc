@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+
+#include "sluice/internal/mutex.h"
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -18,10 +20,10 @@ namespace {
 // outside it, so a slow handler never holds up SetLogHandler or another thread's message.
 // Held across fork() (a child of a process whose thread was logging would otherwise wait for it
 // forever on its first message).
-std::mutex& HandlerMutex() {
-  static auto* mu = new std::mutex;  // never destroyed: connection threads may log during exit
+internal::Mutex& HandlerMutex() {
+  static auto* mu = new internal::Mutex;  // never destroyed: connection threads may log during exit
   static auto* hooks = new internal::ForkHooks(
-      [] { mu->lock(); }, [] { mu->unlock(); }, [] { internal::ResetMutexInForkChild(*mu); });
+      [] { mu->lock(); }, [] { mu->unlock(); }, [] { mu->ResetInForkChild(); });
   (void)hooks;
   return *mu;
 }
@@ -35,7 +37,7 @@ std::shared_ptr<const LogHandler>& Handler() {
 void SetLogHandler(LogHandler handler) {
   auto replacement =
       handler ? std::make_shared<const LogHandler>(std::move(handler)) : nullptr;
-  std::lock_guard<std::mutex> lock(HandlerMutex());
+  internal::MutexLock lock(&HandlerMutex());
   Handler() = std::move(replacement);
 }
 
@@ -44,7 +46,7 @@ namespace internal {
 void Log(LogLevel level, std::string_view message) {
   std::shared_ptr<const LogHandler> handler;
   {
-    std::lock_guard<std::mutex> lock(HandlerMutex());
+    internal::MutexLock lock(&HandlerMutex());
     handler = Handler();
   }
   if (handler != nullptr) {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 #include "base/time_arithmetic.h"
 
 namespace sluice {
@@ -247,16 +247,16 @@ bool CacheShard::PassLead(const std::shared_ptr<Flight>& flight) {
 }
 
 void CacheShard::LockForFork() {
-  flights_mu_.Lock();  // flights_mu_ before mu_, as everywhere
-  mu_.Lock();
+  flights_mu_.lock();  // flights_mu_ before mu_, as everywhere
+  mu_.lock();
 }
 
 void CacheShard::UnlockAfterFork(bool in_child) {
   // The Flight objects are dropped, not woken: their followers' eventfds are shared with the
   // parent, whose callers would be woken too.
   if (in_child) flights_.clear();
-  mu_.Unlock();
-  flights_mu_.Unlock();
+  mu_.unlock();
+  flights_mu_.unlock();
 }
 
 void CacheShard::AddTo(ResponseCache::Stats& s) const {

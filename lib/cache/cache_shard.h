@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "sluice/internal/mutex.h"
 #include "cache/cache_tier.h"
 #include "cache/frequency_sketch.h"
 #include "sluice/response_cache.h"
@@ -49,7 +49,7 @@ struct Waiter {
 struct Flight {
   std::weak_ptr<CacheShard> shard;
   CacheKey key;
-  absl::Mutex mu;
+  Mutex mu;
   std::deque<std::shared_ptr<Waiter>> waiters ABSL_GUARDED_BY(mu);
   std::vector<std::string> chunks ABSL_GUARDED_BY(mu);
 
@@ -118,7 +118,7 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   const int64_t capacity_;
   const int64_t protected_capacity_;
   const bool admission_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);
   List probation_ ABSL_GUARDED_BY(mu_);  // front: most recently used
   List protected_ ABSL_GUARDED_BY(mu_);
@@ -133,7 +133,7 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   const std::shared_ptr<CacheTier> tier_;  // null: in process only
   std::atomic<int64_t> skipped_tool_calls_{0};
   // Flights, under their own mutex (taken before mu_ when both are held).
-  absl::Mutex flights_mu_;
+  Mutex flights_mu_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Flight>> flights_
       ABSL_GUARDED_BY(flights_mu_);
   std::atomic<int64_t> merged_{0}, failovers_{0};

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "cache/cache_shard.h"
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 
 namespace sluice {
 inline namespace v1 {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "base/mutex_lock.h"
+#include "sluice/internal/mutex.h"
 #include "base/time_arithmetic.h"
 
 namespace sluice {

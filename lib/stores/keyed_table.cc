@@ -57,7 +57,7 @@ void KeyedTable::ResetInForkChild() {
     // before the swap).
     shard.readers.store(0, std::memory_order_relaxed);
     shard.maintenance.store(0, std::memory_order_relaxed);
-    ResetMutexInForkChild(shard.mu);
+    shard.mu.ResetInForkChild();
   }
 }
 
@@ -85,7 +85,7 @@ absl::Status KeyedTable::VisitSlow(Shard& shard, const KeyDigest& d, int64_t now
                                    IdleFn idle, CellsFn fn) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
-      std::lock_guard<std::mutex> lock(shard.mu);
+      MutexLock lock(&shard.mu);
       int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
       if (cells == nullptr) cells = InsertLocked(shard, d, idle);
       if (cells != nullptr) {
@@ -160,7 +160,7 @@ int64_t KeyedTable::RebuildLocked(Shard& shard, IdleFn idle, int64_t extra) {
 
 bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
   Shard& shard = ShardFor(d);
-  std::lock_guard<std::mutex> lock(shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
+  MutexLock lock(&shard.mu);  // Peek is not a hot path; the mutex excludes maintenance
   int64_t* cells = Find(shard.table.load(std::memory_order_relaxed), d);
   if (cells == nullptr) return false;
   fn(cells);
@@ -170,7 +170,7 @@ bool KeyedTable::VisitExisting(const KeyDigest& d, CellsFn fn) {
 int64_t KeyedTable::DropIdle(IdleFn idle) {
   int64_t dropped = 0;
   for (int i = 0; i < kShards; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     if (shards_[i].used > 0) dropped += RebuildLocked(shards_[i], idle, 0);
   }
   return dropped;
@@ -179,7 +179,7 @@ int64_t KeyedTable::DropIdle(IdleFn idle) {
 int64_t KeyedTable::memory_bytes() const {
   int64_t bytes = sizeof(*this) + int64_t{kShards} * sizeof(Shard);
   for (int i = 0; i < kShards; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);  // a rebuild may free the table we would read
+    MutexLock lock(&shards_[i].mu);  // a rebuild may free the table we would read
     bytes += shards_[i].table.load(std::memory_order_relaxed)->capacity * stride_ * 8 +
              sizeof(Table);
   }

@@ -1,6 +1,6 @@
 // Internal: a concurrent table from 128-bit key digests to a few int64 cells per key.
 //
-// Why not a map behind a lock: on this hardware an uncontended absl::Mutex reader lock costs
+// Why not a map behind a lock: on this hardware an uncontended Mutex reader lock costs
 // about as much as the whole decision we want (~34 ns), so lookups take no lock at all:
 //
 //  * The table is sharded (64 shards by the digest's top bits), each an open-addressing array
@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "sluice/internal/mutex.h"
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
@@ -89,7 +91,7 @@ class KeyedTable {
     std::atomic<int32_t> readers{0};
     std::atomic<int32_t> maintenance{0};
     std::atomic<Table*> table{nullptr};
-    std::mutex mu;         // std::mutex, not absl::Mutex: see fork_hooks.h
+    Mutex mu;
     int64_t used = 0;      // guarded by mu
   };
 

@@ -25,7 +25,7 @@ void LeaseTable::LockForFork() {
 void LeaseTable::UnlockAfterFork(bool in_child) {
   for (int i = (1 << kShardBits) - 1; i >= 0; --i) {
     if (in_child) {
-      ResetMutexInForkChild(shards_[i].mu);
+      shards_[i].mu.ResetInForkChild();
     } else {
       shards_[i].mu.unlock();
     }
@@ -41,7 +41,7 @@ int64_t LeaseTable::ReclaimLocked(Leases& leases, int64_t now) {
 LeaseStore::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight, int64_t now,
                                       int64_t expires_at) {
   Shard& shard = ShardFor(d);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   Grant grant;
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) {
@@ -68,7 +68,7 @@ LeaseStore::Grant LeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight,
 
 bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id, int64_t /*expires_at*/) {
   Shard& shard = ShardFor(d);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return false;
   const bool held = it->second.erase(lease_id) > 0;
@@ -82,7 +82,7 @@ bool LeaseTable::Release(const KeyDigest& d, uint64_t lease_id, int64_t /*expire
 bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t /*expires_at*/,
                        int64_t new_expires_at) {
   Shard& shard = ShardFor(d);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return false;
   auto lease = it->second.find(lease_id);
@@ -93,7 +93,7 @@ bool LeaseTable::Renew(const KeyDigest& d, uint64_t lease_id, int64_t /*expires_
 
 int64_t LeaseTable::InFlight(const KeyDigest& d, int64_t now) {
   Shard& shard = ShardFor(d);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.keys.find(d);
   if (it == shard.keys.end()) return 0;
   return std::count_if(it->second.begin(), it->second.end(),
@@ -104,7 +104,7 @@ int64_t LeaseTable::ReclaimExpired(int64_t now) {
   int64_t reclaimed = 0;
   for (int i = 0; i < (1 << kShardBits); ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto it = shard.keys.begin(); it != shard.keys.end();) {
       reclaimed += ReclaimLocked(it->second, now);
       if (it->second.empty()) {

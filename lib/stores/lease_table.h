@@ -12,6 +12,8 @@
 #include <memory>
 #include <mutex>
 
+#include "sluice/internal/mutex.h"
+
 #include "absl/container/flat_hash_map.h"
 #include "base/fork_hooks.h"
 #include "stores/lease_store.h"
@@ -40,7 +42,7 @@ class LeaseTable final : public LeaseStore {
   };
   using Leases = absl::flat_hash_map<uint64_t, int64_t>;  // lease id -> expires at
   struct alignas(64) Shard {
-    std::mutex mu;  // std::mutex, not absl::Mutex: see fork_hooks.h
+    Mutex mu;
     absl::flat_hash_map<KeyDigest, Leases, DigestHash> keys;  // guarded by mu
   };
   static constexpr int kShardBits = 4;

@@ -3,6 +3,8 @@
 
 #include <condition_variable>
 #include <mutex>
+
+#include "sluice/internal/mutex.h"
 #include <utility>
 
 #include "stores/redis_scripts.h"
@@ -12,8 +14,8 @@ inline namespace v1 {
 namespace internal {
 
 struct PendingReply::State {
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  std::condition_variable_any cv;
   bool done = false;
   bool abandoned = false;
   absl::StatusOr<std::vector<int64_t>> result = absl::UnknownError("pending");
@@ -30,7 +32,7 @@ bool PendingReply::Complete(absl::StatusOr<std::vector<int64_t>> result,
                             std::vector<std::string> strings) {
   bool abandoned;
   {
-    std::lock_guard<std::mutex> lock(state_->mu);
+    MutexLock lock(&state_->mu);
     state_->result = std::move(result);
     state_->strings = std::move(strings);
     state_->done = true;
@@ -49,24 +51,24 @@ bool PendingReply::Complete(absl::StatusOr<std::vector<int64_t>> result,
 }
 
 bool PendingReply::Abandon() {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(&state_->mu);
   if (state_->done) return false;
   state_->abandoned = true;
   return true;
 }
 
 const std::vector<std::string>& PendingReply::strings() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->strings;  // written once, before done
 }
 
 bool PendingReply::done() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->done;
 }
 
 absl::StatusOr<std::vector<int64_t>> PendingReply::Wait(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(state_->mu);
+  std::unique_lock<Mutex> lock(state_->mu);
   if (!state_->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                            [&] { return state_->done; })) {
     state_->abandoned = true;  // a reply that comes now is undone, not lost

@@ -134,7 +134,7 @@ absl::Status RedisConnectionThread::Connect(Link& link) {
   connected_ = true;
   connects_.fetch_add(1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     breaker_open_until_.store(0, std::memory_order_release);
     breaker_status_ = absl::OkStatus();
   }

@@ -7,6 +7,8 @@
 #include <limits>
 #include <mutex>
 
+#include "sluice/internal/mutex.h"
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -67,7 +69,7 @@ RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
 RedisConnectionThread::~RedisConnectionThread() {
   fork_hooks_.reset();  // no fork() hook may run on a half-destroyed object
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   cv_->notify_all();
@@ -88,7 +90,7 @@ void RedisConnectionThread::UnlockAfterFork(bool in_child) {
     // for the phantom forever (glibc), so it is abandoned (not destroyed) and replaced.
     (void)thread_.release();
     (void)cv_.release();
-    cv_ = std::make_unique<std::condition_variable>();
+    cv_ = std::make_unique<std::condition_variable_any>();
     owner_pid_ = 0;
     // The parent's callers and the parent's deliveries, not ours. Leaked, not destroyed:
     // destroying a command runs its owner's code (a cache passing on a lead), whose locks a
@@ -117,7 +119,7 @@ bool RedisConnectionThread::BreakerOpenLocked() const {
 void RedisConnectionThread::Submit(RedisCommand command) {
   absl::Status refused;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (BreakerOpenLocked()) {
       if (MustDeliver(command)) {
         KeepLocked(std::move(command));  // sent once the thread reconnects
@@ -142,7 +144,7 @@ void RedisConnectionThread::Submit(RedisCommand command) {
 }
 
 bool RedisConnectionThread::OnConnectionThread() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return thread_ != nullptr && owner_pid_ == getpid() &&
          thread_->get_id() == std::this_thread::get_id();
 }
@@ -160,13 +162,13 @@ RedisStats RedisConnectionThread::stats() const {
   s.undone = undone_.load();
   s.dropped = dropped_.load();
   s.connected = connected_.load();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   s.last_error = last_error_;
   return s;
 }
 
 void RedisConnectionThread::OpenBreaker(const absl::Status& why) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   breaker_status_ = Fresh(why);
   breaker_open_until_.store(Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval),
                             std::memory_order_release);
@@ -193,7 +195,7 @@ void RedisConnectionThread::FailOrKeep(RedisCommand command, const absl::Status&
   // command is resent as soon as the connection is up, so it would spin).
   if (MustDeliver(command) && IsTransportError(status) &&
       Now() < command.delivery.retry_until_nanos) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     KeepLocked(std::move(command));
     return;
   }
@@ -206,7 +208,7 @@ void RedisConnectionThread::NoteConfigError(const absl::Status& status) {
   config_errors_.fetch_add(1, std::memory_order_relaxed);
   const std::string message = absl::StrCat("redis ", where_, ": ", status.ToString());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last_error_ = message;
   }
   config_log_.Log(LogLevel::kError, message);
@@ -349,7 +351,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
   }
   complete_failed();
   if (!undo.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& c : undo) KeepLocked(std::move(c));
   }
   if (!reload.empty() && link.context == nullptr) {  // they did not run
@@ -364,7 +366,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
 
 void RedisConnectionThread::Run() {
   Link link;  // this thread's connection: on its stack, so a fork() child never touches it
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<Mutex> lock(mu_);
   while (!stop_) {
     if (link.context == nullptr) {
       const int64_t until = breaker_open_until_.load();

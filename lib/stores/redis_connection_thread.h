@@ -15,6 +15,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+
+#include "sluice/internal/mutex.h"
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,9 +95,9 @@ class RedisConnectionThread {
   void KeepLocked(RedisCommand command);
   const RedisOptions options_;
   const std::string where_;  // "host:port" or the socket path, for messages
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Held by pointer: a child of fork() must replace it (see UnlockAfterFork).
-  std::unique_ptr<std::condition_variable> cv_ = std::make_unique<std::condition_variable>();
+  std::unique_ptr<std::condition_variable_any> cv_ = std::make_unique<std::condition_variable_any>();
   std::deque<RedisCommand> queue_;     // guarded by mu_
   std::deque<RedisCommand> deferred_;  // must-deliver commands waiting for a connection; mu_
   absl::Status breaker_status_;        // why the breaker is open; mu_
