@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <memory>
 #include <string>
@@ -16,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "sluice/internal/mutex.h"
 #include "cache/cache_tier.h"
+#include "cache/flight.h"
 #include "cache/frequency_sketch.h"
 #include "sluice/response_cache.h"
 #include "sluice/single_flight.h"
@@ -24,38 +24,7 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-// A follower's slot: an eventfd, and what it is woken for.
-struct Waiter {
-  Waiter();
-  ~Waiter();
-  // Result() is ready: signals the eventfd for good.
-  void Wake();
-  // A chunk arrived: signals the eventfd until the follower takes it.
-  void Nudge() const;
-  // Empties the eventfd (before taking chunks, so a later chunk signals again).
-  void Drain() const;
-  int fd = -1;
-  std::atomic<bool> ready{false};
-  std::shared_ptr<const CachedResponse> answer;  // set before ready, unless promoted or broken
-  bool promoted = false;                          // set before ready: it leads now
-  bool broken = false;  // set before ready: the stream it was tailing broke off
-  bool consumed = false;                          // Result() was called
-  size_t taken = 0;     // live chunks taken (guarded by the flight's mu)
-  bool tailing = false;  // it called TakeChunks: wake it at each chunk (the flight's mu)
-};
-
-// One key's fetch in progress: its leader, the followers waiting for it, and the chunks the
-// leader streamed so far.
-struct Flight {
-  std::weak_ptr<CacheShard> shard;
-  CacheKey key;
-  Mutex mu;
-  std::deque<std::shared_ptr<Waiter>> waiters ABSL_GUARDED_BY(mu);
-  std::vector<std::string> chunks ABSL_GUARDED_BY(mu);
-
-  // Hands every waiter over (the flight is ending): they are woken by the caller.
-  std::deque<std::shared_ptr<Waiter>> TakeWaiters();
-};
+class CacheShard;
 
 class CacheShard : public std::enable_shared_from_this<CacheShard> {
  public:

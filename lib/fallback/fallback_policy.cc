@@ -79,7 +79,9 @@ FallbackPolicy::Action FallbackPolicy::Actions::For(Failure f) const {
     case Failure::kContextLength: return context_length;
     case Failure::kContentFilter: return content_filter;
     case Failure::kClient: return client;
-    case Failure::kNone: break;
+    case Failure::kNone:
+    case Failure::kAbandoned:  // the caller gave up: nothing to fall back for
+      break;
   }
   return Action::kFatal;
 }
@@ -95,7 +97,9 @@ void FallbackPolicy::Actions::Set(Failure f, Action a) {
     case Failure::kContextLength: context_length = a; break;
     case Failure::kContentFilter: content_filter = a; break;
     case Failure::kClient: client = a; break;
-    case Failure::kNone: break;
+    case Failure::kNone:
+    case Failure::kAbandoned:  // no action: For() stops there
+      break;
   }
 }
 

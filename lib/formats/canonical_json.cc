@@ -12,12 +12,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "sluice/cache_key.h"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 namespace sluice {
 inline namespace v1 {
@@ -365,32 +362,20 @@ absl::StatusOr<std::string> CanonicalizeJson(std::string_view json) {
   return out;
 }
 
-std::string CacheKey::DigestHex() const {
-  return absl::StrFormat("%016x%016x", digest_hi, digest_lo);
-}
+namespace internal {
 
-absl::StatusOr<CacheKey> MakeCacheKey(std::string_view body, std::string_view name_space,
-                                      const CacheKeyOptions& options) {
-  CacheKey key;
-  key.canonical.reserve(name_space.size() + 1 + body.size());
-  key.canonical.append(name_space).push_back('\x1F');
-  auto excluded = [&](std::string_view name) {
-    return std::find(options.excluded_fields.begin(), options.excluded_fields.end(), name) !=
-           options.excluded_fields.end();
-  };
-  absl::Status s = internal::WithRoot(body, [&](simdjson::dom::element root, internal::Writer& w) {
+absl::Status AppendCanonicalObject(std::string_view json,
+                                   absl::FunctionRef<bool(std::string_view)> skip,
+                                   std::string& out) {
+  return WithRoot(json, [&](simdjson::dom::element root, Writer& w) {
     simdjson::dom::object object;
     if (root.get_object().get(object) != simdjson::SUCCESS) {
       return absl::InvalidArgumentError("request body: not a JSON object");
     }
-    return w.Object(object, excluded, key.canonical);
+    return w.Object(object, skip, out);
   });
-  if (!s.ok()) return s;
-  const XXH128_hash_t h = XXH3_128bits(key.canonical.data(), key.canonical.size());
-  key.digest_hi = h.high64;
-  key.digest_lo = h.low64;
-  return key;
 }
 
+}  // namespace internal
 }  // namespace v1
 }  // namespace sluice

@@ -6,6 +6,9 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+
 // Every file that parses with simdjson includes this one. simdjson's classes change layout with
 // SIMDJSON_THREADS_ENABLED, which CMakeLists.txt pins on for sluice and for its consumers alike
 // (one program keeps one copy of simdjson's inline functions): built without it, sluice's parsers
@@ -35,6 +38,13 @@ bool Utf16Less(std::string_view a, std::string_view b);
 
 // Appends `s` as a JSON string with RFC 8785's minimal escapes. REQUIRES: valid UTF-8.
 void AppendJsonString(std::string_view s, std::string& out);
+
+// Appends the canonical form (RFC 8785) of `json`, which must be an object, leaving out its
+// top-level members whose names `skip` accepts. InvalidArgument if `json` is not valid JSON
+// ("JSON: ...") or not an object ("request body: not a JSON object").
+absl::Status AppendCanonicalObject(std::string_view json,
+                                   absl::FunctionRef<bool(std::string_view)> skip,
+                                   std::string& out);
 
 }  // namespace internal
 }  // namespace v1
