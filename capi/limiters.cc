@@ -71,14 +71,17 @@ int TokenBudgetTryReserve(const char* function, sluice_token_budget* budget, con
   });
 }
 
-// The scope options every limiter reads beside its parameters: windows and the Redis store.
-template <typename Options>
-void TakeScope(const sluice_options& options, Options& o) {
-  o.cluster.store = options.redis;
-  if constexpr (std::is_same_v<Options, sluice::RateLimiter::Options> ||
-                std::is_same_v<Options, sluice::TokenBudget::Options>) {
-    o.windows = options.windows;
-  }
+// Every limiter's create: its parameters, then the scope options beside them (the Redis store,
+// and the windows of the two that have windows).
+template <ObjectKind kKind, typename Object, typename Handle>
+int CreateLimiter(const char* function, const sluice_options* options, const sluice_clock* clock,
+                  Handle** out) {
+  using Options = typename Object::Options;
+  return CreateHandle<kKind, Options>(function, options, out, [&](Options& o) {
+    o.cluster.store = options->redis;
+    if constexpr (TakesWindows(kKind)) o.windows = options->windows;
+    return Object::Create(o, ClockOf(clock));
+  });
 }
 
 }  // namespace
@@ -89,11 +92,7 @@ extern "C" {
 
 int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock* clock,
                                sluice_rate_limiter** out) {
-  return CreateHandle<kRateLimiter, sluice::RateLimiter::Options>(
-      __func__, options, out, [&](sluice::RateLimiter::Options& o) {
-        TakeScope(*options, o);
-        return sluice::RateLimiter::Create(o, ClockOf(clock));
-      });
+  return CreateLimiter<kRateLimiter, sluice::RateLimiter>(__func__, options, clock, out);
 }
 
 void sluice_rate_limiter_destroy(sluice_rate_limiter* limiter) { delete limiter; }
@@ -135,11 +134,7 @@ int sluice_rate_limiter_acquire_at(sluice_rate_limiter* limiter, const char* key
 
 int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock* clock,
                                sluice_leaky_bucket** out) {
-  return CreateHandle<kLeakyBucket, sluice::LeakyBucket::Options>(
-      __func__, options, out, [&](sluice::LeakyBucket::Options& o) {
-        TakeScope(*options, o);
-        return sluice::LeakyBucket::Create(o, ClockOf(clock));
-      });
+  return CreateLimiter<kLeakyBucket, sluice::LeakyBucket>(__func__, options, clock, out);
 }
 
 void sluice_leaky_bucket_destroy(sluice_leaky_bucket* bucket) { delete bucket; }
@@ -158,11 +153,7 @@ int sluice_leaky_bucket_acquire(sluice_leaky_bucket* bucket, const char* key, si
 
 int sluice_concurrency_limiter_create(const sluice_options* options, const sluice_clock* clock,
                                       sluice_concurrency_limiter** out) {
-  return CreateHandle<kConcurrency, sluice::ConcurrencyLimiter::Options>(
-      __func__, options, out, [&](sluice::ConcurrencyLimiter::Options& o) {
-        TakeScope(*options, o);
-        return sluice::ConcurrencyLimiter::Create(o, ClockOf(clock));
-      });
+  return CreateLimiter<kConcurrency, sluice::ConcurrencyLimiter>(__func__, options, clock, out);
 }
 
 void sluice_concurrency_limiter_destroy(sluice_concurrency_limiter* limiter) { delete limiter; }
@@ -207,11 +198,7 @@ void sluice_permit_destroy(sluice_permit* permit) { delete permit; }
 
 int sluice_token_budget_create(const sluice_options* options, const sluice_clock* clock,
                                sluice_token_budget** out) {
-  return CreateHandle<kTokenBudget, sluice::TokenBudget::Options>(
-      __func__, options, out, [&](sluice::TokenBudget::Options& o) {
-        TakeScope(*options, o);
-        return sluice::TokenBudget::Create(o, ClockOf(clock));
-      });
+  return CreateLimiter<kTokenBudget, sluice::TokenBudget>(__func__, options, clock, out);
 }
 
 void sluice_token_budget_destroy(sluice_token_budget* budget) { delete budget; }

@@ -61,30 +61,22 @@ const char* ParamName(int number);
 constexpr bool TakesWindows(ObjectKind kind) { return (kind & (kRateLimiter | kTokenBudget)) != 0; }
 constexpr bool TakesStore(ObjectKind kind) { return (kind & (kLimiters | kCache)) != 0; }
 
-// The C++ fields whose name differs between the objects that share a parameter.
+// The C++ fields whose name differs between the objects that share a parameter: the balancer's
+// host-shared in-flight counts, and the cache's Redis name (the limiters' is in `cluster`).
+template <typename Options>
+inline constexpr bool kIsBalancer = std::is_same_v<Options, sluice::Balancer::Options>;
 template <typename Options>
 auto& MaxInFlight(Options& o) {
-  if constexpr (std::is_same_v<Options, sluice::Balancer::Options>) {
-    return o.shared_max_in_flight;
-  } else {
-    return o.max_in_flight;
-  }
+  if constexpr (kIsBalancer<Options>) return o.shared_max_in_flight; else return o.max_in_flight;
 }
 template <typename Options>
 auto& Lease(Options& o) {
-  if constexpr (std::is_same_v<Options, sluice::Balancer::Options>) {
-    return o.shared_lease;
-  } else {
-    return o.lease;
-  }
+  if constexpr (kIsBalancer<Options>) return o.shared_lease; else return o.lease;
 }
 template <typename Options>
 auto& RedisName(Options& o) {
-  if constexpr (std::is_same_v<Options, sluice::ResponseCache::Options>) {
-    return o.redis_name;
-  } else {
-    return o.cluster.redis_name;
-  }
+  if constexpr (std::is_same_v<Options, sluice::ResponseCache::Options>) return o.redis_name;
+  else return o.cluster.redis_name;
 }
 
 // The C enums an option may hold: their range and C name, for the error message.
