@@ -2,7 +2,7 @@
  * Build: link sluice::sluice_c (see examples/CMakeLists.txt). */
 #include <stdio.h>
 
-#include "sluice/sluice.h"
+#include "sluice/c.h"
 
 int main(void) {
   sluice_options* options = sluice_options_create();
@@ -18,7 +18,7 @@ int main(void) {
   }
   sluice_options_destroy(options);
   for (i = 0; i < 5; ++i) {
-    if (sluice_rate_limiter_acquire(limiter, "api-key-1", 9, 1, &decision) != SLUICE_OK) {
+    if (sluice_rate_limiter_try_acquire(limiter, "api-key-1", 9, 1, &decision) != SLUICE_OK) {
       fprintf(stderr, "sluice: %s\n", sluice_last_error_message());
       break;
     }

@@ -1,11 +1,12 @@
-/* The C ABI, exercised from C: proves sluice/sluice.h is plain C and that every entry point
+/* The C ABI, exercised from C: proves sluice/c.h is plain C and that every entry point
  * checks its arguments instead of crashing. Prints "N passed, N failed" and exits non-zero on
- * any failure. */
+ * any failure. The deprecated names are called only in test_deprecated_names, where their
+ * warnings are silenced (the build makes any other use an error). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "sluice/sluice.h"
+#include "sluice/c.h"
 
 static int passed = 0;
 static int failed = 0;
@@ -64,32 +65,32 @@ static void test_rate_limiter(void) {
   sluice_decision d;
   int i;
   for (i = 0; i < 3; ++i) {
-    CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_try_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
     CHECK(d.allowed == 1);
   }
-  CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "tenant", 6, 1, &d) == SLUICE_OK);
   CHECK(d.allowed == 0);
   CHECK(d.retry_after_nanos == 100 * MILLI);
   CHECK(d.limit == 10);
   CHECK(d.window_nanos == SECOND);
   CHECK(sluice_manual_clock_advance(clock, 100 * MILLI) == SLUICE_OK);
   CHECK(sluice_clock_now_nanos(clock) == 100 * MILLI);
-  CHECK(sluice_rate_limiter_acquire(rl, "tenant", 6, 1, NULL) == SLUICE_OK); /* out may be NULL */
+  CHECK(sluice_rate_limiter_try_acquire(rl, "tenant", 6, 1, NULL) == SLUICE_OK); /* out may be NULL */
   /* Keys are (ptr, len): not NUL-terminated, embedded NULs allowed. */
-  CHECK(sluice_rate_limiter_acquire(rl, "a\0b", 3, 1, &d) == SLUICE_OK && d.allowed);
-  CHECK(sluice_rate_limiter_acquire(rl, NULL, 0, 1, &d) == SLUICE_OK && d.allowed);
-  CHECK(sluice_rate_limiter_acquire_at(rl, "x", 1, 1, 5 * SECOND, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "a\0b", 3, 1, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_try_acquire(rl, NULL, 0, 1, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_try_acquire_at(rl, "x", 1, 1, 5 * SECOND, &d) == SLUICE_OK && d.allowed);
 
   /* Bad arguments are errors with a message, never crashes. */
-  CHECK(sluice_rate_limiter_acquire(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(strstr(sluice_last_error_message(), "limiter is NULL") != NULL);
-  CHECK(sluice_rate_limiter_acquire(rl, NULL, 5, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(rl, NULL, 5, 1, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(strstr(sluice_last_error_message(), "key is NULL") != NULL);
-  CHECK(sluice_rate_limiter_acquire(rl, "k", (size_t)-1, 1, &d) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", (size_t)-1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(strstr(sluice_last_error_message(), "cost must be >= 1") != NULL);
-  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, -7, &d) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 4, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, -7, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 4, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(strstr(sluice_last_error_message(), "exceeds windows[0].burst 3") != NULL);
   sluice_rate_limiter_destroy(rl);
   sluice_clock_destroy(clock);
@@ -167,14 +168,14 @@ static void test_leaky_bucket(void) {
   sluice_decision d;
   int i;
   for (i = 0; i < 5; ++i) {
-    CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
+    CHECK(sluice_leaky_bucket_try_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
     CHECK(d.allowed == 1);
     CHECK(d.delay_nanos == i * 250 * MILLI);
   }
-  CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_try_acquire(lb, "p", 1, 1, &d) == SLUICE_OK);
   CHECK(d.allowed == 0 && d.retry_after_nanos == 250 * MILLI);
-  CHECK(sluice_leaky_bucket_acquire(NULL, "p", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_leaky_bucket_try_acquire(NULL, "p", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_leaky_bucket_try_acquire(lb, "p", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
   sluice_leaky_bucket_destroy(lb);
   sluice_clock_destroy(clock);
 }
@@ -192,9 +193,9 @@ static void test_concurrency_limiter(void) {
   sluice_decision d;
   sluice_permit* p1 = NULL;
   sluice_permit* p2 = (sluice_permit*)&passed;
-  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK);
   CHECK(d.allowed == 1 && p1 != NULL);
-  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK);
   CHECK(d.allowed == 0 && p2 == NULL);
   CHECK(sluice_concurrency_limiter_in_flight(cl, "app", 3) == 1);
   CHECK(sluice_permit_renew(p1, 0) == SLUICE_OK);
@@ -204,15 +205,15 @@ static void test_concurrency_limiter(void) {
   sluice_permit_destroy(p1);
 
   /* A permit that outlives its lease loses the slot; its late release says so. */
-  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK && p1 != NULL);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "app", 3, &d, &p1) == SLUICE_OK && p1 != NULL);
   sluice_manual_clock_advance(clock, 11 * SECOND);
-  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK && p2 != NULL);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "app", 3, &d, &p2) == SLUICE_OK && p2 != NULL);
   CHECK(sluice_permit_release(p1) == SLUICE_FAILED_PRECONDITION);
   CHECK(strstr(sluice_last_error_message(), "reclaimed") != NULL);
   sluice_permit_destroy(p1);
   sluice_permit_destroy(p2); /* destroy releases */
   CHECK(sluice_concurrency_limiter_in_flight(cl, "app", 3) == 0);
-  CHECK(sluice_concurrency_limiter_acquire(cl, "app", 3, &d, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "app", 3, &d, NULL) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_concurrency_limiter_in_flight(NULL, "app", 3) == -1);
   CHECK(sluice_permit_release(NULL) == SLUICE_INVALID_ARGUMENT);
   sluice_concurrency_limiter_destroy(cl);
@@ -235,26 +236,26 @@ static void test_token_budget(void) {
 
   sluice_decision d;
   sluice_reservation* r = NULL;
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, 500, &d, &r) == SLUICE_OK && r != NULL);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, 500, &d, &r) == SLUICE_OK && r != NULL);
   CHECK(d.remaining == 100);
   CHECK(sluice_reservation_settle(r, 700, &d) == SLUICE_OK);
   CHECK(d.allowed == 0 && d.remaining == -100 && d.retry_after_nanos == 10 * SECOND);
   CHECK(sluice_reservation_settle(r, 1, &d) == SLUICE_FAILED_PRECONDITION);
   sluice_reservation_destroy(r);
   r = NULL;
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, 1, &d, &r) == SLUICE_OK && r == NULL);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, 1, &d, &r) == SLUICE_OK && r == NULL);
   CHECK(d.allowed == 0);
   sluice_manual_clock_advance(clock, 30 * SECOND);
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, 100, &d, &r) == SLUICE_OK && r != NULL);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, 100, &d, &r) == SLUICE_OK && r != NULL);
   CHECK(sluice_reservation_cancel(r) == SLUICE_OK);
   sluice_reservation_destroy(r);
   CHECK(sluice_token_budget_charge(tb, "t", 1, 50, &d) == SLUICE_OK && d.remaining == 150);
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, 601, &d, &r) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, -1, &d, &r) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, 601, &d, &r) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, -1, &d, &r) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_token_budget_charge(tb, "t", 1, -1, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_reservation_settle(NULL, 1, &d) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_reservation_cancel(NULL) == SLUICE_INVALID_ARGUMENT);
-  CHECK(sluice_token_budget_reserve(tb, "t", 1, 1, &d, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_token_budget_try_reserve(tb, "t", 1, 1, &d, NULL) == SLUICE_INVALID_ARGUMENT);
   sluice_token_budget_destroy(tb);
   sluice_clock_destroy(clock);
 }
@@ -272,7 +273,7 @@ static void test_shared_region(void) {
   CHECK(sluice_rate_limiter_create(o, NULL, &a) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &b) == SLUICE_OK); /* a second opener */
   for (i = 0; i < 10; ++i) {
-    sluice_rate_limiter_acquire(i % 2 ? a : b, "k", 1, 1, &d);
+    sluice_rate_limiter_try_acquire(i % 2 ? a : b, "k", 1, 1, &d);
     admitted += d.allowed;
   }
   CHECK(admitted == 5); /* one limit, whichever handle decides */
@@ -317,14 +318,14 @@ static void test_cluster_scope_failure_modes(void) {
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT); /* no rule */
   CHECK(strstr(sluice_last_error_message(), "cluster.redis_name") != NULL);
-  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-test", 6) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-test", 6) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, 9) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY) == SLUICE_OK);
   CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_OK);
   sluice_options_destroy(o);
   sluice_redis_store_destroy(store); /* the limiter keeps the store alive */
-  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 1, &d) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 1, &d) == SLUICE_OK);
   CHECK(d.allowed == 0); /* Redis unreachable: fail closed */
   sluice_rate_limiter_destroy(rl);
   sluice_redis_store_destroy(NULL);
@@ -349,10 +350,10 @@ static void test_cluster_scope_other_objects(void) {
   o = sluice_options_create();
   CHECK(sluice_options_set(o, SLUICE_PARAM_RATE, 10) == SLUICE_OK);
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
-  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-lb", 4) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-lb", 4) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_ALLOW) == SLUICE_OK);
   CHECK(sluice_leaky_bucket_create(o, NULL, &lb) == SLUICE_OK);
-  CHECK(sluice_leaky_bucket_acquire(lb, "k", 1, 1, &d) == SLUICE_OK);
+  CHECK(sluice_leaky_bucket_try_acquire(lb, "k", 1, 1, &d) == SLUICE_OK);
   CHECK(d.allowed == 1 && d.delay_nanos == 0); /* fail open: go now */
   sluice_leaky_bucket_destroy(lb);
   sluice_options_destroy(o);
@@ -362,17 +363,17 @@ static void test_cluster_scope_other_objects(void) {
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
   CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_INVALID_ARGUMENT);
   CHECK(strstr(sluice_last_error_message(), "cluster.redis_name") != NULL);
-  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-cl", 4) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-cl", 4) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LOCAL_SHARE, 2) == SLUICE_OK);
   CHECK(sluice_concurrency_limiter_create(o, NULL, &cl) == SLUICE_OK);
-  CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &permit) == SLUICE_OK);
+  CHECK(sluice_concurrency_limiter_try_acquire(cl, "k", 1, &d, &permit) == SLUICE_OK);
   CHECK(d.allowed == 1 && permit != NULL); /* the local stand-in: 4 / 2 slots */
   {
     sluice_permit* second = NULL;
     sluice_permit* third = NULL;
-    CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &second) == SLUICE_OK);
+    CHECK(sluice_concurrency_limiter_try_acquire(cl, "k", 1, &d, &second) == SLUICE_OK);
     CHECK(d.allowed == 1 && second != NULL);
-    CHECK(sluice_concurrency_limiter_acquire(cl, "k", 1, &d, &third) == SLUICE_OK);
+    CHECK(sluice_concurrency_limiter_try_acquire(cl, "k", 1, &d, &third) == SLUICE_OK);
     CHECK(d.allowed == 0 && third == NULL);
     sluice_permit_destroy(second);
   }
@@ -384,7 +385,7 @@ static void test_cluster_scope_other_objects(void) {
   o = sluice_options_create();
   sluice_options_add_window(o, 1000, 60 * SECOND, 0);
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
-  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-tb", 4) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-tb", 4) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_LEASED) == SLUICE_OK);
   CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_INVALID_ARGUMENT); /* strict only */
@@ -394,7 +395,7 @@ static void test_cluster_scope_other_objects(void) {
   CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_CLUSTER_MODE") != NULL);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_STRICT) == SLUICE_OK);
   CHECK(sluice_token_budget_create(o, NULL, &tb) == SLUICE_OK);
-  CHECK(sluice_token_budget_reserve(tb, "k", 1, 10, &d, &reservation) == SLUICE_OK);
+  CHECK(sluice_token_budget_try_reserve(tb, "k", 1, 10, &d, &reservation) == SLUICE_OK);
   CHECK(d.allowed == 0 && reservation == NULL); /* fail closed */
   sluice_token_budget_destroy(tb);
   sluice_options_destroy(o);
@@ -402,7 +403,7 @@ static void test_cluster_scope_other_objects(void) {
   o = sluice_options_create();
   sluice_options_add_window(o, 1000, 60 * SECOND, 0);
   CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
-  CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "c-leased", 8) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-leased", 8) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_MODE, SLUICE_CLUSTER_LEASED) == SLUICE_OK);
   CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LEASE_UNITS, 1 << 23) == SLUICE_OK);
   {
@@ -413,7 +414,7 @@ static void test_cluster_scope_other_objects(void) {
     CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS, 5 * MILLI) == SLUICE_OK);
     CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_ALLOW) == SLUICE_OK);
     CHECK(sluice_rate_limiter_create(o, NULL, &leased) == SLUICE_OK);
-    CHECK(sluice_rate_limiter_acquire(leased, "k", 1, 1, &d) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_try_acquire(leased, "k", 1, 1, &d) == SLUICE_OK);
     CHECK(d.allowed == 1); /* no lease from a Redis that is not there: fail open */
     sluice_rate_limiter_destroy(leased);
   }
@@ -449,7 +450,7 @@ static void test_balancer(void) {
       "{\"role\":\"user\",\"content\":\"hello\"}]}";
   sluice_pick* first = NULL;
   CHECK(sluice_balancer_pick(b, body, strlen(body), NULL, 0, &first) == SLUICE_OK);
-  CHECK(sluice_pick_complete(first, 200, SLUICE_OUTCOME_NONE, 50 * MILLI, SECOND) == SLUICE_OK);
+  CHECK(sluice_pick_complete_failure(first, 200, SLUICE_FAIL_NONE, 50 * MILLI, SECOND) == SLUICE_OK);
   sluice_pick* again = NULL;
   CHECK(sluice_balancer_pick(b, body, strlen(body), NULL, 0, &again) == SLUICE_OK);
   size_t first_len = 0, again_len = 0;
@@ -475,8 +476,8 @@ static void test_balancer(void) {
   /* A rate-limited endpoint cools down for 60 s; b has max_concurrency 1. */
   CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &p) == SLUICE_OK);
   const int on_a = id_is(p, "a");
-  CHECK(sluice_pick_complete(p, 429, SLUICE_OUTCOME_NONE, 0, 0) == SLUICE_OK);
-  CHECK(sluice_pick_complete(p, 200, 99, 0, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_pick_complete_failure(p, 429, SLUICE_FAIL_NONE, 0, 0) == SLUICE_OK);
+  CHECK(sluice_pick_complete_failure(p, 200, 99, 0, 0) == SLUICE_INVALID_ARGUMENT);
   sluice_pick_destroy(p);
   sluice_pick* held = NULL;
   CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &held) == SLUICE_OK);
@@ -502,7 +503,7 @@ static void test_balancer(void) {
   CHECK(sluice_balancer_pick_model(b, "qwen", 4, NULL, 0, &p) == SLUICE_OK);
   CHECK(sluice_balancer_remove_endpoint(b, "a", 1) == SLUICE_OK);
   sluice_balancer_destroy(b);
-  CHECK(sluice_pick_complete(p, 200, SLUICE_OUTCOME_NONE, 0, 0) == SLUICE_OK);
+  CHECK(sluice_pick_complete_failure(p, 200, SLUICE_FAIL_NONE, 0, 0) == SLUICE_OK);
   sluice_pick_destroy(p);
 
   /* Options that do not apply are named; a bad strategy is rejected. */
@@ -757,10 +758,10 @@ static void test_response_cache(void) {
     CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK);
     CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
     CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
-    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "bad name", 8) == SLUICE_OK);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "bad name", 8) == SLUICE_OK);
     CHECK(sluice_response_cache_create(o, clock, &tiered) == SLUICE_INVALID_ARGUMENT);
     CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
-    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "c-test", 6) == SLUICE_OK);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-test", 6) == SLUICE_OK);
     CHECK(sluice_response_cache_create(o, clock, &tiered) == SLUICE_OK);
     CHECK(sluice_response_cache_fetch(tiered, ka, &f) == SLUICE_OK);
     CHECK(sluice_fetch_kind_of(f) == SLUICE_FETCH_WAIT);
@@ -774,7 +775,7 @@ static void test_response_cache(void) {
     sluice_response_cache_destroy(tiered);
     sluice_redis_store_destroy(store);
     sluice_options_set_redis_store(o, NULL);
-    sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, NULL, 0);
+    sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, NULL, 0);
     sluice_options_destroy(ro);
   }
 
@@ -794,6 +795,405 @@ static void test_response_cache(void) {
   sluice_clock_destroy(clock);
 }
 
+/* The message of the last failure starts with the C function's name (never "operator()"). */
+static int names(const char* function) {
+  const char* m = sluice_last_error_message();
+  const size_t n = strlen(function);
+  return strncmp(m, function, n) == 0 && m[n] == ':' && strstr(m, "operator()") == NULL;
+}
+
+static void test_allow(void) {
+  sluice_clock* clock = NULL;
+  sluice_options* o = sluice_options_create();
+  sluice_rate_limiter* rl = NULL;
+  sluice_decision d;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  CHECK(sluice_options_add_window(o, 10, SECOND, 2) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, clock, &rl) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_rate_limiter_allow(rl, "k", 1, 1) == 1);
+  CHECK(sluice_rate_limiter_allow(rl, "k", 1, 1) == 1);
+  CHECK(sluice_rate_limiter_allow(rl, "k", 1, 1) == 0); /* the burst of 2 is spent */
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 1, &d) == SLUICE_OK && !d.allowed);
+  CHECK(d.retry_after_nanos == 100 * MILLI); /* allow took from the same windows */
+  CHECK(sluice_manual_clock_advance(clock, 100 * MILLI) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_allow(rl, "k", 1, 1) == 1);
+  /* Errors are refusals (0), never negative; the ones found here are named. */
+  CHECK(sluice_rate_limiter_allow(NULL, "k", 1, 1) == 0);
+  CHECK(names("sluice_rate_limiter_allow") && strstr(sluice_last_error_message(), "limiter is NULL"));
+  CHECK(sluice_rate_limiter_allow(rl, NULL, 3, 1) == 0);
+  CHECK(names("sluice_rate_limiter_allow"));
+  CHECK(sluice_rate_limiter_allow(rl, "k", 1, 0) == 0);  /* cost < 1 */
+  CHECK(sluice_rate_limiter_allow(rl, "j", 1, 3) == 0);  /* beyond the burst: never */
+  CHECK(sluice_rate_limiter_allow(rl, "j", 1, 2) == 1);
+  sluice_rate_limiter_destroy(rl);
+  sluice_clock_destroy(clock);
+}
+
+/* One Redis namespace parameter for every object (old names: test_deprecated_names). */
+static void test_redis_name(void) {
+  sluice_options* ro = sluice_options_create();
+  sluice_redis_store* store = NULL;
+  sluice_options* o;
+  sluice_rate_limiter* rl = NULL;
+  sluice_response_cache* cache = NULL;
+  sluice_balancer* b = NULL;
+  sluice_decision d;
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK); /* nothing listens */
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS, 50 * MILLI) == SLUICE_OK);
+  CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+  sluice_options_destroy(ro);
+
+  o = sluice_options_create();
+  sluice_options_add_window(o, 10, 60 * SECOND, 0);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_ALLOW) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "bad name", 8) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_INVALID_ARGUMENT); /* read, checked */
+  CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "rl-name", 7) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, NULL, &rl) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 1, &d) == SLUICE_OK && d.allowed); /* open */
+  sluice_rate_limiter_destroy(rl);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create(); /* the cache's Redis tier: the same parameter */
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "bad name", 8) == SLUICE_OK);
+  CHECK(sluice_response_cache_create(o, NULL, &cache) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "cache-name", 10) == SLUICE_OK);
+  CHECK(sluice_response_cache_create(o, NULL, &cache) == SLUICE_OK);
+  sluice_response_cache_destroy(cache);
+  sluice_options_destroy(o);
+
+  o = sluice_options_create(); /* an object without a Redis namespace refuses it, by name */
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "x", 1) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, NULL, &b) == SLUICE_INVALID_ARGUMENT && b == NULL);
+  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_REDIS_NAME (600) does not apply") != NULL);
+  sluice_options_destroy(o);
+  sluice_redis_store_destroy(store);
+}
+
+/* Every create function: *out is NULL after a failure, whatever it held before; the message
+ * names the function. */
+static void test_create_prologue(void) {
+  sluice_options* bad = sluice_options_create(); /* a parameter no create function takes alone */
+  sluice_options* empty = sluice_options_create();
+  void* garbage = &passed;
+  sluice_fallback_target target = {"a", 1, NULL, 0, NULL};
+  CHECK(sluice_options_set(bad, SLUICE_PARAM_RATE, 1) == SLUICE_OK);
+  CHECK(sluice_options_set(bad, SLUICE_PARAM_BALANCER_SEED, 1) == SLUICE_OK);
+  {
+    sluice_clock* x = garbage;
+    CHECK(sluice_manual_clock_create(-1, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_manual_clock_create"));
+  }
+  {
+    sluice_redis_store* x = garbage;
+    CHECK(sluice_redis_store_create(bad, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_redis_store_create"));
+    x = garbage;
+    CHECK(sluice_redis_store_create(NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_redis_store_create"));
+  }
+  {
+    sluice_rate_limiter* x = garbage;
+    CHECK(sluice_rate_limiter_create(bad, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_rate_limiter_create"));
+    x = garbage;
+    CHECK(sluice_rate_limiter_create(empty, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_rate_limiter_create")); /* the C++ status, named too */
+  }
+  {
+    sluice_leaky_bucket* x = garbage;
+    CHECK(sluice_leaky_bucket_create(empty, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_leaky_bucket_create"));
+    x = garbage;
+    CHECK(sluice_leaky_bucket_create(NULL, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+  }
+  {
+    sluice_concurrency_limiter* x = garbage;
+    CHECK(sluice_concurrency_limiter_create(bad, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_concurrency_limiter_create"));
+  }
+  {
+    sluice_token_budget* x = garbage;
+    CHECK(sluice_token_budget_create(bad, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_token_budget_create"));
+  }
+  {
+    sluice_balancer* x = garbage;
+    CHECK(sluice_balancer_create(bad, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_balancer_create"));
+    x = garbage;
+    CHECK(sluice_balancer_create(NULL, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_balancer_create") && strstr(sluice_last_error_message(), "options is NULL"));
+  }
+  {
+    sluice_fallback_policy* x = garbage;
+    CHECK(sluice_fallback_policy_create(bad, &target, 1, NULL, &x) == SLUICE_INVALID_ARGUMENT);
+    CHECK(x == NULL && names("sluice_fallback_policy_create"));
+    x = garbage;
+    CHECK(sluice_fallback_policy_create(empty, NULL, 1, NULL, &x) == SLUICE_INVALID_ARGUMENT);
+    CHECK(x == NULL && names("sluice_fallback_policy_create"));
+    CHECK(strstr(sluice_last_error_message(), "targets is NULL") != NULL);
+  }
+  {
+    sluice_response_cache* x = garbage;
+    CHECK(sluice_response_cache_create(bad, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_response_cache_create"));
+    x = garbage;
+    CHECK(sluice_response_cache_create(NULL, NULL, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+  }
+  {
+    sluice_cache_key* x = garbage;
+    CHECK(sluice_cache_key_create("{", 1, NULL, 0, &x) == SLUICE_INVALID_ARGUMENT && x == NULL);
+    CHECK(names("sluice_cache_key_create"));
+  }
+  /* The calls that hand out a handle through *out do the same. */
+  {
+    sluice_pick* pick = garbage;
+    sluice_fallback_call* call = garbage;
+    sluice_permit* permit = garbage;
+    sluice_reservation* reservation = garbage;
+    sluice_cached_answer* answer = garbage;
+    sluice_fetch* fetch = garbage;
+    sluice_decision d;
+    CHECK(sluice_balancer_pick(NULL, "{}", 2, NULL, 0, &pick) == SLUICE_INVALID_ARGUMENT);
+    CHECK(pick == NULL && names("sluice_balancer_pick"));
+    pick = garbage;
+    CHECK(sluice_balancer_pick_model(NULL, NULL, 0, NULL, 0, &pick) == SLUICE_INVALID_ARGUMENT);
+    CHECK(pick == NULL && names("sluice_balancer_pick_model"));
+    CHECK(sluice_fallback_policy_begin(NULL, 0, &call, NULL) == SLUICE_INVALID_ARGUMENT);
+    CHECK(call == NULL && names("sluice_fallback_policy_begin"));
+    CHECK(sluice_concurrency_limiter_try_acquire(NULL, "k", 1, &d, &permit) ==
+          SLUICE_INVALID_ARGUMENT);
+    CHECK(permit == NULL && names("sluice_concurrency_limiter_try_acquire"));
+    CHECK(sluice_token_budget_try_reserve(NULL, "k", 1, 1, &d, &reservation) ==
+          SLUICE_INVALID_ARGUMENT);
+    CHECK(reservation == NULL && names("sluice_token_budget_try_reserve"));
+    CHECK(sluice_response_cache_get(NULL, NULL, &answer) == SLUICE_INVALID_ARGUMENT);
+    CHECK(answer == NULL && names("sluice_response_cache_get"));
+    CHECK(sluice_response_cache_fetch(NULL, NULL, &fetch) == SLUICE_INVALID_ARGUMENT);
+    CHECK(fetch == NULL && names("sluice_response_cache_fetch"));
+    answer = garbage;
+    CHECK(sluice_fetch_answer(NULL, &answer) == SLUICE_INVALID_ARGUMENT && answer == NULL);
+    answer = garbage;
+    CHECK(sluice_fetch_take_chunks(NULL, &answer) == SLUICE_INVALID_ARGUMENT && answer == NULL);
+    CHECK(names("sluice_fetch_take_chunks"));
+  }
+  sluice_options_destroy(bad);
+  sluice_options_destroy(empty);
+}
+
+/* Errors found inside the guard name the C function, not the lambda that ran it. */
+static void test_messages_name_the_function(void) {
+  sluice_options* o = sluice_options_create();
+  sluice_decision d;
+  int64_t nanos = 0;
+  CHECK(sluice_options_set(NULL, SLUICE_PARAM_RATE, 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_options_set"));
+  CHECK(sluice_options_set(o, 999, 1) == SLUICE_INVALID_ARGUMENT && names("sluice_options_set"));
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_RATE, "x", 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_options_set_string"));
+  CHECK(sluice_options_add_window(NULL, 1, 1, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_options_add_window"));
+  CHECK(sluice_rate_limiter_try_acquire(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_rate_limiter_try_acquire"));
+  CHECK(sluice_rate_limiter_try_acquire_at(NULL, "k", 1, 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_rate_limiter_try_acquire_at"));
+  CHECK(sluice_leaky_bucket_try_acquire(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_leaky_bucket_try_acquire"));
+  CHECK(sluice_token_budget_charge(NULL, "k", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_token_budget_charge"));
+  CHECK(sluice_permit_renew(NULL, 0) == SLUICE_INVALID_ARGUMENT && names("sluice_permit_renew"));
+  CHECK(sluice_permit_release(NULL) == SLUICE_INVALID_ARGUMENT && names("sluice_permit_release"));
+  CHECK(sluice_reservation_settle(NULL, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_reservation_settle"));
+  CHECK(sluice_reservation_cancel(NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_reservation_cancel"));
+  CHECK(sluice_balancer_add_endpoint(NULL, "a", 1, 1, 0, 0, NULL, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_balancer_add_endpoint"));
+  CHECK(sluice_pick_complete_failure(NULL, 200, SLUICE_FAIL_NONE, 0, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_pick_complete_failure"));
+  CHECK(sluice_parse_retry_after("x", 1, 0, &nanos) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_parse_retry_after"));
+  CHECK(sluice_fallback_call_next(NULL, 200, 0, NULL, 0, 0, 0, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_fallback_call_next"));
+  CHECK(sluice_response_cache_erase(NULL, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_response_cache_erase"));
+  CHECK(sluice_fetch_append(NULL, "x", 1) == SLUICE_INVALID_ARGUMENT && names("sluice_fetch_append"));
+  CHECK(sluice_shared_region_remove(NULL, 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_shared_region_remove"));
+  sluice_options_destroy(o);
+}
+
+/* A pick reports its attempt in the one failure vocabulary. */
+static void test_pick_complete_failure(void) {
+  sluice_clock* clock = NULL;
+  sluice_options* o = sluice_options_create();
+  sluice_balancer* b = NULL;
+  sluice_pick* p = NULL;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_BALANCER_ROUND_ROBIN) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_balancer_add_endpoint(b, "a", 1, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  /* A stated rate-limit failure cools the endpoint down (60 s), whatever the status says. */
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+  CHECK(sluice_pick_complete_failure(p, 0, SLUICE_FAIL_RATE_LIMITED, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_UNAVAILABLE && p == NULL);
+  CHECK(sluice_manual_clock_advance(clock, 60 * SECOND) == SLUICE_OK);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+  CHECK(sluice_pick_complete_failure(p, 0, SLUICE_FAIL_ABANDONED, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK); /* not its fault */
+  CHECK(sluice_pick_complete_failure(p, 200, SLUICE_FAIL_ABANDONED + 1, 0, 0) ==
+        SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "sluice_failure") != NULL);
+  CHECK(sluice_pick_complete_failure(p, 200, -1, 0, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_pick_complete_failure(p, 200, SLUICE_FAIL_NONE, -1, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_pick_complete_failure(p, 200, SLUICE_FAIL_NONE, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+  sluice_balancer_destroy(b);
+  sluice_clock_destroy(clock);
+}
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* the old names, on purpose */
+#endif
+/* The names before sluice 0.2 still work, for one release: the same calls as the new names, and
+ * their messages name the function that was called. */
+static void test_deprecated_names(void) {
+  sluice_clock* clock = NULL;
+  sluice_options* o = sluice_options_create();
+  sluice_rate_limiter* rl = NULL;
+  sluice_leaky_bucket* lb = NULL;
+  sluice_concurrency_limiter* cl = NULL;
+  sluice_token_budget* tb = NULL;
+  sluice_balancer* b = NULL;
+  sluice_permit* permit = NULL;
+  sluice_reservation* r = NULL;
+  sluice_pick* p = NULL;
+  sluice_decision d;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  sluice_options_add_window(o, 10, SECOND, 2);
+  CHECK(sluice_rate_limiter_create(o, clock, &rl) == SLUICE_OK);
+  CHECK(sluice_token_budget_create(o, clock, &tb) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 1, &d) == SLUICE_OK && d.allowed && d.remaining == 1);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "k", 1, 1, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 1, &d) == SLUICE_OK && !d.allowed);
+  CHECK(d.retry_after_nanos == 100 * MILLI); /* one set of windows under both names */
+  CHECK(sluice_rate_limiter_acquire_at(rl, "k", 1, 1, 100 * MILLI, &d) == SLUICE_OK && d.allowed);
+  CHECK(sluice_rate_limiter_acquire(rl, "k", 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_rate_limiter_acquire") && strstr(sluice_last_error_message(), "cost"));
+  CHECK(sluice_rate_limiter_acquire_at(NULL, "k", 1, 1, 0, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_rate_limiter_acquire_at"));
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 2, &d, &r) == SLUICE_OK && r != NULL);
+  CHECK(sluice_reservation_settle(r, 2, &d) == SLUICE_OK && d.remaining == 0);
+  sluice_reservation_destroy(r);
+  r = (sluice_reservation*)&passed;
+  CHECK(sluice_token_budget_reserve(tb, "t", 1, 1, &d, &r) == SLUICE_OK && r == NULL && !d.allowed);
+  CHECK(sluice_token_budget_reserve(NULL, "t", 1, 1, &d, &r) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_token_budget_reserve"));
+
+  o = sluice_options_create();
+  sluice_options_set(o, SLUICE_PARAM_RATE, 4);
+  CHECK(sluice_leaky_bucket_create(o, clock, &lb) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_leaky_bucket_acquire(lb, "p", 1, 1, &d) == SLUICE_OK && d.allowed && d.delay_nanos == 0);
+  CHECK(sluice_leaky_bucket_try_acquire(lb, "p", 1, 1, &d) == SLUICE_OK && d.delay_nanos == 250 * MILLI);
+  CHECK(sluice_leaky_bucket_acquire(NULL, "p", 1, 1, &d) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_leaky_bucket_acquire"));
+
+  o = sluice_options_create();
+  sluice_options_set(o, SLUICE_PARAM_MAX_IN_FLIGHT, 1);
+  CHECK(sluice_concurrency_limiter_create(o, clock, &cl) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "a", 1, &d, &permit) == SLUICE_OK && permit != NULL);
+  {
+    sluice_permit* second = (sluice_permit*)&passed;
+    CHECK(sluice_concurrency_limiter_try_acquire(cl, "a", 1, &d, &second) == SLUICE_OK);
+    CHECK(second == NULL && !d.allowed); /* the old name took the one slot */
+  }
+  sluice_permit_destroy(permit);
+  CHECK(sluice_concurrency_limiter_acquire(cl, "a", 1, &d, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_concurrency_limiter_acquire"));
+
+  /* sluice_pick_complete reads the old classes: SLUICE_OUTCOME_RATE_LIMITED cools down. */
+  o = sluice_options_create();
+  CHECK(sluice_balancer_create(o, clock, &b) == SLUICE_OK);
+  sluice_options_destroy(o);
+  CHECK(sluice_balancer_add_endpoint(b, "a", 1, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+  CHECK(sluice_pick_complete(p, 0, SLUICE_OUTCOME_RATE_LIMITED, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_UNAVAILABLE);
+  CHECK(sluice_manual_clock_advance(clock, 60 * SECOND) == SLUICE_OK);
+  CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+  CHECK(sluice_pick_complete(p, 200, SLUICE_OUTCOME_ABANDONED + 1, 0, 0) == SLUICE_INVALID_ARGUMENT);
+  CHECK(names("sluice_pick_complete") && strstr(sluice_last_error_message(), "sluice_outcome_error"));
+  CHECK(sluice_pick_complete(p, 200, SLUICE_OUTCOME_NONE, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+
+  /* The Redis namespace's old names: CLUSTER_RULE is REDIS_NAME's number; the cache still reads
+   * CACHE_REDIS_NAME, but not together with REDIS_NAME, and a limiter still refuses it. */
+  CHECK(SLUICE_PARAM_CLUSTER_RULE == SLUICE_PARAM_REDIS_NAME && SLUICE_PARAM_REDIS_NAME == 600);
+  CHECK(SLUICE_PARAM_CACHE_REDIS_NAME == 906);
+  {
+    sluice_options* ro = sluice_options_create();
+    sluice_redis_store* store = NULL;
+    sluice_rate_limiter* cluster = NULL;
+    sluice_response_cache* cache = (sluice_response_cache*)&passed;
+    sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1);
+    CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+    sluice_options_destroy(ro);
+    o = sluice_options_create();
+    sluice_options_add_window(o, 10, SECOND, 0);
+    sluice_options_set_redis_store(o, store);
+    sluice_options_set(o, SLUICE_PARAM_CLUSTER_ON_FAILURE, SLUICE_FAILURE_DENY);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CLUSTER_RULE, "old-rule", 8) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_create(o, NULL, &cluster) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_try_acquire(cluster, "k", 1, 1, &d) == SLUICE_OK && !d.allowed);
+    sluice_rate_limiter_destroy(cluster);
+    cluster = NULL;
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "c", 1) == SLUICE_OK);
+    CHECK(sluice_rate_limiter_create(o, NULL, &cluster) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_CACHE_REDIS_NAME (906) does not apply"));
+    sluice_options_destroy(o);
+    o = sluice_options_create();
+    sluice_options_set_redis_store(o, store);
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "bad name", 8) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &cache) == SLUICE_INVALID_ARGUMENT && cache == NULL);
+    CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL); /* it is read */
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, "old-cache", 9) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &cache) == SLUICE_OK);
+    sluice_response_cache_destroy(cache);
+    cache = NULL;
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "new-cache", 9) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &cache) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "deprecated alias of SLUICE_PARAM_REDIS_NAME"));
+    CHECK(sluice_options_set_string(o, SLUICE_PARAM_CACHE_REDIS_NAME, NULL, 0) == SLUICE_OK);
+    CHECK(sluice_response_cache_create(o, clock, &cache) == SLUICE_OK); /* the new name alone */
+    sluice_response_cache_destroy(cache);
+    sluice_options_destroy(o);
+    sluice_redis_store_destroy(store);
+  }
+  sluice_rate_limiter_destroy(rl);
+  sluice_token_budget_destroy(tb);
+  sluice_leaky_bucket_destroy(lb);
+  sluice_concurrency_limiter_destroy(cl);
+  sluice_balancer_destroy(b);
+  sluice_clock_destroy(clock);
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
@@ -808,6 +1208,12 @@ int main(void) {
   test_balancer();
   test_fallback_policy();
   test_response_cache();
+  test_allow();
+  test_redis_name();
+  test_create_prologue();
+  test_messages_name_the_function();
+  test_pick_complete_failure();
+  test_deprecated_names();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,702 @@
+/* -----------------------------------------------------------------------------
+ * File: sluice/c.h  --  the C ABI of sluice
+ * -----------------------------------------------------------------------------
+ *
+ * A stable C interface to sluice's admission objects, for C programs and for any language with a
+ * C FFI. Link `sluice::sluice_c` (libsluice_c.so).
+ *
+ * Conventions (after leveldb's c.h and zstd.h):
+ *  1. Objects are opaque handles. Every `sluice_X_create` has a `sluice_X_destroy`; destroy
+ *     accepts NULL and does nothing with it.
+ *  2. Every fallible function returns an `int` status: SLUICE_OK (0) or one of the pinned
+ *     `sluice_status` codes below. `sluice_status_name(code)` names it and
+ *     `sluice_last_error_message()` gives this thread's detail for the last failure.
+ *  3. Strings are `(const char* ptr, size_t len)` pairs and need not be NUL-terminated; a NULL
+ *     ptr is allowed only with len 0. Keys are at most SLUICE_MAX_KEY_LEN bytes.
+ *  4. Booleans are `uint8_t`. Times are int64 nanoseconds; durations must be >= 0 and rates > 0.
+ *  5. Every argument is checked: NULL handles or out-pointers, bad lengths and bad numbers return
+ *     SLUICE_INVALID_ARGUMENT, never crash. No C++ exception crosses this interface.
+ *  6. Options are set on a `sluice_options` handle through pinned parameter numbers
+ *     (`sluice_options_set`) and windows (`sluice_options_add_window`); each create function
+ *     reads what it needs and rejects parameters it does not use, naming them.
+ *  7. A create function sets *out to NULL before anything else (when out is not NULL), so a
+ *     failed create leaves NULL; error messages start with the function's name.
+ *  8. One verb per meaning, in every language (docs/architecture.md, "Verbs"): `try_acquire` /
+ *     `try_reserve` decide now and never wait; `allow` is the yes/no fast path. Old names stay
+ *     for one release as SLUICE_DEPRECATED functions that do the same (define
+ *     SLUICE_DISABLE_DEPRECATE_WARNINGS to silence the warnings).
+ *  9. Declarations marked SLUICE_EXPERIMENTAL (the section "Experimental" at the end: the
+ *     response cache's single-flight fetch and live streams) may change between minor releases,
+ *     as the declarations of zstd.h's ZSTD_STATIC_LINKING_ONLY section do. They are declared for
+ *     every caller; the marker says what is not yet stable.
+ *
+ * Example:
+ *
+ *   sluice_options* o = sluice_options_create();
+ *   sluice_options_add_window(o, 100, 60LL * 1000000000, 0);       // 100 per minute
+ *   sluice_rate_limiter* rl = NULL;
+ *   if (sluice_rate_limiter_create(o, NULL, &rl) != SLUICE_OK) {
+ *     fprintf(stderr, "%s\n", sluice_last_error_message());
+ *   }
+ *   sluice_options_destroy(o);
+ *   sluice_decision d;
+ *   if (sluice_rate_limiter_try_acquire(rl, "tenant-1", 8, 1, &d) == SLUICE_OK && !d.allowed) {
+ *     ... 429, Retry-After: d.retry_after_nanos ...
+ *   }
+ *   sluice_rate_limiter_destroy(rl);
+ *
+ * Thread-safety: limiters, buckets and budgets are safe to share between threads. A permit or a
+ * reservation is used by one thread at a time. An options handle is not thread-safe.
+ */
+#ifndef SLUICE_C_H_
+#define SLUICE_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/version.h"
+
+#ifndef SLUICE_API
+#if defined(_WIN32)
+#if defined(SLUICE_BUILDING_C_API)
+#define SLUICE_API __declspec(dllexport)
+#else
+#define SLUICE_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define SLUICE_API __attribute__((visibility("default")))
+#else
+#define SLUICE_API
+#endif
+#endif
+
+/* An old name kept for one release: it still works and warns at compile time. */
+#ifndef SLUICE_DEPRECATED
+#if defined(SLUICE_DISABLE_DEPRECATE_WARNINGS)
+#define SLUICE_DEPRECATED(message)
+#elif defined(__GNUC__) || defined(__clang__)
+#define SLUICE_DEPRECATED(message) __attribute__((deprecated(message)))
+#elif defined(_MSC_VER)
+#define SLUICE_DEPRECATED(message) __declspec(deprecated(message))
+#else
+#define SLUICE_DEPRECATED(message)
+#endif
+#endif
+/* The same for an enumerator (GCC >= 6 and clang accept the attribute there). */
+#ifndef SLUICE_DEPRECATED_ENUMERATOR
+#if !defined(SLUICE_DISABLE_DEPRECATE_WARNINGS) && \
+    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 6))
+#define SLUICE_DEPRECATED_ENUMERATOR(message) __attribute__((deprecated(message)))
+#else
+#define SLUICE_DEPRECATED_ENUMERATOR(message)
+#endif
+#endif
+/* Marks a declaration of the "Experimental" section: it may change between minor releases. */
+#ifndef SLUICE_EXPERIMENTAL
+#define SLUICE_EXPERIMENTAL
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLUICE_MAX_KEY_LEN 65536
+
+/* ---- status codes: values are pinned and never change meaning --------------------------- */
+typedef enum sluice_status {
+  SLUICE_OK = 0,
+  SLUICE_INVALID_ARGUMENT = 1,   /* a bad argument or option; the message names it */
+  SLUICE_RESOURCE_EXHAUSTED = 2, /* a bounded table is full (max_keys), or /dev/shm has no room
+                                    for a new shared region */
+  SLUICE_FAILED_PRECONDITION = 3,/* e.g. releasing a permit whose lease was reclaimed */
+  SLUICE_UNAVAILABLE = 4,        /* a shared store cannot be reached (later scopes) */
+  SLUICE_DEADLINE_EXCEEDED = 5,  /* a wait ran out of time (later scopes) */
+  SLUICE_OUT_OF_MEMORY = 6,
+  SLUICE_INTERNAL = 7,           /* a bug in sluice */
+  SLUICE_NOT_FOUND = 8,          /* e.g. removing a shared region that does not exist */
+  SLUICE_ALREADY_EXISTS = 9,     /* e.g. adding a balancer endpoint twice */
+  SLUICE_ABORTED = 10,           /* a stream broke after its first byte reached the client */
+  SLUICE_PERMISSION_DENIED = 11  /* Redis refused the credentials or an ACL denies a command */
+  /* New codes may be added; treat unknown codes as errors. */
+} sluice_status;
+
+/* The name of a status code ("SLUICE_INVALID_ARGUMENT"); "SLUICE_UNKNOWN" for others. Static. */
+SLUICE_API const char* sluice_status_name(int status);
+/* This thread's message for the last failed call ("" if none). Valid until this thread's next
+ * sluice call. */
+SLUICE_API const char* sluice_last_error_message(void);
+
+/* ---- version ---------------------------------------------------------------------------- */
+/* The library's version at run time: compare with SLUICE_VERSION_NUMBER from sluice/version.h. */
+SLUICE_API int sluice_version_number(void);
+SLUICE_API const char* sluice_version_string(void);
+
+/* ---- decisions -------------------------------------------------------------------------- */
+/* Mirrors sluice::Decision (sluice/decision.h). This layout is part of the ABI: fields are
+ * never reordered or removed; new information comes through new functions. */
+typedef struct sluice_decision {
+  uint8_t allowed;
+  int64_t limit;
+  int64_t remaining;
+  int64_t retry_after_nanos;
+  int64_t reset_after_nanos;
+  int64_t delay_nanos;
+  int64_t window_nanos;
+} sluice_decision;
+
+/* ---- clocks ----------------------------------------------------------------------------- */
+/* Pass NULL wherever a clock is taken to use the process's steady clock. A manual clock moves
+ * only when told to (tests, simulations). It must outlive every object created with it. Clocks
+ * read in [0, 2^62] ns: a start outside that range is SLUICE_INVALID_ARGUMENT, and an advance
+ * (negative moves the clock back) stops at the range's ends instead of wrapping. */
+typedef struct sluice_clock sluice_clock;
+SLUICE_API int sluice_manual_clock_create(int64_t start_nanos, sluice_clock** out);
+SLUICE_API int sluice_manual_clock_advance(sluice_clock* clock, int64_t nanos);
+SLUICE_API int64_t sluice_clock_now_nanos(const sluice_clock* clock); /* NULL: steady clock */
+SLUICE_API void sluice_clock_destroy(sluice_clock* clock);
+
+/* ---- options ---------------------------------------------------------------------------- */
+typedef struct sluice_options sluice_options;
+
+/* Parameter numbers are pinned. Durations are nanoseconds. capi/params.def lists each one once
+ * (its kind, the objects that take it, the C++ option it sets); the library checks at build time
+ * that this enum and that table agree. */
+typedef enum sluice_param {
+  SLUICE_PARAM_MAX_KEYS = 100,      /* all objects; default 1048576 */
+  SLUICE_PARAM_RATE = 200,          /* leaky bucket: units per `per`; required */
+  SLUICE_PARAM_PER_NANOS = 201,     /* leaky bucket; default 1 s */
+  SLUICE_PARAM_BURST = 202,         /* leaky bucket; default 1 */
+  SLUICE_PARAM_MAX_WAIT_NANOS = 203,/* leaky bucket; default 1 s */
+  SLUICE_PARAM_MAX_IN_FLIGHT = 300, /* concurrency limiter; required */
+  SLUICE_PARAM_LEASE_NANOS = 301,   /* concurrency limiter; default 10 min */
+  SLUICE_PARAM_RETRY_AFTER_NANOS = 302,/* concurrency limiter; default 1 s */
+  /* Host scope (string): the shared-memory region of the object's state (sluice/shared_region.h) */
+  SLUICE_PARAM_SHARED_REGION = 400,
+  /* Cluster scope, for sluice_redis_store_create (sluice/redis_store.h) */
+  SLUICE_PARAM_REDIS_HOST = 500,            /* string; default "127.0.0.1" */
+  SLUICE_PARAM_REDIS_PORT = 501,            /* default 6379 */
+  SLUICE_PARAM_REDIS_UNIX_SOCKET = 502,     /* string */
+  SLUICE_PARAM_REDIS_USERNAME = 503,        /* string */
+  SLUICE_PARAM_REDIS_PASSWORD = 504,        /* string */
+  SLUICE_PARAM_REDIS_DB = 505,              /* default 0 */
+  SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS = 506,   /* default 200 ms */
+  SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS = 507,   /* default 5 ms */
+  SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS = 508,/* default 100 ms */
+  SLUICE_PARAM_REDIS_KEY_PREFIX = 509,      /* string; default "sluice" */
+  /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
+  /* string: the object's Redis namespace (sluice::ClusterOptions::redis_name): required in
+   * cluster scope for the four limiters; for the response cache, its Redis tier's (default
+   * "cache"). One name for every object (it was two, see the deprecated aliases below). */
+  SLUICE_PARAM_REDIS_NAME = 600,
+  /* Deprecated aliases of SLUICE_PARAM_REDIS_NAME, read as before for one release. CLUSTER_RULE
+   * is the same number; the cache still reads CACHE_REDIS_NAME (906), but not with REDIS_NAME. */
+  SLUICE_PARAM_CLUSTER_RULE SLUICE_DEPRECATED_ENUMERATOR("use SLUICE_PARAM_REDIS_NAME") = 600,
+  SLUICE_PARAM_CLUSTER_ON_FAILURE = 601,    /* a sluice_failure_mode; default SLUICE_FAILURE_LOCAL */
+  SLUICE_PARAM_CLUSTER_LOCAL_SHARE = 602,   /* processes sharing the rule; REQUIRED (>= 1) with
+                                               SLUICE_FAILURE_LOCAL (the default failure mode):
+                                               each admits limit / share while Redis is down */
+  SLUICE_PARAM_CLUSTER_MODE = 603,          /* a sluice_cluster_mode; default SLUICE_CLUSTER_STRICT */
+  SLUICE_PARAM_CLUSTER_LEASE_UNITS = 604,   /* leased mode; default 0: 1% of the smallest burst */
+  SLUICE_PARAM_CLUSTER_LEASE_TTL_NANOS = 605,/* leased mode; default 0: 1% of the shortest period */
+  /* The balancer (sluice/balancer.h has every default and rule). Weights are in thousandths. */
+  SLUICE_PARAM_BALANCER_STRATEGY = 700,     /* a sluice_balancer_strategy; default LEAST_REQUEST */
+  SLUICE_PARAM_BALANCER_SEED = 701,         /* default 0: random */
+  SLUICE_PARAM_BALANCER_BLOCK_CHARS = 702,  /* default 128 */
+  SLUICE_PARAM_BALANCER_MAX_BLOCKS = 703,   /* default 256 */
+  SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS = 704, /* default 16384 */
+  SLUICE_PARAM_BALANCER_IMBALANCE_ABS = 705,      /* default 8 */
+  SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI = 706,    /* default 3000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI = 707,     /* default 2000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI = 708,  /* default 2000 */
+  SLUICE_PARAM_BALANCER_WEIGHT_IN_FLIGHT_MILLI = 709, /* default 1000 */
+  SLUICE_PARAM_BALANCER_METRICS_MAX_AGE_NANOS = 710,  /* default 2 s */
+  SLUICE_PARAM_BALANCER_FAILURES_BEFORE_COOLDOWN = 711,        /* default 1 */
+  SLUICE_PARAM_BALANCER_COOLDOWN_RATE_LIMITED_NANOS = 712,     /* default 60 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_AUTH_NANOS = 713,             /* default 10 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_CONNECTION_NANOS = 714,       /* default 10 s */
+  SLUICE_PARAM_BALANCER_COOLDOWN_TIMEOUT_NANOS = 715,          /* default 0 */
+  SLUICE_PARAM_BALANCER_COOLDOWN_SERVER_NANOS = 716,           /* default 0 */
+  SLUICE_PARAM_BALANCER_OUTLIER_CONSECUTIVE_FAILURES = 717,    /* default 5; 0 disables */
+  SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS = 718,     /* default 30 s */
+  SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS = 719,      /* default 300 s */
+  SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT = 720,    /* default 10 */
+  /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
+  SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET = 800,  /* default 1 */
+  SLUICE_PARAM_FALLBACK_DEADLINE_NANOS = 801,          /* default 120 s */
+  SLUICE_PARAM_FALLBACK_ATTEMPT_TIMEOUT_NANOS = 802,   /* default 0: the deadline only */
+  SLUICE_PARAM_FALLBACK_BACKOFF_BASE_NANOS = 803,      /* default 25 ms */
+  SLUICE_PARAM_FALLBACK_BACKOFF_MAX_NANOS = 804,       /* default 250 ms */
+  SLUICE_PARAM_FALLBACK_RETRY_BUDGET_RATIO_MILLI = 805,/* default 200 (20 %) */
+  SLUICE_PARAM_FALLBACK_RETRY_BUDGET_MIN = 806,        /* default 3 */
+  SLUICE_PARAM_FALLBACK_CONTEXT_LENGTH_TARGET = 807,   /* string: a target's name; default none */
+  /* Every target's circuit breaker (sluice/circuit_breaker.h). Ratios are in thousandths. */
+  SLUICE_PARAM_BREAKER_CONSECUTIVE_FAILURES = 820,     /* default 5; 0 disables */
+  SLUICE_PARAM_BREAKER_FAILURE_RATIO_MILLI = 821,      /* default 500; 0 disables */
+  SLUICE_PARAM_BREAKER_SLOW_CALL_RATIO_MILLI = 822,    /* default 0 (disabled) */
+  SLUICE_PARAM_BREAKER_SLOW_CALL_NANOS = 823,          /* default 30 s */
+  SLUICE_PARAM_BREAKER_WINDOW_NANOS = 824,             /* default 10 s */
+  SLUICE_PARAM_BREAKER_MINIMUM_CALLS = 825,            /* default 10 */
+  SLUICE_PARAM_BREAKER_OPEN_NANOS = 826,               /* default 5 s */
+  SLUICE_PARAM_BREAKER_OPEN_MULTIPLIER_MILLI = 827,    /* default 2000 */
+  SLUICE_PARAM_BREAKER_MAX_OPEN_NANOS = 828,           /* default 5 min */
+  SLUICE_PARAM_BREAKER_HALF_OPEN_PROBES = 829,         /* default 3 */
+  /* What a failure does: SLUICE_PARAM_FALLBACK_ACTION + a sluice_failure (1..9), the value a
+   * sluice_fallback_action. E.g. SLUICE_PARAM_FALLBACK_ACTION + SLUICE_FAIL_SERVER. */
+  SLUICE_PARAM_FALLBACK_ACTION = 840,
+  /* The response cache (sluice/response_cache.h). */
+  SLUICE_PARAM_CACHE_MAX_BYTES = 900,              /* default 256 MiB */
+  SLUICE_PARAM_CACHE_SHARDS = 901,                 /* default 16 (a power of two) */
+  SLUICE_PARAM_CACHE_DEFAULT_TTL_NANOS = 902,      /* default 1 hour */
+  SLUICE_PARAM_CACHE_PROTECTED_SHARE_MILLI = 903,  /* default 800 */
+  SLUICE_PARAM_CACHE_ADMISSION = 904,              /* 1 (default): TinyLFU on; 0: off */
+  SLUICE_PARAM_CACHE_STORE_TOOL_CALLS = 905,       /* 1 (default): store answers calling tools */
+  /* Deprecated: SLUICE_PARAM_REDIS_NAME (see above). */
+  SLUICE_PARAM_CACHE_REDIS_NAME SLUICE_DEPRECATED_ENUMERATOR("use SLUICE_PARAM_REDIS_NAME") = 906
+} sluice_param;
+
+/* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
+typedef enum sluice_cluster_mode {
+  SLUICE_CLUSTER_STRICT = 0,
+  SLUICE_CLUSTER_LEASED = 1
+} sluice_cluster_mode;
+
+typedef enum sluice_failure_mode {
+  SLUICE_FAILURE_ALLOW = 0,
+  SLUICE_FAILURE_DENY = 1,
+  SLUICE_FAILURE_LOCAL = 2
+} sluice_failure_mode;
+
+/* ---- cluster scope (sluice/redis_store.h) ---------------------------------------------- */
+typedef struct sluice_redis_store sluice_redis_store;
+/* Reads the SLUICE_PARAM_REDIS_* parameters. Does not connect yet (the background thread
+ * connects on first use). */
+SLUICE_API int sluice_redis_store_create(const sluice_options* options, sluice_redis_store** out);
+/* Objects using the store keep it alive; destroying the handle drops only this reference. */
+SLUICE_API void sluice_redis_store_destroy(sluice_redis_store* store);
+
+SLUICE_API sluice_options* sluice_options_create(void); /* NULL only when out of memory */
+SLUICE_API void sluice_options_destroy(sluice_options* options);
+/* SLUICE_INVALID_ARGUMENT for an unknown parameter number. Values are checked at create. */
+SLUICE_API int sluice_options_set(sluice_options* options, int param, int64_t value);
+/* Sets a string parameter (SLUICE_PARAM_SHARED_REGION, SLUICE_PARAM_REDIS_HOST, ...);
+ * `(value, len)`, len 0 clears it. SLUICE_INVALID_ARGUMENT for a parameter that is not a string. */
+SLUICE_API int sluice_options_set_string(sluice_options* options, int param, const char* value,
+                                         size_t len);
+/* Removes a shared-memory region; SLUICE_NOT_FOUND if there is none by that name. */
+SLUICE_API int sluice_shared_region_remove(const char* name, size_t len);
+/* Cluster scope: the store an object keeps its state in (NULL clears it). */
+SLUICE_API int sluice_options_set_redis_store(sluice_options* options, sluice_redis_store* store);
+/* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
+SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,
+                                         int64_t period_nanos, int64_t burst);
+
+/* ---- rate limiter (sluice/rate_limiter.h) ---------------------------------------------- */
+typedef struct sluice_rate_limiter sluice_rate_limiter;
+SLUICE_API int sluice_rate_limiter_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_rate_limiter** out);
+SLUICE_API void sluice_rate_limiter_destroy(sluice_rate_limiter* limiter);
+/* Takes `cost` from every window of the key, or nothing; never waits. `out` may be NULL. A
+ * refusal is SLUICE_OK with out->allowed == 0. (RateLimiter::TryAcquire) */
+SLUICE_API int sluice_rate_limiter_try_acquire(sluice_rate_limiter* limiter, const char* key,
+                                               size_t key_len, int64_t cost, sluice_decision* out);
+/* The same at an explicit time on the limiter's clock. */
+SLUICE_API int sluice_rate_limiter_try_acquire_at(sluice_rate_limiter* limiter, const char* key,
+                                                  size_t key_len, int64_t cost, int64_t now_nanos,
+                                                  sluice_decision* out);
+/* The yes/no fast path (RateLimiter::Allow): 1 when `cost` was taken, 0 when it was not. Never
+ * negative: an error (a NULL limiter, a bad key or cost, a Redis configuration error) is a 0,
+ * as in C++, with sluice_last_error_message() naming it when this layer found it. Callers that
+ * must tell an error from a refusal call sluice_rate_limiter_try_acquire. */
+SLUICE_API int sluice_rate_limiter_allow(sluice_rate_limiter* limiter, const char* key,
+                                         size_t key_len, int64_t cost);
+/* Deprecated names of sluice_rate_limiter_try_acquire(_at): the same calls. */
+SLUICE_API SLUICE_DEPRECATED("use sluice_rate_limiter_try_acquire")
+int sluice_rate_limiter_acquire(sluice_rate_limiter* limiter, const char* key, size_t key_len,
+                                int64_t cost, sluice_decision* out);
+SLUICE_API SLUICE_DEPRECATED("use sluice_rate_limiter_try_acquire_at")
+int sluice_rate_limiter_acquire_at(sluice_rate_limiter* limiter, const char* key, size_t key_len,
+                                   int64_t cost, int64_t now_nanos, sluice_decision* out);
+
+/* ---- leaky bucket (sluice/leaky_bucket.h) ---------------------------------------------- */
+typedef struct sluice_leaky_bucket sluice_leaky_bucket;
+SLUICE_API int sluice_leaky_bucket_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_leaky_bucket** out);
+SLUICE_API void sluice_leaky_bucket_destroy(sluice_leaky_bucket* bucket);
+/* Books `cost`; never waits. Allowed: wait out->delay_nanos, then go. Refused:
+ * out->retry_after_nanos. (LeakyBucket::TryAcquire) */
+SLUICE_API int sluice_leaky_bucket_try_acquire(sluice_leaky_bucket* bucket, const char* key,
+                                               size_t key_len, int64_t cost, sluice_decision* out);
+/* Deprecated name of sluice_leaky_bucket_try_acquire: the same call. */
+SLUICE_API SLUICE_DEPRECATED("use sluice_leaky_bucket_try_acquire")
+int sluice_leaky_bucket_acquire(sluice_leaky_bucket* bucket, const char* key, size_t key_len,
+                                int64_t cost, sluice_decision* out);
+
+/* ---- concurrency limiter (sluice/concurrency_limiter.h) -------------------------------- */
+typedef struct sluice_concurrency_limiter sluice_concurrency_limiter;
+typedef struct sluice_permit sluice_permit;
+SLUICE_API int sluice_concurrency_limiter_create(const sluice_options* options,
+                                                 const sluice_clock* clock,
+                                                 sluice_concurrency_limiter** out);
+/* REQUIRES: every permit of the limiter has been destroyed. */
+SLUICE_API void sluice_concurrency_limiter_destroy(sluice_concurrency_limiter* limiter);
+/* Takes a slot if one is free; never waits. *permit is set to NULL first; on SLUICE_OK it is a
+ * new permit when out->allowed. (ConcurrencyLimiter::TryAcquire) */
+SLUICE_API int sluice_concurrency_limiter_try_acquire(sluice_concurrency_limiter* limiter,
+                                                      const char* key, size_t key_len,
+                                                      sluice_decision* out,
+                                                      sluice_permit** permit);
+/* Deprecated name of sluice_concurrency_limiter_try_acquire: the same call. */
+SLUICE_API SLUICE_DEPRECATED("use sluice_concurrency_limiter_try_acquire")
+int sluice_concurrency_limiter_acquire(sluice_concurrency_limiter* limiter, const char* key,
+                                       size_t key_len, sluice_decision* out,
+                                       sluice_permit** permit);
+/* Permits held for the key (expired leases excluded); -1 if an argument is bad. */
+SLUICE_API int64_t sluice_concurrency_limiter_in_flight(sluice_concurrency_limiter* limiter,
+                                                        const char* key, size_t key_len);
+/* SLUICE_FAILED_PRECONDITION if the lease had expired and was reclaimed. Idempotent. */
+SLUICE_API int sluice_permit_release(sluice_permit* permit);
+/* Extends the lease to `lease_nanos` from now (0: the limiter's lease). */
+SLUICE_API int sluice_permit_renew(sluice_permit* permit, int64_t lease_nanos);
+/* Releases the slot if still held, then frees the handle. */
+SLUICE_API void sluice_permit_destroy(sluice_permit* permit);
+
+/* ---- token budget (sluice/token_budget.h) ---------------------------------------------- */
+typedef struct sluice_token_budget sluice_token_budget;
+typedef struct sluice_reservation sluice_reservation;
+SLUICE_API int sluice_token_budget_create(const sluice_options* options, const sluice_clock* clock,
+                                          sluice_token_budget** out);
+/* REQUIRES: every reservation of the budget has been destroyed. */
+SLUICE_API void sluice_token_budget_destroy(sluice_token_budget* budget);
+/* Reserves `estimate` tokens; never waits. *reservation is set to NULL first; on SLUICE_OK it
+ * is new when out->allowed. (TokenBudget::TryReserve) */
+SLUICE_API int sluice_token_budget_try_reserve(sluice_token_budget* budget, const char* key,
+                                               size_t key_len, int64_t estimate,
+                                               sluice_decision* out,
+                                               sluice_reservation** reservation);
+/* Deprecated name of sluice_token_budget_try_reserve: the same call. */
+SLUICE_API SLUICE_DEPRECATED("use sluice_token_budget_try_reserve")
+int sluice_token_budget_reserve(sluice_token_budget* budget, const char* key, size_t key_len,
+                                int64_t estimate, sluice_decision* out,
+                                sluice_reservation** reservation);
+/* Charges after the fact; may put the key in debt. */
+SLUICE_API int sluice_token_budget_charge(sluice_token_budget* budget, const char* key,
+                                          size_t key_len, int64_t tokens, sluice_decision* out);
+/* Replaces the estimate with the real usage; `out` (may be NULL) gets the balance. */
+SLUICE_API int sluice_reservation_settle(sluice_reservation* reservation, int64_t actual,
+                                         sluice_decision* out);
+SLUICE_API int sluice_reservation_cancel(sluice_reservation* reservation);
+/* An unsettled reservation stays charged as estimated. */
+SLUICE_API void sluice_reservation_destroy(sluice_reservation* reservation);
+
+/* ---- balancer (sluice/balancer.h) ------------------------------------------------------- */
+typedef enum sluice_balancer_strategy {
+  SLUICE_BALANCER_ROUND_ROBIN = 0,
+  SLUICE_BALANCER_WEIGHTED_ROUND_ROBIN = 1,
+  SLUICE_BALANCER_LEAST_REQUEST = 2,
+  SLUICE_BALANCER_PREFIX_AFFINITY = 3,
+  SLUICE_BALANCER_SCORED = 4,
+  SLUICE_BALANCER_CONSISTENT_HASH = 5
+} sluice_balancer_strategy;
+
+/* Deprecated with sluice_pick_complete: the failure classes before sluice_failure was the one
+ * vocabulary. Each maps onto a sluice_failure: RATE_LIMITED, AUTH, SERVER, CLIENT, TIMEOUT by
+ * name, CONNECTION to SLUICE_FAIL_CONNECT, ABANDONED to SLUICE_FAIL_ABANDONED. */
+typedef enum sluice_outcome_error {
+  SLUICE_OUTCOME_NONE = 0,
+  SLUICE_OUTCOME_RATE_LIMITED = 1,
+  SLUICE_OUTCOME_AUTH = 2,
+  SLUICE_OUTCOME_CONNECTION = 3,
+  SLUICE_OUTCOME_TIMEOUT = 4,
+  SLUICE_OUTCOME_SERVER = 5,
+  SLUICE_OUTCOME_CLIENT = 6,
+  SLUICE_OUTCOME_ABANDONED = 7
+} sluice_outcome_error;
+
+typedef struct sluice_balancer sluice_balancer;
+typedef struct sluice_pick sluice_pick;
+/* Reads the SLUICE_PARAM_BALANCER_* parameters, and for host-shared in-flight counts
+ * SLUICE_PARAM_SHARED_REGION (with SLUICE_PARAM_MAX_IN_FLIGHT, default 256, and
+ * SLUICE_PARAM_LEASE_NANOS, default 10 min). Thread-safe, like the C++ object. */
+SLUICE_API int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
+                                      sluice_balancer** out);
+/* Picks made by the balancer stay valid after it is destroyed. */
+SLUICE_API void sluice_balancer_destroy(sluice_balancer* balancer);
+/* `model` (may be empty) restricts the endpoint to requests for that model. kv_capacity_blocks
+ * 0: the balancer's default. SLUICE_ALREADY_EXISTS if the id is taken. */
+SLUICE_API int sluice_balancer_add_endpoint(sluice_balancer* balancer, const char* id, size_t id_len,
+                                            int64_t weight, int64_t max_concurrency,
+                                            int64_t kv_capacity_blocks, const char* model,
+                                            size_t model_len);
+SLUICE_API int sluice_balancer_remove_endpoint(sluice_balancer* balancer, const char* id,
+                                               size_t id_len);
+/* Feeds the endpoint's scraped vLLM / SGLang Prometheus text. */
+SLUICE_API int sluice_balancer_update_metrics(sluice_balancer* balancer, const char* id,
+                                              size_t id_len, const char* text, size_t text_len);
+/* Requests the endpoint has in flight, or -1 if there is no endpoint by that id. */
+SLUICE_API int64_t sluice_balancer_in_flight(const sluice_balancer* balancer, const char* id,
+                                             size_t id_len);
+/* Picks for a raw OpenAI-style JSON body (parsed: model, prefix). `affinity_key` may be empty.
+ * SLUICE_INVALID_ARGUMENT for a malformed body (the message names the field), SLUICE_NOT_FOUND
+ * when no endpoint serves the model, SLUICE_RESOURCE_EXHAUSTED when all are at max
+ * concurrency, SLUICE_UNAVAILABLE when all are cooling down. */
+SLUICE_API int sluice_balancer_pick(sluice_balancer* balancer, const char* body, size_t body_len,
+                                    const char* affinity_key, size_t affinity_key_len,
+                                    sluice_pick** out);
+/* The same for a model name alone (may be empty: any endpoint). */
+SLUICE_API int sluice_balancer_pick_model(sluice_balancer* balancer, const char* model,
+                                          size_t model_len, const char* affinity_key,
+                                          size_t affinity_key_len, sluice_pick** out);
+/* The chosen endpoint's id; not NUL-terminated, valid while the pick lives. */
+SLUICE_API const char* sluice_pick_endpoint_id(const sluice_pick* pick, size_t* len);
+SLUICE_API int64_t sluice_pick_matched_blocks(const sluice_pick* pick);
+/* Reports how the attempt ended (Pick::Complete; only the first report counts). `failure` is a
+ * sluice_failure (below): SLUICE_FAIL_NONE classifies `http_status` as sluice_classify does
+ * (2xx/3xx success, 429 rate limited, 401/403 auth, 5xx server, other 4xx client); any other
+ * class is taken as stated (a transport failure has http_status 0). */
+SLUICE_API int sluice_pick_complete_failure(sluice_pick* pick, int http_status, int failure,
+                                            int64_t ttft_nanos, int64_t latency_nanos);
+/* Deprecated: the same with `error` a sluice_outcome_error (mapped onto sluice_failure). The
+ * number of the class cannot change under this name (the ABI), hence the new function. */
+SLUICE_API SLUICE_DEPRECATED("use sluice_pick_complete_failure")
+int sluice_pick_complete(sluice_pick* pick, int http_status, int error, int64_t ttft_nanos,
+                         int64_t latency_nanos);
+/* A pick destroyed without sluice_pick_complete counts as abandoned. */
+SLUICE_API void sluice_pick_destroy(sluice_pick* pick);
+
+/* ---- failures (sluice/failure.h) -------------------------------------------------------- */
+typedef enum sluice_transport_error {
+  SLUICE_TRANSPORT_NONE = 0,
+  SLUICE_TRANSPORT_CONNECT = 1,
+  SLUICE_TRANSPORT_TIMEOUT = 2,
+  SLUICE_TRANSPORT_RESET = 3
+} sluice_transport_error;
+
+typedef enum sluice_failure {
+  SLUICE_FAIL_NONE = 0,
+  SLUICE_FAIL_CONNECT = 1,
+  SLUICE_FAIL_TIMEOUT = 2,
+  SLUICE_FAIL_RESET = 3,
+  SLUICE_FAIL_RATE_LIMITED = 4,
+  SLUICE_FAIL_SERVER = 5,
+  SLUICE_FAIL_AUTH = 6,
+  SLUICE_FAIL_CONTEXT_LENGTH = 7,
+  SLUICE_FAIL_CONTENT_FILTER = 8,
+  SLUICE_FAIL_CLIENT = 9,
+  SLUICE_FAIL_ABANDONED = 10 /* the caller gave the attempt up unreported (a destroyed pick) */
+} sluice_failure;
+
+/* The failure class of an outcome (a sluice_failure); -1 if `transport` is not one. */
+SLUICE_API int sluice_classify(int http_status, int transport, const char* error_body,
+                               size_t error_body_len);
+/* A Retry-After value ("120", "1.5", an HTTP-date) as nanoseconds from `now_unix_nanos`.
+ * SLUICE_INVALID_ARGUMENT if it is malformed. */
+SLUICE_API int sluice_parse_retry_after(const char* value, size_t len, int64_t now_unix_nanos,
+                                        int64_t* out_nanos);
+
+/* ---- fallback policy (sluice/fallback_policy.h) ----------------------------------------- */
+typedef enum sluice_fallback_action {
+  SLUICE_ACTION_RETRY_SAME = 0,
+  SLUICE_ACTION_NEXT_TARGET = 1,
+  SLUICE_ACTION_FATAL = 2
+} sluice_fallback_action;
+
+typedef enum sluice_step_kind {
+  SLUICE_STEP_ATTEMPT = 0,
+  SLUICE_STEP_SUCCEEDED = 1,
+  SLUICE_STEP_FAILED = 2
+} sluice_step_kind;
+
+typedef enum sluice_breaker_state {
+  SLUICE_BREAKER_CLOSED = 0,
+  SLUICE_BREAKER_OPEN = 1,
+  SLUICE_BREAKER_HALF_OPEN = 2
+} sluice_breaker_state;
+
+/* One target of the chain. The balancer (may be NULL) is shared: the policy keeps it alive. */
+typedef struct sluice_fallback_target {
+  const char* name;
+  size_t name_len;
+  const char* model; /* may be NULL with model_len 0 */
+  size_t model_len;
+  sluice_balancer* balancer;
+} sluice_fallback_target;
+
+/* Where the call stands (FallbackPolicy::Step). Part of the ABI, like sluice_decision. */
+typedef struct sluice_fallback_step {
+  int kind;                 /* a sluice_step_kind */
+  int64_t attempt;          /* attempts handed out so far */
+  int64_t target_index;     /* SLUICE_STEP_ATTEMPT: the target, in the order given to create */
+  int64_t delay_nanos;      /* wait this long before sending */
+  int64_t timeout_nanos;    /* the attempt's limit after the delay; -1: none */
+  uint8_t retry;            /* the same target as the previous attempt */
+  int failure;              /* the previous attempt's sluice_failure */
+  int status;               /* SLUICE_STEP_FAILED: why (a sluice_status); SLUICE_OK otherwise */
+  int64_t retry_after_nanos;/* SLUICE_STEP_FAILED with SLUICE_UNAVAILABLE: when to come back */
+} sluice_fallback_step;
+
+typedef struct sluice_fallback_policy sluice_fallback_policy;
+typedef struct sluice_fallback_call sluice_fallback_call;
+/* Reads the SLUICE_PARAM_FALLBACK_*, SLUICE_PARAM_BREAKER_* and action parameters. */
+SLUICE_API int sluice_fallback_policy_create(const sluice_options* options,
+                                             const sluice_fallback_target* targets,
+                                             size_t target_count, const sluice_clock* clock,
+                                             sluice_fallback_policy** out);
+/* Calls made by the policy stay valid after it is destroyed. */
+SLUICE_API void sluice_fallback_policy_destroy(sluice_fallback_policy* policy);
+/* A target's breaker state (a sluice_breaker_state), or -1 for a bad argument. */
+SLUICE_API int sluice_fallback_policy_breaker_state(const sluice_fallback_policy* policy,
+                                                    size_t target_index);
+/* Starts a call (deadline_nanos 0: the policy's); `step` (may be NULL) gets its first step. */
+SLUICE_API int sluice_fallback_policy_begin(sluice_fallback_policy* policy, int64_t deadline_nanos,
+                                            sluice_fallback_call** out, sluice_fallback_step* step);
+/* The current step's target name, model and (balanced targets) endpoint id; not
+ * NUL-terminated, valid until the next call on `call`. */
+SLUICE_API const char* sluice_fallback_call_target(const sluice_fallback_call* call, size_t* len);
+SLUICE_API const char* sluice_fallback_call_model(const sluice_fallback_call* call, size_t* len);
+SLUICE_API const char* sluice_fallback_call_endpoint(const sluice_fallback_call* call, size_t* len);
+/* Reports the current attempt's outcome; `step` gets the next step. A failed call's message is
+ * sluice_last_error_message() right after the step that ended it. */
+SLUICE_API int sluice_fallback_call_next(sluice_fallback_call* call, int http_status, int transport,
+                                         const char* error_body, size_t error_body_len,
+                                         int64_t retry_after_nanos, int64_t latency_nanos,
+                                         sluice_fallback_step* step);
+/* Streaming: the current attempt's first byte reached the client; no fallback from now on. */
+SLUICE_API int sluice_fallback_call_mark_first_byte(sluice_fallback_call* call);
+/* An unfinished call gives back what it holds. */
+SLUICE_API void sluice_fallback_call_destroy(sluice_fallback_call* call);
+
+/* ---- response cache (sluice/cache_key.h, sluice/response_cache.h, sluice/single_flight.h) - */
+typedef struct sluice_cache_key sluice_cache_key;
+/* The key of an OpenAI-style request body: RFC 8785 canonical JSON without the fields that do
+ * not decide the answer, prefixed by `name_space` (may be empty), hashed with XXH3-128.
+ * SLUICE_INVALID_ARGUMENT names the JSON error. */
+SLUICE_API int sluice_cache_key_create(const char* body, size_t body_len, const char* name_space,
+                                       size_t name_space_len, sluice_cache_key** out);
+SLUICE_API void sluice_cache_key_destroy(sluice_cache_key* key);
+SLUICE_API int sluice_cache_key_digest(const sluice_cache_key* key, uint64_t* hi, uint64_t* lo);
+/* The namespace, 0x1F, and the canonical request; valid while the key lives. */
+SLUICE_API const char* sluice_cache_key_canonical(const sluice_cache_key* key, size_t* len);
+
+/* A stored answer: a body, or the SSE chunks of a streamed answer. Immutable; valid until
+ * destroyed, even after its entry is evicted. */
+typedef struct sluice_cached_answer sluice_cached_answer;
+SLUICE_API uint8_t sluice_cached_answer_streamed(const sluice_cached_answer* answer);
+SLUICE_API const char* sluice_cached_answer_body(const sluice_cached_answer* answer, size_t* len);
+SLUICE_API size_t sluice_cached_answer_chunk_count(const sluice_cached_answer* answer);
+/* NULL (len 0) for an index out of range. */
+SLUICE_API const char* sluice_cached_answer_chunk(const sluice_cached_answer* answer, size_t index,
+                                                  size_t* len);
+SLUICE_API void sluice_cached_answer_destroy(sluice_cached_answer* answer);
+
+typedef struct sluice_response_cache sluice_response_cache;
+/* Reads the SLUICE_PARAM_CACHE_* parameters. Thread-safe, like the C++ object. */
+SLUICE_API int sluice_response_cache_create(const sluice_options* options,
+                                            const sluice_clock* clock,
+                                            sluice_response_cache** out);
+/* Answers and fetches made by the cache stay valid after it is destroyed. */
+SLUICE_API void sluice_response_cache_destroy(sluice_response_cache* cache);
+/* *out is the stored answer, or NULL on a miss. */
+SLUICE_API int sluice_response_cache_get(sluice_response_cache* cache, const sluice_cache_key* key,
+                                         sluice_cached_answer** out);
+/* Stores a body (`chunk_count` 0) or `chunk_count` SSE chunks for `ttl_nanos` (0: the default).
+ * *stored (may be NULL) is 0 when it was not stored (too large, or turned away by TinyLFU). */
+SLUICE_API int sluice_response_cache_put(sluice_response_cache* cache, const sluice_cache_key* key,
+                                         const char* body, size_t body_len,
+                                         const char* const* chunks, const size_t* chunk_lens,
+                                         size_t chunk_count, int64_t ttl_nanos, uint8_t* stored);
+/* Removes the key's entry (in the Redis tier too). */
+SLUICE_API int sluice_response_cache_erase(sluice_response_cache* cache,
+                                           const sluice_cache_key* key);
+
+/* Counters of a cache (see ResponseCache::Stats in sluice/response_cache.h). */
+typedef struct sluice_cache_stats {
+  int64_t hits;
+  int64_t misses;
+  int64_t inserts;
+  int64_t rejected;           /* turned away by the TinyLFU admission filter */
+  int64_t evictions;
+  int64_t expirations;
+  int64_t collisions;         /* digest matches whose canonical bytes differed */
+  int64_t merged_waits;       /* misses that waited for another caller's upstream call */
+  int64_t leader_failovers;   /* leaders that gave up and passed the lead on */
+  int64_t skipped_tool_calls; /* answers not stored because they call tools */
+  int64_t redis_hits;         /* the Redis tier (SLUICE_PARAM_REDIS_NAME) */
+  int64_t redis_misses;
+  int64_t redis_writes;
+  int64_t redis_errors;       /* Redis down, slow, or an unreadable record: never an error here */
+  int64_t entries;
+  int64_t bytes;              /* keys, answers and per-entry overhead: never above max_bytes */
+} sluice_cache_stats;
+SLUICE_API int sluice_response_cache_stats(const sluice_response_cache* cache,
+                                           sluice_cache_stats* out);
+
+/* =========================================================================================
+ * Experimental: may change between minor releases
+ * =========================================================================================
+ * The response cache's single flight and live streams (ResponseCache::Fetch, sluice/
+ * single_flight.h): young, fd-based, and likely to change shape with the C++ Pending API. Each
+ * declaration carries SLUICE_EXPERIMENTAL (zstd.h keeps such declarations in its
+ * ZSTD_STATIC_LINKING_ONLY section; here they stay declared for every caller, so that programs
+ * using them keep building). */
+
+/* Single flight: a lookup that merges identical concurrent misses. With a Redis tier, a miss in
+ * process is first a WAIT for Redis's answer (a HIT, or the LEAD on a Redis miss).
+ *
+ * Streams are tailed live: the leader calls sluice_fetch_append with each SSE chunk as it
+ * relays it, then sluice_fetch_complete_stream; once a follower has called
+ * sluice_fetch_take_chunks, its fd becomes readable at each chunk, and each call gives it the
+ * chunks it has not had yet. A follower that never calls it is woken when the wait is over.
+ * After the wait, a HIT's chunks from sluice_fetch_chunks_taken on are still to send. */
+typedef enum sluice_fetch_kind {
+  SLUICE_FETCH_HIT = 0,   /* sluice_fetch_answer has the stored answer */
+  SLUICE_FETCH_LEAD = 1,  /* call upstream, then sluice_fetch_complete (destroying: gives up) */
+  SLUICE_FETCH_WAIT = 2,  /* wait for sluice_fetch_fd to be readable, then sluice_fetch_resume */
+  SLUICE_FETCH_BROKEN = 3 /* after the wait: the stream this follower tailed broke off */
+} sluice_fetch_kind;
+typedef struct sluice_fetch sluice_fetch;
+/* *out is set to NULL first, then to the fetch (a HIT, the LEAD or a WAIT). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_response_cache_fetch(sluice_response_cache* cache, const sluice_cache_key* key,
+                                sluice_fetch** out);
+/* A sluice_fetch_kind, or -1 for NULL. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_fetch_kind_of(const sluice_fetch* fetch);
+/* SLUICE_FETCH_WAIT: an eventfd, readable once the leader finished (and, for a tailing
+ * follower, at each chunk); -1 otherwise. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_fetch_fd(const sluice_fetch* fetch);
+/* SLUICE_FETCH_WAIT: 1 once the wait is over (sluice_fetch_resume may be called), else 0. */
+SLUICE_API SLUICE_EXPERIMENTAL uint8_t sluice_fetch_ready(const sluice_fetch* fetch);
+/* After the wait: becomes SLUICE_FETCH_HIT (the leader's answer), SLUICE_FETCH_LEAD (the
+ * leader gave up; this caller is next) or SLUICE_FETCH_BROKEN. SLUICE_FAILED_PRECONDITION if
+ * the wait is not over. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_fetch_resume(sluice_fetch* fetch);
+/* SLUICE_FETCH_HIT: a new handle on the answer. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_fetch_answer(const sluice_fetch* fetch, sluice_cached_answer** out);
+/* SLUICE_FETCH_LEAD: hands the answer (a body, or `chunk_count` SSE chunks) to every follower
+ * and, if `store`, stores it. *stored (may be NULL) says whether it was stored. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_fetch_complete(sluice_fetch* fetch, const char* body, size_t body_len,
+                          const char* const* chunks, const size_t* chunk_lens, size_t chunk_count,
+                          int64_t ttl_nanos, uint8_t store, uint8_t* stored);
+/* SLUICE_FETCH_LEAD: streams one SSE chunk to the followers now. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_fetch_append(sluice_fetch* fetch, const char* chunk, size_t len);
+/* SLUICE_FETCH_LEAD: completes with the appended chunks as the streamed answer (`store` 0 for a
+ * stream that did not end well: followers get what there was, nothing is stored). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_fetch_complete_stream(sluice_fetch* fetch, int64_t ttl_nanos, uint8_t store,
+                                 uint8_t* stored);
+/* SLUICE_FETCH_WAIT: the leader's chunks this follower has not taken yet, as a streamed answer
+ * (possibly with no chunks). Quiets the fd until the next chunk. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_fetch_take_chunks(sluice_fetch* fetch, sluice_cached_answer** out);
+/* How many chunks sluice_fetch_take_chunks has given out (0 for NULL). */
+SLUICE_API SLUICE_EXPERIMENTAL size_t sluice_fetch_chunks_taken(const sluice_fetch* fetch);
+/* A lead destroyed without completing gives up: the next follower leads. */
+SLUICE_API SLUICE_EXPERIMENTAL void sluice_fetch_destroy(sluice_fetch* fetch);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SLUICE_C_H_ */
