@@ -22,7 +22,7 @@
 //   RemoveSharedRegion  host scope: state shared by the processes of a host sluice/shared_region.h
 //   RedisStore          cluster scope: state in Redis, shared by every host sluice/redis_store.h
 //
-// The C ABI is sluice/sluice.h; the Python package is `import sluice`.
+// The C ABI is sluice/c.h; the Python package is `import sluice`.
 
 #ifndef SLUICE_SLUICE_HPP_
 #define SLUICE_SLUICE_HPP_

@@ -30,7 +30,7 @@ void CheckPick(int rc, sluice_pick* pick) {
   const char* id = sluice_pick_endpoint_id(pick, &len);
   const std::string_view endpoint(id, len);
   FUZZ_CHECK(endpoint == "a" || endpoint == "b");
-  FUZZ_CHECK(sluice_pick_complete(pick, 200, SLUICE_OUTCOME_NONE, 1000, 2000) == SLUICE_OK);
+  FUZZ_CHECK(sluice_pick_complete_failure(pick, 200, SLUICE_FAIL_NONE, 1000, 2000) == SLUICE_OK);
   sluice_pick_destroy(pick);
 }
 
