@@ -38,7 +38,7 @@
 // counted from before the request was sent), which gives the bound. Other holders' strict
 // admissions are charges like any other; nothing else decreases a TAT (a RateLimiter never
 // refunds), so the argument covers any number of processes and hosts. The property test
-// (tests/cpp/cluster_leased_property_test.cc) checks the bound over random interleavings.
+// (tests/cpp/admission/cluster_leased_property_test.cc) checks the bound over random interleavings.
 //
 // The grant time is stored rounded down to the millisecond, which only lowers the credit.
 //
