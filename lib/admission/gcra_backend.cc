@@ -88,8 +88,8 @@ absl::StatusOr<std::unique_ptr<GcraBackend>> OpenGcraBackend(const GcraSpec& spe
   if (cluster.store != nullptr) {
     const bool leased = cluster.mode == ClusterMode::kLeased;
     if (leased && !spec.no_lease_reason.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(spec.object, ": cluster.mode must be kStrict (",
-                                                     spec.no_lease_reason, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          spec.object, ": cluster.mode must be kStrict (", spec.no_lease_reason, ")"));
     }
     absl::StatusOr<LeaseSettings> lease = LeaseSettings{};
     if (leased) lease = CheckLease(spec.object, cluster, spec.compiled);

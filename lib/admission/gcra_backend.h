@@ -52,7 +52,8 @@ class GcraBackend {
   virtual absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos) = 0;
   // The same, started without blocking: ready at once unless a Redis reply is needed. Local
   // errors are returned; Redis's arrive in the Pending's status().
-  virtual absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost, int64_t now_nanos) = 0;
+  virtual absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost,
+                                                     int64_t now_nanos) = 0;
   // Admit's verdict alone (false on any error); may wait for Redis.
   virtual bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos) = 0;
   // Allow without waiting: nullopt when only a Redis round trip could tell.
@@ -62,13 +63,15 @@ class GcraBackend {
   // LeakyBucket (one window): books `cost` unless its wait would exceed `max_wait_nanos`.
   virtual absl::StatusOr<Decision> Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
                                          int64_t now_nanos) = 0;
-  virtual absl::StatusOr<PendingDecision> StartQueue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
-                                     int64_t now_nanos) = 0;
+  virtual absl::StatusOr<PendingDecision> StartQueue(const KeyDigest& d, int64_t cost,
+                                                     int64_t max_wait_nanos,
+                                                     int64_t now_nanos) = 0;
 
   // TokenBudget: adds `delta` (a refund when negative) to every window, refusing nothing.
   virtual absl::StatusOr<Decision> Adjust(const KeyDigest& d, int64_t delta,
                                           int64_t now_nanos) = 0;
-  virtual absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta, int64_t now_nanos) = 0;
+  virtual absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta,
+                                                      int64_t now_nanos) = 0;
 
   // The balance without changing it: allowed iff one unit would pass every window now.
   virtual PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos) = 0;

@@ -23,7 +23,8 @@ class LocalGcraBackend final : public GcraBackend {
     if (absl::Status s = state_.Admit(d, cost, now_nanos, &decision); !s.ok()) return s;
     return decision;
   }
-  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
+  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost,
+                                             int64_t now_nanos) override {
     return Ready(Admit(d, cost, now_nanos));
   }
   bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
@@ -44,8 +45,8 @@ class LocalGcraBackend final : public GcraBackend {
     }
     return decision;
   }
-  absl::StatusOr<PendingDecision> StartQueue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
-                             int64_t now_nanos) override {
+  absl::StatusOr<PendingDecision> StartQueue(const KeyDigest& d, int64_t cost,
+                                             int64_t max_wait_nanos, int64_t now_nanos) override {
     return Ready(Queue(d, cost, max_wait_nanos, now_nanos));
   }
 
@@ -54,7 +55,8 @@ class LocalGcraBackend final : public GcraBackend {
     if (absl::Status s = state_.Adjust(d, delta, now_nanos, &decision); !s.ok()) return s;
     return decision;
   }
-  absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta, int64_t now_nanos) override {
+  absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta,
+                                              int64_t now_nanos) override {
     return Ready(Adjust(d, delta, now_nanos));
   }
 
