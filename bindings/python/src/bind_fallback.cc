@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bindings.h"
 #include "sluice/fallback_policy.h"
+#include "sluice/provider_error.h"
 
 namespace sluice_python {
 namespace {
