@@ -19,8 +19,8 @@ from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iter
 
 from . import _core
 from ._errors import Error, StreamBroken
-from ._waiting import (END, Emit, Invoke, Next, Open, Readable, run_plan, run_plan_async, run_stream,
-                       run_stream_async)
+from ._waiting import (EMIT, END, INVOKE, NEXT, OPEN, READABLE, run_plan, run_plan_async,
+                       run_stream, run_stream_async)
 
 Answer = Union[bytes, List[bytes]]
 
@@ -120,12 +120,12 @@ def _get_or_fetch_plan(cache: ResponseCache, key: _core.CacheKey, fn: Callable[[
                        ttl: float, store: bool, no_cache: bool):
     """``get_or_fetch``: the stored answer, or the one this caller (as the leader) fetches."""
     if no_cache:
-        return cache._store(key, (yield Invoke(fn)), ttl, store)
+        return cache._store(key, (yield (INVOKE, fn, ())), ttl, store)
     fetch = yield from _answer_or_lead(cache._fetch(key))
     if fetch.hit is not None:
         return fetch.hit
     try:
-        answer = _as_answer((yield Invoke(fn)))
+        answer = _as_answer((yield (INVOKE, fn, ())))
     except BaseException:
         fetch.abandon()
         raise
@@ -147,10 +147,10 @@ def _stream_or_fetch_plan(cache: ResponseCache, key: _core.CacheKey, fn: Callabl
     chunks: List[bytes] = []
     finished_well = False
     try:
-        source = yield Open(fn)
-        while (chunk := (yield Next(source))) is not END:
+        source = yield (OPEN, fn, (), "")
+        while (chunk := (yield (NEXT, source))) is not END:
             _keep(lead, chunks, chunk)
-            yield Emit(chunk)
+            yield (EMIT, chunk)
         finished_well = True
     finally:
         cache._end_stream(key, lead, chunks, finished_well, ttl, store)
@@ -161,13 +161,13 @@ def _answer_or_lead(fetch: _core._Fetch):
     returns that fetch."""
     while fetch.hit is None and not fetch.is_lead:
         if not fetch.ready():
-            yield Readable(fetch.fileno())
+            yield (READABLE, fetch.fileno())
         fetch = fetch._result()
     return fetch
 
 
 def _tail(fetch: _core._Fetch):
-    """The streamed form of a fetch: emits chunks to relay, waits on Readable fds, and
+    """The streamed form of a fetch: emits chunks to relay, waits on READABLE fds, and
     returns _SERVED, _UNREPLAYABLE, or the lead (the caller streams from upstream, appending
     each chunk for the callers tailing it)."""
     sent = 0
@@ -178,7 +178,7 @@ def _tail(fetch: _core._Fetch):
             if chunks is None:
                 return _UNREPLAYABLE
             for chunk in chunks[sent:]:
-                yield Emit(chunk)
+                yield (EMIT, chunk)
             return _SERVED
         if fetch.is_lead:
             return fetch
@@ -186,11 +186,11 @@ def _tail(fetch: _core._Fetch):
             raise StreamBroken("the stream this call was relaying broke off upstream")
         for chunk in fetch.take_chunks():
             sent += 1
-            yield Emit(chunk)
+            yield (EMIT, chunk)
         if fetch.ready():
             fetch = fetch._result()
         else:
-            yield Readable(fetch.fileno())
+            yield (READABLE, fetch.fileno())
 
 
 def _as_answer(answer: Any) -> Answer:

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
 
 from . import _core
 from ._errors import AttemptFailed, Unavailable, error_for
-from ._waiting import (END, Emit, Invoke, Next, Open, run_plan, run_plan_async, run_stream,
+from ._waiting import (EMIT, END, INVOKE, NEXT, OPEN, run_plan, run_plan_async, run_stream,
                        run_stream_async)
 
 
@@ -125,12 +125,11 @@ def _call_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadline:
                 break
             if delay:
                 yield delay
-            attempt = Invoke(fn, call)
             try:
-                result = yield attempt
+                result = yield (INVOKE, fn, (call,))
+            except GeneratorExit:
+                raise  # closed (the task was cancelled): not the attempt's failure
             except BaseException as exc:
-                if attempt.cancelled:
-                    raise
                 call.next(**_outcome_or_reraise(classify, exc))
                 last = exc
                 continue
@@ -152,14 +151,12 @@ def _stream_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadlin
         if delay:
             yield delay
         started = time.monotonic()
-        step: Any = Open(fn, call, awaitable=True, owner="FallbackPolicy.stream_async")
         try:
-            chunks = yield step
-            step = Next(chunks)
-            first = yield step
+            chunks = yield (OPEN, fn, (call,), "FallbackPolicy.stream_async")
+            first = yield (NEXT, chunks)
+        except GeneratorExit:
+            raise
         except BaseException as exc:
-            if step.cancelled:
-                raise
             policy._report(call, **_outcome_or_reraise(classify, exc))
             last = exc
             continue
@@ -168,20 +165,13 @@ def _stream_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadlin
             return
         ttft = time.monotonic() - started
         call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
-        yield Emit(first)
+        yield (EMIT, first)
         try:
-            while True:
-                step = Next(chunks)
-                chunk = yield step
-                if chunk is END:
-                    break
-                step = Emit(chunk)
-                yield step
+            while (chunk := (yield (NEXT, chunks))) is not END:
+                yield (EMIT, chunk)
         except GeneratorExit:
-            raise  # the consumer stopped reading: the call is abandoned, not failed
+            raise  # the consumer stopped reading (or was cancelled): abandoned, not failed
         except BaseException as exc:
-            if step.cancelled:
-                raise
             outcome = classify(exc) or {"transport": "reset"}
             policy._report(call, ttft=ttft, **outcome)
             _raise_failure(call, exc)

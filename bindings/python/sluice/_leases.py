@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._core import Decision, Permit, Reservation
-from ._waiting import Readable, pending_plan, run_plan, run_plan_async
+from ._waiting import READABLE, pending_plan, run_plan, run_plan_async
 
 
 def _renew_plan(permit: Permit, lease: Optional[float]):
     pending = permit._start_renew(lease)
     if not pending.done():
-        yield Readable(pending.fileno())
+        yield (READABLE, pending.fileno())
     permit._finish_renew(pending)
 
 

@@ -9,11 +9,11 @@ A plan is a generator. It yields what it needs done before its next step and rec
 (or has the exception raised at its ``yield``):
 
 * a number: sleep that many seconds;
-* ``Readable(fd)``: wait until a file descriptor is readable (a Redis reply, a cache flight);
-* ``Invoke(fn, *args)``: call the caller's function (awaited by the async driver);
-* ``Open(fn, *args)``: call a function that returns chunks, and iterate them (``Next(it)`` takes
-  the next one, or ``END``);
-* ``Emit(value)``: hand a value to the consumer (stream drivers only).
+* ``(READABLE, fd)``: wait until a file descriptor is readable (a Redis reply, a cache flight);
+* ``(INVOKE, fn, args)``: call the caller's function (awaited by the async driver);
+* ``(OPEN, fn, args, owner)``: call a function that returns chunks and iterate them
+  (``(NEXT, it)`` takes the next one, or ``END``);
+* ``(EMIT, value)``: hand a value to the consumer (stream drivers only).
 
 ``run_plan`` / ``run_plan_async`` return the plan's result; ``run_stream`` / ``run_stream_async``
 are generators of what it emits. No native call is on the stack while a driver waits: a greenlet
@@ -103,94 +103,35 @@ async def wait_readable_async(fd: int) -> None:
 
 
 # ---- what a plan yields ------------------------------------------------------------------------
+# Effects are tuples (kind, ...) and sleeps plain numbers: the drivers are on every waiting call's
+# path (acquire, FallbackPolicy.call, get_or_fetch), and a tuple costs a fraction of an object.
+INVOKE = 0    # (INVOKE, fn, args): fn(*args); the async driver awaits what it returns
+OPEN = 1      # (OPEN, fn, args, owner): iterate fn(*args): an iterable (sync driver), an async
+              # iterable (async driver), or with an `owner` name also an awaitable of one
+NEXT = 2      # (NEXT, iterator): its next item, or END
+EMIT = 3      # (EMIT, value): hand value to the consumer (stream drivers)
+READABLE = 4  # (READABLE, fd): wait until fd is readable
 
-class _Effect:
-    """A request of a plan to its driver. ``cancelled`` is set by the async driver when the
-    request was interrupted by the task's cancellation (a plan lets that propagate untouched)."""
+END = object()  # what NEXT sends when the iterator is exhausted
 
-    __slots__ = ("cancelled",)
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-
-class Readable(_Effect):
-    """Wait until the file descriptor is readable."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.cancelled = False
-        self.fd = fd
-
-
-class Invoke(_Effect):
-    """Call ``fn(*args)``; the async driver awaits what it returns."""
-
-    __slots__ = ("fn", "args")
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.cancelled = False
-        self.fn = fn
-        self.args = args
-
-
-class Open(_Effect):
-    """Call ``fn(*args)`` and iterate what it returns: an iterable (sync driver), an async
-    iterable or, with ``awaitable``, an awaitable of one (async driver)."""
-
-    __slots__ = ("fn", "args", "awaitable", "owner")
-
-    def __init__(self, fn: Callable[..., Any], *args: Any, awaitable: bool = False,
-                 owner: str = "") -> None:
-        self.cancelled = False
-        self.fn = fn
-        self.args = args
-        self.awaitable = awaitable
-        self.owner = owner
-
-
-class Next(_Effect):
-    """The next item of an iterator made by ``Open``, or ``END``."""
-
-    __slots__ = ("iterator",)
-
-    def __init__(self, iterator: Any) -> None:
-        self.cancelled = False
-        self.iterator = iterator
-
-
-class Emit(_Effect):
-    """Hand ``value`` to the consumer of a stream."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.cancelled = False
-        self.value = value
-
-
-END = object()  # what Next receives when the iterator is exhausted
+# Cancellation (asyncio) closes the plan: GeneratorExit at its yield, its finally blocks run, and
+# a plan must let GeneratorExit through untouched (never report it as an attempt's failure).
 
 
 def pending_plan(pending: Any) -> Plan[Any]:
     """The plan of one native pending call (``start*``): wait for its reply, take its result."""
     if not pending.done():
-        yield Readable(pending.fileno())
+        yield (READABLE, pending.fileno())
     return pending.result()
 
 
 # ---- the drivers ---------------------------------------------------------------------------------
 
-def _resume(plan: Plan[Any], box: list) -> Any:
-    """Sends the box's value into the plan, or raises its error there. The box is emptied first
-    and the error dropped after: an exception's traceback holds these frames, and a reference
-    from them back to the exception would keep the plan (and the native call it holds, with its
-    in-flight count) alive until the next garbage collection."""
-    value, error = box
-    box[0] = box[1] = None
-    if error is None:
-        return plan.send(value)
+def _throw(plan: Plan[Any], error: BaseException) -> Any:
+    """Raises `error` inside the plan. The reference is dropped after: the traceback of whatever
+    the plan raises holds this frame, and a reference back to the exception from it would keep
+    the plan (and the native call it holds, with its in-flight count) alive until the next
+    garbage collection."""
     try:
         return plan.throw(error)
     finally:
@@ -198,56 +139,66 @@ def _resume(plan: Plan[Any], box: list) -> Any:
 
 
 def _perform(effect: Any) -> Any:
-    kind = type(effect)
-    if kind is Invoke:
-        return effect.fn(*effect.args)
-    if kind is Next:
-        return next(effect.iterator, END)
-    if kind is Readable:
-        wait_readable(effect.fd)
+    if effect.__class__ is not tuple:
+        sleep(effect)
         return None
-    if kind is Open:
-        return iter(effect.fn(*effect.args))
-    sleep(effect)
-    return None
+    kind = effect[0]
+    if kind == INVOKE:
+        return effect[1](*effect[2])
+    if kind == NEXT:
+        return next(effect[1], END)
+    if kind == READABLE:
+        wait_readable(effect[1])
+        return None
+    if kind == OPEN:
+        return iter(effect[1](*effect[2]))
+    raise TypeError(f"sluice: a plan yielded {effect!r} to a driver that cannot do it")
 
 
 def run_plan(plan: Plan[T]) -> T:
     """Runs a plan for threads and gevent: sleeps and waits cooperatively, calls directly."""
-    box = [None, None]
-    while True:
-        try:
-            effect = _resume(plan, box)
-        except StopIteration as finished:
-            return finished.value
-        try:
-            box[0] = _perform(effect)
-        except BaseException as exc:
-            box[1] = exc
+    send = plan.send
+    try:
+        effect = send(None)
+        while True:
+            try:
+                if effect.__class__ is tuple and effect[0] == INVOKE:  # the common effect, inline
+                    value = effect[1](*effect[2])
+                else:
+                    value = _perform(effect)
+            except BaseException as exc:
+                effect = _throw(plan, exc)
+                continue
+            effect = send(value)
+    except StopIteration as finished:
+        return finished.value
 
 
 def run_stream(plan: Plan[None]) -> Iterator[Any]:
     """Runs a plan as a generator of the values it emits (threads and gevent). Closing the
-    generator closes the plan (GeneratorExit at its ``Emit``)."""
-    box = [None, None]
-    while True:
-        try:
-            effect = _resume(plan, box)
-        except StopIteration:
-            return
-        if type(effect) is Emit:
+    generator closes the plan (GeneratorExit at its EMIT)."""
+    send = plan.send
+    try:
+        effect = send(None)
+        while True:
             try:
-                yield effect.value
+                if effect.__class__ is tuple and effect[0] == EMIT:
+                    try:
+                        yield effect[1]
+                    except GeneratorExit:
+                        plan.close()
+                        raise
+                    value = None
+                else:
+                    value = _perform(effect)
             except GeneratorExit:
-                plan.close()
                 raise
             except BaseException as exc:
-                box[1] = exc
-            continue
-        try:
-            box[0] = _perform(effect)
-        except BaseException as exc:
-            box[1] = exc
+                effect = _throw(plan, exc)
+                continue
+            effect = send(value)
+    except StopIteration:
+        return
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -258,70 +209,72 @@ def _is_cancellation(exc: BaseException) -> bool:
 async def _perform_async(effect: Any) -> Any:
     import asyncio
 
-    kind = type(effect)
-    if kind is Invoke:
-        return await effect.fn(*effect.args)
-    if kind is Next:
+    if effect.__class__ is not tuple:
+        await asyncio.sleep(effect)
+        return None
+    kind = effect[0]
+    if kind == INVOKE:
+        return await effect[1](*effect[2])
+    if kind == NEXT:
         try:
-            return await effect.iterator.__anext__()
+            return await effect[1].__anext__()
         except StopAsyncIteration:
             return END
-    if kind is Readable:
-        await wait_readable_async(effect.fd)
+    if kind == READABLE:
+        await wait_readable_async(effect[1])
         return None
-    if kind is Open:
-        source = effect.fn(*effect.args)
-        if effect.awaitable and inspect.isawaitable(source):
+    if kind == OPEN:
+        owner = effect[3]
+        source = effect[1](*effect[2])
+        if owner and inspect.isawaitable(source):
             source = await source
         if not hasattr(source, "__aiter__"):
-            if effect.awaitable:
-                raise TypeError(f"{effect.owner}: fn must return an async iterable, got "
+            if owner:
+                raise TypeError(f"{owner}: fn must return an async iterable, got "
                                 f"{type(source).__name__}")
             raise TypeError("'async for' requires an object with __aiter__ method, got "
                             f"{type(source).__name__}")
         return source.__aiter__()
-    await asyncio.sleep(effect)
-    return None
+    raise TypeError(f"sluice: a plan yielded {effect!r} to a driver that cannot do it")
 
 
 async def run_plan_async(plan: Plan[T]) -> T:
     """Runs a plan for coroutines: awaits ``asyncio.sleep``, the loop's reader, and ``fn``."""
-    box: list = [None, None]
-    while True:
-        try:
-            effect = _resume(plan, box)
-        except StopIteration as finished:
-            return finished.value
-        try:
-            box[0] = await _perform_async(effect)
-        except BaseException as exc:
-            if isinstance(effect, _Effect) and _is_cancellation(exc):
-                effect.cancelled = True
-            box[1] = exc
+    send = plan.send
+    try:
+        effect = send(None)
+        while True:
+            try:
+                value = await _perform_async(effect)
+            except BaseException as exc:
+                if _is_cancellation(exc):
+                    plan.close()
+                    raise
+                effect = _throw(plan, exc)
+                continue
+            effect = send(value)
+    except StopIteration as finished:
+        return finished.value
 
 
 async def run_stream_async(plan: Plan[None]) -> AsyncIterator[Any]:
     """Runs a plan as an async generator of the values it emits."""
-    box: list = [None, None]
-    while True:
-        try:
-            effect = _resume(plan, box)
-        except StopIteration:
-            return
-        if type(effect) is Emit:
+    send = plan.send
+    try:
+        effect = send(None)
+        while True:
             try:
-                yield effect.value
-            except GeneratorExit:
-                plan.close()
-                raise
+                if effect.__class__ is tuple and effect[0] == EMIT:
+                    yield effect[1]
+                    value = None
+                else:
+                    value = await _perform_async(effect)
             except BaseException as exc:
-                if _is_cancellation(exc):
-                    effect.cancelled = True
-                box[1] = exc
-            continue
-        try:
-            box[0] = await _perform_async(effect)
-        except BaseException as exc:
-            if isinstance(effect, _Effect) and _is_cancellation(exc):
-                effect.cancelled = True
-            box[1] = exc
+                if isinstance(exc, GeneratorExit) or _is_cancellation(exc):
+                    plan.close()
+                    raise
+                effect = _throw(plan, exc)
+                continue
+            effect = send(value)
+    except StopIteration:
+        return
