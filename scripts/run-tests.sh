@@ -45,3 +45,4 @@ ctest --test-dir build/consumer --output-on-failure
 step "pip install . + pytest"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check .
 "$PYTHON" -m pytest tests/python -q
+PYTHON="$PYTHON" bash scripts/check-python-stubs.sh

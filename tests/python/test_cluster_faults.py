@@ -48,15 +48,15 @@ _FORK_SCRIPT = textwrap.dedent("""
     store = sluice.RedisStore(port=port, command_timeout=2.0)
     big = [Window(1 << 40, year)]
     objects = {
-        "strict": RateLimiter(big, redis=store, rule="py-fork-strict", on_failure="deny"),
-        "leased": RateLimiter(big, redis=store, rule="py-fork-leased", on_failure="deny",
+        "strict": RateLimiter(big, redis=store, redis_name="py-fork-strict", on_failure="deny"),
+        "leased": RateLimiter(big, redis=store, redis_name="py-fork-leased", on_failure="deny",
                               mode="leased", lease_units=5),
         "host": RateLimiter(big, shared_region=region),
         "process": RateLimiter(big),
-        "cap": ConcurrencyLimiter(1 << 20, redis=store, rule="py-fork-cap", on_failure="deny"),
+        "cap": ConcurrencyLimiter(1 << 20, redis=store, redis_name="py-fork-cap", on_failure="deny"),
         "local_cap": ConcurrencyLimiter(1 << 20),
-        "tokens": TokenBudget(big, redis=store, rule="py-fork-tokens", on_failure="deny"),
-        "bucket": LeakyBucket(1_000_000, redis=store, rule="py-fork-bucket", on_failure="deny",
+        "tokens": TokenBudget(big, redis=store, redis_name="py-fork-tokens", on_failure="deny"),
+        "bucket": LeakyBucket(1_000_000, redis=store, redis_name="py-fork-bucket", on_failure="deny",
                               burst=1 << 30),
     }
 
@@ -135,7 +135,7 @@ def test_fork_while_threads_are_inside_every_kind_of_object(redis_server, region
 
 def test_a_stall_costs_no_slot_longer_than_it_lasts(redis_server):
     cap = ConcurrencyLimiter(2, redis=_store(redis_server.port, command_timeout=0.1),
-                             rule="py-stall", on_failure="deny")  # lease: 10 minutes
+                             redis_name="py-stall", on_failure="deny")  # lease: 10 minutes
     held = cap.try_acquire("app")
     assert held
     redis_server.pause()
@@ -186,19 +186,19 @@ def redis_with_password():
 def test_a_missing_or_wrong_password_is_not_an_outage_even_with_allow(redis_with_password):
     port = redis_with_password.port
     for store in (_store(port), _store(port, password="wrong")):
-        limiter = RateLimiter([Window(1000, YEAR)], redis=store, rule="py-auth",
+        limiter = RateLimiter([Window(1000, YEAR)], redis=store, redis_name="py-auth",
                               on_failure="allow")
         # Fail open is for an unreachable Redis; a misconfigured one admits nothing, and says why.
         with pytest.raises(sluice.PermissionDenied, match="NOAUTH|WRONGPASS"):
             limiter.try_acquire("k")
         with pytest.raises(sluice.PermissionDenied):
-            limiter.decide("k")
+            limiter.try_acquire("k")
         assert limiter.failure_mode_decisions == 0
         with pytest.raises(sluice.PermissionDenied):
             store.check(timeout=2.0)
         assert store.stats()["config_errors"] >= 1
     right = RateLimiter([Window(1000, YEAR)], redis=_store(port, password="s3cret"),
-                        rule="py-auth", on_failure="allow")
+                        redis_name="py-auth", on_failure="allow")
     assert right.try_acquire("k")
 
 
@@ -206,7 +206,7 @@ def test_a_missing_or_wrong_password_is_not_an_outage_even_with_allow(redis_with
 def test_peek_of_an_exhausted_key_says_refused_and_when(scope, redis_server):
     options = {}
     if scope == "cluster":
-        options = dict(redis=_store(redis_server.port), rule="py-peek", on_failure="deny")
+        options = dict(redis=_store(redis_server.port), redis_name="py-peek", on_failure="deny")
     limiter = RateLimiter([Window(10, 1.0, burst=10)], **options)
     for _ in range(10):
         assert limiter.try_acquire("k")
@@ -219,10 +219,10 @@ def test_peek_of_an_exhausted_key_says_refused_and_when(scope, redis_server):
 def test_configuration_errors_are_logged_to_the_sluice_logger(redis_with_password, caplog):
     # The connection thread logs; the message reaches `logging` from the interpreter's thread.
     store = _store(redis_with_password.port, password="wrong")
-    limiter = RateLimiter([Window(1000, YEAR)], redis=store, rule="py-log", on_failure="deny")
+    limiter = RateLimiter([Window(1000, YEAR)], redis=store, redis_name="py-log", on_failure="deny")
     with caplog.at_level("INFO", logger="sluice"):
         with pytest.raises(sluice.PermissionDenied):
-            limiter.decide("k")
+            limiter.try_acquire("k")
         sluice._core._deliver_log_messages()
     errors = [r for r in caplog.records if r.name == "sluice" and r.levelname == "ERROR"]
     assert errors, caplog.records

@@ -21,7 +21,7 @@ def _store(port, **options):
 
 
 def _hold_permits(port, attempts, barrier, results):
-    cap = ConcurrencyLimiter(5, redis=_store(port), rule="cap", local_share=1)
+    cap = ConcurrencyLimiter(5, redis=_store(port), redis_name="cap", local_share=1)
     held = [p for p in (cap.try_acquire("app") for _ in range(attempts)) if p]
     results.put(len(held))
     barrier.wait(timeout=60)  # everyone holds what they got until all have tried
@@ -41,12 +41,12 @@ def test_concurrency_cap_is_exact_across_spawned_processes(redis_server):
     for w in workers:
         w.join(timeout=60)
     assert held == 5  # 12 attempts at once from 3 processes: exactly the cap
-    cap = ConcurrencyLimiter(5, redis=_store(redis_server.port), rule="cap", local_share=1)
+    cap = ConcurrencyLimiter(5, redis=_store(redis_server.port), redis_name="cap", local_share=1)
     assert cap.in_flight("app") == 0  # every release arrived
 
 
 def _spend_tokens(port, results):
-    budget = TokenBudget([Window(3000, YEAR)], redis=_store(port), rule="tokens", local_share=1)
+    budget = TokenBudget([Window(3000, YEAR)], redis=_store(port), redis_name="tokens", local_share=1)
     granted = 0
     while True:
         with budget.try_reserve("tenant", 100) as reservation:
@@ -69,12 +69,12 @@ def test_token_budget_is_exact_across_spawned_processes(redis_server):
         w.join(timeout=60)
     charged = 70 * granted
     assert 3000 - 100 - 2 * 30 < charged <= 3000
-    budget = TokenBudget([Window(3000, YEAR)], redis=_store(redis_server.port), rule="tokens", local_share=1)
+    budget = TokenBudget([Window(3000, YEAR)], redis=_store(redis_server.port), redis_name="tokens", local_share=1)
     assert budget.peek("tenant").remaining == 3000 - charged  # every settle counted once
 
 
 def test_token_budget_debt_refund_and_errors(redis_server):
-    budget = TokenBudget([Window(1000, YEAR)], redis=_store(redis_server.port), rule="debt", local_share=1)
+    budget = TokenBudget([Window(1000, YEAR)], redis=_store(redis_server.port), redis_name="debt", local_share=1)
     assert budget.cluster
     with budget.reserve("t", 600) as r:
         balance = r.settle(1200)  # 600 over the estimate: debt
@@ -86,19 +86,19 @@ def test_token_budget_debt_refund_and_errors(redis_server):
     with pytest.raises(sluice.InvalidArgument, match="estimate"):
         budget.try_reserve("t", -1)
     with pytest.raises(ValueError, match="on_failure must be"):
-        TokenBudget([Window(1, YEAR)], redis=_store(redis_server.port), rule="x",
+        TokenBudget([Window(1, YEAR)], redis=_store(redis_server.port), redis_name="x",
                     on_failure="maybe")
 
 
 def test_leaky_bucket_books_one_schedule_and_async_waits(redis_server):
     store = _store(redis_server.port)
-    slow = LeakyBucket(1000, per=YEAR, max_wait=YEAR / 1000 * 3, redis=store, rule="slow", local_share=1)
+    slow = LeakyBucket(1000, per=YEAR, max_wait=YEAR / 1000 * 3, redis=store, redis_name="slow", local_share=1)
     decisions = [slow.try_acquire("provider") for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 4 + [False] * 2  # burst 1 + 3 slots
     slot = YEAR / 1000
     for k, d in enumerate(decisions[:4]):
         assert k * slot - 5 < d.delay <= k * slot
-    fast = LeakyBucket(1000, per=1.0, burst=5, redis=store, rule="fast", local_share=1)
+    fast = LeakyBucket(1000, per=1.0, burst=5, redis=store, redis_name="fast", local_share=1)
 
     async def main():
         return await asyncio.gather(*(fast.acquire_async("p") for _ in range(5)))
@@ -109,9 +109,9 @@ def test_leaky_bucket_books_one_schedule_and_async_waits(redis_server):
 
 def test_failure_modes_of_the_other_objects(redis_server):
     store = _store(redis_server.port, reconnect_interval=30.0)
-    cap = ConcurrencyLimiter(8, redis=store, rule="cap-down", on_failure="local", local_share=4)
-    budget = TokenBudget([Window(100, YEAR)], redis=store, rule="tb-down", on_failure="deny")
-    bucket = LeakyBucket(10, redis=store, rule="lb-down", on_failure="allow")
+    cap = ConcurrencyLimiter(8, redis=store, redis_name="cap-down", on_failure="local", local_share=4)
+    budget = TokenBudget([Window(100, YEAR)], redis=store, redis_name="tb-down", on_failure="deny")
+    bucket = LeakyBucket(10, redis=store, redis_name="lb-down", on_failure="allow")
     assert cap.try_acquire("app")
     redis_server.kill()
     permits = [cap.try_acquire("app") for _ in range(4)]
@@ -123,7 +123,7 @@ def test_failure_modes_of_the_other_objects(redis_server):
 
 
 def test_cluster_permit_renew_and_expiry(redis_server):
-    cap = ConcurrencyLimiter(1, lease=0.2, redis=_store(redis_server.port), rule="renew", local_share=1)
+    cap = ConcurrencyLimiter(1, lease=0.2, redis=_store(redis_server.port), redis_name="renew", local_share=1)
     with cap.acquire("app") as permit:
         permit.renew(60.0)
         permit.renew(0.05)
@@ -139,9 +139,9 @@ def test_cluster_permit_renew_and_expiry(redis_server):
 def test_gevent_hub_runs_while_redis_is_stalled_for_every_object(redis_server):
     pytest.importorskip("gevent")
     store = _store(redis_server.port, command_timeout=1.0, reconnect_interval=5.0)
-    cap = ConcurrencyLimiter(100, redis=store, rule="g-cap", on_failure="allow")
-    budget = TokenBudget([Window(10**6, YEAR)], redis=store, rule="g-tb", on_failure="allow")
-    bucket = LeakyBucket(10**6, redis=store, rule="g-lb", on_failure="allow")
+    cap = ConcurrencyLimiter(100, redis=store, redis_name="g-cap", on_failure="allow")
+    budget = TokenBudget([Window(10**6, YEAR)], redis=store, redis_name="g-tb", on_failure="allow")
+    bucket = LeakyBucket(10**6, redis=store, redis_name="g-lb", on_failure="allow")
     assert cap.try_acquire("app") and budget.try_reserve("t", 1)  # connected
     results = []
 
@@ -167,10 +167,10 @@ def test_many_greenlets_interleave_cluster_calls_on_a_live_redis(redis_server):
     # (pybind11's per-thread loader stack), which is why every wait happens in Python.
     gevent = pytest.importorskip("gevent")
     store = _store(redis_server.port)
-    cap = ConcurrencyLimiter(1000, redis=store, rule="i-cap", local_share=1)
-    budget = TokenBudget([Window(10**5, YEAR)], redis=store, rule="i-tb", local_share=1)
-    bucket = LeakyBucket(10**6, max_wait=60.0, redis=store, rule="i-lb", local_share=1)
-    limiter = sluice.RateLimiter([Window(10**9, YEAR)], redis=store, rule="i-rl", local_share=1)
+    cap = ConcurrencyLimiter(1000, redis=store, redis_name="i-cap", local_share=1)
+    budget = TokenBudget([Window(10**5, YEAR)], redis=store, redis_name="i-tb", local_share=1)
+    bucket = LeakyBucket(10**6, max_wait=60.0, redis=store, redis_name="i-lb", local_share=1)
+    limiter = sluice.RateLimiter([Window(10**9, YEAR)], redis=store, redis_name="i-rl", local_share=1)
     done = []
 
     def worker(n):
@@ -194,9 +194,9 @@ def test_many_greenlets_interleave_cluster_calls_on_a_live_redis(redis_server):
 
 def test_asyncio_loop_runs_while_redis_is_stalled_for_every_object(redis_server):
     store = _store(redis_server.port, command_timeout=1.0, reconnect_interval=5.0)
-    cap = ConcurrencyLimiter(100, redis=store, rule="a-cap", on_failure="allow")
-    budget = TokenBudget([Window(10**6, YEAR)], redis=store, rule="a-tb", on_failure="allow")
-    bucket = LeakyBucket(10**6, redis=store, rule="a-lb", on_failure="allow")
+    cap = ConcurrencyLimiter(100, redis=store, redis_name="a-cap", on_failure="allow")
+    budget = TokenBudget([Window(10**6, YEAR)], redis=store, redis_name="a-tb", on_failure="allow")
+    bucket = LeakyBucket(10**6, redis=store, redis_name="a-lb", on_failure="allow")
     held = cap.try_acquire("app")
     assert held and budget.try_reserve("t", 1)  # connected
 

@@ -74,7 +74,7 @@ def test_bad_numbers_are_value_errors():
         with pytest.raises(sluice.InvalidArgument):
             rl.try_acquire("k", cost)
         with pytest.raises(ValueError):
-            rl.decide("k", cost)
+            rl.try_acquire("k", cost)
     budget = TokenBudget([Window.per_minute(100)])
     with pytest.raises(sluice.InvalidArgument, match="estimate must be >= 0"):
         budget.try_reserve("k", -5)

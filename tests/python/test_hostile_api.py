@@ -457,7 +457,7 @@ class Ctx:
         if self.scope == "host":
             options["shared_region"] = hs.region_name()
         elif self.scope in ("cluster", "leased"):
-            options.update(redis=self.store(), rule=hs.rule_name(), local_share=1)
+            options.update(redis=self.store(), redis_name=hs.rule_name(), local_share=1)
             if self.scope == "leased":
                 options["mode"] = "leased"
         return options
@@ -551,7 +551,7 @@ def _pending_after(ctx, pending):
 
 def _exercise_clock(ctx, clock):
     rl = sluice.RateLimiter([sluice.Window.per_second(5)], clock=clock)
-    rl.decide("k")
+    rl.try_acquire("k")
     rl.peek("k")
     cl = sluice.ConcurrencyLimiter(1, lease=1.0, clock=clock)
     permit = cl.try_acquire("k")
@@ -578,7 +578,7 @@ def _exercise_clock(ctx, clock):
 
 def _use_limiter(ctx, rl):
     rl.try_acquire("k")
-    rl.decide("k")
+    rl.try_acquire("k")
     rl.peek("k")
     rl.key_count, rl.memory_bytes, rl.windows, rl.max_keys, rl.cluster  # noqa: B018
 
@@ -644,13 +644,13 @@ spec("coarse_steady_clock", lambda ctx: sluice.coarse_steady_clock, {},
 def _exercise_clock_read(clock):
     clock.now()
     clock.now_nanos()
-    sluice.RateLimiter([sluice.Window.per_second(1)], clock=clock).decide("k")
+    sluice.RateLimiter([sluice.Window.per_second(1)], clock=clock).try_acquire("k")
 
 
 def _refused_decision(ctx):
     rl = ctx.keep_return(sluice.RateLimiter([sluice.Window(1, YEAR)]))
-    rl.decide("k")
-    return rl.decide("k")
+    rl.try_acquire("k")
+    return rl.try_acquire("k")
 
 
 spec("Decision.headers", lambda ctx: _refused_decision(ctx).headers,
@@ -665,9 +665,9 @@ spec("remove_shared_region", lambda ctx: sluice.remove_shared_region, lambda ctx
 
 def _use_store(ctx, store):
     store.stats()
-    limiter = sluice.RateLimiter([sluice.Window(10, YEAR)], redis=store, rule=hs.rule_name(),
+    limiter = sluice.RateLimiter([sluice.Window(10, YEAR)], redis=store, redis_name=hs.rule_name(),
                                  on_failure="deny")
-    limiter.decide("k")
+    limiter.try_acquire("k")
     store.stats()
 
 
@@ -696,7 +696,7 @@ spec("RedisStore.check", lambda ctx: ctx.store().check, {"timeout": 2.0}, {"time
 
 # The four admission objects: every constructor keyword, in every scope.
 _LIMITER_CTOR_KINDS = {"max_keys": INT, "clock": CLOCK, "shared_region": REGION, "redis": STORE,
-                       "rule": OPT_STR, "on_failure": _enum(["allow", "deny", "local"]),
+                       "redis_name": OPT_STR, "rule": OPT_STR, "on_failure": _enum(["allow", "deny", "local"]),
                        "local_share": OPT_INT}
 
 spec("RateLimiter", lambda ctx: sluice.RateLimiter,
@@ -728,22 +728,23 @@ def _rate_limiter(ctx, exhausted=False):
     rl = ctx.keep_return(sluice.RateLimiter([sluice.Window(1 if exhausted else 10, YEAR)],
                                             **ctx.scoped(max_keys=1024)))
     if exhausted:
-        rl.decide("k")  # the key's window is spent for a year: acquire must give up or wait
+        rl.try_acquire("k")  # the key's window is spent for a year: acquire must give up or wait
     return rl
 
 
 RL_SCOPES = LIMITER_SCOPES + ("leased",)
 spec("RateLimiter.start", lambda ctx: _rate_limiter(ctx).start, {"key": "k", "cost": 1}, KC,
      scopes=RL_SCOPES, after=_pending_after)
-for _name in ("allow_without_waiting", "try_acquire", "decide"):
+for _name in ("allow_without_waiting", "allow", "try_acquire", "decide"):
     spec(f"RateLimiter.{_name}", (lambda ctx, n=_name: getattr(_rate_limiter(ctx), n)),
          {"key": "k", "cost": 1}, KC, scopes=RL_SCOPES, waits=_name != "allow_without_waiting")
 spec("RateLimiter.peek", lambda ctx: _rate_limiter(ctx).peek, {"key": "k"}, {"key": KEY}, scopes=RL_SCOPES)
 spec("RateLimiter.start_peek", lambda ctx: _rate_limiter(ctx).start_peek, {"key": "k"}, {"key": KEY},
      scopes=RL_SCOPES, after=_pending_after)
 spec("RateLimiter.drop_idle_keys", lambda ctx: _rate_limiter(ctx).drop_idle_keys, {}, scopes=RL_SCOPES)
-spec("RateLimiter.decide_async", lambda ctx: _rate_limiter(ctx).decide_async, {"key": "k", "cost": 1},
-     KC, scopes=RL_SCOPES)
+for _name in ("try_acquire_async", "decide_async"):
+    spec(f"RateLimiter.{_name}", (lambda ctx, n=_name: getattr(_rate_limiter(ctx), n)),
+         {"key": "k", "cost": 1}, KC, scopes=RL_SCOPES)
 for _name in ("acquire", "acquire_async"):
     spec(f"RateLimiter.{_name}", (lambda ctx, n=_name: getattr(_rate_limiter(ctx, exhausted=True), n)),
          {"key": "k", "cost": 1, "timeout": 0.01}, dict(KC, timeout=SECS), scopes=RL_SCOPES,
@@ -1164,7 +1165,7 @@ spec("ResponseCache.stream_or_fetch_async", lambda ctx: _cache(ctx).stream_or_fe
 # ---- the cases ---------------------------------------------------------------------------------------
 
 # The calls made for every request get every value of every kind (in process scope).
-FULL = {"RateLimiter.try_acquire", "RateLimiter.decide", "RateLimiter.start", "RateLimiter.acquire",
+FULL = {"RateLimiter.try_acquire", "RateLimiter.allow", "RateLimiter.decide", "RateLimiter.start", "RateLimiter.acquire",
         "LeakyBucket.try_acquire", "LeakyBucket.acquire", "ConcurrencyLimiter.try_acquire",
         "ConcurrencyLimiter.acquire", "TokenBudget.try_reserve", "TokenBudget.reserve",
         "TokenBudget.charge", "Reservation.settle", "Permit.renew", "Balancer.pick", "Pick.complete",

@@ -28,7 +28,7 @@ REQUEST = b'{"model":"m","messages":[{"role":"user","content":"hello"}]}'
 def scoped(scope: str, **options):
     if scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name(), local_share=1)
+                       redis_name=hs.rule_name(), local_share=1)
     return options
 
 
@@ -70,7 +70,7 @@ def _acquire_async_cancelled(scope):
 def _rate_acquire_async_cancelled(scope):
     def run():
         rl = RateLimiter([Window(1, 0.2)], **scoped(scope, max_keys=64))
-        rl.decide("k")
+        rl.try_acquire("k")
 
         async def main():
             task = asyncio.ensure_future(rl.acquire_async("k", timeout=30.0))
@@ -80,7 +80,7 @@ def _rate_acquire_async_cancelled(scope):
                 await task
             except asyncio.CancelledError:
                 pass
-            await rl.decide_async("k")
+            await rl.try_acquire_async("k")
 
         asyncio.run(main())
     return run
@@ -126,7 +126,7 @@ def _never_awaited():
     cache = sluice.ResponseCache()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        coroutines = [cl.acquire_async("k"), cl.try_acquire_async("k"), rl.decide_async("k"),
+        coroutines = [cl.acquire_async("k"), cl.try_acquire_async("k"), rl.try_acquire_async("k"),
                       rl.acquire_async("k"), budget.reserve_async("k", 5),
                       cache.get_or_fetch_async(sluice.cache_key(REQUEST), None)]
         coroutines = None
@@ -136,7 +136,7 @@ def _never_awaited():
 
 
 add("asyncio/coroutines_never_awaited", _never_awaited,
-    ("ConcurrencyLimiter.acquire_async", "RateLimiter.decide_async", "TokenBudget.reserve_async",
+    ("ConcurrencyLimiter.acquire_async", "RateLimiter.try_acquire_async", "TokenBudget.reserve_async",
      "ResponseCache.get_or_fetch_async"))
 
 
@@ -226,7 +226,7 @@ def _switch_inside_conversion(scope):
         def hostile():
             for _ in range(50):
                 for call in (lambda: rl.try_acquire("k", SwitchingIndex(1)),
-                             lambda: rl.decide("k", SwitchingIndex(1)),
+                             lambda: rl.try_acquire("k", SwitchingIndex(1)),
                              lambda: budget.charge("k", SwitchingIndex(2)),
                              lambda: budget.try_reserve("k", SwitchingIndex(3))):
                     try:
@@ -277,17 +277,17 @@ def _cluster_decide_killed_while_paused():
 
     with LocalRedis() as server:
         rl = RateLimiter([Window(10, YEAR)], redis=sluice.RedisStore(port=server.port, command_timeout=0.2),
-                         rule=hs.rule_name(), on_failure="deny")
-        rl.decide("k")
+                         redis_name=hs.rule_name(), on_failure="deny")
+        rl.try_acquire("k")
         server.pause()
         try:
-            deciders = [gevent.spawn(rl.decide, "k") for _ in range(5)]
+            deciders = [gevent.spawn(rl.try_acquire, "k") for _ in range(5)]
             gevent.sleep(0.01)
             gevent.killall(deciders)
         finally:
             server.resume()
         with gevent.Timeout(10):
-            rl.decide("k")
+            rl.try_acquire("k")
             rl.try_acquire("k")
 
 
@@ -350,7 +350,7 @@ for _scope in ("process", "cluster"):
         ("ConcurrencyLimiter.acquire",), scope=_scope, gevent=True)
     add(f"gevent/{_scope}/renew_killed", _renew_killed(_scope), ("Permit.renew",), scope=_scope, gevent=True)
 add("gevent/cluster/decide_killed_while_redis_stalls", _cluster_decide_killed_while_paused,
-    ("RateLimiter.decide",), DOC, scope="cluster", gevent=True, idle=15.0)
+    ("RateLimiter.try_acquire",), DOC, scope="cluster", gevent=True, idle=15.0)
 add("gevent/process/cache_leader_killed", _leader_killed,
     ("ResponseCache.get_or_fetch", "ResponseCache.stream_or_fetch"), gevent=True)
 add("gevent/process/breaker_callback_switches", _policy_callbacks_switch,

@@ -33,7 +33,7 @@ def scoped(scope: str, **options):
         options["shared_region"] = hs.region_name()
     elif scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name(), local_share=1)
+                       redis_name=hs.rule_name(), local_share=1)
     return options
 
 
@@ -54,15 +54,15 @@ def add(case_id, fn, covers, scope="process"):
 def _rate_limiter(scope):
     def run():
         rl = RateLimiter([Window(100, YEAR)], **scoped(scope, max_keys=64))
-        rl.decide("k")
+        rl.try_acquire("k")
         pending = rl.start("k")  # in flight at fork time (cluster: a reply on its way)
 
         def child():
             pending.result()
-            rl.try_acquire("k"), rl.decide("k"), rl.peek("k"), rl.start("k").result(), rl.drop_idle_keys()
+            rl.try_acquire("k"), rl.try_acquire("k"), rl.peek("k"), rl.start("k").result(), rl.drop_idle_keys()
             rl.acquire("k")
 
-        in_child_then_parent(child, lambda: (rl.decide("k"), rl.acquire("k")))
+        in_child_then_parent(child, lambda: (rl.try_acquire("k"), rl.acquire("k")))
     return run
 
 
@@ -129,17 +129,17 @@ for _scope in SCOPES:
 def _store_shared_across_fork():
     store = sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5)
     rule = hs.rule_name()
-    rl = RateLimiter([Window(100, YEAR)], redis=store, rule=rule, local_share=1)
-    rl.decide("k")
+    rl = RateLimiter([Window(100, YEAR)], redis=store, redis_name=rule, local_share=1)
+    rl.try_acquire("k")
 
     def child():
-        RateLimiter([Window(100, YEAR)], redis=store, rule=rule + "-child", local_share=1).decide("k")
-        rl.decide("k")
+        RateLimiter([Window(100, YEAR)], redis=store, redis_name=rule + "-child", local_share=1).try_acquire("k")
+        rl.try_acquire("k")
         store.stats()
 
     for _ in range(3):  # several children, one after another
         hs.expect_forked(child, CHILD_SECONDS)
-    decision = rl.decide("k")
+    decision = rl.try_acquire("k")
     if decision.remaining != 100 - 5:
         raise CaseFailed(f"after 3 children deciding once each, remaining is {decision.remaining}, not 95")
 

@@ -36,7 +36,7 @@ def scoped(scope: str, **options):
         options["shared_region"] = hs.region_name()
     elif scope == "cluster":
         options.update(redis=sluice.RedisStore(port=hs.redis_port(), command_timeout=0.5),
-                       rule=hs.rule_name(), local_share=1)
+                       redis_name=hs.rule_name(), local_share=1)
     return options
 
 
@@ -318,13 +318,13 @@ def _dropped_with_replies_in_flight(kind):
                     obj.erase(key)
                     obj.get_or_fetch(sluice.cache_key(REQUEST, f"f{j}"), lambda: b"y")
             elif kind == "rate_limiter":
-                obj = RateLimiter([Window(100, YEAR)], redis=store, rule=rule, local_share=1)
+                obj = RateLimiter([Window(100, YEAR)], redis=store, redis_name=rule, local_share=1)
                 pendings = [obj.start("k") for _ in range(5)]
             elif kind == "concurrency_limiter":
-                obj = ConcurrencyLimiter(10, redis=store, rule=rule, local_share=1)
+                obj = ConcurrencyLimiter(10, redis=store, redis_name=rule, local_share=1)
                 permits = [obj.try_acquire("k") for _ in range(5)]
             else:
-                obj = TokenBudget([Window(1000, YEAR)], redis=store, rule=rule, local_share=1)
+                obj = TokenBudget([Window(1000, YEAR)], redis=store, redis_name=rule, local_share=1)
                 pendings = [obj.start_reserve("k", 5) for _ in range(5)]
             obj = store = pendings = permits = None  # noqa: F841
     return run
@@ -338,7 +338,7 @@ for _kind in ("cache", "rate_limiter", "concurrency_limiter", "token_budget"):
 # ---- a clock or store dropped by the caller -------------------------------------------------------
 
 CLOCK_USERS = {
-    "RateLimiter": lambda c: (RateLimiter([Window.per_second(5)], clock=c), lambda o: o.decide("k")),
+    "RateLimiter": lambda c: (RateLimiter([Window.per_second(5)], clock=c), lambda o: o.try_acquire("k")),
     "LeakyBucket": lambda c: (sluice.LeakyBucket(5, clock=c), lambda o: o.try_acquire("k")),
     "ConcurrencyLimiter": lambda c: (ConcurrencyLimiter(1, lease=1.0, clock=c),
                                      lambda o: (o.try_acquire("k").release(), o.reclaim_expired())),
@@ -374,9 +374,9 @@ for _name in CLOCK_USERS:
 
 def _store_dropped():
     limiter = RateLimiter([Window(10, YEAR)], redis=sluice.RedisStore(port=hs.redis_port()),
-                          rule=hs.rule_name(), local_share=1)
+                          redis_name=hs.rule_name(), local_share=1)
     gc.collect()
-    limiter.decide("k")
+    limiter.try_acquire("k")
     pending = limiter.start("k")
     limiter = None
     gc.collect()
@@ -482,7 +482,7 @@ def _value_protocols():
             pass
     hash(key)
     {key: 1}[sluice.cache_key(REQUEST)]
-    bool(RateLimiter([Window.per_second(1)]).decide("k"))
+    bool(RateLimiter([Window.per_second(1)]).try_acquire("k"))
 
 
 add("value_protocols", _value_protocols, DOC, covers=("CacheKey.__eq__", "CacheKey.__hash__", "Decision.__bool__"))
@@ -502,7 +502,7 @@ EXIT_SCRIPTS = {
                      "stream = cache.stream_or_fetch(sluice.cache_key(b'{{}}'), lambda: [b'a', b'b']); next(stream)"),
 }
 SCOPE_ARGS = {"process": "", "host": ", shared_region={region!r}",
-              "cluster": ", redis=sluice.RedisStore(port={port}), rule={rule!r}, local_share=1"}
+              "cluster": ", redis=sluice.RedisStore(port={port}), redis_name={rule!r}, local_share=1"}
 
 
 def _at_exit(name, scope):
@@ -543,10 +543,10 @@ def _with_own_redis(action):
 
 
 def _every_cluster_call(store, tag):
-    rl = RateLimiter([Window(10, YEAR)], redis=store, rule=f"{tag}-rl", on_failure="deny")
-    lb = sluice.LeakyBucket(10, redis=store, rule=f"{tag}-lb", local_share=1)
-    cl = ConcurrencyLimiter(2, redis=store, rule=f"{tag}-cl", on_failure="local", local_share=1)
-    tb = TokenBudget([Window(1000, YEAR)], redis=store, rule=f"{tag}-tb", on_failure="allow")
+    rl = RateLimiter([Window(10, YEAR)], redis=store, redis_name=f"{tag}-rl", on_failure="deny")
+    lb = sluice.LeakyBucket(10, redis=store, redis_name=f"{tag}-lb", local_share=1)
+    cl = ConcurrencyLimiter(2, redis=store, redis_name=f"{tag}-cl", on_failure="local", local_share=1)
+    tb = TokenBudget([Window(1000, YEAR)], redis=store, redis_name=f"{tag}-tb", on_failure="allow")
     cache = sluice.ResponseCache(redis=store, redis_name=f"{tag}-cache")
     permit = cl.try_acquire("k")
     reservation = tb.try_reserve("k", 10)
@@ -555,7 +555,7 @@ def _every_cluster_call(store, tag):
 
 def _use_all(objects):
     rl, lb, cl, tb, cache, permit, reservation = objects
-    rl.try_acquire("k"), rl.decide("k"), rl.peek("k"), rl.start("k").result()
+    rl.try_acquire("k"), rl.try_acquire("k"), rl.peek("k"), rl.start("k").result()
     lb.try_acquire("k"), lb.start("k").result()
     cl.in_flight("k"), cl.reclaim_expired()
     extra = cl.try_acquire("k")
@@ -598,19 +598,19 @@ add("redis_paused_under_live_objects", _with_own_redis(_redis_paused), DOC,
 
 
 def _async_decide_while_paused(server, store):
-    rl = RateLimiter([Window(10, YEAR)], redis=store, rule=hs.rule_name(), on_failure="deny")
+    rl = RateLimiter([Window(10, YEAR)], redis=store, redis_name=hs.rule_name(), on_failure="deny")
 
     async def main():
         server.pause()
         try:
-            await asyncio.wait_for(rl.decide_async("k"), 0.05)
+            await asyncio.wait_for(rl.try_acquire_async("k"), 0.05)
         except asyncio.TimeoutError:
             pass
         server.resume()
-        await rl.decide_async("k")
+        await rl.try_acquire_async("k")
 
     asyncio.run(main())
-    rl.decide("k")
+    rl.try_acquire("k")
 
 
 add("decide_async_cancelled_while_redis_stalls", _with_own_redis(_async_decide_while_paused), DOC,
@@ -622,7 +622,7 @@ add("decide_async_cancelled_while_redis_stalls", _with_own_redis(_async_decide_w
 def _tampered_region(how):
     def run():
         name = hs.region_name()
-        RateLimiter([Window.per_second(5)], max_keys=64, shared_region=name).decide("k")
+        RateLimiter([Window.per_second(5)], max_keys=64, shared_region=name).try_acquire("k")
         path = f"/dev/shm/sluice.{name}"
         size = os.path.getsize(path)
         with open(path, "r+b") as f:
@@ -638,8 +638,8 @@ def _tampered_region(how):
                 f.truncate(size * 4)
         # An opener may wait (2 s) for a creator still initialising: then it must decide or refuse.
         limiter = RateLimiter([Window.per_second(5)], max_keys=64, shared_region=name)
-        limiter.decide("k")
-        limiter.decide("other")
+        limiter.try_acquire("k")
+        limiter.try_acquire("other")
     return run
 
 
@@ -662,8 +662,8 @@ def _region_reused_by_other_kind():
         except sluice.Error:
             pass
     sluice.remove_shared_region(name)
-    rl.decide("k")
-    RateLimiter([Window.per_second(7)], max_keys=64, shared_region=name).decide("k")
+    rl.try_acquire("k")
+    RateLimiter([Window.per_second(7)], max_keys=64, shared_region=name).try_acquire("k")
 
 
 add("shared_region_reused_by_another_kind", _region_reused_by_other_kind, DOC,

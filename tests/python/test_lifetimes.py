@@ -62,8 +62,8 @@ def test_a_wrong_argument_type_in_cluster_scope_raises_type_error(redis_server):
     assert_clean(run_isolated(f"""
         import sluice
         store = sluice.RedisStore(port={redis_server.port})
-        limiter = sluice.RateLimiter([sluice.Window.per_second(5)], redis=store, rule="r", local_share=1)
-        for call in (lambda: limiter.decide(None), lambda: limiter.try_acquire(None),
+        limiter = sluice.RateLimiter([sluice.Window.per_second(5)], redis=store, redis_name="r", local_share=1)
+        for call in (lambda: limiter.try_acquire(None), lambda: limiter.try_acquire(None),
                      lambda: limiter.start(None)):
             try:
                 call()

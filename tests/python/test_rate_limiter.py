@@ -9,8 +9,8 @@ from sluice import ManualClock, RateLimiter, Window
 def test_burst_then_one_per_interval():
     clock = ManualClock()
     rl = RateLimiter([Window.per_second(10, burst=5)], clock=clock)
-    assert [rl.try_acquire("k") for _ in range(6)] == [True] * 5 + [False]
-    d = rl.decide("k")
+    assert [rl.allow("k") for _ in range(6)] == [True] * 5 + [False]
+    d = rl.try_acquire("k")
     assert not d and not d.allowed
     assert d.retry_after_nanos == 100_000_000
     assert d.retry_after == pytest.approx(0.1)
@@ -22,10 +22,10 @@ def test_burst_then_one_per_interval():
 def test_several_windows_all_must_pass_and_refusals_charge_nothing():
     clock = ManualClock()
     rl = RateLimiter([Window.per_second(5), Window.per_minute(8)], clock=clock)
-    assert sum(rl.try_acquire("k") for _ in range(20)) == 5
+    assert sum(rl.allow("k") for _ in range(20)) == 5
     clock.advance(1.0)
-    assert sum(rl.try_acquire("k") for _ in range(20)) == 3  # the minute window had 3 left
-    d = rl.decide("k")
+    assert sum(rl.allow("k") for _ in range(20)) == 3  # the minute window had 3 left
+    d = rl.try_acquire("k")
     assert d.window == 60.0
     assert d.retry_after == pytest.approx(6.5)
 
@@ -33,7 +33,7 @@ def test_several_windows_all_must_pass_and_refusals_charge_nothing():
 def test_cost_keys_and_peek():
     clock = ManualClock()
     rl = RateLimiter([Window.per_minute(10)], clock=clock)
-    assert rl.decide("a", cost=7).remaining == 3
+    assert rl.try_acquire("a", cost=7).remaining == 3
     assert not rl.try_acquire("a", cost=4)
     assert rl.peek("a").remaining == 3
     assert rl.try_acquire(b"a", cost=3)  # bytes and str name the same key
@@ -53,7 +53,7 @@ def test_exactness_over_a_random_schedule():
         t_ns += rng.choice([0, 1, rng.randrange(0, 300_000_000)])
         clock.set(0)
         clock.advance_nanos(t_ns)
-        ok = rl.try_acquire("k")
+        ok = rl.allow("k")
 
         def breaks(at, cost):
             total = cost
@@ -119,8 +119,8 @@ def test_max_keys_bound_raises_capacity_error_for_new_keys():
     for k in "abc":
         assert rl.try_acquire(k)
     with pytest.raises(sluice.CapacityError):
-        rl.decide("d")
-    assert not rl.try_acquire("d")  # the fast path fails closed
+        rl.try_acquire("d")
+    assert not rl.allow("d")  # the fast path fails closed
     assert rl.try_acquire("a")
 
 

@@ -22,7 +22,7 @@ Example (a Flask view in a Dify-style gevent worker)::
 
     def chat(tenant, app):
         try:
-            per_tenant.acquire(tenant)
+            per_tenant.acquire(tenant)           # or: if not per_tenant.allow(tenant): ...
             with per_app.acquire(app, timeout=2.0):
                 return call_model()
         except sluice.RateLimited as e:
@@ -39,6 +39,9 @@ gevent; coroutines use the ``*_async`` variants. Times are float seconds.
 from __future__ import annotations
 
 
+import warnings
+from typing import Any, Dict, Optional
+
 from . import _core
 from ._core import Clock, Decision, ManualClock, PendingCount, PendingDecision, PendingPermit
 from ._core import PendingReservation
@@ -49,6 +52,7 @@ from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._core import FallbackCall, classify, parse_retry_after
 from ._core import CacheKey, cache_key, canonical_json, completion_to_sse, sse_to_completion
 from ._errors import (
+    AlreadyExists,
     CapacityError,
     Error,
     FailedPrecondition,
@@ -64,19 +68,19 @@ from ._errors import (
 )
 from ._fallback import Attempt, FallbackPolicy, outcome_of
 from ._cache import ResponseCache
-from ._cooperative import install as _install_cooperative_methods
-from ._cooperative import pending_plan as _pending_plan
-from ._cooperative import result_of as _result_of
+from ._leases import install as _install_lease_methods
 from ._waiting import checked_timeout as _checked_timeout
 from ._waiting import monotonic as _monotonic
+from ._waiting import pending_plan as _pending_plan
 from ._waiting import run_plan as _run_plan
 from ._waiting import run_plan_async as _run_plan_async
 
-_install_cooperative_methods()
+_install_lease_methods()
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "AlreadyExists",
     "Balancer",
     "ChatMessage",
     "EngineMetrics",
@@ -130,6 +134,48 @@ __all__ = [
 ]
 
 
+def _deprecated(old: str, new: str, depth: int = 0) -> None:
+    """Warns (at the line of the caller of the method calling this, `depth` frames further out)
+    that `old` is a deprecated alias of `new` (issue 14: one verb per meaning; the old names stay
+    for a release)."""
+    warnings.warn(f"sluice.{old} is deprecated: use {new}", DeprecationWarning,
+                  stacklevel=3 + depth)
+
+
+def _redis_name(owner: str, rule: Optional[str], options: Dict[str, Any]) -> Dict[str, Any]:
+    """The constructor's options with the deprecated ``rule=`` moved to ``redis_name=``."""
+    if rule is not None:
+        _deprecated(f"{owner}(rule=...)", "redis_name=", depth=1)
+        if options.get("redis_name") is not None:
+            raise TypeError(f"sluice.{owner}: rule is the deprecated name of redis_name; pass "
+                            "one of them")
+        options["redis_name"] = rule
+    return options
+
+
+def _in_cluster(options: Dict[str, Any]) -> bool:
+    return options.get("redis") is not None
+
+
+# Cluster scope waits for Redis. There the facade waits on the reply's file descriptor with the
+# caller's own loop (gevent, or poll for threads) instead of blocking the thread that runs every
+# greenlet: each object has a cluster-scope subclass (a mixin over the class the caller named)
+# with those methods, chosen in __new__, so process and host scope keep the native methods.
+_CLUSTER_CLASSES: Dict[type, type] = {}
+
+
+def _scoped_class(cls: type, options: Dict[str, Any], mixin: type) -> type:
+    if not _in_cluster(options) or issubclass(cls, mixin):
+        return cls
+    variant = _CLUSTER_CLASSES.get(cls)
+    if variant is None:
+        variant = type(cls.__name__, (mixin, cls), {"__doc__": cls.__doc__,
+                                                    "__module__": cls.__module__,
+                                                    "__qualname__": cls.__qualname__})
+        _CLUSTER_CLASSES[cls] = variant
+    return variant
+
+
 def _rate_limiter_plan(limiter, key, cost, timeout):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
@@ -173,42 +219,58 @@ def _permit_plan(limiter, key, timeout):
     return permit
 
 
+def _try_acquire_permit_plan(limiter, key):
+    return (yield from _pending_plan(limiter.start(key)))
+
+
+def _try_reserve_plan(budget, key, estimate):
+    return (yield from _pending_plan(budget.start_reserve(key, estimate)))
+
+
 def _reserve_plan(budget, key, estimate):
-    reservation = yield from _pending_plan(budget.start_reserve(key, estimate))
+    reservation = yield from _try_reserve_plan(budget, key, estimate)
     if not reservation:
         raise RateLimited(reservation.decision)
     return reservation
 
 
-class RateLimiter(_core.RateLimiter):
-    __doc__ = _core.RateLimiter.__doc__
+class _RateLimiterInCluster:
+    def try_acquire(self, key, cost: int = 1) -> Decision:
+        return _run_plan(_pending_plan(self.start(key, cost)))
 
-    def __init__(self, windows, **options) -> None:
-        super().__init__(windows, **options)
-        if self.cluster:
-            # A cluster decision waits for Redis. Wait on the reply's file descriptor with the
-            # caller's own loop (gevent, or select for threads) instead of blocking the thread
-            # that runs every greenlet; coroutines use decide_async / acquire_async.
-            self.decide = self._decide_cooperatively
-            self.try_acquire = self._try_acquire_cooperatively
-            self.peek = self._peek_cooperatively
-
-    def _decide_cooperatively(self, key, cost: int = 1) -> Decision:
-        return _result_of(_core.RateLimiter.start(self, key, cost))
-
-    def _peek_cooperatively(self, key) -> Decision:
-        return _result_of(self.start_peek(key))
-
-    def _try_acquire_cooperatively(self, key, cost: int = 1) -> bool:
+    def allow(self, key, cost: int = 1) -> bool:
         # Leased mode mostly decides from this process's lease: no waiting machinery at all.
         allowed = self.allow_without_waiting(key, cost)
         if allowed is None:
-            return self._decide_cooperatively(key, cost).allowed
+            return self.try_acquire(key, cost).allowed
         return allowed
 
-    async def decide_async(self, key, cost: int = 1) -> Decision:
-        """``decide`` for coroutines: in cluster scope, awaits Redis's reply."""
+    def peek(self, key) -> Decision:
+        return _run_plan(_pending_plan(self.start_peek(key)))
+
+
+class RateLimiter(_core.RateLimiter):
+    __doc__ = _core.RateLimiter.__doc__
+
+    def __new__(cls, *args: Any, **options: Any) -> "RateLimiter":
+        return super().__new__(_scoped_class(cls, options, _RateLimiterInCluster))
+
+    def __init__(self, windows, *, rule: Optional[str] = None, **options: Any) -> None:
+        super().__init__(windows, **_redis_name("RateLimiter", rule, options))
+
+    async def try_acquire_async(self, key, cost: int = 1) -> Decision:
+        """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
         return await _run_plan_async(_pending_plan(self.start(key, cost)))
+
+    def decide(self, key, cost: int = 1) -> Decision:
+        """Deprecated alias of ``try_acquire`` (which returns the Decision now)."""
+        _deprecated("RateLimiter.decide", "try_acquire")
+        return self.try_acquire(key, cost)
+
+    def decide_async(self, key, cost: int = 1):
+        """Deprecated alias of ``try_acquire_async``."""
+        _deprecated("RateLimiter.decide_async", "try_acquire_async")
+        return self.try_acquire_async(key, cost)
 
     def acquire(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
         """Takes `cost` units or raises ``RateLimited``.
@@ -224,16 +286,19 @@ class RateLimiter(_core.RateLimiter):
             _rate_limiter_plan(self, key, cost, _checked_timeout(timeout)))
 
 
+class _LeakyBucketInCluster:
+    def try_acquire(self, key, cost: int = 1) -> Decision:
+        return _run_plan(_pending_plan(self.start(key, cost)))
+
+
 class LeakyBucket(_core.LeakyBucket):
     __doc__ = _core.LeakyBucket.__doc__
 
-    def __init__(self, rate, *args, **options) -> None:
-        super().__init__(rate, *args, **options)
-        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
-            self.try_acquire = self._try_acquire_cooperatively
+    def __new__(cls, *args: Any, **options: Any) -> "LeakyBucket":
+        return super().__new__(_scoped_class(cls, options, _LeakyBucketInCluster))
 
-    def _try_acquire_cooperatively(self, key, cost: int = 1) -> Decision:
-        return _result_of(_core.LeakyBucket.start(self, key, cost))
+    def __init__(self, rate, *args: Any, rule: Optional[str] = None, **options: Any) -> None:
+        super().__init__(rate, *args, **_redis_name("LeakyBucket", rule, options))
 
     async def try_acquire_async(self, key, cost: int = 1) -> Decision:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
@@ -249,24 +314,26 @@ class LeakyBucket(_core.LeakyBucket):
         return await _run_plan_async(_leaky_bucket_plan(self, key, cost))
 
 
+class _ConcurrencyLimiterInCluster:
+    def try_acquire(self, key) -> Permit:
+        return _run_plan(_try_acquire_permit_plan(self, key))
+
+    def in_flight(self, key) -> int:
+        return _run_plan(_pending_plan(self.start_in_flight(key)))
+
+
 class ConcurrencyLimiter(_core.ConcurrencyLimiter):
     __doc__ = _core.ConcurrencyLimiter.__doc__
 
-    def __init__(self, max_in_flight, **options) -> None:
-        super().__init__(max_in_flight, **options)
-        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
-            self.try_acquire = self._try_acquire_cooperatively
-            self.in_flight = self._in_flight_cooperatively
+    def __new__(cls, *args: Any, **options: Any) -> "ConcurrencyLimiter":
+        return super().__new__(_scoped_class(cls, options, _ConcurrencyLimiterInCluster))
 
-    def _try_acquire_cooperatively(self, key) -> Permit:
-        return _result_of(_core.ConcurrencyLimiter.start(self, key))
-
-    def _in_flight_cooperatively(self, key) -> int:
-        return _result_of(self.start_in_flight(key))
+    def __init__(self, max_in_flight, *, rule: Optional[str] = None, **options: Any) -> None:
+        super().__init__(max_in_flight, **_redis_name("ConcurrencyLimiter", rule, options))
 
     async def try_acquire_async(self, key) -> Permit:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_pending_plan(self.start(key)))
+        return await _run_plan_async(_try_acquire_permit_plan(self, key))
 
     def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
         """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
@@ -278,24 +345,25 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
         return await _run_plan_async(_permit_plan(self, key, _checked_timeout(timeout)))
 
 
+class _TokenBudgetInCluster:
+    def try_reserve(self, key, estimate: int) -> Reservation:
+        return _run_plan(_try_reserve_plan(self, key, estimate))
+
+    def charge(self, key, tokens: int) -> Decision:
+        return _run_plan(_pending_plan(self.start_charge(key, tokens)))
+
+    def peek(self, key) -> Decision:
+        return _run_plan(_pending_plan(self.start_peek(key)))
+
+
 class TokenBudget(_core.TokenBudget):
     __doc__ = _core.TokenBudget.__doc__
 
-    def __init__(self, windows, **options) -> None:
-        super().__init__(windows, **options)
-        if self.cluster:  # wait for Redis with the caller's loop, as RateLimiter does
-            self.try_reserve = self._try_reserve_cooperatively
-            self.charge = self._charge_cooperatively
-            self.peek = self._peek_cooperatively
+    def __new__(cls, *args: Any, **options: Any) -> "TokenBudget":
+        return super().__new__(_scoped_class(cls, options, _TokenBudgetInCluster))
 
-    def _try_reserve_cooperatively(self, key, estimate: int) -> Reservation:
-        return _result_of(self.start_reserve(key, estimate))
-
-    def _charge_cooperatively(self, key, tokens: int) -> Decision:
-        return _result_of(self.start_charge(key, tokens))
-
-    def _peek_cooperatively(self, key) -> Decision:
-        return _result_of(self.start_peek(key))
+    def __init__(self, windows, *, rule: Optional[str] = None, **options: Any) -> None:
+        super().__init__(windows, **_redis_name("TokenBudget", rule, options))
 
     def reserve(self, key: str, estimate: int) -> Reservation:
         """Reserves `estimate` tokens or raises ``RateLimited``. Use it as a context manager:

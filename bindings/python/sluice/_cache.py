@@ -19,7 +19,8 @@ from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iter
 
 from . import _core
 from ._errors import Error, StreamBroken
-from ._waiting import Readable, run_plan, run_plan_async, wait_readable, wait_readable_async
+from ._waiting import (EMIT, END, INVOKE, NEXT, OPEN, READABLE, run_plan, run_plan_async,
+                       run_stream, run_stream_async)
 
 Answer = Union[bytes, List[bytes]]
 
@@ -60,35 +61,13 @@ class ResponseCache(_core.ResponseCache):
             key = sluice.cache_key(body, namespace=tenant)
             answer = cache.get_or_fetch(key, lambda: post_upstream(body))
         """
-        if no_cache:
-            return self._store(key, fn(), ttl, store)
-        fetch = run_plan(_answer_or_lead(self._fetch(key)))
-        if fetch.hit is not None:
-            return fetch.hit
-        try:
-            answer = _as_answer(fn())
-        except BaseException:
-            fetch.abandon()
-            raise
-        fetch.complete(answer, ttl=ttl, store=store)
-        return answer
+        return run_plan(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache))
 
     async def get_or_fetch_async(self, key: _core.CacheKey, fn: Callable[[], Awaitable[Answer]],
                                  *, ttl: float = 0.0, store: bool = True,
                                  no_cache: bool = False) -> Any:
         """``get_or_fetch`` for coroutines: ``fn`` is an async function."""
-        if no_cache:
-            return self._store(key, await fn(), ttl, store)
-        fetch = await run_plan_async(_answer_or_lead(self._fetch(key)))
-        if fetch.hit is not None:
-            return fetch.hit
-        try:
-            answer = _as_answer(await fn())
-        except BaseException:
-            fetch.abandon()
-            raise
-        fetch.complete(answer, ttl=ttl, store=store)
-        return answer
+        return await run_plan_async(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache))
 
     def stream_or_fetch(self, key: _core.CacheKey, fn: Callable[[], Iterable[bytes]], *,
                         ttl: float = 0.0, store: bool = True,
@@ -105,62 +84,14 @@ class ResponseCache(_core.ResponseCache):
         If the leader's ``fn`` raises (or its consumer stops early), a caller that already
         relayed some of its chunks gets ``sluice.StreamBroken``; callers that relayed none wait
         for the next leader. ``no_cache`` skips the read and the merging."""
-        lead = None
-        if not no_cache:
-            tail = _tail(self._fetch(key))
-            try:
-                while True:
-                    step = next(tail)
-                    if isinstance(step, Readable):
-                        wait_readable(step.fd)
-                    else:
-                        yield step
-            except StopIteration as finished:
-                lead = finished.value
-            if lead is _SERVED:
-                return
-            if lead is _UNREPLAYABLE:  # keep the stored answer; stream this one uncached
-                lead, store = None, False
-        chunks = []
-        finished_well = False
-        try:
-            for chunk in fn():
-                _keep(lead, chunks, chunk)
-                yield chunk
-            finished_well = True
-        finally:
-            self._end_stream(key, lead, chunks, finished_well, ttl, store)
+        return run_stream(_stream_or_fetch_plan(self, key, fn, ttl, store, no_cache))
 
-    async def stream_or_fetch_async(self, key: _core.CacheKey,
-                                    fn: Callable[[], AsyncIterable[bytes]], *, ttl: float = 0.0,
-                                    store: bool = True,
-                                    no_cache: bool = False) -> AsyncIterator[bytes]:
+    def stream_or_fetch_async(self, key: _core.CacheKey,
+                              fn: Callable[[], AsyncIterable[bytes]], *, ttl: float = 0.0,
+                              store: bool = True,
+                              no_cache: bool = False) -> AsyncIterator[bytes]:
         """``stream_or_fetch`` for coroutines: ``fn`` returns an async iterable of chunks."""
-        lead = None
-        if not no_cache:
-            tail = _tail(self._fetch(key))
-            try:
-                while True:
-                    step = next(tail)
-                    if isinstance(step, Readable):
-                        await wait_readable_async(step.fd)
-                    else:
-                        yield step
-            except StopIteration as finished:
-                lead = finished.value
-            if lead is _SERVED:
-                return
-            if lead is _UNREPLAYABLE:  # keep the stored answer; stream this one uncached
-                lead, store = None, False
-        chunks = []
-        finished_well = False
-        try:
-            async for chunk in fn():
-                _keep(lead, chunks, chunk)
-                yield chunk
-            finished_well = True
-        finally:
-            self._end_stream(key, lead, chunks, finished_well, ttl, store)
+        return run_stream_async(_stream_or_fetch_plan(self, key, fn, ttl, store, no_cache))
 
     def _store(self, key: _core.CacheKey, answer: Answer, ttl: float, store: bool) -> Answer:
         if store:
@@ -185,18 +116,58 @@ _SERVED = object()
 _UNREPLAYABLE = object()
 
 
+def _get_or_fetch_plan(cache: ResponseCache, key: _core.CacheKey, fn: Callable[[], Any],
+                       ttl: float, store: bool, no_cache: bool):
+    """``get_or_fetch``: the stored answer, or the one this caller (as the leader) fetches."""
+    if no_cache:
+        return cache._store(key, (yield (INVOKE, fn, ())), ttl, store)
+    fetch = yield from _answer_or_lead(cache._fetch(key))
+    if fetch.hit is not None:
+        return fetch.hit
+    try:
+        answer = _as_answer((yield (INVOKE, fn, ())))
+    except BaseException:
+        fetch.abandon()
+        raise
+    fetch.complete(answer, ttl=ttl, store=store)
+    return answer
+
+
+def _stream_or_fetch_plan(cache: ResponseCache, key: _core.CacheKey, fn: Callable[[], Any],
+                          ttl: float, store: bool, no_cache: bool):
+    """``stream_or_fetch``: emits the stored chunks, the leader's chunks as they arrive, or
+    (as the leader) ``fn()``'s chunks, stored once the stream ends."""
+    lead = None
+    if not no_cache:
+        lead = yield from _tail(cache._fetch(key))
+        if lead is _SERVED:
+            return
+        if lead is _UNREPLAYABLE:  # keep the stored answer; stream this one uncached
+            lead, store = None, False
+    chunks: List[bytes] = []
+    finished_well = False
+    try:
+        source = yield (OPEN, fn, (), "")
+        while (chunk := (yield (NEXT, source))) is not END:
+            _keep(lead, chunks, chunk)
+            yield (EMIT, chunk)
+        finished_well = True
+    finally:
+        cache._end_stream(key, lead, chunks, finished_well, ttl, store)
+
+
 def _answer_or_lead(fetch: _core._Fetch):
     """A wait plan (sluice._waiting): waits until this caller has the answer or the lead, and
     returns that fetch."""
     while fetch.hit is None and not fetch.is_lead:
         if not fetch.ready():
-            yield Readable(fetch.fileno())
+            yield (READABLE, fetch.fileno())
         fetch = fetch._result()
     return fetch
 
 
 def _tail(fetch: _core._Fetch):
-    """The streamed form of a fetch: yields chunks to relay and Readable fds to wait on, and
+    """The streamed form of a fetch: emits chunks to relay, waits on READABLE fds, and
     returns _SERVED, _UNREPLAYABLE, or the lead (the caller streams from upstream, appending
     each chunk for the callers tailing it)."""
     sent = 0
@@ -206,7 +177,8 @@ def _tail(fetch: _core._Fetch):
             chunks = _as_chunks(hit)
             if chunks is None:
                 return _UNREPLAYABLE
-            yield from chunks[sent:]
+            for chunk in chunks[sent:]:
+                yield (EMIT, chunk)
             return _SERVED
         if fetch.is_lead:
             return fetch
@@ -214,11 +186,11 @@ def _tail(fetch: _core._Fetch):
             raise StreamBroken("the stream this call was relaying broke off upstream")
         for chunk in fetch.take_chunks():
             sent += 1
-            yield chunk
+            yield (EMIT, chunk)
         if fetch.ready():
             fetch = fetch._result()
         else:
-            yield Readable(fetch.fileno())
+            yield (READABLE, fetch.fileno())
 
 
 def _as_answer(answer: Any) -> Answer:

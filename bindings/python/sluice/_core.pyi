@@ -1,497 +1,942 @@
-"""Type stubs of the native extension sluice._core (hand-maintained with src/*.cc)."""
-
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
-
-__version__: str
-
+"""
+sluice native core: admission objects (see the `sluice` package for the facade).
+"""
+from __future__ import annotations
+import collections.abc
+import typing
+__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'TokenBudget', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
 class Clock:
-    def now(self) -> float: ...
-    def now_nanos(self) -> int: ...
-
-def steady_clock() -> Clock: ...
-def remove_shared_region(name: str) -> None: ...
-def coarse_steady_clock() -> Clock: ...
-
+    """
+    A monotonic time source. Every sluice object reads time through one; pass ``clock=None`` (the
+    default) for the process's steady clock, or a ``ManualClock`` to drive time by hand in tests.
+    """
+    def now(self) -> float:
+        """
+        Seconds since the clock's origin.
+        """
+    def now_nanos(self) -> int:
+        """
+        Nanoseconds since the clock's origin.
+        """
 class ManualClock(Clock):
-    def __init__(self, start: float = 0.0) -> None: ...
-    def advance(self, seconds: float) -> None: ...
-    def advance_nanos(self, nanos: int) -> None: ...
-    def set(self, seconds: float) -> None: ...
-
+    """
+    A clock that moves only when told to. Thread-safe.
+    
+        clock = sluice.ManualClock()
+        limiter = sluice.RateLimiter([sluice.Window.per_second(1)], clock=clock)
+        clock.advance(1.0)   # the next unit is due; nothing sleeps
+    """
+    def __init__(self, start: float = 0.0) -> None:
+        """
+        Starts at `start` seconds, in [0, 2^62 ns] (146 years).
+        """
+    def advance(self, seconds: float) -> None:
+        """
+        Moves the clock by `seconds` (negative moves it back); it stops at 0 and at 2^62 ns.
+        """
+    def advance_nanos(self, nanos: int) -> None:
+        ...
+    def set(self, seconds: float) -> None:
+        """
+        Sets the clock to `seconds` since its origin, in [0, 2^62 ns].
+        """
 class Window:
-    def __init__(self, limit: int, period: float, burst: int = 0) -> None: ...
+    """
+    One rate: ``limit`` units per ``period`` seconds, of which up to ``burst`` (0 = ``limit``) may be
+    taken at once. Over any interval of t seconds a key gets at most ``burst + floor(t * limit /
+    period)`` units (GCRA); a request is refused only when admitting it would break that.
+    """
     @staticmethod
-    def per_second(limit: int, burst: int = 0) -> Window: ...
+    def per_day(limit: int, burst: int = 0) -> Window:
+        ...
     @staticmethod
-    def per_minute(limit: int, burst: int = 0) -> Window: ...
+    def per_hour(limit: int, burst: int = 0) -> Window:
+        ...
     @staticmethod
-    def per_hour(limit: int, burst: int = 0) -> Window: ...
+    def per_minute(limit: int, burst: int = 0) -> Window:
+        ...
     @staticmethod
-    def per_day(limit: int, burst: int = 0) -> Window: ...
+    def per_second(limit: int, burst: int = 0) -> Window:
+        ...
+    def __init__(self, limit: int, period: float, burst: int = 0) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
     @property
-    def limit(self) -> int: ...
+    def burst(self) -> int:
+        ...
     @property
-    def period(self) -> float: ...
+    def limit(self) -> int:
+        ...
     @property
-    def burst(self) -> int: ...
-
+    def period(self) -> float:
+        ...
 class Decision:
+    """
+    The answer of every admission object. Truthy when allowed. Durations are float seconds.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def headers(self, ietf: bool = True, x_ratelimit: bool = True, retry_after: bool = True, policy_name: str = 'sluice') -> list[tuple[str, str]]:
+        """
+        HTTP headers for this decision as (name, value) pairs: RateLimit-Policy and RateLimit
+        (IETF draft), X-RateLimit-Limit/-Remaining/-Reset, and Retry-After on refusals.
+        """
     @property
-    def allowed(self) -> bool: ...
+    def allowed(self) -> bool:
+        ...
     @property
-    def limit(self) -> int: ...
+    def delay(self) -> float:
+        """
+        LeakyBucket: seconds to wait before proceeding.
+        """
     @property
-    def remaining(self) -> int: ...
+    def delay_nanos(self) -> int:
+        ...
     @property
-    def retry_after(self) -> float: ...
+    def limit(self) -> int:
+        ...
     @property
-    def reset_after(self) -> float: ...
+    def remaining(self) -> int:
+        ...
     @property
-    def delay(self) -> float: ...
+    def reset_after(self) -> float:
+        """
+        Seconds until the binding window is whole again.
+        """
     @property
-    def window(self) -> float: ...
+    def reset_after_nanos(self) -> int:
+        ...
     @property
-    def retry_after_nanos(self) -> int: ...
+    def retry_after(self) -> float:
+        """
+        Refused: seconds until the same request could be allowed.
+        """
     @property
-    def reset_after_nanos(self) -> int: ...
+    def retry_after_nanos(self) -> int:
+        ...
     @property
-    def delay_nanos(self) -> int: ...
+    def window(self) -> float:
+        """
+        The binding window's period in seconds (0 if none).
+        """
     @property
-    def window_nanos(self) -> int: ...
-    def __bool__(self) -> bool: ...
-    def headers(
-        self,
-        ietf: bool = True,
-        x_ratelimit: bool = True,
-        retry_after: bool = True,
-        policy_name: str = "sluice",
-    ) -> List[Tuple[str, str]]: ...
-
+    def window_nanos(self) -> int:
+        ...
 class RedisStore:
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 6379,
-        *,
-        unix_socket: Optional[str] = None,
-        username: Optional[str] = None,
-        password: Optional[str] = None,
-        db: int = 0,
-        connect_timeout: float = 0.2,
-        command_timeout: float = 0.005,
-        reconnect_interval: float = 0.1,
-        key_prefix: str = "sluice",
-    ) -> None: ...
-    def stats(self) -> Dict[str, Any]: ...
-    def check(self, timeout: float = 2.0) -> None: ...
-
-def _deliver_log_messages() -> None: ...
-
+    """
+    One connection to Redis, owned by a native background thread and shared by the objects that keep
+    their state in Redis (cluster scope). It connects on first use and reconnects by itself; while
+    Redis is unreachable, decisions fail fast into each object's failure mode. Safe across fork().
+    """
+    def __init__(self, host: str = '127.0.0.1', port: int = 6379, *, unix_socket: str | None = None, username: str | None = None, password: str | None = None, db: int = 0, connect_timeout: float = 0.2, command_timeout: float = 0.005, reconnect_interval: float = 0.1, key_prefix: str = 'sluice') -> None:
+        ...
+    def check(self, timeout: float = 2.0) -> None:
+        """
+        Connects if need be and checks the server: the credentials, that it is a master (not
+        a replica or a Sentinel), the database, that scripts may run and write sluice's keys.
+        Raises sluice.PermissionDenied, sluice.FailedPrecondition, or sluice.Unavailable when
+        Redis cannot be reached within `timeout` seconds. It waits (GIL released, but a gevent
+        hub is blocked): call it at start-up.
+        """
+    def stats(self) -> dict:
+        """
+        Counters since creation: commands, pipelined, failures, fast_failures, connects,
+        script_loads, config_errors (a wrong password, a replica, ...), retried (releases kept
+        across an outage and sent again), undone (acquires whose caller gave up, released),
+        dropped; whether it is connected now, and the last configuration error ('' if none).
+        """
 class PendingDecision:
-    def fileno(self) -> int: ...
-    def done(self) -> bool: ...
-    def result(self) -> Decision: ...
-
-class PendingPermit:
-    def fileno(self) -> int: ...
-    def done(self) -> bool: ...
-    def result(self) -> Permit: ...
-
-class PendingCount:
-    def fileno(self) -> int: ...
-    def done(self) -> bool: ...
-    def result(self) -> int: ...
-
-class PendingReservation:
-    def fileno(self) -> int: ...
-    def done(self) -> bool: ...
-    def result(self) -> Reservation: ...
-
-class PendingRenewal:
-    def fileno(self) -> int: ...
-    def done(self) -> bool: ...
-
+    """
+    A decision under way (``RateLimiter.start``, ``LeakyBucket.start``). ``fileno()`` becomes readable
+    when the reply is in (-1 when it was decided on the spot); ``result()`` then returns the Decision
+    without waiting.
+    """
+    def done(self) -> bool:
+        """
+        True once result() returns without waiting.
+        """
+    def fileno(self) -> int:
+        """
+        Readable once the reply is in; -1 when it was decided on the spot.
+        """
+    def result(self) -> typing.Any:
+        """
+        The result. Blocks (GIL released) only if the reply is not in yet, at most the
+        store's timeouts; a reply that never comes is decided by the failure mode.
+        """
 class RateLimiter:
-    def __init__(
-        self,
-        windows: Sequence[Window],
-        *,
-        max_keys: int = 1048576,
-        clock: Optional[Clock] = None,
-        shared_region: Optional[str] = None,
-        redis: Optional[RedisStore] = None,
-        rule: Optional[str] = None,
-        on_failure: str = "local",
-        local_share: Optional[int] = None,
-        mode: str = "strict",
-        lease_units: int = 0,
-        lease_ttl: float = 0.0,
-    ) -> None: ...
-    def start(self, key: str | bytes, cost: int = 1) -> PendingDecision: ...
-    def allow_without_waiting(self, key: str | bytes, cost: int = 1) -> Optional[bool]: ...
+    """
+    Requests per key against one or several windows at once (GCRA). Thread-safe; never blocks.
+    
+    Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+    and ``redis_name="name"`` (``mode="strict"``: one round trip per decision; ``mode="leased"``: local
+    decisions from leases, overshoot at most limit * lease_ttl / period), and ``on_failure`` =
+    "allow" | "deny" | "local" (limit / local_share) while Redis cannot answer.
+    
+        limiter = sluice.RateLimiter([sluice.Window.per_second(10, burst=20),
+                                      sluice.Window.per_hour(1000)])
+        if not limiter.allow(f"{tenant}:{app}"):
+            ...  # 429
+    
+    A request passes only if every window has room; a refusal charges no window. Idle keys are
+    dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, and a *new* key
+    beyond it raises ``sluice.CapacityError`` from ``try_acquire`` (``allow`` returns False).
+    """
+    def __init__(self, windows: collections.abc.Sequence[Window], *, max_keys: int = 1048576, clock: Clock = None, shared_region: str | None = None, redis: RedisStore = None, redis_name: str | None = None, on_failure: str = 'local', local_share: int | None = None, mode: str = 'strict', lease_units: int = 0, lease_ttl: float = 0.0) -> None:
+        ...
+    def allow(self, key: str, cost: int = 1) -> bool:
+        """
+        Takes `cost` units for `key` if every window has room. Returns whether it did (False
+        also for a new key beyond max_keys). The fastest call; try_acquire returns the
+        Decision behind the answer.
+        """
+    def allow_without_waiting(self, key: str, cost: int = 1) -> typing.Any:
+        """
+        allow() when it can decide without waiting for Redis (always outside cluster
+        scope; in leased mode when this process's lease covers it); else None: use start().
+        """
+    def drop_idle_keys(self) -> int:
+        """
+        Drops every idle key now; returns how many.
+        """
+    def peek(self, key: str) -> Decision:
+        """
+        What `key` has left, without taking anything: `allowed` (would a request of cost 1
+        pass now), `remaining`, and `retry_after` when it would not.
+        """
+    def start(self, key: str, cost: int = 1) -> typing.Any:
+        """
+        Starts a decision and returns a PendingDecision at once (cluster scope: the reply is on its way; wait for its fileno() to become readable, then call result()).
+        """
+    def start_peek(self, key: str) -> typing.Any:
+        """
+        As peek, returning a PendingDecision at once (see start).
+        """
+    def try_acquire(self, key: str, cost: int = 1) -> Decision:
+        """
+        Takes `cost` units for `key` if every window has room; returns the Decision (truthy
+        when allowed; remaining, retry_after, ...). A new key beyond max_keys raises
+        sluice.CapacityError; allow() is the yes/no fast path.
+        """
     @property
-    def cluster(self) -> bool: ...
+    def cluster(self) -> bool:
+        ...
     @property
-    def failure_mode_decisions(self) -> int: ...
+    def failure_mode_decisions(self) -> int:
+        ...
     @property
-    def leased_local_decisions(self) -> int: ...
+    def key_count(self) -> int:
+        ...
     @property
-    def lease_round_trips(self) -> int: ...
-    def try_acquire(self, key: str | bytes, cost: int = 1) -> bool: ...
-    def decide(self, key: str | bytes, cost: int = 1) -> Decision: ...
-    def peek(self, key: str | bytes) -> Decision: ...
-    def start_peek(self, key: str | bytes) -> PendingDecision: ...
-    def drop_idle_keys(self) -> int: ...
+    def lease_round_trips(self) -> int:
+        ...
     @property
-    def key_count(self) -> int: ...
+    def leased_local_decisions(self) -> int:
+        ...
     @property
-    def memory_bytes(self) -> int: ...
+    def max_keys(self) -> int:
+        ...
     @property
-    def windows(self) -> List[Window]: ...
+    def memory_bytes(self) -> int:
+        ...
     @property
-    def max_keys(self) -> int: ...
-
+    def windows(self) -> list[Window]:
+        ...
 class LeakyBucket:
-    def __init__(
-        self,
-        rate: int,
-        per: float = 1.0,
-        burst: int = 1,
-        max_wait: float = 1.0,
-        *,
-        max_keys: int = 1048576,
-        clock: Optional[Clock] = None,
-        shared_region: Optional[str] = None,
-        redis: Optional[RedisStore] = None,
-        rule: Optional[str] = None,
-        on_failure: str = "local",
-        local_share: Optional[int] = None,
-    ) -> None: ...
-    def try_acquire(self, key: str | bytes, cost: int = 1) -> Decision: ...
-    def start(self, key: str | bytes, cost: int = 1) -> PendingDecision: ...
+    """
+    Shapes a burst into a steady rate: each call books a departure slot and says how long to wait.
+    Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).
+    
+    Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+    and ``redis_name="name"`` (one schedule for every host; strict mode), with ``on_failure`` as for
+    RateLimiter.
+    """
+    def __init__(self, rate: int, per: float = 1.0, burst: int = 1, max_wait: float = 1.0, *, max_keys: int = 1048576, clock: Clock = None, shared_region: str | None = None, redis: RedisStore = None, redis_name: str | None = None, on_failure: str = 'local', local_share: int | None = None) -> None:
+        ...
+    def drop_idle_keys(self) -> int:
+        ...
+    def start(self, key: str, cost: int = 1) -> typing.Any:
+        """
+        As try_acquire, returning a PendingDecision at once (see RateLimiter.start).
+        """
+    def try_acquire(self, key: str, cost: int = 1) -> Decision:
+        """
+        Books `cost` units. Allowed: wait `delay` seconds, then go. Refused (the wait would
+        exceed max_wait): nothing was booked; `retry_after` says when to ask again.
+        """
     @property
-    def cluster(self) -> bool: ...
+    def burst(self) -> int:
+        ...
     @property
-    def failure_mode_decisions(self) -> int: ...
-    def drop_idle_keys(self) -> int: ...
+    def cluster(self) -> bool:
+        ...
     @property
-    def key_count(self) -> int: ...
+    def failure_mode_decisions(self) -> int:
+        ...
     @property
-    def rate(self) -> int: ...
+    def key_count(self) -> int:
+        ...
     @property
-    def per(self) -> float: ...
+    def max_wait(self) -> float:
+        ...
     @property
-    def burst(self) -> int: ...
+    def per(self) -> float:
+        ...
     @property
-    def max_wait(self) -> float: ...
-
+    def rate(self) -> int:
+        ...
+class PendingReservation:
+    """
+    A reservation under way (``TokenBudget.start_reserve``): wait for ``fileno()`` to be readable, then
+    ``result()`` returns the Reservation without waiting.
+    """
+    def done(self) -> bool:
+        """
+        True once result() returns without waiting.
+        """
+    def fileno(self) -> int:
+        """
+        Readable once the reply is in; -1 when it was decided on the spot.
+        """
+    def result(self) -> typing.Any:
+        """
+        The result. Blocks (GIL released) only if the reply is not in yet, at most the
+        store's timeouts; a reply that never comes is decided by the failure mode.
+        """
 class Reservation:
-    def __bool__(self) -> bool: ...
+    """
+    Tokens reserved before an LLM call. Truthy while pending. ``settle(actual)`` replaces the estimate
+    with the real usage (refund or debt); ``cancel()`` refunds it all. As a context manager it cancels
+    when the block raises and is still unsettled; otherwise an unsettled reservation stays charged as
+    estimated.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, exc_type: typing.Any, exc: typing.Any, traceback: typing.Any) -> bool:
+        ...
+    def _start_settle(self, actual: int) -> typing.Any:
+        """
+        settle(), returning a PendingDecision at once (the facade waits cooperatively).
+        """
+    def cancel(self) -> None:
+        """
+        cancel(self: sluice._core.Reservation) -> None
+        
+        Refunds the whole estimate (the call never reached the provider).
+        """
+    def settle(self, actual: int) -> Decision:
+        """
+        settle(self: sluice._core.Reservation, actual: int) -> sluice._core.Decision
+        
+        Charges the real usage; returns the key's balance afterwards.
+        """
+    def settle_async(self, actual: int) -> Decision:
+        """
+        ``settle`` for coroutines: awaits Redis's reply in cluster scope.
+        """
     @property
-    def pending(self) -> bool: ...
+    def decision(self) -> Decision:
+        ...
     @property
-    def decision(self) -> Decision: ...
+    def estimate(self) -> int:
+        ...
     @property
-    def estimate(self) -> int: ...
-    def settle(self, actual: int) -> Decision: ...
-    async def settle_async(self, actual: int) -> Decision: ...
-    def cancel(self) -> None: ...
-    def _start_settle(self, actual: int) -> PendingDecision: ...
-    def __enter__(self) -> Reservation: ...
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
-
+    def pending(self) -> bool:
+        ...
 class TokenBudget:
-    def __init__(
-        self,
-        windows: Sequence[Window],
-        *,
-        max_keys: int = 1048576,
-        clock: Optional[Clock] = None,
-        shared_region: Optional[str] = None,
-        redis: Optional[RedisStore] = None,
-        rule: Optional[str] = None,
-        on_failure: str = "local",
-        local_share: Optional[int] = None,
-    ) -> None: ...
-    def try_reserve(self, key: str | bytes, estimate: int) -> Reservation: ...
-    def start_reserve(self, key: str | bytes, estimate: int) -> PendingReservation: ...
-    def start_charge(self, key: str | bytes, tokens: int) -> PendingDecision: ...
+    """
+    LLM tokens per key over one or several windows: reserve an estimate before the call, settle the
+    real usage after. A request whose estimate does not fit is refused before it starts; usage beyond
+    the estimate is carried as debt. Thread-safe; never blocks.
+    
+    Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+    and ``redis_name="name"`` (one budget for every host; strict mode), with ``on_failure`` as for
+    RateLimiter.
+    """
+    def __init__(self, windows: collections.abc.Sequence[Window], *, max_keys: int = 1048576, clock: Clock = None, shared_region: str | None = None, redis: RedisStore = None, redis_name: str | None = None, on_failure: str = 'local', local_share: int | None = None) -> None:
+        ...
+    def charge(self, key: str, tokens: int) -> Decision:
+        """
+        Charges `tokens` after the fact (may put the key in debt); returns the balance.
+        """
+    def drop_idle_keys(self) -> int:
+        ...
+    def peek(self, key: str) -> Decision:
+        """
+        The key's balance (remaining may be negative: debt); `allowed` says whether one more
+        token fits now, and `retry_after` when it would.
+        """
+    def start_charge(self, key: str, tokens: int) -> typing.Any:
+        """
+        As charge, returning a PendingDecision at once (a zero charge is a peek).
+        """
+    def start_peek(self, key: str) -> typing.Any:
+        """
+        As peek, returning a PendingDecision at once.
+        """
+    def start_reserve(self, key: str, estimate: int) -> typing.Any:
+        """
+        As try_reserve, returning a PendingReservation at once.
+        """
+    def try_reserve(self, key: str, estimate: int) -> typing.Any:
+        """
+        Reserves `estimate` tokens. The Reservation is falsy when refused; its decision says
+        when to retry.
+        """
     @property
-    def cluster(self) -> bool: ...
+    def cluster(self) -> bool:
+        ...
     @property
-    def failure_mode_decisions(self) -> int: ...
-    def charge(self, key: str | bytes, tokens: int) -> Decision: ...
-    def peek(self, key: str | bytes) -> Decision: ...
-    def start_peek(self, key: str | bytes) -> PendingDecision: ...
-    def drop_idle_keys(self) -> int: ...
+    def failure_mode_decisions(self) -> int:
+        ...
     @property
-    def key_count(self) -> int: ...
+    def key_count(self) -> int:
+        ...
     @property
-    def windows(self) -> List[Window]: ...
-
+    def windows(self) -> list[Window]:
+        ...
+class PendingCount:
+    """
+    A count under way (``ConcurrencyLimiter.start_in_flight``): wait for ``fileno()`` to be readable,
+    then ``result()`` returns it without waiting.
+    """
+    def done(self) -> bool:
+        """
+        True once result() returns without waiting.
+        """
+    def fileno(self) -> int:
+        """
+        Readable once the reply is in; -1 when it was decided on the spot.
+        """
+    def result(self) -> typing.Any:
+        """
+        The result. Blocks (GIL released) only if the reply is not in yet, at most the
+        store's timeouts; a reply that never comes is decided by the failure mode.
+        """
+class PendingPermit:
+    """
+    A permit under way (``ConcurrencyLimiter.start``): wait for ``fileno()`` to be readable, then
+    ``result()`` returns the Permit without waiting.
+    """
+    def done(self) -> bool:
+        """
+        True once result() returns without waiting.
+        """
+    def fileno(self) -> int:
+        """
+        Readable once the reply is in; -1 when it was decided on the spot.
+        """
+    def result(self) -> typing.Any:
+        """
+        The result. Blocks (GIL released) only if the reply is not in yet, at most the
+        store's timeouts; a reply that never comes is decided by the failure mode.
+        """
+class PendingRenewal:
+    """
+    A lease renewal under way (``Permit._start_renew``); ``Permit._finish_renew`` takes its outcome.
+    """
+    def done(self) -> bool:
+        ...
+    def fileno(self) -> int:
+        ...
 class Permit:
-    def __bool__(self) -> bool: ...
+    """
+    A slot of a ConcurrencyLimiter, and a lease: it is given back on ``release()``, when the ``with``
+    block ends, or when the object is collected, and it is reclaimed by the limiter if its lease runs
+    out first (renew long work with ``renew()``). Truthy while held.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> bool:
+        ...
+    def _finish_renew(self, pending: PendingRenewal) -> None:
+        ...
+    def _start_renew(self, lease: float | None = None) -> typing.Any:
+        """
+        renew(), split for waiting cooperatively on the returned PendingRenewal.
+        """
+    def release(self) -> bool:
+        """
+        Gives the slot back. False if the lease had already expired and the slot was
+        reclaimed (the work overran its lease). Idempotent.
+        """
+    def renew(self, lease: float | None = None) -> None:
+        """
+        renew(self: sluice._core.Permit, lease: float | None = None) -> None
+        
+        Extends the lease to `lease` seconds from now (default: the limiter's lease).
+        Raises sluice.LeaseExpired if the slot was already reclaimed.
+        """
+    def renew_async(self, lease: float | None = None) -> None:
+        """
+        ``renew`` for coroutines: awaits Redis's reply in cluster scope.
+        """
     @property
-    def held(self) -> bool: ...
+    def decision(self) -> Decision:
+        ...
     @property
-    def decision(self) -> Decision: ...
+    def expires_at(self) -> float:
+        """
+        When the lease ends, in seconds on the limiter's clock.
+        """
     @property
-    def expires_at(self) -> float: ...
-    def release(self) -> bool: ...
-    def renew(self, lease: Optional[float] = None) -> None: ...
-    async def renew_async(self, lease: Optional[float] = None) -> None: ...
-    def _start_renew(self, lease: Optional[float] = None) -> PendingRenewal: ...
-    def _finish_renew(self, pending: PendingRenewal) -> None: ...
-    def __enter__(self) -> Permit: ...
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
-
+    def held(self) -> bool:
+        ...
 class ConcurrencyLimiter:
-    def __init__(
-        self,
-        max_in_flight: int,
-        *,
-        lease: float = 600.0,
-        retry_after: float = 1.0,
-        max_keys: int = 1048576,
-        clock: Optional[Clock] = None,
-        shared_region: Optional[str] = None,
-        redis: Optional[RedisStore] = None,
-        rule: Optional[str] = None,
-        on_failure: str = "local",
-        local_share: Optional[int] = None,
-    ) -> None: ...
-    def try_acquire(self, key: str | bytes) -> Permit: ...
-    def start(self, key: str | bytes) -> PendingPermit: ...
+    """
+    At most ``max_in_flight`` permits per key at once. The check and the take are one atomic step, and
+    every permit is a lease of ``lease`` seconds, so a crashed or forgotten holder cannot leak its
+    slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).
+    
+    Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
+    and ``redis_name="name"`` (leases in Redis, one cap for every host; strict mode), with ``on_failure`` as
+    for RateLimiter (``"local"``: max_in_flight / local_share per process).
+    """
+    def __init__(self, max_in_flight: int, *, lease: float = 600.0, retry_after: float = 1.0, max_keys: int = 1048576, clock: Clock = None, shared_region: str | None = None, redis: RedisStore = None, redis_name: str | None = None, on_failure: str = 'local', local_share: int | None = None) -> None:
+        ...
+    def in_flight(self, key: str) -> int:
+        """
+        Permits held for `key`. Cluster scope: a round trip (-1 if Redis did not answer).
+        """
+    def reclaim_expired(self) -> int:
+        ...
+    def start(self, key: str) -> typing.Any:
+        """
+        As try_acquire, returning a PendingPermit at once (cluster scope: the Redis reply
+        may still be on its way).
+        """
+    def start_in_flight(self, key: str) -> typing.Any:
+        """
+        As in_flight, returning a PendingCount at once.
+        """
+    def try_acquire(self, key: str) -> typing.Any:
+        """
+        Takes a slot for `key` if one is free. The Permit is falsy when refused; it keeps
+        the limiter alive.
+        """
     @property
-    def cluster(self) -> bool: ...
+    def cluster(self) -> bool:
+        ...
     @property
-    def failure_mode_decisions(self) -> int: ...
-    def in_flight(self, key: str | bytes) -> int: ...
-    def start_in_flight(self, key: str | bytes) -> PendingCount: ...
-    def reclaim_expired(self) -> int: ...
+    def failure_mode_decisions(self) -> int:
+        ...
     @property
-    def max_in_flight(self) -> int: ...
+    def lease(self) -> float:
+        ...
     @property
-    def lease(self) -> float: ...
-
+    def max_in_flight(self) -> int:
+        ...
 class ChatMessage:
+    """
+    One message of a parsed request: its role, and its content as text (text parts joined; other
+    parts as their minified JSON).
+    """
+    def __repr__(self) -> str:
+        ...
     @property
-    def role(self) -> str: ...
+    def content(self) -> str:
+        ...
     @property
-    def content(self) -> str: ...
-
+    def role(self) -> str:
+        ...
 class LlmRequest:
+    """
+    What sluice reads from an OpenAI-style request body (``parse_request``).
+    """
     @property
-    def model(self) -> str: ...
+    def estimated_prompt_tokens(self) -> int:
+        ...
     @property
-    def messages(self) -> List[ChatMessage]: ...
+    def messages(self) -> list[ChatMessage]:
+        ...
     @property
-    def stream(self) -> bool: ...
+    def model(self) -> str:
+        ...
     @property
-    def prompt_chars(self) -> int: ...
+    def prompt_chars(self) -> int:
+        ...
     @property
-    def estimated_prompt_tokens(self) -> int: ...
-
-def parse_request(body: bytes) -> LlmRequest: ...
-def prefix_block_hashes(request: LlmRequest, block_chars: int = 128, max_blocks: int = 256) -> List[int]: ...
-
+    def stream(self) -> bool:
+        ...
 class EngineMetrics:
+    """
+    A replica's load from its metrics text: waiting and running requests, KV-cache use (0..1);
+    None for a series the text did not have.
+    """
     @property
-    def waiting(self) -> Optional[float]: ...
+    def kv_usage(self) -> float | None:
+        ...
     @property
-    def running(self) -> Optional[float]: ...
+    def running(self) -> float | None:
+        ...
     @property
-    def kv_usage(self) -> Optional[float]: ...
-
-def parse_engine_metrics(text: str) -> EngineMetrics: ...
-
+    def waiting(self) -> float | None:
+        ...
 class Pick:
+    """
+    A chosen endpoint, counted in flight until ``complete()``. As a context manager it completes as
+    successful when the block ends normally and as abandoned when it raises (unless completed
+    inside); a Pick collected without completion counts as abandoned.
+    """
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> bool:
+        ...
+    def complete(self, *, status: int = 0, error: str | None = None, ttft: float = 0.0, latency: float = 0.0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        """
+        Reports how the request went: an HTTP status (429, 401/403 and 5xx are classified)
+        or an error class, and the TTFT and latency in seconds (0: unknown). Only the first
+        call counts.
+        """
+    def label(self, name: str) -> str:
+        """
+        The endpoint's label, or '' if it has none by that name.
+        """
     @property
-    def endpoint_id(self) -> str: ...
+    def completed(self) -> bool:
+        ...
     @property
-    def labels(self) -> Dict[str, str]: ...
-    def label(self, name: str) -> str: ...
+    def endpoint_id(self) -> str:
+        ...
     @property
-    def matched_blocks(self) -> int: ...
+    def labels(self) -> dict:
+        ...
     @property
-    def completed(self) -> bool: ...
-    def complete(
-        self,
-        *,
-        status: int = 0,
-        error: Optional[str] = None,
-        ttft: float = 0.0,
-        latency: float = 0.0,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-    ) -> None: ...
-    def __enter__(self) -> Pick: ...
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
-
+    def matched_blocks(self) -> int:
+        ...
 class Balancer:
-    def __init__(
-        self,
-        strategy: str = "least_request",
-        *,
-        block_chars: int = 128,
-        max_blocks: int = 256,
-        kv_capacity_blocks: int = 16384,
-        imbalance_abs: int = 8,
-        imbalance_rel: float = 1.5,
-        hot_spot_sigmas: float = 2.0,
-        weights: Dict[str, float] = ...,
-        metrics_max_age: float = 2.0,
-        load_bound: float = 1.25,
-        virtual_nodes: int = 64,
-        failures_before_cooldown: int = 1,
-        cooldown_rate_limited: float = 60.0,
-        cooldown_auth: float = 10.0,
-        cooldown_connection: float = 10.0,
-        cooldown_timeout: float = 0.0,
-        cooldown_server: float = 0.0,
-        ewma_weight: float = 0.2,
-        seed: int = 0,
-        clock: Optional[Clock] = None,
-        shared_region: Optional[str] = None,
-        shared_max_in_flight: int = 256,
-        shared_lease: float = 600.0,
-    ) -> None: ...
-    def add_endpoint(
-        self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0,
-        labels: Dict[str, str] = ...,
-    ) -> None: ...
-    def update_endpoint(
-        self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0,
-        labels: Dict[str, str] = ...,
-    ) -> None: ...
-    def remove_endpoint(self, id: str) -> None: ...
-    def update_metrics(self, id: str, text: str) -> None: ...
-    def pick(self, body: Optional[bytes] = None, *, model: str = "", affinity_key: str = "") -> Pick: ...
-    def pick_parsed(self, request: LlmRequest, *, affinity_key: str = "") -> Pick: ...
-    def endpoints(self) -> List[Dict[str, Any]]: ...
-
-def classify(status: int = 0, *, transport: Optional[str] = None, error_body: bytes = b"") -> Optional[str]: ...
-def parse_retry_after(value: str) -> Optional[float]: ...
-
+    """
+    Picks one of N LLM endpoints per request (see include/sluice/balancer.h for every rule):
+    strategy "round_robin", "weighted_round_robin", "least_request" (default), "prefix_affinity",
+    "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
+    class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
+    rotation. With ``shared_region="name"`` the in-flight counts are shared by every process of the
+    host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/O.
+    """
+    def __init__(self, strategy: str = 'least_request', *, block_chars: int = 128, max_blocks: int = 256, kv_capacity_blocks: int = 16384, imbalance_abs: int = 8, imbalance_rel: float = 1.5, hot_spot_sigmas: float = 2.0, weights: collections.abc.Mapping[str, float] = {}, metrics_max_age: float = 2.0, load_bound: float = 1.25, virtual_nodes: int = 64, failures_before_cooldown: int = 1, cooldown_rate_limited: float = 60.0, cooldown_auth: float = 10.0, cooldown_connection: float = 10.0, cooldown_timeout: float = 0.0, cooldown_server: float = 0.0, ewma_weight: float = 0.2, seed: int = 0, clock: Clock = None, shared_region: str | None = None, shared_max_in_flight: int = 256, shared_lease: float = 600.0) -> None:
+        ...
+    def add_endpoint(self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0, labels: dict = {}) -> None:
+        """
+        Adds an endpoint. labels={'model': ...} restricts it to that model; other labels
+        (provider, api_key, url) come back on the Pick.
+        """
+    def endpoints(self) -> list:
+        """
+        A dict per endpoint: in_flight, picks, completions, errors, EWMAs, cooldown_until,
+        prefix_blocks, metrics.
+        """
+    def pick(self, body: bytes | None = None, *, model: str = '', affinity_key: str = '') -> typing.Any:
+        """
+        Picks an endpoint for a raw request body (bytes: parsed, its model and prefix used),
+        or for a model name alone. Raises sluice.NotFound (no endpoint serves the model),
+        sluice.CapacityError (all at max_concurrency) or sluice.Error (all cooling down).
+        """
+    def pick_parsed(self, request: LlmRequest, *, affinity_key: str = '') -> typing.Any:
+        """
+        pick() for a request already parsed with parse_request().
+        """
+    def remove_endpoint(self, id: str) -> None:
+        """
+        Removes an endpoint; its picks in flight complete normally.
+        """
+    def update_endpoint(self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0, labels: dict = {}) -> None:
+        """
+        Replaces an endpoint's settings, keeping its counters and prefix index.
+        """
+    def update_metrics(self, id: str, text: str) -> None:
+        """
+        Feeds the endpoint's scraped Prometheus text (vLLM or SGLang).
+        """
 class FallbackCall:
+    """
+    One call's walk through a FallbackPolicy's chain (see FallbackPolicy.begin). While ``kind`` is
+    "attempt", wait ``delay`` seconds, send to ``target`` (``endpoint_id`` for a balanced target)
+    within ``timeout``, and report with ``next(...)``. Functions run by ``FallbackPolicy.call`` and
+    ``stream`` receive it as their ``attempt`` (``sluice.Attempt``): they read ``target``, ``model``,
+    ``endpoint_id``, ``labels``, ``timeout``, ``number``, ``retry``. Used by one thread (or greenlet)
+    at a time.
+    """
+    def _next_delay(self) -> float:
+        """
+        The facade's fast path: the delay before the attempt, or -1 when the call ended.
+        """
+    def _succeed(self) -> None:
+        """
+        The facade's fast path: the attempt succeeded.
+        """
+    def mark_first_byte(self) -> None:
+        """
+        Streaming: the attempt's first byte reached the client; no fallback from now on.
+        """
+    def next(self, status: int = 0, *, transport: str | None = None, error_body: bytes = b'', retry_after: float = 0.0, latency: float = 0.0, ttft: float = 0.0) -> FallbackCall:
+        """
+        Reports the attempt: an HTTP status (0 when no response came) or a transport error
+        ('connect', 'timeout', 'reset'), the provider's error body (bytes), its Retry-After
+        (seconds), and the latency and TTFT in seconds (0: measured / unknown). Returns self,
+        moved to its next step.
+        """
     @property
-    def kind(self) -> str: ...
+    def attempt(self) -> int:
+        ...
     @property
-    def attempt(self) -> int: ...
+    def code(self) -> int:
+        """
+        The absl status code of ``status`` (sluice.status_table() maps it to
+        its exception): 0 ok, 2 in progress.
+        """
     @property
-    def number(self) -> int: ...
+    def delay(self) -> float:
+        ...
     @property
-    def target(self) -> str: ...
+    def endpoint_id(self) -> str:
+        ...
     @property
-    def target_index(self) -> int: ...
+    def failure(self) -> typing.Any:
+        """
+        The previous attempt's failure class, or None.
+        """
     @property
-    def model(self) -> str: ...
+    def first_byte_marked(self) -> bool:
+        ...
     @property
-    def endpoint_id(self) -> str: ...
+    def kind(self) -> str:
+        """
+        'attempt', 'succeeded' or 'failed'.
+        """
     @property
-    def labels(self) -> Dict[str, str]: ...
+    def labels(self) -> dict:
+        """
+        The picked endpoint's labels (balanced targets); {} otherwise.
+        """
     @property
-    def delay(self) -> float: ...
+    def message(self) -> str:
+        ...
     @property
-    def timeout(self) -> Optional[float]: ...
+    def model(self) -> str:
+        ...
     @property
-    def retry(self) -> bool: ...
+    def number(self) -> int:
+        """
+        The same as ``attempt``: 1 for the call's first attempt, 2 next, ...
+        """
     @property
-    def failure(self) -> Optional[str]: ...
+    def retry(self) -> bool:
+        ...
     @property
-    def status(self) -> str: ...
+    def retry_after(self) -> float:
+        """
+        After an 'unavailable' failure: seconds until a target is usable.
+        """
     @property
-    def message(self) -> str: ...
+    def status(self) -> str:
+        """
+        'ok', 'in_progress', 'unavailable', 'deadline_exceeded', 'fatal' or
+        'stream_broken'.
+        """
     @property
-    def retry_after(self) -> float: ...
+    def target(self) -> str:
+        ...
     @property
-    def first_byte_marked(self) -> bool: ...
-    def next(
-        self,
-        status: int = 0,
-        *,
-        transport: Optional[str] = None,
-        error_body: bytes = b"",
-        retry_after: float = 0.0,
-        latency: float = 0.0,
-        ttft: float = 0.0,
-    ) -> FallbackCall: ...
-    def mark_first_byte(self) -> None: ...
-    def _next_delay(self) -> float: ...
-    def _succeed(self) -> None: ...
-
+    def target_index(self) -> int:
+        ...
+    @property
+    def timeout(self) -> float | None:
+        """
+        Seconds the attempt may take after its delay; None: unbounded.
+        """
 class FallbackPolicy:
-    def __init__(
-        self,
-        targets: List[Dict[str, Any]],
-        *,
-        max_retries_per_target: int = 1,
-        deadline: float = 120.0,
-        attempt_timeout: float = 0.0,
-        backoff_base: float = 0.025,
-        backoff_max: float = 0.25,
-        retry_budget_ratio: float = 0.2,
-        retry_budget_min: int = 3,
-        context_length_target: Optional[str] = None,
-        breaker: Optional[Dict[str, float]] = None,
-        actions: Dict[str, str] = ...,
-        clock: Optional[Clock] = None,
-    ) -> None: ...
-    def begin(self, deadline: float = 0.0) -> FallbackCall: ...
-    def _drain_transitions(self) -> List[Dict[str, Any]]: ...
-    def targets(self) -> List[Dict[str, Any]]: ...
+    """
+    An ordered chain of targets with a circuit breaker each, a shared retry budget, full-jitter
+    backoff honouring Retry-After, and a deadline per call (include/sluice/fallback_policy.h has
+    every rule). Thread-safe; nothing in it blocks. Use the ``sluice.FallbackPolicy`` facade's
+    ``call`` / ``call_async`` / ``stream`` / ``stream_async`` helpers, or drive ``begin()`` yourself.
+    """
+    def __init__(self, targets: list, *, max_retries_per_target: int = 1, deadline: float = 120.0, attempt_timeout: float = 0.0, backoff_base: float = 0.025, backoff_max: float = 0.25, retry_budget_ratio: float = 0.2, retry_budget_min: int = 3, context_length_target: str | None = None, breaker: dict | None = None, actions: collections.abc.Mapping[str, str] = {}, clock: typing.Any = None) -> None:
+        ...
+    def _drain_transitions(self) -> list:
+        ...
+    def begin(self, deadline: float = 0.0) -> FallbackCall:
+        """
+        Starts a call (deadline 0: the policy's); its first step is ready.
+        """
+    def targets(self) -> list:
+        """
+        A dict per target: name, state ('closed', 'open', 'half_open'), attempts,
+        successes, failures, skipped, trips, window_calls, window_failures,
+        rate_limited_until.
+        """
     @property
-    def retries_refused(self) -> int: ...
+    def calls_in_flight(self) -> int:
+        ...
     @property
-    def calls_in_flight(self) -> int: ...
+    def retries_in_flight(self) -> int:
+        ...
     @property
-    def retries_in_flight(self) -> int: ...
-
-class CacheKey:
-    @property
-    def digest(self) -> str: ...
-    @property
-    def canonical(self) -> bytes: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
-
-def cache_key(body: bytes, namespace: str = "", *, exclude: Optional[List[str]] = None) -> CacheKey: ...
-def canonical_json(json: bytes) -> bytes: ...
-def completion_to_sse(completion: bytes) -> List[bytes]: ...
-def sse_to_completion(chunks: List[bytes]) -> bytes: ...
-
-class ResponseCache:
-    def __init__(
-        self,
-        *,
-        max_bytes: int = 268435456,
-        shards: int = 16,
-        default_ttl: float = 3600.0,
-        protected_share: float = 0.8,
-        admission: bool = True,
-        store_tool_calls: bool = True,
-        redis: Optional[RedisStore] = None,
-        redis_name: str = "cache",
-        clock: Optional[Clock] = None,
-    ) -> None: ...
-    def get(self, key: CacheKey) -> Union[bytes, List[bytes], None]: ...
-    def put(self, key: CacheKey, answer: Union[bytes, Sequence[bytes]], *, ttl: float = 0.0) -> bool: ...
-    def erase(self, key: CacheKey) -> bool: ...
-    def _fetch(self, key: CacheKey) -> _Fetch: ...
-    def stats(self) -> Dict[str, int]: ...
-
+    def retries_refused(self) -> int:
+        ...
 class _Fetch:
+    """
+    ResponseCache._fetch's result (see sluice/single_flight.h).
+    """
+    def _result(self) -> _Fetch:
+        ...
+    def abandon(self) -> None:
+        ...
+    def append(self, chunk: bytes) -> None:
+        ...
+    def complete(self, answer: typing.Any, *, ttl: float = 0.0, store: bool = True) -> bool:
+        ...
+    def complete_stream(self, *, ttl: float = 0.0, store: bool = True) -> bool:
+        ...
+    def fileno(self) -> int:
+        ...
+    def ready(self) -> bool:
+        ...
+    def take_chunks(self) -> list:
+        ...
     @property
-    def hit(self) -> Union[bytes, List[bytes], None]: ...
+    def hit(self) -> typing.Any:
+        ...
     @property
-    def is_lead(self) -> bool: ...
+    def is_broken(self) -> bool:
+        ...
     @property
-    def is_broken(self) -> bool: ...
-    def fileno(self) -> int: ...
-    def ready(self) -> bool: ...
-    def _result(self) -> _Fetch: ...
-    def complete(self, answer: Union[bytes, Sequence[bytes]], *, ttl: float = 0.0, store: bool = True) -> bool: ...
-    def append(self, chunk: bytes) -> None: ...
-    def complete_stream(self, *, ttl: float = 0.0, store: bool = True) -> bool: ...
-    def take_chunks(self) -> List[bytes]: ...
-    def abandon(self) -> None: ...
+    def is_lead(self) -> bool:
+        ...
+class CacheKey:
+    """
+    A request's cache key (``sluice.cache_key``): ``digest`` (32 hex digits of XXH3-128) and
+    ``canonical`` (the namespace, 0x1F, and the RFC 8785 form of the request: what a hit is verified
+    against). Equal keys mean the same question.
+    """
+    def __eq__(self, arg0: CacheKey) -> bool:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def canonical(self) -> bytes:
+        ...
+    @property
+    def digest(self) -> str:
+        ...
+class ResponseCache:
+    """
+    LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
+    fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a TinyLFU admission
+    filter, hits verified against the canonical bytes (include/sluice/response_cache.h). With
+    ``redis=RedisStore(...)``, a Redis tier behind it, shared by every process using the same
+    ``redis_name``: writes go to both; a miss here asks Redis (in get_or_fetch / stream_or_fetch,
+    cooperatively) before anyone calls upstream; Redis down only costs misses (``redis_errors``).
+    Thread-safe; never blocks on I/O.
+    """
+    def __init__(self, *, max_bytes: int = 268435456, shards: int = 16, default_ttl: float = 3600.0, protected_share: float = 0.8, admission: bool = True, store_tool_calls: bool = True, redis: RedisStore = None, redis_name: str = 'cache', clock: Clock = None) -> None:
+        ...
+    def _fetch(self, key: CacheKey) -> typing.Any:
+        """
+        A lookup that merges identical concurrent misses; see get_or_fetch.
+        """
+    def erase(self, key: CacheKey) -> bool:
+        """
+        Removes the key's entry.
+        """
+    def get(self, key: CacheKey) -> typing.Any:
+        """
+        The stored answer: bytes (a whole body), a list of bytes (the SSE chunks of a streamed
+        answer), or None.
+        """
+    def put(self, key: CacheKey, answer: typing.Any, *, ttl: float = 0.0) -> bool:
+        """
+        Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``
+        seconds (0: default_ttl). False when it was not stored: larger than a shard, or
+        turned away by the admission filter in favour of more popular answers.
+        """
+    def stats(self) -> dict:
+        """
+        hits, misses, inserts, rejected, evictions, expirations, collisions, merged_waits,
+        leader_failovers, skipped_tool_calls, redis_hits, redis_misses, redis_writes,
+        redis_errors, entries, bytes.
+        """
+def _deliver_log_messages() -> None:
+    """
+    Hands queued log messages to `logging` now (they are delivered on their own soon after
+    they are logged; tests use this to wait for none).
+    """
+def _raise_status(code: int, message: str) -> None:
+    """
+    Raises what a C++ call failing with absl code `code` raises (tests the translator).
+    """
+def cache_key(body: bytes, namespace: str = '', *, exclude: collections.abc.Sequence[str] | None = None) -> CacheKey:
+    """
+    The cache key of an OpenAI-style request body (bytes): RFC 8785 canonical JSON without
+    the fields that do not decide the answer (``exclude``; default user, stream,
+    stream_options, metadata, store, request_id, timeout, service_tier, cache), prefixed by
+    ``namespace``, hashed with XXH3-128. Raises sluice.InvalidArgument naming the JSON error.
+    """
+def canonical_json(json: bytes) -> bytes:
+    """
+    The RFC 8785 (JCS) canonical form of a JSON text (bytes).
+    """
+def classify(status: int = 0, *, transport: str | None = None, error_body: bytes = b'') -> typing.Any:
+    """
+    The failure class of an attempt's outcome (None for a success): 'connect', 'timeout',
+    'reset', 'rate_limited', 'server', 'auth', 'context_length', 'content_filter' or
+    'client'. error_body (bytes) is the provider's error JSON.
+    """
+def coarse_steady_clock() -> Clock:
+    """
+    A cheaper steady clock that moves once per kernel tick (1-4 ms).
+    """
+def completion_to_sse(completion: bytes) -> list:
+    """
+    A chat.completion JSON (bytes) as the SSE events of a streamed answer (a list of bytes,
+    each 'data: {...}\\n\\n', ending with [DONE]). Raises sluice.InvalidArgument, or
+    sluice.Error for a tool-call answer (not converted).
+    """
+def parse_engine_metrics(text: str) -> EngineMetrics:
+    """
+    Reads queue depth, running requests and KV-cache use from vLLM / SGLang Prometheus
+    text. Raises sluice.InvalidArgument naming the line at fault.
+    """
+def parse_request(body: bytes) -> LlmRequest:
+    """
+    Parses an OpenAI-style chat or completion body (bytes). Raises sluice.InvalidArgument
+    naming the field at fault.
+    """
+def parse_retry_after(value: str) -> float | None:
+    """
+    A Retry-After header value ('120', '1.5' or an HTTP-date) in seconds from now; None if
+    it is malformed.
+    """
+def prefix_block_hashes(request: LlmRequest, block_chars: int = 128, max_blocks: int = 256) -> list[int]:
+    """
+    The request's chained XXH3 block hashes, as the Balancer's prefix index sees them.
+    """
+def remove_shared_region(name: str) -> None:
+    """
+    Removes a host-scope shared-memory region (processes using it keep their mapping).
+    Raises sluice.NotFound if there is none by that name.
+    """
+def sse_to_completion(chunks: collections.abc.Sequence[str]) -> bytes:
+    """
+    The SSE events of a streamed answer (a list of bytes) as one chat.completion JSON.
+    """
+def status_table() -> list:
+    """
+    The one table of how sluice reports an error in each language
+    (sluice/internal/status_table.h): (absl code, its name, C code, C name, Python class in
+    sluice._errors or None for OK), a tuple per code. Codes not listed raise sluice.Error.
+    """
+def steady_clock() -> Clock:
+    """
+    The process-wide steady clock (the default).
+    """
+__version__: str = '0.1.0'

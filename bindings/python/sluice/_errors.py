@@ -1,8 +1,13 @@
-"""The exceptions sluice raises. Every one is a ``sluice.Error``."""
+"""The exceptions sluice raises. Every one is a ``sluice.Error``.
+
+Which class a native failure raises is the one status table of sluice
+(include/sluice/internal/status_table.h, read here through ``_core.status_table()``): the C++
+extension's translator and the fallback helpers both look the class up there, by absl code.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._core import Decision
@@ -41,6 +46,10 @@ class NotFound(Error):
     """No such thing: e.g. removing a shared region that does not exist."""
 
 
+class AlreadyExists(Error):
+    """The thing to create is there already."""
+
+
 class RateLimited(Error):
     """The request was refused. ``retry_after`` is in seconds; ``decision`` has the details.
 
@@ -74,7 +83,7 @@ class DeadlineExceeded(Error):
 
 
 class StreamBroken(Error):
-    """A streamed answer broke after its first byte had reached the client. It is not retried
+    """(absl Aborted.) A streamed answer broke after its first byte had reached the client. It is not retried
     or replayed elsewhere: the client would receive two answers spliced together."""
 
 
@@ -98,3 +107,22 @@ class AttemptFailed(Error):
         self.transport = transport
         self.error_body = error_body.encode() if isinstance(error_body, str) else error_body
         self.retry_after = retry_after
+
+
+def _classes_by_code() -> Dict[int, Type[Error]]:
+    from . import _core
+
+    here = globals()
+    return {code: here[python] for code, _name, _c_code, _c_name, python in _core.status_table()
+            if python is not None}
+
+
+_BY_CODE: Dict[int, Type[Error]] = {}
+
+
+def error_for(code: int) -> Type[Error]:
+    """The exception class of an absl status code, as the status table says (``Error`` for a
+    code sluice never returns, as C++ maps those to Internal)."""
+    if not _BY_CODE:
+        _BY_CODE.update(_classes_by_code())
+    return _BY_CODE.get(code, Error)

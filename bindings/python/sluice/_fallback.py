@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import http.client
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
 
 from . import _core
-from ._errors import AttemptFailed, DeadlineExceeded, StreamBroken, Unavailable
-from ._waiting import sleep
+from ._errors import AttemptFailed, Unavailable, error_for
+from ._waiting import (EMIT, END, INVOKE, NEXT, OPEN, run_plan, run_plan_async, run_stream,
+                       run_stream_async)
 
 
 # The function run by a policy receives the native call itself as its attempt: it has every field
@@ -102,15 +103,81 @@ def _outcome_or_reraise(classify: Callable[[BaseException], Optional[dict]],
 
 
 def _raise_failure(call: Any, last: Optional[BaseException]) -> None:
-    """Raises what ends a failed call, chained to the last attempt's exception."""
-    status = call.status
-    if status == "fatal" and last is not None:
+    """Raises what ends a failed call, chained to the last attempt's exception: the class the
+    status table gives the call's status code (sluice._errors.error_for)."""
+    if call.status == "fatal" and last is not None:
         raise last  # the provider refused the request itself: the caller wants its error
-    if status == "deadline_exceeded":
-        raise DeadlineExceeded(call.message) from last
-    if status == "stream_broken":
-        raise StreamBroken(call.message) from last
-    raise Unavailable(call.message, retry_after=call.retry_after) from last
+    error = error_for(call.code)
+    if error is Unavailable:
+        raise Unavailable(call.message, retry_after=call.retry_after) from last
+    raise error(call.message) from last
+
+
+def _call_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadline: float,
+               classify: Callable[[BaseException], Optional[dict]]):
+    """``call``: attempts until one returns (see sluice._waiting for plans)."""
+    call = policy.begin(deadline)
+    last: Optional[BaseException] = None
+    try:
+        while True:
+            delay = call._next_delay()
+            if delay < 0:
+                break
+            if delay:
+                yield delay
+            try:
+                result = yield (INVOKE, fn, (call,))
+            except GeneratorExit:
+                raise  # closed (the task was cancelled): not the attempt's failure
+            except BaseException as exc:
+                call.next(**_outcome_or_reraise(classify, exc))
+                last = exc
+                continue
+            call._succeed()
+            return result
+    finally:
+        if policy._on_transition is not None:
+            policy._publish_transitions()
+    _raise_failure(call, last)
+
+
+def _stream_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadline: float,
+                 classify: Callable[[BaseException], Optional[dict]]):
+    """``stream``: falls back until an attempt yields its first chunk, then relays that
+    attempt's chunks; a failure after the first chunk is ``StreamBroken``."""
+    call = policy.begin(deadline)
+    last: Optional[BaseException] = None
+    while (delay := call._next_delay()) >= 0:
+        if delay:
+            yield delay
+        started = time.monotonic()
+        try:
+            chunks = yield (OPEN, fn, (call,), "FallbackPolicy.stream_async")
+            first = yield (NEXT, chunks)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            policy._report(call, **_outcome_or_reraise(classify, exc))
+            last = exc
+            continue
+        if first is END:  # an empty answer is still an answer
+            policy._report(call, status=200)
+            return
+        ttft = time.monotonic() - started
+        call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
+        yield (EMIT, first)
+        try:
+            while (chunk := (yield (NEXT, chunks))) is not END:
+                yield (EMIT, chunk)
+        except GeneratorExit:
+            raise  # the consumer stopped reading (or was cancelled): abandoned, not failed
+        except BaseException as exc:
+            outcome = classify(exc) or {"transport": "reset"}
+            policy._report(call, ttft=ttft, **outcome)
+            _raise_failure(call, exc)
+        policy._report(call, status=200, ttft=ttft)
+        return
+    _raise_failure(call, last)
 
 
 class FallbackPolicy(_core.FallbackPolicy):
@@ -169,138 +236,25 @@ class FallbackPolicy(_core.FallbackPolicy):
         ``sluice.DeadlineExceeded``, or the function's own exception when the provider refused
         the request itself (a 400: another target would refuse it too). Latencies are measured
         natively, on the policy's clock."""
-        call = self.begin(deadline)
-        last: Optional[BaseException] = None
-        try:
-            while True:
-                delay = call._next_delay()
-                if delay < 0:
-                    break
-                if delay:
-                    sleep(delay)
-                try:
-                    result = fn(call)
-                except BaseException as exc:
-                    call.next(**_outcome_or_reraise(classify, exc))
-                    last = exc
-                    continue
-                call._succeed()
-                return result
-        finally:
-            if self._on_transition is not None:
-                self._publish_transitions()
-        _raise_failure(call, last)
+        return run_plan(_call_plan(self, fn, deadline, classify))
 
     async def call_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
                          classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
         """``call`` for coroutines: ``fn`` is an async function; waits with ``asyncio.sleep``."""
-        import asyncio
-
-        call = self.begin(deadline)
-        last: Optional[BaseException] = None
-        try:
-            while True:
-                delay = call._next_delay()
-                if delay < 0:
-                    break
-                if delay:
-                    await asyncio.sleep(delay)
-                try:
-                    result = await fn(call)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:
-                    call.next(**_outcome_or_reraise(classify, exc))
-                    last = exc
-                    continue
-                call._succeed()
-                return result
-        finally:
-            if self._on_transition is not None:
-                self._publish_transitions()
-        _raise_failure(call, last)
+        return await run_plan_async(_call_plan(self, fn, deadline, classify))
 
     def stream(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
-               classify: Callable[[BaseException], Optional[dict]] = outcome_of):
+               classify: Callable[[BaseException], Optional[dict]] = outcome_of
+               ) -> Iterator[Any]:
         """Runs ``fn(attempt)``, which returns an iterable of chunks (an SSE stream), through the
         chain, and yields the chunks of the first attempt that produces one. Until that first
         chunk, failures fall back as in ``call``; after it, the stream is committed: a failure
         raises ``sluice.StreamBroken`` and nothing is retried or replayed."""
-        call = self.begin(deadline)
-        last: Optional[BaseException] = None
-        while (delay := call._next_delay()) >= 0:
-            if delay:
-                sleep(delay)
-            started = time.monotonic()
-            try:
-                chunks = iter(fn(call))
-                first = next(chunks)
-            except StopIteration:  # an empty answer is still an answer
-                self._report(call, status=200)
-                return
-            except BaseException as exc:
-                self._report(call, **_outcome_or_reraise(classify, exc))
-                last = exc
-                continue
-            ttft = time.monotonic() - started
-            call.mark_first_byte()  # before the chunk leaves: from here on, no fallback
-            yield first
-            try:
-                for chunk in chunks:
-                    yield chunk
-            except GeneratorExit:
-                raise  # the consumer stopped reading: the call is abandoned, not failed
-            except BaseException as exc:
-                outcome = classify(exc) or {"transport": "reset"}
-                self._report(call, ttft=ttft, **outcome)
-                _raise_failure(call, exc)
-            self._report(call, status=200, ttft=ttft)
-            return
-        _raise_failure(call, last)
+        return run_stream(_stream_plan(self, fn, deadline, classify))
 
-    async def stream_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
-                           classify: Callable[[BaseException], Optional[dict]] = outcome_of):
+    def stream_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
+                     classify: Callable[[BaseException], Optional[dict]] = outcome_of
+                     ) -> AsyncIterator[Any]:
         """``stream`` for coroutines: ``fn`` returns an async iterable (or an awaitable of
         one)."""
-        import asyncio
-        import inspect
-
-        call = self.begin(deadline)
-        last: Optional[BaseException] = None
-        while (delay := call._next_delay()) >= 0:
-            if delay:
-                await asyncio.sleep(delay)
-            started = time.monotonic()
-            try:
-                source = fn(call)
-                if inspect.isawaitable(source):
-                    source = await source
-                if not hasattr(source, "__aiter__"):
-                    raise TypeError("FallbackPolicy.stream_async: fn must return an async "
-                                    f"iterable, got {type(source).__name__}")
-                chunks = source.__aiter__()
-                first = await chunks.__anext__()
-            except StopAsyncIteration:
-                self._report(call, status=200)
-                return
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                self._report(call, **_outcome_or_reraise(classify, exc))
-                last = exc
-                continue
-            ttft = time.monotonic() - started
-            call.mark_first_byte()
-            yield first
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            except (GeneratorExit, asyncio.CancelledError):
-                raise
-            except BaseException as exc:
-                outcome = classify(exc) or {"transport": "reset"}
-                self._report(call, ttft=ttft, **outcome)
-                _raise_failure(call, exc)
-            self._report(call, status=200, ttft=ttft)
-            return
-        _raise_failure(call, last)
+        return run_stream_async(_stream_plan(self, fn, deadline, classify))

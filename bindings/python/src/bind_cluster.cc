@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "bindings.h"
 #include "sluice/rate_limiter.h"
@@ -10,26 +11,61 @@
 
 namespace sluice_python {
 
+namespace {
+
+// The Python spellings of the cluster enums, in one place: parsed here, and the constructors'
+// defaults are the names of ClusterOptions{}'s values.
+constexpr std::pair<sluice::FailureMode, const char*> kFailureModes[] = {
+    {sluice::FailureMode::kAllow, "allow"},
+    {sluice::FailureMode::kDeny, "deny"},
+    {sluice::FailureMode::kLocal, "local"},
+};
+constexpr std::pair<sluice::ClusterMode, const char*> kClusterModes[] = {
+    {sluice::ClusterMode::kStrict, "strict"},
+    {sluice::ClusterMode::kLeased, "leased"},
+};
+
+}  // namespace
+
+const char* FailureModeName(sluice::FailureMode mode) {
+  for (const auto& [value, name] : kFailureModes) {
+    if (value == mode) return name;
+  }
+  return "local";
+}
+
+const char* ClusterModeName(sluice::ClusterMode mode) {
+  for (const auto& [value, name] : kClusterModes) {
+    if (value == mode) return name;
+  }
+  return "strict";
+}
+
+sluice::ClusterMode ClusterModeFromName(const char* object, const std::string& mode) {
+  for (const auto& [value, name] : kClusterModes) {
+    if (mode == name) return value;
+  }
+  RaisePython("InvalidArgument", std::string(object) + ": mode must be 'strict' or 'leased', got '" +
+                                     mode + "'");
+}
+
 sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::shared_ptr<sluice::RedisStore> redis,
-                                         std::optional<std::string> rule,
+                                         std::optional<std::string> redis_name,
                                          const std::string& on_failure,
                                          std::optional<int64_t> local_share) {
   sluice::ClusterOptions c;
   c.store = std::move(redis);
-  c.redis_name = rule.value_or("");
-  c.local_share = local_share.value_or(0);
-  if (on_failure == "allow") {
-    c.on_failure = sluice::FailureMode::kAllow;
-  } else if (on_failure == "deny") {
-    c.on_failure = sluice::FailureMode::kDeny;
-  } else if (on_failure == "local") {
-    c.on_failure = sluice::FailureMode::kLocal;
-  } else {
-    RaisePython("InvalidArgument", std::string(object) + ": on_failure must be 'allow', 'deny' "
-                                                         "or 'local', got '" + on_failure + "'");
+  c.redis_name = redis_name.value_or("");
+  c.local_share = local_share.value_or(c.local_share);
+  for (const auto& [value, name] : kFailureModes) {
+    if (on_failure == name) {
+      c.on_failure = value;
+      return c;
+    }
   }
-  return c;
+  RaisePython("InvalidArgument", std::string(object) + ": on_failure must be 'allow', 'deny' "
+                                                       "or 'local', got '" + on_failure + "'");
 }
 
 void BindCluster(py::module_& m) {

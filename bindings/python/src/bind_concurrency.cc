@@ -85,27 +85,29 @@ every permit is a lease of ``lease`` seconds, so a crashed or forgotten holder c
 slot. Thread-safe; ``try_acquire`` never blocks (``acquire`` in the facade waits cooperatively).
 
 Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
-and ``rule="name"`` (leases in Redis, one cap for every host; strict mode), with ``on_failure`` as
+and ``redis_name="name"`` (leases in Redis, one cap for every host; strict mode), with ``on_failure`` as
 for RateLimiter (``"local"``: max_in_flight / local_share per process).)doc")
       .def(py::init([](int64_t max_in_flight, double lease, double retry_after, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
-                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> redis_name,
                        const std::string& on_failure, std::optional<int64_t> local_share) {
              ConcurrencyLimiter::Options o;
              o.shared_region = shared_region.value_or("");
              o.cluster = ClusterFromPython("sluice.ConcurrencyLimiter", std::move(redis),
-                                           std::move(rule), on_failure, local_share);
+                                           std::move(redis_name), on_failure, local_share);
              o.max_in_flight = max_in_flight;
              o.lease = SecondsToDuration(lease, "lease");
              o.retry_after = SecondsToDuration(retry_after, "retry_after");
              o.max_keys = max_keys;
              return ValueOrThrow(ConcurrencyLimiter::Create(o, ClockOrDefault(clock)));
            }),
-           py::arg("max_in_flight"), py::kw_only(), py::arg("lease") = 600.0,
-           py::arg("retry_after") = 1.0, py::arg("max_keys") = int64_t{1} << 20,
+           py::arg("max_in_flight"), py::kw_only(),
+           py::arg("lease") = absl::ToDoubleSeconds(ConcurrencyLimiter::Options{}.lease),
+           py::arg("retry_after") = absl::ToDoubleSeconds(ConcurrencyLimiter::Options{}.retry_after),
+           py::arg("max_keys") = ConcurrencyLimiter::Options{}.max_keys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = py::none(), py::keep_alive<1, 6>())
+           py::arg("redis") = nullptr, py::arg("redis_name") = py::none(),
+           py::arg("on_failure") = FailureModeName(sluice::ClusterOptions{}.on_failure), py::arg("local_share") = py::none(), py::keep_alive<1, 6>())
       .def(
           "try_acquire",
           [](const py::object& self, std::string_view key) {

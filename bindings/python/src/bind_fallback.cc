@@ -205,6 +205,9 @@ at a time.)doc")
                              "'ok', 'in_progress', 'unavailable', 'deadline_exceeded', 'fatal' or\n"
                              "'stream_broken'.")
       .def_property_readonly("message", [](const PyCall& pc) { return std::string(pc.call.status().message()); })
+      .def_property_readonly("code", [](const PyCall& pc) { return static_cast<int>(pc.call.status().code()); },
+                             "The absl status code of ``status`` (sluice.status_table() maps it to\n"
+                             "its exception): 0 ok, 2 in progress.")
       .def_property_readonly("retry_after",
                              [](const PyCall& pc) { return absl::ToDoubleSeconds(StepOf(pc).retry_after); },
                              "After an 'unavailable' failure: seconds until a target is usable.")

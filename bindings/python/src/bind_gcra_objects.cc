@@ -14,18 +14,19 @@
 #include "sluice/leaky_bucket.h"
 #include "sluice/rate_limiter.h"
 #include "sluice/redis_store.h"
+#include "sluice/scope.h"
 #include "sluice/token_budget.h"
 
 namespace sluice_python {
 namespace {
-
-constexpr int64_t kDefaultMaxKeys = int64_t{1} << 20;
 
 using sluice::Decision;
 using sluice::LeakyBucket;
 using sluice::RateLimiter;
 using sluice::TokenBudget;
 using Reservation = sluice::TokenBudget::Reservation;
+
+const sluice::ClusterOptions kCluster{};  // the defaults of every cluster keyword
 
 int64_t MinBurst(const std::vector<sluice::Window>& windows) {
   int64_t least = std::numeric_limits<int64_t>::max();
@@ -38,46 +39,41 @@ void BindRateLimiter(py::module_& m) {
 Requests per key against one or several windows at once (GCRA). Thread-safe; never blocks.
 
 Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
-and ``rule="name"`` (``mode="strict"``: one round trip per decision; ``mode="leased"``: local
+and ``redis_name="name"`` (``mode="strict"``: one round trip per decision; ``mode="leased"``: local
 decisions from leases, overshoot at most limit * lease_ttl / period), and ``on_failure`` =
 "allow" | "deny" | "local" (limit / local_share) while Redis cannot answer.
 
     limiter = sluice.RateLimiter([sluice.Window.per_second(10, burst=20),
                                   sluice.Window.per_hour(1000)])
-    if not limiter.try_acquire(f"{tenant}:{app}"):
+    if not limiter.allow(f"{tenant}:{app}"):
         ...  # 429
 
 A request passes only if every window has room; a refusal charges no window. Idle keys are
 dropped on their own; ``max_keys`` bounds the keys that are mid-window at once, and a *new* key
-beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` returns False).)doc")
+beyond it raises ``sluice.CapacityError`` from ``try_acquire`` (``allow`` returns False).)doc")
       .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
-                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> redis_name,
                        const std::string& on_failure, std::optional<int64_t> local_share, const std::string& mode,
                        int64_t lease_units, double lease_ttl) {
              RateLimiter::Options o;
              o.windows = std::move(windows);
              o.max_keys = max_keys;
              o.shared_region = shared_region.value_or("");
-             o.cluster = ClusterFromPython("sluice.RateLimiter", std::move(redis), std::move(rule),
+             o.cluster = ClusterFromPython("sluice.RateLimiter", std::move(redis), std::move(redis_name),
                                            on_failure, local_share);
              o.cluster.lease_units = lease_units;
              o.cluster.lease_ttl = SecondsToDuration(lease_ttl, "lease_ttl");
-             if (mode == "strict") {
-               o.cluster.mode = sluice::ClusterMode::kStrict;
-             } else if (mode == "leased") {
-               o.cluster.mode = sluice::ClusterMode::kLeased;
-             } else {
-               RaisePython("InvalidArgument", "sluice.RateLimiter: mode must be 'strict' or "
-                                              "'leased', got '" + mode + "'");
-             }
+             o.cluster.mode = ClusterModeFromName("sluice.RateLimiter", mode);
              return ValueOrThrow(RateLimiter::Create(o, ClockOrDefault(clock)));
            }),
-           py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
+           py::arg("windows"), py::kw_only(), py::arg("max_keys") = sluice::ScopeOptions{}.max_keys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = py::none(),
-           py::arg("mode") = "strict", py::arg("lease_units") = 0, py::arg("lease_ttl") = 0.0,
+           py::arg("redis") = nullptr, py::arg("redis_name") = py::none(),
+           py::arg("on_failure") = FailureModeName(kCluster.on_failure), py::arg("local_share") = py::none(),
+           py::arg("mode") = ClusterModeName(kCluster.mode),
+           py::arg("lease_units") = kCluster.lease_units,
+           py::arg("lease_ttl") = absl::ToDoubleSeconds(kCluster.lease_ttl),
            py::keep_alive<1, 4>())
       .def(
           "start",
@@ -98,7 +94,7 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
             return py::bool_(*allowed);
           },
           py::arg("key"), py::arg("cost") = 1,
-          "try_acquire when it can decide without waiting for Redis (always outside cluster\n"
+          "allow() when it can decide without waiting for Redis (always outside cluster\n"
           "scope; in leased mode when this process's lease covers it); else None: use start().")
       .def_property_readonly("failure_mode_decisions", &RateLimiter::failure_mode_decisions)
       .def_property_readonly("leased_local_decisions", &RateLimiter::leased_local_decisions)
@@ -106,7 +102,7 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
       .def_property_readonly("cluster",
                              [](const RateLimiter& rl) { return rl.options().cluster.store != nullptr; })
       .def(
-          "try_acquire",
+          "allow",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
             if (rl.options().cluster.store != nullptr) {  // waits for Redis: let others run
               py::gil_scoped_release release;
@@ -122,10 +118,11 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
             return false;
           },
           py::arg("key"), py::arg("cost") = 1,
-          "Takes `cost` units for `key` if every window has room. Returns whether it did.\n"
-          "The fastest call; use decide() for the numbers behind the answer.")
+          "Takes `cost` units for `key` if every window has room. Returns whether it did (False\n"
+          "also for a new key beyond max_keys). The fastest call; try_acquire returns the\n"
+          "Decision behind the answer.")
       .def(
-          "decide",
+          "try_acquire",
           [](RateLimiter& rl, std::string_view key, int64_t cost) {
             absl::StatusOr<sluice::Decision> d;
             if (rl.options().cluster.store != nullptr) {
@@ -137,7 +134,9 @@ beyond it raises ``sluice.CapacityError`` from ``decide`` (``try_acquire`` retur
             return ValueOrThrow(std::move(d));
           },
           py::arg("key"), py::arg("cost") = 1,
-          "As try_acquire, returning the Decision (allowed, remaining, retry_after, ...).")
+          "Takes `cost` units for `key` if every window has room; returns the Decision (truthy\n"
+          "when allowed; remaining, retry_after, ...). A new key beyond max_keys raises\n"
+          "sluice.CapacityError; allow() is the yes/no fast path.")
       .def(
           "peek",
           [](RateLimiter& rl, std::string_view key) {
@@ -169,15 +168,15 @@ Shapes a burst into a steady rate: each call books a departure slot and says how
 Thread-safe; the object itself never sleeps (``acquire`` in the facade sleeps cooperatively).
 
 Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
-and ``rule="name"`` (one schedule for every host; strict mode), with ``on_failure`` as for
+and ``redis_name="name"`` (one schedule for every host; strict mode), with ``on_failure`` as for
 RateLimiter.)doc")
       .def(py::init([](int64_t rate, double per, int64_t burst, double max_wait, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
-                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> redis_name,
                        const std::string& on_failure, std::optional<int64_t> local_share) {
              LeakyBucket::Options o;
              o.shared_region = shared_region.value_or("");
-             o.cluster = ClusterFromPython("sluice.LeakyBucket", std::move(redis), std::move(rule),
+             o.cluster = ClusterFromPython("sluice.LeakyBucket", std::move(redis), std::move(redis_name),
                                            on_failure, local_share);
              o.rate = rate;
              o.per = SecondsToDuration(per, "per");
@@ -186,10 +185,12 @@ RateLimiter.)doc")
              o.max_keys = max_keys;
              return ValueOrThrow(LeakyBucket::Create(o, ClockOrDefault(clock)));
            }),
-           py::arg("rate"), py::arg("per") = 1.0, py::arg("burst") = 1, py::arg("max_wait") = 1.0,
-           py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys, py::arg("clock") = nullptr,
+           py::arg("rate"), py::arg("per") = absl::ToDoubleSeconds(LeakyBucket::Options{}.per),
+           py::arg("burst") = LeakyBucket::Options{}.burst,
+           py::arg("max_wait") = absl::ToDoubleSeconds(LeakyBucket::Options{}.max_wait),
+           py::kw_only(), py::arg("max_keys") = sluice::ScopeOptions{}.max_keys, py::arg("clock") = nullptr,
            py::arg("shared_region") = py::none(), py::arg("redis") = nullptr,
-           py::arg("rule") = py::none(), py::arg("on_failure") = "local",
+           py::arg("redis_name") = py::none(), py::arg("on_failure") = FailureModeName(kCluster.on_failure),
            py::arg("local_share") = py::none(), py::keep_alive<1, 7>())
       .def(
           "try_acquire",
@@ -266,24 +267,24 @@ real usage after. A request whose estimate does not fit is refused before it sta
 the estimate is carried as debt. Thread-safe; never blocks.
 
 Scope: process (default); host with ``shared_region="name"``; cluster with ``redis=RedisStore(...)``
-and ``rule="name"`` (one budget for every host; strict mode), with ``on_failure`` as for
+and ``redis_name="name"`` (one budget for every host; strict mode), with ``on_failure`` as for
 RateLimiter.)doc")
       .def(py::init([](std::vector<sluice::Window> windows, int64_t max_keys,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
-                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> rule,
+                       std::shared_ptr<sluice::RedisStore> redis, std::optional<std::string> redis_name,
                        const std::string& on_failure, std::optional<int64_t> local_share) {
              TokenBudget::Options o;
              o.windows = std::move(windows);
              o.max_keys = max_keys;
              o.shared_region = shared_region.value_or("");
-             o.cluster = ClusterFromPython("sluice.TokenBudget", std::move(redis), std::move(rule),
+             o.cluster = ClusterFromPython("sluice.TokenBudget", std::move(redis), std::move(redis_name),
                                            on_failure, local_share);
              return ValueOrThrow(TokenBudget::Create(o, ClockOrDefault(clock)));
            }),
-           py::arg("windows"), py::kw_only(), py::arg("max_keys") = kDefaultMaxKeys,
+           py::arg("windows"), py::kw_only(), py::arg("max_keys") = sluice::ScopeOptions{}.max_keys,
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::arg("redis") = nullptr, py::arg("rule") = py::none(),
-           py::arg("on_failure") = "local", py::arg("local_share") = py::none(), py::keep_alive<1, 4>())
+           py::arg("redis") = nullptr, py::arg("redis_name") = py::none(),
+           py::arg("on_failure") = FailureModeName(kCluster.on_failure), py::arg("local_share") = py::none(), py::keep_alive<1, 4>())
       .def(
           "try_reserve",
           [](const py::object& self, std::string_view key, int64_t estimate) {

@@ -31,6 +31,8 @@ struct StatusError {
 };
 
 void RegisterErrorTranslator();
+// status_table() and the translator's test hook _raise_status.
+void BindErrors(py::module_& m);
 
 // Raises sluice._errors.<class_name>(message) in Python.
 [[noreturn]] void RaisePython(const char* class_name, const std::string& message);
@@ -81,9 +83,15 @@ inline const sluice::Clock* ClockOrDefault(const sluice::Clock* clock) {
 // unset (C++ then refuses "local" without it).
 sluice::ClusterOptions ClusterFromPython(const char* object,
                                          std::shared_ptr<sluice::RedisStore> redis,
-                                         std::optional<std::string> rule,
+                                         std::optional<std::string> redis_name,
                                          const std::string& on_failure,
                                          std::optional<int64_t> local_share);
+// The Python names of the cluster enums ("allow", "deny", "local"; "strict", "leased"), used as
+// the constructors' defaults so that they are ClusterOptions{}'s.
+const char* FailureModeName(sluice::FailureMode mode);
+const char* ClusterModeName(sluice::ClusterMode mode);
+// `mode` parsed, or InvalidArgument naming `object` and the field.
+sluice::ClusterMode ClusterModeFromName(const char* object, const std::string& mode);
 
 // The result of `pending`, waiting with the GIL released if the reply is not in yet (at most the
 // store's timeouts). Bound methods never wait cooperatively themselves: a greenlet switch inside a

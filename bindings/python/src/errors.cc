@@ -2,6 +2,7 @@
 #include <string>
 
 #include "bindings.h"
+#include "sluice/internal/status_table.h"
 
 namespace sluice_python {
 namespace {
@@ -16,28 +17,46 @@ void SetError(PyObject* type, const std::string& message) {
   PyErr_SetObject(type, text.ptr());
 }
 
+// The exception class sluice._errors names for `code` in the status table.
+py::object ErrorClassOf(absl::StatusCode code) {
+  const char* name = sluice::internal::StatusEntryOf(code).python;
+  return py::module_::import("sluice._errors").attr(name != nullptr ? name : "Error");
+}
+
 }  // namespace
+
+void BindErrors(py::module_& m) {
+  m.def(
+      "status_table",
+      [] {
+        py::list rows;
+        for (const sluice::internal::StatusEntry& e : sluice::internal::kStatusTable) {
+          rows.append(py::make_tuple(
+              static_cast<int>(e.code), absl::StatusCodeToString(e.code), e.c_code, e.c_name,
+              e.python == nullptr ? py::object(py::none()) : py::object(py::str(e.python))));
+        }
+        return rows;
+      },
+      "The one table of how sluice reports an error in each language\n"
+      "(sluice/internal/status_table.h): (absl code, its name, C code, C name, Python class in\n"
+      "sluice._errors or None for OK), a tuple per code. Codes not listed raise sluice.Error.");
+  m.def(
+      "_raise_status",
+      [](int code, const std::string& message) {
+        ThrowIfError(absl::Status(static_cast<absl::StatusCode>(code), message));
+      },
+      py::arg("code"), py::arg("message"),
+      "Raises what a C++ call failing with absl code `code` raises (tests the translator).");
+}
 
 void RegisterErrorTranslator() {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const StatusError& e) {
-      // The hierarchy lives in Python (sluice/_errors.py) so users can subclass and pickle it.
-      py::module_ errors = py::module_::import("sluice._errors");
-      const char* name = "Error";
-      switch (e.status.code()) {
-        case absl::StatusCode::kInvalidArgument: name = "InvalidArgument"; break;
-        case absl::StatusCode::kResourceExhausted: name = "CapacityError"; break;
-        case absl::StatusCode::kFailedPrecondition: name = "FailedPrecondition"; break;
-        case absl::StatusCode::kNotFound: name = "NotFound"; break;
-        case absl::StatusCode::kUnavailable: name = "Unavailable"; break;
-        case absl::StatusCode::kPermissionDenied: name = "PermissionDenied"; break;
-        case absl::StatusCode::kDeadlineExceeded: name = "DeadlineExceeded"; break;
-        default: break;
-      }
-      py::object type = errors.attr(name);
-      SetError(type.ptr(), std::string(e.status.message()));
+      // The hierarchy lives in Python (sluice/_errors.py) so users can subclass and pickle it;
+      // which class a code raises is the one status table (sluice/internal/status_table.h).
+      SetError(ErrorClassOf(e.status.code()).ptr(), std::string(e.status.message()));
     } catch (const py::cast_error& e) {
       // A value inside a container argument that pybind11 could not convert: a wrong type.
       SetError(PyExc_TypeError, e.what());

@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   // its locks in one fixed order, and a Python process has no other Abseil user to protect.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   sluice_python::RegisterErrorTranslator();
+  sluice_python::BindErrors(m);
   sluice_python::BindBasics(m);
   sluice_python::BindCluster(m);
   sluice_python::BindGcraObjects(m);
