@@ -37,7 +37,8 @@ def make(name: str, port: int, limit: int = HUGE, prefix: str = "b", period: int
         store = sluice.RedisStore(port=port, command_timeout=1.0)
         mode = "leased" if name == "sluice leased" else "strict"
         return sluice.RateLimiter([sluice.Window(limit, float(period))], redis=store,
-                                  rule=f"{prefix}-{mode}", mode=mode, local_share=1).try_acquire
+                                  redis_name=f"{prefix}-{mode}", mode=mode,
+                                  local_share=1).allow
     if name == "seed 004 ZSET Lua":
         return Seed004ZsetLimiter(client, f"{prefix}-seed", limit, period * 1000).try_acquire
     if name == "Dify helper.RateLimiter":
@@ -111,9 +112,9 @@ def exactness(name, port):
 def _leased_worker(port, seconds, out):
     limiter = sluice.RateLimiter([sluice.Window.per_second(20_000, burst=200)],
                                  redis=sluice.RedisStore(port=port, command_timeout=1.0),
-                                 rule="overshoot", mode="leased", lease_units=100,
+                                 redis_name="overshoot", mode="leased", lease_units=100,
                                  lease_ttl=0.01, local_share=1)
-    decide = limiter.try_acquire
+    decide = limiter.allow
     end = time.monotonic() + seconds
     admitted = attempts = 0
     while time.monotonic() < end:

@@ -56,7 +56,7 @@ def speed(client, quick: bool) -> None:
     seed = Seed004ZsetLimiter(client, "seed", HUGE, 60_000)
     dify = DifyHelperLimiter(client, "dify", HUGE, 60)
     rows = [
-        ("sluice RateLimiter.try_acquire", "in-process", lambda: rl.try_acquire("tenant-1"), local_calls, local_batches),
+        ("sluice RateLimiter.allow", "in-process", lambda: rl.allow("tenant-1"), local_calls, local_batches),
         ("limits FixedWindow (memory)", "in-process", lambda: fixed.try_acquire("tenant-1"), local_calls, local_batches),
         ("limits MovingWindow (memory)", "in-process", lambda: moving.try_acquire("tenant-1"), local_calls // 10, local_batches),
         ("seed 004 ZSET Lua (EVAL)", "redis, 1 RTT", lambda: seed.try_acquire("tenant-1"), remote_calls, remote_batches),
@@ -70,14 +70,14 @@ def speed(client, quick: bool) -> None:
               f"{r['mean_us'] / base:9.1f}")
     # The rows above call every peer through the same lambda; a caller holding the bound method
     # pays no lambda, which is the figure the 250 ns budget is about.
-    f, key, n = rl.try_acquire, "tenant-1", local_calls
+    f, key, n = rl.allow, "tenant-1", local_calls
     direct = []
     for _ in range(local_batches):
         start = time.perf_counter_ns()
         for _ in range(n):
             f(key)
         direct.append((time.perf_counter_ns() - start) / n)
-    print(f"(sluice try_acquire called directly, no lambda: {statistics.median(direct):.0f} ns per "
+    print(f"(sluice allow called directly, no lambda: {statistics.median(direct):.0f} ns per "
           f"decision; budget 250 ns)")
 
 
@@ -86,7 +86,7 @@ def exactness(client) -> None:
     print(f"\nexactness: {fired} requests fired as fast as possible at {limit} per 60 s, one key")
     print(f"{'peer':34} {'admitted':>9} {'recorded':>9}  verdict")
     rl = sluice.RateLimiter([sluice.Window.per_minute(limit)])
-    admitted = sum(rl.try_acquire("k") for _ in range(fired))
+    admitted = sum(rl.allow("k") for _ in range(fired))
     recorded = limit - rl.peek("k").remaining
     print(f"{'sluice RateLimiter':34} {admitted:9d} {recorded:9d}  "
           f"{'exact' if admitted == limit == recorded else 'WRONG'}")

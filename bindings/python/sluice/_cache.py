@@ -61,13 +61,19 @@ class ResponseCache(_core.ResponseCache):
             key = sluice.cache_key(body, namespace=tenant)
             answer = cache.get_or_fetch(key, lambda: post_upstream(body))
         """
-        return run_plan(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache))
+        if not no_cache:
+            fetch = self._fetch(key)
+            if fetch.hit is not None:  # the common hit, without a plan's round trips
+                return fetch.hit
+            return run_plan(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache, fetch))
+        return run_plan(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache, None))
 
     async def get_or_fetch_async(self, key: _core.CacheKey, fn: Callable[[], Awaitable[Answer]],
                                  *, ttl: float = 0.0, store: bool = True,
                                  no_cache: bool = False) -> Any:
         """``get_or_fetch`` for coroutines: ``fn`` is an async function."""
-        return await run_plan_async(_get_or_fetch_plan(self, key, fn, ttl, store, no_cache))
+        return await run_plan_async(
+            _get_or_fetch_plan(self, key, fn, ttl, store, no_cache, None))
 
     def stream_or_fetch(self, key: _core.CacheKey, fn: Callable[[], Iterable[bytes]], *,
                         ttl: float = 0.0, store: bool = True,
@@ -117,11 +123,12 @@ _UNREPLAYABLE = object()
 
 
 def _get_or_fetch_plan(cache: ResponseCache, key: _core.CacheKey, fn: Callable[[], Any],
-                       ttl: float, store: bool, no_cache: bool):
-    """``get_or_fetch``: the stored answer, or the one this caller (as the leader) fetches."""
+                       ttl: float, store: bool, no_cache: bool, fetch: Any):
+    """``get_or_fetch``: the stored answer, or the one this caller (as the leader) fetches.
+    `fetch` is the key's fetch if the caller started it already."""
     if no_cache:
         return cache._store(key, (yield (INVOKE, fn, ())), ttl, store)
-    fetch = yield from _answer_or_lead(cache._fetch(key))
+    fetch = yield from _answer_or_lead(fetch if fetch is not None else cache._fetch(key))
     if fetch.hit is not None:
         return fetch.hit
     try:
