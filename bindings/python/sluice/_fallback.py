@@ -116,8 +116,8 @@ def _raise_failure(call: Any, last: Optional[BaseException]) -> None:
 def _call_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any],
                classify: Callable[[BaseException], Optional[dict]], call: Any, delay: float,
                last: Optional[BaseException]):
-    """``call`` from an attempt whose delay is `delay` (< 0: none left) until one returns (see
-    sluice._waiting for plans). `last` is the previous attempt's exception, if any."""
+    """``call`` until an attempt returns (see sluice._waiting for plans), from an attempt whose
+    delay is `delay` (< 0: none left); `last` is the previous attempt's exception, if any."""
     try:
         while delay >= 0:
             if delay:
@@ -244,29 +244,27 @@ class FallbackPolicy(_core.FallbackPolicy):
         try:
             result = fn(call)
         except BaseException as exc:
-            return run_plan(self._after_first_failure(call, fn, classify, exc))
+            # Nothing here may hold `exc` beyond this block: a frame that does, in the traceback
+            # of what is raised, makes a cycle that keeps the call (and the policy's in-flight
+            # count) alive until the next garbage collection.
+            try:
+                call.next(**_outcome_or_reraise(classify, exc))
+            except BaseException:
+                if self._on_transition is not None:
+                    self._publish_transitions()
+                raise
+            return run_plan(_call_plan(self, fn, classify, call, call._next_delay(), exc))
         call._succeed()
         if self._on_transition is not None:
             self._publish_transitions()
         return result
 
-    def _after_first_failure(self, call: Any, fn: Callable[[Attempt], Any],
-                             classify: Callable[[BaseException], Optional[dict]],
-                             exc: BaseException):
-        """The plan of ``call`` after its first attempt raised `exc`."""
-        try:
-            call.next(**_outcome_or_reraise(classify, exc))
-        except BaseException:
-            if self._on_transition is not None:
-                self._publish_transitions()
-            raise
-        return _call_plan(self, fn, classify, call, call._next_delay(), exc)
-
     async def call_async(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
                          classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
         """``call`` for coroutines: ``fn`` is an async function; waits with ``asyncio.sleep``."""
         call = self.begin(deadline)
-        return await run_plan_async(_call_plan(self, fn, classify, call, call._next_delay(), None))
+        return await run_plan_async(
+            _call_plan(self, fn, classify, call, call._next_delay(), None))
 
     def stream(self, fn: Callable[[Attempt], Any], *, deadline: float = 0.0,
                classify: Callable[[BaseException], Optional[dict]] = outcome_of

@@ -96,6 +96,7 @@ py::dict StatsToDict(const sluice::EndpointStats& s) {
 }  // namespace
 
 void BindBalancer(py::module_& m) {
+  const Balancer::Options kDefaults;
   py::class_<sluice::ChatMessage>(m, "ChatMessage", R"doc(
 One message of a parsed request: its role, and its content as text (text parts joined; other
 parts as their minified JSON).)doc")
@@ -129,7 +130,8 @@ What sluice reads from an OpenAI-style request body (``parse_request``).)doc")
       [](const sluice::LlmRequest& r, int64_t block_chars, int64_t max_blocks) {
         return sluice::PrefixBlockHashes(r, {block_chars, max_blocks});
       },
-      py::arg("request"), py::arg("block_chars") = 128, py::arg("max_blocks") = 256,
+      py::arg("request"), py::arg("block_chars") = sluice::PrefixHashOptions{}.block_chars,
+      py::arg("max_blocks") = sluice::PrefixHashOptions{}.max_blocks,
       "The request's chained XXH3 block hashes, as the Balancer's prefix index sees them.");
 
   py::class_<sluice::EngineMetrics>(m, "EngineMetrics", R"doc(
@@ -237,18 +239,28 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
              // Shared: a FallbackPolicy target may route through it.
              return std::shared_ptr<Balancer>(ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock))));
            }),
-           py::arg("strategy") = "least_request", py::kw_only(), py::arg("block_chars") = 128,
-           py::arg("max_blocks") = 256, py::arg("kv_capacity_blocks") = 16384,
-           py::arg("imbalance_abs") = 8, py::arg("imbalance_rel") = 1.5,
-           py::arg("hot_spot_sigmas") = 2.0,
+           // Defaults are Balancer::Options{}'s (kDefaults), so the two cannot drift.
+           py::arg("strategy") = "least_request", py::kw_only(),
+           py::arg("block_chars") = kDefaults.prefix_hash.block_chars,
+           py::arg("max_blocks") = kDefaults.prefix_hash.max_blocks,
+           py::arg("kv_capacity_blocks") = kDefaults.kv_capacity_blocks,
+           py::arg("imbalance_abs") = kDefaults.imbalance_abs,
+           py::arg("imbalance_rel") = kDefaults.imbalance_rel,
+           py::arg("hot_spot_sigmas") = kDefaults.hot_spot_sigmas,
            py::arg("weights") = std::map<std::string, double>{},
-           py::arg("metrics_max_age") = 2.0, py::arg("load_bound") = 1.25,
-           py::arg("virtual_nodes") = 64, py::arg("failures_before_cooldown") = 1,
-           py::arg("cooldown_rate_limited") = 60.0, py::arg("cooldown_auth") = 10.0,
-           py::arg("cooldown_connection") = 10.0, py::arg("cooldown_timeout") = 0.0,
-           py::arg("cooldown_server") = 0.0, py::arg("ewma_weight") = 0.2,
-           py::arg("seed") = 0, py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
-           py::arg("shared_max_in_flight") = 256, py::arg("shared_lease") = 600.0,
+           py::arg("metrics_max_age") = absl::ToDoubleSeconds(kDefaults.metrics_max_age),
+           py::arg("load_bound") = kDefaults.load_bound,
+           py::arg("virtual_nodes") = kDefaults.virtual_nodes,
+           py::arg("failures_before_cooldown") = kDefaults.failures_before_cooldown,
+           py::arg("cooldown_rate_limited") = absl::ToDoubleSeconds(kDefaults.cooldown_rate_limited),
+           py::arg("cooldown_auth") = absl::ToDoubleSeconds(kDefaults.cooldown_auth),
+           py::arg("cooldown_connection") = absl::ToDoubleSeconds(kDefaults.cooldown_connection),
+           py::arg("cooldown_timeout") = absl::ToDoubleSeconds(kDefaults.cooldown_timeout),
+           py::arg("cooldown_server") = absl::ToDoubleSeconds(kDefaults.cooldown_server),
+           py::arg("ewma_weight") = kDefaults.ewma_weight, py::arg("seed") = kDefaults.seed,
+           py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
+           py::arg("shared_max_in_flight") = kDefaults.shared_max_in_flight,
+           py::arg("shared_lease") = absl::ToDoubleSeconds(kDefaults.shared_lease),
            py::keep_alive<1, 21>())
       .def("add_endpoint", EndpointSetter(&Balancer::AddEndpoint), py::arg("id"), py::kw_only(),
            py::arg("weight") = 1, py::arg("max_concurrency") = 0, py::arg("kv_capacity_blocks") = 0,

@@ -257,10 +257,14 @@ Thread-safe; never blocks on I/O.)doc")
              o.redis_name = redis_name;
              return ValueOrThrow(ResponseCache::Create(o, ClockOrDefault(clock)));
            }),
-           py::kw_only(), py::arg("max_bytes") = int64_t{256} << 20, py::arg("shards") = 16,
-           py::arg("default_ttl") = 3600.0, py::arg("protected_share") = 0.8,
-           py::arg("admission") = true, py::arg("store_tool_calls") = true,
-           py::arg("redis") = nullptr, py::arg("redis_name") = "cache",
+           // Defaults are ResponseCache::Options{}'s, so the two cannot drift.
+           py::kw_only(), py::arg("max_bytes") = ResponseCache::Options{}.max_bytes,
+           py::arg("shards") = ResponseCache::Options{}.shards,
+           py::arg("default_ttl") = absl::ToDoubleSeconds(ResponseCache::Options{}.default_ttl),
+           py::arg("protected_share") = ResponseCache::Options{}.protected_share,
+           py::arg("admission") = ResponseCache::Options{}.admission,
+           py::arg("store_tool_calls") = ResponseCache::Options{}.store_tool_calls,
+           py::arg("redis") = nullptr, py::arg("redis_name") = ResponseCache::Options{}.redis_name,
            py::arg("clock") = nullptr, py::keep_alive<1, 10>())
       .def(
           "get",

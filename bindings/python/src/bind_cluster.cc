@@ -90,11 +90,16 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
              o.key_prefix = std::move(key_prefix);
              return ValueOrThrow(sluice::RedisStore::Create(o));
            }),
-           py::arg("host") = "127.0.0.1", py::arg("port") = 6379, py::kw_only(),
+           // Defaults are RedisOptions{}'s, so the two cannot drift.
+           py::arg("host") = sluice::RedisOptions{}.host,
+           py::arg("port") = sluice::RedisOptions{}.port, py::kw_only(),
            py::arg("unix_socket") = py::none(), py::arg("username") = py::none(),
-           py::arg("password") = py::none(), py::arg("db") = 0, py::arg("connect_timeout") = 0.2,
-           py::arg("command_timeout") = 0.005, py::arg("reconnect_interval") = 0.1,
-           py::arg("key_prefix") = "sluice")
+           py::arg("password") = py::none(), py::arg("db") = sluice::RedisOptions{}.db,
+           py::arg("connect_timeout") = absl::ToDoubleSeconds(sluice::RedisOptions{}.connect_timeout),
+           py::arg("command_timeout") = absl::ToDoubleSeconds(sluice::RedisOptions{}.command_timeout),
+           py::arg("reconnect_interval") =
+               absl::ToDoubleSeconds(sluice::RedisOptions{}.reconnect_interval),
+           py::arg("key_prefix") = sluice::RedisOptions{}.key_prefix)
       .def(
           "stats",
           [](const sluice::RedisStore& s) {
