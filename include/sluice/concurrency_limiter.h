@@ -53,6 +53,7 @@ inline namespace v1 {
 
 namespace internal {
 class LeaseBackend;
+struct LeaseGrant;
 }  // namespace internal
 
 // sluice::ConcurrencyLimiter
@@ -124,8 +125,8 @@ class ConcurrencyLimiter {
  private:
   friend class Permit;
   ConcurrencyLimiter(const Options& options, std::unique_ptr<internal::LeaseBackend> backend);
-  // Starts an acquire at `now_nanos` (see TryAcquireAt); `want_fd` for a Pending a loop waits on.
-  Pending<Permit> StartAt(const internal::KeyDigest& digest, int64_t now_nanos, bool want_fd);
+  // The Permit for what the backend granted (or refused).
+  Permit MakePermit(const internal::LeaseGrant& grant);
 
   Options options_;
   std::unique_ptr<internal::LeaseBackend> backend_;  // the scope: process, host, Redis

@@ -49,23 +49,18 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquire(std::string_view key) 
 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key,
                                                             int64_t now_nanos) {
-  return StartAt(internal::DigestKey(key), now_nanos, /*want_fd=*/false).Get();
+  return MakePermit(backend_->Acquire(internal::DigestKey(key), now_nanos));
 }
 
 Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key) {
-  return StartAt(internal::DigestKey(key), backend_->settings().clock->NowNanos(),
-                 /*want_fd=*/true);
+  return backend_->StartAcquire(
+      internal::DigestKey(key), backend_->settings().clock->NowNanos(), /*want_fd=*/true,
+      [this](const internal::LeaseGrant& grant) { return MakePermit(grant); });
 }
 
-Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::StartAt(const internal::KeyDigest& digest,
-                                                                int64_t now_nanos, bool want_fd) {
-  return backend_->StartAcquire(digest, now_nanos, want_fd,
-                                [this](const internal::LeaseGrant& grant) {
-                                  if (!grant.decision.allowed) {
-                                    return Permit(grant.decision, grant.error);
-                                  }
-                                  return Permit(this, grant.lease, grant.decision);
-                                });
+ConcurrencyLimiter::Permit ConcurrencyLimiter::MakePermit(const internal::LeaseGrant& grant) {
+  if (!grant.decision.allowed) return Permit(grant.decision, grant.error);
+  return Permit(this, grant.lease, grant.decision);
 }
 
 int64_t ConcurrencyLimiter::InFlight(std::string_view key) { return StartInFlight(key).Get(); }

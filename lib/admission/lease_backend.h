@@ -56,7 +56,9 @@ class LeaseBackend {
   const LeaseSettings& settings() const { return settings_; }
 
   // Takes a slot for `d` if fewer than max_in_flight unexpired leases are held; the lease ends
-  // settings().lease after `now_nanos`. Ready at once unless Redis must answer.
+  // settings().lease after `now_nanos`. May wait for Redis (at most the store's timeouts).
+  virtual LeaseGrant Acquire(const KeyDigest& d, int64_t now_nanos) = 0;
+  // The same, started: ready at once unless Redis must answer.
   virtual Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
                                                            bool want_fd,
                                                            const PermitMaker& make) = 0;
@@ -91,8 +93,7 @@ class TableLeases final : public LeaseBackend {
  public:
   TableLeases(const LeaseSettings& settings, std::unique_ptr<LeaseStore> table);
 
-  // The grant itself, for callers that make their own Permit.
-  LeaseGrant Acquire(const KeyDigest& d, int64_t now_nanos);
+  LeaseGrant Acquire(const KeyDigest& d, int64_t now_nanos) override;
 
   Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
                                                    bool want_fd,

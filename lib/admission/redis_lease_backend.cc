@@ -34,6 +34,13 @@ class RedisLeaseBackend final : public LeaseBackend {
                              settings.retry_after, settings.clock},
                std::make_unique<LeaseTable>(max_keys)) {}
 
+  LeaseGrant Acquire(const KeyDigest& d, int64_t) override {
+    const uint64_t lease_id = ClusterLeases::NewLeaseId();
+    return Finish(d, lease_id,
+                  redis_->StartAcquire(d, settings().max_in_flight, lease_id, /*want_fd=*/false)
+                      ->Wait(redis_->reply_timeout()));
+  }
+
   Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t,
                                                    bool want_fd,
                                                    const PermitMaker& make) override {

@@ -20,15 +20,20 @@ from ._core import Decision, Permit, Reservation
 from ._waiting import READABLE, pending_plan, run_plan, run_plan_async
 
 
-def _renew_plan(permit: Permit, lease: Optional[float]):
-    pending = permit._start_renew(lease)
+def _renew_plan(permit: Permit, lease: Optional[float], pending: Any = None):
+    if pending is None:
+        pending = permit._start_renew(lease)
     if not pending.done():
         yield (READABLE, pending.fileno())
     permit._finish_renew(pending)
 
 
 def _renew(self: Permit, lease: Optional[float] = None) -> None:
-    run_plan(_renew_plan(self, lease))
+    pending = self._start_renew(lease)
+    if pending.done():  # process and host scope: no plan's round trips
+        self._finish_renew(pending)
+        return
+    run_plan(_renew_plan(self, lease, pending))
 
 
 async def _renew_async(self: Permit, lease: Optional[float] = None) -> None:
@@ -36,7 +41,10 @@ async def _renew_async(self: Permit, lease: Optional[float] = None) -> None:
 
 
 def _settle(self: Reservation, actual: int) -> Decision:
-    return run_plan(pending_plan(self._start_settle(actual)))
+    pending = self._start_settle(actual)
+    if pending.done():  # process and host scope: no plan's round trips (about 0.4 us)
+        return pending.result()
+    return run_plan(pending_plan(pending))
 
 
 async def _settle_async(self: Reservation, actual: int) -> Decision:
@@ -44,7 +52,7 @@ async def _settle_async(self: Reservation, actual: int) -> Decision:
 
 
 def _cancel(self: Reservation) -> None:
-    run_plan(pending_plan(self._start_settle(0)))
+    _settle(self, 0)
 
 
 def _reservation_exit(self: Reservation, exc_type: Any, exc: Any, traceback: Any) -> bool:
