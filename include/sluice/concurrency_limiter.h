@@ -53,7 +53,6 @@ inline namespace v1 {
 
 namespace internal {
 class LeaseBackend;
-struct LeaseGrant;
 }  // namespace internal
 
 // sluice::ConcurrencyLimiter
@@ -147,12 +146,12 @@ class ConcurrencyLimiter::Permit {
 
   explicit operator bool() const { return owner_ != nullptr; }
   bool held() const { return owner_ != nullptr; }
-  const Decision& decision() const { return decision_; }
+  const Decision& decision() const { return grant_.decision; }
   // OK, or why Redis could not decide (a configuration error; the permit is then empty). A
   // refusal and the failure mode's decisions have an OK status.
-  const absl::Status& status() const { return status_; }
+  const absl::Status& status() const { return grant_.error; }
   // When the lease ends, on the limiter's clock.
-  int64_t expires_at_nanos() const { return lease_.expires_at_nanos; }
+  int64_t expires_at_nanos() const { return grant_.lease.expires_at_nanos; }
 
   // Gives the slot back. OK if this permit held it; FailedPrecondition if the lease had already
   // expired and the slot was reclaimed (the work overran its lease). A no-op returning OK on an
@@ -176,17 +175,12 @@ class ConcurrencyLimiter::Permit {
 
  private:
   friend class ConcurrencyLimiter;
-  Permit(ConcurrencyLimiter* owner, const internal::LeaseRef& lease, const Decision& decision)
-      : owner_(owner), lease_(lease), decision_(decision) {}
-  Permit(const Decision& refused, absl::Status status)
-      : decision_(refused), status_(std::move(status)) {}
+  explicit Permit(const internal::LeaseGrant& grant) : grant_(grant) {}
   // InvalidArgument / FailedPrecondition unless the permit is held and lease > 0.
   absl::Status CheckRenew(absl::Duration lease) const;
 
-  ConcurrencyLimiter* owner_ = nullptr;
-  internal::LeaseRef lease_;
-  Decision decision_;
-  absl::Status status_;
+  ConcurrencyLimiter* owner_ = nullptr;  // set while the permit holds its slot
+  internal::LeaseGrant grant_;           // the decision, the lease, a configuration error
 };
 
 }  // namespace v1

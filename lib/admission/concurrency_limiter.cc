@@ -49,7 +49,10 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquire(std::string_view key) 
 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key,
                                                             int64_t now_nanos) {
-  return MakePermit(backend_->Acquire(internal::DigestKey(key), now_nanos));
+  Permit permit;
+  backend_->Acquire(internal::DigestKey(key), now_nanos, &permit.grant_);  // filled in place
+  if (permit.grant_.decision.allowed) permit.owner_ = this;
+  return permit;
 }
 
 Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key) {
@@ -59,8 +62,9 @@ Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view k
 }
 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::MakePermit(const internal::LeaseGrant& grant) {
-  if (!grant.decision.allowed) return Permit(grant.decision, grant.error);
-  return Permit(this, grant.lease, grant.decision);
+  Permit permit(grant);
+  if (grant.decision.allowed) permit.owner_ = this;
+  return permit;
 }
 
 int64_t ConcurrencyLimiter::InFlight(std::string_view key) { return StartInFlight(key).Get(); }
@@ -79,24 +83,20 @@ int64_t ConcurrencyLimiter::failure_mode_decisions() const {
 
 ConcurrencyLimiter::Permit::Permit(Permit&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
-      lease_(other.lease_),
-      decision_(other.decision_),
-      status_(std::move(other.status_)) {}
+      grant_(std::move(other.grant_)) {}
 
 ConcurrencyLimiter::Permit& ConcurrencyLimiter::Permit::operator=(Permit&& other) noexcept {
   if (this != &other) {
     (void)Release();
     owner_ = std::exchange(other.owner_, nullptr);
-    lease_ = other.lease_;
-    decision_ = other.decision_;
-    status_ = std::move(other.status_);
+    grant_ = std::move(other.grant_);
   }
   return *this;
 }
 
 absl::Status ConcurrencyLimiter::Permit::Release() {
   if (owner_ == nullptr) return absl::OkStatus();
-  return std::exchange(owner_, nullptr)->backend_->Release(lease_);
+  return std::exchange(owner_, nullptr)->backend_->Release(grant_.lease);
 }
 
 absl::Status ConcurrencyLimiter::Permit::Renew() {
@@ -132,7 +132,7 @@ Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew() {
 Pending<absl::Status> ConcurrencyLimiter::Permit::StartRenew(absl::Duration lease) {
   if (absl::Status s = CheckRenew(lease); !s.ok()) return Pending<absl::Status>(s);
   internal::LeaseBackend& backend = *owner_->backend_;
-  return backend.StartRenew(&lease_, lease, backend.settings().clock->NowNanos());
+  return backend.StartRenew(&grant_.lease, lease, backend.settings().clock->NowNanos());
 }
 
 }  // namespace v1

@@ -28,14 +28,6 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-// What an acquire got: a lease (lease.lease_id != 0), or a refusal whose `error` is the
-// configuration error Redis answered, if that is why.
-struct LeaseGrant {
-  Decision decision;
-  LeaseRef lease;
-  absl::Status error;
-};
-
 // Turns a grant into the caller's Permit. Backends call it as soon as the grant is known (also
 // for a Pending dropped unread, so the Permit it makes gives its slot back).
 using PermitMaker = std::function<ConcurrencyLimiter::Permit(const LeaseGrant&)>;
@@ -57,7 +49,8 @@ class LeaseBackend {
 
   // Takes a slot for `d` if fewer than max_in_flight unexpired leases are held; the lease ends
   // settings().lease after `now_nanos`. May wait for Redis (at most the store's timeouts).
-  virtual LeaseGrant Acquire(const KeyDigest& d, int64_t now_nanos) = 0;
+  // `out` is a default LeaseGrant (a Permit's own), filled in place.
+  virtual void Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) = 0;
   // The same, started: ready at once unless Redis must answer.
   virtual Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
                                                            bool want_fd,
@@ -93,7 +86,7 @@ class TableLeases final : public LeaseBackend {
  public:
   TableLeases(const LeaseSettings& settings, std::unique_ptr<LeaseStore> table);
 
-  LeaseGrant Acquire(const KeyDigest& d, int64_t now_nanos) override;
+  void Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) override;
 
   Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
                                                    bool want_fd,

@@ -34,9 +34,9 @@ class RedisLeaseBackend final : public LeaseBackend {
                              settings.retry_after, settings.clock},
                std::make_unique<LeaseTable>(max_keys)) {}
 
-  LeaseGrant Acquire(const KeyDigest& d, int64_t) override {
+  void Acquire(const KeyDigest& d, int64_t, LeaseGrant* out) override {
     const uint64_t lease_id = ClusterLeases::NewLeaseId();
-    return Finish(d, lease_id,
+    *out = Finish(d, lease_id,
                   redis_->StartAcquire(d, settings().max_in_flight, lease_id, /*want_fd=*/false)
                       ->Wait(redis_->reply_timeout()));
   }
@@ -156,7 +156,9 @@ class RedisLeaseBackend final : public LeaseBackend {
       case FailureModePolicy::Verdict::kLocal:
         break;
     }
-    return local_.Acquire(d, settings().clock->NowNanos());
+    LeaseGrant local;
+    local_.Acquire(d, settings().clock->NowNanos(), &local);
+    return local;
   }
 
   const std::unique_ptr<ClusterLeases> redis_;

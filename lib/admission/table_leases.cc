@@ -20,33 +20,33 @@ absl::Status LeaseExpiredError() {
 TableLeases::TableLeases(const LeaseSettings& settings, std::unique_ptr<LeaseStore> table)
     : LeaseBackend(settings), table_(std::move(table)) {}
 
-LeaseGrant TableLeases::Acquire(const KeyDigest& d, int64_t now_nanos) {
+void TableLeases::Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) {
   const int64_t max_in_flight = settings().max_in_flight;
   const int64_t expires_at = AddDuration(now_nanos, settings().lease);
   const LeaseStore::Grant grant = table_->Acquire(d, max_in_flight, now_nanos, expires_at);
-  LeaseGrant out;
-  out.decision.limit = max_in_flight;
-  out.decision.allowed = grant.lease_id != 0;
-  if (out.decision.allowed) {
-    out.decision.remaining = max_in_flight - grant.in_flight;
-    out.lease = {LeaseRef::Holder::kTable, d, grant.lease_id, expires_at};
-    return out;
+  out->decision.limit = max_in_flight;
+  out->decision.allowed = grant.lease_id != 0;
+  if (out->decision.allowed) {
+    out->decision.remaining = max_in_flight - grant.in_flight;
+    out->lease = {LeaseRef::Holder::kTable, d, grant.lease_id, expires_at};
+    return;
   }
-  out.decision.retry_after_nanos =
+  out->decision.retry_after_nanos =
       std::max<int64_t>(1, absl::ToInt64Nanoseconds(settings().retry_after));
   if (grant.table_full) {
-    out.decision.remaining = -1;
+    out->decision.remaining = -1;
   } else {
-    out.decision.remaining = 0;
-    out.decision.reset_after_nanos = grant.earliest_expiry - now_nanos;  // a slot frees by then
+    out->decision.remaining = 0;
+    out->decision.reset_after_nanos = grant.earliest_expiry - now_nanos;  // a slot frees by then
   }
-  return out;
 }
 
 Pending<ConcurrencyLimiter::Permit> TableLeases::StartAcquire(const KeyDigest& d,
                                                               int64_t now_nanos, bool,
                                                               const PermitMaker& make) {
-  return Pending<ConcurrencyLimiter::Permit>(make(Acquire(d, now_nanos)));
+  LeaseGrant grant;
+  Acquire(d, now_nanos, &grant);
+  return Pending<ConcurrencyLimiter::Permit>(make(grant));
 }
 
 absl::Status TableLeases::Release(const LeaseRef& lease) {

@@ -1,6 +1,5 @@
 #include "stores/lease_table.h"
 
-
 #include <algorithm>
 #include <limits>
 
