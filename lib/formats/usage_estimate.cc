@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdint>
 
@@ -214,10 +215,13 @@ int64_t Rounded(double tokens, const EstimateOptions& options) {
 }  // namespace
 
 int64_t EstimateTextTokens(std::string_view text, const EstimateOptions& options) {
+  assert(options.cjk_chars_per_token > 0 && options.scale >= 0);
   return Rounded(TextTokens(text, options), options);
 }
 
 int64_t EstimatePromptTokens(std::string_view request_body, const EstimateOptions& options) {
+  assert(options.tokens_per_message >= 0 && options.tokens_per_request >= 0 &&
+         options.tokens_per_image >= 0 && options.cjk_chars_per_token > 0 && options.scale >= 0);
   request_body = internal::NonNull(request_body);
   Estimator estimator(options);
   simdjson::dom::parser parser;
