@@ -232,8 +232,9 @@ struct EstimateOptions {
   // Chinese, Japanese and Korean characters per token: 1.2 fits o200k_base (GPT-4o, GPT-4.1,
   // o-series), 0.8 fits cl100k_base (GPT-4, GPT-3.5). Default: 1.2. REQUIRES: > 0.
   double cjk_chars_per_token = 1.2;
-  // Multiplies the estimate: > 1 errs on the side of reserving too much (1.15 covers the 90th
-  // percentile below). Default: 1.0. REQUIRES: >= 0.
+  // Multiplies the estimate: > 1 errs on the side of reserving too much (with 1.1 the estimate
+  // was at least o200k_base's count for 96% of the measured chat requests, 1.15 for 99%).
+  // Default: 1.0. REQUIRES: >= 0.
   double scale = 1.0;
 };
 

@@ -433,22 +433,28 @@ TEST_CASE("usage: the stream's end: a missing last blank line is forgiven, a cut
   CHECK(stats.malformed_events == 1);
 }
 
-TEST_CASE("usage: SSE details: BOM, CR-only lines, joined data lines, comments, other fields") {
-  const std::string stream =
-      "\xEF\xBB\xBF: keep-alive\r"
-      "retry: 1000\rid: 7\r"
-      "data: {\"object\":\"chat.completion.chunk\",\"choices\":[],\r"
-      "data: \"usage\":{\"prompt_tokens\":3,\r"
-      "data:\"completion_tokens\":4}}\r\r";
-  const std::string_view view = stream;
-  for (size_t cut = 0; cut <= view.size(); ++cut) {
-    INFO("cut at " << cut);
-    const Usage u =
-        ReadChunks(Provider::kAuto, {view.substr(0, cut), view.substr(cut)}).value();
-    CHECK(u.prompt_tokens == 3);
-    CHECK(u.completion_tokens == 4);
-    CHECK(u.total_tokens == 7);
-    CHECK(u.provider == Provider::kOpenAIChat);
+TEST_CASE("usage: SSE details: BOM, CR or CRLF lines, joined data lines, comments, other fields") {
+  // A CR at the end of a chunk may be half of a CRLF: the LF first in the next chunk must not
+  // read as a blank line ending the event early (Higress 4249's T-06).
+  for (const std::string eol : {"\r", "\r\n"}) {
+    const std::string stream =
+        "\xEF\xBB\xBF: keep-alive" + eol + "retry: 1000" + eol + "id: 7" + eol +
+        "data: {\"object\":\"chat.completion.chunk\",\"choices\":[]," + eol +
+        "data: \"usage\":{\"prompt_tokens\":3," + eol + "data:\"completion_tokens\":4}}" + eol + eol;
+    const std::string_view view = stream;
+    for (size_t cut = 0; cut <= view.size(); ++cut) {
+      INFO("line end " << eol.size() << " bytes, cut at " << cut);
+      UsageReader::Stats stats;
+      const absl::StatusOr<Usage> u =
+          ReadChunks(Provider::kAuto, {view.substr(0, cut), view.substr(cut)}, &stats);
+      REQUIRE(u.ok());
+      CHECK(u->prompt_tokens == 3);
+      CHECK(u->completion_tokens == 4);
+      CHECK(u->total_tokens == 7);
+      CHECK(u->provider == Provider::kOpenAIChat);
+      CHECK(stats.events == 1);
+      CHECK(stats.malformed_events == 0);
+    }
   }
 }
 
