@@ -157,7 +157,9 @@ struct Usage {
   friend bool operator==(const Usage& a, const Usage& b) = default;
 };
 
-// Reads the usage of one provider answer fed in chunks. Movable, not copyable.
+// Reads the usage of one provider answer fed in chunks. Movable, not copyable; a moved-from
+// reader may only be destroyed or assigned to. Each reader has its own simdjson parser,
+// whose buffers grow with the largest event it parsed (several bytes per byte of the event).
 class UsageReader {
  public:
   struct Options {
