@@ -21,7 +21,7 @@ set(SLUICE_PUBLIC_HEADER_LAYERS
   "clock.h=base" "decision.h=base" "bytes.h=base" "log.h=base" "pending.h=base"
   "failure.h=base" "internal/status_table.h=base" "internal/key_digest.h=base" "internal/mutex.h=base" "version.h=base"
   "cache_key.h=formats" "llm_request.h=formats" "engine_metrics.h=formats" "sse_replay.h=formats"
-  "provider_error.h=formats"
+  "provider_error.h=formats" "usage.h=formats"
   "internal/lease_ref.h=admission"
   "shared_region.h=stores" "redis_store.h=stores"
   "scope.h=admission" "cluster.h=admission" "window.h=admission" "rate_limiter.h=admission"
