@@ -2,6 +2,7 @@
 // Decision, every argument Create and TryAcquire must refuse, in every scope, and Redis going
 // wrong (a stalled server, a key of the wrong type).
 #include <chrono>
+#include <fstream>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -13,6 +14,10 @@
 
 #include "cluster_test_support.h"
 #include "local_redis.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "sluice/sluice.hpp"
 #include "stores/redis_keys.h"
 #include "test_support.h"
@@ -326,4 +331,36 @@ TEST_CASE("sliding windows in Redis: a key of the wrong type is an error, whatev
   REQUIRE(pending.status().code() == absl::StatusCode::kFailedPrecondition);
   REQUIRE(allow->failure_mode_decisions() == 0);
   REQUIRE(Value(allow->TryAcquire("other")).allowed);  // other keys are fine
+}
+
+TEST_CASE("docs/deployment.md's table of sliding region sizes agrees with the function") {
+  std::ifstream doc(std::string(SLUICE_SOURCE_DIR) + "/docs/deployment.md");
+  REQUIRE(doc.is_open());
+  auto number = [](std::string cell, int64_t* out) {
+    cell = absl::StrReplaceAll(absl::StripAsciiWhitespace(cell), {{",", ""}});
+    return absl::SimpleAtoi(cell, out);
+  };
+  int rows = 0;
+  bool in_table = false;
+  for (std::string line; std::getline(doc, line);) {
+    if (line.find("<!-- sliding region sizes -->") != std::string::npos) in_table = true;
+    if (line.find("<!-- /sliding region sizes -->") != std::string::npos) in_table = false;
+    if (!in_table || line.rfind("| ", 0) != 0 || line.find("---") != std::string::npos) continue;
+    // | what | limits | max_keys | bytes | about |
+    std::vector<std::string> cells = absl::StrSplit(line, '|');
+    REQUIRE(cells.size() >= 5);
+    int64_t max_keys = 0, bytes = 0;
+    if (!number(cells[3], &max_keys)) continue;  // the heading
+    INFO(line);
+    REQUIRE(number(cells[4], &bytes));
+    std::vector<Window> windows;
+    for (absl::string_view limit : absl::StrSplit(cells[2], ',')) {
+      int64_t l = 0;
+      REQUIRE(number(std::string(limit), &l));
+      windows.push_back(Window::Sliding(l, absl::Hours(1)));
+    }
+    CHECK(bytes == Value(sluice::SharedRegionBytesForSlidingWindows(windows, max_keys)));
+    ++rows;
+  }
+  CHECK(rows >= 5);
 }
