@@ -55,7 +55,7 @@ TEST_CASE("LockedTable: a key's cells are updated under its lock (threads see no
   REQUIRE(table.VisitExisting(DigestKey("hot"), [](int64_t* c) { REQUIRE(c[0] == 40000); }));
 }
 
-TEST_CASE("SharedKeyLock: a dead holder is taken over, zombie or reaped; a live one never") {
+TEST_CASE("SharedKeyLock: a dead holder is taken over, zombie or reaped, a live one never") {
   REQUIRE(SharedKeyLock::IsDead(0));
   REQUIRE(SharedKeyLock::IsDead(-5));
   REQUIRE_FALSE(SharedKeyLock::IsDead(getpid()));
