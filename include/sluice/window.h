@@ -8,10 +8,10 @@
 // A window has one of two semantics (`kind`): GCRA (the default, described first) or an exact
 // sliding window (WindowKind::kSliding, described after it).
 //
-// GCRA. The semantics are those of GCRA (the generic cell rate algorithm), which equals a token bucket
-// of capacity `burst` refilled continuously at `limit / period`: over *any* interval of length
-// t, a key is admitted at most `burst + floor(t * limit / period)` units, and a request is refused
-// only if admitting it would break that bound for some interval ending now.
+// GCRA. The semantics are those of GCRA (the generic cell rate algorithm), which equals a token
+// bucket of capacity `burst` refilled continuously at `limit / period`: over *any* interval of
+// length t, a key is admitted at most `burst + floor(t * limit / period)` units, and a request is
+// refused only if admitting it would break that bound for some interval ending now.
 //
 // Exactness: the arithmetic is integer and exact when `limit / gcd(limit, period in ns)` is at
 // most 16, which covers every limit whose prime factors are 2, 3 and 5 (100/min, 5000/day,
@@ -30,7 +30,8 @@
 // admissions (8 bytes each), so `limit` is at most kMaxSlidingLimit, and only RateLimiter takes
 // sliding windows (a TokenBudget's windows count tokens, far too many for per-admission state;
 // a LeakyBucket is a schedule, not a window). Rules:
-//   * `burst` must be 0 (or equal to `limit`): a sliding window has no separate burst;
+//   * `burst` must be 0 (or equal to `limit`): a sliding window has no separate burst; `limit`
+//     and `period` are checked as for GCRA too (at most one per nanosecond of the period);
 //   * a cost c > 1 counts as c admissions at the same instant, so c <= limit;
 //   * every window of one RateLimiter has the same kind (a mix is InvalidArgument naming
 //     windows[i].kind); several sliding windows (5 per minute and 20 per hour) are fine;
@@ -38,6 +39,10 @@
 //     latest admission (threads or processes whose clock readings race by nanoseconds) is
 //     decided, and recorded, at that latest time, which can only refuse earlier;
 //   * in cluster scope periods are whole microseconds (Redis's clock) and leased mode is refused.
+// State per key and window: 8 * (1 + limit) bytes in process scope; in a host region see
+// SharedRegionBytesForSlidingWindows (sluice/rate_limiter.h: size max_keys for it); in Redis a
+// sorted set of the admissions inside the window. A decision reads one time per window and
+// writes `cost` (sliding_log.h in the sources has the argument that this is exact).
 //
 // Example:
 //

@@ -209,8 +209,9 @@ std::shared_ptr<PendingReply> ClusterSliding::StartPeek(const KeyDigest& d, bool
 
 absl::StatusOr<Decision> ClusterSliding::Decode(const std::vector<int64_t>& reply) const {
   auto impossible = [&](absl::string_view what) {
-    absl::Status s = absl::InternalError(absl::StrCat(
-        object_, ": impossible reply from Redis (", what, "): a protocol error or a foreign script"));
+    absl::Status s = absl::InternalError(
+        absl::StrCat(object_, ": impossible reply from Redis (", what,
+                     "): a protocol error or a foreign script"));
     RedisScripts::NoteError(*cluster_.store, s);
     return s;
   };

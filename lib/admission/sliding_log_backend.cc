@@ -218,7 +218,9 @@ absl::StatusOr<std::unique_ptr<GcraBackend>> OpenSlidingBackend(const GcraSpec& 
     }
     return std::unique_ptr<GcraBackend>(std::make_unique<LocalSlidingBackend<HostRings>>(
         *std::move(windows), spec.compiled, spec.clock,
-        [&](const SlidingLog& log) { return std::make_unique<HostRings>(log, *std::move(table)); }));
+        [&](const SlidingLog& log) {
+          return std::make_unique<HostRings>(log, *std::move(table));
+        }));
   }
   return NewProcessSlidingBackend(*std::move(windows), spec.compiled, scope.max_keys, spec.clock);
 }

@@ -1,8 +1,8 @@
 // Internal: the backends of a RateLimiter whose windows are sliding (WindowKind::kSliding), one
 // per scope, behind GcraBackend's interface so that RateLimiter never asks which it has:
 //
-//   process       per key a ring of times (sliding_log.h) in a LockedTable    sliding_log_backend.cc
-//   host          the same rings in a host region, one lock word per key      sliding_log_backend.cc
+//   process       per key a ring of times (sliding_log.h) in a LockedTable   sliding_log_backend.cc
+//   host          the same rings in a host region, one lock word per key     sliding_log_backend.cc
 //                 that a dead holder's successor takes over (shared_key_lock.h)
 //   Redis strict  one script per decision on a sorted set per key and window  redis_sliding.cc
 //   Redis leased  refused: a lease of units is a token bucket, not a log
@@ -54,8 +54,8 @@ std::unique_ptr<GcraBackend> NewProcessSlidingBackend(std::vector<SlidingWindow>
 int64_t HostSlidingCells(const std::vector<SlidingWindow>& windows);
 
 // Redis strict (redis_sliding.cc). `cluster` validated by the caller except for the windows.
-absl::StatusOr<std::unique_ptr<GcraBackend>> NewRedisSlidingBackend(const GcraSpec& spec,
-                                                                    std::vector<SlidingWindow> windows);
+absl::StatusOr<std::unique_ptr<GcraBackend>> NewRedisSlidingBackend(
+    const GcraSpec& spec, std::vector<SlidingWindow> windows);
 
 }  // namespace internal
 }  // namespace v1
