@@ -81,7 +81,9 @@ class SlidingLog {
   // Whether every window has been empty for kIdleMarginNanos: the key may be forgotten.
   bool IsIdle(const int64_t* cells, int64_t now_ticks) const;
   // Restores every ring's order after a holder of the key's lock died mid-Admit (host scope):
-  // entries it wrote count as admissions at their time, which can only refuse more.
+  // entries it wrote count as admissions at their time, which can only refuse more. Not itself
+  // crash-proof: a second holder killed in the middle of a Repair (microseconds, after a first
+  // kill) can leave a time duplicated in place of another, so that key may admit one more.
   void Repair(int64_t* cells) const;
 
   // Tests only: `hook` runs inside every Admit that admits, after the first window's times are
