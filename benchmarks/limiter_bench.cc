@@ -156,4 +156,36 @@ BENCHMARK(BM_ConcurrencyLimiter_AcquireRelease);
 
 }  // namespace
 
+// Exact sliding windows beside GCRA, one hot key, process scope, the same shape (1000 per ms)
+// and the time given, advancing 1 us a call: every decision is an admission, and in the sliding
+// window the oldest of the last 1000 leaves exactly as the next arrives.
+std::unique_ptr<sluice::RateLimiter> ShapedLimiter(sluice::WindowKind kind) {
+  sluice::RateLimiter::Options o;
+  o.windows = {sluice::Window{1000, absl::Milliseconds(1), 0, kind}};
+  return *sluice::RateLimiter::Create(o);
+}
+void BM_HotKey_GivenTime_Gcra1000PerMs(benchmark::State& state) {
+  auto rl = ShapedLimiter(sluice::WindowKind::kGcra);
+  int64_t now = sluice::Clock::Steady()->NowNanos();
+  for (auto _ : state) benchmark::DoNotOptimize(rl->TryAcquireAt(kHotKey, 1, now += 1000));
+}
+BENCHMARK(BM_HotKey_GivenTime_Gcra1000PerMs);
+void BM_HotKey_GivenTime_Sliding1000PerMs(benchmark::State& state) {
+  auto rl = ShapedLimiter(sluice::WindowKind::kSliding);
+  int64_t now = sluice::Clock::Steady()->NowNanos();
+  for (auto _ : state) benchmark::DoNotOptimize(rl->TryAcquireAt(kHotKey, 1, now += 1000));
+}
+BENCHMARK(BM_HotKey_GivenTime_Sliding1000PerMs);
+// Allow() on the real clock: after the first 1000 of each ms, refusals (the common case of a key
+// over its limit), one thread and two on one key.
+sluice::RateLimiter* SharedSlidingLimiter() {
+  static sluice::RateLimiter* limiter = ShapedLimiter(sluice::WindowKind::kSliding).release();
+  return limiter;
+}
+void BM_HotKey_Allow_Sliding1000PerMs(benchmark::State& state) {
+  auto* rl = SharedSlidingLimiter();
+  for (auto _ : state) benchmark::DoNotOptimize(rl->Allow(kHotKey));
+}
+BENCHMARK(BM_HotKey_Allow_Sliding1000PerMs)->Threads(1)->Threads(2)->UseRealTime();
+
 BENCHMARK_MAIN();

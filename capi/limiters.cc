@@ -76,10 +76,14 @@ int TokenBudgetTryReserve(const char* function, sluice_token_budget* budget, con
 template <ObjectKind kKind, typename Object, typename Handle>
 int CreateLimiter(const char* function, const sluice_options* options, const sluice_clock* clock,
                   Handle** out) {
-  using Options = typename Object::Options;
+  using Options = std::conditional_t<TakesWindows(kKind), WindowedOptions<Object>,
+                                     typename Object::Options>;
   return CreateHandle<kKind, Options>(function, options, out, [&](Options& o) {
     o.cluster.store = options->redis;
-    if constexpr (TakesWindows(kKind)) o.windows = options->windows;
+    if constexpr (TakesWindows(kKind)) {
+      o.windows = options->windows;
+      for (sluice::Window& w : o.windows) w.kind = o.window_kind;
+    }
     return Object::Create(o, ClockOf(clock));
   });
 }

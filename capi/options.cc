@@ -29,6 +29,9 @@ static_assert(SLUICE_PARAM_CLUSTER_RULE == SLUICE_PARAM_REDIS_NAME, "an alias by
 static_assert(static_cast<int>(sluice::FailureMode::kAllow) == SLUICE_FAILURE_ALLOW &&
               static_cast<int>(sluice::FailureMode::kDeny) == SLUICE_FAILURE_DENY &&
               static_cast<int>(sluice::FailureMode::kLocal) == SLUICE_FAILURE_LOCAL);
+static_assert(static_cast<int>(sluice::WindowKind::kGcra) == SLUICE_WINDOW_GCRA &&
+              static_cast<int>(sluice::WindowKind::kSliding) == SLUICE_WINDOW_SLIDING &&
+              sluice::kMaxSlidingLimit == SLUICE_MAX_SLIDING_LIMIT);
 static_assert(static_cast<int>(sluice::ClusterMode::kStrict) == SLUICE_CLUSTER_STRICT &&
               static_cast<int>(sluice::ClusterMode::kLeased) == SLUICE_CLUSTER_LEASED);
 static_assert(static_cast<int>(sluice::Balancer::Strategy::kRoundRobin) ==

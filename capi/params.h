@@ -61,6 +61,14 @@ const char* ParamName(int number);
 constexpr bool TakesWindows(ObjectKind kind) { return (kind & (kRateLimiter | kTokenBudget)) != 0; }
 constexpr bool TakesStore(ObjectKind kind) { return (kind & (kLimiters | kCache)) != 0; }
 
+// The Options of the objects that take windows, in C: the windows come from the bag
+// (sluice_options_add_window) after the parameters are read, so SLUICE_PARAM_WINDOW_KIND lands
+// here and CreateLimiter gives it to every window.
+template <typename Object>
+struct WindowedOptions : Object::Options {
+  sluice::WindowKind window_kind = sluice::WindowKind::kGcra;
+};
+
 // The C++ fields whose name differs between the objects that share a parameter: the balancer's
 // host-shared in-flight counts, and the cache's Redis name (the limiters' is in `cluster`).
 template <typename Options>
@@ -86,6 +94,11 @@ template <>
 struct EnumParam<sluice::FailureMode> {
   static constexpr int kMin = SLUICE_FAILURE_ALLOW, kMax = SLUICE_FAILURE_LOCAL;
   static constexpr const char* kCName = "sluice_failure_mode";
+};
+template <>
+struct EnumParam<sluice::WindowKind> {
+  static constexpr int kMin = SLUICE_WINDOW_GCRA, kMax = SLUICE_WINDOW_SLIDING;
+  static constexpr const char* kCName = "sluice_window_kind";
 };
 template <>
 struct EnumParam<sluice::ClusterMode> {

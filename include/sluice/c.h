@@ -163,6 +163,8 @@ typedef struct sluice_options sluice_options;
  * that this enum and that table agree. */
 typedef enum sluice_param {
   SLUICE_PARAM_MAX_KEYS = 100,      /* all objects; default 1048576 */
+  SLUICE_PARAM_WINDOW_KIND = 101,   /* rate limiter: a sluice_window_kind for every window added;
+                                       default SLUICE_WINDOW_GCRA (token budget: GCRA only) */
   SLUICE_PARAM_RATE = 200,          /* leaky bucket: units per `per`; required */
   SLUICE_PARAM_PER_NANOS = 201,     /* leaky bucket; default 1 s */
   SLUICE_PARAM_BURST = 202,         /* leaky bucket; default 1 */
@@ -254,6 +256,16 @@ typedef enum sluice_param {
   SLUICE_PARAM_CACHE_REDIS_NAME SLUICE_DEPRECATED_ENUMERATOR("use SLUICE_PARAM_REDIS_NAME") = 906
 } sluice_param;
 
+/* How a window counts (sluice/window.h, WindowKind). SLUICE_WINDOW_SLIDING: at most `limit` in
+ * any interval of `period_nanos`, exactly; 1 <= limit <= SLUICE_MAX_SLIDING_LIMIT, burst 0 (or
+ * the limit); rate limiters only, strict cluster mode only; a host region then takes per key
+ * 8 * (3 + limit) bytes per window (size SLUICE_PARAM_MAX_KEYS: the default is 1048576 keys). */
+typedef enum sluice_window_kind {
+  SLUICE_WINDOW_GCRA = 0,
+  SLUICE_WINDOW_SLIDING = 1
+} sluice_window_kind;
+#define SLUICE_MAX_SLIDING_LIMIT 1000
+
 /* Leased mode is for rate limiters only (sluice/cluster.h states its overshoot bound). */
 typedef enum sluice_cluster_mode {
   SLUICE_CLUSTER_STRICT = 0,
@@ -286,7 +298,8 @@ SLUICE_API int sluice_options_set_string(sluice_options* options, int param, con
 SLUICE_API int sluice_shared_region_remove(const char* name, size_t len);
 /* Cluster scope: the store an object keeps its state in (NULL clears it). */
 SLUICE_API int sluice_options_set_redis_store(sluice_options* options, sluice_redis_store* store);
-/* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. */
+/* Adds a window (rate limiter, token budget): `limit` per `period_nanos`, burst 0 = limit. Its
+ * kind is SLUICE_PARAM_WINDOW_KIND's, the same for every window of the object. */
 SLUICE_API int sluice_options_add_window(sluice_options* options, int64_t limit,
                                          int64_t period_nanos, int64_t burst);
 

@@ -69,7 +69,11 @@ class RateLimiter {
     // The windows every request must pass, 1 to 8 of them. Required.
     std::vector<Window> windows;
     // Scope notes: memory is about 48 bytes per live key (plus 8 per extra window); a host region
-    // takes SharedRegionBytesForWindows(windows.size(), max_keys) bytes. In cluster scope,
+    // takes SharedRegionBytesForWindows(windows.size(), max_keys) bytes. Sliding windows
+    // (WindowKind::kSliding, sluice/window.h) keep 8 bytes per unit of limit per key, plus 8 per
+    // window, under a mutex per shard of keys (a lock word per key in a host region, which takes
+    // SharedRegionBytesForSlidingWindows(windows, max_keys) bytes); in cluster scope a sorted set
+    // per key and window, strict mode only. In cluster scope,
     // decisions take one round trip and use the Redis server's clock (the limiter's clock is used
     // only by the kLocal failure mode); in leased mode (ClusterMode::kLeased) most decisions are
     // local, and the bound becomes burst + floor((t + lease_ttl) * limit / period) over any
@@ -145,6 +149,15 @@ class RateLimiter {
   Options options_;
   std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis
 };
+
+// The bytes of /dev/shm the region of a host-scope RateLimiter with these sliding windows takes
+// for `max_keys` keys, header included: per key a lock word and, per window, 1 + limit words,
+// rounded up to an even count with the key's 2-word digest, at a load of at most 3/4. (For GCRA
+// windows see SharedRegionBytesForWindows in sluice/shared_region.h.) InvalidArgument, naming
+// the field, for the windows Create refuses, a window that is not kSliding, or a max_keys out
+// of 1..kMaxSharedRegionKeys. Thread-safe.
+absl::StatusOr<int64_t> SharedRegionBytesForSlidingWindows(const std::vector<Window>& windows,
+                                                           int64_t max_keys);
 
 }  // namespace v1
 }  // namespace sluice

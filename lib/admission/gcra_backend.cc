@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "admission/leased_gcra.h"
 #include "admission/redis_gcra.h"
+#include "admission/sliding_log_backend.h"
 #include "stores/shared_table.h"
 
 namespace sluice {
@@ -83,6 +84,17 @@ GcraBackend::GcraBackend(std::vector<GcraWindow> windows, const Clock* clock)
       clock_(clock) {}
 
 absl::StatusOr<std::unique_ptr<GcraBackend>> OpenGcraBackend(const GcraSpec& spec) {
+  absl::StatusOr<bool> sliding = AreSliding(spec.object, spec.windows);
+  if (!sliding.ok()) return sliding.status();
+  if (*sliding) {
+    if (!spec.sliding_allowed) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          spec.object, ": windows[0].kind must be kGcra (only a RateLimiter takes sliding ",
+          "windows: they keep one timestamp per admission, too many for token or shaping ",
+          "windows)"));
+    }
+    return OpenSlidingBackend(spec);
+  }
   const ScopeOptions& scope = *spec.scope;
   const ClusterOptions& cluster = scope.cluster;
   if (cluster.store != nullptr) {

@@ -101,11 +101,15 @@ struct GcraSpec {
   const Clock* clock = nullptr;
   // Why leased mode is refused ("a schedule cannot be leased"), or empty if it is allowed.
   absl::string_view no_lease_reason;
+  // Whether the object takes sliding windows (WindowKind::kSliding): only RateLimiter does.
+  bool sliding_allowed = false;
 };
 
 // The backend for `spec.scope`: process (no shared_region, no cluster store), host
-// (shared_region), Redis strict or leased (cluster.store; cluster.mode). InvalidArgument naming
-// the field for a bad scope (both scopes set, bad cluster options, leased mode refused or its
+// (shared_region), Redis strict or leased (cluster.store; cluster.mode); for sliding windows
+// (every window kSliding) the sliding backend of that scope (sliding_log_backend.h).
+// InvalidArgument naming the field for windows of mixed kinds, sliding windows where the object
+// refuses them (windows[i].kind), a bad scope (both scopes set, bad cluster options, leased mode refused or its
 // lease out of range); a host region's errors (see sluice/shared_region.h).
 absl::StatusOr<std::unique_ptr<GcraBackend>> OpenGcraBackend(const GcraSpec& spec);
 

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<RateLimiter>> RateLimiter::Create(const Options& 
   if (!windows.ok()) return windows.status();
   absl::StatusOr<std::unique_ptr<internal::GcraBackend>> backend = internal::OpenGcraBackend(
       {.object = kName, .windows = options.windows, .compiled = *std::move(windows),
-       .scope = &options, .clock = clock});
+       .scope = &options, .clock = clock, .no_lease_reason = {}, .sliding_allowed = true});
   if (!backend.ok()) return backend.status();
   return std::unique_ptr<RateLimiter>(new RateLimiter(options, *std::move(backend)));
 }

@@ -3,6 +3,7 @@
  * any failure. The deprecated names are called only in test_deprecated_names, where their
  * warnings are silenced (the build makes any other use an error). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1194,10 +1195,100 @@ static void test_deprecated_names(void) {
 #pragma GCC diagnostic pop
 #endif
 
+/* Exact sliding windows: SLUICE_PARAM_WINDOW_KIND makes every window added a sliding one. */
+static void test_sliding_window(void) {
+  sluice_clock* clock = NULL;
+  sluice_options* o = sluice_options_create();
+  sluice_rate_limiter* rl = NULL;
+  sluice_token_budget* tb = NULL;
+  sluice_decision d;
+  char name[64];
+  int i;
+  CHECK(sluice_manual_clock_create(0, &clock) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_WINDOW_KIND, SLUICE_WINDOW_SLIDING) == SLUICE_OK);
+  CHECK(sluice_options_add_window(o, 3, 10 * SECOND, 0) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, clock, &rl) == SLUICE_OK);
+  for (i = 0; i < 3; ++i) {
+    CHECK(sluice_rate_limiter_try_acquire(rl, "login", 5, 1, &d) == SLUICE_OK && d.allowed);
+    CHECK(sluice_manual_clock_advance(clock, SECOND) == SLUICE_OK);
+  }
+  /* t = 3 s: full until the admission at 0 leaves, at 10 s (GCRA would refill one at 3.3 s). */
+  CHECK(sluice_rate_limiter_try_acquire(rl, "login", 5, 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.retry_after_nanos == 7 * SECOND);
+  CHECK(d.remaining == 0 && d.limit == 3 && d.window_nanos == 10 * SECOND);
+  CHECK(sluice_rate_limiter_try_acquire_at(rl, "login", 5, 1, 10 * SECOND - 1, &d) == SLUICE_OK);
+  CHECK(d.allowed == 0);
+  CHECK(sluice_rate_limiter_try_acquire_at(rl, "login", 5, 1, 10 * SECOND, &d) == SLUICE_OK);
+  CHECK(d.allowed == 1);
+  CHECK(sluice_rate_limiter_try_acquire(rl, "login", 5, 4, &d) == SLUICE_INVALID_ARGUMENT);
+  sluice_rate_limiter_destroy(rl);
+
+  /* Host scope: one limit for every handle that opens the region. */
+  snprintf(name, sizeof(name), "capi-sliding-%ld", (long)sluice_clock_now_nanos(NULL));
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_MAX_KEYS, 64) == SLUICE_OK);
+  CHECK(sluice_rate_limiter_create(o, clock, &rl) == SLUICE_OK);
+  for (i = 0; i < 5; ++i) sluice_rate_limiter_try_acquire(rl, "k", 1, 1, &d);
+  CHECK(d.allowed == 0 && d.remaining == 0);
+  sluice_rate_limiter_destroy(rl);
+  CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, NULL, 0) == SLUICE_OK);
+
+  /* Hostile values: each is refused at create, naming the field. */
+  {
+    const int64_t limits[] = {0, -1, INT64_MIN, INT64_MAX, SLUICE_MAX_SLIDING_LIMIT + 1};
+    const int64_t periods[] = {0, -SECOND, INT64_MIN, INT64_MAX};
+    sluice_options* bad;
+    for (i = 0; i < 5; ++i) {
+      bad = sluice_options_create();
+      sluice_options_set(bad, SLUICE_PARAM_WINDOW_KIND, SLUICE_WINDOW_SLIDING);
+      sluice_options_add_window(bad, limits[i], SECOND, 0);
+      CHECK(sluice_rate_limiter_create(bad, clock, &rl) == SLUICE_INVALID_ARGUMENT && rl == NULL);
+      CHECK(strstr(sluice_last_error_message(), "windows[0].limit") != NULL);
+      sluice_options_destroy(bad);
+    }
+    for (i = 0; i < 4; ++i) {
+      bad = sluice_options_create();
+      sluice_options_set(bad, SLUICE_PARAM_WINDOW_KIND, SLUICE_WINDOW_SLIDING);
+      sluice_options_add_window(bad, 5, periods[i], 0);
+      CHECK(sluice_rate_limiter_create(bad, clock, &rl) == SLUICE_INVALID_ARGUMENT && rl == NULL);
+      CHECK(strstr(sluice_last_error_message(), "windows[0].period") != NULL);
+      sluice_options_destroy(bad);
+    }
+    bad = sluice_options_create();
+    sluice_options_set(bad, SLUICE_PARAM_WINDOW_KIND, SLUICE_WINDOW_SLIDING);
+    sluice_options_add_window(bad, 5, SECOND, 2);
+    CHECK(sluice_rate_limiter_create(bad, clock, &rl) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "windows[0].burst") != NULL);
+    sluice_options_set(bad, SLUICE_PARAM_WINDOW_KIND, 2);
+    CHECK(sluice_rate_limiter_create(bad, clock, &rl) == SLUICE_INVALID_ARGUMENT);
+    CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_WINDOW_KIND must be a sluice_window_kind") != NULL);
+    sluice_options_set(bad, SLUICE_PARAM_WINDOW_KIND, -1);
+    CHECK(sluice_rate_limiter_create(bad, clock, &rl) == SLUICE_INVALID_ARGUMENT);
+    sluice_options_destroy(bad);
+  }
+  /* A token budget's windows count tokens: too many for a log. A leaky bucket has no windows. */
+  CHECK(sluice_token_budget_create(o, clock, &tb) == SLUICE_INVALID_ARGUMENT && tb == NULL);
+  CHECK(strstr(sluice_last_error_message(), "windows[0].kind") != NULL);
+  sluice_options_destroy(o);
+  o = sluice_options_create();
+  sluice_options_set(o, SLUICE_PARAM_WINDOW_KIND, SLUICE_WINDOW_SLIDING);
+  sluice_options_set(o, SLUICE_PARAM_RATE, 10);
+  {
+    sluice_leaky_bucket* lb = NULL;
+    CHECK(sluice_leaky_bucket_create(o, clock, &lb) == SLUICE_INVALID_ARGUMENT && lb == NULL);
+    CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_WINDOW_KIND") != NULL);
+  }
+  sluice_options_destroy(o);
+  sluice_clock_destroy(clock);
+}
+
 int main(void) {
   test_version_and_status_names();
   test_destroy_accepts_null();
   test_rate_limiter();
+  test_sliding_window();
   test_bad_options();
   test_leaky_bucket();
   test_concurrency_limiter();

@@ -1,0 +1,87 @@
+// Internal: strict cluster-scope sliding windows (a RateLimiter with WindowKind::kSliding windows
+// and cluster.store): one EVALSHA per decision, on the Redis server's clock.
+//
+// Per key and window a sorted set of the admissions still inside the window (members unique
+// sequence numbers from a counter key, scores their times in microseconds). The admit script
+// drops the members at or before now - period (ZREMRANGEBYSCORE), counts the rest (ZCARD), and
+// adds `cost` members at now (ZADD) only if every window has room for them; the keys expire a
+// period after the key's last admission (PEXPIRE), so idle keys vanish. The decision is the
+// process scope's (sliding_log.h), with the same retry_after and reset_after, in microseconds.
+// A key's times never go backwards here either: "now" is at least the newest member's score.
+//
+// Keys: `<prefix>:{<redis_name>:<digest>}:z<i>` (window i's set) and `...:n` (the counter), one
+// hash tag, so one Cluster slot. They differ from GCRA's `:w<i>`: a rule that changes kind never
+// reads the other kind's keys.
+//
+// Failures are ClusterGcra's (redis_gcra.h): a transport failure goes to the failure mode
+// (FailureModePolicy; kLocal decides against a process-scope sliding log with limit / local_share
+// per window), anything Redis answered that is not a decision is returned.
+#ifndef SLUICE_LIB_ADMISSION_REDIS_SLIDING_H_
+#define SLUICE_LIB_ADMISSION_REDIS_SLIDING_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "admission/failure_mode.h"
+#include "admission/gcra_backend.h"
+#include "admission/sliding_log.h"
+#include "sluice/cluster.h"
+#include "sluice/decision.h"
+#include "stores/redis_scripts.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+class ClusterSliding {
+ public:
+  // Validates the cluster options and the windows (periods must be whole microseconds).
+  static absl::StatusOr<std::unique_ptr<ClusterSliding>> Create(
+      absl::string_view object, const ClusterOptions& cluster,
+      const std::vector<SlidingWindow>& windows, const Clock* clock);
+
+  // Starts a decision of `cost` (1 <= cost <= every limit); never blocks.
+  std::shared_ptr<PendingReply> Start(const KeyDigest& d, int64_t cost, bool want_fd);
+  // Turns the reply into a Decision; on a transport failure, applies the failure mode. Other
+  // errors (configuration, an impossible reply) are returned.
+  absl::StatusOr<Decision> Finish(const KeyDigest& d, int64_t cost,
+                                  const absl::StatusOr<std::vector<int64_t>>& reply);
+  // Read-only: whether one more admission would pass every window now.
+  std::shared_ptr<PendingReply> StartPeek(const KeyDigest& d, bool want_fd);
+  absl::StatusOr<Decision> FinishPeek(const KeyDigest& d,
+                                      const absl::StatusOr<std::vector<int64_t>>& reply);
+
+  // A refusal standing for a decision Redis could not make, with the error in `*error`.
+  Decision OrRefusal(absl::StatusOr<Decision> d, absl::Status* error) const;
+
+  absl::Duration reply_timeout() const { return reply_timeout_; }
+  int64_t failure_decisions() const { return failure_mode_->decisions(); }
+
+ private:
+  ClusterSliding() = default;
+  std::vector<std::string> Keys(const KeyDigest& d) const;
+  std::vector<std::string> Args(int64_t cost) const;
+  // {allowed, binding window (1-based), remaining, retry_after_us, reset_after_us}; Internal
+  // (logged and counted) if a value is impossible.
+  absl::StatusOr<Decision> Decode(const std::vector<int64_t>& reply) const;
+  absl::StatusOr<Decision> Failed(const absl::Status& status, const KeyDigest& d, int64_t cost,
+                                  bool peek);
+
+  std::string object_;
+  ClusterOptions cluster_;
+  std::vector<SlidingWindow> windows_;
+  std::vector<std::string> window_args_;  // per window: limit, period (us)
+  std::unique_ptr<FailureModePolicy> failure_mode_;
+  std::unique_ptr<GcraBackend> local_;  // FailureMode::kLocal
+  const Clock* clock_ = nullptr;
+  absl::Duration reply_timeout_;
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_ADMISSION_REDIS_SLIDING_H_
