@@ -72,7 +72,8 @@ class RateLimiter {
     // takes SharedRegionBytesForWindows(windows.size(), max_keys) bytes. Sliding windows
     // (WindowKind::kSliding, sluice/window.h) keep 8 bytes per unit of limit per key, plus 8 per
     // window, under a mutex per shard of keys (a lock word per key in a host region, which takes
-    // SharedRegionBytesForSlidingWindows(windows, max_keys) bytes); in cluster scope a sorted set
+    // SharedRegionBytesForSlidingWindows(windows, max_keys) bytes, at most
+    // kMaxSlidingRegionBytes: set max_keys to the keys you expect); in cluster scope a sorted set
     // per key and window, strict mode only. In cluster scope,
     // decisions take one round trip and use the Redis server's clock (the limiter's clock is used
     // only by the kLocal failure mode); in leased mode (ClusterMode::kLeased) most decisions are
@@ -158,6 +159,10 @@ class RateLimiter {
 // of 1..kMaxSharedRegionKeys. Thread-safe.
 absl::StatusOr<int64_t> SharedRegionBytesForSlidingWindows(const std::vector<Window>& windows,
                                                            int64_t max_keys);
+
+// The largest host region a RateLimiter with sliding windows creates (1 GiB): regions are
+// reserved whole, and the default max_keys would otherwise reserve gigabytes per limiter.
+inline constexpr int64_t kMaxSlidingRegionBytes = int64_t{1} << 30;
 
 }  // namespace v1
 }  // namespace sluice

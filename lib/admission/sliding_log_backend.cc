@@ -206,6 +206,16 @@ absl::StatusOr<std::unique_ptr<GcraBackend>> OpenSlidingBackend(const GcraSpec& 
     return NewRedisSlidingBackend(spec, *std::move(windows));
   }
   if (!scope.shared_region.empty()) {
+    // Reserved whole at creation: with the default max_keys (2^20), one window of limit 1000
+    // would take 7.8 GiB. A careless default must not eat the host's memory.
+    absl::StatusOr<int64_t> words =
+        SharedTable::WordsFor(static_cast<int>(HostSlidingCells(*windows)), scope.max_keys);
+    if (words.ok() && SharedRegion::BytesFor(*words) > kMaxSlidingRegionBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          spec.object, ": max_keys must be lower for sliding windows in host scope: the region ",
+          "would take ", SharedRegion::BytesFor(*words), " bytes for max_keys ", scope.max_keys,
+          ", more than ", kMaxSlidingRegionBytes, " (see SharedRegionBytesForSlidingWindows)"));
+    }
     RegionSpec region;
     region.kind = std::string(spec.object);
     region.description = Describe(*windows);

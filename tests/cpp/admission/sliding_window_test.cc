@@ -2,6 +2,7 @@
 // Decision, every argument Create and TryAcquire must refuse, in every scope, and Redis going
 // wrong (a stalled server, a key of the wrong type).
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <cstdint>
 #include <functional>
@@ -365,4 +366,22 @@ TEST_CASE("docs/deployment.md's table of sliding region sizes agrees with the fu
     ++rows;
   }
   CHECK(rows >= 5);
+}
+
+TEST_CASE("sliding windows in a host region: a region beyond kMaxSlidingRegionBytes is refused") {
+  // The default max_keys (2^20) with limit 1000 would reserve 7.8 GiB of /dev/shm at creation.
+  RegionName region;
+  RateLimiter::Options o;
+  o.windows = {Window::Sliding(1000, absl::Minutes(1))};
+  o.shared_region = region.name;
+  const absl::Status refused = RateLimiter::Create(o).status();
+  REQUIRE(refused.code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(refused.message()), Catch::Contains("max_keys must be lower"));
+  CHECK_FALSE(std::filesystem::exists("/dev/shm/" + region.name));  // nothing left behind
+  // The same windows with the keys one expects fit.
+  o.max_keys = 10'000;
+  REQUIRE(Value(sluice::SharedRegionBytesForSlidingWindows(o.windows, o.max_keys)) <=
+          sluice::kMaxSlidingRegionBytes);
+  ManualClock clock;
+  REQUIRE(Value(RateLimiter::Create(o, &clock))->Allow("k"));
 }
