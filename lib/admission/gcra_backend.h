@@ -2,8 +2,8 @@
 // interface. The public objects validate their arguments, digest the key and call the backend;
 // they never ask which scope they are in.
 //
-//   process       ProcessGcra (cells in this process)                    local_gcra.cc
-//   host          HostGcra (cells in a shared-memory region)             local_gcra.cc
+//   process       ProcessGcra (cells in this process)                    gcra.cc
+//   host          HostGcra (cells in a shared-memory region)             gcra.cc
 //   Redis strict  one EVALSHA per decision (ClusterGcra)                 redis_gcra_backend.cc
 //   Redis leased  local decisions from units leased in Redis (LeasedGcra) redis_gcra_backend.cc
 //
@@ -113,7 +113,7 @@ struct GcraSpec {
 // lease out of range); a host region's errors (see sluice/shared_region.h).
 absl::StatusOr<std::unique_ptr<GcraBackend>> OpenGcraBackend(const GcraSpec& spec);
 
-// The implementations, for OpenGcraBackend (local_gcra.cc, redis_gcra_backend.cc).
+// The implementations, for OpenGcraBackend (gcra.cc, redis_gcra_backend.cc).
 std::unique_ptr<GcraBackend> NewProcessGcraBackend(std::vector<GcraWindow> windows,
                                                    int64_t max_keys, const Clock* clock);
 std::unique_ptr<GcraBackend> NewHostGcraBackend(std::vector<GcraWindow> windows,
