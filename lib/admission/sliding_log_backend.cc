@@ -210,11 +210,13 @@ absl::StatusOr<std::unique_ptr<GcraBackend>> OpenSlidingBackend(const GcraSpec& 
     // would take 7.8 GiB. A careless default must not eat the host's memory.
     absl::StatusOr<int64_t> words =
         SharedTable::WordsFor(static_cast<int>(HostSlidingCells(*windows)), scope.max_keys);
-    if (words.ok() && SharedRegion::BytesFor(*words) > kMaxSlidingRegionBytes) {
+    absl::StatusOr<int64_t> bytes =
+        words.ok() ? SharedRegion::BytesFor(*words) : absl::StatusOr<int64_t>(words.status());
+    if (bytes.ok() && *bytes > kMaxSlidingRegionBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           spec.object, ": max_keys must be lower for sliding windows in host scope: the region ",
-          "would take ", SharedRegion::BytesFor(*words), " bytes for max_keys ", scope.max_keys,
-          ", more than ", kMaxSlidingRegionBytes, " (see SharedRegionBytesForSlidingWindows)"));
+          "would take ", *bytes, " bytes for max_keys ", scope.max_keys, ", more than ",
+          kMaxSlidingRegionBytes, " (see SharedRegionBytesForSlidingWindows)"));
     }
     RegionSpec region;
     region.kind = std::string(spec.object);

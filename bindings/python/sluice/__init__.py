@@ -45,7 +45,7 @@ from typing import Any, Dict, Optional
 from . import _core
 from ._core import Clock, Decision, ManualClock, PendingCount, PendingDecision, PendingPermit
 from ._core import PendingReservation
-from ._core import Permit, RedisStore, Reservation, Window
+from ._core import SLIDING_MAX_LIMIT, Permit, RedisStore, Reservation, Window
 from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
@@ -112,6 +112,7 @@ __all__ = [
     "Reservation",
     "TokenBudget",
     "Window",
+    "SLIDING_MAX_LIMIT",
     "coarse_steady_clock",
     "remove_shared_region",
     "steady_clock",

@@ -77,15 +77,35 @@ period)`` units (GCRA); a request is refused only when admitting it would break 
       .def_static("per_minute", &sluice::Window::PerMinute, py::arg("limit"), py::arg("burst") = 0)
       .def_static("per_hour", &sluice::Window::PerHour, py::arg("limit"), py::arg("burst") = 0)
       .def_static("per_day", &sluice::Window::PerDay, py::arg("limit"), py::arg("burst") = 0)
+      .def_static(
+          "sliding",
+          [](int64_t limit, double period) {
+            return sluice::Window::Sliding(limit, SecondsToDuration(period, "period"));
+          },
+          py::arg("limit"), py::arg("period"),
+          "An exact sliding window: at most ``limit`` admissions in any interval of ``period``\n"
+          "seconds (a log of the last ``limit`` admission times per key; limit at most\n"
+          "SLIDING_MAX_LIMIT). RateLimiter only; every window of a limiter has the same kind.")
       .def_readonly("limit", &sluice::Window::limit)
+      .def_property_readonly(
+          "kind",
+          [](const sluice::Window& w) {
+            return w.kind == sluice::WindowKind::kSliding ? "sliding" : "gcra";
+          },
+          "'gcra' (the default) or 'sliding'.")
       .def_property_readonly(
           "period", [](const sluice::Window& w) { return absl::ToDoubleSeconds(w.period); })
       .def_readonly("burst", &sluice::Window::burst)
       .def("__repr__", [](const sluice::Window& w) {
+        if (w.kind == sluice::WindowKind::kSliding) {
+          return "Window.sliding(limit=" + std::to_string(w.limit) +
+                 ", period=" + std::to_string(absl::ToDoubleSeconds(w.period)) + ")";
+        }
         return "Window(limit=" + std::to_string(w.limit) +
                ", period=" + std::to_string(absl::ToDoubleSeconds(w.period)) +
                ", burst=" + std::to_string(w.burst) + ")";
       });
+  m.attr("SLIDING_MAX_LIMIT") = sluice::kMaxSlidingLimit;
 
   py::class_<sluice::Decision>(m, "Decision", R"doc(
 The answer of every admission object. Truthy when allowed. Durations are float seconds.)doc")
