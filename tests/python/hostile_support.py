@@ -391,7 +391,8 @@ def public_api() -> Dict[str, Optional[List[Param]]]:
     for name in sluice.__all__:
         obj = getattr(sluice, name)
         if not inspect.isclass(obj):
-            api[name] = signature_params(obj, name)
+            if callable(obj):  # constants (SLIDING_MAX_LIMIT) are not entry points
+                api[name] = signature_params(obj, name)
             continue
         if obj in seen_classes:  # an alias (Attempt is FallbackCall): one class, one entry
             continue

@@ -625,6 +625,15 @@ for _name in ("per_second", "per_minute", "per_hour", "per_day"):
     spec(f"Window.{_name}", (lambda ctx, n=_name: getattr(sluice.Window, n)), {"limit": 5, "burst": 0},
          INT_ARGS, after=_use_window)
 
+
+
+def _use_sliding_window(ctx, window):
+    _use_limiter(ctx, sluice.RateLimiter([window], max_keys=64))
+
+
+spec("Window.sliding", lambda ctx: sluice.Window.sliding, {"limit": 5, "period": 60.0},
+     {"limit": INT, "period": SECS}, after=_use_sliding_window)
+
 spec("ManualClock", lambda ctx: sluice.ManualClock, {"start": 0.0}, {"start": SECS}, after=_exercise_clock)
 for _name, _args, _kind in (("advance", {"seconds": 1.0}, SECS), ("set", {"seconds": 5.0}, SECS),
                             ("advance_nanos", {"nanos": 1000}, INT)):

@@ -4,7 +4,7 @@ sluice native core: admission objects (see the `sluice` package for the facade).
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'TokenBudget', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
+__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
 class Clock:
     """
     A monotonic time source. Every sluice object reads time through one; pass ``clock=None`` (the
@@ -58,6 +58,13 @@ class Window:
     @staticmethod
     def per_second(limit: int, burst: int = 0) -> Window:
         ...
+    @staticmethod
+    def sliding(limit: int, period: float) -> Window:
+        """
+        An exact sliding window: at most ``limit`` admissions in any interval of ``period``
+        seconds (a log of the last ``limit`` admission times per key; limit at most
+        SLIDING_MAX_LIMIT). RateLimiter only; every window of a limiter has the same kind.
+        """
     def __init__(self, limit: int, period: float, burst: int = 0) -> None:
         ...
     def __repr__(self) -> str:
@@ -65,6 +72,11 @@ class Window:
     @property
     def burst(self) -> int:
         ...
+    @property
+    def kind(self) -> str:
+        """
+        'gcra' (the default) or 'sliding'.
+        """
     @property
     def limit(self) -> int:
         ...
@@ -939,4 +951,5 @@ def steady_clock() -> Clock:
     """
     The process-wide steady clock (the default).
     """
+SLIDING_MAX_LIMIT: int = 1000
 __version__: str = '0.1.0'
