@@ -30,3 +30,6 @@ build/dev/benchmarks/cache_hit_ratio
 "${PYTHON:-python3}" benchmarks/python/bench_balancer.py
 "${PYTHON:-python3}" benchmarks/python/bench_fallback.py
 "${PYTHON:-python3}" benchmarks/python/bench_cache.py
+cmake --build --preset dev -j "${JOBS:-$(nproc)}" --target usage_bench estimate_tokens_cli >/dev/null
+build/dev/benchmarks/usage_bench --benchmark_min_time=0.3
+"${PYTHON:-python3}" benchmarks/python/bench_token_estimate.py
