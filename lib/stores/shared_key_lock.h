@@ -1,8 +1,8 @@
 // Internal: a lock word in shared memory (a host region) that survives the death of its holder.
 //
 // Host scope keeps some per-key state that one compare-and-swap cannot update (the exact sliding
-// window's ring of times). Such a key carries one int64 lock word: 0 when free, else the process
-// id of the holder. Taking it is a CAS 0 -> pid. A waiter spins (pause, then sched_yield), and
+// window's ring of times). Such a key carries one int64 lock word: 0 when free, else the holder's
+// pid with its pid namespace's tag above it (tag << 32 | pid). Taking it is a CAS 0 -> that word. A waiter spins (pause, then sched_yield), and
 // every kCheckEvery rounds asks whether the holder is still alive; when it is not (no such
 // process, or a zombie that its parent has not reaped yet), the waiter takes the word over by a
 // CAS from that holder's pid, so a process killed inside the critical section (SIGKILL, OOM
@@ -13,8 +13,10 @@
 // holder may have left half-written.
 //
 // Bounds and assumptions (documented in docs/architecture.md, "Exact sliding windows"):
-//  * Every process sharing the region is in one pid namespace (one container, or containers that
-//    share the host's pid namespace): a holder in another namespace would look dead.
+//  * A holder is judged only by processes of its own pid namespace. Containers that share the
+//    region (`ipc:`) but not their pids never take a word over from each other: a holder of
+//    another namespace that dies inside the critical section (a few hundred nanoseconds)
+//    blocks its key until a process of its namespace comes by, or for good if none does.
 //  * A holder that is alive but stopped (SIGSTOP, a debugger) blocks its key until it continues,
 //    as any lock does; waiters never steal from a live process, so they never corrupt the key.
 //  * A dead holder's pid reused by a new process before anyone checks keeps the key blocked until
@@ -41,6 +43,11 @@ class SharedKeyLock {
   static void Unlock(int64_t* word);
   // Whether process `pid` is gone: no such process, or a zombie (dead, not yet reaped).
   static bool IsDead(int64_t pid);
+  // The word a holder `pid` of this process's pid namespace writes.
+  static int64_t WordOf(int64_t pid);
+  // Whether a waiter may take the word `holder` over: its holder is of this pid namespace and
+  // dead.
+  static bool MayTakeOver(int64_t holder);
 };
 
 }  // namespace internal

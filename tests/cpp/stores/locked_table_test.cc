@@ -67,9 +67,9 @@ TEST_CASE("SharedKeyLock: a dead holder is taken over, zombie or reaped, a live 
   REQUIRE(SharedKeyLock::IsDead(child));
   auto* word = static_cast<int64_t*>(
       mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  *word = child;  // as if it had died holding the lock
+  *word = SharedKeyLock::WordOf(child);  // as if it had died holding the lock
   REQUIRE(SharedKeyLock::Lock(word) == SharedKeyLock::Taken::kTookOver);
-  REQUIRE(*word == getpid());
+  REQUIRE(*word == SharedKeyLock::WordOf(getpid()));
   SharedKeyLock::Unlock(word);
   REQUIRE(*word == 0);
   waitpid(child, nullptr, 0);
@@ -77,4 +77,11 @@ TEST_CASE("SharedKeyLock: a dead holder is taken over, zombie or reaped, a live 
   REQUIRE(SharedKeyLock::Lock(word) == SharedKeyLock::Taken::kFree);
   SharedKeyLock::Unlock(word);
   munmap(word, 4096);
+  // The same dead pid seen from another pid namespace (another container sharing the region
+  // through `ipc:`): its number means nothing here, so the word is never taken over.
+  const int64_t mine = SharedKeyLock::WordOf(child);
+  const int64_t foreign = (((mine >> 32) ^ 0x5a5a) << 32) | child;
+  CHECK(SharedKeyLock::MayTakeOver(mine));
+  CHECK_FALSE(SharedKeyLock::MayTakeOver(foreign));
+  CHECK_FALSE(SharedKeyLock::MayTakeOver(SharedKeyLock::WordOf(getpid())));  // alive
 }
