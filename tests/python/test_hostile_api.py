@@ -980,6 +980,47 @@ spec("completion_to_sse", lambda ctx: sluice.completion_to_sse, {"completion": C
      {"completion": BODY}, after=lambda ctx, chunks: sluice.sse_to_completion(chunks))
 spec("sse_to_completion", lambda ctx: sluice.sse_to_completion,
      lambda ctx: {"chunks": sluice.completion_to_sse(COMPLETION)}, {"chunks": CHUNKS})
+
+# ---- usage metering (sluice/usage.h) -------------------------------------------------------------
+
+USAGE_STREAM = (b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,'
+                b'"total_tokens":5}}\n\ndata: [DONE]\n\n')
+PROVIDER = _wrong() + [V("unknown", lambda: "openai", INVALID), V("empty", lambda: "", INVALID),
+                       V("nul", lambda: "auto\x00", INVALID), V("huge", lambda: "a" * MiB, INVALID),
+                       V("non_utf8", lambda: "\udcff", TYPE)]
+EVENT_BYTES = INT  # zero and below: InvalidArgument (documented)
+TOKENS = INT
+
+
+def _use_usage(ctx, usage):
+    if usage is not None:
+        (usage.prompt_tokens, usage.total_tokens, usage.reported, usage.provider, repr(usage))
+
+
+def _use_reader(ctx, reader):
+    reader.feed(USAGE_STREAM)
+    _use_usage(ctx, reader.finish())
+    reader.stats
+
+
+spec("UsageReader", lambda ctx: sluice.UsageReader, {"provider": "auto", "max_event_bytes": 1024},
+     {"provider": PROVIDER, "max_event_bytes": EVENT_BYTES}, after=_use_reader)
+spec("UsageReader.feed", lambda ctx: sluice.UsageReader().feed, {"chunk": USAGE_STREAM},
+     {"chunk": BODY})
+spec("UsageReader.finish", lambda ctx: sluice.UsageReader().finish, {}, after=_use_usage)
+spec("read_usage", lambda ctx: sluice.read_usage, {"body": USAGE_STREAM, "provider": "auto"},
+     {"body": BODY, "provider": PROVIDER}, after=_use_usage)
+spec("include_usage_in_stream", lambda ctx: sluice.include_usage_in_stream,
+     {"request_body": b'{"model":"m","messages":[],"stream":true}'}, {"request_body": BODY})
+_ESTIMATE_ARGS = {"tokens_per_message": 3, "tokens_per_request": 3, "tokens_per_image": 765,
+                  "cjk_chars_per_token": 1.2, "scale": 1.0}
+_ESTIMATE_KINDS = {"tokens_per_message": TOKENS, "tokens_per_request": TOKENS,
+                   "tokens_per_image": TOKENS, "cjk_chars_per_token": FLOAT, "scale": FLOAT}
+spec("estimate_prompt_tokens", lambda ctx: sluice.estimate_prompt_tokens,
+     dict(_ESTIMATE_ARGS, request_body=REQUEST), dict(_ESTIMATE_KINDS, request_body=BODY))
+spec("estimate_text_tokens", lambda ctx: sluice.estimate_text_tokens,
+     dict(_ESTIMATE_ARGS, text="hello"), dict(_ESTIMATE_KINDS, text=STR))
+
 spec("classify", lambda ctx: sluice.classify, {"status": 500, "transport": None, "error_body": b""},
      {"status": INT, "transport": _enum(["connect", "timeout", "reset"], optional=True), "error_body": BODY})
 spec("parse_retry_after", lambda ctx: sluice.parse_retry_after, {"value": "120"}, {"value": RETRY_AFTER})

@@ -51,6 +51,8 @@ from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
 from ._core import FallbackCall, classify, parse_retry_after
 from ._core import CacheKey, cache_key, canonical_json, completion_to_sse, sse_to_completion
+from ._core import (Usage, UsageReader, estimate_prompt_tokens, estimate_text_tokens,
+                    include_usage_in_stream, read_usage)
 from ._errors import (
     AlreadyExists,
     CapacityError,
@@ -130,6 +132,12 @@ __all__ = [
     "ResponseCache",
     "cache_key",
     "canonical_json",
+    "Usage",
+    "UsageReader",
+    "estimate_prompt_tokens",
+    "estimate_text_tokens",
+    "include_usage_in_stream",
+    "read_usage",
     "completion_to_sse",
     "sse_to_completion",
 ]

@@ -4,7 +4,7 @@ sluice native core: admission objects (see the `sluice` package for the facade).
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
+__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Usage', 'UsageReader', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'estimate_prompt_tokens', 'estimate_text_tokens', 'include_usage_in_stream', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'read_usage', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
 class Clock:
     """
     A monotonic time source. Every sluice object reads time through one; pass ``clock=None`` (the
@@ -877,6 +877,61 @@ class ResponseCache:
         leader_failovers, skipped_tool_calls, redis_hits, redis_misses, redis_writes,
         redis_errors, entries, bytes.
         """
+class Usage:
+    """
+    The token usage of one answer, as its provider reported it (``sluice.UsageReader``,
+    ``sluice.read_usage``). ``prompt_tokens`` includes cached ones, ``completion_tokens`` reasoning
+    ones; ``total_tokens`` is the reported total or their sum; ``reported`` names the counts the
+    provider gave (the others read 0).
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def cache_creation_tokens(self) -> int:
+        ...
+    @property
+    def cached_tokens(self) -> int:
+        ...
+    @property
+    def completion_tokens(self) -> int:
+        ...
+    @property
+    def prompt_tokens(self) -> int:
+        ...
+    @property
+    def provider(self) -> str:
+        ...
+    @property
+    def reasoning_tokens(self) -> int:
+        ...
+    @property
+    def reported(self) -> tuple:
+        ...
+    @property
+    def total_tokens(self) -> int:
+        ...
+class UsageReader:
+    """
+    Reads the token usage of a provider's answer as it streams: ``feed(chunk)`` the bytes as they
+    arrive, cut anywhere (SSE events split mid-line, mid-JSON, mid-UTF-8), then ``finish()`` gives
+    the ``Usage``, or None when the answer reported none (an OpenAI stream without
+    ``stream_options.include_usage``: see ``include_usage_in_stream``). ``provider``: 'auto'
+    (detected), 'openai_chat', 'openai_completions', 'openai_responses', 'anthropic', 'gemini',
+    'dashscope'. Memory is bounded by ``max_event_bytes`` per unfinished event.
+    """
+    def __init__(self, provider: str = 'auto', *, max_event_bytes: int = 1048576) -> None:
+        ...
+    def feed(self, chunk: bytes) -> None:
+        """
+        Reads the next bytes of the answer (any chunking).
+        """
+    def finish(self) -> typing.Any:
+        """
+        Ends the answer: its Usage, or None when it reported no usage. Again: the same.
+        """
+    @property
+    def stats(self) -> dict:
+        ...
 def _deliver_log_messages() -> None:
     """
     Hands queued log messages to `logging` now (they are delivered on their own soon after
@@ -913,6 +968,20 @@ def completion_to_sse(completion: bytes) -> list:
     each 'data: {...}\\n\\n', ending with [DONE]). Raises sluice.InvalidArgument, or
     sluice.Error for a tool-call answer (not converted).
     """
+def estimate_prompt_tokens(request_body: bytes, *, tokens_per_message: int = 3, tokens_per_request: int = 3, tokens_per_image: int = 765, cjk_chars_per_token: float = 1.2, scale: float = 1.0) -> int:
+    """
+    A cheap estimate of a chat request's prompt tokens (bytes), for TokenBudget.reserve
+    before the call (within about 9% of o200k_base for 90% of requests; docs/usage.md).
+    """
+def estimate_text_tokens(text: str, *, tokens_per_message: int = 3, tokens_per_request: int = 3, tokens_per_image: int = 765, cjk_chars_per_token: float = 1.2, scale: float = 1.0) -> int:
+    """
+    The same estimate for plain text (str).
+    """
+def include_usage_in_stream(request_body: bytes) -> bytes:
+    """
+    An OpenAI-style request body (bytes) that streams, with stream_options.include_usage set
+    so the answer reports its usage; other bodies unchanged. Raises sluice.InvalidArgument.
+    """
 def parse_engine_metrics(text: str) -> EngineMetrics:
     """
     Reads queue depth, running requests and KV-cache use from vLLM / SGLang Prometheus
@@ -931,6 +1000,11 @@ def parse_retry_after(value: str) -> float | None:
 def prefix_block_hashes(request: LlmRequest, block_chars: int = 128, max_blocks: int = 256) -> list[int]:
     """
     The request's chained XXH3 block hashes, as the Balancer's prefix index sees them.
+    """
+def read_usage(body: bytes, provider: str = 'auto') -> typing.Any:
+    """
+    The usage of a whole answer (bytes: a JSON body or a whole SSE stream), or None when it
+    reported none.
     """
 def remove_shared_region(name: str) -> None:
     """

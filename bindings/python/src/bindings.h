@@ -162,6 +162,7 @@ void BindBalancer(py::module_& m);       // Balancer, Pick, parse_request, parse
 void BindCluster(py::module_& m);        // RedisStore, PendingDecision, PendingPermit, ...
 void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
 void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache
+void BindUsage(py::module_& m);          // Usage, UsageReader, read_usage, estimates
 void BindLog(py::module_& m);            // sluice's log messages, delivered to `logging`
 
 }  // namespace sluice_python

@@ -20,5 +20,6 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindBalancer(m);
   sluice_python::BindFallback(m);
   sluice_python::BindCache(m);
+  sluice_python::BindUsage(m);
   sluice_python::BindLog(m);
 }
