@@ -27,6 +27,39 @@ FailureModePolicy::Verdict FailureModePolicy::OnFailure(const absl::Status& fail
   return Verdict::kDeny;
 }
 
+absl::StatusOr<Decision> FailureModePolicy::Decide(
+    const absl::Status& failure, int64_t limit, int64_t window_nanos,
+    absl::FunctionRef<void(Decision*)> decide_locally) {
+  Decision out;
+  out.limit = limit;
+  out.window_nanos = window_nanos;
+  switch (OnFailure(failure)) {
+    case Verdict::kError:
+      return failure;
+    case Verdict::kAllow:
+      out.allowed = true;
+      break;
+    case Verdict::kDeny:
+      out.retry_after_nanos = retry_after_nanos_;
+      break;
+    case Verdict::kLocal:
+      decide_locally(&out);
+      break;
+  }
+  return out;
+}
+
+Decision FailureModePolicy::OrRefusal(absl::StatusOr<Decision> d, int64_t limit,
+                                      int64_t window_nanos, absl::Status* error) const {
+  if (d.ok()) return *d;
+  *error = d.status();
+  Decision refused;
+  refused.limit = limit;
+  refused.window_nanos = window_nanos;
+  refused.retry_after_nanos = retry_after_nanos_;
+  return refused;
+}
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice

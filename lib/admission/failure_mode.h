@@ -11,7 +11,10 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sluice/decision.h"
 #include "sluice/cluster.h"
 
 namespace sluice {
@@ -42,6 +45,18 @@ class FailureModePolicy {
   int64_t LocalShare(int64_t amount) const {
     return std::max<int64_t>(1, amount / std::max<int64_t>(1, local_share_));
   }
+  // The decision for a reply that failed with `failure`, for an object whose first window is
+  // `limit` per `window_nanos`: `failure` itself when Redis answered (kError, for the caller to
+  // surface), else admitted (kAllow), refused until the reconnect interval (kDeny), or what
+  // `decide_locally` makes of a decision so initialised (kLocal). Counts as OnFailure does.
+  absl::StatusOr<Decision> Decide(const absl::Status& failure, int64_t limit,
+                                  int64_t window_nanos,
+                                  absl::FunctionRef<void(Decision*)> decide_locally);
+  // For APIs that return a Decision: `d` when OK; otherwise a refusal until the reconnect
+  // interval, with d's status in `*error`.
+  Decision OrRefusal(absl::StatusOr<Decision> d, int64_t limit, int64_t window_nanos,
+                     absl::Status* error) const;
+
   // Decisions the failure mode made (the objects' failure_mode_decisions()).
   int64_t decisions() const { return decisions_.load(std::memory_order_relaxed); }
 

@@ -347,34 +347,14 @@ absl::Status ClusterGcra::CheckLeaseReply(const std::vector<int64_t>& reply, int
 }
 
 absl::StatusOr<Decision> ClusterGcra::Failed(const absl::Status& status,
-                                             const std::function<void(Decision*)>& decide_locally) {
-  Decision out;
-  out.limit = windows_[0].limit;
-  out.window_nanos = windows_[0].period_nanos;
-  switch (failure_mode_->OnFailure(status)) {
-    case FailureModePolicy::Verdict::kError:
-      return status;
-    case FailureModePolicy::Verdict::kAllow:
-      out.allowed = true;
-      break;
-    case FailureModePolicy::Verdict::kDeny:
-      out.retry_after_nanos = failure_mode_->retry_after_nanos();
-      break;
-    case FailureModePolicy::Verdict::kLocal:
-      decide_locally(&out);
-      break;
-  }
-  return out;
+                                             absl::FunctionRef<void(Decision*)> decide_locally) {
+  return failure_mode_->Decide(status, windows_[0].limit, windows_[0].period_nanos,
+                               decide_locally);
 }
 
 Decision ClusterGcra::OrRefusal(absl::StatusOr<Decision> d, absl::Status* error) const {
-  if (d.ok()) return *d;
-  *error = d.status();
-  Decision refused;
-  refused.limit = windows_[0].limit;
-  refused.window_nanos = windows_[0].period_nanos;
-  refused.retry_after_nanos = failure_mode_->retry_after_nanos();
-  return refused;
+  return failure_mode_->OrRefusal(std::move(d), windows_[0].limit, windows_[0].period_nanos,
+                                  error);
 }
 
 absl::StatusOr<Decision> ClusterGcra::FinishQueue(

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "admission/failure_mode.h"
 #include "admission/gcra.h"
@@ -84,7 +85,7 @@ class ClusterGcra {
   absl::StatusOr<Decision> Decode(const std::vector<int64_t>& reply, size_t size) const;
   // A failed reply: the failure mode for a transport failure, else the error.
   absl::StatusOr<Decision> Failed(const absl::Status& status,
-                                  const std::function<void(Decision*)>& decide_locally);
+                                  absl::FunctionRef<void(Decision*)> decide_locally);
 
   struct RemoteWindow {
     int64_t limit, period_nanos, burst, scale, unit, tolerance;  // time in units of 1/scale us

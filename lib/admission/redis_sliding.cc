@@ -237,38 +237,23 @@ absl::StatusOr<Decision> ClusterSliding::Decode(const std::vector<int64_t>& repl
 
 absl::StatusOr<Decision> ClusterSliding::Failed(const absl::Status& status, const KeyDigest& d,
                                                 int64_t cost, bool peek) {
-  Decision out;
-  out.limit = windows_[0].limit;
-  out.window_nanos = windows_[0].period_nanos;
-  switch (failure_mode_->OnFailure(status)) {
-    case FailureModePolicy::Verdict::kError:
-      return status;
-    case FailureModePolicy::Verdict::kAllow:
-      out.allowed = true;
-      break;
-    case FailureModePolicy::Verdict::kDeny:
-      out.retry_after_nanos = failure_mode_->retry_after_nanos();
-      break;
-    case FailureModePolicy::Verdict::kLocal: {
-      const int64_t now = clock_->NowNanos();
-      if (peek) return local_->StartPeek(d, now).Get();
-      // Clamped to the local share, the cost always fits the local log's precondition.
-      absl::StatusOr<Decision> local = local_->Admit(d, std::min(cost, local_->min_burst()), now);
-      if (local.ok()) return *local;
-      break;  // the local table is full: refuse
-    }
-  }
-  return out;
+  return failure_mode_->Decide(
+      status, windows_[0].limit, windows_[0].period_nanos, [&](Decision* out) {
+        const int64_t now = clock_->NowNanos();
+        if (peek) {
+          *out = local_->StartPeek(d, now).Get();
+          return;
+        }
+        // Clamped to the local share, the cost always fits the local log's precondition.
+        absl::StatusOr<Decision> local =
+            local_->Admit(d, std::min(cost, local_->min_burst()), now);
+        if (local.ok()) *out = *local;  // else the local table is full: refused
+      });
 }
 
 Decision ClusterSliding::OrRefusal(absl::StatusOr<Decision> d, absl::Status* error) const {
-  if (d.ok()) return *d;
-  *error = d.status();
-  Decision refused;
-  refused.limit = windows_[0].limit;
-  refused.window_nanos = windows_[0].period_nanos;
-  refused.retry_after_nanos = failure_mode_->retry_after_nanos();
-  return refused;
+  return failure_mode_->OrRefusal(std::move(d), windows_[0].limit, windows_[0].period_nanos,
+                                  error);
 }
 
 absl::StatusOr<Decision> ClusterSliding::Finish(const KeyDigest& d, int64_t cost,
