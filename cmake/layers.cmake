@@ -28,7 +28,8 @@ set(SLUICE_PUBLIC_HEADER_LAYERS
   "leaky_bucket.h=admission" "token_budget.h=admission" "concurrency_limiter.h=admission"
   "balancer.h=balancing"
   "fallback_policy.h=fallback" "circuit_breaker.h=fallback" "retry_budget.h=fallback"
-  "response_cache.h=cache" "single_flight.h=cache")
+  "response_cache.h=cache" "single_flight.h=cache"
+  "policy.h=policy" "metrics.h=metrics" "governor.h=governor")
 
 # Build settings every layer compiles with (include paths, definitions, warnings, third-party
 # headers); not installed: the static library carries the same usage requirements.
