@@ -7,6 +7,9 @@
 #   balancing   Balancer: strategies, endpoint state, prefix index
 #   fallback    FallbackPolicy, CircuitBreaker, RetryBudget
 #   cache       ResponseCache: shards, flights, sketch, Redis tier, records
+#   policy      the Policy model and its YAML/JSON parser
+#   metrics     Prometheus series, in process or a host region
+#   governor    Governor: a Policy built into objects, Admit / Admission, Reload
 #
 # A layer may include its own headers and those of the layers it DEPENDS on, nothing else:
 #   * lib/ headers, by path ("stores/keyed_table.h"): each layer compiles against an include

@@ -1,0 +1,150 @@
+#include "sluice/governor.h"
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "governor/attribute_match.h"
+#include "governor/governor_snapshot.h"
+#include "governor/held_rule.h"
+#include "governor/token_estimate.h"
+#include "sluice/internal/mutex.h"
+
+namespace sluice {
+inline namespace v1 {
+
+struct Governor::State {
+  const Clock* clock = nullptr;
+  // Admit reads the snapshot without a lock; Reload and SetKeyLimits serialise on the mutex.
+  std::atomic<std::shared_ptr<const internal::GovernorSnapshot>> snapshot;
+  internal::Mutex reload_mutex;
+};
+
+Governor::Governor(const Clock* clock) : state_(std::make_unique<State>()) {
+  state_->clock = clock;
+}
+
+Governor::~Governor() = default;
+
+absl::StatusOr<std::unique_ptr<Governor>> Governor::Create(Policy policy, const Clock* clock) {
+  if (clock == nullptr) return absl::InvalidArgumentError("sluice.Governor: clock is null");
+  absl::StatusOr<std::shared_ptr<const internal::GovernorSnapshot>> snapshot =
+      internal::BuildSnapshot(std::move(policy), nullptr, clock);
+  if (!snapshot.ok()) return snapshot.status();
+  std::unique_ptr<Governor> governor(new Governor(clock));
+  governor->state_->snapshot.store(*std::move(snapshot), std::memory_order_release);
+  return governor;
+}
+
+absl::Status Governor::Reload(Policy policy) {
+  internal::MutexLock lock(&state_->reload_mutex);
+  std::shared_ptr<const internal::GovernorSnapshot> previous =
+      state_->snapshot.load(std::memory_order_acquire);
+  absl::StatusOr<std::shared_ptr<const internal::GovernorSnapshot>> next =
+      internal::BuildSnapshot(std::move(policy), previous.get(), state_->clock);
+  if (!next.ok()) return next.status();
+  state_->snapshot.store(*std::move(next), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+namespace {
+
+internal::RuleState* FindRule(const internal::GovernorSnapshot& snapshot, std::string_view name) {
+  for (const internal::CompiledRule& rule : snapshot.rules) {
+    if (rule.state->spec().name == name) return rule.state.get();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::Status Governor::SetKeyLimits(std::string_view rule, std::string_view key,
+                                    const RuleLimits& limits) {
+  std::shared_ptr<const internal::GovernorSnapshot> snapshot =
+      state_->snapshot.load(std::memory_order_acquire);
+  internal::RuleState* state = FindRule(*snapshot, rule);
+  if (state == nullptr) {
+    return absl::NotFoundError(absl::StrCat("sluice.Governor: no rule named \"", internal::AbslView(rule), "\""));
+  }
+  return state->SetKeyLimits(key, limits);
+}
+
+absl::Status Governor::ClearKeyLimits(std::string_view rule, std::string_view key) {
+  std::shared_ptr<const internal::GovernorSnapshot> snapshot =
+      state_->snapshot.load(std::memory_order_acquire);
+  internal::RuleState* state = FindRule(*snapshot, rule);
+  if (state == nullptr) {
+    return absl::NotFoundError(absl::StrCat("sluice.Governor: no rule named \"", internal::AbslView(rule), "\""));
+  }
+  state->ClearKeyLimits(key);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const Policy> Governor::policy() const {
+  return state_->snapshot.load(std::memory_order_acquire)->policy;
+}
+
+bool Governor::waits_for_redis() const {
+  return state_->snapshot.load(std::memory_order_acquire)->waits_for_redis;
+}
+
+Admission Governor::Admit(const GovernorRequest& request) {
+  Admission admission;
+  admission.snapshot_ = state_->snapshot.load(std::memory_order_acquire);
+  const internal::GovernorSnapshot& snapshot = *admission.snapshot_;
+  internal::RequestView view(request.attributes);
+  admission.allowed_ = true;
+  std::string key;
+  int64_t tokens = -1;
+  bool have_binding = false;
+  for (const internal::CompiledRule& rule : snapshot.rules) {
+    if (!rule.match.Holds(view)) continue;
+    const RuleSpec& spec = rule.state->spec();
+    admission.matched_.push_back(spec.name);
+    internal::BuildKey(view, spec.key, &key);
+    if (tokens < 0 && rule.state->has_tokens()) {
+      tokens = request.token_estimate >= 0 ? request.token_estimate
+                                           : internal::EstimateRequestTokens(request.body);
+    }
+    internal::HeldRule held;
+    held.rule = rule.state.get();
+    internal::RuleOutcome outcome = rule.state->Take(key, std::max<int64_t>(tokens, 0),
+                                                     rule.PolicyLimitsFor(key), &held.taken);
+    if (!outcome.allowed) {
+      // A refusal charges none: give back what earlier rules took, latest first.
+      for (auto it = admission.held_.rbegin(); it != admission.held_.rend(); ++it) {
+        it->rule->GiveBack(&it->taken);
+      }
+      admission.held_.clear();
+      admission.allowed_ = false;
+      admission.decision_ = outcome.decision;
+      admission.decision_delay_nanos_ = 0;
+      admission.rule_ = spec.name;
+      admission.status_ = std::move(outcome.status);
+      return admission;
+    }
+    admission.decision_delay_nanos_ =
+        std::max(admission.decision_delay_nanos_, outcome.decision.delay_nanos);
+    if (!have_binding || internal::BindsTighter(outcome.decision, admission.decision_)) {
+      admission.decision_ = outcome.decision;
+      admission.rule_ = spec.name;
+      have_binding = true;
+    }
+    admission.held_.push_back(std::move(held));
+  }
+  admission.decision_.allowed = true;
+  admission.token_estimate_ = std::max<int64_t>(tokens, 0);
+  if (std::optional<std::string_view> model = view.Find("model")) admission.model_ = *model;
+  if (snapshot.cache.cache && !request.body.empty() &&
+      (snapshot.cache_models.empty() || snapshot.cache_models.contains(admission.model_))) {
+    admission.cacheable_ = true;
+    admission.body_ = std::string(request.body);
+    internal::BuildKey(view, snapshot.policy->cache->namespace_attributes,
+                       &admission.cache_namespace_);
+  }
+  return admission;
+}
+
+}  // namespace v1
+}  // namespace sluice

@@ -1,0 +1,232 @@
+#include "governor/rule_state.h"
+
+#include <utility>
+
+#include "absl/numeric/int128.h"
+#include "absl/strings/str_cat.h"
+#include "governor/attribute_match.h"
+#include "governor/spec_identity.h"
+#define XXH_INLINE_ALL  // as everywhere in lib/: no link-time dependency on libxxhash
+#include <xxhash.h>
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+namespace {
+
+// The scope options of one of the rule's objects; `kind` tells its region or Redis name apart
+// from the rule's other objects ("req", "tok", "cc", "shape").
+absl::StatusOr<ScopeOptions> ScopeFor(
+    const RuleSpec& spec, absl::string_view policy_name, absl::string_view kind,
+    const absl::flat_hash_map<std::string, std::shared_ptr<RedisStore>>& stores,
+    absl::string_view field) {
+  ScopeOptions scope;
+  scope.max_keys = spec.max_keys;
+  std::string base = spec.shared_name.empty() ? absl::StrCat(policy_name, ".", spec.name)
+                                              : spec.shared_name;
+  // The limits' digest in the name: a Reload that changes them starts fresh in a new region or
+  // Redis name, while processes still on the old policy keep theirs (a region refuses another
+  // configuration, and two configurations under one Redis name would fight over its keys).
+  std::string identity = LimitsIdentity(spec.limits);
+  std::string name = absl::StrCat(base, ".", kind, ".",
+                                  absl::Hex(XXH3_64bits(identity.data(), identity.size()) >> 32,
+                                            absl::kZeroPad8));
+  switch (spec.scope) {
+    case RuleScope::kProcess:
+      break;
+    case RuleScope::kHost:
+      scope.shared_region = name;
+      break;
+    case RuleScope::kCluster: {
+      auto it = stores.find(spec.store);
+      if (it == stores.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".store names no store: \"", spec.store, "\""));
+      }
+      scope.cluster.store = it->second;
+      scope.cluster.redis_name = name;
+      scope.cluster.on_failure = spec.on_failure;
+      scope.cluster.local_share = spec.local_share;
+      scope.cluster.mode = kind == "req" ? spec.mode : ClusterMode::kStrict;
+      break;
+    }
+  }
+  return scope;
+}
+
+absl::Status Named(const absl::Status& status, absl::string_view field) {
+  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
+}
+
+}  // namespace
+
+bool BindsTighter(const Decision& a, const Decision& b) {
+  if (a.allowed != b.allowed) return !a.allowed;
+  if (!a.allowed) return a.retry_after_nanos > b.retry_after_nanos;
+  if (b.limit <= 0) return a.limit > 0;
+  if (a.limit <= 0) return false;
+  // remaining / limit compared without division.
+  return absl::int128(a.remaining) * b.limit < absl::int128(b.remaining) * a.limit;
+}
+
+absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
+    const RuleSpec& spec, absl::string_view policy_name,
+    const absl::flat_hash_map<std::string, std::shared_ptr<RedisStore>>& stores,
+    absl::string_view field, const Clock* clock) {
+  std::shared_ptr<RuleState> rule(new RuleState(spec, clock));
+  const RuleLimits& limits = spec.limits;
+  if (limits.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " sets no limit: give it requests, tokens, concurrency or shaping"));
+  }
+  if (limits.concurrency > 0) {
+    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "cc", stores, field);
+    if (!scope.ok()) return scope.status();
+    ConcurrencyLimiter::Options options;
+    static_cast<ScopeOptions&>(options) = *scope;
+    options.max_in_flight = limits.concurrency;
+    options.lease = spec.lease;
+    auto made = ConcurrencyLimiter::Create(options, clock);
+    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".concurrency"));
+    rule->concurrency_ = *std::move(made);
+  } else if (limits.concurrency < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".concurrency must be >= 0, got ", limits.concurrency));
+  }
+  if (!limits.requests.empty()) {
+    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "req", stores, field);
+    if (!scope.ok()) return scope.status();
+    RateLimiter::Options options;
+    static_cast<ScopeOptions&>(options) = *scope;
+    options.windows = limits.requests;
+    auto made = RateLimiter::Create(options, clock);
+    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".requests"));
+    rule->requests_ = *std::move(made);
+  }
+  if (!limits.tokens.empty()) {
+    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "tok", stores, field);
+    if (!scope.ok()) return scope.status();
+    TokenBudget::Options options;
+    static_cast<ScopeOptions&>(options) = *scope;
+    options.windows = limits.tokens;
+    auto made = TokenBudget::Create(options, clock);
+    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".tokens"));
+    rule->tokens_ = *std::move(made);
+  }
+  if (limits.shaping_rate > 0) {
+    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "shape", stores, field);
+    if (!scope.ok()) return scope.status();
+    LeakyBucket::Options options;
+    static_cast<ScopeOptions&>(options) = *scope;
+    options.rate = limits.shaping_rate;
+    options.per = limits.shaping_per;
+    options.burst = limits.shaping_burst;
+    options.max_wait = limits.shaping_max_wait;
+    auto made = LeakyBucket::Create(options, clock);
+    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".shaping"));
+    rule->shaping_ = *std::move(made);
+  } else if (limits.shaping_rate < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".shaping.rate must be >= 0, got ", limits.shaping_rate));
+  }
+  return rule;
+}
+
+absl::StatusOr<KeyOverride> RuleState::CompileOverride(const RuleLimits& limits,
+                                                       absl::string_view field) const {
+  if (!limits.requests.empty() || !limits.tokens.empty() || limits.shaping_rate != 0 ||
+      limits.concurrency != 0) {
+    return absl::UnimplementedError(absl::StrCat(field, ": per-key limits are not built yet"));
+  }
+  return KeyOverride{};
+}
+
+RuleOutcome RuleState::Take(std::string_view key, int64_t tokens,
+                            const KeyOverride* policy_limits, Taken* taken) {
+  RuleOutcome out;
+  out.allowed = true;
+  bool have_binding = false;
+  auto bind = [&](const Decision& d) {
+    if (!have_binding || BindsTighter(d, out.decision)) out.decision = d;
+    have_binding = true;
+  };
+  auto refuse = [&](const Decision& d, absl::Status status) {
+    GiveBack(taken);
+    out.allowed = false;
+    out.decision = d;
+    out.decision.allowed = false;
+    out.status = std::move(status);
+    return out;
+  };
+  std::shared_ptr<const KeyOverride> runtime_limits;
+  if (has_runtime_.load(std::memory_order_acquire)) {
+    MutexLock lock(&mutex_);
+    auto it = runtime_.find(AbslView(key));
+    if (it != runtime_.end()) runtime_limits = it->second;
+  }
+  const KeyOverride* key_limits = runtime_limits ? runtime_limits.get() : policy_limits;
+  (void)key_limits;
+  if (concurrency_) {
+    taken->permit = concurrency_->TryAcquire(key);
+    if (!taken->permit) return refuse(taken->permit.decision(), taken->permit.status());
+    bind(taken->permit.decision());
+  }
+  if (requests_) {
+    absl::StatusOr<Decision> d = requests_->TryAcquire(key, 1);
+    if (!d.ok()) return refuse(Decision{}, d.status());
+    if (!d->allowed) return refuse(*d, absl::OkStatus());
+    taken->request_taken = true;
+    bind(*d);
+  }
+  if (tokens_) {
+    absl::StatusOr<TokenBudget::Reservation> r = tokens_->TryReserve(key, tokens);
+    if (!r.ok()) return refuse(Decision{}, r.status());
+    if (!*r) return refuse(r->decision(), absl::OkStatus());
+    bind(r->decision());
+    taken->reservation = *std::move(r);
+  }
+  if (shaping_) {
+    absl::StatusOr<Decision> d = shaping_->TryAcquire(key, 1);
+    if (!d.ok()) return refuse(Decision{}, d.status());
+    if (!d->allowed) return refuse(*d, absl::OkStatus());
+    taken->shaping_taken = true;
+    // The shaping delay is carried separately; it never binds the headers.
+    out.decision.delay_nanos = d->delay_nanos;
+    if (!have_binding) {
+      out.decision = *d;
+      have_binding = true;
+    }
+  }
+  return out;
+}
+
+void RuleState::GiveBack(Taken* taken) {
+  if (taken->permit) (void)taken->permit.Release();
+  if (taken->reservation) (void)taken->reservation.Cancel();
+  taken->request_taken = false;
+  taken->shaping_taken = false;
+}
+
+absl::Status RuleState::SetKeyLimits(std::string_view key, const RuleLimits& limits) {
+  absl::StatusOr<KeyOverride> compiled = CompileOverride(limits, "limits");
+  if (!compiled.ok()) return compiled.status();
+  auto shared = std::make_shared<const KeyOverride>(*std::move(compiled));
+  MutexLock lock(&mutex_);
+  runtime_[std::string(key)] = std::move(shared);
+  has_runtime_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void RuleState::ClearKeyLimits(std::string_view key) {
+  MutexLock lock(&mutex_);
+  runtime_.erase(AbslView(key));
+}
+
+int64_t RuleState::runtime_key_count() const {
+  MutexLock lock(&mutex_);
+  return static_cast<int64_t>(runtime_.size());
+}
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
