@@ -112,7 +112,7 @@ TEST_CASE("filters: prefix, CIDR v4 and v6, absent, negate, first-match items") 
         Names{"internal"});
   CHECK(matched({{"ip", "11.1.2.3"}, {"api_key", "k"}, {"header.x-plan", "free"}}).empty());
   CHECK(matched({{"ip", "2001:db8::7"}, {"api_key", "k"}, {"header.x-plan", "gold"}}) ==
-        Names{"anonymous"});
+        (Names{"internal", "anonymous"}));
   CHECK(matched({{"ip", "not an address"}}) == Names{"anonymous"});
   CHECK(matched({{"ip", "2001:db9::1"}, {"api_key", "k"}}) == Names{"anonymous"});
 }
