@@ -70,6 +70,7 @@ from ._errors import (
 )
 from ._fallback import Attempt, FallbackPolicy, outcome_of
 from ._cache import ResponseCache
+from ._governor import Admission, Governor, PolicyWatcher, RuleRateLimited
 from ._leases import install as _install_lease_methods
 from ._waiting import checked_timeout as _checked_timeout
 from ._waiting import monotonic as _monotonic
@@ -132,6 +133,10 @@ __all__ = [
     "ResponseCache",
     "cache_key",
     "canonical_json",
+    "Admission",
+    "Governor",
+    "PolicyWatcher",
+    "RuleRateLimited",
     "Usage",
     "UsageReader",
     "estimate_prompt_tokens",

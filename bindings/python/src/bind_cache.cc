@@ -80,8 +80,20 @@ py::object BodyToPython(const sluice::Bytes& body) {
   return py::bytes(body.data(), body.size());
 }
 
+// ResponseCache::Fetch's result, for the facade's get_or_fetch loop.
+struct PyFetch {
+  sluice::FetchResult result;
+};
+
+sluice::Lead& LeadOf(PyFetch& f) {
+  if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
+  return *f.result.lead;
+}
+
+}  // namespace
+
 // The stored answer as Python sees it: bytes for a whole body, a list of bytes for SSE chunks.
-py::object ToPython(const CachedResponse& r) {
+py::object CachedResponseToPython(const CachedResponse& r) {
   if (!r.streamed) return BodyToPython(r.body);
   py::list chunks;
   for (const std::string& c : r.chunks) chunks.append(py::bytes(c));
@@ -91,7 +103,7 @@ py::object ToPython(const CachedResponse& r) {
 // bytes, or a list of bytes chunks; anything else is a TypeError. Only a list is iterated: a
 // generator would run Python code inside this native call, which must never switch greenlets
 // (the facade turns other iterables into lists first).
-CachedResponse FromPython(const py::object& answer) {
+CachedResponse CachedResponseFromPython(const py::object& answer) {
   CachedResponse r;
   if (releases_pending.load(std::memory_order_relaxed)) ReleasePending(nullptr);
   if (py::isinstance<py::bytes>(answer)) {
@@ -113,24 +125,13 @@ CachedResponse FromPython(const py::object& answer) {
   return r;
 }
 
-// ResponseCache::Fetch's result, for the facade's get_or_fetch loop.
-struct PyFetch {
-  sluice::FetchResult result;
-};
-
-sluice::Lead& LeadOf(PyFetch& f) {
-  if (!f.result.lead) RaisePython("FailedPrecondition", "sluice.ResponseCache: not the leader");
-  return *f.result.lead;
-}
-
-}  // namespace
 
 void BindCache(py::module_& m) {
   py::class_<PyFetch>(m, "_Fetch", "ResponseCache._fetch's result (see sluice/single_flight.h).")
       .def_property_readonly("hit",
                              [](const PyFetch& f) -> py::object {
                                if (f.result.hit == nullptr) return py::none();
-                               return ToPython(*f.result.hit);
+                               return CachedResponseToPython(*f.result.hit);
                              })
       .def_property_readonly("is_lead", [](const PyFetch& f) { return f.result.lead.has_value(); })
       .def_property_readonly("is_broken", [](const PyFetch& f) { return f.result.broken; })
@@ -146,7 +147,7 @@ void BindCache(py::module_& m) {
       .def("complete",
            [](PyFetch& f, py::object answer, double ttl, bool store) {
              const bool stored =
-                 LeadOf(f).Complete(FromPython(answer), SecondsToDuration(ttl, "ttl"), store);
+                 LeadOf(f).Complete(CachedResponseFromPython(answer), SecondsToDuration(ttl, "ttl"), store);
              f.result.lead.reset();
              return stored;
            },
@@ -271,7 +272,7 @@ Thread-safe; never blocks on I/O.)doc")
           [](ResponseCache& c, const CacheKey& key) -> py::object {
             std::shared_ptr<const CachedResponse> hit = c.Get(key);
             if (hit == nullptr) return py::none();
-            return ToPython(*hit);
+            return CachedResponseToPython(*hit);
           },
           py::arg("key"),
           "The stored answer: bytes (a whole body), a list of bytes (the SSE chunks of a streamed\n"
@@ -279,7 +280,7 @@ Thread-safe; never blocks on I/O.)doc")
       .def(
           "put",
           [](ResponseCache& c, const CacheKey& key, py::object answer, double ttl) {
-            return c.Put(key, FromPython(answer), SecondsToDuration(ttl, "ttl"));
+            return c.Put(key, CachedResponseFromPython(answer), SecondsToDuration(ttl, "ttl"));
           },
           py::arg("key"), py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0,
           "Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``\n"

@@ -105,11 +105,6 @@ struct PyPolicy {
   std::shared_ptr<TransitionQueue> transitions;
 };
 
-struct PyCall {
-  std::shared_ptr<py::object> clock;
-  Call call;
-};
-
 py::object StepFailure(const FallbackPolicy::Step& s) {
   if (s.failure == Failure::kNone) return py::none();
   return py::str(std::string(sluice::FailureName(s.failure)));

@@ -18,6 +18,8 @@
 #include "absl/time/time.h"
 #include "sluice/clock.h"
 #include "sluice/cluster.h"
+#include "sluice/fallback_policy.h"
+#include "sluice/response_cache.h"
 #include "sluice/pending.h"
 
 namespace sluice_python {
@@ -155,6 +157,18 @@ void BindPending(py::module_& m, const char* name, const char* doc) {
           "store's timeouts; a reply that never comes is decided by the failure mode.");
 }
 
+// A FallbackPolicy::Call as Python holds it (sluice.FallbackCall). The clock comes first:
+// members are destroyed in reverse order, and a call's destructor still reads the clock.
+struct PyCall {
+  std::shared_ptr<py::object> clock;
+  sluice::FallbackPolicy::Call call;
+};
+
+// A cached answer as Python sees it (bytes, or a list of bytes chunks for a stream), and back;
+// anything else is a TypeError (bind_cache.cc).
+py::object CachedResponseToPython(const sluice::CachedResponse& r);
+sluice::CachedResponse CachedResponseFromPython(const py::object& answer);
+
 void BindBasics(py::module_& m);         // Clock, ManualClock, Window, Decision
 void BindGcraObjects(py::module_& m);    // RateLimiter, LeakyBucket, TokenBudget, Reservation
 void BindConcurrency(py::module_& m);    // ConcurrencyLimiter, Permit
@@ -163,7 +177,8 @@ void BindCluster(py::module_& m);        // RedisStore, PendingDecision, Pending
 void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
 void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache
 void BindUsage(py::module_& m);          // Usage, UsageReader, read_usage, estimates
-void BindLog(py::module_& m);            // sluice's log messages, delivered to `logging`
+void BindLog(py::module_& m);
+void BindGovernor(py::module_& m);       // Governor, Admission            // sluice's log messages, delivered to `logging`
 
 }  // namespace sluice_python
 

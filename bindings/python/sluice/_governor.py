@@ -1,0 +1,305 @@
+"""The Governor's Python facade: one policy, one call per request.
+
+``Governor.admit`` decides a request against every rule of the policy that matches it. Rules in
+process or host scope decide in well under a microsecond without waiting; a rule in cluster
+scope waits for Redis (a few hundred microseconds, at most the store's timeouts), so when the
+policy has one (``waits_for_redis``) ``admit`` runs the native call on gevent's thread pool
+under gevent, and ``admit_async`` on the loop's executor under asyncio: the loop never blocks.
+
+``Governor.call`` is the whole path in one call: admit (``sluice.RateLimited`` when refused, with
+the binding rule's headers), the cached answer when there is one, the fallback chain for the
+request's model (``fn`` gets each attempt) or ``fn(None)`` without one, the answer stored in the
+cache, and the reservation settled with the usage read from the answer.
+
+``PolicyWatcher`` reloads a Governor when its policy file changes, from a greenlet, a thread or
+an asyncio task, never blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from . import _core
+from ._errors import RateLimited
+from ._fallback import _call_plan, outcome_of
+from ._waiting import run_plan, run_plan_async, sleep
+
+Admission = _core.Admission
+
+
+def _under_gevent() -> bool:
+    gevent = sys.modules.get("gevent")
+    if gevent is None:
+        return False
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("thread"):
+        return True
+    return isinstance(gevent.getcurrent(), gevent.Greenlet)
+
+
+class RuleRateLimited(RateLimited):
+    """A Governor's refusal: ``rule`` names the binding rule, and ``headers()`` are its
+    RateLimit / Retry-After headers."""
+
+    def __init__(self, admission: Admission) -> None:
+        super().__init__(admission.decision,
+                         f"rate limited by rule {admission.rule!r}: retry after "
+                         f"{admission.decision.retry_after:.3f}s")
+        self.rule: str = admission.rule
+        self._headers = admission.headers()
+
+    def headers(self, policy_name: Optional[str] = None):  # type: ignore[override]
+        if policy_name is not None:
+            return self.decision.headers(policy_name=policy_name)
+        return list(self._headers)
+
+
+class _NoTransitions:
+    """What the fallback plan asks of a policy: a Governor's chains deliver no transitions."""
+    _on_transition = None
+
+
+def _usage_of(answer: Any) -> Optional[int]:
+    """The total tokens an answer reports: a sluice.Usage, an object with ``usage.total_tokens``
+    (openai's responses), a dict with ``usage``, or a JSON / SSE body (sluice.read_usage)."""
+    if isinstance(answer, _core.Usage):
+        return answer.total_tokens
+    usage = getattr(answer, "usage", None)
+    if usage is None and isinstance(answer, dict):
+        usage = answer.get("usage")
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+    total = getattr(usage, "total_tokens", None)
+    if isinstance(total, int) and not isinstance(total, bool):
+        return total
+    if isinstance(answer, (bytes, str)):
+        try:
+            found = _core.read_usage(answer if isinstance(answer, bytes) else answer.encode())
+        except Exception:  # not JSON, not a known provider: usage unknown
+            return None
+        if found is not None:
+            return found.total_tokens
+    return None
+
+
+class Governor(_core.Governor):
+    """Runs a sluice policy (see docs/policy.md). ``Governor(text)`` parses YAML or JSON;
+    ``Governor(path="policy.yaml")`` reads a file; ``Governor()`` reads $SLUICE_CONFIG.
+
+    Example (a Flask view under Gunicorn + gevent)::
+
+        governor = sluice.Governor(path="/etc/sluice/policy.yaml")
+
+        with governor.admit({"tenant": tenant, "model": model}, ip=request.remote_addr,
+                            body=request.get_data()) as admission:
+            if not admission:
+                return "slow down", 429, admission.headers()
+            answer = call_model(...)
+            admission.settle(usage)
+    """
+
+    def admit(self, attributes: Optional[Mapping[str, str]] = None, *,
+              headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+              body: Any = None, token_estimate: int = -1) -> Admission:
+        """Decides the request (see the class docstring); a refusal is a falsy Admission."""
+        attributes = None if attributes is None else dict(attributes)
+        headers = None if headers is None else dict(headers)
+        native = super().admit
+        if self.waits_for_redis and _under_gevent():
+            import gevent  # the hub's pool runs the wait on a real thread: the loop goes on
+            return gevent.get_hub().threadpool.apply(
+                native, (attributes,), {"headers": headers, "ip": ip, "body": body,
+                                        "token_estimate": token_estimate})
+        return native(attributes, headers=headers, ip=ip, body=body,
+                      token_estimate=token_estimate)
+
+    async def admit_async(self, attributes: Optional[Mapping[str, str]] = None, *,
+                          headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+                          body: Any = None, token_estimate: int = -1) -> Admission:
+        """``admit`` for coroutines: cluster-scope waits run on the loop's executor."""
+        attributes = None if attributes is None else dict(attributes)
+        headers = None if headers is None else dict(headers)
+        native = super().admit
+        if not self.waits_for_redis:
+            return native(attributes, headers=headers, ip=ip, body=body,
+                          token_estimate=token_estimate)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, lambda: native(attributes, headers=headers, ip=ip, body=body,
+                                 token_estimate=token_estimate))
+
+    def _refuse(self, admission: Admission) -> None:
+        raise RuleRateLimited(admission)
+
+    def call(self, fn: Callable[[Any], Any], attributes: Optional[Mapping[str, str]] = None, *,
+             headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+             body: Any = None, token_estimate: int = -1,
+             usage: Callable[[Any], Optional[int]] = _usage_of,
+             classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
+        """The whole path for one request (see the module docstring). ``fn`` receives the
+        fallback attempt (``target``, ``model``, ``endpoint_id``, ``timeout``), or None when
+        the policy has no chain for the request's model; its answer is returned. A cached answer
+        (bytes, or a list of bytes chunks) is returned without calling ``fn``; an answer that is
+        bytes or a list of bytes is stored. ``usage(answer)`` gives the tokens to settle (None:
+        the estimate stays charged). Raises ``sluice.RateLimited`` when refused."""
+        with self.admit(attributes, headers=headers, ip=ip, body=body,
+                        token_estimate=token_estimate) as admission:
+            if not admission:
+                self._refuse(admission)
+            if admission.delay > 0:
+                sleep(admission.delay)
+            cached = admission.cached_answer()
+            if cached is not None:
+                admission.cancel()  # no provider was called: the tokens go back
+                return cached
+            answer = self._run(admission, fn, classify)
+            self._finish(admission, answer, usage)
+            return answer
+
+    async def call_async(self, fn: Callable[[Any], Any],
+                         attributes: Optional[Mapping[str, str]] = None, *,
+                         headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+                         body: Any = None, token_estimate: int = -1,
+                         usage: Callable[[Any], Optional[int]] = _usage_of,
+                         classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
+        """``call`` for coroutines: ``fn`` is an async function."""
+        admission = await self.admit_async(attributes, headers=headers, ip=ip, body=body,
+                                           token_estimate=token_estimate)
+        with admission:
+            if not admission:
+                self._refuse(admission)
+            if admission.delay > 0:
+                await asyncio.sleep(admission.delay)
+            cached = admission.cached_answer()
+            if cached is not None:
+                admission.cancel()
+                return cached
+            try:
+                fallback = admission.begin_call()
+            except _core_not_found():
+                answer = await fn(None)
+            else:
+                answer = await run_plan_async(
+                    _call_plan(_NoTransitions(), fn, classify, fallback,
+                               fallback._next_delay(), None))
+            self._finish(admission, answer, usage)
+            return answer
+
+    @staticmethod
+    def _run(admission: Admission, fn: Callable[[Any], Any],
+             classify: Callable[[BaseException], Optional[dict]]) -> Any:
+        try:
+            fallback = admission.begin_call()
+        except _core_not_found():
+            return fn(None)
+        return run_plan(_call_plan(_NoTransitions(), fn, classify, fallback,
+                                   fallback._next_delay(), None))
+
+    @staticmethod
+    def _finish(admission: Admission, answer: Any,
+                usage: Callable[[Any], Optional[int]]) -> None:
+        if isinstance(answer, bytes) or (isinstance(answer, list) and answer and
+                                         all(isinstance(c, bytes) for c in answer)):
+            admission.store_answer(answer)
+        tokens = usage(answer)
+        if tokens is not None:
+            admission.settle(tokens)
+
+
+def _core_not_found():
+    from ._errors import NotFound
+    return NotFound
+
+
+class PolicyWatcher:
+    """Reloads ``governor`` from ``path`` whenever the file changes (its size, mtime or inode),
+    checking every ``interval`` seconds from a greenlet (under gevent), a daemon thread, or an
+    asyncio task (``start_async``). A policy that fails to parse or build is reported to
+    ``on_error`` (default: logged by the ``sluice`` logger) and the running policy stays.
+    ``stop()`` ends it; it is also a context manager."""
+
+    def __init__(self, governor: Governor, path: str, *, interval: float = 1.0,
+                 on_reload: Optional[Callable[[], Any]] = None,
+                 on_error: Optional[Callable[[BaseException], Any]] = None) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or \
+                not 0.01 <= float(interval) <= 86400:
+            raise ValueError(f"interval must be seconds in [0.01, 86400], got {interval!r}")
+        self._governor = governor
+        self._path = os.fspath(path)
+        self._interval = float(interval)
+        self._on_reload = on_reload
+        self._on_error = on_error
+        self._stopped = threading.Event()
+        self._seen = self._signature()
+        self._runner: Any = None
+        self.reloads = 0
+        self.errors = 0
+
+    def _signature(self) -> Optional[tuple]:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self) -> bool:
+        """Reloads now if the file changed; True when it reloaded."""
+        signature = self._signature()
+        if signature is None or signature == self._seen:
+            return False
+        self._seen = signature
+        try:
+            self._governor.reload(path=self._path)
+        except Exception as exc:  # the running policy stays; report and keep watching
+            self.errors += 1
+            if self._on_error is not None:
+                self._on_error(exc)
+            else:
+                import logging
+                logging.getLogger("sluice").error("sluice: policy %s not reloaded: %s",
+                                                  self._path, exc)
+            return False
+        self.reloads += 1
+        if self._on_reload is not None:
+            self._on_reload()
+        return True
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            sleep(self._interval)
+            if not self._stopped.is_set():
+                self.check()
+
+    def start(self) -> "PolicyWatcher":
+        """Watches from a greenlet under gevent, else from a daemon thread."""
+        if _under_gevent():
+            import gevent
+            self._runner = gevent.spawn(self._loop)
+        else:
+            self._runner = threading.Thread(target=self._loop, name="sluice-policy-watcher",
+                                            daemon=True)
+            self._runner.start()
+        return self
+
+    async def run_async(self) -> None:
+        """Watches from the running asyncio loop until ``stop()``: await it as a task. The
+        file is parsed on the loop (a policy is a few KiB: microseconds)."""
+        while not self._stopped.is_set():
+            await asyncio.sleep(self._interval)
+            if not self._stopped.is_set():
+                self.check()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def __enter__(self) -> "PolicyWatcher":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
