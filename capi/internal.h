@@ -5,10 +5,12 @@
 #ifndef SLUICE_CAPI_INTERNAL_H_
 #define SLUICE_CAPI_INTERNAL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "sluice/c.h"
 #include "sluice/sluice.hpp"
+#include "sluice/usage.h"
 
 // ---- handles -----------------------------------------------------------------------------------
 
@@ -77,6 +80,15 @@ struct sluice_response_cache {
 struct sluice_fetch {
   sluice::FetchResult rep;
   size_t chunks_taken = 0;  // kept across sluice_fetch_resume
+};
+// A usage reader (capi/usage.cc). C++'s UsageReader is not synchronized and its Feed after
+// Finish is a REQUIRES; the C handle refuses both instead: `in_use` turns an overlapping call
+// from another thread into SLUICE_FAILED_PRECONDITION, `result` marks it finished.
+struct sluice_usage_reader {
+  explicit sluice_usage_reader(sluice::UsageReader reader) : rep(std::move(reader)) {}
+  sluice::UsageReader rep;
+  std::optional<absl::StatusOr<sluice::Usage>> result;  // set by the first finish
+  mutable std::atomic<bool> in_use{false};
 };
 
 namespace sluice_capi {

@@ -26,6 +26,8 @@ enum ObjectKind : unsigned {
   kFallback = 1u << 5,
   kCache = 1u << 6,
   kRedisStore = 1u << 7,
+  kUsageReader = 1u << 8,  // sluice_usage_reader_create
+  kEstimate = 1u << 9,     // sluice_estimate_prompt_tokens, sluice_estimate_text_tokens
   kLimiters = kRateLimiter | kLeakyBucket | kConcurrency | kTokenBudget,
 };
 
@@ -183,7 +185,8 @@ absl::Status ReadParams(const sluice_options& options, Options& o) {
   static_assert(kKind == ObjectKind::kRateLimiter || kKind == ObjectKind::kLeakyBucket ||
                 kKind == ObjectKind::kConcurrency || kKind == ObjectKind::kTokenBudget ||
                 kKind == ObjectKind::kBalancer || kKind == ObjectKind::kFallback ||
-                kKind == ObjectKind::kCache || kKind == ObjectKind::kRedisStore);
+                kKind == ObjectKind::kCache || kKind == ObjectKind::kRedisStore ||
+                kKind == ObjectKind::kUsageReader || kKind == ObjectKind::kEstimate);
   OptionReader reader(options);
   if (absl::Status s = reader.CheckApplies(kKind); !s.ok()) return s;
 #define SLUICE_PARAM_ROW(NAME, NUMBER, TYPE, OBJECTS, ALIAS_OF, FIELD)                     \

@@ -29,6 +29,9 @@
  *     response cache's single-flight fetch and live streams) may change between minor releases,
  *     as the declarations of zstd.h's ZSTD_STATIC_LINKING_ONLY section do. They are declared for
  *     every caller; the marker says what is not yet stable.
+ * 10. Bytes a function makes for the caller (sluice_include_usage_in_stream) are a malloc'd,
+ *     NUL-terminated copy with its length; free it with sluice_free (not free(): the library
+ *     may use another C runtime than the caller, as leveldb_free says).
  *
  * Example:
  *
@@ -46,7 +49,8 @@
  *   sluice_rate_limiter_destroy(rl);
  *
  * Thread-safety: limiters, buckets and budgets are safe to share between threads. A permit or a
- * reservation is used by one thread at a time. An options handle is not thread-safe.
+ * reservation is used by one thread at a time, and so is a usage reader (single-owner; see
+ * "usage metering"). An options handle is not thread-safe.
  */
 #ifndef SLUICE_C_H_
 #define SLUICE_C_H_
@@ -130,6 +134,10 @@ SLUICE_API const char* sluice_last_error_message(void);
 /* The library's version at run time: compare with SLUICE_VERSION_NUMBER from sluice/version.h. */
 SLUICE_API int sluice_version_number(void);
 SLUICE_API const char* sluice_version_string(void);
+
+/* ---- memory ----------------------------------------------------------------------------- */
+/* Frees bytes a sluice function handed out (convention 10). NULL does nothing. */
+SLUICE_API void sluice_free(void* ptr);
 
 /* ---- decisions -------------------------------------------------------------------------- */
 /* Mirrors sluice::Decision (sluice/decision.h). This layout is part of the ABI: fields are
@@ -253,7 +261,14 @@ typedef enum sluice_param {
   SLUICE_PARAM_CACHE_ADMISSION = 904,              /* 1 (default): TinyLFU on; 0: off */
   SLUICE_PARAM_CACHE_STORE_TOOL_CALLS = 905,       /* 1 (default): store answers calling tools */
   /* Deprecated: SLUICE_PARAM_REDIS_NAME (see above). */
-  SLUICE_PARAM_CACHE_REDIS_NAME SLUICE_DEPRECATED_ENUMERATOR("use SLUICE_PARAM_REDIS_NAME") = 906
+  SLUICE_PARAM_CACHE_REDIS_NAME SLUICE_DEPRECATED_ENUMERATOR("use SLUICE_PARAM_REDIS_NAME") = 906,
+  /* Usage metering (sluice/usage.h; the section "usage metering" below). */
+  SLUICE_PARAM_USAGE_MAX_EVENT_BYTES = 1000,          /* usage reader; default 1 MiB; >= 1 */
+  SLUICE_PARAM_ESTIMATE_TOKENS_PER_MESSAGE = 1100,    /* estimates; default 3; >= 0 */
+  SLUICE_PARAM_ESTIMATE_TOKENS_PER_REQUEST = 1101,    /* estimates; default 3; >= 0 */
+  SLUICE_PARAM_ESTIMATE_TOKENS_PER_IMAGE = 1102,      /* estimates; default 765; >= 0 */
+  SLUICE_PARAM_ESTIMATE_CJK_CHARS_PER_TOKEN_MILLI = 1103, /* estimates; default 1200; > 0 */
+  SLUICE_PARAM_ESTIMATE_SCALE_MILLI = 1104            /* estimates; default 1000; >= 0 */
 } sluice_param;
 
 /* How a window counts (sluice/window.h, WindowKind). SLUICE_WINDOW_SLIDING: at most `limit` in
@@ -642,6 +657,147 @@ typedef struct sluice_cache_stats {
 } sluice_cache_stats;
 SLUICE_API int sluice_response_cache_stats(const sluice_response_cache* cache,
                                            sluice_cache_stats* out);
+
+/* ---- usage metering (sluice/usage.h) ---------------------------------------------------- */
+/* How many tokens a call used, read from the provider's answer (streamed or not), and how many
+ * its prompt will use, estimated from the request: what a token budget settles and reserves.
+ * sluice/usage.h is the contract (each provider's fields, the SSE rules, saturation) and
+ * docs/usage.md has the measured error of the estimate.
+ *
+ * Example (a gateway relaying a streamed OpenAI answer):
+ *
+ *   char* body = NULL;
+ *   size_t body_len = 0;
+ *   if (sluice_include_usage_in_stream(req, req_len, &body, &body_len) != SLUICE_OK) {
+ *     ... not JSON: send `req` as it is ...
+ *   }
+ *   int64_t estimate = 0;
+ *   sluice_estimate_prompt_tokens(body, body_len, NULL, &estimate);
+ *   ... sluice_token_budget_try_reserve(budget, key, key_len, estimate + max_tokens, &d, &r) ...
+ *   sluice_usage_reader* reader = NULL;
+ *   sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, NULL, &reader);
+ *   while ((n = read_upstream(buf, sizeof buf)) > 0) {
+ *     sluice_usage_reader_feed(reader, buf, (size_t)n);
+ *     write_client(buf, n);
+ *   }
+ *   sluice_usage usage;
+ *   uint8_t found = 0;
+ *   sluice_usage_reader_finish(reader, &usage, &found);
+ *   sluice_reservation_settle(r, found ? usage.total_tokens : estimate + max_tokens, NULL);
+ *   sluice_usage_reader_destroy(reader);
+ *   sluice_free(body);
+ *
+ * Hostile answers never fail a call: bytes that cannot be read (not JSON, invalid UTF-8, a NUL,
+ * an event over SLUICE_PARAM_USAGE_MAX_EVENT_BYTES, a negative or non-numeric count) are skipped
+ * and counted in the reader's stats.
+ *
+ * Thread-safety: a reader is single-owner: one thread at a time feeds it, finishes it or reads
+ * its stats (like the C++ UsageReader, it is not synchronized). A call that overlaps another
+ * call on the same reader is refused with SLUICE_FAILED_PRECONDITION ("the reader is in use")
+ * and changes nothing, instead of racing; destroying a reader while another thread uses it is
+ * the caller's bug. The other functions share no state and are safe from any thread. */
+
+/* Whose answer is read (sluice::Provider; sluice/usage.h maps each one's fields). */
+typedef enum sluice_provider {
+  SLUICE_PROVIDER_AUTO = 0,               /* detected from the first event (or body) */
+  SLUICE_PROVIDER_OPENAI_CHAT = 1,        /* also Azure OpenAI, vLLM, DashScope compatible mode */
+  SLUICE_PROVIDER_OPENAI_COMPLETIONS = 2,
+  SLUICE_PROVIDER_OPENAI_RESPONSES = 3,
+  SLUICE_PROVIDER_ANTHROPIC = 4,
+  SLUICE_PROVIDER_GEMINI = 5,             /* also Vertex AI */
+  SLUICE_PROVIDER_DASHSCOPE = 6           /* DashScope's native API */
+} sluice_provider;
+/* "auto", "openai_chat", "openai_completions", "openai_responses", "anthropic", "gemini",
+ * "dashscope"; "unknown" for any other value. Static. */
+SLUICE_API const char* sluice_provider_name(int provider);
+
+/* The counts a provider reported (bits of sluice_usage.present). */
+typedef enum sluice_usage_field {
+  SLUICE_USAGE_PROMPT_TOKENS = 1 << 0,
+  SLUICE_USAGE_COMPLETION_TOKENS = 1 << 1,
+  SLUICE_USAGE_TOTAL_TOKENS = 1 << 2,
+  SLUICE_USAGE_CACHED_TOKENS = 1 << 3,
+  SLUICE_USAGE_CACHE_CREATION_TOKENS = 1 << 4,
+  SLUICE_USAGE_REASONING_TOKENS = 1 << 5
+} sluice_usage_field;
+
+/* Counts saturate at 2^62, and so do their sums: a caller may add a few without overflow. */
+#define SLUICE_USAGE_MAX_TOKENS ((int64_t)1 << 62)
+
+/* The tokens one call used (sluice::Usage). Part of the ABI, like sluice_decision: fields are
+ * never reordered or removed. A count whose bit is clear in `present` was not reported and
+ * reads 0 (total_tokens then reads prompt_tokens + completion_tokens). */
+typedef struct sluice_usage {
+  int64_t prompt_tokens;         /* every prompt token, cached ones included */
+  int64_t completion_tokens;     /* every generated token, reasoning ones included */
+  int64_t total_tokens;          /* as reported, else prompt + completion */
+  int64_t cached_tokens;         /* read from the prompt cache (part of prompt_tokens) */
+  int64_t cache_creation_tokens; /* written to the prompt cache (Anthropic; part of prompt) */
+  int64_t reasoning_tokens;      /* "thinking" tokens (part of completion_tokens) */
+  uint32_t present;              /* sluice_usage_field bits; never 0 in a usage found */
+  int provider;                  /* a sluice_provider: AUTO resolved to the one detected */
+} sluice_usage;
+
+/* What a reader skipped or read (UsageReader::Stats); for logs and tests. */
+typedef struct sluice_usage_stats {
+  int64_t events;           /* SSE events with data, and JSON elements, seen */
+  int64_t usage_reports;    /* events that carried a usage object that was read */
+  int64_t malformed_events; /* data that is not a JSON object (other than [DONE]) */
+  int64_t oversized_events; /* dropped for exceeding SLUICE_PARAM_USAGE_MAX_EVENT_BYTES */
+  int64_t rejected_counts;  /* counts ignored: negative, fractional, not a number */
+} sluice_usage_stats;
+
+/* Reads one answer fed in chunks (sluice::UsageReader). */
+typedef struct sluice_usage_reader sluice_usage_reader;
+/* `provider` is a sluice_provider. `options` may be NULL (every default); it may hold only
+ * SLUICE_PARAM_USAGE_MAX_EVENT_BYTES, the most bytes one event's data (or one JSON element, or a
+ * plain JSON body) may hold: a larger event is dropped as it arrives, so memory stays bounded
+ * (default 1 MiB; raise it for the Responses API's long `response.completed`). */
+SLUICE_API int sluice_usage_reader_create(int provider, const sluice_options* options,
+                                          sluice_usage_reader** out);
+SLUICE_API void sluice_usage_reader_destroy(sluice_usage_reader* reader);
+/* Reads the next `len` bytes of the answer, cut anywhere (inside "data:", a JSON string, a UTF-8
+ * sequence, a CRLF): any chunking gives the same usage. (NULL, 0) reads nothing.
+ * SLUICE_FAILED_PRECONDITION after sluice_usage_reader_finish. */
+SLUICE_API int sluice_usage_reader_feed(sluice_usage_reader* reader, const char* data,
+                                        size_t len);
+/* Ends the answer. When it reported a count, *found = 1 and *out is its usage; when it reported
+ * none (an OpenAI stream without stream_options.include_usage, a cut-off stream), *found = 0 and
+ * *out is all zeros (present 0, provider AUTO): SLUICE_OK either way. `found` may be NULL
+ * (out->present tells). Calling it again gives the same result. */
+SLUICE_API int sluice_usage_reader_finish(sluice_usage_reader* reader, sluice_usage* out,
+                                          uint8_t* found);
+/* The reader's counters so far (after finish too). */
+SLUICE_API int sluice_usage_reader_stats(const sluice_usage_reader* reader,
+                                         sluice_usage_stats* out);
+
+/* The usage of a whole answer in memory (a JSON body, or a whole SSE stream): a reader fed
+ * `body` at once, its SLUICE_PARAM_USAGE_MAX_EVENT_BYTES raised to the body's size. *out and
+ * *found as sluice_usage_reader_finish gives them. */
+SLUICE_API int sluice_read_usage(const char* body, size_t body_len, int provider,
+                                 sluice_usage* out, uint8_t* found);
+
+/* For an OpenAI-style chat or completions request with "stream": true: *out is the body with
+ * "stream_options": {"include_usage": true}, so that the stream ends with a usage chunk. Any
+ * other JSON object (not streaming, already asking for it, a Responses API request) comes back
+ * unchanged, byte for byte. *out is a malloc'd NUL-terminated copy of *out_len bytes, freed
+ * with sluice_free; *out = NULL and *out_len = 0 first. SLUICE_INVALID_ARGUMENT when the body is
+ * not a JSON object or its "stream" / "stream_options" has the wrong type (the message names
+ * it). Send the result to OpenAI-compatible APIs only: Anthropic's refuses the member. */
+SLUICE_API int sluice_include_usage_in_stream(const char* body, size_t body_len, char** out,
+                                              size_t* out_len);
+
+/* A cheap estimate of a request body's prompt tokens (sluice::EstimatePromptTokens: OpenAI chat,
+ * completions and Responses, Anthropic, Gemini and DashScope requests; other bytes are costed as
+ * text), for sluice_token_budget_try_reserve before the call: add the answer's max_tokens to
+ * reserve a whole call. *out is in [0, SLUICE_USAGE_MAX_TOKENS]. `options` may be NULL (every
+ * default) and may hold only the SLUICE_PARAM_ESTIMATE_* parameters; a value out of their range
+ * is SLUICE_INVALID_ARGUMENT, naming it. Any bytes are read (not JSON, invalid UTF-8). */
+SLUICE_API int sluice_estimate_prompt_tokens(const char* body, size_t body_len,
+                                             const sluice_options* options, int64_t* out);
+/* The text part of the estimate alone: the tokens of `text` (no per-message overheads). */
+SLUICE_API int sluice_estimate_text_tokens(const char* text, size_t text_len,
+                                           const sluice_options* options, int64_t* out);
 
 /* =========================================================================================
  * Experimental: may change between minor releases

@@ -2249,6 +2249,238 @@ static void register_misc(void) {
          "sluice_balancer_remove_endpoint");
 }
 
+/* ---- usage metering: the reader, whole reads, the rewrite, the estimates -------------------------- */
+
+/* An answer with usage, fed in pieces after the hostile bytes of a case. */
+static const char* const USAGE_STREAM =
+    "data: {\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+    "\"completion_tokens\":4,\"total_tokens\":7}}\n\n"
+    "data: [DONE]\n\n";
+
+static void sane_usage(int rc, const sluice_usage* u, uint8_t found, const char* what) {
+  EXPECT(documented(rc), "%s returned %s: %s", what, sluice_status_name(rc), sluice_last_error_message());
+  if (rc != SLUICE_OK) return;
+  EXPECT(found == 0 || found == 1, "%s: found %d", what, found);
+  EXPECT((found == 1) == (u->present != 0), "%s: found %d with present 0x%x", what, found, u->present);
+  EXPECT(u->prompt_tokens >= 0 && u->prompt_tokens <= SLUICE_USAGE_MAX_TOKENS &&
+         u->completion_tokens >= 0 && u->completion_tokens <= SLUICE_USAGE_MAX_TOKENS &&
+         u->total_tokens >= 0 && u->total_tokens <= SLUICE_USAGE_MAX_TOKENS &&
+         u->cached_tokens >= 0 && u->cached_tokens <= SLUICE_USAGE_MAX_TOKENS &&
+         u->cache_creation_tokens >= 0 && u->cache_creation_tokens <= SLUICE_USAGE_MAX_TOKENS &&
+         u->reasoning_tokens >= 0 && u->reasoning_tokens <= SLUICE_USAGE_MAX_TOKENS,
+         "%s: a count out of [0, 2^62]", what);
+  EXPECT(u->provider >= SLUICE_PROVIDER_AUTO && u->provider <= SLUICE_PROVIDER_DASHSCOPE,
+         "%s: provider %d", what, u->provider);
+}
+
+static void sane_tokens(int rc, int64_t tokens, const char* what) {
+  EXPECT(documented(rc), "%s returned %s: %s", what, sluice_status_name(rc), sluice_last_error_message());
+  EXPECT(tokens >= 0 && tokens <= SLUICE_USAGE_MAX_TOKENS, "%s: %lld tokens", what, (long long)tokens);
+}
+
+/* Every usage call on (ptr, len), with `o` (may be NULL) for the reader and the estimates. */
+static void use_usage_calls(const char* ptr, size_t len, int provider, const sluice_options* o) {
+  sluice_usage_reader* reader = (sluice_usage_reader*)&case_failed;
+  sluice_usage u;
+  sluice_usage_stats stats;
+  uint8_t found = 2;
+  char* out = (char*)&case_failed;
+  size_t out_len = 5;
+  int64_t tokens = -1;
+  int rc = sluice_usage_reader_create(provider, o, &reader);
+  EXPECT(documented(rc), "reader_create returned %s: %s", sluice_status_name(rc), sluice_last_error_message());
+  if (rc != SLUICE_OK) {
+    EXPECT(reader == NULL, "a failed create left *out set");
+  } else {
+    size_t at = 0, step = 1;
+    DOC(sluice_usage_reader_feed(reader, ptr, len));
+    while (at < strlen(USAGE_STREAM)) { /* then an answer in growing pieces */
+      size_t n = step < strlen(USAGE_STREAM) - at ? step : strlen(USAGE_STREAM) - at;
+      RC(sluice_usage_reader_feed(reader, USAGE_STREAM + at, n), SLUICE_OK);
+      at += n;
+      step = step * 2 + 1;
+    }
+    RC(sluice_usage_reader_stats(reader, &stats), SLUICE_OK);
+    rc = sluice_usage_reader_finish(reader, &u, &found); /* before `found` is read */
+    sane_usage(rc, &u, found, "reader_finish");
+    RC(sluice_usage_reader_feed(reader, ptr, len), ptr == NULL && len != 0 ? SLUICE_INVALID_ARGUMENT
+                                                                           : SLUICE_FAILED_PRECONDITION);
+    rc = sluice_usage_reader_finish(reader, &u, &found);
+    sane_usage(rc, &u, found, "reader_finish again");
+    RC(sluice_usage_reader_stats(reader, &stats), SLUICE_OK);
+    EXPECT(stats.events >= 0 && stats.malformed_events >= 0 && stats.oversized_events >= 0 &&
+           stats.rejected_counts >= 0 && stats.usage_reports >= 0, "negative stats");
+    sluice_usage_reader_destroy(reader);
+  }
+  found = 2;
+  rc = sluice_read_usage(ptr, len, provider, &u, &found);
+  sane_usage(rc, &u, found, "read_usage");
+  rc = sluice_include_usage_in_stream(ptr, len, &out, &out_len);
+  EXPECT(documented(rc), "include_usage_in_stream returned %s", sluice_status_name(rc));
+  if (rc == SLUICE_OK) {
+    EXPECT(out != NULL && out[out_len] == 0, "the rewritten body is NUL-terminated");
+  } else {
+    EXPECT(out == NULL && out_len == 0, "a failed rewrite left *out set");
+  }
+  sluice_free(rc == SLUICE_OK ? out : NULL);
+  rc = sluice_estimate_prompt_tokens(ptr, len, o, &tokens);
+  sane_tokens(rc, tokens, "estimate_prompt_tokens");
+  tokens = -1;
+  rc = sluice_estimate_text_tokens(ptr, len, o, &tokens);
+  sane_tokens(rc, tokens, "estimate_text_tokens");
+}
+
+static const int USAGE_PARAMS[] = {
+    SLUICE_PARAM_USAGE_MAX_EVENT_BYTES,         SLUICE_PARAM_ESTIMATE_TOKENS_PER_MESSAGE,
+    SLUICE_PARAM_ESTIMATE_TOKENS_PER_REQUEST,   SLUICE_PARAM_ESTIMATE_TOKENS_PER_IMAGE,
+    SLUICE_PARAM_ESTIMATE_CJK_CHARS_PER_TOKEN_MILLI, SLUICE_PARAM_ESTIMATE_SCALE_MILLI,
+};
+static const char* const USAGE_PARAM_NAMES[] = {
+    "USAGE_MAX_EVENT_BYTES", "ESTIMATE_TOKENS_PER_MESSAGE", "ESTIMATE_TOKENS_PER_REQUEST",
+    "ESTIMATE_TOKENS_PER_IMAGE", "ESTIMATE_CJK_CHARS_PER_TOKEN_MILLI", "ESTIMATE_SCALE_MILLI",
+};
+#define N_USAGE_PARAMS (sizeof(USAGE_PARAMS) / sizeof(USAGE_PARAMS[0]))
+
+/* One parameter at one extreme: the object it applies to takes it or refuses it by name, and is
+ * used; the one it does not apply to refuses it. */
+static void usage_option(int64_t value, const void* data) {
+  const int param = *(const int*)data;
+  sluice_options* o = sluice_options_create();
+  size_t i;
+  RC(sluice_options_set(o, param, value), SLUICE_OK);
+  use_usage_calls(USAGE_STREAM, strlen(USAGE_STREAM), SLUICE_PROVIDER_AUTO, o);
+  for (i = 0; i < N_BODIES; ++i) use_usage_calls(BODIES[i], strlen(BODIES[i]), SLUICE_PROVIDER_AUTO, o);
+  use_usage_calls(big_buffer, BIG_LEN, SLUICE_PROVIDER_OPENAI_RESPONSES, o);
+  sluice_options_destroy(o);
+}
+
+static void usage_providers(int64_t value, const void* data) {
+  const int provider = (int)value;
+  const int known = provider >= SLUICE_PROVIDER_AUTO && provider <= SLUICE_PROVIDER_DASHSCOPE;
+  sluice_usage_reader* reader = NULL;
+  sluice_usage u;
+  (void)data;
+  EXPECT(sluice_provider_name(provider) != NULL, "provider_name is never NULL");
+  RC(sluice_usage_reader_create(provider, NULL, &reader), known ? SLUICE_OK : SLUICE_INVALID_ARGUMENT);
+  sluice_usage_reader_destroy(reader);
+  RC(sluice_read_usage(USAGE_STREAM, strlen(USAGE_STREAM), provider, &u, NULL),
+     known ? SLUICE_OK : SLUICE_INVALID_ARGUMENT);
+  use_usage_calls(USAGE_STREAM, strlen(USAGE_STREAM), provider, NULL);
+}
+
+static void usage_strings(int64_t which, const void* data) {
+  const hs* s = &strings[which];
+  int provider;
+  (void)data;
+  for (provider = SLUICE_PROVIDER_AUTO; provider <= SLUICE_PROVIDER_DASHSCOPE; ++provider) {
+    use_usage_calls(s->ptr, s->len, provider, NULL);
+  }
+}
+
+static void usage_bodies(int64_t which, const void* data) {
+  int provider;
+  (void)data;
+  for (provider = SLUICE_PROVIDER_AUTO; provider <= SLUICE_PROVIDER_DASHSCOPE; ++provider) {
+    use_usage_calls(BODIES[which], strlen(BODIES[which]), provider, NULL);
+  }
+}
+
+/* (NULL, len): refused unless len is 0, by every call that takes bytes. */
+static void usage_lying_lengths(int64_t value, const void* data) {
+  const size_t len = (size_t)value;
+  const int want = len == 0 ? SLUICE_OK : SLUICE_INVALID_ARGUMENT;
+  sluice_usage_reader* reader = NULL;
+  sluice_usage u;
+  char* out = NULL;
+  size_t out_len = 0;
+  int64_t tokens = 0;
+  (void)data;
+  RC(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, NULL, &reader), SLUICE_OK);
+  RC(sluice_usage_reader_feed(reader, NULL, len), want);
+  RC(sluice_read_usage(NULL, len, SLUICE_PROVIDER_AUTO, &u, NULL), want);
+  RC(sluice_include_usage_in_stream(NULL, len, &out, &out_len), SLUICE_INVALID_ARGUMENT);
+  EXPECT(out == NULL && out_len == 0, "a failed rewrite left *out set");
+  RC(sluice_estimate_prompt_tokens(NULL, len, NULL, &tokens), want);
+  RC(sluice_estimate_text_tokens(NULL, len, NULL, &tokens), want);
+  sluice_usage_reader_destroy(reader);
+  use_usage_calls(NULL, len, SLUICE_PROVIDER_AUTO, NULL);
+}
+
+static void usage_nulls(int64_t value, const void* data) {
+  sluice_usage_reader* reader = NULL;
+  sluice_usage u;
+  sluice_usage_stats stats;
+  uint8_t found = 3;
+  char* out = NULL;
+  size_t out_len = 0;
+  int64_t tokens = 0;
+  sluice_options* o = sluice_options_create();
+  (void)value;
+  (void)data;
+  sluice_free(NULL);
+  sluice_usage_reader_destroy(NULL);
+  RC(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_feed(NULL, "x", 1), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_feed(NULL, NULL, 0), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_finish(NULL, &u, &found), SLUICE_INVALID_ARGUMENT);
+  EXPECT(found == 0, "finish on NULL left found %d", found);
+  RC(sluice_usage_reader_finish(NULL, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_stats(NULL, &stats), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_stats(NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, NULL, &reader), SLUICE_OK);
+  RC(sluice_usage_reader_finish(reader, NULL, &found), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_stats(reader, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_usage_reader_finish(reader, &u, NULL), SLUICE_OK);
+  RC(sluice_usage_reader_feed(reader, "x", 1), SLUICE_FAILED_PRECONDITION);
+  sluice_usage_reader_destroy(reader);
+  RC(sluice_read_usage("{}", 2, SLUICE_PROVIDER_AUTO, NULL, &found), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_read_usage("{}", 2, SLUICE_PROVIDER_AUTO, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_include_usage_in_stream("{}", 2, NULL, &out_len), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_include_usage_in_stream("{}", 2, &out, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_include_usage_in_stream("{}", 2, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  EXPECT(out == NULL, "a failed rewrite left *out set");
+  RC(sluice_estimate_prompt_tokens("{}", 2, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_estimate_text_tokens("x", 1, NULL, NULL), SLUICE_INVALID_ARGUMENT);
+  /* Options that do not apply: another object's parameter, windows, a store. */
+  sluice_options_set(o, SLUICE_PARAM_RATE, 1);
+  RC(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, o, &reader), SLUICE_INVALID_ARGUMENT);
+  EXPECT(reader == NULL, "a failed create left *out set");
+  RC(sluice_estimate_prompt_tokens("{}", 2, o, &tokens), SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(o);
+  o = sluice_options_create();
+  sluice_options_add_window(o, 1, SECOND, 0);
+  RC(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, o, &reader), SLUICE_INVALID_ARGUMENT);
+  RC(sluice_estimate_text_tokens("x", 1, o, &tokens), SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(o);
+}
+
+static void register_usage(void) {
+  static const hv one[] = {{"", 0}};
+  static hv string_values[16];
+  static hv body_values[N_BODIES];
+  static char body_labels[N_BODIES][16];
+  size_t i;
+  char name[200];
+  for (i = 0; i < N_USAGE_PARAMS; ++i) {
+    snprintf(name, sizeof(name), "usage/option/%s", USAGE_PARAM_NAMES[i]);
+    add_sweep(name, usage_option, I64, N_I64, &USAGE_PARAMS[i], 0);
+  }
+  for (i = 0; i < n_strings; ++i) string_values[i] = (hv){strings[i].label, (int64_t)i};
+  for (i = 0; i < N_BODIES; ++i) {
+    snprintf(body_labels[i], sizeof(body_labels[i]), "body%zu", i);
+    body_values[i] = (hv){body_labels[i], (int64_t)i};
+  }
+  add_sweep("usage/provider", usage_providers, INTS, N_INTS, NULL, 0);
+  add_sweep("usage/bytes", usage_strings, string_values, n_strings, NULL, 0);
+  add_sweep("usage/json_bodies", usage_bodies, body_values, N_BODIES, NULL, 0);
+  add_sweep("usage/lying_lengths", usage_lying_lengths, SIZES, N_SIZES, NULL, 0);
+  add_sweep("usage/null_handles_and_outs", usage_nulls, one, 1, NULL, 0);
+  covers("sluice_free sluice_provider_name sluice_usage_reader_create sluice_usage_reader_destroy "
+         "sluice_usage_reader_feed sluice_usage_reader_finish sluice_usage_reader_stats "
+         "sluice_read_usage sluice_include_usage_in_stream sluice_estimate_prompt_tokens "
+         "sluice_estimate_text_tokens");
+}
+
 /* ---- the completeness check: every function of c.h has hostile cases ---------------------------- */
 
 /* The first "sluice_name(" of a declaration line into `name`; its length, or 0. */
@@ -2406,6 +2638,7 @@ int main(int argc, char** argv) {
   register_calls();
   register_misc();
   register_deprecated();
+  register_usage();
   complete = header_is_covered() && header_params_are_known();
   have_redis = start_redis();
   if (!have_redis) fprintf(stderr, "could not start redis-server: cluster cases fail\n");

@@ -6,6 +6,10 @@
 //   * sluice_balancer_update_metrics + sluice_balancer_pick / _pick_model on a scored balancer of
 //     two endpoints: a pick is one of them;
 //   * sluice_classify is a sluice_failure; sluice_parse_retry_after is >= 0 when it succeeds;
+//   * usage metering: a reader fed the input in two pieces (cut where its first byte says) or
+//     byte by byte gives what sluice_read_usage gives at once (found == (present != 0)); the
+//     include_usage rewrite hands out NUL-terminated bytes or nothing; estimates are in
+//     [0, SLUICE_USAGE_MAX_TOKENS];
 //   * (NULL, len > 0) is SLUICE_INVALID_ARGUMENT, never a crash.
 #include <cstddef>
 #include <cstdint>
@@ -83,12 +87,59 @@ void CacheKey(const char* body, size_t len) {
   FUZZ_CHECK(key == nullptr);
 }
 
+bool SameUsage(const sluice_usage& a, const sluice_usage& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;  // both fully written by the library (memset first)
+}
+
+void Usage(const char* text, size_t len) {
+  sluice_usage whole;
+  std::memset(&whole, 0, sizeof(whole));
+  uint8_t found = 2;
+  FUZZ_CHECK(sluice_read_usage(text, len, SLUICE_PROVIDER_AUTO, &whole, &found) == SLUICE_OK);
+  FUZZ_CHECK(found <= 1 && (found == 1) == (whole.present != 0));
+  // ReadUsage raises max_event_bytes to the body's size; under the 1 MiB default the reader
+  // must agree with it however the bytes are cut.
+  const size_t cut = len == 0 ? 0 : static_cast<unsigned char>(text[0]) % (len + 1);
+  for (int pass = 0; pass < 2 && len <= (size_t{1} << 20); ++pass) {
+    sluice_usage_reader* reader = nullptr;
+    FUZZ_CHECK(sluice_usage_reader_create(SLUICE_PROVIDER_AUTO, nullptr, &reader) == SLUICE_OK);
+    if (pass == 0) {
+      FUZZ_CHECK(sluice_usage_reader_feed(reader, text, cut) == SLUICE_OK);
+      FUZZ_CHECK(sluice_usage_reader_feed(reader, len == 0 ? nullptr : text + cut, len - cut) ==
+                 SLUICE_OK);
+    } else {
+      for (size_t i = 0; i < len; ++i) FUZZ_CHECK(sluice_usage_reader_feed(reader, text + i, 1) == SLUICE_OK);
+    }
+    sluice_usage chunked;
+    std::memset(&chunked, 0, sizeof(chunked));
+    FUZZ_CHECK(sluice_usage_reader_finish(reader, &chunked, nullptr) == SLUICE_OK);
+    FUZZ_CHECK(SameUsage(whole, chunked));
+    FUZZ_CHECK(sluice_usage_reader_feed(reader, text, len) == SLUICE_FAILED_PRECONDITION);
+    sluice_usage_reader_destroy(reader);
+  }
+  char* out = nullptr;
+  size_t out_len = 0;
+  const int rc = sluice_include_usage_in_stream(text, len, &out, &out_len);
+  CheckStatus(rc);
+  FUZZ_CHECK((rc == SLUICE_OK) == (out != nullptr));
+  if (out != nullptr) FUZZ_CHECK(out[out_len] == '\0');
+  sluice_free(out);
+  int64_t tokens = -1;
+  FUZZ_CHECK(sluice_estimate_prompt_tokens(text, len, nullptr, &tokens) == SLUICE_OK);
+  FUZZ_CHECK(tokens >= 0 && tokens <= SLUICE_USAGE_MAX_TOKENS);
+  FUZZ_CHECK(sluice_estimate_text_tokens(text, len, nullptr, &tokens) == SLUICE_OK);
+  FUZZ_CHECK(tokens >= 0 && tokens <= SLUICE_USAGE_MAX_TOKENS);
+  FUZZ_CHECK(sluice_read_usage(nullptr, 1, SLUICE_PROVIDER_AUTO, &whole, nullptr) ==
+             SLUICE_INVALID_ARGUMENT);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const char* text = size == 0 ? nullptr : reinterpret_cast<const char*>(data);
   CacheKey(text, size);
   Balancer(text, size);
+  Usage(text, size);
   const int failure = sluice_classify(400, SLUICE_TRANSPORT_NONE, text, size);
   FUZZ_CHECK(failure >= SLUICE_FAIL_NONE && failure <= SLUICE_FAIL_CLIENT);
   int64_t nanos = -1;
