@@ -5,7 +5,10 @@
 // cache (cache_drill.h).
 //
 //   sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]
-//                  [--redis=HOST:PORT | --start-redis] [--time-scale=K]
+//                  [--redis=HOST:PORT | --start-redis] [--time-scale=K] [--policy=FILE]
+//
+// --policy names the policy file of the fourth run (default examples/policy.yaml; see
+// policy_drill.h).
 //
 // The default is the embedded (process) scope: no server is needed. --scope=host keeps every
 // object's state in shared memory, as the workers of one Gunicorn would share it. --scope=cluster
@@ -22,6 +25,7 @@
 #include "dify_burst.h"
 #include "fallback_drill.h"
 #include "local_redis.h"
+#include "policy_drill.h"
 #include "report.h"
 
 namespace {
@@ -36,7 +40,8 @@ bool Flag(const char* arg, const char* name, std::string* value) {
 int Usage(const char* message) {
   std::cerr << message
             << "\nusage: sluice_harness [--seconds=N] [--seed=N] [--scope=process|host|cluster]\n"
-               "                      [--redis=HOST:PORT | --start-redis] [--time-scale=K]\n";
+               "                      [--redis=HOST:PORT | --start-redis] [--time-scale=K]\n"
+               "                      [--policy=FILE]\n";
   return 2;
 }
 
@@ -44,6 +49,7 @@ int Usage(const char* message) {
 
 int main(int argc, char** argv) {
   harness::Scenario scenario;
+  harness::PolicyScenario policy_run;
   bool start_redis = false;
   for (int i = 1; i < argc; ++i) {
     std::string value;
@@ -66,6 +72,8 @@ int main(int argc, char** argv) {
       if (scenario.redis_port < 1 || scenario.redis_port > 65535) {
         return Usage("--redis: the port must be 1..65535");
       }
+    } else if (Flag(argv[i], "--policy", &value)) {
+      policy_run.policy_path = value;
     } else if (std::strcmp(argv[i], "--start-redis") == 0) {
       start_redis = true;
     } else if (Flag(argv[i], "--time-scale", &value)) {
@@ -98,5 +106,15 @@ int main(int argc, char** argv) {
   harness::CacheScenario questions;
   questions.seed = scenario.seed;
   harness::PrintCacheDrillReport(questions, harness::RunCacheDrill(questions), std::cout);
+  // The fourth: the same kind of traffic through one Governor built from a policy file, and a
+  // reload under load.
+  policy_run.seed = scenario.seed;
+  policy_run.scope = scenario.scope == "host" ? "host" : "process";
+  harness::PolicyOutcome governed = harness::RunPolicyDrill(policy_run);
+  harness::PrintPolicyReport(policy_run, governed, std::cout);
+  if (!governed.error.empty() || governed.kept_rule_admitted > governed.kept_rule_bound ||
+      governed.loaded_decisions != governed.loaded_admit_calls) {
+    return 1;
+  }
   return 0;
 }
