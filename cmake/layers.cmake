@@ -7,6 +7,7 @@
 #   balancing   Balancer: strategies, endpoint state, prefix index
 #   fallback    FallbackPolicy, CircuitBreaker, RetryBudget
 #   cache       ResponseCache: shards, flights, sketch, Redis tier, records
+#   policy      the policy file (sluice/policy.h): YAML reading, durations, sections, checks
 #
 # A layer may include its own headers and those of the layers it DEPENDS on, nothing else:
 #   * lib/ headers, by path ("stores/keyed_table.h"): each layer compiles against an include
