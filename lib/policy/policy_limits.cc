@@ -89,10 +89,11 @@ bool ReadWindow(PolicyErrors& errors, const YAML::Node& node, const std::string&
   out->per_line = fields.LineOf("per");
   out->burst_line = fields.LineOf("burst");
   out->kind_line = fields.LineOf("kind");
-  bool ok = fields.Require("limit") && fields.Int("limit", 1, INT64_MAX, &out->window.limit);
+  // Any integer here: CheckWindow says what the window needs ("must be > 0, got 0").
+  bool ok = fields.Require("limit") && fields.Int("limit", INT64_MIN, INT64_MAX, &out->window.limit);
   ok = fields.Require("per") &&
        fields.Duration("per", absl::Nanoseconds(1), kMaxPeriod, &out->window.period) && ok;
-  ok = fields.Int("burst", 0, INT64_MAX, &out->window.burst) && ok;
+  ok = fields.Int("burst", INT64_MIN, INT64_MAX, &out->window.burst) && ok;
   size_t kind = 0;
   if (fields.Has("kind")) {
     if (fields.Choice("kind", {"gcra", "sliding"}, &kind)) {

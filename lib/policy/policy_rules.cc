@@ -190,9 +190,9 @@ void ReadRules(PolicyErrors& errors, const YAML::Node& node, Policy* policy) {
       fields.Error("window", "sets the kind of the request windows, and the rule has none");
     }
     const LimitsRead read = ReadLimits(fields, &kind, 0, &rule.limits);
-    if (!read.requests && !read.tokens && !read.concurrency && !read.shaping) {
+    if (read.ok && rule.limits.empty()) {  // concurrency: 0 is no cap, so no limit either
       errors.Add(fields.line(), fields.path(),
-                 "has no limit: set requests, tokens, concurrency or shaping");
+                 "has no limit: set requests, tokens, concurrency (>= 1) or shaping");
     }
     fields.Duration("lease", absl::Nanoseconds(1), kMaxLease, &rule.lease);
     ReadScope(fields, *policy, &rule);

@@ -70,20 +70,23 @@ std::string ParseRedisUrl(absl::string_view url, RedisOptions* redis) {
     }
   }
   absl::string_view port;
+  bool port_given = false;
   if (!host_port.empty() && host_port.front() == '[') {  // [::1]:6379
     const size_t close = host_port.find(']');
     if (close == absl::string_view::npos) return "has an IPv6 host without its closing ]";
     redis->host = std::string(host_port.substr(1, close - 1));
     absl::string_view after = host_port.substr(close + 1);
     if (!after.empty() && after.front() != ':') return absl::StrCat("must be ", kForms);
-    if (!after.empty()) port = after.substr(1);
+    port_given = !after.empty();
+    if (port_given) port = after.substr(1);
   } else {
     const size_t colon = host_port.rfind(':');
     redis->host = std::string(host_port.substr(0, colon));
-    if (colon != absl::string_view::npos) port = host_port.substr(colon + 1);
+    port_given = colon != absl::string_view::npos;
+    if (port_given) port = host_port.substr(colon + 1);
   }
   if (redis->host.empty()) return "has no host";
-  if (host_port.find(':') != absl::string_view::npos || !port.empty()) {
+  if (port_given) {
     if (!absl::SimpleAtoi(port, &redis->port) || redis->port < 1 || redis->port > 65535) {
       return absl::StrCat("has a port that is not in [1, 65535]: \"",
                           absl::CHexEscape(port.substr(0, 20)), "\"");
