@@ -1,6 +1,7 @@
 // ParsePolicy: the document's top level, then each section in the order references need
 // (stores and upstreams before the rules, fallbacks and cache that name them).
 #include <exception>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "policy/policy_reader.h"
 #include "policy/policy_sections.h"
 #include "sluice/policy.h"
+#include "yaml-cpp/anchor.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sluice {
@@ -17,6 +20,52 @@ namespace {
 
 using internal::Fields;
 using internal::PolicyErrors;
+
+// Where the stream's first two documents start (a policy is one document). Reads at most two,
+// through an event handler that builds nothing, so it ends on every input.
+struct DocumentStarts {
+  int count = 0;
+  int first_pos = -1;
+  int second_pos = -1;
+  int second_line = 1;
+};
+
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  explicit DocumentCounter(DocumentStarts* starts) : starts_(starts) {}
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++starts_->count == 1) {
+      starts_->first_pos = mark.pos;
+    } else if (starts_->count == 2) {
+      starts_->second_pos = mark.pos;
+      starts_->second_line = mark.line + 1;
+    }
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  DocumentStarts* starts_;
+};
+
+DocumentStarts FindDocuments(const std::string& yaml) {
+  DocumentStarts starts;
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  DocumentCounter counter(&starts);
+  for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+  }
+  return starts;
+}
 
 void ReadDocument(PolicyErrors& errors, const YAML::Node& document, Policy* policy) {
   if (!document.IsDefined() || document.IsNull()) {
@@ -51,16 +100,21 @@ absl::StatusOr<Policy> ParsePolicy(std::string_view text, std::string_view sourc
   Policy policy;
   policy.source = std::string(source);
   PolicyErrors errors(policy.source);
+  const std::string yaml(text);
   // yaml-cpp reports syntax errors (and nesting deeper than it allows) by throwing; nothing it
   // throws may escape, whatever the input.
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.size() > 1) {
-      errors.Add(internal::LineOf(documents[1]), "",
-                 absl::StrCat("holds ", documents.size(),
-                              " YAML documents: a policy is one (remove the ---)"));
+    const DocumentStarts starts = FindDocuments(yaml);
+    if (starts.count > 1 && starts.second_pos == starts.first_pos) {
+      // yaml-cpp 0.7 reads a stray token (",") as endless empty documents (its LoadAll never
+      // returns: jbeder/yaml-cpp#1040, fixed upstream by #1319).
+      errors.Add(starts.second_line, "",
+                 "is not valid YAML: a token where no document can start (a stray ','?)");
+    } else if (starts.count > 1) {
+      errors.Add(starts.second_line, "",
+                 "starts a second YAML document: a policy is one (remove the ---)");
     } else {
-      ReadDocument(errors, documents.empty() ? YAML::Node() : documents.front(), &policy);
+      ReadDocument(errors, YAML::Load(yaml), &policy);
     }
   } catch (const YAML::Exception& e) {
     errors.Add(e.mark.is_null() ? 1 : e.mark.line + 1, "",

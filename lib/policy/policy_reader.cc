@@ -210,8 +210,13 @@ bool ReadChoice(PolicyErrors& errors, const YAML::Node& node, const std::string&
       ++i;
     }
   }
-  errors.Add(LineOf(node), path,
-             TypeError(absl::StrCat("one of ", absl::StrJoin(names, ", ")), node));
+  std::string problem = TypeError(absl::StrCat("one of ", absl::StrJoin(names, ", ")), node);
+  if (IsScalar(node)) {
+    if (absl::string_view near = NearestName(node.Scalar(), names); !near.empty()) {
+      absl::StrAppend(&problem, " (did you mean ", near, "?)");
+    }
+  }
+  errors.Add(LineOf(node), path, problem);
   return false;
 }
 
