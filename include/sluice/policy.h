@@ -108,8 +108,9 @@ struct RuleLimits {
 
 // One entry of a rule's per-key limits: the key values it covers and their limits. Each limit
 // it sets replaces the rule's (an entry may set only `concurrency`, say); limits it leaves unset
-// keep the rule's. The windows it sets must match the rule's in number and kind.
-struct KeyLimits {
+// keep the rule's: ParsePolicy copies them in, so `limits` is complete. The windows it sets must
+// match the rule's in number and kind, and it may replace only a limit the rule has.
+struct KeyLimitsEntry {
   // The key value (attributes joined by '/', as the rule builds it), or a prefix of it when the
   // value ends in '*'.
   std::string key;
@@ -131,7 +132,7 @@ struct RuleSpec {
   std::vector<std::string> key;
   RuleLimits limits;
   // Per-key limits; the first entry that covers the key wins, else `limits`.
-  std::vector<KeyLimits> key_limits;
+  std::vector<KeyLimitsEntry> key_limits;
   // A concurrency permit's lease (ConcurrencyLimiter::Options::lease). Default 10 minutes.
   absl::Duration lease = absl::Minutes(10);
   // Default kProcess.

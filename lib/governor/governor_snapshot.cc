@@ -99,7 +99,7 @@ absl::Status BuildRules(const Policy& policy, const GovernorSnapshot* previous,
       rule.state = *std::move(state);
     }
     for (size_t k = 0; k < spec.key_limits.size(); ++k) {
-      const KeyLimits& entry = spec.key_limits[k];
+      const KeyLimitsEntry& entry = spec.key_limits[k];
       std::string entry_where =
           Where(policy, entry.line > 0 ? entry.line : spec.line, "rules", i, spec.name);
       absl::StatusOr<KeyOverride> limits =

@@ -57,10 +57,20 @@ bool JsonWorksNextToOurOwnSimdjson() {
          sluice::ParseLlmRequest(body).ok();
 }
 
+// The policy parser links yaml-cpp, which the installed package's config finds again.
+bool PolicyWorks() {
+  absl::StatusOr<sluice::Policy> policy =
+      sluice::ParsePolicy("version: 1\nrules: [{name: r, requests: [600/1m]}]\n", "c.yaml");
+  absl::StatusOr<sluice::Policy> bad = sluice::ParsePolicy("version: 2\n", "c.yaml");
+  return policy.ok() && policy->rules.size() == 1 && policy->rules[0].limits.requests[0].limit == 600 &&
+         !bad.ok();
+}
+
 }  // namespace
 
 int main() {
   const bool limiter = RateLimiterWorks();
   const bool json = JsonWorksNextToOurOwnSimdjson();
-  return limiter && json ? 0 : 1;
+  const bool policy = PolicyWorks();
+  return limiter && json && policy ? 0 : 1;
 }
