@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/c.h"
+#include "sluice/governor.h"
 #include "sluice/sluice.hpp"
 
 // ---- handles -----------------------------------------------------------------------------------
@@ -77,6 +78,13 @@ struct sluice_response_cache {
 struct sluice_fetch {
   sluice::FetchResult rep;
   size_t chunks_taken = 0;  // kept across sluice_fetch_resume
+};
+struct sluice_governor {
+  std::unique_ptr<sluice::Governor> rep;
+};
+struct sluice_admission {
+  sluice::Admission rep;  // holds its policy snapshot: outlives the governor
+  std::vector<std::pair<std::string, std::string>> headers;  // sluice_admission_headers' last
 };
 
 namespace sluice_capi {
@@ -153,6 +161,17 @@ inline const sluice::Clock* ClockOf(const sluice_clock* clock) {
 
 // Copies a decision out; `out` may be NULL.
 void ToC(const sluice::Decision& d, sluice_decision* out);
+
+// Copies a fallback step out (`out` may be NULL); a failed step's status becomes this thread's
+// message (capi/fallback.cc).
+void StepToC(const char* function, const sluice::FallbackPolicy::Step& step,
+             sluice_fallback_step* out);
+
+// A cache answer from C: a body (`chunk_count` 0) or SSE chunks; errors name the bad argument
+// (capi/cache.cc).
+int AnswerFromC(const char* function, const char* body, size_t body_len, const char* const* chunks,
+                const size_t* chunk_lens, size_t chunk_count, int64_t ttl_nanos,
+                sluice::CachedResponse* out);
 
 }  // namespace sluice_capi
 
