@@ -7,7 +7,7 @@
 #   balancing   Balancer: strategies, endpoint state, prefix index
 #   fallback    FallbackPolicy, CircuitBreaker, RetryBudget
 #   cache       ResponseCache: shards, flights, sketch, Redis tier, records
-#   policy      the Policy model and its YAML/JSON parser
+#   policy      the policy file (sluice/policy.h): YAML reading, durations, sections, checks
 #   metrics     Prometheus series, in process or a host region
 #   governor    Governor: a Policy built into objects, Admit / Admission, Reload
 #

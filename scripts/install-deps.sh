@@ -14,6 +14,7 @@ debian_packages=(
   libhiredis-dev       # Redis client (cluster scope)
   libxxhash-dev        # XXH3 key hashing (private to lib/)
   libsimdjson-dev      # JSON request / usage parsing
+  libyaml-cpp-dev      # policy files (sluice/policy.h): YAML with line marks for errors; JSON is YAML
   catch2               # Catch2 v2 single-header tests
   libbenchmark-dev     # Google Benchmark micro benchmarks
   redis-server         # real Redis for the integration tests and peer benchmarks

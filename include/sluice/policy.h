@@ -108,7 +108,8 @@ struct RuleLimits {
 
 // One entry of a rule's per-key limits: the key values it covers and their limits. Each limit
 // it sets replaces the rule's (an entry may set only `concurrency`, say); limits it leaves unset
-// keep the rule's. The windows it sets must match the rule's in number and kind.
+// keep the rule's: ParsePolicy copies them in, so `limits` is complete. The windows it sets must
+// match the rule's in number and kind, and it may replace only a limit the rule has.
 struct KeyLimits {
   // The key value (attributes joined by '/', as the rule builds it), or a prefix of it when the
   // value ends in '*'.
