@@ -1,7 +1,6 @@
 // The Governor and its admissions (sluice/governor.h, sluice/policy.h): the experimental section
 // "Governor" of sluice/c.h. A policy is parsed here (ParsePolicy / LoadPolicyFile), so its errors
 // reach C callers with the source, line and field they name.
-#include <cstdlib>
 #include <cstring>
 
 #include "capi/internal.h"
@@ -252,24 +251,6 @@ int sluice_governor_clear_key_limits(sluice_governor* governor, const char* rule
 uint8_t sluice_governor_waits_for_redis(const sluice_governor* governor) {
   return governor != nullptr && governor->rep->waits_for_redis() ? 1 : 0;
 }
-
-int sluice_governor_metrics_text(const sluice_governor* governor, char** out, size_t* len) {
-  return Guard(__func__, [&](const char* fn) -> int {
-    if (int rc = ClearOut(fn, out); rc != SLUICE_OK) return rc;
-    if (governor == nullptr) return NullArgument(fn, "governor");
-    std::string text = governor->rep->MetricsText();
-    // malloc, not new[]: sluice_free is free(), callable from any language's FFI.
-    char* copy = static_cast<char*>(std::malloc(text.size() + 1));
-    if (copy == nullptr) return Fail(SLUICE_OUT_OF_MEMORY, absl::StrCat(fn, ": out of memory"));
-    std::memcpy(copy, text.data(), text.size());
-    copy[text.size()] = '\0';
-    *out = copy;
-    if (len != nullptr) *len = text.size();
-    return SLUICE_OK;
-  });
-}
-
-void sluice_free(void* memory) { std::free(memory); }
 
 // ---- admissions -------------------------------------------------------------------------------
 

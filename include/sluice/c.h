@@ -731,8 +731,8 @@ SLUICE_API SLUICE_EXPERIMENTAL void sluice_fetch_destroy(sluice_fetch* fetch);
  *   sluice_admission_destroy(a);
  *   sluice_governor_destroy(g);
  *
- * Thread-safety: a governor is safe to share between threads (admit, reload, set_key_limits and
- * metrics_text may run concurrently). An admission is used by one thread at a time.
+ * Thread-safety: a governor is safe to share between threads (admit, reload and the key-limit
+ * calls may run concurrently). An admission is used by one thread at a time.
  * Lifetimes: an admission keeps the policy it was admitted under alive; it stays fully usable
  * (settle, release, cached answers, begin_call) after a reload and after its governor is
  * destroyed. Destroy functions free the handle: set your pointer to NULL after destroying it
@@ -829,14 +829,6 @@ int sluice_governor_clear_key_limits(sluice_governor* governor, const char* rule
 /* 1 when a rule is in cluster scope, so admit may wait for Redis; 0 otherwise or for NULL. */
 SLUICE_API SLUICE_EXPERIMENTAL
 uint8_t sluice_governor_waits_for_redis(const sluice_governor* governor);
-/* Prometheus text exposition of every object the governor owns. *out is set to NULL first,
- * then to a NUL-terminated copy that the caller frees with sluice_free; *len (may be NULL) gets
- * its length without the NUL. */
-SLUICE_API SLUICE_EXPERIMENTAL
-int sluice_governor_metrics_text(const sluice_governor* governor, char** out, size_t* len);
-/* Frees memory sluice allocated for the caller (sluice_governor_metrics_text). NULL: nothing. */
-SLUICE_API SLUICE_EXPERIMENTAL void sluice_free(void* memory);
-
 /* 1 when the request may go (after sluice_admission_delay_nanos); 0 when refused or NULL. */
 SLUICE_API SLUICE_EXPERIMENTAL uint8_t sluice_admission_allowed(const sluice_admission* admission);
 /* The binding decision: the refusing rule's, or when allowed the matched rule with the least
