@@ -79,8 +79,8 @@ int WindowsFromC(const char* function, const sluice_window* windows, size_t coun
   for (size_t i = 0; i < count; ++i) {
     const sluice_window& w = windows[i];
     if (w.kind != SLUICE_WINDOW_GCRA && w.kind != SLUICE_WINDOW_SLIDING) {
-      return Invalid(function, absl::StrCat(field, "[", i, "].kind must be a sluice_window_kind, got ",
-                                            w.kind));
+      return Invalid(function, absl::StrCat(field, "[", i,
+                                            "].kind must be a sluice_window_kind, got ", w.kind));
     }
     out->push_back({w.limit, absl::Nanoseconds(w.period_nanos), w.burst,
                     w.kind == SLUICE_WINDOW_SLIDING ? sluice::WindowKind::kSliding

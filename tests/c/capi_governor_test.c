@@ -31,8 +31,8 @@ static int failed = 0;
 #define SECOND 1000000000LL
 
 /* Two rules of the brief (requests per minute by tenant, concurrency by app when the request
- * names one), a token window by end user for one model, a default fallback chain and a cache without TinyLFU (so a first put is
- * stored). */
+ * names one), a token window by end user for one model, a default fallback chain and a cache
+ * without TinyLFU (so a first put is stored). */
 static const char* const POLICY =
     "version: 1\n"
     "name: ctest\n"
