@@ -22,9 +22,10 @@ static_assert(static_cast<unsigned>(SLUICE_HEADERS_ALL) == sluice::kAllHeaders);
 constexpr size_t kMaxWindows = 8;
 
 // A (ptr, len) text of any length (a policy, a body): NULL only with len 0.
-int CheckText(const char* function, const char* text, size_t len, const char* name) {
+int CheckText(const char* function, const char* text, size_t len, const char* name,
+              const char* len_name) {
   if (text == nullptr && len != 0) {
-    return Invalid(function, absl::StrCat(name, " is NULL but ", name, "_len is ", len));
+    return Invalid(function, absl::StrCat(name, " is NULL but ", len_name, " is ", len));
   }
   return SLUICE_OK;
 }
@@ -52,7 +53,9 @@ absl::StatusOr<sluice::Policy> ParseFromC(const char* text, size_t len, const ch
 
 int CheckPolicyArguments(const char* function, const char* text, size_t len, const char* source,
                          size_t source_len) {
-  if (int rc = CheckText(function, text, len, "policy_text"); rc != SLUICE_OK) return rc;
+  if (int rc = CheckText(function, text, len, "policy_text", "policy_len"); rc != SLUICE_OK) {
+    return rc;
+  }
   return CheckKey(function, source, source_len, "source");
 }
 
@@ -202,7 +205,7 @@ int sluice_governor_admit(sluice_governor* governor, const sluice_attribute* att
       return Invalid(fn, absl::StrCat("attributes is NULL but attribute_count is ",
                                       attribute_count));
     }
-    if (int rc = CheckText(fn, body, body_len, "body"); rc != SLUICE_OK) return rc;
+    if (int rc = CheckText(fn, body, body_len, "body", "body_len"); rc != SLUICE_OK) return rc;
     std::vector<sluice::Attribute> views;
     views.reserve(attribute_count);
     for (size_t i = 0; i < attribute_count; ++i) {

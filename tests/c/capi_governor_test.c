@@ -642,6 +642,8 @@ static void test_null_arguments(void) {
   sluice_admission_destroy(NULL);
   CHECK(sluice_governor_create(NULL, 10, NULL, 0, NULL, &out) == SLUICE_INVALID_ARGUMENT &&
         out == NULL);
+  CHECK(strcmp(sluice_last_error_message(),
+               "sluice_governor_create: policy_text is NULL but policy_len is 10") == 0);
   CHECK(sluice_governor_create(NULL, SIZE_MAX, NULL, 0, NULL, &out) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_governor_create(POLICY, strlen(POLICY), NULL, 3, NULL, &out) ==
         SLUICE_INVALID_ARGUMENT);
