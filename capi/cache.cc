@@ -5,9 +5,8 @@
 
 using namespace sluice_capi;  // NOLINT: the C entry points below use the helpers unqualified
 
-namespace {
+namespace sluice_capi {
 
-// A cache answer from C: a body (`chunk_count` 0) or SSE chunks; errors name the bad argument.
 int AnswerFromC(const char* function, const char* body, size_t body_len, const char* const* chunks,
                 const size_t* chunk_lens, size_t chunk_count, int64_t ttl_nanos,
                 sluice::CachedResponse* out) {
@@ -24,6 +23,10 @@ int AnswerFromC(const char* function, const char* body, size_t body_len, const c
   }
   return SLUICE_OK;
 }
+
+}  // namespace sluice_capi
+
+namespace {
 
 // A fetch call that only the leader may make.
 int NotLeader(const char* function) {

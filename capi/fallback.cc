@@ -7,15 +7,8 @@
 
 using namespace sluice_capi;  // NOLINT: the C entry points below use the helpers unqualified
 
-namespace {
+namespace sluice_capi {
 
-// The C enums mirror the C++ ones value for value.
-static_assert(static_cast<int>(sluice::TransportError::kReset) == SLUICE_TRANSPORT_RESET);
-static_assert(static_cast<int>(sluice::FallbackPolicy::Step::Kind::kFailed) == SLUICE_STEP_FAILED);
-static_assert(static_cast<int>(sluice::CircuitBreaker::State::kHalfOpen) ==
-              SLUICE_BREAKER_HALF_OPEN);
-
-// Copies a step out (`out` may be NULL); a failed step's status becomes this thread's message.
 void StepToC(const char* function, const sluice::FallbackPolicy::Step& step,
              sluice_fallback_step* out) {
   if (out == nullptr) return;
@@ -30,6 +23,16 @@ void StepToC(const char* function, const sluice::FallbackPolicy::Step& step,
   out->status = FromStatus(function, step.status);
   out->retry_after_nanos = absl::ToInt64Nanoseconds(step.retry_after);
 }
+
+}  // namespace sluice_capi
+
+namespace {
+
+// The C enums mirror the C++ ones value for value.
+static_assert(static_cast<int>(sluice::TransportError::kReset) == SLUICE_TRANSPORT_RESET);
+static_assert(static_cast<int>(sluice::FallbackPolicy::Step::Kind::kFailed) == SLUICE_STEP_FAILED);
+static_assert(static_cast<int>(sluice::CircuitBreaker::State::kHalfOpen) ==
+              SLUICE_BREAKER_HALF_OPEN);
 
 absl::StatusOr<std::vector<sluice::FallbackPolicy::Target>> TargetsFromC(
     const sluice_fallback_target* targets, size_t target_count) {

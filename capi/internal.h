@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/c.h"
+#include "sluice/governor.h"
 #include "sluice/sluice.hpp"
 #include "sluice/usage.h"
 
@@ -89,6 +90,13 @@ struct sluice_usage_reader {
   sluice::UsageReader rep;
   std::optional<absl::StatusOr<sluice::Usage>> result;  // set by the first finish
   mutable std::atomic<bool> in_use{false};
+};
+struct sluice_governor {
+  std::unique_ptr<sluice::Governor> rep;
+};
+struct sluice_admission {
+  sluice::Admission rep;  // holds its policy snapshot: outlives the governor
+  std::vector<std::pair<std::string, std::string>> headers;  // sluice_admission_headers' last
 };
 
 namespace sluice_capi {
@@ -165,6 +173,17 @@ inline const sluice::Clock* ClockOf(const sluice_clock* clock) {
 
 // Copies a decision out; `out` may be NULL.
 void ToC(const sluice::Decision& d, sluice_decision* out);
+
+// Copies a fallback step out (`out` may be NULL); a failed step's status becomes this thread's
+// message (capi/fallback.cc).
+void StepToC(const char* function, const sluice::FallbackPolicy::Step& step,
+             sluice_fallback_step* out);
+
+// A cache answer from C: a body (`chunk_count` 0) or SSE chunks; errors name the bad argument
+// (capi/cache.cc).
+int AnswerFromC(const char* function, const char* body, size_t body_len, const char* const* chunks,
+                const size_t* chunk_lens, size_t chunk_count, int64_t ttl_nanos,
+                sluice::CachedResponse* out);
 
 }  // namespace sluice_capi
 

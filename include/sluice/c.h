@@ -26,9 +26,9 @@
  *     for one release as SLUICE_DEPRECATED functions that do the same (define
  *     SLUICE_DISABLE_DEPRECATE_WARNINGS to silence the warnings).
  *  9. Declarations marked SLUICE_EXPERIMENTAL (the section "Experimental" at the end: the
- *     response cache's single-flight fetch and live streams) may change between minor releases,
- *     as the declarations of zstd.h's ZSTD_STATIC_LINKING_ONLY section do. They are declared for
- *     every caller; the marker says what is not yet stable.
+ *     response cache's single-flight fetch and live streams, the Governor) may change between
+ *     minor releases, as the declarations of zstd.h's ZSTD_STATIC_LINKING_ONLY section do. They
+ *     are declared for every caller; the marker says what is not yet stable.
  * 10. Bytes a function makes for the caller (sluice_include_usage_in_stream) are a malloc'd,
  *     NUL-terminated copy with its length; free it with sluice_free (not free(): the library
  *     may use another C runtime than the caller, as leveldb_free says).
@@ -863,6 +863,195 @@ int sluice_fetch_take_chunks(sluice_fetch* fetch, sluice_cached_answer** out);
 SLUICE_API SLUICE_EXPERIMENTAL size_t sluice_fetch_chunks_taken(const sluice_fetch* fetch);
 /* A lead destroyed without completing gives up: the next follower leads. */
 SLUICE_API SLUICE_EXPERIMENTAL void sluice_fetch_destroy(sluice_fetch* fetch);
+
+/* ---- Governor (sluice/governor.h, sluice/policy.h) -------------------------------------------
+ * Experimental: one object that runs a declarative policy (YAML or JSON: rules with matches,
+ * keys and limits, upstreams, fallback chains, the response cache) and one call per request.
+ * The policy language is young; these declarations follow it (SLUICE_EXPERIMENTAL).
+ *
+ *   sluice_governor* g = NULL;
+ *   if (sluice_governor_create(yaml, yaml_len, "policy.yaml", 11, NULL, &g) != SLUICE_OK) {
+ *     fprintf(stderr, "%s\n", sluice_last_error_message());  // "policy.yaml:12: rules[0]..."
+ *   }
+ *   sluice_attribute attributes[] = {{"tenant", 6, tenant, tenant_len}, {"model", 5, "m", 1}};
+ *   sluice_admission* a = NULL;
+ *   sluice_governor_admit(g, attributes, 2, body, body_len, -1, &a);
+ *   if (!sluice_admission_allowed(a)) {
+ *     size_t n = 0;
+ *     sluice_admission_headers(a, SLUICE_HEADERS_ALL, &n);
+ *     ... 429 with headers 0..n-1 of sluice_admission_header ...
+ *   } else {
+ *     ... call the model, read its usage ...
+ *     sluice_admission_settle(a, usage_total_tokens);
+ *   }
+ *   sluice_admission_destroy(a);
+ *   sluice_governor_destroy(g);
+ *
+ * Thread-safety: a governor is safe to share between threads (admit, reload and the key-limit
+ * calls may run concurrently). An admission is used by one thread at a time.
+ * Lifetimes: an admission keeps the policy it was admitted under alive; it stays fully usable
+ * (settle, release, cached answers, begin_call) after a reload and after its governor is
+ * destroyed. Destroy functions free the handle: set your pointer to NULL after destroying it
+ * (destroying twice is undefined; destroying NULL does nothing). */
+typedef struct sluice_governor sluice_governor;
+typedef struct sluice_admission sluice_admission;
+
+/* One request attribute (sluice::Attribute): "tenant", "app", "api_key", "end_user", "model",
+ * "provider", "route", "ip", "header.<lower-case name>" or the caller's own. (ptr, len) strings
+ * of at most SLUICE_MAX_KEY_LEN bytes each; any bytes (NUL and non-UTF-8 included). */
+typedef struct sluice_attribute {
+  const char* name;
+  size_t name_len;
+  const char* value;
+  size_t value_len;
+} sluice_attribute;
+
+/* One window of a rule's limits (sluice::Window): `limit` per `period_nanos`, burst 0 = limit,
+ * `kind` a sluice_window_kind. */
+typedef struct sluice_window {
+  int64_t limit;
+  int64_t period_nanos;
+  int64_t burst;
+  int kind;
+} sluice_window;
+
+/* A rule's limits for one key (sluice::RuleLimits). The windows follow the rule's shape (as many
+ * as the rule has, of the same kind); a count of 0 keeps none. shaping_rate 0: no shaping (then
+ * the shaping_* fields other than the rate are not read). */
+typedef struct sluice_rule_limits {
+  const sluice_window* requests; /* may be NULL with request_count 0 */
+  size_t request_count;          /* 0 to 8 */
+  const sluice_window* tokens;   /* may be NULL with token_count 0; GCRA only */
+  size_t token_count;            /* 0 to 8 */
+  int64_t concurrency;           /* requests in flight at once; 0: no cap */
+  int64_t shaping_rate;          /* requests per shaping_per_nanos; 0: no shaping */
+  int64_t shaping_per_nanos;     /* 0: 1 s */
+  int64_t shaping_burst;         /* 0: 1 */
+  int64_t shaping_max_wait_nanos;/* 0: 1 s */
+} sluice_rule_limits;
+
+/* Which headers sluice_admission_headers renders (sluice::HeaderStyle); combine with `|`. */
+typedef enum sluice_header_style {
+  SLUICE_HEADERS_IETF = 1,        /* RateLimit-Policy and RateLimit */
+  SLUICE_HEADERS_X_RATELIMIT = 2, /* X-RateLimit-Limit, -Remaining, -Reset */
+  SLUICE_HEADERS_RETRY_AFTER = 4, /* Retry-After, on refusals only */
+  SLUICE_HEADERS_ALL = 7
+} sluice_header_style;
+
+/* Parses a YAML (or JSON) policy and builds every object it names. `source` (may be empty:
+ * "<string>") names the text in errors. `clock` NULL: the steady clock; a manual clock must
+ * outlive the governor and its admissions. SLUICE_INVALID_ARGUMENT lists every error of the
+ * policy, each naming the source, its line and the field ("policy.yaml:14: rules[1].requests[0]
+ * .limit must be > 0, got 0"). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_create(const char* policy_text, size_t policy_len, const char* source,
+                           size_t source_len, const sluice_clock* clock, sluice_governor** out);
+/* The same from a file; an empty path reads the file named by $SLUICE_CONFIG. SLUICE_NOT_FOUND
+ * or SLUICE_PERMISSION_DENIED name the path; a path holding a NUL byte is
+ * SLUICE_INVALID_ARGUMENT. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_create_from_file(const char* path, size_t path_len, const sluice_clock* clock,
+                                     sluice_governor** out);
+/* Admissions made by the governor stay valid after it is destroyed. */
+SLUICE_API SLUICE_EXPERIMENTAL void sluice_governor_destroy(sluice_governor* governor);
+/* Replaces the policy atomically: rules whose name, key, scope and limits are unchanged keep
+ * their state. On any error the running policy is untouched (the errors as for create). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_reload(sluice_governor* governor, const char* policy_text, size_t policy_len,
+                           const char* source, size_t source_len);
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_reload_from_file(sluice_governor* governor, const char* path, size_t path_len);
+/* Decides a request against every rule that matches (Governor::Admit); never waits in process
+ * and host scope. `attributes` may be NULL with count 0; a name given twice: the first wins.
+ * `body` (may be empty) is the OpenAI-style request body the cache key and the token estimate
+ * read. `token_estimate` < 0: estimated from the body. *out is set to NULL first, then to the
+ * admission: a refusal is SLUICE_OK with sluice_admission_allowed 0 (and an error that refused
+ * the request, such as a full key table, is sluice_admission_status). Errors are bad arguments
+ * only. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_admit(sluice_governor* governor, const sluice_attribute* attributes,
+                          size_t attribute_count, const char* body, size_t body_len,
+                          int64_t token_estimate, sluice_admission** out);
+/* Sets the limits of one key value of rule `rule` at run time (Governor::SetKeyLimits), or
+ * clears them back to the policy's. This process only. SLUICE_NOT_FOUND names an unknown rule;
+ * SLUICE_INVALID_ARGUMENT names the bad field of `limits`. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_set_key_limits(sluice_governor* governor, const char* rule, size_t rule_len,
+                                   const char* key, size_t key_len,
+                                   const sluice_rule_limits* limits);
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_clear_key_limits(sluice_governor* governor, const char* rule, size_t rule_len,
+                                     const char* key, size_t key_len);
+/* 1 when a rule is in cluster scope, so admit may wait for Redis; 0 otherwise or for NULL. */
+SLUICE_API SLUICE_EXPERIMENTAL
+uint8_t sluice_governor_waits_for_redis(const sluice_governor* governor);
+/* 1 when the request may go (after sluice_admission_delay_nanos); 0 when refused or NULL. */
+SLUICE_API SLUICE_EXPERIMENTAL uint8_t sluice_admission_allowed(const sluice_admission* admission);
+/* The binding decision: the refusing rule's, or when allowed the matched rule with the least
+ * left; a request no rule matched is allowed with an empty decision. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_decision(const sluice_admission* admission, sluice_decision* out);
+/* The binding rule's name (empty if none matched, or for NULL); not NUL-terminated, valid while
+ * the admission lives. */
+SLUICE_API SLUICE_EXPERIMENTAL
+const char* sluice_admission_rule(const sluice_admission* admission, size_t* len);
+/* Why the request was refused when no limit refused it (a Redis configuration error, a full key
+ * table): that status, with sluice_last_error_message() naming it; SLUICE_OK otherwise.
+ * SLUICE_INVALID_ARGUMENT for NULL. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_admission_status(const sluice_admission* admission);
+/* Shaping: wait this long before sending (0 when no shaping rule matched, or for NULL). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int64_t sluice_admission_delay_nanos(const sluice_admission* admission);
+/* Tokens reserved for the request (0 when no token rule matched, or for NULL). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int64_t sluice_admission_token_estimate(const sluice_admission* admission);
+/* The rules the request matched, in policy order: their count (0 for NULL), and the name of
+ * one (NULL, len 0, for an index out of range); valid while the admission lives. */
+SLUICE_API SLUICE_EXPERIMENTAL
+size_t sluice_admission_matched_count(const sluice_admission* admission);
+SLUICE_API SLUICE_EXPERIMENTAL
+const char* sluice_admission_matched_rule(const sluice_admission* admission, size_t index,
+                                          size_t* len);
+/* Renders the binding decision as HTTP headers of `styles` (sluice_header_style bits, at least
+ * one; the policy named after the rule) into the admission; *count gets their number. Each
+ * rendering replaces the last. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_headers(sluice_admission* admission, unsigned styles, size_t* count);
+/* Header `index` of the last rendering: name and value, not NUL-terminated, valid until the
+ * next rendering or destroy. SLUICE_INVALID_ARGUMENT for an index out of range. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_header(const sluice_admission* admission, size_t index, const char** name,
+                            size_t* name_len, const char** value, size_t* value_len);
+/* Settles the token reservations with what the call used (a key whose call used more goes into
+ * debt) and releases the permits. Only the first settle counts. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_admission_settle(sluice_admission* admission,
+                                                           int64_t total_tokens);
+/* The call never reached a provider: gives the token reservations back and releases the
+ * permits (the request stays counted). */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_admission_cancel(sluice_admission* admission);
+/* Releases the permits; unsettled reservations stay charged as estimated. Idempotent. */
+SLUICE_API SLUICE_EXPERIMENTAL int sluice_admission_release(sluice_admission* admission);
+/* Releases what is held (as sluice_admission_release), then frees the handle. */
+SLUICE_API SLUICE_EXPERIMENTAL void sluice_admission_destroy(sluice_admission* admission);
+/* The request's cached answer: *out is set to NULL first, then to a new answer handle on a hit
+ * (destroy it with sluice_cached_answer_destroy); it stays NULL on a miss, when the policy has no
+ * cache, the cache skips the model, or the body is empty or not JSON. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_cached_answer(sluice_admission* admission, sluice_cached_answer** out);
+/* Stores the answer (a body, or `chunk_count` SSE chunks) under the request's key; *stored (may
+ * be NULL) is set to 0 first, and stays 0 when it was not stored (no cache, a refused request,
+ * a model the cache skips, too large, turned away by TinyLFU). */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_store_answer(sluice_admission* admission, const char* body, size_t body_len,
+                                  const char* const* chunks, const size_t* chunk_lens,
+                                  size_t chunk_count, uint8_t* stored);
+/* Starts the fallback call for the request's model (the policy's chain naming it, else its chain
+ * without models), as sluice_fallback_policy_begin does; deadline_nanos 0: the chain's.
+ * SLUICE_NOT_FOUND when the policy has no chain for it; SLUICE_FAILED_PRECONDITION for a refused
+ * request. The call stays valid after the admission and the governor are destroyed. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_admission_begin_call(sluice_admission* admission, int64_t deadline_nanos,
+                                sluice_fallback_call** out, sluice_fallback_step* step);
 
 #ifdef __cplusplus
 } /* extern "C" */
