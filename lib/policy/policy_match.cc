@@ -87,7 +87,7 @@ bool ReadFilters(PolicyErrors& errors, const YAML::Node& node, const std::string
   bool ok = true;
   std::vector<AttributeFilter> filters;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: `it->` points into a temporary proxy
     if (!key.IsDefined() || !key.IsScalar()) {
       errors.Add(LineOf(key), path, absl::StrCat("has a key that is not an attribute name: ",
                                                  Describe(key)));

@@ -250,7 +250,7 @@ Fields::Fields(PolicyErrors& errors, const YAML::Node& node, std::string path,
   ok_ = true;
   absl::flat_hash_set<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: `it->` points into a temporary proxy
     if (!IsScalar(key)) {
       errors_.Add(internal::LineOf(key), path_, absl::StrCat("has a key that is not a name: ", Describe(key)));
       continue;
