@@ -106,7 +106,9 @@ class Counter {
   // Adds `n` (one relaxed atomic add). Precondition: n >= 0; a negative n is ignored (a counter
   // never goes down). The count wraps after 2^63 - 1.
   void Add(int64_t n = 1) const {
-    if (cell_ != nullptr && n >= 0) std::atomic_ref<int64_t>(*cell_).fetch_add(n, std::memory_order_relaxed);
+    if (cell_ != nullptr && n >= 0) {
+      std::atomic_ref<int64_t>(*cell_).fetch_add(n, std::memory_order_relaxed);
+    }
   }
   int64_t value() const {
     return cell_ == nullptr ? 0 : std::atomic_ref<int64_t>(*cell_).load(std::memory_order_relaxed);

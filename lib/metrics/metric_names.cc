@@ -84,7 +84,8 @@ absl::StatusOr<std::string> SeriesKey(std::string_view method, std::string_view 
   }
   if (name == kDroppedSeriesName) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Av(method), ": name \"", Av(name), "\" is reserved for the registry's own count"));
+        absl::StrCat(Av(method), ": name \"", Av(name),
+                     "\" is reserved for the registry's own count"));
   }
   std::vector<const std::pair<std::string, std::string>*> sorted;
   sorted.reserve(labels.size());

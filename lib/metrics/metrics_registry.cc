@@ -167,7 +167,9 @@ absl::StatusOr<int64_t*> MetricsRegistryImpl::Series(std::string_view method,
   }
   if (histogram) {
     bool same = block[0] == n;
-    for (int64_t i = 0; same && i < n; ++i) same = block[1 + i] == std::bit_cast<int64_t>(bounds[i]);
+    for (int64_t i = 0; same && i < n; ++i) {
+      same = block[1 + i] == std::bit_cast<int64_t>(bounds[i]);
+    }
     if (!same) {
       return absl::InvalidArgumentError(absl::StrCat(
           Av(method), ": bounds differ from those of the existing series of \"", Av(name), "\""));

@@ -153,7 +153,7 @@ TEST_CASE("a series is found again: label order does not matter, handles share o
   CHECK(b.value() == 5);
 }
 
-TEST_CASE("default histogram bounds are DecisionLatencyBounds; NaN is ignored, infinities count") {
+TEST_CASE("default histogram bounds are DecisionLatencyBounds, NaN is ignored, infinities count") {
   auto registry = ProcessRegistry();
   Histogram h = Value(registry->GetHistogram("decide_seconds", "Decisions.", {}));
   h.Observe(2e-6);
@@ -198,7 +198,8 @@ TEST_CASE("invalid names, labels and bounds are InvalidArgument naming the argum
       "bounds must be finite"));
   CHECK(absl::StrContains(ErrorOf(registry->GetHistogram("h", "h", {}, {std::nan("")})),
                           "bounds must be finite"));
-  CHECK(absl::StrContains(ErrorOf(registry->GetHistogram("h", "h", {}, std::vector<double>(300, 1))),
+  const std::vector<double> too_many(300, 1);
+  CHECK(absl::StrContains(ErrorOf(registry->GetHistogram("h", "h", {}, too_many)),
                           "bounds must hold 1 to 256"));
   MetricsRegistry::Options options;
   options.max_series = 0;
@@ -210,7 +211,7 @@ TEST_CASE("invalid names, labels and bounds are InvalidArgument naming the argum
   CHECK(absl::StrContains(ErrorOf(MetricsRegistry::Create(options)), "shared_region"));
 }
 
-TEST_CASE("one name, one type and one help; one series, one set of bounds") {
+TEST_CASE("one name, one type and one help, one series, one set of bounds") {
   auto registry = ProcessRegistry();
   REQUIRE(registry->GetCounter("x", "help", {}).ok());
   CHECK(absl::StrContains(ErrorOf(registry->GetGauge("x", "help", {{"a", "b"}})),
@@ -317,7 +318,7 @@ TEST_CASE("threads create and add to the same and to their own series concurrent
   CHECK(registry->series_count() == 2 + kThreads);
 }
 
-TEST_CASE("collectors run at the start of Render, in order; a removed one never runs again") {
+TEST_CASE("collectors run at the start of Render, in order, a removed one never runs again") {
   auto registry = ProcessRegistry();
   Gauge bytes = Value(registry->GetGauge("cache_bytes", "Bytes.", {}));
   int64_t owned = 7;
@@ -412,7 +413,7 @@ TEST_CASE("host scope: a second registry on the region sees the first's series a
   CHECK(ErrorOf(MetricsRegistry::Create(other)).find("max_series=4096") != std::string::npos);
 }
 
-TEST_CASE("host scope: a process killed while creating a series; the next creator takes over") {
+TEST_CASE("host scope: a process killed while creating a series, the next creator takes over") {
   RegionName region;
   auto registry = HostRegistry(region.name);
   REQUIRE(registry->GetCounter("c", "h", {{"k", "other"}}).ok());  // the family exists
@@ -448,7 +449,7 @@ TEST_CASE("host scope: a process killed while creating a series; the next creato
   CHECK(registry->series_count() == 2);  // the dead creator's claim was not counted twice
 }
 
-TEST_CASE("host scope: a process killed while creating the region; the next opener takes over") {
+TEST_CASE("host scope: a process killed while creating the region, the next opener takes over") {
   RegionName region;
   SharedPage page;
   const pid_t creator = fork();
