@@ -164,6 +164,7 @@ void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classi
 void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache
 void BindUsage(py::module_& m);          // Usage, UsageReader, read_usage, estimates
 void BindLog(py::module_& m);            // sluice's log messages, delivered to `logging`
+void BindMetrics(py::module_& m);        // MetricsRegistry, Counter, Gauge, Histogram
 
 }  // namespace sluice_python
 

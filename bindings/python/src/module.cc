@@ -22,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindCache(m);
   sluice_python::BindUsage(m);
   sluice_python::BindLog(m);
+  sluice_python::BindMetrics(m);
 }
