@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
+from ._errors import InvalidArgument
+
 
 class PrometheusCollector:
     """A prometheus_client collector of ``source``'s series: anything with a ``render()`` or a
@@ -33,7 +35,9 @@ class PrometheusCollector:
         self._text_of: Callable[[], Any] = text_of
 
     def collect(self) -> Iterator[Any]:
-        """The source's metric families, rendered now (prometheus_client calls it per scrape)."""
+        """The source's metric families, rendered now (prometheus_client calls it per scrape).
+        Raises sluice.InvalidArgument (a ValueError) if the text does not parse, TypeError if it
+        is not str or bytes."""
         from prometheus_client.parser import text_string_to_metric_families
 
         text = self._text_of()
@@ -42,4 +46,11 @@ class PrometheusCollector:
         if not isinstance(text, str):
             raise TypeError("sluice.PrometheusCollector: the source's text must be str or bytes, "
                             f"got {type(text).__name__}")
-        yield from text_string_to_metric_families(text)
+        try:
+            # Parsed whole before the first family is handed over: a malformed text fails the
+            # scrape with a documented error rather than half-way through.
+            families = list(text_string_to_metric_families(text))
+        except Exception as e:  # the parser raises ValueError, and IndexError on some garbage
+            raise InvalidArgument("sluice.PrometheusCollector: the source's text is not the "
+                                  f"Prometheus text format: {e}") from e
+        yield from families

@@ -4,7 +4,9 @@
 // Strings: names and help are str; label values are str or bytes, any of them: a str with lone
 // surrogates (os.fsdecode's surrogateescape) keeps its bytes, and Render replaces what is not
 // UTF-8 with U+FFFD. So a label value never fails to convert.
-#include <cmath>
+#include <pybind11/stl.h>
+
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,30 +48,19 @@ std::string TextBytes(py::handle value, const std::string& field, bool bytes_too
   throw WrongType(field, "an encodable str", value);
 }
 
-MetricLabels LabelsFrom(const py::object& labels, const char* method) {
+MetricLabels LabelsFrom(const std::optional<py::dict>& labels, const char* method) {
   MetricLabels out;
-  if (labels.is_none()) return out;
+  if (!labels) return out;
   const std::string field = std::string("sluice.MetricsRegistry.") + method + ": labels";
-  if (!py::isinstance<py::dict>(labels)) throw WrongType(field, "a dict of str to str", labels);
-  for (auto [key, value] : py::reinterpret_borrow<py::dict>(labels)) {
+  for (auto [key, value] : *labels) {
     out.emplace_back(TextBytes(key, field + " (a name)", /*bytes_too=*/false),
                      TextBytes(value, field + " (a value)", /*bytes_too=*/true));
   }
   return out;
 }
 
-std::vector<double> BoundsFrom(const py::object& bounds) {
-  std::vector<double> out;
-  if (bounds.is_none()) return out;
-  const std::string field = "sluice.MetricsRegistry.histogram: bounds";
-  if (!py::isinstance<py::list>(bounds) && !py::isinstance<py::tuple>(bounds)) {
-    throw WrongType(field, "a list of numbers", bounds);
-  }
-  for (py::handle item : bounds) out.push_back(FieldAs<double>(item, field, "a list of numbers"));
-  if (out.empty()) {
-    RaisePython("InvalidArgument", field + " must hold 1 to 256 bounds (or be None), got none");
-  }
-  return out;
+std::string HelpFrom(const py::str& help, const char* method) {
+  return TextBytes(help, std::string("sluice.MetricsRegistry.") + method + ": help", false);
 }
 
 }  // namespace
@@ -127,30 +118,36 @@ sluice_metrics_dropped_series_total. Register it with prometheus_client through
            py::arg("max_series") = MetricsRegistry::Options{}.max_series)
       .def(
           "counter",
-          [](MetricsRegistry& r, const std::string& name, py::object help, py::object labels) {
-            const std::string help_bytes =
-                TextBytes(help, "sluice.MetricsRegistry.counter: help", false);
-            return ValueOrThrow(r.GetCounter(name, help_bytes, LabelsFrom(labels, "counter")));
+          [](MetricsRegistry& r, const std::string& name, const py::str& help,
+             const std::optional<py::dict>& labels) {
+            return ValueOrThrow(
+                r.GetCounter(name, HelpFrom(help, "counter"), LabelsFrom(labels, "counter")));
           },
           py::arg("name"), py::arg("help"), py::arg("labels") = py::none(),
           "The counter of series name{labels} (a dict of str to str), made on first use.")
       .def(
           "gauge",
-          [](MetricsRegistry& r, const std::string& name, py::object help, py::object labels) {
-            const std::string help_bytes =
-                TextBytes(help, "sluice.MetricsRegistry.gauge: help", false);
-            return ValueOrThrow(r.GetGauge(name, help_bytes, LabelsFrom(labels, "gauge")));
+          [](MetricsRegistry& r, const std::string& name, const py::str& help,
+             const std::optional<py::dict>& labels) {
+            return ValueOrThrow(
+                r.GetGauge(name, HelpFrom(help, "gauge"), LabelsFrom(labels, "gauge")));
           },
           py::arg("name"), py::arg("help"), py::arg("labels") = py::none(),
           "The gauge of series name{labels}, made on first use.")
       .def(
           "histogram",
-          [](MetricsRegistry& r, const std::string& name, py::object help, py::object labels,
-             py::object bounds) {
-            const std::string help_bytes =
-                TextBytes(help, "sluice.MetricsRegistry.histogram: help", false);
-            return ValueOrThrow(r.GetHistogram(name, help_bytes, LabelsFrom(labels, "histogram"),
-                                               BoundsFrom(bounds)));
+          [](MetricsRegistry& r, const std::string& name, const py::str& help,
+             const std::optional<py::dict>& labels, std::optional<std::vector<double>> bounds) {
+            if (bounds && bounds->empty()) {  // C++ reads empty as "the default": say None
+              RaisePython("InvalidArgument",
+                          "sluice.MetricsRegistry.histogram: bounds must hold 1 to 256 upper "
+                          "bounds (or be None for the default), got none");
+            }
+            std::vector<double> upper_bounds;  // empty: C++'s default
+            if (bounds) upper_bounds = *std::move(bounds);
+            return ValueOrThrow(r.GetHistogram(name, HelpFrom(help, "histogram"),
+                                               LabelsFrom(labels, "histogram"),
+                                               std::move(upper_bounds)));
           },
           py::arg("name"), py::arg("help"), py::arg("labels") = py::none(),
           py::arg("bounds") = py::none(),
