@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
@@ -19,7 +20,11 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "metrics/metric_names.h"    // lib/: drives series creation directly to kill a creator
 #include "metrics/metrics_memory.h"
 #include "sluice/metrics.h"
@@ -280,6 +285,32 @@ TEST_CASE("region sizes: bytes per series as documented, the default far below 6
   CHECK_FALSE(sluice::SharedRegionBytesForMetrics(sluice::kMaxMetricsSeries + 1).ok());
   RegionName region;
   CHECK(HostRegistry(region.name)->memory_bytes() == default_bytes);
+}
+
+TEST_CASE("docs/deployment.md's table of metrics region sizes agrees with the function") {
+  std::ifstream doc(std::string(SLUICE_SOURCE_DIR) + "/docs/deployment.md");
+  REQUIRE(doc.is_open());
+  auto number = [](std::string cell, int64_t* out) {
+    cell = absl::StrReplaceAll(absl::StripAsciiWhitespace(cell), {{",", ""}});
+    return absl::SimpleAtoi(cell, out);
+  };
+  int rows = 0;
+  bool in_table = false;
+  for (std::string line; std::getline(doc, line);) {
+    if (line.find("<!-- metrics region sizes -->") != std::string::npos) in_table = true;
+    if (line.find("<!-- /metrics region sizes -->") != std::string::npos) in_table = false;
+    if (!in_table || line.rfind("| ", 0) != 0 || line.find("---") != std::string::npos) continue;
+    // | what | max_series | bytes | about |
+    std::vector<std::string> cells = absl::StrSplit(line, '|');
+    REQUIRE(cells.size() >= 4);
+    int64_t max_series = 0, bytes = 0;
+    if (!number(cells[2], &max_series)) continue;  // the heading
+    INFO(line);
+    REQUIRE(number(cells[3], &bytes));
+    CHECK(bytes == Value(sluice::SharedRegionBytesForMetrics(max_series)));
+    ++rows;
+  }
+  CHECK(rows >= 4);
 }
 
 TEST_CASE("threads create and add to the same and to their own series concurrently") {
