@@ -59,7 +59,6 @@
 #ifndef SLUICE_METRICS_H_
 #define SLUICE_METRICS_H_
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
