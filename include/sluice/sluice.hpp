@@ -41,6 +41,8 @@
 #include "sluice/fallback_policy.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/llm_request.h"
+#include "sluice/governor.h"
+#include "sluice/metrics.h"
 #include "sluice/policy.h"
 #include "sluice/rate_limiter.h"
 #include "sluice/response_cache.h"

@@ -1026,6 +1026,104 @@ spec("classify", lambda ctx: sluice.classify, {"status": 500, "transport": None,
 spec("parse_retry_after", lambda ctx: sluice.parse_retry_after, {"value": "120"}, {"value": RETRY_AFTER})
 spec("outcome_of", lambda ctx: sluice.outcome_of, lambda ctx: {"exc": ConnectionResetError()}, {"exc": EXC})
 
+# MetricsRegistry (sluice/metrics.h), its handles and the prometheus_client collector, in process
+# and host scope. Label values are any str or bytes (rendered as valid UTF-8); NaN observations
+# are ignored (documented), so they return.
+METRIC_SCOPES = ("process", "host")
+METRIC_NAME = STR + [V("dash", lambda: "a-b", INVALID), V("leading_digit", lambda: "1a", INVALID),
+                     V("reserved", lambda: "sluice_metrics_dropped_series_total", INVALID)]
+METRIC_LABELS = [v for v in LABELS if v.label != "None"] + [
+    V("None", lambda: None, RETURNS),  # no labels
+    V("reserved_name", lambda: {"__name__": "x"}, INVALID),
+    V("le", lambda: {"le": "1"}),  # refused by histograms only
+    V("non_utf8_values", lambda: {"a": b"\xff\xfe", "b": "\udcff", "c": "\ud800"}),
+    V("many", lambda: {f"l{i}": "v" for i in range(3000)}),
+]
+BOUNDS = [V("None", lambda: None), V("empty", lambda: [], INVALID), V("str", lambda: "1", TYPE),
+          V("dict", lambda: {}, TYPE), V("nan", lambda: [math.nan], INVALID),
+          V("inf", lambda: [math.inf], INVALID), V("decreasing", lambda: [2.0, 1.0], INVALID),
+          V("str_item", lambda: ["1"], TYPE), V("None_item", lambda: [None], TYPE),
+          V("300", lambda: [float(i) for i in range(300)], INVALID), V("tuple", lambda: (1, 2.5))]
+
+
+def _metrics(ctx):
+    return ctx.keep_return(sluice.MetricsRegistry(**ctx.scoped(max_series=64)))
+
+
+def _use_metrics(ctx, registry):
+    registry.counter("c_total", "C.", {"k": "v"}).add()
+    registry.histogram("h_seconds", "H.", {}).observe(1e-6)
+    _parse_metrics(ctx, registry.render())
+    (registry.series_count, registry.dropped_series, registry.memory_bytes)
+
+
+def _parse_metrics(ctx, text):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    list(text_string_to_metric_families(text))
+
+
+def _use_handle(ctx, handle):
+    if handle is not None:
+        bool(handle)
+        getattr(handle, "value", None) if not isinstance(handle, sluice.Histogram) else (
+            handle.count, handle.sum)
+    _parse_metrics(ctx, ctx.keep[0].render())
+
+
+class _TextSource:
+    def __init__(self, text):
+        self.text = text
+
+    def metrics_text(self):
+        return self.text
+
+
+_SERIES_ARGS = {"name": "m_total", "help": "M.", "labels": {"k": "v"}}
+_SERIES_KINDS = {"name": METRIC_NAME, "help": STR, "labels": METRIC_LABELS}
+spec("MetricsRegistry", lambda ctx: sluice.MetricsRegistry, lambda ctx: ctx.scoped(max_series=64),
+     {"shared_region": REGION, "max_series": INT}, scopes=METRIC_SCOPES, after=_use_metrics)
+spec("MetricsRegistry.counter", lambda ctx: _metrics(ctx).counter, _SERIES_ARGS, _SERIES_KINDS,
+     scopes=METRIC_SCOPES, after=_use_handle)
+spec("MetricsRegistry.gauge", lambda ctx: _metrics(ctx).gauge, _SERIES_ARGS, _SERIES_KINDS,
+     scopes=METRIC_SCOPES, after=_use_handle)
+spec("MetricsRegistry.histogram", lambda ctx: _metrics(ctx).histogram,
+     dict(_SERIES_ARGS, name="m_seconds", bounds=None), dict(_SERIES_KINDS, bounds=BOUNDS),
+     scopes=METRIC_SCOPES, after=_use_handle, extra={"labels": [V("le_on_histogram", lambda: {"le": "1"}, INVALID)]},
+     skip={"labels": ("le",)})
+spec("MetricsRegistry.render", lambda ctx: _metrics(ctx).render, {}, scopes=METRIC_SCOPES,
+     after=_parse_metrics)
+spec("Counter.add", lambda ctx: _metrics(ctx).counter("c_total", "C.", {}).add, {"n": 1}, {"n": INT},
+     scopes=METRIC_SCOPES, after=lambda ctx, _r: _parse_metrics(ctx, ctx.keep[0].render()))
+spec("Gauge.set", lambda ctx: _metrics(ctx).gauge("g", "G.", {}).set, {"value": 1}, {"value": INT},
+     scopes=METRIC_SCOPES, after=lambda ctx, _r: _parse_metrics(ctx, ctx.keep[0].render()))
+spec("Gauge.add", lambda ctx: _metrics(ctx).gauge("g", "G.", {}).add, {"n": 1}, {"n": INT},
+     scopes=METRIC_SCOPES, after=lambda ctx, _r: _parse_metrics(ctx, ctx.keep[0].render()))
+spec("Histogram.observe", lambda ctx: _metrics(ctx).histogram("h", "H.", {}, [1.0]).observe,
+     {"value": 0.5}, {"value": FLOAT}, scopes=METRIC_SCOPES,
+     after=lambda ctx, _r: _parse_metrics(ctx, ctx.keep[0].render()),
+     skip={"value": ("nan", "nan_subclass")},
+     extra={"value": [V("nan_ignored", lambda: math.nan, RETURNS)]})
+spec("Counter.__bool__", lambda ctx: _metrics(ctx).counter("c_total", "C.", {}).__bool__, {},
+     scopes=METRIC_SCOPES)
+spec("Gauge.__bool__", lambda ctx: _metrics(ctx).gauge("g", "G.", {}).__bool__, {},
+     scopes=METRIC_SCOPES)
+spec("Histogram.__bool__", lambda ctx: _metrics(ctx).histogram("h", "H.", {}).__bool__, {},
+     scopes=METRIC_SCOPES)
+COLLECTOR_SOURCE = [
+    V("None", lambda: None, TYPE), V("int", lambda: 5, TYPE), V("object", object, TYPE),
+    V("str", lambda: "x", TYPE),
+    V("text_not_str", lambda: _TextSource(5), TYPE),
+    V("text_bytes", lambda: _TextSource(b"x_total 1\n")),
+    V("text_garbage", lambda: _TextSource('x{a="\\"} 1\n{{{\n'), INVALID),
+] + [V(f"text_{v.label}", (lambda v=v: _TextSource(v.make()))) for v in METRICS_TEXT
+     if isinstance(v.make(), str)]
+spec("PrometheusCollector", lambda ctx: sluice.PrometheusCollector, lambda ctx: {"source": _metrics(ctx)},
+     {"source": COLLECTOR_SOURCE}, after=lambda ctx, c: list(c.collect()))
+spec("PrometheusCollector.collect", lambda ctx: sluice.PrometheusCollector(_metrics(ctx)).collect, {},
+     scopes=METRIC_SCOPES)
+
+
 # Exceptions with constructors of their own.
 # Exception constructors store what they are given: returning is fine; a wrong type must not
 # turn into an undocumented error when the exception is used.

@@ -11,6 +11,8 @@ The objects (all thread-safe, none of them ever blocks the caller's loop)::
                         ``call``/``stream`` (and ``*_async``) run a function through it
     ResponseCache       answers under canonical request keys (``cache_key``), byte-bounded,
                         TinyLFU admission
+    MetricsRegistry     Prometheus counters, gauges, histograms; host-wide in shared memory
+                        (``PrometheusCollector`` hands them to prometheus_client)
 
 Example (a Flask view in a Dify-style gevent worker)::
 
@@ -53,6 +55,7 @@ from ._core import FallbackCall, classify, parse_retry_after
 from ._core import CacheKey, cache_key, canonical_json, completion_to_sse, sse_to_completion
 from ._core import (Usage, UsageReader, estimate_prompt_tokens, estimate_text_tokens,
                     include_usage_in_stream, read_usage)
+from ._core import Counter, Gauge, Histogram, MetricsRegistry
 from ._errors import (
     AlreadyExists,
     CapacityError,
@@ -71,6 +74,7 @@ from ._errors import (
 from ._fallback import Attempt, FallbackPolicy, outcome_of
 from ._cache import ResponseCache
 from ._governor import Admission, Governor, PolicyWatcher, RuleRateLimited
+from ._metrics import PrometheusCollector
 from ._leases import install as _install_lease_methods
 from ._waiting import checked_timeout as _checked_timeout
 from ._waiting import monotonic as _monotonic
@@ -143,6 +147,11 @@ __all__ = [
     "estimate_text_tokens",
     "include_usage_in_stream",
     "read_usage",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "MetricsRegistry",
+    "PrometheusCollector",
     "completion_to_sse",
     "sse_to_completion",
 ]

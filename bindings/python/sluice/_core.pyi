@@ -4,7 +4,7 @@ sluice native core: admission objects (see the `sluice` package for the facade).
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Usage', 'UsageReader', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'estimate_prompt_tokens', 'estimate_text_tokens', 'include_usage_in_stream', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'read_usage', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
+__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Counter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'Gauge', 'Histogram', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'MetricsRegistry', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Usage', 'UsageReader', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'estimate_prompt_tokens', 'estimate_text_tokens', 'include_usage_in_stream', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'read_usage', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
 class Clock:
     """
     A monotonic time source. Every sluice object reads time through one; pass ``clock=None`` (the
@@ -931,6 +931,93 @@ class UsageReader:
         """
     @property
     def stats(self) -> dict:
+        ...
+class Counter:
+    """
+    A monotonic count of a MetricsRegistry (``registry.counter(...)``). ``add(n)`` is one atomic
+    add; a counter of a series that did not fit the registry (``bool(counter)`` is False) ignores
+    it.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def add(self, n: int = 1) -> None:
+        """
+        Adds n (>= 0; wraps after 2**63 - 1).
+        """
+    @property
+    def value(self) -> int:
+        ...
+class Gauge:
+    """
+    A value that goes up and down (``registry.gauge(...)``). In host scope it is one value for the
+    whole host: ``add`` from every process sums, ``set`` sets it for all.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def add(self, n: int) -> None:
+        """
+        Adds n (negative to subtract).
+        """
+    def set(self, value: int) -> None:
+        """
+        Sets the value.
+        """
+    @property
+    def value(self) -> int:
+        ...
+class Histogram:
+    """
+    Observations counted in fixed buckets (``registry.histogram(...)``), with their sum.
+    ``observe(v)`` counts v in the first bucket whose bound is >= v; NaN is ignored.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def observe(self, value: float) -> None:
+        """
+        Counts value, in the unit of the bounds (seconds by default).
+        """
+    @property
+    def count(self) -> int:
+        ...
+    @property
+    def sum(self) -> float:
+        ...
+class MetricsRegistry:
+    """
+    Counters, gauges and histograms rendered in the Prometheus text format (``render()``). With
+    ``shared_region``, the series live in /dev/shm and every process that opens the same name adds
+    into them: any one worker renders the host's totals. At most ``max_series`` series; a new one
+    beyond (or beyond the string space) gets a handle that ignores updates and is counted in
+    sluice_metrics_dropped_series_total. Register it with prometheus_client through
+    ``sluice.PrometheusCollector(registry)``.
+    """
+    def __init__(self, shared_region: str = '', max_series: int = 4096) -> None:
+        ...
+    def counter(self, name: str, help: str, labels: dict | None = None) -> Counter:
+        """
+        The counter of series name{labels} (a dict of str to str), made on first use.
+        """
+    def gauge(self, name: str, help: str, labels: dict | None = None) -> Gauge:
+        """
+        The gauge of series name{labels}, made on first use.
+        """
+    def histogram(self, name: str, help: str, labels: dict | None = None, bounds: collections.abc.Sequence[float] | None = None) -> Histogram:
+        """
+        The histogram of series name{labels}: bounds are increasing finite upper bounds
+        (+Inf added); None: 100 ns to 10 ms in seconds.
+        """
+    def render(self) -> str:
+        """
+        The Prometheus text exposition (format 0.0.4) of every series.
+        """
+    @property
+    def dropped_series(self) -> int:
+        ...
+    @property
+    def memory_bytes(self) -> int:
+        ...
+    @property
+    def series_count(self) -> int:
         ...
 def _deliver_log_messages() -> None:
     """

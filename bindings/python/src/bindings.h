@@ -177,8 +177,9 @@ void BindCluster(py::module_& m);        // RedisStore, PendingDecision, Pending
 void BindFallback(py::module_& m);       // FallbackPolicy, FallbackCall, classify, parse_retry_after
 void BindCache(py::module_& m);          // CacheKey, cache_key, canonical_json, ResponseCache
 void BindUsage(py::module_& m);          // Usage, UsageReader, read_usage, estimates
-void BindLog(py::module_& m);
-void BindGovernor(py::module_& m);       // Governor, Admission            // sluice's log messages, delivered to `logging`
+void BindLog(py::module_& m);            // sluice's log messages, delivered to `logging`
+void BindMetrics(py::module_& m);        // MetricsRegistry, Counter, Gauge, Histogram
+void BindGovernor(py::module_& m);       // Governor, Admission
 
 }  // namespace sluice_python
 

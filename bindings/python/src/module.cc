@@ -23,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   sluice_python::BindUsage(m);
   sluice_python::BindLog(m);
   sluice_python::BindGovernor(m);
+  sluice_python::BindMetrics(m);
 }
