@@ -29,8 +29,17 @@
 // one, is InvalidArgument.
 //
 // Changing a key's limits: each call is decided against the limits it passes, on the key's one
-// state. A key that moves from limits A to B is never admitted beyond the larger of the two
-// bounds while its old admissions are in the window, and within B's bound one period later.
+// state, so a key moved to other limits keeps what it has used.
+//   * sliding: the log keeps the key's last admissions whatever limits admitted them; a key is
+//     never admitted more than the larger of the two limits in one period, and never more than
+//     the new limit in any period that starts after the change;
+//   * GCRA: the state is the time the key's admissions charged (its TAT), each admission
+//     charging its own call's emission interval (period / limit) per unit. Over any interval
+//     [a, b] the admissions' charges add up to at most (b - a) plus the last call's burst time
+//     (burst * period / limit), and every interval that starts after the change obeys the new
+//     limits' bound exactly. So a lower limit applies at once; and a key that used fast limits
+//     and moves to limits with a longer burst time may take that difference at once (counted in
+//     requests, more than either limit's bound over the interval that spans the change).
 //
 // Thread-safety: a KeyLimits is an immutable value; copies may be used from any thread.
 
