@@ -32,7 +32,9 @@
 // state, so a key moved to other limits keeps what it has used.
 //   * sliding: the log keeps the key's last admissions whatever limits admitted them; a key is
 //     never admitted more than the larger of the two limits in one period, and never more than
-//     the new limit in any period that starts after the change;
+//     the new limit in any period that starts after the change (periods differing: in cluster
+//     scope each call drops the entries older than its own period, so after a move to a longer
+//     period the admissions older than the shorter one no longer count);
 //   * GCRA: the state is the time the key's admissions charged (its TAT), each admission
 //     charging its own call's emission interval (period / limit) per unit. Over any interval
 //     [a, b] the admissions' charges add up to at most (b - a) plus the last call's burst time

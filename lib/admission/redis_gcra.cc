@@ -7,6 +7,7 @@
 
 #include "absl/numeric/int128.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "admission/admission_options.h"
 #include "stores/redis_keys.h"
@@ -367,6 +368,14 @@ std::shared_ptr<PendingReply> ClusterGcra::StartAdjust(const KeyDigest& d, int64
   // Lua numbers are exact below 2^53: keep delta * unit within kMaxTolerance.
   int64_t bound = kMaxTolerance;
   for (const RemoteWindow& w : windows_) bound = std::min(bound, kMaxTolerance / w.unit);
+  if (window_args != nullptr) {  // per-key windows: their units, from the triples
+    for (size_t i = 1; i < window_args->size(); i += 3) {
+      int64_t unit = 1;
+      if (absl::SimpleAtoi((*window_args)[i], &unit) && unit > 0) {
+        bound = std::min(bound, kMaxTolerance / unit);
+      }
+    }
+  }
   return RedisScripts::Run(*cluster_.store, kAdjustScript, Keys(d),
                            Args(std::clamp(delta, -bound, bound), window_args), want_fd);
 }
