@@ -220,7 +220,7 @@ TEST_CASE("refunds over random schedules: Redis strict, GCRA and sliding, on a s
   }
 }
 
-TEST_CASE("a GCRA refund at once gives back the whole charge; later, only what has not refilled") {
+TEST_CASE("a GCRA refund at once gives back the whole charge, later only what has not refilled") {
   // Regression for a refund that moves the TAT back by the whole charge whatever the time: with
   // burst 1, an admission at 0 and one at 100 (a refill later), refunding the first must not make
   // room for a third at 100 (two at one instant against a burst of 1).
