@@ -330,16 +330,25 @@ TEST_CASE("concurrent admissions and refunds leave exactly the net charge", "[co
   }
 }
 
-TEST_CASE("LeakyBucket::Refund gives a booked departure back") {
-  for (Scope scope : {Scope::kProcess, Scope::kHost}) {
+TEST_CASE("LeakyBucket::Refund gives a booked departure back: process, host, Redis") {
+  LocalRedis redis;
+  for (int scope = 0; scope < 3; ++scope) {
     RegionName region;
-    ManualClock clock(0);
+    ManualClock clock(1'000'000'000'000);
     sluice::LeakyBucket::Options o;
     o.rate = 10;
     o.per = absl::Seconds(1);  // one every 100 ms
     o.burst = 1;
     o.max_wait = absl::Seconds(1);
-    if (scope == Scope::kHost) o.shared_region = region.name;
+    if (scope == 1) o.shared_region = region.name;
+    if (scope == 2) {
+      sluice::RedisOptions ro;
+      ro.port = redis.port();
+      ro.script_clock_for_testing = &clock;
+      o.cluster.store = Value(sluice::RedisStore::Create(ro));
+      o.cluster.redis_name = "refund-leaky";
+      o.cluster.on_failure = sluice::FailureMode::kDeny;
+    }
     auto bucket = Value(sluice::LeakyBucket::Create(o, &clock));
     REQUIRE(Value(bucket->TryAcquire("k")).delay_nanos == 0);
     const Decision second = Value(bucket->TryAcquire("k"));
@@ -349,4 +358,30 @@ TEST_CASE("LeakyBucket::Refund gives a booked departure back") {
     // The next caller takes the refunded slot.
     REQUIRE(Value(bucket->TryAcquire("k")).delay_nanos == 100'000'000);
   }
+}
+
+TEST_CASE("decisions Redis did not make charge nothing there: their refund gives nothing back") {
+  LocalRedis redis;
+  ManualClock clock(1'000'000'000'000);
+  sluice::RedisOptions ro;
+  ro.port = redis.port();
+  ro.command_timeout = absl::Milliseconds(200);
+  ro.script_clock_for_testing = &clock;
+  RateLimiter::Options o;
+  o.windows = {Window::PerSecond(1)};
+  o.cluster.store = Value(sluice::RedisStore::Create(ro));
+  o.cluster.redis_name = "refund-failure-mode";
+  o.cluster.on_failure = sluice::FailureMode::kAllow;
+  auto limiter = Value(RateLimiter::Create(o, &clock));
+  const Decision charged = Value(limiter->TryAcquire("k"));
+  REQUIRE(charged.allowed);
+  REQUIRE(charged.charged_at_nanos == 1'000'000'000'000);  // the (scripted) server time
+  redis.Kill();
+  const Decision allowed = Value(limiter->TryAcquire("k"));  // the failure mode's
+  REQUIRE(allowed.allowed);
+  REQUIRE(allowed.charged_at_nanos == Decision::kNoCharge);
+  REQUIRE(limiter->Refund("k", 1, allowed).ok());
+  // A refund Redis cannot receive is dropped: OK, and the charge stays.
+  REQUIRE(limiter->Refund("k", 1, charged).ok());
+  REQUIRE(limiter->failure_mode_decisions() >= 1);
 }
