@@ -105,6 +105,25 @@ class ConcurrencyLimiter {
   // releases the slot it got. Thread-safe.
   Pending<Permit> Start(std::string_view key);
 
+  // Per-key caps: TryAcquire, TryAcquireAt and Start with `max_in_flight` for this call instead
+  // of Options::max_in_flight, so one limiter serves keys with different caps (plans, tiers,
+  // per-app caps kept in the caller's database):
+  //
+  //   sluice::ConcurrencyLimiter::Permit permit = limiter->TryAcquire(app_id, plan.max_streams);
+  //
+  // The call takes a slot if fewer than `max_in_flight` permits are held for `key`, whatever
+  // caps granted them. When a key's cap changes, new acquires see the new cap and permits held
+  // stay valid until released (a lower cap refuses until enough are released). Precondition:
+  // max_in_flight >= 1; in host scope also at most Options::max_in_flight (the region keeps that
+  // many slots per key). Otherwise the permit is empty and its status() is InvalidArgument
+  // naming max_in_flight. In host scope with a cap below Options::max_in_flight, two callers
+  // racing for the last slot may both be refused (never both admitted). In cluster scope the
+  // kLocal failure mode allows this process max_in_flight / local_share (at least 1).
+  // Thread-safe.
+  Permit TryAcquire(std::string_view key, int64_t max_in_flight);
+  Permit TryAcquireAt(std::string_view key, int64_t max_in_flight, int64_t now_nanos);
+  Pending<Permit> Start(std::string_view key, int64_t max_in_flight);
+
   // Permits currently held for `key`, expired-but-unreclaimed ones excluded. In cluster scope a
   // round trip; -1 if Redis did not answer. Thread-safe.
   int64_t InFlight(std::string_view key);
@@ -126,6 +145,8 @@ class ConcurrencyLimiter {
   ConcurrencyLimiter(const Options& options, std::unique_ptr<internal::LeaseBackend> backend);
   // The Permit for what the backend granted (or refused).
   Permit MakePermit(const internal::LeaseGrant& grant);
+  // InvalidArgument naming max_in_flight unless the scope can take it as a per-call cap.
+  absl::Status CheckMaxInFlight(int64_t max_in_flight) const;
 
   Options options_;
   std::unique_ptr<internal::LeaseBackend> backend_;  // the scope: process, host, Redis

@@ -24,6 +24,7 @@
 #define SLUICE_DECISION_H_
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,6 +55,13 @@ struct Decision {
   int64_t delay_nanos = 0;
   // The binding window's period (the `w` of RateLimit-Policy). 0 when not window-based.
   int64_t window_nanos = 0;
+  // When this decision's charge was recorded: set on allowed decisions of RateLimiter
+  // (TryAcquire, Start) and LeakyBucket, on the object's clock (the Redis server's in cluster
+  // scope). Opaque: only the object's Refund reads it, to give back exactly that charge.
+  // kNoCharge when nothing was recorded that can be given back (refusals, peeks, the cluster
+  // failure mode's local decisions, leased mode).
+  static constexpr int64_t kNoCharge = std::numeric_limits<int64_t>::min();
+  int64_t charged_at_nanos = kNoCharge;
 
   absl::Duration retry_after() const { return absl::Nanoseconds(retry_after_nanos); }
   absl::Duration reset_after() const { return absl::Nanoseconds(reset_after_nanos); }

@@ -101,6 +101,18 @@ class LeakyBucket {
   // errors in PendingDecision::status()). Thread-safe.
   absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost = 1);
 
+  // Gives back the departure that `booked` (an allowed Decision of TryAcquire, TryAcquireAt or
+  // Start on this bucket, for `key`, with that cost) reserved, when the caller will not send after
+  // all (a later check refused the request). The key's schedule moves back by what is left of the
+  // booking: cost * per / rate minus the time since it was booked, so refunded at once, the
+  // later callers' slots come as if it had never been booked, and later it never gives back
+  // slots that have already passed (the schedule's rate holds for the bookings that remain).
+  // Call it at most once per booking. Cluster scope: one round trip; dropped (OK) if Redis
+  // cannot be reached; a decision of the failure mode gives nothing back. Errors:
+  // InvalidArgument if `booked` was refused or cost is out of range (as TryAcquire); Redis
+  // configuration errors. Thread-safe.
+  absl::Status Refund(std::string_view key, int64_t cost, const Decision& booked);
+
   // Cluster scope: decisions made by the failure mode because Redis did not answer.
   int64_t failure_mode_decisions() const;
 

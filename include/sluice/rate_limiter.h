@@ -34,6 +34,21 @@
 // bound holds whatever the interleaving. With several windows a request that passes the first
 // window and fails a later one holds the first window's charge for a few nanoseconds before it is
 // returned; a concurrent request can be refused in that instant, never wrongly admitted.
+//
+// Refunds. When a request passed this limiter but a later check refused it (another rule, a
+// budget, a concurrency cap: "a request passes only if all pass"), `Refund` gives back exactly
+// the charge the admission made, using the Decision it returned:
+//
+//   absl::StatusOr<sluice::Decision> d = limiter->TryAcquire(key, cost);
+//   if (d.ok() && d->allowed && !budget_ok) (void)limiter->Refund(key, cost, *d);
+//
+// Per-key limits. One limiter serves keys with different limits (plans, tiers, per-app caps):
+// compile each set of windows once with CompileKeyLimits and pass it with the call (see
+// sluice/key_limits.h for the rules and the bound while a key's limits change):
+//
+//   sluice::KeyLimits pro = *limiter->CompileKeyLimits({sluice::Window::PerSecond(50, 100),
+//                                                       sluice::Window::PerHour(20000)});
+//   absl::StatusOr<sluice::Decision> d = limiter->TryAcquire(app_id, 1, pro);
 
 #ifndef SLUICE_RATE_LIMITER_H_
 #define SLUICE_RATE_LIMITER_H_
@@ -51,6 +66,7 @@
 #include "sluice/scope.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/decision.h"
+#include "sluice/key_limits.h"
 #include "sluice/pending.h"
 #include "sluice/window.h"
 
@@ -129,6 +145,61 @@ class RateLimiter {
   // sluice/pending.h), so an event loop can wait for it cooperatively. Thread-safe.
   PendingDecision StartPeek(std::string_view key);
 
+  // ---- Refunds ---------------------------------------------------------------------------------
+  //
+  // Gives back the charge of `cost` that `admitted` (an allowed Decision of TryAcquire,
+  // TryAcquireAt or Start on this limiter, for `key`, with that cost) made, after a later check
+  // refused the request. Call it at most once per admission, with the same KeyLimits if the
+  // admission had some. Exactness:
+  //   * GCRA (process, host, cluster strict): each window's TAT moves back by what is left of the
+  //     charge, cost * (period / limit) minus the time since the admission. Refunded at once
+  //     (the usual case) that is the whole charge: the key is as if the request never came.
+  //     Later, only the part that has not refilled on its own: the admissions that were not
+  //     refunded then still obey the window's bound (burst + floor(t * limit / period) over any
+  //     interval t), which giving back the whole charge would not guarantee once others were
+  //     admitted in between.
+  //   * sliding (process, host, cluster strict): the `cost` entries that admission recorded
+  //     (entries of one time are interchangeable), not the latest ones, so the key is never
+  //     admitted more than `limit` in any window counting only the admissions not refunded.
+  //   * leased cluster mode, and decisions the cluster failure mode made locally: nothing is
+  //     given back (their decisions carry Decision::kNoCharge), which only refuses more.
+  // In cluster scope the refund takes a round trip; if Redis cannot be reached it is dropped
+  // (conservative) and OK is returned. Errors: InvalidArgument if `admitted` was refused, or
+  // cost < 1 or above a window's burst; for the KeyLimits overload, as for TryAcquire; Redis
+  // configuration errors. Thread-safe.
+  absl::Status Refund(std::string_view key, int64_t cost, const Decision& admitted);
+  absl::Status Refund(std::string_view key, int64_t cost, const Decision& admitted,
+                      const KeyLimits& limits);
+  // As Refund, at an explicit time on the limiter's clock (process and host scope).
+  absl::Status RefundAt(std::string_view key, int64_t cost, const Decision& admitted,
+                        int64_t now_nanos);
+
+  // ---- Per-key limits ---------------------------------------------------------------------------
+  //
+  // Compiles `windows` to replace this limiter's Options::windows in the calls that take them:
+  // as many, of the same kinds; GCRA windows at this limiter's scale per window (exact() false
+  // when that rounds an emission interval up); a sliding window's limit at most the
+  // Options::windows[i].limit (the per-key log's capacity), any period; in cluster scope whole
+  // microseconds, strict mode only (FailedPrecondition naming cluster.mode in leased mode).
+  // Errors (InvalidArgument) name windows[i].<field>. Cheap to keep and copy. Thread-safe.
+  absl::StatusOr<KeyLimits> CompileKeyLimits(const std::vector<Window>& windows) const;
+
+  // TryAcquire, TryAcquireAt, Allow, AllowWithoutWaiting, Start, Peek and StartPeek against
+  // `limits` instead of Options::windows, on the key's same state. Errors as without limits
+  // (cost against the limits' bursts), and InvalidArgument if `limits` are empty or were
+  // compiled by another object (Allow: false). In cluster scope the failure mode decides
+  // against the Options::windows' local share. Thread-safe.
+  absl::StatusOr<Decision> TryAcquire(std::string_view key, int64_t cost, const KeyLimits& limits);
+  absl::StatusOr<Decision> TryAcquireAt(std::string_view key, int64_t cost, int64_t now_nanos,
+                                        const KeyLimits& limits);
+  bool Allow(std::string_view key, int64_t cost, const KeyLimits& limits);
+  std::optional<bool> AllowWithoutWaiting(std::string_view key, int64_t cost,
+                                          const KeyLimits& limits);
+  absl::StatusOr<PendingDecision> Start(std::string_view key, int64_t cost,
+                                        const KeyLimits& limits);
+  absl::StatusOr<Decision> Peek(std::string_view key, const KeyLimits& limits);
+  absl::StatusOr<PendingDecision> StartPeek(std::string_view key, const KeyLimits& limits);
+
   // Drops every idle key now rather than when room is next needed; returns how many were
   // dropped. Thread-safe; briefly excludes deciders from each shard in turn.
   int64_t DropIdleKeys();
@@ -146,6 +217,10 @@ class RateLimiter {
 
  private:
   RateLimiter(const Options& options, std::unique_ptr<internal::GcraBackend> backend);
+  // The backend's view of `limits`, or why they cannot be used.
+  absl::StatusOr<const internal::KeyWindows*> Check(const KeyLimits& limits) const;
+  absl::Status RefundWith(std::string_view key, int64_t cost, const Decision& admitted,
+                          int64_t now_nanos, const internal::KeyWindows* limits);
 
   Options options_;
   std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis

@@ -37,6 +37,7 @@
 #include "sluice/decision.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/failure.h"
+#include "sluice/key_limits.h"
 #include "sluice/provider_error.h"
 #include "sluice/fallback_policy.h"
 #include "sluice/leaky_bucket.h"

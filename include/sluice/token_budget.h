@@ -47,6 +47,7 @@
 #include "sluice/cluster.h"
 #include "sluice/scope.h"
 #include "sluice/decision.h"
+#include "sluice/key_limits.h"
 #include "sluice/pending.h"
 #include "sluice/internal/key_digest.h"
 #include "sluice/window.h"
@@ -114,6 +115,25 @@ class TokenBudget {
   // Peek, started: returns at once (see sluice/pending.h). Thread-safe.
   PendingDecision StartPeek(std::string_view key);
 
+  // ---- Per-key limits (see sluice/key_limits.h) -------------------------------------------------
+  //
+  // Compiles `windows` to replace Options::windows in the calls below: as many, each at this
+  // budget's scale per window (exact() false when that rounds an emission interval up). Errors
+  // (InvalidArgument) name windows[i].<field>. Thread-safe.
+  absl::StatusOr<KeyLimits> CompileKeyLimits(const std::vector<Window>& windows) const;
+  // TryReserve, TryReserveAt, StartReserve, Charge and Peek against `limits`, on the key's same
+  // state. The reservation settles (and cancels) against the same limits. Errors as without
+  // limits (the estimate against the limits' bursts), and InvalidArgument if `limits` are empty
+  // or were compiled by another object. Thread-safe.
+  absl::StatusOr<Reservation> TryReserve(std::string_view key, int64_t estimate,
+                                         const KeyLimits& limits);
+  absl::StatusOr<Reservation> TryReserveAt(std::string_view key, int64_t estimate,
+                                           int64_t now_nanos, const KeyLimits& limits);
+  absl::StatusOr<Pending<Reservation>> StartReserve(std::string_view key, int64_t estimate,
+                                                    const KeyLimits& limits);
+  absl::StatusOr<Decision> Charge(std::string_view key, int64_t tokens, const KeyLimits& limits);
+  absl::StatusOr<Decision> Peek(std::string_view key, const KeyLimits& limits);
+
   // Cluster scope: decisions made by the failure mode because Redis did not answer. A settle
   // that Redis did not receive is applied to the kLocal stand-in only (kAllow, kDeny: dropped).
   int64_t failure_mode_decisions() const;
@@ -125,6 +145,7 @@ class TokenBudget {
  private:
   friend class Reservation;
   TokenBudget(const Options& options, std::unique_ptr<internal::GcraBackend> backend);
+  absl::StatusOr<const internal::KeyWindows*> Check(const KeyLimits& limits) const;
 
   Options options_;
   std::unique_ptr<internal::GcraBackend> backend_;  // the scope: process, host, Redis
@@ -162,8 +183,13 @@ class TokenBudget::Reservation {
  private:
   friend class TokenBudget;
   Reservation(TokenBudget* owner, internal::KeyDigest digest, int64_t estimate,
-              const Decision& decision)
-      : owner_(owner), digest_(digest), estimate_(estimate), decision_(decision) {}
+              const Decision& decision,
+              std::shared_ptr<const internal::KeyWindows> limits = nullptr)
+      : owner_(owner),
+        digest_(digest),
+        estimate_(estimate),
+        decision_(decision),
+        limits_(std::move(limits)) {}
   explicit Reservation(const Decision& refused) : decision_(refused) {}
   // FailedPrecondition unless pending; InvalidArgument unless actual >= 0.
   absl::Status CheckSettle(int64_t actual) const;
@@ -172,6 +198,7 @@ class TokenBudget::Reservation {
   internal::KeyDigest digest_;
   int64_t estimate_ = 0;
   Decision decision_;
+  std::shared_ptr<const internal::KeyWindows> limits_;  // per-key limits it settles against
 };
 
 inline absl::StatusOr<TokenBudget::Reservation> TokenBudget::Reserve(std::string_view key,

@@ -64,6 +64,21 @@ absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions&
   return absl::OkStatus();
 }
 
+absl::StatusOr<const KeyWindows*> CheckKeyLimits(absl::string_view object,
+                                                 const std::shared_ptr<const KeyWindows>& limits,
+                                                 uint64_t owner_id) {
+  if (limits == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": limits is empty (default-constructed): obtain it from CompileKeyLimits"));
+  }
+  if (limits->owner != owner_id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": limits were compiled by another object: a KeyLimits is only valid for the ",
+        "object whose CompileKeyLimits made it (its windows are compiled for that object's state)"));
+  }
+  return limits.get();
+}
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice

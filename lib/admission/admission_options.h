@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "admission/gcra.h"
+#include "admission/key_windows.h"
 #include "sluice/cluster.h"
 #include "sluice/window.h"
 
@@ -32,6 +33,12 @@ absl::Status CheckClusterOptions(absl::string_view object, const ClusterOptions&
 // burst: a cost beyond a burst could never be allowed, which is a caller's bug, not a refusal.
 absl::Status CheckCost(absl::string_view object, absl::string_view what, int64_t cost,
                        bool allow_zero, const std::vector<GcraWindow>& windows);
+
+// The per-key windows inside `limits` if this backend (`owner_id`) compiled them; InvalidArgument
+// naming `limits` for an empty KeyLimits or another object's.
+absl::StatusOr<const KeyWindows*> CheckKeyLimits(absl::string_view object,
+                                                 const std::shared_ptr<const KeyWindows>& limits,
+                                                 uint64_t owner_id);
 
 }  // namespace internal
 }  // namespace v1

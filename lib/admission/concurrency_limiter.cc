@@ -50,15 +50,57 @@ ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquire(std::string_view key) 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key,
                                                             int64_t now_nanos) {
   Permit permit;
-  backend_->Acquire(internal::DigestKey(key), now_nanos, &permit.grant_);  // filled in place
+  backend_->Acquire(internal::DigestKey(key), now_nanos, options_.max_in_flight,
+                    &permit.grant_);  // filled in place
   if (permit.grant_.decision.allowed) permit.owner_ = this;
   return permit;
 }
 
 Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key) {
+  return Start(key, options_.max_in_flight);
+}
+
+absl::Status ConcurrencyLimiter::CheckMaxInFlight(int64_t max_in_flight) const {
+  if (max_in_flight < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": max_in_flight must be >= 1, got ", max_in_flight));
+  }
+  if (!options_.shared_region.empty() && options_.max_in_flight < max_in_flight) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kName, ": max_in_flight must be at most Options::max_in_flight (", options_.max_in_flight,
+        ": the host region's slots per key) in host scope, got ", max_in_flight));
+  }
+  return absl::OkStatus();
+}
+
+ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquire(std::string_view key,
+                                                          int64_t max_in_flight) {
+  return TryAcquireAt(key, max_in_flight, backend_->settings().clock->NowNanos());
+}
+
+ConcurrencyLimiter::Permit ConcurrencyLimiter::TryAcquireAt(std::string_view key,
+                                                            int64_t max_in_flight,
+                                                            int64_t now_nanos) {
+  Permit permit;
+  if (absl::Status s = CheckMaxInFlight(max_in_flight); !s.ok()) {
+    permit.grant_.error = s;
+    return permit;
+  }
+  backend_->Acquire(internal::DigestKey(key), now_nanos, max_in_flight, &permit.grant_);
+  if (permit.grant_.decision.allowed) permit.owner_ = this;
+  return permit;
+}
+
+Pending<ConcurrencyLimiter::Permit> ConcurrencyLimiter::Start(std::string_view key,
+                                                              int64_t max_in_flight) {
+  if (absl::Status s = CheckMaxInFlight(max_in_flight); !s.ok()) {
+    internal::LeaseGrant refused;
+    refused.error = s;
+    return Pending<Permit>(MakePermit(refused), s);
+  }
   return backend_->StartAcquire(
-      internal::DigestKey(key), backend_->settings().clock->NowNanos(), /*want_fd=*/true,
-      [this](const internal::LeaseGrant& grant) { return MakePermit(grant); });
+      internal::DigestKey(key), backend_->settings().clock->NowNanos(), max_in_flight,
+      /*want_fd=*/true, [this](const internal::LeaseGrant& grant) { return MakePermit(grant); });
 }
 
 ConcurrencyLimiter::Permit ConcurrencyLimiter::MakePermit(const internal::LeaseGrant& grant) {

@@ -88,6 +88,23 @@ absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view
   return w;
 }
 
+absl::StatusOr<GcraWindow> CompileWindowAtScale(const Window& window, int64_t scale,
+                                                absl::string_view prefix) {
+  absl::StatusOr<GcraWindow> w = CompileWindow(window, prefix);
+  if (!w.ok()) return w.status();
+  // unit = period * scale / limit, rounded up: a coarser unit only refuses early.
+  const absl::int128 scaled = static_cast<absl::int128>(w->period_nanos) * scale;
+  w->scale = scale;
+  w->unit = static_cast<int64_t>((scaled + w->limit - 1) / w->limit);
+  w->exact = scaled % w->limit == 0;
+  w->horizon_nanos = kMaxNowUnits / scale;
+  if (__builtin_mul_overflow(w->burst, w->unit, &w->tolerance) || w->tolerance > kMaxTolerance) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "burst is too large: it must cover under 36 years of the rate, got ", w->burst));
+  }
+  return *w;
+}
+
 template <typename Cells>
 GcraState<Cells>::GcraState(std::vector<GcraWindow> windows, const Clock* clock,
                             std::unique_ptr<Cells> cells)
@@ -124,8 +141,7 @@ bool GcraState<Cells>::IsIdle(const int64_t* cells, const Units& now) const {
 }
 
 template <typename Cells>
-int64_t GcraState<Cells>::Describe(int i, int64_t tat, int64_t now, Decision* out) const {
-  const GcraWindow& w = windows_[i];
+int64_t GcraState<Cells>::Describe(const GcraWindow& w, int64_t tat, int64_t now, Decision* out) {
   const int64_t used = std::max(tat, now) - now;
   const int64_t remaining = FloorDiv(w.tolerance - used, w.unit);
   out->limit = w.limit;
@@ -136,9 +152,8 @@ int64_t GcraState<Cells>::Describe(int i, int64_t tat, int64_t now, Decision* ou
 }
 
 template <typename Cells>
-void GcraState<Cells>::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
-                                    bool detailed) const {
-  const GcraWindow& w = windows_[0];
+void GcraState<Cells>::AdmitOneWindow(const GcraWindow& w, int64_t* cell, int64_t cost,
+                                      int64_t now, Decision* out, bool detailed) const {
   const int64_t charge = cost * w.unit;
   int64_t tat = Load(cell);
   for (;;) {
@@ -147,7 +162,7 @@ void GcraState<Cells>::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, 
       out->allowed = false;
       if (detailed) {
         out->retry_after_nanos = std::max<int64_t>(1, CeilNanos(next - w.tolerance - now, w.scale));
-        Describe(0, tat, now, out);
+        Describe(w, tat, now, out);
       }
       return;
     }
@@ -156,7 +171,7 @@ void GcraState<Cells>::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, 
       out->allowed = true;
       if (detailed) {
         out->retry_after_nanos = 0;
-        Describe(0, next, now, out);
+        Describe(w, next, now, out);
       }
       return;
     }
@@ -165,11 +180,12 @@ void GcraState<Cells>::AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, 
 
 template <typename Cells>
 absl::Status GcraState<Cells>::Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
-                                   Decision* out, bool detailed) {
+                                   Decision* out, bool detailed, const GcraWindow* key) {
   const Units now = NowUnits(now_nanos);
+  const GcraWindow* const windows = key != nullptr ? key : windows_.data();
   if (n_ == 1) {
     return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
-      AdmitOneWindow(cells, cost, now[0], out, detailed);
+      AdmitOneWindow(windows[0], cells, cost, now[0], out, detailed);
     });
   }
   return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
@@ -177,12 +193,12 @@ absl::Status GcraState<Cells>::Admit(const KeyDigest& d, int64_t cost, int64_t n
     int refused = -1;
     if (n_ > 1) {  // a read-only pass first, so the common refusal charges and returns nothing
       for (int i = 0; i < n_ && refused < 0; ++i) {
-        const GcraWindow& w = windows_[i];
+        const GcraWindow& w = windows[i];
         if (std::max(Load(cells + i), now[i]) + cost * w.unit - now[i] > w.tolerance) refused = i;
       }
     }
     for (int i = 0; i < n_ && refused < 0; ++i) {
-      const GcraWindow& w = windows_[i];
+      const GcraWindow& w = windows[i];
       const int64_t charge = cost * w.unit;
       int64_t tat = Load(cells + i);
       for (;;) {
@@ -190,7 +206,7 @@ absl::Status GcraState<Cells>::Admit(const KeyDigest& d, int64_t cost, int64_t n
         if (next - now[i] > w.tolerance) {
           refused = i;
           for (int j = 0; j < i; ++j) {  // give back what the earlier windows took
-            Cell(cells + j).fetch_sub(cost * windows_[j].unit, std::memory_order_acq_rel);
+            Cell(cells + j).fetch_sub(cost * windows[j].unit, std::memory_order_acq_rel);
           }
           break;
         }
@@ -208,23 +224,23 @@ absl::Status GcraState<Cells>::Admit(const KeyDigest& d, int64_t cost, int64_t n
       int binding = 0;
       int64_t least = std::numeric_limits<int64_t>::max();
       for (int i = 0; i < n_; ++i) {
-        const int64_t left = FloorDiv(windows_[i].tolerance - (after[i] - now[i]), windows_[i].unit);
+        const int64_t left = FloorDiv(windows[i].tolerance - (after[i] - now[i]), windows[i].unit);
         if (left < least) least = left, binding = i;
       }
-      Describe(binding, after[binding], now[binding], out);
+      Describe(windows[binding], after[binding], now[binding], out);
       return;
     }
     // Refused: the binding window is the one that makes the caller wait longest.
     int binding = refused;
     int64_t longest = -1;
     for (int i = 0; i < n_; ++i) {
-      const GcraWindow& w = windows_[i];
+      const GcraWindow& w = windows[i];
       const int64_t wait = CeilNanos(
           std::max(Load(cells + i), now[i]) + cost * w.unit - w.tolerance - now[i], w.scale);
       if (wait > longest) longest = wait, binding = i;
     }
     out->retry_after_nanos = std::max<int64_t>(longest, 1);
-    Describe(binding, Load(cells + binding), now[binding], out);
+    Describe(windows[binding], Load(cells + binding), now[binding], out);
   });
 }
 
@@ -243,7 +259,7 @@ absl::Status GcraState<Cells>::Queue(const KeyDigest& d, int64_t cost, int64_t m
         out->allowed = false;
         out->delay_nanos = 0;
         out->retry_after_nanos = std::max<int64_t>(1, CeilNanos(wait - max_wait, w.scale));
-        Describe(0, tat, now[0], out);
+        Describe(w, tat, now[0], out);
         out->remaining = std::max<int64_t>(0, out->remaining);
         return;
       }
@@ -252,7 +268,7 @@ absl::Status GcraState<Cells>::Queue(const KeyDigest& d, int64_t cost, int64_t m
         out->allowed = true;
         out->retry_after_nanos = 0;
         out->delay_nanos = CeilNanos(wait, w.scale);
-        Describe(0, next, now[0], out);
+        Describe(w, next, now[0], out);
         out->remaining = std::max<int64_t>(0, out->remaining);
         return;
       }
@@ -262,14 +278,15 @@ absl::Status GcraState<Cells>::Queue(const KeyDigest& d, int64_t cost, int64_t m
 
 template <typename Cells>
 absl::Status GcraState<Cells>::Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
-                                    Decision* out) {
+                                    Decision* out, const GcraWindow* key) {
   const Units now = NowUnits(now_nanos);
+  const GcraWindow* const windows = key != nullptr ? key : windows_.data();
   return VisitCells(d, now_nanos, now, [&](int64_t* cells) {
     int binding = 0;
     int64_t least = std::numeric_limits<int64_t>::max();
     int64_t binding_tat = 0;
     for (int i = 0; i < n_; ++i) {
-      const GcraWindow& w = windows_[i];
+      const GcraWindow& w = windows[i];
       int64_t change;
       if (__builtin_mul_overflow(delta, w.unit, &change)) change = delta > 0 ? kMaxDebt : -kMaxDebt;
       change = std::clamp(change, -kMaxDebt, kMaxDebt);
@@ -292,12 +309,12 @@ absl::Status GcraState<Cells>::Adjust(const KeyDigest& d, int64_t delta, int64_t
       const int64_t left = FloorDiv(w.tolerance - (std::max(next, now[i]) - now[i]), w.unit);
       if (left < least) least = left, binding = i, binding_tat = next;
     }
-    Describe(binding, binding_tat, now[binding], out);
+    Describe(windows[binding], binding_tat, now[binding], out);
     out->allowed = least >= 0;
     out->retry_after_nanos = 0;
     if (!out->allowed) {
       // Until the debt has refilled: the balance climbs back to zero.
-      const GcraWindow& w = windows_[binding];
+      const GcraWindow& w = windows[binding];
       out->retry_after_nanos =
           std::max<int64_t>(1, CeilNanos(binding_tat - w.tolerance - now[binding], w.scale));
     }
@@ -305,8 +322,9 @@ absl::Status GcraState<Cells>::Adjust(const KeyDigest& d, int64_t delta, int64_t
 }
 
 template <typename Cells>
-Decision GcraState<Cells>::Peek(const KeyDigest& d, int64_t now_nanos) {
+Decision GcraState<Cells>::Peek(const KeyDigest& d, int64_t now_nanos, const GcraWindow* key) {
   const Units now = NowUnits(now_nanos);
+  const GcraWindow* const windows = key != nullptr ? key : windows_.data();
   Units tats;
   tats.fill(kFresh);
   auto read = [&](int64_t* cells) {
@@ -320,7 +338,7 @@ Decision GcraState<Cells>::Peek(const KeyDigest& d, int64_t now_nanos) {
   int64_t least = std::numeric_limits<int64_t>::max();
   int64_t longest = 0;
   for (int i = 0; i < n_; ++i) {
-    const GcraWindow& w = windows_[i];
+    const GcraWindow& w = windows[i];
     const int64_t tat = std::max(tats[i], now[i]);
     const int64_t left = FloorDiv(w.tolerance - (tat - now[i]), w.unit);
     const int64_t wait = tat + w.unit - w.tolerance - now[i];  // units until one more fits
@@ -331,10 +349,31 @@ Decision GcraState<Cells>::Peek(const KeyDigest& d, int64_t now_nanos) {
       least = left, binding = i;
     }
   }
-  Describe(binding, tats[binding], now[binding], &out);
+  Describe(windows[binding], tats[binding], now[binding], &out);
   out.allowed = longest == 0;
   out.retry_after_nanos = longest;
   return out;
+}
+
+template <typename Cells>
+void GcraState<Cells>::Refund(const KeyDigest& d, int64_t cost, int64_t charged_at_nanos,
+                              int64_t now_nanos, const GcraWindow* key) {
+  const Units now = NowUnits(now_nanos);
+  const Units at = NowUnits(charged_at_nanos);
+  const GcraWindow* const windows = key != nullptr ? key : windows_.data();
+  cells_->VisitExisting(d, [&](int64_t* cells) {
+    for (int i = 0; i < n_; ++i) {
+      // What is left of the charge: cost * unit (<= tolerance) minus what drained since.
+      const int64_t give = cost * windows[i].unit - std::max<int64_t>(0, now[i] - at[i]);
+      if (give <= 0) continue;
+      int64_t tat = Load(cells + i);
+      while (tat > now[i] &&
+             !Cell(cells + i).compare_exchange_weak(tat, std::max(tat - give, now[i]),
+                                                    std::memory_order_acq_rel,
+                                                    std::memory_order_relaxed)) {
+      }
+    }
+  });
 }
 
 template <typename Cells>
@@ -359,23 +398,33 @@ class LocalGcraBackend final : public GcraBackend {
                    std::unique_ptr<Cells> cells)
       : GcraBackend(windows, clock), state_(std::move(windows), clock, std::move(cells)) {}
 
-  absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
+  absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                 const KeyWindows* limits) override {
     Decision decision;
-    if (absl::Status s = state_.Admit(d, cost, now_nanos, &decision); !s.ok()) return s;
+    if (absl::Status s = state_.Admit(d, cost, now_nanos, &decision, true, Of(limits)); !s.ok()) {
+      return s;
+    }
+    if (decision.allowed) decision.charged_at_nanos = now_nanos;
     return decision;
   }
-  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost,
-                                             int64_t now_nanos) override {
-    return Ready(Admit(d, cost, now_nanos));
+  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                             const KeyWindows* limits) override {
+    return Ready(Admit(d, cost, now_nanos, limits));
   }
-  bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
+  bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+             const KeyWindows* limits) override {
     Decision decision;
-    return state_.Admit(d, cost, now_nanos, &decision, /*detailed=*/false).ok() &&
+    return state_.Admit(d, cost, now_nanos, &decision, /*detailed=*/false, Of(limits)).ok() &&
            decision.allowed;
   }
-  std::optional<bool> AllowWithoutWaiting(const KeyDigest& d, int64_t cost,
-                                          int64_t now_nanos) override {
-    return Allow(d, cost, now_nanos);
+  std::optional<bool> AllowWithoutWaiting(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                          const KeyWindows* limits) override {
+    return Allow(d, cost, now_nanos, limits);
+  }
+  absl::Status Refund(const KeyDigest& d, int64_t cost, int64_t charged_at_nanos,
+                      int64_t now_nanos, const KeyWindows* limits) override {
+    state_.Refund(d, cost, charged_at_nanos, now_nanos, Of(limits));
+    return absl::OkStatus();
   }
 
   absl::StatusOr<Decision> Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
@@ -384,6 +433,7 @@ class LocalGcraBackend final : public GcraBackend {
     if (absl::Status s = state_.Queue(d, cost, max_wait_nanos, now_nanos, &decision); !s.ok()) {
       return s;
     }
+    if (decision.allowed) decision.charged_at_nanos = now_nanos;
     return decision;
   }
   absl::StatusOr<PendingDecision> StartQueue(const KeyDigest& d, int64_t cost,
@@ -391,18 +441,23 @@ class LocalGcraBackend final : public GcraBackend {
     return Ready(Queue(d, cost, max_wait_nanos, now_nanos));
   }
 
-  absl::StatusOr<Decision> Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos) override {
+  absl::StatusOr<Decision> Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
+                                  const KeyWindows* limits) override {
     Decision decision;
-    if (absl::Status s = state_.Adjust(d, delta, now_nanos, &decision); !s.ok()) return s;
+    if (absl::Status s = state_.Adjust(d, delta, now_nanos, &decision, Of(limits)); !s.ok()) {
+      return s;
+    }
     return decision;
   }
   absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta,
-                                              int64_t now_nanos) override {
-    return Ready(Adjust(d, delta, now_nanos));
+                                              int64_t now_nanos,
+                                              const KeyWindows* limits) override {
+    return Ready(Adjust(d, delta, now_nanos, limits));
   }
 
-  PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos) override {
-    return PendingDecision(state_.Peek(d, now_nanos));
+  PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos,
+                            const KeyWindows* limits) override {
+    return PendingDecision(state_.Peek(d, now_nanos, Of(limits)));
   }
 
   int64_t DropIdle(int64_t now_nanos) override { return state_.DropIdle(now_nanos); }
@@ -410,6 +465,9 @@ class LocalGcraBackend final : public GcraBackend {
   int64_t memory_bytes() const override { return state_.memory_bytes(); }
 
  private:
+  static const GcraWindow* Of(const KeyWindows* limits) {
+    return limits != nullptr ? limits->gcra.data() : nullptr;
+  }
   static absl::StatusOr<PendingDecision> Ready(absl::StatusOr<Decision> decision) {
     if (!decision.ok()) return decision.status();
     return PendingDecision(*decision);

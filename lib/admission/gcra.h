@@ -56,6 +56,12 @@ struct WindowFieldNames {
 absl::StatusOr<GcraWindow> CompileWindow(const Window& window, absl::string_view prefix,
                                          const WindowFieldNames& names = {});
 
+// `window` compiled at a given scale (units per ns; an object's window's, so that per-key limits
+// share its TAT's unit): the emission interval is rounded up when the scale cannot express it,
+// and exact is false. Validated as by CompileWindow first.
+absl::StatusOr<GcraWindow> CompileWindowAtScale(const Window& window, int64_t scale,
+                                                absl::string_view prefix);
+
 inline constexpr int kMaxGcraWindows = KeyedTable::kMaxCells;
 // The cell of a key never seen: at or before any `now`, so the key is whole.
 inline constexpr int64_t kFreshGcraCell = std::numeric_limits<int64_t>::min() / 2;
@@ -119,9 +125,10 @@ class GcraState {
 
   // Takes `cost` from every window or from none. Sets out->allowed, and the other fields of
   // `out` when `detailed` (skipping them saves the divisions on the bool-only fast path).
-  // REQUIRES: 0 <= cost <= every window's burst.
+  // `key`: per-key windows (KeyWindows::gcra, at these windows' scales) or nullptr for the
+  // object's. REQUIRES: 0 <= cost <= every window's burst.
   absl::Status Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos, Decision* out,
-                     bool detailed = true);
+                     bool detailed = true, const GcraWindow* key = nullptr);
 
   // Leaky-bucket booking on the single window: allowed when the departure delay <= max_wait.
   // REQUIRES: one window; cost * unit - tolerance <= max_wait (in units).
@@ -129,11 +136,25 @@ class GcraState {
                      Decision* out);
 
   // Adds `delta` (negative: refund) to every window, refusing nothing. `out` gets the balance.
-  absl::Status Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos, Decision* out);
+  absl::Status Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos, Decision* out,
+                      const GcraWindow* key = nullptr);
+
+  // Gives back what is left of a charge of `cost` made at `charged_at_nanos`: per window,
+  //   TAT := max(TAT - max(0, cost*unit - (now - charged_at)), now)    (in units; if TAT > now)
+  // i.e. the charge minus what has drained since. Why that is safe: write term_k = t_k +
+  // unit*(costs of admissions k and after) for the admissions not refunded; GCRA's TAT is the
+  // largest term_k, and the state is kept at or above it. Taking out admission r lowers the
+  // terms of earlier admissions by cost*unit, and those of later ones k not at all, but each
+  // of those is at most term_r - cost*unit + (t_k - t_r) <= TAT - cost*unit + (now - t_r).
+  // So the new TAT still bounds every term: a refused request stays forced, an admitted one
+  // keeps the bound. Exact (the whole charge) when refunded at the admission's own time.
+  // REQUIRES: 1 <= cost <= every window's burst. Absent keys are left absent.
+  void Refund(const KeyDigest& d, int64_t cost, int64_t charged_at_nanos, int64_t now_nanos,
+              const GcraWindow* key = nullptr);
 
   // The balance of `d` without changing it (whole if absent): allowed iff one unit would pass
   // every window now; if not, retry_after until it would, from the window that waits longest.
-  Decision Peek(const KeyDigest& d, int64_t now_nanos);
+  Decision Peek(const KeyDigest& d, int64_t now_nanos, const GcraWindow* key = nullptr);
 
   int64_t DropIdle(int64_t now_nanos);
   int64_t key_count() const { return cells_->size(); }
@@ -148,10 +169,10 @@ class GcraState {
     return cells_->Visit(d, now_nanos, [&](const int64_t* c) { return IsIdle(c, now); }, fn);
   }
   // Admit for the common single-window case: no arrays, no second pass.
-  void AdmitOneWindow(int64_t* cell, int64_t cost, int64_t now, Decision* out,
-                      bool detailed) const;
-  // Describes window `i` with TAT `tat` at `now` (units) into `out`; returns its remaining.
-  int64_t Describe(int i, int64_t tat, int64_t now, Decision* out) const;
+  void AdmitOneWindow(const GcraWindow& w, int64_t* cell, int64_t cost, int64_t now,
+                      Decision* out, bool detailed) const;
+  // Describes window `w` with TAT `tat` at `now` (units) into `out`; returns its remaining.
+  static int64_t Describe(const GcraWindow& w, int64_t tat, int64_t now, Decision* out);
 
   const std::vector<GcraWindow> windows_;
   const int n_;

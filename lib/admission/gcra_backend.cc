@@ -2,6 +2,7 @@
 #include "admission/gcra_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <utility>
 
@@ -81,7 +82,59 @@ GcraBackend::GcraBackend(std::vector<GcraWindow> windows, const Clock* clock)
                                   [](const GcraWindow& a, const GcraWindow& b) {
                                     return a.burst < b.burst;
                                   })->burst),
-      clock_(clock) {}
+      clock_(clock),
+      id_([] {
+        static std::atomic<uint64_t> next{1};
+        return next.fetch_add(1, std::memory_order_relaxed);
+      }()) {}
+
+absl::StatusOr<std::shared_ptr<const KeyWindows>> GcraBackend::CompileKeyWindows(
+    absl::string_view object, const std::vector<Window>& object_windows,
+    const std::vector<Window>& windows) const {
+  if (windows.size() != object_windows.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": windows must hold as many windows as Options::windows (", object_windows.size(),
+        "), got ", windows.size()));
+  }
+  auto k = std::make_shared<KeyWindows>();
+  k->owner = id_;
+  k->source = windows;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    const std::string prefix = absl::StrCat(object, ": windows[", i, "].");
+    const Window& w = windows[i];
+    if (w.kind != object_windows[i].kind) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, "kind must be Options::windows[", i, "]'s (",
+          object_windows[i].kind == WindowKind::kSliding ? "kSliding" : "kGcra", ")"));
+    }
+    if (w.kind == WindowKind::kSliding) {
+      absl::StatusOr<GcraWindow> compiled = CompileWindow(w, prefix);  // limit, period
+      if (!compiled.ok()) return compiled.status();
+      if (w.burst != 0 && w.burst != w.limit) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            prefix, "burst must be 0 (or the limit) for a sliding window, got ", w.burst));
+      }
+      if (w.limit > object_windows[i].limit) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            prefix, "limit must be at most Options::windows[", i, "].limit ",
+            object_windows[i].limit, " (a key's log keeps that many times), got ", w.limit));
+      }
+      k->gcra.push_back(*compiled);
+      k->sliding.push_back({w.limit, compiled->period_nanos});
+      continue;
+    }
+    absl::StatusOr<GcraWindow> compiled = CompileWindowAtScale(w, windows_[i].scale, prefix);
+    if (!compiled.ok()) return compiled.status();
+    k->exact = k->exact && compiled->exact;
+    k->gcra.push_back(*compiled);
+  }
+  k->min_burst = std::min_element(k->gcra.begin(), k->gcra.end(),
+                                  [](const GcraWindow& a, const GcraWindow& b) {
+                                    return a.burst < b.burst;
+                                  })->burst;
+  if (absl::Status s = CompileForScope(object, k.get()); !s.ok()) return s;
+  return std::shared_ptr<const KeyWindows>(std::move(k));
+}
 
 absl::StatusOr<std::unique_ptr<GcraBackend>> OpenGcraBackend(const GcraSpec& spec) {
   absl::StatusOr<bool> sliding = AreSliding(spec.object, spec.windows);

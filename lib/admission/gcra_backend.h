@@ -12,6 +12,10 @@
 //
 // Times: `now_nanos` is the caller's clock reading (its *At method, or its clock). The Redis
 // backends ignore it: the Redis server's clock decides.
+//
+// Per-key limits: the deciding methods take `limits` (KeyWindows, compiled by this backend's
+// CompileKeyWindows), nullptr for the object's own windows; the callers check that `limits` are
+// this backend's (owner == id()) and that the cost fits them.
 #ifndef SLUICE_LIB_ADMISSION_GCRA_BACKEND_H_
 #define SLUICE_LIB_ADMISSION_GCRA_BACKEND_H_
 
@@ -23,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "admission/gcra.h"
+#include "admission/key_windows.h"
 #include "sluice/clock.h"
 #include "sluice/decision.h"
 #include "sluice/internal/key_digest.h"
@@ -49,16 +54,29 @@ class GcraBackend {
   // Takes `cost` from every window or from none (RateLimiter, TokenBudget::TryReserve).
   // REQUIRES: 0 <= cost <= every window's burst. Errors: a full table (ResourceExhausted), a
   // configuration error Redis answered.
-  virtual absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos) = 0;
+  // Allowed decisions carry charged_at_nanos for Refund (kNoCharge where Refund cannot use it).
+  virtual absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                         const KeyWindows* limits = nullptr) = 0;
   // The same, started without blocking: ready at once unless a Redis reply is needed. Local
   // errors are returned; Redis's arrive in the Pending's status().
   virtual absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost,
-                                                     int64_t now_nanos) = 0;
+                                                     int64_t now_nanos,
+                                                     const KeyWindows* limits = nullptr) = 0;
   // Admit's verdict alone (false on any error); may wait for Redis.
-  virtual bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos) = 0;
+  virtual bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                     const KeyWindows* limits = nullptr) = 0;
   // Allow without waiting: nullopt when only a Redis round trip could tell.
   virtual std::optional<bool> AllowWithoutWaiting(const KeyDigest& d, int64_t cost,
-                                                  int64_t now_nanos) = 0;
+                                                  int64_t now_nanos,
+                                                  const KeyWindows* limits = nullptr) = 0;
+
+  // Gives back the charge of `cost` that Admit or Queue recorded at `charged_at_nanos` (its
+  // decision's), against the same `limits`. GCRA: only the part of the charge that has not
+  // drained on its own since then (so the state stays at or above that of the admissions that
+  // were not refunded: see gcra.h); sliding: the `cost` entries recorded at that time. A key
+  // never seen or already whole: nothing to do. Never refuses; errors are Redis's.
+  virtual absl::Status Refund(const KeyDigest& d, int64_t cost, int64_t charged_at_nanos,
+                              int64_t now_nanos, const KeyWindows* limits = nullptr) = 0;
 
   // LeakyBucket (one window): books `cost` unless its wait would exceed `max_wait_nanos`.
   virtual absl::StatusOr<Decision> Queue(const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
@@ -68,13 +86,23 @@ class GcraBackend {
                                                      int64_t now_nanos) = 0;
 
   // TokenBudget: adds `delta` (a refund when negative) to every window, refusing nothing.
-  virtual absl::StatusOr<Decision> Adjust(const KeyDigest& d, int64_t delta,
-                                          int64_t now_nanos) = 0;
+  virtual absl::StatusOr<Decision> Adjust(const KeyDigest& d, int64_t delta, int64_t now_nanos,
+                                          const KeyWindows* limits = nullptr) = 0;
   virtual absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest& d, int64_t delta,
-                                                      int64_t now_nanos) = 0;
+                                                      int64_t now_nanos,
+                                                      const KeyWindows* limits = nullptr) = 0;
 
   // The balance without changing it: allowed iff one unit would pass every window now.
-  virtual PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos) = 0;
+  virtual PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos,
+                                    const KeyWindows* limits = nullptr) = 0;
+
+  // Compiles per-key `windows` for this backend (see sluice/key_limits.h for the rules);
+  // `object_windows` are the object's Options::windows. Errors name windows[i].<field>.
+  absl::StatusOr<std::shared_ptr<const KeyWindows>> CompileKeyWindows(
+      absl::string_view object, const std::vector<Window>& object_windows,
+      const std::vector<Window>& windows) const;
+  // This backend's identity, for KeyWindows::owner: unique in the process.
+  uint64_t id() const { return id_; }
 
   // Keys kept in this process or host (0 in Redis), and their memory.
   virtual int64_t DropIdle(int64_t now_nanos) = 0;
@@ -86,10 +114,17 @@ class GcraBackend {
   virtual int64_t local_decisions() const { return 0; }
   virtual int64_t round_trips() const { return 0; }
 
+ protected:
+  // The scope's part of CompileKeyWindows: Redis formats its arguments, leased mode refuses.
+  virtual absl::Status CompileForScope(absl::string_view /*object*/, KeyWindows* /*k*/) const {
+    return absl::OkStatus();
+  }
+
  private:
   const std::vector<GcraWindow> windows_;
   const int64_t min_burst_;
   const Clock* const clock_;
+  const uint64_t id_;
 };
 
 // What OpenGcraBackend needs to know about the object it serves.

@@ -77,6 +77,17 @@ absl::StatusOr<PendingDecision> LeakyBucket::Start(std::string_view key, int64_t
                               backend_->clock().NowNanos());
 }
 
+absl::Status LeakyBucket::Refund(std::string_view key, int64_t cost, const Decision& booked) {
+  if (absl::Status s = CheckCost(cost); !s.ok()) return s;
+  if (!booked.allowed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": booked.allowed is false: a refusal booked nothing to refund"));
+  }
+  if (booked.charged_at_nanos == Decision::kNoCharge) return absl::OkStatus();
+  return backend_->Refund(internal::DigestKey(key), cost, booked.charged_at_nanos,
+                          backend_->clock().NowNanos());
+}
+
 int64_t LeakyBucket::failure_mode_decisions() const { return backend_->failure_mode_decisions(); }
 int64_t LeakyBucket::DropIdleKeys() { return backend_->DropIdle(backend_->clock().NowNanos()); }
 int64_t LeakyBucket::key_count() const { return backend_->key_count(); }

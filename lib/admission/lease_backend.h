@@ -47,13 +47,16 @@ class LeaseBackend {
 
   const LeaseSettings& settings() const { return settings_; }
 
-  // Takes a slot for `d` if fewer than max_in_flight unexpired leases are held; the lease ends
-  // settings().lease after `now_nanos`. May wait for Redis (at most the store's timeouts).
-  // `out` is a default LeaseGrant (a Permit's own), filled in place.
-  virtual void Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) = 0;
+  // Takes a slot for `d` if fewer than `max_in_flight` unexpired leases are held (the call's
+  // cap: settings().max_in_flight, or a per-call one the limiter checked: in host scope at most
+  // settings().max_in_flight); the lease ends settings().lease after `now_nanos`. May wait for
+  // Redis (at most the store's timeouts). `out` is a default LeaseGrant (a Permit's own),
+  // filled in place.
+  virtual void Acquire(const KeyDigest& d, int64_t now_nanos, int64_t max_in_flight,
+                       LeaseGrant* out) = 0;
   // The same, started: ready at once unless Redis must answer.
   virtual Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
-                                                           bool want_fd,
+                                                           int64_t max_in_flight, bool want_fd,
                                                            const PermitMaker& make) = 0;
   // Gives the slot back: OK, or FailedPrecondition if the lease had expired and its slot was
   // reclaimed. Never blocks (Redis: sent, and kept across an outage until the lease would end).
@@ -86,10 +89,11 @@ class TableLeases final : public LeaseBackend {
  public:
   TableLeases(const LeaseSettings& settings, std::unique_ptr<LeaseStore> table);
 
-  void Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) override;
+  void Acquire(const KeyDigest& d, int64_t now_nanos, int64_t max_in_flight,
+               LeaseGrant* out) override;
 
   Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t now_nanos,
-                                                   bool want_fd,
+                                                   int64_t max_in_flight, bool want_fd,
                                                    const PermitMaker& make) override;
   absl::Status Release(const LeaseRef& lease) override;
   Pending<absl::Status> StartRenew(LeaseRef* lease, absl::Duration ttl,

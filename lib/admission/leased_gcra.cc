@@ -181,11 +181,14 @@ absl::StatusOr<Decision> LeasedGcra::FinishLease(
   if (!reply.ok()) return cluster_->Finish(d, cost, reply);  // the failure mode, or the error
   if (absl::Status s = cluster_->CheckLeaseReply(*reply, ticket.want); !s.ok()) return s;
   const int64_t granted = (*reply)[0];
-  // Reuse the strict reply's shape for the numbers: {allowed, binding, remaining, retry, reset}.
+  // Reuse the strict reply's shape for the numbers: {allowed, binding, remaining, retry, reset,
+  // now_us}; a leased decision carries no charge time (its Refund gives nothing back).
   std::vector<int64_t> as_decision(reply->begin(), reply->begin() + 5);
   as_decision[0] = granted >= cost ? 1 : 0;
+  as_decision.push_back(0);
   absl::StatusOr<Decision> out = cluster_->Finish(d, cost, as_decision);
   if (!out.ok()) return out;
+  out->charged_at_nanos = Decision::kNoCharge;
   const int64_t grant_ms = (*reply)[5];
   if (granted >= cost) {
     Keep(d, granted - cost, granted, grant_ms, ticket.sent_ms + ttl_ms_);

@@ -5,6 +5,9 @@
 #include <limits>
 #include <numeric>
 
+#include "absl/numeric/int128.h"
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "admission/admission_options.h"
 #include "stores/redis_keys.h"
@@ -22,7 +25,7 @@ constexpr int64_t kMaxTolerance = int64_t{1} << 50;
 // KEYS[i]: window i's TAT. ARGV[1]: cost; ARGV[2]: "now" for sluice_now (empty: the server's
 // TIME); then per window i (1-based) ARGV[3i], ARGV[3i+1], ARGV[3i+2]: scale (units per us), unit
 // (emission interval), tolerance. All windows or none. Returns {allowed, binding window
-// (1-based), remaining, retry_after_us, reset_after_us}.
+// (1-based), remaining, retry_after_us, reset_after_us, now_us (for Refund)}.
 const std::string kAdmitScript = WithScriptNow(R"lua(
 local now_us = sluice_now(ARGV[2])
 local cost = tonumber(ARGV[1])
@@ -45,7 +48,7 @@ if refused then
   local i = binding
   local scale, unit, tol = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2])
   local used = tats[i] - nows[i]
-  return {0, i, math.floor((tol - used) / unit), math.max(longest, 1), math.ceil(used / scale)}
+  return {0, i, math.floor((tol - used) / unit), math.max(longest, 1), math.ceil(used / scale), now_us}
 end
 local least = nil
 for i = 1, n do
@@ -57,7 +60,32 @@ for i = 1, n do
   local left = math.floor((tol - used) / unit)
   if least == nil or left < least then least, binding = left, i end
 end
-return {1, binding, least, 0, math.ceil((nexts[binding] - nows[binding]) / tonumber(ARGV[3*binding]))}
+return {1, binding, least, 0, math.ceil((nexts[binding] - nows[binding]) / tonumber(ARGV[3*binding])), now_us}
+)lua");
+
+// Refund. KEYS, ARGV[2] and the window triples as in kAdmitScript; ARGV[1]: cost; ARGV[3n+3]:
+// the admission's now_us. Per window, gives back what is left of that charge (its cost minus
+// what drained since: see GcraState::Refund in gcra.h for why that is safe). Returns {1}.
+const std::string kRefundScript = WithScriptNow(R"lua(
+local now_us = sluice_now(ARGV[2])
+local cost = tonumber(ARGV[1])
+local n = #KEYS
+local at_us = tonumber(ARGV[3*n + 3])
+for i = 1, n do
+  local scale, unit = tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
+  local now = now_us * scale
+  local give = cost * unit - math.max(0, (now_us - at_us) * scale)
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if give > 0 and tat > now then
+    local next = math.max(tat - give, now)
+    if next > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', next), 'PX', math.ceil((next - now) / scale / 1000) + 1)
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return {1}
 )lua");
 
 // Leased mode. KEYS, ARGV[2] and the window triples as in kAdmitScript; ARGV[1]: units wanted
@@ -117,7 +145,7 @@ return {grant, binding, math.floor((tol - used) / unit), 0, math.ceil(used / sca
 
 // LeakyBucket (one window). KEYS, ARGV[2] and the window triple as in kAdmitScript; ARGV[1]: cost;
 // ARGV[6]: max wait, in the window's units. Books the slot unless the wait would exceed the max.
-// Returns {allowed, 1, remaining, retry_after_us, reset_after_us, delay_us}.
+// Returns {allowed, 1, remaining, retry_after_us, reset_after_us, delay_us, now_us}.
 const std::string kQueueScript = WithScriptNow(R"lua(
 local now_us = sluice_now(ARGV[2])
 local cost = tonumber(ARGV[1])
@@ -128,11 +156,11 @@ local next = tat + cost * unit
 local wait = next - tol - now
 if wait > max_wait then
   local used = tat - now
-  return {0, 1, math.max(math.floor((tol - used) / unit), 0), math.max(math.ceil((wait - max_wait) / scale), 1), math.ceil(used / scale), 0}
+  return {0, 1, math.max(math.floor((tol - used) / unit), 0), math.max(math.ceil((wait - max_wait) / scale), 1), math.ceil(used / scale), 0, now_us}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / scale / 1000) + 1)
 local used = next - now
-return {1, 1, math.max(math.floor((tol - used) / unit), 0), 0, math.ceil(used / scale), math.max(math.ceil(wait / scale), 0)}
+return {1, 1, math.max(math.floor((tol - used) / unit), 0), 0, math.ceil(used / scale), math.max(math.ceil(wait / scale), 0), now_us}
 )lua");
 
 // TokenBudget settle/charge. KEYS, ARGV[2] and the window triples as in kAdmitScript; ARGV[1]: the
@@ -200,6 +228,57 @@ constexpr int64_t kMaxReplyMicros = std::numeric_limits<int64_t>::max() / 1000;
 
 }  // namespace
 
+absl::StatusOr<ClusterGcra::RemoteWindow> ClusterGcra::CompileRemote(absl::string_view object,
+                                                                     size_t i, const Window& w,
+                                                                     int64_t scale) {
+  const int64_t period_nanos = absl::ToInt64Nanoseconds(w.period);
+  if (period_nanos % 1000 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": windows[", i, "].period must be a whole number of microseconds in cluster ",
+        "scope (Redis's clock), got ", absl::FormatDuration(w.period)));
+  }
+  const int64_t period_us = period_nanos / 1000;
+  if (w.limit > period_us) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        object, ": windows[", i, "].limit must be at most one per microsecond in cluster scope"));
+  }
+  RemoteWindow r{w.limit, period_nanos, w.effective_burst(), 0, 0, 0};
+  const int64_t gcd = std::gcd(w.limit, period_us);
+  if (scale > 0) {  // per-key limits: at the object's scale, rounded up
+    r.scale = scale;
+    r.unit = static_cast<int64_t>(
+        (static_cast<absl::int128>(period_us) * scale + w.limit - 1) / w.limit);
+  } else if (w.limit / gcd <= kMaxScale) {
+    r.scale = w.limit / gcd;
+    r.unit = period_us / gcd;
+  } else {
+    r.scale = kMaxScale;
+    r.unit = (period_us * kMaxScale + w.limit - 1) / w.limit;
+  }
+  if (__builtin_mul_overflow(w.effective_burst(), r.unit, &r.tolerance) ||
+      r.tolerance > kMaxTolerance) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(object, ": windows[", i, "].burst is too large for cluster scope"));
+  }
+  return r;
+}
+
+void ClusterGcra::AppendArgs(const RemoteWindow& r, std::vector<std::string>* args) {
+  absl::StrAppend(&args->emplace_back(), r.scale);
+  absl::StrAppend(&args->emplace_back(), r.unit);
+  absl::StrAppend(&args->emplace_back(), r.tolerance);
+}
+
+absl::Status ClusterGcra::CompileArgs(absl::string_view object, const std::vector<Window>& windows,
+                                      std::vector<std::string>* args) const {
+  for (size_t i = 0; i < windows.size(); ++i) {
+    absl::StatusOr<RemoteWindow> r = CompileRemote(object, i, windows[i], windows_[i].scale);
+    if (!r.ok()) return r.status();
+    AppendArgs(*r, args);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_view object,
                                                                  const ClusterOptions& cluster,
                                                                  const std::vector<Window>& windows,
@@ -212,35 +291,10 @@ absl::StatusOr<std::unique_ptr<ClusterGcra>> ClusterGcra::Create(absl::string_vi
   std::vector<GcraWindow> local;
   for (size_t i = 0; i < windows.size(); ++i) {
     const Window& w = windows[i];
-    const int64_t period_nanos = absl::ToInt64Nanoseconds(w.period);
-    if (period_nanos % 1000 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          object, ": windows[", i, "].period must be a whole number of microseconds in cluster ",
-          "scope (Redis's clock), got ", absl::FormatDuration(w.period)));
-    }
-    const int64_t period_us = period_nanos / 1000;
-    if (w.limit > period_us) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          object, ": windows[", i, "].limit must be at most one per microsecond in cluster scope"));
-    }
-    RemoteWindow r{w.limit, period_nanos, w.effective_burst(), 0, 0, 0};
-    const int64_t gcd = std::gcd(w.limit, period_us);
-    if (w.limit / gcd <= kMaxScale) {
-      r.scale = w.limit / gcd;
-      r.unit = period_us / gcd;
-    } else {
-      r.scale = kMaxScale;
-      r.unit = (period_us * kMaxScale + w.limit - 1) / w.limit;
-    }
-    if (__builtin_mul_overflow(w.effective_burst(), r.unit, &r.tolerance) ||
-        r.tolerance > kMaxTolerance) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(object, ": windows[", i, "].burst is too large for cluster scope"));
-    }
-    g->windows_.push_back(r);
-    absl::StrAppend(&g->window_args_.emplace_back(), r.scale);
-    absl::StrAppend(&g->window_args_.emplace_back(), r.unit);
-    absl::StrAppend(&g->window_args_.emplace_back(), r.tolerance);
+    absl::StatusOr<RemoteWindow> r = CompileRemote(object, i, w, 0);
+    if (!r.ok()) return r.status();
+    g->windows_.push_back(*r);
+    AppendArgs(*r, &g->window_args_);
     if (cluster.on_failure != FailureMode::kLocal) continue;
     // The local stand-in while Redis is down: this process's share of the window.
     Window share{g->failure_mode_->LocalShare(w.limit), w.period,
@@ -265,14 +319,31 @@ std::vector<std::string> ClusterGcra::Keys(const KeyDigest& d) const {
   return keys;
 }
 
-std::vector<std::string> ClusterGcra::Args(int64_t first) const {
+std::vector<std::string> ClusterGcra::Args(int64_t first, const WindowArgs* window_args) const {
+  const WindowArgs& windows = window_args != nullptr ? *window_args : window_args_;
   std::vector<std::string> args = {absl::StrCat(first), RedisScripts::ScriptNow(*cluster_.store)};
-  args.insert(args.end(), window_args_.begin(), window_args_.end());
+  args.insert(args.end(), windows.begin(), windows.end());
   return args;
 }
 
-std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd) {
-  return RedisScripts::Run(*cluster_.store, kAdmitScript, Keys(d), Args(cost), want_fd);
+std::shared_ptr<PendingReply> ClusterGcra::Start(const KeyDigest& d, int64_t cost, bool want_fd,
+                                                 const WindowArgs* window_args) {
+  return RedisScripts::Run(*cluster_.store, kAdmitScript, Keys(d), Args(cost, window_args),
+                           want_fd);
+}
+
+std::shared_ptr<PendingReply> ClusterGcra::StartRefund(const KeyDigest& d, int64_t cost,
+                                                       int64_t charged_at_nanos, bool want_fd,
+                                                       const WindowArgs* window_args) {
+  std::vector<std::string> args = Args(cost, window_args);
+  args.push_back(absl::StrCat(charged_at_nanos / 1000));
+  return RedisScripts::Run(*cluster_.store, kRefundScript, Keys(d), std::move(args), want_fd);
+}
+
+absl::Status ClusterGcra::FinishRefund(const absl::StatusOr<std::vector<int64_t>>& reply) {
+  // A refund Redis did not receive is lost: the charge stays, which only refuses more.
+  if (!reply.ok() && IsTransportError(reply.status())) return absl::OkStatus();
+  return reply.status();
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartLease(const KeyDigest& d, int64_t want,
@@ -292,20 +363,30 @@ std::shared_ptr<PendingReply> ClusterGcra::StartQueue(const KeyDigest& d, int64_
 }
 
 std::shared_ptr<PendingReply> ClusterGcra::StartAdjust(const KeyDigest& d, int64_t delta,
-                                                       bool want_fd) {
+                                                       bool want_fd,
+                                                       const WindowArgs* window_args) {
   // Lua numbers are exact below 2^53: keep delta * unit within kMaxTolerance.
   int64_t bound = kMaxTolerance;
   for (const RemoteWindow& w : windows_) bound = std::min(bound, kMaxTolerance / w.unit);
-  return RedisScripts::Run(*cluster_.store, kAdjustScript, Keys(d), Args(std::clamp(delta, -bound, bound)),
-                                   want_fd);
+  if (window_args != nullptr) {  // per-key windows: their units, from the triples
+    for (size_t i = 1; i < window_args->size(); i += 3) {
+      int64_t unit = 1;
+      if (absl::SimpleAtoi((*window_args)[i], &unit) && unit > 0) {
+        bound = std::min(bound, kMaxTolerance / unit);
+      }
+    }
+  }
+  return RedisScripts::Run(*cluster_.store, kAdjustScript, Keys(d),
+                           Args(std::clamp(delta, -bound, bound), window_args), want_fd);
 }
 
-std::shared_ptr<PendingReply> ClusterGcra::StartPeek(const KeyDigest& d, bool want_fd) {
-  return RedisScripts::Run(*cluster_.store, kPeekScript, Keys(d), Args(0), want_fd);
+std::shared_ptr<PendingReply> ClusterGcra::StartPeek(const KeyDigest& d, bool want_fd,
+                                                     const WindowArgs* window_args) {
+  return RedisScripts::Run(*cluster_.store, kPeekScript, Keys(d), Args(0, window_args), want_fd);
 }
 
-absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply,
-                                             size_t size) const {
+absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply, size_t size,
+                                             bool stamped, const GcraWindow* key) const {
   auto impossible = [&](absl::string_view what) {
     absl::Status s = absl::InternalError(absl::StrCat(
         object_, ": impossible reply from Redis (", what, "): a protocol error or a foreign script"));
@@ -317,7 +398,11 @@ absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply,
   if (reply[1] < 1 || reply[1] > static_cast<int64_t>(windows_.size())) {
     return impossible("no such window");
   }
-  const RemoteWindow& w = windows_[reply[1] - 1];
+  // The binding window: the call's per-key window when it had some, else the object's.
+  const RemoteWindow& object_window = windows_[reply[1] - 1];
+  const GcraWindow* k = key != nullptr ? &key[reply[1] - 1] : nullptr;
+  const RemoteWindow w = k == nullptr ? object_window
+                                      : RemoteWindow{k->limit, k->period_nanos, k->burst, 0, 0, 0};
   // Remaining is at most the burst, and a debt is a Lua number (exact below 2^53).
   if (reply[2] > w.burst || reply[2] < -(int64_t{1} << 53)) {
     return impossible("remaining out of range");
@@ -332,7 +417,8 @@ absl::StatusOr<Decision> ClusterGcra::Decode(const std::vector<int64_t>& reply,
   out.retry_after_nanos = reply[3] * 1000;
   out.reset_after_nanos = reply[4] * 1000;
   out.window_nanos = w.period_nanos;
-  if (size > 5) out.delay_nanos = reply[5] * 1000;
+  if (size > (stamped ? 6 : 5)) out.delay_nanos = reply[5] * 1000;
+  if (stamped && out.allowed) out.charged_at_nanos = reply[size - 1] * 1000;
   return out;
 }
 
@@ -348,8 +434,11 @@ absl::Status ClusterGcra::CheckLeaseReply(const std::vector<int64_t>& reply, int
 
 absl::StatusOr<Decision> ClusterGcra::Failed(const absl::Status& status,
                                              absl::FunctionRef<void(Decision*)> decide_locally) {
-  return failure_mode_->Decide(status, windows_[0].limit, windows_[0].period_nanos,
-                               decide_locally);
+  absl::StatusOr<Decision> d = failure_mode_->Decide(status, windows_[0].limit,
+                                                     windows_[0].period_nanos, decide_locally);
+  // Redis recorded nothing: there is nothing Refund could give back there.
+  if (d.ok()) d->charged_at_nanos = Decision::kNoCharge;
+  return d;
 }
 
 Decision ClusterGcra::OrRefusal(absl::StatusOr<Decision> d, absl::Status* error) const {
@@ -360,7 +449,7 @@ Decision ClusterGcra::OrRefusal(absl::StatusOr<Decision> d, absl::Status* error)
 absl::StatusOr<Decision> ClusterGcra::FinishQueue(
     const KeyDigest& d, int64_t cost, int64_t max_wait_nanos,
     const absl::StatusOr<std::vector<int64_t>>& reply) {
-  if (reply.ok()) return Decode(*reply, 6);
+  if (reply.ok()) return Decode(*reply, 7, /*stamped=*/true);
   return Failed(reply.status(), [&](Decision* local) {
     // Clamped to the local burst, the cost always fits Queue's precondition.
     if (!local_->Queue(d, std::min(cost, local_->min_burst()), max_wait_nanos,
@@ -372,24 +461,27 @@ absl::StatusOr<Decision> ClusterGcra::FinishQueue(
 }
 
 absl::StatusOr<Decision> ClusterGcra::FinishAdjust(
-    const KeyDigest& d, int64_t delta, const absl::StatusOr<std::vector<int64_t>>& reply) {
-  if (reply.ok()) return Decode(*reply, 5);
+    const KeyDigest& d, int64_t delta, const absl::StatusOr<std::vector<int64_t>>& reply,
+    const GcraWindow* key) {
+  if (reply.ok()) return Decode(*reply, 5, false, key);
   return Failed(reply.status(), [&](Decision* local) {
     if (!local_->Adjust(d, delta, local_->clock().NowNanos(), local).ok()) local->allowed = false;
   });
 }
 
 absl::StatusOr<Decision> ClusterGcra::FinishPeek(
-    const KeyDigest& d, const absl::StatusOr<std::vector<int64_t>>& reply) {
-  if (reply.ok()) return Decode(*reply, 5);
+    const KeyDigest& d, const absl::StatusOr<std::vector<int64_t>>& reply,
+    const GcraWindow* key) {
+  if (reply.ok()) return Decode(*reply, 5, false, key);
   return Failed(reply.status(), [&](Decision* local) {
     *local = local_->Peek(d, local_->clock().NowNanos());
   });
 }
 
 absl::StatusOr<Decision> ClusterGcra::Finish(const KeyDigest& d, int64_t cost,
-                                             const absl::StatusOr<std::vector<int64_t>>& reply) {
-  if (reply.ok()) return Decode(*reply, 5);
+                                             const absl::StatusOr<std::vector<int64_t>>& reply,
+                                             const GcraWindow* key) {
+  if (reply.ok()) return Decode(*reply, 6, /*stamped=*/true, key);
   return Failed(reply.status(), [&](Decision* local) {
     if (!local_->Admit(d, std::min(cost, local_->min_burst()), local_->clock().NowNanos(), local)
              .ok()) {

@@ -34,21 +34,21 @@ class RedisLeaseBackend final : public LeaseBackend {
                              settings.retry_after, settings.clock},
                std::make_unique<LeaseTable>(max_keys)) {}
 
-  void Acquire(const KeyDigest& d, int64_t, LeaseGrant* out) override {
+  void Acquire(const KeyDigest& d, int64_t, int64_t max_in_flight, LeaseGrant* out) override {
     const uint64_t lease_id = ClusterLeases::NewLeaseId();
-    *out = Finish(d, lease_id,
-                  redis_->StartAcquire(d, settings().max_in_flight, lease_id, /*want_fd=*/false)
+    *out = Finish(d, lease_id, max_in_flight,
+                  redis_->StartAcquire(d, max_in_flight, lease_id, /*want_fd=*/false)
                       ->Wait(redis_->reply_timeout()));
   }
 
   Pending<ConcurrencyLimiter::Permit> StartAcquire(const KeyDigest& d, int64_t,
-                                                   bool want_fd,
+                                                   int64_t max_in_flight, bool want_fd,
                                                    const PermitMaker& make) override {
     const uint64_t lease_id = ClusterLeases::NewLeaseId();
     return WaitForReply<ConcurrencyLimiter::Permit>(
-        redis_->StartAcquire(d, settings().max_in_flight, lease_id, want_fd),
-        redis_->reply_timeout(), [this, d, lease_id, make](const auto& reply, absl::Status* error) {
-          LeaseGrant grant = Finish(d, lease_id, reply);
+        redis_->StartAcquire(d, max_in_flight, lease_id, want_fd), redis_->reply_timeout(),
+        [this, d, lease_id, max_in_flight, make](const auto& reply, absl::Status* error) {
+          LeaseGrant grant = Finish(d, lease_id, max_in_flight, reply);
           *error = grant.error;
           return make(grant);
         });
@@ -115,9 +115,8 @@ class RedisLeaseBackend final : public LeaseBackend {
 
  private:
   // The grant for Redis's `reply`, or the failure mode's.
-  LeaseGrant Finish(const KeyDigest& d, uint64_t lease_id,
+  LeaseGrant Finish(const KeyDigest& d, uint64_t lease_id, int64_t max_in_flight,
                     const absl::StatusOr<std::vector<int64_t>>& reply) {
-    const int64_t max_in_flight = settings().max_in_flight;
     LeaseGrant out;
     out.decision.limit = max_in_flight;
     absl::Status failed = reply.status();
@@ -157,7 +156,9 @@ class RedisLeaseBackend final : public LeaseBackend {
         break;
     }
     LeaseGrant local;
-    local_.Acquire(d, settings().clock->NowNanos(), &local);
+    // This process's share of the call's cap (of Options::max_in_flight without one).
+    local_.Acquire(d, settings().clock->NowNanos(), failure_mode_.LocalShare(max_in_flight),
+                   &local);
     return local;
   }
 

@@ -43,16 +43,34 @@ class ClusterSliding {
       absl::string_view object, const ClusterOptions& cluster,
       const std::vector<SlidingWindow>& windows, const Clock* clock);
 
-  // Starts a decision of `cost` (1 <= cost <= every limit); never blocks.
-  std::shared_ptr<PendingReply> Start(const KeyDigest& d, int64_t cost, bool want_fd);
-  // Turns the reply into a Decision; on a transport failure, applies the failure mode. Other
-  // errors (configuration, an impossible reply) are returned.
+  // Per-key windows as the scripts' arguments (limit, period in us), appended to `args`.
+  // InvalidArgument naming windows[i].period unless it is whole microseconds.
+  static absl::Status CompileArgs(absl::string_view object,
+                                  const std::vector<SlidingWindow>& windows,
+                                  std::vector<std::string>* args);
+
+  // Starts a decision of `cost` (1 <= cost <= every limit); never blocks. `window_args`: the
+  // per-key windows (CompileArgs), nullptr for the object's.
+  std::shared_ptr<PendingReply> Start(const KeyDigest& d, int64_t cost, bool want_fd,
+                                      const std::vector<std::string>* window_args = nullptr);
+  // Turns the reply into a Decision (allowed: charged_at_nanos is the members' score); on a
+  // transport failure, applies the failure mode (then kNoCharge). Other errors (configuration,
+  // an impossible reply) are returned. `key`: the per-key windows the call was started with.
   absl::StatusOr<Decision> Finish(const KeyDigest& d, int64_t cost,
-                                  const absl::StatusOr<std::vector<int64_t>>& reply);
+                                  const absl::StatusOr<std::vector<int64_t>>& reply,
+                                  const SlidingWindow* key = nullptr);
   // Read-only: whether one more admission would pass every window now.
-  std::shared_ptr<PendingReply> StartPeek(const KeyDigest& d, bool want_fd);
+  std::shared_ptr<PendingReply> StartPeek(const KeyDigest& d, bool want_fd,
+                                          const std::vector<std::string>* window_args = nullptr);
   absl::StatusOr<Decision> FinishPeek(const KeyDigest& d,
-                                      const absl::StatusOr<std::vector<int64_t>>& reply);
+                                      const absl::StatusOr<std::vector<int64_t>>& reply,
+                                      const SlidingWindow* key = nullptr);
+  // Removes the `cost` members an admission added at `charged_at_nanos` (its decision's) from
+  // every window. FinishRefund: OK, or OK when Redis could not be reached (the members then
+  // stay: conservative); configuration errors are returned.
+  std::shared_ptr<PendingReply> StartRefund(const KeyDigest& d, int64_t cost,
+                                            int64_t charged_at_nanos, bool want_fd);
+  absl::Status FinishRefund(const absl::StatusOr<std::vector<int64_t>>& reply);
 
   // A refusal standing for a decision Redis could not make, with the error in `*error`.
   Decision OrRefusal(absl::StatusOr<Decision> d, absl::Status* error) const;
@@ -63,10 +81,13 @@ class ClusterSliding {
  private:
   ClusterSliding() = default;
   std::vector<std::string> Keys(const KeyDigest& d) const;
-  std::vector<std::string> Args(int64_t cost) const;
+  std::vector<std::string> Args(int64_t cost,
+                                const std::vector<std::string>* window_args = nullptr) const;
   // {allowed, binding window (1-based), remaining, retry_after_us, reset_after_us}; Internal
   // (logged and counted) if a value is impossible.
-  absl::StatusOr<Decision> Decode(const std::vector<int64_t>& reply) const;
+  // `stamped`: the admit script's reply, with the members' time last.
+  absl::StatusOr<Decision> Decode(const std::vector<int64_t>& reply, bool stamped = false,
+                                  const SlidingWindow* key = nullptr) const;
   absl::StatusOr<Decision> Failed(const absl::Status& status, const KeyDigest& d, int64_t cost,
                                   bool peek);
 

@@ -21,9 +21,24 @@
 // region's), clamped to +-2^61 (73 years) and offset by 2^62, so that 0 means "never" and an
 // all-zero block is a fresh key; no sum or difference of ticks and a period (<= 366 days)
 // overflows. The caller holds the key's lock for every call.
+//
+// Per-key limits (KeyWindows::sliding): window i of a call may have its own limit L <= the
+// ring's `limit` C and any period P. The ring still keeps the last C admissions, so the last L
+// are its newest L entries (logical indexes C - L .. C - 1), and the check is the same one
+// comparison on the entry at C - L + cost - 1. A key whose limits change keeps its times.
+//
+// Refund removes `cost` entries recorded at one time t (a refused request's earlier admission):
+// entries of one time are interchangeable, so removing any of them is removing that admission's.
+// The entries older than the removed ones move up one place and the oldest place becomes 0
+// ("never"): the ring stays ascending. An entry the ring already dropped needs nothing, and the
+// entries it dropped before can never count again: an entry leaves the ring only when an
+// admission found it outside its window, and a key's times never go back. (With per-key limits
+// of longer periods, see IsIdle; a ring's capacity is the largest limit, so a key's last L
+// admissions are always in it.)
 #ifndef SLUICE_LIB_ADMISSION_SLIDING_LOG_H_
 #define SLUICE_LIB_ADMISSION_SLIDING_LOG_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -73,13 +88,21 @@ class SlidingLog {
 
   // Admits `cost` into every window or none. Sets out->allowed, and the other fields when
   // `detailed`. REQUIRES: 1 <= cost <= min_limit(); the key's lock held.
+  // `key`: per-key windows (limit <= each ring's, see the file comment) or nullptr. Allowed:
+  // `*recorded` (if not null) gets the time the entries were recorded (ticks).
   void Admit(int64_t* cells, int64_t cost, int64_t now_ticks, Decision* out,
-             bool detailed = true) const;
+             bool detailed = true, const SlidingWindow* key = nullptr,
+             int64_t* recorded = nullptr) const;
   // Whether one unit would pass every window, without changing anything (`cells` may be null:
   // a key never seen).
-  Decision Peek(const int64_t* cells, int64_t now_ticks) const;
-  // Whether every window has been empty for kIdleMarginNanos: the key may be forgotten.
+  Decision Peek(const int64_t* cells, int64_t now_ticks, const SlidingWindow* key = nullptr) const;
+  // Removes up to `cost` entries recorded at `at_ticks` from every window (see the file comment).
+  void Refund(int64_t* cells, int64_t cost, int64_t at_ticks) const;
+  // Whether every window has been empty for kIdleMarginNanos: the key may be forgotten. Counts
+  // with the longest period any per-key limits of this log declared (NoteKeyPeriod).
   bool IsIdle(const int64_t* cells, int64_t now_ticks) const;
+  // Per-key limits with this period exist: keys stay until it has passed too.
+  void NoteKeyPeriod(int64_t period_nanos) const;
   // Restores every ring's order after a holder of the key's lock died mid-Admit (host scope):
   // entries it wrote count as admissions at their time, which can only refuse more. Not itself
   // crash-proof: a second holder killed in the middle of a Repair (microseconds, after a first
@@ -97,14 +120,23 @@ class SlidingLog {
   // The newest time of any window of the key (0: never).
   int64_t Newest(const int64_t* cells) const;
   // Window `w`'s entries after now - period (all entries are at or before now).
-  int64_t CountInside(const int64_t* cells, const Layout& w, int64_t now) const;
+  int64_t CountInside(const int64_t* cells, const Layout& w, int64_t now, int64_t period) const;
   // Fills out's window fields for window `w` with `count` entries inside and newest `newest`.
-  void Describe(const Layout& w, int64_t count, int64_t newest, int64_t now, Decision* out) const;
+  static void Describe(int64_t limit, int64_t period, int64_t count, int64_t newest, int64_t now,
+                       Decision* out);
+  // Window i's limit and period for a call: the key's, or the ring's.
+  static int64_t LimitOf(const Layout& w, const SlidingWindow* key, size_t i) {
+    return key != nullptr ? key[i].limit : w.limit;
+  }
+  static int64_t PeriodOf(const Layout& w, const SlidingWindow* key, size_t i) {
+    return key != nullptr ? key[i].period_nanos : w.period;
+  }
 
   std::vector<SlidingWindow> windows_;
   std::vector<Layout> layout_;
   int cells_ = 0;
   int64_t min_limit_ = 0;
+  mutable std::atomic<int64_t> longest_key_period_{0};
 };
 
 }  // namespace internal

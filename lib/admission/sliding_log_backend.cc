@@ -94,31 +94,41 @@ class LocalSlidingBackend final : public SlidingBackendBase {
         log_(std::move(windows)),
         rings_(make_rings(log_)) {}
 
-  absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
+  absl::StatusOr<Decision> Admit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                 const KeyWindows* limits) override {
     Decision decision;
-    if (absl::Status s = Decide(d, cost, now_nanos, &decision, true); !s.ok()) return s;
+    if (absl::Status s = Decide(d, cost, now_nanos, &decision, true, limits); !s.ok()) return s;
     return decision;
   }
-  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost,
-                                             int64_t now_nanos) override {
-    absl::StatusOr<Decision> decision = Admit(d, cost, now_nanos);
+  absl::StatusOr<PendingDecision> StartAdmit(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                             const KeyWindows* limits) override {
+    absl::StatusOr<Decision> decision = Admit(d, cost, now_nanos, limits);
     if (!decision.ok()) return decision.status();
     return PendingDecision(*decision);
   }
-  bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos) override {
+  bool Allow(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+             const KeyWindows* limits) override {
     Decision decision;
-    return Decide(d, cost, now_nanos, &decision, false).ok() && decision.allowed;
+    return Decide(d, cost, now_nanos, &decision, false, limits).ok() && decision.allowed;
   }
-  std::optional<bool> AllowWithoutWaiting(const KeyDigest& d, int64_t cost,
-                                          int64_t now_nanos) override {
-    return Allow(d, cost, now_nanos);
+  std::optional<bool> AllowWithoutWaiting(const KeyDigest& d, int64_t cost, int64_t now_nanos,
+                                          const KeyWindows* limits) override {
+    return Allow(d, cost, now_nanos, limits);
+  }
+  absl::Status Refund(const KeyDigest& d, int64_t cost, int64_t charged_at_nanos, int64_t,
+                      const KeyWindows*) override {
+    const int64_t at = SlidingLog::Ticks(charged_at_nanos, rings_->epoch_nanos());
+    rings_->VisitExisting(d, [&](int64_t* cells) { log_.Refund(cells, cost, at); });
+    return absl::OkStatus();
   }
 
-  PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos) override {
+  PendingDecision StartPeek(const KeyDigest& d, int64_t now_nanos,
+                            const KeyWindows* limits) override {
     const int64_t now = SlidingLog::Ticks(now_nanos, rings_->epoch_nanos());
+    const SlidingWindow* key = limits != nullptr ? limits->sliding.data() : nullptr;
     Decision out;
-    if (!rings_->VisitExisting(d, [&](int64_t* cells) { out = log_.Peek(cells, now); })) {
-      out = log_.Peek(nullptr, now);
+    if (!rings_->VisitExisting(d, [&](int64_t* cells) { out = log_.Peek(cells, now, key); })) {
+      out = log_.Peek(nullptr, now, key);
     }
     return PendingDecision(out);
   }
@@ -129,18 +139,32 @@ class LocalSlidingBackend final : public SlidingBackendBase {
   int64_t key_count() const override { return rings_->size(); }
   int64_t memory_bytes() const override { return rings_->memory_bytes(); }
 
+ protected:
+  absl::Status CompileForScope(absl::string_view, KeyWindows* k) const override {
+    for (const SlidingWindow& w : k->sliding) log_.NoteKeyPeriod(w.period_nanos);
+    return absl::OkStatus();
+  }
+
  private:
   absl::Status Decide(const KeyDigest& d, int64_t cost, int64_t now_nanos, Decision* out,
-                      bool detailed) {
+                      bool detailed, const KeyWindows* limits) {
     if (cost < 1 || cost > log_.min_limit()) {  // RateLimiter checks; the ring relies on it
       return absl::InvalidArgumentError(absl::StrCat(
           "sluice: cost must be 1 to the smallest sliding limit ", log_.min_limit(), ", got ",
           cost));
     }
-    const int64_t now = SlidingLog::Ticks(now_nanos, rings_->epoch_nanos());
-    return rings_->Visit(d, now_nanos, now, [&](int64_t* cells) {
-      log_.Admit(cells, cost, now, out, detailed);
+    const int64_t epoch = rings_->epoch_nanos();
+    const int64_t now = SlidingLog::Ticks(now_nanos, epoch);
+    const SlidingWindow* key = limits != nullptr ? limits->sliding.data() : nullptr;
+    int64_t recorded = 0;
+    absl::Status s = rings_->Visit(d, now_nanos, now, [&](int64_t* cells) {
+      log_.Admit(cells, cost, now, out, detailed, key, &recorded);
     });
+    // Back on the caller's clock, for Refund (which turns it into the same ticks).
+    if (s.ok() && out->allowed) {
+      out->charged_at_nanos = recorded - SlidingLog::kTickOffset + epoch;
+    }
+    return s;
   }
 
   const SlidingLog log_;
@@ -165,11 +189,12 @@ absl::StatusOr<PendingDecision> SlidingBackendBase::StartQueue(const KeyDigest&,
                                                                int64_t, int64_t) {
   return NotForSliding("Queue");
 }
-absl::StatusOr<Decision> SlidingBackendBase::Adjust(const KeyDigest&, int64_t, int64_t) {
+absl::StatusOr<Decision> SlidingBackendBase::Adjust(const KeyDigest&, int64_t, int64_t,
+                                                    const KeyWindows*) {
   return NotForSliding("Adjust");
 }
 absl::StatusOr<PendingDecision> SlidingBackendBase::StartAdjust(const KeyDigest&, int64_t,
-                                                                int64_t) {
+                                                                int64_t, const KeyWindows*) {
   return NotForSliding("Adjust");
 }
 

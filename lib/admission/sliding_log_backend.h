@@ -35,8 +35,10 @@ class SlidingBackendBase : public GcraBackend {
   absl::StatusOr<Decision> Queue(const KeyDigest&, int64_t, int64_t, int64_t) override;
   absl::StatusOr<PendingDecision> StartQueue(const KeyDigest&, int64_t, int64_t,
                                              int64_t) override;
-  absl::StatusOr<Decision> Adjust(const KeyDigest&, int64_t, int64_t) override;
-  absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest&, int64_t, int64_t) override;
+  absl::StatusOr<Decision> Adjust(const KeyDigest&, int64_t, int64_t,
+                                  const KeyWindows*) override;
+  absl::StatusOr<PendingDecision> StartAdjust(const KeyDigest&, int64_t, int64_t,
+                                              const KeyWindows*) override;
 };
 
 // The backend for sliding windows in `spec.scope` (OpenGcraBackend calls it when every window is

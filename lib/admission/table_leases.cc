@@ -20,8 +20,8 @@ absl::Status LeaseExpiredError() {
 TableLeases::TableLeases(const LeaseSettings& settings, std::unique_ptr<LeaseStore> table)
     : LeaseBackend(settings), table_(std::move(table)) {}
 
-void TableLeases::Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out) {
-  const int64_t max_in_flight = settings().max_in_flight;
+void TableLeases::Acquire(const KeyDigest& d, int64_t now_nanos, int64_t max_in_flight,
+                          LeaseGrant* out) {
   const int64_t expires_at = AddDuration(now_nanos, settings().lease);
   const LeaseStore::Grant grant = table_->Acquire(d, max_in_flight, now_nanos, expires_at);
   out->decision.limit = max_in_flight;
@@ -42,10 +42,11 @@ void TableLeases::Acquire(const KeyDigest& d, int64_t now_nanos, LeaseGrant* out
 }
 
 Pending<ConcurrencyLimiter::Permit> TableLeases::StartAcquire(const KeyDigest& d,
-                                                              int64_t now_nanos, bool,
+                                                              int64_t now_nanos,
+                                                              int64_t max_in_flight, bool,
                                                               const PermitMaker& make) {
   LeaseGrant grant;
-  Acquire(d, now_nanos, &grant);
+  Acquire(d, now_nanos, max_in_flight, &grant);
   return Pending<ConcurrencyLimiter::Permit>(make(grant));
 }
 

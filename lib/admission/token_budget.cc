@@ -95,6 +95,77 @@ PendingDecision TokenBudget::StartPeek(std::string_view key) {
   return backend_->StartPeek(internal::DigestKey(key), backend_->clock().NowNanos());
 }
 
+absl::StatusOr<KeyLimits> TokenBudget::CompileKeyLimits(const std::vector<Window>& windows) const {
+  absl::StatusOr<std::shared_ptr<const internal::KeyWindows>> k =
+      backend_->CompileKeyWindows(kName, options_.windows, windows);
+  if (!k.ok()) return k.status();
+  return KeyLimits(*std::move(k));
+}
+
+absl::StatusOr<const internal::KeyWindows*> TokenBudget::Check(const KeyLimits& limits) const {
+  return internal::CheckKeyLimits(kName, limits.compiled_, backend_->id());
+}
+
+absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserve(std::string_view key,
+                                                                 int64_t estimate,
+                                                                 const KeyLimits& limits) {
+  return TryReserveAt(key, estimate, backend_->clock().NowNanos(), limits);
+}
+
+absl::StatusOr<TokenBudget::Reservation> TokenBudget::TryReserveAt(std::string_view key,
+                                                                   int64_t estimate,
+                                                                   int64_t now_nanos,
+                                                                   const KeyLimits& limits) {
+  absl::StatusOr<const internal::KeyWindows*> k = Check(limits);
+  if (!k.ok()) return k.status();
+  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, (*k)->gcra);
+      !s.ok()) {
+    return s;
+  }
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  absl::StatusOr<Decision> decision = backend_->Admit(digest, estimate, now_nanos, *k);
+  if (!decision.ok()) return decision.status();
+  if (!decision->allowed) return Reservation(*decision);
+  return Reservation(this, digest, estimate, *decision, limits.compiled_);
+}
+
+absl::StatusOr<Pending<TokenBudget::Reservation>> TokenBudget::StartReserve(
+    std::string_view key, int64_t estimate, const KeyLimits& limits) {
+  absl::StatusOr<const internal::KeyWindows*> k = Check(limits);
+  if (!k.ok()) return k.status();
+  if (absl::Status s = internal::CheckCost(kName, "estimate", estimate, true, (*k)->gcra);
+      !s.ok()) {
+    return s;
+  }
+  const internal::KeyDigest digest = internal::DigestKey(key);
+  absl::StatusOr<PendingDecision> pending =
+      backend_->StartAdmit(digest, estimate, backend_->clock().NowNanos(), *k);
+  if (!pending.ok()) return pending.status();
+  std::shared_ptr<const internal::KeyWindows> kept = limits.compiled_;
+  return internal::MapPending<Reservation>(
+      *std::move(pending), std::function<Reservation(Decision)>(
+                               [this, digest, estimate, kept](const Decision& decision) {
+                                 if (!decision.allowed) return Reservation(decision);
+                                 return Reservation(this, digest, estimate, decision, kept);
+                               }));
+}
+
+absl::StatusOr<Decision> TokenBudget::Charge(std::string_view key, int64_t tokens,
+                                             const KeyLimits& limits) {
+  absl::StatusOr<const internal::KeyWindows*> k = Check(limits);
+  if (!k.ok()) return k.status();
+  if (tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kName, ": tokens must be >= 0, got ", tokens));
+  }
+  return backend_->Adjust(internal::DigestKey(key), tokens, backend_->clock().NowNanos(), *k);
+}
+
+absl::StatusOr<Decision> TokenBudget::Peek(std::string_view key, const KeyLimits& limits) {
+  absl::StatusOr<const internal::KeyWindows*> k = Check(limits);
+  if (!k.ok()) return k.status();
+  return backend_->StartPeek(internal::DigestKey(key), backend_->clock().NowNanos(), *k).Get();
+}
+
 int64_t TokenBudget::failure_mode_decisions() const { return backend_->failure_mode_decisions(); }
 int64_t TokenBudget::DropIdleKeys() { return backend_->DropIdle(backend_->clock().NowNanos()); }
 int64_t TokenBudget::key_count() const { return backend_->key_count(); }
@@ -103,7 +174,8 @@ TokenBudget::Reservation::Reservation(Reservation&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
       digest_(other.digest_),
       estimate_(other.estimate_),
-      decision_(other.decision_) {}
+      decision_(other.decision_),
+      limits_(std::move(other.limits_)) {}
 
 TokenBudget::Reservation& TokenBudget::Reservation::operator=(Reservation&& other) noexcept {
   if (this != &other) {
@@ -111,6 +183,7 @@ TokenBudget::Reservation& TokenBudget::Reservation::operator=(Reservation&& othe
     digest_ = other.digest_;
     estimate_ = other.estimate_;
     decision_ = other.decision_;
+    limits_ = std::move(other.limits_);
   }
   return *this;
 }
@@ -135,7 +208,7 @@ absl::StatusOr<PendingDecision> TokenBudget::Reservation::StartSettle(int64_t ac
   if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
   internal::GcraBackend& backend = *owner_->backend_;
   absl::StatusOr<PendingDecision> balance =
-      backend.StartAdjust(digest_, actual - estimate_, backend.clock().NowNanos());
+      backend.StartAdjust(digest_, actual - estimate_, backend.clock().NowNanos(), limits_.get());
   if (balance.ok()) owner_ = nullptr;  // on error it stays pending, so the caller may retry
   return balance;
 }
@@ -143,7 +216,7 @@ absl::StatusOr<PendingDecision> TokenBudget::Reservation::StartSettle(int64_t ac
 absl::StatusOr<Decision> TokenBudget::Reservation::SettleAt(int64_t actual, int64_t now_nanos) {
   if (absl::Status s = CheckSettle(actual); !s.ok()) return s;
   absl::StatusOr<Decision> balance =
-      owner_->backend_->Adjust(digest_, actual - estimate_, now_nanos);
+      owner_->backend_->Adjust(digest_, actual - estimate_, now_nanos, limits_.get());
   if (balance.ok()) owner_ = nullptr;  // on error it stays pending, so the caller may retry
   return balance;
 }

@@ -55,9 +55,13 @@ absl::StatusOr<std::unique_ptr<SharedLeaseTable>> SharedLeaseTable::Open(const s
   return std::unique_ptr<SharedLeaseTable>(new SharedLeaseTable(*std::move(table), max_in_flight));
 }
 
-LeaseStore::Grant SharedLeaseTable::Acquire(const KeyDigest& d, int64_t /*max_in_flight*/,
+LeaseStore::Grant SharedLeaseTable::Acquire(const KeyDigest& d, int64_t max_in_flight,
                                             int64_t now, int64_t expires_at) {
-  // The region was created for exactly pairs_ == max_in_flight leases per key.
+  // The region was created for pairs_ == Options::max_in_flight leases per key: with that cap
+  // a free pair is the whole check. A smaller per-call cap is checked again after taking a pair:
+  // if the key then holds more than the cap (acquirers raced, or permits of a larger cap are
+  // still held), the pair is given back and the call refused. Two racing callers may both give
+  // back (a refusal that one of them did not need); neither can keep a slot beyond the cap.
   Grant grant;
   absl::Status status = table_->Visit(d, [&](int64_t* pairs) {
     for (;;) {
@@ -79,8 +83,31 @@ LeaseStore::Grant SharedLeaseTable::Acquire(const KeyDigest& d, int64_t /*max_in
       }
       const uint64_t token = NewToken();
       // Succeeds only if the pair is still exactly the free or expired lease we saw.
+      if (live >= max_in_flight) {  // a per-call cap below the slots: already full
+        grant.in_flight = live;
+        grant.earliest_expiry = earliest;
+        return;
+      }
       if (CompareExchange16(pairs + 2 * free, free_token, free_end, static_cast<int64_t>(token),
                             expires_at)) {
+        if (max_in_flight < pairs_) {
+          int64_t held = 0;
+          earliest = std::numeric_limits<int64_t>::max();
+          for (int64_t j = 0; j < pairs_; ++j) {
+            const int64_t t = Load(pairs + 2 * j), end = Load(pairs + 2 * j + 1);
+            if (t != 0 && end > now) {
+              ++held;
+              if (j != free) earliest = std::min(earliest, end);
+            }
+          }
+          if (held > max_in_flight) {
+            CompareExchange16(pairs + 2 * free, static_cast<int64_t>(token), expires_at, 0, 0);
+            grant.in_flight = held - 1;
+            grant.earliest_expiry = earliest;
+            return;
+          }
+          live = held - 1;
+        }
         grant.lease_id = token;
         grant.in_flight = live + 1;
         return;

@@ -180,13 +180,19 @@ TEST_CASE("impossible replies are protocol errors: reported, logged and counted,
   const sluice::internal::KeyDigest d = sluice::internal::DigestKey("k");
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   using Reply = std::vector<int64_t>;
-  for (const Reply& reply : {Reply{1, 1, 5, kMax, 0}, Reply{1, 1, 5, 0, kMax / 999},
-                             Reply{2, 1, 5, 0, 0}, Reply{1, 2, 5, 0, 0}, Reply{1, 1, 11, 0, 0},
-                             Reply{1, 1, 5, -1, 0}, Reply{1, 1, 5}}) {
+  // An admit reply: {allowed, window, remaining, retry_after_us, reset_after_us, server time us}.
+  for (const Reply& reply :
+       {Reply{1, 1, 5, kMax, 0, 0}, Reply{1, 1, 5, 0, kMax / 999, 0}, Reply{2, 1, 5, 0, 0, 0},
+        Reply{1, 2, 5, 0, 0, 0}, Reply{1, 1, 11, 0, 0, 0}, Reply{1, 1, 5, -1, 0, 0},
+        Reply{1, 1, 5, 0, 0, -1}, Reply{1, 1, 5, 0, 0, kMax}, Reply{1, 1, 9, 0, 100000},
+        Reply{1, 1, 5}}) {
     const absl::StatusOr<sluice::Decision> decided = gcra->Finish(d, 1, reply);
     CHECK(absl::IsInternal(decided.status()));
   }
-  CHECK(gcra->Finish(d, 1, Reply{1, 1, 9, 0, 100000}).ok());  // a possible one
+  const absl::StatusOr<sluice::Decision> possible =
+      gcra->Finish(d, 1, Reply{1, 1, 9, 0, 100000, 1'700'000'000'000'000});
+  CHECK(possible.ok());  // a possible one, charged at the server's time (for Refund)
+  CHECK(possible->charged_at_nanos == 1'700'000'000'000'000'000);
   CHECK(gcra->failure_decisions() == 0);  // none of them was decided as an outage
   CHECK(!gcra->CheckLeaseReply({11, 1, 0, 0, 0, 5}, /*want=*/10).ok());  // more than asked
   auto leases = Value(sluice::internal::ClusterLeases::Create("test", c, absl::Seconds(1)));
