@@ -111,8 +111,10 @@ class Governor {
   absl::Status Reload(Policy policy);
 
   // Sets the limits of one key value of rule `rule` (replacing what the policy's key_limits
-  // give it), or clears them back to the policy's. The limits follow the rule's shape (the same
-  // windows in number and kind). Kept across Reload while the rule keeps its state. This
+  // give it), or clears them back to the policy's. What `limits` leaves unset (no windows, a
+  // zero concurrency) keeps the rule's; what it sets follows the rule's shape (the same windows
+  // in number and kind; in host scope a concurrency cap at most the rule's; shaping is per rule,
+  // not per key). Kept across Reload while the rule keeps its state. This
   // process only: call it in every process (or put the value in the policy's key_limits).
   // Errors: NotFound naming the rule; InvalidArgument naming the field. Thread-safe.
   absl::Status SetKeyLimits(std::string_view rule, std::string_view key, const RuleLimits& limits);

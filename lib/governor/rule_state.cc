@@ -132,13 +132,64 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
   return rule;
 }
 
-absl::StatusOr<KeyOverride> RuleState::CompileOverride(const RuleLimits& limits,
+absl::StatusOr<KeyOverride> RuleState::CompileOverride(const RuleLimits& given,
                                                        absl::string_view field) const {
-  if (!limits.requests.empty() || !limits.tokens.empty() || limits.shaping_rate != 0 ||
-      limits.concurrency != 0) {
-    return absl::UnimplementedError(absl::StrCat(field, ": per-key limits are not built yet"));
+  // What `given` leaves unset (no windows, a zero cap or rate) keeps the rule's; a limit equal to
+  // the rule's is no override at all, so only what differs is compiled.
+  const RuleLimits& rule = spec_.limits;
+  RuleLimits limits = given;
+  if (limits.requests.empty()) limits.requests = rule.requests;
+  if (limits.tokens.empty()) limits.tokens = rule.tokens;
+  if (limits.concurrency == 0) limits.concurrency = rule.concurrency;
+  if (limits.shaping_rate == 0) {
+    limits.shaping_rate = rule.shaping_rate;
+    limits.shaping_per = rule.shaping_per;
+    limits.shaping_burst = rule.shaping_burst;
+    limits.shaping_max_wait = rule.shaping_max_wait;
   }
-  return KeyOverride{};
+  KeyOverride out;
+  if (LimitsIdentity({.requests = limits.requests}) != LimitsIdentity({.requests = rule.requests})) {
+    if (!requests_ || limits.requests.size() != rule.requests.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".requests must have as many windows as the rule's (", rule.requests.size(),
+          "), got ", limits.requests.size()));
+    }
+    absl::StatusOr<KeyLimits> compiled = requests_->CompileKeyLimits(limits.requests);
+    if (!compiled.ok()) return Named(compiled.status(), absl::StrCat(field, ".requests"));
+    out.requests = *std::move(compiled);
+  }
+  if (LimitsIdentity({.tokens = limits.tokens}) != LimitsIdentity({.tokens = rule.tokens})) {
+    if (!tokens_ || limits.tokens.size() != rule.tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".tokens must have as many windows as the rule's (", rule.tokens.size(),
+          "), got ", limits.tokens.size()));
+    }
+    absl::StatusOr<KeyLimits> compiled = tokens_->CompileKeyLimits(limits.tokens);
+    if (!compiled.ok()) return Named(compiled.status(), absl::StrCat(field, ".tokens"));
+    out.tokens = *std::move(compiled);
+  }
+  if (limits.concurrency != rule.concurrency) {
+    if (!concurrency_ || limits.concurrency < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".concurrency must be >= 1 on a rule with a concurrency cap, got ",
+          limits.concurrency));
+    }
+    if (spec_.scope == RuleScope::kHost && limits.concurrency > rule.concurrency) {
+      // A host region holds the rule's cap of slots per key.
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".concurrency must be <= the rule's ", rule.concurrency,
+          " in host scope (the region holds that many slots per key), got ",
+          limits.concurrency));
+    }
+    out.concurrency = limits.concurrency;
+  }
+  if (limits.shaping_rate != rule.shaping_rate || limits.shaping_per != rule.shaping_per ||
+      limits.shaping_burst != rule.shaping_burst ||
+      limits.shaping_max_wait != rule.shaping_max_wait) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".shaping cannot differ per key: give those keys a rule of their own"));
+  }
+  return out;
 }
 
 RuleOutcome RuleState::Take(std::string_view key, int64_t tokens,
@@ -165,21 +216,33 @@ RuleOutcome RuleState::Take(std::string_view key, int64_t tokens,
     if (it != runtime_.end()) runtime_limits = it->second;
   }
   const KeyOverride* key_limits = runtime_limits ? runtime_limits.get() : policy_limits;
-  (void)key_limits;
+  taken->key.assign(key.data(), key.size());
   if (concurrency_) {
-    taken->permit = concurrency_->TryAcquire(key);
+    taken->permit = key_limits != nullptr && key_limits->concurrency > 0
+                        ? concurrency_->TryAcquire(key, key_limits->concurrency)
+                        : concurrency_->TryAcquire(key);
     if (!taken->permit) return refuse(taken->permit.decision(), taken->permit.status());
     bind(taken->permit.decision());
   }
   if (requests_) {
-    absl::StatusOr<Decision> d = requests_->TryAcquire(key, 1);
+    const KeyLimits* windows =
+        key_limits != nullptr && key_limits->requests ? &*key_limits->requests : nullptr;
+    absl::StatusOr<Decision> d =
+        windows != nullptr ? requests_->TryAcquire(key, 1, *windows) : requests_->TryAcquire(key, 1);
     if (!d.ok()) return refuse(Decision{}, d.status());
     if (!d->allowed) return refuse(*d, absl::OkStatus());
-    taken->request_taken = true;
+    taken->request_charge = *d;
+    // The override lives as long as this rule state or the snapshot's entry: both outlive
+    // the Admission's give-back (runtime entries are kept alive below).
+    taken->request_limits = windows;
+    if (runtime_limits) taken->runtime_limits = runtime_limits;
     bind(*d);
   }
   if (tokens_) {
-    absl::StatusOr<TokenBudget::Reservation> r = tokens_->TryReserve(key, tokens);
+    absl::StatusOr<TokenBudget::Reservation> r =
+        key_limits != nullptr && key_limits->tokens
+            ? tokens_->TryReserve(key, tokens, *key_limits->tokens)
+            : tokens_->TryReserve(key, tokens);
     if (!r.ok()) return refuse(Decision{}, r.status());
     if (!*r) return refuse(r->decision(), absl::OkStatus());
     bind(r->decision());
@@ -189,7 +252,7 @@ RuleOutcome RuleState::Take(std::string_view key, int64_t tokens,
     absl::StatusOr<Decision> d = shaping_->TryAcquire(key, 1);
     if (!d.ok()) return refuse(Decision{}, d.status());
     if (!d->allowed) return refuse(*d, absl::OkStatus());
-    taken->shaping_taken = true;
+    taken->shaping_charge = *d;
     // The shaping delay is carried separately; it never binds the headers.
     out.decision.delay_nanos = d->delay_nanos;
     if (!have_binding) {
@@ -201,10 +264,22 @@ RuleOutcome RuleState::Take(std::string_view key, int64_t tokens,
 }
 
 void RuleState::GiveBack(Taken* taken) {
-  if (taken->permit) (void)taken->permit.Release();
+  // Latest first, as taken. A give-back that fails (Redis unreachable) is dropped: the
+  // objects then refuse more, never admit more.
+  if (taken->shaping_charge) {
+    (void)shaping_->Refund(taken->key, 1, *taken->shaping_charge);
+    taken->shaping_charge.reset();
+  }
   if (taken->reservation) (void)taken->reservation.Cancel();
-  taken->request_taken = false;
-  taken->shaping_taken = false;
+  if (taken->request_charge) {
+    if (taken->request_limits != nullptr) {
+      (void)requests_->Refund(taken->key, 1, *taken->request_charge, *taken->request_limits);
+    } else {
+      (void)requests_->Refund(taken->key, 1, *taken->request_charge);
+    }
+    taken->request_charge.reset();
+  }
+  if (taken->permit) (void)taken->permit.Release();
 }
 
 absl::Status RuleState::SetKeyLimits(std::string_view key, const RuleLimits& limits) {

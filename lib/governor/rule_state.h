@@ -17,6 +17,7 @@
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
 #include "sluice/internal/mutex.h"
+#include "sluice/key_limits.h"
 #include "sluice/leaky_bucket.h"
 #include "sluice/policy.h"
 #include "sluice/rate_limiter.h"
@@ -29,15 +30,22 @@ namespace internal {
 
 // A key's limits, compiled for the rule's objects. Unset parts keep the rule's limits.
 struct KeyOverride {
-  int64_t concurrency = 0;  // 0: the rule's
+  std::optional<KeyLimits> requests;  // unset: the rule's request windows
+  std::optional<KeyLimits> tokens;    // unset: the rule's token windows
+  int64_t concurrency = 0;            // 0: the rule's cap
 };
 
 // What a request took from one rule: kept by the Admission, given back on a later refusal.
 struct Taken {
   ConcurrencyLimiter::Permit permit;
-  bool request_taken = false;
+  // The request window's and the shaper's admissions, kept to give them back exactly
+  // (RateLimiter::Refund, LeakyBucket::Refund); with the key they were taken for.
+  std::optional<Decision> request_charge;
+  const KeyLimits* request_limits = nullptr;  // the override they were taken under, or null
+  std::optional<Decision> shaping_charge;
+  std::string key;
+  std::shared_ptr<const KeyOverride> runtime_limits;  // keeps request_limits alive
   TokenBudget::Reservation reservation;
-  bool shaping_taken = false;
 };
 
 // The outcome of taking one rule's share.
