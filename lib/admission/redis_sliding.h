@@ -9,6 +9,9 @@
 // process scope's (sliding_log.h), with the same retry_after and reset_after, in microseconds.
 // A key's times never go backwards here either: "now" is at least the newest member's score.
 //
+// Refund removes `cost` members of the admission's score from every window (members of one score
+// are interchangeable). Per-key limits pass their windows as the scripts' arguments.
+//
 // Keys: `<prefix>:{<redis_name>:<digest>}:z<i>` (window i's set) and `...:n` (the counter), one
 // hash tag, so one Cluster slot. They differ from GCRA's `:w<i>`: a rule that changes kind never
 // reads the other kind's keys.
@@ -83,9 +86,10 @@ class ClusterSliding {
   std::vector<std::string> Keys(const KeyDigest& d) const;
   std::vector<std::string> Args(int64_t cost,
                                 const std::vector<std::string>* window_args = nullptr) const;
-  // {allowed, binding window (1-based), remaining, retry_after_us, reset_after_us}; Internal
-  // (logged and counted) if a value is impossible.
-  // `stamped`: the admit script's reply, with the members' time last.
+  // {allowed, binding window (1-based), remaining, retry_after_us, reset_after_us[, the
+  // members' time (us) when `stamped`: the admit script's reply]}; Internal (logged and
+  // counted) if a value is impossible. `key`: the call's per-key windows (the numbers describe
+  // them), or nullptr.
   absl::StatusOr<Decision> Decode(const std::vector<int64_t>& reply, bool stamped = false,
                                   const SlidingWindow* key = nullptr) const;
   absl::StatusOr<Decision> Failed(const absl::Status& status, const KeyDigest& d, int64_t cost,
