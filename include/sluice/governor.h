@@ -131,6 +131,8 @@ class Governor {
 
  private:
   explicit Governor(const Clock* clock);
+  // Admit without its metrics.
+  Admission Decide(const GovernorRequest& request);
   struct State;
   std::unique_ptr<State> state_;
 };

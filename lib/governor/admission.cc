@@ -86,8 +86,13 @@ absl::Status Admission::Settle(int64_t total_tokens) {
     settled_ = true;
     for (internal::HeldRule& held : held_) {
       if (!held.taken.reservation) continue;
+      const int64_t estimate = held.taken.reservation.estimate();
       absl::StatusOr<Decision> settled = held.taken.reservation.Settle(total_tokens);
       if (!settled.ok() && first_error.ok()) first_error = settled.status();
+      const internal::RuleSeries& series = held.rule->series();
+      series.tokens_settled.Add(total_tokens);
+      if (estimate > total_tokens) series.tokens_refunded.Add(estimate - total_tokens);
+      if (total_tokens > estimate) series.tokens_over_estimate.Add(total_tokens - estimate);
     }
   }
   Release();
@@ -96,7 +101,9 @@ absl::Status Admission::Settle(int64_t total_tokens) {
 
 void Admission::Cancel() {
   for (internal::HeldRule& held : held_) {
-    if (held.taken.reservation) (void)held.taken.reservation.Cancel();
+    if (!held.taken.reservation) continue;
+    held.rule->series().tokens_refunded.Add(held.taken.reservation.estimate());
+    (void)held.taken.reservation.Cancel();
   }
   settled_ = true;
   Release();
@@ -104,7 +111,9 @@ void Admission::Cancel() {
 
 void Admission::Release() {
   for (internal::HeldRule& held : held_) {
-    if (held.taken.permit) (void)held.taken.permit.Release();
+    if (!held.taken.permit) continue;
+    (void)held.taken.permit.Release();
+    held.rule->series().in_flight.Add(-1);
   }
   held_.clear();  // unsettled reservations stay charged as estimated
 }

@@ -1,11 +1,13 @@
 #include "sluice/governor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "governor/attribute_match.h"
+#include "governor/governor_metrics.h"
 #include "governor/governor_snapshot.h"
 #include "governor/held_rule.h"
 #include "governor/token_estimate.h"
@@ -16,6 +18,9 @@ inline namespace v1 {
 
 struct Governor::State {
   const Clock* clock = nullptr;
+  // Created with the Governor and kept across reloads (a policy's metrics settings apply at
+  // Create), so counters only ever grow.
+  std::unique_ptr<internal::GovernorMetrics> metrics;
   // Admit reads the snapshot without a lock; Reload and SetKeyLimits serialise on the mutex.
   std::atomic<std::shared_ptr<const internal::GovernorSnapshot>> snapshot;
   internal::Mutex reload_mutex;
@@ -29,10 +34,17 @@ Governor::~Governor() = default;
 
 absl::StatusOr<std::unique_ptr<Governor>> Governor::Create(Policy policy, const Clock* clock) {
   if (clock == nullptr) return absl::InvalidArgumentError("sluice.Governor: clock is null");
+  absl::StatusOr<std::unique_ptr<internal::GovernorMetrics>> metrics =
+      internal::GovernorMetrics::Create(policy.metrics);
+  if (!metrics.ok()) {
+    return absl::Status(metrics.status().code(),
+                        absl::StrCat(policy.source, ": ", metrics.status().message()));
+  }
   absl::StatusOr<std::shared_ptr<const internal::GovernorSnapshot>> snapshot =
-      internal::BuildSnapshot(std::move(policy), nullptr, clock);
+      internal::BuildSnapshot(std::move(policy), nullptr, clock, metrics->get());
   if (!snapshot.ok()) return snapshot.status();
   std::unique_ptr<Governor> governor(new Governor(clock));
+  governor->state_->metrics = *std::move(metrics);
   governor->state_->snapshot.store(*std::move(snapshot), std::memory_order_release);
   return governor;
 }
@@ -42,7 +54,8 @@ absl::Status Governor::Reload(Policy policy) {
   std::shared_ptr<const internal::GovernorSnapshot> previous =
       state_->snapshot.load(std::memory_order_acquire);
   absl::StatusOr<std::shared_ptr<const internal::GovernorSnapshot>> next =
-      internal::BuildSnapshot(std::move(policy), previous.get(), state_->clock);
+      internal::BuildSnapshot(std::move(policy), previous.get(), state_->clock,
+                              state_->metrics.get());
   if (!next.ok()) return next.status();
   state_->snapshot.store(*std::move(next), std::memory_order_release);
   return absl::OkStatus();
@@ -89,7 +102,53 @@ bool Governor::waits_for_redis() const {
   return state_->snapshot.load(std::memory_order_acquire)->waits_for_redis;
 }
 
+std::string Governor::MetricsText() const {
+  return state_->metrics->Render(*state_->snapshot.load(std::memory_order_acquire));
+}
+
+namespace {
+
+int64_t RealNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 Admission Governor::Admit(const GovernorRequest& request) {
+  const int64_t started = RealNanos();
+  Admission admission = Decide(request);
+  const internal::GovernorSnapshot& snapshot = *admission.snapshot_;
+  internal::GovernorMetrics& metrics = *state_->metrics;
+  if (admission.allowed_) {
+    for (const internal::HeldRule& held : admission.held_) {
+      const internal::RuleSeries& series = held.rule->series();
+      series.allowed.Add();
+      if (held.taken.permit) series.in_flight.Add(1);
+      if (held.taken.reservation) series.tokens_reserved.Add(held.taken.reservation.estimate());
+      if (held.taken.shaping_charge) {
+        series.shaping_delay.Observe(static_cast<double>(held.taken.shaping_charge->delay_nanos) /
+                                     1e9);
+      }
+      if (metrics.per_key_labels()) {
+        metrics.ForKey(held.rule->spec().name, held.taken.key, "allowed").Add();
+      }
+    }
+  } else if (!admission.rule_.empty()) {
+    for (const internal::CompiledRule& rule : snapshot.rules) {
+      if (rule.state->spec().name != admission.rule_) continue;
+      (admission.status_.ok() ? rule.state->series().refused : rule.state->series().errors).Add();
+      break;
+    }
+  }
+  const int64_t finished = RealNanos();
+  metrics.admit_seconds().Observe(static_cast<double>(finished - started) / 1e9);
+  metrics.MaybeCollect(snapshot, finished);
+  return admission;
+}
+
+Admission Governor::Decide(const GovernorRequest& request) {
   Admission admission;
   admission.snapshot_ = state_->snapshot.load(std::memory_order_acquire);
   const internal::GovernorSnapshot& snapshot = *admission.snapshot_;

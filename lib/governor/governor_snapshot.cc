@@ -94,7 +94,7 @@ absl::Status BuildRules(const Policy& policy, const GovernorSnapshot* previous,
       rule.state = it->second;
     } else {
       absl::StatusOr<std::shared_ptr<RuleState>> state =
-          RuleState::Create(spec, policy.name, stores, "", clock);
+          RuleState::Create(spec, policy.name, stores, "", clock, out->metrics);
       if (!state.ok()) return Prefixed(state.status(), where);
       rule.state = *std::move(state);
     }
@@ -214,7 +214,7 @@ absl::Status BuildFallbacks(const Policy& policy, const GovernorSnapshot* previo
       }
       options.targets.push_back(std::move(built));
     }
-    SharedFallback shared{FallbackIdentity(spec, upstream_identities), nullptr, {}};
+    SharedFallback shared{spec.name, FallbackIdentity(spec, upstream_identities), nullptr, {}};
     shared.models.insert(spec.models.begin(), spec.models.end());
     if (previous != nullptr) {
       for (const SharedFallback& old : previous->fallbacks) {
@@ -222,6 +222,17 @@ absl::Status BuildFallbacks(const Policy& policy, const GovernorSnapshot* previo
       }
     }
     if (!shared.policy) {
+      if (out->metrics != nullptr) {
+        GovernorMetrics* metrics = out->metrics;
+        std::string chain = spec.name;
+        options.on_breaker_transition = [metrics, chain](std::string_view target,
+                                                         const CircuitBreaker::Transition& t) {
+          const char* to = t.to == CircuitBreaker::State::kOpen       ? "open"
+                           : t.to == CircuitBreaker::State::kHalfOpen ? "half_open"
+                                                                      : "closed";
+          metrics->BreakerTransitions(chain, target, to).Add();
+        };
+      }
       absl::StatusOr<std::unique_ptr<FallbackPolicy>> made =
           FallbackPolicy::Create(std::move(options), clock);
       if (!made.ok()) return Prefixed(made.status(), where);
@@ -297,13 +308,16 @@ const SharedFallback* GovernorSnapshot::FallbackFor(std::string_view model) cons
 }
 
 absl::StatusOr<std::shared_ptr<const GovernorSnapshot>> BuildSnapshot(
-    Policy policy, const GovernorSnapshot* previous, const Clock* clock) {
+    Policy policy, const GovernorSnapshot* previous, const Clock* clock,
+    GovernorMetrics* metrics) {
   if (clock == nullptr) return absl::InvalidArgumentError("clock must not be null");
   if (absl::Status s = CheckUnique(policy, policy.rules, "rules"); !s.ok()) return s;
   if (absl::Status s = CheckUnique(policy, policy.stores, "stores"); !s.ok()) return s;
   if (absl::Status s = CheckUnique(policy, policy.upstreams, "upstreams"); !s.ok()) return s;
   if (absl::Status s = CheckUnique(policy, policy.fallbacks, "fallbacks"); !s.ok()) return s;
   auto snapshot = std::make_shared<GovernorSnapshot>();
+  snapshot->clock = clock;
+  snapshot->metrics = metrics;
   if (absl::Status s = BuildStores(policy, previous, snapshot.get()); !s.ok()) return s;
   if (absl::Status s = BuildRules(policy, previous, clock, snapshot.get()); !s.ok()) return s;
   if (absl::Status s = BuildUpstreams(policy, previous, clock, snapshot.get()); !s.ok()) return s;

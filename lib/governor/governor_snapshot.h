@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "governor/attribute_match.h"
+#include "governor/governor_metrics.h"
 #include "governor/rule_state.h"
 #include "sluice/balancer.h"
 #include "sluice/clock.h"
@@ -53,6 +54,7 @@ struct SharedUpstream {
 };
 
 struct SharedFallback {
+  std::string name;
   std::string identity;
   std::shared_ptr<FallbackPolicy> policy;
   absl::flat_hash_set<std::string> models;  // empty: the default chain
@@ -72,6 +74,9 @@ struct GovernorSnapshot {
   SharedCache cache;
   absl::flat_hash_set<std::string> cache_models;  // empty: every model
   bool waits_for_redis = false;
+  const Clock* clock = nullptr;
+  // The Governor's series (kept across reloads; may be null when metrics could not be made).
+  GovernorMetrics* metrics = nullptr;
 
   // The chain for `model`, or null.
   const SharedFallback* FallbackFor(std::string_view model) const;
@@ -80,7 +85,8 @@ struct GovernorSnapshot {
 // Builds `policy`, reusing what `previous` (may be null) has with the same identity. Errors name
 // the source, the line and the field.
 absl::StatusOr<std::shared_ptr<const GovernorSnapshot>> BuildSnapshot(
-    Policy policy, const GovernorSnapshot* previous, const Clock* clock);
+    Policy policy, const GovernorSnapshot* previous, const Clock* clock,
+    GovernorMetrics* metrics);
 
 }  // namespace internal
 }  // namespace v1

@@ -72,8 +72,9 @@ bool BindsTighter(const Decision& a, const Decision& b) {
 absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
     const RuleSpec& spec, absl::string_view policy_name,
     const absl::flat_hash_map<std::string, std::shared_ptr<RedisStore>>& stores,
-    absl::string_view field, const Clock* clock) {
+    absl::string_view field, const Clock* clock, GovernorMetrics* metrics) {
   std::shared_ptr<RuleState> rule(new RuleState(spec, clock));
+  if (metrics != nullptr) rule->series_ = metrics->ForRule(spec.name);
   const RuleLimits& limits = spec.limits;
   if (limits.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -280,6 +281,15 @@ void RuleState::GiveBack(Taken* taken) {
     taken->request_charge.reset();
   }
   if (taken->permit) (void)taken->permit.Release();
+}
+
+int64_t RuleState::failure_mode_decisions() const {
+  int64_t total = 0;
+  if (concurrency_) total += concurrency_->failure_mode_decisions();
+  if (requests_) total += requests_->failure_mode_decisions();
+  if (tokens_) total += tokens_->failure_mode_decisions();
+  if (shaping_) total += shaping_->failure_mode_decisions();
+  return total;
 }
 
 absl::Status RuleState::SetKeyLimits(std::string_view key, const RuleLimits& limits) {

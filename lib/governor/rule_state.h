@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "governor/governor_metrics.h"
 #include "sluice/clock.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
@@ -66,9 +67,13 @@ class RuleState {
   static absl::StatusOr<std::shared_ptr<RuleState>> Create(
       const RuleSpec& spec, absl::string_view policy_name,
       const absl::flat_hash_map<std::string, std::shared_ptr<RedisStore>>& stores,
-      absl::string_view field, const Clock* clock);
+      absl::string_view field, const Clock* clock, GovernorMetrics* metrics);
 
   const RuleSpec& spec() const { return spec_; }
+  // The rule's series (no-op handles without metrics).
+  const RuleSeries& series() const { return series_; }
+  // Cluster scope: decisions the failure mode made, over the rule's objects.
+  int64_t failure_mode_decisions() const;
   bool has_tokens() const { return tokens_ != nullptr; }
   bool in_cluster() const { return spec_.scope == RuleScope::kCluster; }
 
@@ -97,6 +102,7 @@ class RuleState {
 
   const RuleSpec spec_;
   const Clock* const clock_;
+  RuleSeries series_;
   std::unique_ptr<ConcurrencyLimiter> concurrency_;
   std::unique_ptr<RateLimiter> requests_;
   std::unique_ptr<TokenBudget> tokens_;

@@ -363,3 +363,70 @@ TEST_CASE("host scope: every process of the host shares a rule's limit") {
 }
 
 }  // namespace
+
+namespace {
+
+// The value of the first sample line starting with `series` (name and labels), or -1.
+double Sample(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST_CASE("metrics: decisions by rule and result, tokens, permits in flight, objects' numbers") {
+  ManualClock clock;
+  Policy policy;
+  RuleSpec rule = Rule("tpm", {"tenant"});
+  rule.limits.tokens = {Window::PerMinute(100)};
+  rule.limits.concurrency = 5;
+  policy.rules = {rule};
+  policy.cache.emplace();
+  policy.cache->options.max_bytes = 1 << 20;
+  auto g = Value(Governor::Create(policy, &clock));
+  Admission first = AdmitTenant(*g, "t", "m", {}, 60);
+  REQUIRE(first.allowed());
+  CHECK_FALSE(AdmitTenant(*g, "t", "m", {}, 60).allowed());
+  std::string text = g->MetricsText();
+  CHECK(Sample(text, R"(sluice_decisions_total{result="allowed",rule="tpm"})") == 1);
+  CHECK(Sample(text, R"(sluice_decisions_total{result="refused",rule="tpm"})") == 1);
+  CHECK(Sample(text, R"(sluice_tokens_reserved_total{rule="tpm"})") == 60);
+  CHECK(Sample(text, R"(sluice_in_flight{rule="tpm"})") == 1);
+  CHECK(Sample(text, "sluice_governor_admit_seconds_count") == 2);
+  CHECK(Sample(text, "sluice_cache_misses_total") == 0);
+  CHECK(first.Settle(80).ok());
+  std::string body = R"({"model":"m","messages":[{"role":"user","content":"hi"}]})";
+  clock.Advance(absl::Minutes(2));
+  CHECK(AdmitTenant(*g, "t", "m", body, 1).CachedAnswer() == nullptr);
+  text = g->MetricsText();
+  CHECK(Sample(text, R"(sluice_tokens_settled_total{rule="tpm"})") == 80);
+  CHECK(Sample(text, R"(sluice_tokens_over_estimate_total{rule="tpm"})") == 20);
+  CHECK(Sample(text, R"(sluice_in_flight{rule="tpm"})") == 0);
+  CHECK(Sample(text, "sluice_cache_misses_total") == 1);
+  // Keys are not labels unless the policy asks.
+  CHECK(text.find("key=") == std::string::npos);
+}
+
+TEST_CASE("metrics in host scope: any process renders the host's totals") {
+  sluice_test::RegionName region;
+  Policy policy;
+  policy.metrics.shared_region = region.name;
+  RuleSpec rule = Rule("rpm", {"tenant"});
+  rule.limits.requests = {Window::PerMinute(1000)};
+  policy.rules = {rule};
+  auto g = Value(Governor::Create(policy));
+  pid_t child = fork();
+  if (child == 0) {
+    auto mine = Governor::Create(policy);
+    if (!mine.ok()) _exit(2);
+    for (int i = 0; i < 7; ++i) (void)AdmitTenant(**mine, "c");
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  for (int i = 0; i < 3; ++i) (void)AdmitTenant(*g, "p");
+  CHECK(Sample(g->MetricsText(), R"(sluice_decisions_total{result="allowed",rule="rpm"})") == 10);
+}
+
+}  // namespace
