@@ -140,7 +140,7 @@ class Governor {
 // sluice::Admission
 class Admission {
  public:
-  Admission() = default;
+  Admission();  // an empty admission: refused, holding nothing
   Admission(Admission&&) noexcept;
   Admission& operator=(Admission&&) noexcept;
   Admission(const Admission&) = delete;

@@ -9,6 +9,7 @@
 namespace sluice {
 inline namespace v1 {
 
+Admission::Admission() = default;
 Admission::Admission(Admission&&) noexcept = default;
 
 Admission& Admission::operator=(Admission&& other) noexcept {
