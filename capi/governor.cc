@@ -1,6 +1,7 @@
 // The Governor and its admissions (sluice/governor.h, sluice/policy.h): the experimental section
 // "Governor" of sluice/c.h. A policy is parsed here (ParsePolicy / LoadPolicyFile), so its errors
 // reach C callers with the source, line and field they name.
+#include <cstdlib>
 #include <cstring>
 
 #include "capi/internal.h"
@@ -248,6 +249,25 @@ int sluice_governor_clear_key_limits(sluice_governor* governor, const char* rule
     if (int rc = CheckRuleAndKey(fn, rule, rule_len, key, key_len); rc != SLUICE_OK) return rc;
     return FromStatus(fn,
                       governor->rep->ClearKeyLimits(Bytes(rule, rule_len), Bytes(key, key_len)));
+  });
+}
+
+int sluice_governor_metrics_text(const sluice_governor* governor, char** out, size_t* out_len) {
+  return Guard(__func__, [&](const char* fn) -> int {
+    if (out != nullptr) *out = nullptr;
+    if (out_len != nullptr) *out_len = 0;
+    if (governor == nullptr) return NullArgument(fn, "governor");
+    if (out == nullptr) return NullArgument(fn, "out");
+    if (out_len == nullptr) return NullArgument(fn, "out_len");
+    std::string text = governor->rep->MetricsText();
+    // malloc, not new[]: the caller frees it with sluice_free (c.h, convention 10).
+    char* copy = static_cast<char*>(std::malloc(text.size() + 1));
+    if (copy == nullptr) return Fail(SLUICE_OUT_OF_MEMORY, absl::StrCat(fn, ": out of memory"));
+    std::memcpy(copy, text.data(), text.size());
+    copy[text.size()] = '\0';
+    *out = copy;
+    *out_len = text.size();
+    return SLUICE_OK;
   });
 }
 

@@ -29,7 +29,8 @@
  *     response cache's single-flight fetch and live streams, the Governor) may change between
  *     minor releases, as the declarations of zstd.h's ZSTD_STATIC_LINKING_ONLY section do. They
  *     are declared for every caller; the marker says what is not yet stable.
- * 10. Bytes a function makes for the caller (sluice_include_usage_in_stream) are a malloc'd,
+ * 10. Bytes a function makes for the caller (sluice_include_usage_in_stream,
+ *     sluice_governor_metrics_text) are a malloc'd,
  *     NUL-terminated copy with its length; free it with sluice_free (not free(): the library
  *     may use another C runtime than the caller, as leveldb_free says).
  *
@@ -985,6 +986,11 @@ int sluice_governor_clear_key_limits(sluice_governor* governor, const char* rule
 /* 1 when a rule is in cluster scope, so admit may wait for Redis; 0 otherwise or for NULL. */
 SLUICE_API SLUICE_EXPERIMENTAL
 uint8_t sluice_governor_waits_for_redis(const sluice_governor* governor);
+/* The Prometheus text exposition (format 0.0.4) of every object the governor owns
+ * (Governor::MetricsText; docs/policy.md, "Metrics"): a malloc'd, NUL-terminated copy in *out
+ * and its length in *out_len, freed with sluice_free (convention 10). On error *out is NULL. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_governor_metrics_text(const sluice_governor* governor, char** out, size_t* out_len);
 /* 1 when the request may go (after sluice_admission_delay_nanos); 0 when refused or NULL. */
 SLUICE_API SLUICE_EXPERIMENTAL uint8_t sluice_admission_allowed(const sluice_admission* admission);
 /* The binding decision: the refusing rule's, or when allowed the matched rule with the least

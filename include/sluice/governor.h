@@ -50,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "sluice/cache_key.h"
 #include "sluice/clock.h"
 #include "sluice/concurrency_limiter.h"
 #include "sluice/decision.h"
@@ -194,6 +195,7 @@ class Admission {
 
  private:
   friend class Governor;
+  const CacheKey* CacheKeyOf();
   std::shared_ptr<const internal::GovernorSnapshot> snapshot_;
   std::vector<internal::HeldRule> held_;
   bool allowed_ = false;
@@ -205,6 +207,7 @@ class Admission {
   std::string model_;
   std::string cache_namespace_;
   std::string body_;
+  std::optional<CacheKey> cache_key_;  // made on first use: lookups and stores share it
   bool cacheable_ = false;
   bool settled_ = false;
   int64_t token_estimate_ = 0;

@@ -27,6 +27,7 @@ Admission& Admission::operator=(Admission&& other) noexcept {
     model_ = std::move(other.model_);
     cache_namespace_ = std::move(other.cache_namespace_);
     body_ = std::move(other.body_);
+    cache_key_ = std::move(other.cache_key_);
     cacheable_ = other.cacheable_;
     settled_ = other.settled_;
     token_estimate_ = other.token_estimate_;
@@ -40,26 +41,30 @@ std::vector<std::pair<std::string, std::string>> Admission::Headers(unsigned sty
   return RateLimitHeaders(decision_, styles, rule_.empty() ? std::string_view("sluice") : rule_);
 }
 
-namespace {
-
-absl::StatusOr<CacheKey> KeyOf(const internal::GovernorSnapshot& snapshot, std::string_view body,
-                               std::string_view name_space) {
-  return MakeCacheKey(body, name_space, snapshot.policy->cache->key);
+const CacheKey* Admission::CacheKeyOf() {
+  if (!cacheable_ || !snapshot_) return nullptr;
+  if (!cache_key_) {
+    absl::StatusOr<CacheKey> key =
+        MakeCacheKey(body_, cache_namespace_, snapshot_->policy->cache->key);
+    if (!key.ok()) {
+      cacheable_ = false;  // not JSON: never cached
+      return nullptr;
+    }
+    cache_key_ = *std::move(key);
+  }
+  return &*cache_key_;
 }
 
-}  // namespace
-
 std::shared_ptr<const CachedResponse> Admission::CachedAnswer() {
-  if (!cacheable_ || !snapshot_) return nullptr;
-  absl::StatusOr<CacheKey> key = KeyOf(*snapshot_, body_, cache_namespace_);
-  if (!key.ok()) return nullptr;
+  const CacheKey* key = CacheKeyOf();
+  if (key == nullptr) return nullptr;
   return snapshot_->cache.cache->Get(*key);
 }
 
 bool Admission::StoreAnswer(CachedResponse response) {
-  if (!cacheable_ || !snapshot_ || !allowed_) return false;
-  absl::StatusOr<CacheKey> key = KeyOf(*snapshot_, body_, cache_namespace_);
-  if (!key.ok()) return false;
+  if (!allowed_) return false;
+  const CacheKey* key = CacheKeyOf();
+  if (key == nullptr) return false;
   return snapshot_->cache.cache->Put(*key, std::move(response));
 }
 

@@ -683,6 +683,17 @@ static void test_null_arguments(void) {
   CHECK(sluice_governor_clear_key_limits(g, "tenant-rpm", 10, NULL, 4) == SLUICE_INVALID_ARGUMENT);
   CHECK(sluice_governor_waits_for_redis(NULL) == 0);
   CHECK(sluice_governor_waits_for_redis(g) == 0);
+  {
+    /* The governor's metrics count what this test admitted, by rule and result. */
+    char* text = NULL;
+    size_t text_len = 0;
+    CHECK(sluice_governor_metrics_text(g, &text, &text_len) == SLUICE_OK);
+    CHECK(text != NULL && strlen(text) == text_len);
+    CHECK(text != NULL && strstr(text, "# TYPE sluice_decisions_total counter") != NULL);
+    CHECK(text != NULL && strstr(text, "sluice_decisions_total{result=\"allowed\"") != NULL);
+    sluice_free(text);
+    CHECK(sluice_governor_metrics_text(g, NULL, &text_len) == SLUICE_INVALID_ARGUMENT);
+  }
 
   CHECK(sluice_admission_allowed(NULL) == 0);
   CHECK(sluice_admission_decision(NULL, &d) == SLUICE_INVALID_ARGUMENT);

@@ -2775,6 +2775,18 @@ static void governor_nulls(int64_t value, const void* data) {
   RC(sluice_governor_clear_key_limits(g, "rpm", 3, NULL, huge), SLUICE_INVALID_ARGUMENT);
   EXPECT(sluice_governor_waits_for_redis(NULL) == 0, "waits_for_redis(NULL)");
   EXPECT(sluice_governor_waits_for_redis(g) == 0, "waits_for_redis in process scope");
+  {
+    char* text = (char*)&case_failed;
+    size_t text_len = 7;
+    RC(sluice_governor_metrics_text(NULL, &text, &text_len), SLUICE_INVALID_ARGUMENT);
+    EXPECT(text == NULL && text_len == 0, "a failed metrics_text left its outputs set");
+    RC(sluice_governor_metrics_text(g, NULL, &text_len), SLUICE_INVALID_ARGUMENT);
+    RC(sluice_governor_metrics_text(g, &text, NULL), SLUICE_INVALID_ARGUMENT);
+    EXPECT(text == NULL, "a failed metrics_text left *out set");
+    RC(sluice_governor_metrics_text(g, &text, &text_len), SLUICE_OK);
+    EXPECT(text != NULL && strlen(text) == text_len, "metrics_text: length and NUL");
+    sluice_free(text);
+  }
 
   EXPECT(sluice_admission_allowed(NULL) == 0, "allowed(NULL)");
   RC(sluice_admission_decision(NULL, &d), SLUICE_INVALID_ARGUMENT);
@@ -2862,7 +2874,7 @@ static void register_governor(void) {
   covers("sluice_governor_create sluice_governor_create_from_file sluice_governor_destroy "
          "sluice_governor_reload sluice_governor_reload_from_file sluice_governor_admit "
          "sluice_governor_set_key_limits sluice_governor_clear_key_limits "
-         "sluice_governor_waits_for_redis sluice_admission_allowed sluice_admission_decision "
+         "sluice_governor_waits_for_redis sluice_governor_metrics_text sluice_admission_allowed sluice_admission_decision "
          "sluice_admission_rule sluice_admission_status sluice_admission_delay_nanos "
          "sluice_admission_token_estimate sluice_admission_matched_count "
          "sluice_admission_matched_rule sluice_admission_headers sluice_admission_header "
