@@ -310,6 +310,11 @@ TEST_CASE("unknown fields are errors, with the nearest known name", "[policy]") 
   CHECK_THAT(Errors("version: 1\nbase: &b {a: 1}\nmetrics: {<<: *b}\n"),
              Contains("metrics.<< unknown field (YAML merge keys are not supported"));
   CHECK_THAT(Errors("version: 1\nversion: 1\n"), Contains("p.yaml:2: version is set twice"));
+  // A control character in a field name cannot split the one-error-per-line list (found by
+  // fuzz_policy).
+  const std::string forged = Errors("version: 1\n\"a\\nq.yaml:1: b\": 1\n");
+  CHECK(Lines(forged).size() == 1);
+  CHECK_THAT(forged, Contains("p.yaml:2: a\\x0aq.yaml:1: b unknown field"));
 }
 
 TEST_CASE("wrong types name the expected type", "[policy]") {
