@@ -526,6 +526,10 @@ TEST_CASE("references: stores, upstreams, fallback targets, cache namespace", "[
   CHECK_THAT(Errors("version: 1\nupstreams:\n  - {name: u, strategy: random, endpoints: [{id: "
                     "a}]}\n"),
              Contains("upstreams[0].strategy must be one of round_robin, weighted_round_robin"));
+  std::string many = "version: 1\nupstreams:\n  - name: u\n    strategy: scored\n    endpoints:\n";
+  for (int i = 0; i < 65; ++i) many += "      - {id: e" + std::to_string(i) + "}\n";
+  CHECK_THAT(Errors(many), Contains("p.yaml:6: upstreams[0].endpoints must list at most 64 "
+                                    "endpoints with strategy prefix_affinity or scored"));
   CHECK_THAT(Errors("version: 1\nupstreams:\n  - {name: u, strategy: least_requests, endpoints: "
                     "[{id: a}]}\n"),
              Contains("got \"least_requests\" (did you mean least_request?)"));
