@@ -50,6 +50,12 @@ absl::Status NotADuration(absl::string_view text) {
                                                  absl::CHexEscape(text.substr(0, 40)), "\""));
 }
 
+absl::Status NotARate(absl::string_view text) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("must be <limit>/<period> like 600/1m or 600/m, got \"",
+                   absl::CHexEscape(text.substr(0, 40)), "\""));
+}
+
 }  // namespace
 
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
@@ -115,7 +121,7 @@ absl::StatusOr<RateShorthand> ParseRateShorthand(absl::string_view text) {
   const size_t slash = text.find('/');
   RateShorthand rate;
   if (slash == absl::string_view::npos || !ParseWholeNumber(text.substr(0, slash), &rate.limit)) {
-    return absl::InvalidArgumentError("");
+    return NotARate(text);
   }
   absl::string_view per = text.substr(slash + 1);
   if (!per.empty() && !absl::ascii_isdigit(static_cast<unsigned char>(per.front())) &&
@@ -123,12 +129,12 @@ absl::StatusOr<RateShorthand> ParseRateShorthand(absl::string_view text) {
     // "600/m": one of the unit.
     std::string one = absl::StrCat("1", per);
     absl::StatusOr<absl::Duration> period = ParseDuration(one);
-    if (!period.ok()) return absl::InvalidArgumentError("");
+    if (!period.ok()) return NotARate(text);
     rate.per = *period;
     return rate;
   }
   absl::StatusOr<absl::Duration> period = ParseDuration(per);
-  if (!period.ok()) return absl::InvalidArgumentError("");
+  if (!period.ok()) return NotARate(text);
   rate.per = *period;
   return rate;
 }

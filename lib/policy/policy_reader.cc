@@ -70,9 +70,22 @@ std::string ItemPath(absl::string_view parent, size_t index) {
 }
 
 void PolicyErrors::Add(int line, absl::string_view path, absl::string_view problem) {
-  errors_.emplace_back(line, path.empty() ? absl::StrCat(source_, ":", line, ": ", problem)
-                                          : absl::StrCat(source_, ":", line, ": ", path, " ",
-                                                         problem));
+  const std::string text = path.empty()
+                               ? absl::StrCat(source_, ":", line, ": ", problem)
+                               : absl::StrCat(source_, ":", line, ": ", path, " ", problem);
+  // One error per line: a control character from the document (a field name, a value, or
+  // yaml-cpp's message quoting one) is escaped, so it can neither split nor forge a line.
+  std::string escaped;
+  escaped.reserve(text.size());
+  for (const char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&escaped, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  errors_.emplace_back(line, std::move(escaped));
 }
 
 absl::Status PolicyErrors::ToStatus() const {

@@ -14,6 +14,7 @@ namespace internal {
 namespace {
 
 constexpr absl::Duration kLongest = absl::Hours(24 * 366);
+constexpr size_t kMaxPrefixIndexEndpoints = 64;  // Balancer::AddEndpoint's limit
 
 void ReadOutlier(const Fields& parent, Balancer::OutlierDetection* outlier) {
   Fields fields(parent.errors(), *parent.Get("outlier"), parent.PathOf("outlier"),
@@ -148,6 +149,14 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
     if (fields.Has("outlier")) ReadOutlier(fields, &o.outlier);
     if (fields.Has("weights")) ReadWeights(fields, &o.weights);
     ReadEndpoints(fields, &upstream.endpoints);
+    const bool prefix_index = o.strategy == Balancer::Strategy::kPrefixAffinity ||
+                              o.strategy == Balancer::Strategy::kScored;
+    if (prefix_index && upstream.endpoints.size() > kMaxPrefixIndexEndpoints) {
+      fields.Error("endpoints", absl::StrCat("must list at most ", kMaxPrefixIndexEndpoints,
+                                             " endpoints with strategy prefix_affinity or scored "
+                                             "(the prefix index keeps one bit each), got ",
+                                             upstream.endpoints.size()));
+    }
     policy->upstreams.push_back(std::move(upstream));
   }
 }

@@ -310,6 +310,11 @@ TEST_CASE("unknown fields are errors, with the nearest known name", "[policy]") 
   CHECK_THAT(Errors("version: 1\nbase: &b {a: 1}\nmetrics: {<<: *b}\n"),
              Contains("metrics.<< unknown field (YAML merge keys are not supported"));
   CHECK_THAT(Errors("version: 1\nversion: 1\n"), Contains("p.yaml:2: version is set twice"));
+  // A control character in a field name cannot split the one-error-per-line list (found by
+  // fuzz_policy).
+  const std::string forged = Errors("version: 1\n\"a\\nq.yaml:1: b\": 1\n");
+  CHECK(Lines(forged).size() == 1);
+  CHECK_THAT(forged, Contains("p.yaml:2: a\\x0aq.yaml:1: b unknown field"));
 }
 
 TEST_CASE("wrong types name the expected type", "[policy]") {
@@ -521,6 +526,10 @@ TEST_CASE("references: stores, upstreams, fallback targets, cache namespace", "[
   CHECK_THAT(Errors("version: 1\nupstreams:\n  - {name: u, strategy: random, endpoints: [{id: "
                     "a}]}\n"),
              Contains("upstreams[0].strategy must be one of round_robin, weighted_round_robin"));
+  std::string many = "version: 1\nupstreams:\n  - name: u\n    strategy: scored\n    endpoints:\n";
+  for (int i = 0; i < 65; ++i) many += "      - {id: e" + std::to_string(i) + "}\n";
+  CHECK_THAT(Errors(many), Contains("p.yaml:6: upstreams[0].endpoints must list at most 64 "
+                                    "endpoints with strategy prefix_affinity or scored"));
   CHECK_THAT(Errors("version: 1\nupstreams:\n  - {name: u, strategy: least_requests, endpoints: "
                     "[{id: a}]}\n"),
              Contains("got \"least_requests\" (did you mean least_request?)"));
@@ -625,7 +634,8 @@ TEST_CASE("units: durations, sizes, the window shorthand", "[policy]") {
   CHECK(rate.per == absl::Hours(24));
   for (const char* bad : {"600", "/m", "600/", "600/x", "a/m", "600/1", "6 00/m"}) {
     INFO(bad);
-    CHECK_FALSE(ParseRateShorthand(bad).ok());
+    CHECK_THAT(std::string(ParseRateShorthand(bad).status().message()),
+               Contains("must be <limit>/<period> like 600/1m or 600/m"));
   }
 }
 
