@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!rule.limits.empty());
     FUZZ_CHECK(rule.line >= 1);
     CheckLimits(rule.limits);
-    for (const sluice::KeyLimits& entry : rule.key_limits) {
+    for (const sluice::KeyLimitsEntry& entry : rule.key_limits) {
       CheckLimits(entry.limits);
       FUZZ_CHECK(entry.limits.requests.size() == rule.limits.requests.size());
       FUZZ_CHECK(entry.limits.tokens.size() == rule.limits.tokens.size());
