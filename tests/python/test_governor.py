@@ -172,6 +172,10 @@ def test_set_and_clear_key_limits():
     g = governor(KEY_LIMITS, clock=clock)
     g.set_key_limits("tenant-rpm", "plain", requests=[sluice.Window.per_minute(4)])
     assert admitted(g, {"tenant": "plain"}) == 4
+    # Kept across a reload that keeps the rule's state (the window stays spent, the limit 4).
+    g.reload(textwrap.dedent(KEY_LIMITS) + "  - {name: other, match: {app: x}, key: [app], requests: [1/1m]}\n")
+    clock.advance(60.0)
+    assert admitted(g, {"tenant": "plain"}) == 4
     g.set_key_limits("tenant-rpm", "gold", requests=[sluice.Window.per_minute(1)])
     assert admitted(g, {"tenant": "gold"}) == 1  # replaces the policy's key limit
     g.clear_key_limits("tenant-rpm", "plain")
@@ -458,7 +462,8 @@ def test_reload_keeps_an_unchanged_rules_state():
     clock = sluice.ManualClock(0.0)
     g = governor(clock=clock)
     assert admitted(g, {"tenant": "t"}) == 3
-    g.reload(textwrap.dedent(RPM3) + "  - name: other\n    key: [app]\n    requests: [1/1m]\n")
+    g.reload(textwrap.dedent(RPM3) + "  - name: other\n    match: {app: x}\n    key: [app]\n"
+             "    requests: [1/1m]\n")
     assert g.rule_names == ["tenant-rpm", "other"]
     assert not g.admit({"tenant": "t"})  # the window is still spent
     # A changed rule starts fresh.

@@ -277,16 +277,21 @@ policy's text, or ``path=`` a file; with neither, the file named by $SLUICE_CONF
           [](PyGovernor& g, const std::string& rule, const std::string& key) {
             ThrowIfError(g.governor->ClearKeyLimits(rule, key));
           },
-          py::arg("rule"), py::arg("key"))
+          py::arg("rule"), py::arg("key"),
+          "Clears what set_key_limits gave one key of `rule`: the policy's limits apply again.")
       .def("metrics_text", [](PyGovernor& g) { return g.governor->MetricsText(); },
            "Prometheus text exposition of every object the Governor owns.")
       .def_property_readonly("waits_for_redis",
-                             [](PyGovernor& g) { return g.governor->waits_for_redis(); })
-      .def_property_readonly("rule_names", [](PyGovernor& g) {
-        std::vector<std::string> out;
-        for (const sluice::RuleSpec& r : g.governor->policy()->rules) out.push_back(r.name);
-        return out;
-      });
+                             [](PyGovernor& g) { return g.governor->waits_for_redis(); },
+                             "Whether a rule is in cluster scope, so admit may wait for Redis.")
+      .def_property_readonly(
+          "rule_names",
+          [](PyGovernor& g) {
+            std::vector<std::string> out;
+            for (const sluice::RuleSpec& r : g.governor->policy()->rules) out.push_back(r.name);
+            return out;
+          },
+          "The running policy's rule names, in policy order.");
 }
 
 }  // namespace sluice_python
