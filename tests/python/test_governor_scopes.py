@@ -20,7 +20,8 @@ WORKERS = 4
 LIMIT = 50
 
 
-def cluster_policy(port: int, limit: int = LIMIT, command_timeout: str = "2s") -> str:
+def cluster_policy(port: int, limit: int = LIMIT, command_timeout: str = "2s",
+                   extra_rules: str = "") -> str:
     # A generous command timeout: on a busy machine a 5 ms timeout would deny (on_failure: deny)
     # and the count would come out short for the wrong reason.
     return textwrap.dedent(f"""
@@ -36,7 +37,14 @@ def cluster_policy(port: int, limit: int = LIMIT, command_timeout: str = "2s") -
             scope: cluster
             store: main
             on_failure: deny
-        """)
+        """) + extra_rules
+
+
+# A token budget and a concurrency cap in cluster scope: settle and release talk to Redis.
+HELD_RULES = """\
+  - {name: tpm, key: [app], tokens: [100000/1m], scope: cluster, store: main, on_failure: deny}
+  - {name: cap, key: [app], concurrency: 4, scope: cluster, store: main, on_failure: deny}
+"""
 
 
 def _admit_many(text: str, results) -> None:
@@ -82,7 +90,7 @@ GEVENT_SCRIPT = r"""
 from gevent import monkey
 monkey.patch_all()
 
-import os, signal, sys
+import os, signal, sys, time
 import gevent
 import sluice
 
@@ -109,16 +117,38 @@ def main():
     assert during > 0, "the hub was blocked during admit"
     return during
 
+def call_tail():
+    # call(): the settle and release after fn returned wait for Redis off the hub.
+    deadline = time.monotonic() + 30
+    while not g.admit({"tenant": "probe", "app": "probe"}):  # reconnected after SIGCONT
+        assert time.monotonic() < deadline, "Redis did not come back"
+        gevent.sleep(0.05)
+    marks = {}
+
+    def fn(attempt):
+        os.kill(redis_pid, signal.SIGSTOP)
+        marks["returned"] = len(ticks)
+        return {"usage": {"total_tokens": 5}}
+
+    try:
+        g.call(fn, {"tenant": "c", "app": "c"}, token_estimate=10)
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    tail = len(ticks) - marks["returned"]
+    assert tail > 0, "the hub was blocked during call()'s settle and release"
+    return tail
+
 t = gevent.spawn(ticker)
 during = gevent.spawn(main).get(timeout=60)
+tail = gevent.spawn(call_tail).get(timeout=60)
 t.kill()
-print("OK", during)
+print("OK", during, tail)
 """
 
 
-def test_cluster_admit_does_not_block_the_gevent_hub(redis_server):
+def test_cluster_admit_and_call_do_not_block_the_gevent_hub(redis_server):
     pytest.importorskip("gevent")
-    text = cluster_policy(redis_server.port, command_timeout="300ms")
+    text = cluster_policy(redis_server.port, command_timeout="300ms", extra_rules=HELD_RULES)
     try:
         result = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, text,
                                  str(redis_server._process.pid)],

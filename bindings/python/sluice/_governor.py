@@ -162,19 +162,38 @@ class Governor(_core.Governor):
         (bytes, or a list of bytes chunks) is returned without calling ``fn``; an answer that is
         bytes or a list of bytes is stored. ``usage(answer)`` gives the tokens to settle (None:
         the estimate stays charged). Raises ``sluice.RateLimited`` when refused."""
-        with self.admit(attributes, headers=headers, ip=ip, body=body,
-                        token_estimate=token_estimate) as admission:
+        admission = self.admit(attributes, headers=headers, ip=ip, body=body,
+                               token_estimate=token_estimate)
+        try:
             if not admission:
                 self._refuse(admission)
             if admission.delay > 0:
                 sleep(admission.delay)
             cached = admission.cached_answer()
             if cached is not None:
-                admission.cancel()  # no provider was called: the tokens go back
+                self._off_hub(admission.cancel)  # no provider was called: the tokens go back
                 return cached
             answer = self._run(admission, fn, classify)
-            self._finish(admission, answer, usage)
+            tokens = self._store(admission, answer, usage)
+            if tokens is not None:
+                self._off_hub(admission.settle, tokens)
             return answer
+        finally:
+            self._off_hub(admission.release)
+
+    def _off_hub(self, method: Callable[..., Any], *args: Any) -> Any:
+        """Runs an Admission method that talks to Redis in cluster scope (settle, cancel,
+        release) on gevent's thread pool under gevent, as ``admit`` does: the hub goes on."""
+        if self.waits_for_redis and _under_gevent():
+            import gevent
+            return gevent.get_hub().threadpool.apply(method, args)
+        return method(*args)
+
+    async def _off_loop(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``_off_hub`` for coroutines: on the loop's executor in cluster scope."""
+        if not self.waits_for_redis:
+            return method(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, method, *args)
 
     async def call_async(self, fn: Callable[[Any], Any],
                          attributes: Optional[Mapping[str, str]] = None, *,
@@ -185,14 +204,14 @@ class Governor(_core.Governor):
         """``call`` for coroutines: ``fn`` is an async function."""
         admission = await self.admit_async(attributes, headers=headers, ip=ip, body=body,
                                            token_estimate=token_estimate)
-        with admission:
+        try:
             if not admission:
                 self._refuse(admission)
             if admission.delay > 0:
                 await asyncio.sleep(admission.delay)
             cached = admission.cached_answer()
             if cached is not None:
-                admission.cancel()
+                await self._off_loop(admission.cancel)
                 return cached
             try:
                 fallback = admission.begin_call()
@@ -202,8 +221,12 @@ class Governor(_core.Governor):
                 answer = await run_plan_async(
                     _call_plan(_NoTransitions(), fn, classify, fallback,
                                fallback._next_delay(), None))
-            self._finish(admission, answer, usage)
+            tokens = self._store(admission, answer, usage)
+            if tokens is not None:
+                await self._off_loop(admission.settle, tokens)
             return answer
+        finally:
+            await self._off_loop(admission.release)
 
     @staticmethod
     def _run(admission: Admission, fn: Callable[[Any], Any],
@@ -216,14 +239,13 @@ class Governor(_core.Governor):
                                    fallback._next_delay(), None))
 
     @staticmethod
-    def _finish(admission: Admission, answer: Any,
-                usage: Callable[[Any], Optional[int]]) -> None:
+    def _store(admission: Admission, answer: Any,
+               usage: Callable[[Any], Optional[int]]) -> Optional[int]:
+        """Stores a bytes answer in the cache; returns the tokens to settle (None: unknown)."""
         if isinstance(answer, bytes) or (isinstance(answer, list) and answer and
                                          all(isinstance(c, bytes) for c in answer)):
             admission.store_answer(answer)
-        tokens = usage(answer)
-        if tokens is not None:
-            admission.settle(tokens)
+        return usage(answer)
 
 
 def _core_not_found():
