@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -1310,6 +1311,358 @@ spec("ResponseCache.stream_or_fetch_async", lambda ctx: _cache(ctx).stream_or_fe
      scopes=CACHE_SCOPES, after=_cache_after)
 
 
+# ---- the Governor (sluice/_governor.py over bind_governor.cc) ------------------------------------
+# One policy per scope: every rule kind (requests, tokens, concurrency, shaping), header and CIDR
+# matches, key limits, the cache and a fallback chain. The policy's name is unique to the case in
+# host scope (its regions are "<name>.<rule>.<kind>.<digest>": the runner removes them with the
+# case's other regions) and in cluster scope (its Redis names).
+GOV_SCOPES = ("process", "host", "cluster")
+
+
+def _gov_policy(ctx: Ctx) -> str:
+    scope = ctx.scope if ctx.scope in GOV_SCOPES else "process"
+    name = hs.region_name() if scope == "host" else (hs.rule_name() if scope == "cluster" else "hostile")
+    where = {"process": "",
+             "host": "\n    scope: host\n    max_keys: 64",
+             "cluster": "\n    scope: cluster\n    store: main\n    on_failure: deny"}[scope]
+    stores = (f"stores: [{{name: main, host: 127.0.0.1, port: {hs.redis_port()}, command_timeout: 500ms}}]\n"
+              if scope == "cluster" else "")
+    metrics = f"metrics: {{shared_region: {name}.metrics}}\n" if scope == "host" else ""
+    return (f"version: 1\nname: {name}\n{stores}{metrics}rules:\n"
+            f"  - name: rpm\n    key: [tenant]\n    requests: [1000/1d]{where}\n"
+            f"    key_limits: [{{key: gold, requests: [2000/1d]}}]\n"
+            f"  - name: tpm\n    key: [tenant]\n    tokens: [1000000/1d]{where}\n"
+            f"  - name: cap\n    key: [app]\n    concurrency: 4{where}\n"
+            f"  - name: plan\n    match: {{header.X-Plan: free, ip: {{cidr: [10.0.0.0/8, 'fd00::/8'], negate: true}}}}\n"
+            f"    key: ip\n    requests: [1000/1d]{where}\n"
+            f"  - name: pace\n    match: {{model: paced}}\n    shaping: {{rate: 1000, max_wait: 1s}}\n"
+            "cache: {max_bytes: 1MiB}\n"
+            "fallbacks:\n  - {name: chain, targets: [{name: a, model: m}, {name: b}], backoff_base: 1ms,"
+            " backoff_max: 2ms}\n")
+
+
+def _governor(ctx: Ctx) -> sluice.Governor:
+    return ctx.keep_return(sluice.Governor(_gov_policy(ctx)))
+
+
+ATTRS = {"tenant": "t", "app": "a", "model": "m"}
+
+
+def _use_admission(ctx, a):
+    (bool(a), a.allowed, a.rule, a.decision, a.delay, a.matched_rules, a.token_estimate, a.headers())
+    if a:
+        a.cached_answer()
+        a.store_answer(COMPLETION)
+        try:
+            call = a.begin_call()
+        except sluice.NotFound:
+            pass
+        else:
+            call.next(status=200)
+    a.settle(1)
+    a.cancel()
+    a.release()
+
+
+def _use_governor(ctx, g):
+    """The governor still decides, renders parseable metrics, reloads and takes key limits."""
+    g = g if isinstance(g, sluice.Governor) else ctx.keep[0]
+    with g.admit(ATTRS, headers={"X-Plan": "free"}, ip="192.0.2.1", body=REQUEST) as a:
+        _use_admission(ctx, a)
+    if "rpm" in g.rule_names:  # the case's own policy (a hostile one may have other rules)
+        g.set_key_limits("rpm", "k", requests=[sluice.Window.per_day(5)])
+        g.clear_key_limits("rpm", "k")
+    _parse_metrics(ctx, g.metrics_text())
+    (g.waits_for_redis, g.rule_names)
+
+
+def _gov_after(ctx, result):
+    if isinstance(result, sluice.Admission):
+        _use_admission(ctx, result)
+    _use_governor(ctx, ctx.keep[0])
+
+
+def _yaml_bomb_aliases():
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\nrules: *a9\n"
+
+
+def _yaml_bomb_in_match():
+    lines = ["version: 1", "x0: &x0 [v, v, v, v, v, v, v, v, v, v]"]
+    for i in range(1, 10):
+        lines.append(f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\nrules:\n  - name: r\n    match: {model: *x9}\n    requests: [1/1m]\n"
+
+
+def _many_rules(n):
+    return "version: 1\nrules:\n" + "".join(f"  - {{name: r{i}, key: [tenant], requests: [5/1m]}}\n"
+                                             for i in range(n))
+
+
+POLICY_TEXT = [V("None", lambda: None)] + _wrong("None") + [
+    V("empty", lambda: "", REFUSED),
+    V("nul", lambda: "version: 1\x00\nrules: []\n", REFUSED),
+    V("surrogate", lambda: "version: 1\nname: \ud800\n", TYPE),
+    V("non_utf8_bytes", lambda: b"version: 1\nname: \xff\xfe\n"),
+    V("bytes_valid", lambda: b"version: 1\nrules: [{name: r, requests: [1/1m]}]\n"),
+    V("1MiB", lambda: "k" * MiB, REFUSED),
+    V("1MiB_value", lambda: "version: 1\nname: " + "n" * MiB + "\n", REFUSED),
+    V("deep_flow", lambda: "version: 1\nrules: " + "[" * 100_000, REFUSED),
+    V("deep_block", lambda: "version: 1\nrules:\n" + "".join(" " * i + "- \n" for i in range(5000)), REFUSED),
+    V("deep_mapping", lambda: "version: 1\nx: " + "{a: " * 100_000, REFUSED),
+    V("alias_bomb", _yaml_bomb_aliases, REFUSED),
+    V("alias_bomb_in_match", _yaml_bomb_in_match),
+    V("anchor_cycle_like", lambda: "version: 1\nrules: &r [*r]\n", REFUSED),
+    V("merge_key", lambda: "version: 1\nw: &w {limit: 1, per: 1m}\nrules: [{name: r, requests: [{<<: *w}]}]\n",
+      REFUSED),
+    V("two_documents", lambda: "version: 1\n---\nversion: 1\n", REFUSED),
+    V("json", lambda: '{"version": 1, "rules": [{"name": "r", "requests": ["5/1m"]}]}'),
+    V("huge_numbers", lambda: "version: 1\nrules: [{name: r, requests: [99999999999999999999999/1s],"
+      " max_keys: 1e999, concurrency: -0}]\n", REFUSED),
+    V("int64_limits", lambda: f"version: 1\nrules: [{{name: r, requests: [{{limit: {INT64_MAX}, per: 366d,"
+      f" burst: {INT64_MAX}}}], tokens: [{{limit: {INT64_MAX}, per: 1ns}}], concurrency: {INT64_MAX}}}]\n"),
+    V("thousand_rules", lambda: _many_rules(1000)),
+    V("duplicate_keys", lambda: "version: 1\nversion: 1\nrules: []\n", REFUSED),
+    V("tabs_and_crlf", lambda: "version: 1\r\nrules:\r\n\t- name: r\r\n", REFUSED),
+    V("bad_cidr", lambda: "version: 1\nrules: [{name: r, match: {ip: {cidr: [300.1.1.1/99, '::/129', x]}},"
+      " requests: [1/1m]}]\n", REFUSED),
+    V("store_port_1", lambda: "version: 1\nstores: [{name: s, port: 1, connect_timeout: 50ms,"
+      " command_timeout: 50ms}]\nrules: [{name: r, requests: [1/1m], scope: cluster, store: s,"
+      " on_failure: deny}]\n"),
+]
+
+
+def _real_policy_path():
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".yaml")
+    os.write(fd, b"version: 1\nrules: [{name: r, requests: [1/1m]}]\n")
+    os.close(fd)
+    return path
+
+
+def _fifo_path():
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "policy.fifo")
+    os.mkfifo(path)
+    return path
+
+
+POLICY_PATH = [V("None", lambda: None)] + _wrong("None") + [
+    V("empty", lambda: "", REFUSED),  # $SLUICE_CONFIG is not set in the runner
+    V("nul_then_real", lambda: _real_policy_path() + "\x00evil", INVALID),
+    V("surrogate", lambda: "/tmp/\ud800.yaml", TYPE),
+    V("non_utf8_bytes", lambda: b"/tmp/\xff\xfe", REFUSED),
+    V("1MiB", lambda: "/" + "k" * MiB, REFUSED),
+    V("missing", lambda: "/nonexistent/policy.yaml", raises(sluice.NotFound)),
+    V("directory", lambda: "/tmp", REFUSED),
+    V("dev_zero", lambda: "/dev/zero", REFUSED),
+    V("dev_urandom", lambda: "/dev/urandom", REFUSED),
+    V("fifo", _fifo_path, REFUSED),
+    V("proc_self_mem", lambda: "/proc/self/mem", REFUSED),
+    V("real", _real_policy_path, RETURNS),
+]
+
+
+def _text_or_path(fn):
+    """``fn`` with the policy text left out when a path is given (both together is one
+    documented refusal; this way every path value reaches the file loader)."""
+    def call(policy=None, *, path=None, **options):
+        return fn(None if path is not None else policy, path=path, **options)
+    return call
+
+
+def _gov_args(ctx, **extra):
+    return dict({"policy": _gov_policy(ctx), "path": None, "source": "hostile.yaml", "clock": None}, **extra)
+
+
+spec("Governor", lambda ctx: _text_or_path(lambda *a, **k: ctx.keep_return(sluice.Governor(*a, **k))),
+     _gov_args, {"policy": POLICY_TEXT, "path": POLICY_PATH, "source": STR, "clock": CLOCK},
+     scopes=GOV_SCOPES, after=_use_governor, only_process=("policy", "path", "source", "clock"))
+
+MAPPING = [V("None", lambda: None), V("int", lambda: 5, TYPE), V("str", lambda: "tenant", TYPE),
+           V("list_of_pairs", lambda: [("tenant", "t")], TYPE), V("object", object, TYPE),
+           V("empty", lambda: {}), V("key_int", lambda: {1: "v"}, TYPE),
+           V("value_None", lambda: {"tenant": None}, TYPE), V("value_int", lambda: {"tenant": 5}, TYPE),
+           V("value_bytes", lambda: {"tenant": b"t"}, TYPE),
+           V("value_surrogate", lambda: {"tenant": "\ud800"}, TYPE),
+           V("key_surrogate", lambda: {"\udcff": "t"}, TYPE),
+           V("nul", lambda: {"tenant": "a\x00b", "a\x00": "\x00"}),
+           V("empty_strings", lambda: {"": ""}),
+           V("value_1MiB", lambda: {"tenant": "t" * MiB, "model": "m" * MiB}),
+           V("key_1MiB", lambda: {"k" * MiB: "v"}),
+           V("ten_thousand", lambda: {f"a{i}": "v" for i in range(10_000)}),
+           V("str_subclass", lambda: {StrSub("tenant"): StrSub("t")}),
+           V("mapping_proxy", lambda: __import__("types").MappingProxyType({"tenant": "t"})),
+           V("header_like", lambda: {"X-Plan": "free", "x-plan": "paid", "X-PLAN\r\n": "\r\n"})]
+IP = OPT_STR + [V("v4", lambda: "192.0.2.1"), V("v6", lambda: "fd00::1"),
+                V("mapped_v4", lambda: "::ffff:10.0.0.1"), V("cidr_text", lambda: "10.0.0.0/8"),
+                V("garbage", lambda: "999.1.1.1"), V("v6_zone", lambda: "fe80::1%eth0")]
+TOKEN_ESTIMATE = INT + [V("nan_float", lambda: math.nan, TYPE), V("inf", lambda: math.inf, TYPE),
+                        V("huge_float", lambda: 1e300, TYPE)]
+_ADMIT_ARGS = {"attributes": ATTRS, "headers": {"X-Plan": "free"}, "ip": "192.0.2.1", "body": REQUEST,
+               "token_estimate": -1}
+_ADMIT_KINDS = {"attributes": MAPPING, "headers": MAPPING, "ip": IP, "body": OPT_BODY,
+                "token_estimate": TOKEN_ESTIMATE}
+spec("Governor.admit", lambda ctx: _governor(ctx).admit, _ADMIT_ARGS, _ADMIT_KINDS, scopes=GOV_SCOPES,
+     after=_gov_after, waits=True)
+spec("Governor.admit_async", lambda ctx: _governor(ctx).admit_async, _ADMIT_ARGS, _ADMIT_KINDS,
+     scopes=GOV_SCOPES, after=_gov_after)
+
+
+def _gov_fn(is_async=False):
+    """The call's function: a 429 on the first target, then an answer with usage."""
+    def fn(attempt):
+        if attempt is not None and attempt.target == "a":
+            raise sluice.AttemptFailed(status=429)
+        return {"usage": {"total_tokens": 7}}
+
+    if not is_async:
+        return fn
+
+    async def afn(attempt):
+        return fn(attempt)
+    return afn
+
+
+USAGE_FN = [V("None", lambda: None), V("int", lambda: 5), V("returns_None", lambda: (lambda a: None)),
+            V("returns_str", lambda: (lambda a: "x")), V("returns_negative", lambda: (lambda a: -5)),
+            V("returns_2**64", lambda: (lambda a: 2**64)), V("returns_nan", lambda: (lambda a: math.nan)),
+            V("raises", lambda: (lambda a: 1 / 0), raises(ZeroDivisionError))]
+_CALL_GOV_KINDS = dict(_ADMIT_KINDS, usage=USAGE_FN, classify=CLASSIFY)
+for _name, _is_async in (("call", False), ("call_async", True)):
+    spec(f"Governor.{_name}", (lambda ctx, n=_name: getattr(_governor(ctx), n)),
+         (lambda ctx, a=_is_async: dict(_ADMIT_ARGS, fn=_gov_fn(a), usage=sluice._governor._usage_of,
+                                        classify=sluice.outcome_of)),
+         dict(_CALL_GOV_KINDS, fn=ATTEMPT_FN if not _is_async else
+              [V("None", lambda: None), V("int", lambda: 5), V("sync_function", lambda: (lambda a: "ok")),
+               V("returns_None", lambda: _async(lambda: None))]),
+         scopes=GOV_SCOPES, after=lambda ctx, r: _use_governor(ctx, ctx.keep[0]), waits=not _is_async,
+         only_process=("fn", "usage", "classify", "body"),
+         extra={"fn": [V("cached_twice", lambda: (lambda a: REQUEST))]})
+spec("Governor.reload", lambda ctx: _text_or_path(_governor(ctx).reload),
+     lambda ctx: {"policy": _gov_policy(ctx), "path": None, "source": "reload.yaml"},
+     {"policy": POLICY_TEXT, "path": POLICY_PATH, "source": STR}, scopes=GOV_SCOPES,
+     after=_gov_after, only_process=("policy", "path", "source"),
+     extra={"policy": [V("drop_all_rules", lambda: "version: 1\n")]})
+_UNSET_OR_WINDOWS = [V("empty", lambda: [])] + [v for v in WINDOWS if v.label != "empty"]
+_KEY_LIMIT_KINDS = {"rule": STR, "key": KEY, "requests": _UNSET_OR_WINDOWS, "tokens": _UNSET_OR_WINDOWS,
+                    "concurrency": INT}
+spec("Governor.set_key_limits", lambda ctx: _governor(ctx).set_key_limits,
+     {"rule": "rpm", "key": "k", "requests": [sluice.Window.per_day(5)], "tokens": [], "concurrency": 0},
+     _KEY_LIMIT_KINDS, scopes=GOV_SCOPES, after=_gov_after, only_process=("rule", "tokens", "concurrency"),
+     extra={"rule": [V("unknown", lambda: "nope", raises(sluice.NotFound))],
+            "concurrency": [V("above_rule", lambda: 1000)]})
+spec("Governor.clear_key_limits", lambda ctx: _governor(ctx).clear_key_limits, {"rule": "rpm", "key": "k"},
+     {"rule": STR, "key": KEY}, scopes=GOV_SCOPES, after=_gov_after,
+     extra={"rule": [V("unknown", lambda: "nope", raises(sluice.NotFound))]})
+spec("Governor.metrics_text", lambda ctx: _governor(ctx).metrics_text, {}, scopes=GOV_SCOPES,
+     after=_parse_metrics)
+
+
+def _admission(ctx, refused=False):
+    g = _governor(ctx)
+    if refused:
+        for _ in range(5):
+            ctx.keep.append(g.admit({"app": "a"}))  # the cap is 4: the fifth is refused
+    return ctx.keep_return(g.admit(ATTRS, body=REQUEST))
+
+
+def _after_admission_call(ctx, _result):
+    a = ctx.keep[-1]
+    _use_admission(ctx, a)
+    _use_governor(ctx, ctx.keep[0])
+
+
+SETTLE_USAGE = INT + [V("usage", lambda: sluice.read_usage(COMPLETION)),
+                      V("usage_stream", lambda: sluice.read_usage(USAGE_STREAM)),
+                      V("float_2.5", lambda: 2.5, TYPE)]
+for _name, _args, _kinds in (("__bool__", {}, {}), ("headers", {}, {}), ("cached_answer", {}, {}),
+                             ("store_answer", {"answer": COMPLETION}, {"answer": ANSWER}),
+                             ("begin_call", {"deadline": 0.0}, {"deadline": SECS}),
+                             ("settle", {"usage": 5}, {"usage": SETTLE_USAGE}),
+                             ("cancel", {}, {}), ("release", {}, {})):
+    spec(f"Admission.{_name}", (lambda ctx, n=_name: getattr(_admission(ctx), n)), _args, _kinds,
+         scopes=GOV_SCOPES, after=_after_admission_call, only_process=tuple(_kinds))
+
+
+# RuleRateLimited: built by the facade from a refused Admission.
+def _refused_admission(ctx):
+    g = _governor(ctx)
+    for _ in range(4):
+        ctx.keep.append(g.admit({"app": "a"}))
+    return ctx.keep_return(g.admit({"app": "a"}))
+
+
+spec("RuleRateLimited", lambda ctx: sluice.RuleRateLimited, lambda ctx: {"admission": _refused_admission(ctx)},
+     {"admission": [V("None", lambda: None, TYPE), V("int", lambda: 5, TYPE), V("object", object, TYPE),
+                    V("decision", lambda: sluice.RateLimiter([sluice.Window(1, YEAR)]).try_acquire("k"), TYPE),
+                    V("allowed_admission", lambda: sluice.Governor("version: 1\n").admit())]},
+     after=lambda ctx, e: (str(e), e.rule, e.retry_after, e.headers(), e.headers("p")))
+spec("RuleRateLimited.headers",
+     lambda ctx: sluice.RuleRateLimited(_refused_admission(ctx)).headers,
+     {"policy_name": None}, {"policy_name": OPT_STR},
+     extra={"policy_name": [V("header_injection", lambda: "a\r\nX-Evil: 1")]})
+
+
+# PolicyWatcher.
+def _watched(ctx):
+    path = _real_policy_path()
+    g = ctx.keep_return(sluice.Governor(path=path))
+    return g, path
+
+
+def _watcher_after(ctx, w):
+    w = w if isinstance(w, sluice.PolicyWatcher) else ctx.keep[-1]
+    w.check()
+    (w.reloads, w.errors)
+    w.stop()
+
+
+def _new_watcher(ctx):
+    g, path = _watched(ctx)
+    return ctx.keep_return(sluice.PolicyWatcher(g, path, interval=0.01))
+
+
+spec("PolicyWatcher", lambda ctx: (lambda *a, **k: ctx.keep_return(sluice.PolicyWatcher(*a, **k))),
+     lambda ctx: dict(zip(("governor", "path"), _watched(ctx)), interval=0.01, on_reload=None, on_error=None),
+     {"governor": [V("None", lambda: None, TYPE), V("int", lambda: 5, TYPE), V("object", object, TYPE),
+                   V("core_governor", lambda: sluice._core.Governor("version: 1\n"))],
+      "path": [V("None", lambda: None, TYPE), V("int", lambda: 5, TYPE), V("list", lambda: [], TYPE),
+               V("empty", lambda: ""), V("nul", lambda: "a\x00b"), V("missing", lambda: "/nonexistent/p.yaml"),
+               V("bytes", lambda: b"/tmp"), V("pathlike", lambda: __import__("pathlib").Path("/tmp/p.yaml")),
+               V("surrogate", lambda: "/tmp/\ud800"), V("fifo", _fifo_path), V("dev_zero", lambda: "/dev/zero"),
+               V("1MiB", lambda: "/" + "k" * MiB)],
+      "interval": [V("None", lambda: None, TYPE), V("str", lambda: "1", TYPE), V("True", lambda: True, TYPE),
+                   V("nan", lambda: math.nan, INVALID), V("inf", lambda: math.inf, INVALID),
+                   V("zero", lambda: 0, INVALID), V("minus_one", lambda: -1.0, INVALID),
+                   V("2**64", lambda: 2**64, INVALID), V("min", lambda: 0.01), V("int", lambda: 1)],
+      "on_reload": CALLBACK[:1] + [V("int", lambda: 5, TYPE), V("lambda", lambda: (lambda: None))],
+      "on_error": CALLBACK[:1] + [V("int", lambda: 5, TYPE), V("raises", lambda: (lambda e: 1 / 0))]},
+     after=_watcher_after)
+spec("PolicyWatcher.check", lambda ctx: _new_watcher(ctx).check, {}, after=lambda ctx, r: ctx.keep[-1].stop())
+spec("PolicyWatcher.start", lambda ctx: _new_watcher(ctx).start, {}, after=lambda ctx, w: w.stop(), waits=True)
+spec("PolicyWatcher.stop", lambda ctx: _new_watcher(ctx).stop, {}, after=lambda ctx, r: ctx.keep[-1].check())
+
+
+def _run_async_briefly(ctx):
+    """run_async as a task that stop() ends (awaited alone it would watch forever)."""
+    w = _new_watcher(ctx)
+
+    async def run():
+        task = asyncio.get_running_loop().create_task(w.run_async())
+        await asyncio.sleep(0.05)
+        w.stop()
+        await asyncio.wait_for(task, 30)
+    return run
+
+
+spec("PolicyWatcher.run_async", _run_async_briefly, {}, after=lambda ctx, r: ctx.keep[-1].check())
+
+
 # ---- the cases ---------------------------------------------------------------------------------------
 
 # The calls made for every request get every value of every kind (in process scope).
@@ -1318,7 +1671,7 @@ FULL = {"RateLimiter.try_acquire", "RateLimiter.allow", "RateLimiter.decide", "R
         "ConcurrencyLimiter.acquire", "TokenBudget.try_reserve", "TokenBudget.reserve",
         "TokenBudget.charge", "Reservation.settle", "Permit.renew", "Balancer.pick", "Pick.complete",
         "FallbackCall.next", "ResponseCache.get", "ResponseCache.put", "ResponseCache.get_or_fetch",
-        "cache_key", "parse_request", "Window", "ManualClock.advance"}
+        "cache_key", "parse_request", "Window", "ManualClock.advance", "Governor.admit", "Admission.settle"}
 for _s in SPECS:
     _s.full = _s.name in FULL
 
@@ -1369,6 +1722,116 @@ def _register() -> None:
 
 
 _register()
+
+
+# ---- the Governor's lifetimes, protocols and fork (scenario cases) ---------------------------------
+_ADMISSION_ALL = ("Admission.__bool__", "Admission.headers", "Admission.cached_answer",
+                  "Admission.store_answer", "Admission.begin_call", "Admission.settle", "Admission.cancel",
+                  "Admission.release", "Admission.__enter__", "Admission.__exit__")
+
+
+def _exit_every_way(obj):
+    obj.__exit__(None, None, None)
+    obj.__exit__(None, None, None)  # twice
+    obj.__exit__(ValueError, ValueError("x"), None)
+    obj.__exit__(5, "junk", object())
+
+
+def _admission_outlives_governor(scope):
+    def run():
+        import gc
+
+        ctx = Ctx(scope)
+        g = sluice.Governor(_gov_policy(ctx))
+        a = g.admit(ATTRS, body=REQUEST, token_estimate=10)
+        refused = None
+        for _ in range(5):
+            refused = g.admit({"app": "held"})
+            ctx.keep.append(refused)
+        call = a.begin_call()
+        del g
+        gc.collect()
+        assert a and not refused
+        with a as entered:
+            assert entered is a
+            _use_admission(ctx, a)
+        call.next(status=200)
+        _exit_every_way(a)
+        _exit_every_way(refused)
+        refused.headers(), refused.cached_answer(), refused.store_answer(b"x"), refused.settle(1)
+        try:
+            refused.begin_call()
+        except sluice.FailedPrecondition:
+            pass
+        ctx.keep.clear()
+        gc.collect()
+    return run
+
+
+def _governor_across_fork(scope):
+    def run():
+        ctx = Ctx(scope)
+        g = sluice.Governor(_gov_policy(ctx))
+        held = g.admit(ATTRS, body=REQUEST, token_estimate=10)  # a permit and a reservation
+        refused_rule = RuleRateLimited_from(g)
+
+        def child():
+            with g.admit(ATTRS, body=REQUEST) as a:
+                _use_admission(ctx, a)
+            held.settle(3)
+            g.reload(_gov_policy(ctx))
+            _parse_metrics(ctx, g.metrics_text())
+            refused_rule.headers()
+
+        def parent():
+            held.release()
+            _use_governor(ctx, g)
+        hs.expect_forked(child, 30.0)
+        parent()
+    return run
+
+
+def RuleRateLimited_from(g):
+    for _ in range(4):
+        g.admit({"app": "fork"})
+    return sluice.RuleRateLimited(g.admit({"app": "fork"}))
+
+
+def _watcher_protocol(use_gevent):
+    def run():
+        g, path = _watched(Ctx("process"))
+        w = sluice.PolicyWatcher(g, path, interval=0.01)
+        with w as entered:
+            assert entered is w
+            with open(path, "a") as f:
+                f.write("# changed\n")
+            os.utime(path, ns=(10**18, 10**18))
+            deadline = __import__("time").monotonic() + 30
+            while w.reloads == 0:
+                assert __import__("time").monotonic() < deadline, "no reload"
+                __import__("time").sleep(0.01)
+        _exit_every_way(w)
+        w.stop()
+        try:
+            w.start()  # once stopped, it stays stopped
+        except sluice.FailedPrecondition:
+            pass
+        w.check()
+    return run
+
+
+for _scope in GOV_SCOPES:
+    SUITE.add(f"scenario/admission_outlives_governor/{_scope}", _admission_outlives_governor(_scope),
+              RETURNS, covers=_ADMISSION_ALL, redis=_scope == "cluster")
+    SUITE.add(f"scenario/governor_across_fork/{_scope}", _governor_across_fork(_scope), RETURNS,
+              covers=("Governor.admit", "Governor.reload", "Governor.metrics_text", "Admission.settle",
+                      "RuleRateLimited.headers"), redis=_scope == "cluster", timeout=90.0)
+for _gevent in (False, True):
+    SUITE.add(f"scenario/policy_watcher_protocol/{'gevent' if _gevent else 'thread'}",
+              _watcher_protocol(_gevent), RETURNS, gevent=_gevent,
+              covers=("PolicyWatcher.__enter__", "PolicyWatcher.__exit__", "PolicyWatcher.start",
+                      "PolicyWatcher.stop"))
+
 hostile_session = hs.session_fixture()
 
 

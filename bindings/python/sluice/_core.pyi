@@ -4,7 +4,7 @@ sluice native core: admission objects (see the `sluice` package for the facade).
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Counter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'Gauge', 'Histogram', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'MetricsRegistry', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Usage', 'UsageReader', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'estimate_prompt_tokens', 'estimate_text_tokens', 'include_usage_in_stream', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'read_usage', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
+__all__: list[str] = ['Admission', 'Balancer', 'CacheKey', 'ChatMessage', 'Clock', 'ConcurrencyLimiter', 'Counter', 'Decision', 'EngineMetrics', 'FallbackCall', 'FallbackPolicy', 'Gauge', 'Governor', 'Histogram', 'LeakyBucket', 'LlmRequest', 'ManualClock', 'MetricsRegistry', 'PendingCount', 'PendingDecision', 'PendingPermit', 'PendingRenewal', 'PendingReservation', 'Permit', 'Pick', 'RateLimiter', 'RedisStore', 'Reservation', 'ResponseCache', 'SLIDING_MAX_LIMIT', 'TokenBudget', 'Usage', 'UsageReader', 'Window', 'cache_key', 'canonical_json', 'classify', 'coarse_steady_clock', 'completion_to_sse', 'estimate_prompt_tokens', 'estimate_text_tokens', 'include_usage_in_stream', 'parse_engine_metrics', 'parse_request', 'parse_retry_after', 'prefix_block_hashes', 'read_usage', 'remove_shared_region', 'sse_to_completion', 'status_table', 'steady_clock']
 class Clock:
     """
     A monotonic time source. Every sluice object reads time through one; pass ``clock=None`` (the
@@ -932,6 +932,119 @@ class UsageReader:
     @property
     def stats(self) -> dict:
         ...
+class Admission:
+    """
+    One request's admission by a Governor: whether it may go (``allowed``, truthy), the binding
+    rule's ``decision`` and ``headers()``, the shaping ``delay``, the response cache
+    (``cached_answer`` / ``store_answer``), the fallback call for its model (``begin_call``), and
+    ``settle(usage)``. It holds the request's concurrency permits and token reservations:
+    ``release()``, the end of a ``with`` block or collection gives the permits back (unsettled
+    reservations stay charged as estimated); ``cancel()`` gives the tokens back too.
+    """
+    def __bool__(self) -> bool:
+        ...
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> bool:
+        ...
+    def begin_call(self, deadline: float = 0.0) -> FallbackCall:
+        """
+        The fallback call for the request's model (a sluice.FallbackCall); NotFound when
+        the policy has no chain for it.
+        """
+    def cached_answer(self) -> typing.Any:
+        """
+        The cached answer (bytes, or a list of bytes chunks for a stream), or None.
+        """
+    def cancel(self) -> None:
+        """
+        The call never reached a provider: tokens back, permits released.
+        """
+    def headers(self) -> list[tuple[str, str]]:
+        """
+        The binding decision as HTTP headers: RateLimit-Policy, RateLimit, X-RateLimit-*,
+        and Retry-After on refusals, as (name, value) pairs.
+        """
+    def release(self) -> None:
+        """
+        Releases the permits (unsettled reservations stay charged as estimated).
+        """
+    def settle(self, usage: typing.Any) -> None:
+        """
+        Settles the token reservations with the call's usage (a sluice.Usage: its
+        total_tokens, or an int) and releases the permits. Only the first call counts.
+        """
+    def store_answer(self, answer: typing.Any) -> bool:
+        """
+        Stores the answer (bytes, or a list of bytes chunks) under this request's key, in
+        its namespace; False when not stored (no cache, refused, a body that is not JSON).
+        """
+    @property
+    def allowed(self) -> bool:
+        ...
+    @property
+    def decision(self) -> Decision:
+        ...
+    @property
+    def delay(self) -> float:
+        """
+        Seconds to wait before sending (shaping); 0 without a shaping rule.
+        """
+    @property
+    def matched_rules(self) -> list[str]:
+        ...
+    @property
+    def rule(self) -> str:
+        """
+        The binding rule's name ('' when no rule matched).
+        """
+    @property
+    def token_estimate(self) -> int:
+        ...
+class Governor:
+    """
+    Runs a sluice policy (YAML or JSON; docs/policy.md): every rule's limiters, the upstream
+    balancers, the fallback chains and the response cache, with one ``admit`` per request. Give the
+    policy's text, or ``path=`` a file; with neither, the file named by $SLUICE_CONFIG. Thread-safe.
+    """
+    def __init__(self, policy: str | None = None, *, path: str | None = None, source: str = '<string>', clock: typing.Any = None) -> None:
+        ...
+    def admit(self, attributes: dict | None = None, *, headers: dict | None = None, ip: str | None = None, body: typing.Any | None = None, token_estimate: int = -1) -> Admission:
+        """
+        Decides a request against every rule that matches (see sluice.Governor). `attributes`:
+        tenant, app, api_key, end_user, model, provider, route or your own; `headers` are
+        matched as header.<lower-case name>; `ip` is the client's address; `body` the
+        request's JSON (cache key, token estimate). Raises for a Redis configuration error
+        or a full key table; a refusal is a falsy Admission. Waits for Redis in cluster scope
+        (the facade runs it off the event loop then).
+        """
+    def clear_key_limits(self, rule: str, key: str) -> None:
+        """
+        Clears what set_key_limits gave one key of `rule`: the policy's limits apply again.
+        """
+    def metrics_text(self) -> str:
+        """
+        Prometheus text exposition of every object the Governor owns.
+        """
+    def reload(self, policy: str | None = None, *, path: str | None = None, source: str = '<string>') -> None:
+        """
+        Swaps in a new policy; unchanged rules keep their state. An invalid policy raises
+        and the running one stays.
+        """
+    def set_key_limits(self, rule: str, key: str, *, requests: collections.abc.Sequence[Window] = [], tokens: collections.abc.Sequence[Window] = [], concurrency: int = 0) -> None:
+        """
+        Sets one key's limits of `rule` in this process (plans, per-app caps).
+        """
+    @property
+    def rule_names(self) -> list[str]:
+        """
+        The running policy's rule names, in policy order.
+        """
+    @property
+    def waits_for_redis(self) -> bool:
+        """
+        Whether a rule is in cluster scope, so admit may wait for Redis.
+        """
 class Counter:
     """
     A monotonic count of a MetricsRegistry (``registry.counter(...)``). ``add(n)`` is one atomic

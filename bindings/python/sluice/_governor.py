@@ -24,11 +24,22 @@ import threading
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from . import _core
-from ._errors import RateLimited
+from ._errors import InvalidArgument, RateLimited
 from ._fallback import _call_plan, outcome_of
 from ._waiting import run_plan, run_plan_async, sleep
 
 Admission = _core.Admission
+
+
+def _dict_of(value: Optional[Mapping[str, str]], name: str) -> Optional[Dict[str, str]]:
+    """A copy of a mapping argument (None stays None); anything else is a TypeError (dict()
+    would take a str or a list of pairs and fail with a plain ValueError)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"sluice.Governor: {name} must be a mapping of str to str, got "
+                        f"{type(value).__name__}")
+    return dict(value)
 
 
 def _under_gevent() -> bool:
@@ -46,6 +57,9 @@ class RuleRateLimited(RateLimited):
     RateLimit / Retry-After headers."""
 
     def __init__(self, admission: Admission) -> None:
+        if not isinstance(admission, Admission):
+            raise TypeError(f"sluice.RuleRateLimited: admission must be a sluice.Admission, got "
+                            f"{type(admission).__name__}")
         super().__init__(admission.decision,
                          f"rate limited by rule {admission.rule!r}: retry after "
                          f"{admission.decision.retry_after:.3f}s")
@@ -108,8 +122,8 @@ class Governor(_core.Governor):
               headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
               body: Any = None, token_estimate: int = -1) -> Admission:
         """Decides the request (see the class docstring); a refusal is a falsy Admission."""
-        attributes = None if attributes is None else dict(attributes)
-        headers = None if headers is None else dict(headers)
+        attributes = _dict_of(attributes, "attributes")
+        headers = _dict_of(headers, "headers")
         native = super().admit
         if self.waits_for_redis and _under_gevent():
             import gevent  # the hub's pool runs the wait on a real thread: the loop goes on
@@ -123,8 +137,8 @@ class Governor(_core.Governor):
                           headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
                           body: Any = None, token_estimate: int = -1) -> Admission:
         """``admit`` for coroutines: cluster-scope waits run on the loop's executor."""
-        attributes = None if attributes is None else dict(attributes)
-        headers = None if headers is None else dict(headers)
+        attributes = _dict_of(attributes, "attributes")
+        headers = _dict_of(headers, "headers")
         native = super().admit
         if not self.waits_for_redis:
             return native(attributes, headers=headers, ip=ip, body=body,
@@ -148,19 +162,38 @@ class Governor(_core.Governor):
         (bytes, or a list of bytes chunks) is returned without calling ``fn``; an answer that is
         bytes or a list of bytes is stored. ``usage(answer)`` gives the tokens to settle (None:
         the estimate stays charged). Raises ``sluice.RateLimited`` when refused."""
-        with self.admit(attributes, headers=headers, ip=ip, body=body,
-                        token_estimate=token_estimate) as admission:
+        admission = self.admit(attributes, headers=headers, ip=ip, body=body,
+                               token_estimate=token_estimate)
+        try:
             if not admission:
                 self._refuse(admission)
             if admission.delay > 0:
                 sleep(admission.delay)
             cached = admission.cached_answer()
             if cached is not None:
-                admission.cancel()  # no provider was called: the tokens go back
+                self._off_hub(admission.cancel)  # no provider was called: the tokens go back
                 return cached
             answer = self._run(admission, fn, classify)
-            self._finish(admission, answer, usage)
+            tokens = self._store(admission, answer, usage)
+            if tokens is not None:
+                self._off_hub(admission.settle, tokens)
             return answer
+        finally:
+            self._off_hub(admission.release)
+
+    def _off_hub(self, method: Callable[..., Any], *args: Any) -> Any:
+        """Runs an Admission method that talks to Redis in cluster scope (settle, cancel,
+        release) on gevent's thread pool under gevent, as ``admit`` does: the hub goes on."""
+        if self.waits_for_redis and _under_gevent():
+            import gevent
+            return gevent.get_hub().threadpool.apply(method, args)
+        return method(*args)
+
+    async def _off_loop(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``_off_hub`` for coroutines: on the loop's executor in cluster scope."""
+        if not self.waits_for_redis:
+            return method(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, method, *args)
 
     async def call_async(self, fn: Callable[[Any], Any],
                          attributes: Optional[Mapping[str, str]] = None, *,
@@ -171,14 +204,14 @@ class Governor(_core.Governor):
         """``call`` for coroutines: ``fn`` is an async function."""
         admission = await self.admit_async(attributes, headers=headers, ip=ip, body=body,
                                            token_estimate=token_estimate)
-        with admission:
+        try:
             if not admission:
                 self._refuse(admission)
             if admission.delay > 0:
                 await asyncio.sleep(admission.delay)
             cached = admission.cached_answer()
             if cached is not None:
-                admission.cancel()
+                await self._off_loop(admission.cancel)
                 return cached
             try:
                 fallback = admission.begin_call()
@@ -188,8 +221,12 @@ class Governor(_core.Governor):
                 answer = await run_plan_async(
                     _call_plan(_NoTransitions(), fn, classify, fallback,
                                fallback._next_delay(), None))
-            self._finish(admission, answer, usage)
+            tokens = self._store(admission, answer, usage)
+            if tokens is not None:
+                await self._off_loop(admission.settle, tokens)
             return answer
+        finally:
+            await self._off_loop(admission.release)
 
     @staticmethod
     def _run(admission: Admission, fn: Callable[[Any], Any],
@@ -202,14 +239,13 @@ class Governor(_core.Governor):
                                    fallback._next_delay(), None))
 
     @staticmethod
-    def _finish(admission: Admission, answer: Any,
-                usage: Callable[[Any], Optional[int]]) -> None:
+    def _store(admission: Admission, answer: Any,
+               usage: Callable[[Any], Optional[int]]) -> Optional[int]:
+        """Stores a bytes answer in the cache; returns the tokens to settle (None: unknown)."""
         if isinstance(answer, bytes) or (isinstance(answer, list) and answer and
                                          all(isinstance(c, bytes) for c in answer)):
             admission.store_answer(answer)
-        tokens = usage(answer)
-        if tokens is not None:
-            admission.settle(tokens)
+        return usage(answer)
 
 
 def _core_not_found():
@@ -217,19 +253,34 @@ def _core_not_found():
     return NotFound
 
 
+def _core_failed_precondition():
+    from ._errors import FailedPrecondition
+    return FailedPrecondition
+
+
 class PolicyWatcher:
     """Reloads ``governor`` from ``path`` whenever the file changes (its size, mtime or inode),
     checking every ``interval`` seconds from a greenlet (under gevent), a daemon thread, or an
-    asyncio task (``start_async``). A policy that fails to parse or build is reported to
+    asyncio task (``run_async``). A policy that fails to parse or build is reported to
     ``on_error`` (default: logged by the ``sluice`` logger) and the running policy stays.
     ``stop()`` ends it; it is also a context manager."""
 
     def __init__(self, governor: Governor, path: str, *, interval: float = 1.0,
                  on_reload: Optional[Callable[[], Any]] = None,
                  on_error: Optional[Callable[[BaseException], Any]] = None) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or \
-                not 0.01 <= float(interval) <= 86400:
-            raise ValueError(f"interval must be seconds in [0.01, 86400], got {interval!r}")
+        if not isinstance(governor, _core.Governor):
+            raise TypeError(f"sluice.PolicyWatcher: governor must be a sluice.Governor, got "
+                            f"{type(governor).__name__}")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            raise TypeError(f"sluice.PolicyWatcher: interval must be seconds, got "
+                            f"{type(interval).__name__}")
+        if not 0.01 <= float(interval) <= 86400:  # NaN fails too
+            raise InvalidArgument(f"sluice.PolicyWatcher: interval must be seconds in "
+                                  f"[0.01, 86400], got {interval!r}")
+        for name, callback in (("on_reload", on_reload), ("on_error", on_error)):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"sluice.PolicyWatcher: {name} must be callable or None, got "
+                                f"{type(callback).__name__}")
         self._governor = governor
         self._path = os.fspath(path)
         self._interval = float(interval)
@@ -244,7 +295,7 @@ class PolicyWatcher:
     def _signature(self) -> Optional[tuple]:
         try:
             st = os.stat(self._path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or a surrogate in the path
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -271,13 +322,21 @@ class PolicyWatcher:
         return True
 
     def _loop(self) -> None:
+        # A thread waits on the event, so stop() wakes it at once; a greenlet sleeps
+        # cooperatively (stop() kills it at that sleep: a reload never switches greenlets).
+        in_thread = isinstance(self._runner, threading.Thread)
         while not self._stopped.is_set():
-            sleep(self._interval)
+            if in_thread:
+                self._stopped.wait(self._interval)
+            else:
+                sleep(self._interval)
             if not self._stopped.is_set():
                 self.check()
 
     def start(self) -> "PolicyWatcher":
         """Watches from a greenlet under gevent, else from a daemon thread."""
+        if self._runner is not None:
+            raise _core_failed_precondition()("sluice.PolicyWatcher: already started")
         if _under_gevent():
             import gevent
             self._runner = gevent.spawn(self._loop)
@@ -296,7 +355,16 @@ class PolicyWatcher:
                 self.check()
 
     def stop(self) -> None:
+        """Ends the watching; when it returns, no reload is in progress or will happen."""
         self._stopped.set()
+        runner = self._runner
+        if isinstance(runner, threading.Thread):
+            if runner is not threading.current_thread():
+                runner.join()
+        elif runner is not None:
+            import gevent
+            if runner is not gevent.getcurrent():
+                runner.kill()
 
     def __enter__(self) -> "PolicyWatcher":
         return self.start()

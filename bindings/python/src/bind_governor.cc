@@ -38,6 +38,10 @@ sluice::Policy PolicyFrom(const std::optional<std::string>& text,
     RaisePython("InvalidArgument", "sluice.Governor: give the policy text or path=, not both");
   }
   if (text) return ValueOrThrow(sluice::ParsePolicy(*text, source));
+  // The file is opened by its C string: a NUL would silently open another file.
+  if (path && path->find('\0') != std::string::npos) {
+    RaisePython("InvalidArgument", "sluice.Governor: path must not contain a NUL character");
+  }
   return ValueOrThrow(sluice::LoadPolicyFile(path.value_or("")));
 }
 
@@ -184,7 +188,7 @@ reservations stay charged as estimated); ``cancel()`` gives the tokens back too.
   py::class_<PyGovernor>(m, "Governor", R"doc(
 Runs a sluice policy (YAML or JSON; docs/policy.md): every rule's limiters, the upstream
 balancers, the fallback chains and the response cache, with one ``admit`` per request. Give the
-policy's text, or ``path=`` a file; neither reads the file named by $SLUICE_CONFIG. Thread-safe.)doc")
+policy's text, or ``path=`` a file; with neither, the file named by $SLUICE_CONFIG. Thread-safe.)doc")
       .def(py::init([](std::optional<std::string> text, std::optional<std::string> path,
                        const std::string& source, py::object clock_object) {
              const sluice::Clock* clock =
@@ -273,16 +277,21 @@ policy's text, or ``path=`` a file; neither reads the file named by $SLUICE_CONF
           [](PyGovernor& g, const std::string& rule, const std::string& key) {
             ThrowIfError(g.governor->ClearKeyLimits(rule, key));
           },
-          py::arg("rule"), py::arg("key"))
+          py::arg("rule"), py::arg("key"),
+          "Clears what set_key_limits gave one key of `rule`: the policy's limits apply again.")
       .def("metrics_text", [](PyGovernor& g) { return g.governor->MetricsText(); },
            "Prometheus text exposition of every object the Governor owns.")
       .def_property_readonly("waits_for_redis",
-                             [](PyGovernor& g) { return g.governor->waits_for_redis(); })
-      .def_property_readonly("rule_names", [](PyGovernor& g) {
-        std::vector<std::string> out;
-        for (const sluice::RuleSpec& r : g.governor->policy()->rules) out.push_back(r.name);
-        return out;
-      });
+                             [](PyGovernor& g) { return g.governor->waits_for_redis(); },
+                             "Whether a rule is in cluster scope, so admit may wait for Redis.")
+      .def_property_readonly(
+          "rule_names",
+          [](PyGovernor& g) {
+            std::vector<std::string> out;
+            for (const sluice::RuleSpec& r : g.governor->policy()->rules) out.push_back(r.name);
+            return out;
+          },
+          "The running policy's rule names, in policy order.");
 }
 
 }  // namespace sluice_python
