@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/fork_hooks.h"
 #include "governor/attribute_match.h"
 #include "governor/governor_metrics.h"
 #include "governor/governor_snapshot.h"
@@ -21,9 +21,27 @@ struct Governor::State {
   // Created with the Governor and kept across reloads (a policy's metrics settings apply at
   // Create), so counters only ever grow.
   std::unique_ptr<internal::GovernorMetrics> metrics;
-  // Admit reads the snapshot without a lock; Reload and SetKeyLimits serialise on the mutex.
-  std::atomic<std::shared_ptr<const internal::GovernorSnapshot>> snapshot;
+  // The running snapshot: Admit copies the shared_ptr under a mutex held for that copy only
+  // (a pthread mutex TSan sees and a fork hook resets; libstdc++ 12's atomic<shared_ptr> is a
+  // lock TSan cannot see). Reloads serialise on reload_mutex.
+  internal::Mutex snapshot_mutex;
+  std::shared_ptr<const internal::GovernorSnapshot> snapshot ABSL_GUARDED_BY(snapshot_mutex);
   internal::Mutex reload_mutex;
+  // A child forked while a thread held either mutex gets fresh ones.
+  internal::ForkHooks fork_hooks{nullptr, nullptr, [this] {
+                                   snapshot_mutex.ResetInForkChild();
+                                   reload_mutex.ResetInForkChild();
+                                 }};
+
+  std::shared_ptr<const internal::GovernorSnapshot> Load() {
+    internal::MutexLock lock(&snapshot_mutex);
+    return snapshot;
+  }
+  void Store(std::shared_ptr<const internal::GovernorSnapshot> next) {
+    std::shared_ptr<const internal::GovernorSnapshot> previous;  // freed outside the lock
+    internal::MutexLock lock(&snapshot_mutex);
+    previous = std::exchange(snapshot, std::move(next));
+  }
 };
 
 Governor::Governor(const Clock* clock) : state_(std::make_unique<State>()) {
@@ -45,19 +63,19 @@ absl::StatusOr<std::unique_ptr<Governor>> Governor::Create(Policy policy, const 
   if (!snapshot.ok()) return snapshot.status();
   std::unique_ptr<Governor> governor(new Governor(clock));
   governor->state_->metrics = *std::move(metrics);
-  governor->state_->snapshot.store(*std::move(snapshot), std::memory_order_release);
+  governor->state_->Store(*std::move(snapshot));
   return governor;
 }
 
 absl::Status Governor::Reload(Policy policy) {
   internal::MutexLock lock(&state_->reload_mutex);
   std::shared_ptr<const internal::GovernorSnapshot> previous =
-      state_->snapshot.load(std::memory_order_acquire);
+      state_->Load();
   absl::StatusOr<std::shared_ptr<const internal::GovernorSnapshot>> next =
       internal::BuildSnapshot(std::move(policy), previous.get(), state_->clock,
                               state_->metrics.get());
   if (!next.ok()) return next.status();
-  state_->snapshot.store(*std::move(next), std::memory_order_release);
+  state_->Store(*std::move(next));
   return absl::OkStatus();
 }
 
@@ -75,7 +93,7 @@ internal::RuleState* FindRule(const internal::GovernorSnapshot& snapshot, std::s
 absl::Status Governor::SetKeyLimits(std::string_view rule, std::string_view key,
                                     const RuleLimits& limits) {
   std::shared_ptr<const internal::GovernorSnapshot> snapshot =
-      state_->snapshot.load(std::memory_order_acquire);
+      state_->Load();
   internal::RuleState* state = FindRule(*snapshot, rule);
   if (state == nullptr) {
     return absl::NotFoundError(absl::StrCat("sluice.Governor: no rule named \"", internal::AbslView(rule), "\""));
@@ -85,7 +103,7 @@ absl::Status Governor::SetKeyLimits(std::string_view rule, std::string_view key,
 
 absl::Status Governor::ClearKeyLimits(std::string_view rule, std::string_view key) {
   std::shared_ptr<const internal::GovernorSnapshot> snapshot =
-      state_->snapshot.load(std::memory_order_acquire);
+      state_->Load();
   internal::RuleState* state = FindRule(*snapshot, rule);
   if (state == nullptr) {
     return absl::NotFoundError(absl::StrCat("sluice.Governor: no rule named \"", internal::AbslView(rule), "\""));
@@ -95,15 +113,15 @@ absl::Status Governor::ClearKeyLimits(std::string_view rule, std::string_view ke
 }
 
 std::shared_ptr<const Policy> Governor::policy() const {
-  return state_->snapshot.load(std::memory_order_acquire)->policy;
+  return state_->Load()->policy;
 }
 
 bool Governor::waits_for_redis() const {
-  return state_->snapshot.load(std::memory_order_acquire)->waits_for_redis;
+  return state_->Load()->waits_for_redis;
 }
 
 std::string Governor::MetricsText() const {
-  return state_->metrics->Render(*state_->snapshot.load(std::memory_order_acquire));
+  return state_->metrics->Render(*state_->Load());
 }
 
 namespace {
@@ -150,7 +168,7 @@ Admission Governor::Admit(const GovernorRequest& request) {
 
 Admission Governor::Decide(const GovernorRequest& request) {
   Admission admission;
-  admission.snapshot_ = state_->snapshot.load(std::memory_order_acquire);
+  admission.snapshot_ = state_->Load();
   const internal::GovernorSnapshot& snapshot = *admission.snapshot_;
   internal::RequestView view(request.attributes);
   admission.allowed_ = true;

@@ -22,6 +22,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "base/fork_hooks.h"
 #include "sluice/internal/mutex.h"
 #include "sluice/metrics.h"
 #include "sluice/policy.h"
@@ -75,6 +76,8 @@ class GovernorMetrics {
   std::atomic<int64_t> next_collect_nanos_{0};
   Mutex mutex_;  // Collect's baselines
   absl::flat_hash_map<std::string, int64_t> pushed_;
+  // A child forked while a thread held mutex_ gets a fresh one.
+  ForkHooks fork_hooks_{nullptr, nullptr, [this] { mutex_.ResetInForkChild(); }};
 };
 
 }  // namespace internal

@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "base/fork_hooks.h"
 #include "governor/governor_metrics.h"
 #include "sluice/clock.h"
 #include "sluice/concurrency_limiter.h"
@@ -113,6 +114,8 @@ class RuleState {
   // Whether runtime_ has entries: read without the lock so that rules without runtime limits
   // (most) never take it.
   std::atomic<bool> has_runtime_{false};
+  // A child forked while a thread held mutex_ gets a fresh one.
+  ForkHooks fork_hooks_{nullptr, nullptr, [this] { mutex_.ResetInForkChild(); }};
 };
 
 }  // namespace internal

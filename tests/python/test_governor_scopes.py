@@ -138,11 +138,28 @@ def call_tail():
     assert tail > 0, "the hub was blocked during call()'s settle and release"
     return tail
 
+def with_tail():
+    # An Admission used directly: settle and the end of the with block wait off the hub too.
+    deadline = time.monotonic() + 30
+    while not g.admit({"tenant": "probe2", "app": "probe2"}):
+        assert time.monotonic() < deadline, "Redis did not come back"
+        gevent.sleep(0.05)
+    with g.admit({"tenant": "w", "app": "w"}, token_estimate=10) as admission:
+        assert admission
+        os.kill(redis_pid, signal.SIGSTOP)
+        before = len(ticks)
+        admission.settle(5)
+    os.kill(redis_pid, signal.SIGCONT)
+    tail = len(ticks) - before
+    assert tail > 0, "the hub was blocked during Admission.settle and the with block's release"
+    return tail
+
 t = gevent.spawn(ticker)
 during = gevent.spawn(main).get(timeout=60)
 tail = gevent.spawn(call_tail).get(timeout=60)
+direct = gevent.spawn(with_tail).get(timeout=60)
 t.kill()
-print("OK", during, tail)
+print("OK", during, tail, direct)
 """
 
 

@@ -5,6 +5,8 @@ process or host scope decide in well under a microsecond without waiting; a rule
 scope waits for Redis (a few hundred microseconds, at most the store's timeouts), so when the
 policy has one (``waits_for_redis``) ``admit`` runs the native call on gevent's thread pool
 under gevent, and ``admit_async`` on the loop's executor under asyncio: the loop never blocks.
+The Admission of such a policy does the same with its own waits (settle, cancel, release, the
+end of a ``with`` block; ``settle_async`` and friends, ``async with``, for coroutines).
 
 ``Governor.call`` is the whole path in one call: admit (``sluice.RateLimited`` when refused, with
 the binding rule's headers), the cached answer when there is one, the fallback chain for the
@@ -57,6 +59,8 @@ class RuleRateLimited(RateLimited):
     RateLimit / Retry-After headers."""
 
     def __init__(self, admission: Admission) -> None:
+        if isinstance(admission, _OffLoopAdmission):
+            admission = admission.native
         if not isinstance(admission, Admission):
             raise TypeError(f"sluice.RuleRateLimited: admission must be a sluice.Admission, got "
                             f"{type(admission).__name__}")
@@ -70,6 +74,82 @@ class RuleRateLimited(RateLimited):
         if policy_name is not None:
             return self.decision.headers(policy_name=policy_name)
         return list(self._headers)
+
+
+class _OffLoopAdmission:
+    """The Admission of a policy with a cluster-scope rule (``Governor.waits_for_redis``), whose
+    settle, cancel and release wait for Redis (at most the store's timeouts). Under gevent they
+    run on the hub's thread pool, so the other greenlets go on, and so do the end of a ``with``
+    block and the release when the object is collected; coroutines await ``settle_async``,
+    ``cancel_async``, ``release_async`` or ``async with``, which run them on the loop's executor.
+    Everything else is the native Admission's (``native``)."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, native: Admission) -> None:
+        self.native = native
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.native, name)
+
+    def __bool__(self) -> bool:
+        return self.native.allowed
+
+    @staticmethod
+    def _apply(method: Callable[..., Any], *args: Any) -> Any:
+        if _under_gevent():
+            import gevent
+            return gevent.get_hub().threadpool.apply(method, args)
+        return method(*args)
+
+    def settle(self, usage: Any) -> None:
+        return self._apply(self.native.settle, usage)
+
+    def cancel(self) -> None:
+        return self._apply(self.native.cancel)
+
+    def release(self) -> None:
+        return self._apply(self.native.release)
+
+    async def settle_async(self, usage: Any) -> None:
+        return await asyncio.get_running_loop().run_in_executor(None, self.native.settle, usage)
+
+    async def cancel_async(self) -> None:
+        return await asyncio.get_running_loop().run_in_executor(None, self.native.cancel)
+
+    async def release_async(self) -> None:
+        return await asyncio.get_running_loop().run_in_executor(None, self.native.release)
+
+    def __enter__(self) -> "_OffLoopAdmission":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.release()
+        return False
+
+    async def __aenter__(self) -> "_OffLoopAdmission":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        await self.release_async()
+        return False
+
+    def __del__(self) -> None:
+        # Collected with permits still held: their release waits for Redis, so under gevent it
+        # goes to the thread pool (which then drops the last reference) instead of the hub.
+        native = getattr(self, "native", None)
+        if native is None or not native.allowed or not _under_gevent():
+            return
+        try:
+            import gevent
+            gevent.get_hub().threadpool.spawn(native.release)
+        except Exception:  # interpreter shutdown: the native destructor releases instead
+            pass
+
+
+def _native(admission: Any) -> Admission:
+    """The native Admission behind what admit returned (``call`` offloads its waits itself)."""
+    return admission.native if isinstance(admission, _OffLoopAdmission) else admission
 
 
 class _NoTransitions:
@@ -125,13 +205,16 @@ class Governor(_core.Governor):
         attributes = _dict_of(attributes, "attributes")
         headers = _dict_of(headers, "headers")
         native = super().admit
-        if self.waits_for_redis and _under_gevent():
+        if not self.waits_for_redis:
+            return native(attributes, headers=headers, ip=ip, body=body,
+                          token_estimate=token_estimate)
+        if _under_gevent():
             import gevent  # the hub's pool runs the wait on a real thread: the loop goes on
-            return gevent.get_hub().threadpool.apply(
+            return _OffLoopAdmission(gevent.get_hub().threadpool.apply(
                 native, (attributes,), {"headers": headers, "ip": ip, "body": body,
-                                        "token_estimate": token_estimate})
-        return native(attributes, headers=headers, ip=ip, body=body,
-                      token_estimate=token_estimate)
+                                        "token_estimate": token_estimate}))
+        return _OffLoopAdmission(native(attributes, headers=headers, ip=ip, body=body,
+                                        token_estimate=token_estimate))
 
     async def admit_async(self, attributes: Optional[Mapping[str, str]] = None, *,
                           headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
@@ -144,9 +227,9 @@ class Governor(_core.Governor):
             return native(attributes, headers=headers, ip=ip, body=body,
                           token_estimate=token_estimate)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        return _OffLoopAdmission(await loop.run_in_executor(
             None, lambda: native(attributes, headers=headers, ip=ip, body=body,
-                                 token_estimate=token_estimate))
+                                 token_estimate=token_estimate)))
 
     def _refuse(self, admission: Admission) -> None:
         raise RuleRateLimited(admission)
@@ -162,8 +245,8 @@ class Governor(_core.Governor):
         (bytes, or a list of bytes chunks) is returned without calling ``fn``; an answer that is
         bytes or a list of bytes is stored. ``usage(answer)`` gives the tokens to settle (None:
         the estimate stays charged). Raises ``sluice.RateLimited`` when refused."""
-        admission = self.admit(attributes, headers=headers, ip=ip, body=body,
-                               token_estimate=token_estimate)
+        admission = _native(self.admit(attributes, headers=headers, ip=ip, body=body,
+                                       token_estimate=token_estimate))
         try:
             if not admission:
                 self._refuse(admission)
@@ -202,8 +285,8 @@ class Governor(_core.Governor):
                          usage: Callable[[Any], Optional[int]] = _usage_of,
                          classify: Callable[[BaseException], Optional[dict]] = outcome_of) -> Any:
         """``call`` for coroutines: ``fn`` is an async function."""
-        admission = await self.admit_async(attributes, headers=headers, ip=ip, body=body,
-                                           token_estimate=token_estimate)
+        admission = _native(await self.admit_async(attributes, headers=headers, ip=ip, body=body,
+                                                   token_estimate=token_estimate))
         try:
             if not admission:
                 self._refuse(admission)

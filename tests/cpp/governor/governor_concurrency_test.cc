@@ -2,6 +2,9 @@
 // threads while another reloads the policy, sets and clears per-key limits and renders metrics.
 // A rule that stays identical across reloads keeps its state, so its concurrency cap holds
 // exactly throughout: the permits held at once per app never exceed it.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
@@ -74,6 +77,51 @@ TEST_CASE("admits, reloads, per-key limits and metrics from several threads at o
   for (std::thread& t : threads) t.join();
   CHECK(decisions.load() > 0);
   CHECK(worst.load() <= 3);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("fork() while threads admit, reload and render: the child admits at once") {
+  auto governor = sluice_test::Value(sluice::Governor::Create(Version(1'000'000)));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      uint64_t n = t;
+      while (!stop.load(std::memory_order_relaxed)) {
+        std::string app = "app-" + std::to_string(++n % 4);
+        Attribute attributes[] = {{"tenant", "t"}, {"app", app}};
+        Admission admission = governor->Admit({.attributes = attributes});
+        if (n % 64 == 0) (void)governor->MetricsText();
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      (void)governor->Reload(Version(i % 2 == 0 ? 999'999 : 1'000'000));
+      (void)governor->SetKeyLimits("caps", "app-1", {.concurrency = 2});
+    }
+  });
+  int children_ok = 0;
+  for (int i = 0; i < 50; ++i) {
+    pid_t child = fork();
+    if (child == 0) {
+      alarm(20);  // a deadlocked child dies of SIGALRM instead of hanging the test
+      Attribute attributes[] = {{"tenant", "child"}, {"app", "child"}};
+      bool ok = governor->Admit({.attributes = attributes}).allowed();
+      ok = ok && governor->Reload(Version(123)).ok();
+      ok = ok && !governor->MetricsText().empty();
+      _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  stop.store(true);
+  for (std::thread& t : threads) t.join();
+  CHECK(children_ok == 50);
 }
 
 }  // namespace
