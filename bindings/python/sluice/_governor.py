@@ -79,10 +79,11 @@ class RuleRateLimited(RateLimited):
 class _OffLoopAdmission:
     """The Admission of a policy with a cluster-scope rule (``Governor.waits_for_redis``), whose
     settle, cancel and release wait for Redis (at most the store's timeouts). Under gevent they
-    run on the hub's thread pool, so the other greenlets go on, and so do the end of a ``with``
-    block and the release when the object is collected; coroutines await ``settle_async``,
-    ``cancel_async``, ``release_async`` or ``async with``, which run them on the loop's executor.
-    Everything else is the native Admission's (``native``)."""
+    run on the hub's thread pool, so the other greenlets go on, and so does the end of a ``with``
+    block; coroutines await ``settle_async``, ``cancel_async``, ``release_async`` or use
+    ``async with``, which run them on the loop's executor. Release explicitly (or with ``with``):
+    an Admission collected with permits held releases them on the collecting thread, which under
+    gevent is the hub. Everything else is the native Admission's (``native``)."""
 
     __slots__ = ("native",)
 
@@ -133,18 +134,6 @@ class _OffLoopAdmission:
     async def __aexit__(self, *exc: Any) -> bool:
         await self.release_async()
         return False
-
-    def __del__(self) -> None:
-        # Collected with permits still held: their release waits for Redis, so under gevent it
-        # goes to the thread pool (which then drops the last reference) instead of the hub.
-        native = getattr(self, "native", None)
-        if native is None or not native.allowed or not _under_gevent():
-            return
-        try:
-            import gevent
-            gevent.get_hub().threadpool.spawn(native.release)
-        except Exception:  # interpreter shutdown: the native destructor releases instead
-            pass
 
 
 def _native(admission: Any) -> Admission:
