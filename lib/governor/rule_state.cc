@@ -14,6 +14,11 @@ inline namespace v1 {
 namespace internal {
 namespace {
 
+// `name` under `field` ("key_limits[0].requests"), or `name` alone at the rule's top level.
+std::string Sub(absl::string_view field, absl::string_view name) {
+  return field.empty() ? std::string(name) : absl::StrCat(field, ".", name);
+}
+
 // The scope options of one of the rule's objects; `kind` tells its region or Redis name apart
 // from the rule's other objects ("req", "tok", "cc", "shape").
 absl::StatusOr<ScopeOptions> ScopeFor(
@@ -41,7 +46,7 @@ absl::StatusOr<ScopeOptions> ScopeFor(
       auto it = stores.find(spec.store);
       if (it == stores.end()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(field, ".store names no store: \"", spec.store, "\""));
+            absl::StrCat(Sub(field, "store"), " names no store: \"", spec.store, "\""));
       }
       scope.cluster.store = it->second;
       scope.cluster.redis_name = name;
@@ -78,7 +83,8 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
   const RuleLimits& limits = spec.limits;
   if (limits.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " sets no limit: give it requests, tokens, concurrency or shaping"));
+        field.empty() ? "the rule" : field,
+        " sets no limit: give it requests, tokens, concurrency or shaping"));
   }
   if (limits.concurrency > 0) {
     absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "cc", stores, field);
@@ -88,11 +94,11 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
     options.max_in_flight = limits.concurrency;
     options.lease = spec.lease;
     auto made = ConcurrencyLimiter::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".concurrency"));
+    if (!made.ok()) return Named(made.status(), Sub(field, "concurrency"));
     rule->concurrency_ = *std::move(made);
   } else if (limits.concurrency < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".concurrency must be >= 0, got ", limits.concurrency));
+        absl::StrCat(Sub(field, "concurrency"), " must be >= 0, got ", limits.concurrency));
   }
   if (!limits.requests.empty()) {
     absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "req", stores, field);
@@ -101,7 +107,7 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
     static_cast<ScopeOptions&>(options) = *scope;
     options.windows = limits.requests;
     auto made = RateLimiter::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".requests"));
+    if (!made.ok()) return Named(made.status(), Sub(field, "requests"));
     rule->requests_ = *std::move(made);
   }
   if (!limits.tokens.empty()) {
@@ -111,7 +117,7 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
     static_cast<ScopeOptions&>(options) = *scope;
     options.windows = limits.tokens;
     auto made = TokenBudget::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".tokens"));
+    if (!made.ok()) return Named(made.status(), Sub(field, "tokens"));
     rule->tokens_ = *std::move(made);
   }
   if (limits.shaping_rate > 0) {
@@ -124,11 +130,11 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
     options.burst = limits.shaping_burst;
     options.max_wait = limits.shaping_max_wait;
     auto made = LeakyBucket::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), absl::StrCat(field, ".shaping"));
+    if (!made.ok()) return Named(made.status(), Sub(field, "shaping"));
     rule->shaping_ = *std::move(made);
   } else if (limits.shaping_rate < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".shaping.rate must be >= 0, got ", limits.shaping_rate));
+        absl::StrCat(Sub(field, "shaping.rate"), " must be >= 0, got ", limits.shaping_rate));
   }
   return rule;
 }
@@ -156,7 +162,7 @@ absl::StatusOr<KeyOverride> RuleState::CompileOverride(const RuleLimits& given,
           "), got ", limits.requests.size()));
     }
     absl::StatusOr<KeyLimits> compiled = requests_->CompileKeyLimits(limits.requests);
-    if (!compiled.ok()) return Named(compiled.status(), absl::StrCat(field, ".requests"));
+    if (!compiled.ok()) return Named(compiled.status(), Sub(field, "requests"));
     out.requests = *std::move(compiled);
   }
   if (LimitsIdentity({.tokens = limits.tokens}) != LimitsIdentity({.tokens = rule.tokens})) {
@@ -166,7 +172,7 @@ absl::StatusOr<KeyOverride> RuleState::CompileOverride(const RuleLimits& given,
           "), got ", limits.tokens.size()));
     }
     absl::StatusOr<KeyLimits> compiled = tokens_->CompileKeyLimits(limits.tokens);
-    if (!compiled.ok()) return Named(compiled.status(), absl::StrCat(field, ".tokens"));
+    if (!compiled.ok()) return Named(compiled.status(), Sub(field, "tokens"));
     out.tokens = *std::move(compiled);
   }
   if (limits.concurrency != rule.concurrency) {
