@@ -672,3 +672,105 @@ def test_metrics_text_parses_and_counts_decisions_per_rule():
     assert "sluice_decisions" in families
     assert metric_value(text, "sluice_decisions_total", rule="tenant-rpm", result="allowed") == 3
     assert metric_value(text, "sluice_decisions_total", rule="tenant-rpm", result="refused") == 2
+
+
+# ---- streams ---------------------------------------------------------------------------------
+
+SSE = [b'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"hi"}}]}\n\n',
+       b'data: {"object":"chat.completion.chunk","choices":[],"usage":'
+       b'{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n',
+       b"data: [DONE]\n\n"]
+
+STREAMING = """
+version: 1
+rules:
+  - {name: tpm, key: [tenant], tokens: [{limit: 1000, per: 1m}]}
+  - {name: cap, key: [tenant], concurrency: 1}
+upstreams:
+  - name: up
+    endpoints: [{id: e1}, {id: e2}]
+fallbacks:
+  - name: chain
+    models: [m]
+    targets: [{name: primary, model: m, upstream: up}, {name: backup, model: m2}]
+cache: {max_bytes: 1MiB}
+"""
+
+
+def test_stream_falls_back_before_the_first_chunk_settles_usage_and_caches():
+    g = governor(STREAMING)
+    tried = []
+
+    def fn(attempt):
+        tried.append(attempt.target)
+        if attempt.target == "primary":
+            raise sluice.AttemptFailed(status=429)
+        return iter(SSE)
+
+    body = b'{"model":"m","messages":[{"role":"user","content":"x"}]}'
+    assert list(g.stream(fn, {"tenant": "a", "model": "m"}, body=body, token_estimate=100)) == SSE
+    assert tried == ["primary", "backup"]
+    text = g.metrics_text()
+    assert metric_value(text, "sluice_tokens_settled_total", rule="tpm") == 7
+    assert metric_value(text, "sluice_in_flight", rule="cap") == 0
+    # The same question again: replayed from the cache, fn not called, the tokens given back.
+    assert list(g.stream(fn, {"tenant": "a", "model": "m"}, body=body, token_estimate=100)) == SSE
+    assert tried == ["primary", "backup"]
+    assert metric_value(g.metrics_text(), "sluice_tokens_refunded_total", rule="tpm") == 93 + 100
+
+
+def test_stream_refused_raises_before_iterating_and_holds_nothing():
+    g = governor(STREAMING)
+    held = g.admit({"tenant": "a", "model": "m"}, token_estimate=1)
+    assert held
+    with pytest.raises(sluice.RuleRateLimited) as refused:
+        g.stream(lambda attempt: iter(SSE), {"tenant": "a", "model": "m"})
+    assert refused.value.rule == "cap"
+    held.release()
+    assert list(g.stream(lambda attempt: iter(SSE), {"tenant": "a", "model": "m"})) == SSE
+
+
+def test_stream_closed_early_releases_the_permit_and_keeps_the_estimate():
+    g = governor(STREAMING)
+    chunks = g.stream(lambda attempt: iter(SSE), {"tenant": "a", "model": "m"}, token_estimate=50)
+    assert next(chunks) == SSE[0]
+    chunks.close()
+    text = g.metrics_text()
+    assert metric_value(text, "sluice_in_flight", rule="cap") == 0
+    assert metric_value(text, "sluice_tokens_settled_total", rule="tpm") == 0  # usage never came
+    assert g.admit({"tenant": "a", "model": "m"}, token_estimate=1)
+
+
+def test_stream_a_break_after_the_first_chunk_is_stream_broken():
+    g = governor(STREAMING)
+
+    def fn(attempt):
+        def chunks():
+            yield SSE[0]
+            raise ConnectionResetError("peer went away")
+        return chunks()
+
+    got = []
+    with pytest.raises(sluice.StreamBroken):
+        for chunk in g.stream(fn, {"tenant": "a", "model": "m"}):
+            got.append(chunk)
+    assert got == [SSE[0]]
+    assert g.admit({"tenant": "a", "model": "m"}, token_estimate=1)  # the permit came back
+
+
+def test_stream_async_without_a_chain():
+    g = governor(STREAMING)
+
+    async def fn(attempt):
+        assert attempt is None  # model "other" has no chain
+
+        async def gen():
+            for chunk in SSE:
+                yield chunk
+        return gen()
+
+    async def main():
+        return [c async for c in g.stream_async(fn, {"tenant": "b", "model": "other"},
+                                                token_estimate=20)]
+    assert asyncio.run(main()) == SSE
+    assert metric_value(g.metrics_text(), "sluice_tokens_settled_total", rule="tpm") == 7

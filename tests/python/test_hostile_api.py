@@ -1543,6 +1543,40 @@ for _name, _is_async in (("call", False), ("call_async", True)):
          scopes=GOV_SCOPES, after=lambda ctx, r: _use_governor(ctx, ctx.keep[0]), waits=not _is_async,
          only_process=("fn", "usage", "classify", "body"),
          extra={"fn": [V("cached_twice", lambda: (lambda a: REQUEST))]})
+def _gov_stream_fn(is_async=False):
+    """The stream's function: a 429 on the first target, then SSE chunks with usage."""
+    def fn(attempt):
+        if attempt is not None and attempt.target == "a":
+            raise sluice.AttemptFailed(status=429)
+        return iter([b'data: {"object":"chat.completion.chunk","choices":[],"usage":'
+                     b'{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n',
+                     b"data: [DONE]\n\n"])
+
+    if not is_async:
+        return fn
+
+    async def afn(attempt):
+        chunks = fn(attempt)
+
+        async def gen():
+            for chunk in chunks:
+                yield chunk
+        return gen()
+    return afn
+
+
+PROVIDER_NAME = STR + [V("unknown", lambda: "bogus", INVALID), V("anthropic", lambda: "anthropic")]
+for _name, _is_async in (("stream", False), ("stream_async", True)):
+    spec(f"Governor.{_name}", (lambda ctx, n=_name: getattr(_governor(ctx), n)),
+         (lambda ctx, a=_is_async: dict(_ADMIT_ARGS, fn=_gov_stream_fn(a), provider="auto",
+                                        classify=sluice.outcome_of)),
+         dict(_ADMIT_KINDS, provider=PROVIDER_NAME, classify=CLASSIFY,
+              fn=STREAM_FN if not _is_async else
+              [V("None", lambda: None), V("int", lambda: 5),
+               V("sync_function", lambda: (lambda a: [b"x"])),
+               V("returns_None", lambda: _async(lambda: None))]),
+         scopes=GOV_SCOPES, after=lambda ctx, r: _use_governor(ctx, ctx.keep[0]),
+         waits=not _is_async, only_process=("fn", "provider", "classify", "body"))
 spec("Governor.reload", lambda ctx: _text_or_path(_governor(ctx).reload),
      lambda ctx: {"policy": _gov_policy(ctx), "path": None, "source": "reload.yaml"},
      {"policy": POLICY_TEXT, "path": POLICY_PATH, "source": STR}, scopes=GOV_SCOPES,

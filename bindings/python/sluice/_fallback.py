@@ -140,10 +140,12 @@ def _call_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any],
 
 
 def _stream_plan(policy: "FallbackPolicy", fn: Callable[[Attempt], Any], deadline: float,
-                 classify: Callable[[BaseException], Optional[dict]]):
+                 classify: Callable[[BaseException], Optional[dict]], call: Any = None):
     """``stream``: falls back until an attempt yields its first chunk, then relays that
-    attempt's chunks; a failure after the first chunk is ``StreamBroken``."""
-    call = policy.begin(deadline)
+    attempt's chunks; a failure after the first chunk is ``StreamBroken``. `call`: a call
+    already begun (a Governor admission's), else one begun on `policy`."""
+    if call is None:
+        call = policy.begin(deadline)
     last: Optional[BaseException] = None
     while (delay := call._next_delay()) >= 0:
         if delay:

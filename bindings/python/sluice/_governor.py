@@ -13,6 +13,10 @@ the binding rule's headers), the cached answer when there is one, the fallback c
 request's model (``fn`` gets each attempt) or ``fn(None)`` without one, the answer stored in the
 cache, and the reservation settled with the usage read from the answer.
 
+``Governor.stream`` / ``stream_async`` do the same for streamed answers: the fallback chain moves
+on until an attempt's first chunk, the chunks are read for usage as they pass (settled at the
+end) and a complete stream of bytes chunks is cached; a cached stream is replayed.
+
 ``PolicyWatcher`` reloads a Governor when its policy file changes, from a greenlet, a thread or
 an asyncio task, never blocking the loop.
 """
@@ -23,12 +27,13 @@ import asyncio
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, Mapping, Optional
 
 from . import _core
 from ._errors import InvalidArgument, RateLimited
-from ._fallback import _call_plan, outcome_of
-from ._waiting import run_plan, run_plan_async, sleep
+from ._fallback import _call_plan, _stream_plan, outcome_of
+from ._waiting import EMIT, END, NEXT, OPEN, run_plan, run_plan_async, run_stream, \
+    run_stream_async, sleep
 
 Admission = _core.Admission
 
@@ -136,14 +141,25 @@ class _OffLoopAdmission:
         return False
 
 
+def _relay(chunks: Any):
+    """A plan that emits every chunk of an opened iterable (no fallback: no chain)."""
+    while (chunk := (yield (NEXT, chunks))) is not END:
+        yield (EMIT, chunk)
+
+
 def _native(admission: Any) -> Admission:
     """The native Admission behind what admit returned (``call`` offloads its waits itself)."""
     return admission.native if isinstance(admission, _OffLoopAdmission) else admission
 
 
 class _NoTransitions:
-    """What the fallback plan asks of a policy: a Governor's chains deliver no transitions."""
+    """What the fallback plans ask of a policy: a Governor's chains deliver no transitions
+    (they are counted in its metrics)."""
     _on_transition = None
+
+    @staticmethod
+    def _report(call: Any, **outcome: Any) -> None:
+        call.next(**outcome)
 
 
 def _usage_of(answer: Any) -> Optional[int]:
@@ -299,6 +315,111 @@ class Governor(_core.Governor):
             return answer
         finally:
             await self._off_loop(admission.release)
+
+    def stream(self, fn: Callable[[Any], Any], attributes: Optional[Mapping[str, str]] = None,
+               *, headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+               body: Any = None, token_estimate: int = -1, provider: str = "auto",
+               classify: Callable[[BaseException], Optional[dict]] = outcome_of
+               ) -> Iterator[Any]:
+        """``call`` for streamed answers: ``fn(attempt)`` returns an iterable of chunks (an SSE
+        stream). Admits at once (``sluice.RateLimited`` when refused, before the iterator is
+        returned); then a cached answer is replayed (its chunks, or its bytes once); else the
+        fallback chain for the request's model moves on until an attempt yields its first chunk,
+        and from then on the stream is committed (a failure raises ``sluice.StreamBroken``).
+        Bytes chunks are read for the provider's usage as they pass (``sluice.UsageReader`` for
+        `provider`), which settles the reservation when the stream ends; a stream of bytes
+        chunks that completes is stored in the cache. The permits are released when the stream
+        ends, fails or is closed (an iterator never read releases them when collected)."""
+        admission, reader = self._open_stream(fn, attributes, headers, ip, body, token_estimate,
+                                              provider)
+        return run_stream(self._stream_plan(admission, reader, fn, classify))
+
+    def stream_async(self, fn: Callable[[Any], Any],
+                     attributes: Optional[Mapping[str, str]] = None, *,
+                     headers: Optional[Mapping[str, str]] = None, ip: Optional[str] = None,
+                     body: Any = None, token_estimate: int = -1, provider: str = "auto",
+                     classify: Callable[[BaseException], Optional[dict]] = outcome_of
+                     ) -> AsyncIterator[Any]:
+        """``stream`` for coroutines: ``fn`` returns an async iterable (or an awaitable of one).
+        The admission is decided when this is called, on the calling thread: in cluster scope
+        that waits for Redis (at most the store's timeouts), as do the settle and release at the
+        end; keep streams on an asyncio loop that must never block in process or host scope, or
+        ``await admit_async`` and drive the Admission yourself."""
+        admission, reader = self._open_stream(fn, attributes, headers, ip, body, token_estimate,
+                                              provider)
+        return run_stream_async(self._stream_plan(admission, reader, fn, classify))
+
+    def _open_stream(self, fn, attributes, headers, ip, body, token_estimate, provider):
+        if not callable(fn):
+            raise TypeError(f"sluice.Governor.stream: fn must be callable, got {type(fn).__name__}")
+        reader = _core.UsageReader(provider)  # a bad provider name fails before admitting
+        admission = _native(self.admit(attributes, headers=headers, ip=ip, body=body,
+                                       token_estimate=token_estimate))
+        if not admission:
+            try:
+                self._refuse(admission)
+            finally:
+                self._off_hub(admission.release)
+        return admission, reader
+
+    def _stream_plan(self, admission: Admission, reader: Any, fn: Callable[[Any], Any],
+                     classify: Callable[[BaseException], Optional[dict]]):
+        """The plan behind ``stream`` / ``stream_async`` (see sluice._waiting for plans): the
+        fallback stream plan, its bytes read for usage and kept for the cache on the way."""
+        upstream = None
+        try:
+            if admission.delay > 0:
+                yield admission.delay
+            cached = admission.cached_answer()
+            if cached is not None:
+                self._off_hub(admission.cancel)  # no provider was called: the tokens go back
+                for chunk in (cached if isinstance(cached, list) else [cached]):
+                    yield (EMIT, chunk)
+                return
+            kept: Optional[list] = []
+            try:
+                fallback = admission.begin_call()
+            except _core_not_found():
+                fallback = None
+            if fallback is None:
+                chunks = yield (OPEN, fn, (None,), "Governor.stream_async")
+                upstream = _relay(chunks)
+            else:
+                upstream = _stream_plan(_NoTransitions(), fn, 0.0, classify, call=fallback)
+            effect = next(upstream)
+            while True:
+                if effect.__class__ is tuple and effect[0] == EMIT:
+                    chunk = effect[1]
+                    if isinstance(chunk, bytes):
+                        reader.feed(chunk)
+                        if kept is not None:
+                            kept.append(chunk)
+                    else:
+                        kept = None  # not bytes: neither cached nor read for usage
+                    yield effect
+                    value = None
+                else:
+                    try:
+                        value = yield effect
+                    except BaseException as exc:
+                        try:
+                            effect = upstream.throw(exc)
+                        except StopIteration:
+                            break
+                        continue
+                try:
+                    effect = upstream.send(value)
+                except StopIteration:
+                    break
+            usage = reader.finish()
+            if kept:
+                admission.store_answer(kept)
+            if usage is not None:
+                self._off_hub(admission.settle, usage.total_tokens)
+        finally:
+            if upstream is not None:
+                upstream.close()  # a consumer that stopped reading: the attempt is abandoned
+            self._off_hub(admission.release)
 
     @staticmethod
     def _run(admission: Admission, fn: Callable[[Any], Any],
