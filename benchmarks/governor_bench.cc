@@ -65,7 +65,7 @@ sluice::Policy ThreeRules(bool host, const std::string& name) {
 // ThreeRules' 3 rules among 7 that this traffic never matches, in the order bench_governor.py
 // gives them (a policy written as an operator would, parsed from YAML).
 sluice::Policy TenRules(bool host, const std::string& name) {
-  constexpr std::string_view kText = R"(version: 1
+  constexpr char kText[] = R"(version: 1
 name: NAME
 rules:
   - name: claude-rpm
@@ -130,8 +130,8 @@ fallbacks:
       - {name: backup, model: qwen-max}
 cache: {max_bytes: 64MiB}
 )";
-  std::string text =
-      absl::StrReplaceAll(kText, {{"NAME", name}, {"SCOPE", host ? "host" : "process"}});
+  const absl::string_view scope = host ? "host" : "process";
+  std::string text = absl::StrReplaceAll(kText, {{"NAME", name}, {"SCOPE", scope}});
   return sluice::ParsePolicy(text, "TenRules").value();
 }
 

@@ -166,35 +166,37 @@ def remove_regions(name: str) -> None:
 
 
 def interleaved(cases, number: int, rounds: int, base: str):
-    """cases: [(label, run)] where run(n) makes n calls. Returns {label: (median ns per call,
-    median of per-round ratios to `base`)}."""
-    per_round = {label: [] for label, _ in cases}
-    for label, run in cases:  # warm every case once (tables, caches, lazy imports)
-        run(max(number // 10, 100))
+    """cases: [(label, run)] or [(label, run, calls)], where run(n) makes n calls (`number` unless
+    the case gives its own). Returns {label: (median ns per call, median of the per-round ratios
+    to `base`, min, max, [per-round ns per call])}."""
+    cases = [(c[0], c[1], c[2] if len(c) > 2 else number) for c in cases]
+    per_round = {label: [] for label, _, _ in cases}
+    for label, run, calls in cases:  # warm every case once (tables, caches, lazy imports)
+        run(max(calls // 10, 10))
     for r in range(rounds):
         shift = r % len(cases)
-        for label, run in cases[shift:] + cases[:shift]:
+        for label, run, calls in cases[shift:] + cases[:shift]:
             enabled = gc.isenabled()
             gc.disable()
             try:
                 start = time.perf_counter_ns()
-                run(number)
-                per_round[label].append((time.perf_counter_ns() - start) / number)
+                run(calls)
+                per_round[label].append((time.perf_counter_ns() - start) / calls)
             finally:
                 if enabled:
                     gc.enable()
     out = {}
-    for label, _ in cases:
+    for label, _, _ in cases:
         ratios = [x / b for x, b in zip(per_round[label], per_round[base])]
         out[label] = (statistics.median(per_round[label]), statistics.median(ratios),
-                      min(per_round[label]), max(per_round[label]))
+                      min(per_round[label]), max(per_round[label]), per_round[label])
     return out
 
 
 def print_table(title: str, results, note: str = "") -> None:
     print(f"\n{title}")
     print(f"{'case':58} {'us/call':>8} {'min-max us':>13} {'ratio':>7}")
-    for label, (median, ratio, lo, hi) in results.items():
+    for label, (median, ratio, lo, hi, _) in results.items():
         print(f"{label:58} {median / 1000:8.2f} {lo / 1000:6.2f}-{hi / 1000:<6.2f} {ratio:7.2f}")
     if note:
         print(note)
@@ -307,6 +309,9 @@ def flask_apps():
         @app.before_request
         def govern():
             headers = flask.request.headers
+            if gov is None:  # the hooks alone: what Flask charges any before_request limiter
+                flask.g.admission = (headers["X-Tenant"], headers["X-App"]) and None
+                return None
             admission = gov.admit({"tenant": headers["X-Tenant"], "app": headers["X-App"],
                                    "model": "gpt-4o"}, token_estimate=300)
             if not admission:
@@ -324,7 +329,7 @@ def flask_apps():
     gov3 = sluice.Governor(policy_text("process", name=f"{POLICY_NAME}-flask3"))
     gov1 = sluice.Governor(f"version: 1\nname: {POLICY_NAME}-flask1\nrules:\n"
                            "  - name: tenant-rpm\n    key: [tenant]\n    requests: [1000000/1m]\n")
-    return bare, limited, governed(gov3), governed(gov1)
+    return bare, limited, governed(gov3), governed(gov1), governed(None)
 
 
 def wsgi_runner(app):
@@ -358,20 +363,31 @@ def wsgi_runner(app):
 
 def flask_section(quick: bool) -> None:
     number, rounds = (2_000, 5) if quick else (10_000, 9)
-    bare, limited, gov3, gov1 = flask_apps()
+    apps = flask_apps()
     labels = ["bare view (no limiter)", "Flask-Limiter, 1 limit (memory://)",
-              "sluice.Governor before_request, 3 rules", "sluice.Governor before_request, 1 rule"]
-    cases = [(label, wsgi_runner(app)) for label, app in zip(labels, (bare, limited, gov3, gov1))]
+              "sluice.Governor before_request, 3 rules", "sluice.Governor before_request, 1 rule",
+              "the same hooks without sluice (headers read, g set)"]
+    cases = [(label, wsgi_runner(app)) for label, app in zip(labels, apps)]
     results = interleaved(cases, number, rounds, labels[0])
     print_table(f"Flask {importlib.metadata.version('flask')}: one view through a WSGI call loop "
                 f"({rounds} interleaved rounds of {number:,} requests; ratio to the bare view)",
                 results)
-    base = results[labels[0]][0]
-    fl = results[labels[1]][0] - base
-    print(f"overhead per request (median minus the bare view's median):")
+    # A limiter's overhead: its round minus the bare view's round, the median over the rounds
+    # (paired, so a load change between rounds cancels out); and the fastest round minus the
+    # bare view's fastest, the least disturbed estimate.
+    bare = results[labels[0]][4]
+
+    def overhead(label):
+        rounds_ = results[label][4]
+        return (statistics.median(x - b for x, b in zip(rounds_, bare)),
+                min(rounds_) - min(bare))
+    limiter = overhead(labels[1])
+    print(f"overhead per request over the bare view: {'median of rounds':>17} {'fastest':>8} "
+          f"{'x Flask-Limiter':>16}")
     for label in labels[1:]:
-        over = results[label][0] - base
-        print(f"  {label:56} {over / 1000:6.2f} us  ({over / fl:4.2f}x Flask-Limiter's)")
+        paired, fastest = overhead(label)
+        print(f"  {label:56} {paired / 1000:8.2f} us {fastest / 1000:6.2f} us "
+              f"{paired / limiter[0]:7.2f} / {fastest / limiter[1]:4.2f}")
 
 
 # --- 3. LiteLLM Router -------------------------------------------------------------------------
@@ -439,11 +455,13 @@ def litellm_section(quick: bool) -> None:
     def litellm_async(n):
         loop.run_until_complete(async_picks(n))
 
+    # LiteLLM's picks take hundreds of microseconds each: fewer of them per round.
     number, rounds = (2_000, 5) if quick else (10_000, 9)
+    slow = number // 20
     cases = [("sluice begin_call() + next(200) (pick over 2 endpoints)", sluice_pick),
              ("sluice admit (3 rules) + begin_call() + next(200) + release", sluice_admit_pick),
-             ("LiteLLM Router.get_available_deployment (sync)", litellm_sync),
-             ("LiteLLM await Router.select(model) (async pick)", litellm_async)]
+             ("LiteLLM Router.get_available_deployment (sync)", litellm_sync, slow),
+             ("LiteLLM await Router.select(model) (async pick)", litellm_async, slow)]
     try:
         results = interleaved(cases, number, rounds, cases[0][0])
     finally:
@@ -451,7 +469,8 @@ def litellm_section(quick: bool) -> None:
         admission.release()
     print_table(f"Routing one request over 2 deployments: sluice vs LiteLLM "
                 f"{importlib.metadata.version('litellm')} Router (simple-shuffle, its default; "
-                f"{rounds} interleaved rounds of {number:,}; ratio to sluice's pick)", results)
+                f"{rounds} interleaved rounds of {number:,} sluice and {slow:,} LiteLLM picks; ratio to "
+                f"sluice's pick)", results)
     network = _NETWORK_EVENTS[before:]
     print(f"network calls seen by an audit hook while importing and running LiteLLM: "
           f"{len(network)}{' ' + repr(network[:5]) if network else ''}")
