@@ -248,6 +248,25 @@ def call_helper_runner(gov, body):
     return run
 
 
+def steps_runner(gov, upto: int):
+    """The whole path cut after step `upto` (1 admit, 2 + cached_answer, 3 + begin_call().next,
+    4 + settle); the permits are released where the path stops."""
+    def run(n):
+        admit = gov.admit
+        k = len(ATTRS)
+        for i in range(n):
+            admission = admit(ATTRS[i % k], body=BODY, token_estimate=300)
+            if upto >= 2:
+                admission.cached_answer()
+            if upto >= 3:
+                admission.begin_call().next(200)
+            if upto >= 4:
+                admission.settle(280)
+            else:
+                admission.release()
+    return run
+
+
 def governors(scope: str):
     """(label suffix, governor) for the tuned (3 rules) and untuned (10 rules) policies."""
     name3 = f"{POLICY_NAME}-{scope}-3"
@@ -280,6 +299,14 @@ def whole_path(quick: bool) -> None:
                     f"{number:,} requests; ratio to the whole path)", results,
                     "budget: whole path <= 10 us in Python, process scope" if scope == "process"
                     else "")
+    # Where the whole path's time goes: each step added to the one before (process scope).
+    gov = sluice.Governor(policy_text("process", name=f"{POLICY_NAME}-steps"))
+    cases = [("admit(attributes, body=..., token_estimate=300) + release", steps_runner(gov, 1)),
+             ("  + cached_answer() (a miss)", steps_runner(gov, 2)),
+             ("  + begin_call().next(200) (the pick)", steps_runner(gov, 3)),
+             ("  + settle(280) instead of release (the whole path)", steps_runner(gov, 4))]
+    results = interleaved(cases, number, rounds, cases[3][0])
+    print_table("The whole path step by step, process scope (ratio to the whole path)", results)
 
 
 # --- 2. Flask ----------------------------------------------------------------------------------
