@@ -116,9 +116,9 @@ cache: {max_bytes: 64MiB}
 
 
 def policy_text(scope: str, ten_rules: bool = False, name: str = POLICY_NAME) -> str:
-    three = RULES_3.format(scope=scope).split("  - name: ")
     rules = RULES_3.format(scope=scope)
     if ten_rules:
+        three = rules.split("  - name: ")
         seven = RULES_7_UNMATCHED.format(scope=scope).split("  - name: ")
         # claude-rpm, zhipu-shaping, tenant-rpm, login-attempts, free-plan, tenant-tpm, app-keys,
         # glm-concurrency, app-concurrency, vip-tokens
@@ -337,7 +337,8 @@ def flask_apps():
         def govern():
             headers = flask.request.headers
             if gov is None:  # the hooks alone: what Flask charges any before_request limiter
-                flask.g.admission = (headers["X-Tenant"], headers["X-App"]) and None
+                _ = headers["X-Tenant"], headers["X-App"]
+                flask.g.admission = None
                 return None
             admission = gov.admit({"tenant": headers["X-Tenant"], "app": headers["X-App"],
                                    "model": "gpt-4o"}, token_estimate=300)
