@@ -16,6 +16,8 @@
 3. LiteLLM's Router routing: ``Router.get_available_deployment`` (sync) and ``await
    Router.select`` (async) over 2 deployments of one model, mock keys, no provider called, beside
    sluice's pick (``begin_call()`` + ``next(200)`` through an upstream of 2 endpoints).
+4. ``--only profile`` (not in the default run): Python function calls per request or pick
+   (cProfile's count), which explain the peers' figures.
 
 Timing: the cases of a section run interleaved (each round runs every case once, in a rotated
 order), so a load change on this shared machine hits all of them; a case's figure is the median
@@ -248,11 +250,12 @@ def call_helper_runner(gov, body):
     return run
 
 
-def steps_runner(gov, upto: int):
+def steps_runner(gov, upto: int, facade: bool = True):
     """The whole path cut after step `upto` (1 admit, 2 + cached_answer, 3 + begin_call().next,
-    4 + settle); the permits are released where the path stops."""
+    4 + settle); the permits are released where the path stops. facade=False calls the native
+    admit (sluice._core.Governor.admit) without the Python facade."""
     def run(n):
-        admit = gov.admit
+        admit = gov.admit if facade else sluice._core.Governor.admit.__get__(gov)
         k = len(ATTRS)
         for i in range(n):
             admission = admit(ATTRS[i % k], body=BODY, token_estimate=300)
@@ -302,10 +305,11 @@ def whole_path(quick: bool) -> None:
     # Where the whole path's time goes: each step added to the one before (process scope).
     gov = sluice.Governor(policy_text("process", name=f"{POLICY_NAME}-steps"))
     cases = [("admit(attributes, body=..., token_estimate=300) + release", steps_runner(gov, 1)),
+             ("  the same, native admit without the facade", steps_runner(gov, 1, facade=False)),
              ("  + cached_answer() (a miss)", steps_runner(gov, 2)),
              ("  + begin_call().next(200) (the pick)", steps_runner(gov, 3)),
              ("  + settle(280) instead of release (the whole path)", steps_runner(gov, 4))]
-    results = interleaved(cases, number, rounds, cases[3][0])
+    results = interleaved(cases, number, rounds, cases[4][0])
     print_table("The whole path step by step, process scope (ratio to the whole path)", results)
 
 
@@ -504,11 +508,46 @@ def litellm_section(quick: bool) -> None:
           f"{len(network)}{' ' + repr(network[:5]) if network else ''}")
 
 
+def calls_per_run(run, n: int) -> float:
+    """Python function calls (cProfile's count) per call of `run`'s unit of work."""
+    import cProfile
+    import pstats
+    run(max(n // 10, 10))
+    profile = cProfile.Profile()
+    profile.enable()
+    run(n)
+    profile.disable()
+    return sum(v[1] for v in pstats.Stats(profile).stats.values()) / n  # type: ignore[attr-defined]
+
+
+def profile_section() -> None:
+    """Why the peers cost what they do: Python function calls per request or pick."""
+    print("\nPython function calls per request (cProfile counts, not timing)")
+    apps = flask_apps()
+    for label, app in zip(["Flask: bare view", "Flask: Flask-Limiter, 1 limit",
+                           "Flask: sluice.Governor before_request, 3 rules"], apps):
+        print(f"  {label:56} {calls_per_run(wsgi_runner(app), 1000):7.0f}")
+    gov = sluice.Governor(policy_text("process", name=f"{POLICY_NAME}-profile"))
+    print(f"  {'sluice whole path (3 rules)':56} "
+          f"{calls_per_run(whole_path_runner(gov, BODY), 1000):7.0f}")
+    import litellm
+    deployments = [{"model_name": "gpt-4o",
+                    "litellm_params": {"model": "openai/gpt-4o", "api_key": f"sk-mock-{i}",
+                                       "api_base": "http://127.0.0.1:9/v1"}} for i in (1, 2)]
+    router = litellm.Router(model_list=deployments)
+
+    def picks(n):
+        for _ in range(n):
+            router.get_available_deployment(model="gpt-4o")
+    print(f"  {'LiteLLM Router.get_available_deployment':56} {calls_per_run(picks, 1000):7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
-    parser.add_argument("--only", choices=["governor", "flask", "litellm"], action="append",
+    parser.add_argument("--only", choices=["governor", "flask", "litellm", "profile"],
+                        action="append",
                         help="run only these sections (repeatable)")
     args = parser.parse_args()
     missing = []
@@ -518,8 +557,9 @@ def main() -> None:
         except importlib.metadata.PackageNotFoundError:
             missing.append(package)
     sections = args.only or ["governor", "flask", "litellm"]
-    wanted = {"flask": "Flask-Limiter", "litellm": "litellm"}
-    if any(wanted.get(s) in missing for s in sections):
+    wanted = {"flask": ["Flask-Limiter"], "litellm": ["litellm"],
+              "profile": ["Flask-Limiter", "litellm"]}
+    if any(p in missing for s in sections for p in wanted.get(s, [])):
         sys.exit(f"bench_governor.py needs {', '.join(missing)} (PyPI): "
                  f"pip install -r requirements-bench.txt")
     load = os.getloadavg()
@@ -531,6 +571,8 @@ def main() -> None:
         flask_section(args.quick)
     if "litellm" in sections:
         litellm_section(args.quick)
+    if "profile" in sections:
+        profile_section()
 
 
 if __name__ == "__main__":
