@@ -8,11 +8,13 @@
    concurrency cap by app) with a short chat body, ``cached_answer()`` (a miss), ``begin_call()``
    (a balancer pick over 2 endpoints) reported with ``next(200)``, ``settle(280)``. Also admit
    alone (admit + release, no body), ``Governor.call`` (the one-call helper), and a workload the
-   code was not tuned on: 10 rules of which the same 3 match, and a 4 KiB body.
+   code was not tuned on: 10 rules of which the same 3 match, and a 4 KiB body. Then the path
+   step by step (admit, + cache lookup, + pick, + settle; and admit without the facade).
 2. Flask: one app with one view, driven by a WSGI call loop (environ -> app(environ,
    start_response)): bare, with Flask-Limiter (memory storage, "1000000/minute" keyed by a
    header), with sluice.Governor in a before_request hook (3 rules; and 1 rule, Flask-Limiter's
-   work). Each limiter's overhead is its row minus the bare row.
+   work), and the same hooks without sluice. A limiter's overhead is the median over the rounds
+   of its round minus the bare view's round (and the fastest round minus the bare's fastest).
 3. LiteLLM's Router routing: ``Router.get_available_deployment`` (sync) and ``await
    Router.select`` (async) over 2 deployments of one model, mock keys, no provider called, beside
    sluice's pick (``begin_call()`` + ``next(200)`` through an upstream of 2 endpoints).
