@@ -27,11 +27,17 @@ struct Governor::State {
   internal::Mutex snapshot_mutex;
   std::shared_ptr<const internal::GovernorSnapshot> snapshot ABSL_GUARDED_BY(snapshot_mutex);
   internal::Mutex reload_mutex;
-  // A child forked while a thread held either mutex gets fresh ones.
-  internal::ForkHooks fork_hooks{nullptr, nullptr, [this] {
-                                   snapshot_mutex.ResetInForkChild();
-                                   reload_mutex.ResetInForkChild();
-                                 }};
+  // fork(): snapshot_mutex is a leaf, held across the fork so the child's snapshot pointer is
+  // whole; reload_mutex is held while a reload builds objects (whose fork hooks the forking
+  // thread's registry lock excludes), so it is only replaced in the child: the child has no
+  // reload in progress.
+  internal::ForkHooks fork_hooks{
+      [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { snapshot_mutex.lock(); },
+      [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { snapshot_mutex.unlock(); },
+      [this] {
+        snapshot_mutex.ResetInForkChild();
+        reload_mutex.ResetInForkChild();
+      }};
 
   std::shared_ptr<const internal::GovernorSnapshot> Load() {
     internal::MutexLock lock(&snapshot_mutex);

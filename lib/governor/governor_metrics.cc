@@ -104,11 +104,21 @@ Counter GovernorMetrics::BreakerTransitions(std::string_view chain, std::string_
       .value_or(Counter());
 }
 
-void GovernorMetrics::PushCounter(std::string_view name, std::string_view help,
-                                  const MetricLabels& labels, const void* object, int64_t value) {
+namespace {
+
+// What a pushed value is remembered by: its series and the object it came from (an object
+// replaced by a Reload starts from 0).
+std::string PushedId(std::string_view name, const MetricLabels& labels, const void* object) {
   std::string id = absl::StrCat(AbslView(name), "|", reinterpret_cast<uintptr_t>(object));
   for (const auto& [k, v] : labels) absl::StrAppend(&id, "|", k, "=", v);
-  int64_t& last = pushed_[id];
+  return id;
+}
+
+}  // namespace
+
+void GovernorMetrics::PushCounter(std::string_view name, std::string_view help,
+                                  const MetricLabels& labels, const void* object, int64_t value) {
+  int64_t& last = pushed_[PushedId(name, labels, object)];
   int64_t delta = value >= last ? value - last : value;  // a smaller value: a new object
   last = value;
   if (delta <= 0) {
@@ -121,9 +131,7 @@ void GovernorMetrics::PushCounter(std::string_view name, std::string_view help,
 
 void GovernorMetrics::PushGauge(std::string_view name, std::string_view help,
                                 const MetricLabels& labels, const void* object, int64_t value) {
-  std::string id = absl::StrCat(AbslView(name), "|", reinterpret_cast<uintptr_t>(object));
-  for (const auto& [k, v] : labels) absl::StrAppend(&id, "|", k, "=", v);
-  int64_t& last = pushed_[id];
+  int64_t& last = pushed_[PushedId(name, labels, object)];
   int64_t delta = value - last;
   last = value;
   // Host scope: each process adds its own share, so the series is the host's sum.
@@ -134,6 +142,11 @@ void GovernorMetrics::PushGauge(std::string_view name, std::string_view help,
 
 void GovernorMetrics::Collect(const GovernorSnapshot& snapshot) {
   MutexLock lock(&mutex_);
+  collecting_.store(true, std::memory_order_relaxed);
+  struct Done {
+    std::atomic<bool>* flag;
+    ~Done() { flag->store(false, std::memory_order_relaxed); }
+  } done{&collecting_};
   for (const CompiledRule& rule : snapshot.rules) {
     const std::string& name = rule.state->spec().name;
     PushCounter("sluice_failure_mode_decisions_total",

@@ -76,8 +76,17 @@ class GovernorMetrics {
   std::atomic<int64_t> next_collect_nanos_{0};
   Mutex mutex_;  // Collect's baselines
   absl::flat_hash_map<std::string, int64_t> pushed_;
-  // A child forked while a thread held mutex_ gets a fresh one.
-  ForkHooks fork_hooks_{nullptr, nullptr, [this] { mutex_.ResetInForkChild(); }};
+  // fork(): Collect takes the objects' locks under mutex_, and their prepare hooks take those
+  // locks first, so mutex_ cannot be held across a fork. A child forked mid-Collect gets a fresh
+  // mutex and fresh baselines (the old map may be half-changed; it is left, not freed), and
+  // then pushes the objects' numbers whole once: counted twice in a host region, only then.
+  std::atomic<bool> collecting_{false};
+  ForkHooks fork_hooks_{nullptr, nullptr, [this] {
+                          mutex_.ResetInForkChild();
+                          if (collecting_.exchange(false)) {
+                            new (&pushed_) absl::flat_hash_map<std::string, int64_t>();
+                          }
+                        }};
 };
 
 }  // namespace internal

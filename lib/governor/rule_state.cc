@@ -1,5 +1,6 @@
 #include "governor/rule_state.h"
 
+#include <type_traits>
 #include <utility>
 
 #include "absl/numeric/int128.h"
@@ -86,56 +87,51 @@ absl::StatusOr<std::shared_ptr<RuleState>> RuleState::Create(
         field.empty() ? "the rule" : field,
         " sets no limit: give it requests, tokens, concurrency or shaping"));
   }
-  if (limits.concurrency > 0) {
-    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "cc", stores, field);
+  // Each limit the rule sets becomes one object in the rule's scope; `kind` tells its region
+  // or Redis name apart from the others' and names it in errors.
+  auto build = [&](auto* object, absl::string_view kind, absl::string_view name,
+                   auto fill) -> absl::Status {
+    using Object = typename std::remove_reference_t<decltype(*object)>::element_type;
+    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, kind, stores, field);
     if (!scope.ok()) return scope.status();
-    ConcurrencyLimiter::Options options;
+    typename Object::Options options;
     static_cast<ScopeOptions&>(options) = *scope;
-    options.max_in_flight = limits.concurrency;
-    options.lease = spec.lease;
-    auto made = ConcurrencyLimiter::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), Sub(field, "concurrency"));
-    rule->concurrency_ = *std::move(made);
-  } else if (limits.concurrency < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Sub(field, "concurrency"), " must be >= 0, got ", limits.concurrency));
+    fill(options);
+    auto made = Object::Create(options, clock);
+    if (!made.ok()) return Named(made.status(), Sub(field, name));
+    *object = *std::move(made);
+    return absl::OkStatus();
+  };
+  if (limits.concurrency < 0 || limits.shaping_rate < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sub(field, limits.concurrency < 0 ? "concurrency" : "shaping.rate"), " must be >= 0, got ",
+        limits.concurrency < 0 ? limits.concurrency : limits.shaping_rate));
   }
-  if (!limits.requests.empty()) {
-    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "req", stores, field);
-    if (!scope.ok()) return scope.status();
-    RateLimiter::Options options;
-    static_cast<ScopeOptions&>(options) = *scope;
-    options.windows = limits.requests;
-    auto made = RateLimiter::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), Sub(field, "requests"));
-    rule->requests_ = *std::move(made);
+  absl::Status built;
+  if (built.ok() && limits.concurrency > 0) {
+    built = build(&rule->concurrency_, "cc", "concurrency",
+                  [&](ConcurrencyLimiter::Options& o) {
+                    o.max_in_flight = limits.concurrency;
+                    o.lease = spec.lease;
+                  });
   }
-  if (!limits.tokens.empty()) {
-    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "tok", stores, field);
-    if (!scope.ok()) return scope.status();
-    TokenBudget::Options options;
-    static_cast<ScopeOptions&>(options) = *scope;
-    options.windows = limits.tokens;
-    auto made = TokenBudget::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), Sub(field, "tokens"));
-    rule->tokens_ = *std::move(made);
+  if (built.ok() && !limits.requests.empty()) {
+    built = build(&rule->requests_, "req", "requests",
+                  [&](RateLimiter::Options& o) { o.windows = limits.requests; });
   }
-  if (limits.shaping_rate > 0) {
-    absl::StatusOr<ScopeOptions> scope = ScopeFor(spec, policy_name, "shape", stores, field);
-    if (!scope.ok()) return scope.status();
-    LeakyBucket::Options options;
-    static_cast<ScopeOptions&>(options) = *scope;
-    options.rate = limits.shaping_rate;
-    options.per = limits.shaping_per;
-    options.burst = limits.shaping_burst;
-    options.max_wait = limits.shaping_max_wait;
-    auto made = LeakyBucket::Create(options, clock);
-    if (!made.ok()) return Named(made.status(), Sub(field, "shaping"));
-    rule->shaping_ = *std::move(made);
-  } else if (limits.shaping_rate < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Sub(field, "shaping.rate"), " must be >= 0, got ", limits.shaping_rate));
+  if (built.ok() && !limits.tokens.empty()) {
+    built = build(&rule->tokens_, "tok", "tokens",
+                  [&](TokenBudget::Options& o) { o.windows = limits.tokens; });
   }
+  if (built.ok() && limits.shaping_rate > 0) {
+    built = build(&rule->shaping_, "shape", "shaping", [&](LeakyBucket::Options& o) {
+      o.rate = limits.shaping_rate;
+      o.per = limits.shaping_per;
+      o.burst = limits.shaping_burst;
+      o.max_wait = limits.shaping_max_wait;
+    });
+  }
+  if (!built.ok()) return built;
   return rule;
 }
 

@@ -114,8 +114,11 @@ class RuleState {
   // Whether runtime_ has entries: read without the lock so that rules without runtime limits
   // (most) never take it.
   std::atomic<bool> has_runtime_{false};
-  // A child forked while a thread held mutex_ gets a fresh one.
-  ForkHooks fork_hooks_{nullptr, nullptr, [this] { mutex_.ResetInForkChild(); }};
+  // fork(): mutex_ is a leaf (nothing else is taken under it), so it is held across the fork and
+  // the child never sees runtime_ half-changed; the child gets a fresh one.
+  ForkHooks fork_hooks_{[this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mutex_.lock(); },
+                        [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mutex_.unlock(); },
+                        [this] { mutex_.ResetInForkChild(); }};
 };
 
 }  // namespace internal

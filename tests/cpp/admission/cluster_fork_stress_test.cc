@@ -156,20 +156,10 @@ int WaitChild(pid_t pid, std::chrono::seconds limit) {
   return status;
 }
 
-// Whether this build's allocator survives fork() while other threads allocate (see above).
-bool ForkSafeAllocator() {
-#if defined(__SANITIZE_ADDRESS__)
-  WARN("skipped under AddressSanitizer: its allocator is not fork-safe with allocating threads");
-  return false;
-#else
-  return true;
-#endif
-}
-
 }  // namespace
 
 TEST_CASE("fork stress: children of a busy parent come up healthy and use every object") {
-  if (!ForkSafeAllocator()) return;
+  if (!sluice_test::ForkSafeAllocator()) return;
   LocalRedis redis;
   sluice_test::RegionName region;
   auto store = Store(redis.port(), absl::Milliseconds(50), absl::Seconds(2));
@@ -234,7 +224,7 @@ TEST_CASE("fork stress: children of a busy parent come up healthy and use every 
 // idle sweeps): a parent thread is inside a shard's mutex or counted as its reader at almost every
 // fork. Before the tables had fork hooks, every child hung on the first new key.
 TEST_CASE("fork stress: process-scope tables stay usable in children of busy parents") {
-  if (!ForkSafeAllocator()) return;
+  if (!sluice_test::ForkSafeAllocator()) return;
   RateLimiter::Options rl;
   rl.windows = {Window{kHuge, absl::Hours(1), 0}};
   auto limiter = Value(RateLimiter::Create(rl));

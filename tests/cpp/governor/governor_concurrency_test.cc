@@ -84,6 +84,7 @@ TEST_CASE("admits, reloads, per-key limits and metrics from several threads at o
 namespace {
 
 TEST_CASE("fork() while threads admit, reload and render: the child admits at once") {
+  if (!sluice_test::ForkSafeAllocator()) return;
   auto governor = sluice_test::Value(sluice::Governor::Create(Version(1'000'000)));
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
