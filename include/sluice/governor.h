@@ -15,6 +15,7 @@
 //                    BeginCall(): the fallback attempt loop, with balancer picks, for the
 //                    request's model; Settle(usage): token reservations settled with the
 //                    provider's usage (sluice/usage.h). Its destructor releases what is left.
+//   MetricsText()    Prometheus text of every object it owns (host-wide with a shared region).
 //   Reload(policy)   swaps the policy atomically; rules whose identity (name, key, scope) and
 //                    limits are unchanged keep their state, others start fresh; an invalid
 //                    policy is refused with its errors and the old one keeps running.
@@ -31,8 +32,11 @@
 //   ... call the model (admission.BeginCall() for fallback), read its usage ...
 //   admission.Settle(usage);
 //
-// Thread-safety: a Governor is safe for concurrent use by any number of threads; Admit takes
-// no lock of its own (the policy is read through an atomic snapshot). An Admission is a value
+// docs/governor.md has the whole call path, the metrics and the reload rules.
+//
+// Thread-safety: a Governor is safe for concurrent use by any number of threads; Admit holds
+// one mutex only to copy the running snapshot's pointer (a Reload swaps it under the same
+// mutex), then decides with the objects' own lock-free or sharded paths. An Admission is a value
 // owned by one thread at a time; it keeps the policy it was admitted under alive, so it may
 // outlive a Reload and the Governor itself.
 
