@@ -62,8 +62,9 @@ def monotonic() -> float:
 
 
 # The longest wait sluice accepts, as its native side does for durations (9e9 s, near the int64
-# nanosecond range): anything longer is a mistake, not a timeout.
-_MAX_SECONDS = 9.0e9
+# nanosecond range): anything longer is a mistake, not a timeout. The ``*_async`` fast paths
+# accept a float in [0, MAX_SECONDS] inline and leave anything else to checked_timeout.
+MAX_SECONDS = 9.0e9
 
 
 def checked_timeout(timeout: Any, field: str = "timeout") -> float:
@@ -72,7 +73,7 @@ def checked_timeout(timeout: Any, field: str = "timeout") -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"{field} must be a number of seconds, got {type(timeout).__name__}")
     seconds = float(timeout)
-    if not 0.0 <= seconds <= _MAX_SECONDS:
+    if not 0.0 <= seconds <= MAX_SECONDS:
         raise InvalidArgument(
             f"{field} must be a finite number of seconds in [0, 9e9], got {timeout!r}")
     return seconds
