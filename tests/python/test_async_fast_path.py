@@ -49,7 +49,11 @@ def _fast_path_cases():
     async def never_called():
         raise AssertionError("a hit must not call fn")
 
+    permit = cap.try_acquire("held")
+    reservation = budget.try_reserve("held", 10)
     return [
+        ("_renew_async", lambda: permit.renew_async(), lambda result: result is None),
+        ("_settle_async", lambda: reservation.settle_async(8), bool),
         ("acquire_async", lambda: limiter.acquire_async("k"), bool),
         ("acquire_async", lambda: limiter.acquire_async("k", 2, timeout=1.5), bool),
         ("try_acquire_async", lambda: limiter.try_acquire_async("k"), bool),
@@ -63,7 +67,7 @@ def _fast_path_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(11))
 def test_admitted_at_once_runs_no_python_but_its_own_frame(case):
     # Before issue 19 each of these went through run_plan_async and a generator plan
     # (_rate_limiter_plan, _pending_plan, checked_timeout, ...): 3 to 6 Python frames.
@@ -91,13 +95,15 @@ def test_admitted_at_once_schedules_nothing_on_a_running_loop():
                        "add_reader"):
             counting(loop, method)
         results = []
-        for _, make, _ in _fast_path_cases():
-            for _ in range(3):
-                results.append(await make())
+        for _ in range(3):
+            for _, make, is_expected in _fast_path_cases():  # fresh: a reservation settles once
+                result = await make()
+                assert is_expected(result)
+                results.append(result)
         return results, dict(counts)  # before asyncio.run's own shutdown schedules its calls
 
     results, scheduled = asyncio.run(main())
-    assert len(results) == 27 and all(results)
+    assert len(results) == 33
     assert scheduled == {}
 
 
