@@ -220,10 +220,9 @@ def _rate_limiter_plan(limiter, key, cost, timeout, first=None):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
     while True:
-        if first is None:
-            decision = yield from _pending_plan(limiter.start(key, cost))
-        else:
-            decision, first = (yield from _first_outcome(first)), None
+        decision = yield from _first_outcome(
+            first if first is not None else limiter.start(key, cost))
+        first = None
         if decision.allowed:
             return decision
         if decision.retry_after > deadline - _monotonic():

@@ -15,6 +15,10 @@ A plan is a generator. It yields what it needs done before its next step and rec
   (``(NEXT, it)`` takes the next one, or ``END``);
 * ``(EMIT, value)``: hand a value to the consumer (stream drivers only).
 
+The ``*_async`` methods of the limiters and of ResponseCache take their first decision (or cache
+lookup) synchronously in their own coroutine and build a plan only when it says wait, or when a
+Redis reply is still on its way: an admitted call schedules nothing on the loop (issue 19).
+
 ``run_plan`` / ``run_plan_async`` return the plan's result; ``run_stream`` / ``run_stream_async``
 are generators of what it emits. No native call is on the stack while a driver waits: a greenlet
 switch inside a bound call would interleave pybind11's per-thread argument-loader stack between
