@@ -278,3 +278,20 @@ def test_leased_cluster_mode_decides_from_the_lease_without_a_plan(redis_server)
     decision, calls = _python_calls_to_finish(lambda: limiter.acquire_async("k"))
     assert decision.allowed and calls == ["acquire_async"]
     assert limiter.leased_local_decisions == local_before + 1
+
+
+def test_host_scope_admits_without_a_plan_too(region):
+    limiter = RateLimiter([Window(HUGE, YEAR)], shared_region=region)
+    budget = TokenBudget([Window(HUGE, YEAR)], shared_region=region + "-tb")
+    try:
+        decision, calls = _python_calls_to_finish(lambda: limiter.acquire_async("k"))
+        assert decision.allowed and calls == ["acquire_async"]
+        reservation, calls = _python_calls_to_finish(lambda: budget.reserve_async("k", 5))
+        assert reservation and calls == ["reserve_async"]
+        assert limiter.peek("k").remaining == HUGE - 1
+    finally:
+        del budget
+        try:
+            sluice.remove_shared_region(region + "-tb")
+        except sluice.NotFound:
+            pass
