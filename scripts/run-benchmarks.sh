@@ -28,7 +28,8 @@ build/dev/benchmarks/cache_hit_ratio
 build/dev/benchmarks/governor_bench --benchmark_min_time=0.5 --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true
 "${PYTHON:-python3}" -m pip install --quiet --disable-pip-version-check .
-# The peers only bench_governor.py measures (litellm is heavy: kept out of requirements-dev.txt).
+# The peers only bench_governor.py and bench_async_fast_path.py measure (litellm is heavy: kept
+# out of requirements-dev.txt).
 "${PYTHON:-python3}" -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 "${PYTHON:-python3}" benchmarks/python/bench_peers.py "$@"
 "${PYTHON:-python3}" benchmarks/python/bench_cluster.py "$@"
@@ -36,6 +37,7 @@ build/dev/benchmarks/governor_bench --benchmark_min_time=0.5 --benchmark_repetit
 "${PYTHON:-python3}" benchmarks/python/bench_fallback.py
 "${PYTHON:-python3}" benchmarks/python/bench_cache.py
 "${PYTHON:-python3}" benchmarks/python/bench_governor.py
+"${PYTHON:-python3}" benchmarks/python/bench_async_fast_path.py
 cmake --build --preset dev -j "${JOBS:-$(nproc)}" --target usage_bench estimate_tokens_cli >/dev/null
 build/dev/benchmarks/usage_bench --benchmark_min_time=0.3
 "${PYTHON:-python3}" benchmarks/python/bench_token_estimate.py

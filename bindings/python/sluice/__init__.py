@@ -76,6 +76,7 @@ from ._cache import ResponseCache
 from ._governor import Admission, Governor, PolicyWatcher, RuleRateLimited
 from ._metrics import PrometheusCollector
 from ._leases import install as _install_lease_methods
+from ._waiting import MAX_SECONDS as _MAX_SECONDS
 from ._waiting import checked_timeout as _checked_timeout
 from ._waiting import monotonic as _monotonic
 from ._waiting import pending_plan as _pending_plan
@@ -199,11 +200,29 @@ def _scoped_class(cls: type, options: Dict[str, Any], mixin: type) -> type:
     return variant
 
 
-def _rate_limiter_plan(limiter, key, cost, timeout):
+# The asyncio fast path (issue 19): an ``*_async`` call decides synchronously first, in its own
+# coroutine frame, and builds a plan only when the decision says wait, or when the reply is not in
+# (cluster scope). Admitted at once, it costs about what the synchronous call costs: no plan, no
+# driver, no Future, nothing scheduled on the loop. The plans below take that first outcome
+# (`first`: a Decision, Permit or Reservation already taken, or the pending call started) so that
+# a refusal is not decided twice.
+_PENDING_TYPES = (PendingDecision, PendingPermit, PendingReservation)
+
+
+def _first_outcome(first):
+    """The plan of a first outcome: waits for it if it is a pending call, else it is the outcome."""
+    if first.__class__ in _PENDING_TYPES:
+        return (yield from _pending_plan(first))
+    return first
+
+
+def _rate_limiter_plan(limiter, key, cost, timeout, first=None):
     """Waits for as long as the limiter says, while that fits in the timeout."""
     deadline = _monotonic() + timeout
     while True:
-        decision = yield from _pending_plan(limiter.start(key, cost))
+        decision = yield from _first_outcome(
+            first if first is not None else limiter.start(key, cost))
+        first = None
         if decision.allowed:
             return decision
         if decision.retry_after > deadline - _monotonic():
@@ -211,9 +230,9 @@ def _rate_limiter_plan(limiter, key, cost, timeout):
         yield decision.retry_after
 
 
-def _leaky_bucket_plan(bucket, key, cost):
+def _leaky_bucket_plan(bucket, key, cost, first=None):
     """Books a departure slot, then waits for it."""
-    decision = yield from _pending_plan(bucket.start(key, cost))
+    decision = yield from _first_outcome(first if first is not None else bucket.start(key, cost))
     if not decision.allowed:
         raise RateLimited(decision)
     if decision.delay > 0:
@@ -227,9 +246,9 @@ _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
 
 
-def _permit_plan(limiter, key, timeout):
+def _permit_plan(limiter, key, timeout, first=None):
     """Polls for a free slot until the timeout."""
-    permit = yield from _pending_plan(limiter.start(key))
+    permit = yield from _first_outcome(first if first is not None else limiter.start(key))
     deadline = _monotonic() + timeout
     pause = _POLL_FIRST
     while not permit:
@@ -250,8 +269,9 @@ def _try_reserve_plan(budget, key, estimate):
     return (yield from _pending_plan(budget.start_reserve(key, estimate)))
 
 
-def _reserve_plan(budget, key, estimate):
-    reservation = yield from _try_reserve_plan(budget, key, estimate)
+def _reserve_plan(budget, key, estimate, first=None):
+    reservation = yield from _first_outcome(
+        first if first is not None else budget.start_reserve(key, estimate))
     if not reservation:
         raise RateLimited(reservation.decision)
     return reservation
@@ -271,6 +291,24 @@ class _RateLimiterInCluster:
     def peek(self, key) -> Decision:
         return _run_plan(_pending_plan(self.start_peek(key)))
 
+    # The fast paths of cluster scope: leased mode decides most calls from this process's lease
+    # (start() returns them done); only a reply still on its way goes through a plan.
+    async def try_acquire_async(self, key, cost: int = 1) -> Decision:
+        pending = self.start(key, cost)
+        if pending.done():
+            return pending.result()
+        return await _run_plan_async(_pending_plan(pending))
+
+    async def acquire_async(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
+        if timeout.__class__ is not float or not 0.0 <= timeout <= _MAX_SECONDS:
+            timeout = _checked_timeout(timeout)
+        first = self.start(key, cost)
+        if first.done():
+            first = first.result()
+            if first.allowed:
+                return first
+        return await _run_plan_async(_rate_limiter_plan(self, key, cost, timeout, first))
+
 
 class RateLimiter(_core.RateLimiter):
     __doc__ = _core.RateLimiter.__doc__
@@ -283,7 +321,7 @@ class RateLimiter(_core.RateLimiter):
 
     async def try_acquire_async(self, key, cost: int = 1) -> Decision:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_pending_plan(self.start(key, cost)))
+        return self.try_acquire(key, cost)  # process and host scope decide at once
 
     def decide(self, key, cost: int = 1) -> Decision:
         """Deprecated alias of ``try_acquire`` (which returns the Decision now)."""
@@ -304,14 +342,33 @@ class RateLimiter(_core.RateLimiter):
         return _run_plan(_rate_limiter_plan(self, key, cost, _checked_timeout(timeout)))
 
     async def acquire_async(self, key: str, cost: int = 1, *, timeout: float = 0.0) -> Decision:
-        """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
-        return await _run_plan_async(
-            _rate_limiter_plan(self, key, cost, _checked_timeout(timeout)))
+        """``acquire`` for coroutines: waits with ``asyncio.sleep``. Admitted at once, it returns
+        without scheduling anything on the loop (about the cost of ``try_acquire``)."""
+        if timeout.__class__ is not float or not 0.0 <= timeout <= _MAX_SECONDS:
+            timeout = _checked_timeout(timeout)
+        decision = self.try_acquire(key, cost)  # process and host scope decide at once
+        if decision.allowed:
+            return decision
+        return await _run_plan_async(_rate_limiter_plan(self, key, cost, timeout, decision))
 
 
 class _LeakyBucketInCluster:
     def try_acquire(self, key, cost: int = 1) -> Decision:
         return _run_plan(_pending_plan(self.start(key, cost)))
+
+    async def try_acquire_async(self, key, cost: int = 1) -> Decision:
+        pending = self.start(key, cost)
+        if pending.done():
+            return pending.result()
+        return await _run_plan_async(_pending_plan(pending))
+
+    async def acquire_async(self, key: str, cost: int = 1) -> Decision:
+        first = self.start(key, cost)
+        if first.done():
+            first = first.result()
+            if first.allowed and first.delay <= 0:
+                return first
+        return await _run_plan_async(_leaky_bucket_plan(self, key, cost, first))
 
 
 class LeakyBucket(_core.LeakyBucket):
@@ -325,7 +382,7 @@ class LeakyBucket(_core.LeakyBucket):
 
     async def try_acquire_async(self, key, cost: int = 1) -> Decision:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_pending_plan(self.start(key, cost)))
+        return self.try_acquire(key, cost)  # process and host scope decide at once
 
     def acquire(self, key: str, cost: int = 1) -> Decision:
         """Books a slot and sleeps (cooperatively) until it comes; raises ``RateLimited`` if the
@@ -333,8 +390,12 @@ class LeakyBucket(_core.LeakyBucket):
         return _run_plan(_leaky_bucket_plan(self, key, cost))
 
     async def acquire_async(self, key: str, cost: int = 1) -> Decision:
-        """``acquire`` for coroutines: waits with ``asyncio.sleep``."""
-        return await _run_plan_async(_leaky_bucket_plan(self, key, cost))
+        """``acquire`` for coroutines: waits with ``asyncio.sleep``. A slot due now returns
+        without scheduling anything on the loop."""
+        decision = self.try_acquire(key, cost)  # process and host scope decide at once
+        if decision.allowed and decision.delay <= 0:
+            return decision
+        return await _run_plan_async(_leaky_bucket_plan(self, key, cost, decision))
 
 
 class _ConcurrencyLimiterInCluster:
@@ -343,6 +404,22 @@ class _ConcurrencyLimiterInCluster:
 
     def in_flight(self, key) -> int:
         return _run_plan(_pending_plan(self.start_in_flight(key)))
+
+    async def try_acquire_async(self, key) -> Permit:
+        pending = self.start(key)
+        if pending.done():
+            return pending.result()
+        return await _run_plan_async(_pending_plan(pending))
+
+    async def acquire_async(self, key: str, *, timeout: float = 0.0) -> Permit:
+        if timeout.__class__ is not float or not 0.0 <= timeout <= _MAX_SECONDS:
+            timeout = _checked_timeout(timeout)
+        first = self.start(key)
+        if first.done():
+            first = first.result()
+            if first:
+                return first
+        return await _run_plan_async(_permit_plan(self, key, timeout, first))
 
 
 class ConcurrencyLimiter(_core.ConcurrencyLimiter):
@@ -356,7 +433,7 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
 
     async def try_acquire_async(self, key) -> Permit:
         """``try_acquire`` for coroutines: in cluster scope, awaits Redis's reply."""
-        return await _run_plan_async(_try_acquire_permit_plan(self, key))
+        return self.try_acquire(key)  # process and host scope decide at once
 
     def acquire(self, key: str, *, timeout: float = 0.0) -> Permit:
         """A permit for `key`, waiting (cooperatively) up to `timeout` seconds for a free slot;
@@ -364,8 +441,14 @@ class ConcurrencyLimiter(_core.ConcurrencyLimiter):
         return _run_plan(_permit_plan(self, key, _checked_timeout(timeout)))
 
     async def acquire_async(self, key: str, *, timeout: float = 0.0) -> Permit:
-        """``acquire`` for coroutines: polls with ``asyncio.sleep``."""
-        return await _run_plan_async(_permit_plan(self, key, _checked_timeout(timeout)))
+        """``acquire`` for coroutines: polls with ``asyncio.sleep``. A free slot returns without
+        scheduling anything on the loop."""
+        if timeout.__class__ is not float or not 0.0 <= timeout <= _MAX_SECONDS:
+            timeout = _checked_timeout(timeout)
+        permit = self.try_acquire(key)  # process and host scope decide at once
+        if permit:
+            return permit
+        return await _run_plan_async(_permit_plan(self, key, timeout, permit))
 
 
 class _TokenBudgetInCluster:
@@ -377,6 +460,15 @@ class _TokenBudgetInCluster:
 
     def peek(self, key) -> Decision:
         return _run_plan(_pending_plan(self.start_peek(key)))
+
+    async def reserve_async(self, key: str, estimate: int) -> Reservation:
+        first = self.start_reserve(key, estimate)
+        if first.done():
+            first = first.result()
+            if first:
+                return first
+            raise RateLimited(first.decision)
+        return await _run_plan_async(_reserve_plan(self, key, estimate, first))
 
 
 class TokenBudget(_core.TokenBudget):
@@ -400,8 +492,12 @@ class TokenBudget(_core.TokenBudget):
 
     async def reserve_async(self, key: str, estimate: int) -> Reservation:
         """``reserve`` for coroutines: in cluster scope, awaits Redis's reply (then settle with
-        ``await reservation.settle_async(actual)``)."""
-        return await _run_plan_async(_reserve_plan(self, key, estimate))
+        ``await reservation.settle_async(actual)``). Reserved at once, it returns without
+        scheduling anything on the loop."""
+        reservation = self.try_reserve(key, estimate)  # process and host scope decide at once
+        if reservation:
+            return reservation
+        raise RateLimited(reservation.decision)
 
 
 class Balancer(_core.Balancer):

@@ -71,7 +71,14 @@ class ResponseCache(_core.ResponseCache):
     async def get_or_fetch_async(self, key: _core.CacheKey, fn: Callable[[], Awaitable[Answer]],
                                  *, ttl: float = 0.0, store: bool = True,
                                  no_cache: bool = False) -> Any:
-        """``get_or_fetch`` for coroutines: ``fn`` is an async function."""
+        """``get_or_fetch`` for coroutines: ``fn`` is an async function. A hit returns without
+        scheduling anything on the loop."""
+        if not no_cache:
+            fetch = self._fetch(key)
+            if fetch.hit is not None:  # the common hit, without a plan or a driver
+                return fetch.hit
+            return await run_plan_async(
+                _get_or_fetch_plan(self, key, fn, ttl, store, no_cache, fetch))
         return await run_plan_async(
             _get_or_fetch_plan(self, key, fn, ttl, store, no_cache, None))
 

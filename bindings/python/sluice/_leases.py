@@ -37,7 +37,11 @@ def _renew(self: Permit, lease: Optional[float] = None) -> None:
 
 
 async def _renew_async(self: Permit, lease: Optional[float] = None) -> None:
-    await run_plan_async(_renew_plan(self, lease))
+    pending = self._start_renew(lease)
+    if pending.done():  # process and host scope: nothing to await (issue 19)
+        self._finish_renew(pending)
+        return
+    await run_plan_async(_renew_plan(self, lease, pending))
 
 
 def _settle(self: Reservation, actual: int) -> Decision:
@@ -48,7 +52,10 @@ def _settle(self: Reservation, actual: int) -> Decision:
 
 
 async def _settle_async(self: Reservation, actual: int) -> Decision:
-    return await run_plan_async(pending_plan(self._start_settle(actual)))
+    pending = self._start_settle(actual)
+    if pending.done():  # process and host scope: nothing to await (issue 19)
+        return pending.result()
+    return await run_plan_async(pending_plan(pending))
 
 
 def _cancel(self: Reservation) -> None:

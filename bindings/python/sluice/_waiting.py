@@ -15,6 +15,10 @@ A plan is a generator. It yields what it needs done before its next step and rec
   (``(NEXT, it)`` takes the next one, or ``END``);
 * ``(EMIT, value)``: hand a value to the consumer (stream drivers only).
 
+The ``*_async`` methods of the limiters and of ResponseCache take their first decision (or cache
+lookup) synchronously in their own coroutine and build a plan only when it says wait, or when a
+Redis reply is still on its way: an admitted call schedules nothing on the loop (issue 19).
+
 ``run_plan`` / ``run_plan_async`` return the plan's result; ``run_stream`` / ``run_stream_async``
 are generators of what it emits. No native call is on the stack while a driver waits: a greenlet
 switch inside a bound call would interleave pybind11's per-thread argument-loader stack between
@@ -62,8 +66,9 @@ def monotonic() -> float:
 
 
 # The longest wait sluice accepts, as its native side does for durations (9e9 s, near the int64
-# nanosecond range): anything longer is a mistake, not a timeout.
-_MAX_SECONDS = 9.0e9
+# nanosecond range): anything longer is a mistake, not a timeout. The ``*_async`` fast paths
+# accept a float in [0, MAX_SECONDS] inline and leave anything else to checked_timeout.
+MAX_SECONDS = 9.0e9
 
 
 def checked_timeout(timeout: Any, field: str = "timeout") -> float:
@@ -72,7 +77,7 @@ def checked_timeout(timeout: Any, field: str = "timeout") -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"{field} must be a number of seconds, got {type(timeout).__name__}")
     seconds = float(timeout)
-    if not 0.0 <= seconds <= _MAX_SECONDS:
+    if not 0.0 <= seconds <= MAX_SECONDS:
         raise InvalidArgument(
             f"{field} must be a finite number of seconds in [0, 9e9], got {timeout!r}")
     return seconds
