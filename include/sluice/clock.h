@@ -64,8 +64,9 @@ class Clock {
   // Timeline: CLOCK_MONOTONIC's (the steady clock's, on Linux), so it may read a host-scope
   // region whose epoch another process took from the steady clock.
   // Cost: one `rdtsc`, a few loads of one read-mostly cache line, a 64x64->128-bit multiply and
-  // a shift (no division), and a compare against this thread's last reading: about 7-9 ns on an
-  // x86-64 VM where clock_gettime costs 20-22 ns (BENCHMARKS.md, "A cheaper clock").
+  // a shift (no division), and a compare against this thread's last reading: about 10 ns on the
+  // development VM, where `rdtsc` alone costs 9.3 ns and clock_gettime 22 ns (BENCHMARKS.md,
+  // "A cheaper clock").
   // Precision: one counter tick (< 1 ns); the first call calibrates for about 4 ms (two real
   // sleeps of 2 ms), so take the clock at start-up, not on a hot path.
   // Accuracy and drift: it is re-anchored on CLOCK_MONOTONIC by the first reader after every

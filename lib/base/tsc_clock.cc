@@ -31,9 +31,10 @@ constexpr int64_t kCalibrationSleepNanos = 2'000'000;
 
 // Each thread's last TSC-clock reading: the cheap clamp that keeps a thread's readings monotonic
 // even if it migrates to a core whose counter lags, or across a re-anchoring that stepped.
-// initial-exec: one %fs-relative load, no __tls_get_addr call (8 bytes of static TLS, which glibc
-// reserves even for a dlopen()ed Python module).
-thread_local int64_t tls_last_nanos __attribute__((tls_model("initial-exec"))) = 0;
+// The default TLS model on purpose: initial-exec makes the dlopen()ed Python module fail to load
+// ("cannot allocate memory in static TLS block") once other modules used glibc's surplus. Linked
+// into an executable, the linker relaxes the access to a %fs-relative load anyway.
+thread_local int64_t tls_last_nanos = 0;
 
 inline int64_t ClampForThread(int64_t nanos) noexcept {
   if (nanos <= tls_last_nanos) return tls_last_nanos;
