@@ -71,9 +71,10 @@ class Clock {
   // sleeps of 2 ms), so take the clock at start-up, not on a hot path.
   // Accuracy and drift: it is re-anchored on CLOCK_MONOTONIC by the first reader after every
   // second (one clock_gettime), slewing (at most 0.1%) rather than stepping, so it follows NTP
-  // adjustments of CLOCK_MONOTONIC and stays within a few microseconds of it (measured: the
-  // offset found at each re-anchoring, `TscStatus().last_offset_nanos`, is typically under 1 us;
-  // clock_test.cc asserts 1 ms). An offset above 1 ms (a suspended VM) is stepped away.
+  // adjustments of CLOCK_MONOTONIC and stays within a few microseconds of it (measured, as
+  // `TscStatus().last_offset_nanos`: about 2 us at the first re-anchoring, the short
+  // calibration's rate error, then a few ns; clock_test.cc asserts 1 ms). An offset above 1 ms
+  // (a suspended VM) is stepped away.
   // Monotonic: never backwards for a thread (each read is clamped to the thread's last one);
   // threads may see each other's readings out of order by at most the counter skew between cores.
   // Across processes: each process calibrates on its own, so two processes disagree by at most
