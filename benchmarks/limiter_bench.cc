@@ -30,6 +30,10 @@ sluice::RateLimiter* SharedLimiter() {
   static sluice::RateLimiter* limiter = HotLimiter().release();
   return limiter;
 }
+sluice::RateLimiter* SharedTscLimiter() {
+  static sluice::RateLimiter* limiter = HotLimiter(sluice::Clock::Tsc()).release();
+  return limiter;
+}
 MutexMapTokenBucket* SharedBaseline() {
   static auto* baseline = new MutexMapTokenBucket(1e9, 1e9);
   return baseline;
@@ -59,6 +63,16 @@ void BM_RateLimiter_HotKey_CoarseClock(benchmark::State& state) {
 }
 BENCHMARK(BM_RateLimiter_HotKey_CoarseClock);
 
+// The timestamp-counter clock (Clock::Tsc(); CLOCK_MONOTONIC where the counter is unusable: the
+// "tsc" counter says which ran).
+void BM_RateLimiter_HotKey_TscClock(benchmark::State& state) {
+  auto* rl = SharedTscLimiter();
+  for (auto _ : state) benchmark::DoNotOptimize(rl->Allow(kHotKey));
+  state.counters["tsc"] = benchmark::Counter(sluice::Clock::TscStatus().uses_tsc ? 1 : 0,
+                                             benchmark::Counter::kAvgThreads);
+}
+BENCHMARK(BM_RateLimiter_HotKey_TscClock)->Threads(1)->Threads(2)->UseRealTime();
+
 // The decision alone: the caller passes the time (as a server that already read it would).
 void BM_RateLimiter_HotKey_GivenTime(benchmark::State& state) {
   auto rl = HotLimiter();
@@ -72,6 +86,18 @@ void BM_ClockRead_Steady(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(clock->NowNanos());
 }
 BENCHMARK(BM_ClockRead_Steady);
+
+void BM_ClockRead_CoarseSteady(benchmark::State& state) {
+  const sluice::Clock* clock = sluice::Clock::CoarseSteady();
+  for (auto _ : state) benchmark::DoNotOptimize(clock->NowNanos());
+}
+BENCHMARK(BM_ClockRead_CoarseSteady);
+
+void BM_ClockRead_Tsc(benchmark::State& state) {
+  const sluice::Clock* clock = sluice::Clock::Tsc();
+  for (auto _ : state) benchmark::DoNotOptimize(clock->NowNanos());
+}
+BENCHMARK(BM_ClockRead_Tsc);
 
 void BM_Baseline_MutexMap_HotKey(benchmark::State& state) {
   auto* baseline = SharedBaseline();
@@ -88,13 +114,13 @@ std::vector<std::string> DistinctKeys(int64_t n) {
 }
 
 // 1M distinct keys, all mid-window, decided in a random order (cache misses included).
-void BM_RateLimiter_1MKeys(benchmark::State& state) {
+void RateLimiter1MKeys(benchmark::State& state, const sluice::Clock* clock) {
   const int64_t n = state.range(0);
   static const std::vector<std::string> keys = DistinctKeys(n);
   sluice::RateLimiter::Options o;
   o.windows = {sluice::Window::PerHour(1'000'000, 1'000'000)};
   o.max_keys = n;
-  auto rl = *sluice::RateLimiter::Create(o);
+  auto rl = *sluice::RateLimiter::Create(o, clock);
   for (const auto& k : keys) rl->Allow(k);
   std::mt19937_64 rng(1);
   std::vector<uint32_t> order(1 << 16);
@@ -105,7 +131,14 @@ void BM_RateLimiter_1MKeys(benchmark::State& state) {
   state.counters["bytes_per_key"] = static_cast<double>(rl->memory_bytes()) / rl->key_count();
   state.counters["table_MB"] = static_cast<double>(rl->memory_bytes()) / (1 << 20);
 }
+void BM_RateLimiter_1MKeys(benchmark::State& state) {
+  RateLimiter1MKeys(state, sluice::Clock::Steady());
+}
 BENCHMARK(BM_RateLimiter_1MKeys)->Arg(1'000'000)->Unit(benchmark::kNanosecond);
+void BM_RateLimiter_1MKeys_TscClock(benchmark::State& state) {
+  RateLimiter1MKeys(state, sluice::Clock::Tsc());
+}
+BENCHMARK(BM_RateLimiter_1MKeys_TscClock)->Arg(1'000'000)->Unit(benchmark::kNanosecond);
 
 void BM_Baseline_MutexMap_1MKeys(benchmark::State& state) {
   const int64_t n = state.range(0);

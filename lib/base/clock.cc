@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "base/tsc_clock.h"
+
 namespace sluice {
 inline namespace v1 {
 namespace {
@@ -37,6 +39,17 @@ const Clock* Clock::CoarseSteady() noexcept {
   static const CoarseSteadyClock* const clock = new CoarseSteadyClock;
   return clock;
 }
+
+namespace {
+internal::TscClock* TscSingleton() noexcept {
+  static internal::TscClock* const clock = new internal::TscClock(internal::TscClock::Options{});
+  return clock;
+}
+}  // namespace
+
+const Clock* Clock::Tsc() noexcept { return TscSingleton(); }
+
+TscClockStatus Clock::TscStatus() noexcept { return TscSingleton()->status(); }
 
 }  // namespace v1
 }  // namespace sluice

@@ -195,7 +195,7 @@ CLOCK = [V("None", lambda: None), V("object", object, TYPE), V("int", lambda: 5,
          V("str", lambda: "clock", TYPE),
          V("manual_origin", lambda: sluice.ManualClock(0.0)),  # clocks read in [0, 2^62 ns]
          V("manual_far", lambda: sluice.ManualClock(4.6e9)),
-         V("coarse", sluice.coarse_steady_clock)]
+         V("coarse", sluice.coarse_steady_clock), V("tsc", sluice.tsc_clock)]
 
 
 def _dead_store():
@@ -649,6 +649,15 @@ spec("Clock.now_nanos", lambda ctx: sluice.steady_clock().now_nanos, {})
 spec("steady_clock", lambda ctx: sluice.steady_clock, {}, after=lambda ctx, c: _exercise_clock_read(c))
 spec("coarse_steady_clock", lambda ctx: sluice.coarse_steady_clock, {},
      after=lambda ctx, c: _exercise_clock_read(c))
+spec("tsc_clock", lambda ctx: sluice.tsc_clock, {}, after=lambda ctx, c: _exercise_clock_read(c))
+spec("tsc_clock_status", lambda ctx: sluice.tsc_clock_status, {},
+     after=lambda ctx, s: _check_tsc_status(s))
+
+
+def _check_tsc_status(status):
+    assert set(status) == {"uses_tsc", "reason", "ticks_per_second", "last_offset_nanos",
+                           "max_half_bracket_nanos", "anchors"}
+    assert status["uses_tsc"] == (status["reason"] == "")
 
 
 def _exercise_clock_read(clock):

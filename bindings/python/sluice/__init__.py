@@ -51,6 +51,7 @@ from ._core import SLIDING_MAX_LIMIT, Permit, RedisStore, Reservation, Window
 from ._core import ChatMessage, EngineMetrics, LlmRequest, Pick
 from ._core import parse_engine_metrics, parse_request, prefix_block_hashes
 from ._core import coarse_steady_clock, remove_shared_region, steady_clock
+from ._core import tsc_clock, tsc_clock_status
 from ._core import FallbackCall, classify, parse_retry_after
 from ._core import CacheKey, cache_key, canonical_json, completion_to_sse, sse_to_completion
 from ._core import (Usage, UsageReader, estimate_prompt_tokens, estimate_text_tokens,
@@ -124,6 +125,8 @@ __all__ = [
     "coarse_steady_clock",
     "remove_shared_region",
     "steady_clock",
+    "tsc_clock",
+    "tsc_clock_status",
     "Attempt",
     "AttemptFailed",
     "DeadlineExceeded",

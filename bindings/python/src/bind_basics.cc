@@ -41,6 +41,28 @@ default) for the process's steady clock, or a ``ManualClock`` to drive time by h
         "The process-wide steady clock (the default).");
   m.def("coarse_steady_clock", &sluice::Clock::CoarseSteady, py::return_value_policy::reference,
         "A cheaper steady clock that moves once per kernel tick (1-4 ms).");
+  m.def("tsc_clock", &sluice::Clock::Tsc, py::return_value_policy::reference,
+        "The CPU timestamp counter calibrated on CLOCK_MONOTONIC: as fine as steady_clock() and\n"
+        "cheaper to read, on the same timeline (it may share a host-scope region with processes\n"
+        "on steady_clock(), to within microseconds). The first call calibrates for about 4 ms.\n"
+        "Where the counter is absent or unreliable it reads CLOCK_MONOTONIC:\n"
+        "tsc_clock_status() says which.");
+  m.def(
+      "tsc_clock_status",
+      [] {
+        const sluice::TscClockStatus s = sluice::Clock::TscStatus();
+        py::dict d;
+        d["uses_tsc"] = s.uses_tsc;
+        d["reason"] = std::string(s.reason);
+        d["ticks_per_second"] = s.ticks_per_second;
+        d["last_offset_nanos"] = s.last_offset_nanos;
+        d["max_half_bracket_nanos"] = s.max_half_bracket_nanos;
+        d["anchors"] = s.anchors;
+        return d;
+      },
+      "How tsc_clock() reads time: {'uses_tsc': bool, 'reason': str (why not; '' when it does),\n"
+      "'ticks_per_second': float, 'last_offset_nanos': int (CLOCK_MONOTONIC minus the clock at the\n"
+      "last re-anchoring), 'max_half_bracket_nanos': int, 'anchors': int}.");
 
   py::class_<sluice::ManualClock, sluice::Clock>(m, "ManualClock", R"doc(
 A clock that moves only when told to. Thread-safe.
