@@ -14,7 +14,7 @@ namespace cache_traces {
 namespace {
 
 constexpr int kQuestions = 100000;  // the fixed question set of the Zipf shapes
-constexpr int64_t kLoopOver = int64_t{8} << 20;  // loop: ~1.3x the 8 MiB budget
+constexpr int64_t kLoopBudget = int64_t{8} << 20;  // loop: a cycle of ~1.3x this budget
 
 // The state one trace is drawn with: the random stream, the next never-asked id, the recency
 // stack (kept only for the shapes that read it).
@@ -95,7 +95,7 @@ const std::vector<ShapeEntry>& Registry() {
        false,
        [](Draw& d, int64_t n) {
          int64_t loop = 0;
-         for (int64_t bytes = 0; bytes < kLoopOver * 13 / 10; ++loop) bytes += ChargedBytes(loop);
+         for (int64_t bytes = 0; bytes < kLoopBudget * 13 / 10; ++loop) bytes += ChargedBytes(loop);
          for (int64_t r = 0; r < n; ++r) d.Ask(r % loop);
        }},
       {{"mix-change", "first half Zipf(0.99) over 100,000 questions, second half recency"},

@@ -28,7 +28,9 @@ struct ShapeInfo {
 // Every shape, in the report's order.
 const std::vector<ShapeInfo>& Shapes();
 
-// `requests` requests of the named shape (one of Shapes()), drawn with `seed`.
+// `requests` requests of the named shape (one of Shapes()), drawn with `seed`: the same trace for
+// the same seed (std::mt19937_64 is the same everywhere; the distributions are the standard
+// library's, so another standard library may draw another trace).
 // Errors: InvalidArgument naming an unknown shape or a non-positive request count.
 absl::StatusOr<std::vector<Request>> Generate(const std::string& shape, uint64_t seed,
                                               int64_t requests);
