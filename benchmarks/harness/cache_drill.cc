@@ -121,8 +121,8 @@ void PrintCacheDrillReport(const CacheScenario& s, const CacheDrillOutcome& o, s
                 "call (%.1f%%), %lld upstream calls\n"
                 "  upstream calls saved: %lld of %lld (%.1f%%); mean latency %.2f s (%.1f s "
                 "without the cache), median %.2f s\n"
-                "  cache: %.1f MiB used, %lld evictions, %lld one-off answers turned away by "
-                "TinyLFU\n",
+                "  cache: %.1f MiB used, %lld evictions, %lld answers turned away by the "
+                "admission filter\n",
                 static_cast<long long>(o.requests), static_cast<long long>(o.hits), 100 * o.hits / n,
                 static_cast<long long>(o.merged), 100 * o.merged / n,
                 static_cast<long long>(o.upstream_calls),

@@ -642,7 +642,7 @@ typedef struct sluice_cache_stats {
   int64_t hits;
   int64_t misses;
   int64_t inserts;
-  int64_t rejected;           /* turned away by the TinyLFU admission filter */
+  int64_t rejected;           /* turned away by the W-TinyLFU admission filter */
   int64_t evictions;
   int64_t expirations;
   int64_t collisions;         /* digest matches whose canonical bytes differed */

@@ -6,13 +6,23 @@
 // (sluice/cache_key.h), within a byte budget.
 //
 // Storage: `shards` independent shards, each with its own mutex (no global lock). A shard is a
-// segmented LRU: new entries enter *probation*; a hit there promotes the entry to *protected*
-// (at most `protected_share` of the shard's bytes; its oldest entries fall back to probation).
-// Eviction takes probation's oldest entry first. In front of it sits a TinyLFU admission filter
-// (Caffeine's W-TinyLFU without the window): a 4-row count-min sketch of 4-bit counters counts
-// every lookup and insert, halved every 10 x its width; a new entry that would evict others gets
-// in only if it has been asked for more often than the entry it would evict. One-off requests
-// (a scan) therefore cannot flush the answers that are asked for again and again.
+// W-TinyLFU cache (Einziger, Friedman and Manes, "TinyLFU", 2017): new entries enter an LRU
+// *window*; what the window pushes out enters the main space, a segmented LRU (probation, then
+// protected once hit), only if a frequency sketch (4-bit counters, halved as they age) says it
+// is asked for more often than each entry it would evict. One-off requests (a scan) therefore
+// cannot flush the answers asked for again and again, and a loop larger than the cache keeps
+// most of its answers instead of none.
+//
+// The window's share adapts. A small window wins where popularity is lasting (Zipf traffic); a
+// large one where new questions are asked again soon and then forgotten (trending questions,
+// retries, a working set that moves on), where a fixed 1% window falls far below a plain LRU.
+// The cache replays a sample of its keys through miniature caches of the candidate window shares
+// (1%, 5%, 20%, 50%, 100%: the last is an LRU) and every shard takes the share whose miniature
+// earned the most hits lately (Waldspurger et al., "Cache Modeling and Optimization using
+// Miniature Simulations", ATC 2017). Measured beside plain LRU and Caffeine 3.3.1 on ten trace
+// shapes: BENCHMARKS.md, "Response cache beside Caffeine" (scripts/bench-cache-peers.sh). The
+// miniatures cost a sampled request (1 in max_bytes / 1 MiB, every request below 2 MiB) a pass
+// through five key-only caches, and hold about 100 bytes per entry they model.
 //
 // Every entry counts its key's canonical bytes, its value's bytes and a fixed overhead against
 // `max_bytes`, split evenly across the shards: memory never exceeds the budget. A hit compares
@@ -105,7 +115,8 @@ class ResponseCache {
     absl::Duration default_ttl = absl::Hours(1);
     // The protected segment's share of a shard's bytes. Default 0.8. In [0, 1).
     double protected_share = 0.8;
-    // TinyLFU admission in front of the segmented LRU. Default on; off gives a plain SLRU.
+    // The adaptive window and the TinyLFU filter in front of the segmented LRU. Default on; off
+    // gives a plain segmented LRU (no window, nothing turned away).
     bool admission = true;
     // Store answers that call tools (a "tool_calls" member, or finish_reason "tool_calls")?
     // Default true. A tool call's answer is only right while the tools' world stays the same.
@@ -121,7 +132,8 @@ class ResponseCache {
     int64_t hits = 0;
     int64_t misses = 0;
     int64_t inserts = 0;
-    // Inserts the admission filter turned away (the entry would have evicted a more popular one).
+    // Entries the admission filter turned away as they left the window (each would have evicted
+    // a more popular one), and answers larger than a shard's budget.
     int64_t rejected = 0;
     int64_t evictions = 0;
     int64_t expirations = 0;
@@ -153,8 +165,10 @@ class ResponseCache {
   // The stored answer, or nullptr (a miss, an expired entry, or a digest collision).
   std::shared_ptr<const CachedResponse> Get(const CacheKey& key);
   // Stores an answer for `ttl` (zero or negative: default_ttl; at most kMaxTtl). Returns false
-  // when it was not stored: larger than a shard's budget, turned away by the admission filter,
-  // or a tool call that Options::store_tool_calls keeps out. Replaces an existing entry.
+  // when it was not stored: larger than a shard's budget, turned away by the admission filter at
+  // once (an answer larger than the window, less asked for than what it would evict), or a tool
+  // call that Options::store_tool_calls keeps out. Replaces an existing entry. A stored answer
+  // may still be turned away later, when the window pushes it out (Stats::rejected).
   bool Put(const CacheKey& key, CachedResponse response, absl::Duration ttl = absl::ZeroDuration());
   // The names before sluice 0.2 (one verb per meaning: docs/architecture.md, "Verbs").
   [[deprecated("use Get")]] std::shared_ptr<const CachedResponse> Lookup(const CacheKey& key) {

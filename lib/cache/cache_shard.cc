@@ -1,6 +1,7 @@
 #include "cache/cache_shard.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "sluice/internal/mutex.h"
 #include "base/time_arithmetic.h"
@@ -9,121 +10,88 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-namespace {
-// Roughly how many entries a shard holds, to size its sketch: answers run about 2 KiB.
-int64_t SketchWidth(int64_t capacity_bytes) {
-  return std::clamp<int64_t>(capacity_bytes / 2048, 16, int64_t{1} << 22);
-}
-}  // namespace
-
-CacheShard::CacheShard(int64_t capacity_bytes, double protected_share, bool admission,
-                       const Clock* clock, absl::Duration default_ttl, bool store_tool_calls,
+CacheShard::CacheShard(int64_t capacity_bytes, double protected_share,
+                       std::shared_ptr<WindowTuner> tuner, const Clock* clock,
+                       absl::Duration default_ttl, bool store_tool_calls,
                        std::shared_ptr<CacheTier> tier)
     : capacity_(capacity_bytes),
-      protected_capacity_(static_cast<int64_t>(static_cast<double>(capacity_bytes) * protected_share)),
-      admission_(admission),
-      sketch_(SketchWidth(capacity_bytes)),
+      tuner_(std::move(tuner)),
+      policy_(capacity_bytes, protected_share, /*admission=*/tuner_ != nullptr,
+              tuner_ != nullptr ? tuner_->share() : 0),
+      window_share_(tuner_ != nullptr ? tuner_->share() : 0),
       clock_(clock),
       default_ttl_(default_ttl),
       store_tool_calls_(store_tool_calls),
       tier_(std::move(tier)) {}
 
-void CacheShard::Remove(List::iterator it) {
-  bytes_ -= it->bytes;
-  if (it->is_protected) protected_bytes_ -= it->bytes;
-  index_.erase(it->digest);
-  ListOf(*it).erase(it);
-}
-
-void CacheShard::Promote(List::iterator it, int64_t now) {
-  if (it->is_protected) {
-    // CacheLib's promotion throttling: a hot entry moves to the front at most once per interval,
-    // which spares most hits the list splice (and its cache misses on the neighbours).
-    if (now - it->promoted_at < kPromotionInterval) return;
-    it->promoted_at = now;
-    protected_.splice(protected_.begin(), protected_, it);
-    return;
-  }
-  it->promoted_at = now;
-  it->is_protected = true;
-  protected_bytes_ += it->bytes;
-  protected_.splice(protected_.begin(), probation_, it);
-  while (protected_bytes_ > protected_capacity_ && protected_.size() > 1) {
-    auto oldest = std::prev(protected_.end());
-    oldest->is_protected = false;
-    protected_bytes_ -= oldest->bytes;
-    probation_.splice(probation_.begin(), protected_, oldest);
-  }
-}
-
-CacheShard::List::iterator CacheShard::Victim() {
-  return probation_.empty() ? std::prev(protected_.end()) : std::prev(probation_.end());
+void CacheShard::FollowTuner() {
+  if (tuner_ == nullptr) return;
+  const double share = tuner_->share();
+  if (share == window_share_) return;
+  window_share_ = share;
+  policy_.SetWindowShare(share);
 }
 
 std::shared_ptr<const CachedResponse> CacheShard::Lookup(const CacheKey& key, int64_t now) {
+  const Digest digest(key.digest_hi, key.digest_lo);
+  const bool sampled = tuner_ != nullptr && tuner_->Sampled(digest);
+  if (sampled) tuner_->Lookup(digest, now);
+  int64_t bytes = 0;
+  std::shared_ptr<const CachedResponse> value = LookupLocked(key, digest, now, bytes);
+  // A miniature that missed stores the answer, as it would have from the caller's Put had it
+  // been this shard that missed: the miniatures must not follow the shard's own choices.
+  if (sampled && value != nullptr) tuner_->Insert(digest, bytes);
+  return value;
+}
+
+std::shared_ptr<const CachedResponse> CacheShard::LookupLocked(const CacheKey& key,
+                                                               const Digest& digest, int64_t now,
+                                                               int64_t& bytes) {
   MutexLock lock(&mu_);
-  sketch_.Increment(key.digest_lo);
-  auto found = index_.find(std::make_pair(key.digest_hi, key.digest_lo));
-  if (found == index_.end()) {
+  policy_.Count(digest);
+  Policy::Iterator it = policy_.Find(digest);
+  if (it == policy_.end()) {
     ++stats_.misses;
     return nullptr;
   }
-  List::iterator it = found->second;
-  if (it->canonical != key.canonical) {  // a 128-bit collision: never serve another's answer
+  if (it->payload.canonical != key.canonical) {  // a 128-bit collision: never serve another's answer
     ++stats_.collisions;
     ++stats_.misses;
     return nullptr;
   }
-  if (it->expires <= now) {
-    Remove(it);
+  if (it->payload.expires <= now) {
+    policy_.Remove(it);
     ++stats_.expirations;
     ++stats_.misses;
     return nullptr;
   }
-  Promote(it, now);
+  policy_.Touch(it, now);
   ++stats_.hits;
-  return it->value;
+  bytes = it->bytes;
+  return it->payload.value;
 }
 
 bool CacheShard::Insert(const CacheKey& key, std::shared_ptr<const CachedResponse> value,
                         int64_t bytes, int64_t expires) {
+  const Digest digest(key.digest_hi, key.digest_lo);
+  if (tuner_ != nullptr && tuner_->Sampled(digest)) tuner_->Insert(digest, bytes);
   MutexLock lock(&mu_);
   if (bytes > capacity_) {
     ++stats_.rejected;
     return false;
   }
-  const auto digest = std::make_pair(key.digest_hi, key.digest_lo);
-  if (auto found = index_.find(digest); found != index_.end()) Remove(found->second);
-  bool compared = false;
-  while (bytes_ + bytes > capacity_) {
-    List::iterator victim = Victim();
-    // TinyLFU: the newcomer must be asked for more often than what it would push out.
-    if (admission_ && !compared &&
-        sketch_.Estimate(key.digest_lo) <= sketch_.Estimate(victim->digest.second)) {
-      ++stats_.rejected;
-      return false;
-    }
-    compared = true;
-    Remove(victim);
-    ++stats_.evictions;
-  }
-  probation_.push_front(Node{.digest = digest,
-                             .canonical = key.canonical,
-                             .value = std::move(value),
-                             .bytes = bytes,
-                             .expires = expires});
-  index_.emplace(digest, probation_.begin());
-  bytes_ += bytes;
+  FollowTuner();
   ++stats_.inserts;
-  return true;
+  return policy_.Insert(digest, bytes,
+                        Stored{.canonical = key.canonical, .value = std::move(value), .expires = expires});
 }
 
 bool CacheShard::Erase(const CacheKey& key) {
   if (tier_ != nullptr) tier_->Erase(key);
   MutexLock lock(&mu_);
-  auto found = index_.find(std::make_pair(key.digest_hi, key.digest_lo));
-  if (found == index_.end() || found->second->canonical != key.canonical) return false;
-  Remove(found->second);
+  Policy::Iterator it = policy_.Find(Digest(key.digest_hi, key.digest_lo));
+  if (it == policy_.end() || it->payload.canonical != key.canonical) return false;
+  policy_.Remove(it);
   return true;
 }
 
@@ -192,10 +160,10 @@ std::shared_ptr<Flight> CacheShard::JoinOrStartFlight(const CacheKey& key, Fetch
   {
     // A leader may have stored the answer and ended its flight since the caller's lookup.
     MutexLock store_lock(&mu_);
-    auto stored = index_.find(digest);
-    if (stored != index_.end() && stored->second->canonical == key.canonical &&
-        stored->second->expires > clock_->NowNanos()) {
-      result.hit = stored->second->value;
+    Policy::Iterator stored = policy_.Find(digest);
+    if (stored != policy_.end() && stored->payload.canonical == key.canonical &&
+        stored->payload.expires > clock_->NowNanos()) {
+      result.hit = stored->payload.value;
       return nullptr;
     }
   }
@@ -267,12 +235,12 @@ void CacheShard::AddTo(ResponseCache::Stats& s) const {
   s.hits += stats_.hits;
   s.misses += stats_.misses;
   s.inserts += stats_.inserts;
-  s.rejected += stats_.rejected;
-  s.evictions += stats_.evictions;
+  s.rejected += stats_.rejected + policy_.rejected();
+  s.evictions += stats_.evictions + policy_.evictions();
   s.expirations += stats_.expirations;
   s.collisions += stats_.collisions;
-  s.entries += static_cast<int64_t>(index_.size());
-  s.bytes += bytes_;
+  s.entries += static_cast<int64_t>(policy_.size());
+  s.bytes += policy_.bytes();
 }
 
 }  // namespace internal

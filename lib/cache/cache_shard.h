@@ -1,11 +1,10 @@
-// One shard of the ResponseCache: a segmented LRU (probation, protected) within a byte budget,
-// behind a TinyLFU admission filter, under one mutex.
+// One shard of the ResponseCache, under one mutex: W-TinyLFU within a byte budget
+// (cache/w_tiny_lfu.h), its window's share set by the cache's WindowTuner.
 #ifndef SLUICE_LIB_CACHE_SHARD_H_
 #define SLUICE_LIB_CACHE_SHARD_H_
 
 #include <atomic>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,7 +15,8 @@
 #include "sluice/internal/mutex.h"
 #include "cache/cache_tier.h"
 #include "cache/flight.h"
-#include "cache/frequency_sketch.h"
+#include "cache/w_tiny_lfu.h"
+#include "cache/window_tuner.h"
 #include "sluice/response_cache.h"
 #include "sluice/single_flight.h"
 
@@ -28,8 +28,11 @@ class CacheShard;
 
 class CacheShard : public std::enable_shared_from_this<CacheShard> {
  public:
-  CacheShard(int64_t capacity_bytes, double protected_share, bool admission, const Clock* clock,
-             absl::Duration default_ttl, bool store_tool_calls, std::shared_ptr<CacheTier> tier);
+  // `tuner`: the cache's window tuner, shared by its shards; null gives no window and no
+  // admission filter (a plain segmented LRU).
+  CacheShard(int64_t capacity_bytes, double protected_share, std::shared_ptr<WindowTuner> tuner,
+             const Clock* clock, absl::Duration default_ttl, bool store_tool_calls,
+             std::shared_ptr<CacheTier> tier);
 
   // ResponseCache::Fetch for this shard's keys.
   FetchResult Fetch(const CacheKey& key);
@@ -62,38 +65,24 @@ class CacheShard : public std::enable_shared_from_this<CacheShard> {
   void UnlockAfterFork(bool in_child) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
  private:
-  struct Node {
-    std::pair<uint64_t, uint64_t> digest;
-    std::string canonical;
+  struct Stored {
+    std::string canonical;  // compared on a hit: a digest collision never serves another's answer
     std::shared_ptr<const CachedResponse> value;
-    int64_t bytes = 0;
     int64_t expires = 0;
-    int64_t promoted_at = 0;  // when it last moved to the front of protected
-    bool is_protected = false;
   };
-  using List = std::list<Node>;
+  using Policy = WTinyLfu<Stored>;
 
-  List& ListOf(const Node& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return n.is_protected ? protected_ : probation_;
-  }
-  void Remove(List::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves a probation entry that was hit to protected; protected's oldest fall back to probation.
-  // A protected entry moves to protected's front at most once per kPromotionInterval.
-  void Promote(List::iterator it, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static constexpr int64_t kPromotionInterval = 1'000'000'000;  // 1 s
-  // The entry eviction would take next: probation's oldest, else protected's.
-  List::iterator Victim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lookup under mu_; `bytes` gets a hit's charge.
+  std::shared_ptr<const CachedResponse> LookupLocked(const CacheKey& key, const Digest& digest,
+                                                     int64_t now, int64_t& bytes);
+  // Follows the tuner's window share when it changed.
+  void FollowTuner() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int64_t capacity_;
-  const int64_t protected_capacity_;
-  const bool admission_;
+  const std::shared_ptr<WindowTuner> tuner_;  // null without admission
   mutable Mutex mu_;
-  FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);
-  List probation_ ABSL_GUARDED_BY(mu_);  // front: most recently used
-  List protected_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, List::iterator> index_ ABSL_GUARDED_BY(mu_);
-  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t protected_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  Policy policy_ ABSL_GUARDED_BY(mu_);
+  double window_share_ ABSL_GUARDED_BY(mu_);
   ResponseCache::Stats stats_ ABSL_GUARDED_BY(mu_);
 
   const Clock* const clock_;

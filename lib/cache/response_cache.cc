@@ -59,20 +59,27 @@ ResponseCache::ResponseCache(const Options& options, const Clock* clock)
       tier_(options.redis == nullptr
                 ? nullptr
                 : std::make_shared<internal::CacheTier>(options.redis, options.redis_name)) {
+  // One tuner for all shards: a sample of the whole cache's keys steers every shard's window.
+  auto tuner = options.admission
+                   ? std::make_shared<internal::WindowTuner>(options.max_bytes, options.protected_share)
+                   : nullptr;
   for (int i = 0; i < options.shards; ++i) {
     shards_.push_back(std::make_shared<internal::CacheShard>(
-        options.max_bytes / options.shards, options.protected_share, options.admission, clock,
+        options.max_bytes / options.shards, options.protected_share, tuner, clock,
         options.default_ttl, options.store_tool_calls, tier_));
   }
   fork_hooks_ = std::make_unique<internal::ForkHooks>(
-      [this] {
+      [this, tuner] {
+        if (tuner != nullptr) tuner->LockForFork();
         for (const auto& shard : shards_) shard->LockForFork();
       },
-      [this] {
+      [this, tuner] {
         for (const auto& shard : shards_) shard->UnlockAfterFork(/*in_child=*/false);
+        if (tuner != nullptr) tuner->UnlockAfterFork();
       },
-      [this] {
+      [this, tuner] {
         for (const auto& shard : shards_) shard->UnlockAfterFork(/*in_child=*/true);
+        if (tuner != nullptr) tuner->UnlockAfterFork();
       });
 }
 

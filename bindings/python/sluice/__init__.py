@@ -10,7 +10,7 @@ The objects (all thread-safe, none of them ever blocks the caller's loop)::
     FallbackPolicy      a chain of targets with circuit breakers, a retry budget and a deadline;
                         ``call``/``stream`` (and ``*_async``) run a function through it
     ResponseCache       answers under canonical request keys (``cache_key``), byte-bounded,
-                        TinyLFU admission
+                        W-TinyLFU with an adaptive window
     MetricsRegistry     Prometheus counters, gauges, histograms; host-wide in shared memory
                         (``PrometheusCollector`` hands them to prometheus_client)
 

@@ -237,8 +237,8 @@ against). Equal keys mean the same question.)doc")
 
   py::class_<ResponseCache>(m, "ResponseCache", R"doc(
 LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
-fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a TinyLFU admission
-filter, hits verified against the canonical bytes (include/sluice/response_cache.h). With
+fixed overhead per entry): sharded, per-entry TTL, W-TinyLFU with a window sized by miniature
+caches (an LRU on recency-heavy traffic, frequency-filtered on Zipf traffic), hits verified against the canonical bytes (include/sluice/response_cache.h). With
 ``redis=RedisStore(...)``, a Redis tier behind it, shared by every process using the same
 ``redis_name``: writes go to both; a miss here asks Redis (in get_or_fetch / stream_or_fetch,
 cooperatively) before anyone calls upstream; Redis down only costs misses (``redis_errors``).
@@ -285,7 +285,9 @@ Thread-safe; never blocks on I/O.)doc")
           py::arg("key"), py::arg("answer"), py::kw_only(), py::arg("ttl") = 0.0,
           "Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``\n"
           "seconds (0: default_ttl). False when it was not stored: larger than a shard, or\n"
-          "turned away by the admission filter in favour of more popular answers.")
+          "turned away at once by the admission filter in favour of more popular answers (an\n"
+          "answer larger than the window); a stored answer may still be turned away when the\n"
+          "window pushes it out (stats()['rejected']).")
       .def("erase", &ResponseCache::Erase, py::arg("key"), "Removes the key's entry.")
       .def("_fetch",
            [](const py::object& self, const CacheKey& key) {

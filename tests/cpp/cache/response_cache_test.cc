@@ -150,7 +150,9 @@ TEST_CASE("cache: the popular answers survive a scan of one-off requests, which 
     for (int i = 0; i < 50; ++i) hot_left += cache->Get(Key(i)) != nullptr;
     INFO("admission " << admission);
     if (admission) {
-      CHECK(hot_left == 50);
+      // The hot answer in the 1% window when the scan starts may lose a tie with an equally hot
+      // victim; the other 49 stay.
+      CHECK(hot_left >= 49);
       CHECK(cache->stats().rejected > 1500);
     } else {
       CHECK(hot_left == 50);  // the protected segment alone shelters a hot set that fits in it,
@@ -437,4 +439,28 @@ TEST_CASE("cache after fork: the child keeps the entries and leads its own fetch
   parent_lead.lead->Complete({.body = "the parent's"});
   REQUIRE(follower.wait->ready());
   CHECK(follower.wait->Result().hit->body == "the parent's");
+}
+
+TEST_CASE("cache: a working set that moves on is served like an LRU would, not turned away") {
+  // 150 questions of about 2.5 KiB (a third of the cache) asked at random, replaced by 150 new
+  // ones every 3,000 requests: after each change, only the first ask of each new question can
+  // miss. A filter without an adaptive window turns the newcomers away in favour of the old set's
+  // well-counted answers and served about half of these (issue 19).
+  ManualClock clock;
+  auto cache = Make(&clock, 1 << 20);
+  std::mt19937_64 rng(8);
+  int64_t hits = 0, requests = 0;
+  for (int phase = 0; phase < 40; ++phase) {
+    for (int i = 0; i < 3000; ++i, ++requests) {
+      const int q = phase * 150 + static_cast<int>(rng() % 150);
+      if (cache->Get(Key(q)) != nullptr) {
+        ++hits;
+      } else {
+        cache->Put(Key(q), Answer(2500));
+      }
+    }
+  }
+  const double ideal = 1 - 150.0 / 3000;  // LRU's: one miss per question per phase
+  INFO("hit ratio " << static_cast<double>(hits) / requests << ", ideal " << ideal);
+  CHECK(static_cast<double>(hits) / requests >= ideal - 0.02);
 }
