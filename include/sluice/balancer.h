@@ -17,12 +17,14 @@
 //   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
 //                        in its KV cache, as far as the balancer's own routing history says:
 //                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
-//                        bounded to the endpoint's KV capacity (LRU). Two guards: when the fleet is
-//                        imbalanced (max - min in-flight > imbalance_abs and max > imbalance_rel x
-//                        min) the least-loaded endpoint wins instead; an endpoint loaded more than
-//                        hot_spot_sigmas standard deviations above the mean (or saturated) is not
-//                        offered to a prefix, so a popular prefix cannot pin one replica. No match:
-//                        least loaded, then the smallest index ("most free cache").
+//                        bounded to the endpoint's KV capacity (LRU). Two load guards keep a
+//                        popular prefix from pinning one replica: an endpoint whose in-flight
+//                        count is more than imbalance_abs above the least-loaded candidate's and
+//                        more than imbalance_rel times it (2 and 1.5: on 4 endpoints one prefix's
+//                        held picks go [3,0,0,0], then spread), or more than hot_spot_sigmas
+//                        standard deviations above the mean (only reachable with 6 or more
+//                        endpoints), or saturated, is not offered to a prefix. No match: least
+//                        loaded, then the smallest index ("most free cache").
 //   kScored              weighted scores, each normalised to [0, 1] over the candidates: prefix
 //                        match, queue depth and KV-cache use from the engines' own metrics
 //                        (`UpdateMetrics`), in-flight count; the highest total wins, ties at
@@ -188,12 +190,17 @@ class Balancer {
     // Default per-endpoint prefix-index size in blocks. Default 16,384 (with 128-byte blocks,
     // about 2 MiB of prompt text, 512k tokens). >= 1.
     int64_t kv_capacity_blocks = 16384;
-    // kPrefixAffinity's imbalance gate: both must hold for the least-loaded endpoint to win over
-    // the prefix. Defaults 8 and 1.5 (SGLang's router uses 64 and 1.5 for larger fleets). >= 0, >= 1.
-    int64_t imbalance_abs = 8;
+    // kPrefixAffinity's imbalance gate, per endpoint: an endpoint whose load (in flight / weight)
+    // exceeds the least-loaded candidate's by more than imbalance_abs AND is more than
+    // imbalance_rel times it is not offered to a prefix. Defaults 2 and 1.5: a holder may run two
+    // requests ahead of an idle replica, and half again ahead of a busy one. (SGLang's router
+    // applies the same test to the whole fleet, with 32-64 and 1.5 for large fleets.) >= 0, >= 1.
+    int64_t imbalance_abs = 2;
     double imbalance_rel = 1.5;
     // kPrefixAffinity's hot-spot guard: an endpoint with more in flight than mean + this many
-    // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). >= 0.
+    // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). Since the
+    // largest of n values is at most sigma x sqrt(n - 1) above their mean, it can only fire with
+    // 6 or more endpoints (at 2 sigmas); the imbalance gate covers smaller fleets. >= 0.
     double hot_spot_sigmas = 2;
     ScoreWeights weights;
     // Metrics older than this are ignored. Default 2 s (the Inference Extension's staleness

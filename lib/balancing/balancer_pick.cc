@@ -168,24 +168,28 @@ size_t BalancerCore::PowerOfTwo() {
 
 size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   const size_t n = candidates_.size();
-  double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max(), high = 0;
+  double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max();
   for (size_t i = 0; i < n; ++i) {
     const double load = LoadOf(i);
     sum += load, sum_sq += load * load;
-    low = std::min(low, load), high = std::max(high, load);
+    low = std::min(low, load);
   }
-  // The imbalance gate: when the fleet is lopsided, load beats cache affinity.
-  if (high - low > static_cast<double>(options.imbalance_abs) &&
-      high > options.imbalance_rel * low) {
-    return LeastLoaded([](size_t) { return true; });
-  }
-  // The hot-spot guard: a prefix is not offered to an endpoint far above the mean load.
+  // The imbalance gate, per endpoint (SGLang's cache_aware router applies the same two-part test
+  // to the whole fleet): an endpoint more than imbalance_abs requests and imbalance_rel times
+  // above the least loaded is not offered to a prefix. Its absolute part is what works on small
+  // fleets, where no endpoint can get 2 sigmas above the mean.
+  const double abs_gap = static_cast<double>(options.imbalance_abs);
+  auto overloaded = [&](double load) {
+    return load - low > abs_gap && load > options.imbalance_rel * low;
+  };
+  // The hot-spot guard (AIBrix's), for large fleets: nor is one far above the mean load.
   const double mean = sum / static_cast<double>(n);
   const double sigma = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(n) - mean * mean));
   const double hot = mean + options.hot_spot_sigmas * sigma + 1;
   uint64_t mask = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (candidates_[i]->slot >= 0 && LoadOf(i) <= hot) {
+    const double load = LoadOf(i);
+    if (candidates_[i]->slot >= 0 && load <= hot && !overloaded(load)) {
       mask |= uint64_t{1} << candidates_[i]->slot;
     }
   }
