@@ -17,7 +17,12 @@
 //   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
 //                        in its KV cache, as far as the balancer's own routing history says:
 //                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
-//                        bounded to the endpoint's KV capacity (LRU). Two load guards keep a
+//                        bounded to the endpoint's KV capacity (LRU). A match that ends where
+//                        other conversations branched off (a shared system prompt, a common
+//                        template) is no affinity: the index records which block followed each
+//                        block, and a prefix that several continuations share says nothing about
+//                        where this conversation lives, so new conversations spread by load.
+//                        Two load guards keep a
 //                        popular prefix from pinning one replica: an endpoint whose in-flight
 //                        count is more than imbalance_abs above the least-loaded candidate's and
 //                        more than imbalance_rel times it (2 and 1.5: on 4 endpoints one prefix's
@@ -26,7 +31,9 @@
 //                        endpoints), or saturated, is not offered to a prefix. No match: least
 //                        loaded, then the smallest index ("most free cache").
 //   kScored              weighted scores, each normalised to [0, 1] over the candidates: prefix
-//                        match, queue depth and KV-cache use from the engines' own metrics
+//                        match (the share of the prompt held beyond what every candidate holds,
+//                        0 for a shared prefix as above), queue depth and KV-cache use from the
+//                        engines' own metrics
 //                        (`UpdateMetrics`), in-flight count; the highest total wins, ties at
 //                        random. Weight 0 drops a signal. Queue depth is the last scrape's waiting
 //                        + running, corrected by this balancer's in-flight change since that scrape;

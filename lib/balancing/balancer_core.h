@@ -84,6 +84,7 @@ class BalancerCore {
   int64_t matched_ ABSL_GUARDED_BY(mu_) = 0;
   struct Signals {  // kScored's inputs for one candidate
     double queue, kv, load, prefix;
+    int64_t held;  // leading blocks it holds
     bool has_kv;
   };
   std::vector<Signals> signals_ ABSL_GUARDED_BY(mu_);

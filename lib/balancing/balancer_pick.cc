@@ -194,7 +194,11 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
     }
   }
   const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
-  if (match.blocks == 0) return LeastLoaded([](size_t) { return true; });
+  // A match that ends where other conversations branched off (a shared system prompt) is no
+  // affinity: every replica that served one of them holds it, so a cold start spreads by load.
+  if (match.blocks == 0 || index_.BranchesAt(blocks, match.blocks)) {
+    return LeastLoaded([](size_t) { return true; });
+  }
   matched_ = match.blocks;
   return LeastLoaded([&](size_t i) {
     return candidates_[i]->slot >= 0 && (match.holders >> candidates_[i]->slot & 1) != 0;
@@ -212,7 +216,7 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
   for (size_t i = 0; i < n; ++i) {
     State& e = *candidates_[i];
     const int64_t in_flight = e.in_flight.load(std::memory_order_relaxed);
-    s[i] = {static_cast<double>(in_flight_[i]), 0, LoadOf(i), 0, false};
+    s[i] = {static_cast<double>(in_flight_[i]), 0, LoadOf(i), 0, 0, false};
     {
       MutexLock lock(&e.mu);
       if (e.metrics && now - e.metrics_at <= max_age) {
@@ -228,8 +232,19 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
     if (s[i].has_kv) kv_sum += s[i].kv, ++kv_known;
     if (w.prefix > 0 && !blocks.empty() && e.slot >= 0) {
       const PrefixIndex::Match m = index_.LongestMatch(blocks, uint64_t{1} << e.slot);
-      s[i].prefix = static_cast<double>(m.blocks) / static_cast<double>(blocks.size());
+      s[i].held = m.blocks;
+      // A match ending where other conversations branched off is shared, not this one's.
+      if (m.blocks > 0 && !index_.BranchesAt(blocks, m.blocks)) {
+        s[i].prefix = static_cast<double>(m.blocks);
+      }
     }
+  }
+  // The prefix signal is the share of the prompt an endpoint holds beyond what every candidate
+  // holds: a block cached everywhere saves nothing by going anywhere in particular.
+  if (w.prefix > 0 && !blocks.empty()) {
+    double floor = std::numeric_limits<double>::max();
+    for (const Signals& x : s) floor = std::min(floor, x.prefix);
+    for (Signals& x : s) x.prefix = (x.prefix - floor) / static_cast<double>(blocks.size());
   }
   const double kv_default = kv_known > 0 ? kv_sum / kv_known : 0;
   // Min-max normalisation, 1 for the best; all equal gives every candidate 1.
@@ -255,7 +270,7 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
       best = i;
     }
   }
-  matched_ = static_cast<int64_t>(std::lround(s[best].prefix * static_cast<double>(blocks.size())));
+  matched_ = s[best].held;
   return best;
 }
 

@@ -72,3 +72,69 @@ TEST_CASE("prefix affinity: the load guard spreads one hot prefix on fleets of 2
     }
   }
 }
+
+// Cause 2: distinct conversations that share only a system prompt all matched its block, so a
+// cold start piled onto one replica ([8,0,0,0] after 8 picks on 4 endpoints).
+TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversation's own turns are") {
+  const std::vector<uint64_t> system = {0xabcdef};  // one block every conversation starts with
+  ManualClock clock;
+
+  SECTION("held picks: cold-start conversations spread by load") {
+    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+    std::vector<Pick> held;
+    for (uint64_t conv = 1; conv <= 8; ++conv) {
+      held.push_back(Value(b->PickEndpoint({.prefix_blocks = Conversation(conv, 4, system)})));
+    }
+    for (const auto& [id, n] : InFlight(*b)) CHECK(n == 2);
+  }
+
+  SECTION("completed picks: no load anywhere, still no pile-up; later turns go home") {
+    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+    std::map<uint64_t, std::string> home;
+    std::map<std::string, int> per_endpoint;
+    for (uint64_t conv = 1; conv <= 8; ++conv) {
+      Pick p = Value(b->PickEndpoint({.prefix_blocks = Conversation(conv, 4, system)}));
+      home[conv] = p.endpoint_id();
+      per_endpoint[p.endpoint_id()]++;
+      p.Complete({});
+    }
+    // The first conversation's holder may take the second (one turn cannot tell a new
+    // conversation from its own next turn); from then on the shared block is known as shared.
+    CHECK(per_endpoint.size() == 4);
+    for (const auto& [id, n] : per_endpoint) CHECK(n <= 3);
+    for (uint64_t conv = 1; conv <= 8; ++conv) {
+      Pick p = Value(b->PickEndpoint({.prefix_blocks = Conversation(conv, 7, system)}));
+      CHECK(p.endpoint_id() == home[conv]);
+      CHECK(p.matched_blocks() == 4);
+      p.Complete({});
+    }
+  }
+
+  SECTION("scored: completed picks of new conversations do not pile onto the first holder") {
+    auto b = Make(Strategy::kScored, &clock);
+    for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+    std::map<std::string, int> per_endpoint;
+    for (uint64_t conv = 1; conv <= 8; ++conv) {
+      Pick p = Value(b->PickEndpoint({.prefix_blocks = Conversation(conv, 4, system)}));
+      per_endpoint[p.endpoint_id()]++;
+      p.Complete({});
+    }
+    CHECK(per_endpoint.size() >= 3);
+    for (const auto& [id, n] : per_endpoint) CHECK(n <= 3);
+  }
+
+  SECTION("two-block prompts: the system block and a partial one") {
+    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+    std::map<std::string, int> per_endpoint;
+    for (uint64_t conv = 1; conv <= 8; ++conv) {
+      Pick p = Value(b->PickEndpoint({.prefix_blocks = Conversation(conv, 2, system)}));
+      per_endpoint[p.endpoint_id()]++;
+      p.Complete({});
+    }
+    CHECK(per_endpoint.size() == 4);
+    for (const auto& [id, n] : per_endpoint) CHECK(n <= 3);
+  }
+}
