@@ -30,15 +30,18 @@
 //                        standard deviations above the mean (only reachable with 6 or more
 //                        endpoints), or saturated, is not offered to a prefix. No match: least
 //                        loaded, then the smallest index ("most free cache").
-//   kScored              weighted scores, each normalised to [0, 1] over the candidates: prefix
-//                        match (the share of the prompt held beyond what every candidate holds,
-//                        0 for a shared prefix as above), queue depth and KV-cache use from the
-//                        engines' own metrics
+//   kScored              weighted scores over the candidates: prefix match (the share of the
+//                        prompt held beyond what every candidate holds, 0 for a shared prefix as
+//                        above), queue depth and KV-cache use from the engines' own metrics
 //                        (`UpdateMetrics`), in-flight count; the highest total wins, ties at
-//                        random. Weight 0 drops a signal. Queue depth is the last scrape's waiting
-//                        + running, corrected by this balancer's in-flight change since that scrape;
-//                        metrics older than `metrics_max_age` are ignored (in-flight counts stand
-//                        in). With the prefix weight at 0 this is the metrics-aware strategy.
+//                        random. Weight 0 drops a signal. Prefix and KV use are in [0, 1]; queue
+//                        and in-flight are scored on an absolute scale (`score_load_slack`), not
+//                        min-max over the candidates, so one request more never outweighs a
+//                        prefix match while a large excess outweighs any. Queue depth is the last
+//                        scrape's waiting + running, corrected by this balancer's in-flight change
+//                        since that scrape; metrics older than `metrics_max_age` are ignored
+//                        (in-flight counts stand in). With the prefix weight at 0 this is the
+//                        metrics-aware strategy.
 //   kConsistentHash      bounded-load consistent hashing on `PickRequest::affinity_key` (a session
 //                        or user id): the key's ring successor, skipping endpoints already over
 //                        load_bound x the mean in-flight count. No key: least request.
@@ -210,6 +213,11 @@ class Balancer {
     // 6 or more endpoints (at 2 sigmas); the imbalance gate covers smaller fleets. >= 0.
     double hot_spot_sigmas = 2;
     ScoreWeights weights;
+    // kScored: queue depth and in-flight load score 1 - (x - least) / (mean + score_load_slack)
+    // over the candidates (below 0 for a large excess), so one request more than the least
+    // loaded costs little next to a prefix match, and a replica loaded far above the mean loses
+    // even with a full match. Default 4 (requests). > 0.
+    double score_load_slack = 4;
     // Metrics older than this are ignored. Default 2 s (the Inference Extension's staleness
     // bound). > 0.
     absl::Duration metrics_max_age = absl::Seconds(2);

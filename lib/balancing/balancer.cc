@@ -45,6 +45,9 @@ absl::Status Validate(const Balancer::Options& o) {
   if (o.strategy == S::kScored && w.prefix + w.queue + w.kv_cache + w.in_flight <= 0) {
     return Invalid("weights", "must not all be 0 with kScored");
   }
+  if (!Finite(o.score_load_slack) || o.score_load_slack <= 0) {
+    return Invalid("score_load_slack", "must be finite and > 0");
+  }
   if (o.metrics_max_age <= absl::ZeroDuration()) return Invalid("metrics_max_age", "must be > 0");
   if (!Finite(o.load_bound) || o.load_bound < 1) return Invalid("load_bound", "must be >= 1");
   if (o.virtual_nodes < 1 || o.virtual_nodes > 4096) {

@@ -247,23 +247,26 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
     for (Signals& x : s) x.prefix = (x.prefix - floor) / static_cast<double>(blocks.size());
   }
   const double kv_default = kv_known > 0 ? kv_sum / kv_known : 0;
-  // Min-max normalisation, 1 for the best; all equal gives every candidate 1.
-  auto bounds = [&](auto get) {
-    double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
-    for (const Signals& x : s) lo = std::min(lo, get(x)), hi = std::max(hi, get(x));
-    return std::pair{lo, hi};
+  // Counts (queue, load) on an absolute scale: 1 for the least loaded, minus the excess over it
+  // in units of (mean + score_load_slack). Min-max normalisation made a one-request difference
+  // worth a whole prefix match; here it costs 1 / (mean + slack), while an excess of several
+  // times the mean drives the score below 0 and outweighs any match.
+  auto scale = [&](auto get) {
+    double lo = std::numeric_limits<double>::max(), sum = 0;
+    for (const Signals& x : s) lo = std::min(lo, get(x)), sum += get(x);
+    return std::pair{lo, sum / static_cast<double>(n) + options.score_load_slack};
   };
-  auto lower_is_better = [](double v, std::pair<double, double> b) {
-    return b.second > b.first ? (b.second - v) / (b.second - b.first) : 1.0;
+  auto lower_is_better = [](double v, std::pair<double, double> lo_unit) {
+    return 1 - (v - lo_unit.first) / lo_unit.second;
   };
-  const auto queue_bounds = bounds([](const Signals& x) { return x.queue; });
-  const auto load_bounds = bounds([](const Signals& x) { return x.load; });
+  const auto queue_scale = scale([](const Signals& x) { return x.queue; });
+  const auto load_scale = scale([](const Signals& x) { return x.load; });
   size_t best = 0, ties = 0;
   double best_score = std::numeric_limits<double>::lowest();
   for (size_t i = 0; i < n; ++i) {
     const double kv = s[i].has_kv ? s[i].kv : kv_default;
-    const double score = w.prefix * s[i].prefix + w.queue * lower_is_better(s[i].queue, queue_bounds) +
-                         w.kv_cache * (1 - kv) + w.in_flight * lower_is_better(s[i].load, load_bounds);
+    const double score = w.prefix * s[i].prefix + w.queue * lower_is_better(s[i].queue, queue_scale) +
+                         w.kv_cache * (1 - kv) + w.in_flight * lower_is_better(s[i].load, load_scale);
     if (score > best_score + 1e-12) {
       best = i, best_score = score, ties = 1;
     } else if (score >= best_score - 1e-12 && rng_() % ++ties == 0) {

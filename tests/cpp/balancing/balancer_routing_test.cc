@@ -138,3 +138,30 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
     for (const auto& [id, n] : per_endpoint) CHECK(n <= 3);
   }
 }
+
+// Cause 3: min-max normalisation made one request of load worth a whole prefix match: with two
+// endpoints and equal fresh metrics the follow-up turn went back to its holder in 0 of 200.
+TEST_CASE("scored: a prefix match outweighs one request of load, a large imbalance does not") {
+  ManualClock clock;
+  auto b = Make(Strategy::kScored, &clock);
+  for (std::string id : {"a", "b"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+  const std::string idle = "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\n"
+                           "vllm:kv_cache_usage_perc 0.1\n";
+  REQUIRE(b->UpdateMetrics("a", idle).ok());
+  REQUIRE(b->UpdateMetrics("b", idle).ok());
+  Pick first = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 8)}));
+  const std::string home = first.endpoint_id();
+  const std::string other = home == "a" ? "b" : "a";
+  // The first turn is still streaming (one more in flight at home) when the second is sent.
+  int went_home = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    Pick next = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 12)}));
+    went_home += next.endpoint_id() == home;
+  }
+  CHECK(went_home == 200);
+  // Thirty queued at home against none elsewhere: load wins over the match.
+  REQUIRE(b->UpdateMetrics(home, "vllm:num_requests_waiting 22\nvllm:num_requests_running 8\n"
+                                 "vllm:kv_cache_usage_perc 0.1\n").ok());
+  Pick crowded = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 12)}));
+  CHECK(crowded.endpoint_id() == other);
+}
