@@ -165,3 +165,80 @@ TEST_CASE("scored: a prefix match outweighs one request of load, a large imbalan
   Pick crowded = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 12)}));
   CHECK(crowded.endpoint_id() == other);
 }
+
+namespace {
+
+// One long chat session: a fixed random text per turn (~1,680 bytes, ~420 tokens), so 50 turns
+// make ~21k tokens, far past the 8k tokens the prefix hashes cover.
+struct Session {
+  explicit Session(unsigned seed) : rng(seed) {}
+  sluice::LlmRequest NextTurn() {
+    auto text = [&](int chars) {
+      std::string s(static_cast<size_t>(chars), ' ');
+      for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+      return s;
+    };
+    if (!request.messages.empty()) request.messages.push_back({"assistant", text(1480)});
+    request.messages.push_back({"user", text(200)});
+    request.model = "m";
+    request.prompt_chars = 0;
+    for (const auto& m : request.messages) request.prompt_chars += static_cast<int64_t>(m.content.size());
+    return request;
+  }
+  std::mt19937 rng;
+  sluice::LlmRequest request;
+};
+
+}  // namespace
+
+// Cause 4: two ~21k-token sessions per replica on r0 and r1 (none on r2 and r3) evict each
+// other's KV cache, and affinity never moves them: in-flight counts are balanced, and the index
+// covers only the first 8k tokens of each.
+TEST_CASE("prefix affinity: sessions that overflow a replica's KV cache are not stacked") {
+  ManualClock clock;
+  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  // 1,024 blocks of 128 bytes: ~32k tokens of KV cache each; two 21k-token sessions overflow it.
+  for (std::string id : {"r0", "r1"}) REQUIRE(b->AddEndpoint({.id = id, .kv_capacity_blocks = 1024}).ok());
+  std::vector<Session> sessions;
+  for (unsigned s = 0; s < 4; ++s) sessions.emplace_back(100 + s);
+  std::vector<std::string> where(4);
+  std::vector<int> moves(4, 0);
+  auto turn = [&](bool hold_all) {
+    std::vector<Pick> held;
+    for (size_t s = 0; s < sessions.size(); ++s) {
+      Pick p = Value(b->PickEndpoint(sessions[s].NextTurn()));
+      if (!where[s].empty() && where[s] != p.endpoint_id()) ++moves[s];
+      where[s] = p.endpoint_id();
+      clock.Advance(absl::Seconds(2));
+      if (hold_all) held.push_back(std::move(p));
+    }
+  };
+  turn(/*hold_all=*/true);  // all four at once: two each on r0 and r1
+  CHECK(std::count(where.begin(), where.end(), "r0") == 2);
+  CHECK(InFlight(*b) == std::map<std::string, int64_t>{{"r0", 0}, {"r1", 0}});
+  for (int t = 2; t <= 10; ++t) turn(false);
+  CHECK(moves == std::vector<int>{0, 0, 0, 0});
+  // Two empty replicas join; the sessions keep growing to ~21k tokens.
+  for (std::string id : {"r2", "r3"}) REQUIRE(b->AddEndpoint({.id = id, .kv_capacity_blocks = 1024}).ok());
+  for (int t = 11; t <= 50; ++t) turn(false);
+  CHECK(std::set<std::string>(where.begin(), where.end()).size() == 4);
+  for (int m : moves) CHECK(m <= 1);  // moved once, when it outgrew its replica; no ping-pong
+}
+
+TEST_CASE("prefix affinity: an engine that reports a full KV cache gets no new prefix work") {
+  ManualClock clock;
+  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  for (std::string id : {"a", "b"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
+  const std::string home = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 8)})).endpoint_id();
+  const std::string other = home == "a" ? "b" : "a";
+  REQUIRE(b->SetMetrics(home, {.waiting = 0, .running = 4, .kv_usage = 0.97}).ok());
+  REQUIRE(b->SetMetrics(other, {.waiting = 0, .running = 4, .kv_usage = 0.30}).ok());
+  CHECK(Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 12)})).endpoint_id() == other);
+  // Both full: moving would not help, the prefix stays where it is cached.
+  const std::string now_home = other;
+  REQUIRE(b->SetMetrics(now_home, {.waiting = 0, .running = 4, .kv_usage = 0.98}).ok());
+  CHECK(Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 14)})).endpoint_id() == now_home);
+  // Stale metrics say nothing.
+  clock.Advance(absl::Seconds(3));
+  CHECK(Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 16)})).endpoint_id() == now_home);
+}
