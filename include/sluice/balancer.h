@@ -17,19 +17,39 @@
 //   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
 //                        in its KV cache, as far as the balancer's own routing history says:
 //                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
-//                        bounded to the endpoint's KV capacity (LRU). Two guards: when the fleet is
-//                        imbalanced (max - min in-flight > imbalance_abs and max > imbalance_rel x
-//                        min) the least-loaded endpoint wins instead; an endpoint loaded more than
-//                        hot_spot_sigmas standard deviations above the mean (or saturated) is not
-//                        offered to a prefix, so a popular prefix cannot pin one replica. No match:
-//                        least loaded, then the smallest index ("most free cache").
-//   kScored              weighted scores, each normalised to [0, 1] over the candidates: prefix
-//                        match, queue depth and KV-cache use from the engines' own metrics
-//                        (`UpdateMetrics`), in-flight count; the highest total wins, ties at
-//                        random. Weight 0 drops a signal. Queue depth is the last scrape's waiting
-//                        + running, corrected by this balancer's in-flight change since that scrape;
-//                        metrics older than `metrics_max_age` are ignored (in-flight counts stand
-//                        in). With the prefix weight at 0 this is the metrics-aware strategy.
+//                        bounded to the endpoint's KV capacity (LRU). A match that ends where
+//                        other conversations branched off (a shared system prompt, a common
+//                        template) is no affinity: the index records which block followed each
+//                        block, and a prefix that several continuations share says nothing about
+//                        where this conversation lives, so new conversations spread by load.
+//                        Two load guards keep a
+//                        popular prefix from pinning one replica: an endpoint whose in-flight
+//                        count is more than imbalance_abs above the least-loaded candidate's and
+//                        more than imbalance_rel times it (2 and 1.5: on 4 endpoints one prefix's
+//                        held picks go [3,0,0,0], then spread), or more than hot_spot_sigmas
+//                        standard deviations above the mean (only reachable with 6 or more
+//                        endpoints), or saturated, is not offered to a prefix. Nor is one whose
+//                        KV cache this request would overflow, while another has room: full by
+//                        its fresh engine metrics (KV usage >= kv_full_usage), or by the
+//                        balancer's estimate of the tokens it keeps (the conversations recently
+//                        routed there, see kv_session_half_life) plus this request's, beyond its
+//                        kv_capacity_blocks; so long sessions that would evict each other's cache
+//                        are not stacked, at the cost of one re-prefill. No match: least loaded
+//                        among the endpoints with room, then the smallest index ("most free
+//                        cache").
+//   kScored              weighted scores over the candidates: prefix match (the share of the
+//                        prompt held beyond what every candidate holds, 0 for a shared prefix as
+//                        above), queue depth and KV-cache use from the engines' own metrics
+//                        (`UpdateMetrics`; with a prefix weight, at least the estimated share of
+//                        the KV cache with this request, which may exceed 1), in-flight count; the highest total wins, ties at
+//                        random. Weight 0 drops a signal. Prefix and KV use are in [0, 1]; queue
+//                        and in-flight are scored on an absolute scale (`score_load_slack`), not
+//                        min-max over the candidates, so one request more never outweighs a
+//                        prefix match while a large excess outweighs any. Queue depth is the last
+//                        scrape's waiting + running, corrected by this balancer's in-flight change
+//                        since that scrape; metrics older than `metrics_max_age` are ignored
+//                        (in-flight counts stand in). With the prefix weight at 0 this is the
+//                        metrics-aware strategy.
 //   kConsistentHash      bounded-load consistent hashing on `PickRequest::affinity_key` (a session
 //                        or user id): the key's ring successor, skipping endpoints already over
 //                        load_bound x the mean in-flight count. No key: least request.
@@ -103,8 +123,9 @@ struct EndpointSpec {
   // Requests in flight at once through this balancer (host-wide with Options::shared_region); a
   // saturated endpoint is skipped. 0 (the default) means no cap.
   int64_t max_concurrency = 0;
-  // Prefix-index entries (blocks) kept for this endpoint: its KV capacity in blocks of
-  // `Options::prefix_hash.block_chars` bytes. 0 (the default): `Options::kv_capacity_blocks`.
+  // Its KV capacity in blocks of `Options::prefix_hash.block_chars` bytes (about block_chars / 4
+  // tokens each): the prefix-index entries kept for it, and the tokens the KV-pressure estimate
+  // lets it hold. 0 (the default): `Options::kv_capacity_blocks`.
   int64_t kv_capacity_blocks = 0;
   // Free-form labels. "model" is matched against `PickRequest::model`; others ("provider",
   // "api_key", ...) are for the caller to read back from the Pick.
@@ -119,6 +140,10 @@ struct PickRequest {
   absl::Span<const uint64_t> prefix_blocks;
   // kConsistentHash: the session or user the request belongs to.
   std::string_view affinity_key;
+  // kPrefixAffinity and kScored: the prompt's size in tokens, for the KV-pressure estimate.
+  // 0 (the default): the hashed blocks' bytes / 4, which undercounts prompts longer than the
+  // hashes cover (PrefixHashOptions::max_blocks). PickEndpoint(LlmRequest) fills it in.
+  int64_t prompt_tokens = 0;
 };
 
 // What the balancer knows about one endpoint (Balancer::Endpoints()).
@@ -185,20 +210,42 @@ class Balancer {
     Strategy strategy = Strategy::kLeastRequest;
     // How requests are cut into blocks for the prefix index (see sluice/llm_request.h).
     PrefixHashOptions prefix_hash;
-    // Default per-endpoint prefix-index size in blocks. Default 16,384 (with 128-byte blocks,
-    // about 2 MiB of prompt text, 512k tokens). >= 1.
+    // Default per-endpoint KV capacity in blocks of prefix_hash.block_chars bytes (4 bytes a
+    // token): it bounds the endpoint's prefix index, and is what the KV-pressure estimate fills.
+    // Default 16,384 (with 128-byte blocks, about 2 MiB of prompt text, 512k tokens); set it (or
+    // EndpointSpec::kv_capacity_blocks) to the engine's KV cache, e.g. vLLM's "GPU KV cache size:
+    // N tokens" / 32, for the estimate to mean anything. >= 1.
     int64_t kv_capacity_blocks = 16384;
-    // kPrefixAffinity's imbalance gate: both must hold for the least-loaded endpoint to win over
-    // the prefix. Defaults 8 and 1.5 (SGLang's router uses 64 and 1.5 for larger fleets). >= 0, >= 1.
-    int64_t imbalance_abs = 8;
+    // kPrefixAffinity's imbalance gate, per endpoint: an endpoint whose load (in flight / weight)
+    // exceeds the least-loaded candidate's by more than imbalance_abs AND is more than
+    // imbalance_rel times it is not offered to a prefix. Defaults 2 and 1.5: a holder may run two
+    // requests ahead of an idle replica, and half again ahead of a busy one. (SGLang's router
+    // applies the same test to the whole fleet, with 32-64 and 1.5 for large fleets.) >= 0, >= 1.
+    int64_t imbalance_abs = 2;
     double imbalance_rel = 1.5;
     // kPrefixAffinity's hot-spot guard: an endpoint with more in flight than mean + this many
-    // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). >= 0.
+    // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). Since the
+    // largest of n values is at most sigma x sqrt(n - 1) above their mean, it can only fire with
+    // 6 or more endpoints (at 2 sigmas); the imbalance gate covers smaller fleets. >= 0.
     double hot_spot_sigmas = 2;
     ScoreWeights weights;
+    // kScored: queue depth and in-flight load score 1 - (x - least) / (mean + score_load_slack)
+    // over the candidates (below 0 for a large excess), so one request more than the least
+    // loaded costs little next to a prefix match, and a replica loaded far above the mean loses
+    // even with a full match. Default 4 (requests). > 0.
+    double score_load_slack = 4;
     // Metrics older than this are ignored. Default 2 s (the Inference Extension's staleness
     // bound). > 0.
     absl::Duration metrics_max_age = absl::Seconds(2);
+    // KV pressure (kPrefixAffinity, kScored with a prefix weight). The balancer estimates the
+    // prompt tokens each endpoint keeps cached: every conversation routed there, at its latest
+    // size, fading by half every kv_session_half_life since it was last routed there (a
+    // conversation that moves is taken off its old endpoint). An endpoint's capacity is its
+    // kv_capacity_blocks x block_chars / 4 tokens. Default 60 s. Finite, > 0.
+    absl::Duration kv_session_half_life = absl::Seconds(60);
+    // An endpoint whose fresh engine metrics report this share of its KV cache in use or more
+    // is full too. Default 0.9. In (0, 1].
+    double kv_full_usage = 0.9;
     // kConsistentHash: no endpoint takes more than ceil(load_bound x (in flight + 1) / n).
     // Default 1.25. >= 1. Ring points per unit of weight: default 64, >= 1.
     double load_bound = 1.25;

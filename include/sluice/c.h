@@ -215,7 +215,7 @@ typedef enum sluice_param {
   SLUICE_PARAM_BALANCER_BLOCK_CHARS = 702,  /* default 128 */
   SLUICE_PARAM_BALANCER_MAX_BLOCKS = 703,   /* default 256 */
   SLUICE_PARAM_BALANCER_KV_CAPACITY_BLOCKS = 704, /* default 16384 */
-  SLUICE_PARAM_BALANCER_IMBALANCE_ABS = 705,      /* default 8 */
+  SLUICE_PARAM_BALANCER_IMBALANCE_ABS = 705,      /* default 2 */
   SLUICE_PARAM_BALANCER_WEIGHT_PREFIX_MILLI = 706,    /* default 3000 */
   SLUICE_PARAM_BALANCER_WEIGHT_QUEUE_MILLI = 707,     /* default 2000 */
   SLUICE_PARAM_BALANCER_WEIGHT_KV_CACHE_MILLI = 708,  /* default 2000 */
@@ -231,6 +231,9 @@ typedef enum sluice_param {
   SLUICE_PARAM_BALANCER_OUTLIER_BASE_EJECTION_NANOS = 718,     /* default 30 s */
   SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS = 719,      /* default 300 s */
   SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT = 720,    /* default 10 */
+  SLUICE_PARAM_BALANCER_SCORE_LOAD_SLACK_MILLI = 721,          /* default 4000 (4 requests) */
+  SLUICE_PARAM_BALANCER_KV_SESSION_HALF_LIFE_NANOS = 722,      /* default 60 s */
+  SLUICE_PARAM_BALANCER_KV_FULL_USAGE_MILLI = 723,             /* default 900 (0.9) */
   /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
   SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET = 800,  /* default 1 */
   SLUICE_PARAM_FALLBACK_DEADLINE_NANOS = 801,          /* default 120 s */

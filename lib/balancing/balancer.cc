@@ -45,7 +45,17 @@ absl::Status Validate(const Balancer::Options& o) {
   if (o.strategy == S::kScored && w.prefix + w.queue + w.kv_cache + w.in_flight <= 0) {
     return Invalid("weights", "must not all be 0 with kScored");
   }
+  if (!Finite(o.score_load_slack) || o.score_load_slack <= 0) {
+    return Invalid("score_load_slack", "must be finite and > 0");
+  }
   if (o.metrics_max_age <= absl::ZeroDuration()) return Invalid("metrics_max_age", "must be > 0");
+  if (o.kv_session_half_life <= absl::ZeroDuration() ||
+      o.kv_session_half_life == absl::InfiniteDuration()) {
+    return Invalid("kv_session_half_life", "must be finite and > 0");
+  }
+  if (!Finite(o.kv_full_usage) || o.kv_full_usage <= 0 || o.kv_full_usage > 1) {
+    return Invalid("kv_full_usage", "must be in (0, 1]");
+  }
   if (!Finite(o.load_bound) || o.load_bound < 1) return Invalid("load_bound", "must be >= 1");
   if (o.virtual_nodes < 1 || o.virtual_nodes > 4096) {
     return Invalid("virtual_nodes", "must be in [1, 4096]");
@@ -116,7 +126,7 @@ std::shared_ptr<const CompletionPolicy> PolicyOf(const Balancer::Options& o, con
 }  // namespace
 
 BalancerCore::BalancerCore(const Balancer::Options& o, const Clock* c)
-    : options(o), clock(c), policy_(PolicyOf(o, c)),
+    : options(o), clock(c), policy_(PolicyOf(o, c)), resident_(o.kv_session_half_life),
       rng_(o.seed != 0 ? o.seed : std::random_device()()) {}
 
 bool BalancerCore::UsesPrefixIndex() const {
@@ -191,6 +201,7 @@ absl::Status BalancerCore::Remove(std::string_view id) {
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("sluice.Balancer: no endpoint '", std::string(id), "'"));
   if ((*e)->slot >= 0) {
     index_.Drop((*e)->slot);
+    resident_.Drop((*e)->slot);
     free_slots_ |= uint64_t{1} << (*e)->slot;
   }
   endpoints_.erase(endpoints_.begin() + (e - endpoints_.data()));
@@ -272,7 +283,10 @@ absl::StatusOr<Balancer::Pick> Balancer::PickEndpoint(const LlmRequest& request,
                                                       std::string_view affinity_key) {
   std::vector<uint64_t> blocks;
   if (core_->UsesPrefixIndex()) blocks = PrefixBlockHashes(request, core_->options.prefix_hash);
-  return core_->PickEndpoint({request.model, blocks, affinity_key});
+  return core_->PickEndpoint({.model = request.model,
+                              .prefix_blocks = blocks,
+                              .affinity_key = affinity_key,
+                              .prompt_tokens = request.EstimatedPromptTokens()});
 }
 
 std::vector<EndpointStats> Balancer::Endpoints() const { return core_->Endpoints(); }

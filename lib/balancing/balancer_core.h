@@ -14,6 +14,7 @@
 #include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
 #include "balancing/prefix_index.h"
+#include "balancing/resident_tokens.h"
 #include "sluice/balancer.h"
 
 namespace sluice {
@@ -61,6 +62,12 @@ class BalancerCore {
   size_t LeastLoaded(Eligible eligible) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   int64_t CapacityOf(const State& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // KV pressure (prefix strategies): finds the conversation this request continues and marks
+  // each candidate whose KV cache it would overflow, into session_ and kv_full_.
+  void AssessKv(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Candidate i's projected KV use with this request, as a share of its capacity: the larger of
+  // its fresh engine metric and this balancer's estimate.
+  double KvShare(size_t i, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<State>* Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RebuildRing() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -71,6 +78,7 @@ class BalancerCore {
   mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);
+  ResidentTokens resident_ ABSL_GUARDED_BY(mu_);
   uint64_t free_slots_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};
   std::vector<std::pair<uint64_t, State*>> ring_ ABSL_GUARDED_BY(mu_);  // sorted by hash
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
@@ -82,8 +90,17 @@ class BalancerCore {
   std::vector<double> loads_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t matched_ ABSL_GUARDED_BY(mu_) = 0;
+  struct KvAssessment {  // the current pick's
+    double tokens = 0;          // the request's prompt tokens
+    uint64_t session_key = 0;   // the conversation it continues (0: none)
+    ResidentTokens::Session session;
+    bool any_room = false;      // some candidate has room for it
+  };
+  KvAssessment kv_ ABSL_GUARDED_BY(mu_);
+  std::vector<char> kv_full_ ABSL_GUARDED_BY(mu_);  // per candidate
   struct Signals {  // kScored's inputs for one candidate
-    double queue, kv, load, prefix;
+    double queue, kv, kv_estimate, load, prefix;
+    int64_t held;  // leading blocks it holds
     bool has_kv;
   };
   std::vector<Signals> signals_ ABSL_GUARDED_BY(mu_);

@@ -166,31 +166,81 @@ size_t BalancerCore::PowerOfTwo() {
   return lb < la ? b : a;
 }
 
+double BalancerCore::KvShare(size_t i, int64_t now) {
+  const State& e = *candidates_[i];
+  if (e.slot < 0) return 0;
+  double resident = resident_.Resident(e.slot, now);
+  if (kv_.session_key != 0 && kv_.session.slot == e.slot) {
+    resident -= resident_.Contribution(kv_.session, now);  // this conversation's last turn
+  }
+  const double capacity = static_cast<double>(CapacityOf(e)) *
+                          static_cast<double>(options.prefix_hash.block_chars) / 4;
+  return std::max(0.0, resident + kv_.tokens) / capacity;
+}
+
+void BalancerCore::AssessKv(const PickRequest& request, int64_t now) {
+  const absl::Span<const uint64_t> blocks = request.prefix_blocks;
+  kv_ = KvAssessment();
+  kv_.tokens = request.prompt_tokens > 0
+                   ? static_cast<double>(request.prompt_tokens)
+                   : static_cast<double>(blocks.size()) *
+                         static_cast<double>(options.prefix_hash.block_chars) / 4;
+  // The conversation this request continues, wherever it was routed (a cooling endpoint too).
+  const PrefixIndex::Match anywhere = index_.LongestMatch(blocks, ~uint64_t{0});
+  if (anywhere.blocks > 0 && !index_.BranchesAt(blocks, anywhere.blocks)) {
+    if (const ResidentTokens::Session* s = resident_.Find(blocks, anywhere.blocks, &kv_.session_key)) {
+      kv_.session = *s;
+    }
+  }
+  const int64_t max_age = absl::ToInt64Nanoseconds(options.metrics_max_age);
+  kv_full_.assign(candidates_.size(), 0);
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    State& e = *candidates_[i];
+    bool full = KvShare(i, now) > 1;
+    if (!full) {
+      MutexLock lock(&e.mu);
+      full = e.metrics && now - e.metrics_at <= max_age && e.metrics->kv_usage &&
+             *e.metrics->kv_usage >= options.kv_full_usage;  // NaN compares false: not full
+    }
+    kv_full_[i] = full;
+    kv_.any_room |= !full;
+  }
+}
+
 size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   const size_t n = candidates_.size();
-  double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max(), high = 0;
+  double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max();
   for (size_t i = 0; i < n; ++i) {
     const double load = LoadOf(i);
     sum += load, sum_sq += load * load;
-    low = std::min(low, load), high = std::max(high, load);
+    low = std::min(low, load);
   }
-  // The imbalance gate: when the fleet is lopsided, load beats cache affinity.
-  if (high - low > static_cast<double>(options.imbalance_abs) &&
-      high > options.imbalance_rel * low) {
-    return LeastLoaded([](size_t) { return true; });
-  }
-  // The hot-spot guard: a prefix is not offered to an endpoint far above the mean load.
+  // The imbalance gate, per endpoint (SGLang's cache_aware router applies the same two-part test
+  // to the whole fleet): an endpoint more than imbalance_abs requests and imbalance_rel times
+  // above the least loaded is not offered to a prefix. Its absolute part is what works on small
+  // fleets, where no endpoint can get 2 sigmas above the mean.
+  const double abs_gap = static_cast<double>(options.imbalance_abs);
+  auto overloaded = [&](double load) {
+    return load - low > abs_gap && load > options.imbalance_rel * low;
+  };
+  // The hot-spot guard (AIBrix's), for large fleets: nor is one far above the mean load.
   const double mean = sum / static_cast<double>(n);
   const double sigma = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(n) - mean * mean));
   const double hot = mean + options.hot_spot_sigmas * sigma + 1;
+  // KV pressure: while some candidate has room for this request, none it would overflow is
+  // offered a prefix or a new conversation (when all are full, moving would not help).
+  auto has_room = [&](size_t i) { return !kv_.any_room || kv_full_[i] == 0; };
   uint64_t mask = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (candidates_[i]->slot >= 0 && LoadOf(i) <= hot) {
+    const double load = LoadOf(i);
+    if (candidates_[i]->slot >= 0 && load <= hot && !overloaded(load) && has_room(i)) {
       mask |= uint64_t{1} << candidates_[i]->slot;
     }
   }
   const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
-  if (match.blocks == 0) return LeastLoaded([](size_t) { return true; });
+  // A match that ends where other conversations branched off (a shared system prompt) is no
+  // affinity: every replica that served one of them holds it, so a cold start spreads by load.
+  if (match.blocks == 0 || index_.BranchesAt(blocks, match.blocks)) return LeastLoaded(has_room);
   matched_ = match.blocks;
   return LeastLoaded([&](size_t i) {
     return candidates_[i]->slot >= 0 && (match.holders >> candidates_[i]->slot & 1) != 0;
@@ -208,7 +258,7 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
   for (size_t i = 0; i < n; ++i) {
     State& e = *candidates_[i];
     const int64_t in_flight = e.in_flight.load(std::memory_order_relaxed);
-    s[i] = {static_cast<double>(in_flight_[i]), 0, LoadOf(i), 0, false};
+    s[i] = {static_cast<double>(in_flight_[i]), 0, 0, LoadOf(i), 0, 0, false};
     {
       MutexLock lock(&e.mu);
       if (e.metrics && now - e.metrics_at <= max_age) {
@@ -222,36 +272,53 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
       }
     }
     if (s[i].has_kv) kv_sum += s[i].kv, ++kv_known;
+    s[i].kv_estimate = UsesPrefixIndex() ? std::min(KvShare(i, now), 2.0) : 0;
     if (w.prefix > 0 && !blocks.empty() && e.slot >= 0) {
       const PrefixIndex::Match m = index_.LongestMatch(blocks, uint64_t{1} << e.slot);
-      s[i].prefix = static_cast<double>(m.blocks) / static_cast<double>(blocks.size());
+      s[i].held = m.blocks;
+      // A match ending where other conversations branched off is shared, not this one's.
+      if (m.blocks > 0 && !index_.BranchesAt(blocks, m.blocks)) {
+        s[i].prefix = static_cast<double>(m.blocks);
+      }
     }
   }
+  // The prefix signal is the share of the prompt an endpoint holds beyond what every candidate
+  // holds: a block cached everywhere saves nothing by going anywhere in particular.
+  if (w.prefix > 0 && !blocks.empty()) {
+    double floor = std::numeric_limits<double>::max();
+    for (const Signals& x : s) floor = std::min(floor, x.prefix);
+    for (Signals& x : s) x.prefix = (x.prefix - floor) / static_cast<double>(blocks.size());
+  }
   const double kv_default = kv_known > 0 ? kv_sum / kv_known : 0;
-  // Min-max normalisation, 1 for the best; all equal gives every candidate 1.
-  auto bounds = [&](auto get) {
-    double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
-    for (const Signals& x : s) lo = std::min(lo, get(x)), hi = std::max(hi, get(x));
-    return std::pair{lo, hi};
+  // Counts (queue, load) on an absolute scale: 1 for the least loaded, minus the excess over it
+  // in units of (mean + score_load_slack). Min-max normalisation made a one-request difference
+  // worth a whole prefix match; here it costs 1 / (mean + slack), while an excess of several
+  // times the mean drives the score below 0 and outweighs any match.
+  auto scale = [&](auto get) {
+    double lo = std::numeric_limits<double>::max(), sum = 0;
+    for (const Signals& x : s) lo = std::min(lo, get(x)), sum += get(x);
+    return std::pair{lo, sum / static_cast<double>(n) + options.score_load_slack};
   };
-  auto lower_is_better = [](double v, std::pair<double, double> b) {
-    return b.second > b.first ? (b.second - v) / (b.second - b.first) : 1.0;
+  auto lower_is_better = [](double v, std::pair<double, double> lo_unit) {
+    return 1 - (v - lo_unit.first) / lo_unit.second;
   };
-  const auto queue_bounds = bounds([](const Signals& x) { return x.queue; });
-  const auto load_bounds = bounds([](const Signals& x) { return x.load; });
+  const auto queue_scale = scale([](const Signals& x) { return x.queue; });
+  const auto load_scale = scale([](const Signals& x) { return x.load; });
   size_t best = 0, ties = 0;
   double best_score = std::numeric_limits<double>::lowest();
   for (size_t i = 0; i < n; ++i) {
-    const double kv = s[i].has_kv ? s[i].kv : kv_default;
-    const double score = w.prefix * s[i].prefix + w.queue * lower_is_better(s[i].queue, queue_bounds) +
-                         w.kv_cache * (1 - kv) + w.in_flight * lower_is_better(s[i].load, load_bounds);
+    // The engine's use, or the balancer's estimate with this request when that is higher: past
+    // 1 (an overflow) it weighs against the endpoint beyond the KV weight.
+    const double kv = std::max(s[i].has_kv ? s[i].kv : kv_default, s[i].kv_estimate);
+    const double score = w.prefix * s[i].prefix + w.queue * lower_is_better(s[i].queue, queue_scale) +
+                         w.kv_cache * (1 - kv) + w.in_flight * lower_is_better(s[i].load, load_scale);
     if (score > best_score + 1e-12) {
       best = i, best_score = score, ties = 1;
     } else if (score >= best_score - 1e-12 && rng_() % ++ties == 0) {
       best = i;
     }
   }
-  matched_ = static_cast<int64_t>(std::lround(s[best].prefix * static_cast<double>(blocks.size())));
+  matched_ = s[best].held;
   return best;
 }
 
@@ -284,6 +351,7 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   const int64_t now = clock->NowNanos();
   if (absl::Status s = Filter(request, now); !s.ok()) return s;
   matched_ = 0;
+  if (UsesPrefixIndex()) AssessKv(request, now);
   size_t chosen = 0;
   switch (options.strategy) {
     case Balancer::Strategy::kRoundRobin: chosen = RoundRobin(); break;
@@ -296,6 +364,7 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   const std::shared_ptr<State>& e = endpoints_[owners_[chosen]];
   if (UsesPrefixIndex() && e->slot >= 0 && !request.prefix_blocks.empty()) {
     index_.Touch(e->slot, request.prefix_blocks, CapacityOf(*e));
+    resident_.Record(request.prefix_blocks, kv_.session_key, e->slot, kv_.tokens, now);
   }
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);

@@ -8,8 +8,28 @@ inline namespace v1 {
 namespace internal {
 
 uint64_t PrefixIndex::HoldersOf(uint64_t block, uint64_t mask) const {
-  auto it = holders_.find(block);
-  return it == holders_.end() ? 0 : (it->second & mask);
+  auto it = blocks_.find(block);
+  return it == blocks_.end() ? 0 : (it->second.holders & mask);
+}
+
+bool PrefixIndex::BranchesAt(absl::Span<const uint64_t> blocks, int64_t matched) const {
+  if (matched < 1 || matched > static_cast<int64_t>(blocks.size())) return false;
+  auto it = blocks_.find(blocks[static_cast<size_t>(matched) - 1]);
+  if (it == blocks_.end()) return false;
+  const BlockInfo& info = it->second;
+  // 0 stands for "the request ends here": any full successor then differs from it.
+  const uint64_t next = matched < static_cast<int64_t>(blocks.size()) ? blocks[static_cast<size_t>(matched)] : 0;
+  return info.successors || info.lasts || (info.successor != 0 && info.successor != next);
+}
+
+void PrefixIndex::RecordSuccessor(BlockInfo& info, uint64_t next, bool ends_request) {
+  uint64_t& first = ends_request ? info.last : info.successor;
+  bool& several = ends_request ? info.lasts : info.successors;
+  if (first == 0) {
+    first = next;
+  } else if (first != next) {
+    several = true;
+  }
 }
 
 PrefixIndex::Match PrefixIndex::LongestMatch(absl::Span<const uint64_t> blocks,
@@ -46,10 +66,12 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
   }
   // Deepest first, so a path's shallow blocks end up the most recent and are evicted last.
   for (size_t i = blocks.size(); i-- > 0;) {
+    BlockInfo& info = blocks_[blocks[i]];
+    if (i + 1 < blocks.size()) RecordSuccessor(info, blocks[i + 1], i + 2 == blocks.size());
     const uint64_t stamp = ++lru.clock;
     auto [it, inserted] = lru.stamps.try_emplace(blocks[i], stamp);
     if (inserted) {
-      holders_[blocks[i]] |= bit;
+      info.holders |= bit;
     } else if (stamp - it->second >= young) {
       it->second = stamp;
     } else {
@@ -69,8 +91,8 @@ void PrefixIndex::Evict(int slot, int64_t capacity) {
     auto it = lru.stamps.find(block);
     if (it == lru.stamps.end() || it->second != stamp) continue;  // re-touched since
     lru.stamps.erase(it);
-    auto holder = holders_.find(block);
-    if (holder != holders_.end() && (holder->second &= ~bit) == 0) holders_.erase(holder);
+    auto info = blocks_.find(block);
+    if (info != blocks_.end() && (info->second.holders &= ~bit) == 0) blocks_.erase(info);
   }
   // Stale entries pile up when blocks are re-touched without evictions; rebuild the queue from
   // the live stamps once it is twice as long as it needs to be.
@@ -88,8 +110,8 @@ void PrefixIndex::Drop(int slot) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
   for (const auto& [block, stamp] : lru.stamps) {
-    auto holder = holders_.find(block);
-    if (holder != holders_.end() && (holder->second &= ~bit) == 0) holders_.erase(holder);
+    auto info = blocks_.find(block);
+    if (info != blocks_.end() && (info->second.holders &= ~bit) == 0) blocks_.erase(info);
   }
   lru = SlotLru();
 }

@@ -30,8 +30,17 @@ class PrefixIndex {
   // monotone along a request's blocks, so a binary search needs O(log n) lookups.
   Match LongestMatch(absl::Span<const uint64_t> blocks, uint64_t mask) const;
 
-  // Records that `slot` now holds `blocks`, then evicts its least recently touched blocks beyond
-  // `capacity`.
+  // Whether the first `matched` of `blocks` (matched >= 1) are a prefix that other requests
+  // branched off from, such as a shared system prompt: true when the index saw a request go on
+  // from blocks[matched - 1] with a full block other than blocks[matched], or saw two requests end
+  // right after it with different last blocks. A request's last block may be partial, and its
+  // next turn replaces it, so one such ending alone is no branch (else every conversation's
+  // next turn would look like a new conversation). A match that ends at a branch holds only what
+  // several conversations share; it says nothing about where this one lives.
+  bool BranchesAt(absl::Span<const uint64_t> blocks, int64_t matched) const;
+
+  // Records that `slot` now holds `blocks` (and each block's successor in them), then evicts its
+  // least recently touched blocks beyond `capacity`.
   void Touch(int slot, absl::Span<const uint64_t> blocks, int64_t capacity);
 
   // Forgets everything `slot` holds.
@@ -47,10 +56,20 @@ class PrefixIndex {
     uint64_t clock = 0;
   };
 
+  // What the index knows of one block: who holds it and which blocks followed it.
+  struct BlockInfo {
+    uint64_t holders = 0;    // slots holding it
+    uint64_t successor = 0;  // the first full block seen after it (0: none yet)
+    uint64_t last = 0;       // the first request-ending block seen after it (0: none yet)
+    bool successors = false; // two different full blocks followed it
+    bool lasts = false;      // two different request-ending blocks followed it
+  };
+
   uint64_t HoldersOf(uint64_t block, uint64_t mask) const;
+  static void RecordSuccessor(BlockInfo& info, uint64_t next, bool ends_request);
   void Evict(int slot, int64_t capacity);
 
-  absl::flat_hash_map<uint64_t, uint64_t> holders_;  // block -> slots holding it
+  absl::flat_hash_map<uint64_t, BlockInfo> blocks_;
   std::array<SlotLru, kMaxSlots> slots_;
 };
 

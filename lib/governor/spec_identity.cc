@@ -60,6 +60,7 @@ std::string UpstreamIdentity(const UpstreamSpec& upstream) {
       o.prefix_hash.max_blocks, "|", o.kv_capacity_blocks, "|", o.imbalance_abs, "/",
       o.imbalance_rel, "|", o.hot_spot_sigmas, "|", o.weights.prefix, "/", o.weights.queue, "/",
       o.weights.kv_cache, "/", o.weights.in_flight, "|", Nanos(o.metrics_max_age), "|",
+      o.score_load_slack, "/", Nanos(o.kv_session_half_life), "/", o.kv_full_usage, "|",
       o.load_bound, "/", o.virtual_nodes, "|", o.failures_before_cooldown, "|",
       Nanos(o.cooldown_rate_limited), "/", Nanos(o.cooldown_auth), "/",
       Nanos(o.cooldown_connection), "/", Nanos(o.cooldown_timeout), "/",

@@ -106,7 +106,8 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
                    "shared_lease", "failures_before_cooldown", "cooldown_rate_limited",
                    "cooldown_auth", "cooldown_connection", "cooldown_timeout", "cooldown_server",
                    "seed", "kv_capacity_blocks", "imbalance_abs", "imbalance_rel",
-                   "hot_spot_sigmas", "metrics_max_age", "load_bound", "virtual_nodes",
+                   "hot_spot_sigmas", "metrics_max_age", "score_load_slack",
+                   "kv_session_half_life", "kv_full_usage", "load_bound", "virtual_nodes",
                    "ewma_weight", "outlier", "weights"});
     if (!fields.ok()) continue;
     UpstreamSpec upstream;
@@ -141,6 +142,13 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
     fields.Double("imbalance_rel", 1, 1e9, &o.imbalance_rel);
     fields.Double("hot_spot_sigmas", 0, 1e9, &o.hot_spot_sigmas);
     fields.Duration("metrics_max_age", absl::Nanoseconds(1), kLongest, &o.metrics_max_age);
+    if (fields.Double("score_load_slack", 0, 1e9, &o.score_load_slack) && o.score_load_slack == 0) {
+      fields.Error("score_load_slack", "must be > 0, got 0");
+    }
+    fields.Duration("kv_session_half_life", absl::Nanoseconds(1), kLongest, &o.kv_session_half_life);
+    if (fields.Double("kv_full_usage", 0, 1, &o.kv_full_usage) && o.kv_full_usage == 0) {
+      fields.Error("kv_full_usage", "must be in (0, 1], got 0");
+    }
     fields.Double("load_bound", 1, 1e9, &o.load_bound);
     fields.Int("virtual_nodes", 1, 1 << 16, &o.virtual_nodes);
     if (fields.Double("ewma_weight", 0, 1, &o.ewma_weight) && o.ewma_weight == 0) {

@@ -201,7 +201,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
       .def(py::init([](const std::string& strategy, int64_t block_chars, int64_t max_blocks,
                        int64_t kv_capacity_blocks, int64_t imbalance_abs, double imbalance_rel,
                        double hot_spot_sigmas, std::map<std::string, double> weights,
-                       double metrics_max_age, double load_bound, int64_t virtual_nodes,
+                       double metrics_max_age, double score_load_slack,
+                       double kv_session_half_life, double kv_full_usage, double load_bound,
+                       int64_t virtual_nodes,
                        int64_t failures_before_cooldown, double cooldown_rate_limited,
                        double cooldown_auth, double cooldown_connection, double cooldown_timeout,
                        double cooldown_server, double ewma_weight, uint64_t seed,
@@ -223,6 +225,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
                                                        "' (prefix, queue, kv_cache, in_flight)");
              }
              o.metrics_max_age = SecondsToDuration(metrics_max_age, "metrics_max_age");
+             o.score_load_slack = score_load_slack;
+             o.kv_session_half_life = SecondsToDuration(kv_session_half_life, "kv_session_half_life");
+             o.kv_full_usage = kv_full_usage;
              o.load_bound = load_bound;
              o.virtual_nodes = virtual_nodes;
              o.failures_before_cooldown = failures_before_cooldown;
@@ -249,6 +254,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            py::arg("hot_spot_sigmas") = kDefaults.hot_spot_sigmas,
            py::arg("weights") = std::map<std::string, double>{},
            py::arg("metrics_max_age") = absl::ToDoubleSeconds(kDefaults.metrics_max_age),
+           py::arg("score_load_slack") = kDefaults.score_load_slack,
+           py::arg("kv_session_half_life") = absl::ToDoubleSeconds(kDefaults.kv_session_half_life),
+           py::arg("kv_full_usage") = kDefaults.kv_full_usage,
            py::arg("load_bound") = kDefaults.load_bound,
            py::arg("virtual_nodes") = kDefaults.virtual_nodes,
            py::arg("failures_before_cooldown") = kDefaults.failures_before_cooldown,

@@ -363,7 +363,7 @@ TEST_CASE("parsed requests route by their own block hashes") {
   Pick first = Value(b->PickEndpoint(r));
   r.messages.push_back({"assistant", "hello"});
   r.messages.push_back({"user", "more"});
-  Pick second = Value(b->PickEndpoint(r));  // a loaded home still wins: the gate needs > 8
+  Pick second = Value(b->PickEndpoint(r));  // a loaded home still wins: the gate needs > 2
   CHECK(second.endpoint_id() == first.endpoint_id());
   // 2,016 bytes were 15 full blocks and a partial one; the partial one changed.
   CHECK(second.matched_blocks() == 15);

@@ -1,0 +1,76 @@
+// The balancer's own estimate of the prompt tokens each endpoint keeps in its KV cache: every
+// conversation recently routed there, counted once at its latest size and fading with a
+// half-life since it was last routed. It is what prefix affinity checks before stacking one more
+// long session onto a replica, when the engine's own KV metrics are missing or stale.
+#ifndef SLUICE_LIB_RESIDENT_TOKENS_H_
+#define SLUICE_LIB_RESIDENT_TOKENS_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "balancing/prefix_index.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+// Not thread-safe: the Balancer's mutex guards it. Slots are the prefix index's.
+class ResidentTokens {
+ public:
+  // A conversation as last routed.
+  struct Session {
+    int slot = -1;
+    double tokens = 0;
+    int64_t at = 0;  // nanoseconds on the balancer's clock
+  };
+
+  explicit ResidentTokens(absl::Duration half_life)
+      : half_life_nanos_(static_cast<double>(absl::ToInt64Nanoseconds(half_life))) {}
+
+  // The conversation a request continues, found by the key its previous turn left: that turn's
+  // last full block, which is where a request that matches `matched` leading blocks (its
+  // longest match anywhere, not at a branch) stops matching or one block before. Writes its key
+  // to *key; nullptr (and *key = 0) when none.
+  const Session* Find(absl::Span<const uint64_t> blocks, int64_t matched, uint64_t* key) const;
+
+  // Tokens resident at `slot` now, and what one session adds to that.
+  double Resident(int slot, int64_t now) const;
+  double Contribution(const Session& session, int64_t now) const;
+
+  // Records that a request of `tokens` tokens went to `slot`: it replaces the session under
+  // `previous_key` (0: a new conversation), wherever that one was.
+  void Record(absl::Span<const uint64_t> blocks, uint64_t previous_key, int slot, double tokens,
+              int64_t now);
+
+  // Forgets every session at `slot` (its endpoint was removed).
+  void Drop(int slot);
+
+ private:
+  static constexpr size_t kMaxSessions = 1 << 16;
+  struct Sum {  // Σ tokens x 2^-((at - routed) / half-life) at `at`
+    double tokens = 0;
+    int64_t at = 0;
+  };
+
+  double Decay(int64_t from, int64_t to) const;
+  void Subtract(const Session& session, int64_t now);
+  static uint64_t KeyOf(absl::Span<const uint64_t> blocks) {
+    return blocks.size() >= 2 ? blocks[blocks.size() - 2] : blocks[0];
+  }
+
+  const double half_life_nanos_;
+  std::array<Sum, PrefixIndex::kMaxSlots> sums_{};
+  absl::flat_hash_map<uint64_t, Session> sessions_;
+  std::deque<std::pair<uint64_t, int64_t>> order_;  // (key, at), oldest first; stale if re-routed
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_RESIDENT_TOKENS_H_
