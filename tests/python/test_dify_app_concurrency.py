@@ -313,3 +313,105 @@ def test_cap_5_with_40_simultaneous_entrants_from_4_processes_admits_exactly_5(t
     assert result.returncode == 0, result.stderr
     assert "ROUNDS [5, 5, 5, 5, 5] LEFT 0 CODES [0, 0, 0, 0]" in result.stdout, \
         result.stdout + result.stderr
+
+
+FORK = textwrap.dedent("""
+    import os, sys
+    import sluice, sluice.dify as dify
+
+    NAME = sys.argv[1]
+    dify.configure(dify.AppConcurrency(sluice.Governor(dify.policy("host", name=NAME, ceiling=4,
+                                                                    max_apps=16)), ceiling=4))
+    limit = dify.RateLimit("forked-app", 1)
+    held = limit.enter("parent-request")
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            limit.exit(held)                      # the parent's slot: not the child's to give
+            try:
+                limit.enter("child-request")
+                code = 2                          # admitted: the parent's slot was released
+            except dify.AppInvokeQuotaExceededError:
+                pass
+        except BaseException:
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    child = os.waitstatus_to_exitcode(status)
+    try:
+        limit.enter("parent-second")
+        still_held = False
+    except dify.AppInvokeQuotaExceededError:
+        still_held = True
+    limit.exit(held)
+    print("CHILD", child, "HELD", still_held, "AFTER", limit.enter("parent-third"))
+""")
+
+
+def test_a_forked_child_neither_releases_nor_reuses_the_parents_slots(tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    name = dify_support.unique_name("fork")
+    try:
+        result = subprocess.run([sys.executable, str(script), name], capture_output=True,
+                                text=True, timeout=60)
+    finally:
+        dify_support.remove_regions(name)
+    assert result.returncode == 0, result.stderr
+    assert "CHILD 0 HELD True AFTER parent-third" in result.stdout, result.stdout + result.stderr
+
+
+class ScriptedGovernor:
+    """A Governor-shaped fake whose admit answers come from a script: (allowed, remaining)."""
+
+    rule_names = [dify.RULE]
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.admits = 0
+        self.caps = []
+
+    def set_key_limits(self, rule, key, *, concurrency):
+        self.caps.append((rule, key, concurrency))
+
+    def admit(self, attributes):
+        self.admits += 1
+        allowed, remaining = self.answers.pop(0)
+
+        class Decision:
+            retry_after = 1.0
+
+        Decision.remaining = remaining
+
+        class Answer:
+            rule = dify.RULE
+            decision = Decision()
+
+            def __bool__(self):
+                return allowed
+
+            def headers(self):
+                return [("Retry-After", "1")]
+
+            def release(self):
+                pass
+        return Answer()
+
+
+def test_a_refusal_that_still_saw_room_is_a_lost_race_and_is_tried_again():
+    # Host scope, per-call cap below the region's slots: two callers racing for the last slot
+    # may both give it back (sluice/concurrency_limiter.h). Such a refusal reports room left.
+    governor = ScriptedGovernor([(False, 1), (False, 1), (True, 0)])
+    dify.configure(dify.AppConcurrency(governor))
+    assert RateLimit("raced/app", 2).enter("r") == "r"
+    assert governor.admits == 3
+    assert governor.caps == [(dify.RULE, "raced%2Fapp", 2)], "set once, escaped as the rule's key"
+
+
+def test_a_full_app_is_refused_at_once():
+    governor = ScriptedGovernor([(False, 0)])
+    dify.configure(dify.AppConcurrency(governor))
+    with pytest.raises(dify.AppInvokeQuotaExceededError):
+        RateLimit(app(), 2).enter()
+    assert governor.admits == 1

@@ -155,3 +155,18 @@ def test_host_scope_install_makes_attempt_limiters_share_a_region(fake_dify):
     finally:
         dify.uninstall()
         dify_support.remove_regions(name)
+
+
+def test_every_public_name_is_documented_and_ships_in_the_package():
+    import inspect
+    import os
+    assert os.path.exists(os.path.join(os.path.dirname(sluice.__file__), "py.typed"))
+    assert os.path.dirname(dify.__file__) == os.path.join(os.path.dirname(sluice.__file__),
+                                                          "dify")
+    for name in dify.__all__:
+        value = getattr(dify, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), f"sluice.dify.{name} has no docstring"
+            for member, attribute in vars(value).items():
+                if inspect.isfunction(attribute) and not member.startswith("_"):
+                    assert inspect.getdoc(attribute), f"sluice.dify.{name}.{member}: no docstring"
