@@ -9,6 +9,7 @@ import random
 import pytest
 
 import sluice
+import sluice.dify as dify
 from sluice.dify import AttemptLimiter
 
 import dify_support
@@ -118,3 +119,20 @@ def test_hostile_keys_name_the_argument(key, error):
                    limiter.seconds_until_available):
         with pytest.raises(error, match="key"):
             method(key)
+
+
+def test_cluster_scope_defaults_share_one_log_through_redis(redis_server):
+    previous = dify.configure_attempt_limiters(
+        "cluster", name=dify_support.unique_name("cluster"),
+        redis=sluice.RedisStore(port=redis_server.port, command_timeout=0.5), local_share=2)
+    try:
+        first = AttemptLimiter("owner_transfer", 1, 60)
+        second = AttemptLimiter("owner_transfer", 1, 60)
+        assert first.increment_rate_limit("acct-1")
+        assert second.is_rate_limited("acct-1") and not second.increment_rate_limit("acct-1")
+        assert second.seconds_until_available("acct-1") >= 59
+    finally:
+        if previous:
+            dify.configure_attempt_limiters(**previous)
+        else:
+            dify.configure_attempt_limiters("process")

@@ -24,17 +24,21 @@ from .._errors import InvalidArgument
 from ._args import checked_count, checked_id, checked_seconds
 
 # Options install() gives every AttemptLimiter made without scope options of its own:
-# {"scope": "host" | "cluster" | "process", "name": policy name, "redis": RedisStore}.
+# {"scope": "host" | "cluster" | "process", "name": policy name, "redis": RedisStore,
+#  "local_share": processes sharing a cluster-scope limit while Redis cannot answer}.
 _defaults: Dict[str, Any] = {}
 
 
-def configure_defaults(scope: str = "process", *, name: str = "dify",
-                       redis: Any = None) -> Dict[str, Any]:
+def configure_defaults(scope: str = "process", *, name: str = "dify", redis: Any = None,
+                       local_share: int = 1) -> Dict[str, Any]:
     """Sets the scope of AttemptLimiters made without scope options from now on (Dify makes
     its limiters at import time: call this, or install(), before Dify imports its services);
-    returns the previous defaults."""
+    returns the previous defaults. Cluster scope (`redis`, a sluice.RedisStore): while Redis
+    cannot answer, each process admits max_attempts / `local_share` (at least 1)."""
     global _defaults
-    previous, _defaults = _defaults, {"scope": scope, "name": name, "redis": redis}
+    checked_count("configure_attempt_limiters", "local_share", local_share, 1)
+    previous, _defaults = _defaults, {"scope": scope, "name": name, "redis": redis,
+                                      "local_share": local_share}
     return previous
 
 
@@ -64,7 +68,8 @@ class AttemptLimiter:
             scope = {"shared_region": _shared_name(_defaults["name"], prefix)}
         elif not scope and _defaults.get("scope") == "cluster":
             scope = {"redis": _defaults["redis"],
-                     "redis_name": _shared_name(_defaults["name"], prefix)}
+                     "redis_name": _shared_name(_defaults["name"], prefix),
+                     "on_failure": "local", "local_share": _defaults["local_share"]}
         self._limiter = RateLimiter([Window.sliding(self.max_attempts, self.time_window)],
                                     clock=clock, **scope)
 
