@@ -1,0 +1,149 @@
+"""sluice.dify: Dify's limits governed in-process by sluice.
+
+One call, early in every Dify process (the app factory, a Gunicorn ``post_fork`` hook, a Celery
+``worker_process_init`` hook; see docs/dify.md)::
+
+    import sluice.dify
+    sluice.dify.install()                       # host scope: every worker of this host
+    sluice.dify.install(sluice.dify.policy("cluster", redis_url="redis://redis:6379/3"))
+
+It swaps Dify's classes for these, which keep Dify's interfaces:
+
+    RateLimit, RateLimitGenerator, rate_limit_context
+                        the per-app concurrency cap (core/app/features/rate_limiting), atomic,
+                        leased, nested enters counted once, streams held until they end
+    AttemptLimiter      libs/helper.py's RateLimiter: never more than N attempts in any window
+
+and gives the pieces an integration needs:
+
+    classify_invoke_error, invoke_outcome, InvokeFailure
+                        Dify's Invoke*Error classes in sluice's failure vocabulary
+    too_many_requests, rate_limit_error, quota_exceeded_response, stream_error_event, sse,
+    limit_headers       Dify's 429 bodies with Retry-After and RateLimit headers
+    policy, app_concurrency_rule, AppConcurrency, configure
+                        the Governor rule behind the app cap, and its scope
+
+install() refuses (``DifyNotSupported``, naming Dify's version and the missing symbols) a Dify
+whose modules it does not know; ``uninstall()`` puts Dify's classes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ._app_concurrency import (AppConcurrency, AppInvokeQuotaExceededError, RateLimit,
+                               RateLimitGenerator, backend, configure, quota_message,
+                               rate_limit_context)
+from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_limiters
+from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
+                      classify_invoke_error, invoke_outcome)
+from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
+from ._install import patch as _patch
+from ._install import unpatch as _unpatch
+from ._policy import DEFAULT_CEILING, RULE, app_concurrency_rule, policy
+from ._responses import (RATE_LIMIT_ERROR, TOO_MANY_REQUESTS, limit_headers,
+                         quota_exceeded_response, rate_limit_error, sse, stream_error_event,
+                         too_many_requests)
+
+__all__ = [
+    "AUTH_COOLDOWN",
+    "AppConcurrency",
+    "AppInvokeQuotaExceededError",
+    "AttemptLimiter",
+    "CONNECTION_COOLDOWN",
+    "DifyNotSupported",
+    "InvokeFailure",
+    "RATE_LIMIT_COOLDOWN",
+    "RATE_LIMIT_ERROR",
+    "RULE",
+    "RateLimit",
+    "RateLimitGenerator",
+    "TARGETS",
+    "TOO_MANY_REQUESTS",
+    "app_concurrency_rule",
+    "backend",
+    "classify_invoke_error",
+    "configure",
+    "configure_attempt_limiters",
+    "install",
+    "installed",
+    "invoke_outcome",
+    "limit_headers",
+    "policy",
+    "quota_exceeded_response",
+    "quota_message",
+    "rate_limit_context",
+    "rate_limit_error",
+    "read_dify_version",
+    "sse",
+    "stream_error_event",
+    "too_many_requests",
+    "uninstall",
+]
+
+_restore: Optional[tuple] = None
+
+
+def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
+    from .. import Governor
+    if isinstance(governor_or_policy, AppConcurrency):
+        return governor_or_policy
+    if governor_or_policy is None:
+        return AppConcurrency(Governor(policy("host")), ceiling=DEFAULT_CEILING)
+    if isinstance(governor_or_policy, str):
+        return AppConcurrency(Governor(governor_or_policy, source="sluice.dify policy"))
+    if isinstance(governor_or_policy, Governor):
+        return AppConcurrency(governor_or_policy)
+    raise TypeError("sluice.dify.install: governor_or_policy must be None, a policy's text, a "
+                    f"sluice.Governor or a sluice.dify.AppConcurrency, got "
+                    f"{type(governor_or_policy).__name__}")
+
+
+def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = None,
+            attempt_scope: str = "host", redis: Any = None) -> str:
+    """Patches the Dify of this process and returns its version.
+
+    `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
+    whose policy has the ``app_concurrency_rule()`` rule, or an AppConcurrency. `dify_version`
+    overrides the version read from Dify (for messages). `attempt_scope` ("process", "host" or
+    "cluster" with `redis`, a sluice.RedisStore) is where AttemptLimiters made from now on keep
+    their logs. Raises DifyNotSupported, before changing anything, when a symbol is missing.
+    """
+    global _restore
+    if dify_version is not None and not isinstance(dify_version, str):
+        raise TypeError(f"sluice.dify.install: dify_version must be a str, got "
+                        f"{type(dify_version).__name__}")
+    if attempt_scope not in ("process", "host", "cluster"):
+        raise ValueError(f"sluice.dify.install: attempt_scope must be process, host or cluster, "
+                         f"got {attempt_scope!r}")
+    if attempt_scope == "cluster" and redis is None:
+        raise ValueError("sluice.dify.install: redis must be a sluice.RedisStore with "
+                         "attempt_scope='cluster', got None")
+    app_concurrency = _app_concurrency_of(governor_or_policy)
+
+    def configure_all() -> None:
+        global _restore
+        _restore = (configure(app_concurrency),
+                    configure_attempt_limiters(attempt_scope, redis=redis))
+
+    return _patch(dify_version, _self(), configure_all)
+
+
+def uninstall() -> bool:
+    """Puts Dify's classes and the previous configuration back; False if not installed."""
+    global _restore
+    if not _unpatch():
+        return False
+    if _restore is not None:
+        configure(_restore[0])
+        if _restore[1]:
+            configure_attempt_limiters(**_restore[1])
+        else:
+            configure_attempt_limiters("process")
+        _restore = None
+    return True
+
+
+def _self() -> Any:
+    import sys
+    return sys.modules[__name__]

@@ -1,0 +1,161 @@
+"""``sluice.dify.install``: swaps Dify's limiter classes for sluice.dify's, in a running Dify.
+
+Each target is a module and a symbol of Dify's ``api/`` package (``core.app.features.
+rate_limiting.rate_limit.RateLimit``, ``libs.helper.RateLimiter``, ...). Before changing anything,
+install checks that every required one exists, and refuses (``DifyNotSupported``, naming the Dify
+version and each missing symbol) a Dify whose layout it does not know. Then it sets each symbol
+to sluice.dify's class, and also every already-imported Dify module's reference to the original
+(``from ... import RateLimit`` made a copy of the name), keeping the originals for
+``uninstall``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+from .._errors import FailedPrecondition
+
+# Dify's top-level packages (api/): the modules searched for copies of a patched name.
+_DIFY_PACKAGES = ("core", "services", "controllers", "libs", "tasks", "extensions", "models",
+                  "app_factory", "events", "fields", "factories")
+
+RATE_LIMIT_MODULE = "core.app.features.rate_limiting.rate_limit"
+HELPER_MODULE = "libs.helper"
+ERRORS_MODULE = "core.errors.error"
+
+
+class Target(NamedTuple):
+    module: str
+    symbol: str
+    replacement: str  # the name in sluice.dify ('' for a symbol read, not replaced)
+    required: bool
+
+
+TARGETS: Tuple[Target, ...] = (
+    Target(RATE_LIMIT_MODULE, "RateLimit", "RateLimit", True),
+    Target(RATE_LIMIT_MODULE, "RateLimitGenerator", "RateLimitGenerator", True),
+    Target(RATE_LIMIT_MODULE, "rate_limit_context", "rate_limit_context", False),
+    Target(HELPER_MODULE, "RateLimiter", "AttemptLimiter", True),
+    Target(ERRORS_MODULE, "AppInvokeQuotaExceededError", "", True),
+)
+
+
+class DifyNotSupported(FailedPrecondition):
+    """install() found a Dify whose layout it does not know; nothing was patched. ``version``
+    is the Dify version ('unknown' when unreadable), ``missing`` the missing symbols."""
+
+    def __init__(self, version: str, missing: List[str]) -> None:
+        super().__init__(f"sluice.dify.install: Dify {version} is not supported: missing "
+                         f"{', '.join(missing)}; nothing was patched")
+        self.version = version
+        self.missing = missing
+
+
+def read_dify_version() -> str:
+    """Dify's version: ``configs.dify_config``'s CURRENT_VERSION (or project.version), else the
+    ``dify-api`` package's metadata, else 'unknown'."""
+    try:
+        configs = sys.modules.get("configs") or importlib.import_module("configs")
+        config = getattr(configs, "dify_config", None)
+        for version in (getattr(config, "CURRENT_VERSION", None),
+                        getattr(getattr(config, "project", None), "version", None)):
+            if isinstance(version, str) and version:
+                return version
+    except Exception:  # not a Dify, or its settings cannot load here
+        pass
+    try:
+        from importlib.metadata import version
+        return version("dify-api")
+    except Exception:
+        return "unknown"
+
+
+def _find(target: Target) -> Tuple[Optional[Any], Optional[Any]]:
+    """(module, original) or Nones when the module or symbol is missing."""
+    try:
+        module = importlib.import_module(target.module)
+    except ImportError:
+        return None, None
+    if not hasattr(module, target.symbol):
+        return module, None
+    return module, getattr(module, target.symbol)
+
+
+_lock = threading.Lock()
+# What install() changed: (module, symbol, original), in order.
+_patched: List[Tuple[Any, str, Any]] = []
+_dify_quota_error: Optional[type] = None
+_previous_state: Optional[Tuple[Any, Any]] = None
+
+
+def dify_quota_error_class() -> Optional[type]:
+    """Dify's AppInvokeQuotaExceededError: the one install() found, else the one of a Dify
+    already loaded in this process, else None."""
+    if _dify_quota_error is not None:
+        return _dify_quota_error
+    module = sys.modules.get(ERRORS_MODULE)
+    found = getattr(module, "AppInvokeQuotaExceededError", None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _copies_of(original: Any) -> List[Tuple[Any, str]]:
+    """Every (module, name) of an imported Dify module bound to `original`."""
+    copies = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".", 1)[0] not in _DIFY_PACKAGES:
+            continue
+        for attribute, value in list(getattr(module, "__dict__", {}).items()):
+            if value is original:
+                copies.append((module, attribute))
+    return copies
+
+
+def patch(version: Optional[str], replacements: Any, on_patched: Any) -> str:
+    """Checks every target, then patches; returns the Dify version. `replacements` is the
+    sluice.dify module (its names are the targets' replacements); `on_patched()` runs under
+    the lock once everything is in place (install's configuration)."""
+    global _dify_quota_error
+    with _lock:
+        if _patched:
+            raise FailedPrecondition("sluice.dify.install: already installed; call "
+                                     "sluice.dify.uninstall() first")
+        found = [(target, *_find(target)) for target in TARGETS]
+        missing = [f"{t.module}.{t.symbol}" + ("" if module is not None else
+                                               f" (no module {t.module})")
+                   for t, module, original in found if t.required and original is None]
+        version = version or read_dify_version()
+        if missing:
+            raise DifyNotSupported(version, missing)
+        for target, module, original in found:
+            if original is None:
+                continue
+            if not target.replacement:
+                _dify_quota_error = original
+                continue
+            new = getattr(replacements, target.replacement)
+            for holder, attribute in _copies_of(original) or [(module, target.symbol)]:
+                _patched.append((holder, attribute, original))
+                setattr(holder, attribute, new)
+        on_patched()
+        return version
+
+
+def unpatch() -> bool:
+    """Puts every original back; False when nothing was installed."""
+    global _dify_quota_error
+    with _lock:
+        if not _patched and _dify_quota_error is None:
+            return False
+        for holder, attribute, original in reversed(_patched):
+            setattr(holder, attribute, original)
+        _patched.clear()
+        _dify_quota_error = None
+        return True
+
+
+def installed() -> bool:
+    """Whether install() has patched a Dify (and uninstall() not undone it)."""
+    return bool(_patched)

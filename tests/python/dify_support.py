@@ -1,0 +1,98 @@
+"""Helpers for the sluice.dify tests: a backend per test, unique region names, a Dify-shaped
+package tree on disk."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import textwrap
+import uuid
+from typing import Dict, Iterator, Optional
+
+import sluice
+import sluice.dify as dify
+from sluice.dify import _app_concurrency
+
+
+def unique_name(tag: str = "dify") -> str:
+    return f"pytest-{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_regions(policy_name: str) -> None:
+    for path in glob.glob(f"/dev/shm/sluice.{policy_name}.*"):
+        try:
+            sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
+        except sluice.NotFound:
+            pass
+
+
+def fresh_backend(scope: str = "process", name: Optional[str] = None,
+                  ceiling: int = dify.DEFAULT_CEILING,
+                  **options) -> dify.AppConcurrency:
+    """Configures a new AppConcurrency (its own policy name, so its own host region) and forgets
+    every cached RateLimit; returns it."""
+    name = name or unique_name()
+    governor = sluice.Governor(dify.policy(scope, name=name, ceiling=ceiling, **options))
+    backend = dify.AppConcurrency(governor, ceiling=ceiling)
+    dify.configure(backend)
+    _app_concurrency.RateLimit._instances.clear()
+    return backend
+
+
+def write_fake_dify(root: str, *, version: str = "1.14.0", omit: Iterator[str] = ()) -> None:
+    """A Dify-shaped package tree under `root`: the modules sluice.dify patches, with minimal
+    classes of Dify's names, and configs.dify_config.CURRENT_VERSION. `omit` lists
+    "module.symbol" names to leave out (a Dify install() does not know)."""
+    omitted = set(omit)
+
+    def body(module: str, symbols: Dict[str, str]) -> str:
+        return "\n\n".join(code for name, code in symbols.items()
+                           if f"{module}.{name}" not in omitted) + "\n"
+
+    files = {
+        "configs/__init__.py": f"class _Config:\n    CURRENT_VERSION = {version!r}\n\n"
+                               "dify_config = _Config()\n",
+        "core/__init__.py": "",
+        "core/errors/__init__.py": "",
+        "core/errors/error.py": body("core.errors.error", {
+            "AppInvokeQuotaExceededError": "class AppInvokeQuotaExceededError(ValueError):\n"
+                                           "    description = 'App Invoke Quota Exceeded'"}),
+        "core/app/__init__.py": "",
+        "core/app/features/__init__.py": "",
+        "core/app/features/rate_limiting/__init__.py":
+            "from .rate_limit import *  # noqa: F401,F403\n",
+        "core/app/features/rate_limiting/rate_limit.py": body(
+            "core.app.features.rate_limiting.rate_limit", {
+                "RateLimit": "class RateLimit:\n    def __init__(self, client_id, "
+                             "max_active_requests):\n        self.client_id = client_id",
+                "RateLimitGenerator": "class RateLimitGenerator:\n    pass",
+                "rate_limit_context": "def rate_limit_context(rate_limit, request_id):\n"
+                                      "    raise NotImplementedError",
+            }),
+        "libs/__init__.py": "",
+        "libs/helper.py": body("libs.helper", {
+            "RateLimiter": "class RateLimiter:\n    def __init__(self, prefix, max_attempts, "
+                           "time_window, member_factory=None, redis_client=None):\n"
+                           "        self.prefix = prefix"}),
+        "services/__init__.py": "",
+        "services/app_generate_service.py":
+            "from core.app.features.rate_limiting import RateLimit\n"
+            "from libs.helper import RateLimiter\n\n"
+            "system_rate_limiter = RateLimiter('app_daily_rate_limiter', 5000, 86400)\n",
+    }
+    for relative, text in files.items():
+        path = os.path.join(root, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+
+
+DIFY_TOP_LEVEL = ("configs", "core", "libs", "services")
+
+
+def forget_fake_dify() -> None:
+    """Drops the fake Dify's modules from sys.modules."""
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] in DIFY_TOP_LEVEL:
+            del sys.modules[name]
