@@ -843,8 +843,8 @@ class CacheKey:
 class ResponseCache:
     """
     LLM answers in process memory under their cache keys, within ``max_bytes`` (keys, answers and a
-    fixed overhead per entry): sharded, per-entry TTL, a segmented LRU behind a TinyLFU admission
-    filter, hits verified against the canonical bytes (include/sluice/response_cache.h). With
+    fixed overhead per entry): sharded, per-entry TTL, W-TinyLFU with a window sized by miniature
+    caches (an LRU on recency-heavy traffic, frequency-filtered on Zipf traffic), hits verified against the canonical bytes (include/sluice/response_cache.h). With
     ``redis=RedisStore(...)``, a Redis tier behind it, shared by every process using the same
     ``redis_name``: writes go to both; a miss here asks Redis (in get_or_fetch / stream_or_fetch,
     cooperatively) before anyone calls upstream; Redis down only costs misses (``redis_errors``).
@@ -869,7 +869,9 @@ class ResponseCache:
         """
         Stores an answer (bytes, or an iterable of bytes chunks for a streamed one) for ``ttl``
         seconds (0: default_ttl). False when it was not stored: larger than a shard, or
-        turned away by the admission filter in favour of more popular answers.
+        turned away at once by the admission filter in favour of more popular answers (an
+        answer larger than the window); a stored answer may still be turned away when the
+        window pushes it out (stats()['rejected']).
         """
     def stats(self) -> dict:
         """

@@ -269,7 +269,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("shared_max_in_flight") = kDefaults.shared_max_in_flight,
            py::arg("shared_lease") = absl::ToDoubleSeconds(kDefaults.shared_lease),
-           py::keep_alive<1, 21>())
+           // Keeps the clock alive with the balancer: 24 is its position (self is 1); count again
+           // when adding an argument before it (test_hostile_lifetimes catches a wrong one).
+           py::keep_alive<1, 24>())
       .def("add_endpoint", EndpointSetter(&Balancer::AddEndpoint), py::arg("id"), py::kw_only(),
            py::arg("weight") = 1, py::arg("max_concurrency") = 0, py::arg("kv_capacity_blocks") = 0,
            py::arg("labels") = py::dict(),
