@@ -229,6 +229,14 @@ def test_a_limit_refused_inside_an_event_stream_ends_it_with_a_429_event():
     event = json.loads(chunks[1].decode()[len("data: "):])
     assert (event["event"], event["code"], event["status"]) == ("error", "too_many_requests", 429)
     assert event["retry_after"] >= 1
+    model_refusal = dify.ModelRateLimited(refused, "openai", "gpt-4o")
+    stream = Stream([], fail_with=model_refusal)
+    app, _ = wsgi_app(lambda: stream, "text/event-stream; charset=utf-8")
+    _, _, body = call(dify.GovernorMiddleware(app, governor()), "/events")
+    event = json.loads(b"".join(body).decode()[len("data: "):])
+    body.close()
+    assert (event["code"], event["status"]) == ("rate_limit_error", 429), "a model-call limit"
+    assert "openai/gpt-4o" in event["message"]
     plain = Stream([b"x"], fail_with=error)
     app, _ = wsgi_app(lambda: plain, "application/json")
     _, _, body = call(dify.GovernorMiddleware(app, governor()), "/plain")

@@ -6,6 +6,7 @@ One call, early in every Dify process (the app factory, a Gunicorn ``post_fork``
     import sluice.dify
     sluice.dify.install()                       # host scope: every worker of this host
     sluice.dify.install(sluice.dify.policy("cluster", redis_url="redis://redis:6379/3"))
+    sluice.dify.install(model_calls=sluice.Governor(path="/etc/sluice/dify-models.yaml"))
 
 It swaps Dify's classes for these, which keep Dify's interfaces:
 
@@ -14,7 +15,21 @@ It swaps Dify's classes for these, which keep Dify's interfaces:
                         leased, nested enters counted once, streams held until they end
     AttemptLimiter      libs/helper.py's RateLimiter: never more than N attempts in any window
 
+and, with ``model_calls=``, governs the model call:
+
+    governed_invoke_llm, governed_method, model_call_scope, ModelRateLimited, PydanticCodec
+                        ModelInstance.invoke_llm through a Governor: token estimate reserved and
+                        settled with LLMUsage, response cache by tenant and app, refusals as
+                        Dify's InvokeRateLimitError, streams held until they end; Dify's stream
+                        converter reports the refusals as 429 events
+
 and gives the pieces an integration needs:
+
+    GovernorMiddleware, FlaskGovernor, RequestReader
+                        route-level rules (route, header, API key, client ip) in front of any
+                        WSGI / Flask app, Dify's 429 answer, responses held until closed, /metrics
+    is_refusal, stream_error_data, converter_method
+                        a sluice refusal inside an SSE stream as a 429 event
 
     classify_invoke_error, invoke_outcome, InvokeFailure
                         Dify's Invoke*Error classes in sluice's failure vocabulary
