@@ -412,3 +412,12 @@ def test_the_patched_invoke_llm_reads_tenant_provider_model_and_the_scopes_app()
             patched(instance, MESSAGES, {"max_tokens": 5}, stream=False, user="user-7")
     patched(instance, MESSAGES, stream=False, user="user-7")  # no app: the rule does not match
     assert patched.__sluice_original__ is ModelInstance.invoke_llm
+
+
+def test_a_stream_bigger_than_the_bound_is_not_cached(monkeypatch):
+    monkeypatch.setattr(dify._invoke, "MAX_CACHED_STREAM_BYTES", 200)
+    g = governor(cache=True)
+    model = FakeModel(text="one two three four five")
+    for _ in range(2):
+        assert len(list(invoke(g, model, stream=True))) == 5
+    assert model.calls == 2

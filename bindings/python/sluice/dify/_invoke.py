@@ -253,8 +253,10 @@ def _stream(admission: Any, chunks: Any, codec: Any, cacheable: bool) -> Iterato
             if kept is not None:
                 encoded = codec.encode(chunk)
                 size += len(encoded) if encoded is not None else 0
-                kept = kept + [encoded] if encoded is not None and \
-                    size <= MAX_CACHED_STREAM_BYTES else None
+                if encoded is None or size > MAX_CACHED_STREAM_BYTES:
+                    kept = None  # not cacheable, or too big to keep: never stored
+                else:
+                    kept.append(encoded)
             yield chunk
         finished = True
     except GeneratorExit:
