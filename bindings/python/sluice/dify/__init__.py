@@ -6,6 +6,7 @@ One call, early in every Dify process (the app factory, a Gunicorn ``post_fork``
     import sluice.dify
     sluice.dify.install()                       # host scope: every worker of this host
     sluice.dify.install(sluice.dify.policy("cluster", redis_url="redis://redis:6379/3"))
+    sluice.dify.install(model_calls=sluice.Governor(path="/etc/sluice/dify-models.yaml"))
 
 It swaps Dify's classes for these, which keep Dify's interfaces:
 
@@ -14,7 +15,21 @@ It swaps Dify's classes for these, which keep Dify's interfaces:
                         leased, nested enters counted once, streams held until they end
     AttemptLimiter      libs/helper.py's RateLimiter: never more than N attempts in any window
 
+and, with ``model_calls=``, governs the model call:
+
+    governed_invoke_llm, governed_method, model_call_scope, ModelRateLimited, PydanticCodec
+                        ModelInstance.invoke_llm through a Governor: token estimate reserved and
+                        settled with LLMUsage, response cache by tenant and app, refusals as
+                        Dify's InvokeRateLimitError, streams held until they end; Dify's stream
+                        converter reports the refusals as 429 events
+
 and gives the pieces an integration needs:
+
+    GovernorMiddleware, FlaskGovernor, RequestReader
+                        route-level rules (route, header, API key, client ip) in front of any
+                        WSGI / Flask app, Dify's 429 answer, responses held until closed, /metrics
+    is_refusal, stream_error_data, converter_method
+                        a sluice refusal inside an SSE stream as a 429 event
 
     classify_invoke_error, invoke_outcome, InvokeFailure
                         Dify's Invoke*Error classes in sluice's failure vocabulary
@@ -38,9 +53,17 @@ from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_l
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
 from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
+from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
 from ._install import patch as _patch
+from ._install import patch_attribute as _patch_attribute
+from ._install import read_symbol as _read_symbol
+from ._invoke import (ModelRateLimited, PydanticCodec, governed_invoke_llm, governed_method,
+                      model_call_scope, usage_tokens)
+from ._stream_errors import converter_method, is_refusal, stream_error_data
 from ._install import unpatch as _unpatch
 from ._policy import DEFAULT_CEILING, RULE, app_concurrency_rule, policy
+from ._web import (MAX_HEADERS, MAX_VALUE_CHARS, FlaskGovernor, GovernorMiddleware,
+                   RequestReader)
 from ._responses import (RATE_LIMIT_ERROR, TOO_MANY_REQUESTS, limit_headers,
                          quota_exceeded_response, rate_limit_error, sse, stream_error_event,
                          too_many_requests)
@@ -52,12 +75,19 @@ __all__ = [
     "AttemptLimiter",
     "CONNECTION_COOLDOWN",
     "DifyNotSupported",
+    "FlaskGovernor",
+    "GovernorMiddleware",
     "InvokeFailure",
+    "MAX_HEADERS",
+    "MAX_VALUE_CHARS",
+    "ModelRateLimited",
+    "PydanticCodec",
     "RATE_LIMIT_COOLDOWN",
     "RATE_LIMIT_ERROR",
     "RULE",
     "RateLimit",
     "RateLimitGenerator",
+    "RequestReader",
     "TARGETS",
     "TOO_MANY_REQUESTS",
     "app_concurrency_rule",
@@ -65,10 +95,15 @@ __all__ = [
     "classify_invoke_error",
     "configure",
     "configure_attempt_limiters",
+    "converter_method",
+    "governed_invoke_llm",
+    "governed_method",
     "install",
     "installed",
     "invoke_outcome",
+    "is_refusal",
     "limit_headers",
+    "model_call_scope",
     "policy",
     "quota_exceeded_response",
     "quota_message",
@@ -76,9 +111,11 @@ __all__ = [
     "rate_limit_error",
     "read_dify_version",
     "sse",
+    "stream_error_data",
     "stream_error_event",
     "too_many_requests",
     "uninstall",
+    "usage_tokens",
 ]
 
 _restore: Optional[tuple] = None
@@ -100,7 +137,7 @@ def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
 
 
 def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = None,
-            attempt_scope: str = "host", redis: Any = None) -> str:
+            attempt_scope: str = "host", redis: Any = None, model_calls: Any = None) -> str:
     """Patches the Dify of this process and returns its version.
 
     `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
@@ -119,14 +156,28 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     if attempt_scope == "cluster" and redis is None:
         raise ValueError("sluice.dify.install: redis must be a sluice.RedisStore with "
                          "attempt_scope='cluster', got None")
+    from .. import Governor
+    if model_calls is not None and not isinstance(model_calls, Governor):
+        raise TypeError(f"sluice.dify.install: model_calls must be a sluice.Governor or None, got "
+                        f"{type(model_calls).__name__}")
     app_concurrency = _app_concurrency_of(governor_or_policy)
+    model_instance = f"{MODEL_MANAGER_MODULE}.ModelInstance"
 
     def configure_all() -> None:
         global _restore
+        if model_calls is not None:
+            import inspect
+            cls = _read_symbol(model_instance)
+            _patch_attribute(cls, "invoke_llm", governed_method(cls.invoke_llm, model_calls))
+            converter = _read_symbol(f"{CONVERTER_MODULE}.AppGenerateResponseConverter")
+            if converter is not None:
+                _patch_attribute(converter, "_error_to_stream_response", converter_method(
+                    inspect.getattr_static(converter, "_error_to_stream_response")))
         _restore = (configure(app_concurrency),
                     configure_attempt_limiters(attempt_scope, redis=redis))
 
-    return _patch(dify_version, _self(), configure_all)
+    return _patch(dify_version, _self(), configure_all,
+                  require=(model_instance,) if model_calls is not None else ())
 
 
 def uninstall() -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from .._errors import FailedPrecondition
 
@@ -25,6 +25,8 @@ _DIFY_PACKAGES = ("core", "services", "controllers", "libs", "tasks", "extension
 RATE_LIMIT_MODULE = "core.app.features.rate_limiting.rate_limit"
 HELPER_MODULE = "libs.helper"
 ERRORS_MODULE = "core.errors.error"
+MODEL_MANAGER_MODULE = "core.model_manager"
+CONVERTER_MODULE = "core.app.apps.base_app_generate_response_converter"
 
 
 class Target(NamedTuple):
@@ -40,6 +42,10 @@ TARGETS: Tuple[Target, ...] = (
     Target(RATE_LIMIT_MODULE, "rate_limit_context", "rate_limit_context", False),
     Target(HELPER_MODULE, "RateLimiter", "AttemptLimiter", True),
     Target(ERRORS_MODULE, "AppInvokeQuotaExceededError", "", True),
+    # Read, and a method of it patched, only when install() is asked to (model_calls=...).
+    Target(MODEL_MANAGER_MODULE, "ModelInstance", "", False),
+    # Read; its _error_to_stream_response reports sluice's refusals inside a stream as 429s.
+    Target(CONVERTER_MODULE, "AppGenerateResponseConverter", "", False),
 )
 
 
@@ -88,6 +94,10 @@ _lock = threading.Lock()
 # What install() changed: (module, symbol, original), in order.
 _patched: List[Tuple[Any, str, Any]] = []
 _dify_quota_error: Optional[type] = None
+# A class attribute patch_attribute found only on a base class.
+_INHERITED = object()
+# The targets read, not replaced, by "module.symbol".
+_read: Dict[str, Any] = {}
 _previous_state: Optional[Tuple[Any, Any]] = None
 
 
@@ -113,11 +123,35 @@ def _copies_of(original: Any) -> List[Tuple[Any, str]]:
     return copies
 
 
-def patch(version: Optional[str], replacements: Any, on_patched: Any) -> str:
+def read_symbol(name: str) -> Any:
+    """A target install() read ("module.symbol"), or None."""
+    return _read.get(name)
+
+
+def patch_attribute(holder: Any, attribute: str, new: Any) -> None:
+    """Sets `holder.attribute` to `new`, to be put back by uninstall. Only from `on_patched`
+    (the lock is held)."""
+    original = holder.__dict__.get(attribute, _INHERITED) if isinstance(holder, type) else \
+        getattr(holder, attribute)
+    _patched.append((holder, attribute, original))
+    setattr(holder, attribute, new)
+
+
+def _restore(holder: Any, attribute: str, original: Any) -> None:
+    if original is _INHERITED:
+        delattr(holder, attribute)  # the class had none of its own: its base's shows again
+    else:
+        setattr(holder, attribute, original)
+
+
+def patch(version: Optional[str], replacements: Any, on_patched: Any,
+          require: Iterable[str] = ()) -> str:
     """Checks every target, then patches; returns the Dify version. `replacements` is the
-    sluice.dify module (its names are the targets' replacements); `on_patched()` runs under
-    the lock once everything is in place (install's configuration)."""
+    sluice.dify module (its names are the targets' replacements); `require` names optional
+    targets ("module.symbol") this install needs; `on_patched()` runs under the lock once
+    everything is in place (install's configuration, method patches)."""
     global _dify_quota_error
+    required = set(require)
     with _lock:
         if _patched:
             raise FailedPrecondition("sluice.dify.install: already installed; call "
@@ -125,7 +159,8 @@ def patch(version: Optional[str], replacements: Any, on_patched: Any) -> str:
         found = [(target, *_find(target)) for target in TARGETS]
         missing = [f"{t.module}.{t.symbol}" + ("" if module is not None else
                                                f" (no module {t.module})")
-                   for t, module, original in found if t.required and original is None]
+                   for t, module, original in found
+                   if (t.required or f"{t.module}.{t.symbol}" in required) and original is None]
         version = version or read_dify_version()
         if missing:
             raise DifyNotSupported(version, missing)
@@ -133,13 +168,23 @@ def patch(version: Optional[str], replacements: Any, on_patched: Any) -> str:
             if original is None:
                 continue
             if not target.replacement:
-                _dify_quota_error = original
+                _read[f"{target.module}.{target.symbol}"] = original
+                if target.symbol == "AppInvokeQuotaExceededError":
+                    _dify_quota_error = original
                 continue
             new = getattr(replacements, target.replacement)
             for holder, attribute in _copies_of(original) or [(module, target.symbol)]:
                 _patched.append((holder, attribute, original))
                 setattr(holder, attribute, new)
-        on_patched()
+        try:
+            on_patched()
+        except BaseException:
+            for holder, attribute, original in reversed(_patched):
+                _restore(holder, attribute, original)
+            _patched.clear()
+            _read.clear()
+            _dify_quota_error = None
+            raise
         return version
 
 
@@ -150,8 +195,9 @@ def unpatch() -> bool:
         if not _patched and _dify_quota_error is None:
             return False
         for holder, attribute, original in reversed(_patched):
-            setattr(holder, attribute, original)
+            _restore(holder, attribute, original)
         _patched.clear()
+        _read.clear()
         _dify_quota_error = None
         return True
 
