@@ -65,6 +65,13 @@
 // more than `outlier.max_ejection_percent` of the endpoints at once (at least one). Each healthy
 // stretch of one base ejection time after it returns takes one off its count.
 //
+// Administration: `Cooldown`, `Eject` and `Restore` act on an endpoint without a pick (an
+// operator's console, a key-rotation job), and `Endpoints()` reports what such a console shows.
+// With `Options::shared_region`, cooldowns and ejections (the automatic ones and the
+// administered ones) are host-wide: every worker that balances over the same endpoint ids skips
+// a key that one of them cooled down, as Dify's LBModelManager does through Redis (see
+// docs/balancer.md, "Administration and shared state").
+//
 // Example:
 //
 //   sluice::Balancer::Options options;
@@ -365,6 +372,8 @@ class Balancer {
   // A snapshot of every endpoint, in the order they were added (see EndpointStats).
   std::vector<EndpointStats> Endpoints() const;
   const Options& options() const;
+  // The clock it was created with, to turn EndpointStats' times into remaining durations.
+  const Clock* clock() const;
 
  private:
   explicit Balancer(std::unique_ptr<internal::BalancerCore> core);

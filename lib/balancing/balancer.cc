@@ -371,6 +371,7 @@ absl::Status Balancer::Restore(std::string_view id) { return core_->Restore(id);
 
 std::vector<EndpointStats> Balancer::Endpoints() const { return core_->Endpoints(); }
 const Balancer::Options& Balancer::options() const { return core_->options; }
+const Clock* Balancer::clock() const { return core_->clock; }
 
 // ---- Pick -------------------------------------------------------------------------------------
 
