@@ -159,4 +159,62 @@ int sluice_pick_complete(sluice_pick* pick, int http_status, int error, int64_t 
 
 void sluice_pick_destroy(sluice_pick* pick) { delete pick; }
 
+int sluice_balancer_cooldown(sluice_balancer* balancer, const char* id, size_t id_len,
+                             int64_t duration_nanos, int failure) {
+  return Guard(__func__, [&](const char* fn) -> int {
+    if (balancer == nullptr) return NullArgument(fn, "balancer");
+    if (int rc = CheckKey(fn, id, id_len, "id"); rc != SLUICE_OK) return rc;
+    if (failure < SLUICE_FAIL_NONE || failure > SLUICE_FAIL_ABANDONED) {
+      return Invalid(fn, absl::StrCat("failure must be a sluice_failure, got ", failure));
+    }
+    return FromStatus(fn, balancer->rep->Cooldown(Bytes(id, id_len),
+                                                  absl::Nanoseconds(duration_nanos),
+                                                  static_cast<sluice::Failure>(failure)));
+  });
+}
+
+int sluice_balancer_eject(sluice_balancer* balancer, const char* id, size_t id_len,
+                          int64_t duration_nanos) {
+  return Guard(__func__, [&](const char* fn) -> int {
+    if (balancer == nullptr) return NullArgument(fn, "balancer");
+    if (int rc = CheckKey(fn, id, id_len, "id"); rc != SLUICE_OK) return rc;
+    return FromStatus(fn, balancer->rep->Eject(Bytes(id, id_len), absl::Nanoseconds(duration_nanos)));
+  });
+}
+
+int sluice_balancer_restore(sluice_balancer* balancer, const char* id, size_t id_len) {
+  return Guard(__func__, [&](const char* fn) -> int {
+    if (balancer == nullptr) return NullArgument(fn, "balancer");
+    if (int rc = CheckKey(fn, id, id_len, "id"); rc != SLUICE_OK) return rc;
+    return FromStatus(fn, balancer->rep->Restore(Bytes(id, id_len)));
+  });
+}
+
+int sluice_balancer_endpoint_state(const sluice_balancer* balancer, const char* id, size_t id_len,
+                                   sluice_endpoint_state* out) {
+  return Guard(__func__, [&](const char* fn) -> int {
+    if (out == nullptr) return NullArgument(fn, "out");
+    *out = sluice_endpoint_state{};
+    if (balancer == nullptr) return NullArgument(fn, "balancer");
+    if (int rc = CheckKey(fn, id, id_len, "id"); rc != SLUICE_OK) return rc;
+    for (const sluice::EndpointStats& s : balancer->rep->Endpoints()) {
+      if (s.id != Bytes(id, id_len)) continue;
+      out->in_flight = s.in_flight;
+      out->host_in_flight = s.host_in_flight;
+      out->picks = s.picks;
+      out->completions = s.completions;
+      out->errors = s.errors;
+      out->cooldown_until_nanos = s.cooldown_until_nanos;
+      out->ejected_until_nanos = s.ejected_until_nanos;
+      out->times_ejected = s.times_ejected;
+      out->last_failure_at_nanos = s.last_failure_at_nanos;
+      out->cooldown_reason = static_cast<int32_t>(s.cooldown_reason);
+      out->last_failure = static_cast<int32_t>(s.last_failure);
+      return SLUICE_OK;
+    }
+    return FromStatus(fn, absl::NotFoundError(absl::StrCat(
+                              "sluice.Balancer: no endpoint '", std::string(Bytes(id, id_len)), "'")));
+  });
+}
+
 }  // extern "C"

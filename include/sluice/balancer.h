@@ -65,6 +65,13 @@
 // more than `outlier.max_ejection_percent` of the endpoints at once (at least one). Each healthy
 // stretch of one base ejection time after it returns takes one off its count.
 //
+// Administration: `Cooldown`, `Eject` and `Restore` act on an endpoint without a pick (an
+// operator's console, a key-rotation job), and `Endpoints()` reports what such a console shows.
+// With `Options::shared_region`, cooldowns and ejections (the automatic ones and the
+// administered ones) are host-wide: every worker that balances over the same endpoint ids skips
+// a key that one of them cooled down, as Dify's LBModelManager does through Redis (see
+// docs/balancer.md, "Administration and shared state").
+//
 // Example:
 //
 //   sluice::Balancer::Options options;
@@ -150,8 +157,11 @@ struct PickRequest {
 struct EndpointStats {
   std::string id;
   // This process's picks (with a shared region, other processes' picks count in the strategies
-  // but not here).
+  // but not here: see host_in_flight).
   int64_t in_flight = 0;
+  // With Options::shared_region: the picks in flight there from every process on the host (live
+  // leases); without one, in_flight.
+  int64_t host_in_flight = 0;
   int64_t picks = 0;
   int64_t completions = 0;
   int64_t errors = 0;
@@ -160,14 +170,23 @@ struct EndpointStats {
   absl::Duration ewma_ttft = absl::ZeroDuration();
   double ewma_error_rate = 0;
   // Cooling down until this time on the balancer's clock (nanoseconds); 0 if not cooling down.
+  // With a shared region, the host-wide cooldown, whichever process set it.
   int64_t cooldown_until_nanos = 0;
+  // Why it is cooling down: the failure class that cooled it, or the reason given to Cooldown
+  // (kNone: an administered cooldown without one). kNone when not cooling down.
+  Failure cooldown_reason = Failure::kNone;
+  // This process's last failed completion: its class and when (nanoseconds on the balancer's
+  // clock); kNone and 0 before the first.
+  Failure last_failure = Failure::kNone;
+  int64_t last_failure_at_nanos = 0;
   // The last metrics handed to UpdateMetrics and when (nanoseconds on the balancer's clock).
   std::optional<EngineMetrics> metrics;
   int64_t metrics_at_nanos = 0;
   // Blocks in this endpoint's prefix index.
   int64_t prefix_blocks = 0;
-  // Outlier ejection: ejected until this time on the balancer's clock (0 if not), and how many
-  // times it has been ejected (less one per healthy stretch since).
+  // Outlier ejection or Eject: ejected until this time on the balancer's clock (0 if not; with a
+  // shared region, host-wide), and how many times outlier detection in this process has ejected
+  // it (less one per healthy stretch since).
   int64_t ejected_until_nanos = 0;
   int64_t times_ejected = 0;
 };
@@ -269,6 +288,22 @@ class Balancer {
     // Gunicorn workers together instead of each on its own. Each pick holds a lease in the
     // region (sluice/concurrency_limiter.h), so a process killed with picks in flight leaves
     // counts that expire after `shared_lease`. Default: empty (each process counts alone).
+    //
+    // Shared state. Cooldowns and ejections are host-wide too: those that failed picks set, and
+    // those set by Cooldown / Eject, live in a second region, "<shared_region>.endpoints" (about
+    // 388 KiB of /dev/shm; room for 4096 distinct endpoint ids in its lifetime: past that,
+    // AddEndpoint of a new id is ResourceExhausted naming the region), keyed by endpoint id. A key
+    // that one worker cooled down after a 429 is skipped by every worker; Restore in any worker
+    // brings it back for all; Endpoints() in any process shows the shared ends. Cost per pick: one
+    // more atomic load per endpoint for each of the two holds, from a cell found when the endpoint
+    // was added (no hashing, no probing, no lock). Times are the balancer clock's nanoseconds, so
+    // every process must read a clock on CLOCK_MONOTONIC's timeline (Clock::Steady, CoarseSteady,
+    // Tsc); a ManualClock shares correctly only between balancers of one process. What stays per
+    // process: the failure runs that lead to a cooldown or an ejection (each process counts its
+    // own consecutive failures), times_ejected and the ejection cap's arithmetic (the cap counts
+    // the shared ejections), moving averages, the prefix index and KV estimate, metrics, and the
+    // round-robin cursors. An endpoint removed and added again with the same id finds its shared
+    // holds still there. RemoveSharedRegion both names to start afresh. At most 190 characters.
     std::string shared_region;
     // Host scope: picks in flight per endpoint that the region can count, host-wide (at most
     // 4096). A pick beyond it still goes out, counted only in its own process. Default 256.
@@ -276,6 +311,9 @@ class Balancer {
     // Host scope: how long an uncompleted pick counts. Default 10 minutes. > 0.
     absl::Duration shared_lease = absl::Minutes(10);
   };
+
+  // The longest cooldown or ejection that Cooldown and Eject accept: one day.
+  static constexpr absl::Duration kMaxHoldDuration = absl::Hours(24);
 
   class Pick;
 
@@ -306,8 +344,36 @@ class Balancer {
   absl::StatusOr<Pick> PickEndpoint(const LlmRequest& request,
                                     std::string_view affinity_key = {});
 
+  // ---- Administration (an operator's console, a key-rotation job) ----
+  //
+  // These act on an endpoint without a pick. With Options::shared_region they act host-wide: every
+  // process whose balancer uses the same region and endpoint id sees the result at its next pick
+  // (see "Shared state" below).
+  //
+  // Cooldown: the endpoint is skipped by picks for `duration` from now, as after a failure of
+  // class `reason` (kNone, the default: an administered cooldown with no failure class; the
+  // reason is only reported, in EndpointStats::cooldown_reason). Cooldowns never shorten each
+  // other: the later end wins, whether set here or by a failed pick. Restore first to shorten.
+  // Eject: the same for an ejection (EndpointStats::ejected_until_nanos). An administered ejection
+  // always takes effect, whatever outlier.max_ejection_percent says, and counts towards that cap
+  // for outlier detection's own ejections. It does not add to times_ejected.
+  // Restore: ends the endpoint's cooldown and ejection now, and clears its runs of consecutive
+  // failures; times_ejected stays, so an endpoint that relapses is ejected for longer.
+  //
+  // Errors: InvalidArgument naming `duration` unless it is in (0, kMaxHoldDuration] (NaN-free by
+  // type; absl::InfiniteDuration() is refused), or `reason` when it is not a Failure; NotFound
+  // naming the id when the balancer has no such endpoint (in this process: the shared state of an
+  // id this process has not added cannot be administered from it). Thread-safe, as every method.
+  absl::Status Cooldown(std::string_view id, absl::Duration duration,
+                        Failure reason = Failure::kNone);
+  absl::Status Eject(std::string_view id, absl::Duration duration);
+  absl::Status Restore(std::string_view id);
+
+  // A snapshot of every endpoint, in the order they were added (see EndpointStats).
   std::vector<EndpointStats> Endpoints() const;
   const Options& options() const;
+  // The clock it was created with, to turn EndpointStats' times into remaining durations.
+  const Clock* clock() const;
 
  private:
   explicit Balancer(std::unique_ptr<internal::BalancerCore> core);

@@ -1062,6 +1062,49 @@ SLUICE_API SLUICE_EXPERIMENTAL
 int sluice_admission_begin_call(sluice_admission* admission, int64_t deadline_nanos,
                                 sluice_fallback_call** out, sluice_fallback_step* step);
 
+/* ---- Balancer administration (sluice/balancer.h: Cooldown, Eject, Restore, Endpoints) --------
+ * Experimental (SLUICE_EXPERIMENTAL): for an operator's console or a key-rotation job. With
+ * SLUICE_PARAM_SHARED_REGION they act host-wide: every process whose balancer uses the region and
+ * the endpoint id sees the result at its next pick. Thread-safe, like the C++ object. */
+
+/* Keeps the endpoint out of picks for `duration_nanos` from now, as after a failure of class
+ * `failure` (a sluice_failure; SLUICE_FAIL_NONE: an administered cooldown without a class). The
+ * later end wins: a shorter cooldown than the current one changes nothing (restore first).
+ * SLUICE_INVALID_ARGUMENT unless 0 < duration_nanos <= 1 day and `failure` is a sluice_failure;
+ * SLUICE_NOT_FOUND for an id the balancer has not added. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_balancer_cooldown(sluice_balancer* balancer, const char* id, size_t id_len,
+                             int64_t duration_nanos, int failure);
+/* Ejects the endpoint for `duration_nanos` (the same bounds), whatever the outlier ejection cap
+ * says; it counts towards that cap. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_balancer_eject(sluice_balancer* balancer, const char* id, size_t id_len,
+                          int64_t duration_nanos);
+/* Ends the endpoint's cooldown and ejection now. SLUICE_NOT_FOUND for an unknown id. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_balancer_restore(sluice_balancer* balancer, const char* id, size_t id_len);
+
+/* What the balancer knows about one endpoint (sluice::EndpointStats, the fields an admin page
+ * shows). Times are nanoseconds on the balancer's clock; 0: not cooling down / not ejected /
+ * never failed. */
+typedef struct sluice_endpoint_state {
+  int64_t in_flight;             /* this process's picks */
+  int64_t host_in_flight;        /* every process's, with a shared region; else in_flight */
+  int64_t picks;
+  int64_t completions;
+  int64_t errors;
+  int64_t cooldown_until_nanos;  /* host-wide with a shared region */
+  int64_t ejected_until_nanos;   /* host-wide with a shared region */
+  int64_t times_ejected;
+  int64_t last_failure_at_nanos; /* this process's last failed completion */
+  int32_t cooldown_reason;       /* a sluice_failure; SLUICE_FAIL_NONE when not cooling down */
+  int32_t last_failure;          /* a sluice_failure; SLUICE_FAIL_NONE before the first */
+} sluice_endpoint_state;
+/* Fills *out for endpoint `id` (zeroed first). SLUICE_NOT_FOUND for an unknown id. */
+SLUICE_API SLUICE_EXPERIMENTAL
+int sluice_balancer_endpoint_state(const sluice_balancer* balancer, const char* id, size_t id_len,
+                                   sluice_endpoint_state* out);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

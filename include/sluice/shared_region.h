@@ -62,7 +62,8 @@ inline constexpr int64_t kMaxSharedRegionInFlight = 4096;
 absl::StatusOr<int64_t> SharedRegionBytesForWindows(int64_t windows, int64_t max_keys);
 
 // The bytes of /dev/shm the region of a host-scope ConcurrencyLimiter takes, header included.
-// A Balancer with `shared_region` takes SharedRegionBytesForLeases(shared_max_in_flight, 4096).
+// A Balancer with `shared_region` takes SharedRegionBytesForLeases(shared_max_in_flight, 4096),
+// plus 397,312 bytes for its cooldowns and ejections, in the region "<shared_region>.endpoints".
 // InvalidArgument, naming the field, unless 1 <= max_in_flight <= kMaxSharedRegionInFlight and
 // 1 <= max_keys <= kMaxSharedRegionKeys. Thread-safe.
 absl::StatusOr<int64_t> SharedRegionBytesForLeases(int64_t max_in_flight, int64_t max_keys);

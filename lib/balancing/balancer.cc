@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "balancing/balancer_core.h"
+#include "base/time_arithmetic.h"
 #include "sluice/internal/mutex.h"
 
 #define XXH_INLINE_ALL
@@ -91,6 +92,11 @@ absl::Status Validate(const Balancer::Options& o) {
       return Invalid("shared_max_in_flight", "must be in [1, 4096]");
     }
     if (o.shared_lease <= absl::ZeroDuration()) return Invalid("shared_lease", "must be > 0");
+    // The cooldowns' region is "<shared_region>.endpoints", within the 200 characters of a name.
+    if (o.shared_region.size() > 190) {
+      return Invalid("shared_region", absl::StrCat("must be at most 190 characters, got ",
+                                                   o.shared_region.size()));
+    }
   }
   return absl::OkStatus();
 }
@@ -168,6 +174,15 @@ absl::Status BalancerCore::Add(const EndpointSpec& spec) {
   }
   auto state = std::make_shared<State>(policy_);
   state->spec = std::make_shared<const EndpointSpec>(spec);
+  if (host_holds_ != nullptr) {
+    absl::StatusOr<SharedHolds> holds = host_holds_->HoldsOf(spec.id);
+    if (!holds.ok()) {
+      return absl::Status(holds.status().code(),
+                          absl::StrCat("sluice.Balancer: cannot add '", spec.id,
+                                       "': ", holds.status().message()));
+    }
+    state->host = *std::move(holds);
+  }
   if (UsesPrefixIndex()) {
     if (free_slots_ == 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -226,9 +241,59 @@ std::vector<EndpointStats> BalancerCore::Endpoints() const {
   out.reserve(endpoints_.size());
   for (const auto& e : endpoints_) {
     out.push_back(e->Stats());
-    if (e->slot >= 0) out.back().prefix_blocks = index_.size(e->slot);
+    EndpointStats& s = out.back();
+    if (e->slot >= 0) s.prefix_blocks = index_.size(e->slot);
+    s.host_in_flight =
+        host_counts_ != nullptr ? std::max<int64_t>(0, host_counts_->InFlight(s.id)) : s.in_flight;
   }
   return out;
+}
+
+namespace {
+// A hold's length for Cooldown and Eject: in (0, kMaxHoldDuration].
+absl::Status ValidateHold(absl::string_view method, absl::Duration d) {
+  if (d <= absl::ZeroDuration() || d > Balancer::kMaxHoldDuration) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sluice.Balancer.", method, ": duration must be > 0 and at most ",
+        absl::FormatDuration(Balancer::kMaxHoldDuration), ", got ", absl::FormatDuration(d)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NoEndpoint(absl::string_view method, std::string_view id) {
+  return absl::NotFoundError(
+      absl::StrCat("sluice.Balancer.", method, ": no endpoint '", std::string(id), "'"));
+}
+}  // namespace
+
+absl::Status BalancerCore::Cooldown(std::string_view id, absl::Duration duration, Failure reason) {
+  if (absl::Status s = ValidateHold("Cooldown", duration); !s.ok()) return s;
+  if (static_cast<int>(reason) < 0 || static_cast<int>(reason) >= kFailureCount) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sluice.Balancer.Cooldown: reason must be a Failure class, got ", static_cast<int>(reason)));
+  }
+  MutexLock lock(&mu_);
+  std::shared_ptr<State>* e = Find(id);
+  if (e == nullptr) return NoEndpoint("Cooldown", id);
+  (*e)->ExtendCooldown(AddDuration(clock->NowNanos(), duration), reason);
+  return absl::OkStatus();
+}
+
+absl::Status BalancerCore::Eject(std::string_view id, absl::Duration duration) {
+  if (absl::Status s = ValidateHold("Eject", duration); !s.ok()) return s;
+  MutexLock lock(&mu_);
+  std::shared_ptr<State>* e = Find(id);
+  if (e == nullptr) return NoEndpoint("Eject", id);
+  (*e)->ExtendEjection(AddDuration(clock->NowNanos(), duration));
+  return absl::OkStatus();
+}
+
+absl::Status BalancerCore::Restore(std::string_view id) {
+  MutexLock lock(&mu_);
+  std::shared_ptr<State>* e = Find(id);
+  if (e == nullptr) return NoEndpoint("Restore", id);
+  (*e)->Restore(clock->NowNanos());
+  return absl::OkStatus();
 }
 
 }  // namespace internal
@@ -254,6 +319,13 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                                        limiter.status().message()));
     }
     core->set_host_counts(std::shared_ptr<ConcurrencyLimiter>(*std::move(limiter)));
+    absl::StatusOr<std::shared_ptr<internal::SharedHoldTable>> holds =
+        internal::SharedHoldTable::Open(options.shared_region);
+    if (!holds.ok()) {
+      return absl::Status(holds.status().code(),
+                          absl::StrCat("sluice.Balancer: shared_region: ", holds.status().message()));
+    }
+    core->set_host_holds(*std::move(holds));
   }
   return std::unique_ptr<Balancer>(new Balancer(std::move(core)));
 }
@@ -289,8 +361,17 @@ absl::StatusOr<Balancer::Pick> Balancer::PickEndpoint(const LlmRequest& request,
                               .prompt_tokens = request.EstimatedPromptTokens()});
 }
 
+absl::Status Balancer::Cooldown(std::string_view id, absl::Duration duration, Failure reason) {
+  return core_->Cooldown(id, duration, reason);
+}
+absl::Status Balancer::Eject(std::string_view id, absl::Duration duration) {
+  return core_->Eject(id, duration);
+}
+absl::Status Balancer::Restore(std::string_view id) { return core_->Restore(id); }
+
 std::vector<EndpointStats> Balancer::Endpoints() const { return core_->Endpoints(); }
 const Balancer::Options& Balancer::options() const { return core_->options; }
+const Clock* Balancer::clock() const { return core_->clock; }
 
 // ---- Pick -------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
+#include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
 #include "balancing/resident_tokens.h"
 #include "sluice/balancer.h"
@@ -29,6 +30,9 @@ class BalancerCore {
   absl::Status Update(const EndpointSpec& spec);
   absl::Status Remove(std::string_view id);
   absl::Status SetMetrics(std::string_view id, const EngineMetrics& metrics);
+  absl::Status Cooldown(std::string_view id, absl::Duration duration, Failure reason);
+  absl::Status Eject(std::string_view id, absl::Duration duration);
+  absl::Status Restore(std::string_view id);
   absl::StatusOr<Balancer::Pick> PickEndpoint(const PickRequest& request);
   std::vector<EndpointStats> Endpoints() const;
 
@@ -38,6 +42,7 @@ class BalancerCore {
   bool UsesPrefixIndex() const;
   // Host scope (Options::shared_region): called once by Balancer::Create, before any pick.
   void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
+  void set_host_holds(std::shared_ptr<SharedHoldTable> holds) { host_holds_ = std::move(holds); }
 
  private:
   using State = EndpointState;
@@ -75,6 +80,8 @@ class BalancerCore {
   // Host scope: in-flight counts shared through a region (null in process scope). Set once,
   // before the first pick.
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
+  // Host scope: cooldowns and ejections shared through a second region (null in process scope).
+  std::shared_ptr<SharedHoldTable> host_holds_;
   mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);

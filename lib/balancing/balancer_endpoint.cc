@@ -67,7 +67,11 @@ void EndpointState::Complete(const AttemptOutcome& outcome) {
   MutexLock lock(&mu);
   const bool first = completions == 0;
   ++completions;
-  if (error != Failure::kNone) ++errors;
+  if (error != Failure::kNone) {
+    ++errors;
+    last_failure = error;
+    last_failure_at = p.clock->NowNanos();
+  }
   // A client error is the request's fault, not the endpoint's.
   if (error != Failure::kClient && error != Failure::kContextLength &&
       error != Failure::kContentFilter) {
@@ -90,11 +94,55 @@ void EndpointState::Complete(const AttemptOutcome& outcome) {
   failing_class = error;
   if (consecutive_failures < p.failures_before_cooldown) return;
   consecutive_failures = 0;
-  const int64_t until = AddDuration(p.clock->NowNanos(), cooldown);
+  ExtendCooldownLocked(AddDuration(last_failure_at, cooldown), error);
+}
+
+int64_t EndpointState::CooldownUntil() const {
+  return host ? host->cooldown_until() : cooldown_until.load(std::memory_order_relaxed);
+}
+
+int64_t EndpointState::EjectedUntil() const {
+  return host ? host->ejected_until() : ejected_until.load(std::memory_order_relaxed);
+}
+
+void EndpointState::ExtendCooldown(int64_t until, Failure reason) {
+  MutexLock lock(&mu);
+  ExtendCooldownLocked(until, reason);
+}
+
+void EndpointState::ExtendCooldownLocked(int64_t until, Failure reason) {
+  if (host) {
+    host->ExtendCooldown(until, reason);
+    return;
+  }
   int64_t current = cooldown_until.load(std::memory_order_relaxed);
   while (current < until &&
          !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
   }
+  if (current < until) cooldown_reason = reason;  // the CAS succeeded: this cooldown is the one
+}
+
+void EndpointState::ExtendEjection(int64_t until) {
+  int64_t current = ejected_until.load(std::memory_order_relaxed);
+  while (current < until &&
+         !ejected_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
+  }
+  if (host) host->ExtendEjection(until);
+}
+
+void EndpointState::Restore(int64_t now) {
+  MutexLock lock(&mu);
+  cooldown_until.store(0, std::memory_order_relaxed);
+  cooldown_reason = Failure::kNone;
+  consecutive_failures = 0;
+  failing_class = Failure::kNone;
+  outlier_failures.store(0, std::memory_order_relaxed);
+  // The ejection ends now: the healthy stretch that shortens the next one starts here.
+  int64_t ejected = ejected_until.load(std::memory_order_relaxed);
+  while (ejected > now &&
+         !ejected_until.compare_exchange_weak(ejected, now, std::memory_order_relaxed)) {
+  }
+  if (host) host->Clear();
 }
 
 EndpointStats EndpointState::Stats() const {
@@ -102,12 +150,16 @@ EndpointStats EndpointState::Stats() const {
   s.id = spec->id;
   s.in_flight = in_flight.load(std::memory_order_relaxed);
   s.picks = picks.load(std::memory_order_relaxed);
-  const int64_t until = cooldown_until.load(std::memory_order_relaxed);
-  s.cooldown_until_nanos = until > policy->clock->NowNanos() ? until : 0;
-  const int64_t ejected = ejected_until.load(std::memory_order_relaxed);
-  s.ejected_until_nanos = ejected > policy->clock->NowNanos() ? ejected : 0;
+  const int64_t now = policy->clock->NowNanos();
+  const int64_t until = CooldownUntil();
+  s.cooldown_until_nanos = until > now ? until : 0;
+  const int64_t ejected = EjectedUntil();
+  s.ejected_until_nanos = ejected > now ? ejected : 0;
   s.times_ejected = times_ejected.load(std::memory_order_relaxed);
   MutexLock lock(&mu);
+  if (s.cooldown_until_nanos > 0) s.cooldown_reason = host ? host->cooldown_reason() : cooldown_reason;
+  s.last_failure = last_failure;
+  s.last_failure_at_nanos = last_failure_at;
   s.completions = completions;
   s.errors = errors;
   s.ewma_latency = absl::Seconds(ewma_latency_s);

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "balancing/endpoint_holds.h"
 #include "sluice/internal/mutex.h"
 #include "sluice/balancer.h"
 #include "sluice/provider_error.h"
@@ -38,12 +39,28 @@ struct EndpointState {
   void Complete(const AttemptOutcome& outcome);
   EndpointStats Stats() const;
 
+  // The holds that keep it out of rotation, host-wide with a shared region (see
+  // endpoint_holds.h), else this process's: until these times on the balancer's clock.
+  int64_t CooldownUntil() const;
+  int64_t EjectedUntil() const;
+  // Raise a hold to `until` unless it already lasts as long (the later end wins).
+  void ExtendCooldown(int64_t until, Failure reason);
+  void ExtendEjection(int64_t until);
+  // Clears the cooldown and the ejection (here and, with a shared region, host-wide), and the
+  // failure runs that lead to them; the ejection count stays, so a relapse is ejected longer.
+  void Restore(int64_t now);
+  void ExtendCooldownLocked(int64_t until, Failure reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   const std::shared_ptr<const CompletionPolicy> policy;
+  // Host scope: the shared holds. Set before the state is published, then constant.
+  std::optional<SharedHolds> host;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> picks{0};
-  std::atomic<int64_t> cooldown_until{0};  // nanoseconds on the balancer's clock
-  // Outlier ejection: failures in a row that count (5xx, connection, timeout); ejected until
-  // then; times ejected (set by the pick filter, under the Balancer's mutex).
+  std::atomic<int64_t> cooldown_until{0};  // process scope: nanoseconds on the balancer's clock
+  // Outlier ejection: failures in a row that count (5xx, connection, timeout); times ejected
+  // (set by the pick filter, under the Balancer's mutex); and this process's ejection end, which
+  // also marks where the healthy stretch that takes one off times_ejected starts (host scope
+  // filters on the shared end, EjectedUntil()).
   std::atomic<int64_t> outlier_failures{0};
   std::atomic<int64_t> ejected_until{0};
   std::atomic<int64_t> times_ejected{0};
@@ -63,6 +80,9 @@ struct EndpointState {
   double ewma_error_rate ABSL_GUARDED_BY(mu) = 0;
   Failure failing_class ABSL_GUARDED_BY(mu) = Failure::kNone;
   int64_t consecutive_failures ABSL_GUARDED_BY(mu) = 0;
+  Failure cooldown_reason ABSL_GUARDED_BY(mu) = Failure::kNone;  // process scope
+  Failure last_failure ABSL_GUARDED_BY(mu) = Failure::kNone;
+  int64_t last_failure_at ABSL_GUARDED_BY(mu) = 0;
   std::optional<EngineMetrics> metrics ABSL_GUARDED_BY(mu);
   int64_t metrics_at ABSL_GUARDED_BY(mu) = 0;
   int64_t in_flight_at_metrics ABSL_GUARDED_BY(mu) = 0;

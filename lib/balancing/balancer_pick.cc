@@ -39,7 +39,7 @@ void BalancerCore::EjectOutliers(int64_t now) {
   const Balancer::OutlierDetection& od = options.outlier;
   int64_t ejected = 0;
   for (const std::shared_ptr<State>& e : endpoints_) {
-    if (e->ejected_until.load(std::memory_order_relaxed) > now) ++ejected;
+    if (e->EjectedUntil() > now) ++ejected;  // administered ejections count towards the cap
   }
   int64_t ejectable =
       std::max<int64_t>(1, static_cast<int64_t>(od.max_ejection_percent / 100 *
@@ -47,7 +47,7 @@ void BalancerCore::EjectOutliers(int64_t now) {
       ejected;
   bool outlier_left = false;  // one the cap kept in rotation: look again on the next pick
   for (const std::shared_ptr<State>& e : endpoints_) {
-    if (e->ejected_until.load(std::memory_order_relaxed) > now ||
+    if (e->EjectedUntil() > now ||
         e->outlier_failures.load(std::memory_order_relaxed) < od.consecutive_failures) {
       continue;
     }
@@ -58,7 +58,7 @@ void BalancerCore::EjectOutliers(int64_t now) {
     const int64_t times = e->times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
     const absl::Duration length =
         std::min(od.max_ejection_time, od.base_ejection_time * static_cast<double>(times));
-    e->ejected_until.store(internal::AddDuration(now, length), std::memory_order_relaxed);
+    e->ExtendEjection(internal::AddDuration(now, length));
     e->outlier_failures.store(0, std::memory_order_relaxed);
     --ejectable;
   }
@@ -73,22 +73,20 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
   in_flight_.clear();
   size_t serving = 0, cooling = 0;
   int64_t first_back = std::numeric_limits<int64_t>::max();
-  const bool ejection = options.outlier.consecutive_failures > 0;
-  if (ejection) EjectOutliers(now);
+  if (options.outlier.consecutive_failures > 0) EjectOutliers(now);
   for (size_t owner = 0; owner < endpoints_.size(); ++owner) {
     const std::shared_ptr<State>& e = endpoints_[owner];
     const EndpointSpec& spec = *e->spec;
     if (!ServesModel(spec, request.model)) continue;
     ++serving;
-    if (ejection) {
-      const int64_t ejected_until = e->ejected_until.load(std::memory_order_relaxed);
-      if (ejected_until > now) {
-        ++cooling;
-        first_back = std::min(first_back, ejected_until);
-        continue;
-      }
+    // Ejected by outlier detection or by Eject (with a shared region: by any process).
+    const int64_t ejected_until = e->EjectedUntil();
+    if (ejected_until > now) {
+      ++cooling;
+      first_back = std::min(first_back, ejected_until);
+      continue;
     }
-    const int64_t until = e->cooldown_until.load(std::memory_order_relaxed);
+    const int64_t until = e->CooldownUntil();
     if (until > now) {
       ++cooling;
       first_back = std::min(first_back, until);

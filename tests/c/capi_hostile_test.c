@@ -1053,7 +1053,8 @@ typedef enum {
   CALL_RL_COST, CALL_RL_AT_NOW, CALL_RL_AT_THEN_MIN, CALL_LB_COST, CALL_TB_ESTIMATE, CALL_TB_CHARGE, CALL_TB_SETTLE,
   CALL_PERMIT_RENEW, CALL_ADD_WEIGHT, CALL_ADD_MAX_CONCURRENCY, CALL_ADD_KV, CALL_PICK_TTFT,
   CALL_PICK_LATENCY, CALL_BEGIN_DEADLINE, CALL_NEXT_RETRY_AFTER, CALL_NEXT_LATENCY, CALL_CACHE_TTL,
-  CALL_FETCH_TTL, CALL_STREAM_TTL, CALL_RETRY_AFTER_NOW, CALL_COUNT
+  CALL_FETCH_TTL, CALL_STREAM_TTL, CALL_RETRY_AFTER_NOW, CALL_BAL_COOLDOWN, CALL_BAL_EJECT,
+  CALL_BAL_COOLDOWN_FAILURE, CALL_COUNT
 } call_kind;
 
 static const char* const CALL_NAMES[] = {
@@ -1064,7 +1065,9 @@ static const char* const CALL_NAMES[] = {
     "balancer_add_endpoint/kv_capacity_blocks", "pick_complete/ttft_nanos", "pick_complete/latency_nanos",
     "fallback_policy_begin/deadline_nanos", "fallback_call_next/retry_after_nanos",
     "fallback_call_next/latency_nanos", "response_cache_put/ttl_nanos", "fetch_complete/ttl_nanos",
-    "fetch_complete_stream/ttl_nanos", "parse_retry_after/now_unix_nanos"};
+    "fetch_complete_stream/ttl_nanos", "parse_retry_after/now_unix_nanos",
+    "balancer_cooldown/duration_nanos", "balancer_eject/duration_nanos",
+    "balancer_cooldown/failure"};
 
 static call_kind call_ids[CALL_COUNT];
 
@@ -1198,6 +1201,46 @@ static void run_call(int64_t v, const void* data) {
       }
       break;
     }
+    case CALL_BAL_COOLDOWN:
+    case CALL_BAL_EJECT:
+    case CALL_BAL_COOLDOWN_FAILURE: {
+      /* An administered hold of any length (or class) is refused or takes effect: never a crash,
+       * never a hold that wraps into the past; the endpoint's state stays sane, restore ends it. */
+      sluice_balancer* b = NULL;
+      sluice_endpoint_state st;
+      int64_t now;
+      RC(sluice_balancer_create(o, clock, &b), SLUICE_OK);
+      if (b == NULL) break;
+      RC(sluice_balancer_add_endpoint(b, "x", 1, 1, 0, 0, NULL, 0), SLUICE_OK);
+      int rc = kind == CALL_BAL_EJECT ? sluice_balancer_eject(b, "x", 1, v)
+               : kind == CALL_BAL_COOLDOWN
+                   ? sluice_balancer_cooldown(b, "x", 1, v, SLUICE_FAIL_RATE_LIMITED)
+                   : sluice_balancer_cooldown(b, "x", 1, SECOND,
+                                              (int)(v > INT32_MAX ? INT32_MAX
+                                                    : v < INT32_MIN ? INT32_MIN : v));
+      DOC(rc);
+      now = sluice_clock_now_nanos(clock);
+      RC(sluice_balancer_endpoint_state(b, "x", 1, &st), SLUICE_OK);
+      if (rc == SLUICE_OK) {
+        const int64_t until = kind == CALL_BAL_EJECT ? st.ejected_until_nanos : st.cooldown_until_nanos;
+        EXPECT(until > now, "an accepted hold ends in the future, got %lld at %lld", (long long)until,
+               (long long)now);
+        EXPECT(until - now <= 86400 * SECOND, "a hold of at most a day, got %lld", (long long)(until - now));
+        sluice_pick* p = NULL;
+        RC(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p), SLUICE_UNAVAILABLE);
+        sluice_pick_destroy(p);
+      } else {
+        EXPECT(st.cooldown_until_nanos == 0 && st.ejected_until_nanos == 0, "a refused hold holds");
+      }
+      RC(sluice_balancer_restore(b, "x", 1), SLUICE_OK);
+      RC(sluice_balancer_endpoint_state(b, "x", 1, &st), SLUICE_OK);
+      EXPECT(st.cooldown_until_nanos == 0 && st.ejected_until_nanos == 0, "restore ends every hold");
+      RC(sluice_balancer_restore(b, "y", 1), SLUICE_NOT_FOUND);
+      RC(sluice_balancer_restore(NULL, "x", 1), SLUICE_INVALID_ARGUMENT);
+      RC(sluice_balancer_endpoint_state(b, NULL, 3, &st), SLUICE_INVALID_ARGUMENT);
+      sluice_balancer_destroy(b);
+      break;
+    }
     case CALL_BEGIN_DEADLINE:
     case CALL_NEXT_RETRY_AFTER:
     case CALL_NEXT_LATENCY: {
@@ -1295,6 +1338,8 @@ static void register_calls(void) {
          "sluice_reservation_cancel sluice_reservation_destroy sluice_permit_renew sluice_permit_release "
          "sluice_permit_destroy sluice_concurrency_limiter_try_acquire sluice_concurrency_limiter_in_flight "
          "sluice_balancer_add_endpoint sluice_balancer_pick sluice_pick_complete_failure sluice_pick_destroy "
+         "sluice_balancer_cooldown sluice_balancer_eject sluice_balancer_restore "
+         "sluice_balancer_endpoint_state "
          "sluice_fallback_policy_begin sluice_fallback_call_next sluice_fallback_call_destroy "
          "sluice_response_cache_put sluice_response_cache_get sluice_response_cache_fetch "
          "sluice_fetch_complete sluice_fetch_append sluice_fetch_complete_stream sluice_fetch_destroy "

@@ -529,6 +529,82 @@ static void test_balancer(void) {
   sluice_clock_destroy(clock);
 }
 
+/* Balancer administration: cooldown, eject, restore and the endpoint state, host-wide through a
+ * shared region (two handles stand for two worker processes). */
+static void test_balancer_administration(void) {
+  char name[64];
+  char endpoints[80];
+  sluice_clock* clock = NULL;
+  sluice_balancer* one = NULL;
+  sluice_balancer* two = NULL;
+  sluice_pick* p = NULL;
+  sluice_endpoint_state st;
+  int i;
+  snprintf(name, sizeof(name), "capi-admin-%ld", (long)sluice_clock_now_nanos(NULL));
+  snprintf(endpoints, sizeof(endpoints), "%s.endpoints", name);
+  CHECK(sluice_manual_clock_create(SECOND, &clock) == SLUICE_OK);
+  sluice_options* o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_BALANCER_ROUND_ROBIN) ==
+        SLUICE_OK);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_SHARED_REGION, name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &one) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, clock, &two) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(one, "k1", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(one, "k2", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(two, "k1", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(two, "k2", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+
+  /* Cooled down through one handle: the other skips it and reports it, with its reason. */
+  CHECK(sluice_balancer_cooldown(one, "k1", 2, 30 * SECOND, SLUICE_FAIL_RATE_LIMITED) == SLUICE_OK);
+  for (i = 0; i < 4; ++i) {
+    CHECK(sluice_balancer_pick_model(two, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+    CHECK(id_is(p, "k2"));
+    sluice_pick_destroy(p);
+  }
+  CHECK(sluice_balancer_endpoint_state(two, "k1", 2, &st) == SLUICE_OK);
+  CHECK(st.cooldown_until_nanos == 31 * SECOND);
+  CHECK(st.cooldown_reason == SLUICE_FAIL_RATE_LIMITED);
+  CHECK(st.ejected_until_nanos == 0);
+  /* Restored through the other: back for both. */
+  CHECK(sluice_balancer_restore(two, "k1", 2) == SLUICE_OK);
+  CHECK(sluice_balancer_endpoint_state(one, "k1", 2, &st) == SLUICE_OK);
+  CHECK(st.cooldown_until_nanos == 0);
+  CHECK(st.cooldown_reason == SLUICE_FAIL_NONE);
+  /* Ejected; a held pick shows in the other handle's host count, a failure in this one's state. */
+  CHECK(sluice_balancer_eject(one, "k2", 2, 5 * SECOND) == SLUICE_OK);
+  CHECK(sluice_balancer_endpoint_state(two, "k2", 2, &st) == SLUICE_OK);
+  CHECK(st.ejected_until_nanos == 6 * SECOND);
+  CHECK(sluice_balancer_pick_model(one, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+  CHECK(id_is(p, "k1"));
+  CHECK(sluice_balancer_endpoint_state(two, "k1", 2, &st) == SLUICE_OK);
+  CHECK(st.host_in_flight == 1 && st.in_flight == 0);
+  CHECK(sluice_pick_complete_failure(p, 503, SLUICE_FAIL_NONE, 0, 0) == SLUICE_OK);
+  sluice_pick_destroy(p);
+  CHECK(sluice_balancer_endpoint_state(one, "k1", 2, &st) == SLUICE_OK);
+  CHECK(st.last_failure == SLUICE_FAIL_SERVER && st.last_failure_at_nanos == SECOND);
+  CHECK(st.errors == 1 && st.picks == 1);
+
+  /* Refusals name the argument or the id. */
+  CHECK(sluice_balancer_cooldown(one, "k1", 2, 0, SLUICE_FAIL_NONE) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "duration must be > 0") != NULL);
+  CHECK(sluice_balancer_eject(one, "k1", 2, 86400 * SECOND + 1) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_balancer_cooldown(one, "k1", 2, SECOND, 99) == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "failure must be a sluice_failure, got 99") != NULL);
+  CHECK(sluice_balancer_restore(one, "nope", 4) == SLUICE_NOT_FOUND);
+  CHECK(strstr(sluice_last_error_message(), "'nope'") != NULL);
+  CHECK(sluice_balancer_endpoint_state(one, "nope", 4, &st) == SLUICE_NOT_FOUND);
+  CHECK(sluice_balancer_endpoint_state(one, "k1", 2, NULL) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_balancer_restore(NULL, "k1", 2) == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_balancer_eject(one, NULL, 2, SECOND) == SLUICE_INVALID_ARGUMENT);
+
+  sluice_balancer_destroy(one);
+  sluice_balancer_destroy(two);
+  sluice_options_destroy(o);
+  sluice_clock_destroy(clock);
+  CHECK(sluice_shared_region_remove(name, strlen(name)) == SLUICE_OK);
+  CHECK(sluice_shared_region_remove(endpoints, strlen(endpoints)) == SLUICE_OK);
+}
+
 static int target_is(const sluice_fallback_call* call, const char* name) {
   size_t len = 0;
   const char* t = sluice_fallback_call_target(call, &len);
@@ -1297,6 +1373,7 @@ int main(void) {
   test_cluster_scope_failure_modes();
   test_cluster_scope_other_objects();
   test_balancer();
+  test_balancer_administration();
   test_fallback_policy();
   test_response_cache();
   test_allow();

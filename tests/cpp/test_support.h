@@ -39,7 +39,10 @@ struct RegionName {
     static int counter = 0;
     name = "test-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
   }
-  ~RegionName() { (void)sluice::RemoveSharedRegion(name); }
+  ~RegionName() {
+    (void)sluice::RemoveSharedRegion(name);
+    (void)sluice::RemoveSharedRegion(name + ".endpoints");  // a Balancer's shared holds
+  }
 };
 
 // Whether this build's allocator survives fork() while other threads allocate. The sanitizers'

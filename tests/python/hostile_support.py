@@ -183,10 +183,11 @@ def _remove_regions_made() -> None:
     import sluice
 
     for name in _regions_made:
-        try:
-            sluice.remove_shared_region(name)
-        except Exception:  # noqa: BLE001 - not there, or never valid
-            pass
+        for made in (name, name + ".endpoints"):  # a Balancer's shared cooldowns: the second
+            try:
+                sluice.remove_shared_region(made)
+            except Exception:  # noqa: BLE001 - not there, or never valid
+                pass
 
 
 _rule_counter = [0]

@@ -157,3 +157,103 @@ def test_weighted_round_robin_and_consistent_hash():
     held = [ch.pick(affinity_key="user-42") for _ in range(12)]  # bounded load spills over
     assert max(e["in_flight"] for e in ch.endpoints()) <= 4
     del held
+
+
+def test_administration_cooldown_eject_restore_on_a_manual_clock():
+    clock = sluice.ManualClock()
+    clock.advance(100)
+    b = sluice.Balancer("round_robin", clock=clock)
+    b.add_endpoint("k1")
+    b.add_endpoint("k2")
+    b.cooldown("k1", 30, reason="rate_limited")
+    assert {b.pick().endpoint_id for _ in range(4)} == {"k2"}
+    k1 = next(e for e in b.endpoints() if e["id"] == "k1")
+    assert k1["cooldown_until"] == 130.0
+    assert k1["cooldown_remaining"] == 30.0
+    assert k1["cooldown_reason"] == "rate_limited"
+    assert k1["ejected_until"] is None and k1["ejected_remaining"] == 0.0
+    clock.advance(10)
+    k1 = next(e for e in b.endpoints() if e["id"] == "k1")
+    assert k1["cooldown_remaining"] == 20.0  # the console's TTL
+    b.restore("k1")
+    k1 = next(e for e in b.endpoints() if e["id"] == "k1")
+    assert k1["cooldown_until"] is None and k1["cooldown_reason"] is None
+    assert "k1" in {b.pick().endpoint_id for _ in range(2)}
+
+    b.eject("k2", 5)
+    k2 = next(e for e in b.endpoints() if e["id"] == "k2")
+    assert k2["ejected_until"] == 115.0 and k2["ejected_remaining"] == 5.0
+    assert {b.pick().endpoint_id for _ in range(3)} == {"k1"}
+    b.cooldown("k1", 60)  # administered, no class
+    assert next(e for e in b.endpoints() if e["id"] == "k1")["cooldown_reason"] is None
+    with pytest.raises(sluice.Error, match="cooling down or ejected"):
+        b.pick()
+    clock.advance(5)
+    assert b.pick().endpoint_id == "k2"
+
+    pick = b.pick()
+    pick.complete(status=503)
+    k2 = next(e for e in b.endpoints() if e["id"] == "k2")
+    assert k2["last_failure"] == "server" and k2["last_failure_at"] == 115.0
+    assert k2["host_in_flight"] == 0 and k2["times_ejected"] == 0
+
+
+def test_administration_errors_name_the_argument():
+    b = sluice.Balancer()
+    b.add_endpoint("a")
+    for bad in (0, -1, float("nan"), float("inf"), 86400.5):
+        with pytest.raises(sluice.InvalidArgument,
+                           match=r"sluice\.Balancer\.cooldown: seconds must be > 0 and at most 86400, got"):
+            b.cooldown("a", bad)
+        with pytest.raises(sluice.InvalidArgument, match=r"sluice\.Balancer\.eject: seconds must be"):
+            b.eject("a", bad)
+    with pytest.raises(sluice.InvalidArgument, match=r"sluice\.Balancer\.cooldown: reason must be None or a failure class .*; got 'boom'"):
+        b.cooldown("a", 1, reason="boom")
+    for call in (lambda: b.cooldown("nope", 1), lambda: b.eject("nope", 1), lambda: b.restore("nope")):
+        with pytest.raises(sluice.NotFound, match="no endpoint 'nope'"):
+            call()
+    b.cooldown("a", 86400)  # the maximum is accepted
+    b.eject("a", 86400)
+
+
+def _cool_down_by_a_429(region):
+    b = sluice.Balancer("round_robin", shared_region=region, cooldown_rate_limited=3600)
+    b.add_endpoint("k1")
+    b.pick().complete(status=429)
+    os._exit(0)
+
+
+def _picks_k1(region, result):
+    b = sluice.Balancer("round_robin", shared_region=region)
+    b.add_endpoint("k1")
+    try:
+        result.put(b.pick().endpoint_id)
+    except sluice.Error as e:
+        result.put(str(e))
+    result.close()
+    result.join_thread()
+    os._exit(0)
+
+
+def test_shared_region_shares_cooldowns_between_processes(region):
+    ctx = multiprocessing.get_context("spawn")
+    worker = ctx.Process(target=_cool_down_by_a_429, args=(region,))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    b = sluice.Balancer("round_robin", shared_region=region)
+    b.add_endpoint("k1")
+    b.add_endpoint("k2")
+    # The worker's 429 holds here: k1 is skipped, and the console shows why and for how long.
+    assert {b.pick().endpoint_id for _ in range(3)} == {"k2"}
+    k1 = next(e for e in b.endpoints() if e["id"] == "k1")
+    assert k1["cooldown_reason"] == "rate_limited"
+    assert 0 < k1["cooldown_remaining"] <= 3600
+    assert k1["last_failure"] is None  # the failure was the worker's
+    # Restored here: back for the next worker.
+    b.restore("k1")
+    result = ctx.Queue()
+    worker = ctx.Process(target=_picks_k1, args=(region, result))
+    worker.start()
+    assert result.get(timeout=60) == "k1"
+    worker.join(timeout=60)

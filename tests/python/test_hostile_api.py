@@ -960,6 +960,18 @@ spec("Balancer.pick_parsed", lambda ctx: _balancer(ctx, "prefix_affinity").pick_
      {"request": LLM_REQUEST, "affinity_key": STR}, scopes=("process",),
      after=lambda ctx, pick: pick.complete(status=200))
 spec("Balancer.endpoints", lambda ctx: _balancer(ctx).endpoints, {}, scopes=("process",))
+# Administration: host scope writes the shared holds ("<region>.endpoints"); the id and the reason
+# are parsed before any scope is involved.
+FAILURE_NAMES = ["rate_limited", "auth", "connect", "reset", "timeout", "server", "client",
+                 "context_length", "content_filter", "abandoned"]
+spec("Balancer.cooldown", lambda ctx: _balancer(ctx).cooldown,
+     {"id": "a", "seconds": 1.0, "reason": None},
+     {"id": STR, "seconds": SECS, "reason": _enum(FAILURE_NAMES, optional=True)},
+     scopes=BALANCER_SCOPES, only_process=("id", "reason"), after=_picks)
+spec("Balancer.eject", lambda ctx: _balancer(ctx).eject, {"id": "a", "seconds": 1.0},
+     {"id": STR, "seconds": SECS}, scopes=BALANCER_SCOPES, only_process=("id",), after=_picks)
+spec("Balancer.restore", lambda ctx: _balancer(ctx).restore, {"id": "a"}, {"id": STR},
+     scopes=BALANCER_SCOPES, after=_picks)
 
 
 def _pick(ctx):

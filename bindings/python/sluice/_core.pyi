@@ -639,10 +639,27 @@ class Balancer:
         Adds an endpoint. labels={'model': ...} restricts it to that model; other labels
         (provider, api_key, url) come back on the Pick.
         """
+    def cooldown(self, id: str, seconds: float, *, reason: str | None = None) -> None:
+        """
+        Keeps the endpoint out of picks for `seconds` (0 < seconds <= 86400) from now, as after
+        a failure of class `reason` (None: an administered cooldown). The later end wins: a
+        shorter cooldown changes nothing (restore() first). With a shared_region, host-wide.
+        Raises sluice.InvalidArgument naming the argument, sluice.NotFound for an unknown id.
+        """
+    def eject(self, id: str, seconds: float) -> None:
+        """
+        Ejects the endpoint for `seconds` (0 < seconds <= 86400), whatever the outlier
+        ejection cap says (it counts towards the cap). With a shared_region, host-wide.
+        """
     def endpoints(self) -> list:
         """
-        A dict per endpoint: in_flight, picks, completions, errors, EWMAs, cooldown_until,
-        prefix_blocks, metrics.
+        A dict per endpoint: id, in_flight (this process's picks), host_in_flight (every
+        process's, with a shared_region), picks, completions, errors, EWMAs, prefix_blocks,
+        metrics; cooldown_until and ejected_until (seconds on the balancer's clock, None when
+        not held; host-wide with a shared_region), cooldown_remaining and ejected_remaining
+        (seconds, 0.0 when not held), cooldown_reason (a failure class name, None for an
+        administered cooldown without one), times_ejected, last_failure and last_failure_at
+        (this process's last failed completion: class name and clock seconds, or None).
         """
     def pick(self, body: bytes | None = None, *, model: str = '', affinity_key: str = '') -> typing.Any:
         """
@@ -657,6 +674,11 @@ class Balancer:
     def remove_endpoint(self, id: str) -> None:
         """
         Removes an endpoint; its picks in flight complete normally.
+        """
+    def restore(self, id: str) -> None:
+        """
+        Ends the endpoint's cooldown and ejection now (host-wide with a shared_region), and
+        its runs of consecutive failures. Raises sluice.NotFound for an unknown id.
         """
     def update_endpoint(self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0, labels: dict = {}) -> None:
         """

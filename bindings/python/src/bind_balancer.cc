@@ -68,7 +68,7 @@ auto EndpointSetter(absl::Status (Balancer::*method)(const EndpointSpec&)) {
   };
 }
 
-py::dict StatsToDict(const sluice::EndpointStats& s) {
+py::dict StatsToDict(const sluice::EndpointStats& s, int64_t now_nanos) {
   py::dict d;
   d["id"] = s.id;
   d["in_flight"] = s.in_flight;
@@ -81,6 +81,24 @@ py::dict StatsToDict(const sluice::EndpointStats& s) {
   d["cooldown_until"] = s.cooldown_until_nanos == 0 ? py::object(py::none())
                                                     : py::float_(NanosToSeconds(s.cooldown_until_nanos));
   d["prefix_blocks"] = s.prefix_blocks;
+  // The administration fields (issue 17: a console shows a cooldown's remaining time).
+  auto seconds_or_none = [](int64_t nanos) {
+    return nanos == 0 ? py::object(py::none()) : py::object(py::float_(NanosToSeconds(nanos)));
+  };
+  auto failure_or_none = [](sluice::Failure f) {
+    return f == sluice::Failure::kNone ? py::object(py::none())
+                                       : py::object(py::str(std::string(sluice::FailureName(f))));
+  };
+  d["host_in_flight"] = s.host_in_flight;
+  d["cooldown_remaining"] =
+      s.cooldown_until_nanos == 0 ? 0.0 : NanosToSeconds(s.cooldown_until_nanos - now_nanos);
+  d["cooldown_reason"] = failure_or_none(s.cooldown_reason);
+  d["ejected_until"] = seconds_or_none(s.ejected_until_nanos);
+  d["ejected_remaining"] =
+      s.ejected_until_nanos == 0 ? 0.0 : NanosToSeconds(s.ejected_until_nanos - now_nanos);
+  d["times_ejected"] = s.times_ejected;
+  d["last_failure"] = failure_or_none(s.last_failure);
+  d["last_failure_at"] = seconds_or_none(s.last_failure_at_nanos);
   if (s.metrics) {
     py::dict m;
     m["waiting"] = s.metrics->waiting;
@@ -91,6 +109,18 @@ py::dict StatsToDict(const sluice::EndpointStats& s) {
     d["metrics"] = py::none();
   }
   return d;
+}
+
+// A cooldown's or ejection's length from Python seconds: finite, > 0, at most a day.
+absl::Duration HoldDuration(const char* method, double seconds) {
+  const double max_seconds = absl::ToDoubleSeconds(Balancer::kMaxHoldDuration);
+  if (!(seconds > 0 && seconds <= max_seconds)) {  // NaN fails both comparisons
+    RaisePython("InvalidArgument",
+                std::string(method) + ": seconds must be > 0 and at most " +
+                    std::to_string(static_cast<int64_t>(max_seconds)) + ", got " +
+                    py::repr(py::float_(seconds)).cast<std::string>());
+  }
+  return absl::Nanoseconds(SecondsToNanos(seconds, "seconds"));
 }
 
 }  // namespace
@@ -333,11 +363,55 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
       .def("endpoints",
            [](const Balancer& b) {
              py::list out;
-             for (const auto& s : b.Endpoints()) out.append(StatsToDict(s));
+             std::vector<sluice::EndpointStats> stats = b.Endpoints();
+             const int64_t now = b.clock()->NowNanos();  // after the snapshot: remaining >= 0
+             for (const auto& s : stats) out.append(StatsToDict(s, now));
              return out;
            },
-           "A dict per endpoint: in_flight, picks, completions, errors, EWMAs, cooldown_until,\n"
-           "prefix_blocks, metrics.");
+           "A dict per endpoint: id, in_flight (this process's picks), host_in_flight (every\n"
+           "process's, with a shared_region), picks, completions, errors, EWMAs, prefix_blocks,\n"
+           "metrics; cooldown_until and ejected_until (seconds on the balancer's clock, None when\n"
+           "not held; host-wide with a shared_region), cooldown_remaining and ejected_remaining\n"
+           "(seconds, 0.0 when not held), cooldown_reason (a failure class name, None for an\n"
+           "administered cooldown without one), times_ejected, last_failure and last_failure_at\n"
+           "(this process's last failed completion: class name and clock seconds, or None).")
+      .def(
+          "cooldown",
+          [](Balancer& b, const py::str& id, double seconds, std::optional<std::string> reason) {
+            const absl::Duration d = HoldDuration("sluice.Balancer.cooldown", seconds);
+            sluice::Failure failure = sluice::Failure::kNone;
+            if (reason) {
+              const std::optional<sluice::Failure> f = sluice::FailureFromName(*reason);
+              if (!f || *f == sluice::Failure::kNone) {
+                RaisePython("InvalidArgument",
+                            "sluice.Balancer.cooldown: reason must be None or a failure class "
+                            "(rate_limited, auth, connect, reset, timeout, server, client, "
+                            "context_length, content_filter, abandoned); got '" + *reason + "'");
+              }
+              failure = *f;
+            }
+            ThrowIfError(b.Cooldown(id.cast<std::string>(), d, failure));
+          },
+          py::arg("id"), py::arg("seconds"), py::kw_only(), py::arg("reason") = py::none(),
+          "Keeps the endpoint out of picks for `seconds` (0 < seconds <= 86400) from now, as after\n"
+          "a failure of class `reason` (None: an administered cooldown). The later end wins: a\n"
+          "shorter cooldown changes nothing (restore() first). With a shared_region, host-wide.\n"
+          "Raises sluice.InvalidArgument naming the argument, sluice.NotFound for an unknown id.")
+      .def(
+          "eject",
+          [](Balancer& b, const py::str& id, double seconds) {
+            const absl::Duration d = HoldDuration("sluice.Balancer.eject", seconds);
+            ThrowIfError(b.Eject(id.cast<std::string>(), d));
+          },
+          py::arg("id"), py::arg("seconds"),
+          "Ejects the endpoint for `seconds` (0 < seconds <= 86400), whatever the outlier\n"
+          "ejection cap says (it counts towards the cap). With a shared_region, host-wide.")
+      .def(
+          "restore",
+          [](Balancer& b, const py::str& id) { ThrowIfError(b.Restore(id.cast<std::string>())); },
+          py::arg("id"),
+          "Ends the endpoint's cooldown and ejection now (host-wide with a shared_region), and\n"
+          "its runs of consecutive failures. Raises sluice.NotFound for an unknown id.");
 }
 
 }  // namespace sluice_python
