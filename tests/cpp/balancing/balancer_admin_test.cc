@@ -71,7 +71,7 @@ void FailOn(Balancer& b, const std::string& id, AttemptOutcome outcome) {
 
 }  // namespace
 
-TEST_CASE("Cooldown: skipped by picks until its end, reported with its reason; Restore ends it") {
+TEST_CASE("Cooldown: skipped by picks until its end, reported with its reason, and Restore ends it") {
   ManualClock clock(100 * kSecond);
   auto b = Make(&clock);
   AddAll(*b, {"a", "b"});
@@ -98,7 +98,7 @@ TEST_CASE("Cooldown: skipped by picks until its end, reported with its reason; R
   CHECK(Spread(*b, 4) == std::map<std::string, int>{{"a", 2}, {"b", 2}});
 }
 
-TEST_CASE("Cooldown and the automatic cooldowns: the later end wins; Restore clears both and the run") {
+TEST_CASE("Cooldown and the automatic cooldowns: the later end wins, and Restore clears both and the run") {
   ManualClock clock(kSecond);
   Balancer::Options o;
   o.failures_before_cooldown = 2;
@@ -145,7 +145,7 @@ TEST_CASE("Endpoints() carries what an admin page shows: last failure and when, 
   CHECK(StatsOf(*b, "a").last_failure == Failure::kServer);  // the last failure, not outcome
 }
 
-TEST_CASE("Eject: takes effect past the ejection cap, counts towards it; Restore frees the cap") {
+TEST_CASE("Eject: takes effect past the ejection cap, counts towards it, and Restore frees the cap") {
   ManualClock clock(kSecond);
   Balancer::Options o;
   o.outlier.consecutive_failures = 2;
@@ -342,7 +342,7 @@ TEST_CASE("host scope: a pick completed after its balancer is gone still cools t
   CHECK(StatsOf(*next, id).cooldown_until_nanos == 61 * kSecond);
 }
 
-TEST_CASE("host scope: a foreign region under the endpoints' name is refused, naming both; ids are bounded") {
+TEST_CASE("host scope: a foreign region under the endpoints' name is refused naming both, and ids are bounded") {
   ManualClock clock;
   sluice_test::RegionName region;
   {
