@@ -16,13 +16,10 @@ bounded.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -33,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import sluice
+from gunicorn_support import remove_regions, start_gunicorn, stop_gunicorn
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("flask")
@@ -129,12 +126,6 @@ class MockUpstream:
         self.server.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post_stream(url: str, timeout: float = 60.0):
     """(status, headers, body) of a POST whose SSE body is read to its end."""
     req = urllib.request.Request(url, data=b"{}", method="POST")
@@ -149,11 +140,7 @@ def post_stream(url: str, timeout: float = 60.0):
 def region_name():
     name = f"pytest-dify-gunicorn-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
-    for path in glob.glob(f"/dev/shm/sluice.{name}.*"):
-        try:
-            sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
-        except sluice.NotFound:
-            pass
+    remove_regions(name)
 
 
 @pytest.fixture
@@ -163,42 +150,16 @@ def upstream():
     server.close()
 
 
-def start_gunicorn(tmp_path, region_name, upstream, *, cap: int, lease: float):
+def start(tmp_path, region_name, upstream, *, cap: int, lease: float):
     (tmp_path / "dify_shaped_app.py").write_text(APP)
-    port = free_port()
-    env = dict(os.environ, SLUICE_TEST_NAME=region_name, SLUICE_TEST_LEASE=str(lease),
+    env = dict(SLUICE_TEST_NAME=region_name, SLUICE_TEST_LEASE=str(lease),
                SLUICE_TEST_UPSTREAM=str(upstream.port), SLUICE_TEST_CAP=str(cap))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(WORKERS),
-         "--worker-connections", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
-         "--graceful-timeout", "5", "dify_shaped_app:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, server.stderr.read().decode()[-3000:]
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return server, base
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
-        time.sleep(0.1)
-
-
-def stop_gunicorn(server) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)  # the session started above: ours only
-        server.wait(timeout=30)
-    server.stderr.close()
+    return start_gunicorn(tmp_path, "dify_shaped_app:app", env, workers=WORKERS,
+                          worker_connections=2)
 
 
 def test_the_app_cap_holds_across_gevent_workers(tmp_path, region_name, upstream):
-    server, base = start_gunicorn(tmp_path, region_name, upstream, cap=3, lease=600)
+    server, base = start(tmp_path, region_name, upstream, cap=3, lease=600)
     try:
         url = base + "/v1/chat-messages?app=app-1"
         with ThreadPoolExecutor(max_workers=24) as pool:
@@ -228,7 +189,7 @@ def test_the_app_cap_holds_across_gevent_workers(tmp_path, region_name, upstream
 
 def test_a_killed_workers_slots_come_back_after_their_lease(tmp_path, region_name, upstream):
     lease = 2.0
-    server, base = start_gunicorn(tmp_path, region_name, upstream, cap=2, lease=lease)
+    server, base = start(tmp_path, region_name, upstream, cap=2, lease=lease)
     url = base + "/v1/chat-messages?app=app-2"
     try:
         upstream.hold.set()  # the streams stay open until the test lets them go

@@ -8,14 +8,8 @@ several processes. Loopback only; Gunicorn is started and stopped by the test, e
 
 from __future__ import annotations
 
-import glob
 import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import sluice
+from gunicorn_support import remove_regions, start_gunicorn, stop_gunicorn
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("flask")
@@ -67,12 +61,6 @@ APP = textwrap.dedent("""
     """)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, timeout: float = 30.0):
     """(status, headers, body) of a GET; an HTTP error status is an answer too."""
     try:
@@ -86,18 +74,13 @@ def get(url: str, timeout: float = 30.0):
 def policy_name():
     name = f"pytest-gunicorn-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
-    for path in glob.glob(f"/dev/shm/sluice.{name}.*"):
-        try:
-            sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
-        except sluice.NotFound:
-            pass
+    remove_regions(name)
 
 
 @pytest.fixture
 def gunicorn_app(tmp_path, policy_name):
     (tmp_path / "governed_app.py").write_text(APP)
-    port = free_port()
-    env = dict(os.environ, SLUICE_TEST_POLICY=textwrap.dedent(f"""
+    policy = textwrap.dedent(f"""
         version: 1
         name: {policy_name}
         rules:
@@ -107,33 +90,13 @@ def gunicorn_app(tmp_path, policy_name):
             scope: host
             max_keys: 64
         metrics: {{shared_region: {policy_name}.metrics}}
-        """))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(WORKERS),
-         "--worker-connections", "1", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
-         "--graceful-timeout", "5", "governed_app:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+        """)
+    server, base = start_gunicorn(tmp_path, "governed_app:app", {"SLUICE_TEST_POLICY": policy},
+                                  workers=WORKERS, worker_connections=1)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
-            try:
-                if get(base + "/health", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
-            time.sleep(0.1)
         yield base
     finally:
-        server.send_signal(signal.SIGTERM)  # the master stops its workers
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)  # the session started above: ours only
-            server.wait(timeout=30)
-        server.stderr.close()
+        stop_gunicorn(server)
 
 
 def test_gunicorn_gevent_workers_share_the_tenant_limit_exactly(gunicorn_app):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 import sluice
+from gunicorn_support import remove_regions
 
 ATTEMPTS = 30
 WORKERS = 4
@@ -184,11 +185,7 @@ def policy_name():
     ("<policy name>.<rule>.<kind>.<digest>", and the metrics region "<policy name>.metrics")."""
     name = f"pytest-gov-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
-    for path in glob.glob(f"/dev/shm/sluice.{name}.*"):
-        try:
-            sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
-        except sluice.NotFound:
-            pass
+    remove_regions(name)
 
 
 def host_policy(name: str, limit: int = LIMIT) -> str:

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sluice/balancer.h"
+#include "balancing/make_balancer.h"
 #include "test_support.h"
 
 using sluice::Balancer;
@@ -24,12 +25,7 @@ using Strategy = Balancer::Strategy;
 
 namespace {
 
-std::unique_ptr<Balancer> Make(Strategy strategy, const sluice::Clock* clock,
-                               Balancer::Options o = {}) {
-  o.strategy = strategy;
-  o.seed = 42;
-  return Value(Balancer::Create(o, clock));
-}
+using sluice_test::MakeBalancer;
 
 std::map<std::string, int64_t> InFlight(const Balancer& b) {
   std::map<std::string, int64_t> out;
@@ -60,7 +56,7 @@ TEST_CASE("prefix affinity: the load guard spreads one hot prefix on fleets of 2
   for (int n = 2; n <= 5; ++n) {
     CAPTURE(n);
     ManualClock clock;
-    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
     for (int i = 0; i < n; ++i) REQUIRE(b->AddEndpoint({.id = "e" + std::to_string(i)}).ok());
     const auto blocks = Conversation(1, 10);
     std::vector<Pick> held;
@@ -80,7 +76,7 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
   ManualClock clock;
 
   SECTION("held picks: cold-start conversations spread by load") {
-    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
     for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
     std::vector<Pick> held;
     for (uint64_t conv = 1; conv <= 8; ++conv) {
@@ -90,7 +86,7 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
   }
 
   SECTION("completed picks: no load anywhere, still no pile-up; later turns go home") {
-    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
     for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
     std::map<uint64_t, std::string> home;
     std::map<std::string, int> per_endpoint;
@@ -113,7 +109,7 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
   }
 
   SECTION("scored: completed picks of new conversations do not pile onto the first holder") {
-    auto b = Make(Strategy::kScored, &clock);
+    auto b = MakeBalancer(Strategy::kScored, &clock);
     for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
     std::map<std::string, int> per_endpoint;
     for (uint64_t conv = 1; conv <= 8; ++conv) {
@@ -126,7 +122,7 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
   }
 
   SECTION("two-block prompts: the system block and a partial one") {
-    auto b = Make(Strategy::kPrefixAffinity, &clock);
+    auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
     for (std::string id : {"a", "b", "c", "d"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
     std::map<std::string, int> per_endpoint;
     for (uint64_t conv = 1; conv <= 8; ++conv) {
@@ -143,7 +139,7 @@ TEST_CASE("prefix affinity: a shared system prompt is no affinity, a conversatio
 // endpoints and equal fresh metrics the follow-up turn went back to its holder in 0 of 200.
 TEST_CASE("scored: a prefix match outweighs one request of load, a large imbalance does not") {
   ManualClock clock;
-  auto b = Make(Strategy::kScored, &clock);
+  auto b = MakeBalancer(Strategy::kScored, &clock);
   for (std::string id : {"a", "b"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
   const std::string idle = "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\n"
                            "vllm:kv_cache_usage_perc 0.1\n";
@@ -196,7 +192,7 @@ struct Session {
 // covers only the first 8k tokens of each.
 TEST_CASE("prefix affinity: sessions that overflow a replica's KV cache are not stacked") {
   ManualClock clock;
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   // 1,024 blocks of 128 bytes: ~32k tokens of KV cache each; two 21k-token sessions overflow it.
   for (std::string id : {"r0", "r1"}) REQUIRE(b->AddEndpoint({.id = id, .kv_capacity_blocks = 1024}).ok());
   std::vector<Session> sessions;
@@ -227,7 +223,7 @@ TEST_CASE("prefix affinity: sessions that overflow a replica's KV cache are not 
 
 TEST_CASE("prefix affinity: an engine that reports a full KV cache gets no new prefix work") {
   ManualClock clock;
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   for (std::string id : {"a", "b"}) REQUIRE(b->AddEndpoint({.id = id}).ok());
   const std::string home = Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 8)})).endpoint_id();
   const std::string other = home == "a" ? "b" : "a";

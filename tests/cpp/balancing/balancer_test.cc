@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "balancing/make_balancer.h"
 #include "test_support.h"
 
 using sluice::Balancer;
@@ -26,12 +27,7 @@ using Strategy = Balancer::Strategy;
 
 namespace {
 
-std::unique_ptr<Balancer> Make(Strategy strategy, const sluice::Clock* clock,
-                               Balancer::Options o = {}) {
-  o.strategy = strategy;
-  o.seed = 42;
-  return Value(Balancer::Create(o, clock));
-}
+using sluice_test::MakeBalancer;
 
 void AddAll(Balancer& b, std::vector<EndpointSpec> specs) {
   for (const auto& s : specs) REQUIRE(b.AddEndpoint(s).ok());
@@ -60,13 +56,13 @@ std::vector<uint64_t> Blocks(uint64_t conversation, int n) {
 
 TEST_CASE("round robin cycles, smooth weighted round robin interleaves by weight") {
   ManualClock clock;
-  auto rr = Make(Strategy::kRoundRobin, &clock);
+  auto rr = MakeBalancer(Strategy::kRoundRobin, &clock);
   AddAll(*rr, {{.id = "a"}, {.id = "b"}, {.id = "c"}});
   std::string seq;
   for (int i = 0; i < 6; ++i) seq += PickId(*rr);
   CHECK(seq == "abcabc");
 
-  auto wrr = Make(Strategy::kWeightedRoundRobin, &clock);
+  auto wrr = MakeBalancer(Strategy::kWeightedRoundRobin, &clock);
   AddAll(*wrr, {{.id = "a", .weight = 5}, {.id = "b"}, {.id = "c"}});
   seq.clear();
   for (int i = 0; i < 7; ++i) seq += PickId(*wrr);
@@ -75,7 +71,7 @@ TEST_CASE("round robin cycles, smooth weighted round robin interleaves by weight
 
 TEST_CASE("least request (power of two) sends new work away from loaded endpoints") {
   ManualClock clock;
-  auto b = Make(Strategy::kLeastRequest, &clock);
+  auto b = MakeBalancer(Strategy::kLeastRequest, &clock);
   AddAll(*b, {{.id = "a"}, {.id = "b"}});
   std::vector<Pick> held;
   for (int i = 0; i < 10; ++i) held.push_back(Value(b->PickEndpoint(PickRequest{})));
@@ -93,7 +89,7 @@ TEST_CASE("least request (power of two) sends new work away from loaded endpoint
 
 TEST_CASE("prefix affinity: a conversation returns to the endpoint that holds its prefix") {
   ManualClock clock;
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   AddAll(*b, {{.id = "a"}, {.id = "b"}, {.id = "c"}});
   std::map<uint64_t, std::string> home;
   std::vector<Pick> held;
@@ -120,7 +116,7 @@ TEST_CASE("prefix affinity: the imbalance gate and the hot-spot guard overrule t
   ManualClock clock;
   Balancer::Options o;
   o.imbalance_abs = 4;
-  auto b = Make(Strategy::kPrefixAffinity, &clock, o);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock, o);
   AddAll(*b, {{.id = "a", .max_concurrency = 3}, {.id = "b"}});
   const auto popular = Blocks(7, 6);
   std::vector<Pick> held;
@@ -141,7 +137,7 @@ TEST_CASE("prefix affinity: the imbalance gate and the hot-spot guard overrule t
 
 TEST_CASE("prefix affinity: the index stays within each endpoint's KV capacity (LRU)") {
   ManualClock clock;
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   AddAll(*b, {{.id = "a", .kv_capacity_blocks = 40}});
   for (uint64_t conv = 1; conv <= 30; ++conv) {
     const auto blocks = Blocks(conv, 10);
@@ -158,7 +154,7 @@ TEST_CASE("scored: engine metrics steer picks, stale metrics are ignored") {
   ManualClock clock;
   Balancer::Options o;
   o.weights = {.prefix = 0, .queue = 1, .kv_cache = 1, .in_flight = 0};
-  auto b = Make(Strategy::kScored, &clock, o);
+  auto b = MakeBalancer(Strategy::kScored, &clock, o);
   AddAll(*b, {{.id = "a"}, {.id = "b"}});
   REQUIRE(b->UpdateMetrics("a", "vllm:num_requests_waiting 12\nvllm:num_requests_running 8\n"
                                 "vllm:kv_cache_usage_perc 0.95\n").ok());
@@ -185,7 +181,7 @@ TEST_CASE("scored: engine metrics steer picks, stale metrics are ignored") {
 
 TEST_CASE("scored: a huge or non-finite queue on one endpoint does not blind the strategy") {
   ManualClock clock;
-  auto b = Make(Strategy::kScored, &clock);
+  auto b = MakeBalancer(Strategy::kScored, &clock);
   // The busiest endpoint is added first: with NaN scores every pick went to the first candidate.
   AddAll(*b, {{.id = "busy"}, {.id = "idle-1"}, {.id = "idle-2"}});
   REQUIRE(b->UpdateMetrics("busy", "vllm:num_requests_waiting 1e308\n"
@@ -209,7 +205,7 @@ TEST_CASE("scored: a huge or non-finite queue on one endpoint does not blind the
 
 TEST_CASE("consistent hashing keeps a session on one endpoint within the load bound") {
   ManualClock clock;
-  auto b = Make(Strategy::kConsistentHash, &clock);
+  auto b = MakeBalancer(Strategy::kConsistentHash, &clock);
   AddAll(*b, {{.id = "a"}, {.id = "b"}, {.id = "c"}, {.id = "d"}});
   const std::string first = PickId(*b, {.affinity_key = "session-1"});
   for (int i = 0; i < 20; ++i) CHECK(PickId(*b, {.affinity_key = "session-1"}) == first);
@@ -230,7 +226,7 @@ TEST_CASE("consistent hashing keeps a session on one endpoint within the load bo
 
 TEST_CASE("credential rotation: cooldown by error class, back after it ends (ManualClock)") {
   ManualClock clock;
-  auto b = Make(Strategy::kRoundRobin, &clock);
+  auto b = MakeBalancer(Strategy::kRoundRobin, &clock);
   AddAll(*b, {{.id = "key-1", .labels = {{"api_key", "sk-1"}}},
               {.id = "key-2", .labels = {{"api_key", "sk-2"}}}});
   {
@@ -261,7 +257,7 @@ TEST_CASE("cooldown after N consecutive failures of a class, a success resets th
   ManualClock clock;
   Balancer::Options o;
   o.failures_before_cooldown = 3;
-  auto b = Make(Strategy::kRoundRobin, &clock, o);
+  auto b = MakeBalancer(Strategy::kRoundRobin, &clock, o);
   AddAll(*b, {{.id = "a"}});
   auto fail = [&](AttemptOutcome outcome) { Value(b->PickEndpoint(PickRequest{})).Complete(outcome); };
   fail({.failure = Failure::kConnect});
@@ -277,7 +273,7 @@ TEST_CASE("cooldown after N consecutive failures of a class, a success resets th
 
 TEST_CASE("filters: model label, max concurrency") {
   ManualClock clock;
-  auto b = Make(Strategy::kLeastRequest, &clock);
+  auto b = MakeBalancer(Strategy::kLeastRequest, &clock);
   AddAll(*b, {{.id = "q", .max_concurrency = 1, .labels = {{"model", "qwen"}}},
               {.id = "l", .labels = {{"model", "llama"}}},
               {.id = "any"}});
@@ -294,7 +290,7 @@ TEST_CASE("filters: model label, max concurrency") {
 
 TEST_CASE("outcomes: averages, error rate, abandoned picks, picks outliving their endpoint") {
   ManualClock clock;
-  auto b = Make(Strategy::kRoundRobin, &clock);
+  auto b = MakeBalancer(Strategy::kRoundRobin, &clock);
   AddAll(*b, {{.id = "a"}});
   Value(b->PickEndpoint(PickRequest{}))
       .Complete({.latency = absl::Seconds(2), .ttft = absl::Milliseconds(100)});
@@ -339,7 +335,7 @@ TEST_CASE("endpoints and options are validated, naming the field") {
   o.prefix_hash.max_blocks = 0;
   CHECK_THAT(ErrorOf(Balancer::Create(o, &clock)), Catch::Contains("prefix_hash.max_blocks"));
 
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   CHECK_THAT(std::string(b->AddEndpoint({.id = ""}).message()), Catch::Contains("endpoint.id"));
   CHECK_THAT(std::string(b->AddEndpoint({.id = "x", .weight = 0}).message()),
              Catch::Contains("endpoint 'x'.weight"));
@@ -354,7 +350,7 @@ TEST_CASE("endpoints and options are validated, naming the field") {
 
 TEST_CASE("parsed requests route by their own block hashes") {
   ManualClock clock;
-  auto b = Make(Strategy::kPrefixAffinity, &clock);
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
   AddAll(*b, {{.id = "a"}, {.id = "b"}});
   sluice::LlmRequest r;
   r.model = "m";
@@ -375,7 +371,7 @@ TEST_CASE("host scope: processes see each other's in-flight picks, and a killed 
   Balancer::Options o;
   o.shared_region = region.name;
   o.shared_lease = absl::Minutes(1);
-  auto here = Make(Strategy::kLeastRequest, &clock, o);
+  auto here = MakeBalancer(Strategy::kLeastRequest, &clock, o);
   AddAll(*here, {{.id = "a"}, {.id = "b"}});
 
   // A forked worker holds three picks on "a" and dies without completing them.
