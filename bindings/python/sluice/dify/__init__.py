@@ -31,6 +31,13 @@ and gives the pieces an integration needs:
     is_refusal, stream_error_data, converter_method
                         a sluice refusal inside an SSE stream as a 429 event
 
+    LBModelManager, invoke_with_key_rotation, configure_key_rotation, NoKeyAvailable
+                        Dify's key rotation (core.model_manager.LBModelManager and
+                        _round_robin_invoke) on a sluice Balancer per (tenant, provider, model
+                        type, model): cooldowns and in-flight counts shared by every worker of
+                        the host, least request across keys, a stream's 429 before its first
+                        chunk moved to the next key; install(key_rotation=...) swaps them in
+
     classify_invoke_error, invoke_outcome, InvokeFailure
                         Dify's Invoke*Error classes in sluice's failure vocabulary
     too_many_requests, rate_limit_error, quota_exceeded_response, stream_error_event, sse,
@@ -57,6 +64,9 @@ from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
 from ._install import patch as _patch
 from ._install import patch_attribute as _patch_attribute
 from ._install import read_symbol as _read_symbol
+from ._key_rotation import (LBModelManager, NoKeyAvailable, configure_key_rotation,
+                            invoke_with_key_rotation, key_rotation_settings, rotating_method)
+from ._install import patch_everywhere as _patch_everywhere
 from ._invoke import (ModelRateLimited, PydanticCodec, governed_invoke_llm, governed_method,
                       model_call_scope, usage_tokens)
 from ._stream_errors import converter_method, is_refusal, stream_error_data
@@ -78,9 +88,11 @@ __all__ = [
     "FlaskGovernor",
     "GovernorMiddleware",
     "InvokeFailure",
+    "LBModelManager",
     "MAX_HEADERS",
     "MAX_VALUE_CHARS",
     "ModelRateLimited",
+    "NoKeyAvailable",
     "PydanticCodec",
     "RATE_LIMIT_COOLDOWN",
     "RATE_LIMIT_ERROR",
@@ -95,13 +107,16 @@ __all__ = [
     "classify_invoke_error",
     "configure",
     "configure_attempt_limiters",
+    "configure_key_rotation",
     "converter_method",
     "governed_invoke_llm",
     "governed_method",
     "install",
     "installed",
     "invoke_outcome",
+    "invoke_with_key_rotation",
     "is_refusal",
+    "key_rotation_settings",
     "limit_headers",
     "model_call_scope",
     "policy",
@@ -137,14 +152,18 @@ def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
 
 
 def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = None,
-            attempt_scope: str = "host", redis: Any = None, model_calls: Any = None) -> str:
+            attempt_scope: str = "host", redis: Any = None, model_calls: Any = None,
+            key_rotation: Any = None) -> str:
     """Patches the Dify of this process and returns its version.
 
     `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
     whose policy has the ``app_concurrency_rule()`` rule, or an AppConcurrency. `dify_version`
     overrides the version read from Dify (for messages). `attempt_scope` ("process", "host" or
     "cluster" with `redis`, a sluice.RedisStore) is where AttemptLimiters made from now on keep
-    their logs. Raises DifyNotSupported, before changing anything, when a symbol is missing.
+    their logs. `key_rotation` ("host" or "process"; None leaves Dify's own, in Redis) swaps
+    Dify's LBModelManager and ModelInstance._round_robin_invoke for sluice.dify's (see
+    configure_key_rotation). Raises DifyNotSupported, before changing anything, when a symbol
+    is missing.
     """
     global _restore
     if dify_version is not None and not isinstance(dify_version, str):
@@ -156,12 +175,18 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     if attempt_scope == "cluster" and redis is None:
         raise ValueError("sluice.dify.install: redis must be a sluice.RedisStore with "
                          "attempt_scope='cluster', got None")
-    from .. import Governor
+    from .. import Governor, ManualClock
     if model_calls is not None and not isinstance(model_calls, Governor):
         raise TypeError(f"sluice.dify.install: model_calls must be a sluice.Governor or None, got "
                         f"{type(model_calls).__name__}")
+    if key_rotation not in (None, "process", "host"):
+        raise ValueError(f"sluice.dify.install: key_rotation must be None, process or host, got "
+                         f"{key_rotation!r}")
     app_concurrency = _app_concurrency_of(governor_or_policy)
     model_instance = f"{MODEL_MANAGER_MODULE}.ModelInstance"
+    lb_manager = f"{MODEL_MANAGER_MODULE}.LBModelManager"
+    require = ((model_instance,) if model_calls is not None or key_rotation else ()) + \
+        ((lb_manager,) if key_rotation else ())
 
     def configure_all() -> None:
         global _restore
@@ -173,11 +198,24 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
             if converter is not None:
                 _patch_attribute(converter, "_error_to_stream_response", converter_method(
                     inspect.getattr_static(converter, "_error_to_stream_response")))
+        previous_rotation = None
+        if key_rotation:
+            cls = _read_symbol(model_instance)
+            if not callable(getattr(cls, "_round_robin_invoke", None)):
+                raise DifyNotSupported(dify_version or read_dify_version(),
+                                       [f"{model_instance}._round_robin_invoke"])
+            _patch_attribute(cls, "_round_robin_invoke",
+                             rotating_method(cls._round_robin_invoke))
+            _patch_everywhere(lb_manager, LBModelManager)
+            settings = key_rotation_settings()
+            settings["scope"] = key_rotation
+            if key_rotation == "host" and isinstance(settings["clock"], ManualClock):
+                settings["clock"] = None  # a process-scope ManualClock cannot be shared
+            previous_rotation = configure_key_rotation(**settings)
         _restore = (configure(app_concurrency),
-                    configure_attempt_limiters(attempt_scope, redis=redis))
+                    configure_attempt_limiters(attempt_scope, redis=redis), previous_rotation)
 
-    return _patch(dify_version, _self(), configure_all,
-                  require=(model_instance,) if model_calls is not None else ())
+    return _patch(dify_version, _self(), configure_all, require=require)
 
 
 def uninstall() -> bool:
@@ -191,6 +229,8 @@ def uninstall() -> bool:
             configure_attempt_limiters(**_restore[1])
         else:
             configure_attempt_limiters("process")
+        if _restore[2] is not None:
+            configure_key_rotation(**_restore[2])
         _restore = None
     return True
 

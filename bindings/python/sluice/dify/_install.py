@@ -46,6 +46,9 @@ TARGETS: Tuple[Target, ...] = (
     Target(MODEL_MANAGER_MODULE, "ModelInstance", "", False),
     # Read; its _error_to_stream_response reports sluice's refusals inside a stream as 429s.
     Target(CONVERTER_MODULE, "AppGenerateResponseConverter", "", False),
+    # Read, and replaced (with ModelInstance._round_robin_invoke) only when install() is asked
+    # to (key_rotation=...).
+    Target(MODEL_MANAGER_MODULE, "LBModelManager", "", False),
 )
 
 
@@ -135,6 +138,16 @@ def patch_attribute(holder: Any, attribute: str, new: Any) -> None:
         getattr(holder, attribute)
     _patched.append((holder, attribute, original))
     setattr(holder, attribute, new)
+
+
+def patch_everywhere(name: str, new: Any) -> None:
+    """Sets the read target `name` ("module.symbol") to `new` in its module and in every
+    imported Dify module holding a copy of it, to be put back by uninstall. Only from
+    `on_patched`."""
+    module_name, symbol = name.rsplit(".", 1)
+    original = _read[name]
+    for holder, attribute in _copies_of(original) or [(sys.modules[module_name], symbol)]:
+        patch_attribute(holder, attribute, new)
 
 
 def _restore(holder: Any, attribute: str, original: Any) -> None:
