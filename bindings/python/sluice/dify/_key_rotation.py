@@ -4,11 +4,13 @@ Dify keeps, per (tenant, provider, model type, model), a round-robin cursor (``I
 model_lb_index:...``) and one cooldown key per load-balancing config (``SETEX ...:{config_id}``)
 in Redis, so every worker shares them; its console reads a cooldown's TTL
 (``get_config_in_cooldown_and_ttl``). ``LBModelManager`` here keeps that interface and backs it
-with one ``sluice.Balancer`` per tuple whose endpoints are the config ids:
+with one ``sluice.Balancer`` per tuple whose endpoints are the config ids (qualified by a
+digest of the tuple):
 
-* scope "host" (the default): the Balancer's ``shared_region`` is ``<region_prefix>.<digest of
-  the tuple>``, so cooldowns, ejections and in-flight counts are shared by every process of the
-  host (Gunicorn and Celery workers), with no Redis round trip; scope "process": each process
+* scope "host" (the default): every tuple's Balancer has ``shared_region=<region_prefix>``, one
+  pair of regions for the host (about 8.9 MB, at most 4096 configs), so cooldowns, ejections and
+  in-flight counts are shared by every process of the host (Gunicorn and Celery workers), with
+  no Redis round trip; scope "process": each process
   alone (tests, a single worker). Cluster scope (the holds in Redis, across hosts) is not built.
 * the strategy is least request (power of two choices on the host-wide in-flight counts), not
   Dify's shared round-robin cursor: a shared cursor needs a shared counter per pick, while held
@@ -81,7 +83,7 @@ def configure_key_rotation(scope: str = "host", *, region_prefix: str = DEFAULT_
     """Where LBModelManagers made from now on keep their state; returns the previous settings
     (as keyword arguments, to restore them). `scope`: "host" (shared by every process of the
     host through shared memory) or "process". `region_prefix`: the start of each tuple's region
-    name ([A-Za-z0-9._-], at most 157 characters). `clock`: a sluice.Clock for the Balancers
+    name ([A-Za-z0-9._-], at most 190 characters). `clock`: a sluice.Clock for the Balancers
     (a ManualClock only in process scope: host-shared times need a steady clock). `strategy`:
     "least_request" or "round_robin". Forgets the Balancers made so far (managers already made
     keep theirs)."""
@@ -94,7 +96,7 @@ def configure_key_rotation(scope: str = "host", *, region_prefix: str = DEFAULT_
     if not isinstance(region_prefix, str):
         raise TypeError(f"sluice.dify.{owner}: region_prefix must be a str, got "
                         f"{type(region_prefix).__name__}")
-    longest = MAX_REGION_CHARS - 1 - _DIGEST_CHARS
+    longest = MAX_REGION_CHARS
     if not _REGION_CHARS.fullmatch(region_prefix) or len(region_prefix) > longest:
         raise InvalidArgument(f"sluice.dify.{owner}: region_prefix must be 1 to {longest} "
                               f"characters of [A-Za-z0-9._-], got {region_prefix[:80]!r}")
@@ -119,16 +121,23 @@ def key_rotation_settings() -> Dict[str, Any]:
     return _settings._asdict()
 
 
-def region_name(tenant_id: str, provider: str, model_type: str, model: str,
-                region_prefix: Optional[str] = None) -> str:
-    """The host region of a tuple: the prefix, '.', 32 hex digits of BLAKE2b over the four
-    length-prefixed UTF-8 strings (any ids, within the Balancer's name rules)."""
+def tuple_tag(tenant_id: str, provider: str, model_type: str, model: str) -> str:
+    """32 hex digits of BLAKE2b over the four length-prefixed UTF-8 strings: what makes a config's
+    endpoint id unique among every tuple's (Dify's ``__inherit__`` config has the same id in all)."""
     digest = hashlib.blake2b(digest_size=_DIGEST_CHARS // 2)
     for part in (tenant_id, provider, model_type, model):
         data = part.encode("utf-8")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
-    return f"{region_prefix or _settings.region_prefix}.{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+# Host scope: every tuple's Balancer shares ONE pair of regions (named by the prefix), keyed by
+# tuple-qualified endpoint ids, so /dev/shm holds a fixed ~8.9 MB however many tenants and models
+# rotate keys (a pair per tuple took 34 MB each: Docker's 64 MiB /dev/shm held one). The
+# regions count at most 4096 configs host-wide, and 64 picks in flight per config (beyond that a
+# pick still goes out, counted only in its own process).
+SHARED_IN_FLIGHT_PER_KEY = 64
 
 
 class _Pool:
@@ -143,16 +152,22 @@ class _Pool:
         if settings.clock is not None:
             options["clock"] = settings.clock
         if settings.scope == "host":
-            options["shared_region"] = region_name(*key, region_prefix=settings.region_prefix)
+            options["shared_region"] = settings.region_prefix
+            options["shared_max_in_flight"] = SHARED_IN_FLIGHT_PER_KEY
         self.balancer = Balancer(**options)
+        self.tag = tuple_tag(*key)
         self.labels: Dict[str, str] = {}
         self.lock = threading.Lock()
 
+    def endpoint(self, config_id: str) -> str:
+        """The Balancer's endpoint id of a config: unique across tuples (see tuple_tag)."""
+        return f"{self.tag}/{config_id}"
+
     def _label(self, config_id: str, label: str) -> None:
         if config_id not in self.labels:
-            self.balancer.add_endpoint(config_id, labels={"model": label})
+            self.balancer.add_endpoint(self.endpoint(config_id), labels={"model": label})
         elif self.labels[config_id] != label:
-            self.balancer.update_endpoint(config_id, labels={"model": label})
+            self.balancer.update_endpoint(self.endpoint(config_id), labels={"model": label})
         self.labels[config_id] = label
 
     def activate(self, ids: List[str]) -> None:
@@ -176,8 +191,9 @@ class _Pool:
     def remaining(self, config_id: str) -> float:
         """Seconds until the config may be picked again (cooldown or ejection), 0.0 if now."""
         self.known(config_id)
+        endpoint_id = self.endpoint(config_id)
         for endpoint in self.balancer.endpoints():
-            if endpoint["id"] == config_id:
+            if endpoint["id"] == endpoint_id:
                 return max(endpoint["cooldown_remaining"], endpoint["ejected_remaining"])
         return 0.0
 
@@ -273,6 +289,7 @@ class LBModelManager:
                                                         managed_credentials)
         self._by_id = {c.id: c for c in self._load_balancing_configs}
         self._pool = _pool((self._tenant_id, self._provider, type_value, self._model))
+        self._by_endpoint = {self._pool.endpoint(c.id): c for c in self._load_balancing_configs}
         self._pool.activate(list(self._by_id))
 
     @property
@@ -291,7 +308,7 @@ class LBModelManager:
                 pick = self._pool.balancer.pick(model=_ACTIVE)
             except Error:  # all cooling down (Unavailable), or none of ours active (NotFound)
                 return None
-            config = self._by_id.get(pick.endpoint_id)
+            config = self._by_endpoint.get(pick.endpoint_id)
             if config is not None:
                 return config, pick
             pick.complete()
@@ -318,7 +335,7 @@ class LBModelManager:
         config_id = self._id_of(owner, config)
         seconds = _checked_expire(owner, expire)
         self._pool.known(config_id)
-        self._pool.balancer.cooldown(config_id, seconds)
+        self._pool.balancer.cooldown(self._pool.endpoint(config_id), seconds)
 
     def in_cooldown(self, config: Any) -> bool:
         """Dify's in_cooldown: whether `config` is cooling down (or ejected)."""
@@ -329,7 +346,7 @@ class LBModelManager:
         Dify's cooldowns can only expire)."""
         config_id = self._id_of("LBModelManager.restore", config)
         self._pool.known(config_id)
-        self._pool.balancer.restore(config_id)
+        self._pool.balancer.restore(self._pool.endpoint(config_id))
 
     @staticmethod
     def get_config_in_cooldown_and_ttl(tenant_id: str, provider: str, model_type: Any,
