@@ -3,7 +3,6 @@ package tree on disk."""
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import textwrap
@@ -14,17 +13,11 @@ import sluice
 import sluice.dify as dify
 from sluice.dify import _app_concurrency
 
+from gunicorn_support import remove_regions  # noqa: F401  (the dify tests' region clean-up)
+
 
 def unique_name(tag: str = "dify") -> str:
     return f"pytest-{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def remove_regions(policy_name: str) -> None:
-    for path in glob.glob(f"/dev/shm/sluice.{policy_name}.*"):
-        try:
-            sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
-        except sluice.NotFound:
-            pass
 
 
 def fresh_backend(scope: str = "process", name: Optional[str] = None,

@@ -1,6 +1,6 @@
-"""Shared by the tests that run an app under Gunicorn with gevent workers (Dify's deployment):
-a free loopback port, starting Gunicorn and waiting until it answers, stopping it, and removing
-the shared-memory regions a test made under a name. Every wait is bounded."""
+"""Shared by the tests that run apps in several processes (Gunicorn with gevent workers, as Dify
+deploys): a free loopback port, starting Gunicorn and waiting until it answers, stopping it, and
+removing the shared-memory regions a test made under a name. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 def remove_regions(name: str) -> None:
-    """Removes every region named ``<name>.*`` (what a policy or balancer called `name` made)."""
-    for path in glob.glob(f"/dev/shm/sluice.{name}.*"):
+    """Removes the region `name` and every region named ``<name>.*`` (what a policy or a
+    balancer called `name` made)."""
+    for path in glob.glob(f"/dev/shm/sluice.{name}") + glob.glob(f"/dev/shm/sluice.{name}.*"):
         try:
             sluice.remove_shared_region(os.path.basename(path)[len("sluice."):])
         except sluice.NotFound:
