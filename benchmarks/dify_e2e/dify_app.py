@@ -285,6 +285,18 @@ def workflows_run():
     return invoke(False)
 
 
+@app.get("/_failure_mode")
+def failure_mode():
+    """This worker's cluster-scope decisions taken by the failure mode (Redis not answering in
+    time): the sluice setups' Governor counts them; the peer has none."""
+    total = 0.0
+    if SETUP != "peer":
+        for line in sluice.dify.backend().governor.metrics_text().splitlines():
+            if line.startswith("sluice_failure_mode_decisions_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return jsonify(worker=os.getpid(), decisions=total)
+
+
 @app.get("/health")
 def health():
     return "ok"

@@ -15,8 +15,10 @@ Control (loopback, JSON):
 * ``GET /_stats``: per app ``open`` (calls in flight now) and ``most`` (most at once since the
   last reset), per key ``calls`` and ``rate_limited``.
 
-It counts a call as open from the moment its request is read to the moment its last byte is
-written (or the app hangs up), so ``most`` is the concurrency the app's cap let through.
+It counts a call as open from the moment its request is read to just before its last write (or
+until the app hangs up). The app holds its slot from before it sends the request until after it
+has read that last byte, so each call's open interval lies inside its slot: ``most`` above the
+cap means the cap let more through, never an artefact of the counting.
 
 Run it with ``python mock_upstream.py <port-file>``: it binds a free loopback port and writes
 it to the file; the benchmark runs it as its own process so that its threads never compete
@@ -109,6 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
                        headers=[("Retry-After", "20")])
             return
         chunks, gap = int(body.get("chunks", 8)), float(body.get("gap", 0.02))
+        left = []
+
+        def leave() -> None:  # once, just before the call's last write
+            if not left:
+                left.append(True)
+                STATE.leave(app)
+
         try:
             if body.get("stream"):
                 self.send_response(200)
@@ -120,9 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
                     self.wfile.flush()
                     time.sleep(gap)
+                leave()
                 self.wfile.write(b"data: [DONE]\n\n")
             else:
                 time.sleep(gap * chunks)
+                leave()
                 self._json(200, {"object": "chat.completion", "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": "answer"}}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": chunks,
@@ -130,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the app hung up (its worker was killed, or the client went away)
             pass
         finally:
-            STATE.leave(app)
+            leave()
 
 
 class _Server(ThreadingHTTPServer):

@@ -99,6 +99,19 @@ def worker_pids(master: int):
     return {int(p) for p in out.split()}
 
 
+def failure_mode_decisions(port) -> int:
+    """Cluster-scope decisions the workers took by the failure mode so far (asked until every
+    live worker answered, bounded; a worker killed since took its count with it)."""
+    seen = {}
+    for _ in range(30):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_failure_mode", timeout=5) as r:
+            answer = json.loads(r.read())
+        seen[answer["worker"]] = answer["decisions"]
+        if len(seen) >= WORKERS:
+            break
+    return int(sum(seen.values()))
+
+
 def phase_load(port, upstream, app, args):
     upstream.post("/_reset_max", {})
     load = drive.run(port, app, clients=4 * CAP, seconds=args.load, seed=args.seed)
@@ -115,6 +128,7 @@ def phase_load(port, upstream, app, args):
         "cap429": len(capped),
         "cap429_retry_after": sum(r.retry_after for r in capped),
         "errors": sum(r.status not in (200, 429) for r in results),
+        "failure_mode": failure_mode_decisions(port),
     }
 
 
@@ -238,6 +252,8 @@ def table(results: dict) -> str:
     row("cap 429s: with Retry-After / all",
         lambda r: f"{r['load']['cap429_retry_after']} / {r['load']['cap429']}")
     row("errors (not 200/429) under load", lambda r: f"{r['load']['errors']}")
+    row("cluster decisions by the failure mode (Redis late) under load",
+        lambda r: f"{r['load']['failure_mode']}")
     row("429 storm on key-0: share answered 200 whole",
         lambda r: f"{100 * r['storm']['ok_share']:.1f} % of {r['storm']['requests']}")
     row("429 storm: 429s drawn from key-0", lambda r: f"{r['storm']['storm_429s']}")
