@@ -24,7 +24,8 @@ every key is cooling the answer is Dify's ``rate_limit_error`` 429.
   no LBModelManager replacement and the Balancer has no cluster scope yet.
 
 Environment: DIFY_E2E_SETUP, DIFY_E2E_REDIS_PORT, DIFY_E2E_UPSTREAM_PORT, DIFY_E2E_CAP,
-DIFY_E2E_NAME (names the shared-memory regions), DIFY_E2E_WORKERS.
+DIFY_E2E_NAME (names the shared-memory regions), DIFY_E2E_WORKERS; optional
+DIFY_E2E_COMMAND_TIMEOUT (sluice-cluster: the Redis store's command_timeout, e.g. "50ms").
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ else:
         POLICY = sluice.dify.policy("cluster", name=NAME,
                                     redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0",
                                     local_share=WORKERS)
+        if os.environ.get("DIFY_E2E_COMMAND_TIMEOUT"):  # the store's, default 5ms (docs/policy.md)
+            document = json.loads(POLICY)
+            document["stores"][0]["command_timeout"] = os.environ["DIFY_E2E_COMMAND_TIMEOUT"]
+            POLICY = json.dumps(document)
     else:
         raise SystemExit(f"dify_app: DIFY_E2E_SETUP must be peer, sluice-host or sluice-cluster, "
                          f"got {SETUP!r}")
