@@ -2,8 +2,10 @@
 # Sets everything up and runs sluice's main job: the harness, a Dify-like burst driven through the
 # admission objects in-process (the embedded default: no server needed), a provider-outage
 # fallback drill and repeated questions through the response cache, then the fleet simulator
-# (the Balancer's strategies on simulated vLLM replicas). Extra arguments go to the harness (see
-# --help).
+# (the Balancer's strategies on simulated vLLM replicas), then the quick Dify end to end
+# (scripts/bench-dify-e2e.sh --quick: Gunicorn + gevent, Dify's Redis logic beside sluice host and
+# cluster scope; it installs this tree's sluice into a venv under build/, ~40 s once built;
+# SLUICE_HARNESS_DIFY_E2E=0 skips it). Extra arguments go to the harness (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -12,3 +14,13 @@ cmake --build --preset dev -j "${JOBS:-$(nproc)}" --target sluice_harness sluice
 build/dev/benchmarks/sluice_harness "$@"
 echo
 build/dev/benchmarks/sluice_fleet_sim
+echo
+if [[ "${SLUICE_HARNESS_DIFY_E2E:-1}" == 0 ]]; then
+  echo "Dify end to end: skipped (SLUICE_HARNESS_DIFY_E2E=0)"
+elif ! "${PYTHON:-python3}" -c "import flask, gunicorn, gevent, redis, ensurepip" 2>/dev/null; then
+  echo "Dify end to end: skipped (${PYTHON:-python3} lacks flask, gunicorn, gevent, redis or" \
+       "venv support; scripts/install-deps.sh installs the first four, Debian's python3-venv" \
+       "the last)"
+else
+  bash scripts/bench-dify-e2e.sh --quick
+fi

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Dict, Tuple
+from typing import IO, Dict, Optional, Tuple
 
 import sluice
 
@@ -34,21 +34,26 @@ def remove_regions(name: str) -> None:
 
 
 def start_gunicorn(app_dir, app: str, env: Dict[str, str], *, workers: int,
-                   worker_connections: int) -> Tuple[subprocess.Popen, str]:
+                   worker_connections: int, log: Optional[IO] = None
+                   ) -> Tuple[subprocess.Popen, str]:
     """Gunicorn serving `app` ("module:object" in `app_dir`) on a free loopback port with gevent
     workers, once its /health answers (within 60 s); returns the server and its base URL. The
-    server runs in its own session, so `stop_gunicorn` can kill exactly what it started."""
+    server runs in its own session, so `stop_gunicorn` can kill exactly what it started. Its
+    stderr goes to `log` (a file) when given, else to a pipe read only when it fails to start
+    (fine for a few log lines; a run that logs many errors must pass a file)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
          "--worker-connections", str(worker_connections), "-b", f"127.0.0.1:{port}",
          "--chdir", str(app_dir), "--graceful-timeout", "5", app],
-        env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.PIPE,
         start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
-        assert server.poll() is None, server.stderr.read().decode()[-3000:]
+        assert server.poll() is None, \
+            server.stderr.read().decode()[-3000:] if server.stderr else "gunicorn exited"
         try:
             with urllib.request.urlopen(base + "/health", timeout=2) as response:
                 if response.status == 200:
@@ -67,4 +72,5 @@ def stop_gunicorn(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
-    server.stderr.close()
+    if server.stderr is not None:
+        server.stderr.close()
