@@ -148,7 +148,7 @@ else:
         POLICY = sluice.dify.policy("cluster", name=NAME,
                                     redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0",
                                     local_share=WORKERS)
-        if os.environ.get("DIFY_E2E_COMMAND_TIMEOUT"):  # the store's, default 5ms (docs/policy.md)
+        if os.environ.get("DIFY_E2E_COMMAND_TIMEOUT"):  # default: sluice.dify.policy()'s 100 ms
             document = json.loads(POLICY)
             document["stores"][0]["command_timeout"] = os.environ["DIFY_E2E_COMMAND_TIMEOUT"]
             POLICY = json.dumps(document)

@@ -415,3 +415,20 @@ def test_a_full_app_is_refused_at_once():
     with pytest.raises(dify.AppInvokeQuotaExceededError):
         RateLimit(app(), 2).enter()
     assert governor.admits == 1
+
+
+def test_cluster_policy_waits_for_redis_longer_than_the_stores_default():
+    """A 5 ms store default sent late replies to the failure mode, which admitted on top of the
+    slots Redis held (the end-to-end benchmark: 12 at once against a cap of 6)."""
+    import json
+    document = json.loads(dify.policy("cluster", redis_url="redis://127.0.0.1:1/0"))
+    assert document["stores"][0]["command_timeout"] == "0.1s"
+    document = json.loads(dify.policy("cluster", redis_url="redis://127.0.0.1:1/0",
+                                      command_timeout=0.25))
+    assert document["stores"][0]["command_timeout"] == "0.25s"
+    for bad, error in [(0, sluice.InvalidArgument), (float("nan"), sluice.InvalidArgument),
+                       (-1, sluice.InvalidArgument), ("50ms", TypeError), (None, TypeError)]:
+        with pytest.raises(error, match="command_timeout"):
+            dify.policy("cluster", redis_url="redis://127.0.0.1:1/0", command_timeout=bad)
+    # The Governor takes the policy as written (a store needs no live Redis to be created).
+    sluice.Governor(dify.policy("cluster", redis_url="redis://127.0.0.1:1/0", command_timeout=0.25))
