@@ -16,6 +16,34 @@ from sluice.dify import _app_concurrency
 from gunicorn_support import remove_regions  # noqa: F401  (the dify tests' region clean-up)
 
 
+# Dify-shaped invoke errors (Dify's live in core/model_runtime/errors/invoke.py; sluice.dify
+# recognises them by class name along the MRO, so these fakes stand in for them).
+class InvokeError(ValueError):
+    def __init__(self, description=None):
+        super().__init__(description)
+        self.description = description
+
+
+class InvokeRateLimitError(InvokeError):
+    pass
+
+
+class InvokeAuthorizationError(InvokeError):
+    pass
+
+
+class InvokeConnectionError(InvokeError):
+    pass
+
+
+class InvokeServerUnavailableError(InvokeError):
+    pass
+
+
+class InvokeBadRequestError(InvokeError):
+    pass
+
+
 def unique_name(tag: str = "dify") -> str:
     return f"pytest-{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 

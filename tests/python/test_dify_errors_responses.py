@@ -8,31 +8,11 @@ import pytest
 
 import sluice
 import sluice.dify as dify
+from dify_support import (InvokeAuthorizationError, InvokeBadRequestError, InvokeConnectionError,
+                          InvokeError, InvokeRateLimitError, InvokeServerUnavailableError)
 
 
 # Dify-shaped fakes: the real classes live in Dify; only their names and MRO matter.
-class InvokeError(ValueError):
-    pass
-
-
-class InvokeRateLimitError(InvokeError):
-    pass
-
-
-class InvokeAuthorizationError(InvokeError):
-    pass
-
-
-class InvokeConnectionError(InvokeError):
-    pass
-
-
-class InvokeServerUnavailableError(InvokeError):
-    pass
-
-
-class InvokeBadRequestError(InvokeError):
-    pass
 
 
 class ProviderSpecificRateLimit(InvokeRateLimitError):

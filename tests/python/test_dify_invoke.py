@@ -15,6 +15,7 @@ import pytest
 
 import sluice
 import sluice.dify as dify
+from dify_support import InvokeConnectionError, InvokeError, InvokeRateLimitError
 
 pydantic = pytest.importorskip("pydantic")
 from pydantic import BaseModel  # noqa: E402
@@ -71,20 +72,6 @@ class LLMResultChunkDelta(BaseModel):
 class LLMResultChunk(BaseModel):
     model: str
     delta: LLMResultChunkDelta
-
-
-class InvokeError(ValueError):
-    def __init__(self, description=None):
-        super().__init__(description)
-        self.description = description
-
-
-class InvokeRateLimitError(InvokeError):
-    pass
-
-
-class InvokeConnectionError(InvokeError):
-    pass
 
 
 def usage(prompt, completion):

@@ -16,6 +16,8 @@ import pytest
 
 import sluice
 import sluice.dify as dify
+from dify_support import (InvokeAuthorizationError, InvokeBadRequestError, InvokeConnectionError,
+                          InvokeRateLimitError)
 
 import dify_support
 
@@ -34,24 +36,6 @@ class Config:
 
 
 # Dify's invoke errors are recognised by class name (sluice.dify.classify_invoke_error).
-class InvokeError(Exception):
-    pass
-
-
-class InvokeRateLimitError(InvokeError):
-    pass
-
-
-class InvokeAuthorizationError(InvokeError):
-    pass
-
-
-class InvokeConnectionError(InvokeError):
-    pass
-
-
-class InvokeBadRequestError(InvokeError):
-    pass
 
 
 TUPLE = ("tenant-1", "openai", ModelType.LLM, "gpt-4o")
