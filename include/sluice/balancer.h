@@ -41,8 +41,9 @@
 //                        prompt held beyond what every candidate holds, 0 for a shared prefix as
 //                        above), queue depth and KV-cache use from the engines' own metrics
 //                        (`UpdateMetrics`; with a prefix weight, at least the estimated share of
-//                        the KV cache with this request, which may exceed 1), in-flight count; the highest total wins, ties at
-//                        random. Weight 0 drops a signal. Prefix and KV use are in [0, 1]; queue
+//                        the KV cache with this request, which may exceed 1), in-flight count;
+//                        the highest total wins, ties at random. Weight 0 drops a signal. Prefix
+//                        is in [0, 1], KV use in [0, 2] (past 1: an overflow); queue
 //                        and in-flight are scored on an absolute scale (`score_load_slack`), not
 //                        min-max over the candidates, so one request more never outweighs a
 //                        prefix match while a large excess outweighs any. Queue depth is the last
