@@ -2,8 +2,9 @@
 //
 // Hill climbing on the live hit rate (Caffeine's adaptive W-TinyLFU) moves the window one step
 // per sample and wanders: at the rate that follows a shifting working set it gives up frequency
-// gains on Zipf traffic, and at the rate that keeps them it trails LRU by 5-13 points on
-// recency-heavy traffic (measured on the traces of benchmarks/cache_traces). Instead, the tuner
+// gains on Zipf traffic (1.5-4 points), and at the rate that keeps them it trails LRU by 3-13
+// points on recency-heavy traffic (measured during development on traces of the shapes of
+// benchmarks/cache_traces, 16 shards, 8 and 32 MiB). Instead, the tuner
 // replays a spatial sample of the keys (those whose hash falls in 1/R of the hash space, the
 // SHARDS sampling of Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST 2015)
 // through miniature W-TinyLFU caches of 1/R of the budget, one per candidate window share
