@@ -82,7 +82,43 @@ class RedisConnectionThread;
 class RedisScripts;
 }  // namespace internal
 
+// sluice::RedisNode: a Redis server's TCP address (a Cluster seed, a Sentinel).
+struct RedisNode {
+  // A name or an IP literal (IPv6 without brackets). 1 to 255 bytes, without NUL.
+  std::string host;
+  // 1..65535. Default: 6379 (a Sentinel's is usually 26379).
+  int port = 6379;
+};
+
+// sluice::RedisTlsOptions: TLS (OpenSSL) for every connection a store opens: the standalone server,
+// the sentinels and the master they name, every Redis Cluster node. The server's certificate is
+// always verified (chain and name) unless `verify_peer` is false.
+struct RedisTlsOptions {
+  // Whether connections use TLS. Default: false.
+  bool enabled = false;
+  // A PEM file of the certificate authorities that sign the servers' certificates. Empty: the
+  // system's store (OpenSSL's default paths, /etc/ssl/certs on Debian). Default: empty.
+  std::string ca_file;
+  // The name sent as SNI and checked against the certificate. Empty: the host connected to (for
+  // an IP literal, the certificate's IP addresses are checked and no SNI is sent). Default: empty.
+  std::string server_name;
+  // A client certificate and its private key (PEM files), for servers that require one
+  // (`tls-auth-clients yes`). Both or neither. Default: empty.
+  std::string cert_file;
+  std::string key_file;
+  // DANGER: false accepts any certificate (no protection against an impostor). Default: true.
+  bool verify_peer = true;
+};
+
 // sluice::RedisOptions
+//
+// Three topologies, chosen by which fields are set:
+//   * standalone (default): `host` and `port`, or `unix_socket`;
+//   * Sentinel: `sentinel_master` names the service and `sentinels` lists the sentinels; the store
+//     asks them for the master and asks again whenever the master fails or steps down;
+//   * Redis Cluster: `cluster_nodes` lists seed nodes; the store reads the slot map from them,
+//     sends each command to the master of its key's slot and follows MOVED and ASK.
+// `username`, `password` and `tls` apply to the data nodes in every topology.
 struct RedisOptions {
   // TCP host and port. Default: 127.0.0.1:6379. Ignored when `unix_socket` is set. The host is at
   // most 255 bytes, without NUL.
@@ -109,6 +145,23 @@ struct RedisOptions {
   // Prefix of every key sluice writes. Default: "sluice". 1 to 100 printable ASCII characters,
   // with no '{', '}' or space.
   std::string key_prefix = "sluice";
+  // Sentinel: the name of the service the sentinels watch (`sentinel monitor <name> ...`).
+  // Non-empty selects Sentinel; then `host`, `port` and `unix_socket` are ignored. At most 255
+  // printable ASCII characters without spaces. Default: empty.
+  std::string sentinel_master;
+  // The sentinels, asked in order until one names the master. Required (1 to 64) with
+  // `sentinel_master`. Default: empty.
+  std::vector<RedisNode> sentinels;
+  // Credentials for the sentinels themselves (`requirepass` / ACL users on the sentinels), apart
+  // from `username` / `password`, which are the data nodes'. Default: empty (no AUTH).
+  std::string sentinel_username;
+  std::string sentinel_password;
+  // Redis Cluster: seed nodes (any reachable one will do; more survive a node's absence).
+  // Non-empty selects Cluster; then `host`, `port` and `unix_socket` are ignored, and `db` must
+  // be 0. 1 to 64 nodes. Not together with `sentinel_master`. Default: empty.
+  std::vector<RedisNode> cluster_nodes;
+  // TLS for every connection. Default: off.
+  RedisTlsOptions tls;
   // TESTING ONLY. When set, sluice's scripts take "now" from this clock instead of the Redis
   // server's TIME, reading NowNanos() as nanoseconds since 2025-01-01 00:00 UTC (sluice's script
   // epoch; it must be >= 0). It lets a test drive Redis-side time with a ManualClock. Never set it
