@@ -2,9 +2,12 @@
 // File: sluice/redis_store.h
 // -----------------------------------------------------------------------------
 //
-// Cluster scope: a `RedisStore` is one connection to Redis, owned by a native background thread,
+// Cluster scope: a `RedisStore` is the connection to Redis, owned by a native background thread,
 // that sluice objects share to keep their state in Redis so that every host decides against one
-// limit. Callers never touch the socket:
+// limit. Redis may be one standalone server, the master a Sentinel group names (asked again
+// whenever that master fails or steps down), or a Redis Cluster (a connection per master,
+// each command sent to the master of its key's slot; MOVED and ASK are followed and the slot map
+// read again), in plain text or TLS (see RedisOptions). Callers never touch the sockets:
 //
 //   * a decision is one EVALSHA of an atomic Lua script that reads the Redis server's clock
 //     (TIME), so hosts with skewed clocks agree; concurrent callers' commands are pipelined on the
@@ -22,8 +25,11 @@
 //     the parent keeps working. fork() is safe while other threads use the store.
 //
 // Errors. Only a transport failure (timeout, connection refused, reset or closed) or a server
-// that is briefly unable to serve (LOADING, BUSY, MASTERDOWN, TRYAGAIN) means "Redis is
-// unavailable": the breaker opens and each object applies its failure mode (allow, deny, local).
+// that is briefly unable to serve (LOADING, BUSY, MASTERDOWN, TRYAGAIN; from a Cluster node also
+// CLUSTERDOWN and READONLY, and READONLY from a Sentinel-named master: a failover under way) means
+// "Redis is unavailable": the breaker opens and each object applies its failure mode (allow,
+// deny, local). In a Cluster one master's outage opens the store's breaker for every slot until
+// the map names a master that answers (the failover's duration; see docs/deployment.md).
 // Anything else is a configuration error that no failure mode may hide. The object's call then
 // returns it as its status, and the store logs it (sluice/log.h, rate-limited) and counts it
 // (`RedisStats::config_errors`, `last_error`):
@@ -31,9 +37,11 @@
 //   PermissionDenied    wrong or missing password (NOAUTH, WRONGPASS), an ACL user without
 //                       +evalsha / +script|load or without access to the keys (NOPERM)
 //   FailedPrecondition  a replica (checked at connect, and READONLY), a Sentinel (checked at
-//                       connect, or "unknown command"), a Redis Cluster node answering MOVED/ASK/
-//                       CROSSSLOT/CLUSTERDOWN, a `db` the server does not have, WRONGTYPE (another
-//                       application's data under `key_prefix`)
+//                       connect, or "unknown command"), a Redis Cluster node given as a
+//                       standalone server or a standalone server given in `cluster_nodes`
+//                       (checked at connect), a service no sentinel knows, TLS refused (the
+//                       certificate did not verify, a plain-text server), a `db` the server
+//                       does not have, WRONGTYPE (another application's data under `key_prefix`)
 //   ResourceExhausted   OOM: the server reached maxmemory and refuses writes
 //   Internal            an impossible reply or a script error (a bug: please report it)
 //

@@ -1,13 +1,16 @@
-// Connecting to Redis and checking what answers (see redis_connection_thread.h).
+// Connecting to Redis and checking what answers (see redis_connection_thread.h): the one
+// standalone server, the master a Sentinel group names, or a Redis Cluster's masters.
 #include <hiredis/hiredis.h>
-#include <sys/time.h>
 
-#include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/types/optional.h"
 #include "stores/redis_connection_thread.h"
 #include "stores/redis_errors.h"
 
@@ -17,13 +20,19 @@ namespace internal {
 
 namespace {
 
-// Runs one command synchronously on `c` (connection setup and SCRIPT LOAD only).
-redisReply* Command(redisContext* c, const std::vector<std::string>& argv) {
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const auto& a : argv) ptrs.push_back(a.data()), lens.push_back(a.size());
-  return static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+std::vector<absl::string_view> Views(const std::vector<std::string>& argv) {
+  return std::vector<absl::string_view>(argv.begin(), argv.end());
+}
+
+// Runs one setup command on `link`. An error reply is classified; a reply is returned otherwise.
+absl::StatusOr<RedisReplyPtr> Setup(RedisLink& link, const std::vector<std::string>& argv,
+                                    absl::string_view what) {
+  absl::StatusOr<RedisReplyPtr> r = link.Command(Views(argv));
+  if (!r.ok()) return r.status();
+  if ((*r)->type == REDIS_REPLY_ERROR) {
+    return ClassifyRedisError(what, absl::string_view((*r)->str, (*r)->len)).status;
+  }
+  return r;
 }
 
 // A HELLO reply's field `name` (RESP2: a flat array of names and values), or empty.
@@ -40,97 +49,291 @@ std::string HelloField(const redisReply* r, absl::string_view name) {
   return "";
 }
 
-}  // namespace
-
-absl::Status RedisTransportError(const redisContext* c, absl::string_view what) {
-  if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    return absl::DeadlineExceededError(absl::StrCat("redis: ", what, ": timed out"));
-  }
-  return absl::UnavailableError(absl::StrCat("redis: ", what, ": ", c->errstr));
+std::string NodesToString(const std::vector<RedisNode>& nodes) {
+  return absl::StrJoin(nodes, ",", [](std::string* out, const RedisNode& n) {
+    out->append(RedisEndpoint{n.host, n.port, ""}.ToString());
+  });
 }
 
-void RedisConnectionThread::Disconnect(Link& link) {
-  socket_fd_.store(-1);  // before the close, so a fork() child never closes a reused number
-  if (link.context != nullptr) redisFree(link.context);
-  link.context = nullptr;
-  link.shas.clear();
+}  // namespace
+
+RedisTopology TopologyOf(const RedisOptions& o) {
+  if (!o.cluster_nodes.empty()) return RedisTopology::kCluster;
+  if (!o.sentinel_master.empty()) return RedisTopology::kSentinel;
+  return RedisTopology::kStandalone;
+}
+
+std::string DescribeRedisServers(const RedisOptions& o) {
+  switch (TopologyOf(o)) {
+    case RedisTopology::kCluster:
+      return absl::StrCat("cluster ", NodesToString(o.cluster_nodes));
+    case RedisTopology::kSentinel:
+      return absl::StrCat("sentinel '", o.sentinel_master, "' ", NodesToString(o.sentinels));
+    case RedisTopology::kStandalone:
+      break;
+  }
+  return o.unix_socket.empty() ? RedisEndpoint{o.host, o.port, ""}.ToString() : o.unix_socket;
+}
+
+void RedisConnectionThread::Disconnect(Links& links) {
+  for (auto& [name, node] : links.nodes) {
+    if (node.link != nullptr) UntrackSocket(node.link->fd());  // before the close: see sockets_
+  }
+  links.nodes.clear();
+  links.slots = SlotMap();
   connected_ = false;
 }
 
-absl::Status RedisConnectionThread::Connect(Link& link) {
-  Disconnect(link);
-  redisContext* c =
-      options_.unix_socket.empty()
-          ? redisConnectWithTimeout(options_.host.c_str(), options_.port,
-                                    absl::ToTimeval(options_.connect_timeout))
-          : redisConnectUnixWithTimeout(options_.unix_socket.c_str(),
-                                        absl::ToTimeval(options_.connect_timeout));
-  if (c == nullptr) return absl::UnavailableError("redis: cannot connect: out of memory");
-  if (c->err) {
-    absl::Status s = absl::UnavailableError(absl::StrCat("redis: cannot connect: ", c->errstr));
-    redisFree(c);
-    return s;
-  }
-  socket_fd_.store(c->fd);
-  redisSetTimeout(c, absl::ToTimeval(options_.command_timeout + options_.connect_timeout));
-  // Runs one setup command; an error reply is classified, a null reply is a transport failure.
-  auto run = [&](const std::vector<std::string>& argv, redisReply** out) -> absl::Status {
-    redisReply* r = Command(c, argv);
-    if (r == nullptr) return RedisTransportError(c, argv[0]);
-    if (r->type == REDIS_REPLY_ERROR) {
-      absl::Status s = ClassifyRedisError(argv[0], absl::string_view(r->str, r->len)).status;
-      freeReplyObject(r);
-      return s;
-    }
-    if (out != nullptr) {
-      *out = r;
-    } else {
-      freeReplyObject(r);
-    }
-    return absl::OkStatus();
-  };
-  auto fail = [&](absl::Status s) {
-    socket_fd_.store(-1);
-    redisFree(c);
-    return s;
-  };
+absl::StatusOr<RedisConnectionThread::NodeLink> RedisConnectionThread::OpenDataNode(
+    const RedisEndpoint& at) {
+  absl::StatusOr<std::unique_ptr<RedisLink>> opened =
+      RedisLink::Open(at, options_.tls, options_.connect_timeout);
+  if (!opened.ok()) return opened.status();
+  NodeLink node;
+  node.link = *std::move(opened);
+  RedisLink& link = *node.link;
+  link.SetTimeout(options_.command_timeout + options_.connect_timeout);
+  const std::string where = at.ToString();
   if (!options_.password.empty()) {
     std::vector<std::string> auth = {"AUTH"};
     if (!options_.username.empty()) auth.push_back(options_.username);
     auth.push_back(options_.password);
-    if (absl::Status s = run(auth, nullptr); !s.ok()) return fail(s);
+    if (auto r = Setup(link, auth, "AUTH"); !r.ok()) return r.status();
   }
-  // What kind of server is this? A Sentinel or a replica cannot hold sluice's state. (Redis < 6
-  // has no HELLO, and an ACL may deny it: then the first write says READONLY, if it is one.)
-  redisReply* hello = nullptr;
-  absl::Status said = run({"HELLO", "2"}, &hello);
-  if (absl::IsPermissionDenied(said) && absl::StrContains(said.message(), "NOAUTH")) {
-    return fail(said);
-  }
-  if (hello != nullptr) {
-    const std::string mode = HelloField(hello, "mode");
-    const std::string role = HelloField(hello, "role");
-    freeReplyObject(hello);
+  // What kind of server is this? (Redis < 6 has no HELLO, and an ACL may deny it: then the
+  // first write says READONLY, if it is a replica.)
+  absl::StatusOr<RedisReplyPtr> hello = Setup(link, {"HELLO", "2"}, "HELLO");
+  if (!hello.ok()) {
+    if (IsTransportError(hello.status()) ||
+        (absl::IsPermissionDenied(hello.status()) &&
+         absl::StrContains(hello.status().message(), "NOAUTH"))) {
+      return hello.status();
+    }
+  } else {
+    const std::string mode = HelloField(hello->get(), "mode");
+    const std::string role = HelloField(hello->get(), "role");
     if (mode == "sentinel") {
-      return fail(absl::FailedPreconditionError(
-          "redis: the server is a Sentinel (HELLO mode=sentinel), which holds no data: point "
-          "the store at the master it monitors"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "redis ", where, ": the server is a Sentinel (HELLO mode=sentinel), which holds no "
+          "data: set RedisOptions.sentinel_master and sentinels (or a redis+sentinel:// URL) "
+          "to use the master it monitors"));
+    }
+    if (topology_ == RedisTopology::kCluster && mode != "cluster") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "redis ", where, ": RedisOptions.cluster_nodes names a server that is not a Redis "
+          "Cluster node (HELLO mode=", mode, "): use host and port for a standalone server"));
+    }
+    if (topology_ != RedisTopology::kCluster && mode == "cluster") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "redis ", where, ": the server is a Redis Cluster node (HELLO mode=cluster): list "
+          "the cluster's nodes in RedisOptions.cluster_nodes (or a redis+cluster:// URL)"));
     }
     if (role == "replica" || role == "slave") {
-      return fail(absl::FailedPreconditionError(
-          "redis: the server is a read-only replica (HELLO role=replica): point the store at "
-          "the master"));
+      if (topology_ == RedisTopology::kStandalone) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "redis ", where, ": the server is a read-only replica (HELLO role=replica): point "
+            "the store at the master"));
+      }
+      // A Sentinel or a slot map that named it master a moment ago: a failover is under way.
+      return absl::UnavailableError(absl::StrCat(
+          "redis ", where, ": named master but answers as a replica (a failover under way)"));
     }
-  } else if (!said.ok() && IsTransportError(said)) {
-    return fail(said);
   }
   if (options_.db != 0) {
-    if (absl::Status s = run({"SELECT", absl::StrCat(options_.db)}, nullptr); !s.ok()) {
-      return fail(s);
+    if (auto r = Setup(link, {"SELECT", absl::StrCat(options_.db)}, "SELECT"); !r.ok()) {
+      return r.status();
     }
   }
-  redisSetTimeout(c, absl::ToTimeval(options_.command_timeout));
-  link.context = c;
+  link.SetTimeout(options_.command_timeout);
+  return node;
+}
+
+absl::StatusOr<RedisEndpoint> RedisConnectionThread::ResolveSentinelMaster() {
+  absl::Status last = absl::UnavailableError("redis: no sentinel answered");
+  bool unknown = false;  // a sentinel answered that it knows no such master
+  for (size_t i = 0; i < options_.sentinels.size(); ++i) {
+    const RedisEndpoint at{options_.sentinels[i].host, options_.sentinels[i].port, ""};
+    const std::string which = absl::StrCat("sentinels[", i, "] ", at.ToString());
+    absl::StatusOr<std::unique_ptr<RedisLink>> link =
+        RedisLink::Open(at, options_.tls, options_.connect_timeout);
+    if (!link.ok()) {
+      if (!IsTransportError(link.status())) return link.status();  // TLS refused: loud
+      last = link.status();
+      continue;
+    }
+    (*link)->SetTimeout(options_.command_timeout + options_.connect_timeout);
+    if (!options_.sentinel_password.empty()) {
+      std::vector<std::string> auth = {"AUTH"};
+      if (!options_.sentinel_username.empty()) auth.push_back(options_.sentinel_username);
+      auth.push_back(options_.sentinel_password);
+      absl::StatusOr<RedisReplyPtr> r = Setup(**link, auth, "AUTH");
+      if (!r.ok() && !IsTransportError(r.status())) {
+        return absl::Status(r.status().code(),
+                            absl::StrCat(which, ": ", r.status().message(),
+                                         " (RedisOptions.sentinel_username / sentinel_password)"));
+      }
+      if (!r.ok()) {
+        last = r.status();
+        continue;
+      }
+    }
+    absl::StatusOr<RedisReplyPtr> r = Setup(
+        **link, {"SENTINEL", "get-master-addr-by-name", options_.sentinel_master}, "SENTINEL");
+    if (!r.ok()) {
+      if (IsTransportError(r.status())) {
+        last = r.status();
+        continue;
+      }
+      if (absl::IsPermissionDenied(r.status())) {
+        return absl::Status(r.status().code(),
+                            absl::StrCat(which, ": ", r.status().message(),
+                                         " (RedisOptions.sentinel_username / sentinel_password)"));
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("redis ", which, " is not a Sentinel (", r.status().message(), ")"));
+    }
+    const redisReply* reply = r->get();
+    if (reply->type == REDIS_REPLY_NIL) {
+      unknown = true;
+      continue;
+    }
+    int port = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        !absl::SimpleAtoi(absl::string_view(reply->element[1]->str, reply->element[1]->len),
+                          &port) ||
+        port < 1 || port > 65535) {
+      last = absl::InternalError(absl::StrCat("redis ", which, ": unexpected reply to SENTINEL "
+                                              "get-master-addr-by-name"));
+      continue;
+    }
+    return RedisEndpoint{std::string(reply->element[0]->str, reply->element[0]->len), port, ""};
+  }
+  if (unknown) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "redis: no sentinel knows a master named '", options_.sentinel_master,
+        "' (RedisOptions.sentinel_master; `SENTINEL masters` lists the names they watch)"));
+  }
+  return last;
+}
+
+RedisConnectionThread::NodeLink* RedisConnectionThread::NodeAt(Links& links,
+                                                               const RedisEndpoint& at,
+                                                               absl::Status* status) {
+  const std::string name = at.ToString();
+  if (auto it = links.nodes.find(name); it != links.nodes.end()) return &it->second;
+  if (links.nodes.size() >= kMaxTrackedSockets - 1) {
+    *status = absl::ResourceExhaustedError(
+        absl::StrCat("redis ", where_, ": more than ", kMaxTrackedSockets - 1, " masters"));
+    return nullptr;
+  }
+  absl::StatusOr<NodeLink> opened = OpenDataNode(at);
+  if (!opened.ok()) {
+    *status = opened.status();
+    return nullptr;
+  }
+  TrackSocket(opened->link->fd());
+  return &links.nodes.emplace(name, *std::move(opened)).first->second;
+}
+
+absl::Status RedisConnectionThread::RefreshSlots(Links& links) {
+  // Masters we hold a link to know the map best; the seeds are the fallback.
+  std::vector<RedisEndpoint> candidates;
+  for (const RedisEndpoint& m : links.slots.masters()) candidates.push_back(m);
+  for (const RedisNode& n : options_.cluster_nodes) candidates.push_back({n.host, n.port, ""});
+  absl::Status last = absl::UnavailableError("redis: no cluster node answered");
+  for (const RedisEndpoint& at : candidates) {
+    NodeLink* node = nullptr;
+    absl::optional<NodeLink> temporary;  // a seed that is not (or no longer) a master
+    if (auto it = links.nodes.find(at.ToString()); it != links.nodes.end()) {
+      node = &it->second;
+    } else {
+      absl::StatusOr<NodeLink> opened = OpenDataNode(at);
+      if (!opened.ok()) {
+        if (!IsTransportError(opened.status())) return opened.status();
+        last = opened.status();
+        continue;
+      }
+      temporary = *std::move(opened);
+      node = &*temporary;
+    }
+    absl::StatusOr<RedisReplyPtr> r = Setup(*node->link, {"CLUSTER", "SLOTS"}, "CLUSTER SLOTS");
+    if (!r.ok()) {
+      if (!IsTransportError(r.status()) && !absl::IsInternal(r.status())) return r.status();
+      last = r.status();
+      continue;
+    }
+    absl::StatusOr<SlotMap> map = SlotMap::FromClusterSlots(**r, at);
+    if (!map.ok()) {
+      last = map.status();
+      continue;
+    }
+    if (map->uncovered() == kClusterSlots) {
+      last = absl::UnavailableError(
+          absl::StrCat("redis ", at.ToString(), ": the cluster serves no slot yet"));
+      continue;
+    }
+    links.slots = *std::move(map);
+    if (temporary.has_value()) {
+      for (const RedisEndpoint& m : links.slots.masters()) {
+        if (m == at) {
+          TrackSocket(temporary->link->fd());
+          links.nodes.emplace(at.ToString(), *std::move(temporary));
+          break;
+        }
+      }
+    }
+    // Links to servers that are no longer masters go (a demoted master answers READONLY).
+    for (auto it = links.nodes.begin(); it != links.nodes.end();) {
+      bool master = false;
+      for (const RedisEndpoint& m : links.slots.masters()) master |= m.ToString() == it->first;
+      if (!master) {
+        UntrackSocket(it->second.link->fd());
+        links.nodes.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    return absl::OkStatus();
+  }
+  return last;
+}
+
+absl::Status RedisConnectionThread::Connect(Links& links) {
+  Disconnect(links);
+  absl::Status status;
+  switch (topology_) {
+    case RedisTopology::kStandalone: {
+      const RedisEndpoint at{options_.host, options_.port, options_.unix_socket};
+      NodeAt(links, at, &status);
+      break;
+    }
+    case RedisTopology::kSentinel: {
+      absl::StatusOr<RedisEndpoint> master = ResolveSentinelMaster();
+      if (!master.ok()) {
+        status = master.status();
+      } else {
+        NodeAt(links, *master, &status);
+      }
+      break;
+    }
+    case RedisTopology::kCluster: {
+      status = RefreshSlots(links);
+      // Every master at once: a link that cannot be opened is an outage of its slots, which
+      // (like any transport failure) sends the whole store to the failure mode until the
+      // cluster has failed over and the map names a master that answers.
+      for (size_t i = 0; status.ok() && i < links.slots.masters().size(); ++i) {
+        const RedisEndpoint at = links.slots.masters()[i];
+        NodeAt(links, at, &status);
+      }
+      break;
+    }
+  }
+  if (!status.ok()) {
+    Disconnect(links);
+    return status;
+  }
   connected_ = true;
   connects_.fetch_add(1, std::memory_order_relaxed);
   {
@@ -144,20 +347,36 @@ absl::Status RedisConnectionThread::Connect(Link& link) {
   return absl::OkStatus();
 }
 
-absl::Status RedisConnectionThread::LoadScript(Link& link, const std::string* script) {
+absl::Status RedisConnectionThread::LoadScript(NodeLink& node, const std::string* script) {
   script_loads_.fetch_add(1, std::memory_order_relaxed);
-  redisReply* r = Command(link.context, {"SCRIPT", "LOAD", *script});
-  if (r == nullptr) return RedisTransportError(link.context, "SCRIPT LOAD");
-  absl::Status s;
-  if (r->type == REDIS_REPLY_STRING) {
-    link.shas[script] = std::string(r->str, r->len);
-  } else if (r->type == REDIS_REPLY_ERROR) {
-    s = ClassifyRedisError("SCRIPT LOAD", absl::string_view(r->str, r->len)).status;
-  } else {
-    s = absl::InternalError("redis: SCRIPT LOAD: unexpected reply");
+  absl::StatusOr<RedisReplyPtr> r = node.link->Command({"SCRIPT", "LOAD", *script});
+  if (!r.ok()) return r.status();
+  if ((*r)->type == REDIS_REPLY_STRING) {
+    node.shas[script] = std::string((*r)->str, (*r)->len);
+    return absl::OkStatus();
   }
-  freeReplyObject(r);
-  return s;
+  if ((*r)->type == REDIS_REPLY_ERROR) {
+    return ClassifyReply("SCRIPT LOAD", absl::string_view((*r)->str, (*r)->len)).status;
+  }
+  return absl::InternalError("redis: SCRIPT LOAD: unexpected reply");
+}
+
+RedisError RedisConnectionThread::ClassifyReply(absl::string_view command,
+                                                absl::string_view error) const {
+  const bool readonly = absl::StartsWith(error, "READONLY");
+  if (topology_ == RedisTopology::kCluster &&
+      (readonly || absl::StartsWith(error, "CLUSTERDOWN"))) {
+    return {absl::UnavailableError(absl::StrCat("redis: ", command, ": ", error,
+                                                "; the cluster is reconfiguring")),
+            true};
+  }
+  if (topology_ == RedisTopology::kSentinel && readonly) {
+    return {absl::UnavailableError(absl::StrCat("redis: ", command, ": ", error,
+                                                "; the master stepped down: asking the "
+                                                "sentinels again")),
+            true};
+  }
+  return ClassifyRedisError(command, error);
 }
 
 }  // namespace internal

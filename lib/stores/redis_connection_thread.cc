@@ -59,12 +59,13 @@ absl::Status Fresh(const absl::Status& s) { return absl::Status(s.code(), s.mess
 RedisConnectionThread::RedisConnectionThread(const RedisOptions& options)
     : options_(options),
       // Escaped: a host name of any bytes must not write control characters into a log.
-      where_(absl::CHexEscape(options.unix_socket.empty()
-                                  ? absl::StrCat(options.host, ":", options.port)
-                                  : options.unix_socket)),
+      topology_(TopologyOf(options)),
+      where_(absl::CHexEscape(DescribeRedisServers(options))),
       fork_hooks_(std::make_unique<ForkHooks>([this] { LockForFork(); },
                                               [this] { UnlockAfterFork(false); },
-                                              [this] { UnlockAfterFork(true); })) {}
+                                              [this] { UnlockAfterFork(true); })) {
+  for (auto& fd : sockets_) fd.store(-1, std::memory_order_relaxed);
+}
 
 RedisConnectionThread::~RedisConnectionThread() {
   fork_hooks_.reset();  // no fork() hook may run on a half-destroyed object
@@ -99,16 +100,33 @@ void RedisConnectionThread::UnlockAfterFork(bool in_child) {
     (void)new std::deque<RedisCommand>(std::move(deferred_));
     queue_.clear();
     deferred_.clear();
-    // The link itself lives on the parent thread's stack, possibly mid-update: only our copy of
-    // its socket is closed, so the child cannot write into the parent's connection and the
+    // The links themselves live on the parent thread's stack, possibly mid-update: only our
+    // copies of their sockets are closed, so the child cannot write into the parent's connection and the
     // server sees the connection end when the parent closes it.
-    const int fd = socket_fd_.exchange(-1);
-    if (fd >= 0) close(fd);
+    for (auto& socket : sockets_) {
+      const int fd = socket.exchange(-1);
+      if (fd >= 0) close(fd);
+    }
     connected_ = false;
     breaker_open_until_ = 0;
     breaker_status_ = absl::OkStatus();
   }
   mu_.unlock();
+}
+
+void RedisConnectionThread::TrackSocket(int fd) {
+  for (auto& socket : sockets_) {
+    int free = -1;
+    if (socket.compare_exchange_strong(free, fd)) return;
+  }
+  // Untracked: a fork() child keeps a copy of this socket open (harmless: it never writes).
+}
+
+void RedisConnectionThread::UntrackSocket(int fd) {
+  for (auto& socket : sockets_) {
+    int mine = fd;
+    if (socket.compare_exchange_strong(mine, -1)) return;
+  }
 }
 
 bool RedisConnectionThread::BreakerOpenLocked() const {
@@ -214,7 +232,101 @@ void RedisConnectionThread::NoteConfigError(const absl::Status& status) {
   config_log_.Log(LogLevel::kError, message);
 }
 
-void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& batch) {
+void RedisConnectionThread::ExecuteBatch(Links& links, std::vector<RedisCommand>& batch) {
+  std::vector<Redirected> redirected;
+  if (topology_ != RedisTopology::kCluster) {
+    ExecuteOn(links, links.nodes.begin()->second, batch, /*asking=*/false, redirected);
+    return;  // nothing is redirected off a Cluster
+  }
+  // Cluster: one pipeline per master, by the slot of each command's (hash-tagged) keys.
+  std::vector<std::vector<RedisCommand>> by_master(links.slots.masters().size());
+  for (auto& command : batch) {
+    const int slot = KeySlot(command.call.keys.empty() ? "" : command.call.keys[0]);
+    const int owner = links.slots.OwnerOf(slot);
+    if (owner < 0) {  // between a failure and its failover, or a cluster being formed
+      FailOrKeep(std::move(command),
+                 absl::UnavailableError(absl::StrCat("redis ", where_, ": no master serves slot ",
+                                                     slot, " (CLUSTERDOWN)")));
+      continue;
+    }
+    by_master[owner].push_back(std::move(command));
+  }
+  batch.clear();
+  const std::vector<RedisEndpoint> masters = links.slots.masters();  // links may change below
+  for (size_t i = 0; i < by_master.size(); ++i) {
+    if (by_master[i].empty()) continue;
+    absl::Status status = absl::UnavailableError(
+        absl::StrCat("redis ", where_, ": the connection was lost"));  // by an earlier pipeline
+    NodeLink* node = links.connected() ? NodeAt(links, masters[i], &status) : nullptr;
+    if (node == nullptr) {  // nothing was sent
+      if (links.connected() && IsTransportError(status)) {
+        Disconnect(links);
+        OpenBreaker(status);
+      } else if (!IsTransportError(status)) {
+        NoteConfigError(status);
+      }
+      for (auto& command : by_master[i]) FailOrKeep(std::move(command), status);
+      continue;
+    }
+    ExecuteOn(links, *node, by_master[i], /*asking=*/false, redirected);
+  }
+  FollowRedirections(links, std::move(redirected));
+}
+
+void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirected> redirected) {
+  if (redirected.empty()) return;
+  bool moved = false;
+  for (const auto& r : redirected) moved |= !r.to.ask;
+  if (moved && links.connected()) {
+    // The map is stale: read it again (a failure leaves the old one, which MOVED corrects).
+    if (absl::Status s = RefreshSlots(links); !s.ok() && !IsTransportError(s)) {
+      NoteConfigError(s);
+    }
+  }
+  std::vector<RedisCommand> again;
+  std::vector<Redirected> asked;
+  for (auto& r : redirected) {
+    RedisCommand& command = r.command;
+    if (++command.redirections > kMaxRedirections) {
+      FailOrKeep(std::move(command),
+                 absl::UnavailableError(absl::StrCat(
+                     "redis ", where_, ": slot ", r.to.slot, " still moving after ",
+                     kMaxRedirections, " redirections (a resharding under way)")));
+    } else if (!links.connected()) {
+      FailOrKeep(std::move(command),
+                 absl::UnavailableError(absl::StrCat("redis ", where_, ": the connection was "
+                                                     "lost")));
+    } else if (!r.to.ask) {
+      links.slots.Assign(r.to.slot, r.to.to);  // MOVED is newer than any map
+      again.push_back(std::move(command));
+    } else {
+      asked.push_back(std::move(r));
+    }
+  }
+  if (!again.empty()) ExecuteBatch(links, again);
+  // ASK: this command only, on the importing node, after ASKING; the map stays.
+  for (auto& r : asked) {
+    absl::Status status = absl::UnavailableError(
+        absl::StrCat("redis ", where_, ": the connection was lost"));
+    NodeLink* node = links.connected() ? NodeAt(links, r.to.to, &status) : nullptr;
+    if (node == nullptr) {
+      if (!IsTransportError(status)) NoteConfigError(status);
+      FailOrKeep(std::move(r.command), status);
+      continue;
+    }
+    std::vector<RedisCommand> one;
+    one.push_back(std::move(r.command));
+    std::vector<Redirected> further;
+    ExecuteOn(links, *node, one, /*asking=*/true, further);
+    FollowRedirections(links, std::move(further));
+  }
+}
+
+// After Disconnect(links), `node` is gone: nothing below touches it past that point.
+void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
+                                      std::vector<RedisCommand>& batch, bool asking,
+                                      std::vector<Redirected>& redirected) {
+  const RedisEndpoint answered = node.link->endpoint();
   // What the connection's state becomes after this batch (at most one breaker).
   absl::Status breaker;
   auto note_breaker = [&](const absl::Status& s) {
@@ -236,8 +348,8 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
     absl::Status loaded;
     if (auto f = failed.find(script); f != failed.end()) {
       loaded = f->second;
-    } else if (!link.shas.contains(script)) {
-      loaded = LoadScript(link, script);
+    } else if (!node.shas.contains(script)) {
+      loaded = LoadScript(node, script);
       if (!loaded.ok()) {
         failed[script] = loaded;
         if (!IsTransportError(loaded)) NoteConfigError(loaded);
@@ -248,7 +360,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
       continue;
     }
     if (IsTransportError(loaded)) {
-      Disconnect(link);
+      Disconnect(links);
       OpenBreaker(loaded);
       for (auto& c : batch) {
         if (c.reply != nullptr) FailOrKeep(std::move(c), loaded);
@@ -264,7 +376,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
   }
   batch.clear();
   if (!breaker.ok()) {  // scripts cannot run on this connection: nothing else is sent
-    Disconnect(link);
+    Disconnect(links);
     OpenBreaker(breaker);
     for (auto& c : ready) FailOrKeep(std::move(c), breaker);
     complete_failed();
@@ -272,14 +384,13 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
   }
   // 2. Pipeline: every command is written before the first reply is read.
   for (const auto& command : ready) {
-    const std::string& sha = link.shas[command.call.script];
-    std::vector<const char*> argv = {"EVALSHA", sha.c_str()};
-    std::vector<size_t> lens = {7, sha.size()};
+    if (asking) node.link->Append({"ASKING"});
+    const std::string& sha = node.shas[command.call.script];
     const std::string nkeys = absl::StrCat(command.call.keys.size());
-    argv.push_back(nkeys.c_str()), lens.push_back(nkeys.size());
-    for (const auto& k : command.call.keys) argv.push_back(k.data()), lens.push_back(k.size());
-    for (const auto& a : command.call.args) argv.push_back(a.data()), lens.push_back(a.size());
-    redisAppendCommandArgv(link.context, static_cast<int>(argv.size()), argv.data(), lens.data());
+    std::vector<absl::string_view> argv = {"EVALSHA", sha, nkeys};
+    for (const auto& k : command.call.keys) argv.push_back(k);
+    for (const auto& a : command.call.args) argv.push_back(a);
+    node.link->Append(argv);
   }
   if (ready.size() > 1) pipelined_.fetch_add(ready.size(), std::memory_order_relaxed);
   // 3. The replies, in order.
@@ -292,10 +403,10 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
                     {std::numeric_limits<int64_t>::max(), std::nullopt}});
   };
   for (size_t i = 0; i < ready.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(link.context, &raw) != REDIS_OK || raw == nullptr) {
-      const absl::Status lost = RedisTransportError(link.context, "EVALSHA");
-      Disconnect(link);
+    absl::StatusOr<RedisReplyPtr> got = node.link->GetReply();
+    if (got.ok() && asking) got = node.link->GetReply();  // ASKING's +OK came first
+    if (!got.ok()) {
+      const absl::Status lost = got.status();
       note_breaker(lost);
       // Written, unanswered: each may or may not have run. Undo what can be undone; send again
       // what must be delivered (it is safe to run twice); fail the rest.
@@ -305,17 +416,20 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
       }
       break;
     }
-    auto* reply = static_cast<redisReply*>(raw);
+    const redisReply* reply = got->get();
     RedisCommand& command = ready[i];
     if (reply->type == REDIS_REPLY_ERROR) {
       const absl::string_view text(reply->str, reply->len);
       if (absl::StartsWith(text, "NOSCRIPT")) {
         reload.push_back(std::move(command));
-        freeReplyObject(reply);
         continue;
       }
-      const RedisError error = ClassifyRedisError("EVALSHA", text);
-      freeReplyObject(reply);
+      Redirection to;
+      if (topology_ == RedisTopology::kCluster && ParseRedirection(text, answered, &to)) {
+        redirected.push_back({std::move(command), std::move(to)});  // it did not run
+        continue;
+      }
+      const RedisError error = ClassifyReply("EVALSHA", text);
       if (IsTransportError(error.status)) {  // LOADING, BUSY, ...: it did not run
         note_breaker(error.status);
         failed_commands.emplace_back(std::move(command), error.status);
@@ -330,7 +444,6 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
     commands_.fetch_add(1, std::memory_order_relaxed);
     std::vector<std::string> strings;
     absl::StatusOr<std::vector<int64_t>> result = Values(reply, &strings);
-    freeReplyObject(reply);
     if (!result.ok()) {
       failures_.fetch_add(1, std::memory_order_relaxed);
       NoteConfigError(result.status());
@@ -346,7 +459,7 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
                        "mode until it answers again (retrying every ",
                        absl::FormatDuration(options_.reconnect_interval), ")"));
     }
-    Disconnect(link);
+    Disconnect(links);  // `node` is gone from here on
     OpenBreaker(breaker);
   }
   complete_failed();
@@ -354,21 +467,21 @@ void RedisConnectionThread::ExecuteBatch(Link& link, std::vector<RedisCommand>& 
     MutexLock lock(&mu_);
     for (auto& c : undo) KeepLocked(std::move(c));
   }
-  if (!reload.empty() && link.context == nullptr) {  // they did not run
+  if (!reload.empty() && !links.connected()) {  // they did not run
     for (auto& c : reload) FailOrKeep(std::move(c), breaker);
     return;
   }
   if (!reload.empty()) {
-    link.shas.clear();
-    ExecuteBatch(link, reload);  // reloads the scripts, then runs these once more
+    node.shas.clear();
+    ExecuteOn(links, node, reload, asking, redirected);  // reloads the scripts, runs these again
   }
 }
 
 void RedisConnectionThread::Run() {
-  Link link;  // this thread's connection: on its stack, so a fork() child never touches it
+  Links links;  // this thread's connections: on its stack, so a fork() child never touches them
   std::unique_lock<Mutex> lock(mu_);
   while (!stop_) {
-    if (link.context == nullptr) {
+    if (!links.connected()) {
       const int64_t until = breaker_open_until_.load();
       if (until != 0 && Now() < until) {
         // Unreachable: try again every reconnect_interval, whether or not anyone is waiting, so
@@ -381,7 +494,7 @@ void RedisConnectionThread::Run() {
         continue;
       }
       lock.unlock();
-      absl::Status connected = Connect(link);
+      absl::Status connected = Connect(links);
       if (!connected.ok()) {
         if (IsTransportError(connected)) {
           if (!unreachable_logged_.exchange(true)) {
@@ -428,11 +541,11 @@ void RedisConnectionThread::Run() {
         if (MustDeliver(command)) retried_.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    ExecuteBatch(link, batch);
+    ExecuteBatch(links, batch);
     lock.lock();
   }
   lock.unlock();
-  Disconnect(link);
+  Disconnect(links);
 }
 
 }  // namespace internal

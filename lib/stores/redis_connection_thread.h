@@ -1,15 +1,20 @@
-// Internal: the background thread that owns a RedisStore's connection (see sluice/redis_store.h).
+// Internal: the background thread that owns a RedisStore's connections (see sluice/redis_store.h).
 //
-// What belongs to whom matters for fork(): the connection (hiredis context, loaded script SHAs)
-// is the thread's alone and lives on its stack (`Link` in Run()), so a child of fork(), which
-// has no such thread, never touches a socket buffer that the thread was resizing at the instant
-// of the fork. Everything callers share (the queues, the breaker) is guarded by `mu_`, which the
-// fork hooks hold across fork(), so the child sees it consistent and resets it.
+// One thread per store, whatever the topology: a standalone server or the master a Sentinel
+// group names (one link), or every master of a Redis Cluster (one link each, commands routed by
+// their keys' slot, MOVED and ASK followed). Each batch of queued commands is pipelined per link.
+//
+// What belongs to whom matters for fork(): the connections (links, loaded script SHAs, the slot
+// map) are the thread's alone and live on its stack (`Links` in Run()), so a child of fork(),
+// which has no such thread, never touches a socket buffer that the thread was resizing at the
+// instant of the fork. Everything callers share (the queues, the breaker) is guarded by `mu_`,
+// which the fork hooks hold across fork(), so the child sees it consistent and resets it.
 #ifndef SLUICE_LIB_REDIS_CONNECTION_THREAD_H_
 #define SLUICE_LIB_REDIS_CONNECTION_THREAD_H_
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -22,14 +27,16 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "base/fork_hooks.h"
 #include "base/log.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_errors.h"
+#include "stores/redis_link.h"
 #include "stores/redis_scripts.h"
-
-struct redisContext;
+#include "stores/redis_slots.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -39,11 +46,15 @@ struct RedisCommand {
   ScriptCall call;
   std::shared_ptr<PendingReply> reply;
   Delivery delivery;
+  int redirections = 0;  // MOVED / ASK followed so far (Redis Cluster)
 };
 
-// The transport failure hiredis reports on `c` (after a null reply or REDIS_ERR): DeadlineExceeded
-// for a timeout, else Unavailable.
-absl::Status RedisTransportError(const redisContext* c, absl::string_view what);
+// Which servers a store talks to (sluice/redis_store.h, RedisOptions).
+enum class RedisTopology { kStandalone, kSentinel, kCluster };
+RedisTopology TopologyOf(const RedisOptions& options);
+// The servers `options` name, for messages: "host:port", a socket path, "sentinel 'name' h:p,..."
+// or "cluster h:p,...". Not escaped.
+std::string DescribeRedisServers(const RedisOptions& options);
 
 class RedisConnectionThread {
  public:
@@ -65,10 +76,28 @@ class RedisConnectionThread {
   void NoteConfigError(const absl::Status& status);
 
  private:
-  // The connection; owned by Run(), on the thread's stack.
-  struct Link {
-    redisContext* context = nullptr;
+  // A Redis Cluster command redirected (MOVED, ASK) to another node: it did not run.
+  struct Redirected {
+    RedisCommand command;
+    Redirection to;
+  };
+  // How often one command may be redirected before it fails (Unavailable: a resharding that
+  // keeps moving its slot).
+  static constexpr int kMaxRedirections = 5;
+  // Sockets a fork() child closes its copies of, at most (a Cluster's masters, plus a seed).
+  static constexpr int kMaxTrackedSockets = 256;
+
+  // One server's connection and the scripts loaded on it.
+  struct NodeLink {
+    std::unique_ptr<RedisLink> link;
     absl::flat_hash_map<const std::string*, std::string> shas;  // loaded scripts
+  };
+  // The connections; owned by Run(), on the thread's stack. Connected when `nodes` is not
+  // empty: the one server (standalone, Sentinel), or every master of the slot map (Cluster).
+  struct Links {
+    absl::node_hash_map<std::string, NodeLink> nodes;  // by RedisEndpoint::ToString()
+    SlotMap slots;                                     // Cluster only
+    bool connected() const { return !nodes.empty(); }
   };
 
   // fork() hooks: hold the lock across fork; the child forgets the parent's thread, queues and
@@ -77,13 +106,38 @@ class RedisConnectionThread {
   void UnlockAfterFork(bool in_child);
 
   void Run();
-  // Connects and checks the server (AUTH, HELLO: not a Sentinel nor a replica, SELECT). In
-  // redis_connect.cc, with Disconnect and LoadScript.
-  absl::Status Connect(Link& link);
-  void Disconnect(Link& link);
-  // SCRIPT LOAD on the link. The error as classified (see redis_errors.h) on failure.
-  absl::Status LoadScript(Link& link, const std::string* script);
-  void ExecuteBatch(Link& link, std::vector<RedisCommand>& batch);
+  // Connects and checks the servers: the one standalone server, or the master the sentinels
+  // name, or the Cluster's slot map and every master in it. In redis_connect.cc, with the
+  // functions below up to LoadScript.
+  absl::Status Connect(Links& links);
+  void Disconnect(Links& links);
+  // Opens a link to a data node and checks it: AUTH, HELLO (the kind of server the topology
+  // expects, a master), SELECT.
+  absl::StatusOr<NodeLink> OpenDataNode(const RedisEndpoint& at);
+  // Asks the sentinels, in order, for the master of `sentinel_master`.
+  absl::StatusOr<RedisEndpoint> ResolveSentinelMaster();
+  // Reads the slot map from a connected master or else a seed, into `links.slots`.
+  absl::Status RefreshSlots(Links& links);
+  // The link to `at` (a Cluster master), opened if need be; nullptr with `*status` on failure.
+  NodeLink* NodeAt(Links& links, const RedisEndpoint& at, absl::Status* status);
+  // SCRIPT LOAD on the node. The error as classified (see redis_errors.h) on failure.
+  absl::Status LoadScript(NodeLink& node, const std::string* script);
+  // An error reply, classified for this topology: a Cluster's CLUSTERDOWN, or READONLY from a
+  // Cluster node or a Sentinel-named master (it stepped down), mean "reconfiguring": transient.
+  RedisError ClassifyReply(absl::string_view command, absl::string_view error) const;
+
+  // Routes each command to its node (Cluster: by slot) and runs it there, following
+  // redirections.
+  void ExecuteBatch(Links& links, std::vector<RedisCommand>& batch);
+  // Runs `batch` on `node` in one pipeline (each command preceded by ASKING when `asking`);
+  // redirected commands go to `redirected`.
+  void ExecuteOn(Links& links, NodeLink& node, std::vector<RedisCommand>& batch, bool asking,
+                 std::vector<Redirected>& redirected);
+  void FollowRedirections(Links& links, std::vector<Redirected> redirected);
+
+  // Sockets open on the thread, so that a fork() child can close its copies.
+  void TrackSocket(int fd);
+  void UntrackSocket(int fd);
 
   // Opens the breaker for a reconnect interval: callers fail fast with `why` meanwhile.
   void OpenBreaker(const absl::Status& why);
@@ -94,7 +148,8 @@ class RedisConnectionThread {
   void FailOrKeep(RedisCommand command, const absl::Status& status);
   void KeepLocked(RedisCommand command);
   const RedisOptions options_;
-  const std::string where_;  // "host:port" or the socket path, for messages
+  const RedisTopology topology_;
+  const std::string where_;  // "host:port", the socket path, "sentinel ...", "cluster ...": logs
   mutable Mutex mu_;
   // Held by pointer: a child of fork() must replace it (see UnlockAfterFork).
   std::unique_ptr<std::condition_variable_any> cv_ = std::make_unique<std::condition_variable_any>();
@@ -106,7 +161,7 @@ class RedisConnectionThread {
   std::unique_ptr<std::thread> thread_;
   pid_t owner_pid_ = 0;  // the process the thread belongs to
 
-  std::atomic<int> socket_fd_{-1};               // the link's socket, for a fork() child to close
+  std::array<std::atomic<int>, kMaxTrackedSockets> sockets_;  // -1 = free; see TrackSocket
   std::atomic<int64_t> breaker_open_until_{0};   // steady nanoseconds; 0 = closed
   std::atomic<bool> connected_{false};
   std::atomic<bool> unreachable_logged_{false};  // a "reconnected" message is due

@@ -62,8 +62,8 @@ RedisError ClassifyRedisError(absl::string_view command, absl::string_view error
   }
   if (code == "MOVED" || code == "ASK" || code == "CROSSSLOT" || code == "CLUSTERDOWN") {
     return Make(StatusCode::kFailedPrecondition, command, error,
-                "this server is a Redis Cluster node and the key's slot lives elsewhere: sluice "
-                "talks to one standalone server (or a cluster proxy)",
+                "this server is a Redis Cluster node: list the cluster's nodes in "
+                "RedisOptions.cluster_nodes (or use a redis+cluster:// URL)",
                 false);
   }
   if (code == "ERR" && (absl::StrContains(error, "unknown command") ||

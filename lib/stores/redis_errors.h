@@ -28,7 +28,8 @@ struct RedisError {
 // Classifies the error reply `error` (its text, starting with the error code) to `command`:
 //   PermissionDenied    NOAUTH, WRONGPASS, NOPERM, a failed AUTH, a script denied a key;
 //   FailedPrecondition  READONLY (a replica), MOVED / ASK / CROSSSLOT / CLUSTERDOWN (a Redis
-//                       Cluster node: sluice needs one standalone server or a proxy), an unknown
+//                       Cluster node where a standalone server was expected; a store in Cluster
+//                       mode follows MOVED/ASK and reclassifies CLUSTERDOWN first), an unknown
 //                       command (a Sentinel, or EVALSHA/SCRIPT renamed away), WRONGTYPE (another
 //                       application's data under the key prefix), a database that does not exist;
 //   ResourceExhausted   OOM (maxmemory reached with a noeviction policy);
