@@ -51,7 +51,8 @@ endif()
 target_link_libraries(sluice_layer_settings INTERFACE
   absl::status absl::statusor absl::synchronization absl::time absl::flat_hash_map
   absl::strings absl::function_ref absl::int128 absl::str_format
-  PkgConfig::XXHASH PkgConfig::HIREDIS simdjson::simdjson Threads::Threads)
+  PkgConfig::XXHASH PkgConfig::HIREDIS OpenSSL::SSL OpenSSL::Crypto simdjson::simdjson
+  Threads::Threads)
 
 set(SLUICE_LAYERS "")
 

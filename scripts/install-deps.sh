@@ -12,6 +12,8 @@ debian_packages=(
   build-essential cmake ninja-build pkg-config git
   libabsl-dev          # Status/StatusOr, Mutex, flat_hash_map, Duration
   libhiredis-dev       # Redis client (cluster scope)
+  libssl-dev           # OpenSSL 3: TLS to Redis (Debian's hiredis 0.14 has none)
+  openssl              # the openssl CLI: the TLS tests make their certificates with it
   libxxhash-dev        # XXH3 key hashing (private to lib/)
   libsimdjson-dev      # JSON request / usage parsing
   libyaml-cpp-dev      # policy files (sluice/policy.h): YAML with line marks for errors; JSON is YAML

@@ -57,6 +57,14 @@ class RedisLink {
   //                                    says why, e.g. "unable to get local issuer certificate" or
   //                                    a name mismatch), the server does not speak TLS, or the
   //                                    CA / client certificate / key file cannot be read
+  //   InvalidArgument                  a malformed endpoint (empty or NUL in host, port outside
+  //                                    [1, 65535], socket path over 107 bytes), only one of
+  //                                    cert_file / key_file, or TLS over a Unix socket (Redis
+  //                                    serves TLS on TCP only)
+  // Messages start with "redis <endpoint>: " (e.g. "redis 127.0.0.1:6380: TLS: certificate verify
+  // failed: unable to get local issuer certificate"). A host name is resolved with getaddrinfo,
+  // which the timeout does not bound (an IP literal resolves at once). TLS client contexts are
+  // shared between links with the same options (lib/stores/redis_tls.h). Safe in a fork() child.
   static absl::StatusOr<std::unique_ptr<RedisLink>> Open(const RedisEndpoint& at,
                                                           const RedisTlsOptions& tls,
                                                           absl::Duration timeout);
@@ -64,15 +72,18 @@ class RedisLink {
   RedisLink(const RedisLink&) = delete;
   RedisLink& operator=(const RedisLink&) = delete;
 
-  // How long one read or write may block from now on. REQUIRES: timeout > 0.
+  // How long one GetReply (its write and its read together) may block from now on.
+  // REQUIRES: timeout > 0. Default: Open's timeout.
   void SetTimeout(absl::Duration timeout);
 
-  // Formats `argv` as one command and queues it; nothing is written yet.
+  // Formats `argv` as one command and queues it; nothing is written yet. REQUIRES: !argv.empty().
   void Append(const std::vector<absl::string_view>& argv);
   // Writes whatever is queued, then reads one reply: the oldest unanswered command's. A server
   // error reply is a reply (type REDIS_REPLY_ERROR), not an error. Errors: Unavailable (closed,
-  // reset, a protocol error) or DeadlineExceeded (the timeout passed); after one, the link is
-  // broken and every later call fails the same way.
+  // reset, a protocol error) or DeadlineExceeded (the timeout passed), or FailedPrecondition
+  // when the server refuses the connection by a TLS alert (with TLS 1.3 a missing or rejected
+  // client certificate shows on the first read, not in Open) or answers a plain link in TLS;
+  // after one, the link is broken and every later call fails the same way. Never raises SIGPIPE.
   absl::StatusOr<RedisReplyPtr> GetReply();
   // Append, then GetReply.
   absl::StatusOr<RedisReplyPtr> Command(const std::vector<absl::string_view>& argv);
