@@ -2,7 +2,8 @@
 server. Every server is a LocalRedis (loopback, no persistence, stopped with its parent).
 
     with LocalRedisCluster(masters=3, replicas_per_master=1) as cluster:
-        client = redis.cluster.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster.seeds])
+        seeds = [ClusterNode(host, port) for host, port in cluster.seeds]
+        client = redis.cluster.RedisCluster(startup_nodes=seeds)
     with LocalSentinelGroup() as group:
         master = redis.sentinel.Sentinel(group.sentinels).master_for(group.service)
     with local_tls_redis() as tls:
@@ -42,7 +43,7 @@ def _crc16_xmodem(data: bytes) -> int:
 
 
 def key_slot(key: str | bytes) -> int:
-    """The key's hash slot: CRC16 of its hash tag (the first non-empty {...}) or of the whole key."""
+    """The key's hash slot: CRC16 of its hash tag (the first {...}, if not empty) or of the key."""
     data = key.encode() if isinstance(key, str) else key
     start = data.find(b"{")
     if start != -1:
@@ -65,6 +66,11 @@ def _wait_until(what: str, timeout: float, probe) -> float:
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"redis_topologies: {what} not reached within {timeout} s")
         time.sleep(0.02)
+
+
+def _auth_args(password: str | None) -> list[str]:
+    # requirepass guards the node; masterauth lets its replicas (and it, as a replica) sync.
+    return ["--requirepass", password, "--masterauth", password] if password else []
 
 
 def _free_ports(count: int) -> list[int]:
@@ -120,7 +126,7 @@ class LocalRedisCluster:
         self._dir = tempfile.mkdtemp(prefix="sluice-cluster-")
         total = self.masters * (1 + self.replicas_per_master)
         ports = _free_ports(2 * total)
-        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
+        auth = _auth_args(self.password)
         for i in range(total):
             port, bus = ports[2 * i], ports[2 * i + 1]
             args = ["--cluster-enabled", "yes",
@@ -144,7 +150,8 @@ class LocalRedisCluster:
             lo, hi = self.slot_range(m)
             self.client(m).execute_command("CLUSTER ADDSLOTSRANGE", lo, hi)
         for i in range(1, total):
-            self.client(0).execute_command("CLUSTER MEET", "127.0.0.1", ports[2 * i], ports[2 * i + 1])
+            port, bus = ports[2 * i], ports[2 * i + 1]
+            self.client(0).execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
         _wait_until("every node knows every node", self._timeout,
                     lambda: all(self._known_nodes(i) == total for i in range(total)))
         for m in range(self.masters):
@@ -201,6 +208,15 @@ class LocalRedisCluster:
     @staticmethod
     def key_slot(key: str | bytes) -> int:
         return key_slot(key)
+
+    def current_masters(self) -> list[int]:
+        """Node index of the master serving each formation slot range now (by range)."""
+        return [self.master_for_slot(self.slot_range(m)[0]) for m in range(self.masters)]
+
+    def shard_of_slot(self, slot: int) -> int:
+        """The formation slot range (0..masters-1) that holds `slot`."""
+        return next(m for m in range(self.masters)
+                    if self.slot_range(m)[0] <= slot <= self.slot_range(m)[1])
 
     def master_for_slot(self, slot: int) -> int:
         """The node index the cluster says serves `slot` now (asked of a running node)."""
@@ -335,8 +351,8 @@ class LocalSentinelGroup:
 
     def _start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="sluice-sentinel-")
-        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
-        auth += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
+        # The replica syncs at once, not after the default 5 s.
+        auth = _auth_args(self.password) + ["--repl-diskless-sync-delay", "0"]
         master = LocalRedis(extra_args=auth)
         self.data_nodes.append(master)
         master.start()
@@ -440,7 +456,8 @@ class LocalSentinelGroup:
             if len(named) != 1:
                 return False
             (_, port), = named
-            return port != old_port and self._data_client(port).info("replication")["role"] == "master"
+            role = self._data_client(port).info("replication")["role"]
+            return port != old_port and role == "master"
 
         _wait_until(f"a master other than port {old_port}", timeout, switched)
         self._killed_at = None
@@ -487,7 +504,8 @@ def make_tls_files(directory: str) -> TlsFiles:
 
     def signed(name: str, subject: str, extensions: str) -> str:
         key(f"{name}.key")
-        _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=d)
+        _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr",
+                 cwd=d)
         with open(os.path.join(d, f"{name}.ext"), "w") as f:
             f.write(extensions)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
