@@ -378,8 +378,13 @@ class LocalSentinelGroup:
             node = LocalRedis(extra_args=["--sentinel"], config_file=conf, port=port)
             self.sentinel_nodes.append(node)
             node.start()
-        _wait_until("every sentinel knowing the master, the replica and the other sentinels",
-                    self._timeout, self._sentinels_ready)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Waits until every sentinel sees the master up, a replica up (link and all) and the
+        other sentinels: after a failover, before the next one can elect the demoted node."""
+        return _wait_until("every sentinel knowing the master, a replica and the other sentinels",
+                           timeout or self._timeout, self._sentinels_ready)
 
     def _sentinels_ready(self) -> bool:
         for node in self.sentinel_nodes:
@@ -387,10 +392,10 @@ class LocalSentinelGroup:
             state = _as_dict(s.execute_command("SENTINEL MASTER", self.service))
             if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < self._count - 1:
                 return False
-            if "s_down" in str(state["flags"]) or "o_down" in str(state["flags"]):
+            if state["flags"] != "master":
                 return False
             replicas = s.execute_command("SENTINEL REPLICAS", self.service)
-            if not any("s_down" not in str(_as_dict(r)["flags"]) for r in replicas):
+            if not any(_as_dict(r)["flags"] == "slave" for r in replicas):
                 return False
         return True
 

@@ -111,6 +111,7 @@ def test_sentinel_failover_changes_the_reported_master(redis_sentinel_group):
 
 def test_sentinel_kill_master_elects_the_replica(redis_sentinel_group):
     group = redis_sentinel_group
+    group.wait_ready()  # a replica demoted by an earlier failover is attached again
     replica = group.replica_port
     old = group.kill_master()
     group.wait_for_new_master(old, timeout=15)
