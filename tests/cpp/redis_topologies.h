@@ -97,8 +97,10 @@ inline std::string InfoField(const std::string& info, const std::string& field) 
 inline std::optional<Millis> WaitUntil(Millis timeout, const std::function<bool()>& probe) {
   const auto start = std::chrono::steady_clock::now();
   while (true) {
-    if (probe()) return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
-    if (std::chrono::steady_clock::now() - start > timeout) return std::nullopt;
+    const bool reached = probe();
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (reached) return std::chrono::duration_cast<Millis>(waited);
+    if (waited > timeout) return std::nullopt;
     std::this_thread::sleep_for(Millis(20));
   }
 }
@@ -517,7 +519,8 @@ class LocalSentinelGroup {
   // SENTINEL FAILOVER (forced, orderly); returns the old master's port.
   int Failover() {
     const int old = MasterPort();
-    Reply r = Command(sentinels_[0]->port(), sentinel_password_, {"SENTINEL", "FAILOVER", service_});
+    Reply r =
+        Command(sentinels_[0]->port(), sentinel_password_, {"SENTINEL", "FAILOVER", service_});
     if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
       throw std::runtime_error("LocalSentinelGroup::Failover: " + Text(r));
     }
@@ -584,7 +587,9 @@ class LocalSentinelGroup {
             << "sentinel monitor " << service_ << " 127.0.0.1 " << data_[0]->port() << " 2\n"
             << "sentinel down-after-milliseconds " << service_ << " 1000\n"
             << "sentinel failover-timeout " << service_ << " 3000\n";
-        if (!password_.empty()) out << "sentinel auth-pass " << service_ << " " << password_ << "\n";
+        if (!password_.empty()) {
+          out << "sentinel auth-pass " << service_ << " " << password_ << "\n";
+        }
         if (!sentinel_password_.empty()) {
           out << "requirepass " << sentinel_password_ << "\n"
               << "sentinel sentinel-pass " << sentinel_password_ << "\n";

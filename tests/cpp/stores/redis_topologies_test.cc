@@ -85,7 +85,8 @@ TEST_CASE("Mid-migration a moved key gets ASK and after it MOVED", "[redis_topol
   CHECK(ErrorOf(cluster.Call(from, {"GET", key})) == "ASK " + std::to_string(slot) + " " + target);
   REQUIRE(cluster.FinishMigration(slot));
   CHECK(cluster.MasterForSlot(slot) == to);
-  CHECK(ErrorOf(cluster.Call(from, {"GET", key})) == "MOVED " + std::to_string(slot) + " " + target);
+  CHECK(ErrorOf(cluster.Call(from, {"GET", key})) ==
+        "MOVED " + std::to_string(slot) + " " + target);
   CHECK(Text(cluster.Call(to, {"GET", key})) == "v");
 }
 
