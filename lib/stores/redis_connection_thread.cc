@@ -114,6 +114,12 @@ void RedisConnectionThread::UnlockAfterFork(bool in_child) {
   mu_.unlock();
 }
 
+std::string RedisConnectionThread::About(absl::string_view message) const {
+  const std::string prefix = absl::StrCat("redis ", where_, ":");
+  return absl::StartsWith(message, prefix) ? std::string(message)
+                                           : absl::StrCat(prefix, " ", message);
+}
+
 void RedisConnectionThread::TrackSocket(int fd) {
   for (auto& socket : sockets_) {
     int free = -1;
@@ -455,7 +461,7 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     if (IsTransportError(breaker) && !unreachable_logged_.exchange(true)) {
       unreachable_log_.Log(
           LogLevel::kWarning,
-          absl::StrCat("redis ", where_, ": ", breaker.message(), "; objects apply their failure ",
+          absl::StrCat(About(breaker.message()), "; objects apply their failure ",
                        "mode until it answers again (retrying every ",
                        absl::FormatDuration(options_.reconnect_interval), ")"));
     }
@@ -500,7 +506,7 @@ void RedisConnectionThread::Run() {
           if (!unreachable_logged_.exchange(true)) {
             unreachable_log_.Log(
                 LogLevel::kWarning,
-                absl::StrCat("redis ", where_, ": ", connected.message(), "; objects apply ",
+                absl::StrCat(About(connected.message()), "; objects apply ",
                              "their failure mode until it answers (retrying every ",
                              absl::FormatDuration(options_.reconnect_interval), ")"));
           }

@@ -135,6 +135,8 @@ class RedisConnectionThread {
                  std::vector<Redirected>& redirected);
   void FollowRedirections(Links& links, std::vector<Redirected> redirected);
 
+  // "redis <where_>: <message>", unless the message already names where_ (a link's do).
+  std::string About(absl::string_view message) const;
   // Sockets open on the thread, so that a fork() child can close its copies.
   void TrackSocket(int fd);
   void UntrackSocket(int fd);
