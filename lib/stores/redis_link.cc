@@ -272,7 +272,8 @@ struct RedisLink::State {
                                  Clock::time_point deadline);
   static absl::Status ConnectTcp(State& s, Clock::time_point deadline);
   static absl::Status ConnectUnix(State& s, Clock::time_point deadline);
-  static absl::Status Handshake(State& s, const RedisTlsOptions& tls, Clock::time_point deadline);
+  static absl::Status Handshake(State& s, SSL_CTX* ctx, const RedisTlsOptions& tls,
+                                Clock::time_point deadline);
 };
 
 // Connects a non-blocking socket to one address within `deadline`.
@@ -334,12 +335,10 @@ absl::Status RedisLink::State::ConnectUnix(State& s, Clock::time_point deadline)
   return ConnectOne(s, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), deadline);
 }
 
-absl::Status RedisLink::State::Handshake(State& s, const RedisTlsOptions& tls,
-                       Clock::time_point deadline) {
-  absl::StatusOr<SslCtxPtr> ctx = ClientTlsContext(tls);
-  if (!ctx.ok()) return ctx.status();
+absl::Status RedisLink::State::Handshake(State& s, SSL_CTX* ctx, const RedisTlsOptions& tls,
+                                         Clock::time_point deadline) {
   ERR_clear_error();
-  s.ssl = SSL_new(ctx->get());  // holds its own reference to the context
+  s.ssl = SSL_new(ctx);  // holds its own reference to the context
   BIO* bio = s.ssl != nullptr ? NewTlsSocketBio(&s.socket) : nullptr;
   if (bio == nullptr) {
     return s.Fail(absl::StatusCode::kResourceExhausted, "TLS", TakeTlsError("out of memory"));
@@ -401,6 +400,13 @@ absl::StatusOr<std::unique_ptr<RedisLink>> RedisLink::Open(const RedisEndpoint& 
                                                            absl::Duration timeout) {
   if (absl::Status s = CheckEndpoint(at, tls); !s.ok()) return s;
   const Clock::time_point deadline = DeadlineAfter(timeout);
+  // The files first: a configuration error is reported whether or not the server is up.
+  SslCtxPtr ctx;
+  if (tls.enabled) {
+    absl::StatusOr<SslCtxPtr> made = ClientTlsContext(tls);
+    if (!made.ok()) return made.status();
+    ctx = std::move(*made);
+  }
   auto state = std::make_unique<State>();
   state->at = at;
   state->timeout = timeout > absl::ZeroDuration() ? timeout : state->timeout;
@@ -408,7 +414,7 @@ absl::StatusOr<std::unique_ptr<RedisLink>> RedisLink::Open(const RedisEndpoint& 
   if (state->reader == nullptr) return absl::ResourceExhaustedError("redis: out of memory");
   absl::Status s = at.unix_socket.empty() ? State::ConnectTcp(*state, deadline)
                                           : State::ConnectUnix(*state, deadline);
-  if (s.ok() && tls.enabled) s = State::Handshake(*state, tls, deadline);
+  if (s.ok() && ctx != nullptr) s = State::Handshake(*state, ctx.get(), tls, deadline);
   if (!s.ok()) return s;
   return std::unique_ptr<RedisLink>(new RedisLink(std::move(state)));
 }
