@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -347,4 +349,25 @@ TEST_CASE("A fork() child opens and uses its own TLS link; the parent's link sta
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(Text(parent->Command({"GET", "link:fork-child"})) == "child");
   SetGetPing(*MustOpen(Tcp(server.tls_port), tls));  // the parent's context cache still works
+}
+
+TEST_CASE("A CA file replaced on disk is read again by the next link (contexts are shared)") {
+  TlsRedis server;
+  const sluice_test::TlsFiles& files = Certificates();
+  const std::string rotating = files.dir + "/rotating-" + std::to_string(getpid()) + ".crt";
+  auto install = [&](const std::string& from) {  // a new file under the same name, as tools do
+    const std::string tmp = rotating + ".new";
+    REQUIRE(std::system(("cp '" + from + "' '" + tmp + "'").c_str()) == 0);
+    REQUIRE(rename(tmp.c_str(), rotating.c_str()) == 0);
+  };
+  install(files.ca);
+  auto first = MustOpen(Tcp(server.tls_port), TlsWith(rotating));
+  SetGetPing(*MustOpen(Tcp(server.tls_port), TlsWith(rotating)));  // the same context again
+  install(files.other_ca);
+  absl::Status s = OpenError(Tcp(server.tls_port), TlsWith(rotating));
+  CHECK(absl::IsFailedPrecondition(s));
+  CHECK(Contains(s, "certificate verify failed"));
+  CHECK(Text(first->Command({"PING"})) == "PONG");  // an open link keeps its context
+  install(files.ca);
+  SetGetPing(*MustOpen(Tcp(server.tls_port), TlsWith(rotating)));
 }
