@@ -105,7 +105,7 @@ TEST_CASE("RedisEndpoint::ToString names TCP, IPv6 and Unix endpoints") {
   CHECK(RedisEndpoint{"ignored", 1, "/run/redis.sock"}.ToString() == "/run/redis.sock");
 }
 
-TEST_CASE("A plain TCP link answers PING, SET and GET; an error reply is a reply") {
+TEST_CASE("A plain TCP link answers PING, SET and GET, and an error reply is a reply") {
   LocalRedis redis;
   auto link = MustOpen(Tcp(redis.port()));
   CHECK(link->fd() >= 0);
@@ -327,7 +327,7 @@ TEST_CASE("Unreadable or unusable TLS files are FailedPrecondition naming the fi
   CHECK(absl::IsInvalidArgument(OpenError(nowhere, tls)));
 }
 
-TEST_CASE("A fork() child opens and uses its own TLS link; the parent's link stays usable") {
+TEST_CASE("A fork() child opens and uses its own TLS link while the parent keeps its own") {
   TlsRedis server;
   const RedisTlsOptions tls = TlsWith(Certificates().ca);
   auto parent = MustOpen(Tcp(server.tls_port), tls);
