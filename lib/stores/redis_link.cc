@@ -156,12 +156,12 @@ struct RedisLink::State {
       case SSL_ERROR_SSL: {
         const int reason = ERR_GET_REASON(ERR_peek_error());
         const std::string text = TakeTlsError("TLS error");
-        if (socket.eof || socket.error != 0) return TransportFailure(what);
         if (IsClientRefusedAlert(reason)) {
           return Fail(absl::StatusCode::kFailedPrecondition, "TLS",
                       absl::StrCat("the server refused this client: ", text,
                                    " (does it require a client certificate? see tls.cert_file)"));
         }
+        if (socket.eof || socket.error != 0) return TransportFailure(what);
         return Fail(absl::StatusCode::kUnavailable, absl::StrCat(what, ": TLS"), text);
       }
       default:  // SSL_ERROR_SYSCALL: the socket failed or closed
@@ -171,10 +171,23 @@ struct RedisLink::State {
   }
 
   absl::Status TransportFailure(absl::string_view what) const {
-    if (socket.error != 0) {
-      return Fail(absl::StatusCode::kUnavailable, what, std::strerror(socket.error));
+    std::string why = socket.error != 0 ? std::strerror(socket.error)
+                                        : "connection closed by the server";
+    if (ssl == nullptr && socket.first_byte < 0) {
+      // A TLS port drops a plain-text client without a word.
+      why += " (before any reply: is it a TLS port? see tls.enabled)";
     }
-    return Fail(absl::StatusCode::kUnavailable, what, "connection closed by the server");
+    return Fail(absl::StatusCode::kUnavailable, what, why);
+  }
+
+  // A server that refuses this client's certificate sends an alert and closes, so a write may
+  // fail (reset) before the alert is read: the alert, when it is there, is the better answer.
+  absl::Status PreferRefusal(absl::Status failure) {
+    if (ssl == nullptr) return failure;
+    char buf[512];
+    int want = 0;
+    absl::StatusOr<size_t> n = Read(buf, sizeof(buf), &want);
+    return absl::IsFailedPrecondition(n.status()) ? n.status() : failure;
   }
 
   // Moves at most `len` bytes. Returns how many moved; 0 with `*want` set when it must wait.
@@ -243,7 +256,7 @@ struct RedisLink::State {
     while (out_sent < out.size()) {
       int want = 0;
       absl::StatusOr<size_t> n = Write(out.data() + out_sent, out.size() - out_sent, &want);
-      if (!n.ok()) return n.status();
+      if (!n.ok()) return PreferRefusal(n.status());
       if (*n > 0) {
         out_sent += *n;
         continue;
@@ -272,7 +285,8 @@ struct RedisLink::State {
                                  Clock::time_point deadline);
   static absl::Status ConnectTcp(State& s, Clock::time_point deadline);
   static absl::Status ConnectUnix(State& s, Clock::time_point deadline);
-  static absl::Status Handshake(State& s, const RedisTlsOptions& tls, Clock::time_point deadline);
+  static absl::Status Handshake(State& s, SSL_CTX* ctx, const RedisTlsOptions& tls,
+                                Clock::time_point deadline);
 };
 
 // Connects a non-blocking socket to one address within `deadline`.
@@ -334,12 +348,10 @@ absl::Status RedisLink::State::ConnectUnix(State& s, Clock::time_point deadline)
   return ConnectOne(s, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), deadline);
 }
 
-absl::Status RedisLink::State::Handshake(State& s, const RedisTlsOptions& tls,
-                       Clock::time_point deadline) {
-  absl::StatusOr<SslCtxPtr> ctx = ClientTlsContext(tls);
-  if (!ctx.ok()) return ctx.status();
+absl::Status RedisLink::State::Handshake(State& s, SSL_CTX* ctx, const RedisTlsOptions& tls,
+                                         Clock::time_point deadline) {
   ERR_clear_error();
-  s.ssl = SSL_new(ctx->get());  // holds its own reference to the context
+  s.ssl = SSL_new(ctx);  // holds its own reference to the context
   BIO* bio = s.ssl != nullptr ? NewTlsSocketBio(&s.socket) : nullptr;
   if (bio == nullptr) {
     return s.Fail(absl::StatusCode::kResourceExhausted, "TLS", TakeTlsError("out of memory"));
@@ -401,6 +413,13 @@ absl::StatusOr<std::unique_ptr<RedisLink>> RedisLink::Open(const RedisEndpoint& 
                                                            absl::Duration timeout) {
   if (absl::Status s = CheckEndpoint(at, tls); !s.ok()) return s;
   const Clock::time_point deadline = DeadlineAfter(timeout);
+  // The files first: a configuration error is reported whether or not the server is up.
+  SslCtxPtr ctx;
+  if (tls.enabled) {
+    absl::StatusOr<SslCtxPtr> made = ClientTlsContext(tls);
+    if (!made.ok()) return made.status();
+    ctx = std::move(*made);
+  }
   auto state = std::make_unique<State>();
   state->at = at;
   state->timeout = timeout > absl::ZeroDuration() ? timeout : state->timeout;
@@ -408,7 +427,7 @@ absl::StatusOr<std::unique_ptr<RedisLink>> RedisLink::Open(const RedisEndpoint& 
   if (state->reader == nullptr) return absl::ResourceExhaustedError("redis: out of memory");
   absl::Status s = at.unix_socket.empty() ? State::ConnectTcp(*state, deadline)
                                           : State::ConnectUnix(*state, deadline);
-  if (s.ok() && tls.enabled) s = State::Handshake(*state, tls, deadline);
+  if (s.ok() && ctx != nullptr) s = State::Handshake(*state, ctx.get(), tls, deadline);
   if (!s.ok()) return s;
   return std::unique_ptr<RedisLink>(new RedisLink(std::move(state)));
 }

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,7 +76,15 @@ absl::StatusOr<SslCtxPtr> NewContext(const RedisTlsOptions& tls) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1) {
       return Unusable("tls.cert_file", tls.cert_file, "holds no usable PEM certificate");
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    const bool key_loaded =
+        SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) == 1;
+    // OpenSSL checks the key against the certificate as it loads it.
+    if (!key_loaded && ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "redis TLS: tls.key_file \"", tls.key_file, "\" is not the key of tls.cert_file \"",
+          tls.cert_file, "\": ", TakeTlsError("mismatch")));
+    }
+    if (!key_loaded) {
       return Unusable("tls.key_file", tls.key_file,
                       "holds no usable PEM private key (an encrypted key is not supported)");
     }
