@@ -194,6 +194,10 @@ struct RedisStats {
                                // was unknown (a ConcurrencyLimiter acquire: its slot released)
   int64_t dropped = 0;         // must-deliver commands given up (past their deadline, or the
                                // retry queue full)
+  int64_t redirected = 0;      // Redis Cluster: commands sent again to another node after a
+                               // MOVED or ASK reply (a resharding or failover)
+  int64_t topology_changes = 0;  // Redis Cluster slot maps read after a redirection, and
+                                 // Sentinel masters that changed, since the first connect
   bool connected = false;
   std::string last_error;      // the last configuration error, or empty
 };

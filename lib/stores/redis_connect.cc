@@ -314,6 +314,17 @@ absl::Status RedisConnectionThread::Connect(Links& links) {
       if (!master.ok()) {
         status = master.status();
       } else {
+        RedisEndpoint before;
+        {
+          MutexLock lock(&mu_);  // the fork hooks hold it: a child never sees it half-written
+          before = std::exchange(last_master_, *master);
+        }
+        if (!before.host.empty() && !(before == *master)) {
+          topology_changes_.fetch_add(1, std::memory_order_relaxed);
+          Log(LogLevel::kInfo, absl::StrCat("redis ", where_, ": the master is now ",
+                                            master->ToString(), " (was ", before.ToString(),
+                                            ")"));
+        }
         NodeAt(links, *master, &status);
       }
       break;

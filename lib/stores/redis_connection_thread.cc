@@ -185,6 +185,8 @@ RedisStats RedisConnectionThread::stats() const {
   s.retried = retried_.load();
   s.undone = undone_.load();
   s.dropped = dropped_.load();
+  s.redirected = redirected_.load();
+  s.topology_changes = topology_changes_.load();
   s.connected = connected_.load();
   MutexLock lock(&mu_);
   s.last_error = last_error_;
@@ -285,6 +287,7 @@ void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirec
   for (const auto& r : redirected) moved |= !r.to.ask;
   if (moved && links.connected()) {
     // The map is stale: read it again (a failure leaves the old one, which MOVED corrects).
+    topology_changes_.fetch_add(1, std::memory_order_relaxed);
     if (absl::Status s = RefreshSlots(links); !s.ok() && !IsTransportError(s)) {
       NoteConfigError(s);
     }
@@ -303,9 +306,11 @@ void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirec
                  absl::UnavailableError(absl::StrCat("redis ", where_, ": the connection was "
                                                      "lost")));
     } else if (!r.to.ask) {
+      redirected_.fetch_add(1, std::memory_order_relaxed);
       links.slots.Assign(r.to.slot, r.to.to);  // MOVED is newer than any map
       again.push_back(std::move(command));
     } else {
+      redirected_.fetch_add(1, std::memory_order_relaxed);
       asked.push_back(std::move(r));
     }
   }

@@ -168,7 +168,9 @@ class RedisConnectionThread {
   std::atomic<bool> connected_{false};
   std::atomic<bool> unreachable_logged_{false};  // a "reconnected" message is due
   std::atomic<int64_t> commands_{0}, pipelined_{0}, failures_{0}, fast_failures_{0},
-      connects_{0}, script_loads_{0}, config_errors_{0}, retried_{0}, undone_{0}, dropped_{0};
+      connects_{0}, script_loads_{0}, config_errors_{0}, retried_{0}, undone_{0}, dropped_{0},
+      redirected_{0}, topology_changes_{0};
+  RedisEndpoint last_master_;  // Sentinel: the master of the last connect; mu_
   LogThrottle unreachable_log_, config_log_, dropped_log_;
   std::unique_ptr<ForkHooks> fork_hooks_;  // registered last, unregistered first
 };

@@ -1,0 +1,421 @@
+// Cluster scope on the Redis that production runs: a Redis Cluster (3 masters, failover,
+// resharding), a Sentinel group (failover), TLS. Real servers on loopback ports, started here
+// (tests/cpp/redis_topologies.h, tls_test_support.h) and stopped after.
+//
+// What every topology must keep: exact decisions, across processes; during a failover or a
+// resharding at most the failure mode for the time it takes, never a crash, a hang, a leaked
+// permit or an uncounted decision; configuration errors loud.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "cluster_test_support.h"
+#include "local_redis.h"
+#include "redis_topologies.h"
+#include "sluice/internal/key_digest.h"
+#include "sluice/sluice.hpp"
+#include "stores/redis_keys.h"
+#include "stores/redis_slots.h"
+#include "test_support.h"
+#include "tls_test_support.h"
+
+using redis_topologies::LocalRedisCluster;
+using redis_topologies::LocalSentinelGroup;
+using sluice::ConcurrencyLimiter;
+using sluice::FailureMode;
+using sluice::RateLimiter;
+using sluice_test::ForkAndSum;
+using sluice_test::Value;
+using sluice_test::Year;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool Eventually(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return ready();
+}
+
+std::vector<sluice::RedisNode> NodesOf(const std::vector<redis_topologies::Node>& nodes) {
+  std::vector<sluice::RedisNode> out;
+  for (const auto& n : nodes) out.push_back({n.host, n.port});
+  return out;
+}
+
+// Generous timeouts: a failover makes replies late, sanitizers make everything slow.
+sluice::RedisOptions Generous() {
+  sluice::RedisOptions o;
+  o.command_timeout = absl::Milliseconds(500);
+  o.connect_timeout = absl::Milliseconds(500);
+  o.reconnect_interval = absl::Milliseconds(50);
+  return o;
+}
+
+std::shared_ptr<sluice::RedisStore> ClusterStore(const LocalRedisCluster& cluster,
+                                                 bool one_seed = false) {
+  sluice::RedisOptions o = Generous();
+  o.cluster_nodes = NodesOf(cluster.Seeds());
+  if (one_seed) o.cluster_nodes.resize(1);
+  o.password = cluster.password();
+  return Value(sluice::RedisStore::Create(o));
+}
+
+std::shared_ptr<sluice::RedisStore> SentinelStore(const LocalSentinelGroup& group) {
+  sluice::RedisOptions o = Generous();
+  o.sentinel_master = group.service();
+  o.sentinels = NodesOf(group.Sentinels());
+  o.password = group.password();
+  o.sentinel_password = group.sentinel_password();
+  return Value(sluice::RedisStore::Create(o));
+}
+
+sluice::ClusterOptions Cluster(std::shared_ptr<sluice::RedisStore> store, const std::string& name,
+                               FailureMode on_failure) {
+  sluice::ClusterOptions c;
+  c.store = std::move(store);
+  c.redis_name = name;
+  c.on_failure = on_failure;
+  c.local_share = 1;
+  return c;
+}
+
+std::unique_ptr<RateLimiter> Limiter(std::shared_ptr<sluice::RedisStore> store,
+                                     const std::string& name, int64_t limit,
+                                     FailureMode on_failure = FailureMode::kDeny) {
+  RateLimiter::Options o;
+  o.windows = {Year(limit)};
+  o.cluster = Cluster(std::move(store), name, on_failure);
+  return Value(RateLimiter::Create(o));
+}
+
+std::unique_ptr<ConcurrencyLimiter> Cap(std::shared_ptr<sluice::RedisStore> store,
+                                        const std::string& name, int64_t max_in_flight) {
+  ConcurrencyLimiter::Options o;
+  o.max_in_flight = max_in_flight;
+  o.cluster = Cluster(std::move(store), name, FailureMode::kDeny);
+  return Value(ConcurrencyLimiter::Create(o));
+}
+
+// The Cluster slot that a limiter's state for `key` lives in.
+int SlotOf(const sluice::RedisStore& store, const std::string& redis_name,
+           const std::string& key) {
+  return sluice::internal::KeySlot(
+      sluice::internal::KeyTag(store, redis_name, sluice::internal::DigestKey(key)));
+}
+
+// Decisions made in a loop on other threads while the topology changes under them.
+class Load {
+ public:
+  Load(int threads, std::function<void(int thread, int64_t i)> decide) {
+    for (int t = 0; t < threads; ++t) {
+      threads_.emplace_back([this, t, decide] {
+        for (int64_t i = 0; !stop_.load(); ++i) {
+          const auto start = Clock::now();
+          decide(t, i);
+          const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+              Clock::now() - start).count();
+          int64_t seen = longest_ms_.load();
+          while (took > seen && !longest_ms_.compare_exchange_weak(seen, took)) {
+          }
+          calls_.fetch_add(1);
+        }
+      });
+    }
+  }
+  ~Load() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int64_t calls() const { return calls_.load(); }
+  int64_t longest_ms() const { return longest_ms_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> calls_{0}, longest_ms_{0};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+TEST_CASE("cluster scope on a 3-master Redis Cluster is exact across processes, one seed given") {
+  LocalRedisCluster cluster(3, 0);
+  auto store = ClusterStore(cluster, /*one_seed=*/true);
+  REQUIRE(store->Check().ok());
+  constexpr int kKeys = 24, kLimit = 20, kChildren = 3, kTries = 12;
+  // Every child tries each key kTries times: 36 tries for 20 places per key.
+  const int admitted = ForkAndSum(kChildren, [&] {
+    auto limiter = Limiter(store, "exact", kLimit);
+    int mine = 0;
+    for (int i = 0; i < kTries; ++i) {
+      for (int k = 0; k < kKeys; ++k) {
+        absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("tenant-" + std::to_string(k));
+        if (!d.ok()) return -100000;  // an error: fails the sum below
+        mine += d->allowed ? 1 : 0;
+      }
+    }
+    return limiter->failure_mode_decisions() == 0 ? mine : -100000;
+  });
+  CHECK(admitted == kKeys * kLimit);
+  // The keys live on every master, each reached through the slot map.
+  int masters_with_keys = 0;
+  for (int m = 0; m < 3; ++m) {
+    auto size = cluster.Call(m, {"DBSIZE"});
+    REQUIRE(size != nullptr);
+    masters_with_keys += size->integer > 0 ? 1 : 0;
+  }
+  CHECK(masters_with_keys == 3);
+}
+
+TEST_CASE("cluster scope follows ASK and MOVED while a slot moves, and stays exact") {
+  LocalRedisCluster cluster(3, 0);
+  auto store = ClusterStore(cluster);
+  auto limiter = Limiter(store, "moving", 100);
+  const std::string key = "tenant-on-the-move";
+  const int slot = SlotOf(*store, "moving", key);
+  const int from = cluster.MasterForSlot(slot);
+  const int to = (from + 1) % 3;
+  int admitted = 0;
+  auto take = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      absl::StatusOr<sluice::Decision> d = limiter->TryAcquire(key);
+      REQUIRE(d.ok());
+      admitted += d->allowed ? 1 : 0;
+    }
+  };
+  take(30);
+  cluster.BeginMigration(slot, from, to);
+  take(10);                                // the keys are still on the old owner
+  REQUIRE(cluster.MigrateKeys(slot) > 0);  // now the old owner answers ASK
+  take(10);
+  CHECK(store->stats().redirected >= 10);  // each went to the importing node after ASKING
+  REQUIRE(cluster.FinishMigration(slot));  // and now MOVED, once, then the new map
+  take(70);                                // 20 more than the limit leaves
+  CHECK(admitted == 100);
+  CHECK(limiter->failure_mode_decisions() == 0);
+  CHECK(store->stats().topology_changes >= 1);
+  CHECK(store->stats().config_errors == 0);
+}
+
+TEST_CASE("cluster scope rides out a master's failover: no hang, no leaked permit") {
+  LocalRedisCluster cluster(3, 1);
+  auto store = ClusterStore(cluster);
+  auto caps = Cap(store, "failover-cap", 2);
+  auto limiter = Limiter(store, "failover-rate", 1'000'000'000);
+  constexpr int kKeys = 12;
+  REQUIRE(store->Check().ok());
+  std::atomic<int64_t> errors{0};
+  Load load(2, [&](int t, int64_t i) {
+    const std::string key = "app-" + std::to_string((i * 2 + t) % kKeys);
+    {
+      ConcurrencyLimiter::Permit permit = caps->TryAcquire(key);
+      if (!permit.status().ok()) errors.fetch_add(1);
+    }  // released here: kept across the outage if Redis is away
+    if (!limiter->TryAcquire(key).ok()) errors.fetch_add(1);
+  });
+  REQUIRE(Eventually([&] { return load.calls() > 50; }, std::chrono::seconds(10)));
+  const auto killed_at = Clock::now();
+  cluster.KillMaster(0);
+  const std::optional<redis_topologies::Millis> failover =
+      cluster.WaitForFailover(std::chrono::milliseconds(20000));
+  REQUIRE(failover.has_value());
+  // Strict again: a decision that is not the failure mode's.
+  const int64_t failure_mode_before = limiter->failure_mode_decisions();
+  REQUIRE(Eventually(
+      [&] {
+        const int64_t before = limiter->failure_mode_decisions();
+        absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("probe");
+        return d.ok() && d->allowed && limiter->failure_mode_decisions() == before;
+      },
+      std::chrono::seconds(20)));
+  const auto strict_after =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at);
+  const int64_t calls_before = load.calls();
+  REQUIRE(Eventually([&] { return load.calls() > calls_before + 50; }, std::chrono::seconds(10)));
+  load.Stop();
+  std::printf("cluster failover: promoted after %lld ms, sluice strict again after %lld ms; "
+              "%lld calls, longest %lld ms; failure-mode decisions %lld\n",
+              static_cast<long long>(failover->count()),
+              static_cast<long long>(strict_after.count()),
+              static_cast<long long>(load.calls()), static_cast<long long>(load.longest_ms()),
+              static_cast<long long>(failure_mode_before));
+  CHECK(errors.load() == 0);  // the outage is the failure mode's, not an error
+  CHECK(failure_mode_before > 0);
+  // Every permit came back: releases kept across the outage, acquires whose outcome the outage
+  // hid undone.
+  for (int k = 0; k < kKeys; ++k) {
+    INFO("app-" << k);
+    CHECK(Eventually([&] { return caps->InFlight("app-" + std::to_string(k)) == 0; },
+                     std::chrono::seconds(10)));
+  }
+  // The longest call is bounded by the timeouts (connect + command), not by the failover.
+  CHECK(load.longest_ms() < 5000);
+}
+
+TEST_CASE("sentinel scope finds the master and follows a SENTINEL FAILOVER mid-load") {
+  LocalSentinelGroup group(3, "data-secret", "sentinel-secret");
+  auto store = SentinelStore(group);
+  REQUIRE(store->Check().ok());
+  auto caps = Cap(store, "sentinel-cap", 3);
+  auto limiter = Limiter(store, "sentinel-rate", 1'000'000'000);
+  std::atomic<int64_t> errors{0};
+  Load load(2, [&](int t, int64_t i) {
+    const std::string key = "app-" + std::to_string((i + t) % 6);
+    {
+      ConcurrencyLimiter::Permit permit = caps->TryAcquire(key);
+      if (!permit.status().ok()) errors.fetch_add(1);
+    }
+    if (!limiter->TryAcquire(key).ok()) errors.fetch_add(1);
+  });
+  REQUIRE(Eventually([&] { return load.calls() > 50; }, std::chrono::seconds(10)));
+  const int old_master = group.MasterPort();
+  const auto started = Clock::now();
+  group.Failover();
+  REQUIRE(group.WaitForNewMaster(old_master, std::chrono::milliseconds(20000)).has_value());
+  REQUIRE(Eventually(
+      [&] {
+        const int64_t before = limiter->failure_mode_decisions();
+        absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("probe");
+        return d.ok() && d->allowed && limiter->failure_mode_decisions() == before &&
+               store->stats().topology_changes >= 1;
+      },
+      std::chrono::seconds(20)));
+  const auto strict_after =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  const int64_t calls_before = load.calls();
+  REQUIRE(Eventually([&] { return load.calls() > calls_before + 50; }, std::chrono::seconds(10)));
+  load.Stop();
+  std::printf("sentinel failover: sluice strict on the new master after %lld ms; %lld calls, "
+              "longest %lld ms; failure-mode decisions %lld\n",
+              static_cast<long long>(strict_after.count()), static_cast<long long>(load.calls()),
+              static_cast<long long>(load.longest_ms()),
+              static_cast<long long>(limiter->failure_mode_decisions()));
+  CHECK(errors.load() == 0);
+  for (int k = 0; k < 6; ++k) {
+    INFO("app-" << k);
+    CHECK(Eventually([&] { return caps->InFlight("app-" + std::to_string(k)) == 0; },
+                     std::chrono::seconds(10)));
+  }
+  // The new master holds sluice's keys now.
+  auto size = group.CallData(group.MasterPort(), {"DBSIZE"});
+  REQUIRE(size != nullptr);
+  CHECK(size->integer > 0);
+}
+
+TEST_CASE("sentinel scope is exact across processes") {
+  LocalSentinelGroup group(3);
+  auto store = SentinelStore(group);
+  REQUIRE(store->Check().ok());
+  const int admitted = ForkAndSum(3, [&] {
+    auto limiter = Limiter(store, "exact", 25);
+    int mine = 0;
+    for (int i = 0; i < 20; ++i) {
+      for (int k = 0; k < 4; ++k) {
+        absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("k" + std::to_string(k));
+        if (!d.ok()) return -100000;
+        mine += d->allowed ? 1 : 0;
+      }
+    }
+    return limiter->failure_mode_decisions() == 0 ? mine : -100000;
+  });
+  CHECK(admitted == 4 * 25);
+}
+
+TEST_CASE("sentinel misconfiguration is loud: an unknown service, a wrong sentinel password") {
+  LocalSentinelGroup group(3, "", "sentinel-secret");
+  sluice::RedisOptions o = Generous();
+  o.sentinels = NodesOf(group.Sentinels());
+  o.sentinel_master = "no-such-service";
+  o.sentinel_password = "sentinel-secret";
+  auto unknown = Value(sluice::RedisStore::Create(o));
+  absl::Status s = unknown->Check();
+  CHECK(absl::IsFailedPrecondition(s));
+  CHECK(std::string(s.message()).find("no-such-service") != std::string::npos);
+  auto limiter = Limiter(unknown, "loud", 10, FailureMode::kAllow);
+  CHECK(absl::IsFailedPrecondition(limiter->TryAcquire("k").status()));
+  CHECK(limiter->failure_mode_decisions() == 0);
+
+  o.sentinel_master = group.service();
+  o.sentinel_password = "wrong";
+  absl::Status wrong = Value(sluice::RedisStore::Create(o))->Check();
+  CHECK(absl::IsPermissionDenied(wrong));
+  CHECK(std::string(wrong.message()).find("sentinel_password") != std::string::npos);
+
+  // A data node given as a sentinel: not a Sentinel, said so.
+  sluice::RedisOptions data = Generous();
+  data.sentinels = {{"127.0.0.1", group.MasterPort()}};
+  data.sentinel_master = group.service();
+  absl::Status not_sentinel = Value(sluice::RedisStore::Create(data))->Check();
+  CHECK(absl::IsFailedPrecondition(not_sentinel));
+  CHECK(std::string(not_sentinel.message()).find("not a Sentinel") != std::string::npos);
+}
+
+TEST_CASE("cluster misconfiguration is loud: a standalone server in cluster_nodes") {
+  LocalRedis plain;
+  sluice::RedisOptions o = Generous();
+  o.cluster_nodes = {{"127.0.0.1", plain.port()}};
+  auto store = Value(sluice::RedisStore::Create(o));
+  absl::Status s = store->Check();
+  CHECK(absl::IsFailedPrecondition(s));
+  CHECK(std::string(s.message()).find("not a Redis Cluster node") != std::string::npos);
+}
+
+TEST_CASE("TLS: a store verifies the server's certificate, exact across processes") {
+  const sluice_test::TlsFiles& certs = sluice_test::TestCertificates();
+  REQUIRE_FALSE(certs.ca.empty());
+  const int tls_port = LocalRedis::FreePort();
+  LocalRedis server(certs.RedisArgs(tls_port, /*require_client_cert=*/false));
+  sluice::RedisOptions o = Generous();
+  o.port = tls_port;
+  o.tls.enabled = true;
+  o.tls.ca_file = certs.ca;
+  auto store = Value(sluice::RedisStore::Create(o));
+  REQUIRE(store->Check().ok());
+  const int admitted = ForkAndSum(3, [&] {
+    auto limiter = Limiter(store, "tls", 30);
+    int mine = 0;
+    for (int i = 0; i < 20; ++i) {
+      absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("k");
+      if (!d.ok()) return -100000;
+      mine += d->allowed ? 1 : 0;
+    }
+    return limiter->failure_mode_decisions() == 0 ? mine : -100000;
+  });
+  CHECK(admitted == 30);
+
+  SECTION("a certificate from another CA is refused, loudly, never the failure mode") {
+    o.tls.ca_file = certs.other_ca;
+    auto impostor = Value(sluice::RedisStore::Create(o));
+    absl::Status s = impostor->Check();
+    CHECK(absl::IsFailedPrecondition(s));
+    CHECK(std::string(s.message()).find("verify") != std::string::npos);
+    auto limiter = Limiter(impostor, "tls", 30, FailureMode::kAllow);
+    CHECK(absl::IsFailedPrecondition(limiter->TryAcquire("k").status()));
+    CHECK(limiter->failure_mode_decisions() == 0);
+  }
+  SECTION("plain text to a TLS port, and TLS to a plain port, are refused without a hang") {
+    o.tls.enabled = false;
+    o.tls.ca_file.clear();
+    CHECK_FALSE(Value(sluice::RedisStore::Create(o))->Check().ok());
+    o.tls.enabled = true;
+    o.tls.ca_file = certs.ca;
+    o.port = server.port();
+    absl::Status s = Value(sluice::RedisStore::Create(o))->Check();
+    CHECK(absl::IsFailedPrecondition(s));
+  }
+}
