@@ -140,7 +140,7 @@ int sluice_options_set_string(sluice_options* options, int param, const char* va
     if (options == nullptr) return NullArgument(fn, "options");
     if (value == nullptr && len != 0) return NullArgument(fn, "value");
     const ParamInfo* row = FindParam(param);
-    if (row == nullptr || row->type != ParamType::kString) {
+    if (row == nullptr || !IsStringType(row->type)) {
       return Invalid(fn, absl::StrCat("parameter ", param, " is not a string parameter"));
     }
     if (len == 0) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -32,7 +33,14 @@ enum ObjectKind : unsigned {
 };
 
 // How a value is read (the TYPE column).
-enum class ParamType { kInt, kNanos, kMilli, kWhole, kFlag, kEnum, kString, kActions };
+enum class ParamType {
+  kInt, kNanos, kMilli, kWhole, kFlag, kEnum, kString, kActions, kUrl, kNodes
+};
+
+// Whether a parameter is set with sluice_options_set_string.
+constexpr bool IsStringType(ParamType type) {
+  return type == ParamType::kString || type == ParamType::kUrl || type == ParamType::kNodes;
+}
 
 struct ParamInfo {
   int number;
@@ -131,6 +139,10 @@ class OptionReader {
       auto it = options_.strings.find(number);
       if (it != options_.strings.end()) field = it->second;
       return absl::OkStatus();
+    } else if constexpr (kType == ParamType::kUrl || kType == ParamType::kNodes) {
+      auto it = options_.strings.find(number);
+      if (it == options_.strings.end()) return absl::OkStatus();
+      return StoreParsed<kType>(number, it->second, field);
     } else if constexpr (kType == ParamType::kActions) {
       return ReadActions(number, field);
     } else {
@@ -170,6 +182,33 @@ class OptionReader {
         }
       }
       field = static_cast<Field>(v);  // int64_t, int, or the balancer's uint64_t seed
+    }
+    return absl::OkStatus();
+  }
+
+  // The strings parsed into Redis options; errors name the parameter (never echo a password:
+  // RedisOptionsFromUrl's messages show it as ***).
+  template <ParamType kType, typename Field>
+  static absl::Status StoreParsed(int number, const std::string& text, Field& field) {
+    if constexpr (kType == ParamType::kUrl) {
+      static_assert(std::is_same_v<Field, sluice::RedisOptions>, "a kUrl row needs RedisOptions");
+      absl::StatusOr<sluice::RedisOptions> parsed = sluice::RedisOptionsFromUrl(text);
+      if (!parsed.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(ParamName(number), ": ", parsed.status().message()));
+      }
+      field = *std::move(parsed);
+    } else {
+      static_assert(std::is_same_v<Field, std::vector<sluice::RedisNode>>,
+                    "a kNodes row needs a vector<RedisNode>");
+      const int default_port = number == SLUICE_PARAM_REDIS_SENTINELS ? 26379 : 6379;
+      absl::StatusOr<std::vector<sluice::RedisNode>> nodes =
+          sluice::RedisNodesFromString(text, default_port);
+      if (!nodes.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(ParamName(number), ": ", nodes.status().message()));
+      }
+      field = *std::move(nodes);
     }
     return absl::OkStatus();
   }

@@ -194,6 +194,23 @@ typedef enum sluice_param {
   SLUICE_PARAM_REDIS_COMMAND_TIMEOUT_NANOS = 507,   /* default 5 ms */
   SLUICE_PARAM_REDIS_RECONNECT_INTERVAL_NANOS = 508,/* default 100 ms */
   SLUICE_PARAM_REDIS_KEY_PREFIX = 509,      /* string; default "sluice" */
+  /* EXPERIMENTAL (the URL grammar may still grow): string, a connection URL
+   * (sluice::RedisOptionsFromUrl: redis://, rediss://, unix://, redis+sentinel://,
+   * redis+cluster://, ...). Sets every field the URL names; read before every other
+   * SLUICE_PARAM_REDIS_*, so that a parameter set with it wins over the URL. */
+  SLUICE_PARAM_REDIS_URL = 510,
+  SLUICE_PARAM_REDIS_TLS = 511,             /* 0 or not 0; default 0 (plain TCP) */
+  SLUICE_PARAM_REDIS_TLS_CA_FILE = 512,     /* string; default the system's CAs */
+  SLUICE_PARAM_REDIS_TLS_SERVER_NAME = 513, /* string; default the host connected to */
+  SLUICE_PARAM_REDIS_TLS_CERT_FILE = 514,   /* string; a client certificate (with KEY_FILE) */
+  SLUICE_PARAM_REDIS_TLS_KEY_FILE = 515,    /* string */
+  SLUICE_PARAM_REDIS_TLS_VERIFY_PEER = 516, /* 0 or not 0; default 1. 0 accepts any certificate */
+  SLUICE_PARAM_REDIS_SENTINEL_MASTER = 517, /* string: the service name; selects Sentinel */
+  SLUICE_PARAM_REDIS_SENTINELS = 518,       /* string "h:p,h:p" (IPv6 in []; port 26379) */
+  SLUICE_PARAM_REDIS_SENTINEL_USERNAME = 519, /* string: the sentinels' own ACL user */
+  SLUICE_PARAM_REDIS_SENTINEL_PASSWORD = 520, /* string: the sentinels' own password */
+  SLUICE_PARAM_REDIS_CLUSTER_NODES = 521,   /* string "h:p,h:p" (IPv6 in []; port 6379); selects
+                                             * Redis Cluster */
   /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
   /* string: the object's Redis namespace (sluice::ClusterOptions::redis_name): required in
    * cluster scope for the four limiters; for the response cache, its Redis tier's (default

@@ -77,6 +77,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "sluice/log.h"
 
@@ -231,6 +232,58 @@ class RedisStore {
   RedisOptions options_;
   std::unique_ptr<internal::RedisConnectionThread> thread_;
 };
+
+// sluice::RedisOptionsFromUrl: a RedisOptions from a connection URL, as operators write them
+// (redis-py's `Redis.from_url`, Celery/kombu, Spring Data Redis and the provisional IANA `redis`
+// and `rediss` URI schemes, https://www.iana.org/assignments/uri-schemes/prov/redis). Fields the
+// URL does not name keep RedisOptions{}'s defaults; the result is checked as
+// `RedisStore::Create` checks it.
+//
+//   redis://[[user]:password@]host[:port][/db][?options]            standalone (port 6379)
+//   rediss://...                                                   the same over TLS
+//   unix://[[user]:password@]/path/to.sock[?db=N&options]           a Unix socket
+//   redis+sentinel://[[user]:password@]h1[:port][,h2[:port]...]/service[/db][?options]
+//   rediss+sentinel://...                                          (sentinels' port 26379)
+//   redis+cluster://[[user]:password@]h1[:port][,h2[:port]...][/ or /0][?options]
+//   rediss+cluster://...                                           (Cluster has only db 0)
+//
+// Scheme names are case-insensitive. A host is a name, an IPv4 literal or an IPv6 literal in
+// brackets ("[::1]:6379"). The user, password, path and option values are %-decoded; write
+// '%40' for '@', '%3A' for ':', '%2F' for '/', '%3F' for '?', '%23' for '#' and '%25' for '%'.
+// The user and password are the data nodes' (`username`, `password`); a password alone is
+// ":password@". With Sentinel the sentinels' own credentials are options.
+//
+// Options (each at most once; an unknown one is an error that names it):
+//   db=N                                 the database (instead of the path's /N)
+//   connect_timeout, command_timeout (alias socket_timeout), reconnect_interval
+//                                        seconds as decimals ("0.25", as redis-py), or with
+//                                        units ("250ms", "2s", "1m")
+//   key_prefix=...
+//   ssl_ca_certs (alias tls_ca_file), ssl_certfile, ssl_keyfile, ssl_server_name
+//                                        tls.ca_file, tls.cert_file, tls.key_file,
+//                                        tls.server_name (with rediss schemes only)
+//   ssl_cert_reqs=required|none          none: tls.verify_peer = false (also CERT_REQUIRED,
+//                                        CERT_NONE, Celery's spelling)
+//   sentinel_username, sentinel_password
+//
+// Examples:
+//   redis://:s3cret@10.0.0.5:6380/2?command_timeout=10ms
+//   rediss://app:s3cret@redis.example.com/0?ssl_ca_certs=/etc/ssl/redis-ca.pem
+//   unix:///run/redis/redis.sock?db=1
+//   redis+sentinel://:s3cret@s1:26379,s2,[fd00::3]/mymaster/0?sentinel_password=t0p
+//   rediss+cluster://:s3cret@node-1:7000,node-2:7000?ssl_cert_reqs=required
+//
+// Errors: InvalidArgument "sluice.RedisOptionsFromUrl: <the bad part> in '<url>' ..." naming the
+// part (a port, an option, a host), with any password in the URL shown as ***. Never echoes a
+// password or the value of a password option.
+absl::StatusOr<RedisOptions> RedisOptionsFromUrl(absl::string_view url);
+
+// sluice::RedisNodesFromString: "host[:port][,host[:port]...]" (IPv6 literals in brackets:
+// "[fd00::1]:26379") as RedisNodes, a port left out being `default_port` (6379 for Cluster nodes,
+// 26379 for sentinels). Spaces around each entry are ignored. For the C ABI's and the bindings'
+// lists of sentinels and cluster nodes. Errors: InvalidArgument naming the entry.
+absl::StatusOr<std::vector<RedisNode>> RedisNodesFromString(absl::string_view nodes,
+                                                            int default_port);
 
 }  // namespace v1
 }  // namespace sluice

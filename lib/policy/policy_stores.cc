@@ -1,5 +1,5 @@
-// The `stores` section: Redis connections, by fields or by URL (redis://user:pass@host:port/db,
-// unix:///path). See docs/policy.md, "Stores".
+// The `stores` section: Redis connections, by fields or by URL (every form of
+// sluice/redis_store.h, RedisOptionsFromUrl). See docs/policy.md, "Stores".
 #include <algorithm>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -7,92 +7,56 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "policy/policy_sections.h"
 #include "policy/policy_units.h"
 #include "sluice/redis_store.h"
+#include "stores/redis_options_check.h"
+#include "stores/redis_url.h"
 
 namespace sluice {
 inline namespace v1 {
 namespace internal {
 namespace {
 
-// %XX escapes decoded (a password may hold '@' or ':'); false on a malformed escape.
-bool PercentDecode(absl::string_view in, std::string* out) {
+// One "host:port" entry of a node list (sentinels, cluster_nodes).
+void ReadNodes(const Fields& fields, absl::string_view name, int default_port,
+               std::vector<RedisNode>* out) {
+  std::vector<std::string> entries;
+  if (!fields.StringList(name, /*single_ok=*/false, &entries) || !fields.Has(name)) return;
   out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out->push_back(in[i]);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    absl::StatusOr<std::vector<RedisNode>> nodes = RedisNodesFromString(entries[i], default_port);
+    if (!nodes.ok() || nodes->size() != 1) {
+      fields.Error(name, absl::StrCat(
+          "[", i, "] must be one host[:port] (an IPv6 host in []): ",
+          nodes.ok() ? "got several" : absl::StripPrefix(nodes.status().message(),
+                                                         "sluice.RedisNodesFromString: ")));
       continue;
     }
-    if (i + 2 >= in.size() || !absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 1])) ||
-        !absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-      return false;
-    }
-    auto hex = [](char c) { return absl::ascii_isdigit(c) ? c - '0' : (c | 0x20) - 'a' + 10; };
-    out->push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-    i += 2;
+    out->push_back((*nodes)[0]);
   }
-  return true;
 }
 
-// Fills `redis` from a URL; the problem, or "" when it is well formed.
-std::string ParseRedisUrl(absl::string_view url, RedisOptions* redis) {
-  constexpr absl::string_view kForms = "redis://[user[:password]@]host[:port][/db] or unix:///path";
-  if (url.substr(0, 7) == "unix://") {
-    absl::string_view path = url.substr(7);
-    if (path.empty() || path.front() != '/') return absl::StrCat("must be ", kForms);
-    redis->unix_socket = std::string(path);
-    return "";
+// `tls: true`, `tls: false`, or a mapping (which turns TLS on) of RedisTlsOptions' fields.
+void ReadTls(PolicyErrors& errors, const Fields& store, RedisTlsOptions* tls) {
+  const YAML::Node* node = store.Get("tls");
+  if (node == nullptr) return;
+  if (!node->IsMap()) {
+    ReadBool(errors, *node, store.PathOf("tls"), &tls->enabled);
+    return;
   }
-  if (url.substr(0, 9) == "rediss://") return "rediss:// (TLS) is not supported";
-  if (url.substr(0, 8) != "redis://") return absl::StrCat("must be ", kForms);
-  absl::string_view rest = url.substr(8);
-  if (const size_t at = rest.rfind('@'); at != absl::string_view::npos) {
-    absl::string_view credentials = rest.substr(0, at);
-    rest.remove_prefix(at + 1);
-    const size_t colon = credentials.find(':');
-    if (!PercentDecode(credentials.substr(0, colon), &redis->username)) {
-      return "has a malformed %-escape in the user";
-    }
-    if (colon != absl::string_view::npos &&
-        !PercentDecode(credentials.substr(colon + 1), &redis->password)) {
-      return "has a malformed %-escape in the password";
-    }
-  }
-  absl::string_view host_port = rest.substr(0, rest.find('/'));
-  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
-    absl::string_view db = rest.substr(slash + 1);
-    if (!db.empty() && (!absl::SimpleAtoi(db, &redis->db) || redis->db < 0 ||
-                        !absl::ascii_isdigit(static_cast<unsigned char>(db.front())))) {
-      return absl::StrCat("has a database that is not a number >= 0: \"",
-                          absl::CHexEscape(db.substr(0, 20)), "\"");
-    }
-  }
-  absl::string_view port;
-  bool port_given = false;
-  if (!host_port.empty() && host_port.front() == '[') {  // [::1]:6379
-    const size_t close = host_port.find(']');
-    if (close == absl::string_view::npos) return "has an IPv6 host without its closing ]";
-    redis->host = std::string(host_port.substr(1, close - 1));
-    absl::string_view after = host_port.substr(close + 1);
-    if (!after.empty() && after.front() != ':') return absl::StrCat("must be ", kForms);
-    port_given = !after.empty();
-    if (port_given) port = after.substr(1);
-  } else {
-    const size_t colon = host_port.rfind(':');
-    redis->host = std::string(host_port.substr(0, colon));
-    port_given = colon != absl::string_view::npos;
-    if (port_given) port = host_port.substr(colon + 1);
-  }
-  if (redis->host.empty()) return "has no host";
-  if (port_given) {
-    if (!absl::SimpleAtoi(port, &redis->port) || redis->port < 1 || redis->port > 65535) {
-      return absl::StrCat("has a port that is not in [1, 65535]: \"",
-                          absl::CHexEscape(port.substr(0, 20)), "\"");
-    }
-  }
-  return "";
+  Fields fields(errors, *node, store.PathOf("tls"),
+                {"ca_file", "server_name", "cert_file", "key_file", "verify_peer"});
+  if (!fields.ok()) return;
+  tls->enabled = true;
+  fields.String("ca_file", &tls->ca_file);
+  fields.String("server_name", &tls->server_name);
+  fields.String("cert_file", &tls->cert_file);
+  fields.String("key_file", &tls->key_file);
+  fields.Bool("verify_peer", &tls->verify_peer);
 }
 
 bool HasControl(absl::string_view text, bool space_too) {
@@ -111,19 +75,48 @@ void ReadStores(PolicyErrors& errors, const YAML::Node& node, Policy* policy) {
   for (auto it = node.begin(); it != node.end(); ++it, ++i) {
     Fields fields(errors, *it, ItemPath("stores", i),
                   {"name", "url", "host", "port", "unix_socket", "username", "password", "db",
-                   "connect_timeout", "command_timeout", "reconnect_interval", "key_prefix"});
+                   "connect_timeout", "command_timeout", "reconnect_interval", "key_prefix",
+                   "tls", "sentinel_master", "sentinels", "sentinel_username",
+                   "sentinel_password", "cluster_nodes"});
     if (!fields.ok()) continue;
+    const size_t errors_before = errors.size();
     StoreSpec store;
     store.line = fields.line();
     ReadPolicyName(fields, "name", &names, &store.name);
     RedisOptions& redis = store.redis;
     std::string url;
     if (fields.String("url", &url) && fields.Has("url")) {
-      if (std::string problem = ParseRedisUrl(url, &redis); !problem.empty()) {
-        fields.Error("url", problem);
+      // The one URL parser (sluice/redis_store.h, RedisOptionsFromUrl); the fields below may
+      // add what the URL does not name, never change what it does.
+      std::vector<std::string> named;
+      if (absl::Status s = ApplyRedisUrl(url, &redis, &named); !s.ok()) {
+        fields.Error("url", absl::StripPrefix(s.message(), "sluice.RedisOptionsFromUrl: "));
       }
-      for (const char* other : {"host", "port", "unix_socket", "username", "password", "db"}) {
+      for (const char* other : {"host", "port", "unix_socket", "username", "password", "db",
+                                "sentinel_master", "sentinels", "cluster_nodes"}) {
         if (fields.Has(other)) fields.Error(other, "cannot be set with url (the url sets it)");
+      }
+      const bool url_tls = std::find(named.begin(), named.end(), "tls.enabled") != named.end();
+      if (const YAML::Node* tls = fields.Get("tls"); tls != nullptr) {
+        if (!url_tls) {
+          fields.Error("tls", "needs a rediss url (the url's scheme says whether TLS is on)");
+        } else if (!tls->IsMap()) {
+          fields.Error("tls", "cannot be true or false with url (the url's scheme sets it)");
+        }
+      }
+      for (const std::string& field : named) {
+        if (absl::StartsWith(field, "tls.")) {
+          const YAML::Node* tls = fields.Get("tls");
+          if (tls != nullptr && tls->IsMap() && (*tls)[field.substr(4)]) {
+            fields.Error("tls", absl::StrCat(field.substr(4), " cannot be set with url (the url "
+                                                              "sets it)"));
+          }
+        } else if (fields.Has(field) && field != "host" && field != "port" &&
+                   field != "unix_socket" && field != "username" && field != "password" &&
+                   field != "db" && field != "sentinel_master" && field != "sentinels" &&
+                   field != "cluster_nodes") {
+          fields.Error(field, "cannot be set with url (the url sets it)");
+        }
       }
     }
     if (fields.String("host", &redis.host) && (redis.host.empty() || redis.host.size() > 255 ||
@@ -153,6 +146,22 @@ void ReadStores(PolicyErrors& errors, const YAML::Node& node, Policy* policy) {
          }))) {
       fields.Error("key_prefix", "must be 1 to 100 printable ASCII characters without '{', '}' "
                                  "or space");
+    }
+    ReadTls(errors, fields, &redis.tls);
+    if (fields.String("sentinel_master", &redis.sentinel_master) &&
+        HasControl(redis.sentinel_master, true)) {
+      fields.Error("sentinel_master", "must have no space or control character");
+    }
+    ReadNodes(fields, "sentinels", /*default_port=*/26379, &redis.sentinels);
+    fields.String("sentinel_username", &redis.sentinel_username);
+    fields.String("sentinel_password", &redis.sentinel_password);
+    ReadNodes(fields, "cluster_nodes", /*default_port=*/6379, &redis.cluster_nodes);
+    // The checks RedisStore::Create makes (one topology, TLS fields with TLS on, ...), here so
+    // that the error has the store's line.
+    if (errors.size() == errors_before) {
+      if (absl::Status s = ValidateRedisOptions(redis, "is inconsistent"); !s.ok()) {
+        errors.Add(fields.line(), fields.path(), s.message());
+      }
     }
     policy->stores.push_back(std::move(store));
   }

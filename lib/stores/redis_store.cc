@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "stores/redis_connection_thread.h"
+#include "stores/redis_options_check.h"
 #include "stores/redis_scripts.h"
 #include "sluice/clock.h"
 
@@ -22,17 +23,6 @@ constexpr absl::string_view kName = "sluice.RedisStore";
 
 namespace {
 
-bool HasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
-
-absl::Status CheckDuration(absl::string_view field, absl::Duration d) {
-  if (d <= absl::ZeroDuration() || d > kMaxRedisTimeout) {
-    return absl::InvalidArgumentError(absl::StrCat(kName, ": ", field, " must be > 0 and <= ",
-                                                   absl::FormatDuration(kMaxRedisTimeout),
-                                                   ", got ", absl::FormatDuration(d)));
-  }
-  return absl::OkStatus();
-}
-
 // Writes nothing (DEL of a key nobody uses), but as a write under the key prefix it meets every
 // check a decision meets: authentication, ACL (+evalsha, the key pattern), a replica's READONLY.
 const std::string kCheckScript = "return redis.call('DEL', KEYS[1])";
@@ -40,34 +30,7 @@ const std::string kCheckScript = "return redis.call('DEL', KEYS[1])";
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<RedisStore>> RedisStore::Create(const RedisOptions& o) {
-  auto bad = [](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(kName, ": ", what));
-  };
-  if (o.unix_socket.empty()) {
-    if (o.host.empty() || o.host.size() > 255 || HasNul(o.host)) {
-      return bad(absl::StrCat("host must be 1 to 255 bytes without NUL (or set unix_socket), got ",
-                              o.host.size(), " bytes"));
-    }
-    if (o.port < 1 || o.port > 65535) return bad(absl::StrCat("port must be 1..65535, got ", o.port));
-  } else if (o.unix_socket.size() > 107 || HasNul(o.unix_socket)) {
-    return bad(absl::StrCat("unix_socket must be at most 107 bytes without NUL, got ",
-                            o.unix_socket.size(), " bytes"));
-  }
-  if (o.db < 0) return bad(absl::StrCat("db must be >= 0, got ", o.db));
-  if (!o.username.empty() && o.password.empty()) return bad("username needs a password");
-  if (std::any_of(o.username.begin(), o.username.end(),
-                  [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 127; })) {
-    return bad("username must not hold NUL, spaces or control characters");
-  }
-  if (absl::Status s = CheckDuration("connect_timeout", o.connect_timeout); !s.ok()) return s;
-  if (absl::Status s = CheckDuration("command_timeout", o.command_timeout); !s.ok()) return s;
-  if (absl::Status s = CheckDuration("reconnect_interval", o.reconnect_interval); !s.ok()) return s;
-  if (o.key_prefix.empty() || o.key_prefix.size() > 100 ||
-      !std::all_of(o.key_prefix.begin(), o.key_prefix.end(),
-                   [](char c) { return c > ' ' && c < 127 && c != '{' && c != '}'; })) {
-    return bad("key_prefix must be 1 to 100 printable ASCII characters, without '{', '}' or "
-               "spaces");
-  }
+  if (absl::Status s = internal::ValidateRedisOptions(o, kName); !s.ok()) return s;
   return std::shared_ptr<RedisStore>(new RedisStore(o));
 }
 

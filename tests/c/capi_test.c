@@ -332,6 +332,92 @@ static void test_cluster_scope_failure_modes(void) {
   sluice_redis_store_destroy(NULL);
 }
 
+/* A store from parameters: SLUICE_OK, or the error message's part `expect` (NULL: any). */
+static int redis_store_rc(sluice_options* ro, const char* expect) {
+  sluice_redis_store* store = NULL;
+  int rc = sluice_redis_store_create(ro, &store);
+  if (rc != SLUICE_OK && expect != NULL && strstr(sluice_last_error_message(), expect) == NULL) {
+    fprintf(stderr, "  message: %s\n  lacks: %s\n", sluice_last_error_message(), expect);
+    rc = -1000;
+  }
+  CHECK((rc == SLUICE_OK) == (store != NULL));
+  sluice_redis_store_destroy(store);
+  return rc;
+}
+
+static int set_str(sluice_options* o, int param, const char* value) {
+  return sluice_options_set_string(o, param, value, strlen(value));
+}
+
+/* SLUICE_PARAM_REDIS_URL, TLS, Sentinel and Cluster parameters: each reaches its field (seen
+ * through the checks of sluice_redis_store_create, which does not connect), a parameter set with
+ * the URL wins over it, and no password reaches a message. */
+static void test_redis_url_and_topologies(void) {
+  sluice_options* ro = sluice_options_create();
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_URL, "redis+cluster://:pw@n1:7000,[fd00::2]") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_DB, 3) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "db must be 0 with cluster_nodes") == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_DB, 0) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_URL, "redis://:Hunter2Secret@h:abc/0") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "SLUICE_PARAM_REDIS_URL: sluice.RedisOptionsFromUrl: port 'abc' in "
+                           "'redis://:***@h:abc/0'") == SLUICE_INVALID_ARGUMENT);
+  CHECK(strstr(sluice_last_error_message(), "Hunter2") == NULL);
+  /* The URL turns TLS on with a CA file; REDIS_TLS 0 wins, and the CA file is then an error. */
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_URL, "rediss://h?ssl_ca_certs=/ca.pem") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_TLS, 0) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "tls.ca_file is set but tls.enabled is false") == SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(ro);
+
+  ro = sluice_options_create();
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_TLS_CA_FILE, "/ca.pem") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "tls.ca_file is set but tls.enabled is false") == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_TLS, 1) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_TLS_CERT_FILE, "/c.pem") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "tls.cert_file and tls.key_file") == SLUICE_INVALID_ARGUMENT);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_TLS_KEY_FILE, "/k.pem") == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_TLS_SERVER_NAME, "redis.example") == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_TLS_VERIFY_PEER, 0) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_UNIX_SOCKET, "/tmp/r.sock") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "tls cannot be enabled with unix_socket") == SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(ro);
+
+  ro = sluice_options_create();
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_TLS_VERIFY_PEER, 0) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "tls.verify_peer is false") == SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(ro);
+
+  ro = sluice_options_create();
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_SENTINELS, "s1, [::1]:26380") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "sentinels need sentinel_master") == SLUICE_INVALID_ARGUMENT);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_SENTINEL_MASTER, "mymaster") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_SENTINEL_USERNAME, "watcher") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "sentinel_username needs a sentinel_password") ==
+        SLUICE_INVALID_ARGUMENT);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_SENTINEL_PASSWORD, "pw") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_CLUSTER_NODES, "n1:7000") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "cluster_nodes cannot be set with sentinel_master") ==
+        SLUICE_INVALID_ARGUMENT);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_SENTINELS, "s1:0") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "SLUICE_PARAM_REDIS_SENTINELS: sluice.RedisNodesFromString: port '0'") ==
+        SLUICE_INVALID_ARGUMENT);
+  sluice_options_destroy(ro);
+
+  ro = sluice_options_create();
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_CLUSTER_NODES, "n1:7000,n2") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK);
+  CHECK(set_str(ro, SLUICE_PARAM_REDIS_CLUSTER_NODES, "n1,,n2") == SLUICE_OK);
+  CHECK(redis_store_rc(ro, "SLUICE_PARAM_REDIS_CLUSTER_NODES") == SLUICE_INVALID_ARGUMENT);
+  CHECK(sluice_options_set_string(ro, SLUICE_PARAM_REDIS_CLUSTER_NODES, NULL, 0) == SLUICE_OK);
+  CHECK(redis_store_rc(ro, NULL) == SLUICE_OK); /* cleared: standalone again */
+  sluice_options_destroy(ro);
+}
+
 /* The other three objects take the same store and cluster parameters. */
 static void test_cluster_scope_other_objects(void) {
   sluice_options* ro = sluice_options_create();
@@ -1371,6 +1457,7 @@ int main(void) {
   test_token_budget();
   test_shared_region();
   test_cluster_scope_failure_modes();
+  test_redis_url_and_topologies();
   test_cluster_scope_other_objects();
   test_balancer();
   test_balancer_administration();

@@ -126,7 +126,7 @@ def test_version_unknown_when_dify_does_not_say(fake_dify):
         dify.install(process_policy())
 
 
-def test_install_arguments_are_checked(fake_dify):
+def test_install_arguments_are_checked(fake_dify, monkeypatch):
     fake_dify()
     with pytest.raises(TypeError, match="governor_or_policy must be"):
         dify.install(42)
@@ -134,8 +134,13 @@ def test_install_arguments_are_checked(fake_dify):
         dify.install(process_policy(), dify_version=1.0)
     with pytest.raises(ValueError, match="attempt_scope must be"):
         dify.install(process_policy(), attempt_scope="galaxy")
-    with pytest.raises(ValueError, match="redis must be"):
+    # Cluster scope without a store takes Dify's REDIS_* settings (configs.dify_config),
+    # naming a bad one.
+    import configs
+    monkeypatch.setattr(configs.dify_config, "REDIS_USE_CLUSTERS", True, raising=False)
+    with pytest.raises(ValueError, match="REDIS_CLUSTERS must be set"):
         dify.install(process_policy(), attempt_scope="cluster")
+    monkeypatch.delattr(configs.dify_config, "REDIS_USE_CLUSTERS")
     with pytest.raises(sluice.InvalidArgument, match="rule must name a rule"):
         dify.install(sluice.Governor("version: 1\nrules:\n  - {name: other, concurrency: 1}\n"))
     assert not dify.installed()

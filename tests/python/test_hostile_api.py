@@ -690,13 +690,49 @@ def _use_store(ctx, store):
     store.stats()
 
 
-spec("RedisStore", lambda ctx: sluice.RedisStore,
-     lambda ctx: {"host": "127.0.0.1", "port": hs.redis_port(), "unix_socket": None, "username": None,
-                  "password": None, "db": 0, "connect_timeout": 0.2, "command_timeout": 0.5,
-                  "reconnect_interval": 0.1, "key_prefix": "hostile"},
+# sentinels= and cluster_nodes=: None, "h:p,h:p", or a list of "host:port" / (host, port).
+NODES = [V("None", lambda: None), V("int", lambda: 5, TYPE), V("float", lambda: 1.5, TYPE),
+         V("dict", lambda: {}, TYPE), V("object", object, TYPE), V("bytes", lambda: b"h:1", TYPE),
+         V("empty_list", lambda: []), V("empty_str", lambda: "", INVALID),
+         V("list_of_None", lambda: [None], TYPE), V("list_of_int", lambda: [5], TYPE),
+         V("list_of_bytes", lambda: [b"\xff"], TYPE), V("tuple_of_3", lambda: [("h", 1, 2)], TYPE),
+         V("bool_port", lambda: [("h", True)], TYPE), V("nan_port", lambda: [("h", math.nan)], TYPE),
+         V("port_2**70", lambda: [("h", 2**70)], INVALID), V("port_0", lambda: ["h:0"], INVALID),
+         V("surrogate", lambda: ["\ud800"], INVALID), V("nul", lambda: ["a\x00b:1"]),
+         V("ipv6", lambda: ["[::1]:1"]), V("ipv6_unbracketed", lambda: ["::1"], INVALID),
+         V("two_in_one_item", lambda: ["a:1,b:2"], INVALID),
+         V("100k_items", lambda: ["h:1"] * 100000, INVALID), V("1MiB", lambda: "k" * MiB),
+         V("generator", lambda: (x for x in ["h:1"]), TYPE)]
+URL = _wrong() + STR_EDGES + [
+    V("password_in_bad_port", lambda: "redis://:Hunter2@h:abc/0", INVALID),
+    V("unclosed_ipv6", lambda: "redis://[::1", INVALID),
+    V("bad_escape", lambda: "redis://h?key_prefix=%zz", INVALID),
+    V("cluster_db", lambda: "redis+cluster://h/3", INVALID),
+    V("sentinel_no_service", lambda: "redis+sentinel://s1", INVALID),
+    V("1MiB_host", lambda: "redis://" + "h" * MiB, INVALID),
+]
+
+
+def _store_keywords(ctx) -> Dict[str, Any]:
+    return {"host": "127.0.0.1", "port": hs.redis_port(), "unix_socket": None, "username": None,
+            "password": None, "db": 0, "connect_timeout": 0.2, "command_timeout": 0.5,
+            "reconnect_interval": 0.1, "key_prefix": "hostile", "tls": False, "tls_ca_file": None,
+            "tls_cert_file": None, "tls_key_file": None, "tls_server_name": None,
+            "tls_verify_peer": True, "sentinel_master": None, "sentinels": None,
+            "sentinel_username": None, "sentinel_password": None, "cluster_nodes": None}
+
+
+spec("RedisStore.from_url", lambda ctx: sluice.RedisStore.from_url,
+     lambda ctx: {"url": f"redis://127.0.0.1:{hs.redis_port()}/0?key_prefix=hostile&"
+                         "command_timeout=0.5"},
+     {"url": URL}, after=_use_store)
+spec("RedisStore", lambda ctx: sluice.RedisStore, _store_keywords,
      {"host": STR, "port": INT, "unix_socket": OPT_STR, "username": OPT_STR, "password": OPT_STR,
       "db": INT, "connect_timeout": SECS, "command_timeout": SECS, "reconnect_interval": SECS,
-      "key_prefix": STR},
+      "key_prefix": STR, "tls": BOOL, "tls_ca_file": OPT_STR, "tls_cert_file": OPT_STR,
+      "tls_key_file": OPT_STR, "tls_server_name": OPT_STR, "tls_verify_peer": BOOL,
+      "sentinel_master": OPT_STR, "sentinels": NODES, "sentinel_username": OPT_STR,
+      "sentinel_password": OPT_STR, "cluster_nodes": NODES},
      after=_use_store,
      # A host or socket path is handed to the resolver as a C string: an embedded NUL would
      # silently connect somewhere else.

@@ -143,8 +143,23 @@ class RedisStore:
     their state in Redis (cluster scope). It connects on first use and reconnects by itself; while
     Redis is unreachable, decisions fail fast into each object's failure mode. Safe across fork().
     """
-    def __init__(self, host: str = '127.0.0.1', port: int = 6379, *, unix_socket: str | None = None, username: str | None = None, password: str | None = None, db: int = 0, connect_timeout: float = 0.2, command_timeout: float = 0.005, reconnect_interval: float = 0.1, key_prefix: str = 'sluice') -> None:
-        ...
+    @staticmethod
+    def from_url(url: str, **kwargs) -> RedisStore:
+        """
+        A store from a connection URL: redis://[[user]:password@]host[:port][/db][?options],
+        rediss:// (TLS), unix:///path?db=N, redis+sentinel://h1[:26379],h2/<service>[/db],
+        redis+cluster://h1[:6379],h2, and rediss+sentinel / rediss+cluster (the grammar and
+        its options: sluice/redis_store.h, RedisOptionsFromUrl). Keyword overrides take the
+        constructor's names and win over the URL. Errors never show the password.
+        """
+    def __init__(self, host: str = '127.0.0.1', port: int = 6379, *, unix_socket: str | None = None, username: str | None = None, password: str | None = None, db: int = 0, connect_timeout: float = 0.2, command_timeout: float = 0.005, reconnect_interval: float = 0.1, key_prefix: str = 'sluice', tls: bool = False, tls_ca_file: str | None = None, tls_cert_file: str | None = None, tls_key_file: str | None = None, tls_server_name: str | None = None, tls_verify_peer: bool = True, sentinel_master: str | None = None, sentinels: typing.Any = None, sentinel_username: str | None = None, sentinel_password: str | None = None, cluster_nodes: typing.Any = None) -> None:
+        """
+        Standalone (host and port, or unix_socket), Sentinel (sentinel_master and sentinels)
+        or Redis Cluster (cluster_nodes); sentinels and cluster_nodes are lists of
+        'host:port' strings or (host, port) tuples (IPv6 hosts in [] in strings), or one
+        'h:p,h:p' string. tls turns TLS on for every connection; tls_verify_peer=False
+        accepts any certificate. See sluice/redis_store.h, RedisOptions.
+        """
     def check(self, timeout: float = 2.0) -> None:
         """
         Connects if need be and checks the server: the credentials, that it is a master (not

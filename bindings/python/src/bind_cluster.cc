@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bindings.h"
 #include "sluice/rate_limiter.h"
@@ -24,6 +25,151 @@ constexpr std::pair<sluice::ClusterMode, const char*> kClusterModes[] = {
     {sluice::ClusterMode::kStrict, "strict"},
     {sluice::ClusterMode::kLeased, "leased"},
 };
+
+// sentinels= / cluster_nodes=: None, "h:p,h:p", or a list of "host:port" strings and
+// (host, port) tuples. Errors name the argument and the item.
+std::vector<sluice::RedisNode> NodesFromPython(const std::string& arg, const py::object& value,
+                                               int default_port) {
+  const std::string who = "sluice.RedisStore: " + arg;
+  auto parse = [&](const std::string& where, const std::string& text) {
+    absl::StatusOr<std::vector<sluice::RedisNode>> nodes =
+        sluice::RedisNodesFromString(text, default_port);
+    if (!nodes.ok()) {
+      RaisePython("InvalidArgument", where + ": " + std::string(nodes.status().message()));
+    }
+    return *std::move(nodes);
+  };
+  auto text_of = [&](const std::string& where, const py::handle& item) {
+    try {
+      return item.cast<std::string>();
+    } catch (const py::cast_error&) {  // a lone surrogate: not UTF-8
+      RaisePython("InvalidArgument", where + " must be valid UTF-8");
+    } catch (const py::error_already_set&) {
+      RaisePython("InvalidArgument", where + " must be valid UTF-8");
+    }
+  };
+  if (value.is_none()) return {};
+  if (py::isinstance<py::str>(value)) return parse(who, text_of(who, value));
+  if (!py::isinstance<py::list>(value) && !py::isinstance<py::tuple>(value)) {
+    throw py::type_error(who + " must be a list of 'host:port' strings or (host, port) tuples, "
+                               "got " + std::string(py::str(py::type::of(value).attr("__name__"))));
+  }
+  const py::sequence items = value.cast<py::sequence>();
+  if (items.size() > 64) {
+    RaisePython("InvalidArgument", who + " must list 1 to 64 nodes, got " +
+                                       std::to_string(items.size()));
+  }
+  std::vector<sluice::RedisNode> nodes;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string where = who + "[" + std::to_string(i) + "]";
+    const py::object item = items[i];
+    if (py::isinstance<py::str>(item)) {
+      std::vector<sluice::RedisNode> one = parse(where, text_of(where, item));
+      if (one.size() != 1) RaisePython("InvalidArgument", where + " must be one 'host:port'");
+      nodes.push_back(std::move(one[0]));
+      continue;
+    }
+    if (!py::isinstance<py::tuple>(item) || py::len(item) != 2 ||
+        !py::isinstance<py::str>(item.cast<py::tuple>()[0]) ||
+        !py::isinstance<py::int_>(item.cast<py::tuple>()[1]) ||
+        py::isinstance<py::bool_>(item.cast<py::tuple>()[1])) {
+      throw py::type_error(where + " must be 'host:port' or a (host: str, port: int) tuple, got " +
+                           std::string(py::str(py::type::of(item).attr("__name__"))));
+    }
+    const py::tuple pair = item.cast<py::tuple>();
+    sluice::RedisNode node;
+    node.host = text_of(where, pair[0]);
+    const py::int_ port = pair[1].cast<py::int_>();
+    if (port < py::int_(1) || port > py::int_(65535)) {
+      RaisePython("InvalidArgument", where + " port must be 1..65535, got " +
+                                         std::string(py::str(port)));
+    }
+    node.port = port.cast<int>();
+    nodes.push_back(std::move(node));
+  }
+  return nodes;
+}
+
+// from_url's overrides, checked by name and type before the constructor sees them: pybind11's
+// own "incompatible arguments" error would list every keyword's value, the password among them.
+void CheckOverride(const std::string& name, const py::handle& value) {
+  enum Kind { kText, kOptionalText, kInt, kSeconds, kFlag, kNodes };
+  static const std::pair<const char*, Kind> kKinds[] = {
+      {"host", kText}, {"port", kInt}, {"unix_socket", kOptionalText},
+      {"username", kOptionalText}, {"password", kOptionalText}, {"db", kInt},
+      {"connect_timeout", kSeconds}, {"command_timeout", kSeconds},
+      {"reconnect_interval", kSeconds}, {"key_prefix", kText}, {"tls", kFlag},
+      {"tls_ca_file", kOptionalText}, {"tls_cert_file", kOptionalText},
+      {"tls_key_file", kOptionalText}, {"tls_server_name", kOptionalText},
+      {"tls_verify_peer", kFlag}, {"sentinel_master", kOptionalText}, {"sentinels", kNodes},
+      {"sentinel_username", kOptionalText}, {"sentinel_password", kOptionalText},
+      {"cluster_nodes", kNodes}};
+  const std::string who = "sluice.RedisStore.from_url: " + name;
+  for (const auto& [known, kind] : kKinds) {
+    if (name != known) continue;
+    const char* expected = "";
+    try {
+      switch (kind) {
+        case kText: expected = "a str"; (void)value.cast<std::string>(); break;
+        case kOptionalText: expected = "a str or None";
+          if (!value.is_none()) (void)value.cast<std::string>();
+          break;
+        case kInt: expected = "an int that fits in 32 bits"; (void)value.cast<int>(); break;
+        case kSeconds: expected = "a number of seconds"; (void)value.cast<double>(); break;
+        case kFlag: expected = "a bool"; (void)value.cast<bool>(); break;
+        case kNodes: return;  // NodesFromPython names its errors
+      }
+    } catch (const py::cast_error&) {
+      throw py::type_error(who + " must be " + expected + ", got " +
+                           std::string(py::str(py::type::of(value).attr("__name__"))));
+    } catch (const py::error_already_set&) {
+      throw py::type_error(who + " must be " + expected + ", got " +
+                           std::string(py::str(py::type::of(value).attr("__name__"))));
+    }
+    return;
+  }
+  throw py::type_error("sluice.RedisStore.from_url: unknown keyword '" + name +
+                       "' (the overrides are RedisStore()'s keywords)");
+}
+
+py::object NodesToPython(const std::vector<sluice::RedisNode>& nodes) {
+  if (nodes.empty()) return py::none();
+  py::list out;
+  for (const sluice::RedisNode& n : nodes) out.append(py::make_tuple(n.host, n.port));
+  return out;
+}
+
+py::object OptionalText(const std::string& text) {
+  return text.empty() ? py::object(py::none()) : py::object(py::str(text));
+}
+
+// The keyword arguments of RedisStore(...) that rebuild `o`: what from_url passes on, after the
+// caller's overrides.
+py::dict KeywordsOf(const sluice::RedisOptions& o) {
+  py::dict k;
+  k["host"] = o.host;
+  k["port"] = o.port;
+  k["unix_socket"] = OptionalText(o.unix_socket);
+  k["username"] = OptionalText(o.username);
+  k["password"] = OptionalText(o.password);
+  k["db"] = o.db;
+  k["connect_timeout"] = absl::ToDoubleSeconds(o.connect_timeout);
+  k["command_timeout"] = absl::ToDoubleSeconds(o.command_timeout);
+  k["reconnect_interval"] = absl::ToDoubleSeconds(o.reconnect_interval);
+  k["key_prefix"] = o.key_prefix;
+  k["tls"] = o.tls.enabled;
+  k["tls_ca_file"] = OptionalText(o.tls.ca_file);
+  k["tls_cert_file"] = OptionalText(o.tls.cert_file);
+  k["tls_key_file"] = OptionalText(o.tls.key_file);
+  k["tls_server_name"] = OptionalText(o.tls.server_name);
+  k["tls_verify_peer"] = o.tls.verify_peer;
+  k["sentinel_master"] = OptionalText(o.sentinel_master);
+  k["sentinels"] = NodesToPython(o.sentinels);
+  k["sentinel_username"] = OptionalText(o.sentinel_username);
+  k["sentinel_password"] = OptionalText(o.sentinel_password);
+  k["cluster_nodes"] = NodesToPython(o.cluster_nodes);
+  return k;
+}
 
 }  // namespace
 
@@ -76,7 +222,14 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
       .def(py::init([](std::string host, int port, std::optional<std::string> unix_socket,
                        std::optional<std::string> username, std::optional<std::string> password,
                        int db, double connect_timeout, double command_timeout,
-                       double reconnect_interval, std::string key_prefix) {
+                       double reconnect_interval, std::string key_prefix, bool tls,
+                       std::optional<std::string> tls_ca_file,
+                       std::optional<std::string> tls_cert_file,
+                       std::optional<std::string> tls_key_file,
+                       std::optional<std::string> tls_server_name, bool tls_verify_peer,
+                       std::optional<std::string> sentinel_master, py::object sentinels,
+                       std::optional<std::string> sentinel_username,
+                       std::optional<std::string> sentinel_password, py::object cluster_nodes) {
              sluice::RedisOptions o;
              o.host = std::move(host);
              o.port = port;
@@ -88,6 +241,17 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
              o.command_timeout = SecondsToDuration(command_timeout, "command_timeout");
              o.reconnect_interval = SecondsToDuration(reconnect_interval, "reconnect_interval");
              o.key_prefix = std::move(key_prefix);
+             o.tls.enabled = tls;
+             o.tls.ca_file = tls_ca_file.value_or("");
+             o.tls.cert_file = tls_cert_file.value_or("");
+             o.tls.key_file = tls_key_file.value_or("");
+             o.tls.server_name = tls_server_name.value_or("");
+             o.tls.verify_peer = tls_verify_peer;
+             o.sentinel_master = sentinel_master.value_or("");
+             o.sentinels = NodesFromPython("sentinels", sentinels, 26379);
+             o.sentinel_username = sentinel_username.value_or("");
+             o.sentinel_password = sentinel_password.value_or("");
+             o.cluster_nodes = NodesFromPython("cluster_nodes", cluster_nodes, 6379);
              return ValueOrThrow(sluice::RedisStore::Create(o));
            }),
            // Defaults are RedisOptions{}'s, so the two cannot drift.
@@ -99,7 +263,36 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
            py::arg("command_timeout") = absl::ToDoubleSeconds(sluice::RedisOptions{}.command_timeout),
            py::arg("reconnect_interval") =
                absl::ToDoubleSeconds(sluice::RedisOptions{}.reconnect_interval),
-           py::arg("key_prefix") = sluice::RedisOptions{}.key_prefix)
+           py::arg("key_prefix") = sluice::RedisOptions{}.key_prefix,
+           py::arg("tls") = sluice::RedisTlsOptions{}.enabled, py::arg("tls_ca_file") = py::none(),
+           py::arg("tls_cert_file") = py::none(), py::arg("tls_key_file") = py::none(),
+           py::arg("tls_server_name") = py::none(),
+           py::arg("tls_verify_peer") = sluice::RedisTlsOptions{}.verify_peer,
+           py::arg("sentinel_master") = py::none(), py::arg("sentinels") = py::none(),
+           py::arg("sentinel_username") = py::none(), py::arg("sentinel_password") = py::none(),
+           py::arg("cluster_nodes") = py::none(),
+           "Standalone (host and port, or unix_socket), Sentinel (sentinel_master and sentinels)\n"
+           "or Redis Cluster (cluster_nodes); sentinels and cluster_nodes are lists of\n"
+           "'host:port' strings or (host, port) tuples (IPv6 hosts in [] in strings), or one\n"
+           "'h:p,h:p' string. tls turns TLS on for every connection; tls_verify_peer=False\n"
+           "accepts any certificate. See sluice/redis_store.h, RedisOptions.")
+      .def_static(
+          "from_url",
+          [](const std::string& url, py::kwargs overrides) {
+            py::dict keywords = KeywordsOf(ValueOrThrow(sluice::RedisOptionsFromUrl(url)));
+            for (const auto& [name, value] : overrides) {
+              CheckOverride(py::str(name), value);
+              keywords[name] = value;
+            }
+            return py::type::of<sluice::RedisStore>()(**keywords)
+                .cast<std::shared_ptr<sluice::RedisStore>>();
+          },
+          py::arg("url"),
+          "A store from a connection URL: redis://[[user]:password@]host[:port][/db][?options],\n"
+          "rediss:// (TLS), unix:///path?db=N, redis+sentinel://h1[:26379],h2/<service>[/db],\n"
+          "redis+cluster://h1[:6379],h2, and rediss+sentinel / rediss+cluster (the grammar and\n"
+          "its options: sluice/redis_store.h, RedisOptionsFromUrl). Keyword overrides take the\n"
+          "constructor's names and win over the URL. Errors never show the password.")
       .def(
           "stats",
           [](const sluice::RedisStore& s) {

@@ -552,14 +552,14 @@ TEST_CASE("stores: fields and URL forms", "[policy]") {
   CHECK(p.stores[3].redis.password == "secret");
   CHECK(p.stores[3].redis.host == "h");
 
-  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'rediss://h'}]\n"),
-             Contains("stores[0].url rediss:// (TLS) is not supported"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h:99999'}]\n"),
-             Contains("stores[0].url has a port that is not in [1, 65535]"));
+             Contains("stores[0].url port '99999' in 'redis://h:99999' is not a number 1..65535"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h/x'}]\n"),
-             Contains("stores[0].url has a database that is not a number"));
+             Contains("stores[0].url db 'x' in 'redis://h/x' is not a number >= 0"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'http://h'}]\n"),
-             Contains("stores[0].url must be redis://"));
+             Contains("stores[0].url scheme 'http' in 'http://h' is not one of redis, rediss"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://:Hunter2@h?bogus=1'}]\n"),
+             Contains("stores[0].url option 'bogus' in 'redis://:***@h?bogus=1'"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h', port: 1}]\n"),
              Contains("stores[0].port cannot be set with url"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, port: 0, command_timeout: 2h, key_prefix: "
@@ -569,6 +569,67 @@ TEST_CASE("stores: fields and URL forms", "[policy]") {
              Contains("stores[0].command_timeout must be in [1ns, 1h], got 2h"));
   CHECK_THAT(Errors("version: 1\nstores: [{name: a, key_prefix: 'a{b'}]\n"),
              Contains("stores[0].key_prefix must be 1 to 100 printable ASCII characters"));
+}
+
+TEST_CASE("stores: Sentinel, Cluster and TLS, by fields and by every URL form", "[policy]") {
+  const Policy p = Value(ParsePolicy(
+      "version: 1\nstores:\n"
+      "  - {name: a, url: 'rediss://:pw@h:6380/1?ssl_ca_certs=/ca.pem'}\n"
+      "  - {name: b, url: 'redis+sentinel://s1,s2:26380/mymaster/2?sentinel_password=t'}\n"
+      "  - {name: c, url: 'rediss+cluster://n1:7000,n2', tls: {server_name: r.example}}\n"
+      "  - name: d\n    password: pw\n    sentinel_master: mymaster\n"
+      "    sentinels: ['s1:26379', '[fd00::2]']\n"
+      "    sentinel_username: w\n    sentinel_password: t\n"
+      "    tls: {ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem, verify_peer: false}\n"
+      "  - {name: e, cluster_nodes: ['n1:7000', 'n2'], tls: true}\n"));
+  const sluice::RedisOptions& a = p.stores[0].redis;
+  CHECK((a.tls.enabled && a.tls.ca_file == "/ca.pem" && a.host == "h" && a.port == 6380 &&
+         a.db == 1 && a.password == "pw"));
+  const sluice::RedisOptions& b = p.stores[1].redis;
+  CHECK(b.sentinel_master == "mymaster");
+  REQUIRE(b.sentinels.size() == 2);
+  CHECK((b.sentinels[1].host == "s2" && b.sentinels[1].port == 26380 && b.db == 2));
+  CHECK(b.sentinel_password == "t");
+  const sluice::RedisOptions& c = p.stores[2].redis;
+  CHECK((c.cluster_nodes.size() == 2 && c.cluster_nodes[1].port == 6379 && c.tls.enabled &&
+         c.tls.server_name == "r.example"));
+  const sluice::RedisOptions& d = p.stores[3].redis;
+  REQUIRE(d.sentinels.size() == 2);
+  CHECK((d.sentinels[1].host == "fd00::2" && d.sentinels[1].port == 26379));
+  CHECK((d.tls.enabled && !d.tls.verify_peer && d.tls.key_file == "/k.pem" &&
+         d.sentinel_username == "w"));
+  const sluice::RedisOptions& e = p.stores[4].redis;
+  CHECK((e.cluster_nodes.size() == 2 && e.cluster_nodes[0].port == 7000 && e.tls.enabled));
+
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis+cluster://n1/3'}]\n"),
+             Contains("stores[0].url path '/3' in 'redis+cluster://n1/3' is not empty or /0"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h', tls: {ca_file: /c}}]\n"),
+             Contains("stores[0].tls needs a rediss url"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'rediss://h', tls: false}]\n"),
+             Contains("stores[0].tls cannot be true or false with url"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'rediss://h?ssl_ca_certs=/a', "
+                    "tls: {ca_file: /b}}]\n"),
+             Contains("stores[0].tls ca_file cannot be set with url"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h?key_prefix=x', "
+                    "key_prefix: y}]\n"),
+             Contains("stores[0].key_prefix cannot be set with url"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, url: 'redis://h', cluster_nodes: [n]}]\n"),
+             Contains("stores[0].cluster_nodes cannot be set with url"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, cluster_nodes: ['n:0']}]\n"),
+             Contains("stores[0].cluster_nodes [0] must be one host[:port] (an IPv6 host in []): "
+                      "port '0' in 'n:0' is not a number 1..65535"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, sentinels: ['a,b']}]\n"),
+             Contains("stores[0].sentinels [0] must be one host[:port]"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, cluster_nodes: [n], db: 2}]\n"),
+             Contains("p.yaml:2: stores[0] is inconsistent: db must be 0 with cluster_nodes"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, sentinel_master: m}]\n"),
+             Contains("stores[0] is inconsistent: sentinels must list 1 to 64 sentinels"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, tls: {cert_file: /c}}]\n"),
+             Contains("tls.cert_file and tls.key_file must be set together"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, tls: {ca_fil: /c}}]\n"),
+             Contains("stores[0].tls.ca_fil unknown field (did you mean ca_file?)"));
+  CHECK_THAT(Errors("version: 1\nstores: [{name: a, unix_socket: /r.sock, tls: true}]\n"),
+             Contains("tls cannot be enabled with unix_socket"));
 }
 
 TEST_CASE("every error is reported at once, sorted by line", "[policy]") {

@@ -98,6 +98,94 @@ TEST_CASE("RedisOptions are validated at the boundary, naming the field") {
   CHECK(RedisStore::Create(o).ok());
 }
 
+TEST_CASE("Sentinel, Cluster and TLS options are validated, naming the field and the index") {
+  auto error = [](const RedisOptions& o) { return ErrorOf(RedisStore::Create(o)); };
+  using sluice::RedisNode;
+  RedisOptions cluster;
+  cluster.cluster_nodes = {{"n1", 7000}, {"n2", 7001}, {"n3", 0}};
+  CHECK(error(cluster) == "sluice.RedisStore: cluster_nodes[2].port must be 1..65535, got 0");
+  cluster.cluster_nodes[2] = {"", 7002};
+  CHECK(error(cluster) ==
+        "sluice.RedisStore: cluster_nodes[2].host must be 1 to 255 bytes without NUL, got 0 bytes");
+  cluster.cluster_nodes[2] = {std::string("n\0x", 3), 7002};
+  CHECK(error(cluster).find("cluster_nodes[2].host must be") != std::string::npos);
+  cluster.cluster_nodes[2] = {std::string(256, 'n'), 7002};
+  CHECK(error(cluster).find("cluster_nodes[2].host must be") != std::string::npos);
+  cluster.cluster_nodes.resize(65, RedisNode{"n", 7000});
+  CHECK(error(cluster) == "sluice.RedisStore: cluster_nodes must list 1 to 64 nodes, got 65");
+  cluster.cluster_nodes.resize(64);
+  cluster.cluster_nodes[2] = {"n3", 7002};
+  CHECK(RedisStore::Create(cluster).ok());
+  cluster.host.clear();  // ignored with cluster_nodes
+  CHECK(RedisStore::Create(cluster).ok());
+  cluster.db = 3;
+  CHECK(error(cluster).find("db must be 0 with cluster_nodes") != std::string::npos);
+  cluster.db = 0;
+  cluster.unix_socket = "/tmp/r.sock";
+  CHECK(error(cluster).find("unix_socket cannot be set with cluster_nodes") != std::string::npos);
+  cluster.unix_socket.clear();
+  cluster.sentinel_master = "m";
+  cluster.sentinels = {{"s", 26379}};
+  CHECK(error(cluster).find("cluster_nodes cannot be set with sentinel_master") !=
+        std::string::npos);
+
+  RedisOptions sentinel;
+  sentinel.sentinel_master = "mymaster";
+  CHECK(error(sentinel) ==
+        "sluice.RedisStore: sentinels must list 1 to 64 sentinels with sentinel_master, got 0");
+  sentinel.sentinels = {{"s1", 26379}, {"s2", 70000}};
+  CHECK(error(sentinel) == "sluice.RedisStore: sentinels[1].port must be 1..65535, got 70000");
+  sentinel.sentinels[1].port = 26379;
+  CHECK(RedisStore::Create(sentinel).ok());
+  for (const std::string bad : {std::string("my master"), std::string("m\x01"),
+                                std::string(256, 'm'), std::string("caf\xc3\xa9")}) {
+    sentinel.sentinel_master = bad;
+    CHECK(error(sentinel).find("sentinel_master must be 1 to 255 printable ASCII") !=
+          std::string::npos);
+  }
+  sentinel.sentinel_master = "mymaster";
+  sentinel.unix_socket = "/tmp/r.sock";
+  CHECK(error(sentinel).find("unix_socket cannot be set with sentinel_master") !=
+        std::string::npos);
+  sentinel.unix_socket.clear();
+  sentinel.sentinel_username = "watcher";
+  CHECK(error(sentinel).find("sentinel_username needs a sentinel_password") != std::string::npos);
+  sentinel.sentinel_password = "pw";
+  CHECK(RedisStore::Create(sentinel).ok());
+  sentinel.sentinel_username = "bad user";
+  CHECK(error(sentinel).find("sentinel_username must not hold") != std::string::npos);
+
+  RedisOptions orphan;
+  orphan.sentinels = {{"s1", 26379}};
+  CHECK(error(orphan).find("sentinels need sentinel_master") != std::string::npos);
+  orphan.sentinels.clear();
+  orphan.sentinel_password = "pw";
+  CHECK(error(orphan).find("sentinel_password needs sentinel_master") != std::string::npos);
+
+  RedisOptions tls;
+  tls.tls.ca_file = "/etc/ssl/ca.pem";  // enabled forgotten: must not silently connect in clear
+  CHECK(error(tls) == "sluice.RedisStore: tls.ca_file is set but tls.enabled is false (enable "
+                      "TLS, or clear tls.ca_file)");
+  tls.tls.ca_file.clear();
+  tls.tls.verify_peer = false;
+  CHECK(error(tls).find("tls.verify_peer is false but tls.enabled is false") != std::string::npos);
+  tls.tls.verify_peer = true;
+  tls.tls.server_name = "redis.example";
+  CHECK(error(tls).find("tls.server_name is set but tls.enabled is false") != std::string::npos);
+  tls.tls.enabled = true;
+  CHECK(RedisStore::Create(tls).ok());
+  tls.tls.cert_file = "/etc/ssl/client.pem";
+  CHECK(error(tls).find("tls.cert_file and tls.key_file must be set together") !=
+        std::string::npos);
+  tls.tls.key_file = std::string("/etc/ssl/k\0ey.pem", 17);
+  CHECK(error(tls).find("tls.key_file must be at most 4096 bytes without NUL") !=
+        std::string::npos);
+  tls.tls.key_file = "/etc/ssl/client.key";
+  CHECK(RedisStore::Create(tls).ok());
+  tls.unix_socket = "/tmp/r.sock";
+  CHECK(error(tls).find("tls cannot be enabled with unix_socket") != std::string::npos);
+}
+
 TEST_CASE("Redis errors are classified: only transport failures mean unavailable") {
   using sluice::internal::ClassifyRedisError;
   using sluice::internal::IsTransportError;

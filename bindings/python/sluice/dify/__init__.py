@@ -60,6 +60,7 @@ from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_l
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
 from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
+from ._redis import redis_store_from_dify, redis_store_keywords
 from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
 from ._install import patch as _patch
 from ._install import patch_attribute as _patch_attribute
@@ -125,6 +126,8 @@ __all__ = [
     "rate_limit_context",
     "rate_limit_error",
     "read_dify_version",
+    "redis_store_from_dify",
+    "redis_store_keywords",
     "sse",
     "stream_error_data",
     "stream_error_event",
@@ -159,8 +162,9 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
     whose policy has the ``app_concurrency_rule()`` rule, or an AppConcurrency. `dify_version`
     overrides the version read from Dify (for messages). `attempt_scope` ("process", "host" or
-    "cluster" with `redis`, a sluice.RedisStore) is where AttemptLimiters made from now on keep
-    their logs. `key_rotation` ("host" or "process"; None leaves Dify's own, in Redis) swaps
+    "cluster" with `redis`, a sluice.RedisStore; None: the Redis Dify uses, from its REDIS_*
+    settings, see redis_store_from_dify) is where AttemptLimiters made from now on keep their
+    logs. `key_rotation` ("host" or "process"; None leaves Dify's own, in Redis) swaps
     Dify's LBModelManager and ModelInstance._round_robin_invoke for sluice.dify's (see
     configure_key_rotation). Raises DifyNotSupported, before changing anything, when a symbol
     is missing.
@@ -173,8 +177,9 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
         raise ValueError(f"sluice.dify.install: attempt_scope must be process, host or cluster, "
                          f"got {attempt_scope!r}")
     if attempt_scope == "cluster" and redis is None:
-        raise ValueError("sluice.dify.install: redis must be a sluice.RedisStore with "
-                         "attempt_scope='cluster', got None")
+        # The Redis Dify itself uses, from its REDIS_* settings (standalone, Sentinel, Cluster,
+        # TLS); its errors name the setting.
+        redis = redis_store_from_dify()
     from .. import Governor, ManualClock
     if model_calls is not None and not isinstance(model_calls, Governor):
         raise TypeError(f"sluice.dify.install: model_calls must be a sluice.Governor or None, got "
