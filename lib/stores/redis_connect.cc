@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/optional.h"
+#include "sluice/clock.h"
 #include "stores/redis_connection_thread.h"
 #include "stores/redis_errors.h"
 
@@ -81,6 +82,8 @@ void RedisConnectionThread::Disconnect(Links& links) {
   }
   links.nodes.clear();
   links.slots = SlotMap();
+  if (links.sentinel != nullptr) UntrackSocket(links.sentinel->fd());
+  links.sentinel.reset();
   connected_ = false;
 }
 
@@ -216,6 +219,60 @@ absl::StatusOr<RedisEndpoint> RedisConnectionThread::ResolveSentinelMaster() {
         "' (RedisOptions.sentinel_master; `SENTINEL masters` lists the names they watch)"));
   }
   return last;
+}
+
+void RedisConnectionThread::CheckSentinelMaster(Links& links) {
+  links.next_master_check =
+      Clock::Steady()->NowNanos() + absl::ToInt64Nanoseconds(options_.reconnect_interval);
+  if (!links.connected()) return;
+  const std::vector<std::string> ask = {"SENTINEL", "get-master-addr-by-name",
+                                        options_.sentinel_master};
+  // The sentinel that answered last, else the next one; sentinels down say nothing about the
+  // master, so no answer leaves it as it is.
+  for (size_t tries = 0; tries < options_.sentinels.size(); ++tries) {
+    if (links.sentinel == nullptr) {
+      const RedisNode& n = options_.sentinels[links.sentinel_index % options_.sentinels.size()];
+      absl::StatusOr<std::unique_ptr<RedisLink>> opened =
+          RedisLink::Open({n.host, n.port, ""}, options_.tls, options_.connect_timeout);
+      bool usable = opened.ok();
+      if (usable) {
+        (*opened)->SetTimeout(options_.command_timeout + options_.connect_timeout);
+        if (!options_.sentinel_password.empty()) {
+          std::vector<std::string> auth = {"AUTH"};
+          if (!options_.sentinel_username.empty()) auth.push_back(options_.sentinel_username);
+          auth.push_back(options_.sentinel_password);
+          usable = Setup(**opened, auth, "AUTH").ok();
+        }
+      }
+      if (!usable) {
+        ++links.sentinel_index;
+        continue;
+      }
+      links.sentinel = *std::move(opened);
+      TrackSocket(links.sentinel->fd());
+    }
+    absl::StatusOr<RedisReplyPtr> r = Setup(*links.sentinel, ask, "SENTINEL");
+    if (!r.ok() || (*r)->type != REDIS_REPLY_ARRAY || (*r)->elements != 2 ||
+        (*r)->element[0]->type != REDIS_REPLY_STRING ||
+        (*r)->element[1]->type != REDIS_REPLY_STRING) {
+      UntrackSocket(links.sentinel->fd());
+      links.sentinel.reset();
+      ++links.sentinel_index;
+      continue;
+    }
+    int port = 0;
+    const redisReply* reply = r->get();
+    (void)absl::SimpleAtoi(absl::string_view(reply->element[1]->str, reply->element[1]->len),
+                           &port);
+    const RedisEndpoint named{std::string(reply->element[0]->str, reply->element[0]->len), port,
+                              ""};
+    if (links.nodes.find(named.ToString()) == links.nodes.end()) {
+      Log(LogLevel::kInfo, absl::StrCat("redis ", where_, ": the sentinels name a new master, ",
+                                        named.ToString(), ": reconnecting"));
+      Disconnect(links);  // Run() connects to the new master at once
+    }
+    return;
+  }
 }
 
 RedisConnectionThread::NodeLink* RedisConnectionThread::NodeAt(Links& links,

@@ -461,6 +461,16 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     }
     const bool took = result.ok() && !result->empty() && (*result)[0] == 1;
     if (command.reply->Complete(std::move(result), std::move(strings)) && took) undo_of(command);
+    if (MustDeliver(command) && topology_ != RedisTopology::kStandalone) {
+      const int64_t now = Now();
+      auto& delivered = links.delivered;
+      while (!delivered.empty() &&
+             (delivered.size() >= kMaxReplayed ||
+              delivered.front().first < now - absl::ToInt64Nanoseconds(kReplayWindow))) {
+        delivered.pop_front();
+      }
+      delivered.emplace_back(now, std::move(command.call));
+    }
   }
   if (!breaker.ok()) {
     if (IsTransportError(breaker) && !unreachable_logged_.exchange(true)) {
@@ -486,6 +496,16 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     node.shas.clear();
     ExecuteOn(links, node, reload, asking, redirected);  // reloads the scripts, runs these again
   }
+}
+
+void RedisConnectionThread::Replay(Links& links) {
+  if (links.delivered.empty()) return;
+  const int64_t until = Now() + absl::ToInt64Nanoseconds(kReplayWindow);
+  MutexLock lock(&mu_);
+  for (auto& [when, call] : links.delivered) {
+    KeepLocked({std::move(call), std::make_shared<PendingReply>(), {until, std::nullopt}});
+  }
+  links.delivered.clear();
 }
 
 void RedisConnectionThread::Run() {
@@ -520,6 +540,7 @@ void RedisConnectionThread::Run() {
         }
         OpenBreaker(connected);
       }
+      if (connected.ok()) Replay(links);
       lock.lock();
       if (!connected.ok()) {
         // Nothing was sent: callers fail (fast, from now on); deliveries wait for the next try.
@@ -535,8 +556,19 @@ void RedisConnectionThread::Run() {
       }
       continue;
     }
+    if (topology_ == RedisTopology::kSentinel && Now() >= links.next_master_check) {
+      lock.unlock();
+      CheckSentinelMaster(links);
+      lock.lock();
+      continue;
+    }
     if (queue_.empty() && deferred_.empty()) {
-      cv_->wait(lock, [&] { return stop_ || !queue_.empty() || !deferred_.empty(); });
+      auto waiting = [&] { return stop_ || !queue_.empty() || !deferred_.empty(); };
+      if (topology_ == RedisTopology::kSentinel) {
+        cv_->wait_for(lock, std::chrono::nanoseconds(links.next_master_check - Now()), waiting);
+      } else {
+        cv_->wait(lock, waiting);
+      }
       continue;
     }
     // Kept deliveries first: a release goes out before newer acquires that may want its slot.

@@ -98,7 +98,21 @@ class RedisConnectionThread {
     absl::node_hash_map<std::string, NodeLink> nodes;  // by RedisEndpoint::ToString()
     SlotMap slots;                                     // Cluster only
     bool connected() const { return !nodes.empty(); }
+    // Sentinel: a link to the sentinel that last answered, and when to ask it next whether the
+    // master changed (steady ns).
+    std::unique_ptr<RedisLink> sentinel;
+    size_t sentinel_index = 0;
+    int64_t next_master_check = 0;
+    // Sentinel and Cluster: must-deliver commands (releases, undos) that Redis acknowledged in
+    // the last kReplayWindow, oldest first, with when. Replication is asynchronous, so a
+    // failover can lose the last writes a master acknowledged; these are sent again to the new
+    // master (they are safe to run twice), so a failover never leaks the slots they freed.
+    std::deque<std::pair<int64_t, ScriptCall>> delivered;
   };
+  // How far back acknowledged must-deliver commands are replayed after a failover, and how many
+  // at most.
+  static constexpr absl::Duration kReplayWindow = absl::Seconds(5);
+  static constexpr size_t kMaxReplayed = size_t{1} << 16;
 
   // fork() hooks: hold the lock across fork; the child forgets the parent's thread, queues and
   // condition variable, closes its copy of the socket, and starts its own thread on first use.
@@ -120,6 +134,14 @@ class RedisConnectionThread {
   absl::Status RefreshSlots(Links& links);
   // The link to `at` (a Cluster master), opened if need be; nullptr with `*status` on failure.
   NodeLink* NodeAt(Links& links, const RedisEndpoint& at, absl::Status* status);
+  // Sentinel: asks a sentinel whether the master is still the one connected to (every
+  // reconnect_interval); if not, disconnects, so that Run() connects to the new one at once
+  // (a manual failover leaves the old master accepting writes until the sentinels demote it,
+  // seconds later: every write there would be lost).
+  void CheckSentinelMaster(Links& links);
+  // After a reconnect (Sentinel, Cluster): queues the recently acknowledged must-deliver
+  // commands again.
+  void Replay(Links& links);
   // SCRIPT LOAD on the node. The error as classified (see redis_errors.h) on failure.
   absl::Status LoadScript(NodeLink& node, const std::string* script);
   // An error reply, classified for this topology: a Cluster's CLUSTERDOWN, or READONLY from a

@@ -169,6 +169,37 @@ inline std::vector<std::string> DataNodeArgs(const std::string& password) {
 // replicas (ReplicaIndex(m, r) replicates master m). Each node has its own cluster bus port
 // (cluster-port), so data ports need no +10000 headroom. `password` sets requirepass and
 // masterauth on every node. Not thread-safe: drive it from the test's thread.
+// Keeps a killed server's port taken until it restarts or the topology stops: the topology's
+// other nodes (sentinels above all) keep addressing it, and a test running beside this one must
+// not start a server there (sentinels would make it a replica of this topology's data).
+class PortHolds {
+ public:
+  ~PortHolds() {
+    for (auto& [port, fd] : fds_) close(fd);
+  }
+  void Hold(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+      fds_[port] = fd;
+    } else if (fd >= 0) {
+      close(fd);
+    }
+  }
+  void Release(int port) {
+    if (auto it = fds_.find(port); it != fds_.end()) {
+      close(it->second);
+      fds_.erase(it);
+    }
+  }
+
+ private:
+  std::map<int, int> fds_;
+};
+
 class LocalRedisCluster {
  public:
   explicit LocalRedisCluster(int masters = 3, int replicas_per_master = 1,
@@ -249,6 +280,7 @@ class LocalRedisCluster {
     const int victim = MasterForSlot(SlotRange(m).first);
     if (victim < 0) throw std::runtime_error("LocalRedisCluster::KillMaster: no master found");
     nodes_[victim]->Kill();
+    holds_.Hold(nodes_[victim]->port());
     alive_[victim] = false;
     killed_at_ = std::chrono::steady_clock::now();
     return victim;
@@ -264,6 +296,8 @@ class LocalRedisCluster {
   // Starts node i again on its port with its nodes.conf (a killed master comes back as a replica
   // of the node that took over); true once the cluster is healthy.
   bool RestartNode(int i) {
+    nodes_[i]->Kill();
+    holds_.Release(nodes_[i]->port());
     alive_[i] = nodes_[i]->Restart();
     return alive_[i] && WaitHealthy().has_value();
   }
@@ -442,6 +476,7 @@ class LocalRedisCluster {
   Millis timeout_;
   std::string dir_;
   std::vector<std::unique_ptr<LocalRedis>> nodes_;
+  PortHolds holds_;
   std::vector<bool> alive_;
   std::vector<std::string> ids_;
   std::map<int, std::pair<int, int>> migrations_;
@@ -533,13 +568,17 @@ class LocalSentinelGroup {
     for (auto& node : data_) {
       if (node->port() == old) node->Kill();
     }
+    holds_.Hold(old);
     switched_at_ = std::chrono::steady_clock::now();
     return old;
   }
   // Starts a killed data node again (the sentinels turn an old master into a replica).
   bool RestartDataNode(int port) {
     for (auto& node : data_) {
-      if (node->port() == port) return node->Restart();
+      if (node->port() != port) continue;
+      node->Kill();
+      holds_.Release(port);
+      return node->Restart();
     }
     return false;
   }
@@ -650,6 +689,7 @@ class LocalSentinelGroup {
   std::string dir_;
   std::vector<std::unique_ptr<LocalRedis>> data_;
   std::vector<std::unique_ptr<LocalRedis>> sentinels_;
+  PortHolds holds_;
   std::optional<std::chrono::steady_clock::time_point> switched_at_;
 };
 
