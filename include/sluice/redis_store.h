@@ -45,6 +45,17 @@
 //   ResourceExhausted   OOM: the server reached maxmemory and refuses writes
 //   Internal            an impossible reply or a script error (a bug: please report it)
 //
+// Failover. Sentinel: the store asks a sentinel every `reconnect_interval` whether the master
+// changed and moves to the new one at once (a manual SENTINEL FAILOVER leaves the old master
+// accepting writes for seconds, until the sentinels demote it), and asks again whenever the master
+// fails or answers READONLY. Cluster: a master's outage sends every command to the failure mode
+// until the slot map names a master that answers (the cluster's failover time, ~ its
+// cluster-node-timeout); MOVED and ASK are followed (at most 5 redirections per command).
+// Replication is asynchronous, so a failover can lose the last writes the old master
+// acknowledged: the store replays to the new master the releases (and undos) acknowledged in the
+// last 5 s, which are safe to run twice, so no slot leaks; acquires lost that way are not
+// replayed (a few more callers than the cap may hold permits until those callers release).
+//
 // Errors of the connection as a whole (authentication, a replica, a Sentinel, scripts denied) are
 // found when the thread connects; every command then fails fast with the same status for a
 // `reconnect_interval`, after which the thread connects and checks again. `Check()` runs these
@@ -190,7 +201,8 @@ struct RedisStats {
   int64_t connects = 0;        // successful (re)connections
   int64_t script_loads = 0;    // SCRIPT LOADs (once per connection, and after NOSCRIPT)
   int64_t config_errors = 0;   // commands failed by a configuration error (see "Errors" above)
-  int64_t retried = 0;         // must-deliver commands kept across an outage and sent again
+  int64_t retried = 0;         // must-deliver commands kept across an outage and sent again,
+                               // or replayed to a new master after a failover (see "Failover")
   int64_t undone = 0;          // commands undone because their caller gave up or their outcome
                                // was unknown (a ConcurrencyLimiter acquire: its slot released)
   int64_t dropped = 0;         // must-deliver commands given up (past their deadline, or the

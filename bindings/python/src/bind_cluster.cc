@@ -308,14 +308,19 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
             d["retried"] = st.retried;
             d["undone"] = st.undone;
             d["dropped"] = st.dropped;
+            d["redirected"] = st.redirected;
+            d["topology_changes"] = st.topology_changes;
             d["connected"] = st.connected;
             d["last_error"] = st.last_error;
             return d;
           },
           "Counters since creation: commands, pipelined, failures, fast_failures, connects,\n"
           "script_loads, config_errors (a wrong password, a replica, ...), retried (releases kept\n"
-          "across an outage and sent again), undone (acquires whose caller gave up, released),\n"
-          "dropped; whether it is connected now, and the last configuration error ('' if none).")
+          "across an outage, or replayed to a new master after a failover, and sent again),\n"
+          "undone (acquires whose caller gave up, released), dropped, redirected (Redis Cluster:\n"
+          "commands sent again after MOVED or ASK), topology_changes (slot maps read again,\n"
+          "Sentinel masters that changed); whether it is connected now, and the last\n"
+          "configuration error ('' if none).")
       .def(
           "check",
           [](sluice::RedisStore& s, double timeout) {
