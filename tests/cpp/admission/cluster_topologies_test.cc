@@ -182,6 +182,114 @@ TEST_CASE("cluster scope on a 3-master Redis Cluster is exact across processes, 
   CHECK(masters_with_keys == 3);
 }
 
+TEST_CASE("every cluster-scope object and the cache's Redis tier work on a Redis Cluster") {
+  LocalRedisCluster cluster(3, 0);
+  auto store = ClusterStore(cluster);
+  auto other_store = ClusterStore(cluster, /*one_seed=*/true);  // another process's, say
+  constexpr int kKeys = 24;
+  auto key = [](int k) { return "tenant-" + std::to_string(k); };
+  auto count = [&](const std::function<absl::StatusOr<sluice::Decision>(const std::string&)>& f,
+                   int tries) {
+    int admitted = 0;
+    for (int k = 0; k < kKeys; ++k) {
+      for (int i = 0; i < tries; ++i) {
+        absl::StatusOr<sluice::Decision> d = f(key(k));
+        REQUIRE(d.ok());
+        admitted += d->allowed ? 1 : 0;
+      }
+    }
+    return admitted;
+  };
+
+  SECTION("RateLimiter: GCRA strict, sliding window, leased") {
+    auto gcra = Limiter(store, "gcra", 5);
+    CHECK(count([&](const std::string& k) { return gcra->TryAcquire(k); }, 8) == kKeys * 5);
+    RateLimiter::Options sliding_options;
+    sliding_options.windows = {sluice::Window::Sliding(4, absl::Hours(1))};
+    sliding_options.cluster = Cluster(store, "sliding", FailureMode::kDeny);
+    auto sliding = Value(RateLimiter::Create(sliding_options));
+    CHECK(count([&](const std::string& k) { return sliding->TryAcquire(k); }, 7) == kKeys * 4);
+    RateLimiter::Options leased_options;
+    leased_options.windows = {Year(40)};
+    leased_options.cluster = Cluster(store, "leased", FailureMode::kDeny);
+    leased_options.cluster.mode = sluice::ClusterMode::kLeased;
+    auto leased = Value(RateLimiter::Create(leased_options));
+    const int admitted = count([&](const std::string& k) { return leased->TryAcquire(k); }, 50);
+    CHECK(admitted <= kKeys * 40);  // never more than Redis charged
+    CHECK(admitted > 0);
+    CHECK(leased->failure_mode_decisions() == 0);
+  }
+  SECTION("LeakyBucket books one schedule per key") {
+    sluice::LeakyBucket::Options o;
+    o.rate = 1000;
+    o.per = absl::Hours(24 * 366);
+    o.max_wait = o.per / 1000 * 3;  // the first, then 3 more a slot apart
+    o.cluster = Cluster(store, "shape", FailureMode::kDeny);
+    auto bucket = Value(sluice::LeakyBucket::Create(o));
+    CHECK(count([&](const std::string& k) { return bucket->TryAcquire(k); }, 6) == kKeys * 4);
+  }
+  SECTION("TokenBudget reserves and settles, exact balance") {
+    sluice::TokenBudget::Options o;
+    o.windows = {Year(1000)};
+    o.cluster = Cluster(store, "tokens", FailureMode::kDeny);
+    auto budget = Value(sluice::TokenBudget::Create(o));
+    for (int k = 0; k < kKeys; ++k) {
+      absl::StatusOr<sluice::TokenBudget::Reservation> r = budget->TryReserve(key(k), 300);
+      REQUIRE(r.ok());
+      REQUIRE(static_cast<bool>(*r));
+      REQUIRE(r->Settle(100 + k).ok());
+      CHECK(budget->Peek(key(k)).remaining == 1000 - 100 - k);
+    }
+  }
+  SECTION("ConcurrencyLimiter holds its cap and frees every slot") {
+    auto cap = Cap(store, "cap", 2);
+    for (int k = 0; k < kKeys; ++k) {
+      ConcurrencyLimiter::Permit a = cap->TryAcquire(key(k));
+      ConcurrencyLimiter::Permit b = cap->TryAcquire(key(k));
+      ConcurrencyLimiter::Permit c = cap->TryAcquire(key(k));
+      CHECK(a.held());
+      CHECK(b.held());
+      CHECK_FALSE(c.held());
+      CHECK(c.status().ok());
+      CHECK(cap->InFlight(key(k)) == 2);
+    }
+    for (int k = 0; k < kKeys; ++k) {
+      CHECK(Eventually([&] { return cap->InFlight(key(k)) == 0; }, std::chrono::seconds(5)));
+    }
+  }
+  SECTION("the ResponseCache's Redis tier: one cache's answer is another's hit") {
+    auto make_cache = [](std::shared_ptr<sluice::RedisStore> s) {
+      sluice::ResponseCache::Options o;
+      o.max_bytes = 1 << 20;
+      o.redis = std::move(s);
+      o.redis_name = "answers";
+      return Value(sluice::ResponseCache::Create(o));
+    };
+    auto writer = make_cache(store);
+    auto reader = make_cache(other_store);
+    std::vector<sluice::CacheKey> keys;
+    for (int k = 0; k < kKeys; ++k) {
+      keys.push_back(Value(sluice::MakeCacheKey(
+          R"({"model":"m","messages":[{"role":"user","content":"q)" + std::to_string(k) + "\"}]}",
+          "tenant")));
+      REQUIRE(writer->Put(keys.back(), {.body = "answer " + std::to_string(k)}, absl::Minutes(5)));
+    }
+    REQUIRE(Eventually([&] { return writer->stats().redis_writes == kKeys; },
+                       std::chrono::seconds(10)));
+    for (int k = 0; k < kKeys; ++k) {
+      sluice::FetchResult r = reader->Fetch(keys[k]);
+      REQUIRE(r.wait.has_value());
+      r.wait->Block();
+      r = r.wait->Result();
+      REQUIRE(r.hit != nullptr);
+      CHECK(r.hit->body == "answer " + std::to_string(k));
+    }
+    CHECK(reader->stats().redis_hits == kKeys);
+    CHECK(reader->stats().redis_errors == 0);
+  }
+  CHECK(store->stats().config_errors == 0);
+}
+
 TEST_CASE("cluster scope follows ASK and MOVED while a slot moves, and stays exact") {
   LocalRedisCluster cluster(3, 0);
   auto store = ClusterStore(cluster);
