@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "base/edit_distance.h"
 #include "stores/redis_options_check.h"
 #include "stores/redis_url.h"
 #include "sluice/redis_store.h"
@@ -154,20 +155,6 @@ std::string Redacted(absl::string_view url) {
   return Shown(out, 300);
 }
 
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
 
 // What is wrong with one part of the input: "<part> in '<input>' <problem>".
 struct Problem {
@@ -436,7 +423,7 @@ class UrlParser {
     absl::string_view nearest;
     size_t best = 3;  // a typo: at most 2 edits
     for (absl::string_view known : kOptions) {
-      if (const size_t d = EditDistance(key, known); d < best) {
+      if (const size_t d = internal::EditDistance(key, known); d < best) {
         best = d;
         nearest = known;
       }

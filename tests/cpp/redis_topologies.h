@@ -30,6 +30,7 @@
 #include <hiredis/hiredis.h>
 
 #include "local_redis.h"
+#include "stores/redis_slots.h"
 
 namespace redis_topologies {
 
@@ -105,33 +106,9 @@ inline std::optional<Millis> WaitUntil(Millis timeout, const std::function<bool(
   }
 }
 
-// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the hash Redis Cluster documents.
-inline uint16_t Crc16Xmodem(const std::string& data) {
-  uint16_t crc = 0;
-  for (unsigned char byte : data) {
-    crc ^= static_cast<uint16_t>(byte) << 8;
-    for (int bit = 0; bit < 8; ++bit) {
-      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
-                           : static_cast<uint16_t>(crc << 1);
-    }
-  }
-  return crc;
-}
-
-constexpr int kClusterSlots = 16384;
-
-// The key's hash slot: CRC16 of its hash tag (between the first '{' and the first '}' after it,
-// when not empty) or of the whole key.
-inline int KeySlot(const std::string& key) {
-  const size_t open = key.find('{');
-  if (open != std::string::npos) {
-    const size_t close = key.find('}', open + 1);
-    if (close != std::string::npos && close > open + 1) {
-      return Crc16Xmodem(key.substr(open + 1, close - open - 1)) % kClusterSlots;
-    }
-  }
-  return Crc16Xmodem(key) % kClusterSlots;
-}
+// The key's hash slot: sluice's own (lib/stores/redis_slots.h), which the fixture test checks
+// against the servers' CLUSTER KEYSLOT.
+inline int KeySlot(const std::string& key) { return sluice::internal::KeySlot(key); }
 
 // Free loopback ports, distinct from each other.
 inline std::vector<int> FreePorts(size_t count) {
@@ -240,7 +217,8 @@ class LocalRedisCluster {
   }
   // The slots master m was given at formation (inclusive).
   std::pair<int, int> SlotRange(int m) const {
-    return {kClusterSlots * m / masters_, kClusterSlots * (m + 1) / masters_ - 1};
+    constexpr int kSlots = sluice::internal::kClusterSlots;
+    return {kSlots * m / masters_, kSlots * (m + 1) / masters_ - 1};
   }
   int ShardOfSlot(int slot) const {
     for (int m = 0; m < masters_; ++m) {
@@ -363,21 +341,30 @@ class LocalRedisCluster {
  private:
   void Form(const std::vector<std::string>& extra_args) {
     const int total = masters_ * (1 + replicas_per_master_);
-    const std::vector<int> ports = FreePorts(2 * total);
     for (int i = 0; i < total; ++i) {
-      const int port = ports[2 * i], bus = ports[2 * i + 1];
-      std::vector<std::string> args = {
-          "--cluster-enabled", "yes", "--cluster-config-file",
-          dir_ + "/nodes-" + std::to_string(port) + ".conf", "--cluster-node-timeout", "1000",
-          "--cluster-port", std::to_string(bus),
-          // A replica fails over however stale its data (tests kill masters at will).
-          "--cluster-replica-validity-factor", "0", "--cluster-allow-replica-migration", "no",
-          "--dir", dir_};
-      for (const std::string& a : DataNodeArgs(password_)) args.push_back(a);
-      for (const std::string& a : extra_args) args.push_back(a);
-      nodes_.push_back(std::make_unique<LocalRedis>(args, std::string{}, port));
-      alive_.push_back(nodes_.back()->Ping());
-      if (!alive_.back()) throw std::runtime_error("LocalRedisCluster: a node did not start");
+      // A free port can be taken by a test running beside this one before the node binds it:
+      // such a node fails to start, and is tried again on other ports.
+      for (int attempt = 0;; ++attempt) {
+        const std::vector<int> ports = FreePorts(2);
+        const int port = ports[0], bus = ports[1];
+        std::vector<std::string> args = {
+            "--cluster-enabled", "yes", "--cluster-config-file",
+            dir_ + "/nodes-" + std::to_string(port) + ".conf", "--cluster-node-timeout", "1000",
+            "--cluster-port", std::to_string(bus),
+            // A replica fails over however stale its data (tests kill masters at will).
+            "--cluster-replica-validity-factor", "0", "--cluster-allow-replica-migration", "no",
+            "--dir", dir_};
+        for (const std::string& a : DataNodeArgs(password_)) args.push_back(a);
+        for (const std::string& a : extra_args) args.push_back(a);
+        auto node = std::make_unique<LocalRedis>(args, std::string{}, port);
+        if (node->Ping()) {
+          nodes_.push_back(std::move(node));
+          alive_.push_back(true);
+          bus_ports_.push_back(bus);
+          break;
+        }
+        if (attempt == 2) throw std::runtime_error("LocalRedisCluster: a node did not start");
+      }
     }
     for (int i = 0; i < total; ++i) {
       ids_.push_back(Text(Call(i, {"CLUSTER", "MYID"})));
@@ -390,8 +377,8 @@ class LocalRedisCluster {
              "ADDSLOTSRANGE");
     }
     for (int i = 1; i < total; ++i) {
-      Expect(Call(0, {"CLUSTER", "MEET", "127.0.0.1", std::to_string(ports[2 * i]),
-                      std::to_string(ports[2 * i + 1])}),
+      Expect(Call(0, {"CLUSTER", "MEET", "127.0.0.1", std::to_string(port(i)),
+                      std::to_string(bus_ports_[i])}),
              "MEET");
     }
     if (!WaitUntil(timeout_, [&] {
@@ -476,6 +463,7 @@ class LocalRedisCluster {
   Millis timeout_;
   std::string dir_;
   std::vector<std::unique_ptr<LocalRedis>> nodes_;
+  std::vector<int> bus_ports_;  // each node's cluster bus
   PortHolds holds_;
   std::vector<bool> alive_;
   std::vector<std::string> ids_;

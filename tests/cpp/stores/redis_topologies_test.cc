@@ -27,16 +27,6 @@ int OtherMaster(const LocalRedisCluster& cluster, int not_this) {
   return -1;
 }
 
-TEST_CASE("KeySlot is Redis's CRC16 of the hash tag", "[redis_topologies]") {
-  // Values from the Redis Cluster specification and CLUSTER KEYSLOT.
-  CHECK(redis_topologies::Crc16Xmodem("123456789") == 0x31C3);
-  CHECK(KeySlot("foo") == 12182);
-  CHECK(KeySlot("{user1000}.following") == KeySlot("user1000"));
-  CHECK(KeySlot("{}x") == redis_topologies::Crc16Xmodem("{}x") % 16384);
-  CHECK(KeySlot("x{}{y}") == redis_topologies::Crc16Xmodem("x{}{y}") % 16384);
-  CHECK(KeySlot("a{b}c{d}") == KeySlot("b"));
-}
-
 TEST_CASE("A cluster forms, answers on every master and agrees with CLUSTER KEYSLOT",
           "[redis_topologies]") {
   LocalRedisCluster cluster(3, 1);
