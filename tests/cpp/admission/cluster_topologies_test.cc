@@ -2,7 +2,8 @@
 // resharding), a Sentinel group (failover), TLS. Real servers on loopback ports, started here
 // (tests/cpp/redis_topologies.h, tls_test_support.h) and stopped after.
 //
-// What every topology must keep: exact decisions, across processes; during a failover or a
+// Cases named "fork" fork() a threaded process, which ThreadSanitizer cannot follow: the tsan
+// preset leaves them out (as cluster_fork_stress_test). What every topology must keep: exact decisions, across processes; during a failover or a
 // resharding at most the failure mode for the time it takes, never a crash, a hang, a leaked
 // permit or an uncounted decision; configuration errors loud.
 #include <unistd.h>
@@ -153,7 +154,7 @@ class Load {
 
 }  // namespace
 
-TEST_CASE("cluster scope on a 3-master Redis Cluster is exact across processes, one seed given") {
+TEST_CASE("cluster scope on a 3-master Redis Cluster is exact across fork()ed processes, one seed given") {
   LocalRedisCluster cluster(3, 0);
   auto store = ClusterStore(cluster, /*one_seed=*/true);
   REQUIRE(store->Check().ok());
@@ -471,7 +472,7 @@ TEST_CASE("sentinel scope finds the master and follows a SENTINEL FAILOVER mid-l
   CHECK(size->integer > 0);
 }
 
-TEST_CASE("sentinel scope is exact across processes") {
+TEST_CASE("sentinel scope is exact across fork()ed processes") {
   LocalSentinelGroup group(3);
   auto store = SentinelStore(group);
   REQUIRE(store->Check().ok());
@@ -529,7 +530,7 @@ TEST_CASE("cluster misconfiguration is loud: a standalone server in cluster_node
   CHECK(std::string(s.message()).find("not a Redis Cluster node") != std::string::npos);
 }
 
-TEST_CASE("TLS: a store verifies the server's certificate, exact across processes") {
+TEST_CASE("TLS: a store verifies the server's certificate, exact across fork()ed processes") {
   const sluice_test::TlsFiles& certs = sluice_test::TestCertificates();
   REQUIRE_FALSE(certs.ca.empty());
   const int tls_port = LocalRedis::FreePort();
