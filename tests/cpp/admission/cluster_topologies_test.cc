@@ -2,10 +2,12 @@
 // resharding), a Sentinel group (failover), TLS. Real servers on loopback ports, started here
 // (tests/cpp/redis_topologies.h, tls_test_support.h) and stopped after.
 //
-// Cases named "fork" fork() a threaded process, which ThreadSanitizer cannot follow: the tsan
-// preset leaves them out (as cluster_fork_stress_test). What every topology must keep: exact decisions, across processes; during a failover or a
+// What every topology must keep: exact decisions, across processes; during a failover or a
 // resharding at most the failure mode for the time it takes, never a crash, a hang, a leaked
 // permit or an uncounted decision; configuration errors loud.
+//
+// Cases named "fork" fork() a threaded process, which ThreadSanitizer cannot follow: the tsan
+// preset leaves them out (as it does cluster_fork_stress_test).
 #include <unistd.h>
 
 #include <atomic>
