@@ -440,6 +440,22 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
         redirected.push_back({std::move(command), std::move(to)});  // it did not run
         continue;
       }
+      if (topology_ == RedisTopology::kCluster && absl::StartsWith(text, "TRYAGAIN")) {
+        // A slot migrating: some of this command's keys have moved, others (or ones that do not
+        // exist yet) have not. It did not run; it concerns this key only, for as long as the
+        // migration lasts: the failure mode for this decision, no breaker for the others. A
+        // must-deliver command waits a reconnect_interval and goes again.
+        if (MustDeliver(command) && Now() < command.delivery.retry_until_nanos) {
+          links.later.emplace_back(
+              Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval), std::move(command));
+        } else {
+          failed_commands.emplace_back(
+              std::move(command), absl::UnavailableError(absl::StrCat(
+                                      "redis ", answered.ToString(), ": EVALSHA: ", text,
+                                      " (a slot migrating: this key's failure mode meanwhile)")));
+        }
+        continue;
+      }
       const RedisError error = ClassifyReply("EVALSHA", text);
       if (IsTransportError(error.status)) {  // LOADING, BUSY, ...: it did not run
         note_breaker(error.status);
@@ -562,10 +578,14 @@ void RedisConnectionThread::Run() {
       lock.lock();
       continue;
     }
-    if (queue_.empty() && deferred_.empty()) {
+    const bool later_due = !links.later.empty() && links.later.front().first <= Now();
+    if (queue_.empty() && deferred_.empty() && !later_due) {
       auto waiting = [&] { return stop_ || !queue_.empty() || !deferred_.empty(); };
-      if (topology_ == RedisTopology::kSentinel) {
-        cv_->wait_for(lock, std::chrono::nanoseconds(links.next_master_check - Now()), waiting);
+      int64_t wake = std::numeric_limits<int64_t>::max();
+      if (topology_ == RedisTopology::kSentinel) wake = links.next_master_check;
+      if (!links.later.empty()) wake = std::min(wake, links.later.front().first);
+      if (wake != std::numeric_limits<int64_t>::max()) {
+        cv_->wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, wake - Now())), waiting);
       } else {
         cv_->wait(lock, waiting);
       }
@@ -573,7 +593,12 @@ void RedisConnectionThread::Run() {
     }
     // Kept deliveries first: a release goes out before newer acquires that may want its slot.
     std::vector<RedisCommand> batch;
-    const bool resending = !deferred_.empty();
+    bool resending = !deferred_.empty();
+    while (!links.later.empty() && links.later.front().first <= Now()) {
+      batch.push_back(std::move(links.later.front().second));
+      links.later.pop_front();
+      resending = true;
+    }
     for (auto* q : {&deferred_, &queue_}) {
       for (auto& command : *q) batch.push_back(std::move(command));
       q->clear();

@@ -108,6 +108,9 @@ class RedisConnectionThread {
     // failover can lose the last writes a master acknowledged; these are sent again to the new
     // master (they are safe to run twice), so a failover never leaks the slots they freed.
     std::deque<std::pair<int64_t, ScriptCall>> delivered;
+    // Cluster: must-deliver commands a migrating slot answered TRYAGAIN, with when to send them
+    // again (steady ns, in order).
+    std::deque<std::pair<int64_t, RedisCommand>> later;
   };
   // How far back acknowledged must-deliver commands are replayed after a failover, and how many
   // at most.

@@ -369,6 +369,51 @@ TEST_CASE("cluster scope stays exact while slots move under load") {
   CHECK(store->stats().config_errors + other->stats().config_errors == 0);
 }
 
+TEST_CASE("a migrating slot costs its own keys the failure mode, never the other slots") {
+  LocalRedisCluster cluster(3, 0);
+  sluice::RedisOptions o = Generous();
+  o.cluster_nodes = NodesOf(cluster.Seeds());
+  o.reconnect_interval = absl::Seconds(2);  // a breaker, if one opened, would show
+  auto store = Value(sluice::RedisStore::Create(o));
+  auto caps = Cap(store, "migrating-cap", 5);
+  const std::string app = "app";
+  const int slot = SlotOf(*store, "migrating-cap", app);
+  const int from = cluster.MasterForSlot(slot);
+  const int to = (from + 1) % 3;
+  // A key of another limiter on another master.
+  auto limiter = Limiter(store, "elsewhere", 1'000'000);
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    const std::string k = "t" + std::to_string(i);
+    const int owner = cluster.MasterForSlot(SlotOf(*store, "elsewhere", k));
+    if (owner != from && owner != to) other = k;
+  }
+  ConcurrencyLimiter::Permit held = caps->TryAcquire(app);
+  REQUIRE(held.held());
+  // The lease key exists, its tombstone key does not: a two-key script on a migrating slot gets
+  // TRYAGAIN (Redis cannot tell "missing" from "moved"), on the source and then the target.
+  cluster.BeginMigration(slot, from, to);
+  ConcurrencyLimiter::Permit during = caps->TryAcquire(app);
+  CHECK(during.status().ok());
+  CHECK_FALSE(during.held());  // deny: this key's failure mode
+  CHECK(caps->failure_mode_decisions() == 1);
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<sluice::Decision> d = limiter->TryAcquire(other);
+    REQUIRE(d.ok());
+    CHECK(d->allowed);
+  }
+  CHECK(limiter->failure_mode_decisions() == 0);  // the other slots stay strict
+  CHECK(store->stats().fast_failures == 0);       // no breaker opened
+  held = ConcurrencyLimiter::Permit();             // released while the slot migrates
+  REQUIRE(cluster.MigrateKeys(slot) > 0);
+  REQUIRE(cluster.FinishMigration(slot));
+  // The release waited out the migration and landed on the new owner.
+  CHECK(Eventually([&] { return caps->InFlight(app) == 0; }, std::chrono::seconds(10)));
+  ConcurrencyLimiter::Permit after = caps->TryAcquire(app);
+  CHECK(after.held());
+  CHECK(caps->failure_mode_decisions() == 1);
+}
+
 TEST_CASE("cluster scope rides out a master's failover: no hang, no leaked permit") {
   LocalRedisCluster cluster(3, 1);
   auto store = ClusterStore(cluster);
