@@ -172,8 +172,11 @@ class RedisStore:
         """
         Counters since creation: commands, pipelined, failures, fast_failures, connects,
         script_loads, config_errors (a wrong password, a replica, ...), retried (releases kept
-        across an outage and sent again), undone (acquires whose caller gave up, released),
-        dropped; whether it is connected now, and the last configuration error ('' if none).
+        across an outage, or replayed to a new master after a failover, and sent again),
+        undone (acquires whose caller gave up, released), dropped, redirected (Redis Cluster:
+        commands sent again after MOVED or ASK), topology_changes (slot maps read again,
+        Sentinel masters that changed); whether it is connected now, and the last
+        configuration error ('' if none).
         """
 class PendingDecision:
     """
