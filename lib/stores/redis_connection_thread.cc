@@ -247,14 +247,23 @@ void RedisConnectionThread::ExecuteBatch(Links& links, std::vector<RedisCommand>
     return;  // nothing is redirected off a Cluster
   }
   // Cluster: one pipeline per master, by the slot of each command's (hash-tagged) keys.
+  auto slot_of = [](const RedisCommand& c) {
+    return KeySlot(c.call.keys.empty() ? "" : c.call.keys[0]);
+  };
+  bool unserved = false;
+  for (const auto& command : batch) unserved |= links.slots.OwnerOf(slot_of(command)) < 0;
+  if (unserved && Now() >= links.next_slots_refresh) {  // the map may be stale: once an interval
+    links.next_slots_refresh = Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval);
+    if (absl::Status s = RefreshSlots(links); !s.ok() && !IsTransportError(s)) NoteConfigError(s);
+  }
   std::vector<std::vector<RedisCommand>> by_master(links.slots.masters().size());
   for (auto& command : batch) {
-    const int slot = KeySlot(command.call.keys.empty() ? "" : command.call.keys[0]);
+    const int slot = slot_of(command);
     const int owner = links.slots.OwnerOf(slot);
     if (owner < 0) {  // between a failure and its failover, or a cluster being formed
-      FailOrKeep(std::move(command),
-                 absl::UnavailableError(absl::StrCat("redis ", where_, ": no master serves slot ",
-                                                     slot, " (CLUSTERDOWN)")));
+      Postpone(links, std::move(command),
+               absl::UnavailableError(absl::StrCat("redis ", where_, ": no master serves slot ",
+                                                   slot, " (CLUSTERDOWN)")));
       continue;
     }
     by_master[owner].push_back(std::move(command));
@@ -297,10 +306,11 @@ void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirec
   for (auto& r : redirected) {
     RedisCommand& command = r.command;
     if (++command.redirections > kMaxRedirections) {
-      FailOrKeep(std::move(command),
-                 absl::UnavailableError(absl::StrCat(
-                     "redis ", where_, ": slot ", r.to.slot, " still moving after ",
-                     kMaxRedirections, " redirections (a resharding under way)")));
+      command.redirections = 0;  // a postponed command starts afresh
+      Postpone(links, std::move(command),
+               absl::UnavailableError(absl::StrCat(
+                   "redis ", where_, ": slot ", r.to.slot, " still moving after ",
+                   kMaxRedirections, " redirections (a resharding under way)")));
     } else if (!links.connected()) {
       FailOrKeep(std::move(command),
                  absl::UnavailableError(absl::StrCat("redis ", where_, ": the connection was "
@@ -445,15 +455,10 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
         // exist yet) have not. It did not run; it concerns this key only, for as long as the
         // migration lasts: the failure mode for this decision, no breaker for the others. A
         // must-deliver command waits a reconnect_interval and goes again.
-        if (MustDeliver(command) && Now() < command.delivery.retry_until_nanos) {
-          links.later.emplace_back(
-              Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval), std::move(command));
-        } else {
-          failed_commands.emplace_back(
-              std::move(command), absl::UnavailableError(absl::StrCat(
-                                      "redis ", answered.ToString(), ": EVALSHA: ", text,
-                                      " (a slot migrating: this key's failure mode meanwhile)")));
-        }
+        Postpone(links, std::move(command),
+                 absl::UnavailableError(absl::StrCat(
+                     "redis ", answered.ToString(), ": EVALSHA: ", text,
+                     " (a slot migrating: this key's failure mode meanwhile)")));
         continue;
       }
       const RedisError error = ClassifyReply("EVALSHA", text);
@@ -512,6 +517,16 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     node.shas.clear();
     ExecuteOn(links, node, reload, asking, redirected);  // reloads the scripts, runs these again
   }
+}
+
+void RedisConnectionThread::Postpone(Links& links, RedisCommand command,
+                                     const absl::Status& status) {
+  if (MustDeliver(command) && Now() < command.delivery.retry_until_nanos) {
+    links.later.emplace_back(Now() + absl::ToInt64Nanoseconds(options_.reconnect_interval),
+                             std::move(command));
+    return;
+  }
+  FailOrKeep(std::move(command), status);  // fails it (or drops it, past its deadline)
 }
 
 void RedisConnectionThread::Replay(Links& links) {

@@ -111,6 +111,7 @@ class RedisConnectionThread {
     // Cluster: must-deliver commands a migrating slot answered TRYAGAIN, with when to send them
     // again (steady ns, in order).
     std::deque<std::pair<int64_t, RedisCommand>> later;
+    int64_t next_slots_refresh = 0;  // Cluster: a slot without a master reads the map again
   };
   // How far back acknowledged must-deliver commands are replayed after a failover, and how many
   // at most.
@@ -142,6 +143,10 @@ class RedisConnectionThread {
   // (a manual failover leaves the old master accepting writes until the sentinels demote it,
   // seconds later: every write there would be lost).
   void CheckSentinelMaster(Links& links);
+  // A command that cannot run now for its slot's sake alone (a migration, no master yet): a
+  // must-deliver one waits a reconnect_interval in `links.later` (no breaker opens for the other
+  // slots, and the thread does not spin on it); any other fails with `status` (its failure mode).
+  void Postpone(Links& links, RedisCommand command, const absl::Status& status);
   // After a reconnect (Sentinel, Cluster): queues the recently acknowledged must-deliver
   // commands again.
   void Replay(Links& links);
