@@ -179,11 +179,16 @@ class PortHolds {
 
 class LocalRedisCluster {
  public:
+  // `tls_args` (e.g. TlsFiles::RedisArgs without its port): when given, every node also serves
+  // TLS on a port of its own (TlsSeeds()), with `tls-cluster yes`: a client that reaches a node
+  // over TLS is given the TLS ports in CLUSTER SLOTS.
   explicit LocalRedisCluster(int masters = 3, int replicas_per_master = 1,
                              std::vector<std::string> extra_args = {}, std::string password = {},
-                             Millis timeout = Millis(20000))
+                             Millis timeout = Millis(20000),
+                             std::vector<std::string> tls_args = {})
       : masters_(masters),
         replicas_per_master_(replicas_per_master),
+        tls_args_(std::move(tls_args)),
         password_(std::move(password)),
         timeout_(timeout),
         dir_(MakeTempDir("sluice-cluster-")) {
@@ -213,6 +218,12 @@ class LocalRedisCluster {
   std::vector<Node> Seeds() const {
     std::vector<Node> seeds;
     for (const auto& node : nodes_) seeds.push_back({"127.0.0.1", node->port()});
+    return seeds;
+  }
+  // Every node's TLS address (empty without `tls_args`).
+  std::vector<Node> TlsSeeds() const {
+    std::vector<Node> seeds;
+    for (int port : tls_ports_) seeds.push_back({"127.0.0.1", port});
     return seeds;
   }
   // The slots master m was given at formation (inclusive).
@@ -345,8 +356,8 @@ class LocalRedisCluster {
       // A free port can be taken by a test running beside this one before the node binds it:
       // such a node fails to start, and is tried again on other ports.
       for (int attempt = 0;; ++attempt) {
-        const std::vector<int> ports = FreePorts(2);
-        const int port = ports[0], bus = ports[1];
+        const std::vector<int> ports = FreePorts(3);
+        const int port = ports[0], bus = ports[1], tls_port = ports[2];
         std::vector<std::string> args = {
             "--cluster-enabled", "yes", "--cluster-config-file",
             dir_ + "/nodes-" + std::to_string(port) + ".conf", "--cluster-node-timeout", "1000",
@@ -356,11 +367,20 @@ class LocalRedisCluster {
             "--dir", dir_};
         for (const std::string& a : DataNodeArgs(password_)) args.push_back(a);
         for (const std::string& a : extra_args) args.push_back(a);
+        if (!tls_args_.empty()) {
+          for (const std::string& a : {std::string("--tls-port"), std::to_string(tls_port),
+                                       std::string("--tls-cluster"), std::string("yes"),
+                                       std::string("--tls-replication"), std::string("yes")}) {
+            args.push_back(a);
+          }
+          for (const std::string& a : tls_args_) args.push_back(a);
+        }
         auto node = std::make_unique<LocalRedis>(args, std::string{}, port);
         if (node->Ping()) {
           nodes_.push_back(std::move(node));
           alive_.push_back(true);
           bus_ports_.push_back(bus);
+          if (!tls_args_.empty()) tls_ports_.push_back(tls_port);
           break;
         }
         if (attempt == 2) throw std::runtime_error("LocalRedisCluster: a node did not start");
@@ -459,11 +479,13 @@ class LocalRedisCluster {
 
   int masters_;
   int replicas_per_master_;
+  std::vector<std::string> tls_args_;
   std::string password_;
   Millis timeout_;
   std::string dir_;
   std::vector<std::unique_ptr<LocalRedis>> nodes_;
   std::vector<int> bus_ports_;  // each node's cluster bus
+  std::vector<int> tls_ports_;  // each node's TLS port, with tls_args_
   PortHolds holds_;
   std::vector<bool> alive_;
   std::vector<std::string> ids_;

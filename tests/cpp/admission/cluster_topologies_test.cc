@@ -626,3 +626,42 @@ TEST_CASE("TLS: a store verifies the server's certificate, exact across fork()ed
     CHECK(std::string(s.message()).find("plain-text port") != std::string::npos);
   }
 }
+
+TEST_CASE("TLS on a Redis Cluster: the slot map's TLS ports, every master verified") {
+  const sluice_test::TlsFiles& certs = sluice_test::TestCertificates();
+  REQUIRE_FALSE(certs.ca.empty());
+  std::vector<std::string> tls = certs.RedisArgs(0, /*require_client_cert=*/false);
+  tls.erase(tls.begin(), tls.begin() + 2);  // the fixture gives each node its own --tls-port
+  LocalRedisCluster cluster(3, 0, {}, {}, std::chrono::milliseconds(20000), tls);
+  sluice::RedisOptions o = Generous();
+  o.cluster_nodes = NodesOf(cluster.TlsSeeds());
+  o.cluster_nodes.resize(1);
+  o.tls.enabled = true;
+  o.tls.ca_file = certs.ca;
+  auto store = Value(sluice::RedisStore::Create(o));
+  REQUIRE(store->Check().ok());
+  auto limiter = Limiter(store, "tls-cluster", 5);
+  int admitted = 0;
+  for (int k = 0; k < 24; ++k) {
+    for (int i = 0; i < 7; ++i) {
+      absl::StatusOr<sluice::Decision> d = limiter->TryAcquire("tenant-" + std::to_string(k));
+      REQUIRE(d.ok());
+      admitted += d->allowed ? 1 : 0;
+    }
+  }
+  CHECK(admitted == 24 * 5);
+  CHECK(limiter->failure_mode_decisions() == 0);
+  int masters_with_keys = 0;
+  for (int m = 0; m < 3; ++m) {
+    auto size = cluster.Call(m, {"DBSIZE"});
+    REQUIRE(size != nullptr);
+    masters_with_keys += size->integer > 0 ? 1 : 0;
+  }
+  CHECK(masters_with_keys == 3);
+
+  SECTION("a certificate from another CA is refused on the cluster too") {
+    o.tls.ca_file = certs.other_ca;
+    absl::Status s = Value(sluice::RedisStore::Create(o))->Check();
+    CHECK(absl::IsFailedPrecondition(s));
+  }
+}
