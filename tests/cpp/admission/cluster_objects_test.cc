@@ -323,6 +323,34 @@ TEST_CASE("cluster ConcurrencyLimiter: Redis down, each failure mode, and Start(
   CHECK(before.Release().ok());  // a release Redis never gets just expires there
 }
 
+TEST_CASE("cluster ConcurrencyLimiter: the local failure mode counts the permits still held "
+          "through Redis") {
+  LocalRedis redis;
+  auto store = Store(redis.port(), /*reconnect=*/absl::Seconds(30));
+  // A cap of 6 shared by 2 processes: each may hold 3 while Redis is away.
+  auto cap = Cap(Cluster(store, "cap-held", FailureMode::kLocal, /*share=*/2), 6);
+  ConcurrencyLimiter::Permit through_redis_1 = cap->TryAcquire("app");
+  ConcurrencyLimiter::Permit through_redis_2 = cap->TryAcquire("app");
+  REQUIRE(through_redis_1);
+  REQUIRE(through_redis_2);
+  CHECK(cap->failure_mode_decisions() == 0);
+  redis.Kill();
+  // Two of this process's 3 are taken by callers still running: 1 more, not 3.
+  std::vector<ConcurrencyLimiter::Permit> during;
+  for (int i = 0; i < 3; ++i) during.push_back(cap->TryAcquire("app"));
+  CHECK(static_cast<bool>(during[0]));
+  CHECK_FALSE(during[1]);
+  CHECK_FALSE(during[2]);
+  CHECK(during[1].status().ok());  // a refusal, not an error
+  // Another key is not affected by this one's holders.
+  CHECK(cap->TryAcquire("other-app"));
+  // A holder through Redis finishes: its place is this process's again.
+  CHECK(through_redis_1.Release().ok());
+  ConcurrencyLimiter::Permit freed = cap->TryAcquire("app");
+  CHECK(freed);
+  CHECK_FALSE(cap->TryAcquire("app"));
+}
+
 TEST_CASE("cluster options of the other objects are validated, naming the field") {
   LocalRedis redis;
   auto store = Store(redis.port());
