@@ -432,3 +432,39 @@ def test_cluster_policy_waits_for_redis_longer_than_the_stores_default():
             dify.policy("cluster", redis_url="redis://127.0.0.1:1/0", command_timeout=bad)
     # The Governor takes the policy as written (a store needs no live Redis to be created).
     sluice.Governor(dify.policy("cluster", redis_url="redis://127.0.0.1:1/0", command_timeout=0.25))
+
+
+def test_cluster_policy_without_a_url_takes_difys_redis_settings():
+    """Dify's REDIS_* settings (standalone, Sentinel, Cluster, TLS) become the policy's store, and
+    the Governor takes it; without a URL or settings that name a Redis, the error names one."""
+    import json
+    sentinel = {"REDIS_USE_SENTINEL": "true", "REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379",
+                "REDIS_SENTINEL_SERVICE_NAME": "mymaster", "REDIS_PASSWORD": "data-pw",
+                "REDIS_SENTINEL_PASSWORD": "sentinel-pw", "REDIS_DB": "2"}
+    store = json.loads(dify.policy("cluster", settings=sentinel))["stores"][0]
+    assert store["sentinel_master"] == "mymaster"
+    assert store["sentinels"] == ["10.0.0.1:26379", "10.0.0.2:26379"]
+    assert store["password"] == "data-pw" and store["sentinel_password"] == "sentinel-pw"
+    assert store["db"] == 2 and store["command_timeout"] == "0.1s"
+    sluice.Governor(dify.policy("cluster", settings=sentinel))
+
+    cluster = {"REDIS_USE_CLUSTERS": "true", "REDIS_CLUSTERS": "n1:7000,n2:7000",
+               "REDIS_CLUSTERS_PASSWORD": "c-pw", "REDIS_USE_SSL": "true",
+               "REDIS_SSL_CERT_REQS": "CERT_NONE"}
+    store = json.loads(dify.policy("cluster", settings=cluster))["stores"][0]
+    assert store["cluster_nodes"] == ["n1:7000", "n2:7000"]
+    assert store["tls"] == {"verify_peer": False}
+    sluice.Governor(dify.policy("cluster", settings=cluster))
+
+    standalone = {"REDIS_HOST": "redis.internal", "REDIS_PORT": "6380", "REDIS_USE_SSL": "true"}
+    store = json.loads(dify.policy("cluster", settings=standalone))["stores"][0]
+    assert (store["host"], store["port"], store["tls"]) == ("redis.internal", 6380, True)
+    sluice.Governor(dify.policy("cluster", settings=standalone))
+
+    # A URL wins over the settings.
+    store = json.loads(dify.policy("cluster", redis_url="redis://h:1/0", settings=sentinel))
+    assert store["stores"][0]["url"] == "redis://h:1/0"
+    assert "sentinel_master" not in store["stores"][0]
+    with pytest.raises(ValueError, match="REDIS_SENTINEL_SERVICE_NAME"):
+        dify.policy("cluster", settings={"REDIS_USE_SENTINEL": "true",
+                                         "REDIS_SENTINELS": "s:26379"})

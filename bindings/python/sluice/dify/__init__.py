@@ -60,7 +60,7 @@ from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_l
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
 from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
-from ._redis import redis_store_from_dify, redis_store_keywords
+from ._redis import policy_store_fields, redis_store_from_dify, redis_store_keywords
 from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
 from ._install import patch as _patch
 from ._install import patch_attribute as _patch_attribute
@@ -126,6 +126,7 @@ __all__ = [
     "rate_limit_context",
     "rate_limit_error",
     "read_dify_version",
+    "policy_store_fields",
     "redis_store_from_dify",
     "redis_store_keywords",
     "sse",

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 from .._errors import InvalidArgument
 from ._args import checked_count, checked_seconds
+from ._redis import policy_store_fields
 
 #: The rule's name in the policy.
 RULE = "dify-app-concurrency"
@@ -77,22 +78,21 @@ def app_concurrency_rule(scope: str = "host", *, ceiling: int = DEFAULT_CEILING,
 def policy(scope: str = "host", *, name: str = "dify", redis_url: Optional[str] = None,
            ceiling: int = DEFAULT_CEILING, max_apps: int = DEFAULT_MAX_APPS,
            lease: float = DEFAULT_LEASE, local_share: int = 1,
-           command_timeout: float = DEFAULT_COMMAND_TIMEOUT) -> str:
+           command_timeout: float = DEFAULT_COMMAND_TIMEOUT, settings: Any = None) -> str:
     """A whole policy (JSON text, which the Governor reads as YAML) with the app concurrency
     rule. `name` names the policy, and so the host region (``<name>.dify-app-concurrency``);
-    `redis_url` (``redis://[user[:password]@]host[:port][/db]``) is required in cluster scope,
-    and `command_timeout` (seconds) is how long a decision waits for Redis before the failure
-    mode decides instead."""
+    In cluster scope the Redis is `redis_url` (any form of sluice.RedisOptionsFromUrl:
+    ``redis://``, ``rediss://``, ``redis+sentinel://``, ``redis+cluster://``) or, without one,
+    the one Dify's own ``REDIS_*`` settings name (`settings`: see redis_store_keywords);
+    `command_timeout` (seconds) is how long a decision waits for Redis before the failure mode
+    decides instead."""
     document: Dict[str, Any] = {"version": 1, "name": name}
     store = None
     if scope == "cluster":
-        if not redis_url:
-            raise InvalidArgument("sluice.dify.policy: redis_url must be given in cluster scope, "
-                                  "got None")
         store = "dify-redis"
         timeout = checked_seconds("policy", "command_timeout", command_timeout)
-        document["stores"] = [{"name": store, "url": redis_url,
-                               "command_timeout": f"{timeout!r}s"}]
+        fields = {"url": redis_url} if redis_url else policy_store_fields(settings)
+        document["stores"] = [{"name": store, **fields, "command_timeout": f"{timeout!r}s"}]
     document["rules"] = [app_concurrency_rule(scope, ceiling=ceiling, max_apps=max_apps,
                                               lease=lease, store=store,
                                               local_share=local_share)]

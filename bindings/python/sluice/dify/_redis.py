@@ -153,3 +153,22 @@ def redis_store_from_dify(settings: Any = None, **overrides: Any) -> Any:
     keywords = redis_store_keywords(settings)
     keywords.update(overrides)
     return RedisStore(**keywords)
+
+
+def policy_store_fields(settings: Any = None) -> Dict[str, Any]:
+    """The fields of a policy's Redis store (docs/policy.md, "Stores") that Dify's Redis settings
+    mean: what `sluice.dify.policy("cluster")` uses when it is given no `redis_url`."""
+    keywords = redis_store_keywords(settings)
+    fields: Dict[str, Any] = {}
+    for name in ("host", "port", "username", "password", "db", "sentinel_master", "sentinels",
+                 "sentinel_username", "sentinel_password", "cluster_nodes"):
+        if keywords.get(name) is not None:
+            fields[name] = keywords[name]
+    if keywords.get("tls"):
+        tls: Dict[str, Any] = {}
+        for keyword, field in (("tls_ca_file", "ca_file"), ("tls_cert_file", "cert_file"),
+                               ("tls_key_file", "key_file"), ("tls_verify_peer", "verify_peer")):
+            if keywords.get(keyword) is not None:
+                tls[field] = keywords[keyword]
+        fields["tls"] = tls or True
+    return fields
