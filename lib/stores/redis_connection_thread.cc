@@ -269,13 +269,17 @@ void RedisConnectionThread::ExecuteBatch(Links& links, std::vector<RedisCommand>
     by_master[owner].push_back(std::move(command));
   }
   batch.clear();
+  // Every master's pipeline is written before the first reply is read, so a batch that spans
+  // masters costs one round trip, not one per master.
   const std::vector<RedisEndpoint> masters = links.slots.masters();  // links may change below
+  std::vector<Pipeline> pipelines;
+  pipelines.reserve(by_master.size());
   for (size_t i = 0; i < by_master.size(); ++i) {
     if (by_master[i].empty()) continue;
     absl::Status status = absl::UnavailableError(
         absl::StrCat("redis ", where_, ": the connection was lost"));  // by an earlier pipeline
     NodeLink* node = links.connected() ? NodeAt(links, masters[i], &status) : nullptr;
-    if (node == nullptr) {  // nothing was sent
+    if (node == nullptr) {  // nothing was sent to this master
       if (links.connected() && IsTransportError(status)) {
         Disconnect(links);
         OpenBreaker(status);
@@ -285,8 +289,16 @@ void RedisConnectionThread::ExecuteBatch(Links& links, std::vector<RedisCommand>
       for (auto& command : by_master[i]) FailOrKeep(std::move(command), status);
       continue;
     }
-    ExecuteOn(links, *node, by_master[i], /*asking=*/false, redirected);
+    Pipeline pipeline;
+    if (Send(links, *node, by_master[i], /*asking=*/false, &pipeline)) {
+      pipelines.push_back(std::move(pipeline));
+    }
   }
+  for (Pipeline& pipeline : pipelines) {
+    // A failure shows again at the first GetReply, where it is handled.
+    if (links.connected()) (void)pipeline.node->link->Flush();
+  }
+  for (Pipeline& pipeline : pipelines) Receive(links, pipeline, redirected);
   FollowRedirections(links, std::move(redirected));
 }
 
@@ -343,12 +355,16 @@ void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirec
   }
 }
 
-// After Disconnect(links), `node` is gone: nothing below touches it past that point.
 void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
                                       std::vector<RedisCommand>& batch, bool asking,
                                       std::vector<Redirected>& redirected) {
-  const RedisEndpoint answered = node.link->endpoint();
-  // What the connection's state becomes after this batch (at most one breaker).
+  Pipeline pipeline;
+  if (Send(links, node, batch, asking, &pipeline)) Receive(links, pipeline, redirected);
+}
+
+bool RedisConnectionThread::Send(Links& links, NodeLink& node, std::vector<RedisCommand>& batch,
+                                 bool asking, Pipeline* out) {
+  // What the connection's state becomes (at most one breaker).
   absl::Status breaker;
   auto note_breaker = [&](const absl::Status& s) {
     if (breaker.ok() || IsTransportError(breaker)) breaker = s;
@@ -388,7 +404,8 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
       }
       for (auto& c : ready) FailOrKeep(std::move(c), loaded);
       complete_failed();
-      return;
+      batch.clear();
+      return false;
     }
     // Denied, or a server that runs no scripts: without its script no command can run on this
     // connection, unless it is a bug in that one script (Internal).
@@ -401,9 +418,11 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     OpenBreaker(breaker);
     for (auto& c : ready) FailOrKeep(std::move(c), breaker);
     complete_failed();
-    return;
+    return false;
   }
-  // 2. Pipeline: every command is written before the first reply is read.
+  complete_failed();  // a script's own bug (Internal): those commands only
+  if (ready.empty()) return false;
+  // 2. Queued on the link; written by Flush or the first GetReply.
   for (const auto& command : ready) {
     if (asking) node.link->Append({"ASKING"});
     const std::string& sha = node.shas[command.call.script];
@@ -414,6 +433,28 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     node.link->Append(argv);
   }
   if (ready.size() > 1) pipelined_.fetch_add(ready.size(), std::memory_order_relaxed);
+  out->node = &node;
+  out->answered = node.link->endpoint();
+  out->asking = asking;
+  out->ready = std::move(ready);
+  return true;
+}
+
+// After Disconnect(links), `pipeline.node` is gone: nothing below touches it past that point.
+void RedisConnectionThread::Receive(Links& links, Pipeline& pipeline,
+                                    std::vector<Redirected>& redirected) {
+  std::vector<RedisCommand>& ready = pipeline.ready;
+  const RedisEndpoint& answered = pipeline.answered;
+  const bool asking = pipeline.asking;
+  absl::Status breaker;
+  auto note_breaker = [&](const absl::Status& s) {
+    if (breaker.ok() || IsTransportError(breaker)) breaker = s;
+  };
+  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
+  auto complete_failed = [&] {
+    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
+    failed_commands.clear();
+  };
   // 3. The replies, in order.
   std::vector<RedisCommand> reload;  // NOSCRIPT: the server lost its scripts (flush, failover)
   std::vector<RedisCommand> undo;    // effects nobody will use
@@ -424,8 +465,13 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
                     {std::numeric_limits<int64_t>::max(), std::nullopt}});
   };
   for (size_t i = 0; i < ready.size(); ++i) {
-    absl::StatusOr<RedisReplyPtr> got = node.link->GetReply();
-    if (got.ok() && asking) got = node.link->GetReply();  // ASKING's +OK came first
+    // Another node's pipeline of this batch may have lost the connections (Disconnect closes
+    // them all): these were written, or not, and are unanswered.
+    absl::StatusOr<RedisReplyPtr> got =
+        links.connected() ? pipeline.node->link->GetReply()
+                          : absl::StatusOr<RedisReplyPtr>(absl::UnavailableError(absl::StrCat(
+                                "redis ", answered.ToString(), ": the connection was lost")));
+    if (got.ok() && asking) got = pipeline.node->link->GetReply();  // ASKING's +OK came first
     if (!got.ok()) {
       const absl::Status lost = got.status();
       note_breaker(lost);
@@ -501,7 +547,7 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
                        "mode until it answers again (retrying every ",
                        absl::FormatDuration(options_.reconnect_interval), ")"));
     }
-    Disconnect(links);  // `node` is gone from here on
+    Disconnect(links);  // `pipeline.node` is gone from here on
     OpenBreaker(breaker);
   }
   complete_failed();
@@ -514,8 +560,9 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
     return;
   }
   if (!reload.empty()) {
-    node.shas.clear();
-    ExecuteOn(links, node, reload, asking, redirected);  // reloads the scripts, runs these again
+    pipeline.node->shas.clear();
+    // Reloads the scripts, then runs these again.
+    ExecuteOn(links, *pipeline.node, reload, asking, redirected);
   }
 }
 

@@ -159,10 +159,24 @@ class RedisConnectionThread {
   // Routes each command to its node (Cluster: by slot) and runs it there, following
   // redirections.
   void ExecuteBatch(Links& links, std::vector<RedisCommand>& batch);
+  // Commands written to one node, waiting for their replies.
+  struct Pipeline {
+    NodeLink* node = nullptr;  // valid while `links` stay connected
+    RedisEndpoint answered;
+    bool asking = false;
+    std::vector<RedisCommand> ready;  // in the order written
+  };
   // Runs `batch` on `node` in one pipeline (each command preceded by ASKING when `asking`);
-  // redirected commands go to `redirected`.
+  // redirected commands go to `redirected`. Send, then Receive.
   void ExecuteOn(Links& links, NodeLink& node, std::vector<RedisCommand>& batch, bool asking,
                  std::vector<Redirected>& redirected);
+  // Loads the scripts `batch` needs and queues its commands on `node` (failing what cannot
+  // run); false when nothing is left to read.
+  bool Send(Links& links, NodeLink& node, std::vector<RedisCommand>& batch, bool asking,
+            Pipeline* out);
+  // Reads `pipeline`'s replies and hands them over; undoes, keeps or fails what a lost
+  // connection left unanswered.
+  void Receive(Links& links, Pipeline& pipeline, std::vector<Redirected>& redirected);
   void FollowRedirections(Links& links, std::vector<Redirected> redirected);
 
   // "redis <where_>: <message>", unless the message already names where_ (a link's do).

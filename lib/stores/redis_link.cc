@@ -480,6 +480,15 @@ absl::StatusOr<RedisReplyPtr> RedisLink::GetReply() {
   }
 }
 
+absl::Status RedisLink::Flush() {
+  State& s = *state_;
+  if (!s.broken.ok()) return s.broken;
+  if (absl::Status flushed = s.Flush(DeadlineAfter(s.timeout)); !flushed.ok()) {
+    return s.Break(flushed);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RedisReplyPtr> RedisLink::Command(const std::vector<absl::string_view>& argv) {
   Append(argv);
   return GetReply();

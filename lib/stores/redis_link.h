@@ -85,6 +85,9 @@ class RedisLink {
   // client certificate shows on the first read, not in Open) or answers a plain link in TLS;
   // after one, the link is broken and every later call fails the same way. Never raises SIGPIPE.
   absl::StatusOr<RedisReplyPtr> GetReply();
+  // Writes whatever is queued, without reading (so that several links' pipelines are on their
+  // way at once before the first reply is read). Errors as GetReply's, which then fails the same.
+  absl::Status Flush();
   // Append, then GetReply.
   absl::StatusOr<RedisReplyPtr> Command(const std::vector<absl::string_view>& argv);
 
