@@ -355,6 +355,15 @@ void RedisConnectionThread::FollowRedirections(Links& links, std::vector<Redirec
   }
 }
 
+void RedisConnectionThread::Outcome::NoteBreaker(const absl::Status& s) {
+  if (breaker.ok() || IsTransportError(breaker)) breaker = s;
+}
+
+void RedisConnectionThread::CompleteFailed(Outcome& outcome) {
+  for (auto& [command, status] : outcome.failed) FailOrKeep(std::move(command), status);
+  outcome.failed.clear();
+}
+
 void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
                                       std::vector<RedisCommand>& batch, bool asking,
                                       std::vector<Redirected>& redirected) {
@@ -364,18 +373,11 @@ void RedisConnectionThread::ExecuteOn(Links& links, NodeLink& node,
 
 bool RedisConnectionThread::Send(Links& links, NodeLink& node, std::vector<RedisCommand>& batch,
                                  bool asking, Pipeline* out) {
-  // What the connection's state becomes (at most one breaker).
-  absl::Status breaker;
-  auto note_breaker = [&](const absl::Status& s) {
-    if (breaker.ok() || IsTransportError(breaker)) breaker = s;
-  };
-  // Failed commands are completed only once the breaker is set, so that a caller who learns of
-  // the failure and tries again is refused fast instead of queued behind a dead connection.
-  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
-  auto complete_failed = [&] {
-    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
-    failed_commands.clear();
-  };
+  Outcome outcome;
+  absl::Status& breaker = outcome.breaker;
+  auto note_breaker = [&](const absl::Status& s) { outcome.NoteBreaker(s); };
+  auto& failed_commands = outcome.failed;
+  auto complete_failed = [&] { CompleteFailed(outcome); };
   // 1. Every script this batch needs, loaded on this connection. Nothing is sent yet, so a
   // failure here leaves every outcome known: nothing ran.
   std::vector<RedisCommand> ready;
@@ -446,15 +448,11 @@ void RedisConnectionThread::Receive(Links& links, Pipeline& pipeline,
   std::vector<RedisCommand>& ready = pipeline.ready;
   const RedisEndpoint& answered = pipeline.answered;
   const bool asking = pipeline.asking;
-  absl::Status breaker;
-  auto note_breaker = [&](const absl::Status& s) {
-    if (breaker.ok() || IsTransportError(breaker)) breaker = s;
-  };
-  std::vector<std::pair<RedisCommand, absl::Status>> failed_commands;
-  auto complete_failed = [&] {
-    for (auto& [command, status] : failed_commands) FailOrKeep(std::move(command), status);
-    failed_commands.clear();
-  };
+  Outcome outcome;
+  absl::Status& breaker = outcome.breaker;
+  auto note_breaker = [&](const absl::Status& s) { outcome.NoteBreaker(s); };
+  auto& failed_commands = outcome.failed;
+  auto complete_failed = [&] { CompleteFailed(outcome); };
   // 3. The replies, in order.
   std::vector<RedisCommand> reload;  // NOSCRIPT: the server lost its scripts (flush, failover)
   std::vector<RedisCommand> undo;    // effects nobody will use

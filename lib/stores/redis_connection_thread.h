@@ -159,6 +159,16 @@ class RedisConnectionThread {
   // Routes each command to its node (Cluster: by slot) and runs it there, following
   // redirections.
   void ExecuteBatch(Links& links, std::vector<RedisCommand>& batch);
+  // What a pipeline's errors leave: at most one breaker (a configuration error wins over an
+  // outage), and the commands to fail, which are completed only once the breaker is set, so that
+  // a caller who learns of the failure and tries again is refused fast instead of queued behind
+  // a dead connection.
+  struct Outcome {
+    absl::Status breaker;
+    std::vector<std::pair<RedisCommand, absl::Status>> failed;
+    void NoteBreaker(const absl::Status& s);
+  };
+  void CompleteFailed(Outcome& outcome);
   // Commands written to one node, waiting for their replies.
   struct Pipeline {
     NodeLink* node = nullptr;  // valid while `links` stay connected
