@@ -67,6 +67,8 @@
 //   sluice::RedisOptions redis;
 //   redis.host = "10.0.0.5";
 //   redis.password = "...";
+//   // A Redis Cluster instead: redis.cluster_nodes = {{"10.0.0.5", 7000}, {"10.0.0.6", 7000}};
+//   // or a URL: RedisOptionsFromUrl("rediss+sentinel://:pw@s1:26379,s2:26379/mymaster").value()
 //   auto store = sluice::RedisStore::Create(redis).value();
 //   if (absl::Status s = store->Check(); !s.ok()) LOG(ERROR) << s;  // e.g. WRONGPASS, a replica
 //   sluice::RateLimiter::Options options;
