@@ -112,6 +112,31 @@ void BM_ChatNew(benchmark::State& state) {
   }
 }
 
+// BM_ChatNew with 512-byte blocks (PrefixHashOptions): 64 blocks cover the same 32 KiB, and the
+// same KV capacity in bytes is a quarter as many blocks. A configuration, not a code path: what
+// a coarser prefix index costs per new conversation.
+void BM_ChatNewCoarseBlocks(benchmark::State& state) {
+  Balancer::Options o;
+  o.strategy = ChatStrategy(state.range(0));
+  o.seed = 1;
+  o.prefix_hash = {.block_chars = 512, .max_blocks = 64};
+  o.kv_capacity_blocks = Balancer::Options().kv_capacity_blocks / 4;
+  auto b = Balancer::Create(o).value();
+  for (int i = 0; i < state.range(1); ++i) (void)b->AddEndpoint({.id = absl::StrCat("replica-", i)});
+  const bool raw = state.range(2) != 0;
+  sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
+  sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
+  const size_t content_id_at = sizeof(sluice_bench::kIdLead) - 1;
+  uint64_t id = 1;
+  for (auto _ : state) {
+    ++id;
+    sluice_bench::WriteId(body.json.data() + body.id_at, id);
+    sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
+    state.SetIterationTime(raw ? TimedPick(*b, std::string_view(body.json))
+                               : TimedPick(*b, parsed));
+  }
+}
+
 void BM_ChatNextTurn(benchmark::State& state) {
   auto b = Fleet(ChatStrategy(state.range(0)), static_cast<int>(state.range(1)));
   const bool raw = state.range(2) != 0;
@@ -155,6 +180,13 @@ void ChatArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_ChatNew)->Apply(ChatArgs);
 BENCHMARK(BM_ChatNextTurn)->Apply(ChatArgs);
 BENCHMARK(BM_ChatSame)->Apply(ChatArgs);
+BENCHMARK(BM_ChatNewCoarseBlocks)
+    ->Args({1, 4, 0})
+    ->Args({1, 4, 1})
+    ->Args({1, 8, 0})
+    ->Args({1, 8, 1})
+    ->ArgNames({"strategy", "endpoints", "raw"})
+    ->UseManualTime();
 
 void FleetsAndPrompts(benchmark::internal::Benchmark* b) {
   for (int endpoints : {4, 16, 64}) {
