@@ -174,7 +174,9 @@ void ChatArgs(benchmark::internal::Benchmark* b) {
       for (int raw : {0, 1}) b->Args({strategy, endpoints, raw});
     }
   }
-  b->ArgNames({"strategy", "endpoints", "raw"})->UseManualTime();
+  // Fixed iterations: a next turn's untimed first pick would otherwise make a 0.2 us case run
+  // for minutes to reach the minimum time.
+  b->ArgNames({"strategy", "endpoints", "raw"})->UseManualTime()->Iterations(20000);
 }
 
 BENCHMARK(BM_ChatNew)->Apply(ChatArgs);
@@ -186,7 +188,8 @@ BENCHMARK(BM_ChatNewCoarseBlocks)
     ->Args({1, 8, 0})
     ->Args({1, 8, 1})
     ->ArgNames({"strategy", "endpoints", "raw"})
-    ->UseManualTime();
+    ->UseManualTime()
+    ->Iterations(20000);
 
 void FleetsAndPrompts(benchmark::internal::Benchmark* b) {
   for (int endpoints : {4, 16, 64}) {
