@@ -1,7 +1,8 @@
 #include "balancing/prefix_index.h"
 
 #include <algorithm>
-#include <vector>
+#include <deque>
+#include <utility>
 
 namespace sluice {
 inline namespace v1 {
@@ -51,6 +52,10 @@ PrefixIndex::Match PrefixIndex::LongestMatch(absl::Span<const uint64_t> blocks,
   return {static_cast<int64_t>(lo) + 1, held};
 }
 
+uint64_t& PrefixIndex::StampOf(BlockInfo& info, SlotLru& lru, int slot, uint64_t block) {
+  return info.owner == slot ? info.owner_stamp : lru.stamps.find(block)->second;
+}
+
 void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t capacity) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
@@ -60,8 +65,9 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
   if (blocks.empty()) return;
   // Block i's hash covers blocks 0..i, so whoever last touched the deepest block touched this
   // whole path then (or found it younger still). If that was recent, the path is young: done.
-  if (auto deepest = lru.stamps.find(blocks.back());
-      deepest != lru.stamps.end() && lru.clock - deepest->second < young) {
+  if (auto deepest = blocks_.find(blocks.back());
+      deepest != blocks_.end() && (deepest->second.holders & bit) != 0 &&
+      lru.clock - StampOf(deepest->second, lru, slot, blocks.back()) < young) {
     return;
   }
   // Deepest first, so a path's shallow blocks end up the most recent and are evicted last.
@@ -69,11 +75,17 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
     BlockInfo& info = blocks_[blocks[i]];
     if (i + 1 < blocks.size()) RecordSuccessor(info, blocks[i + 1], i + 2 == blocks.size());
     const uint64_t stamp = ++lru.clock;
-    auto [it, inserted] = lru.stamps.try_emplace(blocks[i], stamp);
-    if (inserted) {
+    if ((info.holders & bit) == 0) {
       info.holders |= bit;
-    } else if (stamp - it->second >= young) {
-      it->second = stamp;
+      ++lru.held;
+      if (info.owner < 0) {
+        info.owner = static_cast<int8_t>(slot);
+        info.owner_stamp = stamp;
+      } else {
+        lru.stamps.insert_or_assign(blocks[i], stamp);
+      }
+    } else if (uint64_t& last = StampOf(info, lru, slot, blocks[i]); stamp - last >= young) {
+      last = stamp;
     } else {
       continue;
     }
@@ -85,33 +97,48 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
 void PrefixIndex::Evict(int slot, int64_t capacity) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
-  while (static_cast<int64_t>(lru.stamps.size()) > capacity && !lru.order.empty()) {
+  while (lru.held > capacity && !lru.order.empty()) {
     const auto [block, stamp] = lru.order.front();
     lru.order.pop_front();
-    auto it = lru.stamps.find(block);
-    if (it == lru.stamps.end() || it->second != stamp) continue;  // re-touched since
-    lru.stamps.erase(it);
-    auto info = blocks_.find(block);
-    if (info != blocks_.end() && (info->second.holders &= ~bit) == 0) blocks_.erase(info);
+    auto it = blocks_.find(block);
+    if (it == blocks_.end() || (it->second.holders & bit) == 0) continue;  // evicted already
+    BlockInfo& info = it->second;
+    if (info.owner == slot) {
+      if (info.owner_stamp != stamp) continue;  // re-touched since
+      info.owner = -1;
+    } else {
+      auto own = lru.stamps.find(block);
+      if (own->second != stamp) continue;  // re-touched since
+      lru.stamps.erase(own);
+    }
+    --lru.held;
+    if ((info.holders &= ~bit) == 0) blocks_.erase(it);
   }
-  // Stale entries pile up when blocks are re-touched without evictions; rebuild the queue from
-  // the live stamps once it is twice as long as it needs to be.
-  if (lru.order.size() > 2 * lru.stamps.size() + 1024) {
-    std::vector<std::pair<uint64_t, uint64_t>> live;  // (stamp, block)
-    live.reserve(lru.stamps.size());
-    for (const auto& [block, stamp] : lru.stamps) live.emplace_back(stamp, block);
-    std::sort(live.begin(), live.end());
-    lru.order.clear();
-    for (const auto& [stamp, block] : live) lru.order.emplace_back(block, stamp);
+  // Stale entries pile up when blocks are re-touched without evictions; drop them once the queue
+  // is twice as long as it needs to be. Every stamp a slot gives is queued, so the live entries
+  // are the queue's entries whose stamp is still the block's, already oldest first.
+  if (lru.order.size() > 2 * static_cast<size_t>(lru.held) + 1024) {
+    std::deque<std::pair<uint64_t, uint64_t>> live;
+    for (const auto& [block, stamp] : lru.order) {
+      auto it = blocks_.find(block);
+      if (it != blocks_.end() && (it->second.holders & bit) != 0 &&
+          StampOf(it->second, lru, slot, block) == stamp) {
+        live.emplace_back(block, stamp);
+      }
+    }
+    lru.order = std::move(live);
   }
 }
 
 void PrefixIndex::Drop(int slot) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
-  for (const auto& [block, stamp] : lru.stamps) {
+  // Every block the slot holds is in its queue (with its stale entries, which find it gone).
+  for (const auto& [block, stamp] : lru.order) {
     auto info = blocks_.find(block);
-    if (info != blocks_.end() && (info->second.holders &= ~bit) == 0) blocks_.erase(info);
+    if (info == blocks_.end() || (info->second.holders & bit) == 0) continue;
+    if (info->second.owner == slot) info->second.owner = -1;
+    if ((info->second.holders &= ~bit) == 0) blocks_.erase(info);
   }
   lru = SlotLru();
 }

@@ -46,14 +46,17 @@ class PrefixIndex {
   // Forgets everything `slot` holds.
   void Drop(int slot);
 
-  int64_t size(int slot) const { return static_cast<int64_t>(slots_[slot].stamps.size()); }
+  int64_t size(int slot) const { return slots_[slot].held; }
 
  private:
   struct SlotLru {
-    absl::flat_hash_map<uint64_t, uint64_t> stamps;     // block -> last touch
+    // block -> last touch, for the blocks this slot holds whose BlockInfo keeps another slot's
+    // stamp (see BlockInfo::owner).
+    absl::flat_hash_map<uint64_t, uint64_t> stamps;
     std::deque<std::pair<uint64_t, uint64_t>> order;    // (block, stamp), oldest first; stale
                                                         // entries (re-touched since) are skipped
     uint64_t clock = 0;
+    int64_t held = 0;  // blocks held
   };
 
   // What the index knows of one block: who holds it and which blocks followed it.
@@ -61,11 +64,18 @@ class PrefixIndex {
     uint64_t holders = 0;    // slots holding it
     uint64_t successor = 0;  // the first full block seen after it (0: none yet)
     uint64_t last = 0;       // the first request-ending block seen after it (0: none yet)
+    // One holder's last touch lives here, so that inserting or evicting a block held by one
+    // slot (every block of a new conversation) costs one hash-map probe, not two in two maps
+    // far larger than the CPU caches. The other holders' stamps are in their SlotLru::stamps.
+    uint64_t owner_stamp = 0;
+    int8_t owner = -1;       // that holder's slot; -1: none
     bool successors = false; // two different full blocks followed it
     bool lasts = false;      // two different request-ending blocks followed it
   };
 
   uint64_t HoldersOf(uint64_t block, uint64_t mask) const;
+  // The last touch of `block` by `slot`, which holds it (info is its BlockInfo).
+  uint64_t& StampOf(BlockInfo& info, SlotLru& lru, int slot, uint64_t block);
   static void RecordSuccessor(BlockInfo& info, uint64_t next, bool ends_request);
   void Evict(int slot, int64_t capacity);
 
