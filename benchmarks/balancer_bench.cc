@@ -96,8 +96,9 @@ double TimedPick(Balancer& b, std::string_view body) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void BM_ChatNew(benchmark::State& state) {
-  auto b = Fleet(ChatStrategy(state.range(0)), static_cast<int>(state.range(1)));
+// Picks a new conversation each iteration (its id leads the system prompt, so it shares no
+// block), from the raw body when state.range(2) says so.
+void PickNewConversations(benchmark::State& state, Balancer& b) {
   const bool raw = state.range(2) != 0;
   sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
   sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
@@ -107,9 +108,13 @@ void BM_ChatNew(benchmark::State& state) {
     ++id;
     sluice_bench::WriteId(body.json.data() + body.id_at, id);
     sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
-    state.SetIterationTime(raw ? TimedPick(*b, std::string_view(body.json))
-                               : TimedPick(*b, parsed));
+    state.SetIterationTime(raw ? TimedPick(b, std::string_view(body.json)) : TimedPick(b, parsed));
   }
+}
+
+void BM_ChatNew(benchmark::State& state) {
+  auto b = Fleet(ChatStrategy(state.range(0)), static_cast<int>(state.range(1)));
+  PickNewConversations(state, *b);
 }
 
 // BM_ChatNew with 512-byte blocks (PrefixHashOptions): 64 blocks cover the same 32 KiB, and the
@@ -123,18 +128,7 @@ void BM_ChatNewCoarseBlocks(benchmark::State& state) {
   o.kv_capacity_blocks = Balancer::Options().kv_capacity_blocks / 4;
   auto b = Balancer::Create(o).value();
   for (int i = 0; i < state.range(1); ++i) (void)b->AddEndpoint({.id = absl::StrCat("replica-", i)});
-  const bool raw = state.range(2) != 0;
-  sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
-  sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
-  const size_t content_id_at = sizeof(sluice_bench::kIdLead) - 1;
-  uint64_t id = 1;
-  for (auto _ : state) {
-    ++id;
-    sluice_bench::WriteId(body.json.data() + body.id_at, id);
-    sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
-    state.SetIterationTime(raw ? TimedPick(*b, std::string_view(body.json))
-                               : TimedPick(*b, parsed));
-  }
+  PickNewConversations(state, *b);
 }
 
 void BM_ChatNextTurn(benchmark::State& state) {
