@@ -672,7 +672,25 @@ void RedisConnectionThread::Run() {
     ExecuteBatch(links, batch);
     lock.lock();
   }
+  // Stopping (the store is being destroyed): releases and undos already queued go out once, if
+  // a connection is up, so that a process that releases a permit and then lets go of the store
+  // (or exits) does not leave the slot held in Redis until its lease ends. Bounded by the
+  // command timeout; nothing new is connected.
+  std::vector<RedisCommand> last;
+  if (links.connected()) {
+    for (auto* q : {&deferred_, &queue_}) {
+      for (auto it = q->begin(); it != q->end();) {
+        if (MustDeliver(*it)) {
+          last.push_back(std::move(*it));
+          it = q->erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
   lock.unlock();
+  if (!last.empty()) ExecuteBatch(links, last);
   Disconnect(links);
 }
 

@@ -351,6 +351,21 @@ TEST_CASE("cluster ConcurrencyLimiter: the local failure mode counts the permits
   CHECK_FALSE(cap->TryAcquire("app"));
 }
 
+TEST_CASE("cluster ConcurrencyLimiter: a release right before the store goes is still sent") {
+  LocalRedis redis;
+  // Each round: a fresh store and limiter take a slot, release it and are destroyed at once
+  // (a worker exiting after its last request). The release must reach Redis all the same.
+  for (int round = 0; round < 40; ++round) {
+    auto store = Store(redis.port());
+    auto cap = Cap(Cluster(store, "cap-last", FailureMode::kDeny), 1000);
+    ConcurrencyLimiter::Permit permit = cap->TryAcquire("app");
+    REQUIRE(permit);
+    REQUIRE(permit.Release().ok());
+  }  // the limiter, then the store, go here
+  auto check = Cap(Cluster(Store(redis.port()), "cap-last", FailureMode::kDeny), 1000);
+  CHECK(check->InFlight("app") == 0);
+}
+
 TEST_CASE("cluster options of the other objects are validated, naming the field") {
   LocalRedis redis;
   auto store = Store(redis.port());
