@@ -21,6 +21,7 @@
 //   * a command that must not be lost (a ConcurrencyLimiter release, or the undoing of an acquire
 //     whose caller gave up or whose outcome a dropped connection left unknown) is kept across an
 //     outage and sent after reconnecting, so a stall never costs a slot for longer than it lasts;
+//     such commands still queued when the store is destroyed go out once over a live connection;
 //   * after fork() (Gunicorn, Celery), the child gets a fresh thread and connection on first use;
 //     the parent keeps working. fork() is safe while other threads use the store.
 //
