@@ -41,7 +41,10 @@ int sluice_balancer_create(const sluice_options* options, const sluice_clock* cl
                            sluice_balancer** out) {
   return CreateHandle<kBalancer, sluice::Balancer::Options>(
       __func__, options, out,
-      [&](sluice::Balancer::Options& o) { return sluice::Balancer::Create(o, ClockOf(clock)); });
+      [&](sluice::Balancer::Options& o) {
+        o.redis = options->redis;
+        return sluice::Balancer::Create(o, ClockOf(clock));
+      });
 }
 
 void sluice_balancer_destroy(sluice_balancer* balancer) { delete balancer; }

@@ -69,7 +69,9 @@ const char* ParamName(int number);
 // What an object takes besides parameters: windows (sluice_options_add_window) and a store
 // (sluice_options_set_redis_store: cluster scope, the cache's Redis tier).
 constexpr bool TakesWindows(ObjectKind kind) { return (kind & (kRateLimiter | kTokenBudget)) != 0; }
-constexpr bool TakesStore(ObjectKind kind) { return (kind & (kLimiters | kCache)) != 0; }
+constexpr bool TakesStore(ObjectKind kind) {
+  return (kind & (kLimiters | kCache | kBalancer)) != 0;
+}
 
 // The Options of the objects that take windows, in C: the windows come from the bag
 // (sluice_options_add_window) after the parameters are read, so SLUICE_PARAM_WINDOW_KIND lands
@@ -93,8 +95,12 @@ auto& Lease(Options& o) {
 }
 template <typename Options>
 auto& RedisName(Options& o) {
-  if constexpr (std::is_same_v<Options, sluice::ResponseCache::Options>) return o.redis_name;
-  else return o.cluster.redis_name;
+  if constexpr (std::is_same_v<Options, sluice::ResponseCache::Options> ||
+                std::is_same_v<Options, sluice::Balancer::Options>) {
+    return o.redis_name;
+  } else {
+    return o.cluster.redis_name;
+  }
 }
 
 // The C enums an option may hold: their range and C name, for the error message.

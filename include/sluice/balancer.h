@@ -71,7 +71,8 @@
 // With `Options::shared_region`, cooldowns and ejections (the automatic ones and the
 // administered ones) are host-wide: every worker that balances over the same endpoint ids skips
 // a key that one of them cooled down, as Dify's LBModelManager does through Redis (see
-// docs/balancer.md, "Administration and shared state").
+// docs/balancer.md, "Administration and shared state"); with `Options::redis` they are
+// fleet-wide, through Redis.
 //
 // Example:
 //
@@ -116,6 +117,8 @@
 
 namespace sluice {
 inline namespace v1 {
+
+class RedisStore;
 
 namespace internal {
 class BalancerCore;
@@ -311,6 +314,31 @@ class Balancer {
     int64_t shared_max_in_flight = 256;
     // Host scope: how long an uncompleted pick counts. Default 10 minutes. > 0.
     absl::Duration shared_lease = absl::Minutes(10);
+    // Cluster scope: cooldowns and ejections (automatic and administered) shared by every
+    // process of every host whose balancer has the same `redis_name` on this Redis, so a key
+    // cooled down after a 429 on one host is skipped by the whole fleet and Restore anywhere
+    // brings it back everywhere (with or without shared_region; in-flight counts stay host-wide
+    // at most). Picks never wait for Redis: each process mirrors the holds, reading them again
+    // (one EVALSHA, at most one under way) when a pick or Endpoints() finds the mirror older
+    // than `redis_refresh`; a hold set here applies here at once and is sent to Redis (kept
+    // across an outage until it would have ended). So another host's cooldown reaches this
+    // process within redis_refresh plus a round trip; a process's first picks, before its first
+    // read is answered, see only its own holds. Ends are on the Redis server's clock, converted
+    // to this balancer's clock by the server's "now" in each reply, so hosts' clocks need not
+    // agree. While Redis is unreachable each process keeps its own holds (the balancer never
+    // fails a pick for it); configuration errors are the store's (logged and counted in
+    // RedisStats, see sluice/redis_store.h). Redis holds one hash,
+    // `<key_prefix>:{lb:<redis_name>}:holds`, a field per endpoint that holds something (the id's
+    // 32-hex digest: ids never reach Redis), expiring a minute after its longest hold. With
+    // shared_region too, a hold another process of the host sets in the instant a read is
+    // served may be missing host-wide until the next read. Default: null (no cluster scope).
+    std::shared_ptr<RedisStore> redis;
+    // Names the fleet's shared holds: 1 to 100 characters of [A-Za-z0-9._-]. Required with
+    // redis.
+    std::string redis_name;
+    // How stale the mirror of Redis's holds may get before a pick reads it again. Default
+    // 250 ms. In [1 ms, 1 min].
+    absl::Duration redis_refresh = absl::Milliseconds(250);
   };
 
   // The longest cooldown or ejection that Cooldown and Eject accept: one day.

@@ -213,8 +213,9 @@ typedef enum sluice_param {
                                              * Redis Cluster */
   /* Cluster scope, for any of the four objects (with sluice_options_set_redis_store) */
   /* string: the object's Redis namespace (sluice::ClusterOptions::redis_name): required in
-   * cluster scope for the four limiters; for the response cache, its Redis tier's (default
-   * "cache"). One name for every object (it was two, see the deprecated aliases below). */
+   * cluster scope for the four limiters and the balancer (its shared cooldowns); for the
+   * response cache, its Redis tier's (default "cache"). One name for every object (it was two,
+   * see the deprecated aliases below). */
   SLUICE_PARAM_REDIS_NAME = 600,
   /* Deprecated aliases of SLUICE_PARAM_REDIS_NAME, read as before for one release. CLUSTER_RULE
    * is the same number; the cache still reads CACHE_REDIS_NAME (906), but not with REDIS_NAME. */
@@ -251,6 +252,10 @@ typedef enum sluice_param {
   SLUICE_PARAM_BALANCER_SCORE_LOAD_SLACK_MILLI = 721,          /* default 4000 (4 requests) */
   SLUICE_PARAM_BALANCER_KV_SESSION_HALF_LIFE_NANOS = 722,      /* default 60 s */
   SLUICE_PARAM_BALANCER_KV_FULL_USAGE_MILLI = 723,             /* default 900 (0.9) */
+  /* Experimental. With sluice_options_set_redis_store and SLUICE_PARAM_REDIS_NAME (required
+   * then): cooldowns and ejections shared fleet-wide through Redis, mirrored and read again when
+   * older than this. Default 250 ms, in [1 ms, 1 min]. */
+  SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS = 724,
   /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
   SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET = 800,  /* default 1 */
   SLUICE_PARAM_FALLBACK_DEADLINE_NANOS = 801,          /* default 120 s */
@@ -465,7 +470,9 @@ typedef struct sluice_balancer sluice_balancer;
 typedef struct sluice_pick sluice_pick;
 /* Reads the SLUICE_PARAM_BALANCER_* parameters, and for host-shared in-flight counts
  * SLUICE_PARAM_SHARED_REGION (with SLUICE_PARAM_MAX_IN_FLIGHT, default 256, and
- * SLUICE_PARAM_LEASE_NANOS, default 10 min). Thread-safe, like the C++ object. */
+ * SLUICE_PARAM_LEASE_NANOS, default 10 min); with a store (sluice_options_set_redis_store),
+ * SLUICE_PARAM_REDIS_NAME and SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS (experimental):
+ * cooldowns and ejections shared by every host. Thread-safe, like the C++ object. */
 SLUICE_API int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
                                       sluice_balancer** out);
 /* Picks made by the balancer stay valid after it is destroyed. */

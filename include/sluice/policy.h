@@ -161,7 +161,10 @@ struct StoreSpec {
 // An upstream group: one Balancer over its endpoints.
 struct UpstreamSpec {
   std::string name;  // unique
-  Balancer::Options balancer;
+  Balancer::Options balancer;  // balancer.redis is set from `store`
+  // A StoreSpec name: the balancer's cooldowns and ejections are shared through it by every
+  // host (Balancer::Options::redis; redis_name defaults to the upstream's name), or empty.
+  std::string store;
   std::vector<EndpointSpec> endpoints;  // at least one
   int line = 0;
 };

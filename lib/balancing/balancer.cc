@@ -98,6 +98,11 @@ absl::Status Validate(const Balancer::Options& o) {
                                                    o.shared_region.size()));
     }
   }
+  if (o.redis != nullptr) {
+    if (absl::Status s = ClusterHolds::Validate(o.redis_name, o.redis_refresh); !s.ok()) return s;
+  } else if (!o.redis_name.empty()) {
+    return Invalid("redis_name", "needs redis (it names the holds kept there)");
+  }
   return absl::OkStatus();
 }
 
@@ -183,6 +188,11 @@ absl::Status BalancerCore::Add(const EndpointSpec& spec) {
     }
     state->host = *std::move(holds);
   }
+  if (cluster_holds_ != nullptr) {
+    state->cluster = cluster_holds_;
+    state->cluster_field = ClusterHolds::FieldOf(spec.id);
+    cluster_holds_->Track(spec.id, state);
+  }
   if (UsesPrefixIndex()) {
     if (free_slots_ == 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -219,6 +229,7 @@ absl::Status BalancerCore::Remove(std::string_view id) {
     resident_.Drop((*e)->slot);
     free_slots_ |= uint64_t{1} << (*e)->slot;
   }
+  if (cluster_holds_ != nullptr) cluster_holds_->Untrack(id);
   endpoints_.erase(endpoints_.begin() + (e - endpoints_.data()));
   RebuildRing();
   return absl::OkStatus();
@@ -236,6 +247,7 @@ absl::Status BalancerCore::SetMetrics(std::string_view id, const EngineMetrics& 
 }
 
 std::vector<EndpointStats> BalancerCore::Endpoints() const {
+  if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   std::vector<EndpointStats> out;
   out.reserve(endpoints_.size());
@@ -326,6 +338,12 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                           absl::StrCat("sluice.Balancer: shared_region: ", holds.status().message()));
     }
     core->set_host_holds(*std::move(holds));
+  }
+  if (options.redis != nullptr) {
+    auto holds = std::make_shared<internal::ClusterHolds>(options.redis, options.redis_name,
+                                                          options.redis_refresh, clock);
+    holds->MaybeRefresh(clock->NowNanos());  // the first read, so early picks see the fleet's
+    core->set_cluster_holds(std::move(holds));
   }
   return std::unique_ptr<Balancer>(new Balancer(std::move(core)));
 }

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
+#include "balancing/cluster_holds.h"
 #include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
 #include "balancing/resident_tokens.h"
@@ -43,6 +44,8 @@ class BalancerCore {
   // Host scope (Options::shared_region): called once by Balancer::Create, before any pick.
   void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
   void set_host_holds(std::shared_ptr<SharedHoldTable> holds) { host_holds_ = std::move(holds); }
+  // Cluster scope (Options::redis): called once by Balancer::Create, before any pick.
+  void set_cluster_holds(std::shared_ptr<ClusterHolds> holds) { cluster_holds_ = std::move(holds); }
 
  private:
   using State = EndpointState;
@@ -82,6 +85,8 @@ class BalancerCore {
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
   // Host scope: cooldowns and ejections shared through a second region (null in process scope).
   std::shared_ptr<SharedHoldTable> host_holds_;
+  // Cluster scope: cooldowns and ejections mirrored from Redis (null otherwise).
+  std::shared_ptr<ClusterHolds> cluster_holds_;
   mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);

@@ -111,15 +111,18 @@ void EndpointState::ExtendCooldown(int64_t until, Failure reason) {
 }
 
 void EndpointState::ExtendCooldownLocked(int64_t until, Failure reason) {
+  bool raised;
   if (host) {
-    host->ExtendCooldown(until, reason);
-    return;
+    raised = host->ExtendCooldown(until, reason);
+  } else {
+    int64_t current = cooldown_until.load(std::memory_order_relaxed);
+    while (current < until &&
+           !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
+    }
+    raised = current < until;  // the CAS succeeded: this cooldown is the one
+    if (raised) cooldown_reason = reason;
   }
-  int64_t current = cooldown_until.load(std::memory_order_relaxed);
-  while (current < until &&
-         !cooldown_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
-  }
-  if (current < until) cooldown_reason = reason;  // the CAS succeeded: this cooldown is the one
+  if (raised && cluster) cluster->SendCooldown(cluster_field, until, reason);
 }
 
 void EndpointState::ExtendEjection(int64_t until) {
@@ -128,6 +131,7 @@ void EndpointState::ExtendEjection(int64_t until) {
          !ejected_until.compare_exchange_weak(current, until, std::memory_order_relaxed)) {
   }
   if (host) host->ExtendEjection(until);
+  if (current < until && cluster) cluster->SendEjection(cluster_field, until);
 }
 
 void EndpointState::Restore(int64_t now) {
@@ -143,6 +147,34 @@ void EndpointState::Restore(int64_t now) {
          !ejected_until.compare_exchange_weak(ejected, now, std::memory_order_relaxed)) {
   }
   if (host) host->Clear();
+  if (cluster) cluster->SendClear(cluster_field);
+}
+
+void EndpointState::MirrorHolds(const Holds& holds, bool exact, int64_t now) {
+  MutexLock lock(&mu);
+  if (host) {
+    // Shortening a host-region hold means clearing it and raising it again.
+    if (exact && (host->cooldown_until() > holds.cooldown_until ||
+                  host->ejected_until() > holds.ejected_until)) {
+      host->Clear();
+    }
+    if (holds.cooldown_until > 0) host->ExtendCooldown(holds.cooldown_until, holds.cooldown_reason);
+    if (holds.ejected_until > 0) host->ExtendEjection(holds.ejected_until);
+  } else {
+    int64_t current = cooldown_until.load(std::memory_order_relaxed);
+    if (exact ? current != holds.cooldown_until : current < holds.cooldown_until) {
+      cooldown_until.store(holds.cooldown_until, std::memory_order_relaxed);
+      cooldown_reason = holds.cooldown_reason;
+    }
+  }
+  // This process's ejection end also marks where a healthy stretch starts: an ejection ended
+  // elsewhere ends here now.
+  int64_t ejected = ejected_until.load(std::memory_order_relaxed);
+  if (holds.ejected_until > ejected) {
+    ejected_until.store(holds.ejected_until, std::memory_order_relaxed);
+  } else if (exact && ejected > now && holds.ejected_until < ejected) {
+    ejected_until.store(std::max(holds.ejected_until, now), std::memory_order_relaxed);
+  }
 }
 
 EndpointStats EndpointState::Stats() const {

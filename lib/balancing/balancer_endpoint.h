@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "balancing/cluster_holds.h"
 #include "balancing/endpoint_holds.h"
 #include "sluice/internal/mutex.h"
 #include "sluice/balancer.h"
@@ -51,9 +53,23 @@ struct EndpointState {
   void Restore(int64_t now);
   void ExtendCooldownLocked(int64_t until, Failure reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
+  // Cluster scope: what Redis holds for this endpoint, on the balancer's clock (0: nothing).
+  struct Holds {
+    int64_t cooldown_until = 0;
+    Failure cooldown_reason = Failure::kNone;
+    int64_t ejected_until = 0;
+  };
+  // Takes Redis's holds (see cluster_holds.h): `exact`, they replace this endpoint's (a restore
+  // elsewhere ends them here); otherwise they only lengthen them. Sends nothing back.
+  void MirrorHolds(const Holds& holds, bool exact, int64_t now);
+
   const std::shared_ptr<const CompletionPolicy> policy;
   // Host scope: the shared holds. Set before the state is published, then constant.
   std::optional<SharedHolds> host;
+  // Cluster scope: where holds set here are sent, and this endpoint's field there. Set before
+  // the state is published, then constant.
+  std::shared_ptr<ClusterHolds> cluster;
+  std::string cluster_field;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> picks{0};
   std::atomic<int64_t> cooldown_until{0};  // process scope: nanoseconds on the balancer's clock

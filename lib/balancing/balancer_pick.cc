@@ -345,6 +345,8 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
 }
 
 absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& request) {
+  // Outside the lock: with the store's breaker open the read completes on this thread.
+  if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   const int64_t now = clock->NowNanos();
   if (absl::Status s = Filter(request, now); !s.ok()) return s;

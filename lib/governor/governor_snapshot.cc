@@ -125,7 +125,20 @@ absl::Status BuildUpstreams(const Policy& policy, const GovernorSnapshot* previo
     if (spec.endpoints.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ".endpoints must not be empty"));
     }
-    SharedUpstream shared{UpstreamIdentity(spec), nullptr};
+    Balancer::Options options = spec.balancer;
+    std::string store_identity;
+    if (!spec.store.empty()) {
+      auto it = out->stores.find(spec.store);
+      if (it == out->stores.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".store names no store: \"", spec.store, "\""));
+      }
+      options.redis = it->second.store;
+      if (options.redis_name.empty()) options.redis_name = spec.name;
+      store_identity = absl::StrCat(it->second.identity, ";",
+                                    reinterpret_cast<uintptr_t>(it->second.store.get()));
+    }
+    SharedUpstream shared{absl::StrCat(UpstreamIdentity(spec), "|", store_identity), nullptr};
     if (previous != nullptr) {
       auto it = previous->upstreams.find(spec.name);
       if (it != previous->upstreams.end() && it->second.identity == shared.identity) {
@@ -133,7 +146,7 @@ absl::Status BuildUpstreams(const Policy& policy, const GovernorSnapshot* previo
       }
     }
     if (!shared.balancer) {
-      absl::StatusOr<std::unique_ptr<Balancer>> balancer = Balancer::Create(spec.balancer, clock);
+      absl::StatusOr<std::unique_ptr<Balancer>> balancer = Balancer::Create(options, clock);
       if (!balancer.ok()) return Prefixed(balancer.status(), where);
       shared.balancer = *std::move(balancer);
       for (size_t e = 0; e < spec.endpoints.size(); ++e) {
@@ -143,7 +156,10 @@ absl::Status BuildUpstreams(const Policy& policy, const GovernorSnapshot* previo
     } else {
       // A kept balancer keeps its endpoints' state: update them in place. A failure here would
       // leave the running balancer half-updated, so everything is checked by a dry run first.
-      absl::StatusOr<std::unique_ptr<Balancer>> dry = Balancer::Create(spec.balancer, clock);
+      Balancer::Options dry_options = options;
+      dry_options.redis = nullptr;  // a dry run needs no Redis (and must not read it)
+      dry_options.redis_name.clear();
+      absl::StatusOr<std::unique_ptr<Balancer>> dry = Balancer::Create(dry_options, clock);
       if (!dry.ok()) return Prefixed(dry.status(), where);
       for (size_t e = 0; e < spec.endpoints.size(); ++e) {
         absl::Status added = (*dry)->AddEndpoint(spec.endpoints[e]);

@@ -67,7 +67,8 @@ std::string UpstreamIdentity(const UpstreamSpec& upstream) {
       Nanos(o.cooldown_server), "|", o.outlier.consecutive_failures, "/",
       Nanos(o.outlier.base_ejection_time), "/", Nanos(o.outlier.max_ejection_time), "/",
       o.outlier.max_ejection_percent, "|", o.ewma_weight, "|", o.seed, "|", o.shared_region,
-      "/", o.shared_max_in_flight, "/", Nanos(o.shared_lease));
+      "/", o.shared_max_in_flight, "/", Nanos(o.shared_lease), "|", upstream.store, "/",
+      o.redis_name, "/", Nanos(o.redis_refresh));
 }
 
 std::string FallbackIdentity(const FallbackSpec& fallback, absl::string_view upstream_identities) {

@@ -108,7 +108,8 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
                    "seed", "kv_capacity_blocks", "imbalance_abs", "imbalance_rel",
                    "hot_spot_sigmas", "metrics_max_age", "score_load_slack",
                    "kv_session_half_life", "kv_full_usage", "load_bound", "virtual_nodes",
-                   "ewma_weight", "outlier", "weights"});
+                   "ewma_weight", "outlier", "weights", "store", "redis_name",
+                   "redis_refresh"});
     if (!fields.ok()) continue;
     UpstreamSpec upstream;
     upstream.line = fields.line();
@@ -127,6 +128,21 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
       fields.Error("shared_region", "must be 1 to 200 characters of [A-Za-z0-9._-]");
     }
     fields.Int("shared_max_in_flight", 1, 4096, &o.shared_max_in_flight);
+    if (fields.String("store", &upstream.store) && fields.Has("store") &&
+        std::none_of(policy->stores.begin(), policy->stores.end(),
+                     [&](const StoreSpec& s) { return s.name == upstream.store; })) {
+      fields.Error("store",
+                   absl::StrCat("names no store: \"", upstream.store, "\" is not in stores"));
+    }
+    if (fields.String("redis_name", &o.redis_name) && fields.Has("redis_name") &&
+        !IsPolicyName(o.redis_name)) {
+      fields.Error("redis_name", "must be 1 to 100 characters of [A-Za-z0-9._-]");
+    }
+    if ((fields.Has("redis_name") || fields.Has("redis_refresh")) && !fields.Has("store")) {
+      fields.Error(fields.Has("redis_name") ? "redis_name" : "redis_refresh",
+                   "applies only with store (the shared cooldowns)");
+    }
+    fields.Duration("redis_refresh", absl::Milliseconds(1), absl::Minutes(1), &o.redis_refresh);
     fields.Duration("shared_lease", absl::Nanoseconds(1), kLongest, &o.shared_lease);
     fields.Int("failures_before_cooldown", 1, INT64_MAX, &o.failures_before_cooldown);
     fields.Duration("cooldown_rate_limited", absl::ZeroDuration(), kLongest,

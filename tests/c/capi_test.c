@@ -617,6 +617,49 @@ static void test_balancer(void) {
 
 /* Balancer administration: cooldown, eject, restore and the endpoint state, host-wide through a
  * shared region (two handles stand for two worker processes). */
+/* Cluster scope for the balancer's cooldowns (experimental): a store and SLUICE_PARAM_REDIS_NAME.
+ * Redis is down here (nothing listens): picks never fail for it and local holds still apply. */
+static void test_balancer_cluster_holds(void) {
+  sluice_options* ro = sluice_options_create();
+  sluice_redis_store* store = NULL;
+  sluice_balancer* b = NULL;
+  sluice_pick* p = NULL;
+  sluice_endpoint_state st;
+  sluice_options* o;
+  int i;
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_PORT, 1) == SLUICE_OK);
+  CHECK(sluice_options_set(ro, SLUICE_PARAM_REDIS_CONNECT_TIMEOUT_NANOS, 50 * MILLI) == SLUICE_OK);
+  CHECK(sluice_redis_store_create(ro, &store) == SLUICE_OK);
+  sluice_options_destroy(ro);
+  o = sluice_options_create();
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_STRATEGY, SLUICE_BALANCER_ROUND_ROBIN) ==
+        SLUICE_OK);
+  CHECK(sluice_options_set_redis_store(o, store) == SLUICE_OK);
+  /* a store without a name: refused, naming the field */
+  CHECK(sluice_balancer_create(o, NULL, &b) == SLUICE_INVALID_ARGUMENT && b == NULL);
+  CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
+  CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "c-keys", 6) == SLUICE_OK);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, NULL, &b) == SLUICE_INVALID_ARGUMENT && b == NULL);
+  CHECK(strstr(sluice_last_error_message(), "redis_refresh") != NULL);
+  CHECK(sluice_options_set(o, SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS, 10 * MILLI) == SLUICE_OK);
+  CHECK(sluice_balancer_create(o, NULL, &b) == SLUICE_OK);
+  sluice_options_destroy(o);
+  sluice_redis_store_destroy(store); /* the balancer keeps it */
+  CHECK(sluice_balancer_add_endpoint(b, "k1", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_add_endpoint(b, "k2", 2, 1, 0, 0, NULL, 0) == SLUICE_OK);
+  CHECK(sluice_balancer_cooldown(b, "k1", 2, 30 * SECOND, SLUICE_FAIL_RATE_LIMITED) == SLUICE_OK);
+  for (i = 0; i < 4; ++i) {
+    CHECK(sluice_balancer_pick_model(b, NULL, 0, NULL, 0, &p) == SLUICE_OK);
+    CHECK(id_is(p, "k2"));
+    sluice_pick_destroy(p);
+  }
+  CHECK(sluice_balancer_endpoint_state(b, "k1", 2, &st) == SLUICE_OK);
+  CHECK(st.cooldown_reason == SLUICE_FAIL_RATE_LIMITED);
+  CHECK(sluice_balancer_restore(b, "k1", 2) == SLUICE_OK);
+  sluice_balancer_destroy(b);
+}
+
 static void test_balancer_administration(void) {
   char name[64];
   char endpoints[80];
@@ -1032,8 +1075,17 @@ static void test_redis_name(void) {
 
   o = sluice_options_create(); /* an object without a Redis namespace refuses it, by name */
   CHECK(sluice_options_set_string(o, SLUICE_PARAM_REDIS_NAME, "x", 1) == SLUICE_OK);
+  {
+    sluice_fallback_target targets[1] = {{"a", 1, NULL, 0, NULL}};
+    sluice_fallback_policy* f = NULL;
+    CHECK(sluice_fallback_policy_create(o, targets, 1, NULL, &f) == SLUICE_INVALID_ARGUMENT &&
+          f == NULL);
+    CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_REDIS_NAME (600) does not apply") !=
+          NULL);
+  }
+  /* the balancer takes one, with a store (its shared cooldowns) */
   CHECK(sluice_balancer_create(o, NULL, &b) == SLUICE_INVALID_ARGUMENT && b == NULL);
-  CHECK(strstr(sluice_last_error_message(), "SLUICE_PARAM_REDIS_NAME (600) does not apply") != NULL);
+  CHECK(strstr(sluice_last_error_message(), "redis_name") != NULL);
   sluice_options_destroy(o);
   sluice_redis_store_destroy(store);
 }
@@ -1461,6 +1513,7 @@ int main(void) {
   test_cluster_scope_other_objects();
   test_balancer();
   test_balancer_administration();
+  test_balancer_cluster_holds();
   test_fallback_policy();
   test_response_cache();
   test_allow();

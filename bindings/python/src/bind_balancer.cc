@@ -9,6 +9,7 @@
 #include "sluice/balancer.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/llm_request.h"
+#include "sluice/redis_store.h"
 
 namespace sluice_python {
 namespace {
@@ -227,7 +228,11 @@ strategy "round_robin", "weighted_round_robin", "least_request" (default), "pref
 "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
 class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
 rotation. With ``shared_region="name"`` the in-flight counts are shared by every process of the
-host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/O.)doc")
+host (Gunicorn workers balance together), and so are cooldowns and ejections. With
+``redis=RedisStore(...)`` and ``redis_name="fleet"`` cooldowns and ejections are shared by every
+process of every host under that name (mirrored from Redis, read again at most every
+``redis_refresh`` seconds, default 0.25; a pick never waits for Redis, and while Redis is down
+each process keeps its own). Thread-safe; a pick never blocks on I/O.)doc")
       .def(py::init([](const std::string& strategy, int64_t block_chars, int64_t max_blocks,
                        int64_t kv_capacity_blocks, int64_t imbalance_abs, double imbalance_rel,
                        double hot_spot_sigmas, std::map<std::string, double> weights,
@@ -238,7 +243,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
                        double cooldown_auth, double cooldown_connection, double cooldown_timeout,
                        double cooldown_server, double ewma_weight, uint64_t seed,
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
-                       int64_t shared_max_in_flight, double shared_lease) {
+                       int64_t shared_max_in_flight, double shared_lease,
+                       std::shared_ptr<sluice::RedisStore> redis,
+                       std::optional<std::string> redis_name, double redis_refresh) {
              Balancer::Options o;
              o.strategy = StrategyFromName(strategy);
              o.prefix_hash = {block_chars, max_blocks};
@@ -271,6 +278,9 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
              o.shared_region = shared_region.value_or("");
              o.shared_max_in_flight = shared_max_in_flight;
              o.shared_lease = SecondsToDuration(shared_lease, "shared_lease");
+             o.redis = std::move(redis);
+             o.redis_name = redis_name.value_or("");
+             o.redis_refresh = SecondsToDuration(redis_refresh, "redis_refresh");
              // Shared: a FallbackPolicy target may route through it.
              return std::shared_ptr<Balancer>(ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock))));
            }),
@@ -299,6 +309,8 @@ host (Gunicorn workers balance together). Thread-safe; a pick never blocks on I/
            py::arg("clock") = nullptr, py::arg("shared_region") = py::none(),
            py::arg("shared_max_in_flight") = kDefaults.shared_max_in_flight,
            py::arg("shared_lease") = absl::ToDoubleSeconds(kDefaults.shared_lease),
+           py::arg("redis") = nullptr, py::arg("redis_name") = py::none(),
+           py::arg("redis_refresh") = absl::ToDoubleSeconds(kDefaults.redis_refresh),
            // Keeps the clock alive with the balancer: 24 is its position (self is 1); count again
            // when adding an argument before it (test_hostile_lifetimes catches a wrong one).
            py::keep_alive<1, 24>())

@@ -1,0 +1,96 @@
+// Cluster scope for a Balancer's cooldowns and ejections (Options::redis): every process
+// of every host that balances under the same `redis_name` sees one cooldown and one ejection per
+// endpoint, so a key that one worker cooled down after a 429 is skipped by the whole fleet.
+//
+// Redis keeps one hash, `<prefix>:{lb:<redis_name>}:holds` (one Cluster slot), with a field per
+// endpoint that holds something: the 32-hex digest of its id (ids never reach Redis) ->
+// "<cooldown until> <reason> <ejected until>", microseconds on the Redis server's clock. Writes
+// only lengthen a hold (the later end wins, as in the host region) except a restore, which
+// deletes the field; the hash expires a minute after its longest hold.
+//
+// Picks never wait for Redis. Each process keeps the holds in its endpoints' own cells (or the
+// host region's) and mirrors Redis into them: a pick that finds the mirror older than
+// `redis_refresh` sends one read (at most one under way), whose reply sets every tracked
+// endpoint's holds to Redis's, converted to this process's clock by the server's "now" in the same
+// reply. A hold this process sets is applied to its own cells at once and sent to Redis (kept
+// across an outage until the hold would have ended); a read answered after such a local write
+// only lengthens holds (it may predate the write), so a fresh local cooldown is never undone by a
+// stale read. While Redis is unreachable the mirror stays as it was and each process keeps its
+// own holds: the balancer degrades to the process (or host) scope, never to an error.
+#ifndef SLUICE_LIB_BALANCING_CLUSTER_HOLDS_H_
+#define SLUICE_LIB_BALANCING_CLUSTER_HOLDS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "sluice/clock.h"
+#include "sluice/failure.h"
+#include "sluice/internal/mutex.h"
+#include "sluice/redis_store.h"
+
+namespace sluice {
+inline namespace v1 {
+namespace internal {
+
+struct EndpointState;
+class PendingReply;
+
+// Thread-safe. Shared by the Balancer's core and its endpoints; the read's callback keeps it
+// alive, and it refers to endpoints only weakly, so either may go first.
+class ClusterHolds : public std::enable_shared_from_this<ClusterHolds> {
+ public:
+  // InvalidArgument naming redis_name / redis_refresh (Balancer's option names).
+  static absl::Status Validate(const std::string& redis_name, absl::Duration refresh);
+  ClusterHolds(std::shared_ptr<RedisStore> store, const std::string& redis_name,
+               absl::Duration refresh, const Clock* clock);
+
+  // The field of endpoint `id` in the hash (its digest, 32 hex digits).
+  static std::string FieldOf(std::string_view id);
+
+  // Endpoint `state` (id `id`) follows Redis's holds from the next read on; Untrack stops it.
+  void Track(std::string_view id, const std::shared_ptr<EndpointState>& state);
+  void Untrack(std::string_view id);
+
+  // Sends a hold this process just set on `field`'s endpoint (its end on the balancer's clock).
+  void SendCooldown(const std::string& field, int64_t until, Failure reason);
+  void SendEjection(const std::string& field, int64_t until);
+  // Sends a restore: both holds end now, fleet-wide.
+  void SendClear(const std::string& field);
+
+  // Starts a read when the mirror is older than the refresh interval and none is under way.
+  // Never blocks; one clock read and two atomic loads when nothing is due.
+  void MaybeRefresh(int64_t now);
+
+  // For tests and Endpoints(): reads have been applied this many times.
+  int64_t reads_applied() const { return reads_applied_.load(std::memory_order_relaxed); }
+
+ private:
+  void SendHold(const std::string& field, int kind, int64_t until, Failure reason);
+  // The reply of a read started when writes_ was `writes_then`.
+  void Apply(PendingReply& reply, uint64_t writes_then);
+
+  const std::shared_ptr<RedisStore> store_;
+  const std::string key_;
+  const int64_t refresh_nanos_;
+  const Clock* const clock_;
+  std::atomic<int64_t> next_read_at_{0};     // on the balancer's clock
+  std::atomic<bool> reading_{false};
+  std::atomic<uint64_t> writes_{0};          // holds sent by this process so far
+  std::atomic<int64_t> reads_applied_{0};
+  mutable Mutex mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> tracked_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace internal
+}  // namespace v1
+}  // namespace sluice
+
+#endif  // SLUICE_LIB_BALANCING_CLUSTER_HOLDS_H_
