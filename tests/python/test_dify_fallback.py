@@ -306,6 +306,24 @@ def test_an_empty_stream_is_an_answer():
 
 
 # ---- breakers ---------------------------------------------------------------------------------
+def test_a_cached_answer_is_neither_a_success_nor_a_failure_of_the_provider():
+    g = sluice.Governor(textwrap.dedent("""
+        version: 1
+        name: pytest-fallback-cache
+        rules:
+          - {name: tenant-tokens, match: {tenant: "*"}, key: [tenant], tokens: [1000/1h]}
+        cache: {max_bytes: 1MiB, namespace: [tenant, app]}
+    """), clock=sluice.ManualClock(0.0))
+    chains = fallbacks(Factory())
+    model = base.FakeModel()
+    first = call(g, model, chains)
+    assert call(g, model, chains) == first and model.calls == 1
+    assert text_of(call(g, model, chains, stream=True)) == ["hello", "there"]
+    assert text_of(call(g, model, chains, stream=True)) == ["hello", "there"]
+    assert model.calls == 2
+    assert chains.targets("openai", "gpt-4o")[0]["successes"] == 2, "only the two real calls"
+
+
 def test_an_open_breaker_skips_the_dead_provider_without_a_call():
     g = governor(tokens=100_000)
     factory = Factory()
@@ -539,3 +557,48 @@ def test_install_with_fallbacks_builds_alternatives_with_difys_model_manager(fak
         ModelInstance("tenant-1", *PRIMARY).invoke_llm(base.MESSAGES, stream=False)
     assert dify.uninstall()
     assert ModelInstance.invoke_llm is original
+
+
+# ---- with sluice's key rotation ----------------------------------------------------------------
+class LBConfig:
+    """Dify's ModelLoadBalancingConfiguration: id, name, credentials."""
+
+    def __init__(self, config_id):
+        self.id, self.name, self.credentials = config_id, config_id, {"api_key": config_id}
+
+
+def test_after_every_key_is_rate_limited_the_call_falls_over_and_then_skips_the_rotation():
+    previous = dify.configure_key_rotation("process", clock=sluice.ManualClock(0.0))
+    try:
+        manager = dify.LBModelManager("t1", "openai", "llm", "gpt-4o",
+                                      [LBConfig("key-1"), LBConfig("key-2")])
+        keys_tried = []
+
+        def primary(**arguments):
+            def with_key(config):
+                keys_tried.append(config.id)
+                raise InvokeRateLimitError(f"429 on {config.id}")
+            return dify.invoke_with_key_rotation(manager, with_key, stream=arguments["stream"])
+
+        g = governor()
+        factory = Factory()
+        chains = fallbacks(factory)
+        assert call(g, primary, chains).message.content == "claude says hi"
+        assert sorted(keys_tried) == ["key-1", "key-2"], "the rotation tried every key first"
+        assert call(g, primary, chains).message.content == "claude says hi"
+        assert len(keys_tried) == 2, "every key cooling down: NoKeyAvailable, no provider call"
+        assert factory.fakes[CLAUDE].calls == 2
+        assert base.remaining(g) == 1000 - 2 * 15
+    finally:
+        dify.configure_key_rotation(**previous)
+
+
+def test_no_key_left_gives_the_reservation_back_without_a_chain_too():
+    g = governor()
+
+    def no_key(**_):
+        raise dify.NoKeyAvailable("every key cooling down")
+
+    with pytest.raises(dify.NoKeyAvailable):
+        call(g, no_key, None)
+    assert base.remaining(g) == 1000, "no provider was called: nothing was spent"

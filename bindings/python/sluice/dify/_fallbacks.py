@@ -228,7 +228,7 @@ def checked_fallbacks(owner: str, fallbacks: Any) -> Optional[ModelFallbacks]:
 
 # ---- what a failure means for the chain --------------------------------------------------------
 
-def _no_key_left(exc: BaseException) -> bool:
+def no_key_left(exc: BaseException) -> bool:
     """Whether `exc` is, or was raised from, sluice's NoKeyAvailable (every key cooling down:
     the patched _round_robin_invoke raises Dify's ProviderTokenNotInitError from it)."""
     from ._key_rotation import NoKeyAvailable
@@ -246,7 +246,7 @@ def fallback_outcome(exc: BaseException) -> Optional[Dict[str, Any]]:
     Dify's invoke errors as ``invoke_outcome`` reads them; no key left as a rate limit."""
     if getattr(exc, "sluice_refusal", False):
         return None
-    if _no_key_left(exc):
+    if no_key_left(exc):
         return {"status": 429}
     from ._errors import classify_invoke_error
     if classify_invoke_error(exc) is None:

@@ -19,8 +19,10 @@ generator of ``LLMResultChunk``; usage arrives as ``LLMUsage`` (``prompt_tokens`
 4. the call; its usage settles the reservation (tokens over the estimate are debt); the answer
    (or the stream's chunks, once it completes) is stored; a Dify ``Invoke*Error`` (read by
    ``classify_invoke_error``) raised before any output gives the tokens back (the provider
-   refused: nothing was spent) and carries ``sluice_failure``; any other failure keeps the
-   estimate charged;
+   refused: nothing was spent) and carries ``sluice_failure``, and so does sluice's key
+   rotation finding every key cooling down (``NoKeyAvailable``, inside a Dify the
+   ``ProviderTokenNotInitError`` raised from it: no provider was called); any other failure
+   keeps the estimate charged;
 5. a stream holds the admission until it ends, raises or is closed.
 
 Provider fallback (``fallbacks=``, a ``ModelFallbacks``: see sluice/dify/_fallbacks.py): when
@@ -53,7 +55,7 @@ from .._governor import RuleRateLimited
 from .._waiting import sleep
 from ._errors import classify_invoke_error
 from ._fallbacks import (checked_fallbacks, direct_invoke, fallback_outcome, log_factory_failure,
-                         unavailable_class)
+                         no_key_left, unavailable_class)
 from ._responses import RATE_LIMIT_ERROR
 
 # Dify's modules that define InvokeRateLimitError (model runtime inside api/, or graphon).
@@ -236,8 +238,12 @@ def usage_tokens(answer: Any) -> Optional[int]:
 
 
 def _failed(admission: Any, exc: BaseException, produced: bool) -> None:
-    """A call that raised: a Dify invoke error before any output gives the tokens back."""
+    """A call that raised: a Dify invoke error before any output gives the tokens back, and so
+    does sluice's key rotation finding no key (no provider was called)."""
     failure = classify_invoke_error(exc) if isinstance(exc, Exception) else None
+    if failure is None and not produced and isinstance(exc, Exception) and no_key_left(exc):
+        admission.cancel()
+        return
     if failure is not None:
         try:
             exc.sluice_failure = failure  # type: ignore[attr-defined]
@@ -338,9 +344,10 @@ class _Call:
     """One model call's arguments; ``attempt`` governs one provider's try at it."""
 
     __slots__ = ("governor", "tenant_id", "prompt_messages", "model_parameters", "tools", "stop",
-                 "stream", "user", "callbacks", "app_id", "attributes", "codec")
+                 "stream", "user", "callbacks", "app_id", "attributes", "codec", "cached")
 
     def __init__(self, **fields: Any) -> None:
+        self.cached = False  # the last attempt was served from the cache
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -371,6 +378,7 @@ class _Call:
                 if answer is not None:
                     admission.cancel()  # no provider was called: the tokens go back
                     admission.release()
+                    self.cached = True
                     return answer
             result = invoke(prompt_messages=self.prompt_messages,
                             model_parameters=self.model_parameters, tools=self.tools,
@@ -419,6 +427,10 @@ def _with_fallbacks(call: _Call, chain: Any, factory: Callable[..., Any],
             attempt_invoke = direct_invoke(instance)  # TypeError: the factory is wrong
         try:
             result = call.attempt(attempt_invoke, provider, model)
+            if call.cached:
+                # No provider was called: the walk is dropped unreported (its destructor
+                # records the attempt as ignored), so a cache hit never closes a breaker.
+                return result
             if call.stream and hasattr(result, "__next__"):
                 try:
                     first = next(result)
