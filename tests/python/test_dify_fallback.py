@@ -343,6 +343,19 @@ def test_an_open_breaker_skips_the_dead_provider_without_a_call():
     assert chains.targets("openai", "gpt-4o")[0]["state"] != "open"
 
 
+def test_the_operator_may_retry_the_same_target_and_hear_of_breaker_transitions():
+    g = governor(tokens=100_000)
+    events = []
+    chains = fallbacks(Factory(), max_retries_per_target=1, backoff_base=0.001,
+                       backoff_max=0.001, on_breaker_transition=events.append,
+                       breaker={"consecutive_failures": 2, "open_time": 30.0})
+    flaky = base.FakeModel(fail=InvokeConnectionError("reset"))
+    assert call(g, flaky, chains).message.content == "claude says hi"
+    assert flaky.calls == 2, "one retry of the primary, then the alternative"
+    assert [e["to"] for e in events] == ["open"]
+    assert base.remaining(g) == 100_000 - 15, "both failed attempts gave their tokens back"
+
+
 def test_every_breaker_open_raises_model_unavailable_with_a_retry_after():
     g = governor(tokens=100_000)
     factory = Factory(claude=base.FakeModel(fail=InvokeServerUnavailableError("503")))
@@ -430,6 +443,10 @@ def test_hostile_chains_raise_errors_naming_the_bad_argument(chains, error, mess
 def test_hostile_options_raise_errors_naming_them():
     with pytest.raises(TypeError, match="model_factory must be callable"):
         dify.ModelFallbacks({PRIMARY: [CLAUDE]}, model_factory="ModelManager")
+    with pytest.raises(TypeError, match="unknown option 'max_retries' .the FallbackPolicy"):
+        dify.ModelFallbacks({PRIMARY: [CLAUDE]}, max_retries=2)
+    with pytest.raises(ValueError, match="deadline must be > 0"):
+        dify.ModelFallbacks({PRIMARY: [CLAUDE]}, deadline=-1.0)
     with pytest.raises(TypeError, match="actions must be a mapping"):
         dify.ModelFallbacks({PRIMARY: [CLAUDE]}, actions=["auth"])
     with pytest.raises(Exception, match="auth"):

@@ -60,6 +60,10 @@ MAX_ALTERNATIVES = 63
 #: sluice.dify's FallbackPolicy defaults (see the module docstring).
 DEFAULT_OPTIONS: Dict[str, Any] = {"max_retries_per_target": 0}
 DEFAULT_ACTIONS: Dict[str, str] = {"auth": "fatal"}
+#: The keywords ModelFallbacks hands to sluice.FallbackPolicy.
+OPTIONS = ("max_retries_per_target", "deadline", "attempt_timeout", "backoff_base",
+           "backoff_max", "retry_budget_ratio", "retry_budget_min", "context_length_target",
+           "breaker", "actions", "clock", "on_breaker_transition")
 # Dify's ModelType lives in one of these (api/ before graphon, graphon after).
 MODEL_TYPE_MODULES = ("core.model_runtime.entities.model_entities",
                       "graphon.model_runtime.entities.model_entities")
@@ -144,6 +148,10 @@ class ModelFallbacks:
         if model_factory is not None and not callable(model_factory):
             raise TypeError(f"sluice.dify.{_OWNER}: model_factory must be callable or None, got "
                             f"{type(model_factory).__name__}")
+        for name in options:
+            if name not in OPTIONS:
+                raise TypeError(f"sluice.dify.{_OWNER}: unknown option {name!r} (the "
+                                f"FallbackPolicy options are {', '.join(OPTIONS)})")
         actions = options.pop("actions", None)
         if actions is not None and not isinstance(actions, Mapping):
             raise TypeError(f"sluice.dify.{_OWNER}: actions must be a mapping of failure class "
