@@ -7,6 +7,8 @@ One call, early in every Dify process (the app factory, a Gunicorn ``post_fork``
     sluice.dify.install()                       # host scope: every worker of this host
     sluice.dify.install(sluice.dify.policy("cluster", redis_url="redis://redis:6379/3"))
     sluice.dify.install(model_calls=sluice.Governor(path="/etc/sluice/dify-models.yaml"))
+    sluice.dify.install(model_calls=governor, fallbacks={
+        ("openai", "gpt-4o"): [("anthropic", "claude-3-5-sonnet-20241022")]})
 
 It swaps Dify's classes for these, which keep Dify's interfaces:
 
@@ -22,6 +24,11 @@ and, with ``model_calls=``, governs the model call:
                         settled with LLMUsage, response cache by tenant and app, refusals as
                         Dify's InvokeRateLimitError, streams held until they end; Dify's stream
                         converter reports the refusals as 429 events
+    ModelFallbacks, ModelUnavailable, fallback_outcome
+                        provider fallback: per primary (provider, model), ordered alternatives
+                        tried through a FallbackPolicy (a breaker per target, retry budget) when
+                        the primary fails with a rate limit, connection or server error; a
+                        stream fails over until its first chunk; install(fallbacks=...)
 
 and gives the pieces an integration needs:
 
@@ -59,6 +66,7 @@ from ._app_concurrency import (AppConcurrency, AppInvokeQuotaExceededError, Rate
 from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_limiters
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
+from ._fallbacks import ModelFallbacks, ModelUnavailable, checked_fallbacks, fallback_outcome
 from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
 from ._redis import policy_store_fields, redis_store_from_dify, redis_store_keywords
 from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
@@ -90,9 +98,11 @@ __all__ = [
     "GovernorMiddleware",
     "InvokeFailure",
     "LBModelManager",
+    "ModelFallbacks",
     "MAX_HEADERS",
     "MAX_VALUE_CHARS",
     "ModelRateLimited",
+    "ModelUnavailable",
     "NoKeyAvailable",
     "PydanticCodec",
     "RATE_LIMIT_COOLDOWN",
@@ -110,6 +120,7 @@ __all__ = [
     "configure_attempt_limiters",
     "configure_key_rotation",
     "converter_method",
+    "fallback_outcome",
     "governed_invoke_llm",
     "governed_method",
     "install",
@@ -157,7 +168,7 @@ def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
 
 def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = None,
             attempt_scope: str = "host", redis: Any = None, model_calls: Any = None,
-            key_rotation: Any = None) -> str:
+            key_rotation: Any = None, fallbacks: Any = None) -> str:
     """Patches the Dify of this process and returns its version.
 
     `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
@@ -167,10 +178,11 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     settings, see redis_store_from_dify) is where AttemptLimiters made from now on keep their
     logs. `key_rotation` ("host" or "process"; None leaves Dify's own, in Redis) swaps
     Dify's LBModelManager and ModelInstance._round_robin_invoke for sluice.dify's (see
-    configure_key_rotation). Raises DifyNotSupported, before changing anything, when a symbol
-    is missing.
+    configure_key_rotation). `fallbacks` (a ModelFallbacks, or a mapping of chains made into one
+    with Dify's ModelManager as its factory; needs `model_calls`) names the alternatives of a
+    failing (provider, model) (see ModelFallbacks). Raises DifyNotSupported, before changing
+    anything, when a symbol is missing.
     """
-    global _restore
     if dify_version is not None and not isinstance(dify_version, str):
         raise TypeError(f"sluice.dify.install: dify_version must be a str, got "
                         f"{type(dify_version).__name__}")
@@ -185,6 +197,10 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     if model_calls is not None and not isinstance(model_calls, Governor):
         raise TypeError(f"sluice.dify.install: model_calls must be a sluice.Governor or None, got "
                         f"{type(model_calls).__name__}")
+    fallbacks = checked_fallbacks("install", fallbacks)
+    if fallbacks is not None and model_calls is None:
+        raise ValueError("sluice.dify.install: fallbacks needs model_calls (each attempt is "
+                         "governed by that Governor), got model_calls=None")
     if key_rotation not in (None, "process", "host"):
         raise ValueError(f"sluice.dify.install: key_rotation must be None, process or host, got "
                          f"{key_rotation!r}")
@@ -199,7 +215,8 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
         if model_calls is not None:
             import inspect
             cls = _read_symbol(model_instance)
-            _patch_attribute(cls, "invoke_llm", governed_method(cls.invoke_llm, model_calls))
+            _patch_attribute(cls, "invoke_llm", governed_method(cls.invoke_llm, model_calls,
+                                                                fallbacks=fallbacks))
             converter = _read_symbol(f"{CONVERTER_MODULE}.AppGenerateResponseConverter")
             if converter is not None:
                 _patch_attribute(converter, "_error_to_stream_response", converter_method(

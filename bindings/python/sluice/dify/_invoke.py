@@ -19,9 +19,23 @@ generator of ``LLMResultChunk``; usage arrives as ``LLMUsage`` (``prompt_tokens`
 4. the call; its usage settles the reservation (tokens over the estimate are debt); the answer
    (or the stream's chunks, once it completes) is stored; a Dify ``Invoke*Error`` (read by
    ``classify_invoke_error``) raised before any output gives the tokens back (the provider
-   refused: nothing was spent) and carries ``sluice_failure``; any other failure keeps the
-   estimate charged;
+   refused: nothing was spent) and carries ``sluice_failure``, and so does sluice's key
+   rotation finding every key cooling down (``NoKeyAvailable``, inside a Dify the
+   ``ProviderTokenNotInitError`` raised from it: no provider was called); any other failure
+   keeps the estimate charged;
 5. a stream holds the admission until it ends, raises or is closed.
+
+Provider fallback (``fallbacks=``, a ``ModelFallbacks``: see sluice/dify/_fallbacks.py): when
+(provider, model) has a chain, each target of it is one governed attempt of steps 1 to 5, on
+the target's own provider and model (its own admission, token reservation and cache key). A
+failure ``fallback_outcome`` accepts (Dify's rate limit after the key rotation, connection,
+server unavailable) is reported to the chain's FallbackPolicy, whose breakers, retry budget
+and actions pick the next target (an open breaker's target is skipped without a call); the
+failed attempt's tokens went back in step 4. A bad request, an auth error (fatal by default),
+a sluice refusal and any other error end the call at once, raised as they are. A stream is
+peeked: it can fail over until its first chunk has been read, and is returned committed after
+it (a later failure is reported to the breaker and raised as-is). When every target failed,
+the last failure is raised; when none could be tried, ``ModelUnavailable``.
 
 The cache keeps answers as bytes: ``PydanticCodec`` (the default) writes Dify's pydantic
 results as JSON and reads them back as the class this process wrote (a class it never wrote is a
@@ -40,6 +54,8 @@ from .. import _core
 from .._governor import RuleRateLimited
 from .._waiting import sleep
 from ._errors import classify_invoke_error
+from ._fallbacks import (checked_fallbacks, direct_invoke, fallback_outcome, log_factory_failure,
+                         no_key_left, unavailable_class)
 from ._responses import RATE_LIMIT_ERROR
 
 # Dify's modules that define InvokeRateLimitError (model runtime inside api/, or graphon).
@@ -222,8 +238,12 @@ def usage_tokens(answer: Any) -> Optional[int]:
 
 
 def _failed(admission: Any, exc: BaseException, produced: bool) -> None:
-    """A call that raised: a Dify invoke error before any output gives the tokens back."""
+    """A call that raised: a Dify invoke error before any output gives the tokens back, and so
+    does sluice's key rotation finding no key (no provider was called)."""
     failure = classify_invoke_error(exc) if isinstance(exc, Exception) else None
+    if failure is None and not produced and isinstance(exc, Exception) and no_key_left(exc):
+        admission.cancel()
+        return
     if failure is not None:
         try:
             exc.sluice_failure = failure  # type: ignore[attr-defined]
@@ -285,11 +305,13 @@ def governed_invoke_llm(governor: Any, invoke: Callable[..., Any], *, tenant_id:
                         user: Optional[str] = None, callbacks: Any = None,
                         app_id: Optional[str] = None,
                         attributes: Optional[Mapping[str, str]] = None,
-                        codec: Any = DEFAULT_CODEC) -> Any:
+                        codec: Any = DEFAULT_CODEC, fallbacks: Any = None) -> Any:
     """``invoke(prompt_messages=..., model_parameters=..., tools=..., stop=..., stream=...,
     user=..., callbacks=...)`` (Dify's invoke_llm keywords) governed by `governor` (see the
     module docstring); returns what it returns (a stream as a generator that holds the
-    admission). Raises ModelRateLimited when a rule refuses."""
+    admission). Raises ModelRateLimited when a rule refuses. With `fallbacks` (a
+    ModelFallbacks, or a mapping of chains) naming a chain for (provider, model), a failed call
+    moves on to the chain's alternatives (see "Provider fallback" in the module docstring)."""
     from .. import Governor
     if not isinstance(governor, Governor):
         raise TypeError(f"sluice.dify.governed_invoke_llm: governor must be a sluice.Governor, "
@@ -307,49 +329,153 @@ def governed_invoke_llm(governor: Any, invoke: Callable[..., Any], *, tenant_id:
     if model_parameters is not None and not isinstance(model_parameters, Mapping):
         raise TypeError(f"sluice.dify.governed_invoke_llm: model_parameters must be a mapping or "
                         f"None, got {type(model_parameters).__name__}")
-    prompt_messages = list(prompt_messages)
-    request: Dict[str, str] = {"tenant": tenant_id, "provider": provider, "model": model}
-    if app_id:
-        request["app"] = app_id
-    if user:
-        request["end_user"] = user
-    request.update(attributes or {})
-    body, estimate = request_body(provider=provider, model=model, app_id=app_id,
-                                  prompt_messages=prompt_messages,
-                                  model_parameters=model_parameters, tools=tools, stop=stop,
-                                  stream=stream)
-    admission = governor.admit(request, body=body, token_estimate=estimate)
-    if not admission:
-        admission.release()
-        raise _refusal_class()(admission, provider, model)
+    fallbacks = checked_fallbacks("governed_invoke_llm", fallbacks)
+    call = _Call(governor=governor, tenant_id=tenant_id, prompt_messages=list(prompt_messages),
+                 model_parameters=model_parameters, tools=tools, stop=stop, stream=stream,
+                 user=user, callbacks=callbacks, app_id=app_id,
+                 attributes=dict(attributes or {}), codec=codec)
+    chain = fallbacks._find(provider, model) if fallbacks is not None else None
+    if chain is None:
+        return call.attempt(invoke, provider, model)
+    return _with_fallbacks(call, chain, fallbacks.model_factory, invoke)
+
+
+class _Call:
+    """One model call's arguments; ``attempt`` governs one provider's try at it."""
+
+    __slots__ = ("governor", "tenant_id", "prompt_messages", "model_parameters", "tools", "stop",
+                 "stream", "user", "callbacks", "app_id", "attributes", "codec", "cached")
+
+    def __init__(self, **fields: Any) -> None:
+        self.cached = False  # the last attempt was served from the cache
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def attempt(self, invoke: Callable[..., Any], provider: str, model: str) -> Any:
+        """Steps 1 to 5 of the module docstring for (provider, model)."""
+        request: Dict[str, str] = {"tenant": self.tenant_id, "provider": provider,
+                                   "model": model}
+        if self.app_id:
+            request["app"] = self.app_id
+        if self.user:
+            request["end_user"] = self.user
+        request.update(self.attributes)
+        stream, codec = self.stream, self.codec
+        body, estimate = request_body(provider=provider, model=model, app_id=self.app_id,
+                                      prompt_messages=self.prompt_messages,
+                                      model_parameters=self.model_parameters, tools=self.tools,
+                                      stop=self.stop, stream=stream)
+        admission = self.governor.admit(request, body=body, token_estimate=estimate)
+        if not admission:
+            admission.release()
+            raise _refusal_class()(admission, provider, model)
+        try:
+            if admission.delay > 0:
+                sleep(admission.delay)
+            cached = admission.cached_answer() if body is not None else None
+            if cached is not None:
+                answer = _decoded(cached, codec, stream)
+                if answer is not None:
+                    admission.cancel()  # no provider was called: the tokens go back
+                    admission.release()
+                    self.cached = True
+                    return answer
+            result = invoke(prompt_messages=self.prompt_messages,
+                            model_parameters=self.model_parameters, tools=self.tools,
+                            stop=self.stop, stream=stream, user=self.user,
+                            callbacks=self.callbacks)
+        except BaseException as exc:
+            _failed(admission, exc, produced=False)
+            raise
+        if stream and not hasattr(result, "usage") and hasattr(result, "__iter__"):
+            return _stream(admission, iter(result), codec, body is not None)
+        try:
+            if body is not None:
+                encoded = codec.encode(result)
+                if encoded is not None:
+                    admission.store_answer(encoded)
+            tokens = usage_tokens(result)
+            if tokens is not None:
+                admission.settle(tokens)
+        finally:
+            admission.release()
+        return result
+
+
+def _with_fallbacks(call: _Call, chain: Any, factory: Callable[..., Any],
+                    invoke: Callable[..., Any]) -> Any:
+    """``call`` through `chain`'s FallbackPolicy: target 0 is the primary (`invoke`), the others
+    ModelInstances from `factory`, each attempt governed on its own (provider, model). A
+    stream is committed once its first chunk is read (peeked here, before it is returned)."""
+    policy = chain.policy
+    walk = policy.begin()
+    last: Optional[BaseException] = None
+    while (delay := walk._next_delay()) >= 0:
+        if delay > 0:
+            sleep(delay)
+        provider, model = chain.targets[walk.target_index]
+        if walk.target_index == 0:
+            attempt_invoke = invoke
+        else:
+            try:
+                instance = factory(call.tenant_id, provider, model)
+            except Exception as exc:  # not the provider's failure: the fallback ends here
+                log_factory_failure(provider, model, exc)
+                if last is None:
+                    raise
+                raise last
+            attempt_invoke = direct_invoke(instance)  # TypeError: the factory is wrong
+        try:
+            result = call.attempt(attempt_invoke, provider, model)
+            if call.cached:
+                # No provider was called: the walk is dropped unreported (its destructor
+                # records the attempt as ignored), so a cache hit never closes a breaker.
+                return result
+            if call.stream and hasattr(result, "__next__"):
+                try:
+                    first = next(result)
+                except StopIteration:  # an empty answer is still an answer
+                    policy._report(walk, status=200)
+                    return _replay([])
+                walk.mark_first_byte()  # handed on from here: no fallback after it
+                return _committed(policy, walk, first, result)
+        except Exception as exc:
+            outcome = fallback_outcome(exc)
+            if outcome is None or (chain.auth_is_fatal and outcome.get("status") == 401):
+                if last is not None and exc.__cause__ is None and \
+                        getattr(exc, "sluice_refusal", False):
+                    raise exc from last  # an alternative refused after the provider failed
+                raise
+            policy._report(walk, **outcome)
+            last = exc
+            continue
+        walk._succeed()
+        if policy._on_transition is not None:
+            policy._publish_transitions()
+        return result
+    if last is not None:
+        raise last  # every target failed, or a failure that must not fall back: as-is
+    raise unavailable_class()(walk.message, walk.retry_after)
+
+
+def _committed(policy: Any, walk: Any, first: Any, chunks: Any) -> Iterator[Any]:
+    """A stream after its first chunk: relayed as-is; its end (or failure) is reported to the
+    chain's breaker, a failure raised to the caller unchanged."""
     try:
-        if admission.delay > 0:
-            sleep(admission.delay)
-        cached = admission.cached_answer() if body is not None else None
-        if cached is not None:
-            answer = _decoded(cached, codec, stream)
-            if answer is not None:
-                admission.cancel()  # no provider was called: the tokens go back
-                admission.release()
-                return answer
-        result = invoke(prompt_messages=prompt_messages, model_parameters=model_parameters,
-                        tools=tools, stop=stop, stream=stream, user=user, callbacks=callbacks)
-    except BaseException as exc:
-        _failed(admission, exc, produced=False)
+        yield first
+        for chunk in chunks:
+            yield chunk
+    except GeneratorExit:
+        raise  # the client went away: abandoned, not the provider's failure
+    except Exception as exc:
+        outcome = fallback_outcome(exc)
+        if outcome is not None:
+            policy._report(walk, **outcome)
         raise
-    if stream and not hasattr(result, "usage") and hasattr(result, "__iter__"):
-        return _stream(admission, iter(result), codec, body is not None)
-    try:
-        if body is not None:
-            encoded = codec.encode(result)
-            if encoded is not None:
-                admission.store_answer(encoded)
-        tokens = usage_tokens(result)
-        if tokens is not None:
-            admission.settle(tokens)
+    else:
+        policy._report(walk, status=200)
     finally:
-        admission.release()
-    return result
+        chunks.close()
 
 
 def _decoded(cached: Any, codec: Any, stream: bool) -> Any:
@@ -384,12 +510,14 @@ def model_call_scope(*, app_id: Optional[str] = None, **attributes: str) -> Iter
 
 
 def governed_method(original: Callable[..., Any], governor: Any,
-                    codec: Any = DEFAULT_CODEC) -> Callable[..., Any]:
+                    codec: Any = DEFAULT_CODEC, fallbacks: Any = None) -> Callable[..., Any]:
     """A replacement for ``ModelInstance.invoke_llm`` that calls `original` through
     ``governed_invoke_llm``: tenant from the instance's provider configuration, provider and
     model from the instance, app and attributes from ``model_call_scope``, end user from
-    ``user``."""
+    ``user``; `fallbacks` (a ModelFallbacks, a mapping of chains, or None) names the
+    alternatives of a failing (provider, model)."""
     import functools
+    fallbacks = checked_fallbacks("governed_method", fallbacks)
 
     @functools.wraps(original)
     def invoke_llm(self: Any, prompt_messages: Any, model_parameters: Any = None,
@@ -409,7 +537,7 @@ def governed_method(original: Callable[..., Any], governor: Any,
                                    prompt_messages=prompt_messages,
                                    model_parameters=model_parameters, tools=tools, stop=stop,
                                    stream=stream, user=user, callbacks=callbacks, app_id=app_id,
-                                   attributes=scope, codec=codec)
+                                   attributes=scope, codec=codec, fallbacks=fallbacks)
 
     invoke_llm.__sluice_original__ = original  # type: ignore[attr-defined]
     return invoke_llm
