@@ -497,10 +497,14 @@ def test_celery_runs_needs_marks_shared_with_the_workers(fake_dify):
     assert not hasattr(module.workflow_based_app_execution_task.run, "__wrapped__")
 
 
-def test_an_older_dify_without_the_task_installs_without_it(fake_dify):
-    fake_dify()
+def test_an_older_dify_without_the_task_installs_without_it_unless_asked(fake_dify):
+    fake_dify(version="1.12.0")
     name = dify_support.unique_name("celeryolder")
     try:
+        with pytest.raises(dify.DifyNotSupported, match=r"Dify 1\.12\.0 .*no module "
+                                                        r"tasks\.app_generate"):
+            dify.install(dify.policy("host", name=name, ceiling=4, max_apps=16),
+                         attempt_scope="process", celery_runs=True)
         dify.install(dify.policy("host", name=name, ceiling=4, max_apps=16),
                      attempt_scope="process")
         assert dify.installed()
