@@ -61,10 +61,49 @@ def fresh_backend(scope: str = "process", name: Optional[str] = None,
     return backend
 
 
-def write_fake_dify(root: str, *, version: str = "1.14.0", omit: Iterator[str] = ()) -> None:
+class FakeCeleryTask:
+    """A Celery-task-shaped object (Dify's ``workflow_based_app_execution_task``): ``run`` is the
+    task's body (Celery keeps it as the instance's function), ``delay(*args)`` calls
+    ``apply_async(args, kwargs)`` as Celery's Task.delay does, and ``apply_async`` hands the
+    arguments to `send` (the broker)."""
+
+    def __init__(self, body, send):
+        self.run = body
+        self._send = send
+
+    def delay(self, *args, **kwargs):
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        return self._send(tuple(args or ()), dict(kwargs or {}))
+
+
+class FakeRunParams:
+    """Dify's ``AppExecutionParams``-shaped run parameters: ``new`` (a classmethod) makes them
+    with a fresh ``workflow_run_id``, ``model_dump_json`` is the task's payload."""
+
+    def __init__(self, app_id, workflow_run_id, streaming=True):
+        self.app_id = app_id
+        self.workflow_run_id = workflow_run_id
+        self.streaming = streaming
+
+    @classmethod
+    def new(cls, app_id, workflow_run_id=None, streaming=True):
+        return cls(app_id, workflow_run_id or str(uuid.uuid4()), streaming)
+
+    def model_dump_json(self):
+        import json
+        return json.dumps({"app_id": self.app_id, "workflow_run_id": self.workflow_run_id,
+                           "streaming": self.streaming, "args": {"query": "hi"}})
+
+
+def write_fake_dify(root: str, *, version: str = "1.14.0", omit: Iterator[str] = (),
+                    celery_task: bool = False) -> None:
     """A Dify-shaped package tree under `root`: the modules sluice.dify patches, with minimal
     classes of Dify's names, and configs.dify_config.CURRENT_VERSION. `omit` lists
-    "module.symbol" names to leave out (a Dify install() does not know)."""
+    "module.symbol" names to leave out (a Dify install() does not know); `celery_task` adds
+    tasks/app_generate/workflow_execute_task.py (Dify 1.13+) with a FakeCeleryTask and
+    FakeRunParams."""
     omitted = set(omit)
 
     def body(module: str, symbols: Dict[str, str]) -> str:
@@ -102,6 +141,18 @@ def write_fake_dify(root: str, *, version: str = "1.14.0", omit: Iterator[str] =
             "from libs.helper import RateLimiter\n\n"
             "system_rate_limiter = RateLimiter('app_daily_rate_limiter', 5000, 86400)\n",
     }
+    if celery_task:
+        task = "tasks.app_generate.workflow_execute_task"
+        files["tasks/__init__.py"] = ""
+        files["tasks/app_generate/__init__.py"] = ""
+        files["tasks/app_generate/workflow_execute_task.py"] = (
+            "from dify_support import FakeCeleryTask, FakeRunParams\n\n"
+            "SENT = []\nRAN = []\n\n" + body(task, {
+                "AppExecutionParams": "class AppExecutionParams(FakeRunParams):\n    pass",
+                "workflow_based_app_execution_task":
+                    "workflow_based_app_execution_task = FakeCeleryTask(\n"
+                    "    RAN.append, lambda args, kwargs: SENT.append((args, kwargs)))",
+            }))
     for relative, text in files.items():
         path = os.path.join(root, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -109,7 +160,7 @@ def write_fake_dify(root: str, *, version: str = "1.14.0", omit: Iterator[str] =
             f.write(textwrap.dedent(text))
 
 
-DIFY_TOP_LEVEL = ("configs", "core", "libs", "services")
+DIFY_TOP_LEVEL = ("configs", "core", "libs", "services", "tasks")
 
 
 def forget_fake_dify() -> None:

@@ -15,6 +15,12 @@ It swaps Dify's classes for these, which keep Dify's interfaces:
     RateLimit, RateLimitGenerator, rate_limit_context
                         the per-app concurrency cap (core/app/features/rate_limiting), atomic,
                         leased, nested enters counted once, streams held until they end
+    hold_run, handover_limiter
+                        a streaming workflow / advanced-chat run executed in Celery
+                        (tasks/app_generate/workflow_execute_task.py) holds its request's slot
+                        until the run ends, also after the client went away: the API process
+                        hands the slot over to the run (install patches AppExecutionParams.new
+                        and the task's apply_async and run; see _celery_runs)
     AttemptLimiter      libs/helper.py's RateLimiter: never more than N attempts in any window
 
 and, with ``model_calls=``, governs the model call:
@@ -63,13 +69,14 @@ from typing import Any, Optional
 from ._app_concurrency import (AppConcurrency, AppInvokeQuotaExceededError, RateLimit,
                                RateLimitGenerator, backend, configure, quota_message,
                                rate_limit_context)
+from ._celery_runs import handover_limiter, hold_run
 from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_limiters
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
 from ._fallbacks import ModelFallbacks, ModelUnavailable, checked_fallbacks, fallback_outcome
 from ._install import TARGETS, DifyNotSupported, installed, read_dify_version
 from ._redis import policy_store_fields, redis_store_from_dify, redis_store_keywords
-from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE
+from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE, WORKFLOW_TASK_MODULE
 from ._install import patch as _patch
 from ._install import patch_attribute as _patch_attribute
 from ._install import read_symbol as _read_symbol
@@ -80,7 +87,8 @@ from ._invoke import (ModelRateLimited, PydanticCodec, governed_invoke_llm, gove
                       model_call_scope, usage_tokens)
 from ._stream_errors import converter_method, is_refusal, stream_error_data
 from ._install import unpatch as _unpatch
-from ._policy import DEFAULT_CEILING, RULE, app_concurrency_rule, policy
+from ._policy import (DEFAULT_CEILING, DEFAULT_COMMAND_TIMEOUT, RULE, app_concurrency_rule,
+                      policy)
 from ._web import (MAX_HEADERS, MAX_VALUE_CHARS, FlaskGovernor, GovernorMiddleware,
                    RequestReader)
 from ._responses import (RATE_LIMIT_ERROR, TOO_MANY_REQUESTS, limit_headers,
@@ -123,6 +131,8 @@ __all__ = [
     "fallback_outcome",
     "governed_invoke_llm",
     "governed_method",
+    "handover_limiter",
+    "hold_run",
     "install",
     "installed",
     "invoke_outcome",
@@ -151,14 +161,43 @@ __all__ = [
 _restore: Optional[tuple] = None
 
 
+def _handover_of(policy_text: str) -> Any:
+    """The handover marks for a policy written by ``policy()`` (JSON with the app rule), in its
+    rule's scope; None for another policy or process scope."""
+    import json
+    try:
+        document = json.loads(policy_text)
+        rule = next(r for r in document["rules"] if r.get("name") == RULE)
+        scope, name = rule["scope"], document["name"]
+        lease = float(str(rule["lease"]).rstrip("s"))
+    except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return None
+    if scope == "host":
+        return handover_limiter("host", name=name, lease=lease)
+    if scope == "cluster":
+        from .. import RedisStore
+        store = next((s for s in document.get("stores", []) if s.get("name") == rule.get("store")),
+                     None)
+        # A mark is read once per run handed over: the app rule's patience, not the store's
+        # 5 ms default (an unanswered read only keeps a slot counted twice for a moment).
+        timeout = {"command_timeout": DEFAULT_COMMAND_TIMEOUT}
+        redis = RedisStore.from_url(store["url"], **timeout) if store and store.get("url") \
+            else redis_store_from_dify(**timeout)
+        return handover_limiter("cluster", name=name, lease=lease, redis=redis)
+    return None
+
+
 def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
     from .. import Governor
     if isinstance(governor_or_policy, AppConcurrency):
         return governor_or_policy
     if governor_or_policy is None:
-        return AppConcurrency(Governor(policy("host")), ceiling=DEFAULT_CEILING)
+        text = policy("host")
+        return AppConcurrency(Governor(text), ceiling=DEFAULT_CEILING,
+                              handover=_handover_of(text))
     if isinstance(governor_or_policy, str):
-        return AppConcurrency(Governor(governor_or_policy, source="sluice.dify policy"))
+        return AppConcurrency(Governor(governor_or_policy, source="sluice.dify policy"),
+                              handover=_handover_of(governor_or_policy))
     if isinstance(governor_or_policy, Governor):
         return AppConcurrency(governor_or_policy)
     raise TypeError("sluice.dify.install: governor_or_policy must be None, a policy's text, a "
@@ -168,7 +207,7 @@ def _app_concurrency_of(governor_or_policy: Any) -> AppConcurrency:
 
 def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = None,
             attempt_scope: str = "host", redis: Any = None, model_calls: Any = None,
-            key_rotation: Any = None, fallbacks: Any = None) -> str:
+            key_rotation: Any = None, fallbacks: Any = None, celery_runs: Any = None) -> str:
     """Patches the Dify of this process and returns its version.
 
     `governor_or_policy`: None (the host-scope ``policy()``), a policy's text, a sluice.Governor
@@ -180,8 +219,14 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     Dify's LBModelManager and ModelInstance._round_robin_invoke for sluice.dify's (see
     configure_key_rotation). `fallbacks` (a ModelFallbacks, or a mapping of chains made into one
     with Dify's ModelManager as its factory; needs `model_calls`) names the alternatives of a
-    failing (provider, model) (see ModelFallbacks). Raises DifyNotSupported, before changing
-    anything, when a symbol is missing.
+    failing (provider, model) (see ModelFallbacks). `celery_runs`: whether streaming workflow / advanced-chat runs
+    executed in Celery hold their request's slot until they end (see hold_run): None (default)
+    does it when this Dify has ``tasks.app_generate.workflow_execute_task`` and the app cap has
+    handover marks (a policy of ``policy()`` in host or cluster scope; an AppConcurrency given
+    with ``handover=``); True requires it; False leaves Dify's task alone; a
+    sluice.ConcurrencyLimiter (``handover_limiter(...)``) gives the marks. Install it alike in
+    the API processes and in the Celery workers (``worker_process_init``). Raises
+    DifyNotSupported, before changing anything, when a symbol is missing.
     """
     if dify_version is not None and not isinstance(dify_version, str):
         raise TypeError(f"sluice.dify.install: dify_version must be a str, got "
@@ -193,7 +238,7 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
         # The Redis Dify itself uses, from its REDIS_* settings (standalone, Sentinel, Cluster,
         # TLS); its errors name the setting.
         redis = redis_store_from_dify()
-    from .. import Governor, ManualClock
+    from .. import ConcurrencyLimiter, Governor, ManualClock
     if model_calls is not None and not isinstance(model_calls, Governor):
         raise TypeError(f"sluice.dify.install: model_calls must be a sluice.Governor or None, got "
                         f"{type(model_calls).__name__}")
@@ -205,10 +250,25 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
         raise ValueError(f"sluice.dify.install: key_rotation must be None, process or host, got "
                          f"{key_rotation!r}")
     app_concurrency = _app_concurrency_of(governor_or_policy)
+    if isinstance(celery_runs, ConcurrencyLimiter):
+        app_concurrency.handover = celery_runs
+    elif celery_runs not in (None, True, False):
+        raise TypeError(f"sluice.dify.install: celery_runs must be None, a bool or a "
+                        f"sluice.ConcurrencyLimiter, got {type(celery_runs).__name__}")
+    elif celery_runs is True and app_concurrency.handover is None:
+        raise ValueError("sluice.dify.install: celery_runs=True needs handover marks shared "
+                         "with the Celery workers: a host- or cluster-scope policy() or "
+                         "celery_runs=sluice.dify.handover_limiter(...), got none")
+    hold_celery_runs = app_concurrency.handover is not None and (
+        celery_runs is True or isinstance(celery_runs, ConcurrencyLimiter) or
+        (celery_runs is None and _has_module(WORKFLOW_TASK_MODULE)))
     model_instance = f"{MODEL_MANAGER_MODULE}.ModelInstance"
     lb_manager = f"{MODEL_MANAGER_MODULE}.LBModelManager"
+    celery_task = f"{WORKFLOW_TASK_MODULE}.workflow_based_app_execution_task"
+    run_params = f"{WORKFLOW_TASK_MODULE}.AppExecutionParams"
     require = ((model_instance,) if model_calls is not None or key_rotation else ()) + \
-        ((lb_manager,) if key_rotation else ())
+        ((lb_manager,) if key_rotation else ()) + \
+        ((celery_task, run_params) if hold_celery_runs else ())
 
     def configure_all() -> None:
         global _restore
@@ -235,10 +295,37 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
             if key_rotation == "host" and isinstance(settings["clock"], ManualClock):
                 settings["clock"] = None  # a process-scope ManualClock cannot be shared
             previous_rotation = configure_key_rotation(**settings)
+        if hold_celery_runs:
+            _hold_celery_runs(_read_symbol(celery_task), _read_symbol(run_params),
+                              dify_version or read_dify_version())
         _restore = (configure(app_concurrency),
                     configure_attempt_limiters(attempt_scope, redis=redis), previous_rotation)
 
     return _patch(dify_version, _self(), configure_all, require=require)
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _hold_celery_runs(task: Any, params: Any, version: str) -> None:
+    """Patches Dify's Celery task and its AppExecutionParams for the handover (_celery_runs)."""
+    import inspect
+    from . import _celery_runs
+    new = inspect.getattr_static(params, "new", None)
+    missing = [f"{WORKFLOW_TASK_MODULE}.AppExecutionParams.new (a classmethod)"
+               ] if not isinstance(new, classmethod) else []
+    missing += [f"{WORKFLOW_TASK_MODULE}.workflow_based_app_execution_task.{name}"
+                for name in ("run", "apply_async") if not callable(getattr(task, name, None))]
+    if missing:
+        raise DifyNotSupported(version, missing)
+    _patch_attribute(params, "new", _celery_runs.linking_new(new.__func__))
+    _patch_attribute(task, "apply_async", _celery_runs.sending_apply_async(task.apply_async))
+    _patch_attribute(task, "run", _celery_runs.holding_run(task.run))
 
 
 def uninstall() -> bool:

@@ -19,11 +19,14 @@ What differs from Dify's Redis hash (HLEN then HSET):
   exhausted, raises or is closed (the client went away; Dify #11540).
 
 Slots live in the process that entered them: ``exit`` in another process is a no-op there (the
-slot comes back on its own process's ``exit`` or at the end of its lease).
+slot comes back on its own process's ``exit`` or at the end of its lease). A streaming workflow
+run executed in a Celery worker is the exception: the API process hands its request's slot over
+to the run, which holds it until it ends (``_celery_runs``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import os
 import threading
@@ -42,6 +45,9 @@ from ._policy import MATCH_ATTRIBUTE, MATCH_VALUE, RULE
 # still saw room (remaining > 0) is such a race, so the call is tried again, a bounded number of
 # times; a real refusal (the app is full) is final at once.
 _RACE_RETRIES = 8
+# How long an admit waits, at a time, for an over-cap admission of its process to finish (it
+# waits again while one is under way; a single admit call, so this only bounds each wait).
+_OVER_WAIT = 1.0
 
 
 def _rule_key(client_id: str) -> str:
@@ -55,7 +61,8 @@ class AppConcurrency:
     `ceiling` (optional) is the rule's concurrency, so that a cap above it is refused here with
     its name; thread-safe."""
 
-    def __init__(self, governor: Any, *, rule: str = RULE, ceiling: Optional[int] = None) -> None:
+    def __init__(self, governor: Any, *, rule: str = RULE, ceiling: Optional[int] = None,
+                 handover: Any = None) -> None:
         if rule not in governor.rule_names:
             raise InvalidArgument(f"sluice.dify.AppConcurrency: rule must name a rule of the "
                                   f"governor's policy ({', '.join(governor.rule_names) or 'none'})"
@@ -63,8 +70,16 @@ class AppConcurrency:
         self.governor = governor
         self.rule = rule
         self.ceiling = ceiling
-        self._caps: Dict[str, int] = {}
+        #: The marks by which a request's slot is handed over to its Celery run (a
+        #: sluice.ConcurrencyLimiter of cap 1 in the rule's scope, see ``_celery_runs``); None:
+        #: no handover (process scope, or a Governor given without one).
+        self.handover = handover
+        self._caps: Dict[str, Optional[int]] = {}
         self._lock = threading.Lock()
+        # Odd while admit_over has lifted a key's cap to the rule's ceiling; an admit that ran
+        # meanwhile may have been judged against the ceiling, so it is undone and tried again.
+        self._over_epoch = 0
+        self._over_done = threading.Condition(self._lock)
 
     def admit(self, client_id: str, cap: int) -> Any:
         """An Admission holding one of `client_id`'s `cap` slots; falsy when the app is full."""
@@ -72,16 +87,56 @@ class AppConcurrency:
             raise InvalidArgument(f"sluice.dify.RateLimit: max_active_requests must be at most "
                                   f"the rule's ceiling {self.ceiling}, got {cap}")
         key = _rule_key(client_id)
-        with self._lock:
-            if self._caps.get(key) != cap:
-                self.governor.set_key_limits(self.rule, key, concurrency=cap)
-                self._caps[key] = cap
         attributes = {MATCH_ATTRIBUTE: MATCH_VALUE, "app": client_id}
+        admission = None
         for _ in range(_RACE_RETRIES):
+            with self._lock:
+                while self._over_epoch % 2:
+                    self._over_done.wait(_OVER_WAIT)
+                epoch = self._over_epoch
+                if self._caps.get(key) != cap:
+                    self.governor.set_key_limits(self.rule, key, concurrency=cap)
+                    self._caps[key] = cap
             admission = self.governor.admit(attributes)
+            with self._lock:
+                lifted = self._over_epoch != epoch
+            if lifted:  # judged, perhaps, against the ceiling: undo, try again
+                admission.release()
+                admission = None
+                continue
             if admission or admission.rule != self.rule or admission.decision.remaining <= 0:
                 return admission
         return admission
+
+    def admit_over(self, client_id: str) -> Any:
+        """An Admission for `client_id` judged against the rule's ceiling, not the app's cap:
+        for a request that holds one of the app's slots already and hands it over (its Celery
+        run takes this one, then the request gives its own back), so it admits nothing new."""
+        key = _rule_key(client_id)
+        attributes = {MATCH_ATTRIBUTE: MATCH_VALUE, "app": client_id}
+        with self._lock:
+            while self._over_epoch % 2:
+                self._over_done.wait(_OVER_WAIT)
+            self._over_epoch += 1
+            previous = self._caps.get(key)
+            try:
+                self.governor.clear_key_limits(self.rule, key)
+            except BaseException:
+                self._over_epoch += 1
+                self._over_done.notify_all()
+                raise
+            self._caps[key] = None
+        try:
+            return self.governor.admit(attributes)
+        finally:
+            with self._lock:
+                try:
+                    if previous is not None:
+                        self.governor.set_key_limits(self.rule, key, concurrency=previous)
+                        self._caps[key] = previous
+                finally:
+                    self._over_epoch += 1
+                    self._over_done.notify_all()
 
 
 _BACKEND_LOCK = threading.Lock()
@@ -147,13 +202,35 @@ def quota_exceeded(client_id: str, max_active_requests: int, admission: Any) -> 
 
 
 class _Held:
-    """A request's slot: the admission and how many enters it stands for."""
+    """A request's slot: the admission (None once handed over to the request's Celery run), how
+    many enters it stands for, and, for a request whose run executes in Celery, its API mark
+    (a handover permit) and the key of its run's mark."""
 
-    __slots__ = ("admission", "depth")
+    __slots__ = ("admission", "depth", "mark", "run_key")
 
     def __init__(self, admission: Any) -> None:
         self.admission = admission
         self.depth = 1
+        self.mark: Any = None
+        self.run_key: Optional[str] = None
+
+    def give_back(self) -> None:
+        """The last exit: the API mark first (so a run that finds it knows the slot was still
+        held), then the slot, if the run has not taken it over."""
+        mark, self.mark = self.mark, None
+        admission, self.admission = self.admission, None
+        try:
+            if mark is not None:
+                mark.release()
+        finally:
+            if admission is not None:
+                admission.release()
+
+
+#: The request a ``rate_limit_context`` block holds, (RateLimit, request id), for
+#: ``_celery_runs`` to link the Celery run prepared inside it to the request.
+current_request: "contextvars.ContextVar[Optional[tuple]]" = contextvars.ContextVar(
+    "sluice_dify_current_request", default=None)
 
 
 # Slots inherited across fork() belong to the parent: the child must neither release them nor
@@ -245,7 +322,25 @@ class RateLimit:
             if held.depth > 0:
                 return
             del self._held[request_id]
-        held.admission.release()
+        held.give_back()
+
+    def take_over_check(self, request_id: str) -> None:
+        """For a request whose run executes in Celery: once the run holds a slot of its own
+        (its mark is taken), gives the request's slot back, so the request counts once."""
+        with self._lock:
+            held = self._held.get(request_id)
+            if held is None or held.run_key is None or held.admission is None:
+                return
+            run_key = held.run_key
+        handover = backend().handover
+        if handover is None or handover.in_flight(run_key) < 1:
+            return  # not yet (or Redis did not answer: keep counting it twice, never zero)
+        with self._lock:
+            if self._held.get(request_id) is not held or held.admission is None:
+                return
+            handed = _Held(held.admission)
+            handed.mark, held.mark, held.admission = held.mark, None, None
+        handed.give_back()  # the mark first: a later delivery of the run must not take over
 
     def active_requests(self) -> int:
         """Requests of this app holding a slot in this process."""
@@ -285,13 +380,18 @@ class RateLimitGenerator:
         if self.closed:
             raise StopIteration
         try:
-            return next(self.generator)
+            item = next(self.generator)
         except StopIteration:
             self.close()
             raise
         except BaseException:
             self.close()
             raise
+        try:
+            self.rate_limit.take_over_check(self.request_id)
+        except Exception:  # the mark could not be read: keep the slot (counted twice, not zero)
+            pass
+        return item
 
     def close(self) -> None:
         """Exits the request (once) and closes the wrapped generator."""
@@ -318,9 +418,11 @@ def rate_limit_context(rate_limit: RateLimit, request_id: Optional[str]) -> Iter
     """Holds a slot of `rate_limit` for the block (entered on the way in, exited on the way
     out, also when the block raises); yields the request id."""
     request_id = rate_limit.enter(request_id)
+    token = current_request.set((rate_limit, request_id))
     try:
         yield request_id
     finally:
+        current_request.reset(token)
         rate_limit.exit(request_id)
 
 

@@ -27,6 +27,8 @@ HELPER_MODULE = "libs.helper"
 ERRORS_MODULE = "core.errors.error"
 MODEL_MANAGER_MODULE = "core.model_manager"
 CONVERTER_MODULE = "core.app.apps.base_app_generate_response_converter"
+# Dify 1.13+: streaming workflow and advanced-chat runs execute in this Celery task.
+WORKFLOW_TASK_MODULE = "tasks.app_generate.workflow_execute_task"
 
 
 class Target(NamedTuple):
@@ -49,6 +51,10 @@ TARGETS: Tuple[Target, ...] = (
     # Read, and replaced (with ModelInstance._round_robin_invoke) only when install() is asked
     # to (key_rotation=...).
     Target(MODEL_MANAGER_MODULE, "LBModelManager", "", False),
+    # Read; AppExecutionParams.new and the task's apply_async / run patched so that a streamed
+    # run executed in Celery holds its request's slot until it ends (install(celery_runs=...)).
+    Target(WORKFLOW_TASK_MODULE, "workflow_based_app_execution_task", "", False),
+    Target(WORKFLOW_TASK_MODULE, "AppExecutionParams", "", False),
 )
 
 
