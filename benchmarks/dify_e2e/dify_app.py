@@ -420,7 +420,8 @@ def invoke(streaming: bool, double_enter: bool = False):
         return jsonify(event="message", answer=answer["choices"][0]["message"]["content"]), \
             200, headers
     held = Held(limit, request_id, answer)
-    return Response(iter(held), mimetype="text/event-stream", headers=headers)
+    # Werkzeug closes the response it was given: held.close() also when iteration never began.
+    return Response(held, mimetype="text/event-stream", headers=headers)
 
 
 @app.post("/v1/chat-messages")
