@@ -4,8 +4,8 @@
 # same load through Dify's current Redis logic, sluice in host scope and sluice in cluster scope,
 # one markdown table. Loopback only; each setup starts its own redis-server on a free port.
 #
-#   scripts/bench-dify-e2e.sh              ~2.5 min
-#   scripts/bench-dify-e2e.sh --quick      ~40 s (what scripts/run-harness.sh runs)
+#   scripts/bench-dify-e2e.sh              ~3 min
+#   scripts/bench-dify-e2e.sh --quick      ~1 min (what scripts/run-harness.sh runs)
 #
 # sluice is installed (pip install --no-build-isolation .) into a venv under build/ made with
 # --system-site-packages, so the benchmark always measures this tree; its CMake build dir is

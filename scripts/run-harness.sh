@@ -4,7 +4,7 @@
 # fallback drill and repeated questions through the response cache, then the fleet simulator
 # (the Balancer's strategies on simulated vLLM replicas), then the quick Dify end to end
 # (scripts/bench-dify-e2e.sh --quick: Gunicorn + gevent, Dify's Redis logic beside sluice host and
-# cluster scope; it installs this tree's sluice into a venv under build/, ~40 s once built;
+# cluster scope; it installs this tree's sluice into a venv under build/, ~1 min once built;
 # SLUICE_HARNESS_DIFY_E2E=0 skips it). Extra arguments go to the harness (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,9 @@
 """A bounded load client for the Dify end-to-end benchmark (issue 17): `clients` threads, each
 sending requests back to back for `seconds`, a seeded mix of streaming chat, blocking chat and
-blocking workflow runs. Records per request: when it started, its latency (to the last byte),
-its status, whether a 429 carried Retry-After (and Dify's body code), and whether a 200 stream
-ended with ``[DONE]``. Standard library only (http.client), loopback only.
+blocking workflow runs (or streaming workflow runs, or login attempts). Records per request:
+when it started, its latency (to the last byte), its status, whether a 429 carried Retry-After
+(and Dify's body code), whether a 200 stream ended with ``[DONE]``, and for a login attempt
+when it was admitted. Standard library only (http.client), loopback only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import List, Optional
 ROUTES = (("/v1/chat-messages", "streaming"), ("/v1/chat-messages", "blocking"),
           ("/v1/workflows/run", "blocking"))
 MIX = (0.6, 0.25, 0.15)  # streaming chat, blocking chat, workflow run
+STREAMING_WORKFLOWS = (("/v1/workflows/run", "streaming"),)  # with mix=(1.0,)
 
 
 @dataclass
@@ -30,12 +32,17 @@ class Result:
     code: str = ""             # the 429 body's code (too_many_requests, rate_limit_error)
     complete: bool = False     # a 200 with its whole answer (a stream up to [DONE])
     worker: str = ""
+    admitted: tuple = ()       # a login attempt's 200: (monotonic before, after) the admission
+    refused_after_check: bool = False  # a login 429 from a record refused after a passed check
 
 
 @dataclass
 class Load:
     results: List[Result] = field(default_factory=list)
     seconds: float = 0.0
+
+
+LOGIN = "/console/api/login"
 
 
 def request(port: int, app_key: str, route: str, mode: str, *, chunks: int = 8,
@@ -63,6 +70,11 @@ def request(port: int, app_key: str, route: str, mode: str, *, chunks: int = 8,
         elif response.status == 200:
             result.complete = body.rstrip().endswith(b"data: [DONE]") if mode == "streaming" \
                 else b'"answer"' in body
+        if route == LOGIN and response.status in (200, 429):  # Dify's JSON either way
+            answer = json.loads(body)
+            result.complete = response.status == 200
+            result.admitted = (answer["began"], answer["ended"]) if result.complete else ()
+            result.refused_after_check = bool(answer.get("refused_after_check"))
     except (OSError, http.client.HTTPException):
         result.status = result.status if result.status and result.status != 200 else 0
     finally:
@@ -72,10 +84,11 @@ def request(port: int, app_key: str, route: str, mode: str, *, chunks: int = 8,
 
 
 def run(port: int, app_key: str, *, clients: int, seconds: float, seed: int,
-        chunks: int = 8, gap: float = 0.02, mix=MIX, pace: float = 0.0) -> Load:
+        chunks: int = 8, gap: float = 0.02, routes=ROUTES, mix=MIX, pace: float = 0.0) -> Load:
     """`clients` threads for `seconds` (each finishes the request it started); each thread has
-    its own random stream seeded from `seed`, so every setup gets the same sequence. `pace`:
-    seconds a thread waits after a 429 (0: straight on, as an impatient client)."""
+    its own random stream seeded from `seed`, so every setup gets the same sequence; `routes`
+    ((route, response_mode) pairs, the login route's mode is ignored) drawn with weights `mix`.
+    `pace`: seconds a thread waits after a 429 (0: straight on, as an impatient client)."""
     load = Load()
     lock = threading.Lock()
     begin = time.monotonic()
@@ -84,7 +97,7 @@ def run(port: int, app_key: str, *, clients: int, seconds: float, seed: int,
     def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         while time.monotonic() < deadline:
-            route, mode = rng.choices(ROUTES, weights=mix)[0]
+            route, mode = rng.choices(routes, weights=mix)[0]
             result = request(port, app_key, route, mode, chunks=chunks, gap=gap)
             result.started -= begin
             with lock:
