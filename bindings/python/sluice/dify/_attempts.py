@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .. import RateLimiter, Window
 from .._core import SLIDING_MAX_LIMIT
