@@ -473,17 +473,6 @@ def failure_mode():
     return jsonify(worker=os.getpid(), decisions=failure_mode_decisions())
 
 
-def create_regions() -> None:
-    """Creates this setup's host regions (run once before Gunicorn forks its workers, as a
-    Gunicorn ``on_starting`` hook would): importing this module made the Governor's and the
-    attempt limiter's, a first LBModelManager makes the key rotation's. Workers that create a
-    region at the same moment fail: one that finds it unfinished waits for the creator's flock,
-    which the creator's mapping keeps held, and gives up after 10 s (a sluice bug, reported with
-    issue 17's benchmark)."""
-    if SETUP != "peer":
-        key_manager()
-
-
 @app.get("/health")
 def health():
     return "ok"

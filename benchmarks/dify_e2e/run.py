@@ -297,9 +297,6 @@ def run_setup(setup: str, args) -> dict:
                        DIFY_E2E_KEY_SCOPE=key_scope,
                        PYTHONPATH=os.pathsep.join(filter(None, [str(HERE),
                                                               os.environ.get("PYTHONPATH")])))
-            if setup != "peer":  # see dify_app.create_regions
-                subprocess.run([sys.executable, "-c", "import dify_app; dify_app.create_regions()"],
-                               cwd=HERE, env=dict(os.environ, **env), check=True, timeout=60)
             server, base = start_gunicorn(HERE, "dify_app:app", env, workers=WORKERS,
                                           worker_connections=4 * CAP, log=log)
             port = int(base.rsplit(":", 1)[1])

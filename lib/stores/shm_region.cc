@@ -188,7 +188,10 @@ class SharedRegion::Opener {
       if (!*locked) return StuckCreator();
       if (Unlinked(fd)) continue;  // its creator failed and removed it: start again
       const Prefix prefix = ReadPrefix(fd);
-      if (prefix.ready != 0) return Map(fd, /*initialised_here=*/false);
+      if (prefix.ready != 0) {
+        (void)flock(fd, LOCK_UN);  // if taken: the mapping would keep it (see Initialise)
+        return Map(fd, /*initialised_here=*/false);
+      }
       const bool ours = prefix.magic == kMagic && prefix.layout_version == kLayoutVersion;
       if (prefix.magic != 0 && !ours) {  // never take over what another layout or program made
         return Incompatible(prefix.magic == kMagic ? prefix.layout_version : 0);
@@ -202,7 +205,8 @@ class SharedRegion::Opener {
   static constexpr int kMaxAttempts = 16;
 
   // Takes the creation lock, waiting up to creation_wait for a live creator (false: timed out).
-  // It is an flock: the kernel drops it when its holder exits, however it exits.
+  // It is an flock: the kernel drops it when its holder exits, however it exits. True without
+  // the lock once the region is ready (a creator of an older sluice kept its lock while mapped).
   absl::StatusOr<bool> LockCreation(int fd) {
     const auto deadline =
         std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(creation_wait_);
@@ -210,6 +214,7 @@ class SharedRegion::Opener {
     for (;;) {
       if (flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
       if (errno != EWOULDBLOCK && errno != EINTR) return SysError(name_, "flock", errno);
+      if (ReadPrefix(fd).ready != 0) return true;  // Run() maps it
       if (std::chrono::steady_clock::now() >= deadline) return false;
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::milliseconds(20));
@@ -248,7 +253,10 @@ class SharedRegion::Opener {
     std::strncpy(h->description, spec_.description.c_str(), sizeof(h->description) - 1);
     initialise_(region->words(), spec_.words);
     h->ready.store(1, std::memory_order_release);
-    return region;  // closing the file releases the creation lock
+    // Released here, not by closing the file: the mapping keeps the file (and so its flock)
+    // open for as long as this process uses the region, and the waiters would time out.
+    (void)flock(fd, LOCK_UN);
+    return region;
   }
 
   // A creation that failed leaves nothing behind: its pages are freed at once (even while other

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -567,6 +568,46 @@ TEST_CASE("an opener gives up on a live but stuck creator, naming the file and t
   REQUIRE(sluice::RemoveSharedRegion(region.name).ok());
   CHECK(CreateAndUse(Kind::kRateLimiter, region.name, 64).ok());
   Kill(creator);
+}
+
+TEST_CASE("fork racers that keep the region mapped all open it: the creator's lock ends with the "
+          "creation, not with its mapping") {
+  // Gunicorn workers booting together: each opens the region and keeps it. The creation lock
+  // is an flock on the file, and a mapping keeps the file open, so a creator that let the lock
+  // go only by closing its descriptor kept it while the region stayed mapped: the others timed
+  // out ("is being created by another process that has not finished") although it was ready.
+  RegionName region;
+  constexpr int kRacers = 4;
+  SharedPage started, opened, failures;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < kRacers; ++i) {
+    pids.push_back(fork());
+    if (pids.back() == 0) {
+      started.flag()++;
+      while (started.flag().load() < kRacers) {  // start together
+      }
+      sluice::internal::RegionSpec spec{"test.Racer", "kept", /*words=*/16};
+      // A slow creation (a large region's zero-fill), so the others come while it runs.
+      auto region_or = sluice::internal::SharedRegion::OpenOrCreate(
+          region.name, spec, [](int64_t*, int64_t) { usleep(100'000); }, absl::Seconds(3));
+      if (!region_or.ok()) {
+        failures.flag()++;
+        failures.Write(region_or.status().ToString());
+        _exit(1);
+      }
+      opened.flag()++;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (opened.flag().load() + failures.flag().load() < kRacers &&
+             std::chrono::steady_clock::now() < deadline) {  // keep it mapped meanwhile
+        usleep(1000);
+      }
+      _exit(0);
+    }
+  }
+  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  INFO(failures.Read());
+  CHECK(failures.flag().load() == 0);
+  CHECK(opened.flag().load() == kRacers);
 }
 
 TEST_CASE("max_keys out of range is InvalidArgument naming max_keys, for every kind, before any "
