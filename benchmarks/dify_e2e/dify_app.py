@@ -299,9 +299,9 @@ else:
     # Runs in each worker after Gunicorn forked it (no --preload): one Governor per worker.
     sluice.dify.configure(sluice.dify.AppConcurrency(sluice.Governor(POLICY)))
 
-    # configure_key_rotation's arguments per DIFY_E2E_KEY_SCOPE; cluster scope, once it exists,
-    # is one more entry (its Redis store argument, e.g. "cluster": dict(redis=redis_store())).
+    # configure_key_rotation's arguments per DIFY_E2E_KEY_SCOPE.
     KEY_ROTATION_SCOPES = {
+        "cluster": dict(region_prefix=f"{NAME}.lb", redis=redis_store()),
         "host": dict(region_prefix=f"{NAME}.lb"),
         "process": {},
     }

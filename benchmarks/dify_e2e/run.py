@@ -6,8 +6,8 @@
 Setups (benchmarks/dify_e2e/dify_app.py): ``peer`` (Dify's current Redis logic: HLEN/HSET cap,
 INCR round robin with SETEX cooldowns, a sorted-set attempt limiter), ``sluice-host``
 (sluice.dify.RateLimit and AttemptLimiter in shared memory, sluice.dify.LBModelManager in host
-scope), ``sluice-cluster`` (the RateLimit and the AttemptLimiter in Redis, the LBModelManager in
-host scope: ``--key-scope`` changes the sluice setups' key-rotation scope). Each gets its own
+scope), ``sluice-cluster`` (the RateLimit, the AttemptLimiter and the LBModelManager's cooldowns
+in Redis: ``--key-scope`` changes the sluice setups' key-rotation scope). Each gets its own
 redis-server on a free loopback port, its own mock upstream (mock_upstream.py) and Gunicorn with
 3 gevent workers, and runs six phases, each on an app (or e-mail) of its own (so one phase's
 leftovers never touch the next):
@@ -72,7 +72,7 @@ ATTEMPTS, ATTEMPT_WINDOW = 3, 3
 WORKFLOW_CAPS = (1, 3)
 WORKFLOW_CLIENTS = 8
 # sluice.dify.configure_key_rotation's scope per sluice setup (--key-scope overrides both).
-KEY_SCOPES = {"sluice-host": "host", "sluice-cluster": "host"}
+KEY_SCOPES = {"sluice-host": "host", "sluice-cluster": "cluster"}
 
 
 class Upstream:
@@ -381,8 +381,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
-    parser.add_argument("--key-scope", choices=("host", "process"),
-                        help="the sluice setups' key-rotation scope (default: host)")
+    parser.add_argument("--key-scope", choices=("cluster", "host", "process"),
+                        help="the sluice setups' key-rotation scope (default: host for "
+                             "sluice-host, cluster for sluice-cluster)")
     args = parser.parse_args()
     args.load, args.storm, args.redis = (2.5, 2.5, 3.0) if args.quick else (12.0, 8.0, 12.0)
     args.attempts, args.workflow = (4.0, 2.0) if args.quick else (10.0, 4.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -173,8 +174,8 @@ def test_key_rotation_is_optional_and_needs_difys_symbols(fake_dify):
     assert model_manager.LBModelManager is original, "not asked: Dify's own manager stays"
     dify.uninstall()
 
-    with pytest.raises(ValueError, match="key_rotation must be None, process or host"):
-        dify.install(process_policy(), attempt_scope="process", key_rotation="cluster")
+    with pytest.raises(ValueError, match="key_rotation must be None, process, host or cluster"):
+        dify.install(process_policy(), attempt_scope="process", key_rotation="fleet")
     assert not dify.installed()
 
     (fake_dify / "core" / "model_manager.py").write_text(
@@ -193,3 +194,46 @@ def test_key_rotation_is_optional_and_needs_difys_symbols(fake_dify):
     assert not dify.installed()
     import core.model_manager as reloaded
     assert reloaded.LBModelManager is not dify.LBModelManager, "nothing was left patched"
+
+
+def test_key_rotation_in_cluster_scope_shares_cooldowns_through_redis(fake_dify, redis_server,
+                                                                     region):
+    """install(key_rotation="cluster", redis=store): the console call of another "host" reading
+    the same Redis sees a 429's cooldown."""
+    from core.model_manager import ModelInstance
+    from core.model_runtime.errors.invoke import InvokeRateLimitError
+    store = sluice.RedisStore(port=redis_server.port, command_timeout=2.0)
+    previous = dify.key_rotation_settings()
+    dify.configure_key_rotation("host", region_prefix=region)
+    try:
+        dify.install(process_policy(), attempt_scope="process", key_rotation="cluster",
+                     redis=store)
+        settings = dify.key_rotation_settings()
+        assert settings["scope"] == "cluster" and settings["redis"] is store
+        runtime = Runtime(InvokeRateLimitError("429"), ["a"])
+        assert list(ModelInstance([Config("k1"), Config("k2")], runtime).invoke_llm(
+            [], stream=True)) == ["a"]
+        failed = runtime.keys[0][len("sk-"):]
+        store.check()  # the cooldown, sent before this, is in Redis
+        assert dify.uninstall()
+        assert dify.key_rotation_settings()["scope"] == "host"
+        # another host: its own region, the same Redis
+        dify.configure_key_rotation("cluster", region_prefix=region + "-2", redis=store,
+                                    redis_refresh=0.01)
+        def cooldown_of(config_id):  # what sluice's console call answers on that host
+            return dify.LBModelManager.get_config_in_cooldown_and_ttl(
+                "tenant-1", "openai", "llm", "gpt-4o", config_id)
+
+        deadline = time.monotonic() + 10
+        while cooldown_of(failed) == (False, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cooling, seconds = cooldown_of(failed)
+        assert cooling and 50 <= seconds <= 60
+    finally:
+        dify.uninstall()
+        dify.configure_key_rotation(**previous)
+        for made in (region + "-2", region + "-2.endpoints"):
+            try:
+                sluice.remove_shared_region(made)
+            except sluice.NotFound:
+                pass

@@ -215,7 +215,8 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     overrides the version read from Dify (for messages). `attempt_scope` ("process", "host" or
     "cluster" with `redis`, a sluice.RedisStore; None: the Redis Dify uses, from its REDIS_*
     settings, see redis_store_from_dify) is where AttemptLimiters made from now on keep their
-    logs. `key_rotation` ("host" or "process"; None leaves Dify's own, in Redis) swaps
+    logs. `key_rotation` ("host", "cluster" (cooldowns shared by every host through `redis`, or
+    the Redis of Dify's REDIS_* settings) or "process"; None leaves Dify's own, in Redis) swaps
     Dify's LBModelManager and ModelInstance._round_robin_invoke for sluice.dify's (see
     configure_key_rotation). `fallbacks` (a ModelFallbacks, or a mapping of chains made into one
     with Dify's ModelManager as its factory; needs `model_calls`) names the alternatives of a
@@ -234,7 +235,10 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     if attempt_scope not in ("process", "host", "cluster"):
         raise ValueError(f"sluice.dify.install: attempt_scope must be process, host or cluster, "
                          f"got {attempt_scope!r}")
-    if attempt_scope == "cluster" and redis is None:
+    if key_rotation not in (None, "process", "host", "cluster"):
+        raise ValueError(f"sluice.dify.install: key_rotation must be None, process, host or "
+                         f"cluster, got {key_rotation!r}")
+    if (attempt_scope == "cluster" or key_rotation == "cluster") and redis is None:
         # The Redis Dify itself uses, from its REDIS_* settings (standalone, Sentinel, Cluster,
         # TLS); its errors name the setting.
         redis = redis_store_from_dify()
@@ -246,9 +250,6 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     if fallbacks is not None and model_calls is None:
         raise ValueError("sluice.dify.install: fallbacks needs model_calls (each attempt is "
                          "governed by that Governor), got model_calls=None")
-    if key_rotation not in (None, "process", "host"):
-        raise ValueError(f"sluice.dify.install: key_rotation must be None, process or host, got "
-                         f"{key_rotation!r}")
     app_concurrency = _app_concurrency_of(governor_or_policy)
     if isinstance(celery_runs, ConcurrencyLimiter):
         app_concurrency.handover = celery_runs
@@ -292,7 +293,8 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
             _patch_everywhere(lb_manager, LBModelManager)
             settings = key_rotation_settings()
             settings["scope"] = key_rotation
-            if key_rotation == "host" and isinstance(settings["clock"], ManualClock):
+            settings["redis"] = redis if key_rotation == "cluster" else None
+            if key_rotation != "process" and isinstance(settings["clock"], ManualClock):
                 settings["clock"] = None  # a process-scope ManualClock cannot be shared
             previous_rotation = configure_key_rotation(**settings)
         if hold_celery_runs:

@@ -11,7 +11,12 @@ digest of the tuple):
   pair of regions for the host (about 8.9 MB, at most 4096 configs), so cooldowns, ejections and
   in-flight counts are shared by every process of the host (Gunicorn and Celery workers), with
   no Redis round trip; scope "process": each process
-  alone (tests, a single worker). Cluster scope (the holds in Redis, across hosts) is not built.
+  alone (tests, a single worker); scope "cluster": host scope, plus cooldowns and ejections
+  shared by every host through Redis (the Balancer's ``redis=``: one hash per tuple, mirrored by
+  each process and read again when older than ``redis_refresh``, 0.25 s by default; a pick never
+  waits for Redis, and while Redis is down each host keeps its own cooldowns), so a key cooled
+  down after a 429 on one host is skipped by the whole fleet and the console of any host shows
+  its remaining time.
 * the strategy is least request (power of two choices on the host-wide in-flight counts), not
   Dify's shared round-robin cursor: a shared cursor needs a shared counter per pick, while held
   picks already tell every worker which keys are busy, so keys spread across workers without
@@ -43,7 +48,7 @@ from .._errors import Error, FailedPrecondition, InvalidArgument
 from ._args import checked_id
 from ._errors import AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, classify_invoke_error
 
-SCOPES = ("process", "host")
+SCOPES = ("process", "host", "cluster")
 STRATEGIES = ("least_request", "round_robin")
 DEFAULT_REGION_PREFIX = "sluice-dify-lb"
 #: The Balancer's limit on a shared_region name.
@@ -66,33 +71,58 @@ class NoKeyAvailable(FailedPrecondition):
     from it, as Dify does."""
 
 
+#: How stale a cluster-scope mirror of Redis's cooldowns may get (seconds).
+DEFAULT_REDIS_REFRESH = 0.25
+# The Redis name of a tuple's cooldowns is this, a dot and the tuple's tag: the same on every
+# host whatever its region_prefix (the store's key_prefix keeps deployments apart).
+REDIS_NAME_PREFIX = "dify-lb"
+
+
 class _Settings(NamedTuple):
     scope: str
     region_prefix: str
     clock: Any
     strategy: str
+    redis: Any
+    redis_refresh: float
 
 
-_settings = _Settings("host", DEFAULT_REGION_PREFIX, None, "least_request")
+_settings = _Settings("host", DEFAULT_REGION_PREFIX, None, "least_request", None,
+                      DEFAULT_REDIS_REFRESH)
 _pools: Dict[Tuple[str, str, str, str], "_Pool"] = {}
 _pools_lock = threading.Lock()
 
 
 def configure_key_rotation(scope: str = "host", *, region_prefix: str = DEFAULT_REGION_PREFIX,
-                           clock: Any = None, strategy: str = "least_request") -> Dict[str, Any]:
+                           clock: Any = None, strategy: str = "least_request", redis: Any = None,
+                           redis_refresh: float = DEFAULT_REDIS_REFRESH) -> Dict[str, Any]:
     """Where LBModelManagers made from now on keep their state; returns the previous settings
     (as keyword arguments, to restore them). `scope`: "host" (shared by every process of the
-    host through shared memory) or "process". `region_prefix`: the start of each tuple's region
-    name ([A-Za-z0-9._-], at most 190 characters). `clock`: a sluice.Clock for the Balancers
-    (a ManualClock only in process scope: host-shared times need a steady clock). `strategy`:
-    "least_request" or "round_robin". Forgets the Balancers made so far (managers already made
+    host through shared memory), "cluster" (host scope, plus cooldowns shared by every host
+    through `redis`, a sluice.RedisStore; None: the Redis Dify uses, from its REDIS_* settings,
+    see redis_store_from_dify) or "process". `region_prefix`: the start of each tuple's region
+    name ([A-Za-z0-9._-], at most 190 characters; in Redis a tuple's cooldowns are named by the
+    tuple alone, so hosts with different prefixes share them). `clock`: a sluice.Clock for the Balancers (a ManualClock only in process scope:
+    shared times need a steady clock). `strategy`: "least_request" or "round_robin".
+    `redis_refresh` (cluster scope): how stale, in seconds, a process's copy of the fleet's
+    cooldowns may get (0.001 to 60). Forgets the Balancers made so far (managers already made
     keep theirs)."""
     global _settings
-    from .. import Clock, ManualClock
+    from .. import Clock, ManualClock, RedisStore
     owner = "configure_key_rotation"
     if scope not in SCOPES:
-        raise InvalidArgument(f"sluice.dify.{owner}: scope must be process or host, got "
+        raise InvalidArgument(f"sluice.dify.{owner}: scope must be process, host or cluster, got "
                               f"{scope!r}")
+    if redis is not None and not isinstance(redis, RedisStore):
+        raise TypeError(f"sluice.dify.{owner}: redis must be a sluice.RedisStore or None, got "
+                        f"{type(redis).__name__}")
+    if redis is not None and scope != "cluster":
+        raise InvalidArgument(f"sluice.dify.{owner}: redis applies only in cluster scope, got "
+                              f"scope {scope!r}")
+    if isinstance(redis_refresh, bool) or not isinstance(redis_refresh, (int, float)) or \
+            not math.isfinite(redis_refresh) or not 0.001 <= redis_refresh <= 60:
+        raise InvalidArgument(f"sluice.dify.{owner}: redis_refresh must be a number of seconds "
+                              f"in [0.001, 60], got {redis_refresh!r}")
     if not isinstance(region_prefix, str):
         raise TypeError(f"sluice.dify.{owner}: region_prefix must be a str, got "
                         f"{type(region_prefix).__name__}")
@@ -103,15 +133,19 @@ def configure_key_rotation(scope: str = "host", *, region_prefix: str = DEFAULT_
     if clock is not None and not isinstance(clock, Clock):
         raise TypeError(f"sluice.dify.{owner}: clock must be a sluice.Clock or None, got "
                         f"{type(clock).__name__}")
-    if scope == "host" and isinstance(clock, ManualClock):
-        raise InvalidArgument(f"sluice.dify.{owner}: clock must be a steady clock in host scope "
-                              "(a ManualClock is not shared between processes), got ManualClock")
+    if scope != "process" and isinstance(clock, ManualClock):
+        raise InvalidArgument(f"sluice.dify.{owner}: clock must be a steady clock in {scope} "
+                              "scope (a ManualClock is not shared between processes), got "
+                              "ManualClock")
     if strategy not in STRATEGIES:
         raise InvalidArgument(f"sluice.dify.{owner}: strategy must be least_request or "
                               f"round_robin, got {strategy!r}")
+    if scope == "cluster" and redis is None:
+        from ._redis import redis_store_from_dify
+        redis = redis_store_from_dify()  # its errors name the Dify setting
     with _pools_lock:
         previous = _settings._asdict()
-        _settings = _Settings(scope, region_prefix, clock, strategy)
+        _settings = _Settings(scope, region_prefix, clock, strategy, redis, float(redis_refresh))
         _pools.clear()
     return previous
 
@@ -151,11 +185,15 @@ class _Pool:
             cooldown_connection=CONNECTION_COOLDOWN, cooldown_timeout=0.0, cooldown_server=0.0)
         if settings.clock is not None:
             options["clock"] = settings.clock
-        if settings.scope == "host":
+        self.tag = tuple_tag(*key)
+        if settings.scope in ("host", "cluster"):
             options["shared_region"] = settings.region_prefix
             options["shared_max_in_flight"] = SHARED_IN_FLIGHT_PER_KEY
+        if settings.scope == "cluster":
+            # A hash per tuple: each Balancer reads only its own tuple's cooldowns.
+            options.update(redis=settings.redis, redis_refresh=settings.redis_refresh,
+                           redis_name=f"{REDIS_NAME_PREFIX}.{self.tag}")
         self.balancer = Balancer(**options)
-        self.tag = tuple_tag(*key)
         self.labels: Dict[str, str] = {}
         self.lock = threading.Lock()
 
@@ -352,7 +390,9 @@ class LBModelManager:
     def get_config_in_cooldown_and_ttl(tenant_id: str, provider: str, model_type: Any,
                                        model: str, config_id: str) -> Tuple[bool, int]:
         """Dify's console call: (True, seconds left rounded up) for a config cooling down,
-        else (False, 0). In host scope it sees the cooldowns of every process of the host."""
+        else (False, 0). In host scope it sees the cooldowns of every process of the host; in
+        cluster scope those of every host (as of its last read of Redis, at most
+        ``redis_refresh`` old: a read is started when it is older)."""
         owner = "LBModelManager.get_config_in_cooldown_and_ttl"
         key = (checked_id(owner, "tenant_id", tenant_id), checked_id(owner, "provider", provider),
                _model_type_value(owner, model_type), checked_id(owner, "model", model))
