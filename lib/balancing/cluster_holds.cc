@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "balancing/balancer_endpoint.h"
+#include "base/log.h"
 #include "base/time_arithmetic.h"
 #include "sluice/internal/key_digest.h"
 #include "stores/redis_keys.h"
@@ -91,7 +92,10 @@ ClusterHolds::ClusterHolds(std::shared_ptr<RedisStore> store, const std::string&
     : store_(std::move(store)),
       key_(absl::StrCat(store_->options().key_prefix, ":{lb:", redis_name, "}:holds")),
       refresh_nanos_(absl::ToInt64Nanoseconds(refresh)),
-      clock_(clock) {}
+      read_patience_nanos_(
+          absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(*store_)))),
+      clock_(clock),
+      mirror_(std::make_shared<Mirror>(clock)) {}
 
 std::string ClusterHolds::FieldOf(std::string_view id) {
   const KeyDigest d = DigestKey(id);
@@ -100,24 +104,25 @@ std::string ClusterHolds::FieldOf(std::string_view id) {
 
 void ClusterHolds::Track(std::string_view id, const std::shared_ptr<EndpointState>& state) {
   {
-    MutexLock lock(&mu_);
-    tracked_[FieldOf(id)] = state;
+    MutexLock lock(&mirror_->mu);
+    mirror_->tracked[FieldOf(id)] = state;
   }
   next_read_at_.store(0, std::memory_order_relaxed);  // the next pick reads its holds
 }
 
 void ClusterHolds::Untrack(std::string_view id) {
-  MutexLock lock(&mu_);
-  tracked_.erase(FieldOf(id));
+  MutexLock lock(&mirror_->mu);
+  mirror_->tracked.erase(FieldOf(id));
 }
 
 void ClusterHolds::SendHold(const std::string& field, int kind, int64_t until, Failure reason) {
   const int64_t now = clock_->NowNanos();
   if (until <= now) return;
-  writes_.fetch_add(1, std::memory_order_relaxed);
+  mirror_->writes.fetch_add(1, std::memory_order_relaxed);
   // Kept across an outage until the hold would have ended: delivered later, it would start late.
   Delivery delivery;
-  delivery.retry_until_nanos = AddDuration(Clock::Steady()->NowNanos(), absl::Nanoseconds(until - now));
+  delivery.retry_until_nanos =
+      AddDuration(Clock::Steady()->NowNanos(), absl::Nanoseconds(until - now));
   const int64_t length_us = std::max<int64_t>(1, (until - now + 999) / 1000);
   RedisScripts::Run(*store_,
                     {&kExtendScript,
@@ -136,7 +141,7 @@ void ClusterHolds::SendEjection(const std::string& field, int64_t until) {
 }
 
 void ClusterHolds::SendClear(const std::string& field) {
-  writes_.fetch_add(1, std::memory_order_relaxed);
+  mirror_->writes.fetch_add(1, std::memory_order_relaxed);
   // A restore is kept across an outage for as long as the longest hold it may end (one day).
   Delivery delivery;
   delivery.retry_until_nanos = AddDuration(Clock::Steady()->NowNanos(), absl::Hours(24));
@@ -146,47 +151,53 @@ void ClusterHolds::SendClear(const std::string& field) {
 
 void ClusterHolds::MaybeRefresh(int64_t now) {
   if (now < next_read_at_.load(std::memory_order_relaxed)) return;
+  int64_t busy_until = mirror_->reading_until.load(std::memory_order_acquire);
+  if (now < busy_until) return;  // a read under way
+  const int64_t patience = AddDuration(now, absl::Nanoseconds(read_patience_nanos_));
+  if (!mirror_->reading_until.compare_exchange_strong(busy_until, patience,
+                                                      std::memory_order_acq_rel)) {
+    return;  // another thread starts it
+  }
   next_read_at_.store(AddDuration(now, absl::Nanoseconds(refresh_nanos_)),
                       std::memory_order_relaxed);
-  const uint64_t writes_then = writes_.load(std::memory_order_relaxed);
+  const uint64_t writes_then = mirror_->writes.load(std::memory_order_relaxed);
   RedisScripts::RunThen(*store_, kReadScript, {key_}, {RedisScripts::ScriptNow(*store_)},
-                        [self = shared_from_this(), writes_then](PendingReply& reply) {
-                          self->Apply(reply, writes_then);
-                          self->reading_.store(false, std::memory_order_release);
+                        [mirror = mirror_, writes_then](PendingReply& reply) {
+                          mirror->Apply(reply, writes_then);
+                          mirror->reading_until.store(0, std::memory_order_release);
                         });
 }
 
-void ClusterHolds::Apply(PendingReply& reply, uint64_t writes_then) {
+void ClusterHolds::Mirror::Apply(PendingReply& reply, uint64_t writes_then) {
   absl::StatusOr<std::vector<int64_t>> values = reply.Wait(absl::ZeroDuration());
-  if (!values.ok()) {
-    // Unavailable: the mirror stays (and the next pick past the interval asks again). Anything
-    // else is a configuration error the store has logged and counted (RedisStats).
-    return;
-  }
+  // Unavailable: the mirror stays (and the next pick past the interval asks again). Anything
+  // else is a configuration error the store has logged and counted (RedisStats).
+  if (!values.ok()) return;
   const std::vector<std::string>& fields = reply.strings();
   if (values->empty() || values->size() != 1 + 3 * fields.size()) {
-    RedisScripts::NoteError(*store_, absl::InternalError(absl::StrCat(
-                                         "sluice.Balancer: unexpected holds reply of ",
-                                         values->size(), " integers and ", fields.size(),
-                                         " strings")));
+    Log(LogLevel::kError, absl::StrCat("sluice.Balancer: an impossible reply to the holds read (",
+                                       values->size(), " integers, ", fields.size(),
+                                       " strings); please report it"));
     return;
   }
-  // A write sent after this read was: the read may predate it, so it may only lengthen holds.
-  const bool exact = writes_.load(std::memory_order_relaxed) == writes_then;
-  const int64_t server_now_us = (*values)[0];
-  const int64_t now = clock_->NowNanos();
-  auto local = [&](int64_t server_us) -> int64_t {
-    if (server_us <= server_now_us) return 0;
-    const int64_t ahead_us = std::min<int64_t>(server_us - server_now_us, int64_t{86400} * 2000000);
-    return AddDuration(now, absl::Microseconds(ahead_us));
-  };
   absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> states;
   {
-    MutexLock lock(&mu_);
-    for (auto& [field, weak] : tracked_) {
+    MutexLock lock(&mu);
+    for (auto& [field, weak] : tracked) {
       if (std::shared_ptr<EndpointState> s = weak.lock()) states.emplace(field, std::move(s));
     }
   }
+  if (states.empty()) return;  // the balancer and its picks are gone (and maybe its clock)
+  // A write sent after this read was: the read may predate it, so it may only lengthen holds.
+  const bool exact = writes.load(std::memory_order_relaxed) == writes_then;
+  const int64_t server_now_us = (*values)[0];
+  const int64_t now = clock->NowNanos();
+  auto local = [&](int64_t server_us) -> int64_t {
+    if (server_us <= server_now_us) return 0;
+    // At most the longest hold (a day) ahead: a corrupt field cannot overflow.
+    const int64_t ahead_us = std::min<int64_t>(server_us - server_now_us, int64_t{86400} * 1000000);
+    return AddDuration(now, absl::Microseconds(ahead_us));
+  };
   absl::flat_hash_map<std::string, EndpointState::Holds> held;
   for (size_t i = 0; i < fields.size(); ++i) {
     const int64_t reason = (*values)[2 + 3 * i];
@@ -201,7 +212,6 @@ void ClusterHolds::Apply(PendingReply& reply, uint64_t writes_then) {
     auto it = held.find(field);
     state->MirrorHolds(it == held.end() ? EndpointState::Holds{} : it->second, exact, now);
   }
-  reads_applied_.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace internal

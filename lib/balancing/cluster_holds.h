@@ -43,9 +43,11 @@ namespace internal {
 struct EndpointState;
 class PendingReply;
 
-// Thread-safe. Shared by the Balancer's core and its endpoints; the read's callback keeps it
-// alive, and it refers to endpoints only weakly, so either may go first.
-class ClusterHolds : public std::enable_shared_from_this<ClusterHolds> {
+// Thread-safe. Shared by the Balancer's core and its endpoints (a Pick that outlives the
+// balancer may still send a hold, so this keeps the store alive). A read's callback holds only
+// the Mirror, which owns no store: were it the last owner of the store, the store would be
+// destroyed on its own connection thread.
+class ClusterHolds {
  public:
   // InvalidArgument naming redis_name / redis_refresh (Balancer's option names).
   static absl::Status Validate(const std::string& redis_name, absl::Duration refresh);
@@ -66,27 +68,34 @@ class ClusterHolds : public std::enable_shared_from_this<ClusterHolds> {
   void SendClear(const std::string& field);
 
   // Starts a read when the mirror is older than the refresh interval and none is under way.
-  // Never blocks; one clock read and two atomic loads when nothing is due.
+  // Never blocks; a few atomic loads when nothing is due.
   void MaybeRefresh(int64_t now);
 
-  // For tests and Endpoints(): reads have been applied this many times.
-  int64_t reads_applied() const { return reads_applied_.load(std::memory_order_relaxed); }
-
  private:
+  // What a read's reply updates.
+  struct Mirror {
+    explicit Mirror(const Clock* c) : clock(c) {}
+    // The reply of a read started when `writes` was `writes_then`.
+    void Apply(PendingReply& reply, uint64_t writes_then);
+
+    const Clock* const clock;  // read only while a tracked endpoint lives (its owner's contract)
+    // A read under way until this time (0: none). A deadline rather than a flag: a read that is
+    // never answered (its queue dropped by fork() in a child) must not stop reads for good.
+    std::atomic<int64_t> reading_until{0};
+    std::atomic<uint64_t> writes{0};  // holds sent by this process so far
+    Mutex mu;
+    absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> tracked ABSL_GUARDED_BY(mu);
+  };
+
   void SendHold(const std::string& field, int kind, int64_t until, Failure reason);
-  // The reply of a read started when writes_ was `writes_then`.
-  void Apply(PendingReply& reply, uint64_t writes_then);
 
   const std::shared_ptr<RedisStore> store_;
   const std::string key_;
   const int64_t refresh_nanos_;
+  const int64_t read_patience_nanos_;  // how long a read may stay unanswered
   const Clock* const clock_;
-  std::atomic<int64_t> next_read_at_{0};     // on the balancer's clock
-  std::atomic<bool> reading_{false};
-  std::atomic<uint64_t> writes_{0};          // holds sent by this process so far
-  std::atomic<int64_t> reads_applied_{0};
-  mutable Mutex mu_;
-  absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> tracked_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<Mirror> mirror_;
+  std::atomic<int64_t> next_read_at_{0};  // on the balancer's clock
 };
 
 }  // namespace internal

@@ -11,7 +11,9 @@
 
 #include <chrono>
 #include <functional>
+#include <atomic>
 #include <set>
+#include <vector>
 #include <memory>
 #include <string>
 #include <thread>
@@ -313,4 +315,105 @@ TEST_CASE("cluster-scope options are checked and name the bad field") {
   CHECK(Balancer::Create(o).ok());
   o.redis = nullptr;
   CHECK(std::string(error().message()).find("redis_name") != std::string::npos);
+}
+
+TEST_CASE("picks on several threads while reads of the fleet's holds are applied") {
+  // For ThreadSanitizer: the connection thread writes the mirror while picks read it.
+  LocalRedis redis;
+  Host one(redis.port(), nullptr, 0);
+  Host two(redis.port(), nullptr, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> picks{0};
+  std::vector<std::thread> pickers;
+  for (int t = 0; t < 3; ++t) {
+    pickers.emplace_back([&] {
+      while (!stop.load()) {
+        two.clock.Advance(absl::Milliseconds(2));  // the mirror goes stale every 50 picks
+        auto pick = two.balancer->PickEndpoint(PickRequest{});
+        if (pick.ok()) {
+          picks.fetch_add(1);
+          pick->Complete(AttemptOutcome{.http_status = 200});
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    const char* id = i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "c";
+    if (i % 2 == 0) {
+      REQUIRE(one.balancer->Cooldown(id, absl::Seconds(30)).ok());
+    } else {
+      REQUIRE(one.balancer->Restore(id).ok());
+    }
+    if (i % 20 == 0) one.Flush();
+  }
+  one.Flush();
+  two.Flush();
+  stop = true;
+  for (auto& t : pickers) t.join();
+  CHECK(picks.load() > 0);
+  // Settled: what host two mirrors is what Redis holds after the last writes (the last action
+  // on each: Restore(b) at 199, Cooldown(a) at 198, Restore(c) at 197).
+  two.ReadNow();
+  CHECK(two.CoolingFor("a") > 0);
+  CHECK(two.CoolingFor("b") == 0);
+  CHECK(two.CoolingFor("c") == 0);
+}
+
+TEST_CASE("a balancer, its store and its clock let go while a read is under way") {
+  // The read is answered (here: times out) after the balancer, the store and the balancer's
+  // clock are gone: its callback must touch none of them (AddressSanitizer sees a read of the
+  // destroyed ManualClock otherwise), and the store must still go away.
+  LocalRedis redis;
+  ManualClock server(1000 * kSecond);
+  std::weak_ptr<sluice::RedisStore> store;
+  {
+    Host one(redis.port(), &server, 0, "keys", absl::Milliseconds(300));
+    store = one.store;
+    one.ReadNow();
+    redis.Pause();
+    one.clock.Advance(absl::Milliseconds(101));
+    (void)one.balancer->Endpoints();  // the read, stuck
+    one.balancer.reset();
+    one.store.reset();
+  }
+  redis.Resume();
+  // The store is gone once the read is answered (or timed out), whoever held it last.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!store.expired() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(store.expired());
+  CHECK(redis.Ping());
+}
+
+TEST_CASE("a fork child whose parent had a read under way reads again") {
+  // The child forgets its parent's queue, so that read is never answered in it: a flag "a read
+  // is under way" would have stopped the child's reads for good.
+  LocalRedis redis;
+  ManualClock server(1000 * kSecond);
+  Host one(redis.port(), &server, 0);
+  Host two(redis.port(), &server, 0);
+  REQUIRE(two.balancer->Cooldown("a", absl::Seconds(300)).ok());
+  two.Flush();
+  one.ReadNow();
+  REQUIRE(one.CoolingFor("a") > 0);
+  REQUIRE(one.balancer->Restore("a").ok());  // here only: Redis keeps nothing now either
+  one.Flush();
+  REQUIRE(two.balancer->Cooldown("b", absl::Seconds(300)).ok());
+  two.Flush();
+  redis.Pause();
+  one.clock.Advance(absl::Milliseconds(101));
+  (void)one.balancer->Endpoints();  // the read, stuck at the fork
+  const pid_t pid = fork();
+  if (pid == 0) {
+    one.clock.Advance(absl::Seconds(30));  // past any read's patience
+    (void)one.balancer->Endpoints();       // a new read
+    const bool ok = one.store->Check(absl::Seconds(5)).ok() && one.CoolingFor("b") > 0;
+    _exit(ok ? 0 : 1);
+  }
+  redis.Resume();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
