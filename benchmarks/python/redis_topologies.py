@@ -293,7 +293,10 @@ class LocalRedisCluster:
             moved += len(keys)
 
     def finish_migration(self, slot: int) -> None:
-        """SETSLOT NODE on the target, the source, then the other masters: MOVED from now on."""
+        """Moves the keys still on the source (a source that holds keys of the slot refuses to
+        give it up), then SETSLOT NODE on the target, the source, then the other masters: MOVED
+        from now on."""
+        self.migrate_keys(slot)
         source, target = self._migrations.pop(slot)
         order = [target, source] + [i for i in range(len(self.nodes))
                                     if i not in (source, target) and self.nodes[i].running

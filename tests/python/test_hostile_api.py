@@ -933,6 +933,8 @@ def _balancer_ctor_args(ctx):
     args = {"strategy": "least_request"}
     if ctx.scope == "host":
         args["shared_region"] = hs.region_name()
+    if ctx.scope == "cluster":  # cooldowns shared through Redis
+        args.update(redis=ctx.store(), redis_name=hs.rule_name())
     return args
 
 
@@ -945,8 +947,9 @@ spec("Balancer", lambda ctx: sluice.Balancer, _balancer_ctor_args,
       "load_bound": FLOAT, "virtual_nodes": INT, "failures_before_cooldown": INT,
       "cooldown_rate_limited": SECS, "cooldown_auth": SECS, "cooldown_connection": SECS,
       "cooldown_timeout": SECS, "cooldown_server": SECS, "ewma_weight": FLOAT, "seed": INT,
-      "clock": CLOCK, "shared_region": REGION, "shared_max_in_flight": INT, "shared_lease": SECS},
-     scopes=("process", "host"), after=_use_balancer,
+      "clock": CLOCK, "shared_region": REGION, "shared_max_in_flight": INT, "shared_lease": SECS,
+      "redis": STORE, "redis_name": OPT_STR, "redis_refresh": SECS},
+     scopes=("process", "host", "cluster"), after=_use_balancer,
      # A host-scope balancer maps 33 MiB: there, the options of the shared counts.
      only_process=("strategy", "block_chars", "max_blocks", "kv_capacity_blocks", "imbalance_abs",
                    "imbalance_rel", "hot_spot_sigmas", "weights", "metrics_max_age",
