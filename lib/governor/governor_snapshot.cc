@@ -117,6 +117,22 @@ absl::Status BuildRules(const Policy& policy, const GovernorSnapshot* previous,
   return absl::OkStatus();
 }
 
+// The store a section names (`name` empty: none), and its identity for the section's: the
+// store's own plus the object it is, so a section follows a store that was made anew.
+absl::Status StoreOf(const GovernorSnapshot& snapshot, const std::string& name,
+                     const std::string& where, std::shared_ptr<RedisStore>* store,
+                     std::string* identity) {
+  if (name.empty()) return absl::OkStatus();
+  auto it = snapshot.stores.find(name);
+  if (it == snapshot.stores.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".store names no store: \"", name, "\""));
+  }
+  *store = it->second.store;
+  *identity = absl::StrCat(it->second.identity, ";",
+                           reinterpret_cast<uintptr_t>(it->second.store.get()));
+  return absl::OkStatus();
+}
+
 absl::Status BuildUpstreams(const Policy& policy, const GovernorSnapshot* previous,
                             const Clock* clock, GovernorSnapshot* out) {
   for (size_t i = 0; i < policy.upstreams.size(); ++i) {
@@ -127,17 +143,11 @@ absl::Status BuildUpstreams(const Policy& policy, const GovernorSnapshot* previo
     }
     Balancer::Options options = spec.balancer;
     std::string store_identity;
-    if (!spec.store.empty()) {
-      auto it = out->stores.find(spec.store);
-      if (it == out->stores.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ".store names no store: \"", spec.store, "\""));
-      }
-      options.redis = it->second.store;
-      if (options.redis_name.empty()) options.redis_name = spec.name;
-      store_identity = absl::StrCat(it->second.identity, ";",
-                                    reinterpret_cast<uintptr_t>(it->second.store.get()));
+    if (absl::Status s = StoreOf(*out, spec.store, where, &options.redis, &store_identity);
+        !s.ok()) {
+      return s;
     }
+    if (options.redis != nullptr && options.redis_name.empty()) options.redis_name = spec.name;
     SharedUpstream shared{absl::StrCat(UpstreamIdentity(spec), "|", store_identity), nullptr};
     if (previous != nullptr) {
       auto it = previous->upstreams.find(spec.name);
@@ -277,15 +287,9 @@ absl::Status BuildCache(const Policy& policy, const GovernorSnapshot* previous,
   }
   ResponseCache::Options options = spec.options;
   std::string store_identity;
-  if (!spec.store.empty()) {
-    auto it = out->stores.find(spec.store);
-    if (it == out->stores.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ".store names no store: \"", spec.store, "\""));
-    }
-    options.redis = it->second.store;
-    store_identity = absl::StrCat(it->second.identity, ";",
-                                  reinterpret_cast<uintptr_t>(it->second.store.get()));
+  if (absl::Status s = StoreOf(*out, spec.store, where, &options.redis, &store_identity);
+      !s.ok()) {
+    return s;
   }
   out->cache.identity = CacheIdentity(spec, store_identity);
   if (previous != nullptr && previous->cache.cache &&
