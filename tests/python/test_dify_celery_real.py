@@ -250,12 +250,13 @@ def rate_limit(app_id, cap):
     return RateLimit(app_id, cap)
 
 
-@pytest.mark.parametrize("pool", ["gevent", "prefork"])
+@pytest.mark.parametrize("pool", ["gevent", "prefork", "solo"])
 def test_a_run_keeps_the_slot_after_the_stream_closed_and_gives_it_back_at_its_end(
         api, fake_dify, workers, tmp_path, pool):
     # gevent: Dify's default pool, which sends no worker_process_init; prefork: installed in
     # the child after Celery built the task's tracer, which works because the task class's
-    # __call__ looks self.run up at each call (Dify's FlaskTask).
+    # __call__ looks self.run up at each call (Dify's FlaskTask); solo: worker_init and then
+    # worker_process_init in one process, installed once.
     name, lease = api
     _, client, _ = fake_dify
     workers(name, lease, pool)
