@@ -1,7 +1,7 @@
 """sluice.dify: Dify's limits governed in-process by sluice.
 
-One call, early in every Dify process (the app factory, a Gunicorn ``post_fork`` hook, a Celery
-``worker_process_init`` hook; see docs/dify.md)::
+One call, early in every Dify process (the app factory, a Gunicorn ``post_fork`` hook; in a Celery
+worker ``install_in_celery_worker()``, which runs it under any pool; see docs/dify.md)::
 
     import sluice.dify
     sluice.dify.install()                       # host scope: every worker of this host
@@ -15,7 +15,7 @@ It swaps Dify's classes for these, which keep Dify's interfaces:
     RateLimit, RateLimitGenerator, rate_limit_context
                         the per-app concurrency cap (core/app/features/rate_limiting), atomic,
                         leased, nested enters counted once, streams held until they end
-    hold_run, handover_limiter
+    hold_run, handover_limiter, install_in_celery_worker
                         a streaming workflow / advanced-chat run executed in Celery
                         (tasks/app_generate/workflow_execute_task.py) holds its request's slot
                         until the run ends, also after the client went away: the API process
@@ -69,7 +69,7 @@ from typing import Any, Optional
 from ._app_concurrency import (AppConcurrency, AppInvokeQuotaExceededError, RateLimit,
                                RateLimitGenerator, backend, configure, quota_message,
                                rate_limit_context)
-from ._celery_runs import handover_limiter, hold_run
+from ._celery_runs import handover_limiter, hold_run, install_in_celery_worker
 from ._attempts import AttemptLimiter, configure_defaults as configure_attempt_limiters
 from ._errors import (AUTH_COOLDOWN, CONNECTION_COOLDOWN, RATE_LIMIT_COOLDOWN, InvokeFailure,
                       classify_invoke_error, invoke_outcome)
@@ -79,6 +79,7 @@ from ._redis import policy_store_fields, redis_store_from_dify, redis_store_keyw
 from ._install import MODEL_MANAGER_MODULE, CONVERTER_MODULE, WORKFLOW_TASK_MODULE
 from ._install import patch as _patch
 from ._install import patch_attribute as _patch_attribute
+from ._install import patch_later as _patch_later
 from ._install import read_symbol as _read_symbol
 from ._key_rotation import (LBModelManager, NoKeyAvailable, configure_key_rotation,
                             invoke_with_key_rotation, key_rotation_settings, rotating_method)
@@ -134,6 +135,7 @@ __all__ = [
     "handover_limiter",
     "hold_run",
     "install",
+    "install_in_celery_worker",
     "installed",
     "invoke_outcome",
     "invoke_with_key_rotation",
@@ -226,7 +228,7 @@ def install(governor_or_policy: Any = None, *, dify_version: Optional[str] = Non
     handover marks (a policy of ``policy()`` in host or cluster scope; an AppConcurrency given
     with ``handover=``); True requires it; False leaves Dify's task alone; a
     sluice.ConcurrencyLimiter (``handover_limiter(...)``) gives the marks. Install it alike in
-    the API processes and in the Celery workers (``worker_process_init``). Raises
+    the API processes and in the Celery workers (``install_in_celery_worker``). Raises
     DifyNotSupported, before changing anything, when a symbol is missing.
     """
     if dify_version is not None and not isinstance(dify_version, str):
@@ -315,19 +317,34 @@ def _has_module(name: str) -> bool:
 
 
 def _hold_celery_runs(task: Any, params: Any, version: str) -> None:
-    """Patches Dify's Celery task and its AppExecutionParams for the handover (_celery_runs)."""
+    """Patches Dify's Celery task and its AppExecutionParams for the handover (_celery_runs).
+    The task is patched where Celery keeps it, the instance in the app's registry (its proxy
+    forwards attributes to it): the worker calls that instance's ``run`` (Dify's FlaskTask.
+    __call__ calls ``self.run``), ``delay`` its ``apply_async``. Before Dify's Celery app is
+    made, that instance is patched when the app is."""
     import inspect
     from . import _celery_runs
     new = inspect.getattr_static(params, "new", None)
     missing = [f"{WORKFLOW_TASK_MODULE}.AppExecutionParams.new (a classmethod)"
                ] if not isinstance(new, classmethod) else []
-    missing += [f"{WORKFLOW_TASK_MODULE}.workflow_based_app_execution_task.{name}"
-                for name in ("run", "apply_async") if not callable(getattr(task, name, None))]
+    later = _celery_runs.celery_app_missing(task)
+    if not later:
+        missing += [f"{WORKFLOW_TASK_MODULE}.workflow_based_app_execution_task.{name}"
+                    for name in ("run", "apply_async") if not callable(getattr(task, name, None))]
     if missing:
         raise DifyNotSupported(version, missing)
     _patch_attribute(params, "new", _celery_runs.linking_new(new.__func__))
-    _patch_attribute(task, "apply_async", _celery_runs.sending_apply_async(task.apply_async))
-    _patch_attribute(task, "run", _celery_runs.holding_run(task.run))
+
+    def hold(patch: Any, task: Any) -> None:
+        patch(task, "apply_async", _celery_runs.sending_apply_async(task.apply_async))
+        patch(task, "run", _celery_runs.holding_run(task.run))
+    if not later:
+        hold(_patch_attribute, task)
+        return
+    # Celery names a shared task after its module and function (Dify keeps the default).
+    name = f"{WORKFLOW_TASK_MODULE}.workflow_based_app_execution_task"
+    _patch_later(lambda apply: _celery_runs.when_apps_finalize(
+        name, lambda made: hold(apply, made)))
 
 
 def uninstall() -> bool:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -303,3 +304,65 @@ def _forget_links() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_links)
+
+
+def celery_app_missing(task: Any) -> bool:
+    """Whether `task` is a Celery ``shared_task`` (a proxy that looks the task up in the current
+    Celery app at each use) in a process that has made no Celery app yet. Resolving it now would
+    make Celery's fallback app and patch that app's copy of the task, while Dify's app (made
+    later by ``ext_celery.init_app``) sends and runs its own copy, unpatched. Dify's Gunicorn
+    workers load the app after ``post_fork``, so this is the usual case there."""
+    local = sys.modules.get("celery.local")
+    if local is None or not isinstance(task, local.Proxy):
+        return False
+    # celery._state holds the current and default apps; celery.current_app would make the
+    # fallback app this check is about.
+    from celery import _state
+    return _state.default_app is None and getattr(_state._tls, "current_app", None) is None
+
+
+def when_apps_finalize(task_name: str, patch_task: Callable[[Any], None]) -> Callable[[], None]:
+    """Calls `patch_task(task)` with the task `task_name` of each Celery app finalized from now
+    on (Celery finalizes an app when its tasks are first looked up: the first ``delay``, the
+    worker's start), once its shared tasks are registered; returns what stops it. The hook is
+    the one ``shared_task`` registers its tasks with (celery._state.connect_on_app_finalize)."""
+    from celery import _state
+
+    def on_finalize(app: Any) -> None:
+        def after_finalize(sender: Any = None, **_: Any) -> None:
+            task = sender._tasks.get(task_name)
+            if task is not None:
+                patch_task(task)
+        # Sent once every shared task is registered (the finalizers run in no set order).
+        app.on_after_finalize.connect(after_finalize, weak=False)
+
+    _state.connect_on_app_finalize(on_finalize)
+    return lambda: _state._on_app_finalizers.discard(on_finalize)
+
+
+def install_in_celery_worker(*args: Any, **kwargs: Any) -> None:
+    """Runs ``sluice.dify.install(*args, **kwargs)`` in the process of a Celery worker that
+    executes its tasks, whatever its pool; call it where the worker loads its app (Dify:
+    ``api/celery_entrypoint.py``, after ``from app import celery``).
+
+    Celery sends ``worker_process_init`` only in a prefork child (and under ``-P solo``); the
+    gevent, eventlet and threads pools run tasks in the worker's own process and send none of
+    it, and Dify's worker runs ``-P gevent`` by default. So: under prefork, in each child
+    (``worker_process_init``: nothing sluice makes is shared through the fork); under any other
+    pool, in the worker itself at ``worker_init``, before its consumer starts."""
+    from celery import signals
+    from celery.concurrency import get_implementation
+
+    from . import install, installed
+
+    def in_the_worker(sender: Any = None, **_: Any) -> None:
+        pool = get_implementation(getattr(sender, "pool_cls", None) or "prefork")
+        if pool.__module__ != "celery.concurrency.prefork":
+            install(*args, **kwargs)
+
+    def in_each_child(**_: Any) -> None:
+        if not installed():  # -P solo sends it after worker_init, in the same process
+            install(*args, **kwargs)
+
+    signals.worker_init.connect(in_the_worker, weak=False)
+    signals.worker_process_init.connect(in_each_child, weak=False)

@@ -99,7 +99,7 @@ def _find(target: Target) -> Tuple[Optional[Any], Optional[Any]]:
     return module, getattr(module, target.symbol)
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # a later patch (patch_later) may run inside install, in Celery
 # What install() changed: (module, symbol, original), in order.
 _patched: List[Tuple[Any, str, Any]] = []
 _dify_quota_error: Optional[type] = None
@@ -156,6 +156,30 @@ def patch_everywhere(name: str, new: Any) -> None:
         patch_attribute(holder, attribute, new)
 
 
+# Run by unpatch (under the lock): stops patches registered to happen later (patch_later).
+_on_unpatch: List[Any] = []
+
+
+def patch_later(register: Any) -> None:
+    """For a patch that can only happen later (a Celery task of an app not made yet): calls
+    ``register(apply)``, which must return a function that unregisters; `apply(holder,
+    attribute, new)`, called later from any thread, patches like patch_attribute while this
+    install stands (False once uninstalled). Only from `on_patched`."""
+    generation = len(_history)
+
+    def apply(holder: Any, attribute: str, new: Any) -> bool:
+        with _lock:
+            if len(_history) != generation or not _patched:
+                return False
+            patch_attribute(holder, attribute, new)
+            return True
+    _on_unpatch.append(register(apply))
+
+
+# One entry per install(): tells an install's later patches from the next one's.
+_history: List[None] = []
+
+
 def _restore(holder: Any, attribute: str, original: Any) -> None:
     if original is _INHERITED:
         delattr(holder, attribute)  # the class had none of its own: its base's shows again
@@ -195,9 +219,11 @@ def patch(version: Optional[str], replacements: Any, on_patched: Any,
             for holder, attribute in _copies_of(original) or [(module, target.symbol)]:
                 _patched.append((holder, attribute, original))
                 setattr(holder, attribute, new)
+        _history.append(None)
         try:
             on_patched()
         except BaseException:
+            _stop_later_patches()
             for holder, attribute, original in reversed(_patched):
                 _restore(holder, attribute, original)
             _patched.clear()
@@ -207,12 +233,18 @@ def patch(version: Optional[str], replacements: Any, on_patched: Any,
         return version
 
 
+def _stop_later_patches() -> None:
+    while _on_unpatch:
+        _on_unpatch.pop()()
+
+
 def unpatch() -> bool:
     """Puts every original back; False when nothing was installed."""
     global _dify_quota_error
     with _lock:
         if not _patched and _dify_quota_error is None:
             return False
+        _stop_later_patches()
         for holder, attribute, original in reversed(_patched):
             _restore(holder, attribute, original)
         _patched.clear()
