@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -40,6 +41,8 @@ class LocalRedis:
         self._extra_args = [str(a) for a in extra_args]
         self._config_file = config_file
         self._process: subprocess.Popen | None = None
+        # Its working directory: a replica's full sync writes dump.rdb there (not in the cwd).
+        self._dir = tempfile.mkdtemp(prefix="sluice-redis-")
 
     def __enter__(self) -> "LocalRedis":
         try:
@@ -57,7 +60,8 @@ class LocalRedis:
             raise RuntimeError("redis-server not found: run scripts/install-deps.sh")
         argv = [binary] + ([self._config_file] if self._config_file else [])
         argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"]
+                 "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning",
+                 "--dir", self._dir]
         self._process = subprocess.Popen(
             argv + self._extra_args,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -103,3 +107,4 @@ class LocalRedis:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+        shutil.rmtree(self._dir, ignore_errors=True)
