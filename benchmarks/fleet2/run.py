@@ -1,7 +1,7 @@
 """The second fleet simulator: sluice's Balancer and an SGLang-style peer on a vLLM-v1-like
 replica model, several workloads and seeds. See BENCHMARKS.md "Balancer: a second simulator".
 
-    python benchmarks/fleet2/run.py --quick            # ~30 s
+    python benchmarks/fleet2/run.py --quick            # 20-40 s
     python benchmarks/fleet2/run.py --json build/fleet2/report.json --plot build/fleet2/ttft.png
 """
 
@@ -50,19 +50,24 @@ def _run(task):
     _, factory, kv, shared = configs(quick)[index]
     started = time.time()
     workload = factory(seed)
-    result = simulate(workload, strategy, kv, shared=shared)
+    result = simulate(workload, strategy, kv, shared=shared, seed=seed)
     ttft = np.array(result.ttft)
     share = max(result.per_replica) / max(1, sum(result.per_replica))
     return dict(config=label, seed=seed, strategy=strategy, description=workload.description,
                 kv_tokens=kv, shared=shared, requests=len(ttft),
                 mean=float(ttft.mean()), p99=float(np.percentile(ttft, 99)),
                 hit=result.hit_tokens / max(1, result.prompt_tokens), preemptions=result.preemptions,
-                rejected=result.rejected, max_share=share, wall=time.time() - started,
+                rejected=result.rejected, max_share=share,
+                moved=result.moved / result.follow_ups if result.follow_ups else None, wall=time.time() - started,
                 ttft=[round(x, 5) for x in result.ttft])
 
 
 def _ratio_cell(values):
     return f"{statistics.median(values):.2f} ({max(values):.2f})"
+
+
+def any_seed(by_seed):
+    return next(iter(by_seed.values()))
 
 
 def summarize(runs, seeds):
@@ -78,6 +83,8 @@ def summarize(runs, seeds):
                        p99_ms=1000 * statistics.median(r["p99"] for r in by_seed.values()),
                        hit=statistics.median(r["hit"] for r in by_seed.values()),
                        max_share=statistics.median(r["max_share"] for r in by_seed.values()),
+                       moved=(statistics.median(r["moved"] for r in by_seed.values())
+                              if any_seed(by_seed)["moved"] is not None else None),
                        preemptions=sum(r["preemptions"] for r in by_seed.values()),
                        rejected=sum(r["rejected"] for r in by_seed.values()))
             for base in ("round_robin", "least_request", "sglang", "sglang-small"):
@@ -104,13 +111,15 @@ def markdown(summary, seeds, argv, wall):
         f"{m.bandwidth_efficiency:g})); Llama-3.1-8B bf16 ({m.params / 1e9:g}B params, "
         f"{m.kv_bytes_per_token // 1024} KiB KV a token) on an A100-80GB",
         "",
-        "Cells: median over seeds; ratios: median over seeds (worst seed). TTFT = arrival to first token.",
+        "Cells: median over seeds; ratios: median over seeds (worst seed). TTFT = arrival to first token. "
+        "hit: prompt tokens served from the replicas' caches; top replica: the busiest replica's share of "
+        "the requests; moved: a session's turns sent to another replica than its previous turn.",
     ]
     for config, s in summary.items():
         lines += ["", f"## {config}: KV {s['kv_tokens'] // K}k tokens per replica"
                   + (" (in-flight counts shared)" if s["shared"] else ""), "", s["description"], "",
-                  "| strategy | mean ms | p99 ms | mean / RR | p99 / RR | mean / LR | p99 / LR | hit | top replica |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| strategy | mean ms | p99 ms | mean / RR | p99 / RR | mean / LR | p99 / LR | hit | top replica | moved |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for strategy, row in s["strategies"].items():
             extra = ""
             if row["rejected"]:
@@ -119,7 +128,8 @@ def markdown(summary, seeds, argv, wall):
                 f"| {strategy}{extra} | {row['mean_ms']:.0f} | {row['p99_ms']:.0f} | "
                 f"{_ratio_cell(row['mean_vs_round_robin'])} | {_ratio_cell(row['p99_vs_round_robin'])} | "
                 f"{_ratio_cell(row['mean_vs_least_request'])} | {_ratio_cell(row['p99_vs_least_request'])} | "
-                f"{row['hit']:.0%} | {row['max_share']:.0%} |")
+                f"{row['hit']:.0%} | {row['max_share']:.0%} | "
+                + ("-" if row["moved"] is None else f"{row['moved']:.0%}") + " |")
     lines += ["", "## prefix_affinity (sluice) against each baseline: mean / p99 ratio, median (worst seed)", "",
               "| workload | vs round robin | vs least request | vs sglang (32, 1.5) | vs sglang-small (4, 1.5) |",
               "|---|---|---|---|---|"]

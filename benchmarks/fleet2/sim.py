@@ -19,7 +19,7 @@ import json
 import os
 import itertools
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import sluice
 
@@ -42,6 +42,8 @@ class Result:
     hit_tokens: int = 0
     preemptions: int = 0
     rejected: int = 0
+    moved: int = 0             # turns sent to another replica than their session's previous turn
+    follow_ups: int = 0        # turns after a session's first
     per_replica: List[int] = field(default_factory=list)
     sim_seconds: float = 0.0
 
@@ -53,15 +55,15 @@ def body_for(messages) -> str:
 
 class _SluiceRouter:
     def __init__(self, strategy: str, replicas: int, kv_tokens: int, workers: int, shared: bool,
-                 clock):
+                 clock, extra: dict, seed: int):
         self.region = None
-        options = dict(clock=clock, kv_capacity_blocks=kv_tokens * 4 // 128)
+        options = {"clock": clock, "kv_capacity_blocks": kv_tokens * 4 // 128, **extra}
         if shared and workers > 1:
             self.region = f"sluice-fleet2-{os.getpid()}-{next(_REGION_SEQ)}"
             options["shared_region"] = self.region
         self.balancers = []
-        for _ in range(workers):
-            b = sluice.Balancer(strategy, **options)
+        for w in range(workers):
+            b = sluice.Balancer(strategy, seed=seed + w, **options)
             for r in range(replicas):
                 b.add_endpoint(f"r{r}")
             self.balancers.append(b)
@@ -103,7 +105,10 @@ class _PeerRouter:
 
 
 def simulate(workload: Workload, strategy: str, kv_tokens: int, shared: bool = False,
-             model: CostModel = MODEL) -> Result:
+             model: CostModel = MODEL, balancer_options: Optional[dict] = None, seed: int = 1) -> Result:
+    """`seed` seeds the balancers' random choices (worker w gets seed + w; sluice's 0 would
+    draw one at random). `balancer_options`: extra sluice.Balancer options (diagnostics only; the report uses
+    the defaults)."""
     clock = sluice.ManualClock()
     n = workload.replicas
     slowdowns = workload.slowdowns or [1.0] * n
@@ -111,13 +116,15 @@ def simulate(workload: Workload, strategy: str, kv_tokens: int, shared: bool = F
     if strategy in PEERS:
         router = _PeerRouter(PEERS[strategy], n, workload.workers, shared)
     else:
-        router = _SluiceRouter(strategy, n, kv_tokens, workload.workers, shared, clock)
+        router = _SluiceRouter(strategy, n, kv_tokens, workload.workers, shared, clock,
+                               balancer_options or {}, seed)
     result = Result(per_replica=[0] * n)
     events: list = []
     seq_no = itertools.count()
     for s, session in enumerate(workload.sessions):
         heapq.heappush(events, (session.start, next(seq_no), 0, (s, 0)))
     rid = itertools.count()
+    last_replica: dict = {}
 
     def start_step(r: int, now: float) -> None:
         duration = replicas[r].schedule(now)
@@ -130,6 +137,10 @@ def simulate(workload: Workload, strategy: str, kv_tokens: int, shared: bool = F
         clock.set(now)
         r, handle = router.pick(session.worker[t], body_for(turn.messages))
         result.per_replica[r] += 1
+        if t > 0:
+            result.follow_ups += 1
+            result.moved += last_replica.get(s) != r
+        last_replica[s] = r
         prompt = sum(tokens for _, _, tokens in turn.messages)
         replica = replicas[r]
         if not replica.fits(prompt + turn.output_tokens):
