@@ -79,6 +79,9 @@ class _SluiceRouter:
         self.balancers = []
         if self.region:
             sluice.remove_shared_region(self.region)
+            # The cooldown/ejection table lives in a second region, which remove_shared_region
+            # of the first does not remove.
+            sluice.remove_shared_region(self.region + ".endpoints")
 
 
 class _PeerRouter:
