@@ -17,11 +17,14 @@
 //   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
 //                        in its KV cache, as far as the balancer's own routing history says:
 //                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
-//                        bounded to the endpoint's KV capacity (LRU). A match that ends where
-//                        other conversations branched off (a shared system prompt, a common
-//                        template) is no affinity: the index records which block followed each
-//                        block, and a prefix that several continuations share says nothing about
-//                        where this conversation lives, so new conversations spread by load.
+//                        bounded to the endpoint's KV capacity (LRU). A short match that ends
+//                        where other conversations branched off (a shared system prompt, a
+//                        common template) is no affinity: the index records which block followed
+//                        each block, and a prefix that several continuations share says nothing
+//                        about where this conversation lives, so new conversations spread by
+//                        load. A long one (min_shared_affinity_blocks, 16 blocks: a RAG
+//                        document) is, unless every candidate holds it: its prefill is worth
+//                        saving.
 //                        Two load guards keep a
 //                        popular prefix from pinning one replica: an endpoint whose in-flight
 //                        count is more than imbalance_abs above the least-loaded candidate's and
@@ -246,6 +249,14 @@ class Balancer {
     // applies the same test to the whole fleet, with 32-64 and 1.5 for large fleets.) >= 0, >= 1.
     int64_t imbalance_abs = 2;
     double imbalance_rel = 1.5;
+    // kPrefixAffinity, kScored: a match that ends where several conversations branch off (a
+    // shared system prompt, a RAG document) counts as affinity only when it is at least this
+    // many blocks long and not every candidate holds it: a short shared prefix saves little
+    // prefill and would pile new conversations onto its first holder, while a long one (a
+    // 3,000-token document: ~94 blocks) is worth sending to the replicas that hold it (the load
+    // gates above still spread a popular one). Default 16 (2 KiB with 128-byte blocks, about
+    // 512 tokens). >= 1; a very large value gives no affinity to any shared prefix.
+    int64_t min_shared_affinity_blocks = 16;
     // kPrefixAffinity's hot-spot guard: an endpoint with more in flight than mean + this many
     // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). Since the
     // largest of n values is at most sigma x sqrt(n - 1) above their mean, it can only fire with

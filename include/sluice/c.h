@@ -256,6 +256,7 @@ typedef enum sluice_param {
    * then): cooldowns and ejections shared fleet-wide through Redis, mirrored and read again when
    * older than this. Default 250 ms, in [1 ms, 1 min]. */
   SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS = 724,
+  SLUICE_PARAM_BALANCER_MIN_SHARED_AFFINITY_BLOCKS = 725,      /* default 16 */
   /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
   SLUICE_PARAM_FALLBACK_MAX_RETRIES_PER_TARGET = 800,  /* default 1 */
   SLUICE_PARAM_FALLBACK_DEADLINE_NANOS = 801,          /* default 120 s */

@@ -58,6 +58,9 @@ absl::Status Validate(const Balancer::Options& o) {
     return Invalid("kv_full_usage", "must be in (0, 1]");
   }
   if (!Finite(o.load_bound) || o.load_bound < 1) return Invalid("load_bound", "must be >= 1");
+  if (o.min_shared_affinity_blocks < 1) {
+    return Invalid("min_shared_affinity_blocks", "must be >= 1");
+  }
   if (o.virtual_nodes < 1 || o.virtual_nodes > 4096) {
     return Invalid("virtual_nodes", "must be in [1, 4096]");
   }

@@ -62,6 +62,10 @@ class BalancerCore {
   size_t SmoothWeighted() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t PowerOfTwo() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t PrefixAffinity(absl::Span<const uint64_t> blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `match` (over the slots `offered`) is affinity although it may end at a branch
+  // (see Options::min_shared_affinity_blocks).
+  bool SharedMatchCounts(absl::Span<const uint64_t> blocks, const PrefixIndex::Match& match,
+                         uint64_t offered) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t Scored(absl::Span<const uint64_t> blocks, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t ConsistentHash(std::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The least-loaded candidate among those `eligible` accepts; ties go to the smaller prefix

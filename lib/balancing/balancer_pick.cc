@@ -205,6 +205,16 @@ void BalancerCore::AssessKv(const PickRequest& request, int64_t now) {
   }
 }
 
+bool BalancerCore::SharedMatchCounts(absl::Span<const uint64_t> blocks,
+                                     const PrefixIndex::Match& match, uint64_t offered) const {
+  // A match that ends where other conversations branched off holds what several share. Short
+  // (a system prompt) it is no affinity: every replica that served one of them holds it, and a
+  // cold start spreads by load. Long (a RAG document) it is, unless every offered replica holds
+  // it already (then going anywhere saves the same).
+  if (!index_.BranchesAt(blocks, match.blocks)) return true;
+  return match.blocks >= options.min_shared_affinity_blocks && (match.holders & offered) != offered;
+}
+
 size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   const size_t n = candidates_.size();
   double sum = 0, sum_sq = 0, low = std::numeric_limits<double>::max();
@@ -236,9 +246,7 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
     }
   }
   const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
-  // A match that ends where other conversations branched off (a shared system prompt) is no
-  // affinity: every replica that served one of them holds it, so a cold start spreads by load.
-  if (match.blocks == 0 || index_.BranchesAt(blocks, match.blocks)) return LeastLoaded(has_room);
+  if (match.blocks == 0 || !SharedMatchCounts(blocks, match, mask)) return LeastLoaded(has_room);
   matched_ = match.blocks;
   return LeastLoaded([&](size_t i) {
     return candidates_[i]->slot >= 0 && (match.holders >> candidates_[i]->slot & 1) != 0;
@@ -274,8 +282,10 @@ size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {
     if (w.prefix > 0 && !blocks.empty() && e.slot >= 0) {
       const PrefixIndex::Match m = index_.LongestMatch(blocks, uint64_t{1} << e.slot);
       s[i].held = m.blocks;
-      // A match ending where other conversations branched off is shared, not this one's.
-      if (m.blocks > 0 && !index_.BranchesAt(blocks, m.blocks)) {
+      // A short match ending where other conversations branched off is shared, not this one's
+      // (a long one counts; what every candidate holds is taken off below).
+      if (m.blocks > 0 && (!index_.BranchesAt(blocks, m.blocks) ||
+                           m.blocks >= options.min_shared_affinity_blocks)) {
         s[i].prefix = static_cast<double>(m.blocks);
       }
     }

@@ -57,7 +57,8 @@ std::string UpstreamIdentity(const UpstreamSpec& upstream) {
   const Balancer::Options& o = upstream.balancer;
   return absl::StrCat(
       upstream.name, "|", static_cast<int>(o.strategy), "|", o.prefix_hash.block_chars, "/",
-      o.prefix_hash.max_blocks, "|", o.kv_capacity_blocks, "|", o.imbalance_abs, "/",
+      o.prefix_hash.max_blocks, "|", o.kv_capacity_blocks, "|", o.min_shared_affinity_blocks, "|",
+      o.imbalance_abs, "/",
       o.imbalance_rel, "|", o.hot_spot_sigmas, "|", o.weights.prefix, "/", o.weights.queue, "/",
       o.weights.kv_cache, "/", o.weights.in_flight, "|", Nanos(o.metrics_max_age), "|",
       o.score_load_slack, "/", Nanos(o.kv_session_half_life), "/", o.kv_full_usage, "|",

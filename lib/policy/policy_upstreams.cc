@@ -109,7 +109,7 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
                    "hot_spot_sigmas", "metrics_max_age", "score_load_slack",
                    "kv_session_half_life", "kv_full_usage", "load_bound", "virtual_nodes",
                    "ewma_weight", "outlier", "weights", "store", "redis_name",
-                   "redis_refresh"});
+                   "redis_refresh", "min_shared_affinity_blocks"});
     if (!fields.ok()) continue;
     UpstreamSpec upstream;
     upstream.line = fields.line();
@@ -155,6 +155,7 @@ void ReadUpstreams(PolicyErrors& errors, const YAML::Node& node, Policy* policy)
     if (fields.Int("seed", 0, INT64_MAX, &seed)) o.seed = static_cast<uint64_t>(seed);
     fields.Int("kv_capacity_blocks", 1, INT64_MAX, &o.kv_capacity_blocks);
     fields.Int("imbalance_abs", 0, INT64_MAX, &o.imbalance_abs);
+    fields.Int("min_shared_affinity_blocks", 1, INT64_MAX, &o.min_shared_affinity_blocks);
     fields.Double("imbalance_rel", 1, 1e9, &o.imbalance_rel);
     fields.Double("hot_spot_sigmas", 0, 1e9, &o.hot_spot_sigmas);
     fields.Duration("metrics_max_age", absl::Nanoseconds(1), kLongest, &o.metrics_max_age);

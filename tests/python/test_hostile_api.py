@@ -948,7 +948,8 @@ spec("Balancer", lambda ctx: sluice.Balancer, _balancer_ctor_args,
       "cooldown_rate_limited": SECS, "cooldown_auth": SECS, "cooldown_connection": SECS,
       "cooldown_timeout": SECS, "cooldown_server": SECS, "ewma_weight": FLOAT, "seed": INT,
       "clock": CLOCK, "shared_region": REGION, "shared_max_in_flight": INT, "shared_lease": SECS,
-      "redis": STORE, "redis_name": OPT_STR, "redis_refresh": SECS},
+      "redis": STORE, "redis_name": OPT_STR, "redis_refresh": SECS,
+      "min_shared_affinity_blocks": INT},
      scopes=("process", "host", "cluster"), after=_use_balancer,
      # A host-scope balancer maps 33 MiB: there, the options of the shared counts.
      only_process=("strategy", "block_chars", "max_blocks", "kv_capacity_blocks", "imbalance_abs",
@@ -956,7 +957,7 @@ spec("Balancer", lambda ctx: sluice.Balancer, _balancer_ctor_args,
                    "score_load_slack", "kv_session_half_life", "kv_full_usage", "load_bound",
                    "virtual_nodes", "failures_before_cooldown", "cooldown_rate_limited",
                    "cooldown_auth", "cooldown_connection", "cooldown_timeout", "cooldown_server",
-                   "ewma_weight", "seed"))
+                   "ewma_weight", "seed", "min_shared_affinity_blocks"))
 
 
 def _balancer(ctx, strategy="weighted_round_robin"):

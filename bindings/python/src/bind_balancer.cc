@@ -245,7 +245,8 @@ each process keeps its own). Thread-safe; a pick never blocks on I/O.)doc")
                        const sluice::Clock* clock, std::optional<std::string> shared_region,
                        int64_t shared_max_in_flight, double shared_lease,
                        std::shared_ptr<sluice::RedisStore> redis,
-                       std::optional<std::string> redis_name, double redis_refresh) {
+                       std::optional<std::string> redis_name, double redis_refresh,
+                       int64_t min_shared_affinity_blocks) {
              Balancer::Options o;
              o.strategy = StrategyFromName(strategy);
              o.prefix_hash = {block_chars, max_blocks};
@@ -281,6 +282,7 @@ each process keeps its own). Thread-safe; a pick never blocks on I/O.)doc")
              o.redis = std::move(redis);
              o.redis_name = redis_name.value_or("");
              o.redis_refresh = SecondsToDuration(redis_refresh, "redis_refresh");
+             o.min_shared_affinity_blocks = min_shared_affinity_blocks;
              // Shared: a FallbackPolicy target may route through it.
              return std::shared_ptr<Balancer>(ValueOrThrow(Balancer::Create(o, ClockOrDefault(clock))));
            }),
@@ -311,6 +313,7 @@ each process keeps its own). Thread-safe; a pick never blocks on I/O.)doc")
            py::arg("shared_lease") = absl::ToDoubleSeconds(kDefaults.shared_lease),
            py::arg("redis") = nullptr, py::arg("redis_name") = py::none(),
            py::arg("redis_refresh") = absl::ToDoubleSeconds(kDefaults.redis_refresh),
+           py::arg("min_shared_affinity_blocks") = kDefaults.min_shared_affinity_blocks,
            // Keeps the clock alive with the balancer: 24 is its position (self is 1); count again
            // when adding an argument before it (test_hostile_lifetimes catches a wrong one).
            py::keep_alive<1, 24>())

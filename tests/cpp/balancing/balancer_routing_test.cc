@@ -238,3 +238,66 @@ TEST_CASE("prefix affinity: an engine that reports a full KV cache gets no new p
   clock.Advance(absl::Seconds(3));
   CHECK(Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 16)})).endpoint_id() == now_home);
 }
+
+// Found by the second simulator (benchmarks/fleet2): the rule above also took RAG's long shared
+// documents for no affinity, so questions on one 3,000-token document spread over every replica
+// and each paid its prefill (no better than round robin). A long shared prefix counts.
+TEST_CASE("prefix affinity: a long shared document is affinity, a short shared prompt is not") {
+  ManualClock clock;
+  std::vector<uint64_t> document_a(94), document_b(94);  // ~3,000 tokens in 128-byte blocks
+  for (size_t i = 0; i < document_a.size(); ++i) document_a[i] = 0xA000 + i, document_b[i] = 0xB000 + i;
+  for (Strategy strategy : {Strategy::kPrefixAffinity, Strategy::kScored}) {
+    Balancer::Options o;
+    if (strategy == Strategy::kScored) o.weights = {.prefix = 3, .queue = 0, .kv_cache = 0, .in_flight = 1};
+    auto b = MakeBalancer(strategy, &clock, o);
+    for (int e = 0; e < 8; ++e) REQUIRE(b->AddEndpoint({.id = "r" + std::to_string(e)}).ok());
+    std::map<char, std::set<std::string>> served;
+    for (uint64_t question = 1; question <= 24; ++question) {
+      const char doc = question % 2 ? 'a' : 'b';
+      Pick p = Value(b->PickEndpoint(
+          {.prefix_blocks = Conversation(question, 96, doc == 'a' ? document_a : document_b)}));
+      served[doc].insert(p.endpoint_id());
+      p.Complete({});
+    }
+    INFO("strategy " << static_cast<int>(strategy));
+    // Each document's questions stay with the replica that holds it (idle fleet: no load gate).
+    CHECK(served['a'].size() == 1);
+    CHECK(served['b'].size() == 1);
+  }
+  // The same with a 16-block threshold above the documents' length: they spread, as a short
+  // system prompt does.
+  Balancer::Options o;
+  o.min_shared_affinity_blocks = 95;
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock, o);
+  for (int e = 0; e < 8; ++e) REQUIRE(b->AddEndpoint({.id = "r" + std::to_string(e)}).ok());
+  std::set<std::string> served;
+  for (uint64_t question = 1; question <= 24; ++question) {
+    Pick p = Value(b->PickEndpoint({.prefix_blocks = Conversation(question, 96, document_a)}));
+    served.insert(p.endpoint_id());
+    p.Complete({});
+  }
+  CHECK(served.size() > 2);
+}
+
+TEST_CASE("prefix affinity: a popular long document spreads past the load gate, then stays") {
+  ManualClock clock;
+  std::vector<uint64_t> document(94);
+  for (size_t i = 0; i < document.size(); ++i) document[i] = 0xC000 + i;
+  auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock);
+  for (int e = 0; e < 4; ++e) REQUIRE(b->AddEndpoint({.id = "r" + std::to_string(e)}).ok());
+  std::vector<Pick> held;  // questions still running: load builds up
+  for (uint64_t question = 1; question <= 12; ++question) {
+    held.push_back(Value(b->PickEndpoint({.prefix_blocks = Conversation(question, 96, document)})));
+  }
+  // Never more than the gate allows ahead of the least loaded (2): no pile-up.
+  const auto counts = InFlight(*b);
+  CHECK(Spread(counts) <= 3);
+}
+
+TEST_CASE("min_shared_affinity_blocks must be at least 1") {
+  Balancer::Options o;
+  o.min_shared_affinity_blocks = 0;
+  auto made = Balancer::Create(o);
+  REQUIRE(absl::IsInvalidArgument(made.status()));
+  CHECK(std::string(made.status().message()).find("min_shared_affinity_blocks") != std::string::npos);
+}
