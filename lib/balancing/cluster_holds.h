@@ -45,8 +45,8 @@ class PendingReply;
 
 // Thread-safe. Shared by the Balancer's core and its endpoints (a Pick that outlives the
 // balancer may still send a hold, so this keeps the store alive). A read's callback holds only
-// the Mirror, which owns no store: were it the last owner of the store, the store would be
-// destroyed on its own connection thread.
+// the Mirror (no store, no endpoint), so a balancer let go while its read is under way goes at
+// once, and the callback reads the balancer's clock only while one of its endpoints lives.
 class ClusterHolds {
  public:
   // InvalidArgument naming redis_name / redis_refresh (Balancer's option names).
