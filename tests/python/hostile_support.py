@@ -297,10 +297,12 @@ def _split_top_level(text: str) -> List[str]:
 
 def _pybind_params(doc: str, name: str) -> Optional[List[Param]]:
     """The parameters in a pybind11 docstring's first signature line, ``name(self: T, a: X, *,
-    b: Y = 1) -> R``; None when there is none."""
+    b: Y = 1) -> R``; None when there is none. An overloaded function's docstring starts with
+    ``name(*args, **kwargs)`` and then numbers its overloads (``1. name(...)``): the first
+    overload is the one read (sluice's later overloads only name a wrong argument's type)."""
     for line in (doc or "").splitlines():
-        line = line.strip()
-        if not line.startswith(name + "("):
+        line = re.sub(r"^\d+\.\s+", "", line.strip())
+        if not line.startswith(name + "(") or line.startswith(name + "(*args, **kwargs)"):
             continue
         depth, end = 0, None
         for i, ch in enumerate(line[len(name):], start=len(name)):

@@ -92,3 +92,27 @@ def test_tls_keywords_reach_the_options():
     sluice.RedisStore(tls=True, tls_cert_file="/c.pem", tls_key_file="/k.pem", tls_verify_peer=False)
     with pytest.raises(sluice.InvalidArgument, match="sentinel_username needs a sentinel_password"):
         sluice.RedisStore(sentinel_master="m", sentinels=["s"], sentinel_username="w")
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda: sluice.RedisStore(password="s3cret-pw", db="bad"), "db must be an int"),
+    (lambda: sluice.RedisStore("h", "6379", password="s3cret-pw"), "port must be an int"),
+    (lambda: sluice.RedisStore(password="s3cret-pw", tls="yes"), "tls must be a bool"),
+    (lambda: sluice.RedisStore(password="s3cret-pw", command_timeout="1"),
+     "command_timeout must be a number of seconds"),
+    (lambda: sluice.RedisStore(password="s3cret-pw", sentinel_password=3),
+     "sentinel_password must be a str or None"),
+    (lambda: sluice.RedisStore(password="s3cret-pw", nope=1), "unknown keyword 'nope'"),
+    (lambda: sluice.RedisStore("h", 1, 2, password="s3cret-pw"), "3 positional arguments"),
+    (lambda: sluice.RedisStore.from_url(None, password="s3cret-pw"), "url must be a str"),
+    (lambda: sluice.RedisStore.from_url(url=3, password="s3cret-pw"), "url must be a str"),
+    (lambda: sluice.RedisStore.from_url(password="s3cret-pw"), "url is required"),
+])
+def test_a_wrong_type_is_named_and_no_password_shown(call, named):
+    """pybind11's own TypeError lists every argument's value: a password given beside a wrong
+    type ended up in logs. The message names the argument and shows no value."""
+    with pytest.raises(TypeError) as raised:
+        call()
+    message = str(raised.value)
+    assert "s3cret-pw" not in message
+    assert named in message

@@ -144,6 +144,7 @@ class RedisStore:
     Redis is unreachable, decisions fail fast into each object's failure mode. Safe across fork().
     """
     @staticmethod
+    @typing.overload
     def from_url(url: str, **kwargs) -> RedisStore:
         """
         A store from a connection URL: redis://[[user]:password@]host[:port][/db][?options],
@@ -152,6 +153,13 @@ class RedisStore:
         its options: sluice/redis_store.h, RedisOptionsFromUrl). Keyword overrides take the
         constructor's names and win over the URL. Errors never show the password.
         """
+    @staticmethod
+    @typing.overload
+    def from_url(*args, **kwargs) -> RedisStore:
+        """
+        Reached only by a url of the wrong type: raises TypeError naming it.
+        """
+    @typing.overload
     def __init__(self, host: str = '127.0.0.1', port: int = 6379, *, unix_socket: str | None = None, username: str | None = None, password: str | None = None, db: int = 0, connect_timeout: float = 0.2, command_timeout: float = 0.005, reconnect_interval: float = 0.1, key_prefix: str = 'sluice', tls: bool = False, tls_ca_file: str | None = None, tls_cert_file: str | None = None, tls_key_file: str | None = None, tls_server_name: str | None = None, tls_verify_peer: bool = True, sentinel_master: str | None = None, sentinels: typing.Any = None, sentinel_username: str | None = None, sentinel_password: str | None = None, cluster_nodes: typing.Any = None) -> None:
         """
         Standalone (host and port, or unix_socket), Sentinel (sentinel_master and sentinels)
@@ -159,6 +167,11 @@ class RedisStore:
         'host:port' strings or (host, port) tuples (IPv6 hosts in [] in strings), or one
         'h:p,h:p' string. tls turns TLS on for every connection; tls_verify_peer=False
         accepts any certificate. See sluice/redis_store.h, RedisOptions.
+        """
+    @typing.overload
+    def __init__(self, *args, **kwargs) -> None:
+        """
+        Reached only by arguments of the wrong type: raises TypeError naming the argument.
         """
     def check(self, timeout: float = 2.0) -> None:
         """
@@ -654,7 +667,7 @@ class Balancer:
     ``redis_refresh`` seconds, default 0.25; a pick never waits for Redis, and while Redis is down
     each process keeps its own). Thread-safe; a pick never blocks on I/O.
     """
-    def __init__(self, strategy: str = 'least_request', *, block_chars: int = 128, max_blocks: int = 256, kv_capacity_blocks: int = 16384, imbalance_abs: int = 2, imbalance_rel: float = 1.5, hot_spot_sigmas: float = 2.0, weights: collections.abc.Mapping[str, float] = {}, metrics_max_age: float = 2.0, score_load_slack: float = 4.0, kv_session_half_life: float = 60.0, kv_full_usage: float = 0.9, load_bound: float = 1.25, virtual_nodes: int = 64, failures_before_cooldown: int = 1, cooldown_rate_limited: float = 60.0, cooldown_auth: float = 10.0, cooldown_connection: float = 10.0, cooldown_timeout: float = 0.0, cooldown_server: float = 0.0, ewma_weight: float = 0.2, seed: int = 0, clock: Clock = None, shared_region: str | None = None, shared_max_in_flight: int = 256, shared_lease: float = 600.0, redis: RedisStore = None, redis_name: str | None = None, redis_refresh: float = 0.25) -> None:
+    def __init__(self, strategy: str = 'least_request', *, block_chars: int = 128, max_blocks: int = 256, kv_capacity_blocks: int = 16384, imbalance_abs: int = 2, imbalance_rel: float = 1.5, hot_spot_sigmas: float = 2.0, weights: collections.abc.Mapping[str, float] = {}, metrics_max_age: float = 2.0, score_load_slack: float = 4.0, kv_session_half_life: float = 60.0, kv_full_usage: float = 0.9, load_bound: float = 1.25, virtual_nodes: int = 64, failures_before_cooldown: int = 1, cooldown_rate_limited: float = 60.0, cooldown_auth: float = 10.0, cooldown_connection: float = 10.0, cooldown_timeout: float = 0.0, cooldown_server: float = 0.0, ewma_weight: float = 0.2, seed: int = 0, clock: Clock = None, shared_region: str | None = None, shared_max_in_flight: int = 256, shared_lease: float = 600.0, redis: RedisStore = None, redis_name: str | None = None, redis_refresh: float = 0.25, min_shared_affinity_blocks: int = 16) -> None:
         ...
     def add_endpoint(self, id: str, *, weight: int = 1, max_concurrency: int = 0, kv_capacity_blocks: int = 0, labels: dict = {}) -> None:
         """

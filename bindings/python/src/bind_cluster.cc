@@ -1,6 +1,8 @@
 // RedisStore and PendingDecision: cluster scope.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+
 #include <optional>
 #include <string>
 #include <utility>
@@ -214,6 +216,76 @@ sluice::ClusterOptions ClusterFromPython(const char* object,
                                                        "or 'local', got '" + on_failure + "'");
 }
 
+// What RedisStore(...) was given that its typed constructor refused, named without any value:
+// pybind11's own TypeError lists every argument's value, a password included.
+std::string RedisStoreArgumentError(const py::args& args, const py::kwargs& kwargs) {
+  enum Kind { kStr, kOptionalStr, kInt, kSeconds, kBool, kNodes };
+  static const std::pair<const char*, Kind> kParams[] = {
+      {"host", kStr}, {"port", kInt}, {"unix_socket", kOptionalStr}, {"username", kOptionalStr},
+      {"password", kOptionalStr}, {"db", kInt}, {"connect_timeout", kSeconds},
+      {"command_timeout", kSeconds}, {"reconnect_interval", kSeconds}, {"key_prefix", kStr},
+      {"tls", kBool}, {"tls_ca_file", kOptionalStr}, {"tls_cert_file", kOptionalStr},
+      {"tls_key_file", kOptionalStr}, {"tls_server_name", kOptionalStr},
+      {"tls_verify_peer", kBool}, {"sentinel_master", kOptionalStr}, {"sentinels", kNodes},
+      {"sentinel_username", kOptionalStr}, {"sentinel_password", kOptionalStr},
+      {"cluster_nodes", kNodes}};
+  const std::string who = "sluice.RedisStore: ";
+  auto type_name = [](const py::handle& v) {
+    return std::string(py::str(py::type::of(v).attr("__name__")));
+  };
+  auto wrong = [&](const char* name, Kind kind, const py::handle& v) -> std::string {
+    const bool is_bool = py::isinstance<py::bool_>(v);
+    const bool is_int = py::isinstance<py::int_>(v) && !is_bool;
+    switch (kind) {
+      case kStr:
+        if (!py::isinstance<py::str>(v)) return std::string(name) + " must be a str";
+        break;
+      case kOptionalStr:
+        if (!v.is_none() && !py::isinstance<py::str>(v)) {
+          return std::string(name) + " must be a str or None";
+        }
+        break;
+      case kInt:
+        if (!is_int) return std::string(name) + " must be an int";
+        break;
+      case kSeconds:
+        if (!is_int && !py::isinstance<py::float_>(v)) {
+          return std::string(name) + " must be a number of seconds";
+        }
+        break;
+      case kBool:
+        if (!is_bool) return std::string(name) + " must be a bool";
+        break;
+      case kNodes:
+        break;  // checked by the constructor itself, which names the item
+    }
+    return "";
+  };
+  if (args.size() > 2) {
+    return who + "takes host and port by position and the rest by keyword, got " +
+           std::to_string(args.size()) + " positional arguments";
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (std::string e = wrong(kParams[i].first, kParams[i].second, args[i]); !e.empty()) {
+      return who + e + ", got " + type_name(args[i]);
+    }
+  }
+  for (const auto& [key, value] : kwargs) {
+    const std::string name = py::str(key);
+    const auto* param = std::find_if(std::begin(kParams), std::end(kParams),
+                                     [&](const auto& p) { return name == p.first; });
+    if (param == std::end(kParams)) return who + "unknown keyword '" + name + "'";
+    if (param - std::begin(kParams) < static_cast<ptrdiff_t>(args.size())) {
+      return who + "got " + name + " both by position and by keyword";
+    }
+    if (std::string e = wrong(param->first, param->second, value); !e.empty()) {
+      return who + e + ", got " + type_name(value);
+    }
+  }
+  return who + "the arguments do not fit its signature (see help(sluice.RedisStore)); their "
+               "values are not shown, one may be a password";
+}
+
 void BindCluster(py::module_& m) {
   py::class_<sluice::RedisStore, std::shared_ptr<sluice::RedisStore>>(m, "RedisStore", R"doc(
 One connection to Redis, owned by a native background thread and shared by the objects that keep
@@ -276,6 +348,13 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
            "'host:port' strings or (host, port) tuples (IPv6 hosts in [] in strings), or one\n"
            "'h:p,h:p' string. tls turns TLS on for every connection; tls_verify_peer=False\n"
            "accepts any certificate. See sluice/redis_store.h, RedisOptions.")
+      // Tried only when the typed constructor above refused the arguments: a TypeError that
+      // names the argument and shows no value (pybind11's would show the password).
+      .def(py::init([](const py::args& args,
+                       const py::kwargs& kwargs) -> std::shared_ptr<sluice::RedisStore> {
+             throw py::type_error(RedisStoreArgumentError(args, kwargs));
+           }),
+           "Reached only by arguments of the wrong type: raises TypeError naming the argument.")
       .def_static(
           "from_url",
           [](const std::string& url, py::kwargs overrides) {
@@ -293,6 +372,20 @@ Redis is unreachable, decisions fail fast into each object's failure mode. Safe 
           "redis+cluster://h1[:6379],h2, and rediss+sentinel / rediss+cluster (the grammar and\n"
           "its options: sluice/redis_store.h, RedisOptionsFromUrl). Keyword overrides take the\n"
           "constructor's names and win over the URL. Errors never show the password.")
+      .def_static(
+          "from_url",
+          [](const py::args& args,
+             const py::kwargs& kwargs) -> std::shared_ptr<sluice::RedisStore> {
+            // Reached when `url` is missing or not a str: pybind11's TypeError would list the
+            // overrides' values, a password included.
+            const std::string who = "sluice.RedisStore.from_url: ";
+            if (args.size() > 1) throw py::type_error(who + "takes the url alone by position");
+            if (args.empty() && !kwargs.contains("url")) throw py::type_error(who + "url is required");
+            const py::handle url = args.empty() ? py::handle(kwargs["url"]) : py::handle(args[0]);
+            throw py::type_error(who + "url must be a str, got " +
+                                 std::string(py::str(py::type::of(url).attr("__name__"))));
+          },
+          "Reached only by a url of the wrong type: raises TypeError naming it.")
       .def(
           "stats",
           [](const sluice::RedisStore& s) {
