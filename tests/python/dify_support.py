@@ -4,10 +4,12 @@ package tree on disk."""
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 import textwrap
 import uuid
-from typing import Dict, Iterator, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import sluice
 import sluice.dify as dify
@@ -168,3 +170,34 @@ def forget_fake_dify() -> None:
     for name in list(sys.modules):
         if name.split(".", 1)[0] in DIFY_TOP_LEVEL:
             del sys.modules[name]
+
+
+@contextmanager
+def fake_dify_tree(root: Any) -> Iterator[Callable[..., Any]]:
+    """Yields ``make(modules=None, **options)``, which writes a Dify-shaped tree under `root`
+    (write_fake_dify's `options`, then `modules`: relative path -> source, dedented) and puts it
+    first on sys.path; returns `root`. On the way out: sluice.dify uninstalled and reset to
+    process scope, the tree off sys.path and its modules forgotten."""
+    root = str(root)
+
+    def make(modules: Optional[Dict[str, str]] = None, **options: Any) -> Any:
+        write_fake_dify(root, **options)
+        for relative, text in (modules or {}).items():
+            path = os.path.join(root, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(textwrap.dedent(text))
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        return pathlib.Path(root)
+
+    try:
+        yield make
+    finally:
+        dify.uninstall()
+        dify.configure(None)
+        dify.configure_attempt_limiters("process")
+        dify.RateLimit._instances.clear()
+        if root in sys.path:
+            sys.path.remove(root)
+        forget_fake_dify()

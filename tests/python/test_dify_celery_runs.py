@@ -426,18 +426,8 @@ def test_an_admit_never_runs_while_its_process_has_lifted_the_cap_to_the_ceiling
 
 @pytest.fixture
 def fake_dify(tmp_path):
-    def make(**options):
-        dify_support.write_fake_dify(str(tmp_path), **options)
-        sys.path.insert(0, str(tmp_path))
-        return tmp_path
-    yield make
-    dify.uninstall()
-    dify.configure(None)
-    dify.configure_attempt_limiters("process")
-    RateLimit._instances.clear()
-    if str(tmp_path) in sys.path:
-        sys.path.remove(str(tmp_path))
-    dify_support.forget_fake_dify()
+    with dify_support.fake_dify_tree(tmp_path) as make:
+        yield make
 
 
 def test_install_hooks_the_celery_task_and_uninstall_puts_it_back(fake_dify):

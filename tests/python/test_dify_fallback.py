@@ -538,21 +538,9 @@ DIFY_MODEL_MODULES = {
 
 @pytest.fixture
 def fake_dify(tmp_path):
-    import os
     import dify_support
-    dify_support.write_fake_dify(str(tmp_path))
-    for relative, text in DIFY_MODEL_MODULES.items():
-        path = tmp_path / relative
-        os.makedirs(path.parent, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    sys.path.insert(0, str(tmp_path))
-    yield tmp_path
-    dify.uninstall()
-    dify.configure(None)
-    dify.configure_attempt_limiters("process")
-    dify.RateLimit._instances.clear()
-    sys.path.remove(str(tmp_path))
-    dify_support.forget_fake_dify()
+    with dify_support.fake_dify_tree(tmp_path) as make:
+        yield make(DIFY_MODEL_MODULES)
 
 
 def test_install_with_fallbacks_builds_alternatives_with_difys_model_manager(fake_dify):

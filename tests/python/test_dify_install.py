@@ -4,7 +4,6 @@ and the symbol) without patching anything, and uninstall puts Dify's classes bac
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 
@@ -16,18 +15,8 @@ import dify_support
 
 @pytest.fixture
 def fake_dify(tmp_path):
-    def make(**options):
-        dify_support.write_fake_dify(str(tmp_path), **options)
-        sys.path.insert(0, str(tmp_path))
-        return tmp_path
-    yield make
-    dify.uninstall()
-    dify.configure(None)
-    dify.configure_attempt_limiters("process")
-    dify.RateLimit._instances.clear()
-    if str(tmp_path) in sys.path:
-        sys.path.remove(str(tmp_path))
-    dify_support.forget_fake_dify()
+    with dify_support.fake_dify_tree(tmp_path) as make:
+        yield make
 
 
 def process_policy():

@@ -5,9 +5,6 @@ ProviderTokenNotInitError, and uninstall restores Dify's classes and the previou
 
 from __future__ import annotations
 
-import os
-import sys
-import textwrap
 import time
 
 import pytest
@@ -106,23 +103,16 @@ class Runtime:
 
 @pytest.fixture
 def fake_dify(tmp_path):
-    dify_support.write_fake_dify(str(tmp_path))
-    with open(tmp_path / "core" / "errors" / "error.py", "a") as f:
-        f.write("\n\nclass ProviderTokenNotInitError(ValueError):\n    pass\n")
-    for relative, text in EXTRA_MODULES.items():
-        path = tmp_path / relative
-        os.makedirs(path.parent, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    sys.path.insert(0, str(tmp_path))
-    previous = dify.configure_key_rotation("process", clock=sluice.ManualClock(0.0))
-    yield tmp_path
-    dify.uninstall()
-    dify.configure(None)
-    dify.configure_attempt_limiters("process")
-    dify.configure_key_rotation(**previous)
-    dify.RateLimit._instances.clear()
-    sys.path.remove(str(tmp_path))
-    dify_support.forget_fake_dify()
+    with dify_support.fake_dify_tree(tmp_path) as make:
+        root = make(EXTRA_MODULES)
+        with open(root / "core" / "errors" / "error.py", "a") as f:
+            f.write("\n\nclass ProviderTokenNotInitError(ValueError):\n    pass\n")
+        previous = dify.configure_key_rotation("process", clock=sluice.ManualClock(0.0))
+        try:
+            yield root
+        finally:
+            dify.uninstall()  # before the key rotation it may have swapped in is reset
+            dify.configure_key_rotation(**previous)
 
 
 def process_policy():

@@ -4,8 +4,6 @@ reports it as a 429 event (other errors keep Dify's 400s), and uninstall restore
 
 from __future__ import annotations
 
-import os
-import sys
 import textwrap
 
 import pytest
@@ -79,19 +77,8 @@ rules:
 
 @pytest.fixture
 def fake_dify(tmp_path):
-    dify_support.write_fake_dify(str(tmp_path))
-    for relative, text in EXTRA_MODULES.items():
-        path = tmp_path / relative
-        os.makedirs(path.parent, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    sys.path.insert(0, str(tmp_path))
-    yield tmp_path
-    dify.uninstall()
-    dify.configure(None)
-    dify.configure_attempt_limiters("process")
-    dify.RateLimit._instances.clear()
-    sys.path.remove(str(tmp_path))
-    dify_support.forget_fake_dify()
+    with dify_support.fake_dify_tree(tmp_path) as make:
+        yield make(EXTRA_MODULES)
 
 
 def process_policy():
