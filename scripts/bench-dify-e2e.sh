@@ -7,29 +7,12 @@
 #   scripts/bench-dify-e2e.sh              ~3 min
 #   scripts/bench-dify-e2e.sh --quick      ~1 min (what scripts/run-harness.sh runs)
 #
-# sluice is installed (pip install --no-build-isolation .) into a venv under build/ made with
-# --system-site-packages, so the benchmark always measures this tree; its CMake build dir is
-# pyproject's build/python/<tag>, the one scripts/run-tests.sh's pip install keeps, so a rerun
-# only rebuilds what changed. DIFY_E2E_PYTHON=/path/to/python uses an interpreter that has this
-# tree's sluice already (nothing is installed). Needs flask, gunicorn, gevent and redis (from
-# requirements-dev.txt: scripts/install-deps.sh) and redis-server.
+# sluice comes from scripts/bench-venv.sh (this tree, installed into build/bench-venv;
+# BENCH_PYTHON=/path/to/python uses an interpreter that has it already). Needs flask, gunicorn,
+# gevent and redis (from requirements-dev.txt: scripts/install-deps.sh) and redis-server.
 set -euo pipefail
-export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
-if [[ -n "${DIFY_E2E_PYTHON:-}" ]]; then
-  py="$DIFY_E2E_PYTHON"
-else
-  venv="build/dify-e2e-venv"
-  if [[ ! -x "$venv/bin/python" ]]; then
-    "${PYTHON:-python3}" -m venv --system-site-packages "$venv" || {
-      rm -rf "$venv"
-      echo "bench-dify-e2e: ${PYTHON:-python3} -m venv failed (Debian: apt-get install python3-venv)" >&2
-      exit 1
-    }
-  fi
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
-  py="$venv/bin/python"
-fi
+source scripts/bench-venv.sh
 if ! "$py" -c "import flask, gunicorn, gevent, redis, sluice.dify" 2>/dev/null; then
   echo "bench-dify-e2e: $py lacks flask, gunicorn, gevent, redis or sluice.dify;" \
        "run scripts/install-deps.sh" >&2

@@ -313,12 +313,28 @@ class Balancer {
     // more atomic load per endpoint for each of the two holds, from a cell found when the endpoint
     // was added (no hashing, no probing, no lock). Times are the balancer clock's nanoseconds, so
     // every process must read a clock on CLOCK_MONOTONIC's timeline (Clock::Steady, CoarseSteady,
-    // Tsc); a ManualClock shares correctly only between balancers of one process. What stays per
-    // process: the failure runs that lead to a cooldown or an ejection (each process counts its
-    // own consecutive failures), times_ejected and the ejection cap's arithmetic (the cap counts
-    // the shared ejections), moving averages, the prefix index and KV estimate, metrics, and the
-    // round-robin cursors. An endpoint removed and added again with the same id finds its shared
-    // holds still there. RemoveSharedRegion both names to start afresh. At most 190 characters.
+    // Tsc); a ManualClock shares correctly only between balancers of one process.
+    //
+    // Shared routes (kPrefixAffinity, kScored with a prefix weight). Every pick is appended to a
+    // third region, "<shared_region>.routes" (2 MiB: a ring of the last ~990 routes with the
+    // default prefix_hash), and each pick first replays the routes the host's other balancers
+    // took since its last one (at most 64) into its own prefix index and KV estimate. So a
+    // conversation's next turn goes to the replica that holds it whichever worker picks it, and a
+    // worker that starts later learns the ring's routes. Cost: each process inserts every pick of
+    // the host into its own index (with 4 workers, a pick replays about 3 others', each about
+    // as costly as inserting its own); what it loses: routes older than the ring when a process
+    // falls that far behind, a route torn while read (a checksum rejects it), and blocks past
+    // the first 1,024 of a prompt. Every balancer on one region must hash prompts alike
+    // (prefix_hash): another configuration is FailedPrecondition naming the region. Round robin
+    // takes the endpoints in turn host-wide (one cursor in the ".endpoints" region), so workers
+    // that add the same endpoints in the same order rotate through them together.
+    //
+    // What stays per process: the failure runs that lead to a cooldown or an ejection (each
+    // process counts its own consecutive failures), times_ejected and the ejection cap's
+    // arithmetic (the cap counts the shared ejections), moving averages, metrics, and smooth
+    // weighted round robin's running weights. An endpoint removed and added again with the same
+    // id finds its shared holds still there. RemoveSharedRegion the three names to start
+    // afresh. At most 190 characters.
     std::string shared_region;
     // Host scope: picks in flight per endpoint that the region can count, host-wide (at most
     // 4096). A pick beyond it still goes out, counted only in its own process. Default 256.

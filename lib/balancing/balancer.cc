@@ -204,6 +204,7 @@ absl::Status BalancerCore::Add(const EndpointSpec& spec) {
     }
     state->slot = __builtin_ctzll(free_slots_);
     free_slots_ &= free_slots_ - 1;
+    state->route_key = SharedRouteLog::EndpointKey(spec.id);
   }
   endpoints_.push_back(std::move(state));
   RebuildRing();
@@ -341,6 +342,16 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                           absl::StrCat("sluice.Balancer: shared_region: ", holds.status().message()));
     }
     core->set_host_holds(*std::move(holds));
+    if (core->UsesPrefixIndex()) {
+      absl::StatusOr<std::unique_ptr<internal::SharedRouteLog>> routes =
+          internal::SharedRouteLog::Open(options.shared_region, options.prefix_hash);
+      if (!routes.ok()) {
+        return absl::Status(routes.status().code(),
+                            absl::StrCat("sluice.Balancer: shared_region: ",
+                                         routes.status().message()));
+      }
+      core->set_route_log(*std::move(routes));
+    }
   }
   if (options.redis != nullptr) {
     auto holds = std::make_shared<internal::ClusterHolds>(options.redis, options.redis_name,

@@ -17,6 +17,7 @@
 #include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
 #include "balancing/resident_tokens.h"
+#include "balancing/shared_route_log.h"
 #include "sluice/balancer.h"
 
 namespace sluice {
@@ -44,6 +45,10 @@ class BalancerCore {
   // Host scope (Options::shared_region): called once by Balancer::Create, before any pick.
   void set_host_counts(std::shared_ptr<ConcurrencyLimiter> counts) { host_counts_ = std::move(counts); }
   void set_host_holds(std::shared_ptr<SharedHoldTable> holds) { host_holds_ = std::move(holds); }
+  // Host scope with a prefix strategy: called once by Balancer::Create, before any pick.
+  void set_route_log(std::unique_ptr<SharedRouteLog> log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    routes_ = std::move(log);
+  }
   // Cluster scope (Options::redis): called once by Balancer::Create, before any pick.
   void set_cluster_holds(std::shared_ptr<ClusterHolds> holds) { cluster_holds_ = std::move(holds); }
 
@@ -74,6 +79,12 @@ class BalancerCore {
   size_t LeastLoaded(Eligible eligible) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   int64_t CapacityOf(const State& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records in the prefix index and the KV estimate that `blocks` (a request of `tokens`
+  // tokens) went to `e`, taking over the conversation it continues.
+  void RecordRoute(const State& e, absl::Span<const uint64_t> blocks, double tokens, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Host scope: records the routes the host's other balancers took since the last pick.
+  void ReplayHostRoutes(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // KV pressure (prefix strategies): finds the conversation this request continues and marks
   // each candidate whose KV cache it would overflow, into session_ and kv_full_.
   void AssessKv(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -89,6 +100,9 @@ class BalancerCore {
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
   // Host scope: cooldowns and ejections shared through a second region (null in process scope).
   std::shared_ptr<SharedHoldTable> host_holds_;
+  // Host scope with a prefix strategy: the routes every process on the host appends and replays
+  // (null otherwise).
+  std::unique_ptr<SharedRouteLog> routes_ ABSL_GUARDED_BY(mu_);
   // Cluster scope: cooldowns and ejections mirrored from Redis (null otherwise).
   std::shared_ptr<ClusterHolds> cluster_holds_;
   mutable Mutex mu_;

@@ -84,6 +84,7 @@ struct EndpointState {
   // Guarded by the Balancer's mutex (read by Stats() under it).
   std::shared_ptr<const EndpointSpec> spec;
   int slot = -1;              // prefix-index bit, -1 without one
+  uint64_t route_key = 0;     // host scope: its id's key in the shared route log
   int64_t swrr_current = 0;   // smooth weighted round robin's running weight
   uint64_t candidate_epoch = 0;  // == the core's epoch while a candidate of the current pick
   size_t candidate_index = 0;    // its index among the candidates then

@@ -137,7 +137,16 @@ size_t BalancerCore::LeastLoaded(Eligible eligible) {
   return best;
 }
 
-size_t BalancerCore::RoundRobin() { return round_robin_++ % candidates_.size(); }
+size_t BalancerCore::RoundRobin() {
+  // Host scope: one cursor for the host's processes, so its workers take the endpoints in turn
+  // together (a full table keeps the process's own cursor).
+  if (host_holds_ != nullptr) {
+    if (absl::StatusOr<uint64_t> turn = host_holds_->NextRoundRobin(); turn.ok()) {
+      return *turn % candidates_.size();
+    }
+  }
+  return round_robin_++ % candidates_.size();
+}
 
 size_t BalancerCore::SmoothWeighted() {
   // nginx's smooth weighted round robin: every candidate gains its weight, the richest is picked
@@ -354,11 +363,38 @@ size_t BalancerCore::ConsistentHash(std::string_view key) {
   return LeastLoaded([](size_t) { return true; });
 }
 
+void BalancerCore::RecordRoute(const State& e, absl::Span<const uint64_t> blocks, double tokens,
+                               int64_t now) {
+  uint64_t session_key = 0;  // the conversation it continues, as AssessKv finds it
+  const PrefixIndex::Match anywhere = index_.LongestMatch(blocks, ~uint64_t{0});
+  if (anywhere.blocks > 0 && !index_.BranchesAt(blocks, anywhere.blocks)) {
+    resident_.Find(blocks, anywhere.blocks, &session_key);
+  }
+  index_.Touch(e.slot, blocks, CapacityOf(e));
+  resident_.Record(blocks, session_key, e.slot, tokens, now);
+}
+
+void BalancerCore::ReplayHostRoutes(int64_t now) {
+  const double half_life = static_cast<double>(absl::ToInt64Nanoseconds(options.kv_session_half_life));
+  routes_->ReplayNew([&](const SharedRouteLog::Route& route) {
+    if (route.blocks.empty()) return;
+    for (const std::shared_ptr<State>& e : endpoints_) {
+      if (e->route_key != route.endpoint || e->slot < 0) continue;
+      // Its tokens as they count now, faded since it was routed (a restarted worker replays
+      // routes up to a ring's length old).
+      const double age = static_cast<double>(std::max<int64_t>(0, now - route.at));
+      RecordRoute(*e, route.blocks, route.tokens * std::exp2(-age / half_life), now);
+      return;
+    }
+  });  // an endpoint this balancer does not have: nothing to record
+}
+
 absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& request) {
   // Outside the lock: with the store's breaker open the read completes on this thread.
   if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   const int64_t now = clock->NowNanos();
+  if (routes_ != nullptr) ReplayHostRoutes(now);
   if (absl::Status s = Filter(request, now); !s.ok()) return s;
   matched_ = 0;
   if (UsesPrefixIndex()) AssessKv(request, now);
@@ -375,6 +411,7 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   if (UsesPrefixIndex() && e->slot >= 0 && !request.prefix_blocks.empty()) {
     index_.Touch(e->slot, request.prefix_blocks, CapacityOf(*e));
     resident_.Record(request.prefix_blocks, kv_.session_key, e->slot, kv_.tokens, now);
+    if (routes_ != nullptr) routes_->Append(e->route_key, request.prefix_blocks, kv_.tokens, now);
   }
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);

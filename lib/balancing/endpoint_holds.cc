@@ -85,6 +85,17 @@ absl::StatusOr<SharedHolds> SharedHoldTable::HoldsOf(std::string_view id) {
   return SharedHolds(table_, cells);
 }
 
+absl::StatusOr<uint64_t> SharedHoldTable::NextRoundRobin() {
+  // A digest no string is known to hash to (ids are hashed; this one is written down).
+  static constexpr KeyDigest kCursorKey{.hi = 0x726f756e64726f62ULL, .lo = 0x696e2e637572736fULL};
+  uint64_t turn = 0;
+  absl::Status status = table_->Visit(kCursorKey, [&](int64_t* cells) {
+    turn = static_cast<uint64_t>(Word(cells).fetch_add(1, std::memory_order_relaxed));
+  });
+  if (!status.ok()) return status;
+  return turn;
+}
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice

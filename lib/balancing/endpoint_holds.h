@@ -55,6 +55,10 @@ class SharedHoldTable {
   // The cells of endpoint `id`, claiming them on first use. ResourceExhausted naming the region
   // once kMaxEndpoints distinct ids have been claimed in its lifetime.
   absl::StatusOr<SharedHolds> HoldsOf(std::string_view id);
+  // The host's round-robin cursor (kRoundRobin): each call returns the next number, so the
+  // host's processes take the endpoints in turn together. Kept under a reserved key that no
+  // endpoint id digests to; ResourceExhausted as HoldsOf when the table is full.
+  absl::StatusOr<uint64_t> NextRoundRobin();
 
   static constexpr int64_t kMaxEndpoints = 4096;
 

@@ -42,6 +42,7 @@ struct RegionName {
   ~RegionName() {
     (void)sluice::RemoveSharedRegion(name);
     (void)sluice::RemoveSharedRegion(name + ".endpoints");  // a Balancer's shared holds
+    (void)sluice::RemoveSharedRegion(name + ".routes");     // and its shared routes
   }
 };
 

@@ -48,7 +48,7 @@ def region():
     """A shared-memory region name unique to this test, removed afterwards."""
     name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
-    for made in (name, name + ".endpoints"):  # a Balancer's shared cooldowns: the second
+    for made in (name, name + ".endpoints", name + ".routes"):  # a Balancer's holds and routes
         try:
             sluice.remove_shared_region(made)
         except sluice.NotFound:

@@ -142,6 +142,58 @@ def test_shared_region_balances_a_hosts_processes_together(region):
     assert [b.pick().endpoint_id for _ in range(3)] == ["b", "b", "b"]
 
 
+def _turns(conversation, turns):
+    """A chat body: a conversation's first `turns` exchanges, ~1 kB each."""
+    messages = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": f"conversation {conversation} turn {t} " * 40})
+        messages.append({"role": "assistant", "content": f"answer {conversation}.{t} " * 40})
+    messages.append({"role": "user", "content": "and next?"})
+    return json.dumps({"model": "m", "messages": messages}).encode()
+
+
+def _route_first_turns(region, conversations, result):
+    b = sluice.Balancer("prefix_affinity", shared_region=region)
+    for name in "abcd":
+        b.add_endpoint(name)
+    routed = {}
+    for c in conversations:
+        pick = b.pick(_turns(c, 1))
+        routed[c] = pick.endpoint_id
+        pick.complete(status=200)
+    result.put(routed)
+    result.close()
+    result.join_thread()
+    os._exit(0)
+
+
+def test_shared_region_shares_prefix_routes_between_processes(region):
+    """A conversation's next turn in another worker goes where the first worker sent it."""
+    ctx = multiprocessing.get_context("spawn")
+    result = ctx.Queue()
+    worker = ctx.Process(target=_route_first_turns, args=(region, range(12), result))
+    worker.start()
+    routed = result.get(timeout=60)
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    here = sluice.Balancer("prefix_affinity", shared_region=region)
+    alone = sluice.Balancer("prefix_affinity")  # learns only from its own picks
+    for b in (here, alone):
+        for name in "abcd":
+            b.add_endpoint(name)
+    moved_here = moved_alone = 0
+    for c, endpoint in routed.items():
+        pick = here.pick(_turns(c, 2))
+        moved_here += pick.endpoint_id != endpoint or pick.matched_blocks == 0
+        pick.complete(status=200)
+        pick = alone.pick(_turns(c, 2))
+        moved_alone += pick.endpoint_id != endpoint
+        pick.complete(status=200)
+    assert moved_here == 0
+    assert moved_alone > 0  # the check above is not vacuous
+    assert len(set(routed.values())) > 1  # twelve conversations spread, not piled
+
+
 def test_weighted_round_robin_and_consistent_hash():
     wrr = sluice.Balancer("weighted_round_robin")
     wrr.add_endpoint("a", weight=5)
