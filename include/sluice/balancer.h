@@ -358,7 +358,19 @@ class Balancer {
     // `<key_prefix>:{lb:<redis_name>}:holds`, a field per endpoint that holds something (the id's
     // 32-hex digest: ids never reach Redis), expiring a minute after its longest hold. With
     // shared_region too, a hold another process of the host sets in the instant a read is
-    // served may be missing host-wide until the next read. Default: null (no cluster scope).
+    // served may be missing host-wide until the next read.
+    //
+    // With a prefix strategy (kPrefixAffinity, kScored with a prefix weight), routes are shared
+    // across hosts too, as the shared region shares them on one host: each pick is appended to
+    // a stream, `<key_prefix>:{lb:<redis_name>}:routes` (about 4,096 entries of up to 1,024
+    // block hashes, expiring an hour after the last; never waited for, dropped while Redis is
+    // unreachable), and read back with the holds' rhythm (one read under way at most, when the
+    // last is older than redis_refresh: the entries after the last one read, at most 512; the
+    // newest 512 on a balancer's first read), then replayed by the next picks into this
+    // process's prefix index and KV estimate (at most 64 a pick). So a conversation's next turn
+    // on another host goes to the replica that holds it, once the route has been read
+    // (redis_refresh plus a round trip). Endpoint ids reach Redis only as 64-bit hashes, prompts
+    // only as block hashes. Default: null (no cluster scope).
     std::shared_ptr<RedisStore> redis;
     // Names the fleet's shared holds: 1 to 100 characters of [A-Za-z0-9._-]. Required with
     // redis.

@@ -148,6 +148,10 @@ bool BalancerCore::UsesPrefixIndex() const {
          (options.strategy == Balancer::Strategy::kScored && options.weights.prefix > 0);
 }
 
+BalancerCore::~BalancerCore() {
+  if (cluster_holds_ != nullptr) cluster_holds_->Detach();
+}
+
 int64_t BalancerCore::CapacityOf(const State& s) const {
   return s.spec->kv_capacity_blocks > 0 ? s.spec->kv_capacity_blocks : options.kv_capacity_blocks;
 }
@@ -358,6 +362,12 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                                                           options.redis_refresh, clock);
     holds->MaybeRefresh(clock->NowNanos());  // the first read, so early picks see the fleet's
     core->set_cluster_holds(std::move(holds));
+    if (core->UsesPrefixIndex()) {
+      auto routes = std::make_unique<internal::ClusterRoutes>(options.redis, options.redis_name,
+                                                              options.redis_refresh);
+      routes->MaybeRefresh(clock->NowNanos());  // the fleet's newest routes, for the first picks
+      core->set_cluster_routes(std::move(routes));
+    }
   }
   return std::unique_ptr<Balancer>(new Balancer(std::move(core)));
 }

@@ -14,6 +14,7 @@
 #include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
 #include "balancing/cluster_holds.h"
+#include "balancing/cluster_routes.h"
 #include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
 #include "balancing/resident_tokens.h"
@@ -27,6 +28,8 @@ namespace internal {
 class BalancerCore {
  public:
   BalancerCore(const Balancer::Options& options, const Clock* clock);
+  // Detaches the cluster holds' mirror from the clock, which may go with the balancer.
+  ~BalancerCore();
 
   absl::Status Add(const EndpointSpec& spec);
   absl::Status Update(const EndpointSpec& spec);
@@ -51,6 +54,10 @@ class BalancerCore {
   }
   // Cluster scope (Options::redis): called once by Balancer::Create, before any pick.
   void set_cluster_holds(std::shared_ptr<ClusterHolds> holds) { cluster_holds_ = std::move(holds); }
+  // Cluster scope with a prefix strategy: called once by Balancer::Create, before any pick.
+  void set_cluster_routes(std::unique_ptr<ClusterRoutes> routes) {
+    cluster_routes_ = std::move(routes);
+  }
 
  private:
   using State = EndpointState;
@@ -83,8 +90,9 @@ class BalancerCore {
   // tokens) went to `e`, taking over the conversation it continues.
   void RecordRoute(const State& e, absl::Span<const uint64_t> blocks, double tokens, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Host scope: records the routes the host's other balancers took since the last pick.
-  void ReplayHostRoutes(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Host and cluster scope: records the routes the host's (and the fleet's) other balancers
+  // took, as far as they have been read since the last pick.
+  void ReplayOthersRoutes(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // KV pressure (prefix strategies): finds the conversation this request continues and marks
   // each candidate whose KV cache it would overflow, into session_ and kv_full_.
   void AssessKv(const PickRequest& request, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -105,6 +113,9 @@ class BalancerCore {
   std::unique_ptr<SharedRouteLog> routes_ ABSL_GUARDED_BY(mu_);
   // Cluster scope: cooldowns and ejections mirrored from Redis (null otherwise).
   std::shared_ptr<ClusterHolds> cluster_holds_;
+  // Cluster scope with a prefix strategy: the fleet's routes through Redis (null otherwise). Set
+  // once, before the first pick; thread-safe itself.
+  std::unique_ptr<ClusterRoutes> cluster_routes_;
   mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);

@@ -374,9 +374,9 @@ void BalancerCore::RecordRoute(const State& e, absl::Span<const uint64_t> blocks
   resident_.Record(blocks, session_key, e.slot, tokens, now);
 }
 
-void BalancerCore::ReplayHostRoutes(int64_t now) {
+void BalancerCore::ReplayOthersRoutes(int64_t now) {
   const double half_life = static_cast<double>(absl::ToInt64Nanoseconds(options.kv_session_half_life));
-  routes_->ReplayNew([&](const SharedRouteLog::Route& route) {
+  auto record = [&](const SharedRouteLog::Route& route) {
     if (route.blocks.empty()) return;
     for (const std::shared_ptr<State>& e : endpoints_) {
       if (e->route_key != route.endpoint || e->slot < 0) continue;
@@ -386,15 +386,18 @@ void BalancerCore::ReplayHostRoutes(int64_t now) {
       RecordRoute(*e, route.blocks, route.tokens * std::exp2(-age / half_life), now);
       return;
     }
-  });  // an endpoint this balancer does not have: nothing to record
+  };  // an endpoint this balancer does not have: nothing to record
+  if (routes_ != nullptr) routes_->ReplayNew(record);
+  if (cluster_routes_ != nullptr) cluster_routes_->ReplayNew(now, record);
 }
 
 absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& request) {
   // Outside the lock: with the store's breaker open the read completes on this thread.
   if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
+  if (cluster_routes_ != nullptr) cluster_routes_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   const int64_t now = clock->NowNanos();
-  if (routes_ != nullptr) ReplayHostRoutes(now);
+  if (routes_ != nullptr || cluster_routes_ != nullptr) ReplayOthersRoutes(now);
   if (absl::Status s = Filter(request, now); !s.ok()) return s;
   matched_ = 0;
   if (UsesPrefixIndex()) AssessKv(request, now);
@@ -412,6 +415,9 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
     index_.Touch(e->slot, request.prefix_blocks, CapacityOf(*e));
     resident_.Record(request.prefix_blocks, kv_.session_key, e->slot, kv_.tokens, now);
     if (routes_ != nullptr) routes_->Append(e->route_key, request.prefix_blocks, kv_.tokens, now);
+    if (cluster_routes_ != nullptr) {
+      cluster_routes_->Send(e->route_key, request.prefix_blocks, kv_.tokens);
+    }
   }
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);

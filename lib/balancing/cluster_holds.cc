@@ -168,6 +168,11 @@ void ClusterHolds::MaybeRefresh(int64_t now) {
                         });
 }
 
+void ClusterHolds::Detach() {
+  MutexLock lock(&mirror_->mu);
+  mirror_->clock = nullptr;
+}
+
 void ClusterHolds::Mirror::Apply(PendingReply& reply, uint64_t writes_then) {
   absl::StatusOr<std::vector<int64_t>> values = reply.Wait(absl::ZeroDuration());
   // Unavailable: the mirror stays (and the next pick past the interval asks again). Anything
@@ -181,17 +186,19 @@ void ClusterHolds::Mirror::Apply(PendingReply& reply, uint64_t writes_then) {
     return;
   }
   absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> states;
+  int64_t now = 0;
   {
     MutexLock lock(&mu);
+    if (clock == nullptr) return;  // the balancer is gone (and maybe its clock)
+    now = clock->NowNanos();
     for (auto& [field, weak] : tracked) {
       if (std::shared_ptr<EndpointState> s = weak.lock()) states.emplace(field, std::move(s));
     }
   }
-  if (states.empty()) return;  // the balancer and its picks are gone (and maybe its clock)
+  if (states.empty()) return;
   // A write sent after this read was: the read may predate it, so it may only lengthen holds.
   const bool exact = writes.load(std::memory_order_relaxed) == writes_then;
   const int64_t server_now_us = (*values)[0];
-  const int64_t now = clock->NowNanos();
   auto local = [&](int64_t server_us) -> int64_t {
     if (server_us <= server_now_us) return 0;
     // At most the longest hold (a day) ahead: a corrupt field cannot overflow.

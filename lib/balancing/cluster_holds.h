@@ -46,7 +46,9 @@ class PendingReply;
 // Thread-safe. Shared by the Balancer's core and its endpoints (a Pick that outlives the
 // balancer may still send a hold, so this keeps the store alive). A read's callback holds only
 // the Mirror (no store, no endpoint), so a balancer let go while its read is under way goes at
-// once, and the callback reads the balancer's clock only while one of its endpoints lives.
+// once, and the callback reads the balancer's clock only until the balancer detaches it (its
+// destructor), under the mirror's lock: a callback that still holds an endpoint (a pick may
+// outlive its balancer) never reads a clock the balancer's owner has let go.
 class ClusterHolds {
  public:
   // InvalidArgument naming redis_name / redis_refresh (Balancer's option names).
@@ -70,6 +72,9 @@ class ClusterHolds {
   // Starts a read when the mirror is older than the refresh interval and none is under way.
   // Never blocks; a few atomic loads when nothing is due.
   void MaybeRefresh(int64_t now);
+  // The balancer is going: reads answered from now on are dropped (their callback would read
+  // its clock). Waits for a callback that is reading the clock.
+  void Detach();
 
  private:
   // What a read's reply updates.
@@ -78,12 +83,12 @@ class ClusterHolds {
     // The reply of a read started when `writes` was `writes_then`.
     void Apply(PendingReply& reply, uint64_t writes_then);
 
-    const Clock* const clock;  // read only while a tracked endpoint lives (its owner's contract)
     // A read under way until this time (0: none). A deadline rather than a flag: a read that is
     // never answered (its queue dropped by fork() in a child) must not stop reads for good.
     std::atomic<int64_t> reading_until{0};
     std::atomic<uint64_t> writes{0};  // holds sent by this process so far
     Mutex mu;
+    const Clock* clock ABSL_GUARDED_BY(mu);  // null once the balancer has gone (Detach)
     absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> tracked ABSL_GUARDED_BY(mu);
   };
 

@@ -101,7 +101,7 @@ SharedRouteLog::SharedRouteLog(std::unique_ptr<SharedRegion> region, int64_t rec
   scratch_.reserve(static_cast<size_t>(max_blocks_));
 }
 
-uint64_t SharedRouteLog::WriterId() const { return ProcessToken() * 0x9e3779b97f4a7c15ULL ^ nonce_; }
+uint64_t RouteWriterId(uint64_t nonce) { return ProcessToken() * 0x9e3779b97f4a7c15ULL ^ nonce; }
 
 int64_t* SharedRouteLog::RecordAt(uint64_t seq) const {
   return region_->words() + kRingStart +
@@ -118,7 +118,7 @@ void SharedRouteLog::Append(uint64_t endpoint, absl::Span<const uint64_t> blocks
   const int64_t writing = static_cast<int64_t>(2 * seq + 1);
   Word(r + kStamp).store(writing, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  const uint64_t header[5] = {WriterId(), endpoint, static_cast<uint64_t>(count),
+  const uint64_t header[5] = {RouteWriterId(nonce_), endpoint, static_cast<uint64_t>(count),
                               std::bit_cast<uint64_t>(tokens), static_cast<uint64_t>(at)};
   for (int i = 0; i < 5; ++i) {
     Word(r + kWriter + i).store(static_cast<int64_t>(header[i]), std::memory_order_relaxed);
@@ -144,7 +144,7 @@ int64_t SharedRouteLog::ReplayNew(absl::FunctionRef<void(const Route&)> apply) {
     lost_ += static_cast<int64_t>(head - next_) - records_;
     next_ = head - static_cast<uint64_t>(records_);
   }
-  const uint64_t me = WriterId();
+  const uint64_t me = RouteWriterId(nonce_);
   int64_t applied = 0;
   uint64_t header[5];
   for (; next_ < head && applied < kMaxReplayPerCall; ++next_) {

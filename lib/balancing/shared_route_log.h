@@ -37,6 +37,10 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
+// A writer id for routes: distinct for each `nonce` (one per balancer) and each process (a
+// fork()ed child gets another), so a balancer recognises, and skips, exactly its own routes.
+uint64_t RouteWriterId(uint64_t nonce);
+
 class SharedRouteLog {
  public:
   // Block hashes a record keeps (more are cut off: the replayed index holds the prefix only).
@@ -81,9 +85,6 @@ class SharedRouteLog {
  private:
   SharedRouteLog(std::unique_ptr<SharedRegion> region, int64_t record_words, int64_t records,
                  int64_t max_blocks);
-  // This instance's writer id: distinct per instance and per process (a fork()ed child gets a
-  // new one), so a balancer skips exactly its own records.
-  uint64_t WriterId() const;
   int64_t* RecordAt(uint64_t seq) const;
 
   const std::unique_ptr<SharedRegion> region_;

@@ -5,6 +5,7 @@ asynchronous, so a test waits (bounded) for a hold to show; nothing asserts on t
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -40,6 +41,45 @@ def _eventually(check, seconds=10.0):
             return True
         time.sleep(0.01)
     return check()
+
+
+def _chat_body(conversation, turns):
+    messages = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": f"conversation {conversation} asks {t} " * 40})
+        messages.append({"role": "assistant", "content": f"reply {conversation}.{t} " * 40})
+    messages.append({"role": "user", "content": "go on"})
+    return json.dumps({"model": "m", "messages": messages}).encode()
+
+
+def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went(redis_server):
+    def host():
+        b = sluice.Balancer("prefix_affinity", redis=_store(redis_server.port), redis_name="fleet",
+                            redis_refresh=0.01)
+        for endpoint in "abcd":
+            b.add_endpoint(endpoint)
+        return b
+
+    one, two = host(), host()
+    where = {}
+    for c in range(10):
+        pick = one.pick(_chat_body(c, 1))
+        where[c] = pick.endpoint_id
+        pick.complete(status=200)
+
+    def held(b):
+        return sum(e["prefix_blocks"] for e in b.endpoints())
+
+    def two_has_read():
+        two.pick().complete(status=200)  # a pick starts a read and replays what came in
+        return held(two) == held(one)
+
+    assert _eventually(two_has_read)
+    for c in range(10):
+        pick = two.pick(_chat_body(c, 2))
+        assert pick.endpoint_id == where[c]
+        assert pick.matched_blocks > 0
+        pick.complete(status=200)
 
 
 def test_a_cooldown_on_one_host_is_seen_by_another(redis_server):

@@ -228,11 +228,14 @@ strategy "round_robin", "weighted_round_robin", "least_request" (default), "pref
 "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
 class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
 rotation. With ``shared_region="name"`` the in-flight counts are shared by every process of the
-host (Gunicorn workers balance together), and so are cooldowns and ejections. With
-``redis=RedisStore(...)`` and ``redis_name="fleet"`` cooldowns and ejections are shared by every
-process of every host under that name (mirrored from Redis, read again at most every
-``redis_refresh`` seconds, default 0.25; a pick never waits for Redis, and while Redis is down
-each process keeps its own). Thread-safe; a pick never blocks on I/O.)doc")
+host (Gunicorn workers balance together), and so are cooldowns, ejections, the round-robin
+cursor and, with a prefix strategy, the routes (every worker learns every worker's picks, so a
+conversation's next turn goes where its last went whichever worker picks it). With
+``redis=RedisStore(...)`` and ``redis_name="fleet"`` cooldowns, ejections and (prefix
+strategies) routes are shared by every process of every host under that name (mirrored from
+Redis, read again at most every ``redis_refresh`` seconds, default 0.25; a pick never waits for
+Redis, and while Redis is down each process keeps its own). Thread-safe; a pick never blocks on
+I/O.)doc")
       .def(py::init([](const std::string& strategy, int64_t block_chars, int64_t max_blocks,
                        int64_t kv_capacity_blocks, int64_t imbalance_abs, double imbalance_rel,
                        double hot_spot_sigmas, std::map<std::string, double> weights,
