@@ -125,6 +125,7 @@ class RedisStore;
 
 namespace internal {
 class BalancerCore;
+class ClusterLoads;
 struct EndpointState;
 }  // namespace internal
 
@@ -169,6 +170,9 @@ struct EndpointStats {
   // With Options::shared_region: the picks in flight there from every process on the host (live
   // leases); without one, in_flight.
   int64_t host_in_flight = 0;
+  // With Options::redis: host_in_flight plus the other hosts' picks in flight there, as last
+  // read from Redis (what the strategies count); without it, host_in_flight.
+  int64_t fleet_in_flight = 0;
   int64_t picks = 0;
   int64_t completions = 0;
   int64_t errors = 0;
@@ -370,7 +374,18 @@ class Balancer {
     // process's prefix index and KV estimate (at most 64 a pick). So a conversation's next turn
     // on another host goes to the replica that holds it, once the route has been read
     // (redis_refresh plus a round trip). Endpoint ids reach Redis only as 64-bit hashes, prompts
-    // only as block hashes. Default: null (no cluster scope).
+    // only as block hashes.
+    //
+    // In-flight counts are shared across hosts the same way: each pick adds a member to its
+    // endpoint's sorted set, `<key_prefix>:{lb:<redis_name>}:inflight:<id digest>`, scored by
+    // its lease end (shared_lease on the server's clock; one ZADD, never waited for, not sent
+    // while Redis is unreachable), and its completion removes it (kept across an outage until
+    // the lease would end). Reads, with the holds' rhythm, count per endpoint the live members
+    // of other hosts (a host: the processes sharing this shared_region, whose picks the region
+    // counts already; without one, each balancer), and every load-aware rule and
+    // max_concurrency adds them to this host's count (EndpointStats::fleet_in_flight). A killed
+    // host's picks end with their lease; while Redis is unreachable other hosts count 0. A read
+    // costs Redis O(picks in flight on these endpoints). Default: null (no cluster scope).
     std::shared_ptr<RedisStore> redis;
     // Names the fleet's shared holds: 1 to 100 characters of [A-Za-z0-9._-]. Required with
     // redis.
@@ -485,6 +500,9 @@ class Balancer::Pick {
   // released first).
   std::shared_ptr<ConcurrencyLimiter> host_counts_;
   ConcurrencyLimiter::Permit host_lease_;
+  // Cluster scope: the pick's member in its endpoint's set in Redis ("": none).
+  std::shared_ptr<internal::ClusterLoads> cluster_loads_;
+  std::string cluster_member_;
 };
 
 }  // namespace v1

@@ -199,6 +199,7 @@ absl::Status BalancerCore::Add(const EndpointSpec& spec) {
     state->cluster = cluster_holds_;
     state->cluster_field = ClusterHolds::FieldOf(spec.id);
     cluster_holds_->Track(spec.id, state);
+    state->others_in_flight = cluster_loads_->Track(state->cluster_field);
   }
   if (UsesPrefixIndex()) {
     if (free_slots_ == 0) {
@@ -238,6 +239,7 @@ absl::Status BalancerCore::Remove(std::string_view id) {
     free_slots_ |= uint64_t{1} << (*e)->slot;
   }
   if (cluster_holds_ != nullptr) cluster_holds_->Untrack(id);
+  if (cluster_loads_ != nullptr) cluster_loads_->Untrack((*e)->cluster_field);
   endpoints_.erase(endpoints_.begin() + (e - endpoints_.data()));
   RebuildRing();
   return absl::OkStatus();
@@ -256,6 +258,7 @@ absl::Status BalancerCore::SetMetrics(std::string_view id, const EngineMetrics& 
 
 std::vector<EndpointStats> BalancerCore::Endpoints() const {
   if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
+  if (cluster_loads_ != nullptr) cluster_loads_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   std::vector<EndpointStats> out;
   out.reserve(endpoints_.size());
@@ -265,6 +268,9 @@ std::vector<EndpointStats> BalancerCore::Endpoints() const {
     if (e->slot >= 0) s.prefix_blocks = index_.size(e->slot);
     s.host_in_flight =
         host_counts_ != nullptr ? std::max<int64_t>(0, host_counts_->InFlight(s.id)) : s.in_flight;
+    s.fleet_in_flight = s.host_in_flight + (e->others_in_flight != nullptr
+                                                ? e->others_in_flight->load(std::memory_order_relaxed)
+                                                : 0);
   }
   return out;
 }
@@ -325,6 +331,7 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
   if (clock == nullptr) return internal::Invalid("clock", "must not be null");
   if (absl::Status s = internal::Validate(options); !s.ok()) return s;
   auto core = std::make_unique<internal::BalancerCore>(options, clock);
+  uint64_t host_tag = 0;  // cluster scope: the host's counter (0: this balancer counts alone)
   if (!options.shared_region.empty()) {
     ConcurrencyLimiter::Options counts;
     counts.shared_region = options.shared_region;
@@ -345,6 +352,14 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
       return absl::Status(holds.status().code(),
                           absl::StrCat("sluice.Balancer: shared_region: ", holds.status().message()));
     }
+    if (options.redis != nullptr) {
+      absl::StatusOr<uint64_t> tag = (*holds)->HostTag();
+      if (!tag.ok()) {
+        return absl::Status(tag.status().code(),
+                            absl::StrCat("sluice.Balancer: shared_region: ", tag.status().message()));
+      }
+      host_tag = *tag;
+    }
     core->set_host_holds(*std::move(holds));
     if (core->UsesPrefixIndex()) {
       absl::StatusOr<std::unique_ptr<internal::SharedRouteLog>> routes =
@@ -362,6 +377,8 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                                                           options.redis_refresh, clock);
     holds->MaybeRefresh(clock->NowNanos());  // the first read, so early picks see the fleet's
     core->set_cluster_holds(std::move(holds));
+    core->set_cluster_loads(std::make_shared<internal::ClusterLoads>(
+        options.redis, options.redis_name, options.redis_refresh, options.shared_lease, host_tag));
     if (core->UsesPrefixIndex()) {
       auto routes = std::make_unique<internal::ClusterRoutes>(options.redis, options.redis_name,
                                                               options.redis_refresh);
@@ -439,6 +456,8 @@ Balancer::Pick& Balancer::Pick::operator=(Pick&& other) noexcept {
     matched_blocks_ = other.matched_blocks_;
     host_lease_ = std::move(other.host_lease_);  // the old lease (if any) went with Complete
     host_counts_ = std::move(other.host_counts_);
+    cluster_loads_ = std::move(other.cluster_loads_);
+    cluster_member_ = std::move(other.cluster_member_);
   }
   return *this;
 }
@@ -459,6 +478,7 @@ void Balancer::Pick::Complete(const AttemptOutcome& outcome) {
   if (state_ == nullptr) return;
   std::shared_ptr<internal::EndpointState> state = std::move(state_);
   (void)host_lease_.Release();  // an expired lease has already stopped counting
+  if (cluster_loads_ != nullptr) cluster_loads_->Release(state->cluster_field, cluster_member_);
   state->Complete(outcome);
 }
 

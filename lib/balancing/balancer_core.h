@@ -14,6 +14,7 @@
 #include "sluice/internal/mutex.h"
 #include "balancing/balancer_endpoint.h"
 #include "balancing/cluster_holds.h"
+#include "balancing/cluster_loads.h"
 #include "balancing/cluster_routes.h"
 #include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
@@ -54,6 +55,7 @@ class BalancerCore {
   }
   // Cluster scope (Options::redis): called once by Balancer::Create, before any pick.
   void set_cluster_holds(std::shared_ptr<ClusterHolds> holds) { cluster_holds_ = std::move(holds); }
+  void set_cluster_loads(std::shared_ptr<ClusterLoads> loads) { cluster_loads_ = std::move(loads); }
   // Cluster scope with a prefix strategy: called once by Balancer::Create, before any pick.
   void set_cluster_routes(std::unique_ptr<ClusterRoutes> routes) {
     cluster_routes_ = std::move(routes);
@@ -113,6 +115,9 @@ class BalancerCore {
   std::unique_ptr<SharedRouteLog> routes_ ABSL_GUARDED_BY(mu_);
   // Cluster scope: cooldowns and ejections mirrored from Redis (null otherwise).
   std::shared_ptr<ClusterHolds> cluster_holds_;
+  // Cluster scope: other hosts' in-flight counts (null otherwise). Set once, before the first
+  // pick; thread-safe itself.
+  std::shared_ptr<ClusterLoads> cluster_loads_;
   // Cluster scope with a prefix strategy: the fleet's routes through Redis (null otherwise). Set
   // once, before the first pick; thread-safe itself.
   std::unique_ptr<ClusterRoutes> cluster_routes_;

@@ -70,6 +70,9 @@ struct EndpointState {
   // the state is published, then constant.
   std::shared_ptr<ClusterHolds> cluster;
   std::string cluster_field;
+  // Cluster scope: other hosts' picks in flight here, as last read (cluster_loads.h). Set
+  // before the state is published, then constant (the count itself changes).
+  std::shared_ptr<std::atomic<int64_t>> others_in_flight;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> picks{0};
   std::atomic<int64_t> cooldown_until{0};  // process scope: nanoseconds on the balancer's clock

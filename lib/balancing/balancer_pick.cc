@@ -92,10 +92,12 @@ absl::Status BalancerCore::Filter(const PickRequest& request, int64_t now) {
       first_back = std::min(first_back, until);
       continue;
     }
-    // Host scope: what every process on the host has in flight there.
-    const int64_t in_flight = host_counts_ != nullptr
-                                  ? std::max<int64_t>(0, host_counts_->InFlight(spec.id))
-                                  : e->in_flight.load(std::memory_order_relaxed);
+    // Host scope: what every process on the host has in flight there; cluster scope: and the
+    // other hosts', as last read.
+    const int64_t in_flight =
+        (host_counts_ != nullptr ? std::max<int64_t>(0, host_counts_->InFlight(spec.id))
+                                 : e->in_flight.load(std::memory_order_relaxed)) +
+        (e->others_in_flight != nullptr ? e->others_in_flight->load(std::memory_order_relaxed) : 0);
     if (spec.max_concurrency > 0 && in_flight >= spec.max_concurrency) continue;
     candidates_.push_back(e.get());
     owners_.push_back(owner);
@@ -395,6 +397,7 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   // Outside the lock: with the store's breaker open the read completes on this thread.
   if (cluster_holds_ != nullptr) cluster_holds_->MaybeRefresh(clock->NowNanos());
   if (cluster_routes_ != nullptr) cluster_routes_->MaybeRefresh(clock->NowNanos());
+  if (cluster_loads_ != nullptr) cluster_loads_->MaybeRefresh(clock->NowNanos());
   MutexLock lock(&mu_);
   const int64_t now = clock->NowNanos();
   if (routes_ != nullptr || cluster_routes_ != nullptr) ReplayOthersRoutes(now);
@@ -425,6 +428,10 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   if (host_counts_ != nullptr) {
     pick.host_counts_ = host_counts_;
     pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
+  }
+  if (cluster_loads_ != nullptr) {
+    pick.cluster_loads_ = cluster_loads_;
+    pick.cluster_member_ = cluster_loads_->Acquire(e->cluster_field);
   }
   return pick;
 }

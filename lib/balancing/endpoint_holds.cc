@@ -1,6 +1,7 @@
 #include "balancing/endpoint_holds.h"
 
 #include <atomic>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/internal/key_digest.h"
@@ -94,6 +95,23 @@ absl::StatusOr<uint64_t> SharedHoldTable::NextRoundRobin() {
   });
   if (!status.ok()) return status;
   return turn;
+}
+
+absl::StatusOr<uint64_t> SharedHoldTable::HostTag() {
+  static constexpr KeyDigest kTagKey{.hi = 0x686f73742d746167ULL, .lo = 0x2e636c7573746572ULL};
+  uint64_t tag = 0;
+  absl::Status status = table_->Visit(kTagKey, [&](int64_t* cells) {
+    std::atomic_ref<int64_t> word = Word(cells);
+    int64_t current = word.load(std::memory_order_acquire);
+    if (current == 0) {
+      std::random_device device;
+      const int64_t drawn = static_cast<int64_t>((uint64_t{device()} << 32 | device()) | 1);
+      if (word.compare_exchange_strong(current, drawn, std::memory_order_acq_rel)) current = drawn;
+    }
+    tag = static_cast<uint64_t>(current);
+  });
+  if (!status.ok()) return status;
+  return tag;
 }
 
 }  // namespace internal

@@ -59,6 +59,9 @@ class SharedHoldTable {
   // host's processes take the endpoints in turn together. Kept under a reserved key that no
   // endpoint id digests to; ResourceExhausted as HoldsOf when the table is full.
   absl::StatusOr<uint64_t> NextRoundRobin();
+  // A random number drawn once per region (by the first process to ask): names the host's
+  // counter in cluster scope. Kept under another reserved key; ResourceExhausted as HoldsOf.
+  absl::StatusOr<uint64_t> HostTag();
 
   static constexpr int64_t kMaxEndpoints = 4096;
 

@@ -91,6 +91,7 @@ py::dict StatsToDict(const sluice::EndpointStats& s, int64_t now_nanos) {
                                        : py::object(py::str(std::string(sluice::FailureName(f))));
   };
   d["host_in_flight"] = s.host_in_flight;
+  d["fleet_in_flight"] = s.fleet_in_flight;
   d["cooldown_remaining"] =
       s.cooldown_until_nanos == 0 ? 0.0 : NanosToSeconds(s.cooldown_until_nanos - now_nanos);
   d["cooldown_reason"] = failure_or_none(s.cooldown_reason);
@@ -387,7 +388,8 @@ I/O.)doc")
              return out;
            },
            "A dict per endpoint: id, in_flight (this process's picks), host_in_flight (every\n"
-           "process's, with a shared_region), picks, completions, errors, EWMAs, prefix_blocks,\n"
+           "process's, with a shared_region), fleet_in_flight (and other hosts', as last read,\n"
+           "with redis=), picks, completions, errors, EWMAs, prefix_blocks,\n"
            "metrics; cooldown_until and ejected_until (seconds on the balancer's clock, None when\n"
            "not held; host-wide with a shared_region), cooldown_remaining and ejected_remaining\n"
            "(seconds, 0.0 when not held), cooldown_reason (a failure class name, None for an\n"
