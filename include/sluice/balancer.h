@@ -287,9 +287,13 @@ class Balancer {
     // size, fading by half every kv_session_half_life since it was last routed there (a
     // conversation that moves is taken off its old endpoint). A prompt counts from its
     // conversation's second turn on: a one-off (a RAG question, a document to summarise) holds
-    // cache the engine evicts at no cost to anyone, and counting it made busy replicas look full. An endpoint's capacity is its
-    // kv_capacity_blocks x block_chars / 4 tokens. Default 60 s. Finite, > 0.
-    absl::Duration kv_session_half_life = absl::Seconds(60);
+    // cache the engine evicts at no cost to anyone, and counting it made busy replicas look
+    // full. An endpoint's capacity is its kv_capacity_blocks x block_chars / 4 tokens. Default
+    // 30 s: a conversation idle for two minutes counts for 1/16 (it has likely ended, or the
+    // engine has evicted it). 60 s kept ended agentic sessions counted so long that, with a
+    // tight KV cache, every replica looked full (benchmarks/fleet2 at 24k: p99 1.7x round
+    // robin's, 0.24x at 30 s). Finite, > 0.
+    absl::Duration kv_session_half_life = absl::Seconds(30);
     // An endpoint whose fresh engine metrics report this share of its KV cache in use or more
     // is full too. Default 0.9. In (0, 1].
     double kv_full_usage = 0.9;
