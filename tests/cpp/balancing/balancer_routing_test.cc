@@ -363,3 +363,27 @@ TEST_CASE("prefix affinity: one-off prompts do not fill the KV estimate, continu
   Value(b->PickEndpoint({.prefix_blocks = Conversation(100, 80), .prompt_tokens = 30000})).Complete({});
   CHECK(Value(b->PickEndpoint({.prefix_blocks = turn(80), .prompt_tokens = 3500})).endpoint_id() == "r1");
 }
+
+// Found by the second simulator (agentic at 24k tokens per replica): with a 60 s half-life,
+// ended sessions kept counting so long that every replica looked full. At 30 s a 30k-token
+// session idle for a minute counts for a quarter, and a live conversation's next turn fits
+// beside it.
+TEST_CASE("prefix affinity: a session idle for a minute counts for a quarter (30 s half-life)") {
+  for (int half_life : {0, 60}) {  // 0: the default
+    CAPTURE(half_life);
+    ManualClock clock;
+    Balancer::Options o;
+    if (half_life > 0) o.kv_session_half_life = absl::Seconds(half_life);
+    auto b = MakeBalancer(Strategy::kPrefixAffinity, &clock, o);
+    REQUIRE(b->AddEndpoint({.id = "r0", .kv_capacity_blocks = 1024}).ok());  // ~32k tokens
+    Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 20), .prompt_tokens = 1000})).Complete({});
+    Value(b->PickEndpoint({.prefix_blocks = Conversation(1, 40), .prompt_tokens = 30000})).Complete({});
+    Value(b->PickEndpoint({.prefix_blocks = Conversation(2, 20), .prompt_tokens = 1000})).Complete({});
+    clock.Advance(absl::Seconds(60));
+    REQUIRE(b->AddEndpoint({.id = "r1", .kv_capacity_blocks = 1024}).ok());
+    // Default: 30k / 4 + 20k fits in 32k. At 60 s, 30k / 2 + 20k does not: the turn moves.
+    const std::string went =
+        Value(b->PickEndpoint({.prefix_blocks = Conversation(2, 40), .prompt_tokens = 20000})).endpoint_id();
+    CHECK(went == (half_life == 60 ? "r1" : "r0"));
+  }
+}
