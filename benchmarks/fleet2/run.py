@@ -1,7 +1,7 @@
 """The second fleet simulator: sluice's Balancer and an SGLang-style peer on a vLLM-v1-like
 replica model, several workloads and seeds. See BENCHMARKS.md "Balancer: a second simulator".
 
-    python benchmarks/fleet2/run.py --quick            # 20-40 s
+    python benchmarks/fleet2/run.py --quick            # 20-50 s
     python benchmarks/fleet2/run.py --json build/fleet2/report.json --plot build/fleet2/ttft.png
 """
 
