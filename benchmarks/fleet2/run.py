@@ -1,7 +1,7 @@
 """The second fleet simulator: sluice's Balancer and an SGLang-style peer on a vLLM-v1-like
 replica model, several workloads and seeds. See BENCHMARKS.md "Balancer: a second simulator".
 
-    python benchmarks/fleet2/run.py --quick            # 20-40 s
+    python benchmarks/fleet2/run.py --quick            # 20-50 s
     python benchmarks/fleet2/run.py --json build/fleet2/report.json --plot build/fleet2/ttft.png
 """
 
@@ -35,10 +35,10 @@ def configs(quick: bool):
         ("agentic", lambda s: W.agentic(s), 64 * K, False),
         ("heterogeneous", lambda s: W.heterogeneous(s, one_offs=80 if quick else 150), 64 * K, False),
         ("bursty RAG", lambda s: W.rag(s, requests=rag_n, bursty=True), 64 * K, False),
-        ("RAG, 3 workers", lambda s: W.rag(s, requests=rag_n, workers=3), 64 * K, False),
-        ("RAG, 3 workers shared", lambda s: W.rag(s, requests=rag_n, workers=3), 64 * K, True),
-        ("agentic, 3 workers", lambda s: W.agentic(s, workers=3), 64 * K, False),
-        ("agentic, 3 workers shared", lambda s: W.agentic(s, workers=3), 64 * K, True),
+        ("RAG, 4 workers", lambda s: W.rag(s, requests=rag_n, workers=4), 64 * K, False),
+        ("RAG, 4 workers shared", lambda s: W.rag(s, requests=rag_n, workers=4), 64 * K, True),
+        ("agentic, 4 workers", lambda s: W.agentic(s, workers=4), 64 * K, False),
+        ("agentic, 4 workers shared", lambda s: W.agentic(s, workers=4), 64 * K, True),
     ]
     for kv in ((24,) if quick else (16, 24, 32)):
         out.append((f"agentic, KV {kv}k", lambda s: W.agentic(s), kv * K, False))
@@ -93,8 +93,10 @@ def summarize(runs, seeds):
                     row[f"{metric}_vs_{base}"] = ratios
             rows[strategy] = row
         any_run = next(iter(by_strategy["round_robin"].values()))
+        pa = by_strategy["prefix_affinity"]
         summary[config] = dict(description=any_run["description"], kv_tokens=any_run["kv_tokens"],
-                               shared=any_run["shared"], strategies=rows)
+                               shared=any_run["shared"], strategies=rows,
+                               per_seed={m: {s: pa[s][m] for s in seeds} for m in ("mean", "p99")})
     return summary
 
 
@@ -138,6 +140,19 @@ def markdown(summary, seeds, argv, wall):
         cells = [f"{_ratio_cell(row[f'mean_vs_{b}'])} / {_ratio_cell(row[f'p99_vs_{b}'])}"
                  for b in ("round_robin", "least_request", "sglang", "sglang-small")]
         lines.append(f"| {config} | " + " | ".join(cells) + " |")
+    alone = [(config, config.split(",")[0]) for config in summary
+             if "workers" in config and config.split(",")[0] in summary]
+    if alone:
+        lines += ["", "## several workers against one process routing alone (prefix_affinity, same seeds): "
+                  "mean / p99 ratio, median (worst seed)", "",
+                  "| workload | vs one process |", "|---|---|"]
+        for config, single in alone:
+            cells = []
+            for metric in ("mean", "p99"):
+                many = summary[config]["per_seed"][metric]
+                one = summary[single]["per_seed"][metric]
+                cells.append(_ratio_cell([many[s] / one[s] for s in seeds]))
+            lines.append(f"| {config} | {cells[0]} / {cells[1]} |")
     return "\n".join(lines)
 
 

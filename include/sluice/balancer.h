@@ -26,16 +26,21 @@
 //                        document) is, unless every candidate holds it: its prefill is worth
 //                        saving.
 //                        Two load guards keep a
-//                        popular prefix from pinning one replica: an endpoint whose in-flight
-//                        count is more than imbalance_abs above the least-loaded candidate's and
-//                        more than imbalance_rel times it (2 and 1.5: on 4 endpoints one prefix's
-//                        held picks go [3,0,0,0], then spread), or more than hot_spot_sigmas
-//                        standard deviations above the mean (only reachable with 6 or more
-//                        endpoints), or saturated, is not offered to a prefix. Nor is one whose
+//                        popular prefix from pinning one replica: a holder whose in-flight
+//                        count is more than a gap above the least-loaded candidate's and more
+//                        than imbalance_rel times it, or more than hot_spot_sigmas standard
+//                        deviations above the mean (only reachable with 6 or more endpoints), or
+//                        saturated, is not offered the prefix. The gap grows with the match:
+//                        imbalance_abs (2) per min_shared_affinity_blocks (16) matched, so a short
+//                        conversation's held picks go [3,0,0,0] on 4 endpoints, then spread,
+//                        while a long history or document stays with its holder up to 2 x
+//                        blocks / 16 ahead (moving it costs a full re-prefill; one more request
+//                        in flight on a continuous-batching engine costs little). Nor is one whose
 //                        KV cache this request would overflow, while another has room: full by
 //                        its fresh engine metrics (KV usage >= kv_full_usage), or by the
 //                        balancer's estimate of the tokens it keeps (the conversations recently
-//                        routed there, see kv_session_half_life) plus this request's, beyond its
+//                        routed there that continued past their first turn, see
+//                        kv_session_half_life) plus this request's, beyond its
 //                        kv_capacity_blocks; so long sessions that would evict each other's cache
 //                        are not stacked, at the cost of one re-prefill. No match: least loaded
 //                        among the endpoints with room, then the smallest index ("most free
@@ -246,11 +251,16 @@ class Balancer {
     // EndpointSpec::kv_capacity_blocks) to the engine's KV cache, e.g. vLLM's "GPU KV cache size:
     // N tokens" / 32, for the estimate to mean anything. >= 1.
     int64_t kv_capacity_blocks = 16384;
-    // kPrefixAffinity's imbalance gate, per endpoint: an endpoint whose load (in flight / weight)
-    // exceeds the least-loaded candidate's by more than imbalance_abs AND is more than
-    // imbalance_rel times it is not offered to a prefix. Defaults 2 and 1.5: a holder may run two
-    // requests ahead of an idle replica, and half again ahead of a busy one. (SGLang's router
-    // applies the same test to the whole fleet, with 32-64 and 1.5 for large fleets.) >= 0, >= 1.
+    // kPrefixAffinity's imbalance gate, per holder: a holder of the longest match whose load (in
+    // flight / weight) exceeds the least-loaded candidate's by more than a gap AND is more than
+    // imbalance_rel times it is not offered the prefix (the longest match among the others is
+    // tried next). The gap is imbalance_abs per min_shared_affinity_blocks matched, at least
+    // imbalance_abs: moving a conversation costs a full prefill of what its holder has cached,
+    // one more request in flight costs a continuous-batching engine little. Defaults 2 and 1.5:
+    // a short match's holder may run two requests ahead of an idle replica (half again ahead of a
+    // busy one), a 3,000-token document's (94 blocks) about 12, a full 8k-token history's (256
+    // blocks) 32, SGLang's default. (SGLang's router applies one such test, with 32-64 and 1.5,
+    // to the whole fleet.) >= 0, >= 1.
     int64_t imbalance_abs = 2;
     double imbalance_rel = 1.5;
     // kPrefixAffinity, kScored: a match that ends where several conversations branch off (a
@@ -259,7 +269,8 @@ class Balancer {
     // prefill and would pile new conversations onto its first holder, while a long one (a
     // 3,000-token document: ~94 blocks) is worth sending to the replicas that hold it (the load
     // gates above still spread a popular one). Default 16 (2 KiB with 128-byte blocks, about
-    // 512 tokens). >= 1; a very large value gives no affinity to any shared prefix.
+    // 512 tokens). It is also the imbalance gate's unit of match (see imbalance_abs). >= 1; a
+    // very large value gives no affinity to any shared prefix.
     int64_t min_shared_affinity_blocks = 16;
     // kPrefixAffinity's hot-spot guard: an endpoint with more in flight than mean + this many
     // standard deviations + 1 is not offered to a prefix. Default 2 (AIBrix's rule). Since the
@@ -278,9 +289,15 @@ class Balancer {
     // KV pressure (kPrefixAffinity, kScored with a prefix weight). The balancer estimates the
     // prompt tokens each endpoint keeps cached: every conversation routed there, at its latest
     // size, fading by half every kv_session_half_life since it was last routed there (a
-    // conversation that moves is taken off its old endpoint). An endpoint's capacity is its
-    // kv_capacity_blocks x block_chars / 4 tokens. Default 60 s. Finite, > 0.
-    absl::Duration kv_session_half_life = absl::Seconds(60);
+    // conversation that moves is taken off its old endpoint). A prompt counts from its
+    // conversation's second turn on: a one-off (a RAG question, a document to summarise) holds
+    // cache the engine evicts at no cost to anyone, and counting it made busy replicas look
+    // full. An endpoint's capacity is its kv_capacity_blocks x block_chars / 4 tokens. Default
+    // 30 s: a conversation idle for two minutes counts for 1/16 (it has likely ended, or the
+    // engine has evicted it). 60 s kept ended agentic sessions counted so long that, with a
+    // tight KV cache, every replica looked full (benchmarks/fleet2 at 24k: p99 1.7x round
+    // robin's, 0.24x at 30 s). Finite, > 0.
+    absl::Duration kv_session_half_life = absl::Seconds(30);
     // An endpoint whose fresh engine metrics report this share of its KV cache in use or more
     // is full too. Default 0.9. In (0, 1].
     double kv_full_usage = 0.9;

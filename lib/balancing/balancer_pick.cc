@@ -235,12 +235,18 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
     low = std::min(low, load);
   }
   // The imbalance gate, per endpoint (SGLang's cache_aware router applies the same two-part test
-  // to the whole fleet): an endpoint more than imbalance_abs requests and imbalance_rel times
-  // above the least loaded is not offered to a prefix. Its absolute part is what works on small
-  // fleets, where no endpoint can get 2 sigmas above the mean.
-  const double abs_gap = static_cast<double>(options.imbalance_abs);
-  auto overloaded = [&](double load) {
-    return load - low > abs_gap && load > options.imbalance_rel * low;
+  // to the whole fleet): a holder more than `gap` requests and imbalance_rel times above the
+  // least loaded is not offered the prefix. Its absolute part is what works on small fleets,
+  // where no endpoint can get 2 sigmas above the mean. The gap grows with what the match saves:
+  // in a continuous-batching engine one more request in flight costs a little of every step,
+  // while moving costs a full prefill of the match, so imbalance_abs per
+  // min_shared_affinity_blocks matched (a short match spreads at imbalance_abs; a full 8k-token
+  // history, 256 blocks, at 32: SGLang's default).
+  auto overloaded = [&](double load, int64_t matched) {
+    const double gap = static_cast<double>(options.imbalance_abs) *
+                       std::max(1.0, static_cast<double>(matched) /
+                                         static_cast<double>(options.min_shared_affinity_blocks));
+    return load - low > gap && load > options.imbalance_rel * low;
   };
   // The hot-spot guard (AIBrix's), for large fleets: nor is one far above the mean load.
   const double mean = sum / static_cast<double>(n);
@@ -251,17 +257,33 @@ size_t BalancerCore::PrefixAffinity(absl::Span<const uint64_t> blocks) {
   auto has_room = [&](size_t i) { return !kv_.any_room || kv_full_[i] == 0; };
   uint64_t mask = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double load = LoadOf(i);
-    if (candidates_[i]->slot >= 0 && load <= hot && !overloaded(load) && has_room(i)) {
+    if (candidates_[i]->slot >= 0 && LoadOf(i) <= hot && has_room(i)) {
       mask |= uint64_t{1} << candidates_[i]->slot;
     }
   }
-  const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
-  if (match.blocks == 0 || !SharedMatchCounts(blocks, match, mask)) return LeastLoaded(has_room);
-  matched_ = match.blocks;
-  return LeastLoaded([&](size_t i) {
-    return candidates_[i]->slot >= 0 && (match.holders >> candidates_[i]->slot & 1) != 0;
-  });
+  // The longest match among the offered; if the gate takes every holder of it out, the longest
+  // among the rest (a shorter match, with a smaller gap).
+  while (mask != 0) {
+    const PrefixIndex::Match match = index_.LongestMatch(blocks, mask);
+    if (match.blocks == 0 || !SharedMatchCounts(blocks, match, mask)) break;
+    uint64_t gated = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const int slot = candidates_[i]->slot;
+      if (slot >= 0 && (match.holders >> slot & 1) != 0 && overloaded(LoadOf(i), match.blocks)) {
+        gated |= uint64_t{1} << slot;
+      }
+    }
+    if (gated == match.holders) {
+      mask &= ~gated;
+      continue;
+    }
+    matched_ = match.blocks;
+    return LeastLoaded([&](size_t i) {
+      const int slot = candidates_[i]->slot;
+      return slot >= 0 && ((match.holders & ~gated) >> slot & 1) != 0;
+    });
+  }
+  return LeastLoaded(has_room);
 }
 
 size_t BalancerCore::Scored(absl::Span<const uint64_t> blocks, int64_t now) {

@@ -34,10 +34,11 @@ double ResidentTokens::Resident(int slot, int64_t now) const {
 }
 
 double ResidentTokens::Contribution(const Session& session, int64_t now) const {
-  return session.tokens * Decay(session.at, now);
+  return session.counted ? session.tokens * Decay(session.at, now) : 0;
 }
 
 void ResidentTokens::Subtract(const Session& session, int64_t now) {
+  if (!session.counted) return;
   Sum& sum = sums_[static_cast<size_t>(session.slot)];
   sum.tokens = std::max(0.0, Resident(session.slot, now) - Contribution(session, now));
   sum.at = now;
@@ -58,10 +59,14 @@ void ResidentTokens::Record(absl::Span<const uint64_t> blocks, uint64_t previous
     Subtract(it->second, now);
     sessions_.erase(it);
   }
-  Sum& sum = sums_[static_cast<size_t>(slot)];
-  sum.tokens = Resident(slot, now) + tokens;
-  sum.at = now;
-  sessions_[key] = {slot, tokens, now};
+  // A first turn is kept (its next turn finds it by key) but counts only from that next turn on.
+  const bool counted = previous_key != 0;
+  if (counted) {
+    Sum& sum = sums_[static_cast<size_t>(slot)];
+    sum.tokens = Resident(slot, now) + tokens;
+    sum.at = now;
+  }
+  sessions_[key] = {slot, tokens, now, counted};
   order_.emplace_back(key, now);
   // Sessions fade to nothing after a few half-lives; forget them then (or when there are too
   // many), oldest first, taking off whatever they still count.

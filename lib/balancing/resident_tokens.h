@@ -2,6 +2,11 @@
 // conversation recently routed there, counted once at its latest size and fading with a
 // half-life since it was last routed. It is what prefix affinity checks before stacking one more
 // long session onto a replica, when the engine's own KV metrics are missing or stale.
+//
+// A prompt counts only once its conversation continues (its next turn arrives): until then it is
+// a one-off as far as anyone knows (a RAG question, a 2-8k-token document to summarise), whose
+// cache the engine may evict at no cost to anyone, and counting it for a half-life made replicas
+// that had served many one-offs look full (benchmarks/fleet2, heterogeneous workload).
 #ifndef SLUICE_LIB_RESIDENT_TOKENS_H_
 #define SLUICE_LIB_RESIDENT_TOKENS_H_
 
@@ -27,6 +32,7 @@ class ResidentTokens {
     int slot = -1;
     double tokens = 0;
     int64_t at = 0;  // nanoseconds on the balancer's clock
+    bool counted = false;  // a continued conversation: its tokens are in its slot's sum
   };
 
   explicit ResidentTokens(absl::Duration half_life)
@@ -38,12 +44,13 @@ class ResidentTokens {
   // to *key; nullptr (and *key = 0) when none.
   const Session* Find(absl::Span<const uint64_t> blocks, int64_t matched, uint64_t* key) const;
 
-  // Tokens resident at `slot` now, and what one session adds to that.
+  // Tokens resident at `slot` now, and what one session adds to that (0 for a first turn).
   double Resident(int slot, int64_t now) const;
   double Contribution(const Session& session, int64_t now) const;
 
   // Records that a request of `tokens` tokens went to `slot`: it replaces the session under
-  // `previous_key` (0: a new conversation), wherever that one was.
+  // `previous_key` (0: a new conversation, kept but not counted until its next turn), wherever
+  // that one was.
   void Record(absl::Span<const uint64_t> blocks, uint64_t previous_key, int slot, double tokens,
               int64_t now);
 

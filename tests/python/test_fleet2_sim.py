@@ -141,3 +141,31 @@ def test_a_shared_multi_worker_run_leaves_no_shared_memory_behind():
     assert len(result.ttft) == 6
     after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     assert not [n for n in after - before if "fleet2" in n]
+
+
+def test_the_report_runs_its_multi_worker_scenarios_with_4_workers():
+    # Issue 15's goal is stated for 4 workers sharing state; the report ran 3.
+    from fleet2 import run
+
+    for quick in (True, False):
+        multi = [(label, factory) for label, factory, _kv, _shared in run.configs(quick) if "workers" in label]
+        assert len(multi) == 4
+        for label, factory in multi:
+            assert label.split(", ")[1].startswith("4 workers")
+            assert factory(1).workers == 4
+
+
+def test_the_report_compares_several_workers_with_one_process():
+    from fleet2 import run
+
+    seeds = [1, 2]
+    runs = []
+    for config in ("agentic", "agentic, 4 workers"):
+        for strategy in ("round_robin", "least_request", "prefix_affinity", "sglang", "sglang-small"):
+            for seed in seeds:
+                mean = 0.2 if (config != "agentic" and strategy == "prefix_affinity") else 0.1
+                runs.append(dict(config=config, seed=seed, strategy=strategy, description="d", kv_tokens=1024,
+                                 shared=False, mean=mean * seed, p99=mean * seed * 3, hit=0.5, max_share=0.5,
+                                 moved=0.1, preemptions=0, rejected=0))
+    text = run.markdown(run.summarize(runs, seeds), seeds, "python run.py", 1.0)
+    assert "| agentic, 4 workers | 2.00 (2.00) / 2.00 (2.00) |" in text
