@@ -119,7 +119,7 @@ def markdown(summary, seeds, argv, wall):
     ]
     for config, s in summary.items():
         lines += ["", f"## {config}: KV {s['kv_tokens'] // K}k tokens per replica"
-                  + (" (in-flight counts shared)" if s["shared"] else ""), "", s["description"], "",
+                  + (" (in-flight counts and routes shared)" if s["shared"] else ""), "", s["description"], "",
                   "| strategy | mean ms | p99 ms | mean / RR | p99 / RR | mean / LR | p99 / LR | hit | top replica | moved |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for strategy, row in s["strategies"].items():

@@ -6,10 +6,10 @@ SGLang-style peer (`peer.py`), one per worker, counting its own picks in flight.
 
 Multi-worker: each turn goes to the worker the workload drew for it (uniformly, as a
 Gunicorn worker takes whichever request comes). Shared state ("shared"): the sluice balancers
-use one `shared_region`, which shares in-flight counts (and cooldowns/ejections, unused here);
-their prefix index, KV estimate and round-robin cursor stay per worker (docs/balancer.md). The
-peer's workers share their in-flight counts (one list) and keep their own trees. Not shared:
-every worker learns its own prefixes.
+use one `shared_region`, which shares in-flight counts, the routes (each worker replays the
+others' picks into its own prefix index and KV estimate, docs/balancer.md "Shared routes") and
+cooldowns/ejections (unused here). The peer's workers share their in-flight counts (one list) and
+keep their own trees. Not shared: every worker learns its own prefixes.
 """
 
 from __future__ import annotations
@@ -78,10 +78,13 @@ class _SluiceRouter:
     def close(self) -> None:
         self.balancers = []
         if self.region:
-            sluice.remove_shared_region(self.region)
-            # The cooldown/ejection table lives in a second region, which remove_shared_region
-            # of the first does not remove.
-            sluice.remove_shared_region(self.region + ".endpoints")
+            # A Balancer's shared region is three: counts, cooldowns/ejections and (prefix
+            # strategies only) routes.
+            for name in (self.region, self.region + ".endpoints", self.region + ".routes"):
+                try:
+                    sluice.remove_shared_region(name)
+                except sluice.NotFound:
+                    pass
 
 
 class _PeerRouter:

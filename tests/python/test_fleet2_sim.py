@@ -137,8 +137,9 @@ def test_a_sequence_that_cannot_grow_preempts_the_last_admitted_and_both_finish(
 def test_a_shared_multi_worker_run_leaves_no_shared_memory_behind():
     wl = workloads.agentic(3, sessions=3, turns=2, long_sessions=0, replicas=2, workers=3)
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    result = simulate(wl, "least_request", 8192, shared=True, seed=1)
-    assert len(result.ttft) == 6
+    for strategy in ("least_request", "prefix_affinity"):  # the second has a routes region too
+        result = simulate(wl, strategy, 8192, shared=True, seed=1)
+        assert len(result.ttft) == 6
     after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     assert not [n for n in after - before if "fleet2" in n]
 
