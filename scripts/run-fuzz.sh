@@ -28,7 +28,7 @@ for arg in "$@"; do
 done
 if ((${#targets[@]} == 0)); then
   targets=(llm_request engine_metrics provider_error canonical_json sse_replay sse_stream
-           cache_record capi usage policy redis_url)
+           cache_record capi usage policy redis_url routes)
 fi
 seconds="${SLUICE_FUZZ_SECONDS:-25}"
 seed_bytes="${SLUICE_FUZZ_SEED_BYTES:-1024}"

@@ -18,8 +18,6 @@ inline namespace v1 {
 namespace internal {
 namespace {
 
-// An entry's field: writer, endpoint key, tokens (a double's bits), then the blocks; 8 bytes
-// each, in this machine's byte order (every host of a fleet is x86-64 or all are not).
 constexpr size_t kEntryHeader = 3 * sizeof(uint64_t);
 
 // KEYS[1]: the stream. ARGV[1]: the entry; ARGV[2]: the stream's length to keep (about).
@@ -55,12 +53,6 @@ end
 return out
 )lua";
 
-uint64_t Load64(const char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 // A stream id's milliseconds ("<ms>-<seq>"), -1 if it is not one.
 int64_t MillisOf(const std::string& id) {
   const size_t dash = id.find('-');
@@ -73,6 +65,33 @@ int64_t MillisOf(const std::string& id) {
 
 }  // namespace
 
+std::string EncodeRouteEntry(uint64_t writer, uint64_t endpoint, double tokens,
+                             absl::Span<const uint64_t> blocks) {
+  const size_t count = std::min<size_t>(blocks.size(), ClusterRoutes::kMaxBlocks);
+  std::string entry(kEntryHeader + count * sizeof(uint64_t), '\0');
+  const uint64_t header[3] = {writer, endpoint, std::bit_cast<uint64_t>(tokens)};
+  std::memcpy(entry.data(), header, kEntryHeader);
+  if (count > 0) std::memcpy(entry.data() + kEntryHeader, blocks.data(), count * sizeof(uint64_t));
+  return entry;
+}
+
+bool DecodeRouteEntry(std::string_view entry, RouteEntry* out) {
+  if (entry.size() < kEntryHeader || (entry.size() - kEntryHeader) % sizeof(uint64_t) != 0 ||
+      (entry.size() - kEntryHeader) / sizeof(uint64_t) > static_cast<size_t>(ClusterRoutes::kMaxBlocks)) {
+    return false;
+  }
+  uint64_t header[3];
+  std::memcpy(header, entry.data(), kEntryHeader);
+  out->writer = header[0];
+  out->endpoint = header[1];
+  out->tokens = std::bit_cast<double>(header[2]);
+  out->blocks.resize((entry.size() - kEntryHeader) / sizeof(uint64_t));
+  if (!out->blocks.empty()) {
+    std::memcpy(out->blocks.data(), entry.data() + kEntryHeader, out->blocks.size() * sizeof(uint64_t));
+  }
+  return true;
+}
+
 ClusterRoutes::ClusterRoutes(std::shared_ptr<RedisStore> store, const std::string& redis_name,
                              absl::Duration refresh)
     : store_(std::move(store)),
@@ -84,13 +103,10 @@ ClusterRoutes::ClusterRoutes(std::shared_ptr<RedisStore> store, const std::strin
       inbox_(std::make_shared<Inbox>()) {}
 
 void ClusterRoutes::Send(uint64_t endpoint, absl::Span<const uint64_t> blocks, double tokens) {
-  const size_t count = std::min<size_t>(blocks.size(), kMaxBlocks);
-  std::string entry(kEntryHeader + count * sizeof(uint64_t), '\0');
-  const uint64_t header[3] = {RouteWriterId(nonce_), endpoint, std::bit_cast<uint64_t>(tokens)};
-  std::memcpy(entry.data(), header, kEntryHeader);
-  std::memcpy(entry.data() + kEntryHeader, blocks.data(), count * sizeof(uint64_t));
   // Not kept across an outage: a route delivered late would only be older.
-  RedisScripts::Run(*store_, kAppendScript, {key_}, {std::move(entry), absl::StrCat(kStreamLength)},
+  RedisScripts::Run(*store_, kAppendScript, {key_},
+                    {EncodeRouteEntry(RouteWriterId(nonce_), endpoint, tokens, blocks),
+                     absl::StrCat(kStreamLength)},
                     /*want_fd=*/false);
 }
 
@@ -124,18 +140,15 @@ void ClusterRoutes::MaybeRefresh(int64_t now) {
           const std::string& id = strings[i];
           const std::string& entry = strings[i + 1];
           inbox->last_id = id;
-          if (entry.size() < kEntryHeader || (entry.size() - kEntryHeader) % sizeof(uint64_t) != 0 ||
-              (entry.size() - kEntryHeader) / sizeof(uint64_t) > static_cast<size_t>(kMaxBlocks)) {
-            continue;  // not a route sluice wrote
-          }
-          if (Load64(entry.data()) == me) continue;  // our own
+          RouteEntry decoded;
+          if (!DecodeRouteEntry(entry, &decoded)) continue;  // not a route sluice wrote
+          if (decoded.writer == me) continue;                 // our own
           Received r;
-          r.endpoint = Load64(entry.data() + 8);
-          r.tokens = std::bit_cast<double>(Load64(entry.data() + 16));
+          r.endpoint = decoded.endpoint;
+          r.tokens = decoded.tokens;
           const int64_t ms = MillisOf(id);
           r.age_nanos = ms < 0 ? 0 : std::clamp<int64_t>(server_now_ms - ms, 0, 86400000) * 1000000;
-          r.blocks.resize((entry.size() - kEntryHeader) / sizeof(uint64_t));
-          std::memcpy(r.blocks.data(), entry.data() + kEntryHeader, r.blocks.size() * sizeof(uint64_t));
+          r.blocks = std::move(decoded.blocks);
           inbox->routes.push_back(std::move(r));
           if (inbox->routes.size() > static_cast<size_t>(kMaxRead)) inbox->routes.pop_front();
         }

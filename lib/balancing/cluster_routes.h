@@ -23,6 +23,8 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
@@ -36,6 +38,20 @@ inline namespace v1 {
 namespace internal {
 
 class PendingReply;
+
+// A route as one stream entry's field: writer, endpoint key, tokens (a double's bits), then the
+// blocks; 8 bytes each in this machine's byte order (a fleet's hosts are all x86-64 or all not).
+struct RouteEntry {
+  uint64_t writer = 0;
+  uint64_t endpoint = 0;
+  double tokens = 0;
+  std::vector<uint64_t> blocks;
+};
+std::string EncodeRouteEntry(uint64_t writer, uint64_t endpoint, double tokens,
+                             absl::Span<const uint64_t> blocks);
+// Decodes what Redis returned (untrusted: another application may write the key); false when
+// it is not an entry EncodeRouteEntry wrote (its size, or more than kMaxBlocks blocks).
+bool DecodeRouteEntry(std::string_view entry, RouteEntry* out);
 
 // Thread-safe. A read's callback holds only the Inbox (no store, no balancer), so a balancer let
 // go while its read is under way goes at once.
