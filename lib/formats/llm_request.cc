@@ -135,22 +135,43 @@ std::vector<uint64_t> PrefixBlockHashes(const LlmRequest& request,
   const size_t max_blocks = static_cast<size_t>(std::max<int64_t>(1, options.max_blocks));
   const size_t limit = block * max_blocks;
 
-  // The conversation as one byte stream, cut at `limit`: what is past it is never hashed.
-  std::string text;
-  text.reserve(std::min<size_t>(limit, static_cast<size_t>(request.prompt_chars) +
-                                           4 * request.messages.size() + 16));
-  for (const ChatMessage& m : request.messages) {
-    if (text.size() >= limit) break;
-    text.append(m.role).push_back('\x1f');
-    text.append(m.content).push_back('\x1e');
-  }
-  if (text.size() > limit) text.resize(limit);
-
+  // The conversation as one byte stream, cut at `limit`, hashed block by block where it lies:
+  // a block inside one message is hashed in place, and only one that spans messages is gathered
+  // in `spanning`. (Joining the 32 KiB of an 8k-token chat into one string first cost a copy and
+  // an allocation per pick; issue 15.)
   std::vector<uint64_t> hashes;
-  hashes.reserve((text.size() + block - 1) / block);
+  hashes.reserve(std::min(max_blocks, (static_cast<size_t>(request.prompt_chars) +
+                                       4 * request.messages.size() + 16) / block + 1));
   uint64_t chain = XXH3_64bits(request.model.data(), request.model.size());
-  for (size_t at = 0; at < text.size(); at += block) {
-    chain = XXH3_64bits_withSeed(text.data() + at, std::min(block, text.size() - at), chain);
+  std::string spanning;
+  size_t streamed = 0;  // bytes of the stream so far
+  auto feed = [&](std::string_view bytes) {
+    bytes = bytes.substr(0, limit - streamed);
+    streamed += bytes.size();
+    if (!spanning.empty()) {
+      const size_t take = std::min(bytes.size(), block - spanning.size());
+      spanning.append(bytes.data(), take);
+      bytes.remove_prefix(take);
+      if (spanning.size() < block) return;
+      chain = XXH3_64bits_withSeed(spanning.data(), block, chain);
+      hashes.push_back(chain);
+      spanning.clear();
+    }
+    for (; bytes.size() >= block; bytes.remove_prefix(block)) {
+      chain = XXH3_64bits_withSeed(bytes.data(), block, chain);
+      hashes.push_back(chain);
+    }
+    spanning.append(bytes.data(), bytes.size());
+  };
+  for (const ChatMessage& m : request.messages) {
+    if (streamed >= limit) break;
+    feed(m.role);
+    feed("\x1f");
+    feed(m.content);
+    feed("\x1e");
+  }
+  if (!spanning.empty()) {  // the trailing partial block
+    chain = XXH3_64bits_withSeed(spanning.data(), spanning.size(), chain);
     hashes.push_back(chain);
   }
   return hashes;
