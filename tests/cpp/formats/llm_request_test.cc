@@ -70,6 +70,10 @@ TEST_CASE("malformed bodies name the field at fault") {
   CHECK_THAT(ErrorOf(ParseLlmRequest(
                  R"({"model":"m","messages":[{"role":"u","content":[{"type":"text","text":1}]}]})")),
              Catch::Contains("messages[0].content[0].text"));
+  // Field names are built only on error (issue 15): still the failing message's and part's index.
+  CHECK_THAT(ErrorOf(ParseLlmRequest(
+                 R"({"model":"m","messages":[{"role":"u","content":"a"},{"role":"u","content":["b",7]}]})")),
+             Catch::Contains("messages[1].content[1]: must be an object or a string"));
   CHECK_THAT(ErrorOf(ParseLlmRequest(R"({"model":"m","prompt":"p","stream":"yes"})")),
              Catch::Contains("stream: must be a boolean"));
   CHECK_THAT(ErrorOf(ParseLlmRequest(R"({"model":"m","prompt":["a"]})")),
