@@ -8,29 +8,16 @@ namespace sluice {
 inline namespace v1 {
 namespace internal {
 
-namespace {
-
-// How many blocks ahead of the one being inserted or evicted its table entry is prefetched, so
-// that the misses of that many blocks are in flight at once instead of one after the other; and
-// how many cache lines from each one's home: an insertion probes on past occupied entries, an
-// erase reads on to the end of the probe run. On the 8k-token new-conversation benchmark 16
-// ahead beat 32 and 64, and 2 and 4 lines beat 1 (BENCHMARKS.md, issue 15).
-constexpr size_t kPrefetchAhead = 16;
-constexpr size_t kInsertLines = 2;
-constexpr size_t kEvictLines = 4;
-
-}  // namespace
-
 uint64_t PrefixIndex::HoldersOf(uint64_t block, uint64_t mask) const {
-  const auto* e = blocks_.Find(block);
-  return e == nullptr ? 0 : (e->value.holders & mask);
+  auto it = blocks_.find(block);
+  return it == blocks_.end() ? 0 : (it->second.holders & mask);
 }
 
 bool PrefixIndex::BranchesAt(absl::Span<const uint64_t> blocks, int64_t matched) const {
   if (matched < 1 || matched > static_cast<int64_t>(blocks.size())) return false;
-  const auto* e = blocks_.Find(blocks[static_cast<size_t>(matched) - 1]);
-  if (e == nullptr) return false;
-  const BlockInfo& info = e->value;
+  auto it = blocks_.find(blocks[static_cast<size_t>(matched) - 1]);
+  if (it == blocks_.end()) return false;
+  const BlockInfo& info = it->second;
   // 0 stands for "the request ends here": any full successor then differs from it.
   const uint64_t next = matched < static_cast<int64_t>(blocks.size()) ? blocks[static_cast<size_t>(matched)] : 0;
   return info.successors || info.lasts || (info.successor != 0 && info.successor != next);
@@ -78,20 +65,15 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
   if (blocks.empty()) return;
   // Block i's hash covers blocks 0..i, so whoever last touched the deepest block touched this
   // whole path then (or found it younger still). If that was recent, the path is young: done.
-  if (auto* deepest = blocks_.Find(blocks.back());
-      deepest != nullptr && (deepest->value.holders & bit) != 0 &&
-      lru.clock - StampOf(deepest->value, lru, slot, blocks.back()) < young) {
+  if (auto deepest = blocks_.find(blocks.back());
+      deepest != blocks_.end() && (deepest->second.holders & bit) != 0 &&
+      lru.clock - StampOf(deepest->second, lru, slot, blocks.back()) < young) {
     return;
   }
-  // No entry moves while inserting, so the prefetched lines are the ones probed.
-  blocks_.Reserve(blocks_.size() + blocks.size());
-  const size_t n = blocks.size();
-  for (size_t k = 1; k <= std::min(kPrefetchAhead, n); ++k) blocks_.Prefetch(blocks[n - k], kInsertLines);
   // Deepest first, so a path's shallow blocks end up the most recent and are evicted last.
-  for (size_t i = n; i-- > 0;) {
-    if (i >= kPrefetchAhead) blocks_.Prefetch(blocks[i - kPrefetchAhead], kInsertLines);
-    BlockInfo& info = blocks_.FindOrInsert(blocks[i]).value;
-    if (i + 1 < n) RecordSuccessor(info, blocks[i + 1], i + 2 == n);
+  for (size_t i = blocks.size(); i-- > 0;) {
+    BlockInfo& info = blocks_[blocks[i]];
+    if (i + 1 < blocks.size()) RecordSuccessor(info, blocks[i + 1], i + 2 == blocks.size());
     const uint64_t stamp = ++lru.clock;
     if ((info.holders & bit) == 0) {
       info.holders |= bit;
@@ -112,40 +94,25 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
   Evict(slot, capacity);
 }
 
-void PrefixIndex::Release(BlockMap<BlockInfo>::Entry* entry, int slot) {
-  BlockInfo& info = entry->value;
-  if (info.owner == slot) info.owner = -1;
-  if ((info.holders &= ~(uint64_t{1} << slot)) == 0) blocks_.Erase(entry);
-}
-
 void PrefixIndex::Evict(int slot, int64_t capacity) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
-  if (lru.held > capacity) {
-    // The victims are the queue's front (stale entries aside): start loading their entries.
-    const size_t ahead = std::min({kPrefetchAhead, lru.order.size(),
-                                   static_cast<size_t>(lru.held - capacity)});
-    for (size_t k = 0; k < ahead; ++k) blocks_.Prefetch(lru.order[k].first, kEvictLines);
-  }
   while (lru.held > capacity && !lru.order.empty()) {
-    if (static_cast<int64_t>(kPrefetchAhead) < lru.held - capacity &&
-        kPrefetchAhead < lru.order.size()) {
-      blocks_.Prefetch(lru.order[kPrefetchAhead].first, kEvictLines);
-    }
     const auto [block, stamp] = lru.order.front();
     lru.order.pop_front();
-    auto* entry = blocks_.Find(block);
-    if (entry == nullptr || (entry->value.holders & bit) == 0) continue;  // evicted already
-    BlockInfo& info = entry->value;
+    auto it = blocks_.find(block);
+    if (it == blocks_.end() || (it->second.holders & bit) == 0) continue;  // evicted already
+    BlockInfo& info = it->second;
     if (info.owner == slot) {
       if (info.owner_stamp != stamp) continue;  // re-touched since
+      info.owner = -1;
     } else {
       auto own = lru.stamps.find(block);
       if (own->second != stamp) continue;  // re-touched since
       lru.stamps.erase(own);
     }
     --lru.held;
-    Release(entry, slot);
+    if ((info.holders &= ~bit) == 0) blocks_.erase(it);
   }
   // Stale entries pile up when blocks are re-touched without evictions; drop them once the queue
   // is twice as long as it needs to be. Every stamp a slot gives is queued, so the live entries
@@ -153,9 +120,9 @@ void PrefixIndex::Evict(int slot, int64_t capacity) {
   if (lru.order.size() > 2 * static_cast<size_t>(lru.held) + 1024) {
     std::deque<std::pair<uint64_t, uint64_t>> live;
     for (const auto& [block, stamp] : lru.order) {
-      auto* entry = blocks_.Find(block);
-      if (entry != nullptr && (entry->value.holders & bit) != 0 &&
-          StampOf(entry->value, lru, slot, block) == stamp) {
+      auto it = blocks_.find(block);
+      if (it != blocks_.end() && (it->second.holders & bit) != 0 &&
+          StampOf(it->second, lru, slot, block) == stamp) {
         live.emplace_back(block, stamp);
       }
     }
@@ -168,8 +135,10 @@ void PrefixIndex::Drop(int slot) {
   const uint64_t bit = uint64_t{1} << slot;
   // Every block the slot holds is in its queue (with its stale entries, which find it gone).
   for (const auto& [block, stamp] : lru.order) {
-    auto* entry = blocks_.Find(block);
-    if (entry != nullptr && (entry->value.holders & bit) != 0) Release(entry, slot);
+    auto info = blocks_.find(block);
+    if (info == blocks_.end() || (info->second.holders & bit) == 0) continue;
+    if (info->second.owner == slot) info->second.owner = -1;
+    if ((info->second.holders &= ~bit) == 0) blocks_.erase(info);
   }
   lru = SlotLru();
 }

@@ -10,7 +10,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
-#include "balancing/block_map.h"
 
 namespace sluice {
 inline namespace v1 {
@@ -20,9 +19,6 @@ namespace internal {
 class PrefixIndex {
  public:
   static constexpr int kMaxSlots = 64;
-
-  // Tests: `position` places blocks in the table (one that collides on purpose exercises probing).
-  explicit PrefixIndex(uint64_t (*position)(uint64_t block) = nullptr) : blocks_(position) {}
 
   struct Match {
     int64_t blocks = 0;   // leading blocks held
@@ -69,8 +65,8 @@ class PrefixIndex {
     uint64_t successor = 0;  // the first full block seen after it (0: none yet)
     uint64_t last = 0;       // the first request-ending block seen after it (0: none yet)
     // One holder's last touch lives here, so that inserting or evicting a block held by one
-    // slot (every block of a new conversation) reads one table entry (one cache line), not two
-    // maps far larger than the CPU caches. The other holders' stamps are in SlotLru::stamps.
+    // slot (every block of a new conversation) costs one hash-map probe, not two in two maps
+    // far larger than the CPU caches. The other holders' stamps are in their SlotLru::stamps.
     uint64_t owner_stamp = 0;
     int8_t owner = -1;       // that holder's slot; -1: none
     bool successors = false; // two different full blocks followed it
@@ -83,10 +79,7 @@ class PrefixIndex {
   static void RecordSuccessor(BlockInfo& info, uint64_t next, bool ends_request);
   void Evict(int slot, int64_t capacity);
 
-  // Removes `slot` from the holders of `entry`; erases the entry when nobody holds it.
-  void Release(BlockMap<BlockInfo>::Entry* entry, int slot);
-
-  BlockMap<BlockInfo> blocks_;
+  absl::flat_hash_map<uint64_t, BlockInfo> blocks_;
   std::array<SlotLru, kMaxSlots> slots_;
 };
 

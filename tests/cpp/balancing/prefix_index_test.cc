@@ -1,9 +1,7 @@
 // PrefixIndex against a reference: the index as it was before issue 15 (one block -> stamp map
 // per slot), replayed over random paths that share prefixes, held by several slots at once,
 // evicted, re-touched and dropped. Issue 15 moved one holder's stamp into the block's own entry
-// (one hash-map probe per block instead of two), then the blocks into BlockMap (open addressing,
-// prefetched); which blocks each slot holds must not change. BlockMap itself is checked against
-// std::unordered_map, with position hashes that collide on purpose.
+// (one hash-map probe per block instead of two); which blocks each slot holds must not change.
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -15,12 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include <unordered_map>
-
-#include "balancing/block_map.h"
 #include "balancing/prefix_index.h"
 
-using sluice::internal::BlockMap;
 using sluice::internal::PrefixIndex;
 
 namespace {
@@ -72,9 +66,9 @@ class ReferenceLru {
 // and checks, after each, that every slot holds exactly the reference's blocks. From step
 // `shrink_at` on, the capacity is `shrunk`.
 void Replay(uint32_t seed, int slots, int64_t capacity, int paths, int steps, bool drops,
-            int shrink_at = -1, int64_t shrunk = 0, uint64_t (*position)(uint64_t) = nullptr) {
+            int shrink_at = -1, int64_t shrunk = 0) {
   std::mt19937 rng(seed);
-  PrefixIndex index(position);
+  PrefixIndex index;
   ReferenceLru reference;
   std::set<uint64_t> seen;
   // Paths share a root of 1-6 blocks (a system prompt) from a pool of 3, then go their own way.
@@ -146,87 +140,4 @@ TEST_CASE("prefix index: a dropped slot's shared blocks stay with the other hold
   CHECK(index.size(1) == 3);
   CHECK(index.LongestMatch(path, 2).blocks == 2);
   CHECK(index.LongestMatch(path, 4).blocks == 2);
-}
-
-TEST_CASE("prefix index: the same holdings when every block's table probe collides") {
-  // 8 homes for every block in play: long probe runs, entries shifted back on every eviction.
-  Replay(11, 3, 20, 12, 600, /*drops=*/true, -1, 0, [](uint64_t block) { return block % 8; });
-  // Homes at the table's end: runs wrap around to its start.
-  Replay(12, 3, 20, 12, 600, /*drops=*/true, -1, 0,
-         [](uint64_t block) { return ~uint64_t{0} - block % 4; });
-}
-
-namespace {
-
-// Random inserts, finds and erases on a BlockMap and on std::unordered_map; after each, the two
-// agree on the size and on every key ever used. Keys come from a small pool so that erased keys
-// come back, and the table grows from empty past several doublings.
-void ReplayBlockMap(uint32_t seed, uint64_t (*position)(uint64_t), int steps) {
-  std::mt19937_64 rng(seed);
-  BlockMap<uint64_t> map(position);
-  std::unordered_map<uint64_t, uint64_t> reference;
-  std::vector<uint64_t> pool;
-  for (int i = 0; i < 700; ++i) pool.push_back(rng());
-  pool.push_back(0);  // 0 is a key like any other
-  for (int step = 0; step < steps; ++step) {
-    // Phases that grow the map, then shrink it, then churn.
-    const int phase = step * 3 / steps;
-    const uint64_t key = pool[rng() % pool.size()];
-    const uint64_t op = rng() % 10;
-    if (op < (phase == 0 ? 8u : phase == 1 ? 2u : 5u)) {
-      const uint64_t value = rng();
-      map.FindOrInsert(key).value = value;
-      reference[key] = value;
-    } else if (auto* e = map.Find(key); e != nullptr) {
-      REQUIRE(e->key == key);
-      map.Erase(e);
-      REQUIRE(reference.erase(key) == 1);
-    } else {
-      REQUIRE(reference.count(key) == 0);
-    }
-    if (step % 97 == 0) map.Reserve(map.size() + rng() % 300);  // growth mid-run keeps entries
-    INFO("seed " << seed << ", step " << step);
-    REQUIRE(map.size() == reference.size());
-    REQUIRE(map.size() * 16 <= map.capacity() * 9);
-    for (uint64_t k : pool) {
-      const auto* e = map.Find(k);
-      const auto it = reference.find(k);
-      REQUIRE((e != nullptr) == (it != reference.end()));
-      if (e != nullptr) REQUIRE(e->value == it->second);
-    }
-  }
-  map.Clear();
-  CHECK(map.size() == 0);
-  CHECK(map.Find(pool[0]) == nullptr);
-}
-
-}  // namespace
-
-TEST_CASE("block map: inserts, finds and erases agree with std::unordered_map") {
-  ReplayBlockMap(1, nullptr, 3000);  // the default position hash
-}
-
-TEST_CASE("block map: collisions, probe runs that wrap, and back-shifting erases") {
-  ReplayBlockMap(2, [](uint64_t key) { return key % 3; }, 1500);
-  ReplayBlockMap(3, [](uint64_t) { return uint64_t{0}; }, 800);  // one home for every key
-  ReplayBlockMap(4, [](uint64_t key) { return ~uint64_t{0} - key % 5; }, 1500);  // the end: wraps
-  ReplayBlockMap(5, [](uint64_t key) { return key >> 61; }, 1500);  // 8 homes, runs that merge
-}
-
-TEST_CASE("block map: an entry's probe run is closed again after an erase in its middle") {
-  // Keys 1..4 share home 0 and sit at 0..3; key 5 (home 1) at 4. Erasing key 2 (at 1) must move
-  // 3, 4 and 5 back, else a lookup of 5 would stop at the hole.
-  BlockMap<uint64_t> map([](uint64_t key) { return key == 5 ? uint64_t{1} : uint64_t{0}; });
-  for (uint64_t k = 1; k <= 5; ++k) map.FindOrInsert(k).value = k * 10;
-  map.Erase(map.Find(2));
-  CHECK(map.Find(2) == nullptr);
-  for (uint64_t k : {1, 3, 4, 5}) {
-    REQUIRE(map.Find(k) != nullptr);
-    CHECK(map.Find(k)->value == k * 10);
-  }
-  map.Erase(map.Find(1));
-  map.Erase(map.Find(3));
-  map.Erase(map.Find(4));
-  REQUIRE(map.Find(5) != nullptr);
-  CHECK(map.size() == 1);
 }
