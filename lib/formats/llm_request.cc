@@ -22,8 +22,12 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("request body: ", field, ": ", what));
 }
 
-// Appends the text of a `content` value (string, null, or an array of parts) to `out`.
-absl::Status AppendContent(element content, const std::string& field, std::string& out) {
+// The name of messages[index].content, for errors only: building it for every message cost an
+// allocation each (issue 15).
+std::string ContentField(size_t index) { return absl::StrCat("messages[", index, "].content"); }
+
+// Appends the text of messages[index].content (a string, null, or an array of parts) to `out`.
+absl::Status AppendContent(element content, size_t index, std::string& out) {
   if (content.is_null()) return absl::OkStatus();
   std::string_view text;
   if (content.get_string().get(text) == simdjson::SUCCESS) {
@@ -32,23 +36,23 @@ absl::Status AppendContent(element content, const std::string& field, std::strin
   }
   simdjson::dom::array parts;
   if (content.get_array().get(parts) != simdjson::SUCCESS) {
-    return Invalid(field, "must be a string, null or an array of parts");
+    return Invalid(ContentField(index), "must be a string, null or an array of parts");
   }
-  size_t index = 0;
+  size_t part_index = 0;
   for (element part : parts) {
-    const std::string part_field = absl::StrCat(field, "[", index++, "]");
+    const size_t at = part_index++;
     if (part.get_string().get(text) == simdjson::SUCCESS) {  // a bare string part
       out.append(text);
       continue;
     }
     simdjson::dom::object object;
     if (part.get_object().get(object) != simdjson::SUCCESS) {
-      return Invalid(part_field, "must be an object or a string");
+      return Invalid(absl::StrCat(ContentField(index), "[", at, "]"), "must be an object or a string");
     }
     std::string_view type;
     if (object["type"].get_string().get(type) == simdjson::SUCCESS && type == "text") {
       if (object["text"].get_string().get(text) != simdjson::SUCCESS) {
-        return Invalid(absl::StrCat(part_field, ".text"), "must be a string");
+        return Invalid(absl::StrCat(ContentField(index), "[", at, "].text"), "must be a string");
       }
       out.append(text);
     } else {
@@ -92,22 +96,23 @@ absl::StatusOr<LlmRequest> ParseLlmRequest(std::string_view json_body) {
     if (messages_value.get_array().get(messages) != simdjson::SUCCESS) {
       return Invalid("messages", "must be an array");
     }
+    request.messages.reserve(messages.size());
     size_t index = 0;
     for (element message_value : messages) {
-      const std::string field = absl::StrCat("messages[", index++, "]");
+      const size_t at = index++;
       simdjson::dom::object message;
       if (message_value.get_object().get(message) != simdjson::SUCCESS) {
-        return Invalid(field, "must be an object");
+        return Invalid(absl::StrCat("messages[", at, "]"), "must be an object");
       }
       ChatMessage out;
       std::string_view role;
       if (message["role"].get_string().get(role) != simdjson::SUCCESS) {
-        return Invalid(absl::StrCat(field, ".role"), "missing or not a string");
+        return Invalid(absl::StrCat("messages[", at, "].role"), "missing or not a string");
       }
       out.role = std::string(role);
       element content;
       if (message["content"].get(content) == simdjson::SUCCESS) {
-        absl::Status s = AppendContent(content, absl::StrCat(field, ".content"), out.content);
+        absl::Status s = AppendContent(content, at, out.content);
         if (!s.ok()) return s;
       }
       request.prompt_chars += static_cast<int64_t>(out.content.size());
@@ -135,22 +140,43 @@ std::vector<uint64_t> PrefixBlockHashes(const LlmRequest& request,
   const size_t max_blocks = static_cast<size_t>(std::max<int64_t>(1, options.max_blocks));
   const size_t limit = block * max_blocks;
 
-  // The conversation as one byte stream, cut at `limit`: what is past it is never hashed.
-  std::string text;
-  text.reserve(std::min<size_t>(limit, static_cast<size_t>(request.prompt_chars) +
-                                           4 * request.messages.size() + 16));
-  for (const ChatMessage& m : request.messages) {
-    if (text.size() >= limit) break;
-    text.append(m.role).push_back('\x1f');
-    text.append(m.content).push_back('\x1e');
-  }
-  if (text.size() > limit) text.resize(limit);
-
+  // The conversation as one byte stream, cut at `limit`, hashed block by block where it lies:
+  // a block inside one message is hashed in place, and only one that spans messages is gathered
+  // in `spanning`. (Joining the 32 KiB of an 8k-token chat into one string first cost a copy and
+  // an allocation per pick; issue 15.)
   std::vector<uint64_t> hashes;
-  hashes.reserve((text.size() + block - 1) / block);
+  hashes.reserve(std::min(max_blocks, (static_cast<size_t>(request.prompt_chars) +
+                                       4 * request.messages.size() + 16) / block + 1));
   uint64_t chain = XXH3_64bits(request.model.data(), request.model.size());
-  for (size_t at = 0; at < text.size(); at += block) {
-    chain = XXH3_64bits_withSeed(text.data() + at, std::min(block, text.size() - at), chain);
+  std::string spanning;
+  size_t streamed = 0;  // bytes of the stream so far
+  auto feed = [&](std::string_view bytes) {
+    bytes = bytes.substr(0, limit - streamed);
+    streamed += bytes.size();
+    if (!spanning.empty()) {
+      const size_t take = std::min(bytes.size(), block - spanning.size());
+      spanning.append(bytes.data(), take);
+      bytes.remove_prefix(take);
+      if (spanning.size() < block) return;
+      chain = XXH3_64bits_withSeed(spanning.data(), block, chain);
+      hashes.push_back(chain);
+      spanning.clear();
+    }
+    for (; bytes.size() >= block; bytes.remove_prefix(block)) {
+      chain = XXH3_64bits_withSeed(bytes.data(), block, chain);
+      hashes.push_back(chain);
+    }
+    spanning.append(bytes.data(), bytes.size());
+  };
+  for (const ChatMessage& m : request.messages) {
+    if (streamed >= limit) break;
+    feed(m.role);
+    feed("\x1f");
+    feed(m.content);
+    feed("\x1e");
+  }
+  if (!spanning.empty()) {  // the trailing partial block
+    chain = XXH3_64bits_withSeed(spanning.data(), spanning.size(), chain);
     hashes.push_back(chain);
   }
   return hashes;

@@ -2,13 +2,19 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "cache/cache_record.h"
 #include "sluice/engine_metrics.h"
 #include "sluice/provider_error.h"
 #include "test_support.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 using sluice::LlmRequest;
 using sluice::ParseLlmRequest;
@@ -64,6 +70,10 @@ TEST_CASE("malformed bodies name the field at fault") {
   CHECK_THAT(ErrorOf(ParseLlmRequest(
                  R"({"model":"m","messages":[{"role":"u","content":[{"type":"text","text":1}]}]})")),
              Catch::Contains("messages[0].content[0].text"));
+  // Field names are built only on error (issue 15): still the failing message's and part's index.
+  CHECK_THAT(ErrorOf(ParseLlmRequest(
+                 R"({"model":"m","messages":[{"role":"u","content":"a"},{"role":"u","content":["b",7]}]})")),
+             Catch::Contains("messages[1].content[1]: must be an object or a string"));
   CHECK_THAT(ErrorOf(ParseLlmRequest(R"({"model":"m","prompt":"p","stream":"yes"})")),
              Catch::Contains("stream: must be a boolean"));
   CHECK_THAT(ErrorOf(ParseLlmRequest(R"({"model":"m","prompt":["a"]})")),
@@ -119,6 +129,43 @@ TEST_CASE("block hashes stop at max_blocks, an empty conversation has none") {
   CHECK(PrefixBlockHashes(Chat("m", {}), o).empty());
   o.block_chars = 0;  // clamped to 1
   CHECK(PrefixBlockHashes(Chat("m", {{"u", "ab"}}), o).size() == 3);
+}
+
+TEST_CASE("block hashes: hashed where the messages lie, equal to hashing the joined stream") {
+  // The definition, written plainly: join every message as role 0x1F content 0x1E, cut at
+  // block_chars x max_blocks, chain XXH3 over the blocks. PrefixBlockHashes hashes blocks inside
+  // a message in place and gathers only those that span messages (issue 15); the hashes must be
+  // these, for blocks smaller and larger than messages, and at the cut.
+  auto reference = [](const LlmRequest& r, size_t block, size_t max_blocks) {
+    std::string text;
+    for (const sluice::ChatMessage& m : r.messages) text += m.role + "\x1f" + m.content + "\x1e";
+    text.resize(std::min(text.size(), block * max_blocks));
+    std::vector<uint64_t> out;
+    uint64_t chain = XXH3_64bits(r.model.data(), r.model.size());
+    for (size_t at = 0; at < text.size(); at += block) {
+      chain = XXH3_64bits_withSeed(text.data() + at, std::min(block, text.size() - at), chain);
+      out.push_back(chain);
+    }
+    return out;
+  };
+  std::mt19937 rng(15);
+  for (int trial = 0; trial < 400; ++trial) {
+    std::vector<std::pair<std::string, std::string>> messages;
+    const int count = static_cast<int>(rng() % 7);
+    for (int i = 0; i < count; ++i) {
+      const size_t length = rng() % 4 == 0 ? 0 : rng() % 400;
+      std::string content(length, ' ');
+      for (char& c : content) c = static_cast<char>('a' + rng() % 26);
+      messages.push_back({rng() % 5 == 0 ? "" : "user", content});
+    }
+    LlmRequest r = Chat("m", messages);
+    sluice::PrefixHashOptions o;
+    o.block_chars = std::vector<int64_t>{1, 3, 16, 128, 500}[rng() % 5];
+    o.max_blocks = std::vector<int64_t>{1, 2, 7, 256}[rng() % 4];
+    INFO("trial " << trial << ", block " << o.block_chars << ", max " << o.max_blocks);
+    CHECK(PrefixBlockHashes(r, o) ==
+          reference(r, static_cast<size_t>(o.block_chars), static_cast<size_t>(o.max_blocks)));
+  }
 }
 
 TEST_CASE("engine metrics: vLLM and SGLang series, label sets summed, older KV name as fallback") {
