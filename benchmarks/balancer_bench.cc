@@ -6,14 +6,18 @@
 // (32k-character) prompt.
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "chat_body.h"
 
 #include "absl/strings/str_cat.h"
 #include "sluice/balancer.h"
+#include "sluice/shared_region.h"
 
 namespace {
 
@@ -131,6 +135,37 @@ void BM_ChatNewCoarseBlocks(benchmark::State& state) {
   PickNewConversations(state, *b);
 }
 
+// BM_ChatNew in host scope: `workers` balancers in this process share one shared_region (as a
+// host's Gunicorn workers do) and take the picks in turn, so each pick first replays the
+// routes the other workers took since its own last pick (workers - 1 of them, each a new
+// conversation's 256 blocks) and appends its own. Prefix affinity, 4 endpoints, parsed request.
+void BM_ChatNewHostScope(benchmark::State& state) {
+  const int workers = static_cast<int>(state.range(0));
+  const std::string region = absl::StrCat("bench-routes-", getpid());
+  std::vector<std::unique_ptr<Balancer>> fleet;
+  for (int w = 0; w < workers; ++w) {
+    Balancer::Options o;
+    o.strategy = Balancer::Strategy::kPrefixAffinity;
+    o.seed = static_cast<uint64_t>(w + 1);
+    o.shared_region = region;
+    fleet.push_back(Balancer::Create(o).value());
+    for (int i = 0; i < 4; ++i) (void)fleet.back()->AddEndpoint({.id = absl::StrCat("replica-", i)});
+  }
+  sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
+  sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
+  const size_t content_id_at = sizeof(sluice_bench::kIdLead) - 1;
+  uint64_t id = 1;
+  for (auto _ : state) {
+    ++id;
+    sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
+    state.SetIterationTime(TimedPick(*fleet[id % fleet.size()], parsed));
+  }
+  fleet.clear();
+  for (const char* suffix : {"", ".endpoints", ".routes"}) {
+    (void)sluice::RemoveSharedRegion(region + suffix);
+  }
+}
+
 void BM_ChatNextTurn(benchmark::State& state) {
   auto b = Fleet(ChatStrategy(state.range(0)), static_cast<int>(state.range(1)));
   const bool raw = state.range(2) != 0;
@@ -176,6 +211,12 @@ void ChatArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_ChatNew)->Apply(ChatArgs);
 BENCHMARK(BM_ChatNextTurn)->Apply(ChatArgs);
 BENCHMARK(BM_ChatSame)->Apply(ChatArgs);
+BENCHMARK(BM_ChatNewHostScope)
+    ->Arg(1)
+    ->Arg(4)
+    ->ArgNames({"workers"})
+    ->UseManualTime()
+    ->Iterations(20000);
 BENCHMARK(BM_ChatNewCoarseBlocks)
     ->Args({1, 4, 0})
     ->Args({1, 4, 1})

@@ -307,6 +307,58 @@ def _cluster_store_keywords(cluster):
     return {"cluster_nodes": [f"{h}:{p}" for h, p in cluster.seeds]}
 
 
+def _chat_turns(conversation, turns):
+    messages = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": f"conversation {conversation} asks {t} " * 40})
+        messages.append({"role": "assistant", "content": f"reply {conversation}.{t} " * 40})
+    messages.append({"role": "user", "content": "go on"})
+    return json.dumps({"model": "m", "messages": messages}).encode()
+
+
+def _eventually(check, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+def test_cluster_balancer_shares_routes_and_in_flight_across_hosts(redis_cluster):
+    """A Balancer's cluster state (holds, routes, in-flight sets) on Redis Cluster: every key of
+    one redis_name is in one slot, and two hosts see each other's routes and picks."""
+    def host():
+        b = sluice.Balancer("prefix_affinity", redis=_cluster_one_seed(redis_cluster),
+                            redis_name="fleet", redis_refresh=0.01)
+        for endpoint in "abcd":
+            b.add_endpoint(endpoint)
+        return b
+
+    one, two = host(), host()
+    where, held = {}, []
+    for c in range(8):
+        pick = one.pick(_chat_turns(c, 1))
+        where[c] = pick.endpoint_id
+        held.append(pick)  # held: in flight fleet-wide
+    def fleet_in_flight(b):
+        return sum(e["fleet_in_flight"] for e in b.endpoints())
+
+    def two_has_read():
+        two.pick().complete(status=200)
+        return (sum(e["prefix_blocks"] for e in two.endpoints()) ==
+                sum(e["prefix_blocks"] for e in one.endpoints()) and fleet_in_flight(two) == 8)
+
+    assert _eventually(two_has_read)
+    for c in range(8):
+        pick = two.pick(_chat_turns(c, 2))
+        assert pick.endpoint_id == where[c]
+        pick.complete(status=200)
+    for pick in held:
+        pick.complete(status=200)
+    assert _eventually(lambda: (two.pick().complete(status=200), fleet_in_flight(two))[1] == 0)
+
+
 def test_cluster_slot_migration_mid_run(redis_cluster):
     rule = "migrating"
 
