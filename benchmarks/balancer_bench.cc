@@ -101,9 +101,9 @@ double TimedPick(Balancer& b, std::string_view body) {
 }
 
 // Picks a new conversation each iteration (its id leads the system prompt, so it shares no
-// block), from the raw body when state.range(2) says so.
-void PickNewConversations(benchmark::State& state, Balancer& b) {
-  const bool raw = state.range(2) != 0;
+// block), from the raw body when `raw`, on the balancer `balancer_for` gives for its id.
+template <typename BalancerFor>
+void PickNewConversations(benchmark::State& state, bool raw, BalancerFor balancer_for) {
   sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
   sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
   const size_t content_id_at = sizeof(sluice_bench::kIdLead) - 1;
@@ -112,8 +112,14 @@ void PickNewConversations(benchmark::State& state, Balancer& b) {
     ++id;
     sluice_bench::WriteId(body.json.data() + body.id_at, id);
     sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
+    Balancer& b = balancer_for(id);
     state.SetIterationTime(raw ? TimedPick(b, std::string_view(body.json)) : TimedPick(b, parsed));
   }
+}
+
+// The same on one balancer, from the raw body when state.range(2) says so.
+void PickNewConversations(benchmark::State& state, Balancer& b) {
+  PickNewConversations(state, state.range(2) != 0, [&](uint64_t) -> Balancer& { return b; });
 }
 
 void BM_ChatNew(benchmark::State& state) {
@@ -151,15 +157,8 @@ void BM_ChatNewHostScope(benchmark::State& state) {
     fleet.push_back(Balancer::Create(o).value());
     for (int i = 0; i < 4; ++i) (void)fleet.back()->AddEndpoint({.id = absl::StrCat("replica-", i)});
   }
-  sluice_bench::ChatBody body = sluice_bench::MakeChatBody(1, kChatChars);
-  sluice::LlmRequest parsed = sluice::ParseLlmRequest(body.json).value();
-  const size_t content_id_at = sizeof(sluice_bench::kIdLead) - 1;
-  uint64_t id = 1;
-  for (auto _ : state) {
-    ++id;
-    sluice_bench::WriteId(parsed.messages[0].content.data() + content_id_at, id);
-    state.SetIterationTime(TimedPick(*fleet[id % fleet.size()], parsed));
-  }
+  PickNewConversations(state, /*raw=*/false,
+                       [&](uint64_t id) -> Balancer& { return *fleet[id % fleet.size()]; });
   fleet.clear();
   for (const char* suffix : {"", ".endpoints", ".routes"}) {
     (void)sluice::RemoveSharedRegion(region + suffix);

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import sluice
+from balancer_support import chat_turns
 
 
 def _chat(system, *turns):
@@ -142,23 +143,13 @@ def test_shared_region_balances_a_hosts_processes_together(region):
     assert [b.pick().endpoint_id for _ in range(3)] == ["b", "b", "b"]
 
 
-def _turns(conversation, turns):
-    """A chat body: a conversation's first `turns` exchanges, ~1 kB each."""
-    messages = []
-    for t in range(turns):
-        messages.append({"role": "user", "content": f"conversation {conversation} turn {t} " * 40})
-        messages.append({"role": "assistant", "content": f"answer {conversation}.{t} " * 40})
-    messages.append({"role": "user", "content": "and next?"})
-    return json.dumps({"model": "m", "messages": messages}).encode()
-
-
 def _route_first_turns(region, conversations, result):
     b = sluice.Balancer("prefix_affinity", shared_region=region)
     for name in "abcd":
         b.add_endpoint(name)
     routed = {}
     for c in conversations:
-        pick = b.pick(_turns(c, 1))
+        pick = b.pick(chat_turns(c, 1))
         routed[c] = pick.endpoint_id
         pick.complete(status=200)
     result.put(routed)
@@ -183,10 +174,10 @@ def test_shared_region_shares_prefix_routes_between_processes(region):
             b.add_endpoint(name)
     moved_here = moved_alone = 0
     for c, endpoint in routed.items():
-        pick = here.pick(_turns(c, 2))
+        pick = here.pick(chat_turns(c, 2))
         moved_here += pick.endpoint_id != endpoint or pick.matched_blocks == 0
         pick.complete(status=200)
-        pick = alone.pick(_turns(c, 2))
+        pick = alone.pick(chat_turns(c, 2))
         moved_alone += pick.endpoint_id != endpoint
         pick.complete(status=200)
     assert moved_here == 0

@@ -5,7 +5,6 @@ asynchronous, so a test waits (bounded) for a hold to show; nothing asserts on t
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 import sluice
 import sluice.dify as dify
+from balancer_support import chat_turns, eventually
 
 
 def _store(port):
@@ -34,24 +34,6 @@ def _state(b, endpoint):
     return next(e for e in b.endpoints() if e["id"] == endpoint)
 
 
-def _eventually(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
-
-
-def _chat_body(conversation, turns):
-    messages = []
-    for t in range(turns):
-        messages.append({"role": "user", "content": f"conversation {conversation} asks {t} " * 40})
-        messages.append({"role": "assistant", "content": f"reply {conversation}.{t} " * 40})
-    messages.append({"role": "user", "content": "go on"})
-    return json.dumps({"model": "m", "messages": messages}).encode()
-
-
 def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went(redis_server):
     def host():
         b = sluice.Balancer("prefix_affinity", redis=_store(redis_server.port), redis_name="fleet",
@@ -63,7 +45,7 @@ def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went
     one, two = host(), host()
     where = {}
     for c in range(10):
-        pick = one.pick(_chat_body(c, 1))
+        pick = one.pick(chat_turns(c, 1))
         where[c] = pick.endpoint_id
         pick.complete(status=200)
 
@@ -74,9 +56,9 @@ def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went
         two.pick().complete(status=200)  # a pick starts a read and replays what came in
         return held(two) == held(one)
 
-    assert _eventually(two_has_read)
+    assert eventually(two_has_read)
     for c in range(10):
-        pick = two.pick(_chat_body(c, 2))
+        pick = two.pick(chat_turns(c, 2))
         assert pick.endpoint_id == where[c]
         assert pick.matched_blocks > 0
         pick.complete(status=200)
@@ -85,7 +67,7 @@ def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went
 def test_a_cooldown_on_one_host_is_seen_by_another(redis_server):
     one, two = _balancer(redis_server.port), _balancer(redis_server.port)
     one.cooldown("a", 120.0)
-    assert _eventually(lambda: _state(two, "a")["cooldown_remaining"] > 100)
+    assert eventually(lambda: _state(two, "a")["cooldown_remaining"] > 100)
     picked = {two.pick().endpoint_id for _ in range(20)}
     assert picked == {"b", "c"}
     # a 429 on the second host cools "b" for both, with its reason
@@ -95,7 +77,7 @@ def test_a_cooldown_on_one_host_is_seen_by_another(redis_server):
             pick.complete(status=429)
             break
         pick.complete(status=200)
-    assert _eventually(lambda: _state(one, "b")["cooldown_remaining"] > 50)
+    assert eventually(lambda: _state(one, "b")["cooldown_remaining"] > 50)
     assert _state(one, "b")["cooldown_reason"] == "rate_limited"
 
 
@@ -103,11 +85,11 @@ def test_restore_and_eject_reach_every_host(redis_server):
     one, two = _balancer(redis_server.port), _balancer(redis_server.port)
     one.eject("c", 300.0)
     one.cooldown("b", 300.0)
-    assert _eventually(lambda: _state(two, "c")["ejected_remaining"] > 200 and
+    assert eventually(lambda: _state(two, "c")["ejected_remaining"] > 200 and
                        _state(two, "b")["cooldown_remaining"] > 200)
     two.restore("c")
     two.restore("b")
-    assert _eventually(lambda: _state(one, "c")["ejected_remaining"] == 0 and
+    assert eventually(lambda: _state(one, "c")["ejected_remaining"] == 0 and
                        _state(one, "b")["cooldown_remaining"] == 0)
 
 
@@ -115,7 +97,7 @@ def test_other_names_share_nothing(redis_server):
     one, other = _balancer(redis_server.port, "one"), _balancer(redis_server.port, "other")
     same = _balancer(redis_server.port, "one")
     one.cooldown("a", 60.0)
-    assert _eventually(lambda: _state(same, "a")["cooldown_remaining"] > 0)
+    assert eventually(lambda: _state(same, "a")["cooldown_remaining"] > 0)
     other.endpoints()
     time.sleep(0.05)  # reads of "other" come and go: none brings "one"'s hold
     assert _state(other, "a")["cooldown_remaining"] == 0
@@ -190,13 +172,13 @@ def test_key_rotation_cooldowns_are_shared_across_hosts(redis_server, region):
         other = subprocess.run([sys.executable, "-c", _OTHER_HOST, str(redis_server.port),
                                 region + "-other"], capture_output=True, text=True, timeout=60)
         assert other.returncode == 0, other.stderr
-        assert _eventually(lambda: here.in_cooldown(configs[0]))
+        assert eventually(lambda: here.in_cooldown(configs[0]))
         cooling, seconds = dify.LBModelManager.get_config_in_cooldown_and_ttl(
             "tenant-1", "openai", "llm", "gpt-4o", "k1")
         assert cooling and 80 <= seconds <= 90
         assert {here.fetch_next().id for _ in range(10)} == {"k2"}
         here.restore(configs[0])
-        assert _eventually(lambda: not here.in_cooldown(configs[0]))
+        assert eventually(lambda: not here.in_cooldown(configs[0]))
     finally:
         dify.configure_key_rotation(**previous)
         for made in (region + "-other", region + "-other.endpoints"):

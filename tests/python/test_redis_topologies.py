@@ -26,6 +26,7 @@ import pytest
 import sluice
 from sluice import ConcurrencyLimiter, RateLimiter, Window, dify
 
+from balancer_support import chat_turns, eventually
 from redis_topologies import key_slot, local_tls_redis
 
 YEAR = 366 * 86400.0  # no refill while a test runs
@@ -307,24 +308,6 @@ def _cluster_store_keywords(cluster):
     return {"cluster_nodes": [f"{h}:{p}" for h, p in cluster.seeds]}
 
 
-def _chat_turns(conversation, turns):
-    messages = []
-    for t in range(turns):
-        messages.append({"role": "user", "content": f"conversation {conversation} asks {t} " * 40})
-        messages.append({"role": "assistant", "content": f"reply {conversation}.{t} " * 40})
-    messages.append({"role": "user", "content": "go on"})
-    return json.dumps({"model": "m", "messages": messages}).encode()
-
-
-def _eventually(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
-
-
 def test_cluster_balancer_shares_routes_and_in_flight_across_hosts(redis_cluster):
     """A Balancer's cluster state (holds, routes, in-flight sets) on Redis Cluster: every key of
     one redis_name is in one slot, and two hosts see each other's routes and picks."""
@@ -338,7 +321,7 @@ def test_cluster_balancer_shares_routes_and_in_flight_across_hosts(redis_cluster
     one, two = host(), host()
     where, held = {}, []
     for c in range(8):
-        pick = one.pick(_chat_turns(c, 1))
+        pick = one.pick(chat_turns(c, 1))
         where[c] = pick.endpoint_id
         held.append(pick)  # held: in flight fleet-wide
     def fleet_in_flight(b):
@@ -349,14 +332,14 @@ def test_cluster_balancer_shares_routes_and_in_flight_across_hosts(redis_cluster
         return (sum(e["prefix_blocks"] for e in two.endpoints()) ==
                 sum(e["prefix_blocks"] for e in one.endpoints()) and fleet_in_flight(two) == 8)
 
-    assert _eventually(two_has_read)
+    assert eventually(two_has_read)
     for c in range(8):
-        pick = two.pick(_chat_turns(c, 2))
+        pick = two.pick(chat_turns(c, 2))
         assert pick.endpoint_id == where[c]
         pick.complete(status=200)
     for pick in held:
         pick.complete(status=200)
-    assert _eventually(lambda: (two.pick().complete(status=200), fleet_in_flight(two))[1] == 0)
+    assert eventually(lambda: (two.pick().complete(status=200), fleet_in_flight(two))[1] == 0)
 
 
 def test_cluster_slot_migration_mid_run(redis_cluster):

@@ -661,11 +661,14 @@ class Balancer:
     "scored" (weights: prefix, queue, kv_cache, in_flight) or "consistent_hash". Cooldowns by error
     class (rate limited 60 s, auth and connection 10 s) make round robin over API keys a credential
     rotation. With ``shared_region="name"`` the in-flight counts are shared by every process of the
-    host (Gunicorn workers balance together), and so are cooldowns and ejections. With
-    ``redis=RedisStore(...)`` and ``redis_name="fleet"`` cooldowns and ejections are shared by every
-    process of every host under that name (mirrored from Redis, read again at most every
-    ``redis_refresh`` seconds, default 0.25; a pick never waits for Redis, and while Redis is down
-    each process keeps its own). Thread-safe; a pick never blocks on I/O.
+    host (Gunicorn workers balance together), and so are cooldowns, ejections, the round-robin
+    cursor and, with a prefix strategy, the routes (every worker learns every worker's picks, so a
+    conversation's next turn goes where its last went whichever worker picks it). With
+    ``redis=RedisStore(...)`` and ``redis_name="fleet"`` cooldowns, ejections and (prefix
+    strategies) routes are shared by every process of every host under that name (mirrored from
+    Redis, read again at most every ``redis_refresh`` seconds, default 0.25; a pick never waits for
+    Redis, and while Redis is down each process keeps its own). Thread-safe; a pick never blocks on
+    I/O.
     """
     def __init__(self, strategy: str = 'least_request', *, block_chars: int = 128, max_blocks: int = 256, kv_capacity_blocks: int = 16384, imbalance_abs: int = 2, imbalance_rel: float = 1.5, hot_spot_sigmas: float = 2.0, weights: collections.abc.Mapping[str, float] = {}, metrics_max_age: float = 2.0, score_load_slack: float = 4.0, kv_session_half_life: float = 30.0, kv_full_usage: float = 0.9, load_bound: float = 1.25, virtual_nodes: int = 64, failures_before_cooldown: int = 1, cooldown_rate_limited: float = 60.0, cooldown_auth: float = 10.0, cooldown_connection: float = 10.0, cooldown_timeout: float = 0.0, cooldown_server: float = 0.0, ewma_weight: float = 0.2, seed: int = 0, clock: Clock = None, shared_region: str | None = None, shared_max_in_flight: int = 256, shared_lease: float = 600.0, redis: RedisStore = None, redis_name: str | None = None, redis_refresh: float = 0.25, min_shared_affinity_blocks: int = 16) -> None:
         ...
@@ -689,7 +692,8 @@ class Balancer:
     def endpoints(self) -> list:
         """
         A dict per endpoint: id, in_flight (this process's picks), host_in_flight (every
-        process's, with a shared_region), picks, completions, errors, EWMAs, prefix_blocks,
+        process's, with a shared_region), fleet_in_flight (and other hosts', as last read,
+        with redis=), picks, completions, errors, EWMAs, prefix_blocks,
         metrics; cooldown_until and ejected_until (seconds on the balancer's clock, None when
         not held; host-wide with a shared_region), cooldown_remaining and ejected_remaining
         (seconds, 0.0 when not held), cooldown_reason (a failure class name, None for an

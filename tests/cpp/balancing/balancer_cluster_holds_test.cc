@@ -21,6 +21,7 @@
 #include "local_redis.h"
 #include "sluice/balancer.h"
 #include "sluice/redis_store.h"
+#include "balancing/balancer_scope_support.h"
 #include "test_support.h"
 
 using sluice::AttemptOutcome;
@@ -77,18 +78,8 @@ struct Host {
     const EndpointStats s = Stats(id);
     return s.ejected_until_nanos == 0 ? 0 : double(s.ejected_until_nanos - clock.NowNanos()) / kSecond;
   }
-  // Waits until every command this host sent so far is answered (and its reply applied): the
-  // store answers in order, so its own check command is a barrier.
-  // After an outage the check fails fast until the store has reconnected: ask again (bounded).
-  void Flush() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    absl::Status s = store->Check(absl::Seconds(5));
-    while (!s.ok() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      s = store->Check(absl::Seconds(5));
-    }
-    REQUIRE(s.ok());
-  }
+  // Waits until every command this host sent so far is answered (see sluice_test::Flush).
+  void Flush() { sluice_test::Flush(*store); }
   // Lets the mirror go stale, reads Redis's holds and waits until the read is applied. (A read
   // already under way, say one a stats call started, would make the next one wait its turn.)
   void ReadNow() {

@@ -18,6 +18,7 @@
 #include "local_redis.h"
 #include "sluice/balancer.h"
 #include "sluice/redis_store.h"
+#include "balancing/balancer_scope_support.h"
 #include "test_support.h"
 
 using sluice::Balancer;
@@ -61,15 +62,7 @@ struct Host {
     }
   }
 
-  void Flush() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    absl::Status s = store->Check(absl::Seconds(5));
-    while (!s.ok() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      s = store->Check(absl::Seconds(5));
-    }
-    REQUIRE(s.ok());
-  }
+  void Flush() { sluice_test::Flush(*store); }
   // Reads the fleet's counts now and waits until the read is applied.
   void ReadNow() {
     Flush();

@@ -17,11 +17,16 @@
 #include "local_redis.h"
 #include "sluice/balancer.h"
 #include "sluice/redis_store.h"
+#include "balancing/balancer_scope_support.h"
+#include "balancing/balancer_scope_support.h"
 #include "test_support.h"
 
 using sluice::Balancer;
 using sluice::ManualClock;
 using sluice::PickRequest;
+using sluice_test::PickAndComplete;
+using sluice_test::Routed;
+using sluice_test::Turn;
 using sluice_test::Value;
 
 namespace {
@@ -49,15 +54,7 @@ struct Host {
 
   // Waits until every command this host sent so far is answered: the store answers in order,
   // so its own check is a barrier. Bounded; retried while the store reconnects.
-  void Flush() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    absl::Status s = store->Check(absl::Seconds(5));
-    while (!s.ok() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      s = store->Check(absl::Seconds(5));
-    }
-    REQUIRE(s.ok());
-  }
+  void Flush() { sluice_test::Flush(*store); }
   // Reads the fleet's routes now: the last read goes stale, a pick starts the next, and it is
   // answered before this returns.
   void ReadNow() {
@@ -68,23 +65,6 @@ struct Host {
   }
 };
 
-std::vector<uint64_t> Turn(uint64_t id, int turn) {
-  std::vector<uint64_t> blocks;
-  for (int i = 0; i < 3 * (turn + 1); ++i) blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
-  return blocks;
-}
-
-struct Routed {
-  std::string endpoint;
-  int64_t matched = 0;
-};
-
-Routed PickAndComplete(Balancer& b, const std::vector<uint64_t>& blocks) {
-  Balancer::Pick p = Value(b.PickEndpoint({.prefix_blocks = blocks}));
-  Routed r{p.endpoint_id(), p.matched_blocks()};
-  p.Complete({.http_status = 200});
-  return r;
-}
 
 // Routes new conversations from..from+n-1's first turns on `first`, then their next turns on
 // `second` (after it has read the fleet's routes): how many moved or lost their match.

@@ -15,11 +15,15 @@
 #include <vector>
 
 #include "sluice/balancer.h"
+#include "balancing/balancer_scope_support.h"
 #include "test_support.h"
 
 using sluice::Balancer;
 using sluice::ManualClock;
 using sluice::PickRequest;
+using sluice_test::PickAndComplete;
+using sluice_test::Routed;
+using sluice_test::Turn;
 using sluice_test::Value;
 using Pick = Balancer::Pick;
 using Strategy = Balancer::Strategy;
@@ -39,25 +43,6 @@ std::unique_ptr<Balancer> Worker(const sluice::Clock* clock, const std::string& 
   return b;
 }
 
-// Turn `turn` of conversation `id`: its history so far, 3 blocks a turn, no block shared with
-// another conversation.
-std::vector<uint64_t> Turn(uint64_t id, int turn) {
-  std::vector<uint64_t> blocks;
-  for (int i = 0; i < 3 * (turn + 1); ++i) blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
-  return blocks;
-}
-
-struct Routed {
-  std::string endpoint;
-  int64_t matched = 0;
-};
-
-Routed PickAndComplete(Balancer& b, const std::vector<uint64_t>& blocks) {
-  Pick p = Value(b.PickEndpoint({.prefix_blocks = blocks}));
-  Routed r{p.endpoint_id(), p.matched_blocks()};
-  p.Complete({.http_status = 200});
-  return r;
-}
 
 // Conversations whose turns land on a random worker each (as Gunicorn hands requests out):
 // how many of the follow-up turns went to another endpoint than the turn before.
