@@ -250,11 +250,11 @@ typedef enum sluice_param {
   SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_NANOS = 719,      /* default 300 s */
   SLUICE_PARAM_BALANCER_OUTLIER_MAX_EJECTION_PERCENT = 720,    /* default 10 */
   SLUICE_PARAM_BALANCER_SCORE_LOAD_SLACK_MILLI = 721,          /* default 4000 (4 requests) */
-  SLUICE_PARAM_BALANCER_KV_SESSION_HALF_LIFE_NANOS = 722,      /* default 60 s */
+  SLUICE_PARAM_BALANCER_KV_SESSION_HALF_LIFE_NANOS = 722,      /* default 30 s */
   SLUICE_PARAM_BALANCER_KV_FULL_USAGE_MILLI = 723,             /* default 900 (0.9) */
   /* Experimental. With sluice_options_set_redis_store and SLUICE_PARAM_REDIS_NAME (required
-   * then): cooldowns and ejections shared fleet-wide through Redis, mirrored and read again when
-   * older than this. Default 250 ms, in [1 ms, 1 min]. */
+   * then): cooldowns, ejections, in-flight counts and (prefix strategies) routes shared
+   * fleet-wide through Redis, read again when older than this. Default 250 ms, in [1 ms, 1 min]. */
   SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS = 724,
   SLUICE_PARAM_BALANCER_MIN_SHARED_AFFINITY_BLOCKS = 725,      /* default 16 */
   /* The fallback policy (sluice/fallback_policy.h has every default and rule). */
@@ -469,11 +469,13 @@ typedef enum sluice_outcome_error {
 
 typedef struct sluice_balancer sluice_balancer;
 typedef struct sluice_pick sluice_pick;
-/* Reads the SLUICE_PARAM_BALANCER_* parameters, and for host-shared in-flight counts
+/* Reads the SLUICE_PARAM_BALANCER_* parameters, and for host-shared state (in-flight counts,
+ * cooldowns, ejections, the round-robin cursor, prefix strategies' routes)
  * SLUICE_PARAM_SHARED_REGION (with SLUICE_PARAM_MAX_IN_FLIGHT, default 256, and
  * SLUICE_PARAM_LEASE_NANOS, default 10 min); with a store (sluice_options_set_redis_store),
  * SLUICE_PARAM_REDIS_NAME and SLUICE_PARAM_BALANCER_REDIS_REFRESH_NANOS (experimental):
- * cooldowns and ejections shared by every host. Thread-safe, like the C++ object. */
+ * cooldowns, ejections, in-flight counts and routes shared by every host. Thread-safe, like
+ * the C++ object. */
 SLUICE_API int sluice_balancer_create(const sluice_options* options, const sluice_clock* clock,
                                       sluice_balancer** out);
 /* Picks made by the balancer stay valid after it is destroyed. */
