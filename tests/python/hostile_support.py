@@ -183,7 +183,7 @@ def _remove_regions_made() -> None:
     import sluice
 
     for name in _regions_made:
-        for made in (name, name + ".endpoints"):  # a Balancer's shared cooldowns: the second
+        for made in (name, name + ".endpoints", name + ".routes"):  # a Balancer's holds, routes
             try:
                 sluice.remove_shared_region(made)
             except Exception:  # noqa: BLE001 - not there, or never valid
