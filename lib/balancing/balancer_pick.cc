@@ -406,7 +406,8 @@ void BalancerCore::ReplayOthersRoutes(int64_t now) {
       if (e->route_key != route.endpoint || e->slot < 0) continue;
       // Its tokens as they count now, faded since it was routed (a restarted worker replays
       // routes up to a ring's length old).
-      const double age = static_cast<double>(std::max<int64_t>(0, now - route.at));
+      // (In doubles: `at` is whatever another process wrote, and may be far from now.)
+      const double age = std::max(0.0, static_cast<double>(now) - static_cast<double>(route.at));
       RecordRoute(*e, route.blocks, route.tokens * std::exp2(-age / half_life), now);
       return;
     }

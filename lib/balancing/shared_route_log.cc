@@ -141,7 +141,7 @@ int64_t SharedRouteLog::ReplayNew(absl::FunctionRef<void(const Route&)> apply) {
       static_cast<uint64_t>(Word(region_->words() + kHead).load(std::memory_order_acquire));
   if (head < next_) next_ = head;  // the region was removed and made again: start over
   if (head - next_ > static_cast<uint64_t>(records_)) {
-    lost_ += static_cast<int64_t>(head - next_) - records_;
+    lost_ += head - next_ - static_cast<uint64_t>(records_);  // unsigned: a scribbled head wraps
     next_ = head - static_cast<uint64_t>(records_);
   }
   const uint64_t me = RouteWriterId(nonce_);
@@ -149,15 +149,19 @@ int64_t SharedRouteLog::ReplayNew(absl::FunctionRef<void(const Route&)> apply) {
   uint64_t header[5];
   for (; next_ < head && applied < kMaxReplayPerCall; ++next_) {
     int64_t* r = RecordAt(next_);
-    const int64_t complete = static_cast<int64_t>(2 * next_ + 2);
-    const int64_t stamp = Word(r + kStamp).load(std::memory_order_acquire);
+    // Stamps are compared as unsigned numbers: the head may be anything a process wrote there.
+    const uint64_t complete = 2 * next_ + 2;
+    const uint64_t stamp =
+        static_cast<uint64_t>(Word(r + kStamp).load(std::memory_order_acquire));
     if (stamp != complete) {
       // Being written, or its writer has its number but has not begun: what the slot held a lap
       // before (nothing in the first lap). Wait for it unless the ring has moved well past it
       // (its writer is stuck or died mid-append). Anything else: a later lap overwrote it, or
       // the word is not a stamp at all.
-      const int64_t lap_before = next_ >= static_cast<uint64_t>(records_) ? complete - 2 * records_ : 0;
-      const bool pending = stamp == complete - 1 || stamp == lap_before || stamp == lap_before - 1;
+      const uint64_t records = static_cast<uint64_t>(records_);
+      const uint64_t lap_before = next_ >= records ? complete - 2 * records : 0;
+      const bool pending = stamp == complete - 1 || stamp == lap_before ||
+                           (lap_before != 0 && stamp == lap_before - 1);
       if (pending && head - next_ <= static_cast<uint64_t>(kMaxReplayPerCall)) break;
       ++lost_;
       continue;
@@ -174,7 +178,7 @@ int64_t SharedRouteLog::ReplayNew(absl::FunctionRef<void(const Route&)> apply) {
     const uint64_t checksum =
         static_cast<uint64_t>(Word(r + kChecksum).load(std::memory_order_relaxed));
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (Word(r + kStamp).load(std::memory_order_relaxed) != stamp ||
+    if (static_cast<uint64_t>(Word(r + kStamp).load(std::memory_order_relaxed)) != stamp ||
         header[2] != static_cast<uint64_t>(count) ||
         Checksum(next_, header, scratch_.data(), count) != checksum) {
       ++lost_;  // torn: rewritten while read, or its writer died mid-append

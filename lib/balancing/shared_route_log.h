@@ -79,7 +79,7 @@ class SharedRouteLog {
   int64_t ReplayNew(absl::FunctionRef<void(const Route&)> apply);
 
   // Routes this instance could not replay (overwritten before it read them, or torn).
-  int64_t lost() const { return lost_; }
+  uint64_t lost() const { return lost_; }
   int64_t records() const { return records_; }
 
  private:
@@ -93,7 +93,7 @@ class SharedRouteLog {
   const int64_t max_blocks_;
   const uint64_t nonce_;
   uint64_t next_ = 0;  // the next sequence number to replay
-  int64_t lost_ = 0;
+  uint64_t lost_ = 0;
   std::vector<uint64_t> scratch_;
 };
 

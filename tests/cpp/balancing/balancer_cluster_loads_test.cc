@@ -133,6 +133,7 @@ TEST_CASE("cluster in flight: max_concurrency holds fleet-wide") {
 }
 
 TEST_CASE("cluster in flight fork: a killed host's picks end with their lease") {
+  if (!sluice_test::ForkSafeAllocator()) return;  // the parent's store thread allocates
   LocalRedis redis;
   ManualClock server(1000 * kSecond);
   Host two(redis.port(), &server);
