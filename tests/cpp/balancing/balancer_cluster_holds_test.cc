@@ -46,12 +46,7 @@ struct Host {
        const std::string& name = "keys", absl::Duration command_timeout = absl::Seconds(2),
        std::string shared_region = "")
       : clock(clock_offset) {
-    sluice::RedisOptions r;
-    r.port = port;
-    r.command_timeout = command_timeout;
-    r.reconnect_interval = absl::Milliseconds(20);
-    r.script_clock_for_testing = redis_clock;
-    store = Value(sluice::RedisStore::Create(r));
+    store = sluice_test::TestStore(port, redis_clock, command_timeout);
     Balancer::Options o;
     o.strategy = Balancer::Strategy::kRoundRobin;
     o.redis = store;

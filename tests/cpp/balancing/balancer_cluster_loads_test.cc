@@ -39,12 +39,7 @@ struct Host {
 
   Host(int port, const sluice::Clock* redis_clock, std::string shared_region = "",
        int64_t max_concurrency = 0) {
-    sluice::RedisOptions r;
-    r.port = port;
-    r.command_timeout = absl::Seconds(2);
-    r.reconnect_interval = absl::Milliseconds(20);
-    r.script_clock_for_testing = redis_clock;
-    store = Value(sluice::RedisStore::Create(r));
+    store = sluice_test::TestStore(port, redis_clock);
     Balancer::Options o;
     o.strategy = Balancer::Strategy::kLeastRequest;
     o.redis = store;

@@ -38,11 +38,7 @@ struct Host {
   std::unique_ptr<Balancer> balancer;
 
   Host(int port, const std::string& name = "fleet") {
-    sluice::RedisOptions r;
-    r.port = port;
-    r.command_timeout = absl::Seconds(2);
-    r.reconnect_interval = absl::Milliseconds(20);
-    store = Value(sluice::RedisStore::Create(r));
+    store = sluice_test::TestStore(port, /*script_clock=*/nullptr);
     Balancer::Options o;
     o.strategy = Balancer::Strategy::kPrefixAffinity;
     o.redis = store;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,18 @@ inline Routed PickAndComplete(sluice::Balancer& b, const std::vector<uint64_t>& 
   Routed r{p.endpoint_id(), p.matched_blocks()};
   p.Complete({.http_status = 200});
   return r;
+}
+
+// A store on a test's own redis-server: reconnecting every 20 ms, its scripts on
+// `script_clock` (the Redis server's stand-in; null: the server's own TIME).
+inline std::shared_ptr<sluice::RedisStore> TestStore(int port, const sluice::Clock* script_clock,
+                                                     absl::Duration command_timeout = absl::Seconds(2)) {
+  sluice::RedisOptions r;
+  r.port = port;
+  r.command_timeout = command_timeout;
+  r.reconnect_interval = absl::Milliseconds(20);
+  r.script_clock_for_testing = script_clock;
+  return Value(sluice::RedisStore::Create(r));
 }
 
 // Waits until every command `store` was given so far is answered (and its reply applied): the
