@@ -342,8 +342,9 @@ class Balancer {
     // took since its last one (at most 64) into its own prefix index and KV estimate. So a
     // conversation's next turn goes to the replica that holds it whichever worker picks it, and a
     // worker that starts later learns the ring's routes. Cost: each process inserts every pick of
-    // the host into its own index (with 4 workers, a pick replays about 3 others', each about
-    // as costly as inserting its own); what it loses: routes older than the ring when a process
+    // the host into its own index (with 4 workers a pick replays about 3 others': 4 workers
+    // picking new 8k-token conversations in turn cost ~130 us a pick against 12-20 us alone,
+    // BENCHMARKS.md); what it loses: routes older than the ring when a process
     // falls that far behind, a route torn while read (a checksum rejects it), and blocks past
     // the first 1,024 of a prompt. Every balancer on one region must hash prompts alike
     // (prefix_hash): another configuration is FailedPrecondition naming the region. Round robin
@@ -365,8 +366,8 @@ class Balancer {
     // Cluster scope: cooldowns and ejections (automatic and administered) shared by every
     // process of every host whose balancer has the same `redis_name` on this Redis, so a key
     // cooled down after a 429 on one host is skipped by the whole fleet and Restore anywhere
-    // brings it back everywhere (with or without shared_region; in-flight counts stay host-wide
-    // at most). Picks never wait for Redis: each process mirrors the holds, reading them again
+    // brings it back everywhere (with or without shared_region; in-flight counts and routes:
+    // below). Picks never wait for Redis: each process mirrors the holds, reading them again
     // (one EVALSHA, at most one under way) when a pick or Endpoints() finds the mirror older
     // than `redis_refresh`; a hold set here applies here at once and is sent to Redis (kept
     // across an outage until it would have ended). So another host's cooldown reaches this
