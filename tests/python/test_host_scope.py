@@ -139,3 +139,34 @@ def test_default_max_keys_on_dockers_64_mib_shm_is_a_clear_error_not_sigbus():
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert result.stdout.strip() == "checked"
+
+
+def test_a_balancers_routes_region_that_does_not_fit_is_a_clear_error():
+    """Issue 15: a prefix strategy in host scope needs a third region (the shared routes, 2 MiB).
+    In a /dev/shm with room for the counts and the holds but not for it, Balancer() raises a
+    CapacityError naming the routes region and its bytes, leaves no half-made file, and a
+    strategy without routes still works under the same name."""
+    result = _run_with_small_shm(
+        "34400k",  # the counts (33,689,600 bytes) and holds (397,312) fit; the routes do not
+        """
+        import os
+        import sluice
+
+        try:
+            sluice.Balancer("prefix_affinity", shared_region="dify-lb")
+        except sluice.CapacityError as e:
+            message = str(e)
+        else:
+            raise SystemExit("a routes region was made in a /dev/shm without room for it")
+        assert "sluice.Balancer: shared_region: " in message, message
+        assert '"dify-lb.routes" needs 2099264 bytes' in message, message
+        assert "sluice.dify-lb.routes" not in os.listdir("/dev/shm"), os.listdir("/dev/shm")
+
+        b = sluice.Balancer("least_request", shared_region="dify-lb")
+        b.add_endpoint("a")
+        b.pick().complete(status=200)
+        print("checked")
+        """,
+    )
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout.strip() == "checked"
