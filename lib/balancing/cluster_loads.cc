@@ -83,10 +83,16 @@ void ClusterLoads::Untrack(const std::string& field) {
 std::string ClusterLoads::Acquire(const std::string& field) {
   std::string member =
       absl::StrCat(Tag(), ":", picks_.fetch_add(1, std::memory_order_relaxed));
-  RedisScripts::Run(*store_, kAcquireScript, {KeyOf(field)},
-                    {member, absl::StrCat(absl::ToInt64Microseconds(lease_)),
-                     RedisScripts::ScriptNow(*store_)},
-                    /*want_fd=*/false);
+  // Not kept across an outage (sent late, it could outlive its release); when its outcome is
+  // unknown (written, then the connection failed) the store removes the member again.
+  Delivery delivery;
+  delivery.undo = ScriptCall{&kReleaseScript, {KeyOf(field)}, {member}};
+  RedisScripts::Run(*store_,
+                    {&kAcquireScript,
+                     {KeyOf(field)},
+                     {member, absl::StrCat(absl::ToInt64Microseconds(lease_)),
+                      RedisScripts::ScriptNow(*store_)}},
+                    /*want_fd=*/false, std::move(delivery));
   return member;
 }
 

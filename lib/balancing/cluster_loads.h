@@ -7,7 +7,7 @@
 // (one Cluster slot for the name), a member per pick in flight, "<counter tag>:<pick number>",
 // scored by when its lease ends (the Redis server's clock, `shared_lease` after the pick). A pick
 // adds its member (one ZADD, never waited for, not retried: one sent late could outlive its
-// release) and its completion removes it (retried across an outage until the lease would have
+// release; removed again when its outcome is unknown) and its completion removes it (retried across an outage until the lease would have
 // ended, so a completion during an outage is not lost); a killed process's members expire with
 // their lease. A counter is this host (every process of a host that shares a `shared_region`,
 // whose picks the host region counts already) or, without a shared region, this balancer. With

@@ -38,8 +38,8 @@ struct Host {
   std::unique_ptr<Balancer> balancer;
 
   Host(int port, const sluice::Clock* redis_clock, std::string shared_region = "",
-       int64_t max_concurrency = 0) {
-    store = sluice_test::TestStore(port, redis_clock);
+       int64_t max_concurrency = 0, absl::Duration command_timeout = absl::Seconds(2)) {
+    store = sluice_test::TestStore(port, redis_clock, command_timeout);
     Balancer::Options o;
     o.strategy = Balancer::Strategy::kLeastRequest;
     o.redis = store;
@@ -197,3 +197,28 @@ TEST_CASE("cluster in flight: Redis down, no other host counts, and picks go on"
   two.ReadNow();
   CHECK(two.Stats("a").fleet_in_flight == 0);
 }
+
+TEST_CASE("cluster in flight: a pick made and completed while Redis is stalled leaves nothing counted") {
+  LocalRedis redis;
+  ManualClock server(1000 * kSecond);
+  Host one(redis.port(), &server, "", 0, absl::Milliseconds(200));
+  Host two(redis.port(), &server);
+  one.Flush();
+  two.Flush();
+  redis.Pause();  // SIGSTOP: the add and the removal wait in the connection, past its timeout
+  {
+    Balancer::Pick pick = Value(one.balancer->PickEndpoint(PickRequest{.model = "a"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the command timeout
+    pick.Complete({.http_status = 200});
+  }
+  redis.Resume();
+  one.Flush();
+  two.ReadNow();
+  CHECK(two.Stats("a").fleet_in_flight == 0);
+  // And counting goes on after the stall.
+  std::vector<Balancer::Pick> held = one.Hold("a", 2);
+  one.Flush();
+  two.ReadNow();
+  CHECK(two.Stats("a").fleet_in_flight == 2);
+}
+
