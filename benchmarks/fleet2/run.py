@@ -18,7 +18,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 
 from fleet2 import workloads as W  # noqa: E402
 from fleet2.replica import MODEL, PAGE, TOKEN_BUDGET  # noqa: E402
@@ -46,6 +45,8 @@ def configs(quick: bool):
 
 
 def _run(task):
+    import numpy as np  # requirements-bench.txt; the tests import this module without it
+
     label, index, seed, strategy, quick = task
     _, factory, kv, shared = configs(quick)[index]
     started = time.time()
@@ -157,6 +158,8 @@ def markdown(summary, seeds, argv, wall):
 
 
 def plot(runs, path):
+    import numpy as np
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
