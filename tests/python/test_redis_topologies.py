@@ -121,10 +121,16 @@ def _sluice_keys(client, rule):
 
 
 def _a_slot_of(cluster, rule):
-    """The slot of one of `rule`'s keys, wherever it lives now."""
-    found = [k for m in cluster.current_masters() for k in _sluice_keys(cluster.client(m), rule)]
-    assert found, rule
-    return key_slot(found[0])
+    """The slot of one of `rule`'s keys, wherever it lives now. A ConcurrencyLimiter's key exists
+    only while some slot is held, so this looks again (for at most 10 s) until one is."""
+    seen = []
+
+    def found():
+        seen[:] = [k for m in cluster.current_masters() for k in _sluice_keys(cluster.client(m), rule)]
+        return bool(seen)
+
+    assert eventually(found), rule
+    return key_slot(seen[0])
 
 
 # -- Redis Cluster ------------------------------------------------------------------------------
