@@ -5,13 +5,17 @@
 Part 1: 16 endpoints, synthetic bodies (by model, 1 kB and 32 kB raw bodies).
 Part 2 (issue 15): an 8k-token chat conversation (a system prompt and 15 user / assistant turns,
 32,000 bytes of content), raw body, 4 and 8 endpoints, the default strategy (least_request) and
-prefix_affinity, three cases:
+prefix_affinity, four cases:
   new        a new conversation each pick (its own id leads the system prompt, so prefix affinity
-             inserts 256 fresh blocks every pick; the index stays at its capacity bound);
+             inserts 64 fresh groups of 4 blocks every pick; the index stays at its capacity
+             bound), its body built right before its pick (untimed) and so in the CPU caches, as
+             a server has a body it has just read; timed pick by pick;
+  new cold   the same with the run's 2,000 bodies (64 MB) built before it, so each pick first
+             reads its body from memory;
   next turn  a conversation picked once (untimed), then right away its next turn (one more
              assistant reply and user message) timed, pick by pick;
   same       the same body again.
-Bodies are built before each timed run; only the picks are timed.
+Only the picks are timed.
 """
 
 import json
@@ -68,6 +72,18 @@ def timed(b, bodies):
     return (time.perf_counter() - start) / len(bodies)
 
 
+def timed_each(b, make_body, number):
+    """Seconds per pick + complete, each of `number` bodies built (untimed) right before it."""
+    total = 0
+    clock = time.perf_counter_ns
+    for _ in range(number):
+        raw = make_body()
+        start = clock()
+        b.pick(raw).complete(status=200)
+        total += clock() - start
+    return total / 1e9 / number
+
+
 def timed_next_turns(b, bodies):
     """Seconds per pick + complete of each body's next turn, right after its first (untimed)."""
     turns = [raw[:-2] + NEXT for raw in bodies]
@@ -85,12 +101,15 @@ def chat_cases(strategy, endpoints, number=2000, repeat=5):
     head, tail = chat_parts()
     ids = iter(range(1, 10**9))
     out = {}
-    for case in ("new", "next turn", "same"):
+    for case in ("new", "new cold", "next turn", "same"):
         b = sluice.Balancer(strategy, seed=1)
         for i in range(endpoints):
             b.add_endpoint(f"r{i}")
         runs = []
         for _ in range(repeat):
+            if case == "new":
+                runs.append(timed_each(b, lambda: head + b"%016d" % next(ids) + tail, number))
+                continue
             if case == "same":
                 bodies = [head + b"%016d" % 1 + tail] * number
             else:

@@ -17,10 +17,11 @@
 //   kPrefixAffinity      the endpoint that already holds the longest prefix of this conversation
 //                        in its KV cache, as far as the balancer's own routing history says:
 //                        chained block hashes (sluice/llm_request.h) in a per-endpoint index
-//                        bounded to the endpoint's KV capacity (LRU). A short match that ends
+//                        bounded to the endpoint's KV capacity (LRU), keyed per group of 4 blocks
+//                        (so matches are whole groups). A short match that ends
 //                        where other conversations branched off (a shared system prompt, a
-//                        common template) is no affinity: the index records which block followed
-//                        each block, and a prefix that several continuations share says nothing
+//                        common template) is no affinity: the index records which group followed
+//                        each group, and a prefix that several continuations share says nothing
 //                        about where this conversation lives, so new conversations spread by
 //                        load. A long one (min_shared_affinity_blocks, 16 blocks: a RAG
 //                        document) is, unless every candidate holds it: its prefill is worth
@@ -343,7 +344,7 @@ class Balancer {
     // conversation's next turn goes to the replica that holds it whichever worker picks it, and a
     // worker that starts later learns the ring's routes. Cost: each process inserts every pick of
     // the host into its own index (with 4 workers a pick replays about 3 others': 4 workers
-    // picking new 8k-token conversations in turn cost ~130 us a pick against 12-20 us alone,
+    // picking new 8k-token conversations in turn cost ~15 us a pick against ~6 us alone,
     // BENCHMARKS.md); what it loses: routes older than the ring when a process
     // falls that far behind, a route torn while read (a checksum rejects it), and blocks past
     // the first 1,024 of a prompt. Every balancer on one region must hash prompts alike
@@ -403,7 +404,15 @@ class Balancer {
     // counts already; without one, each balancer), and every load-aware rule and
     // max_concurrency adds them to this host's count (EndpointStats::fleet_in_flight). A killed
     // host's picks end with their lease; while Redis is unreachable other hosts count 0. A read
-    // costs Redis O(picks in flight on these endpoints). Default: null (no cluster scope).
+    // costs Redis O(picks in flight on these endpoints).
+    //
+    // Round robin (kRoundRobin) takes the endpoints in turn fleet-wide: one counter,
+    // `<key_prefix>:{lb:<redis_name>}:cursor`, from which each balancer draws its next pick's
+    // turn a pick ahead (an INCR, never waited for). A pick with no turn drawn yet (the first,
+    // one right after another before the reply, Redis unreachable) takes the host's or the
+    // process's cursor instead; over the picks that took a turn, no endpoint is more than
+    // (balancers drawing + 1) picks ahead of another, on every host's endpoints listed in the
+    // same order. Default: null (no cluster scope).
     std::shared_ptr<RedisStore> redis;
     // Names the fleet's shared holds: 1 to 100 characters of [A-Za-z0-9._-]. Required with
     // redis.
@@ -497,7 +506,8 @@ class Balancer::Pick {
   const EndpointSpec& endpoint() const;
   // The label's value, or "" if the endpoint has none by that name.
   std::string_view label(std::string_view name) const;
-  // Leading prefix blocks the endpoint was believed to hold (kPrefixAffinity, kScored).
+  // Leading prefix blocks the endpoint was believed to hold (kPrefixAffinity, kScored): a
+  // multiple of 4, as the index keys groups of 4 blocks, or all of the request's blocks.
   int64_t matched_blocks() const { return matched_blocks_; }
 
   // Reports the outcome (sluice/failure.h, the vocabulary the FallbackPolicy reads too):

@@ -507,6 +507,7 @@ SLUICE_API int sluice_balancer_pick_model(sluice_balancer* balancer, const char*
                                           size_t affinity_key_len, sluice_pick** out);
 /* The chosen endpoint's id; not NUL-terminated, valid while the pick lives. */
 SLUICE_API const char* sluice_pick_endpoint_id(const sluice_pick* pick, size_t* len);
+/* Leading prefix blocks the endpoint was believed to hold (Pick::matched_blocks). */
 SLUICE_API int64_t sluice_pick_matched_blocks(const sluice_pick* pick);
 /* Reports how the attempt ended (Pick::Complete; only the first report counts). `failure` is a
  * sluice_failure (below): SLUICE_FAIL_NONE classifies `http_status` as sluice_classify does

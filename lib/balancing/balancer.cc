@@ -140,7 +140,7 @@ std::shared_ptr<const CompletionPolicy> PolicyOf(const Balancer::Options& o, con
 }  // namespace
 
 BalancerCore::BalancerCore(const Balancer::Options& o, const Clock* c)
-    : options(o), clock(c), policy_(PolicyOf(o, c)), resident_(o.kv_session_half_life),
+    : options(o), clock(c), policy_(PolicyOf(o, c)), resident_(o.kv_session_half_life, PrefixIndex::kDefaultGroupBlocks),
       rng_(o.seed != 0 ? o.seed : std::random_device()()) {}
 
 bool BalancerCore::UsesPrefixIndex() const {
@@ -384,6 +384,11 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(const Options& option
                                                               options.redis_refresh);
       routes->MaybeRefresh(clock->NowNanos());  // the fleet's newest routes, for the first picks
       core->set_cluster_routes(std::move(routes));
+    }
+    if (options.strategy == Balancer::Strategy::kRoundRobin) {
+      auto cursor = std::make_unique<internal::ClusterCursor>(options.redis, options.redis_name);
+      (void)cursor->Take(clock->NowNanos());  // draws the first pick's turn
+      core->set_cluster_cursor(std::move(cursor));
     }
   }
   return std::unique_ptr<Balancer>(new Balancer(std::move(core)));

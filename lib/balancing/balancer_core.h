@@ -18,6 +18,7 @@
 #include "balancing/cluster_routes.h"
 #include "balancing/endpoint_holds.h"
 #include "balancing/prefix_index.h"
+#include "balancing/cluster_cursor.h"
 #include "balancing/resident_tokens.h"
 #include "balancing/shared_route_log.h"
 #include "sluice/balancer.h"
@@ -59,6 +60,10 @@ class BalancerCore {
   // Cluster scope with a prefix strategy: called once by Balancer::Create, before any pick.
   void set_cluster_routes(std::unique_ptr<ClusterRoutes> routes) {
     cluster_routes_ = std::move(routes);
+  }
+  // Cluster scope with kRoundRobin: called once by Balancer::Create, before any pick.
+  void set_cluster_cursor(std::unique_ptr<ClusterCursor> cursor) {
+    cluster_cursor_ = std::move(cursor);
   }
 
  private:
@@ -121,9 +126,12 @@ class BalancerCore {
   // Cluster scope with a prefix strategy: the fleet's routes through Redis (null otherwise). Set
   // once, before the first pick; thread-safe itself.
   std::unique_ptr<ClusterRoutes> cluster_routes_;
+  // Cluster scope with kRoundRobin: the fleet's round-robin turns (null otherwise). Set once,
+  // before the first pick; thread-safe itself.
+  std::unique_ptr<ClusterCursor> cluster_cursor_;
   mutable Mutex mu_;
   std::vector<std::shared_ptr<State>> endpoints_ ABSL_GUARDED_BY(mu_);
-  PrefixIndex index_ ABSL_GUARDED_BY(mu_);
+  PrefixIndex index_ ABSL_GUARDED_BY(mu_){PrefixIndex::kDefaultGroupBlocks};
   ResidentTokens resident_ ABSL_GUARDED_BY(mu_);
   uint64_t free_slots_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};
   std::vector<std::pair<uint64_t, State*>> ring_ ABSL_GUARDED_BY(mu_);  // sorted by hash

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -140,6 +141,13 @@ size_t BalancerCore::LeastLoaded(Eligible eligible) {
 }
 
 size_t BalancerCore::RoundRobin() {
+  // Cluster scope: the fleet's turns, drawn from Redis a pick ahead (none drawn yet: the host's
+  // or the process's cursor).
+  if (cluster_cursor_ != nullptr) {
+    if (std::optional<uint64_t> turn = cluster_cursor_->Take(clock->NowNanos())) {
+      return *turn % candidates_.size();
+    }
+  }
   // Host scope: one cursor for the host's processes, so its workers take the endpoints in turn
   // together (a full table keeps the process's own cursor).
   if (host_holds_ != nullptr) {

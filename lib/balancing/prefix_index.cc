@@ -4,9 +4,25 @@
 #include <deque>
 #include <utility>
 
+#include "absl/base/internal/raw_logging.h"
+
 namespace sluice {
 inline namespace v1 {
 namespace internal {
+
+PrefixIndex::PrefixIndex(int64_t group_blocks) : group_blocks_(group_blocks) {
+  ABSL_RAW_CHECK(group_blocks >= 1 && group_blocks <= 64,
+                 "PrefixIndex: group_blocks must be in [1, 64]");
+}
+
+size_t PrefixIndex::GroupsIn(size_t blocks) const {
+  const size_t g = static_cast<size_t>(group_blocks_);
+  return (blocks + g - 1) / g;
+}
+
+size_t PrefixIndex::GroupEnd(size_t group, size_t blocks) const {
+  return std::min((group + 1) * static_cast<size_t>(group_blocks_), blocks) - 1;
+}
 
 uint64_t PrefixIndex::HoldersOf(uint64_t block, uint64_t mask) const {
   auto it = blocks_.find(block);
@@ -15,11 +31,20 @@ uint64_t PrefixIndex::HoldersOf(uint64_t block, uint64_t mask) const {
 
 bool PrefixIndex::BranchesAt(absl::Span<const uint64_t> blocks, int64_t matched) const {
   if (matched < 1 || matched > static_cast<int64_t>(blocks.size())) return false;
-  auto it = blocks_.find(blocks[static_cast<size_t>(matched) - 1]);
+  // The group ending at blocks[matched - 1], or the last full group before it.
+  const size_t n = blocks.size();
+  size_t group = static_cast<size_t>(matched) / static_cast<size_t>(group_blocks_);
+  if (static_cast<size_t>(matched) == n) {
+    group = GroupsIn(n);
+  } else if (group == 0) {
+    return false;
+  }
+  --group;
+  auto it = blocks_.find(blocks[GroupEnd(group, n)]);
   if (it == blocks_.end()) return false;
   const BlockInfo& info = it->second;
   // 0 stands for "the request ends here": any full successor then differs from it.
-  const uint64_t next = matched < static_cast<int64_t>(blocks.size()) ? blocks[static_cast<size_t>(matched)] : 0;
+  const uint64_t next = group + 1 < GroupsIn(n) ? blocks[GroupEnd(group + 1, n)] : 0;
   return info.successors || info.lasts || (info.successor != 0 && info.successor != next);
 }
 
@@ -36,20 +61,21 @@ void PrefixIndex::RecordSuccessor(BlockInfo& info, uint64_t next, bool ends_requ
 PrefixIndex::Match PrefixIndex::LongestMatch(absl::Span<const uint64_t> blocks,
                                              uint64_t mask) const {
   if (blocks.empty() || mask == 0) return {};
-  uint64_t held = HoldersOf(blocks[0], mask);
+  const size_t n = blocks.size();
+  uint64_t held = HoldersOf(blocks[GroupEnd(0, n)], mask);
   if (held == 0) return {};
-  // Invariant: blocks[lo] is held by `held`; blocks[hi] is not held (or hi is the end).
-  size_t lo = 0, hi = blocks.size();
+  // Invariant: group lo is held by `held`; group hi is not held (or hi is the end).
+  size_t lo = 0, hi = GroupsIn(n);
   while (hi - lo > 1) {
     const size_t mid = lo + (hi - lo) / 2;
-    if (const uint64_t h = HoldersOf(blocks[mid], mask); h != 0) {
+    if (const uint64_t h = HoldersOf(blocks[GroupEnd(mid, n)], mask); h != 0) {
       lo = mid;
       held = h;
     } else {
       hi = mid;
     }
   }
-  return {static_cast<int64_t>(lo) + 1, held};
+  return {static_cast<int64_t>(GroupEnd(lo, n)) + 1, held};
 }
 
 uint64_t& PrefixIndex::StampOf(BlockInfo& info, SlotLru& lru, int slot, uint64_t block) {
@@ -59,9 +85,10 @@ uint64_t& PrefixIndex::StampOf(BlockInfo& info, SlotLru& lru, int slot, uint64_t
 void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t capacity) {
   SlotLru& lru = slots_[slot];
   const uint64_t bit = uint64_t{1} << slot;
-  // A block touched within the last quarter of the capacity is young enough: skipping its
-  // re-touch keeps a repeated prompt cheap and cannot get it evicted before older blocks.
-  const uint64_t young = static_cast<uint64_t>(std::max<int64_t>(1, capacity / 4));
+  // A group touched within the last quarter of the capacity (counted in groups, as stamps are)
+  // is young enough: skipping its re-touch keeps a repeated prompt cheap and cannot get it
+  // evicted before older groups.
+  const uint64_t young = static_cast<uint64_t>(std::max<int64_t>(1, capacity / group_blocks_ / 4));
   if (blocks.empty()) return;
   // Block i's hash covers blocks 0..i, so whoever last touched the deepest block touched this
   // whole path then (or found it younger still). If that was recent, the path is young: done.
@@ -70,26 +97,30 @@ void PrefixIndex::Touch(int slot, absl::Span<const uint64_t> blocks, int64_t cap
       lru.clock - StampOf(deepest->second, lru, slot, blocks.back()) < young) {
     return;
   }
-  // Deepest first, so a path's shallow blocks end up the most recent and are evicted last.
-  for (size_t i = blocks.size(); i-- > 0;) {
-    BlockInfo& info = blocks_[blocks[i]];
-    if (i + 1 < blocks.size()) RecordSuccessor(info, blocks[i + 1], i + 2 == blocks.size());
+  // Deepest first, so a path's shallow groups end up the most recent and are evicted last.
+  const size_t n = blocks.size();
+  const size_t groups = GroupsIn(n);
+  for (size_t g = groups; g-- > 0;) {
+    const uint64_t key = blocks[GroupEnd(g, n)];
+    BlockInfo& info = blocks_[key];
+    if (g + 1 < groups) RecordSuccessor(info, blocks[GroupEnd(g + 1, n)], g + 2 == groups);
     const uint64_t stamp = ++lru.clock;
     if ((info.holders & bit) == 0) {
       info.holders |= bit;
-      ++lru.held;
+      info.span = static_cast<uint8_t>(GroupEnd(g, n) - g * static_cast<size_t>(group_blocks_) + 1);
+      lru.held += info.span;
       if (info.owner < 0) {
         info.owner = static_cast<int8_t>(slot);
         info.owner_stamp = stamp;
       } else {
-        lru.stamps.insert_or_assign(blocks[i], stamp);
+        lru.stamps.insert_or_assign(key, stamp);
       }
-    } else if (uint64_t& last = StampOf(info, lru, slot, blocks[i]); stamp - last >= young) {
+    } else if (uint64_t& last = StampOf(info, lru, slot, key); stamp - last >= young) {
       last = stamp;
     } else {
       continue;
     }
-    lru.order.emplace_back(blocks[i], stamp);
+    lru.order.emplace_back(key, stamp);
   }
   Evict(slot, capacity);
 }
@@ -111,13 +142,14 @@ void PrefixIndex::Evict(int slot, int64_t capacity) {
       if (own->second != stamp) continue;  // re-touched since
       lru.stamps.erase(own);
     }
-    --lru.held;
+    lru.held -= info.span;
     if ((info.holders &= ~bit) == 0) blocks_.erase(it);
   }
-  // Stale entries pile up when blocks are re-touched without evictions; drop them once the queue
-  // is twice as long as it needs to be. Every stamp a slot gives is queued, so the live entries
-  // are the queue's entries whose stamp is still the block's, already oldest first.
-  if (lru.order.size() > 2 * static_cast<size_t>(lru.held) + 1024) {
+  // Stale entries pile up when groups are re-touched without evictions; drop them once the queue
+  // is about twice as long as it needs to be (a group holds up to group_blocks of the held
+  // blocks). Every stamp a slot gives is queued, so the live entries are the queue's entries
+  // whose stamp is still the group's, already oldest first.
+  if (lru.order.size() > 2 * static_cast<size_t>(lru.held / group_blocks_) + 1024) {
     std::deque<std::pair<uint64_t, uint64_t>> live;
     for (const auto& [block, stamp] : lru.order) {
       auto it = blocks_.find(block);

@@ -16,9 +16,13 @@ const ResidentTokens::Session* ResidentTokens::Find(absl::Span<const uint64_t> b
                                                     int64_t matched, uint64_t* key) const {
   *key = 0;
   // The previous turn's key is its second-to-last block. Its last block was usually partial
-  // (this turn's differs, so the match stops right after the key), or full (matched too).
-  for (int64_t at : {matched - 1, matched - 2}) {
-    if (at < 0 || at >= static_cast<int64_t>(blocks.size())) continue;
+  // (this turn's differs), so the match stops at the last group end at or before the key; or
+  // it was full, and matched too (the key is one block before the match's end). Deepest first:
+  // a deeper key is a longer shared history, so the likelier the same conversation.
+  const int64_t deepest = std::min<int64_t>(matched + group_blocks_ - 2,
+                                            static_cast<int64_t>(blocks.size()) - 1);
+  for (int64_t at = deepest; at >= matched - 2; --at) {
+    if (at < 0) break;
     auto it = sessions_.find(blocks[static_cast<size_t>(at)]);
     if (it != sessions_.end()) {
       *key = it->first;

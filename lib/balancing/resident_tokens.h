@@ -35,12 +35,15 @@ class ResidentTokens {
     bool counted = false;  // a continued conversation: its tokens are in its slot's sum
   };
 
-  explicit ResidentTokens(absl::Duration half_life)
-      : half_life_nanos_(static_cast<double>(absl::ToInt64Nanoseconds(half_life))) {}
+  // `group_blocks`: the prefix index's (>= 1), whose matches end at group ends.
+  ResidentTokens(absl::Duration half_life, int64_t group_blocks)
+      : half_life_nanos_(static_cast<double>(absl::ToInt64Nanoseconds(half_life))),
+        group_blocks_(group_blocks) {}
 
   // The conversation a request continues, found by the key its previous turn left: that turn's
-  // last full block, which is where a request that matches `matched` leading blocks (its
-  // longest match anywhere, not at a branch) stops matching or one block before. Writes its key
+  // last full block. A request whose longest match anywhere (not at a branch) is `matched`
+  // leading blocks finds it one block before the match's end, or within the group after it (the
+  // index matches whole groups, and the previous turn's last group was partial). Writes its key
   // to *key; nullptr (and *key = 0) when none.
   const Session* Find(absl::Span<const uint64_t> blocks, int64_t matched, uint64_t* key) const;
 
@@ -71,6 +74,7 @@ class ResidentTokens {
   }
 
   const double half_life_nanos_;
+  const int64_t group_blocks_;
   std::array<Sum, PrefixIndex::kMaxSlots> sums_{};
   absl::flat_hash_map<uint64_t, Session> sessions_;
   std::deque<std::pair<uint64_t, int64_t>> order_;  // (key, at), oldest first; stale if re-routed

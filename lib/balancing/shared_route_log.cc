@@ -9,7 +9,6 @@
 #include <cstring>
 #include <random>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 #define XXH_INLINE_ALL

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,16 +28,24 @@ const std::string& RegionName() {
   return name;
 }
 
-void RemoveRegion() { (void)sluice::RemoveSharedRegion(SharedRouteLog::RegionNameFor(RegionName())); }
+struct OpenLog {
+  SharedRouteLog* log;
+  int fd;  // the region's file, opened before its name was removed
+};
 
-SharedRouteLog& Log() {
-  static SharedRouteLog* log = [] {
-    auto opened = SharedRouteLog::Open(RegionName(), sluice::PrefixHashOptions{});
-    FUZZ_CHECK(opened.ok());
-    std::atexit(RemoveRegion);
-    return opened->release();  // lives as long as the process
+// The log and a descriptor of its file. The name is removed at once (the mapping and the
+// descriptor keep the file), so no run leaves a file in /dev/shm, however it ends.
+const OpenLog& Log() {
+  static const OpenLog opened = [] {
+    auto log = SharedRouteLog::Open(RegionName(), sluice::PrefixHashOptions{});
+    FUZZ_CHECK(log.ok());
+    const std::string region = SharedRouteLog::RegionNameFor(RegionName());
+    const int fd = open(("/dev/shm/sluice." + region).c_str(), O_RDWR);
+    FUZZ_CHECK(fd >= 0);
+    FUZZ_CHECK(sluice::RemoveSharedRegion(region).ok());
+    return OpenLog{log->release(), fd};  // both live as long as the process
   }();
-  return *log;
+  return opened;
 }
 
 void FuzzEntry(std::string_view bytes) {
@@ -50,16 +57,11 @@ void FuzzEntry(std::string_view bytes) {
 }
 
 void FuzzRing(std::string_view bytes) {
-  SharedRouteLog& log = Log();
-  static const std::string path =
-      "/dev/shm/sluice." + SharedRouteLog::RegionNameFor(RegionName());
-  const int fd = open(path.c_str(), O_RDWR);
-  FUZZ_CHECK(fd >= 0);
+  SharedRouteLog& log = *Log().log;
   // After the region's 4 KiB header: the head word, then the ring (bounded by the file's size).
   const size_t room = static_cast<size_t>(8 + log.records() * 264) * 8;
   const size_t n = std::min(bytes.size(), room);
-  FUZZ_CHECK(pwrite(fd, bytes.data(), n, 4096) == static_cast<ssize_t>(n));
-  close(fd);
+  FUZZ_CHECK(pwrite(Log().fd, bytes.data(), n, 4096) == static_cast<ssize_t>(n));
   const int64_t max_blocks = std::min<int64_t>(sluice::PrefixHashOptions{}.max_blocks,
                                                SharedRouteLog::kMaxRecordBlocks);
   log.ReplayNew([&](const SharedRouteLog::Route& route) {

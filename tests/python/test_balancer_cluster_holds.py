@@ -64,6 +64,28 @@ def test_a_conversations_next_turn_on_another_host_goes_where_its_last_turn_went
         pick.complete(status=200)
 
 
+def test_round_robin_turns_are_taken_fleet_wide(redis_server):
+    # Six hosts that pick once each: drawn from one Redis counter, the turns spread them 2, 2, 2
+    # over a, b, c. Alone (no redis=), each host's own cursor starts at "a", and all six go there.
+    def picks(fleet):
+        hosts = []
+        for _ in range(6):
+            store = _store(redis_server.port)
+            b = sluice.Balancer("round_robin", **({"redis": store, "redis_name": "rr"} if fleet else {}))
+            for endpoint in ("a", "b", "c"):
+                b.add_endpoint(endpoint)
+            store.check()  # its first turn, drawn when it was made, is in
+            hosts.append(b)
+        chosen = []
+        for b in hosts:
+            with b.pick() as pick:
+                chosen.append(pick.endpoint_id)
+        return sorted(chosen)
+
+    assert picks(fleet=True) == ["a", "a", "b", "b", "c", "c"]
+    assert picks(fleet=False) == ["a"] * 6
+
+
 def test_a_cooldown_on_one_host_is_seen_by_another(redis_server):
     one, two = _balancer(redis_server.port), _balancer(redis_server.port)
     one.cooldown("a", 120.0)

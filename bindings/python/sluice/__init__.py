@@ -503,6 +503,9 @@ class TokenBudget(_core.TokenBudget):
         raise RateLimited(reservation.decision)
 
 
+_core_pick = _core.Balancer.pick
+
+
 class Balancer(_core.Balancer):
     __doc__ = _core.Balancer.__doc__
 
@@ -516,4 +519,8 @@ class Balancer(_core.Balancer):
         """
         if isinstance(body, str):
             body = body.encode()
-        return super().pick(body, model=model, affinity_key=affinity_key)
+        # Keywords cost pybind11 ~0.3 us a call, and most picks pass none; anything else (a wrong
+        # type included, for pybind11 to refuse) goes through them.
+        if type(model) is str and type(affinity_key) is str and not model and not affinity_key:
+            return _core_pick(self, body)
+        return _core_pick(self, body, model=model, affinity_key=affinity_key)

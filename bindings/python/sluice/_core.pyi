@@ -653,7 +653,11 @@ class Pick:
         ...
     @property
     def matched_blocks(self) -> int:
-        ...
+        """
+        Leading prefix blocks the endpoint was believed to hold (prefix
+        strategies): a multiple of 4, as the index keys groups of 4 blocks,
+        or all of the request's blocks.
+        """
 class Balancer:
     """
     Picks one of N LLM endpoints per request (see include/sluice/balancer.h for every rule):

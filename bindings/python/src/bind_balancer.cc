@@ -192,7 +192,10 @@ inside); a Pick collected without completion counts as abandoned.)doc")
                              })
       .def("label", [](const Pick& p, const std::string& name) { return std::string(p.label(name)); },
            py::arg("name"), "The endpoint's label, or '' if it has none by that name.")
-      .def_property_readonly("matched_blocks", &Pick::matched_blocks)
+      .def_property_readonly("matched_blocks", &Pick::matched_blocks,
+                             "Leading prefix blocks the endpoint was believed to hold (prefix\n"
+                             "strategies): a multiple of 4, as the index keys groups of 4 blocks,\n"
+                             "or all of the request's blocks.")
       .def_property_readonly("completed", &Pick::completed)
       .def(
           "complete",

@@ -18,12 +18,12 @@
 #include "sluice/balancer.h"
 #include "sluice/redis_store.h"
 #include "balancing/balancer_scope_support.h"
-#include "balancing/balancer_scope_support.h"
 #include "test_support.h"
 
 using sluice::Balancer;
 using sluice::ManualClock;
 using sluice::PickRequest;
+using sluice_test::kBlocksPerTurn;
 using sluice_test::PickAndComplete;
 using sluice_test::Routed;
 using sluice_test::Turn;
@@ -74,7 +74,7 @@ int MovedAcross(Host& first, Host& second, uint64_t n, uint64_t from = 1) {
   int moved = 0;
   for (uint64_t c = from; c < from + n; ++c) {
     const Routed r = PickAndComplete(*second.balancer, Turn(c, 1));
-    moved += r.endpoint != where[c] || r.matched != 3;
+    moved += r.endpoint != where[c] || r.matched != kBlocksPerTurn;
   }
   return moved;
 }
@@ -104,7 +104,7 @@ TEST_CASE("cluster routes: a host started later reads the fleet's newest routes"
     CAPTURE(c);
     const Routed r = PickAndComplete(*later.balancer, Turn(c, 1));
     CHECK(r.endpoint == where[c]);
-    CHECK(r.matched == 3);
+    CHECK(r.matched == kBlocksPerTurn);
   }
 }
 
@@ -157,5 +157,5 @@ TEST_CASE("cluster routes: a balancer and its store let go while a read is under
   }
   Host last(redis.port());
   last.Flush();
-  CHECK(PickAndComplete(*last.balancer, Turn(1, 1)).matched == 3);
+  CHECK(PickAndComplete(*last.balancer, Turn(1, 1)).matched == kBlocksPerTurn);
 }

@@ -21,6 +21,7 @@
 using sluice::Balancer;
 using sluice::ManualClock;
 using sluice::PickRequest;
+using sluice_test::kBlocksPerTurn;
 using sluice_test::PickAndComplete;
 using sluice_test::Routed;
 using sluice_test::Turn;
@@ -97,7 +98,7 @@ TEST_CASE("host scope: a worker started later relearns the host's recent routes"
     CAPTURE(c);
     const Routed r = PickAndComplete(*restarted, Turn(c, 1));
     CHECK(r.endpoint == where[c]);
-    CHECK(r.matched == 3);
+    CHECK(r.matched == kBlocksPerTurn);
   }
 }
 
@@ -113,7 +114,7 @@ TEST_CASE("host scope: a worker a ring behind loses the oldest routes and keeps 
   for (int i = 0; i < 20; ++i) PickAndComplete(*idle, {});
   const Routed newest = PickAndComplete(*idle, Turn(2000, 1));
   CHECK(newest.endpoint == where[2000]);
-  CHECK(newest.matched == 3);
+  CHECK(newest.matched == kBlocksPerTurn);
   CHECK(PickAndComplete(*idle, Turn(1, 1)).matched == 0);  // overwritten before it was read
 }
 
@@ -195,7 +196,7 @@ TEST_CASE("host scope fork: a forked worker's routes reach its parent through th
   REQUIRE(waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
-  for (uint64_t c = 100; c < 108; ++c) CHECK(PickAndComplete(*here, Turn(c, 1)).matched == 3);
+  for (uint64_t c = 100; c < 108; ++c) CHECK(PickAndComplete(*here, Turn(c, 1)).matched == kBlocksPerTurn);
 }
 
 TEST_CASE("host scope fork: a worker forked while another thread picks shares routes both ways") {
@@ -234,7 +235,7 @@ TEST_CASE("host scope fork: a worker forked while another thread picks shares ro
     // Catch up (64 routes a pick; the parent's thread wrote many), then the next turn.
     for (int i = 0; ok && i < 40; ++i) ok = (*there)->PickEndpoint(PickRequest{}).ok();
     auto next = (*there)->PickEndpoint({.prefix_blocks = Turn(2, 1)});
-    _exit(ok && next.ok() && next->matched_blocks() == 3 ? 0 : 1);
+    _exit(ok && next.ok() && next->matched_blocks() == kBlocksPerTurn ? 0 : 1);
   }
   char name[8] = {};
   REQUIRE(read(to_parent[0], name, 2) == 2);
@@ -242,7 +243,7 @@ TEST_CASE("host scope fork: a worker forked while another thread picks shares ro
   picker.join();
   const Routed next = PickAndComplete(*here, Turn(1, 1));
   CHECK(next.endpoint == std::string(name, 2));
-  CHECK(next.matched == 3);
+  CHECK(next.matched == kBlocksPerTurn);
   PickAndComplete(*here, Turn(2, 0));
   REQUIRE(write(to_child[1], "x", 1) == 1);
   int status = 0;
@@ -274,5 +275,5 @@ TEST_CASE("host scope: workers picking on threads at once share routes without t
     for (int i = 0; i < 20; ++i) PickAndComplete(*workers[w], {});  // catch up
   }
   const Routed r = PickAndComplete(*workers[0], Turn(300 * 8 + 2, 0));
-  CHECK(r.matched == 3);
+  CHECK(r.matched == kBlocksPerTurn);
 }

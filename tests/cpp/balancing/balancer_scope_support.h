@@ -16,11 +16,15 @@
 
 namespace sluice_test {
 
-// Turn `turn` of conversation `id`: its history so far, 3 blocks a turn, no block shared with
-// another conversation.
+// Blocks a turn adds: one of the prefix index's groups (PrefixIndex::kDefaultGroupBlocks), so a
+// turn's history is whole groups and its next turn matches all of it.
+constexpr int kBlocksPerTurn = 4;
+
+// Turn `turn` of conversation `id`: its history so far, kBlocksPerTurn blocks a turn, no block
+// shared with another conversation.
 inline std::vector<uint64_t> Turn(uint64_t id, int turn) {
   std::vector<uint64_t> blocks;
-  for (int i = 0; i < 3 * (turn + 1); ++i) blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
+  for (int i = 0; i < kBlocksPerTurn * (turn + 1); ++i) blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
   return blocks;
 }
 

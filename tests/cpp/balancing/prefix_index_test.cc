@@ -141,3 +141,90 @@ TEST_CASE("prefix index: a dropped slot's shared blocks stay with the other hold
   CHECK(index.LongestMatch(path, 2).blocks == 2);
   CHECK(index.LongestMatch(path, 4).blocks == 2);
 }
+
+namespace {
+
+// The hashes an index of `group`-block groups keys a request by: each group's last block.
+std::vector<uint64_t> GroupEnds(const std::vector<uint64_t>& blocks, size_t group) {
+  std::vector<uint64_t> ends;
+  for (size_t end = group; end < blocks.size() + group; end += group) {
+    ends.push_back(blocks[std::min(end, blocks.size()) - 1]);
+  }
+  return ends;
+}
+
+// Replays random touches and drops into an index of 4-block groups and into a 1-block index fed
+// only the group ends, and checks that they agree on every match, holder set and branch. With
+// `whole_groups`, every request is whole groups, so each group holds 4 blocks and the grouped
+// index's capacity of 4 x `capacity` blocks evicts exactly as the other's `capacity` does.
+void ReplayGrouped(uint32_t seed, int64_t capacity, bool whole_groups) {
+  constexpr size_t kGroup = 4;
+  std::mt19937 rng(seed);
+  PrefixIndex grouped(kGroup), ends_only(1);
+  std::vector<std::vector<uint64_t>> pool;
+  for (int p = 0; p < 30; ++p) {
+    const uint64_t root = rng() % 3;
+    const size_t shared = 1 + rng() % 10, length = std::max(kGroup, shared + rng() % 30);
+    std::vector<uint64_t> blocks;
+    for (size_t i = 0; i < length; ++i) {
+      blocks.push_back(i < shared ? (root + 1) * 1000 + i : (uint64_t{1} << 32) * (p + 1) + i);
+    }
+    pool.push_back(std::move(blocks));
+  }
+  auto request = [&](size_t path) {
+    std::vector<uint64_t> blocks = pool[path];
+    const size_t length = 1 + rng() % blocks.size();
+    blocks.resize(whole_groups ? std::max(kGroup, length / kGroup * kGroup) : length);
+    return blocks;
+  };
+  for (int step = 0; step < 2000; ++step) {
+    const int slot = static_cast<int>(rng() % 4);
+    if (rng() % 60 == 0) {
+      grouped.Drop(slot);
+      ends_only.Drop(slot);
+    } else {
+      const std::vector<uint64_t> blocks = request(rng() % pool.size());
+      grouped.Touch(slot, blocks, capacity * static_cast<int64_t>(kGroup));
+      ends_only.Touch(slot, GroupEnds(blocks, kGroup), capacity);
+    }
+    const std::vector<uint64_t> asked = request(rng() % pool.size());
+    const std::vector<uint64_t> asked_ends = GroupEnds(asked, kGroup);
+    const uint64_t mask = rng() % 16;
+    INFO("seed " << seed << ", step " << step << ", mask " << mask);
+    const PrefixIndex::Match fine = grouped.LongestMatch(asked, mask);
+    const PrefixIndex::Match coarse = ends_only.LongestMatch(asked_ends, mask);
+    REQUIRE(fine.holders == coarse.holders);
+    REQUIRE(fine.blocks ==
+            (coarse.blocks == 0 ? 0
+                                : std::min<int64_t>(coarse.blocks * kGroup,
+                                                    static_cast<int64_t>(asked.size()))));
+    if (coarse.blocks > 0) {
+      REQUIRE(grouped.BranchesAt(asked, fine.blocks) ==
+              ends_only.BranchesAt(asked_ends, coarse.blocks));
+    }
+    if (whole_groups) {
+      for (int s = 0; s < 4; ++s) REQUIRE(grouped.size(s) == ends_only.size(s) * 4);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("prefix index: groups of 4 blocks behave as an index of the groups' last blocks") {
+  for (uint32_t seed = 1; seed <= 3; ++seed) {
+    ReplayGrouped(seed, /*capacity=*/1 << 20, /*whole_groups=*/false);  // partial last groups
+    ReplayGrouped(seed, /*capacity=*/12, /*whole_groups=*/true);        // evicting
+  }
+}
+
+TEST_CASE("prefix index: a grouped index counts a partial last group's blocks, not the group's") {
+  PrefixIndex index(4);
+  index.Touch(0, {1, 2, 3, 4, 5, 6}, 100);  // a whole group and a partial one of 2 blocks
+  CHECK(index.size(0) == 6);
+  const std::vector<uint64_t> next = {1, 2, 3, 4, 5, 16, 17, 18, 19};
+  CHECK(index.LongestMatch(next, 1).blocks == 4);  // the partial group's end (6) is not next's
+  CHECK(index.LongestMatch({1, 2, 3, 4, 5, 6}, 1).blocks == 6);
+  // At most 7 blocks: the next request's 8 evict the oldest groups until 7 or fewer remain.
+  index.Touch(0, {21, 22, 23, 24, 25, 26, 27, 28}, 7);
+  CHECK(index.size(0) == 4);
+}

@@ -20,8 +20,9 @@ digest of the tuple):
 * the strategy is least request (power of two choices on the host-wide in-flight counts), not
   Dify's shared round-robin cursor: a shared cursor needs a shared counter per pick, while held
   picks already tell every worker which keys are busy, so keys spread across workers without
-  one. ``configure_key_rotation(strategy="round_robin")`` gives round robin: host-wide (one
-  cursor per tuple in host and cluster scope), per process in process scope.
+  one. ``configure_key_rotation(strategy="round_robin")`` gives round robin: host-wide in host
+  scope (one cursor per tuple), fleet-wide in cluster scope (a Redis counter per tuple), per
+  process in process scope.
 * ``invoke_with_key_rotation`` is Dify's ``_round_robin_invoke`` (60 s after a rate limit, 10 s
   after an auth or connection error, then the next key; other errors raised at once), reporting
   every attempt to its Pick, so the cooldowns are the Balancer's own failure cooldowns (set to
