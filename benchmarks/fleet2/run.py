@@ -34,6 +34,7 @@ def configs(quick: bool):
         ("agentic", lambda s: W.agentic(s), 64 * K, False),
         ("heterogeneous", lambda s: W.heterogeneous(s, one_offs=80 if quick else 150), 64 * K, False),
         ("bursty RAG", lambda s: W.rag(s, requests=rag_n, bursty=True), 64 * K, False),
+        ("unshared", lambda s: W.unshared(s, requests=300 if quick else 800), 64 * K, False),
         ("RAG, 4 workers", lambda s: W.rag(s, requests=rag_n, workers=4), 64 * K, False),
         ("RAG, 4 workers shared", lambda s: W.rag(s, requests=rag_n, workers=4), 64 * K, True),
         ("agentic, 4 workers", lambda s: W.agentic(s, workers=4), 64 * K, False),
@@ -192,11 +193,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 seeds, smaller workloads, one KV size in the sweep")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 2)")
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="the first seed (default 1): another set of seeds for a second look")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--json", default=None, help="write the summary and every run's numbers here")
     parser.add_argument("--plot", default="build/fleet2/ttft.png", help="PNG of the TTFT CDFs")
     args = parser.parse_args()
-    seeds = list(range(1, 1 + (args.seeds or (2 if args.quick else 5))))
+    seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (2 if args.quick else 5))))
     started = time.time()
     tasks = [(label, i, seed, strategy, args.quick)
              for i, (label, *_rest) in enumerate(configs(args.quick))

@@ -6,6 +6,7 @@ shared prefixes (`segment_text`)."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -134,6 +135,21 @@ def agentic(seed: int, sessions: int = 40, turns: int = 10, long_sessions: int =
     desc = (f"{replicas} replicas, {sessions} sessions x {turns} turns ({long_sessions} of them {long_turns}), "
             f"200-token shared system prompt, +250 in / 150 out a turn, think {think:g} s")
     return Workload("agentic", replicas, out, workers=workers, description=desc)
+
+
+def unshared(seed: int, requests: int = 800, rate: float = 6.0, replicas: int = 4) -> Workload:
+    """One-off prompts that share nothing (no system prompt, no document, no history): 500 to
+    6,000 tokens, log-uniform, 150 out. Where a cache-aware router can gain nothing, it should
+    lose nothing against least request."""
+    rng = random.Random(seed)
+    ids = _Ids()
+    out = []
+    for t in _poisson_times(rng, rate, requests):
+        tokens = int(round(math.exp(rng.uniform(math.log(500), math.log(6000)))))
+        out.append(Session(t, [Turn([("user", ids(), tokens)], 150, ids())], [], [0]))
+    desc = (f"{replicas} replicas, {requests} one-off prompts sharing nothing, 500-6,000 tokens "
+            f"(log-uniform), 150 out, Poisson {rate:g}/s")
+    return Workload("unshared", replicas, out, description=desc)
 
 
 def heterogeneous(seed: int, chats: int = 80, chat_turns: int = 4, one_offs: int = 150,

@@ -44,8 +44,9 @@
 //                        kv_session_half_life) plus this request's, beyond its
 //                        kv_capacity_blocks; so long sessions that would evict each other's cache
 //                        are not stacked, at the cost of one re-prefill. No match: least loaded
-//                        among the endpoints with room, then the smallest index ("most free
-//                        cache").
+//                        among the endpoints with room, then the fewest prompt tokens in flight
+//                        from this balancer (the prefill queued), then the smallest index ("most
+//                        free cache"). Ties among holders of a match go the same way.
 //   kScored              weighted scores over the candidates: prefix match (the share of the
 //                        prompt held beyond what every candidate holds, 0 for a shared prefix as
 //                        above), queue depth and KV-cache use from the engines' own metrics
@@ -524,6 +525,7 @@ class Balancer::Pick {
   std::shared_ptr<internal::EndpointState> state_;
   std::shared_ptr<const EndpointSpec> spec_;
   int64_t matched_blocks_ = 0;
+  int64_t tokens_ = 0;  // counted in the endpoint's in-flight tokens until Complete
   // Host scope: the pick's lease in the shared region (declared after its owner, so it is
   // released first).
   std::shared_ptr<ConcurrencyLimiter> host_counts_;

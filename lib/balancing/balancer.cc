@@ -459,6 +459,7 @@ Balancer::Pick& Balancer::Pick::operator=(Pick&& other) noexcept {
     state_ = std::move(other.state_);
     spec_ = std::move(other.spec_);
     matched_blocks_ = other.matched_blocks_;
+    tokens_ = other.tokens_;
     host_lease_ = std::move(other.host_lease_);  // the old lease (if any) went with Complete
     host_counts_ = std::move(other.host_counts_);
     cluster_loads_ = std::move(other.cluster_loads_);
@@ -482,6 +483,7 @@ std::string_view Balancer::Pick::label(std::string_view name) const {
 void Balancer::Pick::Complete(const AttemptOutcome& outcome) {
   if (state_ == nullptr) return;
   std::shared_ptr<internal::EndpointState> state = std::move(state_);
+  state->in_flight_tokens.fetch_sub(tokens_, std::memory_order_relaxed);
   (void)host_lease_.Release();  // an expired lease has already stopped counting
   if (cluster_loads_ != nullptr) cluster_loads_->Release(state->cluster_field, cluster_member_);
   state->Complete(outcome);

@@ -74,6 +74,9 @@ struct EndpointState {
   // before the state is published, then constant (the count itself changes).
   std::shared_ptr<std::atomic<int64_t>> others_in_flight;
   std::atomic<int64_t> in_flight{0};
+  // Prompt tokens of this process's picks in flight here (prefix strategies): the prefill work
+  // queued, which breaks ties between equally loaded endpoints.
+  std::atomic<int64_t> in_flight_tokens{0};
   std::atomic<int64_t> picks{0};
   std::atomic<int64_t> cooldown_until{0};  // process scope: nanoseconds on the balancer's clock
   // Outlier ejection: failures in a row that count (5xx, connection, timeout); times ejected

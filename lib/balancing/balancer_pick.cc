@@ -125,15 +125,18 @@ template <typename Eligible>
 size_t BalancerCore::LeastLoaded(Eligible eligible) {
   size_t best = candidates_.size(), ties = 0;
   double best_load = 0;
-  int64_t best_index = 0;
+  int64_t best_tokens = 0, best_index = 0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
     if (!eligible(i)) continue;
     const double load = LoadOf(i);
+    // Ties go to the least prefill queued (prompt tokens in flight), then the smallest index.
+    const int64_t tokens = candidates_[i]->in_flight_tokens.load(std::memory_order_relaxed);
     const int64_t index = candidates_[i]->slot >= 0 ? index_.size(candidates_[i]->slot) : 0;
     if (best == candidates_.size() || load < best_load ||
-        (load == best_load && index < best_index)) {
-      best = i, best_load = load, best_index = index, ties = 1;
-    } else if (load == best_load && index == best_index && rng_() % ++ties == 0) {
+        (load == best_load && (tokens < best_tokens || (tokens == best_tokens && index < best_index)))) {
+      best = i, best_load = load, best_tokens = tokens, best_index = index, ties = 1;
+    } else if (load == best_load && tokens == best_tokens && index == best_index &&
+               rng_() % ++ties == 0) {
       best = i;  // reservoir sampling: each tie equally likely
     }
   }
@@ -456,6 +459,10 @@ absl::StatusOr<Balancer::Pick> BalancerCore::PickEndpoint(const PickRequest& req
   e->in_flight.fetch_add(1, std::memory_order_relaxed);
   e->picks.fetch_add(1, std::memory_order_relaxed);
   Balancer::Pick pick(e, e->spec, matched_);
+  if (UsesPrefixIndex()) {
+    pick.tokens_ = static_cast<int64_t>(kv_.tokens);
+    e->in_flight_tokens.fetch_add(pick.tokens_, std::memory_order_relaxed);
+  }
   if (host_counts_ != nullptr) {
     pick.host_counts_ = host_counts_;
     pick.host_lease_ = host_counts_->TryAcquire(e->spec->id);  // refused: counted locally only
