@@ -140,7 +140,10 @@ std::shared_ptr<const CompletionPolicy> PolicyOf(const Balancer::Options& o, con
 }  // namespace
 
 BalancerCore::BalancerCore(const Balancer::Options& o, const Clock* c)
-    : options(o), clock(c), policy_(PolicyOf(o, c)), resident_(o.kv_session_half_life, PrefixIndex::kDefaultGroupBlocks),
+    : options(o),
+      clock(c),
+      policy_(PolicyOf(o, c)),
+      resident_(o.kv_session_half_life, PrefixIndex::kDefaultGroupBlocks),
       rng_(o.seed != 0 ? o.seed : std::random_device()()) {}
 
 bool BalancerCore::UsesPrefixIndex() const {

@@ -132,8 +132,8 @@ size_t BalancerCore::LeastLoaded(Eligible eligible) {
     // Ties go to the least prefill queued (prompt tokens in flight), then the smallest index.
     const int64_t tokens = candidates_[i]->in_flight_tokens.load(std::memory_order_relaxed);
     const int64_t index = candidates_[i]->slot >= 0 ? index_.size(candidates_[i]->slot) : 0;
-    if (best == candidates_.size() || load < best_load ||
-        (load == best_load && (tokens < best_tokens || (tokens == best_tokens && index < best_index)))) {
+    const bool fewer = tokens < best_tokens || (tokens == best_tokens && index < best_index);
+    if (best == candidates_.size() || load < best_load || (load == best_load && fewer)) {
       best = i, best_load = load, best_tokens = tokens, best_index = index, ties = 1;
     } else if (load == best_load && tokens == best_tokens && index == best_index &&
                rng_() % ++ties == 0) {

@@ -39,7 +39,9 @@ struct Host {
       o.redis_name = "fleet";
     }
     balancer = Value(Balancer::Create(o, &clock));
-    for (int i = 0; i < 4; ++i) REQUIRE(balancer->AddEndpoint({.id = "e" + std::to_string(i)}).ok());
+    for (int i = 0; i < 4; ++i) {
+      REQUIRE(balancer->AddEndpoint({.id = "e" + std::to_string(i)}).ok());
+    }
   }
 
   // Waits until every command this host sent so far is answered (its draws applied).
@@ -126,7 +128,7 @@ TEST_CASE("cluster cursor: Redis down, picks go on, and after the restart turns 
   }
   REQUIRE(redis.Restart());
   for (auto& h : hosts) {
-    h->Flush();             // reconnected
+    h->Flush();                  // reconnected
     (void)h->PickAndComplete();  // draws again
     h->Flush();
   }

@@ -196,7 +196,9 @@ TEST_CASE("host scope fork: a forked worker's routes reach its parent through th
   REQUIRE(waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
-  for (uint64_t c = 100; c < 108; ++c) CHECK(PickAndComplete(*here, Turn(c, 1)).matched == kBlocksPerTurn);
+  for (uint64_t c = 100; c < 108; ++c) {
+    CHECK(PickAndComplete(*here, Turn(c, 1)).matched == kBlocksPerTurn);
+  }
 }
 
 TEST_CASE("host scope fork: a worker forked while another thread picks shares routes both ways") {

@@ -24,7 +24,9 @@ constexpr int kBlocksPerTurn = 4;
 // shared with another conversation.
 inline std::vector<uint64_t> Turn(uint64_t id, int turn) {
   std::vector<uint64_t> blocks;
-  for (int i = 0; i < kBlocksPerTurn * (turn + 1); ++i) blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
+  for (int i = 0; i < kBlocksPerTurn * (turn + 1); ++i) {
+    blocks.push_back(id << 20 | static_cast<uint64_t>(i + 1));
+  }
   return blocks;
 }
 
