@@ -1,6 +1,5 @@
 #include "balancing/cluster_cursor.h"
 
-#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -27,8 +26,7 @@ return turn
 ClusterCursor::ClusterCursor(std::shared_ptr<RedisStore> store, const std::string& redis_name)
     : store_(std::move(store)),
       key_(absl::StrCat(store_->options().key_prefix, ":{lb:", redis_name, "}:cursor")),
-      patience_nanos_(
-          absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(*store_)))),
+      patience_nanos_(ReadPatienceNanos(*store_)),
       drawn_(std::make_shared<Drawn>()) {}
 
 std::optional<uint64_t> ClusterCursor::Take(int64_t now) {

@@ -92,8 +92,7 @@ ClusterHolds::ClusterHolds(std::shared_ptr<RedisStore> store, const std::string&
     : store_(std::move(store)),
       key_(absl::StrCat(store_->options().key_prefix, ":{lb:", redis_name, "}:holds")),
       refresh_nanos_(absl::ToInt64Nanoseconds(refresh)),
-      read_patience_nanos_(
-          absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(*store_)))),
+      read_patience_nanos_(ReadPatienceNanos(*store_)),
       clock_(clock),
       mirror_(std::make_shared<Mirror>(clock)) {}
 

@@ -59,8 +59,7 @@ ClusterLoads::ClusterLoads(std::shared_ptr<RedisStore> store, const std::string&
       nonce_(std::random_device{}() | 1),
       lease_(lease),
       refresh_nanos_(absl::ToInt64Nanoseconds(refresh)),
-      patience_nanos_(
-          absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(*store_)))),
+      patience_nanos_(ReadPatienceNanos(*store_)),
       sums_(std::make_shared<Sums>()) {}
 
 std::string ClusterLoads::Tag() const {

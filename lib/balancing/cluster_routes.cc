@@ -97,8 +97,7 @@ ClusterRoutes::ClusterRoutes(std::shared_ptr<RedisStore> store, const std::strin
     : store_(std::move(store)),
       key_(absl::StrCat(store_->options().key_prefix, ":{lb:", redis_name, "}:routes")),
       refresh_nanos_(absl::ToInt64Nanoseconds(refresh)),
-      read_patience_nanos_(
-          absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(*store_)))),
+      read_patience_nanos_(ReadPatienceNanos(*store_)),
       nonce_(std::random_device{}() | 1),
       inbox_(std::make_shared<Inbox>()) {}
 

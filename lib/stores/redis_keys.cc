@@ -37,6 +37,10 @@ absl::Duration ReplyTimeout(const RedisStore& store) {
   return ro.command_timeout + ro.connect_timeout + absl::Milliseconds(1);
 }
 
+int64_t ReadPatienceNanos(const RedisStore& store) {
+  return absl::ToInt64Nanoseconds(std::max(absl::Seconds(1), 4 * ReplyTimeout(store)));
+}
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice

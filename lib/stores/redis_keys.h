@@ -40,6 +40,11 @@ std::string KeyTag(const RedisStore& store, std::string_view redis_name, const K
 // the command timeout, plus the connect timeout that a reconnect may add.
 absl::Duration ReplyTimeout(const RedisStore& store);
 
+// How long an asynchronous read of shared state (the Balancer's holds, loads, routes and
+// round-robin turns) may stay unanswered before the next may start, in nanoseconds: four reply
+// timeouts, at least a second, so a reply lost to a reconnect does not stop reads for good.
+int64_t ReadPatienceNanos(const RedisStore& store);
+
 }  // namespace internal
 }  // namespace v1
 }  // namespace sluice
